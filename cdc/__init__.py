@@ -1,0 +1,1 @@
+"""Change-data-capture: sources, snapshot, transport, sinks, checkpoints, verification."""

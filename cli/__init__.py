@@ -1,0 +1,1 @@
+"""The `strangler` command: wires router, CDC, services and the monolith together."""

@@ -1,0 +1,25 @@
+"""Entry point of the `strangler` command: one Typer group per concern, joined here.
+
+Exit codes: 0 ok, 1 failed, 2 usage, 3 a gate or check not met.
+"""
+
+import typer
+
+app = typer.Typer(
+    name="strangler",
+    help="Move a monolith to services one path at a time.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,  # locals hold DSNs and tokens
+)
+
+# Command groups register below, one line each:
+# app.add_typer(routes_app, name="routes")
+
+
+@app.callback()
+def main() -> None:
+    """Strangler: route, sync and check a monolith-to-services migration."""
+
+
+if __name__ == "__main__":
+    app()

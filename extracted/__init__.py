@@ -1,0 +1,1 @@
+"""Services cut out of the monolith, one folder each (Starlette + SQLAlchemy, own database)."""

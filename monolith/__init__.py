@@ -1,0 +1,1 @@
+"""The legacy shop: a Django + DRF monolith, tangled on purpose (see monolith/TANGLES.md)."""

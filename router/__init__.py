@@ -1,0 +1,1 @@
+"""The strangler proxy: config, matching, balancing, shadowing, breakers, metrics, admin API."""

@@ -1,0 +1,46 @@
+import psycopg2
+import pytest
+
+from devstack import PostgresServer, ServiceUnavailable
+from devstack.postgres import ENV_BINDIR
+
+pytestmark = pytest.mark.postgres
+
+
+def test_server_has_logical_decoding_on_loopback(pg_server: PostgresServer, pg_dsn: str) -> None:
+    with psycopg2.connect(pg_dsn) as conn, conn.cursor() as cur:
+        cur.execute("SHOW wal_level")
+        assert cur.fetchone() == ("logical",)
+        cur.execute("SELECT inet_server_addr()::text")
+        assert cur.fetchone()[0].startswith("127.0.0.1")
+        cur.execute("CREATE TABLE t (id int primary key)")
+        cur.execute("SELECT pg_create_logical_replication_slot('probe', 'pgoutput')")
+        cur.execute("SELECT pg_drop_replication_slot('probe')")
+
+
+def test_databases_are_isolated(pg_server: PostgresServer) -> None:
+    a = pg_server.create_database("iso_a")
+    b = pg_server.create_database("iso_b")
+    with psycopg2.connect(a) as conn, conn.cursor() as cur:
+        cur.execute("CREATE TABLE only_in_a (x int)")
+    with psycopg2.connect(b) as conn, conn.cursor() as cur:
+        cur.execute("SELECT to_regclass('only_in_a')")
+        assert cur.fetchone() == (None,)
+
+
+def test_missing_binaries_say_what_to_install(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    monkeypatch.delenv("STRANGLER_PG_DSN", raising=False)
+    monkeypatch.setenv(ENV_BINDIR, str(tmp_path))
+    with pytest.raises(ServiceUnavailable, match="no initdb"):
+        PostgresServer().start()
+
+
+def test_stop_removes_the_data_folder(pg_server: PostgresServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    monkeypatch.delenv("STRANGLER_PG_DSN", raising=False)
+    server = PostgresServer().start()  # a second, private server
+    datadir = server.datadir
+    assert os.path.isdir(datadir)
+    server.stop()
+    assert not os.path.exists(datadir)
