@@ -8,7 +8,9 @@ pytestmark = pytest.mark.postgres
 
 
 def test_server_has_logical_decoding_on_loopback(pg_server: PostgresServer, pg_dsn: str) -> None:
-    with psycopg2.connect(pg_dsn) as conn, conn.cursor() as cur:
+    conn = psycopg2.connect(pg_dsn)
+    conn.autocommit = True  # a slot cannot be created in a transaction that has written
+    with conn.cursor() as cur:
         cur.execute("SHOW wal_level")
         assert cur.fetchone() == ("logical",)
         cur.execute("SELECT inet_server_addr()::text")
@@ -16,6 +18,7 @@ def test_server_has_logical_decoding_on_loopback(pg_server: PostgresServer, pg_d
         cur.execute("CREATE TABLE t (id int primary key)")
         cur.execute("SELECT pg_create_logical_replication_slot('probe', 'pgoutput')")
         cur.execute("SELECT pg_drop_replication_slot('probe')")
+    conn.close()
 
 
 def test_databases_are_isolated(pg_server: PostgresServer) -> None:
