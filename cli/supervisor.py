@@ -254,7 +254,7 @@ class Supervisor:
                 if time.monotonic() > started + 0.5:
                     progress(f"{proc.name} running (pid {child.pid})")
                     return
-            elif _http_ready(proc.ready_url):
+            elif http_ready(proc.ready_url):
                 progress(f"{proc.name} ready at {proc.base_url}")
                 return
             if time.monotonic() > deadline:
@@ -307,7 +307,7 @@ class Supervisor:
             os.killpg(run.pid, signal.SIGKILL)
 
 
-def _http_ready(url: str) -> bool:
+def http_ready(url: str) -> bool:
     """Whether `url` answers with a status below 500 (the server is up and serving)."""
     try:
         with urllib.request.urlopen(url, timeout=2) as resp:  # noqa: S310 - loopback only
