@@ -106,7 +106,7 @@ class Stack:
     streams: str | None = None
 
     def __post_init__(self) -> None:
-        names = [p.name for p in (*self.setup, *self.processes)]
+        names = [t.name for t in self.setup] + [p.name for p in self.processes]
         dupes = {n for n in names if names.count(n) > 1}
         if dupes:
             raise ValueError(f"stack has duplicate names {sorted(dupes)}; every name must be unique")

@@ -23,7 +23,7 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -157,7 +157,8 @@ class Supervisor:
                 f"a stack from {self.run_dir.parent} is still running: {names}. "
                 "Run `strangler down` first (or `strangler ps` to see it)."
             )
-        for item in (*stack.setup, *stack.processes):
+        items: list[Task | Process] = [*stack.setup, *stack.processes]
+        for item in items:
             if not _binary_found(item.argv[0]):
                 raise MissingBinary(
                     f"{item.name}: `{item.argv[0]}` is not installed or not on PATH"
@@ -207,7 +208,7 @@ class Supervisor:
         return self.running()
 
     @staticmethod
-    def _env(extra: Iterable[tuple[str, str]] | dict[str, str]) -> dict[str, str]:
+    def _env(extra: Mapping[str, str]) -> dict[str, str]:
         env = dict(os.environ)
         env.update(dict(extra))
         env.setdefault("PYTHONUNBUFFERED", "1")
