@@ -191,7 +191,7 @@ def _catalog_env(s: StackSettings) -> dict[str, str]:
 def _cdc_env(s: StackSettings) -> dict[str, str]:
     # the streams file names its databases through these (see streams.yaml)
     env = {**_monolith_env(s), **_catalog_env(s)}
-    env["STRANGLER_MONOLITH_DATABASE_URL"] = (
+    env["MONOLITH_DATABASE_URL"] = (
         s.monolith_database_url or f"sqlite:///{s.state / 'monolith.sqlite3'}"
     )
     if s.streams is not None:
