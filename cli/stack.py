@@ -203,18 +203,17 @@ def build_stack(s: StackSettings, *, mode: str) -> Stack:
     """The stack for `mode` ("embedded" or "real"); the databases differ, the shape not."""
     py = s.python
     setup: list[Task] = [
-        Task(name="monolith-migrate", argv=(py, "-m", "django", "migrate", "--noinput"),
+        Task(name="monolith-migrate", argv=(py, "-m", "monolith", "migrate", "--noinput"),
              env=_monolith_env(s)),
     ]
     if s.seed:
-        setup.append(Task(name="monolith-seed", argv=(py, "-m", "django", "seed", "--size", s.seed),
+        setup.append(Task(name="monolith-seed", argv=(py, "-m", "monolith", "seed", "--size", s.seed),
                           env=_monolith_env(s)))
     processes = [
         Process(
             name="monolith", role="service", port=s.monolith_port, env=_monolith_env(s),
-            argv=(py, "-m", "uvicorn", "monolith.asgi:application", "--host", LOOPBACK,
-                  "--port", str(s.monolith_port), "--no-access-log", "--no-proxy-headers"),
-            ready_path="/api/",
+            argv=(py, "-m", "monolith", "serve", "--host", LOOPBACK, "--port", str(s.monolith_port)),
+            ready_path="/api/categories/",
         ),
         Process(
             name="catalog", role="service", port=s.catalog_port, env=_catalog_env(s),

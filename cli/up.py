@@ -9,6 +9,7 @@ SIGTERM stops everything; a process that dies takes the stack down with its log 
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 import time
 from pathlib import Path
@@ -22,7 +23,7 @@ from rich.table import Table
 from cli import state
 from cli.errors import CLIError, StackError
 from cli.output import err, guarded, out, print_json, progress
-from cli.stack import StackSettings, build_stack, part_present, require_parts
+from cli.stack import Stack, StackSettings, build_stack, part_present, require_parts
 from cli.supervisor import Supervisor, http_ready
 
 app = typer.Typer()
@@ -143,6 +144,9 @@ def print_processes(sup: Supervisor) -> None:
     out.print(table)
 
 
+EMBEDDED_DATA = ("monolith.sqlite3", "catalog.sqlite3", "cdc")
+
+
 @app.command()
 @guarded
 def up(
@@ -151,7 +155,8 @@ def up(
     routes: Annotated[Path, typer.Option(help="Routing table the router serves; loopback upstream URLs in it fix the monolith and catalog ports.")] = Path("routes.yaml"),
     streams: Annotated[Path, typer.Option(help="CDC streams to run (every stream declared).")] = Path("streams.yaml"),
     port: Annotated[int, typer.Option(help="Router port on 127.0.0.1.")] = DEFAULT_PORTS["router"],
-    seed: Annotated[str, typer.Option(help="Monolith seed size, or 'none'.")] = "small",
+    seed: Annotated[str, typer.Option(help="Monolith seed size for a new database, or 'none'.")] = "small",
+    fresh: Annotated[bool, typer.Option("--fresh", help="Delete the embedded databases and CDC state first.")] = False,
     cdc: Annotated[bool, typer.Option("--cdc/--no-cdc", help="Run the CDC streams.")] = True,
     catalog_fail_rate: Annotated[float, typer.Option(help="Error injection in the catalog service, 0..1 (canary drills).", min=0.0, max=1.0)] = 0.0,
 ) -> None:
@@ -159,28 +164,34 @@ def up(
     parts = ["monolith", "router", "catalog"] + (["cdc"] if cdc and streams.exists() else [])
     require_parts(*parts)
     sup = supervisor()
-    monolith_db = catalog_db = None
-    settings = settings_for(routes=routes, streams=streams, port=port,
-                            seed=None if seed == "none" else seed, cdc=cdc,
-                            fail_rate=catalog_fail_rate)
-    stack = build_stack(settings, mode="real" if real else "embedded")
+    home = state.state_dir()
+    if fresh:
+        sup.preflight(Stack(mode="check", processes=()))  # never wipe under a running stack
+        for name in EMBEDDED_DATA:
+            target = home / name
+            if target.is_dir():
+                shutil.rmtree(target)
+            target.unlink(missing_ok=True)
+    # seed a new database only: the seed refuses a seeded one, and data survives restarts
+    seed_size = None if seed == "none" or (not real and (home / "monolith.sqlite3").exists()) else seed
+
+    def settings(monolith_db: str | None = None, catalog_db: str | None = None) -> StackSettings:
+        return settings_for(routes=routes, streams=streams, port=port, seed=seed_size, cdc=cdc,
+                            fail_rate=catalog_fail_rate, monolith_db=monolith_db, catalog_db=catalog_db)
+
+    stack = build_stack(settings(), mode="real" if real else "embedded")
     sup.preflight(stack)
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
         if real:
-            monolith_db, catalog_db = _start_real_services(sup)
-            settings = settings_for(routes=routes, streams=streams, port=port,
-                                    seed=None if seed == "none" else seed, cdc=cdc,
-                                    fail_rate=catalog_fail_rate,
-                                    monolith_db=monolith_db, catalog_db=catalog_db)
-            stack = build_stack(settings, mode="real")
+            stack = build_stack(settings(*_start_real_services(sup)), mode="real")
         try:
             sup.start(stack, progress=progress)
         except BaseException:
             _stop_real_services(sup)
             raise
         print_processes(sup)
-        err.print(f"router: {stack.router_url}  ·  admin token in {state.state_dir() / 'admin-token'}")
+        err.print(f"router: {stack.router_url}  ·  admin token in {home / 'admin-token'}")
         if detach:
             err.print("detached; stop with `strangler down`")
             return
