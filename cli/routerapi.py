@@ -158,15 +158,33 @@ def _bound_ms(bound: Any, unit: str) -> float:
     return value * 1000.0 if unit == "s" else value
 
 
-def histogram(stats: dict[str, Any]) -> tuple[tuple[float, int], ...]:
-    """Cumulative (upper bound ms, count) pairs from a backend's latency entry."""
-    latency = stats.get("latency") or stats.get("histogram") or {}
-    if not isinstance(latency, dict):
-        return ()
+def _router_bounds() -> tuple[float, ...] | None:
+    try:
+        from router.metrics import BOUNDS_MS
+    except ImportError:
+        return None
+    return tuple(float(b) for b in BOUNDS_MS)
+
+
+def histogram(stats: dict[str, Any], bounds: Any = None) -> tuple[tuple[float, int], ...]:
+    """Cumulative (upper bound ms, count) pairs from a backend's status entry.
+
+    Understands per-bucket count lists (with bounds in the entry, the document, or the
+    router's own `BOUNDS_MS`, plus one overflow bucket), [le, count] pairs and {le: count}.
+    """
+    nested = stats.get("latency")
+    latency: dict[str, Any] = nested if isinstance(nested, dict) else stats
     buckets = latency.get("buckets")
-    if buckets is None:
+    if not buckets:
         return ()
     unit = "s" if latency.get("unit", "ms") in ("s", "seconds") else "ms"
+    bounds = latency.get("bounds_ms") or stats.get("bounds_ms") or bounds
+    if isinstance(buckets, list) and all(isinstance(b, int) for b in buckets):
+        known = tuple(float(b) for b in bounds) if bounds else _router_bounds()
+        if known is None:
+            return ()
+        edges = list(known) + [math.inf] * (len(buckets) - len(known))
+        return cumulative(list(zip(edges, buckets, strict=False)))
     if isinstance(buckets, dict):
         pairs = [(_bound_ms(k, unit), int(v)) for k, v in buckets.items()]
     else:
@@ -177,7 +195,7 @@ def histogram(stats: dict[str, Any]) -> tuple[tuple[float, int], ...]:
             else:
                 pairs.append((_bound_ms(item[0], unit), int(item[1])))
     pairs.sort()
-    if latency.get("cumulative", True):
+    if latency.get("cumulative", False):
         return tuple(pairs)
     return cumulative(pairs)
 
@@ -186,8 +204,9 @@ def snapshots(doc: dict[str, Any], route: str) -> tuple[dict[str, int], dict[str
     """(weights, backend → cumulative Snapshot) of one route in a status document."""
     entry = route_entry(doc, route)
     found = {}
+    bounds = doc.get("bounds_ms") or doc.get("latency_bounds_ms")
     for name, stats in backend_stats(entry).items():
-        found[name] = Snapshot(int(stats.get("requests", 0)), error_count(stats), histogram(stats))
+        found[name] = Snapshot(int(stats.get("requests", 0)), error_count(stats), histogram(stats, bounds))
     w = weights(entry)
     for name in w:
         found.setdefault(name, Snapshot(0, 0))
