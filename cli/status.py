@@ -9,8 +9,9 @@ two (what `--watch` shows), otherwise everything since the router started.
 
 from __future__ import annotations
 
-import importlib
+import json
 import time
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -18,10 +19,12 @@ from rich.console import Group
 from rich.live import Live
 from rich.table import Table
 
+from cli import state
 from cli.errors import CLIError, RouterUnreachable
 from cli.gate import Snapshot, window
 from cli.output import err, guarded, out, print_json
 from cli.routerapi import RouterAPI, backend_stats, find_router, route_entries, snapshots
+from cli.supervisor import pid_alive
 
 app = typer.Typer()
 
@@ -79,19 +82,27 @@ def summarize(doc: dict[str, Any], previous: dict[str, Any] | None = None) -> di
     return {"routes": routes}
 
 
-def stream_status() -> tuple[list[dict[str, Any]], str | None]:
-    """Per CDC stream lag and dead letters, or a note saying why there are none."""
-    try:  # the CDC engineer's CLI module, once merged
-        cdc_cli = importlib.import_module("cli.cdc")
-    except ImportError:
-        return [], "CDC status unavailable: the CDC core (issue 4, branch `cdc`) is not in this checkout"
-    fetch = getattr(cdc_cli, "streams_status", None)
-    if fetch is None:
-        return [], "CDC status unavailable: cli.cdc has no streams_status()"
-    try:
-        return list(fetch()), None
-    except Exception as exc:  # a broken stream must not hide the routing status
-        return [], f"CDC status unavailable: {exc}"
+def stream_status(folder: Path | None = None) -> tuple[list[dict[str, Any]], str | None]:
+    """Per CDC stream lag and dead letters, from the files running streams write about once a
+    second (`.strangler/cdc/<stream>.json`, see cdc/metrics.py)."""
+    folder = folder or state.state_dir() / "cdc"
+    streams = []
+    for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+        try:
+            doc = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        running = bool(doc.get("pid")) and pid_alive(int(doc["pid"]))
+        state_text = str(doc.get("state", "?"))
+        if not running and state_text not in ("stopped", "failed"):
+            state_text = f"not running (last: {state_text})"
+        streams.append({
+            "stream": doc.get("stream", path.stem), "state": state_text,
+            "lag_ms": doc.get("lag_ms"), "events_per_s": doc.get("events_per_s"),
+            "events": doc.get("events"), "dead_letters": doc.get("dead_letters", 0),
+            "error": doc.get("error") or None, "updated": doc.get("updated"),
+        })
+    return streams, None if streams else "no CDC stream has run from this state folder"
 
 
 def _pct(x: float) -> str:
