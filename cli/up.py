@@ -28,7 +28,8 @@ from cli.supervisor import Supervisor, http_ready
 
 app = typer.Typer()
 
-DEFAULT_PORTS = {"router": 8000, "monolith": 8001, "catalog": 8002}
+# as in the repository's routes.yaml (monolith, catalog) and `python -m router` (8080)
+DEFAULT_PORTS = {"router": 8080, "monolith": 8000, "catalog": 8001}
 
 
 def supervisor() -> Supervisor:
