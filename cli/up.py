@@ -131,7 +131,7 @@ def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
 def print_processes(sup: Supervisor) -> None:
     table = Table(box=None, pad_edge=False)
     for col in ("NAME", "PID", "STATE", "URL", "UPTIME", "LOG"):
-        table.add_column(col)
+        table.add_column(col, overflow="fold")
     now = time.time()
     for r in sup.running():
         if not r.alive:
