@@ -202,6 +202,10 @@ def parse_config(text: str, *, source: str = "<string>", base_dir: Path | None =
     if errors:
         err = errors[0]
         path = tuple(err.absolute_path)
+        if err.validator == "additionalProperties" and isinstance(err.instance, dict):
+            allowed = err.schema.get("properties", {}) if isinstance(err.schema, dict) else {}
+            extra = [k for k in err.instance if k not in allowed]
+            path += tuple(extra[:1])  # point at the offending key's own line
         raise _fail(source, lines, path, f"{err.message} (value: {json.dumps(err.instance)[:80]})",
                     _schema_fix(err))
 
