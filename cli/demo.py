@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -22,13 +23,14 @@ def demo(
     duration: Annotated[float, typer.Option(help="Seconds of traffic.")] = 20.0,
     rate: Annotated[float, typer.Option(help="Requests per second.")] = 20.0,
     size: Annotated[str, typer.Option(help="Seed size: small, medium or large.")] = "small",
+    state_dir: Annotated[Path, typer.Option(help="Where the shop's SQLite file and log go.")] = STATE_DIR,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
 ) -> None:
     """Seed a local shop, serve it, drive traffic at it, print the summary, stop everything."""
     if duration <= 0 or rate <= 0:
         raise typer.BadParameter("--duration and --rate must be > 0")
-    shop = LocalShop(sqlite_path=STATE_DIR / "demo-shop.sqlite3",
-                     log_path=STATE_DIR / "demo-shop.log")
+    shop = LocalShop(sqlite_path=state_dir / "demo-shop.sqlite3",
+                     log_path=state_dir / "demo-shop.log")
     try:
         print(f"seeding a {size} shop in {shop.sqlite_path} ...", file=sys.stderr)
         shop.prepare(size=size)
