@@ -44,11 +44,10 @@ from cli.gate import Gate
 from cli.output import err, guarded, out, print_json
 from cli.rollout import CanaryPlan, run_canary
 from cli.routerapi import RouterAPI, route_entry
-from cli.stack import Process, Stack, StackSettings, build_stack, require_parts
+from cli.stack import Process, StackSettings, build_stack, require_parts
 from cli.supervisor import Supervisor
 from devstack import free_port
 
-app = typer.Typer()
 REPO = Path(__file__).resolve().parent.parent
 PHASES = 8
 
@@ -309,7 +308,6 @@ def print_report(report: Report) -> None:
               "[red]the migration did not meet its promise (see above)[/red]")
 
 
-@app.command()
 @guarded
 def demo(
     quick: Annotated[bool, typer.Option("--quick", help="Shorter phases (about a minute): for CI.")] = False,
@@ -345,4 +343,3 @@ def demo(
     raise typer.Exit(code)
 
 
-__all__ = ["Stack", "app", "demo"]

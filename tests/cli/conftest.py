@@ -1,4 +1,8 @@
+<<<<<<< HEAD
 """Fixtures of the CLI suite: a private state folder per test, a CliRunner."""
+=======
+"""A real shop on loopback for the CLI's tests: migrated, seeded small, served by uvicorn."""
+>>>>>>> monolith
 
 from __future__ import annotations
 
@@ -6,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+<<<<<<< HEAD
 from typer.testing import CliRunner
 
 
@@ -24,3 +29,19 @@ def state_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]
 @pytest.fixture
 def runner() -> CliRunner:
     return CliRunner()
+=======
+
+from cli.localshop import LocalShop
+
+
+@pytest.fixture(scope="module")
+def live_shop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalShop]:
+    folder: Path = tmp_path_factory.mktemp("shop")
+    shop = LocalShop(sqlite_path=folder / "shop.sqlite3", log_path=folder / "shop.log")
+    try:
+        shop.prepare(size="small")
+        shop.start()
+        yield shop
+    finally:
+        shop.stop()
+>>>>>>> monolith
