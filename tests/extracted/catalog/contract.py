@@ -101,7 +101,7 @@ FIXED_REQUESTS: list[tuple[str, dict[str, str]]] = [
 
 ORDER_FIELDS = ["id", "name", "price", "created_at", "stock_count", "bogus"]
 SEARCH_WORDS = ["oak", "Steel", "chair", "LAMP", "item", "0001", "built", "zzz", "", "%", "_",
-                "\\", '"', "'", ",", "Eco Cork", "mug,desk"]
+                "\\", '"', "'", ",", "Eco Cork", "mug,desk", "100%", "n_m", "ünï", "ÜNÏ", '"quoted"']
 
 
 def _joined(parts: list[str]) -> str:

@@ -44,6 +44,7 @@ def shop(database_url: str, *, size: str = "small") -> Iterator[httpx.Client]:
     env = {**os.environ, "DATABASE_URL": database_url, "PYTHONUNBUFFERED": "1"}
     _manage(env, "migrate", "--noinput", "-v", "0")
     _manage(env, "seed", "--size", size)
+    add_edge_cases(database_url)
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "monolith", "serve", "--host", "127.0.0.1", "--port", str(port)],
@@ -61,6 +62,31 @@ def shop(database_url: str, *, size: str = "small") -> Iterator[httpx.Client]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+# The small seed has no product out of stock, no '%' in a name, few price ties: make some,
+# so every filter and ordering has rows on both sides of its edge.
+EDGE_CASES = [
+    "UPDATE catalog_product SET stock_count = 0 WHERE id % 7 = 0",
+    "UPDATE catalog_product SET price = 10.00 WHERE id BETWEEN 10 AND 40",
+    "UPDATE catalog_product SET name = '100% Cotton_Mug' WHERE id IN (3, 4)",
+    "UPDATE catalog_product SET description = 'Ünïcode, \"quoted\", back\\slash' WHERE id = 5",
+    "UPDATE catalog_product SET is_active = false WHERE id % 11 = 0",
+]
+
+
+def add_edge_cases(database_url: str) -> None:
+    from sqlalchemy import text
+
+    from extracted.catalog.db import make_engine  # psycopg2 for postgresql:// URLs
+
+    engine = make_engine(database_url)
+    try:
+        with engine.begin() as conn:
+            for statement in EDGE_CASES:
+                conn.execute(text(statement))
+    finally:
+        engine.dispose()
 
 
 def _wait_until_up(client: httpx.Client, proc: subprocess.Popen[bytes]) -> None:
