@@ -199,14 +199,14 @@ def verify(home: Path, settings: StackSettings, stream: str = "catalog") -> tupl
 def run_demo(plan: DemoPlan, report: Report, phases: Phases) -> int:
     require_parts("monolith", "router", "catalog", "cdc")
     home = state.state_dir() / "demo"
-    sup = Supervisor(run_dir=home / "run", log_dir=home / "logs")
-    sup.stop()  # a demo interrupted hard last time
+    Supervisor(run_dir=home / "run", log_dir=home / "logs").stop()  # a demo killed last time
     phases.begin("workspace")
     if home.exists():
         import shutil
 
         shutil.rmtree(home)
     home.mkdir(parents=True)
+    sup = Supervisor(run_dir=home / "run", log_dir=home / "logs")
     ports = {"router": free_port(), "monolith": free_port(), "catalog": free_port()}
     routes = home / "routes.yaml"
     write_yaml(routes, demo_routes(monolith_url=f"http://127.0.0.1:{ports['monolith']}",

@@ -73,8 +73,9 @@ class Traffic:
     """`strangler traffic` against the router, as a child process stopped with SIGINT."""
 
     def __init__(self, *, base_url: str, rate: float, log: Path, env: dict[str, str]) -> None:
+        # until stopped; every seeded customer (20 in `small`) is its own sticky cohort
         self.argv = [sys.executable, "-m", "cli.main", "traffic", base_url, "--rate", f"{rate:g}",
-                     "--json"]
+                     "--duration", "0", "--customers", "20", "--anonymous", "4", "--json"]
         self.log = log
         self.env = env
         self.proc: subprocess.Popen[bytes] | None = None
