@@ -196,6 +196,15 @@ def verify(home: Path, settings: StackSettings, stream: str = "catalog") -> tupl
     return differing, doc
 
 
+def differing_fields(pairs: list[dict[str, Any]]) -> dict[str, int]:
+    """How often each JSON path differed in the kept shadow pairs (most frequent first)."""
+    counts: dict[str, int] = {}
+    for pair in pairs:
+        for path in pair.get("diffs") or []:
+            counts[str(path)] = counts.get(str(path), 0) + 1
+    return dict(sorted(counts.items(), key=lambda kv: -kv[1])[:10])
+
+
 def run_demo(plan: DemoPlan, report: Report, phases: Phases) -> int:
     require_parts("monolith", "router", "catalog", "cdc")
     home = state.state_dir() / "demo"
@@ -224,13 +233,13 @@ def run_demo(plan: DemoPlan, report: Report, phases: Phases) -> int:
         sup.start(stack, progress=phases.update)
         phases.done(f"router at {stack.router_url}")
         api = RouterAPI(stack.router_url or "", token=settings.admin_token)
-        sampler = SplitSampler(api)
-        sampler.start()
 
         phases.begin(f"traffic at {plan.rate:g} req/s through the router")
         traffic = Traffic(base_url=stack.router_url or "", rate=plan.rate, log=home / "logs" / "traffic.log",
                           env=child_env(home, settings))
         traffic.start()
+        sampler = SplitSampler(api)
+        sampler.start()
         phases.done("running until the end of the demo")
 
         phases.begin("CDC: snapshot the catalog tables, then stream into the service")
@@ -243,8 +252,10 @@ def run_demo(plan: DemoPlan, report: Report, phases: Phases) -> int:
         time.sleep(plan.shadow_seconds)
         entry = route_entry(api.status(), PRODUCTS)
         set_shadow(routes, PRODUCTS, 0)
-        report.shadow = {k: entry.get("shadow", {}).get(k) for k in
+        shadow = entry.get("shadow") or {}
+        report.shadow = {k: shadow.get(k) for k in
                          ("compared", "differing", "dropped", "diff_rate", "noise_rate", "net_diff_rate")}
+        report.shadow["differing_fields"] = differing_fields(shadow.get("pairs") or [])
         phases.done(f"{report.shadow.get('compared') or 0} compared, diff rate "
                     f"{100 * float(report.shadow.get('diff_rate') or 0):.1f}% "
                     f"(net of noise {100 * float(report.shadow.get('net_diff_rate') or 0):.1f}%)")
@@ -287,7 +298,9 @@ def print_report(report: Report) -> None:
     out.print(f"failed requests    {report.failed}")
     if report.shadow:
         out.print(f"shadow diff rate   {100 * float(report.shadow.get('diff_rate') or 0):.2f}% of "
-                  f"{report.shadow.get('compared') or 0} compared")
+                  f"{report.shadow.get('compared') or 0} compared"
+                  + (f" (differing: {', '.join(report.shadow['differing_fields'])})"
+                     if report.shadow.get("differing_fields") else ""), highlight=False)
     if report.canary:
         out.print(f"canary             {report.canary['outcome']}: {report.canary['why']}")
     out.print(f"catalog parity     {report.divergent_rows if report.divergent_rows is not None else '?'} rows differ")
@@ -303,7 +316,8 @@ def print_report(report: Report) -> None:
     for f in report.failures[:10]:
         out.print(f"  failed: {f}", highlight=False)
     for p in report.problems:
-        out.print(f"[red]problem:[/red] {p}")
+        out.print("[red]problem:[/red] ", end="")
+        out.print(p.splitlines()[0] if p else p, markup=False, highlight=False)
     out.print("[green]zero failed requests, zero divergent rows[/green]" if report.ok else
               "[red]the migration did not meet its promise (see above)[/red]")
 
