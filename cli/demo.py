@@ -330,6 +330,9 @@ def demo(
     json_out: Annotated[bool, typer.Option("--json", help="The final report as one JSON document.")] = False,
 ) -> None:
     """Migrate the catalog out of the monolith under continuous traffic, checking every step."""
+    for name, value in (("--rate", rate), ("--interval", interval)):
+        if value is not None and value <= 0:
+            raise typer.BadParameter(f"{name} must be > 0", param_hint=name)
     plan = DemoPlan.quick() if quick else DemoPlan()
     if rate is not None or interval is not None:
         from dataclasses import replace

@@ -1,8 +1,5 @@
-<<<<<<< HEAD
-"""Fixtures of the CLI suite: a private state folder per test, a CliRunner."""
-=======
-"""A real shop on loopback for the CLI's tests: migrated, seeded small, served by uvicorn."""
->>>>>>> monolith
+"""Fixtures of the CLI suite: a private state folder per test, a CliRunner, and a real shop
+on loopback (migrated, seeded small, served by uvicorn) for the traffic generator's tests."""
 
 from __future__ import annotations
 
@@ -10,8 +7,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-<<<<<<< HEAD
 from typer.testing import CliRunner
+
+from cli.localshop import LocalShop
 
 
 @pytest.fixture
@@ -29,9 +27,6 @@ def state_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]
 @pytest.fixture
 def runner() -> CliRunner:
     return CliRunner()
-=======
-
-from cli.localshop import LocalShop
 
 
 @pytest.fixture(scope="module")
@@ -44,4 +39,3 @@ def live_shop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalShop]:
         yield shop
     finally:
         shop.stop()
->>>>>>> monolith
