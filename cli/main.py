@@ -5,6 +5,8 @@ Exit codes: 0 ok, 1 failed, 2 usage, 3 a gate or check not met.
 
 import typer
 
+from cli.cdc import cdc_app, verify
+
 app = typer.Typer(
     name="strangler",
     help="Move a monolith to services one path at a time.",
@@ -14,6 +16,8 @@ app = typer.Typer(
 
 # Command groups register below, one line each:
 # app.add_typer(routes_app, name="routes")
+app.add_typer(cdc_app, name="cdc")
+app.command("verify")(verify)
 
 
 @app.callback()
