@@ -23,7 +23,10 @@ exactly-once in the target.
 Transaction ids are ``<epoch>:<n>``: a capture process numbers the transactions it
 publishes under its own epoch (start time in ns), so a transaction re-published after a
 capture crash is a new id, and one cut short by the crash (BEGIN without END when a newer
-epoch begins) is dropped whole; its events are re-published and applied once.
+epoch begins) is dropped whole; its events are re-published and applied once. Events the
+restarted capture re-publishes (the source replays from its acknowledged position) are
+dropped by position per table, here within a run and by the sink's stored positions across
+runs.
 """
 
 from __future__ import annotations
@@ -292,6 +295,7 @@ class KafkaApply:
         self._done: tuple[int, int] = (0, 0)  # the last transaction handed over
         self._end: _Msg | None = None
         self._handed: dict[TP, int] = {}
+        self._seen: dict[str, Position] = {}  # per table, the last position handed over
         self._producer: Any = None
         self.dead_letters = 0
         self._consumer.subscribe([settings.tx_topic, *self.topics], on_assign=self._on_assign)
@@ -413,7 +417,17 @@ class KafkaApply:
         items = [self._pop(key) for key, n in available for _ in range(n)]
         self._pop((self.settings.tx_topic, 0))  # the END
         items.sort(key=lambda m: m.order)
-        events = [m.event for m in items if m.event is not None]
+        events = []
+        for m in items:
+            ev = m.event
+            if ev is None:
+                continue
+            if ev.position[0]:  # initial-copy events (LSN 0) are never duplicates
+                seen = self._seen.get(ev.table)
+                if seen is not None and ev.position <= seen:
+                    continue  # re-published after a capture restart: handed over already
+                self._seen[ev.table] = ev.position
+            events.append(ev)
         if events:
             events[-1].last = True
         self._done, self._current, self._end = cur, None, None

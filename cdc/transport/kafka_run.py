@@ -31,7 +31,7 @@ from cdc.errors import CDCError
 from cdc.events import ChangeEvent, Position
 from cdc.metrics import StreamMetrics
 from cdc.pipeline import Pipeline, open_stream
-from cdc.sinks.sqlalchemy import SqlSink
+from cdc.sinks.sqlalchemy import SqlSink, make_engine
 from cdc.transport.kafka import TP, KafkaApply, KafkaCapture, KafkaSettings
 
 log = logging.getLogger("cdc.kafka")
@@ -164,12 +164,33 @@ def capture_pipeline(cfg: StreamConfig, *, settings: KafkaSettings | None = None
     return pipeline
 
 
+def prepare_target(cfg: StreamConfig, attempts: int = 5) -> None:
+    """Create the checkpoint tables once, before the halves start.
+
+    Both halves create them if missing; two processes doing so at the same moment collide
+    in PostgreSQL's catalog ("already exists"), so the loser retries here.
+    """
+    engine = make_engine(cfg.target_url)
+    try:
+        for attempt in range(attempts):
+            try:
+                checkpoint.ensure(engine)
+                return
+            except sa.exc.DBAPIError:
+                if attempt == attempts - 1:
+                    raise
+                time.sleep(0.2 * (attempt + 1))
+    finally:
+        engine.dispose()
+
+
 def run(cfg: StreamConfig, part: str, stop: threading.Event,
         on_tick: Callable[[StreamMetrics], None] | None = None) -> None:
     """Run `part` (capture | apply | both) of a Kafka stream until `stop` is set."""
     if part not in PARTS:
         raise CDCError(f"part must be one of {', '.join(PARTS)}, not {part!r}")
     settings = KafkaSettings.from_stream(cfg)
+    prepare_target(cfg)
     if part == "apply":
         ApplyLoop(cfg, settings=settings, on_tick=on_tick).run(stop)
         return
