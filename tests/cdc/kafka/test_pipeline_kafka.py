@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -20,7 +21,15 @@ from confluent_kafka import Consumer
 
 from devstack import KafkaServer, PostgresServer, ServiceUnavailable
 from tests.cdc.conftest import (
-    REPO, SOURCE_DDL, TARGET_DDL, Env, source_rows, sql, stream_spec, target_rows, wait_for,
+    REPO,
+    SOURCE_DDL,
+    TARGET_DDL,
+    Env,
+    source_rows,
+    sql,
+    stream_spec,
+    target_rows,
+    wait_for,
 )
 from tests.conftest import service_missing
 
@@ -51,6 +60,20 @@ class KafkaEnv(Env):
         for part, proc in list(self.parts.items()):
             if proc.poll() is not None:
                 self.start_part(part)
+
+    def wait_running(self, part: str, timeout: float = 60) -> None:
+        """Until the current process of `part` reports itself streaming (its metrics file)."""
+        path = self.folder / "state" / "cdc" / f"{self.name}.{part}.json"
+
+        def running() -> bool:
+            self.revive()  # a half may exit while PostgreSQL or Kafka comes back
+            try:
+                m = json.loads(path.read_text())
+            except (OSError, ValueError):
+                return False
+            return bool(m.get("pid") == self.parts[part].pid and m.get("state") == "streaming")
+
+        wait_for(running, timeout, f"{part} to run again\n{self.part_log(part)}")
 
 
 def kafka_spec(env: Env, broker: KafkaServer) -> dict[str, Any]:
@@ -185,10 +208,8 @@ def workload(env: Env, stop: threading.Event, seed: int, stats: dict[str, int]) 
         except psycopg2.Error:
             stats["errors"] += 1
             if conn is not None:
-                try:
+                with contextlib.suppress(psycopg2.Error):
                     conn.close()
-                except psycopg2.Error:
-                    pass
             conn = None
             time.sleep(0.2)
         time.sleep(rng.random() * 0.01)
@@ -234,6 +255,8 @@ def test_faults_lose_nothing_and_apply_nothing_twice(kafka_broker: KafkaServer, 
             else:
                 server.restart()
             env.revive()
+            env.wait_running("capture")
+            env.wait_running("apply")
         time.sleep(1.0)
     finally:
         stop.set()
