@@ -77,7 +77,9 @@ class TableMapping:
 
     def __post_init__(self) -> None:
         self._plain = [(s, t) for s, t, c in self.columns if c is None]
-        self._converted = [(s, t, convert.CONVERTERS[c].fn) for s, t, c in self.columns if c is not None]
+        # an unknown converter is reported by compile_stream; this object is then discarded
+        self._converted = [(s, t, convert.CONVERTERS[c].fn if c in convert.CONVERTERS else str)
+                           for s, t, c in self.columns if c is not None]
 
     def to_target(self, row: Mapping[str, Any]) -> dict[str, Any]:
         """Target columns for the source columns present in `row` (absent stay absent)."""

@@ -165,6 +165,14 @@ class PostgresSource:
             raise SourceError(f"cannot create slot {self.cfg.slot!r}: {str(exc).strip()}") from exc
         return PgInitialSnapshot(snap)
 
+    def install(self) -> bool:
+        """Publication and slot without a snapshot (the first run copies with watermarks)."""
+        self._ensure_publication()
+        if self.slot_exists():
+            return False
+        self._sql("SELECT pg_create_logical_replication_slot(%s, 'pgoutput')", (self.cfg.slot,))
+        return True
+
     def _ensure_streaming(self) -> None:
         if self._cur is None:
             self._connect_replication()
