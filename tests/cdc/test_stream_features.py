@@ -14,7 +14,7 @@ from cdc.events import ChangeEvent
 from cdc.pipeline import Pipeline
 from cdc.sinks.sqlalchemy import SqlSink
 from cdc.transport.direct import DirectTransport
-from tests.cdc.conftest import Env, sql, source_rows, stream_spec, target_rows, wait_for
+from tests.cdc.conftest import Env, source_rows, sql, stream_spec, target_rows, wait_for
 
 pytestmark = pytest.mark.postgres
 
