@@ -25,6 +25,7 @@ cdc_app = typer.Typer(help="Change-data-capture streams declared in streams.yaml
 StreamsOpt = Annotated[str | None, typer.Option("--streams", envvar="STRANGLER_STREAMS",
                                                 help="Path of streams.yaml (default ./streams.yaml).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document.")]
+PartOpt = Annotated[str, typer.Option("--part", help="Kafka streams: capture | apply | both.")]
 
 
 def _err(msg: str, code: int) -> typer.Exit:
@@ -45,10 +46,17 @@ def _logging() -> None:
 
 
 @cdc_app.command("run")
-def run(stream: str, streams: StreamsOpt = None) -> None:
+def run(stream: str, streams: StreamsOpt = None, part: PartOpt = "both") -> None:
     """Snapshot (if new) then stream STREAM until SIGTERM/SIGINT (finishes the batch)."""
     cfg = _stream(streams, stream)
     _logging()
+    if cfg.transport.get("kind") == "kafka":
+        from cli.cdc_kafka import run_kafka
+
+        return run_kafka(cfg, part)
+    if part != "both":
+        raise _err(f"--part {part} needs `transport: kafka` for stream {stream}; "
+                   "a direct stream runs both halves in one process", 2)
     pipe = Pipeline(cfg)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: pipe.stop())
@@ -137,6 +145,25 @@ def snapshot(stream: str, tables: Annotated[list[str] | None, typer.Argument()] 
     finally:
         src.close()
     typer.echo(f"re-snapshot of {', '.join(names)} requested; the running stream copies them")
+
+
+@cdc_app.command("install")
+def install(stream: str, streams: StreamsOpt = None) -> None:
+    """Start capturing STREAM's changes now (slot + publication, or SQLite triggers), without
+    running it; the first `cdc run` then copies the tables while streaming."""
+    cfg = _stream(streams, stream)
+    try:
+        source, engine, _mappings = open_stream(cfg)  # validates the mapping first
+        engine.dispose()
+        try:
+            source.install()
+        finally:
+            source.close()
+    except ConfigError as exc:
+        raise _err(str(exc), 2) from None
+    except CDCError as exc:
+        raise _err(str(exc), 1) from None
+    typer.echo(f"capturing changes for stream {stream}; run `strangler cdc run {stream}`")
 
 
 @cdc_app.command("drop")
