@@ -24,6 +24,7 @@ import httpx
 import pytest
 
 from cli.demoflow import demo_routes, write_yaml
+from cli.stack import part_present
 from cli.supervisor import pid_alive
 from devstack import free_port
 
@@ -228,3 +229,32 @@ def test_port_in_use_is_named_and_nothing_runs(ws: Workspace) -> None:
         proc = ws.run("up", "--detach", "--no-cdc", "--port", str(ws.router_port), check=1)
     assert f"catalog: port {ws.catalog_port}" in proc.stderr and "already in use" in proc.stderr
     assert json.loads(ws.run("ps", "--json").stdout) == []
+
+
+@pytest.mark.postgres
+def test_up_real_runs_the_shop_on_postgresql_and_down_stops_it(ws: Workspace) -> None:
+    from devstack import ServiceUnavailable
+    from devstack.postgres import find_bindir
+    from tests.conftest import service_missing
+
+    try:
+        find_bindir()
+    except ServiceUnavailable as exc:
+        service_missing("PostgreSQL", exc)
+    ws.up("--real")
+    state = json.loads((ws.root / ".strangler" / "run" / "postgres.state").read_text())
+    assert Path(state["datadir"]).is_dir()
+    r = httpx.get(ws.url + "/api/products/?page_size=3")
+    assert r.status_code == 200 and r.json()["count"] == 200  # seeded into PostgreSQL
+    down = ws.run("down")
+    assert "postgres" in down.stdout
+    assert not Path(state["datadir"]).exists()
+
+
+@pytest.mark.skipif(not part_present("kafka"), reason="devstack.kafka is not in this checkout")
+def test_up_real_detached_with_a_local_kafka_says_why_not(ws: Workspace) -> None:
+    (ws.root / "streams.yaml").write_text((REPO / "streams.yaml").read_text())
+    proc = ws.run("up", "--detach", "--real", "--port", str(ws.router_port), check=1)
+    assert "runs in the foreground" in proc.stderr and "STRANGLER_KAFKA_BOOTSTRAP" in proc.stderr
+    assert json.loads(ws.run("ps", "--json").stdout) == []
+    assert not (ws.root / ".strangler" / "run" / "postgres.state").exists()
