@@ -303,6 +303,10 @@ def print_report(report: Report) -> None:
                      if report.shadow.get("differing_fields") else ""), highlight=False)
     if report.canary:
         out.print(f"canary             {report.canary['outcome']}: {report.canary['why']}")
+        for s in report.canary.get("steps", []):
+            out.print(f"  {s['weight']:>3}%  {s['decision']:<8}  {s['candidate_requests']} requests, "
+                      f"{s['candidate_errors']} errors, p99 {s['candidate_p99_ms']} ms vs "
+                      f"{s['current_p99_ms']} ms  ({s['seconds']:.0f}s)", highlight=False)
     out.print(f"catalog parity     {report.divergent_rows if report.divergent_rows is not None else '?'} rows differ")
     if report.timeline:
         table = Table(title="product reads: observed split over time", box=None, title_justify="left")
