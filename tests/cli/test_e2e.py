@@ -158,6 +158,30 @@ def test_up_shift_status_routes_ledger_down(ws: Workspace) -> None:
     assert entries[-1]["reason"] == "half and half" and entries[-1]["new"]["catalog"] == 50
     assert "valid" in ws.run("routes", "validate", "routes.yaml").stdout
     assert "matches the running router" in ws.run("routes", "diff").stdout
+    shown = json.loads(ws.run("routes", "show", "--json").stdout)
+    (live,) = [r for r in shown["routes"] if r["name"] == "products"]
+    assert live["live_weights"] == {"monolith": 50, "catalog": 50} and live["match"]["prefix"] == "/api/products"
+
+    # Ctrl-C during a canary step leaves the weight where it is, and says so
+    canary = subprocess.Popen([sys.executable, "-m", "cli.main", "canary", "products", "--to", "catalog",
+                               "--steps", "60,100", "--interval", "60s"], cwd=ws.root, env=ws.env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if "step 1/2: 60%" in (ws.root / "ledger.jsonl").read_text():
+                break
+            time.sleep(0.2)
+        canary.send_signal(signal.SIGINT)
+        _, cerr = canary.communicate(timeout=30)
+    finally:
+        if canary.poll() is None:
+            canary.kill()
+    assert canary.returncode == 130, cerr
+    assert "stays at monolith=40% catalog=60%" in cerr and "--weight 0" in cerr
+    doc = json.loads(ws.run("status", "--json").stdout)
+    (products,) = [r for r in doc["routes"] if r["route"] == "products"]
+    assert products["weights"] == {"monolith": 40, "catalog": 60}
 
     down = ws.run("down")
     assert "stopped:" in down.stdout
