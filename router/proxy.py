@@ -353,7 +353,10 @@ class Router:
             data = message.get("body", b"")
             more = message.get("more_body", False)
             if conn.head_done or conn.closed:
-                return  # the upstream already answered (e.g. 413): stop sending
+                # The upstream answered early (e.g. 413): stop sending, and never reuse the
+                # connection — the upstream may still be waiting for the rest of the body.
+                conn.must_close = True
+                return
             if chunked:
                 if data:
                     await conn.write(b"%x\r\n%b\r\n" % (len(data), data), timeout)

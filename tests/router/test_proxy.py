@@ -207,3 +207,12 @@ def test_methods_and_keepalive_reuse(upstreams, start_router, method: str) -> No
             assert r.status_code == 200
             if method != "HEAD":
                 assert r.json()["method"] == method
+
+
+def test_an_upstream_answering_before_reading_the_body_does_not_poison_the_pool(upstreams, start_router) -> None:
+    router = start_router(config(upstreams))
+    with router.client() as client:
+        for _ in range(5):
+            # /echo answers without reading the request body
+            assert client.post("/echo", content=b"x" * 100).status_code == 200
+            assert client.get("/echo").status_code == 200
