@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import httpx
+import pytest
 
 from tests.router.conftest import ADMIN_TOKEN
 
@@ -69,6 +70,7 @@ def test_status_routes_and_metrics(upstreams, start_router) -> None:
     assert router.status()["routes"]["split"]["backends"]["a"]["requests"] == 21
 
 
+@pytest.mark.slow
 def test_metrics_are_summed_over_several_workers(upstreams, start_router) -> None:
     import time
 

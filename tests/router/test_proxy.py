@@ -33,6 +33,7 @@ routes:
 """
 
 
+@pytest.mark.slow
 def test_weights_and_sticky_cohorts_over_thousands_of_requests(upstreams, start_router) -> None:
     router = start_router(config(upstreams))
     seen: dict[str, str] = {}
@@ -117,6 +118,7 @@ def test_framing_attacks_and_oversized_headers_are_refused(upstreams, start_rout
     assert httpx.get(f"{router.url}/echo").status_code == 200
 
 
+@pytest.mark.slow
 def test_streams_large_bodies_both_ways_in_bounded_memory(upstreams, start_router) -> None:
     router = start_router(config(upstreams))
     base = router.rss_kb()

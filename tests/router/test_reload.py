@@ -10,6 +10,7 @@ import threading
 import time
 
 import httpx
+import pytest
 
 from tests.router.conftest import ADMIN_TOKEN
 
@@ -30,6 +31,7 @@ routes:
 """
 
 
+@pytest.mark.slow
 def test_reload_every_100ms_under_concurrent_load_fails_no_request(upstreams, start_router) -> None:
     router = start_router(config(upstreams, 50, 50))
     results: list[int] = []
