@@ -7,6 +7,7 @@ import typer
 
 from cli.demo import demo
 from cli.traffic import traffic
+from cli.cdc import cdc_app, verify
 
 app = typer.Typer(
     name="strangler",
@@ -19,6 +20,8 @@ app = typer.Typer(
 # app.add_typer(routes_app, name="routes")
 app.command()(traffic)
 app.command()(demo)
+app.add_typer(cdc_app, name="cdc")
+app.command("verify")(verify)
 
 
 @app.callback()
