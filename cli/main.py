@@ -5,9 +5,9 @@ Exit codes: 0 ok, 1 failed, 2 usage, 3 a gate or check not met.
 
 import typer
 
+from cli.cdc import cdc_app, verify
 from cli.demo import demo
 from cli.traffic import traffic
-from cli.cdc import cdc_app, verify
 
 app = typer.Typer(
     name="strangler",
