@@ -218,3 +218,17 @@ def test_an_upstream_answering_before_reading_the_body_does_not_poison_the_pool(
             # /echo answers without reading the request body
             assert client.post("/echo", content=b"x" * 100).status_code == 200
             assert client.get("/echo").status_code == 200
+
+
+def test_a_client_leaving_mid_download_stops_the_upstream_transfer(upstreams, start_router) -> None:
+    router = start_router(config(upstreams))
+    with httpx.stream("GET", f"{router.url}/download?mb=500", timeout=30) as r:
+        next(r.iter_bytes(1 << 20))
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        errors = router.status()["routes"]["default"]["backends"]["a"]["errors"]
+        if errors.get("client_gone"):
+            break
+        time.sleep(0.1)
+    assert errors == {"client_gone": 1}
+    assert httpx.get(f"{router.url}/echo").status_code == 200
