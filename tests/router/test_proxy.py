@@ -193,11 +193,39 @@ def test_connect_failure_without_fallback_is_502(upstreams, start_router) -> Non
   - name: nowhere
     match: {prefix: /nowhere}
     backends: {c: 100}
+    retries: 2
 """
     router = start_router(config(upstreams, routes, f'  c: {{url: "http://127.0.0.1:{port}"}}'))
     r = httpx.get(f"{router.url}/nowhere")
     assert r.status_code == 502
     assert r.json()["error"] == "upstream_connect" and r.json()["upstream"] == "c"
+    errors = router.status()["routes"]["nowhere"]["backends"]["c"]["errors"]
+    assert errors == {"connect": 3}  # one try and two retries
+    r = httpx.post(f"{router.url}/nowhere", content=b"x")
+    assert r.status_code == 502
+    errors = router.status()["routes"]["nowhere"]["backends"]["c"]["errors"]
+    assert errors == {"connect": 4}  # not idempotent: no retry
+
+
+def test_pooled_connections_to_a_restarted_upstream_are_retried_fresh(upstreams, start_router) -> None:
+    spare = Upstream("c", free_port()).start()
+    routes = """
+  - name: restarted
+    match: {prefix: /restarted}
+    backends: {c: 100}
+"""
+    try:
+        router = start_router(config(upstreams, routes, f'  c: {{url: "{spare.url}"}}'))
+        with router.client() as client:
+            for _ in range(3):
+                assert client.get("/restarted").status_code == 200
+            spare.stop()
+            spare.start()  # every pooled connection is now dead
+            for _ in range(3):
+                r = client.get("/restarted")
+                assert r.status_code == 200 and r.json()["upstream"] == "c"
+    finally:
+        spare.stop()
 
 
 @pytest.mark.parametrize("method", ["HEAD", "DELETE", "PUT", "PATCH"])
