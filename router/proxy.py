@@ -53,6 +53,7 @@ IDENTITY_HEADER = b"x-strangler-identity"
 _REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:-]{1,128}$")
 _TRACEPARENT = re.compile(rb"^00-([0-9a-f]{32})-[0-9a-f]{16}-([0-9a-f]{2})$")
 SHADOW_CAPTURE_LIMIT = 1024 * 1024
+_TOO_BIG = b"\x00strangler: response too big to shadow\x00"
 
 
 class Router:
@@ -297,7 +298,7 @@ class Router:
                     if self.access_log.enabled:
                         self.access_log.write(request_id=request_id, method=method, path=path,
                                               route=route.name, backend=backend, status=status, ms=ms)
-                    if capture is not None:
+                    if capture is not None and _TOO_BIG not in capture:
                         self.shadow.offer(route, snap, backend, method, line, tail, status, conn.headers, capture)
                     return
             fallback = route.fallback
@@ -420,7 +421,9 @@ class Router:
                     if captured <= SHADOW_CAPTURE_LIMIT:
                         capture.append(body)
                     else:
+                        # Too big to compare: an empty list with this marker means "skip".
                         capture.clear()
+                        capture.append(_TOO_BIG)
                         capture = None
                 if not more:
                     conn.finish()

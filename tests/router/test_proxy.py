@@ -174,6 +174,7 @@ def test_dead_upstream_breaker_opens_fallback_serves_half_open_recovers(upstream
             assert r.status_code in (502, 503) and r.json()["upstream"] == "c"
             status = router.status()
             assert status["breakers"]["c"]["state"] == "open"
+            assert status["routes"]["moved"]["backends"]["c"]["breaker"] == "open"
             moved = status["routes"]["moved"]["backends"]
             assert moved["c"]["errors"].get("connect", 0) == 3
             assert moved["a"]["requests"] == 5
