@@ -104,3 +104,28 @@ def test_sqlite_stream_snapshot_changes_wide_table_and_uninstall(tmp_path: Path)
     lite.drop()
     lite.close()
     assert rows(src, "SELECT count(*) FROM sqlite_master WHERE type = 'trigger'") == [(0,)]
+
+
+def test_sqlite_schema_change_stops_the_stream(tmp_path: Path) -> None:
+    from cdc.errors import SchemaChanged
+
+    src, tgt = tmp_path / "m.sqlite3", tmp_path / "c.sqlite3"
+    run_sql(src, "CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT)", "INSERT INTO t VALUES (1, 'a')")
+    run_sql(tgt, "CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT)")
+    cfg = parse({"streams": {"lite": {"source": {"url": f"sqlite:///{src}"},
+                                      "target": {"url": f"sqlite:///{tgt}"}, "tables": {"t": "t"}}}}).stream("lite")
+    pipe = Pipeline(cfg, on_tick=lambda m: None)
+    polls = [0]
+
+    def until() -> bool:
+        polls[0] += 1
+        if polls[0] == 3:
+            run_sql(src, "ALTER TABLE t ADD COLUMN color TEXT", "INSERT INTO t VALUES (2, 'b', 'red')")
+        return polls[0] > 200
+
+    try:
+        pipe.run(until=until)
+        raise AssertionError("the stream should have stopped")
+    except SchemaChanged as exc:
+        assert "new column 'color'" in str(exc)
+    assert rows(tgt, "SELECT * FROM t") == [(1, "a")]  # the row after the change waits
