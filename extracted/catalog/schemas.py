@@ -63,6 +63,16 @@ def category_out(row: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+def price_change_out(row: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "id": row["id"],
+        "old_price": price_text(row["old_price_cents"]),
+        "new_price": price_text(row["new_price_cents"]),
+        "changed_by": row["changed_by"],
+        "changed_at": timestamp_text(row["changed_at"]),
+    }
+
+
 def product_payload(
     data: Any, *, partial: bool, category_exists: Callable[[int], bool]
 ) -> dict[str, Any]:

@@ -38,6 +38,8 @@ class Sides:
     def check(self, path: str, params: dict[str, str]) -> None:
         if path.startswith("/api/categories/"):
             allowed, rows = CATEGORY_ORDERING, self.categories
+        elif path.endswith("/price-history/"):
+            allowed, rows = (), {}
         else:
             allowed, rows = PRODUCT_ORDERING, self.products
         contract.compare(
@@ -111,6 +113,12 @@ def test_fixed_requests(sides: Sides, path: str, params: dict[str, str]) -> None
 @given(params=contract.product_queries)
 def test_generated_product_queries(sides: Sides, params: dict[str, str]) -> None:
     sides.check("/api/products/", params)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(path=contract.detail_paths, params=contract.product_queries)
+def test_generated_detail_requests(sides: Sides, path: str, params: dict[str, str]) -> None:
+    sides.check(path, params)
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
