@@ -124,11 +124,11 @@ def _text(max_length: int | None, *, blank: bool) -> Callable[[Any], str]:
 
 
 def _category(raw: Any, exists: Callable[[int], bool]) -> int:
-    if isinstance(raw, bool) or not isinstance(raw, str | int):
+    if isinstance(raw, bool) or not isinstance(raw, str | int | float):
         raise ValueError(f"Incorrect type. Expected pk value, received {type(raw).__name__}.")
     try:
-        key = int(raw)
-    except ValueError:
+        key = int(raw)  # Django's reading of a key: int("7") and int(7.9) both work
+    except (ValueError, OverflowError):
         raise ValueError(f"Incorrect type. Expected pk value, received {type(raw).__name__}.") from None
     if not exists(key):
         raise ValueError(f'Invalid pk "{raw}" - object does not exist.')
