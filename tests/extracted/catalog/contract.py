@@ -33,6 +33,10 @@ INTENDED_DIFFERENCES = {
         "A path the monolith's URLconf does not match at all (e.g. /api/products/1.5/) is "
         "Django's HTML 404 page there and a JSON 404 here; the status is the same."
     ),
+    "OPTIONS and missing slashes": (
+        "OPTIONS (DRF's metadata answer) is a 405 here; a path without its trailing slash "
+        "is redirected with 307 here and 301 by Django's APPEND_SLASH (same Location)."
+    ),
     "writes": (
         "Product writes are authorised by the router's identity header, not by the "
         "monolith's session/token (tested separately); category writes stay with the "
