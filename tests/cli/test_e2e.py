@@ -195,8 +195,10 @@ def test_up_shift_status_routes_ledger_down(ws: Workspace) -> None:
 def test_canary_promotes_a_healthy_candidate(ws: Workspace) -> None:
     ws.up()
     with Traffic(ws.url) as traffic:
+        # latency on a busy 2-core machine is noise: this test is about promotion, the p99
+        # rule is unit-tested (tests/cli/test_gate.py)
         proc = ws.run("canary", "products", "--to", "catalog", "--steps", "20,100", "--interval", "3s",
-                      "--min-requests", "15", "--json")
+                      "--min-requests", "15", "--max-p99-ratio", "1000", "--json")
     result = json.loads(proc.stdout)
     assert result["outcome"] == "promoted"
     assert [s["weight"] for s in result["steps"]] == [20, 100]
@@ -213,7 +215,7 @@ def test_canary_rolls_back_a_failing_candidate_by_itself(ws: Workspace) -> None:
     ws.up("--catalog-fail-rate", "0.5")
     with Traffic(ws.url):
         proc = ws.run("canary", "products", "--to", "catalog", "--steps", "20,50,100", "--interval", "3s",
-                      "--min-requests", "15", check=3)
+                      "--min-requests", "15", "--max-p99-ratio", "1000", check=3)
     assert "ROLLBACK at 20%" in proc.stderr and "error rate" in proc.stderr
     assert proc.stdout.startswith("rolled_back:")
     status = json.loads(ws.run("status", "--json").stdout)
