@@ -22,14 +22,23 @@ from pathlib import Path
 
 import httpx
 import pytest
+from typer.testing import CliRunner
 
 from cli.demoflow import demo_routes, write_yaml
+from cli.main import app
 from cli.stack import part_present
 from cli.supervisor import pid_alive
 from devstack import free_port
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class Result:
+    returncode: int
+    stdout: str
+    stderr: str
 
 
 @dataclass
@@ -43,12 +52,25 @@ class Workspace:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.router_port}"
 
-    def run(self, *args: str, timeout: float = 120, check: int | None = 0) -> subprocess.CompletedProcess[str]:
-        proc = subprocess.run([sys.executable, "-m", "cli.main", *args], cwd=self.root, env=self.env,
-                              capture_output=True, text=True, timeout=timeout, check=False)
+    def run(self, *args: str, check: int | None = 0) -> Result:
+        """`strangler ARGS` in this process (Typer's runner: no interpreter start per call),
+        from the workspace folder with its environment; the stack's processes are real."""
+        here = os.getcwd()
+        os.chdir(self.root)
+        try:
+            r = CliRunner().invoke(app, list(args), env=self.overrides)
+        finally:
+            os.chdir(here)
+        proc = Result(r.exit_code, r.stdout, r.stderr)
         if check is not None:
             assert proc.returncode == check, f"`strangler {' '.join(args)}` exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}"
         return proc
+
+    @property
+    def overrides(self) -> dict[str, str | None]:
+        keep = ("STRANGLER_STATE_DIR", "COLUMNS")
+        return {**{k: self.env[k] for k in keep},
+                **{k: None for k in ("STRANGLER_ADMIN_TOKEN", "STRANGLER_ROUTER_URL", "STRANGLER_IDENTITY_SECRET")}}
 
     def up(self, *extra: str) -> None:
         self.run("up", "--detach", "--no-cdc", "--port", str(self.router_port), *extra)
