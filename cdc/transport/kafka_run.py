@@ -21,6 +21,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
@@ -69,6 +70,10 @@ class OffsetSink(SqlSink):
 
     offsets: dict[TP, int] | None = None
 
+    @property
+    def in_transaction(self) -> bool:
+        return self._tx is not None
+
     def commit(self) -> Position | None:
         if self._tx is not None and self._conn is not None and self.offsets:
             save_offsets(self._conn, self.stream, self.offsets)
@@ -97,8 +102,17 @@ class ApplyLoop:
             self.metrics.state = "streaming"
             while not stop.is_set():
                 events = kafka.consume(self.cfg.batch_size, 0.2)
+                if kafka.rewind_needed:  # a transaction we began was cut short: start over
+                    sink.rollback()
+                    kafka.rewind()
+                    continue
                 if events:
-                    self._apply(sink, kafka, events)
+                    sink.begin()
+                    sink.write(events)
+                    self.metrics.count(len(events))
+                    self.metrics.observe_lag(max(ev.ts_ms for ev in events))
+                if kafka.at_boundary and sink.in_transaction:
+                    self._commit(sink, kafka)
                     if sink.dead:
                         dead_seen = self._publish_dead(engine, kafka, dead_seen)
                 self._tick(sink)
@@ -113,14 +127,11 @@ class ApplyLoop:
                 kafka.close()
             engine.dispose()
 
-    def _apply(self, sink: OffsetSink, kafka: KafkaApply, events: list[ChangeEvent]) -> None:
-        sink.begin()
-        sink.write(events)
+    def _commit(self, sink: OffsetSink, kafka: KafkaApply) -> None:
+        """Rows, positions and Kafka resume offsets in one target transaction."""
         sink.offsets = kafka.offsets()
         pos = sink.commit()
         kafka.commit(pos or Position(0, 0))
-        self.metrics.count(len(events))
-        self.metrics.observe_lag(max(ev.ts_ms for ev in events))
 
     def _dead_high(self, engine: Engine) -> int:
         t = checkpoint.dead_letters
@@ -165,6 +176,13 @@ class CapturePipeline(Pipeline):
 
     def _apply_loop(self, sink: SqlSink) -> None:
         return  # the apply half is ApplyLoop, elsewhere
+
+    def _initial_copy(self, init: Any, sink: SqlSink, mappings: dict[str, Any]) -> None:
+        super()._initial_copy(init, sink, mappings)
+        # Copied whole into Kafka: the target learns it when the apply half gets there, but
+        # this process must not start a second copy with watermarks meanwhile.
+        for table in mappings:
+            sink.snapshot_state[table] = ("done", None, 0)
 
     def _publish(self, events: list[ChangeEvent]) -> None:
         super()._publish(events)
