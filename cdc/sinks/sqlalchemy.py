@@ -293,21 +293,32 @@ class SqlSink:
             else:
                 conn.execute(sa.delete(t).where(sa.tuple_(*(t.c[k] for k in key)).in_(list(keys))))
             return
-        # Coalesce by key: the last image wins; a partial image is merged onto an earlier one.
-        rows: dict[tuple[Any, ...], dict[str, Any]] = {}
-        for p in payloads:
-            k = tuple(p[c] for c in key)
-            if k in rows:
-                rows[k].update(p)
-            else:
-                rows[k] = dict(p)
-        groups: dict[frozenset[str], list[dict[str, Any]]] = {}
+        # Coalesce by key: the last image wins; a partial image is merged onto an earlier one
+        # (into a new dict: payloads are reused if the batch is retried event by event).
+        rows: dict[Any, dict[str, Any]] = {}
+        if len(key) == 1:
+            k0 = key[0]
+            for p in payloads:
+                k = p[k0]
+                prev = rows.get(k)
+                rows[k] = p if prev is None else {**prev, **p}
+        else:
+            for p in payloads:
+                k = tuple(p[c] for c in key)
+                prev = rows.get(k)
+                rows[k] = p if prev is None else {**prev, **p}
+        groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
         for r in rows.values():
-            groups.setdefault(frozenset(r), []).append(r)
-        for cols, group in groups.items():
+            names = tuple(r)
+            group = groups.get(names)
+            if group is None:
+                groups[names] = [r]
+            else:
+                group.append(r)
+        for names, group in groups.items():
+            cols = frozenset(names)
             if action == UPSERT and tab.pg is not None:
-                tab.pg.upsert(conn.connection.cursor(), [c.name for c in tab.table.columns if c.name in cols],
-                              group)
+                tab.pg.upsert(conn.connection.cursor(), list(names), group)
             elif action == UPSERT:
                 conn.execute(tab.upsert(cols), group)
             else:  # partial image (unchanged TOAST left out): update what we know
