@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
 from collections.abc import Callable, Sequence
 from decimal import Decimal
 from typing import Any
@@ -40,6 +41,10 @@ def make_engine(url: str) -> Engine:
     if url.startswith("postgresql://"):  # SQLAlchemy 2.1 would pick psycopg 3; we ship psycopg2
         url = "postgresql+psycopg2://" + url[len("postgresql://"):]
     if url.startswith("sqlite"):
+        path = url.split("///", 1)[-1]
+        if path and path != ":memory:" and not os.path.exists(path):
+            raise SinkError(f"target SQLite database {path} does not exist; create the service's "
+                            "schema first (its migrations) or fix the stream's target.url")
         engine = sa.create_engine(url, connect_args={"timeout": 30})
 
         @sa.event.listens_for(engine, "connect")

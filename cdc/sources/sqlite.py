@@ -14,6 +14,7 @@ Schema changes are noticed through ``PRAGMA schema_version`` and reported as Rel
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import time
 from decimal import Decimal
@@ -78,6 +79,9 @@ class SQLiteSource:
         self._acked = 0
 
     def _connect(self) -> sqlite3.Connection:
+        if not os.path.exists(self.path):
+            raise SourceError(f"SQLite database {self.path} does not exist; start the monolith "
+                              "(it creates it) or fix the stream's source.url")
         try:
             conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
         except sqlite3.Error as exc:
