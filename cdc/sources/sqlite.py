@@ -183,8 +183,15 @@ class SQLiteSource:
                 continue
             before = json.loads(old, parse_float=Decimal) if old else None
             after = json.loads(new, parse_float=Decimal) if new else None
+            keycols = self.keys.get(tbl, ())
             image = after if after is not None else before or {}
-            key = {k: image.get(k) for k in self.keys.get(tbl, ())}
+            key = {k: image.get(k) for k in keycols}
+            if op == "u" and before is not None and any(before.get(k) != key[k] for k in keycols):
+                # the key itself changed: the old row goes, the new one comes
+                out.append(ChangeEvent(op="d", table=tbl, key={k: before.get(k) for k in keycols},
+                                       before=before, after=None, position=pos, ts_ms=ts or 0,
+                                       last=False, db=self.path))
+                op, pos = "c", Position(id_, 1)
             out.append(ChangeEvent(op=op, table=tbl, key=key, before=before, after=after, position=pos,
                                    ts_ms=ts or 0, last=True, db=self.path))
         return out

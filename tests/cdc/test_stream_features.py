@@ -220,3 +220,16 @@ def test_verify_rechecks_rows_in_flight_instead_of_reporting_them(cdc_env: Env) 
         out = env.cli("verify", env.name, "--json")  # right away: the stream may still be applying it
         assert out.returncode == 0, out.stdout + out.stderr
         assert json.loads(out.stdout)["equal"] is True
+
+
+def test_key_change_and_truncate(cdc_env: Env) -> None:
+    env = cdc_env
+    seed(env, 10)
+    with running(config(env)):
+        wait_for(equal(env), 30, "initial copy")
+        sql(env.src, "UPDATE catalog_product SET id = 1000 WHERE id = 4")  # old key must go
+        wait_for(equal(env), 30, "the key change")
+        sql(env.src, "TRUNCATE catalog_product")
+        wait_for(lambda: sql(env.tgt, "SELECT count(*) FROM products") == [(0,)], 30, "the truncate")
+        sql(env.src, "INSERT INTO catalog_product (category_id, name, price) VALUES (1, 'after', 1)")
+        wait_for(equal(env), 30, "a row after the truncate")
