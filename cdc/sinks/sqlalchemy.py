@@ -151,8 +151,13 @@ class SqlSink:
             self.tables[src] = _Table(tm, t, engine.dialect.name)
         self._conn: Connection | None = None
         self._tx: Any = None
-        # raw DB-API errors too: PostgreSQL upserts go through psycopg2 directly
-        self._db_errors: tuple[type[BaseException], ...] = (sa.exc.DBAPIError, engine.dialect.loaded_dbapi.Error)
+        # A row the target refuses (constraint, bad value) is dead-lettered; anything else
+        # (connection lost, table gone) stops the stream. Raw DB-API classes too: PostgreSQL
+        # upserts go through psycopg2 directly.
+        dbapi = engine.dialect.loaded_dbapi
+        self._row_errors: tuple[type[BaseException], ...] = (
+            sa.exc.IntegrityError, sa.exc.DataError, dbapi.IntegrityError, dbapi.DataError)
+        self._db_errors: tuple[type[BaseException], ...] = (sa.exc.DBAPIError, dbapi.Error)
         self.positions: dict[str, Position] = {}
         self._dirty: dict[str, tuple[Position, int]] = {}
         self._snap: dict[str, tuple[str, list[Any], int]] = {}
@@ -233,16 +238,20 @@ class SqlSink:
         if not plan:
             return
         try:
-            with conn.begin_nested():
-                self._run_plan(conn, plan)
-        except self._db_errors:
-            # One bad row fails the whole statement: redo one by one, dead-letter the bad ones.
-            for step in plan:
-                try:
-                    with conn.begin_nested():
-                        self._run_plan(conn, [step])
-                except self._db_errors as exc:
-                    self._dead(conn, step[3], f"target refused: {str(getattr(exc, 'orig', exc)).strip()}")
+            try:
+                with conn.begin_nested():
+                    self._run_plan(conn, plan)
+            except self._row_errors:
+                # One bad row fails the whole statement: redo one by one, dead-letter the bad ones.
+                for step in plan:
+                    try:
+                        with conn.begin_nested():
+                            self._run_plan(conn, [step])
+                    except self._row_errors as exc:
+                        self._dead(conn, step[3], f"target refused: {str(getattr(exc, 'orig', exc)).strip()}")
+        except self._db_errors as exc:
+            raise SinkError(f"target database failed; the stream stops with its position kept: "
+                            f"{str(getattr(exc, 'orig', exc)).strip()}") from exc
         self._note(plan)
 
     def _note(self, plan: list[tuple[str, str, Any, ChangeEvent]]) -> None:

@@ -233,3 +233,27 @@ def test_key_change_and_truncate(cdc_env: Env) -> None:
         wait_for(lambda: sql(env.tgt, "SELECT count(*) FROM products") == [(0,)], 30, "the truncate")
         sql(env.src, "INSERT INTO catalog_product (category_id, name, price) VALUES (1, 'after', 1)")
         wait_for(equal(env), 30, "a row after the truncate")
+
+
+def test_target_failure_stops_the_stream_without_dead_letters(cdc_env: Env) -> None:
+    from cdc.errors import SinkError
+
+    env = cdc_env
+    seed(env, 5)
+    cfg = config(env)
+    pipe = Pipeline(cfg, on_tick=lambda m: None)
+    state = {"step": 0}
+
+    def until() -> bool:
+        state["step"] += 1
+        if state["step"] == 1:  # streaming: now break the target, then change the source
+            sql(env.tgt, "ALTER TABLE products RENAME TO products_gone")
+            sql(env.src, "UPDATE catalog_product SET name = 'x' WHERE id = 1")
+        return state["step"] > 500
+
+    with pytest.raises(SinkError, match="products"):
+        pipe.run(until=until)
+    assert sql(env.tgt, "SELECT count(*) FROM strangler_cdc_dead_letter") == [(0,)]
+    sql(env.tgt, "ALTER TABLE products_gone RENAME TO products")  # fixed: the change arrives
+    with running(cfg):
+        wait_for(equal(env), 30, "the change after the fix")
