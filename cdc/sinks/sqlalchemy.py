@@ -14,6 +14,7 @@ PostgreSQL runs take the COPY fast path in :mod:`cdc.sinks.pgbulk`.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import os
 from collections.abc import Callable, Sequence
@@ -25,7 +26,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from cdc import checkpoint
 from cdc.errors import SinkError
-from cdc.events import ChangeEvent, Position
+from cdc.events import ChangeEvent, Position, json_default
 from cdc.mapping import TableMapping, TableSchema
 from cdc.sinks.pgbulk import Upserter
 
@@ -79,6 +80,8 @@ def describe(engine: Engine) -> dict[str, TableSchema]:
 
 def _coercer(col_type: sa.types.TypeEngine[Any]) -> tuple[type | tuple[type, ...], Callable[[Any], Any]] | None:
     """(accepted python types, converter) for columns whose values may arrive as JSON text."""
+    if isinstance(col_type, sa.JSON):  # dicts and lists go as JSON text (never as a SQL array)
+        return str, lambda v: json.dumps(v, default=json_default)
     if isinstance(col_type, sa.Boolean):
         return bool, lambda v: v.lower() in ("t", "true", "1") if isinstance(v, str) else bool(v)
     if isinstance(col_type, sa.Integer):

@@ -206,8 +206,12 @@ class SQLiteSource:
                                (self.cfg.name, self._acked))
 
     def emit_message(self, content: bytes) -> None:
-        self._conn.execute(f"INSERT INTO {CHANGELOG} (stream, tbl, op, old, new, ts_ms) "
-                           "VALUES (?, '', 'm', NULL, ?, 0)", (self.cfg.name, content.decode()))
+        try:
+            self._conn.execute(f"INSERT INTO {CHANGELOG} (stream, tbl, op, old, new, ts_ms) "
+                               "VALUES (?, '', 'm', NULL, ?, 0)", (self.cfg.name, content.decode()))
+        except sqlite3.Error as exc:
+            raise SourceError(f"cannot write to {CHANGELOG} in {self.path} ({exc}); run "
+                              f"`strangler cdc install {self.cfg.name}` or `cdc run` first") from exc
 
     def chunk_reader(self) -> tuple[Any, str]:
         return self._conn.cursor(), "qmark"
