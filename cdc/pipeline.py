@@ -153,6 +153,7 @@ class Pipeline:
             source.acknowledge(self.transport.durable())
             self._tick(source, sink)
         self._drain()
+        source.acknowledge(self.transport.durable())  # what the last batches made durable
 
     def _initial_copy(self, init: Any, sink: SqlSink, mappings: dict[str, mapping_mod.TableMapping]) -> None:
         cursor, style = init.cursor()

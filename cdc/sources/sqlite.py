@@ -13,6 +13,7 @@ Schema changes are noticed through ``PRAGMA schema_version`` and reported as Rel
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sqlite3
@@ -201,7 +202,11 @@ class SQLiteSource:
             return
         self._acked = position.lsn
         if time.monotonic() - self._pruned_at > 1.0:  # prune acknowledged entries, not too often
-            self._pruned_at = time.monotonic()
+            self._prune()
+
+    def _prune(self) -> None:
+        self._pruned_at = time.monotonic()
+        if self._acked:
             self._conn.execute(f"DELETE FROM {CHANGELOG} WHERE stream = ? AND id <= ?",
                                (self.cfg.name, self._acked))
 
@@ -223,4 +228,6 @@ class SQLiteSource:
         self.uninstall()
 
     def close(self) -> None:
+        with contextlib.suppress(sqlite3.Error):
+            self._prune()
         self._conn.close()
