@@ -6,6 +6,8 @@ Exit codes: 0 ok, 1 failed, 2 usage, 3 a gate or check not met.
 import typer
 
 from cli.cdc import cdc_app, verify
+from cli.demo import demo
+from cli.traffic import traffic
 
 app = typer.Typer(
     name="strangler",
@@ -16,6 +18,8 @@ app = typer.Typer(
 
 # Command groups register below, one line each:
 # app.add_typer(routes_app, name="routes")
+app.command()(traffic)
+app.command()(demo)
 app.add_typer(cdc_app, name="cdc")
 app.command("verify")(verify)
 
