@@ -288,3 +288,18 @@ def test_faults_lose_nothing_and_apply_nothing_twice(kafka_broker: KafkaServer, 
     finally:
         env.stop_all()
         server.stop()
+
+
+def test_both_halves_in_one_process(kafka_broker: KafkaServer, pg_server: Any, tmp_path: Path) -> None:
+    env = make_env(pg_server, tmp_path, kafka_broker)
+    try:
+        sql(env.src, "INSERT INTO catalog_category (name) VALUES ('a'), ('b')")
+        env.start_part("both")
+        env.wait(lambda: caught_up(env), 60, "the initial copy")
+        sql(env.src, "INSERT INTO catalog_product (category_id, name, price) VALUES (2, 'x', 1.5)")
+        env.wait(lambda: caught_up(env), 60, "a streamed change")
+        env.parts["both"].send_signal(signal.SIGTERM)
+        assert env.parts["both"].wait(30) == 0, env.part_log("both")
+    finally:
+        env.stop_all()
+        drop_slot(env)
