@@ -486,6 +486,9 @@ class KafkaApply:
 
         offsets, seen, done = self._committed
         self._seen, self._done = dict(seen), done
+        if self._paused:
+            self._consumer.resume([TopicPartition(*key) for key in self._paused])
+            self._paused.clear()
         for key, queue in self._queues.items():
             queue.clear()
             self._next[key] = offsets.get(key, 0)

@@ -99,6 +99,7 @@ class ApplyLoop:
         try:
             kafka = KafkaApply(self.settings, list(mappings), start=load_offsets(engine, self.cfg.name))
             dead_seen = self._dead_high(engine)
+            dead_published = sink.dead
             self.metrics.state = "streaming"
             while not stop.is_set():
                 events = kafka.consume(self.cfg.batch_size, 0.2)
@@ -113,8 +114,9 @@ class ApplyLoop:
                     self.metrics.observe_lag(max(ev.ts_ms for ev in events))
                 if kafka.at_boundary and sink.in_transaction:
                     self._commit(sink, kafka)
-                    if sink.dead:
+                    if sink.dead != dead_published:  # new dead-letter rows: mirror them
                         dead_seen = self._publish_dead(engine, kafka, dead_seen)
+                        dead_published = sink.dead
                 self._tick(sink)
             self.metrics.state = "stopped"
         except BaseException as exc:
