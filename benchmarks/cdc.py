@@ -10,6 +10,8 @@ Measurements (one function each, so other transports can add theirs to the same 
   snapshot_rows_per_s   the initial copy inside the exported snapshot
   lag_p50_ms/lag_p99_ms commit-to-applied at a steady 1,000 rows/s
   verify_rows_per_s     `verify` over two equal tables of --verify-rows rows
+  kafka_rows_per_s      the same workload through Kafka (benchmarks/cdc_kafka.py), in the rounds
+  kafka_lag_p50_ms/kafka_lag_p99_ms   commit-to-applied through Kafka at 1,000 rows/s
 Targets (issue 4): direct >= 20,000 rows/s, ratio >= 0.25, lag p99 < 1 s, verify >= 100,000.
 Needs only the PostgreSQL server binaries (Debian: apt-get install postgresql).
 """
@@ -29,11 +31,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import psycopg2  # noqa: E402
 import psycopg2.extras  # noqa: E402
+from cdc_kafka import measure_kafka, measure_kafka_lag  # noqa: E402  (the Kafka path, same run)
 
 from cdc.config import parse  # noqa: E402
 from cdc.pipeline import Pipeline, open_stream  # noqa: E402
 from cdc.verify import verify_stream  # noqa: E402
-from devstack import PostgresServer  # noqa: E402
+from devstack import KafkaServer, PostgresServer  # noqa: E402
 
 TABLE = "CREATE TABLE {name} (id bigint PRIMARY KEY, qty int, label text, price numeric(10,2))"
 FILL = ("INSERT INTO {name} SELECT g, g % 1000, 'item ' || g, (g % 10000) / 100.0 "
@@ -162,6 +165,10 @@ def measure_lag(pg: PostgresServer, seconds: float, rate: int = 1000) -> tuple[f
         time.sleep(0.05)
     conn = psycopg2.connect(src)
     cur = conn.cursor()
+    # As on a production server: commits flush WAL at once (the throwaway server runs with
+    # synchronous_commit=off, where the WAL writer flushes, and decoding starts, every 200 ms).
+    cur.execute("SET synchronous_commit = on")
+    conn.commit()
     per_tx = 10  # 100 commits/s of 10 rows
     n = 0
     start = time.perf_counter()
@@ -217,17 +224,21 @@ def main() -> None:
     ap.add_argument("--lag-seconds", type=float, default=10.0)
     ap.add_argument("--rounds", type=int, default=2)
     args = ap.parse_args()
-    with PostgresServer() as pg:
-        raw, direct = [], []
+    with PostgresServer() as pg, KafkaServer() as broker:
+        raw, direct, kafka = [], [], []
         for i in range(args.rounds):  # alternate, so machine noise hits both alike
             print(f"round {i + 1}: raw read", file=sys.stderr)
             raw.append(measure_raw_read(pg, args.rows))
             print(f"round {i + 1}: direct pipeline", file=sys.stderr)
             direct.append(measure_direct(pg, args.rows, tag=f"direct{i}"))
+            print(f"round {i + 1}: Kafka pipeline", file=sys.stderr)
+            kafka.append(measure_kafka(pg, broker, args.rows, tag=f"kafka{i}"))
         print("snapshot", file=sys.stderr)
         snap = measure_snapshot(pg, args.snapshot_rows)
         print("lag at 1,000 rows/s", file=sys.stderr)
         p50, p99 = measure_lag(pg, args.lag_seconds)
+        print("Kafka lag at 1,000 rows/s", file=sys.stderr)
+        kp50, kp99 = measure_kafka_lag(pg, broker, args.lag_seconds)
         print("verify", file=sys.stderr)
         ver = measure_verify(pg, args.verify_rows)
     result = {
@@ -239,6 +250,9 @@ def main() -> None:
         "lag_p50_ms": round(p50, 1),
         "lag_p99_ms": round(p99, 1),
         "verify_rows_per_s": round(ver),
+        "kafka_rows_per_s": round(max(kafka)),
+        "kafka_lag_p50_ms": round(kp50, 1),
+        "kafka_lag_p99_ms": round(kp99, 1),
     }
     print(json.dumps(result))
 

@@ -12,9 +12,11 @@ acknowledged it *and every message before it*, so the source (slot flush LSN, SQ
 changelog id) never advances past something Kafka could still lose.
 
 Apply (:class:`KafkaApply`, a :class:`cdc.transport.Consumer`): one consumer in a group
-reads the transaction topic and every table topic, and hands over whole source transactions
-in commit order with their events in source order, however the table topics interleave — so
-a parent row is written before its child even when they travel in different topics.
+reads the transaction topic and every table topic, and hands over source transactions in
+commit order with their events in source order (``total_order``), however the table topics
+interleave — so a parent row is written before its child even when they travel in
+different topics. A large transaction streams through in parts; ``at_boundary`` tells the
+sink when it may commit.
 ``offsets()`` says where to resume after everything handed over so far; the apply loop
 (:mod:`cdc.transport.kafka_apply`) stores it in the target database in the same transaction
 as the rows and seeks there on restart, so delivery that is at-least-once becomes
@@ -77,8 +79,9 @@ class KafkaSettings:
             raise ConfigError(f"{path}.kind", f"is {raw.get('kind')!r}, not kafka")
         values: dict[str, str] = {}
         for key, default in (("bootstrap", os.environ.get(ENV_BOOTSTRAP) or DEFAULT_BOOTSTRAP),
-                             ("topic_prefix", cfg.name), ("group", f"strangler-{cfg.name}")):
-            value = raw.get(key, default)
+                             ("topic_prefix", cfg.name), ("group", "")):
+            # the group follows the topics: one group per set of topics, unless told
+            value = raw.get(key, default or f"strangler-{values.get('topic_prefix', cfg.name)}")
             if not isinstance(value, str) or not value.strip():
                 raise ConfigError(f"{path}.{key}", f"must be a non-empty string, not {value!r}")
             values[key] = value.strip()
@@ -229,6 +232,7 @@ class KafkaCapture:
 
     # The capture side applies nothing: these make it a whole Transport for the pipeline.
     def consume(self, max_events: int, timeout: float = 0.0) -> list[ChangeEvent]:
+        time.sleep(timeout)  # nothing ever arrives here; don't let a caller spin
         return []
 
     def commit(self, position: Position) -> None:
@@ -292,10 +296,17 @@ class KafkaApply:
         self._next: dict[TP, int] = {}  # resume offset: after everything handed over/dropped
         self._paused: set[TP] = set()
         self._current: tuple[int, int] | None = None
-        self._done: tuple[int, int] = (0, 0)  # the last transaction handed over
-        self._end: _Msg | None = None
-        self._handed: dict[TP, int] = {}
+        self._order = 0  # events of the current transaction handed over
+        self._done: tuple[int, int] = (0, 0)  # the last transaction handed over whole
+        self._skip: set[tuple[int, int]] = set()  # transactions cut short by a capture crash
+        self._handed: dict[TP, int] = {}  # resume offsets at the last boundary
         self._seen: dict[str, Position] = {}  # per table, the last position handed over
+        self._seen_at_boundary: dict[str, Position] = {}
+        self._done_at_boundary: tuple[int, int] = (0, 0)
+        # what the sink last committed: resume offsets, seen positions, last transaction
+        self._committed: tuple[dict[TP, int], dict[str, Position], tuple[int, int]] = ({}, {}, (0, 0))
+        self.at_boundary = True
+        self.rewind_needed = False
         self._producer: Any = None
         self.dead_letters = 0
         self._consumer.subscribe([settings.tx_topic, *self.topics], on_assign=self._on_assign)
@@ -310,8 +321,10 @@ class KafkaApply:
             tp.offset = stored if stored is not None else OFFSET_BEGINNING
             self._queues[key] = deque()
             self._next.setdefault(key, stored if stored is not None else 0)
+            self._handed.setdefault(key, self._next[key])
+            self._committed[0].setdefault(key, self._next[key])
         # Buffered messages of a partition we had before are re-read from its resume offset.
-        self._current, self._end = None, None
+        self._current = None
         consumer.assign(partitions)
 
     # -- reading ----------------------------------------------------------------------
@@ -375,93 +388,124 @@ class KafkaApply:
         txq = self._queues.get((self.settings.tx_topic, 0))
         while txq:
             head = txq[0]
-            if head.status == "BEGIN" and head.tx is not None and head.tx > self._done:
-                self._pop((self.settings.tx_topic, 0))
-                self._current, self._end = head.tx, None
+            self._pop((self.settings.tx_topic, 0))
+            if (head.status == "BEGIN" and head.tx is not None and head.tx > self._done
+                    and head.tx not in self._skip):
+                self._current, self._order = head.tx, 0
                 return True
-            self._pop((self.settings.tx_topic, 0))  # END of a finished one, or a stale record
+            # else: the END of one handed over already, or a stale/undecodable record
         return False
 
-    def _complete(self) -> list[ChangeEvent] | None:
-        """The current transaction's events if all are here, else None."""
-        cur = self._current
-        assert cur is not None
-        txq = self._queues.get((self.settings.tx_topic, 0))
-        if self._end is None and txq:
-            head = txq[0]
-            if head.tx is not None and head.tx < cur:
-                self._pop((self.settings.tx_topic, 0))  # stale record (undecodable, or older)
-                return self._complete()
-            if head.status == "END" and head.tx == cur:
-                self._end = head
-            elif head.tx is not None and head.tx[0] > cur[0]:
-                # A newer capture process began while this one was open: the old process
-                # died mid-transaction. Its events are re-published under the new epoch.
-                self._current = None
-                return []
-        available: list[tuple[TP, int]] = []
+    def _find(self, cur: tuple[int, int], order: int) -> TP | None:
+        """The partition whose head is event `order` of transaction `cur`, if any is."""
         for key, queue in self._queues.items():
             if key[0] == self.settings.tx_topic:
                 continue
             while queue and queue[0].tx is not None and queue[0].tx < cur:
                 self._pop(key)  # a dead transaction's events, or an undecodable one
-            n = 0
-            for item in queue:
-                if item.tx != cur:
-                    break
-                n += 1
-            if n:
-                available.append((key, n))
-        if self._end is None or sum(n for _, n in available) < self._end.count:
-            return None
-        items = [self._pop(key) for key, n in available for _ in range(n)]
-        self._pop((self.settings.tx_topic, 0))  # the END
-        items.sort(key=lambda m: m.order)
-        events = []
-        for m in items:
-            ev = m.event
-            if ev is None:
-                continue
-            if ev.position[0]:  # initial-copy events (LSN 0) are never duplicates
-                seen = self._seen.get(ev.table)
-                if seen is not None and ev.position <= seen:
-                    continue  # re-published after a capture restart: handed over already
-                self._seen[ev.table] = ev.position
-            events.append(ev)
-        if events:
-            events[-1].last = True
-        self._done, self._current, self._end = cur, None, None
-        return events
+            if queue and queue[0].tx == cur and queue[0].order == order:
+                return key
+        return None
 
-    def _step(self) -> list[ChangeEvent] | None:
-        """One whole transaction ([] for a dropped one), or None if more data is needed."""
-        if self._current is None and not self._next_transaction():
-            return None
-        return self._complete()
+    def _cut_short(self, cur: tuple[int, int]) -> bool:
+        """Did a newer capture process begin while `cur` was open (its process died)?"""
+        txq = self._queues.get((self.settings.tx_topic, 0))
+        while txq and (txq[0].status != "BEGIN" or txq[0].tx is None or txq[0].tx[0] <= cur[0]):
+            if txq[0].status == "BEGIN" and txq[0].tx is not None and txq[0].tx > cur:
+                return False  # a later transaction of the same process: cur will complete
+            self._pop((self.settings.tx_topic, 0))  # END records, stale ones
+        return bool(txq)
+
+    def _stream(self, out: list[ChangeEvent], limit: int) -> bool:
+        """Append the current transaction's next events in source order; True on progress."""
+        cur = self._current
+        assert cur is not None
+        progressed = False
+        while len(out) < limit:
+            key = self._find(cur, self._order + 1)
+            if key is None:
+                if self._cut_short(cur):
+                    # Its events are re-published under the new epoch. If part of it was
+                    # handed over, the apply loop rolls back and we re-read from the commit.
+                    self._skip.add(cur)
+                    self._current = None
+                    self.rewind_needed = not self.at_boundary
+                    return True
+                return progressed
+            m = self._pop(key)
+            self._order += 1
+            progressed = True
+            ev = m.event
+            assert ev is not None
+            self.at_boundary = False
+            last = ev.last
+            if not ev.position[0] or ev.position > self._seen.get(ev.table, (0, 0)):
+                if ev.position[0]:  # initial-copy events (LSN 0) are never duplicates
+                    self._seen[ev.table] = ev.position
+                out.append(ev)
+            # else: re-published after a capture restart, handed over already
+            if last:
+                self._done, self._current = cur, None
+                self.at_boundary = True
+                self._handed, self._seen_at_boundary = dict(self._next), dict(self._seen)
+                self._done_at_boundary = cur
+                return True
+        return progressed
 
     def consume(self, max_events: int, timeout: float = 0.0) -> list[ChangeEvent]:
-        """Whole source transactions in commit order (at least one, if any is complete)."""
+        """The next events in source commit order, transactions possibly split across calls.
+
+        ``at_boundary`` says whether the last one returned ends a source transaction: only
+        then may the sink commit (with ``offsets()``, then call ``commit``). Stops at a
+        boundary once `max_events` are reached, unless the open transaction cannot finish
+        from what is buffered (a large one: it streams through in parts). ``rewind_needed``
+        says the sink must roll back and call ``rewind()``.
+        """
         out: list[ChangeEvent] = []
         deadline = time.monotonic() + timeout
-        while len(out) < max_events:
-            events = self._step()
-            if events is not None:
-                out.extend(events)
+        while not self.rewind_needed:
+            full = len(out) >= max_events
+            if full and self.at_boundary:
+                break
+            if self._current is None:
+                if not full and self._next_transaction():
+                    continue
+            elif self._stream(out, 1 << 62 if full else max_events):
                 continue
+            elif full:
+                break  # the open transaction cannot finish from what is here: hand over a part
             wait = 0.0 if out else max(0.0, deadline - time.monotonic())
             if not self._fetch(min(wait, 0.1)) and (out or wait <= 0):
                 break
-        self._handed = dict(self._next)
         return out
 
+    def rewind(self) -> None:
+        """Forget everything after the last commit and re-read from there: the sink rolled
+        back because a transaction it had partly applied was cut short by a capture crash."""
+        from confluent_kafka import TopicPartition
+
+        offsets, seen, done = self._committed
+        self._seen, self._done = dict(seen), done
+        if self._paused:
+            self._consumer.resume([TopicPartition(*key) for key in self._paused])
+            self._paused.clear()
+        for key, queue in self._queues.items():
+            queue.clear()
+            self._next[key] = offsets.get(key, 0)
+            with contextlib.suppress(Exception):
+                self._consumer.seek(TopicPartition(key[0], key[1], self._next[key]))
+        self._handed = dict(offsets)
+        self._current, self.rewind_needed, self.at_boundary = None, False, True
+
     def offsets(self) -> dict[TP, int]:
-        """Where to resume after everything handed over by the last ``consume``."""
+        """Where to resume after the last transaction handed over whole."""
         return dict(self._handed)
 
     def commit(self, position: Position) -> None:
-        """The sink made the handed-over events durable: mirror the offsets into Kafka."""
+        """The sink committed everything up to the last boundary (with ``offsets()``)."""
         from confluent_kafka import KafkaException, TopicPartition
 
+        self._committed = (dict(self._handed), dict(self._seen_at_boundary), self._done_at_boundary)
         tps = [TopicPartition(t, p, o) for (t, p), o in self._handed.items()]
         if tps:
             # Informational only: the target database holds the real offsets.

@@ -21,6 +21,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
@@ -69,6 +70,10 @@ class OffsetSink(SqlSink):
 
     offsets: dict[TP, int] | None = None
 
+    @property
+    def in_transaction(self) -> bool:
+        return self._tx is not None
+
     def commit(self) -> Position | None:
         if self._tx is not None and self._conn is not None and self.offsets:
             save_offsets(self._conn, self.stream, self.offsets)
@@ -94,13 +99,24 @@ class ApplyLoop:
         try:
             kafka = KafkaApply(self.settings, list(mappings), start=load_offsets(engine, self.cfg.name))
             dead_seen = self._dead_high(engine)
+            dead_published = sink.dead
             self.metrics.state = "streaming"
             while not stop.is_set():
                 events = kafka.consume(self.cfg.batch_size, 0.2)
+                if kafka.rewind_needed:  # a transaction we began was cut short: start over
+                    sink.rollback()
+                    kafka.rewind()
+                    continue
                 if events:
-                    self._apply(sink, kafka, events)
-                    if sink.dead:
+                    sink.begin()
+                    sink.write(events)
+                    self.metrics.count(len(events))
+                    self.metrics.observe_lag(max(ev.ts_ms for ev in events))
+                if kafka.at_boundary and sink.in_transaction:
+                    self._commit(sink, kafka)
+                    if sink.dead != dead_published:  # new dead-letter rows: mirror them
                         dead_seen = self._publish_dead(engine, kafka, dead_seen)
+                        dead_published = sink.dead
                 self._tick(sink)
             self.metrics.state = "stopped"
         except BaseException as exc:
@@ -113,14 +129,11 @@ class ApplyLoop:
                 kafka.close()
             engine.dispose()
 
-    def _apply(self, sink: OffsetSink, kafka: KafkaApply, events: list[ChangeEvent]) -> None:
-        sink.begin()
-        sink.write(events)
+    def _commit(self, sink: OffsetSink, kafka: KafkaApply) -> None:
+        """Rows, positions and Kafka resume offsets in one target transaction."""
         sink.offsets = kafka.offsets()
         pos = sink.commit()
         kafka.commit(pos or Position(0, 0))
-        self.metrics.count(len(events))
-        self.metrics.observe_lag(max(ev.ts_ms for ev in events))
 
     def _dead_high(self, engine: Engine) -> int:
         t = checkpoint.dead_letters
@@ -154,12 +167,41 @@ class ApplyLoop:
         self.on_tick(m)
 
 
+class CapturePipeline(Pipeline):
+    """The pipeline's capture half: everything up to the transport, nothing applied here.
+
+    "Wait until the sink has taken everything published" becomes "until Kafka has
+    acknowledged everything published"; the apply half runs in its own process or thread.
+    """
+
+    transport: KafkaCapture
+
+    def _apply_loop(self, sink: SqlSink) -> None:
+        return  # the apply half is ApplyLoop, elsewhere
+
+    def _initial_copy(self, init: Any, sink: SqlSink, mappings: dict[str, Any]) -> None:
+        super()._initial_copy(init, sink, mappings)
+        # Copied whole into Kafka: the target learns it when the apply half gets there, but
+        # this process must not start a second copy with watermarks meanwhile.
+        for table in mappings:
+            sink.snapshot_state[table] = ("done", None, 0)
+
+    def _publish(self, events: list[ChangeEvent]) -> None:
+        super()._publish(events)
+        self.metrics.count(len(events))
+
+    def _drain(self) -> None:
+        while not self.transport.flush(1.0) and not self._stop:
+            log.warning("%s: waiting for Kafka to acknowledge %d messages", self.cfg.name,
+                        self.transport.in_flight())
+
+
 def capture_pipeline(cfg: StreamConfig, *, settings: KafkaSettings | None = None,
-                     on_tick: Callable[[StreamMetrics], None] | None = None) -> Pipeline:
+                     on_tick: Callable[[StreamMetrics], None] | None = None) -> CapturePipeline:
     """The ordinary pipeline publishing to Kafka instead of applying."""
     settings = settings or KafkaSettings.from_stream(cfg)
-    pipeline = Pipeline(cfg, transport=KafkaCapture(settings, [t.source for t in cfg.tables]),
-                        on_tick=on_tick)
+    pipeline = CapturePipeline(cfg, transport=KafkaCapture(settings, [t.source for t in cfg.tables]),
+                               on_tick=on_tick)
     pipeline.metrics.stream = f"{cfg.name}.capture"
     return pipeline
 

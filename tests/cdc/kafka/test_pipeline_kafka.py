@@ -51,9 +51,18 @@ class KafkaEnv(Env):
         self.parts[part] = proc
         return proc
 
+    def wait(self, predicate: Any, timeout: float, what: str) -> None:
+        """wait_for, with both halves' logs in the failure message."""
+        try:
+            wait_for(predicate, timeout, what)
+        except AssertionError as exc:
+            logs = "\n".join(f"--- {p}.log\n{self.part_log(p)}" for p in self.parts)
+            raise AssertionError(f"{exc}\n{logs}") from None
+
     def part_log(self, part: str) -> str:
         p = self.folder / f"{part}.log"
-        return p.read_text(errors="replace")[-3000:] if p.exists() else ""
+        text = p.read_text(errors="replace") if p.exists() else ""
+        return "\n".join(line for line in text.splitlines() if not line.startswith("%"))[-3000:]
 
     def revive(self) -> None:
         """Restart a half that stopped by itself (a supervisor's job: systemd, Kubernetes)."""
@@ -73,7 +82,7 @@ class KafkaEnv(Env):
                 return False
             return bool(m.get("pid") == self.parts[part].pid and m.get("state") == "streaming")
 
-        wait_for(running, timeout, f"{part} to run again\n{self.part_log(part)}")
+        self.wait(running, timeout, f"{part} to run again")
 
 
 def kafka_spec(env: Env, broker: KafkaServer) -> dict[str, Any]:
@@ -135,7 +144,7 @@ def test_capture_and_apply_processes_keep_target_equal(kafka_broker: KafkaServer
                      "SELECT 1 + g % 5, 'p' || g, g + 0.5 FROM generate_series(1, 200) g")
         env.start_part("apply")
         env.start_part("capture")
-        wait_for(lambda: caught_up(env), 60, "the initial copy through Kafka")
+        env.wait(lambda: caught_up(env), 60, "the initial copy through Kafka")
         # parent and child in one source transaction, in two topics: the FK must hold
         conn = psycopg2.connect(env.src)
         with conn, conn.cursor() as cur:
@@ -238,7 +247,7 @@ def test_faults_lose_nothing_and_apply_nothing_twice(kafka_broker: KafkaServer, 
                      "SELECT 1 + g % 10, 'p' || g, g FROM generate_series(1, 500) g")
         env.start_part("capture")
         env.start_part("apply")
-        wait_for(lambda: caught_up(env), 60, "the initial copy")
+        env.wait(lambda: caught_up(env), 60, "the initial copy")
         worker.start()
         faults = ["capture", "apply"] * 3 + ["broker", "postgres"]
         rng.shuffle(faults)
@@ -265,7 +274,7 @@ def test_faults_lose_nothing_and_apply_nothing_twice(kafka_broker: KafkaServer, 
     try:
         assert stats["txns"] > 50, stats
         env.revive()
-        wait_for(lambda: caught_up(env), 120, "the target to equal the source")
+        env.wait(lambda: caught_up(env), 120, "the target to equal the source")
         assert source_rows(env.src) == target_rows(env.tgt)
         dupes = sql(env.tgt, "SELECT id, version, count(*) FROM applied_log GROUP BY 1, 2 HAVING count(*) > 1")
         assert dupes == [], "a change was applied twice"
@@ -279,3 +288,18 @@ def test_faults_lose_nothing_and_apply_nothing_twice(kafka_broker: KafkaServer, 
     finally:
         env.stop_all()
         server.stop()
+
+
+def test_both_halves_in_one_process(kafka_broker: KafkaServer, pg_server: Any, tmp_path: Path) -> None:
+    env = make_env(pg_server, tmp_path, kafka_broker)
+    try:
+        sql(env.src, "INSERT INTO catalog_category (name) VALUES ('a'), ('b')")
+        env.start_part("both")
+        env.wait(lambda: caught_up(env), 60, "the initial copy")
+        sql(env.src, "INSERT INTO catalog_product (category_id, name, price) VALUES (2, 'x', 1.5)")
+        env.wait(lambda: caught_up(env), 60, "a streamed change")
+        env.parts["both"].send_signal(signal.SIGTERM)
+        assert env.parts["both"].wait(30) == 0, env.part_log("both")
+    finally:
+        env.stop_all()
+        drop_slot(env)

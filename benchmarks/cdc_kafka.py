@@ -1,0 +1,149 @@
+"""The Kafka path of the CDC benchmark (`benchmarks/cdc.py` calls these in the same run).
+
+Both halves run as real `strangler cdc run --part capture|apply` processes against a broker
+started by devstack (or ``STRANGLER_KAFKA_BOOTSTRAP``), as they would in production:
+
+  kafka_rows_per_s   end to end: one committed source transaction of --rows inserts until
+                     the last row is in the target (capture -> Kafka -> apply)
+  kafka_lag_p99_ms   commit-to-applied at a steady 1,000 rows/s (p50 too)
+
+Target (issue 5): kafka_rows_per_s >= 10,000 with broker, PostgreSQL and both halves on 2 cores.
+Needs Java 17 and Maven (apt-get install openjdk-17-jre-headless maven) besides PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+import psycopg2  # noqa: E402
+import yaml  # noqa: E402
+
+from devstack import KafkaServer, PostgresServer  # noqa: E402
+
+
+@contextmanager
+def halves(src: str, tgt: str, kafka: KafkaServer, tables: dict[str, str], name: str) -> Iterator[None]:
+    """Capture and apply processes for a new stream; stopped (SIGTERM) on exit."""
+    folder = Path(tempfile.mkdtemp(prefix="strangler-bench-"))
+    spec = {"source": {"url": src}, "target": {"url": tgt}, "batch_size": 5000, "snapshot_chunk": 20000,
+            "tables": tables, "transport": {"kind": "kafka", "bootstrap": kafka.bootstrap,
+                                            "topic_prefix": f"{name}_{uuid.uuid4().hex[:6]}"}}
+    streams = folder / "streams.yaml"
+    streams.write_text(yaml.safe_dump({"version": 1, "streams": {name: spec}}))
+    env = {**os.environ, "STRANGLER_STATE_DIR": str(folder), "PYTHONPATH": str(REPO)}
+    procs = []
+    try:
+        for part in ("apply", "capture"):
+            log = open(folder / f"{part}.log", "ab")  # noqa: SIM115 - closed with the process
+            procs.append(subprocess.Popen(
+                [sys.executable, "-m", "cli.main", "cdc", "run", name, "--part", part, "--streams", str(streams)],
+                cwd=REPO, env=env, stdout=log, stderr=log))
+        for part in ("apply", "capture"):
+            _wait_streaming(folder / "cdc" / f"{name}.{part}.json", folder / f"{part}.log")
+        time.sleep(2.0)  # the apply consumer joins its group on its first polls
+        yield
+    finally:
+        for p in procs:
+            p.send_signal(signal.SIGTERM)
+        for p in procs:
+            try:
+                p.wait(30)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        _drop_slot(src)
+
+
+def _wait_streaming(metrics: Path, log: Path, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if json.loads(metrics.read_text()).get("state") == "streaming":
+                return
+        except (OSError, ValueError):
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"{metrics.name} did not start streaming:\n{log.read_text()[-2000:]}")
+
+
+def _sql(dsn: str, statement: str, args: tuple[Any, ...] = ()) -> list[Any]:
+    conn = psycopg2.connect(dsn)
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute(statement, args or None)
+        out = cur.fetchall() if cur.description else []
+    conn.close()
+    return out
+
+
+def _drop_slot(src: str) -> None:
+    for _ in range(100):
+        if not _sql(src, "SELECT 1 FROM pg_replication_slots WHERE database = current_database() AND active"):
+            break
+        time.sleep(0.05)
+    _sql(src, "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
+              "WHERE database = current_database()")
+
+
+def measure_kafka(pg: PostgresServer, kafka: KafkaServer, rows: int, tag: str = "kafka") -> float:
+    """Rows/s, source commit of one `rows`-row transaction -> last row applied, through Kafka."""
+    table = "CREATE TABLE items (id bigint PRIMARY KEY, qty int, label text, price numeric(10,2))"
+    src, tgt = pg.create_database(f"bsrc_{tag}"), pg.create_database(f"btgt_{tag}")
+    _sql(src, table)
+    _sql(tgt, table)
+    with halves(src, tgt, kafka, {"items": "items"}, f"b_{tag}"):
+        start = time.perf_counter()
+        _sql(src, "INSERT INTO items SELECT g, g % 1000, 'item ' || g, (g % 10000) / 100.0 "
+                  f"FROM generate_series(1, {int(rows)}) g")
+        while _sql(tgt, "SELECT count(*) FROM items")[0][0] < rows:
+            time.sleep(0.05)
+        return rows / (time.perf_counter() - start)
+
+
+def measure_kafka_lag(pg: PostgresServer, kafka: KafkaServer, seconds: float,
+                      rate: int = 1000) -> tuple[float, float]:
+    """Commit-to-applied lag (ms) through Kafka while 1,000 rows/s arrive in 10-row transactions."""
+    src, tgt = pg.create_database("bsrc_klag"), pg.create_database("btgt_klag")
+    _sql(src, "CREATE TABLE ticks (id bigint PRIMARY KEY, sent_ms double precision)")
+    _sql(tgt, "CREATE TABLE ticks (id bigint PRIMARY KEY, sent_ms double precision, "
+              "applied_ms double precision DEFAULT extract(epoch FROM clock_timestamp()) * 1000)")
+    with halves(src, tgt, kafka, {"ticks": "ticks"}, "b_klag"):
+        conn = psycopg2.connect(src)
+        cur = conn.cursor()
+        n = 0
+        start = time.perf_counter()
+        while time.perf_counter() - start < seconds:
+            for _ in range(10):
+                n += 1
+                cur.execute("INSERT INTO ticks VALUES (%s, extract(epoch FROM clock_timestamp()) * 1000)", (n,))
+            conn.commit()
+            time.sleep(max(0.0, start + n / rate - time.perf_counter()))
+        conn.close()
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and _sql(tgt, "SELECT count(*) FROM ticks")[0][0] < n:
+            time.sleep(0.1)
+    lags = sorted(r[0] for r in _sql(tgt, "SELECT applied_ms - sent_ms FROM ticks"))
+    return statistics.median(lags), lags[min(len(lags) - 1, int(len(lags) * 0.99))]
+
+
+if __name__ == "__main__":  # the Kafka measurements alone: python benchmarks/cdc_kafka.py [ROWS]
+    n = int(sys.argv[1]) if len(sys.argv) > 1 else 100_000
+    with PostgresServer() as pg, KafkaServer() as broker:
+        per_s = measure_kafka(pg, broker, n)
+        p50, p99 = measure_kafka_lag(pg, broker, 10.0)
+    print(json.dumps({"rows": n, "kafka_rows_per_s": round(per_s), "kafka_lag_p50_ms": round(p50, 1),
+                      "kafka_lag_p99_ms": round(p99, 1)}))
