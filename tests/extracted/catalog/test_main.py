@@ -90,5 +90,5 @@ def test_dockerfile_is_non_root_pinned_and_health_checked() -> None:
     assert users and users[-1] not in ("USER root", "USER 0")
     assert any(line.startswith("HEALTHCHECK ") for line in lines)
     assert any("/healthz" in line for line in lines)
-    cmd = next(line for line in lines if line.startswith("CMD "))
+    cmd = [line for line in lines if line.startswith("CMD ")][-1]  # the last CMD is the command
     assert json.loads(cmd.removeprefix("CMD "))[:3] == ["python", "-m", "extracted.catalog"]
