@@ -53,6 +53,7 @@ IDENTITY_HEADER = b"x-strangler-identity"
 _REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:-]{1,128}$")
 _TRACEPARENT = re.compile(rb"^00-([0-9a-f]{32})-[0-9a-f]{16}-([0-9a-f]{2})$")
 SHADOW_CAPTURE_LIMIT = 1024 * 1024
+_TOO_BIG = b"\x00strangler: response too big to shadow\x00"
 
 
 class Router:
@@ -252,6 +253,8 @@ class Router:
 
         shadow = route.shadow is not None and self.shadow.wants(route, method)
         capture: list[bytes] | None = [] if shadow else None
+        # Mirrored requests with a body (methods explicitly allowed) need the body again.
+        req_capture: list[bytes] | None = [] if shadow and has_body else None
         retryable = method in IDEMPOTENT and not has_body
         attempts = 1 + (route.retries if retryable else 0)
         tried_fallback = False
@@ -266,7 +269,7 @@ class Router:
             else:
                 try:
                     conn = await self._exchange(upstream, snap.pools[backend], line, host, tail,
-                                                method, has_body, te is not None, receive)
+                                                method, has_body, te is not None, receive, req_capture)
                 except ClientGone:
                     breaker.record(True)  # not the upstream's fault
                     return
@@ -278,14 +281,30 @@ class Router:
                     if attempts > 0:
                         continue
                 else:
-                    status = await self._respond(conn, send, config, backend, request_id, capture, breaker)
+                    try:
+                        status = await self._respond(conn, receive, send, config, backend,
+                                                     request_id, capture, breaker)
+                    except (ClientGone, UpstreamCut) as exc:
+                        kind = "client_gone" if isinstance(exc, ClientGone) else "cut"
+                        ms = (perf_counter() - started) * 1000
+                        self.metrics.observe(route.name, backend, conn.status, ms, kind)
+                        if self.access_log.enabled:
+                            self.access_log.write(request_id=request_id, method=method, path=path,
+                                                  route=route.name, backend=backend,
+                                                  status=conn.status, ms=ms, error=kind)
+                        if isinstance(exc, UpstreamCut):
+                            raise  # the server closes the client connection: the cut is visible
+                        return
                     ms = (perf_counter() - started) * 1000
                     self.metrics.observe(route.name, backend, status, ms)
                     if self.access_log.enabled:
                         self.access_log.write(request_id=request_id, method=method, path=path,
                                               route=route.name, backend=backend, status=status, ms=ms)
-                    if capture is not None:
-                        self.shadow.offer(route, snap, backend, method, line, tail, status, conn.headers, capture)
+                    if capture is not None and _TOO_BIG not in capture and \
+                            (req_capture is None or _TOO_BIG not in req_capture):
+                        body = None if req_capture is None else b"".join(req_capture)
+                        self.shadow.offer(route, snap, backend, method, line, tail, status,
+                                          conn.headers, capture, body, te is not None)
                     return
             fallback = route.fallback
             if retryable and fallback and fallback != backend and not tried_fallback:
@@ -318,7 +337,7 @@ class Router:
 
     async def _exchange(self, upstream: Upstream, pool: Pool, line: bytes, host: bytes | None,
                         tail: bytes, method: str, has_body: bool, chunked: bool,
-                        receive: Receive) -> Connection:
+                        receive: Receive, req_capture: list[bytes] | None = None) -> Connection:
         """Send the request; return the connection once the response head arrived."""
         if upstream.host_header == "client" and host is not None:
             head = line + host + b"\r\n" + tail
@@ -330,7 +349,7 @@ class Router:
             try:
                 conn.begin(head, head_only=method == "HEAD")
                 if has_body:
-                    await self._stream_body(conn, receive, chunked, upstream.read_timeout)
+                    await self._stream_body(conn, receive, chunked, upstream.read_timeout, req_capture)
                 await conn.response_head(upstream.read_timeout)
                 return conn
             except StaleConnection:
@@ -345,13 +364,23 @@ class Router:
                 conn.close()
                 raise
 
-    async def _stream_body(self, conn: Connection, receive: Receive, chunked: bool, timeout: float) -> None:
+    async def _stream_body(self, conn: Connection, receive: Receive, chunked: bool, timeout: float,
+                           capture: list[bytes] | None = None) -> None:
+        captured = 0
         while True:
             message = await receive()
             if message["type"] == "http.disconnect":
                 raise ClientGone("the client went away while sending the body")
             data = message.get("body", b"")
             more = message.get("more_body", False)
+            if capture is not None:
+                captured += len(data)
+                if captured > SHADOW_CAPTURE_LIMIT:
+                    capture.clear()
+                    capture.append(_TOO_BIG)
+                    capture = None
+                else:
+                    capture.append(data)
             if conn.head_done or conn.closed:
                 # The upstream answered early (e.g. 413): stop sending, and never reuse the
                 # connection — the upstream may still be waiting for the rest of the body.
@@ -367,8 +396,8 @@ class Router:
             if not more:
                 return
 
-    async def _respond(self, conn: Connection, send: Send, config: Config, backend: str,
-                       request_id: str, capture: list[bytes] | None, breaker: Any) -> int:
+    async def _respond(self, conn: Connection, receive: Receive, send: Send, config: Config,
+                       backend: str, request_id: str, capture: list[bytes] | None, breaker: Any) -> int:
         """Relay the response head and body; returns the status."""
         status = conn.status
         drop = RESP_SKIP
@@ -381,6 +410,7 @@ class Router:
         headers.append((b"x-request-id", request_id.encode()))
         read_timeout = config.upstreams[backend].read_timeout
         ok = status < 500
+        gone: asyncio.Future[None] | None = None
         try:
             if conn.complete:
                 body = conn.take()
@@ -391,15 +421,24 @@ class Router:
                     capture.append(body)
                 return status
             await send({"type": "http.response.start", "status": status, "headers": headers})
+            # A streamed response: notice a client that goes away, so a large download is
+            # not pulled from the upstream for nobody (the server's send() stays silent).
+            gone = asyncio.ensure_future(_until_disconnect(receive))
             captured = 0
             while True:
+                if gone.done():
+                    ok = True  # not the upstream's fault
+                    conn.close()
+                    raise ClientGone("the client went away during the response")
                 body, more = await conn.body(read_timeout)
                 if capture is not None:
                     captured += len(body)
                     if captured <= SHADOW_CAPTURE_LIMIT:
                         capture.append(body)
                     else:
+                        # Too big to compare: an empty list with this marker means "skip".
                         capture.clear()
+                        capture.append(_TOO_BIG)
                         capture = None
                 if not more:
                     conn.finish()
@@ -409,11 +448,13 @@ class Router:
         except UpstreamError as exc:
             ok = False
             conn.close()
-            raise RouterError(f"{backend} failed mid-response ({exc}); the response was cut") from exc
+            raise UpstreamCut(f"{backend} failed mid-response ({exc}); the response was cut") from exc
         except BaseException:
             conn.close()
             raise
         finally:
+            if gone is not None:
+                gone.cancel()
             breaker.record(ok)
 
     async def _refuse(self, send: Send, status: int, detail: str, started: float, method: str,
@@ -441,7 +482,16 @@ class Router:
 
 
 class ClientGone(RouterError):
-    """The client disconnected before the request was forwarded whole."""
+    """The client disconnected before its exchange ended."""
+
+
+class UpstreamCut(RouterError):
+    """The upstream failed after the response started: the client's response is cut short."""
+
+
+async def _until_disconnect(receive: Receive) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
 
 
 def _header(headers: list[tuple[bytes, bytes]], name: bytes) -> str | None:

@@ -129,3 +129,29 @@ def test_admin_weight_change_applies_at_once_and_is_ledgered(upstreams, start_ro
     assert r.status_code == 200 and r.json()["changed"] is True
     assert httpx.get(f"{router.url}/x").headers["x-strangler-backend"] == "a"
     assert os.path.exists(router.config)
+
+
+def test_in_flight_requests_finish_on_the_config_they_started_with(upstreams, start_router) -> None:
+    import concurrent.futures
+
+    router = start_router(config(upstreams, 100, 0))
+    moved = f"""
+ledger: ledger.jsonl
+access_log: false
+reload_interval: 0.05
+upstreams:
+  b: {{url: "{upstreams['b'].url}"}}
+routes:
+  - name: split
+    match: {{prefix: /}}
+    backends: {{b: 100}}
+"""
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        slow = [pool.submit(httpx.get, f"{router.url}/slow?s=1", timeout=10) for _ in range(4)]
+        time.sleep(0.3)
+        router.write_config(moved)  # upstream `a` disappears from the config mid-request
+        time.sleep(0.3)
+        assert httpx.get(f"{router.url}/x").headers["x-strangler-backend"] == "b"
+        for future in slow:
+            r = future.result()
+            assert r.status_code == 200 and r.json()["upstream"] == "a"
