@@ -33,7 +33,7 @@ def test_serves_with_uvicorn_migrates_at_start_and_logs_json(tmp_path: Path) -> 
         env=_env(tmp_path), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 60
         ready = None
         while time.monotonic() < deadline and proc.poll() is None:
             try:
