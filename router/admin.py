@@ -152,7 +152,7 @@ class Admin:
                               "shadow": agg["shadow"].get(r.name)}
         return {"config": {"source": snap.config.source, "sha256": snap.config.sha256,
                            "last_reload": self.router.reloader.status()},
-                "workers": agg["workers"], "routes": routes, "breakers": agg["breakers"],
+                "workers": agg["workers"], "in_flight": agg["in_flight"], "routes": routes, "breakers": agg["breakers"],
                 "latency_bounds_ms": list(BOUNDS_MS)}
 
 

@@ -43,6 +43,7 @@ class Metrics:
         self.directory = Path(directory) if directory else None
         self.pid = os.getpid()
         self.series: dict[tuple[str, str], Series] = {}
+        self.in_flight = 0  # proxied requests being answered right now
         self.shadow: dict[str, dict[str, Any]] = {}
         self.breakers: dict[str, dict[str, Any]] = {}
         self.dirty = False
@@ -78,6 +79,7 @@ class Metrics:
         return {
             "pid": self.pid,
             "time": time.time(),
+            "in_flight": self.in_flight,
             "series": [{"route": r, "backend": b, "requests": s.requests, "errors": s.errors,
                         "statuses": s.statuses, "buckets": s.buckets, "sum_ms": s.sum_ms}
                        for (r, b), s in self.series.items()],
@@ -156,7 +158,8 @@ def merge(snaps: list[dict[str, Any]]) -> dict[str, Any]:
         st["diff_rate"] = st.get("differing_raw", 0) / compared if compared else 0.0
         st["noise_rate"] = st.get("noise_differing", 0) / noise if noise else 0.0
         st["net_diff_rate"] = st.get("differing", 0) / compared if compared else 0.0
-    return {"series": series, "shadow": shadow, "breakers": breakers, "workers": len(snaps)}
+    return {"series": series, "shadow": shadow, "breakers": breakers, "workers": len(snaps),
+            "in_flight": sum(snap.get("in_flight", 0) for snap in snaps)}
 
 
 def quantile(buckets: list[int], q: float) -> float | None:

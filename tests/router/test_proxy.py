@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from devstack import free_port
-from tests.router.conftest import Upstream, raw_request
+from tests.router.conftest import Upstream, eventually, raw_request
 
 
 def config(ups: dict, extra_routes: str = "", upstream_extra: str = "") -> str:
@@ -87,8 +87,9 @@ def test_headers_hop_by_hop_forwarded_and_trace(upstreams, start_router) -> None
     started = dict(fresh["headers"])["traceparent"].split("-")
     assert len(started[1]) == 32 and len(started[2]) == 16
     # the JSON access log has the request
-    time.sleep(0.5)
-    log = (router.config.parent / "access.log").read_text()
+    log_file = router.config.parent / "access.log"
+    eventually(lambda: log_file.exists() and "req-123" in log_file.read_text())
+    log = log_file.read_text()
     assert '"request_id":"req-123"' in log and '"route":"default"' in log and '"status":200' in log
 
 
