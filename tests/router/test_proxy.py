@@ -262,3 +262,40 @@ def test_a_client_leaving_mid_download_stops_the_upstream_transfer(upstreams, st
         time.sleep(0.1)
     assert errors == {"client_gone": 1}
     assert httpx.get(f"{router.url}/echo").status_code == 200
+
+
+def test_close_delimited_and_interim_responses_are_relayed_whole(upstreams, start_router) -> None:
+    import socket
+    import threading
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)
+    port = server.getsockname()[1]
+    answers = [b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\n"
+               b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\n" + b"c" * 100_000,
+               b"HTTP/1.0 200 OK\r\n\r\nold-style body"]
+
+    def serve() -> None:
+        for answer in answers:
+            conn, _ = server.accept()
+            conn.recv(65536)
+            conn.sendall(answer)
+            conn.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    routes = """
+  - name: raw
+    match: {prefix: /raw}
+    backends: {raw: 100}
+"""
+    try:
+        router = start_router(config(upstreams, routes, f'  raw: {{url: "http://127.0.0.1:{port}"}}'))
+        r = httpx.get(f"{router.url}/raw/1")
+        assert r.status_code == 200 and r.content == b"c" * 100_000
+        r = httpx.get(f"{router.url}/raw/2")
+        assert r.status_code == 200 and r.content == b"old-style body"
+    finally:
+        thread.join(5)
+        server.close()
