@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import signal
 import sqlite3
 import sys
@@ -64,13 +65,24 @@ def run(stream: str, streams: StreamsOpt = None) -> None:
     typer.echo(f"cdc {stream}: stopped at {pipe.metrics.position or 'start'}", err=True)
 
 
+def _alive(pid: Any) -> bool:
+    try:
+        os.kill(int(pid), 0)
+    except (OSError, TypeError, ValueError):
+        return False
+    return True
+
+
 def _status_one(cfg: config.StreamConfig) -> dict[str, Any]:
     out: dict[str, Any] = {"stream": cfg.name, "owner": cfg.owner, "source": cfg.source_kind,
                            "tables": {t.source: t.target for t in cfg.tables}}
     live = metrics.load(cfg.name)
     if live:
         out["running"] = {k: live.get(k) for k in ("state", "events", "events_per_s", "lag_ms",
-                                                   "wal_bytes_behind", "error", "pid", "updated")}
+                                                   "wal_bytes_behind", "dead_letters", "error", "pid",
+                                                   "updated")}
+        if live.get("state") in ("starting", "snapshot", "streaming") and not _alive(live.get("pid")):
+            out["running"]["state"] = "dead"  # the process is gone without a clean stop
     try:
         from cdc.sinks.sqlalchemy import make_engine
 
@@ -137,6 +149,25 @@ def snapshot(stream: str, tables: Annotated[list[str] | None, typer.Argument()] 
     finally:
         src.close()
     typer.echo(f"re-snapshot of {', '.join(names)} requested; the running stream copies them")
+
+
+@cdc_app.command("install")
+def install(stream: str, streams: StreamsOpt = None) -> None:
+    """Start capturing STREAM's changes now (slot + publication, or SQLite triggers), without
+    running it; the first `cdc run` then copies the tables while streaming."""
+    cfg = _stream(streams, stream)
+    try:
+        source, engine, _mappings = open_stream(cfg)  # validates the mapping first
+        engine.dispose()
+        try:
+            source.install()
+        finally:
+            source.close()
+    except ConfigError as exc:
+        raise _err(str(exc), 2) from None
+    except CDCError as exc:
+        raise _err(str(exc), 1) from None
+    typer.echo(f"capturing changes for stream {stream}; run `strangler cdc run {stream}`")
 
 
 @cdc_app.command("drop")

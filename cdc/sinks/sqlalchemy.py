@@ -8,12 +8,12 @@ skipped, so a restart neither loses nor repeats a change. If a batch fails, it i
 event by event under savepoints; an event that still fails (constraint violation, bad
 conversion) goes to ``strangler_cdc_dead_letter`` with the reason and the stream goes on.
 Rows identical to what the target holds are not rewritten (no trigger fires twice).
+PostgreSQL runs take the COPY fast path in :mod:`cdc.sinks.pgbulk`.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import json
 import logging
 from collections.abc import Callable, Sequence
 from decimal import Decimal
@@ -26,6 +26,7 @@ from cdc import checkpoint
 from cdc.errors import SinkError
 from cdc.events import ChangeEvent, Position
 from cdc.mapping import TableMapping, TableSchema
+from cdc.sinks.pgbulk import Upserter
 
 log = logging.getLogger("cdc.sink")
 
@@ -98,14 +99,16 @@ class _Table:
         self.table = table
         self.key = list(tm.target_key)
         self.dialect = dialect
-        self.coerce = {c.name: co for c in table.columns if (co := _coercer(c.type)) is not None}
+        self.coerce = [(c.name, *co) for c in table.columns if (co := _coercer(c.type)) is not None]
+        self.filtered = bool(tm.spec.filter)
         self._upserts: dict[frozenset[str], Any] = {}
+        self.pg = Upserter(table.name, table.schema, self.key) if dialect == "postgresql" else None
 
     def row(self, source_row: dict[str, Any]) -> dict[str, Any]:
         row = self.tm.to_target(source_row)
-        for name, (types, fn) in self.coerce.items():
+        for name, types, fn in self.coerce:
             v = row.get(name)
-            if v is not None and (not isinstance(v, types) or (types is int and isinstance(v, bool))):
+            if v is not None and (not isinstance(v, types) or (types is int and v.__class__ is bool)):
                 row[name] = fn(v)
         return row
 
@@ -143,6 +146,8 @@ class SqlSink:
             self.tables[src] = _Table(tm, t, engine.dialect.name)
         self._conn: Connection | None = None
         self._tx: Any = None
+        # raw DB-API errors too: PostgreSQL upserts go through psycopg2 directly
+        self._db_errors: tuple[type[BaseException], ...] = (sa.exc.DBAPIError, engine.dialect.loaded_dbapi.Error)
         self.positions: dict[str, Position] = {}
         self._dirty: dict[str, tuple[Position, int]] = {}
         self._snap: dict[str, tuple[str, list[Any], int]] = {}
@@ -188,28 +193,29 @@ class SqlSink:
     def _plan(self, events: Sequence[ChangeEvent], conn: Connection) -> list[tuple[str, str, Any, ChangeEvent]]:
         """(table, action, payload, event) per applicable event; bad ones dead-lettered."""
         plan = []
+        tables, positions = self.tables, self.positions
         for ev in events:
-            tab = self.tables.get(ev.table)
+            tab = tables.get(ev.table)
             if tab is None:
                 continue  # a table outside this stream (publication shared): not ours
-            initial = ev.op == "r" and ev.position.lsn == 0
-            if not initial:
-                done = self.positions.get(ev.table)
+            op = ev.op
+            if ev.position.lsn != 0 or op != "r":  # initial-copy rows (lsn 0) are never replays
+                done = positions.get(ev.table)
                 if done is not None and ev.position <= done:
                     continue  # replayed after a restart: already applied
             try:
-                if ev.op == "r" and ev.after is None:
-                    action, payload = MARK, None
-                elif ev.op == "t":
-                    action, payload = TRUNCATE, None
-                elif ev.op == "d" or ev.after is None or not tab.tm.matches(ev.after):
+                after = ev.after
+                if after is None:
+                    action, payload = (MARK, None) if op == "r" else (
+                        (TRUNCATE, None) if op == "t" else (DELETE, tab.tm.key_to_target(ev.key)))
+                elif op == "d" or (tab.filtered and not tab.tm.matches(after)):
                     action, payload = DELETE, tab.tm.key_to_target(ev.key)
                 else:
                     action = UPDATE if ev.unchanged else UPSERT
-                    payload = tab.row(ev.after)
+                    payload = tab.row(after)
             except (ValueError, TypeError, ArithmeticError) as exc:
                 self._dead(conn, ev, f"conversion failed: {exc}")
-                self._note(ev.table, ev)
+                self._note([(ev.table, "", None, ev)])
                 continue
             plan.append((ev.table, action, payload, ev))
         return plan
@@ -224,33 +230,37 @@ class SqlSink:
         try:
             with conn.begin_nested():
                 self._run_plan(conn, plan)
-        except sa.exc.DBAPIError:
+        except self._db_errors:
             # One bad row fails the whole statement: redo one by one, dead-letter the bad ones.
             for step in plan:
                 try:
                     with conn.begin_nested():
                         self._run_plan(conn, [step])
-                except sa.exc.DBAPIError as exc:
-                    self._dead(conn, step[3], f"target refused: {str(exc.orig).strip()}")
-        for table, _action, _payload, ev in plan:
-            self._note(table, ev)
+                except self._db_errors as exc:
+                    self._dead(conn, step[3], f"target refused: {str(getattr(exc, 'orig', exc)).strip()}")
+        self._note(plan)
 
-    def _note(self, table: str, ev: ChangeEvent) -> None:
-        initial = ev.op == "r" and ev.position.lsn == 0
-        if not initial:
+    def _note(self, plan: list[tuple[str, str, Any, ChangeEvent]]) -> None:
+        """Remember positions (the last event per table) and snapshot progress."""
+        last: dict[str, ChangeEvent] = {}
+        for table, _a, _p, ev in plan:
+            last[table] = ev
+            if ev.op == "r" and ev.snapshot != "false":
+                tab = self.tables[table]
+                prev = self._snap.get(table) or (self.snapshot_state.get(table) or ("copying", None, 0))
+                count = int(prev[2]) + (1 if ev.after is not None else 0)
+                key = [ev.key[k] for k in tab.tm.key] if ev.after is not None else prev[1]
+                self._snap[table] = ("done" if ev.snapshot == "last" else "copying", key or [], count)
+        for table, ev in last.items():
+            if ev.op == "r" and ev.position.lsn == 0:
+                continue
             self.positions[table] = ev.position
             self._dirty[table] = (ev.position, ev.ts_ms)
             if self.positions.get("") is None or ev.position > self.positions[""]:
                 self.positions[""] = ev.position
                 self._dirty[""] = (ev.position, ev.ts_ms)
             self.last_ts_ms = max(self.last_ts_ms, ev.ts_ms)
-        if ev.op == "r" and ev.snapshot in ("true", "last"):
-            tab = self.tables[table]
-            prev = self._snap.get(table) or (self.snapshot_state.get(table) or ("copying", None, 0))
-            count = int(prev[2]) + (1 if ev.after is not None else 0)
-            key = [ev.key[k] for k in tab.tm.key] if ev.after is not None else prev[1]
-            self._snap[table] = ("done" if ev.snapshot == "last" else "copying", key or [], count)
-        self.applied += 1
+        self.applied += len(plan)
 
     def _dead(self, conn: Connection, ev: ChangeEvent, reason: str) -> None:
         log.warning("dead letter %s %s %s: %s", self.stream, ev.table, ev.position, reason)
@@ -295,7 +305,10 @@ class SqlSink:
         for r in rows.values():
             groups.setdefault(frozenset(r), []).append(r)
         for cols, group in groups.items():
-            if action == UPSERT:
+            if action == UPSERT and tab.pg is not None:
+                tab.pg.upsert(conn.connection.cursor(), [c.name for c in tab.table.columns if c.name in cols],
+                              group)
+            elif action == UPSERT:
                 conn.execute(tab.upsert(cols), group)
             else:  # partial image (unchanged TOAST left out): update what we know
                 stmt = sa.update(t).where(*(t.c[k] == sa.bindparam(f"k_{k}") for k in key)).values(
@@ -333,13 +346,6 @@ class SqlSink:
         self._snap.clear()
         self._load()
 
-    def reset_snapshot(self, tables: list[str]) -> None:
-        """Mark tables for a fresh copy (``cdc snapshot``)."""
-        with self.engine.begin() as conn:
-            for t in tables:
-                checkpoint.save_snapshot(conn, self.stream, t, "requested", None, 0)
-        self._load()
-
     def close(self) -> None:
         if self._tx is not None:
             self.rollback()
@@ -347,6 +353,3 @@ class SqlSink:
             self._conn.close()
             self._conn = None
 
-
-def event_json(ev: ChangeEvent) -> str:
-    return json.dumps(ev.to_envelope(), default=str)
