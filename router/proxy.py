@@ -92,6 +92,10 @@ class Router:
             self._tasks.append(loop.create_task(self.reloader.watch()))
             with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
                 loop.add_signal_handler(signal.SIGHUP, self.reloader.on_sighup)
+        if self.metrics.directory is not None:
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                # A sibling worker serving a status read wants our numbers now.
+                loop.add_signal_handler(signal.SIGUSR1, self._flush_now)
 
     def install(self, config: Config) -> None:
         """Swap in a validated config (one assignment; in-flight requests keep theirs)."""
@@ -111,7 +115,7 @@ class Router:
         self._tasks.clear()
         await self.shadow.stop()
         self._publish_breakers()
-        self.metrics.flush(force=True)
+        self.metrics.retire()
         self.access_log.close()
         if self.snapshot:
             for pool in self.snapshot.pools.values():
@@ -123,6 +127,10 @@ class Router:
             self.access_log.flush()
             self._publish_breakers()
             self.metrics.flush()
+
+    def _flush_now(self) -> None:
+        self._publish_breakers()
+        self.metrics.flush(force=True)
 
     def _publish_breakers(self) -> None:
         if self.snapshot is not None:

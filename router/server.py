@@ -142,6 +142,10 @@ class Supervisor:
             if pid == 0:
                 return
             slot = self.children.pop(pid, None)
+            # Its counters still count, but it must never be signalled again (pid reuse).
+            own = Path(metrics_dir) / f"worker-{pid}.json"
+            if own.exists():
+                os.replace(own, Path(metrics_dir) / f"exited-{pid}.json")
             if respawn and not self.stopping and slot is not None:
                 print(f"strangler router: worker {pid} died; starting a new one", file=sys.stderr)
                 self._spawn(slot, sock, metrics_dir)
