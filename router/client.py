@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import socket
 from collections import deque
+from time import monotonic
 
 import httptools
 
@@ -31,6 +32,7 @@ from router.errors import (
 )
 
 HIGH_WATER = 256 * 1024  # response bytes buffered before upstream reads pause
+SWEEP = 0.05  # seconds between read-timeout sweeps (timeouts are this precise)
 
 
 class Connection(asyncio.Protocol):
@@ -45,6 +47,8 @@ class Connection(asyncio.Protocol):
         self.busy = False
         self.write_paused = False
         self.drain_waiter: asyncio.Future[None] | None = None
+        self.deadline = 0.0
+        self.waiting_on: asyncio.Future[None] | None = None
         self._reset(head_only=False)
 
     def _reset(self, *, head_only: bool) -> None:
@@ -207,14 +211,24 @@ class Connection(asyncio.Protocol):
 
     # --- internals ----------------------------------------------------------------------
     async def _wait(self, fut: asyncio.Future[None], timeout: float) -> None:
-        timer = self.loop.call_later(timeout, self._timeout, fut)
+        # No timer per wait (a loop timer costs more than the rest of a small exchange):
+        # the pool's sweeper fails waits past their deadline, to within SWEEP seconds.
+        self.deadline = monotonic() + timeout
+        self.waiting_on = fut
+        waiting = self.pool.waiting
+        waiting.add(self)
+        if self.pool.sweeper is None:
+            self.pool.start_sweeper()
         try:
             await fut
         finally:
-            timer.cancel()
+            waiting.discard(self)
+            self.waiting_on = None
 
-    def _timeout(self, fut: asyncio.Future[None]) -> None:
-        if not fut.done():
+    def expire(self) -> None:
+        """Called by the sweeper when this connection's wait passed its deadline."""
+        fut = self.waiting_on
+        if fut is not None and not fut.done():
             fut.set_exception(UpstreamTimeout(f"{self.pool.name} did not answer within its read timeout"))
             self.close()
 
@@ -248,6 +262,19 @@ class Pool:
         self.loop = asyncio.get_running_loop()
         self.idle: list[Connection] = []
         self.retired = False
+        self.waiting: set[Connection] = set()  # connections inside a timed wait
+        self.sweeper: asyncio.Task[None] | None = None
+
+    def start_sweeper(self) -> None:
+        self.sweeper = self.loop.create_task(self._sweep())
+
+    async def _sweep(self) -> None:
+        while not (self.retired and not self.waiting):
+            await asyncio.sleep(SWEEP)
+            now = monotonic()
+            for conn in [c for c in self.waiting if c.deadline <= now]:
+                conn.expire()
+        self.sweeper = None
 
     async def acquire(self, connect_timeout: float) -> tuple[Connection, bool]:
         """A connection and whether it was reused from the pool."""
@@ -283,6 +310,9 @@ class Pool:
         self.retired = True
         while self.idle:
             self.idle.pop().close()
+        if self.sweeper is not None and not self.waiting:
+            self.sweeper.cancel()
+            self.sweeper = None
 
 
 async def fetch(pool: Pool, head: bytes, *, connect_timeout: float, read_timeout: float,
