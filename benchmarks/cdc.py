@@ -162,6 +162,10 @@ def measure_lag(pg: PostgresServer, seconds: float, rate: int = 1000) -> tuple[f
         time.sleep(0.05)
     conn = psycopg2.connect(src)
     cur = conn.cursor()
+    # As on a production server: commits flush WAL at once (the throwaway server runs with
+    # synchronous_commit=off, where the WAL writer flushes, and decoding starts, every 200 ms).
+    cur.execute("SET synchronous_commit = on")
+    conn.commit()
     per_tx = 10  # 100 commits/s of 10 rows
     n = 0
     start = time.perf_counter()

@@ -60,7 +60,7 @@ def open_stream(cfg: StreamConfig) -> tuple[Source, Any, dict[str, mapping_mod.T
     except BaseException:
         source.close()
         raise
-    source.keys = {t: m.key for t, m in mappings.items()}  # type: ignore[attr-defined]
+    source.keys = {t: m.key for t, m in mappings.items()}
     return source, engine, mappings
 
 
@@ -153,6 +153,7 @@ class Pipeline:
             source.acknowledge(self.transport.durable())
             self._tick(source, sink)
         self._drain()
+        source.acknowledge(self.transport.durable())  # what the last batches made durable
 
     def _initial_copy(self, init: Any, sink: SqlSink, mappings: dict[str, mapping_mod.TableMapping]) -> None:
         cursor, style = init.cursor()
@@ -216,6 +217,7 @@ class Pipeline:
                 self._processed += len(events)
         except BaseException as exc:
             self._apply_error = exc
+            self.transport.close()  # a publisher waiting for room must not wait forever
 
     def _stop_applier(self) -> None:
         self._apply_stop = True

@@ -52,9 +52,10 @@ def read_chunk(cursor: Any, paramstyle: str, tm: TableMapping, after: list[Any] 
 
 def _events(tm: TableMapping, rows: list[dict[str, Any]], at: Position, final: bool,
             db: str) -> list[ChangeEvent]:
-    out = [ChangeEvent(op="r", table=tm.source, key={k: r[k] for k in tm.key}, before=None, after=r,
-                       position=Position(at.lsn, at.seq + i + 1), last=False, db=db, snapshot="true")
-           for i, r in enumerate(rows)]
+    table, key, lsn, seq = tm.source, tm.key, at.lsn, at.seq + 1
+    # positional arguments (ChangeEvent's field order): this runs once per copied row
+    out = [ChangeEvent("r", table, {k: r[k] for k in key}, None, r, Position(lsn, seq + i), 0, False,
+                       db, "", None, "true") for i, r in enumerate(rows)]
     if final:  # a row-less marker: this table is done
         out.append(ChangeEvent(op="r", table=tm.source, key={}, before=None, after=None,
                                position=Position(at.lsn, at.seq + len(rows) + 1), last=False, db=db,

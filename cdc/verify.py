@@ -280,12 +280,60 @@ def verify_stream(cfg: StreamConfig, mappings: dict[str, TableMapping], src_conn
         for _ in range(rounds):
             if d.equal:
                 break
-            time.sleep(recheck_wait)  # rows within the current lag: give the stream a moment
+            # rows within the current lag: wait until the stream has applied what the source
+            # had committed when we looked, then look at just those keys again
+            _end(src_conn, tgt_conn)
+            wait_applied(cfg, src_conn, tgt_conn, timeout=max(5 * recheck_wait, 10.0) if recheck_wait else 0)
+            time.sleep(recheck_wait)
             _end(src_conn, tgt_conn)
             d = recheck(src_conn, tgt_conn, tm, d, both_pg=both_pg)
         _end(src_conn, tgt_conn)
         out.append(d)
     return out
+
+
+def _one(conn: Any, sql: str, args: tuple[Any, ...] = ()) -> Any:
+    cur = conn.cursor()
+    try:
+        cur.execute(sql, args)
+        row = cur.fetchone()
+        return row[0] if row else None
+    finally:
+        cur.close()
+        conn.rollback()
+
+
+def wait_applied(cfg: StreamConfig, src_conn: Any, tgt_conn: Any, *, timeout: float) -> bool:
+    """Wait (bounded) until the running stream has applied everything the source has now.
+
+    PostgreSQL: the slot's confirmed position passes the current WAL position (it moves only
+    when the target has everything up to it, and follows the server when idle). SQLite: the
+    target's stored position reaches the changelog's last id. False if no stream is running
+    or the time is up.
+    """
+    deadline = time.monotonic() + timeout
+    try:
+        if cfg.source_kind == "postgres":
+            head = _one(src_conn, "SELECT pg_current_wal_lsn()::text")
+            while time.monotonic() < deadline:
+                if not _one(src_conn, "SELECT active FROM pg_replication_slots WHERE slot_name = %s", (cfg.slot,)):
+                    return False
+                if _one(src_conn, "SELECT confirmed_flush_lsn >= %s::pg_lsn FROM pg_replication_slots "
+                                  "WHERE slot_name = %s", (head, cfg.slot)):
+                    return True
+                time.sleep(0.1)
+            return False
+        head = _one(src_conn, "SELECT max(id) FROM strangler_cdc_changelog WHERE stream = ?", (cfg.name,))
+        ph = "?" if cfg.target_url.startswith("sqlite") else "%s"
+        while head is not None and time.monotonic() < deadline:
+            done = _one(tgt_conn, f"SELECT lsn FROM strangler_cdc_position WHERE stream = {ph} "
+                                  f"AND source_table = ''", (cfg.name,))
+            if done is not None and int(done) >= int(head):
+                return True
+            time.sleep(0.1)
+    except Exception:  # no slot, no changelog, no checkpoints yet: nothing to wait for
+        _end(src_conn, tgt_conn)
+    return False
 
 
 def _end(*conns: Any) -> None:

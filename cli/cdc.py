@@ -13,8 +13,10 @@ import os
 import signal
 import sqlite3
 import sys
+import time
 from typing import Annotated, Any
 
+import sqlalchemy as sa
 import typer
 
 from cdc import checkpoint, config, metrics
@@ -50,7 +52,17 @@ def run(stream: str, streams: StreamsOpt = None) -> None:
     """Snapshot (if new) then stream STREAM until SIGTERM/SIGINT (finishes the batch)."""
     cfg = _stream(streams, stream)
     _logging()
-    pipe = Pipeline(cfg)
+    last_log = [0.0]
+
+    def tick(m: metrics.StreamMetrics) -> None:
+        m.save()
+        if time.monotonic() - last_log[0] >= 10:  # progress on stderr every 10 s
+            last_log[0] = time.monotonic()
+            typer.echo(f"cdc {stream}: {m.state} events={m.events} ({m.events_per_s}/s) "
+                       f"lag_ms={m.lag_ms:.0f} wal_behind={m.wal_bytes_behind} "
+                       f"dead_letters={m.dead_letters} position={m.position or '-'}", err=True)
+
+    pipe = Pipeline(cfg, on_tick=tick)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: pipe.stop())
     typer.echo(f"cdc {stream}: running (Ctrl-C stops cleanly)", err=True)
@@ -87,8 +99,9 @@ def _status_one(cfg: config.StreamConfig) -> dict[str, Any]:
         from cdc.sinks.sqlalchemy import make_engine
 
         engine = make_engine(cfg.target_url)
+        if checkpoint.positions.name not in sa.inspect(engine).get_table_names():
+            raise CDCError("never run: no checkpoints in the target yet")
         with engine.connect() as conn:
-            checkpoint.ensure(engine)
             pos = checkpoint.load_positions(conn, cfg.name).get("")
             out["position"] = str(pos) if pos else None
             out["dead_letters"] = checkpoint.dead_letter_count(conn, cfg.name)

@@ -14,7 +14,9 @@ PostgreSQL runs take the COPY fast path in :mod:`cdc.sinks.pgbulk`.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
+import os
 from collections.abc import Callable, Sequence
 from decimal import Decimal
 from typing import Any
@@ -24,7 +26,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from cdc import checkpoint
 from cdc.errors import SinkError
-from cdc.events import ChangeEvent, Position
+from cdc.events import ChangeEvent, Position, json_default
 from cdc.mapping import TableMapping, TableSchema
 from cdc.sinks.pgbulk import Upserter
 
@@ -40,6 +42,10 @@ def make_engine(url: str) -> Engine:
     if url.startswith("postgresql://"):  # SQLAlchemy 2.1 would pick psycopg 3; we ship psycopg2
         url = "postgresql+psycopg2://" + url[len("postgresql://"):]
     if url.startswith("sqlite"):
+        path = url.split("///", 1)[-1]
+        if path and path != ":memory:" and not os.path.exists(path):
+            raise SinkError(f"target SQLite database {path} does not exist; create the service's "
+                            "schema first (its migrations) or fix the stream's target.url")
         engine = sa.create_engine(url, connect_args={"timeout": 30})
 
         @sa.event.listens_for(engine, "connect")
@@ -74,6 +80,8 @@ def describe(engine: Engine) -> dict[str, TableSchema]:
 
 def _coercer(col_type: sa.types.TypeEngine[Any]) -> tuple[type | tuple[type, ...], Callable[[Any], Any]] | None:
     """(accepted python types, converter) for columns whose values may arrive as JSON text."""
+    if isinstance(col_type, sa.JSON):  # dicts and lists go as JSON text (never as a SQL array)
+        return str, lambda v: json.dumps(v, default=json_default)
     if isinstance(col_type, sa.Boolean):
         return bool, lambda v: v.lower() in ("t", "true", "1") if isinstance(v, str) else bool(v)
     if isinstance(col_type, sa.Integer):
@@ -146,8 +154,13 @@ class SqlSink:
             self.tables[src] = _Table(tm, t, engine.dialect.name)
         self._conn: Connection | None = None
         self._tx: Any = None
-        # raw DB-API errors too: PostgreSQL upserts go through psycopg2 directly
-        self._db_errors: tuple[type[BaseException], ...] = (sa.exc.DBAPIError, engine.dialect.loaded_dbapi.Error)
+        # A row the target refuses (constraint, bad value) is dead-lettered; anything else
+        # (connection lost, table gone) stops the stream. Raw DB-API classes too: PostgreSQL
+        # upserts go through psycopg2 directly.
+        dbapi = engine.dialect.loaded_dbapi
+        self._row_errors: tuple[type[BaseException], ...] = (
+            sa.exc.IntegrityError, sa.exc.DataError, dbapi.IntegrityError, dbapi.DataError)
+        self._db_errors: tuple[type[BaseException], ...] = (sa.exc.DBAPIError, dbapi.Error)
         self.positions: dict[str, Position] = {}
         self._dirty: dict[str, tuple[Position, int]] = {}
         self._snap: dict[str, tuple[str, list[Any], int]] = {}
@@ -228,16 +241,20 @@ class SqlSink:
         if not plan:
             return
         try:
-            with conn.begin_nested():
-                self._run_plan(conn, plan)
-        except self._db_errors:
-            # One bad row fails the whole statement: redo one by one, dead-letter the bad ones.
-            for step in plan:
-                try:
-                    with conn.begin_nested():
-                        self._run_plan(conn, [step])
-                except self._db_errors as exc:
-                    self._dead(conn, step[3], f"target refused: {str(getattr(exc, 'orig', exc)).strip()}")
+            try:
+                with conn.begin_nested():
+                    self._run_plan(conn, plan)
+            except self._row_errors:
+                # One bad row fails the whole statement: redo one by one, dead-letter the bad ones.
+                for step in plan:
+                    try:
+                        with conn.begin_nested():
+                            self._run_plan(conn, [step])
+                    except self._row_errors as exc:
+                        self._dead(conn, step[3], f"target refused: {str(getattr(exc, 'orig', exc)).strip()}")
+        except self._db_errors as exc:
+            raise SinkError(f"target database failed; the stream stops with its position kept: "
+                            f"{str(getattr(exc, 'orig', exc)).strip()}") from exc
         self._note(plan)
 
     def _note(self, plan: list[tuple[str, str, Any, ChangeEvent]]) -> None:
@@ -293,21 +310,32 @@ class SqlSink:
             else:
                 conn.execute(sa.delete(t).where(sa.tuple_(*(t.c[k] for k in key)).in_(list(keys))))
             return
-        # Coalesce by key: the last image wins; a partial image is merged onto an earlier one.
-        rows: dict[tuple[Any, ...], dict[str, Any]] = {}
-        for p in payloads:
-            k = tuple(p[c] for c in key)
-            if k in rows:
-                rows[k].update(p)
-            else:
-                rows[k] = dict(p)
-        groups: dict[frozenset[str], list[dict[str, Any]]] = {}
+        # Coalesce by key: the last image wins; a partial image is merged onto an earlier one
+        # (into a new dict: payloads are reused if the batch is retried event by event).
+        rows: dict[Any, dict[str, Any]] = {}
+        if len(key) == 1:
+            k0 = key[0]
+            for p in payloads:
+                k = p[k0]
+                prev = rows.get(k)
+                rows[k] = p if prev is None else {**prev, **p}
+        else:
+            for p in payloads:
+                k = tuple(p[c] for c in key)
+                prev = rows.get(k)
+                rows[k] = p if prev is None else {**prev, **p}
+        groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
         for r in rows.values():
-            groups.setdefault(frozenset(r), []).append(r)
-        for cols, group in groups.items():
+            names = tuple(r)
+            group = groups.get(names)
+            if group is None:
+                groups[names] = [r]
+            else:
+                group.append(r)
+        for names, group in groups.items():
+            cols = frozenset(names)
             if action == UPSERT and tab.pg is not None:
-                tab.pg.upsert(conn.connection.cursor(), [c.name for c in tab.table.columns if c.name in cols],
-                              group)
+                tab.pg.upsert(conn.connection.cursor(), list(names), group)
             elif action == UPSERT:
                 conn.execute(tab.upsert(cols), group)
             else:  # partial image (unchanged TOAST left out): update what we know

@@ -51,6 +51,8 @@ class InitialSnapshot(Protocol):
 
 
 class Source(Protocol):
+    keys: dict[str, tuple[str, ...]]  # table -> key columns (set from the validated mapping)
+
     def describe(self, tables: list[str]) -> dict[str, TableSchema]: ...
 
     def install(self) -> bool: ...  # capture from now on without running; True if new

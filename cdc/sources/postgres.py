@@ -263,7 +263,7 @@ class PostgresSource:
                         if c in old:
                             new[c] = old[c]
                     unchanged = [c for c in unchanged if c not in new]
-                if old is not None and sub == 75 and any(old.get(c) != new.get(c) for c in old if old.get(c) is not None):
+                if old is not None and any(old.get(k) != new.get(k) for k in rel.keycols):
                     self._event("d", rel, old, None, [], out)  # the key itself changed
                     self._event("c", rel, None, new, unchanged, out)
                 else:

@@ -13,7 +13,9 @@ Schema changes are noticed through ``PRAGMA schema_version`` and reported as Rel
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import sqlite3
 import time
 from decimal import Decimal
@@ -78,6 +80,9 @@ class SQLiteSource:
         self._acked = 0
 
     def _connect(self) -> sqlite3.Connection:
+        if not os.path.exists(self.path):
+            raise SourceError(f"SQLite database {self.path} does not exist; start the monolith "
+                              "(it creates it) or fix the stream's source.url")
         try:
             conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
         except sqlite3.Error as exc:
@@ -179,8 +184,15 @@ class SQLiteSource:
                 continue
             before = json.loads(old, parse_float=Decimal) if old else None
             after = json.loads(new, parse_float=Decimal) if new else None
+            keycols = self.keys.get(tbl, ())
             image = after if after is not None else before or {}
-            key = {k: image.get(k) for k in self.keys.get(tbl, ())}
+            key = {k: image.get(k) for k in keycols}
+            if op == "u" and before is not None and any(before.get(k) != key[k] for k in keycols):
+                # the key itself changed: the old row goes, the new one comes
+                out.append(ChangeEvent(op="d", table=tbl, key={k: before.get(k) for k in keycols},
+                                       before=before, after=None, position=pos, ts_ms=ts or 0,
+                                       last=False, db=self.path))
+                op, pos = "c", Position(id_, 1)
             out.append(ChangeEvent(op=op, table=tbl, key=key, before=before, after=after, position=pos,
                                    ts_ms=ts or 0, last=True, db=self.path))
         return out
@@ -190,13 +202,21 @@ class SQLiteSource:
             return
         self._acked = position.lsn
         if time.monotonic() - self._pruned_at > 1.0:  # prune acknowledged entries, not too often
-            self._pruned_at = time.monotonic()
+            self._prune()
+
+    def _prune(self) -> None:
+        self._pruned_at = time.monotonic()
+        if self._acked:
             self._conn.execute(f"DELETE FROM {CHANGELOG} WHERE stream = ? AND id <= ?",
                                (self.cfg.name, self._acked))
 
     def emit_message(self, content: bytes) -> None:
-        self._conn.execute(f"INSERT INTO {CHANGELOG} (stream, tbl, op, old, new, ts_ms) "
-                           "VALUES (?, '', 'm', NULL, ?, 0)", (self.cfg.name, content.decode()))
+        try:
+            self._conn.execute(f"INSERT INTO {CHANGELOG} (stream, tbl, op, old, new, ts_ms) "
+                               "VALUES (?, '', 'm', NULL, ?, 0)", (self.cfg.name, content.decode()))
+        except sqlite3.Error as exc:
+            raise SourceError(f"cannot write to {CHANGELOG} in {self.path} ({exc}); run "
+                              f"`strangler cdc install {self.cfg.name}` or `cdc run` first") from exc
 
     def chunk_reader(self) -> tuple[Any, str]:
         return self._conn.cursor(), "qmark"
@@ -208,4 +228,6 @@ class SQLiteSource:
         self.uninstall()
 
     def close(self) -> None:
+        with contextlib.suppress(sqlite3.Error):
+            self._prune()
         self._conn.close()

@@ -138,14 +138,16 @@ def cdc_env(pg_server: Any, tmp_path: Path) -> Iterator[Env]:
         yield env
     finally:
         env.stop_all()
-        # the slot must not outlive the test (it would pin WAL on the shared server)
-        for _ in range(50):
-            rows = sql(src, "SELECT active FROM pg_replication_slots WHERE database = current_database()")
-            if not any(r[0] for r in rows):
-                break
-            time.sleep(0.1)
-        sql(src, "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
-                 "WHERE database = current_database() AND NOT active")
+        # slots must not outlive the test (they would pin WAL on the shared server); a closed
+        # replication connection's walsender takes a moment to let go of its slot
+        for dsn in (src, tgt):
+            for _ in range(100):
+                rows = sql(dsn, "SELECT active FROM pg_replication_slots WHERE database = current_database()")
+                if not any(r[0] for r in rows):
+                    break
+                time.sleep(0.1)
+            sql(dsn, "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
+                     "WHERE database = current_database() AND NOT active")
 
 
 def wait_for(predicate: Any, timeout: float, what: str) -> None:

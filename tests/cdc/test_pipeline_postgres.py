@@ -133,8 +133,13 @@ def test_poison_event_goes_to_dead_letter_and_stream_continues(cdc_env: Env) -> 
     table, op, reason, event = dead[0]
     assert (table, op) == ("catalog_product", "c") and "check" in reason.lower()
     assert json.loads(event)["after"]["id"] == 9001
-    status = env.cli("cdc", "status", env.name, "--json")
-    assert json.loads(status.stdout)["streams"][0]["dead_letters"] == 1
+    wait_for(lambda: (json.loads(env.cli("cdc", "status", env.name, "--json").stdout)["streams"][0]
+                      .get("running") or {}).get("dead_letters") == 1, 30, "status to show it")
+    status = json.loads(env.cli("cdc", "status", env.name, "--json").stdout)["streams"][0]
+    assert status["dead_letters"] == 1 and status["position"]
+    assert status["running"]["state"] == "streaming" and status["running"]["events"] >= 12
+    assert status["slot"]["active"] is True and isinstance(status["slot"]["wal_bytes_behind"], int)
+    assert status["snapshot"] == {"catalog_category": "done", "catalog_product": "done"}
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(30) == 0
 
