@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import socket
 from collections import deque
+from time import monotonic
 
 import httptools
 
@@ -31,6 +32,7 @@ from router.errors import (
 )
 
 HIGH_WATER = 256 * 1024  # response bytes buffered before upstream reads pause
+SWEEP = 0.05  # seconds between read-timeout sweeps (timeouts are this precise)
 
 
 class Connection(asyncio.Protocol):
@@ -45,12 +47,15 @@ class Connection(asyncio.Protocol):
         self.busy = False
         self.write_paused = False
         self.drain_waiter: asyncio.Future[None] | None = None
+        self.deadline = 0.0
+        self.waiting_on: asyncio.Future[None] | None = None
         self._reset(head_only=False)
 
     def _reset(self, *, head_only: bool) -> None:
         self.head_only = head_only
         self.status = 0
         self.headers: list[tuple[bytes, bytes]] = []
+        self.framed = False  # the response has Content-Length or Transfer-Encoding
         self.head_done = False
         self.complete = False
         self.keep_alive = False
@@ -106,12 +111,16 @@ class Connection(asyncio.Protocol):
 
     # --- httptools callbacks ------------------------------------------------------------
     def on_header(self, name: bytes, value: bytes) -> None:
-        self.headers.append((name.lower(), value))
+        name = name.lower()
+        if name == b"content-length" or name == b"transfer-encoding":
+            self.framed = True
+        self.headers.append((name, value))
 
     def on_headers_complete(self) -> None:
         status = self.parser.get_status_code()
         if 100 <= status < 200:
             self.headers = []  # an interim response (103 Early Hints): wait for the real one
+            self.framed = False
             return
         self.status = status
         self.head_done = True
@@ -120,8 +129,7 @@ class Connection(asyncio.Protocol):
             self.complete = True
             self.keep_alive = False  # httptools cannot be told the body is absent: don't reuse
         elif status not in (204, 304):
-            self.until_close = not any(n in (b"content-length", b"transfer-encoding")
-                                       for n, _ in self.headers)
+            self.until_close = not self.framed
         self._wake()
 
     def on_body(self, body: bytes) -> None:
@@ -203,14 +211,24 @@ class Connection(asyncio.Protocol):
 
     # --- internals ----------------------------------------------------------------------
     async def _wait(self, fut: asyncio.Future[None], timeout: float) -> None:
-        timer = self.loop.call_later(timeout, self._timeout, fut)
+        # No timer per wait (a loop timer costs more than the rest of a small exchange):
+        # the pool's sweeper fails waits past their deadline, to within SWEEP seconds.
+        self.deadline = monotonic() + timeout
+        self.waiting_on = fut
+        waiting = self.pool.waiting
+        waiting.add(self)
+        if self.pool.sweeper is None:
+            self.pool.start_sweeper()
         try:
             await fut
         finally:
-            timer.cancel()
+            waiting.discard(self)
+            self.waiting_on = None
 
-    def _timeout(self, fut: asyncio.Future[None]) -> None:
-        if not fut.done():
+    def expire(self) -> None:
+        """Called by the sweeper when this connection's wait passed its deadline."""
+        fut = self.waiting_on
+        if fut is not None and not fut.done():
             fut.set_exception(UpstreamTimeout(f"{self.pool.name} did not answer within its read timeout"))
             self.close()
 
@@ -244,6 +262,19 @@ class Pool:
         self.loop = asyncio.get_running_loop()
         self.idle: list[Connection] = []
         self.retired = False
+        self.waiting: set[Connection] = set()  # connections inside a timed wait
+        self.sweeper: asyncio.Task[None] | None = None
+
+    def start_sweeper(self) -> None:
+        self.sweeper = self.loop.create_task(self._sweep())
+
+    async def _sweep(self) -> None:
+        while not (self.retired and not self.waiting):
+            await asyncio.sleep(SWEEP)
+            now = monotonic()
+            for conn in [c for c in self.waiting if c.deadline <= now]:
+                conn.expire()
+        self.sweeper = None
 
     async def acquire(self, connect_timeout: float) -> tuple[Connection, bool]:
         """A connection and whether it was reused from the pool."""
@@ -279,6 +310,9 @@ class Pool:
         self.retired = True
         while self.idle:
             self.idle.pop().close()
+        if self.sweeper is not None and not self.waiting:
+            self.sweeper.cancel()
+            self.sweeper = None
 
 
 async def fetch(pool: Pool, head: bytes, *, connect_timeout: float, read_timeout: float,

@@ -10,6 +10,7 @@ characters, malformed `%` escapes — are refused with 400 rather than guessed a
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 
 from router.config import Route
@@ -18,13 +19,14 @@ from router.errors import BadRequest
 _UNRESERVED = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
 _HEX = frozenset(b"0123456789abcdefABCDEF")
 # Decoded, these would change how the path splits into segments (or end it): refuse.
+# Paths made only of these characters (no '%', '\\', controls, non-ASCII) need no decoding.
+_PLAIN = re.compile(rb"/[A-Za-z0-9\-._~!$&'()*+,;=:@/]*\Z")
 _SMUGGLERS = frozenset({0x2F, 0x5C} | set(range(0x20)) | {0x7F})
 
 
 def normalise_path(raw: bytes) -> str:
     """The canonical form of a raw request path (no query string); BadRequest if ambiguous."""
-    if (raw[:1] == b"/" and raw.isascii() and b"%" not in raw and b"//" not in raw
-            and b"/." not in raw and b"\\" not in raw and not _has_ctl(raw)):
+    if _PLAIN.match(raw) and b"//" not in raw and b"/." not in raw:
         return raw.decode("ascii")  # the common case: already canonical
     if raw[:1] != b"/":
         raise BadRequest("the request path must start with '/'")
@@ -53,10 +55,6 @@ def normalise_path(raw: bytes) -> str:
             out.append(c)
         i += 1
     return _remove_dot_segments(out.decode("ascii"))
-
-
-def _has_ctl(raw: bytes) -> bool:
-    return any(c < 0x21 or c == 0x7F for c in raw)
 
 
 def _remove_dot_segments(path: str) -> str:
