@@ -78,7 +78,8 @@ def semantic_problems(resources: list[tuple[str, dict[str, Any]]]) -> list[str]:
         spec = template.get("spec") or {}
         pods.append((res["metadata"]["name"], labels, spec))
         problems += _workload_problems(where, res, labels, spec)
-        problems += _reference_problems(where, spec, by_kind)
+        claims = {t["metadata"]["name"] for t in res["spec"].get("volumeClaimTemplates") or []}
+        problems += _reference_problems(where, spec, by_kind, claims)
 
     for where, res in resources:
         kind = res["kind"]
@@ -90,9 +91,16 @@ def semantic_problems(resources: list[tuple[str, dict[str, Any]]]) -> list[str]:
                 problems.append(f"{where}: selector {selector} matches no pod template")
         elif kind == "HorizontalPodAutoscaler":
             problems += _hpa_problems(where, res, by_kind)
-        elif kind == "ConfigMap":
-            for key, text in (res.get("data") or {}).items():
-                problems += _host_problems(f"{where} data.{key}", text, by_kind)
+        elif kind in ("ConfigMap", "Secret"):
+            data = {**(res.get("data") or {}), **(res.get("stringData") or {})}
+            if kind == "Secret":
+                data = dict(res.get("stringData") or {})  # `data` is base64: nothing to read
+            for key, text in data.items():
+                problems += _host_problems(f"{where} data.{key}", str(text), by_kind)
+        elif kind == "StatefulSet":
+            name = res["spec"].get("serviceName")
+            if name and name not in by_kind.get("Service", {}):
+                problems.append(f"{where}: serviceName {name!r} is not a Service in the manifests")
     return problems
 
 
@@ -137,7 +145,9 @@ def _probe_port_problems(where: str, probe: str, container: dict[str, Any]) -> l
     return []
 
 
-def _reference_problems(where: str, spec: dict[str, Any], by_kind: dict[str, dict[str, Any]]) -> list[str]:
+def _reference_problems(
+    where: str, spec: dict[str, Any], by_kind: dict[str, dict[str, Any]], claims: set[str]
+) -> list[str]:
     problems: list[str] = []
 
     def need(kind: str, name: str, key: str | None, what: str, optional: bool = False) -> None:
@@ -161,7 +171,7 @@ def _reference_problems(where: str, spec: dict[str, Any], by_kind: dict[str, dic
         if "secret" in vol:
             sec = vol["secret"]
             need("Secret", sec["secretName"], None, f"volume {vol['name']}", sec.get("optional", False))
-    volume_names = {v["name"] for v in spec.get("volumes") or []}
+    volume_names = {v["name"] for v in spec.get("volumes") or []} | claims  # StatefulSet PVCs
 
     for c in containers(spec, init=True):
         cw = f"container {c.get('name')}"
