@@ -5,6 +5,10 @@ Exit codes: 0 ok, 1 failed, 2 usage, 3 a gate or check not met.
 
 import typer
 
+from cli.doctor import app as doctor_app
+from cli.ledger import app as ledger_app
+from cli.up import app as stack_app
+
 app = typer.Typer(
     name="strangler",
     help="Move a monolith to services one path at a time.",
@@ -14,6 +18,9 @@ app = typer.Typer(
 
 # Command groups register below, one line each:
 # app.add_typer(routes_app, name="routes")
+app.add_typer(stack_app)  # up, down, ps, logs
+app.add_typer(ledger_app)  # ledger
+app.add_typer(doctor_app)  # doctor
 
 
 @app.callback()

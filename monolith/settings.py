@@ -1,6 +1,119 @@
-"""Django settings for the legacy shop (placeholder until the shop lands)."""
+"""Django settings for the legacy shop.
 
-SECRET_KEY = "dev-only-not-secret"
-INSTALLED_APPS: list[str] = []
-DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}}
+Five years of features piled into one project: seven context apps sharing one database,
+one auth system, one settings file. ``DATABASE_URL`` selects PostgreSQL (see monolith/db.py);
+otherwise SQLite under ``.strangler/``. Importing this module touches no database, so the
+whole test suite can keep ``DJANGO_SETTINGS_MODULE=monolith.settings`` at no cost.
+"""
+
+from __future__ import annotations
+
+import os
+
+from monolith.db import REPO_ROOT, database_from_env
+
+BASE_DIR = REPO_ROOT / "monolith"
+
+SECRET_KEY = os.environ.get("MONOLITH_SECRET_KEY", "dev-only-not-secret-legacy-shop")
+DEBUG = os.environ.get("MONOLITH_DEBUG", "") == "1"
+ALLOWED_HOSTS = ["*"]  # the router, tests and the demo reach it under varying host names
+
+INSTALLED_APPS = [
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "django_filters",
+    "drf_spectacular",
+    # the shop's contexts
+    "monolith.catalog",
+    # project glue: HTML pages, auth endpoints, seed/serve commands (no tables)
+    "monolith.shop",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+]
+
+ROOT_URLCONF = "monolith.urls"
+WSGI_APPLICATION = "monolith.wsgi.application"
+ASGI_APPLICATION = "monolith.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DATABASES = {"default": database_from_env()}
+DEFAULT_AUTO_FIELD = "django.db.models.AutoField"  # integer auto-increment keys, on purpose
+
+AUTH_PASSWORD_VALIDATORS: list[dict[str, str]] = []
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = False
 USE_TZ = True
+STATIC_URL = "static/"
+LOGIN_URL = "/login/"
+
+REST_FRAMEWORK = {
+    # Token first: an anonymous request then gets 401 with WWW-Authenticate, not 403.
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.AllowAny"],
+    "DEFAULT_PAGINATION_CLASS": "monolith.utils.ShopPagination",
+    "PAGE_SIZE": 20,
+    "DEFAULT_FILTER_BACKENDS": [
+        "django_filters.rest_framework.DjangoFilterBackend",
+        "rest_framework.filters.SearchFilter",
+        "rest_framework.filters.OrderingFilter",
+    ],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "monolith.utils.shop_exception_handler",
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+}
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Legacy Shop API",
+    "DESCRIPTION": "The monolith Strangler migrates, one path at a time.",
+    "VERSION": "5.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+}
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "loggers": {"django.request": {"handlers": ["console"], "level": "ERROR"}},
+}
+
+# Seeded users all share one password. Tests and the demo set MONOLITH_FAST_PASSWORDS=1 so
+# that a login costs microseconds instead of PBKDF2's ~0.3 s of CPU; hashes of either kind
+# verify in both modes.
+PASSWORD_HASHERS = [
+    "django.contrib.auth.hashers.PBKDF2PasswordHasher",
+    "django.contrib.auth.hashers.PBKDF2SHA1PasswordHasher",
+    "django.contrib.auth.hashers.ScryptPasswordHasher",
+    "django.contrib.auth.hashers.MD5PasswordHasher",
+]
+if os.environ.get("MONOLITH_FAST_PASSWORDS") == "1":
+    PASSWORD_HASHERS.insert(0, PASSWORD_HASHERS.pop())

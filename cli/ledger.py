@@ -1,0 +1,100 @@
+"""`strangler ledger`: the append-only history of routing changes, read back.
+
+The router appends one JSON line per change (any source: `shift`, `canary`, the admin
+API, an edited file) to the ledger named in routes.yaml (`ledger:`, relative to that
+file's folder; default `.strangler/ledger.jsonl`). This module only reads it.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+import yaml
+from rich.table import Table
+
+from cli import state
+from cli.output import err, guarded, out, print_json
+
+app = typer.Typer()
+
+
+def ledger_path(routes: Path) -> Path:
+    """Where the routes file says its ledger is."""
+    try:
+        doc = yaml.safe_load(routes.read_text()) or {}
+    except (OSError, yaml.YAMLError):
+        doc = {}
+    name = doc.get("ledger") if isinstance(doc, dict) else None
+    if name:
+        path = Path(name)
+        return path if path.is_absolute() else (routes.resolve().parent / path)
+    return state.state_dir() / "ledger.jsonl"
+
+
+def read_ledger(path: Path, *, route: str | None = None) -> list[dict[str, Any]]:
+    """Every entry (oldest first); a torn last line (a writer mid-append) is skipped."""
+    if not path.exists():
+        return []
+    entries = []
+    for line in path.read_text(errors="replace").splitlines():
+        line = line.strip()
+        if not line:
+            continue
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if not isinstance(entry, dict):
+            continue
+        if route is not None and entry.get("route") != route:
+            continue
+        entries.append(entry)
+    return entries
+
+
+def _compact(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, dict):
+        return " ".join(f"{k}={_compact(v)}" for k, v in value.items())
+    return str(value)
+
+
+def describe_change(entry: dict[str, Any]) -> str:
+    """'monolith=100 catalog=0 → monolith=90 catalog=10' from whatever the entry holds."""
+    old, new = entry.get("old"), entry.get("new")
+    if old is not None or new is not None:
+        return f"{_compact(old)} → {_compact(new)}"
+    return _compact(entry.get("change") or entry.get("action") or "")
+
+
+@app.command()
+@guarded
+def ledger(
+    route: Annotated[str | None, typer.Option("--route", help="Only this route's changes.")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="One JSON document (a list of entries).")] = False,
+    routes: Annotated[Path, typer.Option(help="Routes file whose ledger to read.")] = Path("routes.yaml"),
+    last: Annotated[int, typer.Option("--last", "-n", help="Only the last N entries (0 = all).")] = 0,
+) -> None:
+    """Show the history of routing changes: when, who, what, why."""
+    path = ledger_path(routes)
+    entries = read_ledger(path, route=route)
+    if last > 0:
+        entries = entries[-last:]
+    if json_out:
+        print_json(entries)
+        return
+    if not entries:
+        err.print(f"no changes recorded in {path}" + (f" for route {route}" if route else ""))
+        return
+    table = Table(box=None, pad_edge=False)
+    for col in ("TIME", "ACTOR", "ROUTE", "CHANGE", "REASON"):
+        table.add_column(col, overflow="fold")
+    for e in entries:
+        when = e.get("time") or e.get("ts") or e.get("at") or ""
+        table.add_row(str(when), str(e.get("actor", "")), str(e.get("route", "")),
+                      describe_change(e), str(e.get("reason", "")))
+    out.print(table)

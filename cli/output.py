@@ -1,0 +1,46 @@
+"""Where the CLI's words go: results on stdout, progress and errors on stderr.
+
+`guarded` maps `CLIError` to its message on stderr and the exit code (1, or the
+error's own), so every command reports failures the same way and never shows locals.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import typer
+from rich.console import Console
+
+from cli.errors import CLIError
+
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def progress(message: str) -> None:
+    err.print(f"[dim]·[/dim] {message}", highlight=False)
+
+
+def print_json(document: Any) -> None:
+    """Exactly one JSON document on stdout."""
+    typer.echo(json.dumps(document, indent=2, sort_keys=False, default=str))
+
+
+def guarded(fn: F) -> F:
+    """Turn a `CLIError` into `error: <message>` on stderr and its exit code."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except CLIError as exc:
+            err.print("[bold red]error:[/bold red] ", end="")
+            err.print(str(exc), markup=False, highlight=False)
+            raise typer.Exit(exc.exit_code) from None
+
+    return wrapper  # type: ignore[return-value]

@@ -1,0 +1,238 @@
+"""The local stack as data: every process `strangler up` runs, in start order.
+
+One place describes each process — name, command argv, port, environment, readiness
+path — so `up`, the demo, and the container manifests (docker-compose, Kubernetes) all
+derive from the same definition. Builders here only *describe*; `cli.supervisor` runs.
+
+    embedded_stack(...)  SQLite databases, trigger CDC, direct transport (the default)
+    real_stack(...)      the same processes on PostgreSQL (and Kafka once it exists)
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cli.errors import PartMissing
+
+LOOPBACK = "127.0.0.1"
+
+# Which branch/issue brings each part: named in the message when one is absent.
+PARTS = {
+    "monolith": ("monolith.asgi", "the monolith (issue 2, branch `monolith`)"),
+    "router": ("router.__main__", "the router (issue 3, branch `router`)"),
+    "cdc": ("cdc.pipeline", "the CDC core (issue 4, branch `cdc`)"),
+    "catalog": ("extracted.catalog.__main__", "the catalog service (issue 6, branch `catalog`)"),
+    "kafka": ("devstack.kafka", "the Kafka broker helper (issue 5, branch `kafka`)"),
+}
+
+
+def part_present(part: str) -> bool:
+    module, _ = PARTS[part]
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:
+        return False
+
+
+def require_parts(*parts: str) -> None:
+    """Raise `PartMissing` naming every absent part and the branch that brings it."""
+    missing = [PARTS[p][1] for p in parts if not part_present(p)]
+    if missing:
+        raise PartMissing(
+            "this checkout lacks " + "; ".join(missing) + ". Merge it (`git merge main` "
+            "once the lead has merged it) and try again."
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class Task:
+    """A one-shot setup step run to completion before the processes start."""
+
+    name: str
+    argv: tuple[str, ...]
+    env: Mapping[str, str] = field(default_factory=dict)
+    cwd: str | None = None
+    timeout: float = 300.0
+    install_hint: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Process:
+    """A long-running process: started in order, ready when `ready_path` answers < 500."""
+
+    name: str
+    argv: tuple[str, ...]
+    port: int | None = None
+    host: str = LOOPBACK
+    env: Mapping[str, str] = field(default_factory=dict)
+    ready_path: str | None = None
+    ready_timeout: float = 60.0
+    cwd: str | None = None
+    install_hint: str = ""
+    role: str = "service"  # service | router | stream
+
+    def __post_init__(self) -> None:
+        if not self.name.isidentifier() and not self.name.replace("-", "_").isidentifier():
+            raise ValueError(f"process name {self.name!r}: use letters, digits, '-' and '_'")
+        if not self.argv:
+            raise ValueError(f"process {self.name}: argv is empty; give the command to run")
+        if self.ready_path is not None and self.port is None:
+            raise ValueError(f"process {self.name}: a ready_path needs a port")
+
+    @property
+    def base_url(self) -> str | None:
+        return f"http://{self.host}:{self.port}" if self.port is not None else None
+
+    @property
+    def ready_url(self) -> str | None:
+        if self.ready_path is None or self.base_url is None:
+            return None
+        return self.base_url + self.ready_path
+
+
+@dataclass(frozen=True, kw_only=True)
+class Stack:
+    """What `up` runs: setup tasks, then processes in order (stopped in reverse)."""
+
+    mode: str
+    processes: tuple[Process, ...]
+    setup: tuple[Task, ...] = ()
+    routes: str | None = None
+    streams: str | None = None
+
+    def __post_init__(self) -> None:
+        names = [t.name for t in self.setup] + [p.name for p in self.processes]
+        dupes = {n for n in names if names.count(n) > 1}
+        if dupes:
+            raise ValueError(f"stack has duplicate names {sorted(dupes)}; every name must be unique")
+        ports = [p.port for p in self.processes if p.port is not None]
+        if len(ports) != len(set(ports)):
+            raise ValueError(f"stack uses a port twice: {ports}; give each process its own")
+
+    def process(self, name: str) -> Process:
+        for proc in self.processes:
+            if proc.name == name:
+                return proc
+        raise KeyError(f"no process {name!r}; the stack has {[p.name for p in self.processes]}")
+
+    @property
+    def router_url(self) -> str | None:
+        for proc in self.processes:
+            if proc.role == "router":
+                return proc.base_url
+        return None
+
+    def describe(self) -> dict[str, Any]:
+        """A JSON-able summary (without secrets) for `.strangler/run/stack.json`."""
+        return {
+            "mode": self.mode,
+            "router_url": self.router_url,
+            "routes": self.routes,
+            "streams": self.streams,
+            "processes": [
+                {"name": p.name, "port": p.port, "url": p.base_url, "role": p.role,
+                 "argv": list(p.argv), "ready_url": p.ready_url}
+                for p in self.processes
+            ],
+        }
+
+
+@dataclass(frozen=True, kw_only=True)
+class StackSettings:
+    """Inputs of the builders: where state lives, which files, which ports, which secrets."""
+
+    state: Path
+    routes: Path
+    streams: Path | None = None
+    router_port: int = 8000
+    monolith_port: int = 8001
+    catalog_port: int = 8002
+    admin_token: str
+    identity_secret: str
+    python: str = sys.executable
+    monolith_database_url: str | None = None  # None: SQLite under `state`
+    catalog_database_url: str | None = None
+    seed: str | None = "small"  # monolith seed size; None skips seeding
+    cdc_streams: tuple[str, ...] = ()  # streams to run as processes
+    catalog_fail_rate: float = 0.0
+    router_workers: int = 1
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.catalog_fail_rate <= 1.0:
+            raise ValueError(f"catalog_fail_rate={self.catalog_fail_rate}: give a value in 0..1")
+        ports = [self.router_port, self.monolith_port, self.catalog_port]
+        if len(set(ports)) != 3:
+            raise ValueError(f"router, monolith and catalog ports must differ, got {ports}")
+
+
+def _monolith_env(s: StackSettings) -> dict[str, str]:
+    env = {"DJANGO_SETTINGS_MODULE": "monolith.settings"}
+    if s.monolith_database_url:
+        env["DATABASE_URL"] = s.monolith_database_url
+    else:
+        env["MONOLITH_SQLITE_PATH"] = str(s.state / "monolith.sqlite3")
+    return env
+
+
+def _catalog_env(s: StackSettings) -> dict[str, str]:
+    return {
+        "CATALOG_DATABASE_URL": s.catalog_database_url
+        or f"sqlite:///{s.state / 'catalog.sqlite3'}",
+        "STRANGLER_IDENTITY_SECRET": s.identity_secret,
+        "CATALOG_FAIL_RATE": str(s.catalog_fail_rate),
+    }
+
+
+def _cdc_env(s: StackSettings) -> dict[str, str]:
+    # the streams file names its databases through these (see streams.yaml)
+    env = {**_monolith_env(s), **_catalog_env(s)}
+    env["MONOLITH_DATABASE_URL"] = (
+        s.monolith_database_url or f"sqlite:///{s.state / 'monolith.sqlite3'}"
+    )
+    if s.streams is not None:
+        env["STRANGLER_STREAMS"] = str(s.streams)
+    return env
+
+
+def build_stack(s: StackSettings, *, mode: str) -> Stack:
+    """The stack for `mode` ("embedded" or "real"); the databases differ, the shape not."""
+    py = s.python
+    setup: list[Task] = [
+        Task(name="monolith-migrate", argv=(py, "-m", "monolith", "migrate", "--noinput"),
+             env=_monolith_env(s)),
+    ]
+    if s.seed:
+        setup.append(Task(name="monolith-seed", argv=(py, "-m", "monolith", "seed", "--size", s.seed),
+                          env=_monolith_env(s)))
+    processes = [
+        Process(
+            name="monolith", role="service", port=s.monolith_port, env=_monolith_env(s),
+            argv=(py, "-m", "monolith", "serve", "--host", LOOPBACK, "--port", str(s.monolith_port)),
+            ready_path="/api/categories/",
+        ),
+        Process(
+            name="catalog", role="service", port=s.catalog_port, env=_catalog_env(s),
+            argv=(py, "-m", "extracted.catalog", "--host", LOOPBACK, "--port", str(s.catalog_port)),
+            ready_path="/readyz",
+        ),
+    ]
+    for stream in s.cdc_streams:
+        processes.append(Process(
+            name=f"cdc-{stream}", role="stream", env=_cdc_env(s),
+            argv=(py, "-m", "cli.main", "cdc", "run", stream),
+        ))
+    processes.append(Process(
+        name="router", role="router", port=s.router_port,
+        env={"STRANGLER_ADMIN_TOKEN": s.admin_token,
+             "STRANGLER_IDENTITY_SECRET": s.identity_secret},
+        argv=(py, "-m", "router", "--config", str(s.routes), "--host", LOOPBACK,
+              "--port", str(s.router_port), "--workers", str(s.router_workers)),
+        ready_path="/_strangler/status",
+    ))
+    return Stack(mode=mode, setup=tuple(setup), processes=tuple(processes),
+                 routes=str(s.routes), streams=str(s.streams) if s.streams else None)

@@ -1,0 +1,284 @@
+"""`strangler up / down / ps / logs`: run the local stack as supervised processes.
+
+`up` builds the stack from `cli.stack`, starts it through `cli.supervisor`, waits for
+every process to be ready, and then (unless `--detach`) stays in the foreground: Ctrl-C or
+SIGTERM stops everything; a process that dies takes the stack down with its log tail.
+`down` stops a stack started by any `up`, through the pid files in `.strangler/run/`.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import time
+from pathlib import Path
+from types import FrameType
+from typing import Annotated, Any
+
+import typer
+import yaml
+from rich.table import Table
+
+from cli import state
+from cli.errors import CLIError, StackError
+from cli.output import err, guarded, out, print_json, progress
+from cli.stack import Stack, StackSettings, build_stack, part_present, require_parts
+from cli.supervisor import Supervisor, http_ready
+
+app = typer.Typer()
+
+DEFAULT_PORTS = {"router": 8000, "monolith": 8001, "catalog": 8002}
+
+
+def supervisor() -> Supervisor:
+    return Supervisor(run_dir=state.run_dir(), log_dir=state.log_dir())
+
+
+def upstream_ports(routes: Path) -> dict[str, int]:
+    """Ports of the loopback upstreams named in the routes file (monolith, catalog, ...)."""
+    try:
+        doc = yaml.safe_load(routes.read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise CLIError(f"cannot read routes file {routes}: {exc}") from exc
+    upstreams = doc.get("upstreams") or {}
+    if isinstance(upstreams, list):
+        upstreams = {u.get("name"): u for u in upstreams if isinstance(u, dict)}
+    ports: dict[str, int] = {}
+    from urllib.parse import urlsplit
+
+    for name, spec in upstreams.items():
+        url = spec.get("url") if isinstance(spec, dict) else spec
+        if not isinstance(url, str):
+            continue
+        parts = urlsplit(url)
+        if parts.hostname in ("127.0.0.1", "localhost") and parts.port:
+            ports[str(name)] = parts.port
+    return ports
+
+
+def stream_names(streams: Path | None) -> tuple[str, ...]:
+    if streams is None or not streams.exists():
+        return ()
+    doc = yaml.safe_load(streams.read_text()) or {}
+    found = doc.get("streams") or {}
+    if isinstance(found, list):
+        return tuple(str(s.get("name")) for s in found if isinstance(s, dict))
+    return tuple(str(name) for name in found)
+
+
+def settings_for(*, routes: Path, streams: Path | None, port: int, seed: str | None,
+                 cdc: bool, fail_rate: float, monolith_db: str | None = None,
+                 catalog_db: str | None = None) -> StackSettings:
+    if not routes.exists():
+        raise CLIError(
+            f"no routes file at {routes}: give one with --routes (the repository's "
+            "routes.yaml is the starting point)"
+        )
+    ports = {**DEFAULT_PORTS, **upstream_ports(routes)}
+    return StackSettings(
+        state=state.state_dir(), routes=routes.resolve(),
+        streams=streams.resolve() if streams and streams.exists() else None,
+        router_port=port, monolith_port=ports["monolith"], catalog_port=ports["catalog"],
+        admin_token=state.admin_token(create=True) or "",
+        identity_secret=state.identity_secret(),
+        seed=seed, cdc_streams=stream_names(streams) if cdc else (),
+        catalog_fail_rate=fail_rate,
+        monolith_database_url=monolith_db, catalog_database_url=catalog_db,
+    )
+
+
+def _start_real_services(sup: Supervisor) -> tuple[str, str]:
+    """PostgreSQL for --real (Kafka when its part exists); returns the two database URLs."""
+    from devstack import PostgresServer, ServiceUnavailable
+
+    if not part_present("kafka"):
+        err.print(
+            "[yellow]note:[/yellow] Kafka is not in this checkout (devstack.kafka, issue 5, "
+            "branch `kafka`); --real runs on PostgreSQL with the direct CDC transport."
+        )
+    progress("starting PostgreSQL (wal_level=logical)")
+    try:
+        pg = PostgresServer().start()
+    except ServiceUnavailable as exc:
+        raise StackError(f"--real needs PostgreSQL: {exc}") from exc
+    (sup.run_dir / "postgres.state").write_text(json.dumps(
+        {"dsn": pg.dsn, "port": pg.port, "datadir": pg.datadir, "root": pg._root, "owned": pg.owned}
+    ))
+    progress(f"PostgreSQL ready at 127.0.0.1:{pg.port}")
+    return pg.create_database("monolith"), pg.create_database("catalog")
+
+
+def _stop_real_services(sup: Supervisor) -> bool:
+    path = sup.run_dir / "postgres.state"
+    if not path.exists():
+        return False
+    from devstack import PostgresServer
+
+    info = json.loads(path.read_text())
+    PostgresServer(dsn=info["dsn"], port=info["port"], datadir=info["datadir"],
+                   owned=info["owned"], _root=info["root"]).stop()
+    path.unlink(missing_ok=True)
+    progress("stopped PostgreSQL")
+    return True
+
+
+def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+def print_processes(sup: Supervisor) -> None:
+    table = Table(box=None, pad_edge=False)
+    for col in ("NAME", "PID", "STATE", "URL", "UPTIME", "LOG"):
+        table.add_column(col)
+    now = time.time()
+    for r in sup.running():
+        if not r.alive:
+            health = "[red]dead[/red]"
+        elif r.url is None:
+            health = "[green]running[/green]"
+        else:
+            health = "[green]ready[/green]" if http_ready(r.url + "/") else "[yellow]not answering[/yellow]"
+        table.add_row(r.name, str(r.pid), health, r.url or "-",
+                      f"{int(now - r.started_at)}s", r.log)
+    out.print(table)
+
+
+EMBEDDED_DATA = ("monolith.sqlite3", "catalog.sqlite3", "cdc")
+
+
+@app.command()
+@guarded
+def up(
+    real: Annotated[bool, typer.Option("--real", help="PostgreSQL (wal_level=logical) and Kafka instead of SQLite and direct transport.")] = False,
+    detach: Annotated[bool, typer.Option("--detach", "-d", help="Return once ready; stop later with `strangler down`.")] = False,
+    routes: Annotated[Path, typer.Option(help="Routing table the router serves; loopback upstream URLs in it fix the monolith and catalog ports.")] = Path("routes.yaml"),
+    streams: Annotated[Path, typer.Option(help="CDC streams to run (every stream declared).")] = Path("streams.yaml"),
+    port: Annotated[int, typer.Option(help="Router port on 127.0.0.1.")] = DEFAULT_PORTS["router"],
+    seed: Annotated[str, typer.Option(help="Monolith seed size for a new database, or 'none'.")] = "small",
+    fresh: Annotated[bool, typer.Option("--fresh", help="Delete the embedded databases and CDC state first.")] = False,
+    cdc: Annotated[bool, typer.Option("--cdc/--no-cdc", help="Run the CDC streams.")] = True,
+    catalog_fail_rate: Annotated[float, typer.Option(help="Error injection in the catalog service, 0..1 (canary drills).", min=0.0, max=1.0)] = 0.0,
+) -> None:
+    """Start the local stack (monolith, catalog, CDC streams, router) on loopback."""
+    parts = ["monolith", "router", "catalog"] + (["cdc"] if cdc and streams.exists() else [])
+    require_parts(*parts)
+    sup = supervisor()
+    home = state.state_dir()
+    if fresh:
+        sup.preflight(Stack(mode="check", processes=()))  # never wipe under a running stack
+        for name in EMBEDDED_DATA:
+            target = home / name
+            if target.is_dir():
+                shutil.rmtree(target)
+            target.unlink(missing_ok=True)
+    # seed a new database only: the seed refuses a seeded one, and data survives restarts
+    seed_size = None if seed == "none" or (not real and (home / "monolith.sqlite3").exists()) else seed
+
+    def settings(monolith_db: str | None = None, catalog_db: str | None = None) -> StackSettings:
+        return settings_for(routes=routes, streams=streams, port=port, seed=seed_size, cdc=cdc,
+                            fail_rate=catalog_fail_rate, monolith_db=monolith_db, catalog_db=catalog_db)
+
+    stack = build_stack(settings(), mode="real" if real else "embedded")
+    sup.preflight(stack)
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        if real:
+            stack = build_stack(settings(*_start_real_services(sup)), mode="real")
+        try:
+            sup.start(stack, progress=progress)
+        except BaseException:
+            _stop_real_services(sup)
+            raise
+        print_processes(sup)
+        err.print(f"router: {stack.router_url}  ·  admin token in {home / 'admin-token'}")
+        if detach:
+            err.print("detached; stop with `strangler down`")
+            return
+        err.print("press Ctrl-C to stop the stack")
+        _supervise(sup)
+    except KeyboardInterrupt:
+        err.print("stopping…")
+        sup.stop(progress=progress)
+        _stop_real_services(sup)
+        err.print("stack stopped")
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _supervise(sup: Supervisor) -> None:
+    """Stay up while every process lives; a death stops the rest, `down` ends us quietly."""
+    while True:
+        time.sleep(0.5)
+        runs = sup.running()
+        if not runs:
+            err.print("stack stopped by `strangler down`")
+            return
+        dead = [r for r in runs if not r.alive]
+        if dead:
+            logs = "; ".join(f"{r.name} (log {r.log})" for r in dead)
+            sup.stop(progress=progress)
+            _stop_real_services(sup)
+            raise StackError(f"stopped the stack because a process exited: {logs}")
+
+
+@app.command()
+@guarded
+def down() -> None:
+    """Stop every process of the local stack (and the PostgreSQL of `up --real`)."""
+    sup = supervisor()
+    stopped = sup.stop(progress=progress)
+    pg = _stop_real_services(sup)
+    if stopped or pg:
+        out.print("stopped: " + ", ".join(stopped + (["postgres"] if pg else [])))
+    else:
+        out.print("nothing was running")
+
+
+@app.command()
+@guarded
+def ps(json_out: Annotated[bool, typer.Option("--json", help="One JSON document.")] = False) -> None:
+    """List the processes of the local stack and whether each answers."""
+    sup = supervisor()
+    if json_out:
+        doc: list[dict[str, Any]] = [
+            {"name": r.name, "pid": r.pid, "alive": r.alive, "port": r.port, "url": r.url,
+             "log": r.log, "started_at": r.started_at}
+            for r in sup.running()
+        ]
+        print_json(doc)
+        return
+    if not sup.running():
+        out.print("nothing is running (start the stack with `strangler up`)")
+        return
+    print_processes(sup)
+
+
+@app.command()
+@guarded
+def logs(
+    name: Annotated[str, typer.Argument(help="Process or setup step name (see `strangler ps`).")],
+    lines: Annotated[int, typer.Option("--lines", "-n", help="How many last lines.")] = 50,
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing new lines until Ctrl-C.")] = False,
+) -> None:
+    """Print the log of one process of the stack."""
+    sup = supervisor()
+    path = sup.log_path(name)
+    if not path.exists():
+        known = sorted(p.stem for p in sup.log_dir.glob("*.log"))
+        err.print(f"no log for {name!r}; known: {', '.join(known) or 'none (nothing ran yet)'}")
+        raise typer.Exit(2)
+    with path.open(errors="replace") as fh:
+        for line in fh.readlines()[-lines:]:
+            typer.echo(line, nl=False)
+        if not follow:
+            return
+        try:
+            while True:
+                line = fh.readline()
+                if line:
+                    typer.echo(line, nl=False)
+                else:
+                    time.sleep(0.2)
+        except KeyboardInterrupt:
+            return

@@ -1,0 +1,23 @@
+"""All of the shop's URLs: the REST API under /api/, the schema, and the HTML pages."""
+
+from django.contrib.auth import views as auth_views
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView
+
+from monolith.shop import auth, pages
+
+api = [
+    path("", include("monolith.catalog.urls")),
+    path("whoami/", auth.WhoAmIView.as_view(), name="whoami"),
+    path("auth/login/", auth.LoginView.as_view(), name="api-login"),
+    path("auth/logout/", auth.LogoutView.as_view(), name="api-logout"),
+    path("schema/", SpectacularAPIView.as_view(), name="schema"),
+]
+
+urlpatterns = [
+    path("api/", include(api)),
+    path("", pages.storefront, name="storefront"),
+    path("products/<int:pk>/", pages.product_page, name="product-page"),
+    path("login/", auth_views.LoginView.as_view(), name="login"),
+    path("logout/", auth_views.LogoutView.as_view(next_page="/"), name="logout"),
+]
