@@ -1,13 +1,14 @@
 # syntax=docker/dockerfile:1
 # One image, one build stage, one target per runnable part:
-#   docker build --target router .      (also: monolith, catalog, cdc)
-# Every target runs as the unprivileged user `strangler` (uid 10001) with the same command
-# `strangler up` runs locally; only --host (0.0.0.0 instead of loopback) differs.
-# Targets: Docker Engine 25+ with BuildKit (the default builder).
+#   docker build --target router -t strangler/router:0.1.0 .   (also: monolith, catalog, cdc)
+# Each target runs as the unprivileged user `strangler` (uid 10001) with the command
+# `strangler up` runs (cli/stack.py), listening on 0.0.0.0 instead of loopback;
+# tests/deploy checks that the commands, ports and readiness paths agree.
+# Targets Docker Engine 25+ (BuildKit, the default builder); validated with hadolint in CI.
 
 ARG PYTHON_IMAGE=python:3.11.11-slim-bookworm
 
-# --- build: install the project and its dependencies into a self-contained venv -----------
+# --- build: the project and its dependencies in a self-contained venv ---------------------
 FROM ${PYTHON_IMAGE} AS build
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
@@ -21,11 +22,11 @@ COPY extracted ./extracted
 COPY migrations ./migrations
 COPY cli ./cli
 COPY devstack ./devstack
-# Wheels exist for every dependency on amd64 and arm64 (psycopg2-binary, confluent-kafka,
-# httptools), so no compiler is needed.
+# Every dependency has wheels for amd64 and arm64 (psycopg2-binary, confluent-kafka,
+# httptools): no compiler needed.
 RUN /opt/venv/bin/pip install --no-cache-dir .
 
-# --- runtime: the venv, the two data files, the healthcheck, a non-root user --------------
+# --- runtime: the venv, the data files, the healthcheck, a non-root user ------------------
 FROM ${PYTHON_IMAGE} AS runtime
 RUN groupadd --system --gid 10001 strangler \
  && useradd --system --uid 10001 --gid strangler --home-dir /app --no-create-home \
@@ -33,37 +34,44 @@ RUN groupadd --system --gid 10001 strangler \
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
-    HOME=/app
+    HOME=/app \
+    STRANGLER_STREAMS=/app/streams.yaml
 COPY --from=build /opt/venv /opt/venv
 COPY deploy/healthcheck.py /usr/local/bin/strangler-healthcheck
 WORKDIR /app
-COPY routes.yaml streams.yaml ./
-# .strangler/ is the state folder (SQLite files, ledger); a volume is mounted here in
-# Compose and an emptyDir in Kubernetes, both writable by uid 10001.
-RUN mkdir -p /app/.strangler && chown strangler:strangler /app/.strangler
+COPY streams.yaml ./
+# The router's table: Compose mounts deploy/compose/ and Kubernetes the routes ConfigMap
+# over /etc/strangler; this copy only serves a bare `docker run`.
+COPY deploy/compose/routes.yaml /etc/strangler/routes.yaml
+# .strangler/ is the state folder (cli.state); /etc/strangler takes routes.yaml's atomic
+# rewrites and the ledger. Both writable by uid 10001 only.
+RUN mkdir -p /app/.strangler \
+ && chown strangler:strangler /app/.strangler /etc/strangler /etc/strangler/routes.yaml
 USER 10001:10001
 
 # --- one target per part: same image, own command, port and healthcheck ------------------
 FROM runtime AS monolith
-EXPOSE 8000
+EXPOSE 8001
 HEALTHCHECK --interval=10s --timeout=4s --start-period=20s --retries=3 \
-  CMD ["python", "/usr/local/bin/strangler-healthcheck", "http://127.0.0.1:8000/api/health/"]
-CMD ["python", "-m", "uvicorn", "monolith.asgi:application", "--host", "0.0.0.0", "--port", "8000"]
+  CMD ["python", "/usr/local/bin/strangler-healthcheck", "http://127.0.0.1:8001/api/categories/"]
+CMD ["python", "-m", "monolith", "serve", "--host", "0.0.0.0", "--port", "8001"]
 
 FROM runtime AS catalog
-EXPOSE 8001
+EXPOSE 8002
 HEALTHCHECK --interval=10s --timeout=4s --start-period=15s --retries=3 \
-  CMD ["python", "/usr/local/bin/strangler-healthcheck", "http://127.0.0.1:8001/readyz"]
-CMD ["python", "-m", "extracted.catalog", "--host", "0.0.0.0", "--port", "8001"]
+  CMD ["python", "/usr/local/bin/strangler-healthcheck", "http://127.0.0.1:8002/readyz"]
+CMD ["python", "-m", "extracted.catalog", "--host", "0.0.0.0", "--port", "8002"]
 
+# One container per stream (one replication slot, one consumer): the stream is the argument,
+#   docker run strangler/cdc:0.1.0 python -m cli.main cdc run catalog
 FROM runtime AS cdc
-HEALTHCHECK --interval=15s --timeout=10s --start-period=30s --retries=3 \
-  CMD ["strangler", "cdc", "status"]
-CMD ["strangler", "cdc", "run"]
+HEALTHCHECK --interval=30s --timeout=15s --start-period=60s --retries=3 \
+  CMD ["python", "-m", "cli.main", "cdc", "status"]
+CMD ["python", "-m", "cli.main", "cdc", "run", "catalog"]
 
-# The router is last so a plain `docker build .` gives the front door.
+# The router is last, so a plain `docker build .` gives the front door.
 FROM runtime AS router
-EXPOSE 8080
+EXPOSE 8000
 HEALTHCHECK --interval=10s --timeout=4s --start-period=10s --retries=3 \
-  CMD ["python", "/usr/local/bin/strangler-healthcheck", "http://127.0.0.1:8080/_strangler/status"]
-CMD ["python", "-m", "router", "--config", "/app/routes.yaml", "--host", "0.0.0.0", "--port", "8080"]
+  CMD ["python", "/usr/local/bin/strangler-healthcheck", "http://127.0.0.1:8000/_strangler/status"]
+CMD ["python", "-m", "router", "--config", "/etc/strangler/routes.yaml", "--host", "0.0.0.0", "--port", "8000", "--workers", "1"]

@@ -233,9 +233,8 @@ def _volume_problems(name: str, vol: Any, declared: set[str], base_dir: Path) ->
     where = f"services.{name}.volumes: {source}"
     if kind == "volume" and source and source not in declared:
         return [f"{where} is a named volume not declared under top-level volumes"]
-    if kind == "bind" and source and source.startswith("."):
-        if not (base_dir / source).exists():
-            return [f"{where} does not exist next to the compose file"]
+    if kind == "bind" and source and source.startswith(".") and not (base_dir / source).exists():
+        return [f"{where} does not exist next to the compose file"]
     return []
 
 
