@@ -5,8 +5,12 @@ Exit codes: 0 ok, 1 failed, 2 usage, 3 a gate or check not met.
 
 import typer
 
+from cli.canary import app as canary_app
 from cli.doctor import app as doctor_app
 from cli.ledger import app as ledger_app
+from cli.routes import app as routes_app
+from cli.shift import app as shift_app
+from cli.status import app as status_app
 from cli.up import app as stack_app
 
 app = typer.Typer(
@@ -21,6 +25,10 @@ app = typer.Typer(
 app.add_typer(stack_app)  # up, down, ps, logs
 app.add_typer(ledger_app)  # ledger
 app.add_typer(doctor_app)  # doctor
+app.add_typer(routes_app, name="routes")  # routes show|validate|diff
+app.add_typer(shift_app)  # shift
+app.add_typer(canary_app)  # canary
+app.add_typer(status_app)  # status
 
 
 @app.callback()

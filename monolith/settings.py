@@ -30,6 +30,12 @@ INSTALLED_APPS = [
     "drf_spectacular",
     # the shop's contexts
     "monolith.catalog",
+    "monolith.customers",
+    "monolith.orders",
+    "monolith.inventory",
+    "monolith.payments",
+    "monolith.shipping",
+    "monolith.notifications",
     # project glue: HTML pages, auth endpoints, seed/serve commands (no tables)
     "monolith.shop",
 ]

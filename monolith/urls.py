@@ -8,6 +8,12 @@ from monolith.shop import auth, pages
 
 api = [
     path("", include("monolith.catalog.urls")),
+    path("", include("monolith.customers.urls")),
+    path("", include("monolith.orders.urls")),
+    path("", include("monolith.inventory.urls")),
+    path("", include("monolith.payments.urls")),
+    path("", include("monolith.shipping.urls")),
+    path("", include("monolith.notifications.urls")),
     path("whoami/", auth.WhoAmIView.as_view(), name="whoami"),
     path("auth/login/", auth.LoginView.as_view(), name="api-login"),
     path("auth/logout/", auth.LogoutView.as_view(), name="api-logout"),
@@ -18,6 +24,7 @@ urlpatterns = [
     path("api/", include(api)),
     path("", pages.storefront, name="storefront"),
     path("products/<int:pk>/", pages.product_page, name="product-page"),
+    path("orders/", pages.order_history, name="order-history"),
     path("login/", auth_views.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(next_page="/"), name="logout"),
 ]

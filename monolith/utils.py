@@ -64,3 +64,29 @@ def shop_exception_handler(exc: Exception, context: dict[str, Any]) -> Response 
         log.warning("integrity error turned into 400: %s", exc)
         exc = exceptions.ValidationError({"detail": ["This conflicts with existing data."]})
     return exception_handler(exc, context)
+
+
+def queue_email(*, user: Any, kind: str, subject: str, body: str) -> None:
+    """Put an e-mail in the notifications outbox (any context may call this)."""
+    # Local import: notifications imports this module at load time (T8, again).
+    from monolith.notifications.models import OutboxEmail
+
+    OutboxEmail.objects.create(user=user, to=user.email or f"{user.username}@unknown.example",
+                               kind=kind, subject=subject, body=body)
+
+
+def sync_product_stock(product_ids: list[int]) -> None:
+    """Recompute ``catalog_product.stock_count`` from inventory's stock levels (T4, writer 1)."""
+    from django.db.models import F, OuterRef, Subquery, Sum
+    from django.db.models.functions import Coalesce
+
+    from monolith.catalog.models import Product
+    from monolith.inventory.models import StockLevel
+
+    available = (
+        StockLevel.objects.filter(product_id=OuterRef("pk")).values("product_id")
+        .annotate(a=Sum(F("quantity") - F("reserved"))).values("a")
+    )
+    Product.objects.filter(pk__in=product_ids).update(
+        stock_count=Coalesce(Subquery(available), 0)
+    )

@@ -48,6 +48,15 @@ class Product(models.Model):
         self.updated_at = timezone.now()
         super().save(*args, **kwargs)
 
+    def warehouse_stock(self) -> list[tuple[str, int]]:
+        """Available units per warehouse, for the product page: catalog asks inventory (T10)."""
+        # Local import: inventory.models imports this module at load time, so a top-level
+        # import here would be circular. Papered over, not solved (T8).
+        from monolith.inventory.models import StockLevel
+
+        levels = StockLevel.objects.filter(product=self).select_related("warehouse")
+        return [(level.warehouse.code, level.available) for level in levels]
+
 
 class PriceHistory(models.Model):
     product = models.ForeignKey(Product, on_delete=models.CASCADE, related_name="price_history")

@@ -18,8 +18,16 @@ from django.contrib.auth.hashers import make_password
 from django.contrib.auth.models import User
 from django.core.management.color import no_style
 from django.db import connection, transaction
+from rest_framework.authtoken.models import Token
 
-from monolith.catalog.models import Category, Product
+from monolith.catalog.models import Category, PriceHistory, Product
+from monolith.customers.models import Address, Profile
+from monolith.inventory.models import Reservation, StockLevel, Warehouse
+from monolith.notifications.models import OutboxEmail
+from monolith.orders.models import Cart, CartItem, Order, OrderLine
+from monolith.payments.models import PaymentAttempt, Refund
+from monolith.shipping.models import Shipment
+from monolith.shop.seed_orders import seed_orders
 
 SEED_PASSWORD = "shop-password"
 DEFAULT_RANDOM_SEED = 42
@@ -67,6 +75,8 @@ NOUNS = [
     "Chair", "Lamp", "Kettle", "Backpack", "Mug", "Blanket", "Desk", "Shelf", "Teapot",
     "Notebook", "Speaker", "Jacket", "Vase", "Skillet", "Clock", "Planter", "Bottle", "Stool",
 ]
+CITIES = ["Berlin", "Hamburg", "Munich", "Cologne", "Leipzig", "Dresden", "Bremen", "Essen"]
+STREETS = ["Hauptstrasse", "Bahnhofstrasse", "Gartenweg", "Lindenallee", "Schulstrasse"]
 DEPARTMENTS = [
     "Home", "Kitchen", "Outdoor", "Office", "Fashion", "Garden", "Electronics", "Toys",
     "Sports", "Books", "Bath", "Lighting",
@@ -107,13 +117,11 @@ class Seeder:
         with transaction.atomic():
             self.seed_users()
             self.seed_catalog()
-            for step in self.extra_steps():
-                step()
+            self.seed_customers()
+            self.seed_inventory()
+            seed_orders(self)
         self.reset_sequences()
         return self.counts()
-
-    def extra_steps(self) -> list[Callable[[], None]]:
-        return []
 
     def seed_users(self) -> None:
         s = self.size
@@ -142,6 +150,8 @@ class Seeder:
             cats.append(Category(id=i, name=f"{DEPARTMENTS[parent - 1]} / {rng.choice(NOUNS)}s {i}",
                                  parent_id=parent, created_at=EPOCH))
         Category.objects.bulk_create(cats, batch_size=CHUNK)
+        self.prices: list[Decimal] = [Decimal(0)]  # index = product id
+        self.names: list[str] = [""]
         for ids in chunks(s.products):
             batch = []
             for i in ids:
@@ -150,15 +160,65 @@ class Seeder:
                 batch.append(Product(
                     id=i, name=name, description=f"{name}, item {i:06d}. Built to last.",
                     category_id=rng.randrange(1, s.categories + 1),
-                    price=Decimal(rng.randrange(199, 49_999)) / 100,
+                    price=self.price_for(rng),
                     stock_count=0, is_active=rng.random() > 0.02,
                     created_at=created, updated_at=created,
                 ))
             Product.objects.bulk_create(batch, batch_size=CHUNK)
+            self.prices.extend(p.price for p in batch)
+            self.names.extend(p.name for p in batch)
         self.progress(f"catalog: {s.categories} categories, {s.products} products")
 
+    @staticmethod
+    def price_for(rng: random.Random) -> Decimal:
+        return Decimal(rng.randrange(199, 49_999)) / 100
+
+    def seed_customers(self) -> None:
+        s, rng = self.size, self.rng
+        profiles, addresses = [], []
+        for i in range(1, s.customers + 1):
+            uid = s.staff + i
+            profiles.append(Profile(id=i, user_id=uid, phone=f"+49 30 {rng.randrange(10**6, 10**7)}",
+                                    marketing_opt_in=rng.random() < 0.3, created_at=EPOCH))
+            for n in range(1 + (rng.random() < 0.25)):
+                addresses.append(Address(
+                    id=len(addresses) + 1, user_id=uid, label="home" if n == 0 else "work",
+                    line1=f"{rng.choice(STREETS)} {rng.randrange(1, 200)}",
+                    city=rng.choice(CITIES), postcode=f"{rng.randrange(10000, 99999)}",
+                    country="DE", is_default=n == 0))
+        Profile.objects.bulk_create(profiles, batch_size=CHUNK)
+        Address.objects.bulk_create(addresses, batch_size=CHUNK)
+        # orders pick an address per user: first address id per user id
+        self.address_of = {a.user_id: a.id for a in reversed(addresses)}
+        self.progress(f"customers: {len(profiles)} profiles, {len(addresses)} addresses")
+
+    def seed_inventory(self) -> None:
+        s, rng = self.size, self.rng
+        Warehouse.objects.bulk_create([
+            Warehouse(id=w, code=f"WH{w}", name=f"{CITIES[w % len(CITIES)]} warehouse",
+                      city=CITIES[w % len(CITIES)]) for w in range(1, s.warehouses + 1)])
+        level_id = 0
+        for ids in chunks(s.products):
+            levels, totals = [], {}
+            for pid in ids:
+                homes = {1 + pid % s.warehouses}
+                if rng.random() < 0.25:
+                    homes.add(rng.randrange(1, s.warehouses + 1))
+                for w in sorted(homes):
+                    level_id += 1
+                    qty = rng.randrange(0, 40) if rng.random() < 0.03 else rng.randrange(200, 2000)
+                    levels.append(StockLevel(id=level_id, warehouse_id=w, product_id=pid,
+                                             quantity=qty, reserved=0))
+                    totals[pid] = totals.get(pid, 0) + qty
+            StockLevel.objects.bulk_create(levels, batch_size=CHUNK)
+            # the denormalised copy the catalog lists (T4)
+            products = [Product(id=pid, stock_count=n) for pid, n in totals.items()]
+            Product.objects.bulk_update(products, ["stock_count"], batch_size=1000)
+        self.progress(f"inventory: {s.warehouses} warehouses, {level_id} stock levels")
+
     def models(self) -> list:  # type: ignore[type-arg]
-        return [User, Category, Product]
+        """Every seeded table, parents before children."""
+        return MODELS
 
     def reset_sequences(self) -> None:
         sql = connection.ops.sequence_reset_sql(no_style(), self.models())
@@ -171,6 +231,11 @@ class Seeder:
         return {m._meta.db_table: m.objects.count() for m in self.models()}
 
 
+MODELS = [User, Category, Product, PriceHistory, Profile, Address, Warehouse, StockLevel,
+          Cart, CartItem, Order, OrderLine, Reservation, PaymentAttempt, Refund, Shipment,
+          OutboxEmail]
+
+
 def already_seeded() -> bool:
     return Product.objects.exists() or User.objects.filter(username="customer1").exists()
 
@@ -178,8 +243,9 @@ def already_seeded() -> bool:
 def wipe(progress: Progress) -> None:
     """Delete every shop row (children first) so a reseed starts from empty tables."""
     with transaction.atomic():
-        for model in reversed(Seeder.models(None)):  # type: ignore[arg-type]
-            model.objects.all().delete()
+        Token.objects.all().delete()
+        for model in reversed(MODELS):
+            model.objects.all()._raw_delete(model.objects.db)  # no signals, no cascades in Python
     progress("wiped existing shop data")
 
 

@@ -1,0 +1,118 @@
+"""`strangler canary ROUTE --to BACKEND`: a stepped rollout with a gate and rollback.
+
+The loop lives in `cli.rollout`, the gate math in `cli.gate`; this module parses the
+human units, connects to the running router, and reports. Exit codes: 0 promoted,
+3 rolled back (the gate was not met), 130 interrupted (weights left as they were).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from cli import state
+from cli.errors import CLIError, RouterUnreachable
+from cli.gate import Gate, Snapshot, parse_duration, parse_rate, parse_steps
+from cli.ledger import ledger_path
+from cli.output import err, guarded, print_json
+from cli.rollout import CanaryPlan, run_canary
+from cli.routerapi import RouterAPI, find_router, snapshots
+from cli.shift import actor
+from cli.stack import part_present
+
+app = typer.Typer()
+
+
+class RouterControl:
+    """`cli.rollout.Control` over a running router; notes go to the router's ledger."""
+
+    def __init__(self, api: RouterAPI, *, ledger: Path | None) -> None:
+        self.api = api
+        self.ledger = ledger
+
+    def snapshot(self, route: str) -> tuple[dict[str, int], dict[str, Snapshot]]:
+        return snapshots(self.api.status(), route)
+
+    def set_weight(self, route: str, backend: str, weight: int, reason: str) -> dict[str, int]:
+        self.api.set_weight(route, backend, weight, reason)
+        return self.snapshot(route)[0]
+
+    def note(self, route: str, weights: dict[str, int], reason: str) -> None:
+        """A ledger line for a decision that changed no weight (promoted, interrupted)."""
+        if self.ledger is None or not part_present("router"):
+            return
+        from router import ledger
+
+        ledger.append(self.ledger, actor=actor(), route=route, old=weights, new=weights, reason=reason)
+
+
+def routes_of_running_stack(default: Path) -> Path:
+    stack_file = state.run_dir() / "stack.json"
+    if stack_file.exists():
+        try:
+            found = json.loads(stack_file.read_text()).get("routes")
+        except ValueError:
+            found = None
+        if found:
+            return Path(found)
+    return default
+
+
+def _parse(what: str, fn, text: str):  # type: ignore[no-untyped-def]
+    try:
+        return fn(text)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint=what) from None
+
+
+@app.command()
+@guarded
+def canary(
+    route: Annotated[str, typer.Argument(help="Route to roll out on.")],
+    to: Annotated[str, typer.Option("--to", help="Candidate backend.")],
+    steps: Annotated[str, typer.Option(help="Increasing weights in percent.")] = "1,5,25,50,100",
+    interval: Annotated[str, typer.Option(help="Minimum time per step (e.g. 30s, 2m).")] = "30s",
+    max_error_rate: Annotated[str, typer.Option(help="Candidate error rate limit (e.g. 1%).")] = "1%",
+    max_p99_ratio: Annotated[float, typer.Option(help="Candidate p99 ÷ current backend's p99 limit.")] = 1.5,
+    min_requests: Annotated[int, typer.Option(help="Candidate requests needed per step before judging.")] = 100,
+    p99_floor: Annotated[str, typer.Option(help="p99 below this always passes (loopback noise).")] = "25ms",
+    max_wait: Annotated[str | None, typer.Option(help="Longest wait per step for min requests before rolling back (default 10× interval).")] = None,
+    router: Annotated[str | None, typer.Option("--router", envvar="STRANGLER_ROUTER_URL", help="Running router's base URL.")] = None,
+    routes: Annotated[Path, typer.Option(help="Routes file of the running router (for the ledger).")] = Path("routes.yaml"),
+    json_out: Annotated[bool, typer.Option("--json", help="One JSON document with every step.")] = False,
+) -> None:
+    """Roll out step by step with a gate; promote, or roll back to 0 and exit 3.
+
+    At each step it waits for the interval and the minimum request count, then compares
+    the candidate with the current backend over the same window (error rate, p99).
+    Ctrl-C leaves the weights as they are and says so (exit 130).
+    """
+    interval_s = _parse("--interval", parse_duration, interval)
+    try:
+        gate = Gate(max_error_rate=_parse("--max-error-rate", parse_rate, max_error_rate),
+                    max_p99_ratio=max_p99_ratio, min_requests=min_requests,
+                    p99_floor_ms=_parse("--p99-floor", parse_duration, p99_floor) * 1000)
+        plan = CanaryPlan(route=route, candidate=to, steps=tuple(_parse("--steps", parse_steps, steps)),
+                          interval=interval_s, gate=gate,
+                          max_wait=_parse("--max-wait", parse_duration, max_wait) if max_wait else 10 * interval_s,
+                          poll=min(1.0, interval_s / 5))
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    url = find_router(router)
+    if url is None:
+        raise RouterUnreachable("a canary needs a running router: start the stack with `strangler up` "
+                                "or give --router URL")
+    with RouterAPI(url) as api:
+        control = RouterControl(api, ledger=ledger_path(routes_of_running_stack(routes)))
+        try:
+            result = run_canary(control, plan, say=lambda line: err.print(line, highlight=False, markup=False))
+        except ValueError as exc:
+            raise CLIError(str(exc)) from exc
+    if json_out:
+        print_json(result.to_json())
+    else:
+        typer.echo(f"{result.outcome}: {result.why}")
+    raise typer.Exit(result.exit_code)

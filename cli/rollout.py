@@ -1,0 +1,154 @@
+"""The canary loop: step the candidate's weight up, judge each step, promote or roll back.
+
+Place in the flow: `strangler canary` and the demo call `run_canary` with a `Control`
+(the running router through its admin API, or a fake in tests). Each step sets the
+weight (the router ledgers it, with the decision in the reason), takes a cumulative
+snapshot, and asks `cli.gate.judge` about the window since then until it says promote
+or rollback. A rollback sets the candidate to 0. A KeyboardInterrupt leaves the weight
+where it is and the result says so: a human takes over from a known state.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol
+
+from cli.gate import Gate, Snapshot, Verdict, judge, merge, window
+
+
+class Control(Protocol):
+    """What the loop needs from a router."""
+
+    def snapshot(self, route: str) -> tuple[dict[str, int], dict[str, Snapshot]]: ...
+
+    def set_weight(self, route: str, backend: str, weight: int, reason: str) -> dict[str, int]: ...
+
+    def note(self, route: str, weights: dict[str, int], reason: str) -> None: ...
+
+
+@dataclass
+class StepRecord:
+    weight: int
+    decision: str
+    why: str
+    seconds: float
+    candidate_requests: int
+    candidate_errors: int
+    candidate_p99_ms: float | None
+    current_requests: int
+    current_p99_ms: float | None
+
+
+@dataclass
+class CanaryResult:
+    route: str
+    candidate: str
+    outcome: str  # promoted | rolled_back | interrupted
+    weights: dict[str, int]
+    why: str
+    steps: list[StepRecord] = field(default_factory=list)
+
+    @property
+    def exit_code(self) -> int:
+        return {"promoted": 0, "rolled_back": 3, "interrupted": 130}[self.outcome]
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True, kw_only=True)
+class CanaryPlan:
+    route: str
+    candidate: str
+    steps: tuple[int, ...]
+    interval: float
+    gate: Gate
+    max_wait: float  # per step: waiting longer for min requests is a rollback
+    poll: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.interval <= 0:
+            raise ValueError(f"interval {self.interval}s: give a positive duration, e.g. 30s")
+        if self.max_wait < self.interval:
+            raise ValueError(f"max wait {self.max_wait:g}s is shorter than the interval {self.interval:g}s")
+
+
+def run_canary(control: Control, plan: CanaryPlan, *, say: Callable[[str], None] = print,
+               clock: Callable[[], float] = time.monotonic,
+               sleep: Callable[[float], None] = time.sleep) -> CanaryResult:
+    route, cand = plan.route, plan.candidate
+    weights, _ = control.snapshot(route)
+    if cand not in weights:
+        raise ValueError(f"route {route!r} has no backend {cand!r}; it has {', '.join(weights)}")
+    current = [b for b in weights if b != cand]
+    if not current:
+        raise ValueError(f"route {route!r} has only {cand!r}: nothing to compare the candidate with")
+    result = CanaryResult(route, cand, "interrupted", dict(weights), "")
+    start_weight = weights[cand]
+    steps = [s for s in plan.steps if s > start_weight]
+    if len(steps) < len(plan.steps):
+        say(f"{cand} already serves {start_weight}% of {route}: skipping steps ≤ {start_weight}% "
+            "(lowering a weight would move users back)")
+    baseline_p99: float | None = None
+    try:
+        for n, step in enumerate(steps, 1):
+            label = f"canary {route} → {cand} step {n}/{len(steps)}: {step}%"
+            result.weights = control.set_weight(route, cand, step, f"{label} (gate: {_limits(plan.gate)})")
+            say(f"{label}: weights now {_fmt(result.weights)}; judging for ≥ {plan.interval:g}s")
+            _, before = control.snapshot(route)
+            t0 = clock()
+            while True:
+                sleep(plan.poll)
+                _, after = control.snapshot(route)
+                elapsed = clock() - t0
+                cand_w = window(before.get(cand), after.get(cand, Snapshot(0, 0)))
+                cur_w = merge(window(before.get(b), after.get(b, Snapshot(0, 0))) for b in current)
+                verdict = judge(plan.gate, candidate=cand_w, current=cur_w, elapsed=elapsed,
+                                interval=plan.interval, baseline_p99=baseline_p99)
+                if verdict.decision == "wait" and elapsed >= plan.max_wait:
+                    verdict = Verdict("rollback", (
+                        f"only {cand_w.requests} candidate requests in {elapsed:.0f}s "
+                        f"(need {plan.gate.min_requests}): not enough traffic to judge",), cand_w, cur_w)
+                if verdict.decision != "wait":
+                    break
+            result.steps.append(_record(step, verdict, elapsed))
+            if verdict.decision == "rollback":
+                why = verdict.explain()
+                say(f"ROLLBACK at {step}%: {why}")
+                result.weights = control.set_weight(route, cand, 0, f"canary rollback at {step}%: {why}")
+                result.outcome, result.why = "rolled_back", why
+                say(f"{route} weights now {_fmt(result.weights)}")
+                return result
+            if verdict.current_p99 is not None:
+                baseline_p99 = verdict.current_p99
+            say(f"step {step}% passed: {verdict.explain()}")
+        result.outcome = "promoted"
+        result.why = f"{cand} serves {result.weights.get(cand, 0)}% of {route}; every step passed the gate"
+        control.note(route, result.weights, f"canary {route} → {cand} complete: {result.why}")
+        say(f"PROMOTED: {result.why}")
+        return result
+    except KeyboardInterrupt:
+        weights, _ = control.snapshot(route)
+        result.weights = weights
+        result.why = (f"interrupted by the operator; {route} stays at {_fmt(weights)}. "
+                      f"Continue with `strangler canary {route} --to {cand} ...`, or undo with "
+                      f"`strangler shift {route} --to {cand} --weight 0`")
+        control.note(route, weights, f"canary {route} → {cand} interrupted by the operator; weights left as they are")
+        say(result.why)
+        return result
+
+
+def _record(step: int, v: Verdict, elapsed: float) -> StepRecord:
+    return StepRecord(step, v.decision, v.explain(), round(elapsed, 1), v.candidate.requests,
+                      v.candidate.errors, v.candidate.p99, v.current.requests, v.current_p99)
+
+
+def _fmt(weights: dict[str, int]) -> str:
+    return " ".join(f"{k}={v}%" for k, v in weights.items())
+
+
+def _limits(g: Gate) -> str:
+    return (f"errors ≤ {g.max_error_rate * 100:g}%, p99 ≤ {g.max_p99_ratio:g}× current, "
+            f"≥ {g.min_requests} requests")

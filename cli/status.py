@@ -1,0 +1,187 @@
+"""`strangler status [--watch] [--json]`: what the migration looks like right now.
+
+Per route: weights, the observed split, error rate and p50/p99 per backend, breaker state
+and the shadow diff rate, from the router's cumulative status; per CDC stream: lag and
+dead letters. `summarize` is pure (status document in, summary out) so it is tested
+without a router; with a previous document the numbers cover only the time between the
+two (what `--watch` shows), otherwise everything since the router started.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Group
+from rich.live import Live
+from rich.table import Table
+
+from cli import state
+from cli.errors import CLIError, RouterUnreachable
+from cli.gate import Snapshot, window
+from cli.output import err, guarded, out, print_json
+from cli.routerapi import RouterAPI, backend_stats, find_router, route_entries, snapshots
+from cli.supervisor import pid_alive
+
+app = typer.Typer()
+
+
+def _breaker(entry: dict[str, Any], backend: str, stats: dict[str, Any]) -> str | None:
+    if "breaker" in stats:
+        b = stats["breaker"]
+        return str(b.get("state") if isinstance(b, dict) else b)
+    breakers = entry.get("breakers")
+    if isinstance(breakers, dict) and backend in breakers:
+        b = breakers[backend]
+        return str(b.get("state") if isinstance(b, dict) else b)
+    return None
+
+
+def _shadow(entry: dict[str, Any], prev: dict[str, Any] | None) -> dict[str, Any] | None:
+    shadow = entry.get("shadow")
+    if not isinstance(shadow, dict):
+        return None
+    keys = ("compared", "differing", "dropped")
+    now = {k: int(shadow.get(k, 0) or 0) for k in keys}
+    if prev and isinstance(prev.get("shadow"), dict) and int(prev["shadow"].get("compared", 0) or 0) <= now["compared"]:
+        now = {k: now[k] - int(prev["shadow"].get(k, 0) or 0) for k in keys}
+    doc: dict[str, Any] = {**now, "diff_rate": now["differing"] / now["compared"] if now["compared"] else 0.0}
+    for extra in ("to", "noise", "noise_rate", "net_diff_rate", "diff_rate_net"):
+        if extra in shadow:
+            doc[extra] = shadow[extra]
+    return doc
+
+
+def summarize(doc: dict[str, Any], previous: dict[str, Any] | None = None) -> dict[str, Any]:
+    """One JSON-able summary of a router status document (optionally since `previous`)."""
+    routes = []
+    prev_entries = route_entries(previous) if previous else {}
+    for name, entry in route_entries(doc).items():
+        weights, snaps = snapshots(doc, name)
+        before: dict[str, Snapshot] = snapshots(previous, name)[1] if name in prev_entries and previous else {}
+        stats = backend_stats(entry)
+        wins = {b: window(before.get(b), s) for b, s in snaps.items()}
+        total = sum(w.requests for w in wins.values())
+        backends = {}
+        for b, w in wins.items():
+            backends[b] = {
+                "weight": weights.get(b, 0),
+                "requests": w.requests,
+                "share": w.requests / total if total else 0.0,
+                "errors": w.errors,
+                "error_rate": w.error_rate,
+                "p50_ms": w.p50 if w.buckets else stats.get(b, {}).get("latency", {}).get("p50"),
+                "p99_ms": w.p99 if w.buckets else stats.get(b, {}).get("latency", {}).get("p99"),
+                "breaker": _breaker(entry, b, stats.get(b, {})),
+            }
+        routes.append({"route": name, "weights": weights, "requests": total, "backends": backends,
+                       "shadow": _shadow(entry, prev_entries.get(name))})
+    return {"routes": routes}
+
+
+def stream_status(folder: Path | None = None) -> tuple[list[dict[str, Any]], str | None]:
+    """Per CDC stream lag and dead letters, from the files running streams write about once a
+    second (`.strangler/cdc/<stream>.json`, see cdc/metrics.py)."""
+    folder = folder or state.state_dir() / "cdc"
+    streams = []
+    for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+        try:
+            doc = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        running = bool(doc.get("pid")) and pid_alive(int(doc["pid"]))
+        state_text = str(doc.get("state", "?"))
+        if not running and state_text not in ("stopped", "failed"):
+            state_text = f"not running (last: {state_text})"
+        streams.append({
+            "stream": doc.get("stream", path.stem), "state": state_text,
+            "lag_ms": doc.get("lag_ms"), "events_per_s": doc.get("events_per_s"),
+            "events": doc.get("events"), "dead_letters": doc.get("dead_letters", 0),
+            "error": doc.get("error") or None, "updated": doc.get("updated"),
+        })
+    return streams, None if streams else "no CDC stream has run from this state folder"
+
+
+def _pct(x: float) -> str:
+    return f"{x * 100:.1f}%"
+
+
+def _ms(x: Any) -> str:
+    return "-" if x is None else f"{float(x):g}ms"
+
+
+def render(summary: dict[str, Any], *, title: str) -> Group:
+    table = Table(title=title, box=None, pad_edge=False, title_justify="left")
+    for col in ("ROUTE", "BACKEND", "WEIGHT", "SPLIT", "REQUESTS", "ERRORS", "P50", "P99", "BREAKER", "SHADOW DIFF"):
+        table.add_column(col)
+    for r in summary["routes"]:
+        shadow = r.get("shadow")
+        shadow_text = "-" if not shadow else f"{_pct(shadow['diff_rate'])} of {shadow['compared']}" + (
+            f" ({shadow['dropped']} dropped)" if shadow.get("dropped") else "")
+        for i, (b, s) in enumerate(r["backends"].items()):
+            err_text = f"{_pct(s['error_rate'])} ({s['errors']})" if s["requests"] else "-"
+            table.add_row(r["route"] if i == 0 else "", b, f"{s['weight']}%", _pct(s["share"]),
+                          str(s["requests"]), err_text, _ms(s["p50_ms"]), _ms(s["p99_ms"]),
+                          s["breaker"] or "-", shadow_text if i == 0 else "")
+    parts: list[Any] = [table]
+    streams = summary.get("streams") or []
+    if streams:
+        st = Table(title="CDC streams", box=None, pad_edge=False, title_justify="left")
+        for col in ("STREAM", "STATE", "LAG", "DEAD LETTERS"):
+            st.add_column(col)
+        for s in streams:
+            st.add_row(str(s.get("stream") or s.get("name")), str(s.get("state", "-")),
+                       _ms(s.get("lag_ms")), str(s.get("dead_letters", "-")))
+        parts.append(st)
+    if summary.get("note"):
+        parts.append(f"[dim]{summary['note']}[/dim]")
+    return Group(*parts)
+
+
+def collect(api: RouterAPI, previous: dict[str, Any] | None) -> tuple[dict[str, Any], dict[str, Any]]:
+    doc = api.status()
+    summary = summarize(doc, previous)
+    summary["router"] = api.base_url
+    streams, note = stream_status()
+    summary["streams"] = streams
+    if note:
+        summary["note"] = note
+    return doc, summary
+
+
+@app.command()
+@guarded
+def status(
+    watch: Annotated[bool, typer.Option("--watch", "-w", help="Redraw live until Ctrl-C (numbers over the last refresh).")] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="One JSON document.")] = False,
+    every: Annotated[float, typer.Option("--every", min=0.2, help="Seconds between redraws with --watch.")] = 2.0,
+    router: Annotated[str | None, typer.Option("--router", envvar="STRANGLER_ROUTER_URL", help="Running router's base URL.")] = None,
+) -> None:
+    """Weights, observed split, errors, latency, breakers and shadow diffs per route; CDC lag."""
+    if watch and json_out:
+        raise typer.BadParameter("--watch redraws a table; --json prints one document: choose one")
+    url = find_router(router)
+    if url is None:
+        raise RouterUnreachable("no router is running: start the stack with `strangler up` or give --router URL")
+    with RouterAPI(url) as api:
+        doc, summary = collect(api, None)
+        if json_out:
+            print_json(summary)
+            return
+        if not watch:
+            out.print(render(summary, title=f"since the router started ({url})"))
+            return
+        try:
+            with Live(render(summary, title="since start"), console=out, refresh_per_second=4) as live:
+                while True:
+                    time.sleep(every)
+                    try:
+                        doc, summary = collect(api, doc)
+                        live.update(render(summary, title=f"last {every:g}s · {time.strftime('%H:%M:%S')} · {url}"))
+                    except CLIError as exc:
+                        live.update(f"[red]{exc}[/red]")
+        except KeyboardInterrupt:
+            err.print("stopped watching")

@@ -1,0 +1,70 @@
+"""`python -m extracted.catalog --host H --port P [--workers N]`: serve with uvicorn.
+
+Production-style: no reload, no access log from uvicorn (the service writes its own JSON
+access log with the request id), proxy headers trusted only from loopback (the router).
+`--migrate-only` applies the Alembic migrations and exits (for a deploy step or an init
+container); otherwise they are applied at start unless `CATALOG_MIGRATE_ON_START=0`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import uvicorn
+
+from extracted.catalog import logs, migrations
+from extracted.catalog.app import create_app
+from extracted.catalog.config import Settings
+from extracted.catalog.db import make_engine
+from extracted.catalog.errors import CatalogError
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m extracted.catalog", description=__doc__)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8002)
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument(
+        "--migrate-only", action="store_true", help="apply the migrations, print the revision, exit"
+    )
+    args = parser.parse_args(argv)
+    try:
+        settings = Settings.from_env()
+    except CatalogError as exc:
+        print(f"catalog: {exc}", file=sys.stderr)
+        return 2
+    logs.configure(settings.log_level)
+    if args.migrate_only:
+        engine = make_engine(settings.database_url)
+        try:
+            migrations.upgrade(engine)
+            print(migrations.current_revision(engine))
+        finally:
+            engine.dispose()
+        return 0
+    config = {
+        "host": args.host,
+        "port": args.port,
+        "access_log": False,
+        "log_config": None,  # keep logs.configure()'s JSON handlers
+        "proxy_headers": True,
+        "forwarded_allow_ips": "127.0.0.1",
+        "timeout_graceful_shutdown": 10,
+        "server_header": False,
+    }
+    if args.workers > 1:
+        uvicorn.run("extracted.catalog.__main__:app_from_env", factory=True, workers=args.workers, **config)
+    else:
+        uvicorn.run(create_app(settings), **config)  # type: ignore[arg-type]
+    return 0
+
+
+def app_from_env():  # type: ignore[no-untyped-def]
+    """App factory for multi-worker runs (each worker builds its own app and engine)."""
+    logs.configure(Settings.from_env().log_level)
+    return create_app()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,54 @@
+"""Structured logs: one JSON object per line on stderr, carrying the request id.
+
+The request id comes from the router (`X-Request-ID`) or is made here, is echoed in the
+response, and is put on every log record written while the request runs (a contextvar),
+so one grep follows a request from the router's access log into the service.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import json
+import logging
+import sys
+import time
+
+request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "catalog_request_id", default=None
+)
+
+# Attributes every LogRecord has; anything else was passed with `extra=` and is logged.
+_STANDARD = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "taskName", "color_message"}
+
+
+class JSONFormatter(logging.Formatter):
+    """`{"ts", "level", "logger", "msg", "request_id", ...extra}` on one line."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        doc: dict[str, object] = {
+            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+            + f".{int(record.msecs):03d}Z",
+            "level": record.levelname,
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        rid = getattr(record, "request_id", None) or request_id.get()
+        if rid:
+            doc["request_id"] = rid
+        for key, value in record.__dict__.items():
+            if key not in _STANDARD and key not in doc:
+                doc[key] = value
+        if record.exc_info:
+            doc["exc"] = self.formatException(record.exc_info)
+        return json.dumps(doc, default=str, ensure_ascii=False)
+
+
+def configure(level: str = "INFO") -> None:
+    """Send the service's logs (and uvicorn's errors) to stderr as JSON lines."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JSONFormatter())
+    for name in ("extracted.catalog", "uvicorn.error"):
+        logger = logging.getLogger(name)
+        logger.handlers[:] = [handler]
+        logger.setLevel(level)
+        logger.propagate = False

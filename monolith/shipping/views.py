@@ -1,0 +1,19 @@
+"""Shipping API: ``/api/shipments/`` (mine; staff see all)."""
+
+from rest_framework import permissions, viewsets
+
+from monolith.shipping.models import Shipment
+from monolith.shipping.serializers import ShipmentSerializer
+
+
+class ShipmentViewSet(viewsets.ReadOnlyModelViewSet):
+    serializer_class = ShipmentSerializer
+    permission_classes = [permissions.IsAuthenticated]
+    filterset_fields = ["status", "carrier"]
+    ordering_fields = ["id", "created_at"]
+    ordering = ["-id"]
+
+    def get_queryset(self):  # type: ignore[no-untyped-def]
+        qs = Shipment.objects.all()
+        user = self.request.user
+        return qs if user.is_staff else qs.filter(order__user=user)
