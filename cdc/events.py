@@ -37,10 +37,10 @@ class Position(NamedTuple):
     """Where an event sits in its stream; compares as a tuple."""
 
     lsn: int
-    index: int
+    seq: int  # index within the source transaction (1-based; 0: none)
 
     def __str__(self) -> str:
-        return f"{lsn_str(self.lsn)}#{self.index}"
+        return f"{lsn_str(self.lsn)}#{self.seq}"
 
 
 ZERO = Position(0, 0)
@@ -89,7 +89,7 @@ class ChangeEvent:
                 "schema": self.schema,
                 "table": self.table,
                 "lsn": self.position.lsn,
-                "index": self.position.index,
+                "index": self.position.seq,
                 "txId": self.tx_id,
                 "ts_ms": self.ts_ms,
                 "snapshot": self.snapshot,

@@ -1,0 +1,218 @@
+"""A stream's mapping, checked whole against both live schemas and compiled for the sink.
+
+`compile_stream` takes the declared :class:`cdc.config.TableMap`s plus the source's and
+target's table descriptions and either returns one :class:`TableMapping` per table or raises
+one ConfigError listing every problem, each with its key path and the fix. At run time a
+TableMapping turns a source row image into target columns, applies the filter, and decides
+whether a changed source relation (PostgreSQL sends one after DDL) is still covered.
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from cdc import convert
+from cdc.config import Condition, StreamConfig, TableMap
+from cdc.errors import ConfigError, SchemaChanged
+
+
+@dataclass(frozen=True, kw_only=True)
+class TableSchema:
+    """What a database says about one table (source or target)."""
+
+    name: str
+    columns: dict[str, str]  # name -> type (database's own spelling)
+    pk: tuple[str, ...]
+    replica_full: bool = False  # PostgreSQL REPLICA IDENTITY FULL
+    unique_sets: tuple[tuple[str, ...], ...] = ()  # PK and unique constraints/indexes
+    required: tuple[str, ...] = ()  # NOT NULL without default (target side)
+
+
+_OPS: dict[str, Callable[[Any, Any], bool]] = {
+    "eq": operator.eq, "ne": operator.ne, "gt": operator.gt, "gte": operator.ge,
+    "lt": operator.lt, "lte": operator.le,
+    "in": lambda a, b: a in b, "not_in": lambda a, b: a not in b,
+}
+
+
+def _cond_ok(cond: Condition, value: Any) -> bool:
+    if cond.op == "is_null":
+        return value is None
+    if cond.op == "not_null":
+        return value is not None
+    if value is None:
+        return False
+    try:
+        return bool(_OPS[cond.op](value, cond.value))
+    except TypeError:  # e.g. Decimal vs str: compare as text
+        return bool(_OPS[cond.op](str(value), cond.value if isinstance(cond.value, list) else str(cond.value)))
+
+
+@dataclass(kw_only=True)
+class TableMapping:
+    """One source table compiled against its target: what the sink and verify use."""
+
+    spec: TableMap
+    source_schema: TableSchema
+    target_schema: TableSchema
+    key: tuple[str, ...]  # source key columns
+    columns: list[tuple[str, str, str | None]]  # (source col, target col, converter)
+    ignored: set[str]  # source columns deliberately not copied
+
+    @property
+    def source(self) -> str:
+        return self.spec.source
+
+    @property
+    def target(self) -> str:
+        return self.spec.target
+
+    @property
+    def target_key(self) -> tuple[str, ...]:
+        by_src = {s: t for s, t, _ in self.columns}
+        return tuple(by_src[k] for k in self.key)
+
+    def to_target(self, row: Mapping[str, Any]) -> dict[str, Any]:
+        """Target columns for the source columns present in `row` (absent stay absent)."""
+        out = {}
+        for src, tgt, conv in self.columns:
+            if src in row:
+                v = row[src]
+                out[tgt] = convert.apply(conv, v) if conv else v
+        return out
+
+    def key_to_target(self, key: Mapping[str, Any]) -> dict[str, Any]:
+        out = {}
+        for src, tgt, conv in self.columns:
+            if src in key:
+                out[tgt] = convert.apply(conv, key[src]) if conv else key[src]
+        return out
+
+    def matches(self, row: Mapping[str, Any]) -> bool:
+        return all(_cond_ok(c, row.get(c.column)) for c in self.spec.filter)
+
+    def check_relation(self, columns: Mapping[str, str]) -> None:
+        """Raise SchemaChanged unless `columns` (name -> type) is still covered."""
+        known = self.source_schema.columns
+        problems = []
+        for src, _tgt, _conv in self.columns:
+            if src not in columns:
+                problems.append(f"mapped column {src!r} is gone")
+            elif known.get(src) and columns[src] != known[src]:
+                problems.append(f"column {src!r} changed type {known[src]} -> {columns[src]}")
+        for col in columns:
+            if col not in known and col not in self.ignored and self.spec.new_columns == "stop":
+                problems.append(f"new column {col!r} is not in the mapping")
+        if problems:
+            raise SchemaChanged(
+                f"source table {self.source!r} changed: {'; '.join(problems)}. The stream stopped "
+                f"with its position kept; update streams.yaml (tables.{self.source}: columns/drop, "
+                "or new_columns: ignore|copy) and the target schema, then run it again"
+            )
+
+
+def compile_stream(
+    cfg: StreamConfig,
+    source: Mapping[str, TableSchema],
+    target: Mapping[str, TableSchema],
+    *,
+    source_kind: str = "postgres",
+) -> dict[str, TableMapping]:
+    """Check every table of `cfg` against both schemas; all problems in one ConfigError."""
+    errors: list[str] = []
+    out: dict[str, TableMapping] = {}
+    for spec in cfg.tables:
+        path = f"streams.{cfg.name}.tables.{spec.source}"
+        before = len(errors)
+        tm = _compile_table(spec, path, source, target, source_kind, errors)
+        if tm is not None and len(errors) == before:
+            out[spec.source] = tm
+    if errors:
+        raise ConfigError("", "the mapping does not fit the schemas:\n  " + "\n  ".join(errors))
+    return out
+
+
+def _compile_table(spec: TableMap, path: str, source: Mapping[str, TableSchema],
+                   target: Mapping[str, TableSchema], source_kind: str,
+                   errors: list[str]) -> TableMapping | None:
+    src = source.get(spec.source)
+    if src is None:
+        errors.append(f"{path}: no table {spec.source!r} in the source database; it has: "
+                      + (", ".join(sorted(source)) or "(no tables)"))
+        return None
+    tgt = target.get(spec.target)
+    if tgt is None:
+        errors.append(f"{path}.target: no table {spec.target!r} in the target database; create it "
+                      "(the service's migrations) or fix the name; it has: "
+                      + (", ".join(sorted(target)) or "(no tables)"))
+        return None
+    # The key: without one, updates and deletes cannot be applied (and would be lost).
+    if spec.key is None:
+        if not src.pk:
+            errors.append(
+                f"{path}: source table {spec.source!r} has no primary key, so its updates and "
+                "deletes cannot be matched to target rows. Add a primary key, or declare "
+                "`key: [columns]` (unique, not null)"
+                + (" and run ALTER TABLE ... REPLICA IDENTITY FULL" if source_kind == "postgres" else "")
+            )
+            return None
+        key = src.pk
+    else:
+        key = spec.key
+        for k in key:
+            if k not in src.columns:
+                errors.append(f"{path}.key: {k!r} is not a column of {spec.source!r}")
+                return None
+        if source_kind == "postgres" and tuple(key) != tuple(src.pk) and not src.replica_full:
+            errors.append(f"{path}.key: {spec.source!r} is keyed on {list(src.pk) or 'nothing'} in "
+                          f"PostgreSQL; a different key needs ALTER TABLE {spec.source} REPLICA "
+                          "IDENTITY FULL so deletes carry it")
+    # Columns: explicit mapping must cover every source column; default copies all.
+    columns: list[tuple[str, str, str | None]]
+    if spec.columns is None:
+        columns = [(c, c, None) for c in src.columns if c not in spec.drop]
+    else:
+        columns = [(c.source, c.target, c.convert) for c in spec.columns]
+        listed = {c.source for c in spec.columns} | set(spec.drop)
+        for c in src.columns:
+            if c not in listed:
+                errors.append(f"{path}.columns: source column {c!r} is neither mapped nor dropped; "
+                              f"add `{c}: <target column>` under columns or list it in drop")
+    for c in spec.drop:
+        if c not in src.columns:
+            errors.append(f"{path}.drop: {c!r} is not a column of {spec.source!r}")
+    seen_targets: set[str] = set()
+    for s, t, conv in columns:
+        cpath = f"{path}.columns.{s}"
+        if s not in src.columns:
+            errors.append(f"{cpath}: {spec.source!r} has no column {s!r}; it has: "
+                          + ", ".join(src.columns))
+        if t not in tgt.columns:
+            errors.append(f"{cpath}: target table {spec.target!r} has no column {t!r}; it has: "
+                          + ", ".join(tgt.columns))
+        if t in seen_targets:
+            errors.append(f"{cpath}: target column {t!r} is written by two source columns")
+        seen_targets.add(t)
+        if conv is not None and conv not in convert.CONVERTERS:
+            errors.append(f"{cpath}.convert: unknown converter {conv!r}; known: "
+                          + ", ".join(sorted(convert.CONVERTERS)))
+    mapped = {s: t for s, t, _ in columns}
+    for k in key:
+        if k not in mapped:
+            errors.append(f"{path}.columns: key column {k!r} must be mapped, not dropped")
+    for req in tgt.required:
+        if req not in seen_targets:
+            errors.append(f"{path}.columns: target column {spec.target}.{req} is NOT NULL without "
+                          "a default but no source column maps to it; map one or give it a default")
+    target_key = tuple(mapped.get(k, "") for k in key)
+    if all(target_key) and not any(set(u) == set(target_key) for u in tgt.unique_sets):
+        errors.append(f"{path}.target: {spec.target!r} needs a primary key or unique constraint on "
+                      f"{list(target_key)} (the mapped key) for upserts")
+    for cond in spec.filter:
+        if cond.column not in src.columns:
+            errors.append(f"{path}.filter: {cond.column!r} is not a column of {spec.source!r}")
+    return TableMapping(spec=spec, source_schema=src, target_schema=tgt, key=tuple(key),
+                        columns=columns, ignored=set(spec.drop))

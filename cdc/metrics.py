@@ -1,0 +1,71 @@
+"""Per-stream metrics: events/s, lag (ms and WAL bytes), dead letters, snapshot progress.
+
+The running pipeline keeps one :class:`StreamMetrics` and writes it about once a second to
+``.strangler/cdc/<stream>.json`` so ``strangler cdc status`` can show it from another
+process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+STATE_DIR = Path(os.environ.get("STRANGLER_STATE_DIR", ".strangler")) / "cdc"
+
+
+@dataclass
+class StreamMetrics:
+    stream: str
+    state: str = "starting"  # starting | snapshot | streaming | stopped | failed
+    events: int = 0
+    events_per_s: float = 0.0
+    lag_ms: float = 0.0
+    wal_bytes_behind: int | None = None
+    dead_letters: int = 0
+    position: str = ""
+    error: str = ""
+    snapshot: dict[str, Any] = field(default_factory=dict)
+    updated: float = 0.0
+    pid: int = field(default_factory=os.getpid)
+    _window: list[tuple[float, int]] = field(default_factory=list, repr=False)
+
+    def count(self, n: int) -> None:
+        self.events += n
+
+    def observe_lag(self, source_ts_ms: int) -> None:
+        if source_ts_ms:
+            self.lag_ms = max(0.0, time.time() * 1000 - source_ts_ms)
+
+    def tick(self) -> None:
+        now = time.monotonic()
+        self._window.append((now, self.events))
+        while len(self._window) > 2 and now - self._window[0][0] > 10:
+            self._window.pop(0)
+        t0, e0 = self._window[0]
+        self.events_per_s = round((self.events - e0) / (now - t0), 1) if now > t0 else 0.0
+        self.updated = time.time()
+
+    def as_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d.pop("_window", None)
+        return d
+
+    def save(self, folder: Path | None = None) -> None:
+        folder = folder or STATE_DIR
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = folder / f".{self.stream}.json.tmp"
+        tmp.write_text(json.dumps(self.as_dict()))
+        os.replace(tmp, folder / f"{self.stream}.json")
+
+
+def load(stream: str, folder: Path | None = None) -> dict[str, Any] | None:
+    path = (folder or STATE_DIR) / f"{stream}.json"
+    try:
+        data: dict[str, Any] = json.loads(path.read_text())
+        return data
+    except (OSError, ValueError):
+        return None

@@ -1,0 +1,352 @@
+"""SQLAlchemy sink: batched upserts and deletes into PostgreSQL or SQLite, exactly once.
+
+Events are turned into target rows through the compiled mapping, grouped into runs of the
+same table and action (order across runs is kept, so foreign keys hold), coalesced by key
+within a run, and executed as one multi-row statement per run. Every table's position is
+written in the same target transaction (``commit``), and replayed events at or before it are
+skipped, so a restart neither loses nor repeats a change. If a batch fails, it is retried
+event by event under savepoints; an event that still fails (constraint violation, bad
+conversion) goes to ``strangler_cdc_dead_letter`` with the reason and the stream goes on.
+Rows identical to what the target holds are not rewritten (no trigger fires twice).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+from collections.abc import Callable, Sequence
+from decimal import Decimal
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from cdc import checkpoint
+from cdc.errors import SinkError
+from cdc.events import ChangeEvent, Position
+from cdc.mapping import TableMapping, TableSchema
+
+log = logging.getLogger("cdc.sink")
+
+UPSERT, UPDATE, DELETE, TRUNCATE, MARK = "upsert", "update", "delete", "truncate", "mark"
+
+
+def make_engine(url: str) -> Engine:
+    """An engine for a target (or verify) URL; SQLite gets real transactions and savepoints."""
+    if url.startswith("postgres://"):
+        url = "postgresql://" + url[len("postgres://"):]
+    if url.startswith("postgresql://"):  # SQLAlchemy 2.1 would pick psycopg 3; we ship psycopg2
+        url = "postgresql+psycopg2://" + url[len("postgresql://"):]
+    if url.startswith("sqlite"):
+        engine = sa.create_engine(url, connect_args={"timeout": 30})
+
+        @sa.event.listens_for(engine, "connect")
+        def _connect(dbapi_conn: Any, _rec: Any) -> None:
+            dbapi_conn.isolation_level = None  # let SQLAlchemy's BEGIN/SAVEPOINT through
+            dbapi_conn.execute("PRAGMA busy_timeout = 30000")
+
+        @sa.event.listens_for(engine, "begin")
+        def _begin(conn: Connection) -> None:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+        return engine
+    return sa.create_engine(url)
+
+
+def describe(engine: Engine) -> dict[str, TableSchema]:
+    """Every table of the target with columns, key/unique sets and required columns."""
+    insp = sa.inspect(engine)
+    out = {}
+    for name in insp.get_table_names():
+        cols = insp.get_columns(name)
+        pk = tuple(insp.get_pk_constraint(name).get("constrained_columns") or ())
+        uniques = [pk] if pk else []
+        uniques += [tuple(u["column_names"]) for u in insp.get_unique_constraints(name)]
+        uniques += [tuple(str(c) for c in i["column_names"]) for i in insp.get_indexes(name) if i.get("unique")]
+        required = tuple(c["name"] for c in cols if not c["nullable"] and c.get("default") is None
+                         and c.get("autoincrement") is not True and c["name"] not in pk)
+        out[name] = TableSchema(name=name, columns={c["name"]: str(c["type"]) for c in cols}, pk=pk,
+                                unique_sets=tuple(uniques), required=required)
+    return out
+
+
+def _coercer(col_type: sa.types.TypeEngine[Any]) -> tuple[type | tuple[type, ...], Callable[[Any], Any]] | None:
+    """(accepted python types, converter) for columns whose values may arrive as JSON text."""
+    if isinstance(col_type, sa.Boolean):
+        return bool, lambda v: v.lower() in ("t", "true", "1") if isinstance(v, str) else bool(v)
+    if isinstance(col_type, sa.Integer):
+        return int, lambda v: int(Decimal(str(v)))
+    if isinstance(col_type, sa.Float):
+        return float, float
+    if isinstance(col_type, sa.Numeric):
+        return (Decimal, int), lambda v: Decimal(str(v))
+    if isinstance(col_type, sa.DateTime):
+        return dt.datetime, lambda v: dt.datetime.fromisoformat(v) if isinstance(v, str) else v
+    if isinstance(col_type, sa.Date):
+        return dt.date, lambda v: dt.date.fromisoformat(v[:10]) if isinstance(v, str) else v
+    if isinstance(col_type, sa.Time):
+        return dt.time, lambda v: dt.time.fromisoformat(v) if isinstance(v, str) else v
+    return None
+
+
+class _Table:
+    """A mapped target table: its SQLAlchemy Table and prepared statements."""
+
+    def __init__(self, tm: TableMapping, table: sa.Table, dialect: str) -> None:
+        self.tm = tm
+        self.table = table
+        self.key = list(tm.target_key)
+        self.dialect = dialect
+        self.coerce = {c.name: co for c in table.columns if (co := _coercer(c.type)) is not None}
+        self._upserts: dict[frozenset[str], Any] = {}
+
+    def row(self, source_row: dict[str, Any]) -> dict[str, Any]:
+        row = self.tm.to_target(source_row)
+        for name, (types, fn) in self.coerce.items():
+            v = row.get(name)
+            if v is not None and (not isinstance(v, types) or (types is int and isinstance(v, bool))):
+                row[name] = fn(v)
+        return row
+
+    def upsert(self, cols: frozenset[str]) -> Any:
+        stmt = self._upserts.get(cols)
+        if stmt is None:
+            if self.dialect == "postgresql":
+                from sqlalchemy.dialects.postgresql import insert
+            else:
+                from sqlalchemy.dialects.sqlite import insert  # type: ignore[assignment]
+            ins = insert(self.table)
+            rest = [c for c in self.table.columns if c.name in cols and c.name not in self.key]
+            if rest:
+                changed = sa.tuple_(*rest).is_distinct_from(sa.tuple_(*(ins.excluded[c.name] for c in rest)))
+                stmt = ins.on_conflict_do_update(index_elements=self.key,
+                                                 set_={c.name: ins.excluded[c.name] for c in rest},
+                                                 where=changed)
+            else:
+                stmt = ins.on_conflict_do_nothing(index_elements=self.key)
+            self._upserts[cols] = stmt
+        return stmt
+
+
+class SqlSink:
+    """Applies events for one stream to its target database."""
+
+    def __init__(self, *, stream: str, engine: Engine, mappings: dict[str, TableMapping]) -> None:
+        self.stream = stream
+        self.engine = engine
+        checkpoint.ensure(engine)
+        md = sa.MetaData()
+        self.tables: dict[str, _Table] = {}
+        for src, tm in mappings.items():
+            t = sa.Table(tm.target, md, autoload_with=engine)
+            self.tables[src] = _Table(tm, t, engine.dialect.name)
+        self._conn: Connection | None = None
+        self._tx: Any = None
+        self.positions: dict[str, Position] = {}
+        self._dirty: dict[str, tuple[Position, int]] = {}
+        self._snap: dict[str, tuple[str, list[Any], int]] = {}
+        self.snapshot_state: dict[str, tuple[str, list[Any] | None, int]] = {}
+        self.applied = 0
+        self.dead = 0
+        self.last_ts_ms = 0
+        self._load()
+
+    def _load(self) -> None:
+        with self.engine.connect() as conn:
+            self.positions = checkpoint.load_positions(conn, self.stream)
+            self.snapshot_state = checkpoint.snapshot_states(conn, self.stream)
+            self.dead = checkpoint.dead_letter_count(conn, self.stream)
+
+    @property
+    def position(self) -> Position | None:
+        return self.positions.get("")
+
+    def _setup_origin(self, conn: Connection) -> None:
+        """Tag our writes with a replication origin so a reverse stream skips them."""
+        if conn.dialect.name != "postgresql":
+            return
+        name = f"strangler_{self.stream}"
+        try:
+            with conn.begin_nested():
+                conn.exec_driver_sql(
+                    "SELECT pg_replication_origin_create(%(n)s) WHERE NOT EXISTS "
+                    "(SELECT 1 FROM pg_replication_origin WHERE roname = %(n)s)", {"n": name})
+                conn.exec_driver_sql("SELECT pg_replication_origin_session_setup(%(n)s)", {"n": name})
+        except sa.exc.DBAPIError as exc:
+            log.warning("no replication origin for %s (reverse sync may echo): %s", name, exc.orig)
+
+    def begin(self) -> None:
+        if self._conn is None:
+            self._conn = self.engine.connect()
+            self._setup_origin(self._conn)
+            self._conn.commit()
+        if self._tx is None:
+            self._tx = self._conn.begin()
+
+    # -- applying -----------------------------------------------------------------------
+    def _plan(self, events: Sequence[ChangeEvent], conn: Connection) -> list[tuple[str, str, Any, ChangeEvent]]:
+        """(table, action, payload, event) per applicable event; bad ones dead-lettered."""
+        plan = []
+        for ev in events:
+            tab = self.tables.get(ev.table)
+            if tab is None:
+                continue  # a table outside this stream (publication shared): not ours
+            initial = ev.op == "r" and ev.position.lsn == 0
+            if not initial:
+                done = self.positions.get(ev.table)
+                if done is not None and ev.position <= done:
+                    continue  # replayed after a restart: already applied
+            try:
+                if ev.op == "r" and ev.after is None:
+                    action, payload = MARK, None
+                elif ev.op == "t":
+                    action, payload = TRUNCATE, None
+                elif ev.op == "d" or ev.after is None or not tab.tm.matches(ev.after):
+                    action, payload = DELETE, tab.tm.key_to_target(ev.key)
+                else:
+                    action = UPDATE if ev.unchanged else UPSERT
+                    payload = tab.row(ev.after)
+            except (ValueError, TypeError, ArithmeticError) as exc:
+                self._dead(conn, ev, f"conversion failed: {exc}")
+                self._note(ev.table, ev)
+                continue
+            plan.append((ev.table, action, payload, ev))
+        return plan
+
+    def write(self, events: Sequence[ChangeEvent]) -> None:
+        """Apply events inside the open transaction (call begin() first)."""
+        assert self._conn is not None and self._tx is not None, "begin() first"
+        conn = self._conn
+        plan = self._plan(events, conn)
+        if not plan:
+            return
+        try:
+            with conn.begin_nested():
+                self._run_plan(conn, plan)
+        except sa.exc.DBAPIError:
+            # One bad row fails the whole statement: redo one by one, dead-letter the bad ones.
+            for step in plan:
+                try:
+                    with conn.begin_nested():
+                        self._run_plan(conn, [step])
+                except sa.exc.DBAPIError as exc:
+                    self._dead(conn, step[3], f"target refused: {str(exc.orig).strip()}")
+        for table, _action, _payload, ev in plan:
+            self._note(table, ev)
+
+    def _note(self, table: str, ev: ChangeEvent) -> None:
+        initial = ev.op == "r" and ev.position.lsn == 0
+        if not initial:
+            self.positions[table] = ev.position
+            self._dirty[table] = (ev.position, ev.ts_ms)
+            if self.positions.get("") is None or ev.position > self.positions[""]:
+                self.positions[""] = ev.position
+                self._dirty[""] = (ev.position, ev.ts_ms)
+            self.last_ts_ms = max(self.last_ts_ms, ev.ts_ms)
+        if ev.op == "r" and ev.snapshot in ("true", "last"):
+            tab = self.tables[table]
+            prev = self._snap.get(table) or (self.snapshot_state.get(table) or ("copying", None, 0))
+            count = int(prev[2]) + (1 if ev.after is not None else 0)
+            key = [ev.key[k] for k in tab.tm.key] if ev.after is not None else prev[1]
+            self._snap[table] = ("done" if ev.snapshot == "last" else "copying", key or [], count)
+        self.applied += 1
+
+    def _dead(self, conn: Connection, ev: ChangeEvent, reason: str) -> None:
+        log.warning("dead letter %s %s %s: %s", self.stream, ev.table, ev.position, reason)
+        with conn.begin_nested():
+            checkpoint.add_dead_letter(conn, self.stream, ev.table, ev.position, ev.op,
+                                       ev.to_json().decode(), reason)
+        self.dead += 1
+
+    def _run_plan(self, conn: Connection, plan: list[tuple[str, str, Any, ChangeEvent]]) -> None:
+        i = 0
+        while i < len(plan):
+            table, action = plan[i][0], plan[i][1]
+            j = i
+            while j < len(plan) and plan[j][0] == table and plan[j][1] == action:
+                j += 1
+            self._run(conn, self.tables[table], action, [p[2] for p in plan[i:j]])
+            i = j
+
+    def _run(self, conn: Connection, tab: _Table, action: str, payloads: list[Any]) -> None:
+        t, key = tab.table, tab.key
+        if action == MARK:
+            return
+        if action == TRUNCATE:
+            conn.execute(sa.delete(t))
+            return
+        if action == DELETE:
+            keys = {tuple(p[k] for k in key): None for p in payloads}
+            if len(key) == 1:
+                conn.execute(sa.delete(t).where(t.c[key[0]].in_([k[0] for k in keys])))
+            else:
+                conn.execute(sa.delete(t).where(sa.tuple_(*(t.c[k] for k in key)).in_(list(keys))))
+            return
+        # Coalesce by key: the last image wins; a partial image is merged onto an earlier one.
+        rows: dict[tuple[Any, ...], dict[str, Any]] = {}
+        for p in payloads:
+            k = tuple(p[c] for c in key)
+            if k in rows:
+                rows[k].update(p)
+            else:
+                rows[k] = dict(p)
+        groups: dict[frozenset[str], list[dict[str, Any]]] = {}
+        for r in rows.values():
+            groups.setdefault(frozenset(r), []).append(r)
+        for cols, group in groups.items():
+            if action == UPSERT:
+                conn.execute(tab.upsert(cols), group)
+            else:  # partial image (unchanged TOAST left out): update what we know
+                stmt = sa.update(t).where(*(t.c[k] == sa.bindparam(f"k_{k}") for k in key)).values(
+                    {c: sa.bindparam(f"v_{c}") for c in cols if c not in key})
+                conn.execute(stmt, [{**{f"k_{k}": r[k] for k in key},
+                                     **{f"v_{c}": r[c] for c in cols if c not in key}} for r in group])
+
+    def commit(self) -> Position | None:
+        """Store positions and snapshot progress with the rows; returns the durable position."""
+        if self._tx is None:
+            return self.position
+        conn = self._conn
+        assert conn is not None
+        try:
+            for table, (pos, ts) in self._dirty.items():
+                checkpoint.save_position(conn, self.stream, table, pos, ts)
+            for table, (state, key, rows) in self._snap.items():
+                checkpoint.save_snapshot(conn, self.stream, table, state, key, rows)
+                self.snapshot_state[table] = (state, key, rows)
+            self._tx.commit()
+        except sa.exc.DBAPIError as exc:
+            self.rollback()
+            raise SinkError(f"target commit failed: {str(exc.orig).strip()}") from exc
+        finally:
+            self._tx = None
+        self._dirty.clear()
+        self._snap.clear()
+        return self.position
+
+    def rollback(self) -> None:
+        if self._tx is not None:
+            self._tx.rollback()
+            self._tx = None
+        self._dirty.clear()
+        self._snap.clear()
+        self._load()
+
+    def reset_snapshot(self, tables: list[str]) -> None:
+        """Mark tables for a fresh copy (``cdc snapshot``)."""
+        with self.engine.begin() as conn:
+            for t in tables:
+                checkpoint.save_snapshot(conn, self.stream, t, "requested", None, 0)
+        self._load()
+
+    def close(self) -> None:
+        if self._tx is not None:
+            self.rollback()
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+
+def event_json(ev: ChangeEvent) -> str:
+    return json.dumps(ev.to_envelope(), default=str)

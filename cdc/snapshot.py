@@ -1,0 +1,157 @@
+"""Snapshots: copying table contents in key-ordered chunks, gap-free with the stream.
+
+Two ways, one chunk reader:
+
+* **Initial copy** inside the slot's exported snapshot (``initial_events``): nothing streams
+  yet, so the copy and the stream from the consistent point meet with no gap or overlap.
+* **While streaming** (the DBLog method, ``Watermarks``): emit a low watermark as a logical
+  message, and when it comes back through the stream select the next chunk; drop from the
+  chunk every key the stream changes until the high watermark (emitted right after the
+  select) comes back; then emit the rest of the chunk as ``r`` events at the high
+  watermark's position. Used to finish a copy interrupted by a crash and for
+  ``strangler cdc snapshot`` (re-copy a table on demand).
+
+Progress (the last copied key) travels on the ``r`` events and is stored by the sink in the
+same transaction as the rows.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from cdc.events import ChangeEvent, Position
+from cdc.mapping import TableMapping
+from cdc.sources import Message
+
+EmitFn = Callable[[bytes], None]
+
+
+def _q(name: str) -> str:
+    ns, _, rel = name.rpartition(".")
+    return (f'"{ns}".' if ns else "") + f'"{rel}"'
+
+
+def read_chunk(cursor: Any, paramstyle: str, tm: TableMapping, after: list[Any] | None,
+               limit: int) -> list[dict[str, Any]]:
+    """The next `limit` rows of tm's source table with key > after, in key order."""
+    cols = list(tm.source_schema.columns)
+    key = list(tm.key)
+    ph = "%s" if paramstyle == "format" else "?"
+    sql = f"SELECT {', '.join(_q(c) for c in cols)} FROM {_q(tm.source)}"
+    args: list[Any] = []
+    if after is not None:
+        sql += f" WHERE ({', '.join(_q(k) for k in key)}) > ({', '.join([ph] * len(key))})"
+        args = list(after)
+    sql += f" ORDER BY {', '.join(_q(k) for k in key)} LIMIT {int(limit)}"
+    cursor.execute(sql, args)
+    return [dict(zip(cols, r, strict=True)) for r in cursor.fetchall()]
+
+
+def _events(tm: TableMapping, rows: list[dict[str, Any]], at: Position, final: bool,
+            db: str) -> list[ChangeEvent]:
+    out = [ChangeEvent(op="r", table=tm.source, key={k: r[k] for k in tm.key}, before=None, after=r,
+                       position=Position(at.lsn, at.seq + i + 1), last=False, db=db, snapshot="true")
+           for i, r in enumerate(rows)]
+    if final:  # a row-less marker: this table is done
+        out.append(ChangeEvent(op="r", table=tm.source, key={}, before=None, after=None,
+                               position=Position(at.lsn, at.seq + len(rows) + 1), last=False, db=db,
+                               snapshot="last"))
+    if out:
+        out[-1].last = True
+    return out
+
+
+def initial_events(cursor: Any, paramstyle: str, tm: TableMapping, chunk: int,
+                   db: str = "") -> Iterator[list[ChangeEvent]]:
+    """Chunks of ``r`` events for a whole table read through `cursor` (inside the snapshot).
+
+    Positions are (0, n): they precede every streamed change and are never deduplicated.
+    """
+    after: list[Any] | None = None
+    n = 0
+    while True:
+        rows = read_chunk(cursor, paramstyle, tm, after, chunk)
+        final = len(rows) < chunk
+        yield _events(tm, rows, Position(0, n), final, db)
+        n += len(rows)
+        if final:
+            return
+        after = [rows[-1][k] for k in tm.key]
+
+
+class Watermarks:
+    """DBLog chunked copy of pending tables while the stream runs (one chunk in flight)."""
+
+    def __init__(self, *, stream: str, mappings: dict[str, TableMapping], chunk: int,
+                 emit: EmitFn, reader: Callable[[], tuple[Any, str]], db: str = "") -> None:
+        self.stream = stream
+        self.mappings = mappings
+        self.chunk = chunk
+        self.emit = emit
+        self.reader = reader
+        self.db = db
+        self.pending: dict[str, list[Any] | None] = {}  # table -> last copied key
+        self._wm: str | None = None
+        self._table: str | None = None
+        self._rows: dict[tuple[Any, ...], dict[str, Any]] | None = None
+        self._final = False
+
+    def add(self, table: str, after: list[Any] | None) -> None:
+        self.pending[table] = after
+
+    @property
+    def busy(self) -> bool:
+        return self._wm is not None
+
+    def _send(self, kind: str) -> None:
+        self.emit(json.dumps({"stream": self.stream, "wm": self._wm, "kind": kind,
+                              "table": self._table}).encode())
+
+    def tick(self) -> None:
+        """Start the next chunk if none is in flight."""
+        if self._wm is None and self.pending:
+            self._table = next(iter(self.pending))
+            self._wm = uuid.uuid4().hex
+            self._rows = None
+            self._send("low")
+
+    def observe(self, ev: ChangeEvent) -> None:
+        """A streamed change between the watermarks wins over the chunk's copy of its row."""
+        if self._rows is not None and ev.table == self._table:
+            tm = self.mappings[ev.table]
+            if ev.op == "t":
+                self._rows.clear()
+            else:
+                self._rows.pop(tuple(ev.key.get(k) for k in tm.key), None)
+
+    def on_message(self, msg: Message) -> list[ChangeEvent]:
+        """Handle a watermark; returns the chunk's events at the high watermark."""
+        try:
+            body = json.loads(msg.content)
+        except ValueError:
+            return []
+        if body.get("stream") != self.stream or body.get("wm") != self._wm or self._table is None:
+            return []  # someone else's, or a stale one replayed after a restart
+        tm = self.mappings[self._table]
+        if body.get("kind") == "low" and self._rows is None:
+            cur, style = self.reader()
+            rows = read_chunk(cur, style, tm, self.pending.get(self._table), self.chunk)
+            self._final = len(rows) < self.chunk
+            if rows:
+                self.pending[self._table] = [rows[-1][k] for k in tm.key]
+            self._rows = {tuple(r[k] for k in tm.key): r for r in rows}
+            self._send("high")
+            return []
+        if body.get("kind") == "high" and self._rows is not None:
+            rows = list(self._rows.values())
+            table = self._table
+            if self._final:
+                del self.pending[table]
+            self._wm, self._table, self._rows = None, None, None
+            if not rows and not self._final:
+                return []
+            return _events(tm, rows, msg.position, self._final, self.db)
+        return []

@@ -1,0 +1,371 @@
+"""PostgreSQL source: logical decoding with `pgoutput` over psycopg2's replication protocol.
+
+Manages the stream's publication (the mapped tables) and its logical replication slot.
+`open()` creates a missing slot with an exported snapshot and imports that snapshot into a
+separate REPEATABLE READ transaction *before* streaming starts (the snapshot dies when the
+replication connection runs its next command), so the initial copy plus the stream from the
+slot's consistent point see every row exactly once.
+
+The slot is acknowledged (flush position) only up to the end LSN of the last source
+transaction whose events are all durable downstream; when nothing is pending, the server's
+keepalive position is acknowledged so an idle slot never pins WAL. Transactions replicated
+by Strangler's own sinks (replication origin ``strangler_*``) are skipped: no ping-pong.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import select
+import time
+from collections import deque
+from collections.abc import Callable
+from decimal import Decimal
+from typing import Any
+
+import psycopg2
+import psycopg2.extensions
+import psycopg2.extras
+
+from cdc.config import StreamConfig
+from cdc.errors import SourceError
+from cdc.events import ChangeEvent, Position
+from cdc.mapping import TableSchema
+from cdc.sources import MESSAGE_PREFIX, Item, Message, Relation
+from cdc.sources import pgoutput as pg
+
+ORIGIN_PREFIX = "strangler_"
+_FAST_CASTERS: dict[int, Callable[[str], Any]] = {
+    25: str, 1043: str, 1042: str, 19: str, 20: int, 21: int, 23: int, 26: int,
+    700: float, 701: float, 1700: Decimal, 16: lambda s: s == "t",
+}
+
+
+def libpq_dsn(url: str) -> str:
+    return url.replace("postgresql+psycopg2://", "postgresql://").replace("postgres://", "postgresql://")
+
+
+def _qualified(table: str) -> tuple[str, str]:
+    ns, _, name = table.rpartition(".")
+    return ns or "public", name
+
+
+def _quote(table: str) -> str:
+    ns, name = _qualified(table)
+    return f'"{ns}"."{name}"'
+
+
+class PgInitialSnapshot:
+    """A REPEATABLE READ transaction that imported the slot's exported snapshot."""
+
+    def __init__(self, conn: Any) -> None:
+        self._conn = conn
+
+    def cursor(self) -> tuple[Any, str]:
+        return self._conn.cursor(), "format"
+
+    def close(self) -> None:
+        try:
+            self._conn.rollback()
+        finally:
+            self._conn.close()
+
+
+class PostgresSource:
+    def __init__(self, cfg: StreamConfig, tables: list[str], *, keys: dict[str, tuple[str, ...]] | None = None) -> None:
+        self.cfg = cfg
+        self.tables = tables
+        self.dsn = libpq_dsn(cfg.source_url)
+        self.keys: dict[str, tuple[str, ...]] = dict(keys or {})
+        try:
+            self._conn = psycopg2.connect(self.dsn)
+        except psycopg2.Error as exc:
+            raise SourceError(f"cannot connect to the source PostgreSQL: {exc}".strip()) from exc
+        self._conn.autocommit = True
+        self._cast_cur = self._conn.cursor()
+        self._repl: Any = None
+        self._cur: Any = None
+        self._rels: dict[int, pg.RelationInfo] = {}
+        self._types: dict[tuple[int, int], str] = {}
+        self._txns: deque[list[int]] = deque()  # [commit lsn, last index, end lsn]
+        self._in_tx = False
+        self._tx_lsn = self._tx_ts = self._tx_xid = self._idx = 0
+        self._skip = False
+        self._held: ChangeEvent | None = None
+        self._durable: Position | None = None
+        self._acked = 0
+        self._last_feedback = 0.0
+        self._dbname = self._conn.get_dsn_parameters().get("dbname", "")
+
+    # -- schema -------------------------------------------------------------------------
+    def _sql(self, query: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        try:
+            with self._conn.cursor() as cur:
+                cur.execute(query, args)
+                return cur.fetchall() if cur.description else []
+        except psycopg2.Error as exc:
+            raise SourceError(f"source PostgreSQL refused: {str(exc).strip()}") from exc
+
+    def describe(self, tables: list[str] | None = None) -> dict[str, TableSchema]:
+        rows = self._sql(
+            """SELECT c.oid, n.nspname, c.relname, c.relreplident FROM pg_class c
+               JOIN pg_namespace n ON n.oid = c.relnamespace
+               WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+                 AND n.nspname NOT LIKE 'pg_toast%%'""")
+        out = {}
+        for oid, ns, rel, ident in rows:
+            name = rel if ns == "public" else f"{ns}.{rel}"
+            cols = self._sql("""SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute
+                                WHERE attrelid = %s AND attnum > 0 AND NOT attisdropped ORDER BY attnum""",
+                             (oid,))
+            pk = self._sql("""SELECT a.attname FROM pg_index i
+                              JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey)
+                              WHERE i.indrelid = %s AND i.indisprimary
+                              ORDER BY array_position(i.indkey, a.attnum)""", (oid,))
+            out[name] = TableSchema(name=name, columns=dict(cols), pk=tuple(r[0] for r in pk),
+                                    replica_full=ident == "f")
+        return out
+
+    # -- slot and publication -----------------------------------------------------------
+    def slot_exists(self) -> bool:
+        return bool(self._sql("SELECT 1 FROM pg_replication_slots WHERE slot_name = %s", (self.cfg.slot,)))
+
+    def _ensure_publication(self) -> None:
+        tables = ", ".join(_quote(t) for t in self.tables)
+        pub = f'"{self.cfg.publication}"'
+        if self._sql("SELECT 1 FROM pg_publication WHERE pubname = %s", (self.cfg.publication,)):
+            self._sql(f"ALTER PUBLICATION {pub} SET TABLE {tables}")
+        else:
+            self._sql(f"CREATE PUBLICATION {pub} FOR TABLE {tables}")
+
+    def _connect_replication(self) -> None:
+        try:
+            self._repl = psycopg2.connect(
+                self.dsn, connection_factory=psycopg2.extras.LogicalReplicationConnection)
+            self._cur = self._repl.cursor()
+        except psycopg2.Error as exc:
+            raise SourceError(f"cannot open a replication connection (needs the REPLICATION "
+                              f"privilege and wal_level=logical): {str(exc).strip()}") from exc
+
+    def open(self, start_after: Position | None) -> PgInitialSnapshot | None:
+        level = self._sql("SHOW wal_level")[0][0]
+        if level != "logical":
+            raise SourceError(f"source PostgreSQL has wal_level={level}; set wal_level=logical "
+                              "in postgresql.conf and restart it")
+        self._ensure_publication()
+        self._connect_replication()
+        if self.slot_exists():
+            return None
+        try:
+            self._cur.create_replication_slot(self.cfg.slot, output_plugin="pgoutput")
+            _slot, _consistent, snapshot_name, _plugin = self._cur.fetchone()
+            snap = psycopg2.connect(self.dsn)
+            snap.set_session(isolation_level="REPEATABLE READ", readonly=True)
+            snap.cursor().execute("SET TRANSACTION SNAPSHOT %s", (snapshot_name,))
+        except psycopg2.Error as exc:
+            raise SourceError(f"cannot create slot {self.cfg.slot!r}: {str(exc).strip()}") from exc
+        return PgInitialSnapshot(snap)
+
+    def _ensure_streaming(self) -> None:
+        if self._cur is None:
+            self._connect_replication()
+        if getattr(self, "_streaming", False):
+            return
+        try:
+            self._cur.start_replication(
+                slot_name=self.cfg.slot, decode=False, status_interval=5,
+                options={"proto_version": "1", "publication_names": self.cfg.publication,
+                         "messages": "true"})
+        except psycopg2.Error as exc:
+            raise SourceError(f"cannot stream from slot {self.cfg.slot!r}: {str(exc).strip()} "
+                              "(is another `cdc run` of this stream active?)") from exc
+        self._streaming = True
+
+    # -- streaming ----------------------------------------------------------------------
+    def poll(self, max_items: int, timeout: float) -> list[Item]:
+        self._ensure_streaming()
+        out: list[Item] = []
+        waited = False
+        try:
+            while len(out) < max_items:
+                msg = self._cur.read_message()
+                if msg is None:
+                    if out or waited:
+                        break
+                    self._idle_feedback()
+                    waited = True
+                    ready, _, _ = select.select([self._repl], [], [], timeout)
+                    if not ready:
+                        break
+                    continue
+                self._handle(msg.payload, out)
+        except psycopg2.Error as exc:
+            raise SourceError(f"replication stream failed: {str(exc).strip()}") from exc
+        return out
+
+    def _caster(self, oid: int) -> Callable[[str], Any]:
+        fast = _FAST_CASTERS.get(oid)
+        if fast is not None:
+            return fast
+        caster = psycopg2.extensions.string_types.get(oid)
+        if caster is None:
+            return str
+        cur = self._cast_cur
+        return lambda s: caster(s, cur)
+
+    def _type_name(self, oid: int, mod: int) -> str:
+        name = self._types.get((oid, mod))
+        if name is None:
+            name = self._types[(oid, mod)] = self._sql("SELECT format_type(%s, %s)", (oid, mod))[0][0]
+        return name
+
+    def _release(self, out: list[Item]) -> None:
+        if self._held is not None:
+            out.append(self._held)
+            self._held = None
+
+    def _event(self, op: str, rel: pg.RelationInfo, before: dict[str, Any] | None,
+               after: dict[str, Any] | None, unchanged: list[str], out: list[Item]) -> None:
+        table = rel.name if rel.namespace == "public" else f"{rel.namespace}.{rel.name}"
+        keycols = self.keys.get(table) or [c for c, k in zip(rel.columns, rel.key_flags, strict=True) if k]
+        image = after if after is not None else before or {}
+        self._idx += 1
+        ev = ChangeEvent(
+            op=op, table=table, key={k: image.get(k) for k in keycols}, before=before, after=after,
+            position=Position(self._tx_lsn, self._idx), ts_ms=self._tx_ts, last=False,
+            db=self._dbname, schema=rel.namespace, tx_id=self._tx_xid, unchanged=tuple(unchanged))
+        self._release(out)
+        self._held = ev
+
+    def _handle(self, buf: bytes, out: list[Item]) -> None:
+        kind = buf[0]
+        if kind == 73 or kind == 85 or kind == 68:  # I U D
+            if self._skip:
+                return
+            rel = self._rels[pg._U32(buf, 1)[0]]
+            if kind == 73:
+                row, unchanged, _ = pg.tuple_data(buf, 6, rel)
+                self._event("c", rel, None, row, unchanged, out)
+            elif kind == 85:
+                old: dict[str, Any] | None = None
+                pos, sub = 5, buf[5]
+                if sub in (75, 79):  # K (old key) / O (old row, REPLICA IDENTITY FULL)
+                    old, _, pos = pg.tuple_data(buf, 6, rel)
+                new, unchanged, _ = pg.tuple_data(buf, pos + 1, rel)
+                if unchanged and sub == 79 and old is not None:
+                    for c in unchanged:  # fill unchanged TOAST from the full old row
+                        if c in old:
+                            new[c] = old[c]
+                    unchanged = [c for c in unchanged if c not in new]
+                if old is not None and sub == 75 and any(old.get(c) != new.get(c) for c in old if old.get(c) is not None):
+                    self._event("d", rel, old, None, [], out)  # the key itself changed
+                    self._event("c", rel, None, new, unchanged, out)
+                else:
+                    self._event("u", rel, old if sub == 79 else None, new, unchanged, out)
+            else:
+                old, _, _ = pg.tuple_data(buf, 6, rel)
+                self._event("d", rel, old, None, [], out)
+        elif kind == 66:  # B
+            self._tx_lsn, self._tx_ts, self._tx_xid = pg.begin(buf)
+            self._idx, self._skip, self._in_tx = 0, False, True
+        elif kind == 67:  # C
+            _commit_lsn, end_lsn = pg.commit(buf)
+            if self._held is not None:
+                self._held.last = True
+            self._release(out)
+            self._txns.append([self._tx_lsn, self._idx, end_lsn])
+            self._in_tx = False
+            self._advance()
+        elif kind == 82:  # R
+            rel = pg.relation(buf, self._caster)
+            self._rels[rel.relid] = rel
+            table = rel.name if rel.namespace == "public" else f"{rel.namespace}.{rel.name}"
+            cols = {c: self._type_name(o, m) for c, o, m in zip(rel.columns, rel.type_oids, rel.typmods, strict=True)}
+            self._release(out)
+            out.append(Relation(table, cols, Position(self._tx_lsn, self._idx)))
+        elif kind == 79:  # O
+            self._skip = pg.origin(buf).startswith(ORIGIN_PREFIX)
+        elif kind == 84:  # T
+            if self._skip:
+                return
+            for relid in pg.truncate(buf):
+                self._event("t", self._rels[relid], None, None, [], out)
+        elif kind == 77:  # M
+            transactional, lsn, prefix, content = pg.message(buf)
+            if prefix != MESSAGE_PREFIX:
+                return
+            self._release(out)
+            at = Position(self._tx_lsn, self._idx) if transactional else Position(lsn, 0)
+            out.append(Message(prefix, content, at))
+        # Y (type) needs nothing: values arrive as text and unknown types stay text.
+
+    # -- acknowledgement ----------------------------------------------------------------
+    def acknowledge(self, position: Position | None) -> None:
+        if position is not None and (self._durable is None or position > self._durable):
+            self._durable = position
+        self._advance()
+
+    def _advance(self) -> None:
+        flush = 0
+        pos = self._durable
+        while self._txns:
+            lsn, last, end = self._txns[0]
+            if last == 0 or (pos is not None and Position(lsn, last) <= pos):
+                self._txns.popleft()
+                flush = end
+            else:
+                break
+        if flush > self._acked:
+            self._send(flush)
+
+    def _send(self, flush: int, reply: bool = False) -> None:
+        self._acked = max(self._acked, flush)
+        self._cur.send_feedback(write_lsn=self._acked, flush_lsn=self._acked, reply=reply, force=True)
+        self._last_feedback = time.monotonic()
+
+    def _idle_feedback(self) -> None:
+        """Nothing pending: confirm the server's position so the slot never pins WAL."""
+        if self._in_tx or self._txns or self._held is not None:
+            return
+        wal_end = self._cur.wal_end or 0
+        if wal_end > self._acked:
+            self._send(wal_end)
+        elif time.monotonic() - self._last_feedback > 1.0:
+            self._send(self._acked, reply=True)  # ask for a keepalive with the server's position
+
+    # -- helpers for snapshot, metrics, CLI ---------------------------------------------
+    def emit_message(self, content: bytes) -> None:
+        self._sql("SELECT pg_logical_emit_message(true, %s, %s)", (MESSAGE_PREFIX, content))
+
+    def chunk_reader(self) -> tuple[Any, str]:
+        return self._conn.cursor(), "format"
+
+    def lag(self) -> tuple[float, int | None]:
+        rows = self._sql("""SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn)
+                            FROM pg_replication_slots WHERE slot_name = %s""", (self.cfg.slot,))
+        return 0.0, int(rows[0][0]) if rows and rows[0][0] is not None else None
+
+    def slot_info(self) -> dict[str, Any] | None:
+        rows = self._sql("""SELECT active, confirmed_flush_lsn::text,
+                                   pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn)
+                            FROM pg_replication_slots WHERE slot_name = %s""", (self.cfg.slot,))
+        if not rows:
+            return None
+        active, flushed, behind = rows[0]
+        return {"slot": self.cfg.slot, "active": active, "confirmed_flush_lsn": flushed,
+                "wal_bytes_behind": int(behind or 0)}
+
+    def drop(self) -> None:
+        rows = self._sql("SELECT active FROM pg_replication_slots WHERE slot_name = %s", (self.cfg.slot,))
+        if rows and rows[0][0]:
+            raise SourceError(f"slot {self.cfg.slot!r} is in use; stop `strangler cdc run "
+                              f"{self.cfg.name}` first")
+        if rows:
+            self._sql("SELECT pg_drop_replication_slot(%s)", (self.cfg.slot,))
+        self._sql(f'DROP PUBLICATION IF EXISTS "{self.cfg.publication}"')
+
+    def close(self) -> None:
+        for conn in (self._repl, self._conn):
+            if conn is not None:
+                with contextlib.suppress(psycopg2.Error):
+                    conn.close()
+        self._repl = self._cur = None
