@@ -6,6 +6,8 @@ Exit codes: 0 ok, 1 failed, 2 usage, 3 a gate or check not met.
 import typer
 
 from cli.canary import app as canary_app
+from cli.cdc import cdc_app, verify
+from cli.demo import app as demo_app
 from cli.doctor import app as doctor_app
 from cli.ledger import app as ledger_app
 from cli.routes import app as routes_app
@@ -29,6 +31,9 @@ app.add_typer(routes_app, name="routes")  # routes show|validate|diff
 app.add_typer(shift_app)  # shift
 app.add_typer(canary_app)  # canary
 app.add_typer(status_app)  # status
+app.add_typer(demo_app)  # demo
+app.add_typer(cdc_app, name="cdc")
+app.command("verify")(verify)
 
 
 @app.callback()

@@ -207,6 +207,24 @@ class Supervisor:
         (self.run_dir / "stack.json").write_text(json.dumps(stack.describe(), indent=2))
         return self.running()
 
+    def start_more(self, proc: Process, progress: Progress = _quiet) -> None:
+        """Add one process to a running stack (e.g. a CDC stream once the data is there)."""
+        if any(r.name == proc.name and r.alive for r in self.running()):
+            raise StackError(f"{proc.name} is already running")
+        if not _binary_found(proc.argv[0]):
+            raise MissingBinary(f"{proc.name}: `{proc.argv[0]}` is not installed or not on PATH")
+        if proc.port is not None and not port_free(proc.port, proc.host):
+            raise PortInUse(f"{proc.name}: port {proc.port} on {proc.host} is already in use")
+        self._spawn(proc, progress)
+        try:
+            self._wait_ready(proc, progress)
+        except BaseException:
+            child = self._children.pop(proc.name, None)
+            if child is not None and child.poll() is None:
+                self._terminate(Running(proc.name, child.pid, proc.port, None, "", 0.0, True), 5.0)
+            (self.run_dir / f"{proc.name}.json").unlink(missing_ok=True)
+            raise
+
     @staticmethod
     def _env(extra: Mapping[str, str]) -> dict[str, str]:
         env = dict(os.environ)

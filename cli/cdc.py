@@ -1,0 +1,212 @@
+"""`strangler cdc run|status|snapshot|drop` and `strangler verify`: the CDC commands.
+
+Results on stdout, progress on stderr; `--json` prints exactly one JSON document.
+Exit codes: 0 ok, 1 failed, 2 usage (unknown stream/table, bad streams.yaml), 3 verify found
+differences.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import sqlite3
+import sys
+from typing import Annotated, Any
+
+import typer
+
+from cdc import checkpoint, config, metrics
+from cdc.errors import CDCError, ConfigError, SchemaChanged
+from cdc.pipeline import Pipeline, open_stream
+
+cdc_app = typer.Typer(help="Change-data-capture streams declared in streams.yaml.", no_args_is_help=True)
+
+StreamsOpt = Annotated[str | None, typer.Option("--streams", envvar="STRANGLER_STREAMS",
+                                                help="Path of streams.yaml (default ./streams.yaml).")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document.")]
+
+
+def _err(msg: str, code: int) -> typer.Exit:
+    typer.echo(f"error: {msg}", err=True)
+    return typer.Exit(code)
+
+
+def _stream(streams: str | None, name: str) -> config.StreamConfig:
+    try:
+        return config.load(streams).stream(name)
+    except ConfigError as exc:
+        raise _err(str(exc), 2) from None
+
+
+def _logging() -> None:
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+
+
+@cdc_app.command("run")
+def run(stream: str, streams: StreamsOpt = None) -> None:
+    """Snapshot (if new) then stream STREAM until SIGTERM/SIGINT (finishes the batch)."""
+    cfg = _stream(streams, stream)
+    _logging()
+    pipe = Pipeline(cfg)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: pipe.stop())
+    typer.echo(f"cdc {stream}: running (Ctrl-C stops cleanly)", err=True)
+    try:
+        pipe.run()
+    except SchemaChanged as exc:
+        raise _err(str(exc), 1) from None
+    except ConfigError as exc:
+        raise _err(str(exc), 2) from None
+    except CDCError as exc:
+        raise _err(str(exc), 1) from None
+    typer.echo(f"cdc {stream}: stopped at {pipe.metrics.position or 'start'}", err=True)
+
+
+def _status_one(cfg: config.StreamConfig) -> dict[str, Any]:
+    out: dict[str, Any] = {"stream": cfg.name, "owner": cfg.owner, "source": cfg.source_kind,
+                           "tables": {t.source: t.target for t in cfg.tables}}
+    live = metrics.load(cfg.name)
+    if live:
+        out["running"] = {k: live.get(k) for k in ("state", "events", "events_per_s", "lag_ms",
+                                                   "wal_bytes_behind", "error", "pid", "updated")}
+    try:
+        from cdc.sinks.sqlalchemy import make_engine
+
+        engine = make_engine(cfg.target_url)
+        with engine.connect() as conn:
+            checkpoint.ensure(engine)
+            pos = checkpoint.load_positions(conn, cfg.name).get("")
+            out["position"] = str(pos) if pos else None
+            out["dead_letters"] = checkpoint.dead_letter_count(conn, cfg.name)
+            out["snapshot"] = {t: s[0] for t, s in checkpoint.snapshot_states(conn, cfg.name).items()}
+        engine.dispose()
+        if cfg.source_kind == "postgres":
+            from cdc.sources.postgres import PostgresSource
+
+            src = PostgresSource(cfg, [t.source for t in cfg.tables])
+            try:
+                out["slot"] = src.slot_info()
+            finally:
+                src.close()
+    except Exception as exc:  # status must show what it can
+        out["error"] = str(exc).strip().splitlines()[0]
+    return out
+
+
+@cdc_app.command("status")
+def status(stream: Annotated[str | None, typer.Argument()] = None, streams: StreamsOpt = None,
+           as_json: JsonOpt = False) -> None:
+    """Position, lag, events/s, dead letters and snapshot state per stream."""
+    try:
+        sf = config.load(streams)
+        cfgs = [sf.stream(stream)] if stream else list(sf.streams.values())
+    except ConfigError as exc:
+        raise _err(str(exc), 2) from None
+    rows = [_status_one(c) for c in cfgs]
+    if as_json:
+        typer.echo(json.dumps({"streams": rows}, default=str))
+        return
+    for r in rows:
+        run_ = r.get("running") or {}
+        typer.echo(f"{r['stream']}: {run_.get('state', 'not running')}  position={r.get('position')}  "
+                   f"lag_ms={run_.get('lag_ms')}  events/s={run_.get('events_per_s')}  "
+                   f"dead_letters={r.get('dead_letters')}  wal_behind={(r.get('slot') or {}).get('wal_bytes_behind')}"
+                   + (f"  error={r['error']}" if r.get("error") else ""))
+
+
+@cdc_app.command("snapshot")
+def snapshot(stream: str, tables: Annotated[list[str] | None, typer.Argument()] = None,
+             streams: StreamsOpt = None) -> None:
+    """Re-copy TABLEs (default: all) of STREAM while it streams (DBLog watermarks)."""
+    cfg = _stream(streams, stream)
+    names = tables or [t.source for t in cfg.tables]
+    try:
+        for t in names:
+            cfg.table(t)
+    except ConfigError as exc:
+        raise _err(str(exc), 2) from None
+    from cdc.sources import make_source
+
+    src = make_source(cfg, [t.source for t in cfg.tables])
+    try:
+        src.emit_message(json.dumps({"stream": cfg.name, "snapshot": names}).encode())
+    except CDCError as exc:
+        raise _err(str(exc), 1) from None
+    finally:
+        src.close()
+    typer.echo(f"re-snapshot of {', '.join(names)} requested; the running stream copies them")
+
+
+@cdc_app.command("drop")
+def drop(stream: str, streams: StreamsOpt = None) -> None:
+    """Remove STREAM's slot and publication (or triggers and changelog) and its checkpoints."""
+    cfg = _stream(streams, stream)
+    from cdc.sinks.sqlalchemy import make_engine
+    from cdc.sources import make_source
+
+    src = make_source(cfg, [t.source for t in cfg.tables])
+    try:
+        src.drop()
+    except CDCError as exc:
+        raise _err(str(exc), 1) from None
+    finally:
+        src.close()
+    engine = make_engine(cfg.target_url)
+    checkpoint.ensure(engine)
+    with engine.begin() as conn:
+        checkpoint.clear(conn, cfg.name)
+    engine.dispose()
+    typer.echo(f"dropped stream {stream} (target rows and dead letters kept)")
+
+
+def _raw(url: str) -> Any:
+    if url.startswith("sqlite"):
+        return sqlite3.connect(url.split("///", 1)[1])
+    import psycopg2
+
+    from cdc.sources.postgres import libpq_dsn
+
+    return psycopg2.connect(libpq_dsn(url))
+
+
+def verify(stream: str, tables: Annotated[list[str] | None, typer.Argument()] = None,
+           streams: StreamsOpt = None, as_json: JsonOpt = False,
+           chunk: Annotated[int, typer.Option(help="Rows per checksum range.")] = 10_000,
+           recheck_wait: Annotated[float, typer.Option(help="Seconds to wait before rechecking differing rows.")] = 1.0) -> None:
+    """Compare STREAM's target tables with their mapped sources; exit 3 listing differing keys."""
+    from cdc.verify import verify_stream
+
+    cfg = _stream(streams, stream)
+    try:
+        for t in tables or []:
+            cfg.table(t)
+        source, engine, mappings = open_stream(cfg)
+        source.close()
+        engine.dispose()
+        src, tgt = _raw(cfg.source_url), _raw(cfg.target_url)
+        try:
+            diffs = verify_stream(cfg, mappings, src, tgt, tables=tables, chunk=chunk,
+                                  recheck_wait=recheck_wait)
+        finally:
+            src.close()
+            tgt.close()
+    except ConfigError as exc:
+        raise _err(str(exc), 2) from None
+    except CDCError as exc:
+        raise _err(str(exc), 1) from None
+    equal = all(d.equal for d in diffs)
+    if as_json:
+        typer.echo(json.dumps({"stream": stream, "equal": equal, "tables": [d.as_dict() for d in diffs]},
+                              default=str))
+    else:
+        for d in diffs:
+            state = "equal" if d.equal else (f"DIFFERENT: {len(d.missing)} missing, {len(d.extra)} extra, "
+                                             f"{len(d.different)} different")
+            typer.echo(f"{d.table} -> {d.target}: {d.source_rows} rows, {state}")
+            for label, keys in (("missing", d.missing), ("extra", d.extra), ("different", d.different)):
+                if keys:
+                    typer.echo(f"  {label}: {keys[:20]}{' ...' if len(keys) > 20 else ''}")
+    if not equal:
+        raise typer.Exit(3)

@@ -1,0 +1,182 @@
+"""The admin API under `/_strangler/` — never forwarded upstream.
+
+    GET  /_strangler/status                  routes, weights, per-backend counters, latency
+                                             buckets + p50/p99, breakers, shadow tallies
+    GET  /_strangler/routes                  the running routing table
+    GET  /_strangler/metrics                 Prometheus text
+    GET  /_strangler/ledger                  the last ledger entries
+    POST /_strangler/routes/<route>/weights  {"backend", "weight", "reason"[, "actor"]}
+    POST /_strangler/reload                  re-read the routes file now
+
+Numbers are summed over all worker processes. Writes need `Authorization: Bearer <token>`
+matching STRANGLER_ADMIN_TOKEN (constant-time compare); with no token configured every
+write is refused (403), with a wrong or missing one 401.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import os
+import signal
+from typing import TYPE_CHECKING, Any
+
+from router import ledger
+from router.config import set_weight
+from router.errors import ConfigError
+from router.metrics import BOUNDS_MS, prometheus
+
+if TYPE_CHECKING:
+    from router.proxy import Receive, Router, Scope, Send
+
+TOKEN_ENV = "STRANGLER_ADMIN_TOKEN"
+SUPERVISOR_ENV = "STRANGLER_ROUTER_SUPERVISOR"
+MAX_BODY = 64 * 1024
+
+
+class Admin:
+    def __init__(self, router: Router) -> None:
+        self.router = router
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send, raw_path: bytes) -> None:
+        path = raw_path.decode("latin-1").rstrip("/")
+        method = scope["method"]
+        parts = path.split("/")[2:]  # after "/_strangler"
+        if method in ("GET", "HEAD"):
+            if parts == ["status"]:
+                return await _json(send, 200, self.status())
+            if parts == ["routes"]:
+                return await _json(send, 200, self.routes())
+            if parts == ["metrics"]:
+                self.router._publish_breakers()
+                body = prometheus(self.router.metrics.aggregate()).encode()
+                return await _send(send, 200, body, b"text/plain; version=0.0.4; charset=utf-8")
+            if parts == ["ledger"]:
+                snap = self.router.snapshot
+                assert snap is not None
+                return await _json(send, 200, ledger.tail(snap.config.ledger_path, 100))
+        is_write = (len(parts) == 3 and parts[0] == "routes" and parts[2] == "weights") or parts == ["reload"]
+        if not is_write:
+            return await _json(send, 404, {"error": "not_found", "detail": f"no admin endpoint {path}"})
+        if method != "POST":
+            return await _json(send, 405, {"error": "method_not_allowed", "detail": "use POST"})
+        denied = self._authorise(scope)
+        if denied is not None:
+            return await _json(send, denied[0], {"error": "unauthorised", "detail": denied[1]},
+                               [(b"www-authenticate", b"Bearer")] if denied[0] == 401 else [])
+        if parts == ["reload"]:
+            result = self.router.reloader.reload("admin")
+            self._tell_siblings()
+            return await _json(send, 200 if result["ok"] else 422, result)
+        body = await _read(receive)
+        try:
+            data = json.loads(body or b"{}")
+            if not isinstance(data, dict):
+                raise ValueError("not an object")
+        except ValueError:
+            return await _json(send, 400, {"error": "bad_json", "detail":
+                                           'send {"backend": str, "weight": int, "reason": str}'})
+        if self.router.config_path is None:
+            return await _json(send, 409, {"error": "no_routes_file", "detail":
+                                           "this router was started without a routes file"})
+        try:
+            backend, weight, reason = data.get("backend"), data.get("weight"), data.get("reason", "")
+            if not isinstance(backend, str) or not isinstance(reason, str):
+                raise ConfigError('"backend" and "reason" must be strings — fix: send '
+                                  '{"backend": "catalog", "weight": 10, "reason": "canary step"}')
+            entry = await asyncio.to_thread(
+                set_weight, self.router.config_path, route=parts[1], backend=backend,
+                weight=weight, actor=str(data.get("actor", "admin-api")), reason=reason)  # type: ignore[arg-type]
+        except ConfigError as exc:
+            return await _json(send, 422, {"error": "invalid_change", "detail": str(exc)})
+        self.router.reloader.reload("admin")
+        self._tell_siblings()
+        return await _json(send, 200, {"ok": True, "ledger": entry})
+
+    def _authorise(self, scope: Scope) -> tuple[int, str] | None:
+        token = os.environ.get(TOKEN_ENV, "")
+        if not token:
+            return 403, f"admin writes are disabled: set {TOKEN_ENV} where the router runs"
+        given = b""
+        for k, v in scope["headers"]:
+            if k == b"authorization":
+                given = v
+        scheme, _, value = given.partition(b" ")
+        if scheme.lower() != b"bearer" or not hmac.compare_digest(value.strip(), token.encode()):
+            return 401, "missing or wrong bearer token"
+        return None
+
+    def _tell_siblings(self) -> None:
+        # With several workers, the supervisor forwards SIGHUP to all of them.
+        pid = os.environ.get(SUPERVISOR_ENV)
+        if pid and pid.isdigit():
+            try:
+                os.kill(int(pid), signal.SIGHUP)
+            except OSError:
+                pass
+
+    def routes(self) -> dict[str, Any]:
+        snap = self.router.snapshot
+        assert snap is not None
+        config = snap.config
+        return {
+            "source": config.source, "sha256": config.sha256,
+            "upstreams": {n: {"url": u.url, "connect_timeout": u.connect_timeout,
+                              "read_timeout": u.read_timeout, "pool_size": u.pool_size}
+                          for n, u in config.upstreams.items()},
+            "routes": [{"name": r.name, "prefix": r.match.prefix, "exact": r.match.exact,
+                        "methods": sorted(r.match.methods) if r.match.methods else None,
+                        "host": r.match.host, "weights": r.weights, "candidate": r.candidate,
+                        "fallback": r.fallback, "retries": r.retries, "identity": r.identity,
+                        "shadow": {"to": r.shadow.to, "percent": r.shadow.percent} if r.shadow else None}
+                       for r in config.routes],
+        }
+
+    def status(self) -> dict[str, Any]:
+        snap = self.router.snapshot
+        assert snap is not None
+        self.router._publish_breakers()
+        agg = self.router.metrics.aggregate()
+        routes: dict[str, Any] = {}
+        for r in snap.config.routes:
+            backends = {}
+            for name, _ in r.backends:
+                s = agg["series"].get((r.name, name))
+                backends[name] = _series(s)
+            for (route, name), s in agg["series"].items():
+                if route == r.name and name not in backends:
+                    backends[name] = _series(s)  # e.g. the fallback
+            routes[r.name] = {"weights": r.weights, "backends": backends,
+                              "shadow": agg["shadow"].get(r.name)}
+        return {"config": {"source": snap.config.source, "sha256": snap.config.sha256,
+                           "last_reload": self.router.reloader.status()},
+                "workers": agg["workers"], "routes": routes, "breakers": agg["breakers"],
+                "latency_bounds_ms": list(BOUNDS_MS)}
+
+
+def _series(s: dict[str, Any] | None) -> dict[str, Any]:
+    if s is None:
+        return {"requests": 0, "errors": {}, "statuses": {}, "buckets": [0] * (len(BOUNDS_MS) + 1),
+                "p50_ms": None, "p99_ms": None}
+    return {k: s[k] for k in ("requests", "errors", "statuses", "buckets", "p50_ms", "p99_ms")}
+
+
+async def _read(receive: Receive) -> bytes:
+    body = b""
+    while True:
+        message = await receive()
+        body += message.get("body", b"")
+        if len(body) > MAX_BODY or not message.get("more_body", False):
+            return body
+
+
+async def _json(send: Send, status: int, data: Any, extra: list[tuple[bytes, bytes]] | None = None) -> None:
+    await _send(send, status, json.dumps(data, default=str).encode(), b"application/json", extra)
+
+
+async def _send(send: Send, status: int, body: bytes, ctype: bytes,
+                extra: list[tuple[bytes, bytes]] | None = None) -> None:
+    headers = [(b"content-type", ctype), (b"content-length", str(len(body)).encode()), *(extra or [])]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

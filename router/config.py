@@ -1,0 +1,408 @@
+"""routes.yaml → immutable, validated `Config`; and `set_weight`, the one way to edit it.
+
+Place in the flow: read at start and on every reload (file watch, SIGHUP, admin API).
+The whole file is checked before anything changes — first against the JSON Schema shipped
+beside this module (`routes.schema.json`, also for editors), then for meaning (backends name
+known upstreams, weights sum to 100, ...). Every error names the YAML line, the key path, the
+bad value and the fix; the caller keeps its running config.
+
+`set_weight` edits only the one weight scalar in the file text (comments and layout stay),
+validates the result whole, writes it atomically and appends a ledger entry.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import jsonschema
+import yaml
+
+from router import ledger
+from router.errors import ConfigError
+
+SCHEMA_PATH = Path(__file__).with_name("routes.schema.json")
+SCHEMA: dict[str, Any] = json.loads(SCHEMA_PATH.read_text())
+_VALIDATOR = jsonschema.Draft202012Validator(SCHEMA)
+IDENTITY_SECRET_ENV = "STRANGLER_IDENTITY_SECRET"
+DEFAULT_LEDGER = ".strangler/ledger.jsonl"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+@dataclass(frozen=True, kw_only=True)
+class BreakerConfig:
+    failures: int = 5
+    error_rate: float = 0.5
+    window: float = 10.0
+    min_requests: int = 20
+    open_for: float = 5.0
+    probes: int = 1
+
+
+@dataclass(frozen=True, kw_only=True)
+class Upstream:
+    name: str
+    url: str
+    host: str
+    port: int
+    connect_timeout: float = 2.0
+    read_timeout: float = 30.0
+    pool_size: int = 64
+    host_header: str = "upstream"
+    breaker: BreakerConfig = field(default_factory=BreakerConfig)
+
+    @property
+    def authority(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Match:
+    prefix: str | None = None
+    exact: str | None = None
+    methods: frozenset[str] | None = None
+    host: str | None = None
+    header: tuple[str, str | None] | None = None  # (lower-case name, value or None)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Shadow:
+    to: str
+    percent: float = 0.0
+    methods: frozenset[str] = frozenset({"GET", "HEAD"})
+    ignore: tuple[str, ...] = ()
+    unordered: tuple[str, ...] = ()
+    headers: tuple[str, ...] = ("content-type",)
+    keep: int = 20
+    queue: int = 256
+
+
+@dataclass(frozen=True, kw_only=True)
+class Route:
+    name: str
+    match: Match
+    backends: tuple[tuple[str, int], ...]  # (upstream name, weight %), primary first
+    salt: str
+    cohort_cookie: str | None = None
+    cohort_header: str | None = None  # lower case
+    override_header: str | None = None  # lower case
+    override_cookie: str | None = None
+    candidate: str = ""
+    fallback: str | None = None
+    retries: int = 0
+    identity: bool = False
+    shadow: Shadow | None = None
+
+    @property
+    def weights(self) -> dict[str, int]:
+        return dict(self.backends)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Identity:
+    upstream: str = "monolith"
+    path: str = "/api/whoami/"
+    cookie: str = "sessionid"
+    cache_ttl: float = 10.0
+    header_ttl: int = 60
+
+
+@dataclass(frozen=True, kw_only=True)
+class Config:
+    upstreams: Mapping[str, Upstream]
+    routes: tuple[Route, ...]
+    ledger_path: Path
+    backend_header: str | None = "x-strangler-backend"
+    access_log: bool | str = True
+    max_header_bytes: int = 16384
+    reload_interval: float = 1.0
+    identity: Identity | None = None
+    source: str = "<string>"
+    sha256: str = ""
+
+    def route(self, name: str) -> Route:
+        for route in self.routes:
+            if route.name == name:
+                return route
+        raise ConfigError(f"no route named {name!r}; known routes: {', '.join(r.name for r in self.routes)}")
+
+
+# --- YAML with line numbers -------------------------------------------------------------
+
+def _line_index(node: yaml.Node | None, path: tuple[Any, ...] = (), out: dict | None = None) -> dict:
+    """Map every key path in the composed YAML tree to its 1-based line."""
+    out = {} if out is None else out
+    if node is None:
+        return out
+    out[path] = node.start_mark.line + 1
+    if isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            k = key.value
+            out[path + (k,)] = key.start_mark.line + 1
+            _line_index(value, path + (k,), out)
+            out[path + (k,)] = key.start_mark.line + 1
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _line_index(item, path + (i,), out)
+    return out
+
+
+def _dotted(path: tuple[Any, ...]) -> str:
+    text = ""
+    for part in path:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text or "<top>"
+
+
+def _fail(source: str, lines: dict, path: tuple[Any, ...], problem: str, fix: str) -> ConfigError:
+    line = None
+    for cut in range(len(path), -1, -1):
+        if path[:cut] in lines:
+            line = lines[path[:cut]]
+            break
+    where = f"{source}:{line}" if line else source
+    return ConfigError(f"{where}: {_dotted(path)}: {problem} — fix: {fix}",
+                       key_path=_dotted(path), line=line)
+
+
+def _schema_fix(error: jsonschema.ValidationError) -> str:
+    schema = error.schema if isinstance(error.schema, dict) else {}
+    if error.validator == "additionalProperties":
+        allowed = sorted(error.schema.get("properties", {}))  # type: ignore[union-attr]
+        return f"remove or rename the key (allowed here: {', '.join(allowed)})"
+    if error.validator == "required":
+        return "add the missing key"
+    return str(schema.get("description") or "see router/routes.schema.json")
+
+
+# --- parsing ----------------------------------------------------------------------------
+
+def parse_config(text: str, *, source: str = "<string>", base_dir: Path | None = None) -> Config:
+    """Validate routes.yaml text whole and build the immutable `Config` (or raise ConfigError)."""
+    try:
+        lines = _line_index(yaml.compose(text))
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark else None
+        raise ConfigError(f"{source}:{line}: not valid YAML: {exc} — fix: correct the syntax",
+                          line=line) from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: the file must be a mapping with `upstreams` and `routes` — "
+                          "fix: start from the example routes.yaml at the repository root")
+    errors = sorted(_VALIDATOR.iter_errors(data), key=lambda e: list(map(str, e.absolute_path)))
+    if errors:
+        err = errors[0]
+        path = tuple(err.absolute_path)
+        raise _fail(source, lines, path, f"{err.message} (value: {json.dumps(err.instance)[:80]})",
+                    _schema_fix(err))
+
+    def fail(path: tuple[Any, ...], problem: str, fix: str) -> ConfigError:
+        return _fail(source, lines, path, problem, fix)
+
+    upstreams: dict[str, Upstream] = {}
+    for name, spec in data["upstreams"].items():
+        url = urlsplit(spec["url"])
+        if not url.hostname:
+            raise fail(("upstreams", name, "url"), f"{spec['url']!r} has no host",
+                       "write http://host:port")
+        try:
+            port = url.port or 80
+        except ValueError as exc:
+            raise fail(("upstreams", name, "url"), f"bad port in {spec['url']!r}",
+                       "write http://host:port with a port 1-65535") from exc
+        upstreams[name] = Upstream(
+            name=name, url=spec["url"].rstrip("/"), host=url.hostname, port=port,
+            connect_timeout=float(spec.get("connect_timeout", 2.0)),
+            read_timeout=float(spec.get("read_timeout", 30.0)),
+            pool_size=int(spec.get("pool_size", 64)),
+            host_header=spec.get("host_header", "upstream"),
+            breaker=BreakerConfig(**spec.get("breaker", {})),
+        )
+
+    def known(path: tuple[Any, ...], name: str) -> str:
+        if name not in upstreams:
+            raise fail(path, f"unknown upstream {name!r}",
+                       f"use one of: {', '.join(upstreams)} (or declare it under upstreams)")
+        return name
+
+    identity = None
+    if "identity" in data:
+        ident = data["identity"]
+        identity = Identity(**ident)
+        known(("identity", "upstream"), identity.upstream)
+
+    routes: list[Route] = []
+    seen: set[str] = set()
+    for i, spec in enumerate(data["routes"]):
+        at = ("routes", i)
+        name = spec["name"]
+        if name in seen:
+            raise fail(at + ("name",), f"route name {name!r} is used twice", "give each route a unique name")
+        seen.add(name)
+        m = spec["match"]
+        if ("prefix" in m) == ("exact" in m):
+            raise fail(at + ("match",), "needs exactly one of `prefix` or `exact`",
+                       "write e.g. `match: {prefix: /api/products}`")
+        header = None
+        if "header" in m:
+            header = (m["header"]["name"].lower(), m["header"].get("value"))
+        match = Match(prefix=m.get("prefix"), exact=m.get("exact"),
+                      methods=frozenset(m["methods"]) if "methods" in m else None,
+                      host=m["host"].lower() if "host" in m else None, header=header)
+        backends = tuple((known(at + ("backends", b), b), w) for b, w in spec["backends"].items())
+        total = sum(w for _, w in backends)
+        if total != 100:
+            raise fail(at + ("backends",), f"weights sum to {total}, not 100",
+                       "make the percentages add up to 100, e.g. {monolith: 90, catalog: 10}")
+        override = spec.get("override", {})
+        candidate = override.get("candidate", backends[-1][0])
+        if candidate not in dict(backends):
+            raise fail(at + ("override", "candidate"), f"{candidate!r} is not a backend of this route",
+                       f"use one of: {', '.join(b for b, _ in backends)}")
+        fallback = spec.get("fallback")
+        if fallback is not None:
+            known(at + ("fallback",), fallback)
+        if spec.get("identity") and identity is None:
+            identity = Identity()
+            if identity.upstream not in upstreams:
+                raise fail(at + ("identity",), "identity is on but no `identity:` section names "
+                           "the whoami upstream", "add `identity: {upstream: monolith}`")
+        shadow = None
+        if "shadow" in spec:
+            s = spec["shadow"]
+            known(at + ("shadow", "to"), s["to"])
+            shadow = Shadow(
+                to=s["to"], percent=float(s.get("percent", 0)),
+                methods=frozenset(s.get("methods", ["GET", "HEAD"])),
+                ignore=tuple(s.get("ignore", ())), unordered=tuple(s.get("unordered", ())),
+                headers=tuple(h.lower() for h in s.get("headers", ["content-type"])),
+                keep=int(s.get("keep", 20)), queue=int(s.get("queue", 256)))
+        cohort = spec.get("cohort", {})
+        routes.append(Route(
+            name=name, match=match, backends=backends, salt=spec.get("salt", name),
+            cohort_cookie=cohort.get("cookie"),
+            cohort_header=cohort["header"].lower() if "header" in cohort else None,
+            override_header=override["header"].lower() if "header" in override else None,
+            override_cookie=override.get("cookie"), candidate=candidate, fallback=fallback,
+            retries=int(spec.get("retries", 0)), identity=bool(spec.get("identity", False)),
+            shadow=shadow))
+
+    base = base_dir or Path.cwd()
+    ledger_path = Path(data.get("ledger", DEFAULT_LEDGER))
+    header = data.get("backend_header", "X-Strangler-Backend")
+    return Config(
+        upstreams=upstreams, routes=tuple(routes),
+        ledger_path=ledger_path if ledger_path.is_absolute() else base / ledger_path,
+        backend_header=header.lower() if header else None,
+        access_log=data.get("access_log", True),
+        max_header_bytes=int(data.get("max_header_bytes", 16384)),
+        reload_interval=float(data.get("reload_interval", 1.0)),
+        identity=identity, source=source,
+        sha256=hashlib.sha256(text.encode()).hexdigest())
+
+
+def load_config(path: str | os.PathLike[str]) -> Config:
+    """Read and validate a routes file (ConfigError if missing or invalid)."""
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except OSError as exc:
+        raise ConfigError(f"{p}: cannot read the routes file ({exc.strerror}) — fix: pass "
+                          "--config with the path of an existing routes.yaml") from exc
+    return parse_config(text, source=str(p), base_dir=p.resolve().parent)
+
+
+# --- editing ----------------------------------------------------------------------------
+
+def weight_edit(text: str, *, route: str, backend: str, weight: int,
+                source: str = "<string>") -> tuple[str, dict[str, int], dict[str, int]]:
+    """New file text with one backend's weight set; the first other backend absorbs the rest.
+
+    Returns (new text, old weights, new weights). Only the weight scalars change in the text.
+    """
+    config = parse_config(text, source=source)
+    r = config.route(route)
+    old = r.weights
+    if backend not in old:
+        raise ConfigError(f"route {route!r} has no backend {backend!r}; its backends: "
+                          f"{', '.join(old)} — fix: name one of them")
+    if isinstance(weight, bool) or not isinstance(weight, int) or not 0 <= weight <= 100:
+        raise ConfigError(f"weight {weight!r} is not an integer percentage — fix: use 0..100")
+    new = dict(old)
+    new[backend] = weight
+    others = [b for b in old if b != backend]
+    if others:
+        absorb = others[0]
+        new[absorb] = 100 - sum(w for b, w in new.items() if b != absorb)
+        if not 0 <= new[absorb] <= 100:
+            raise ConfigError(f"setting {backend}={weight} leaves {absorb} at {new[absorb]}% — "
+                              "fix: lower the other backends' weights first")
+    elif weight != 100:
+        raise ConfigError(f"{backend!r} is the only backend of {route!r}; its weight stays 100 — "
+                          "fix: add another backend first")
+    # Locate the weight scalars in the composed tree and splice new values into the text.
+    root = yaml.compose(text)
+    assert isinstance(root, yaml.MappingNode)
+    routes_node = next(v for k, v in root.value if k.value == "routes")
+    index = [r2.name for r2 in config.routes].index(route)
+    route_node = routes_node.value[index]
+    backends_node = next(v for k, v in route_node.value if k.value == "backends")
+    edits = [(v.start_mark.index, v.end_mark.index, str(new[k.value]))
+             for k, v in backends_node.value if new[k.value] != old[k.value]]
+    for start, end, value in sorted(edits, reverse=True):
+        text = text[:start] + value + text[end:]
+    return text, old, new
+
+
+def set_weight(path: str | os.PathLike[str], *, route: str, backend: str, weight: int,
+               actor: str, reason: str) -> dict[str, Any]:
+    """Change one weight in a routes file: validated whole, written atomically, ledgered.
+
+    Safe against concurrent editors (an exclusive lock on `<file>.lock`). Returns the ledger
+    entry. Raises ConfigError (nothing written) when the change or the result is invalid.
+    """
+    p = Path(path)
+    if not reason.strip():
+        raise ConfigError("a weight change needs a reason — fix: say why (it goes in the ledger)")
+    with open(f"{p}.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        text = p.read_text()
+        new_text, old, new = weight_edit(text, route=route, backend=backend, weight=weight,
+                                         source=str(p))
+        config = parse_config(new_text, source=str(p), base_dir=p.resolve().parent)
+        atomic_write(p, new_text)
+        return ledger.append(config.ledger_path, actor=actor, route=route, old=old, new=new,
+                             reason=reason, config_sha256=config.sha256)
+
+
+def atomic_write(path: Path, text: str) -> None:
+    """Replace a file so readers see the old or the new text, never a mix."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        if path.exists():
+            os.chmod(tmp, path.stat().st_mode & 0o777)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def diff_weights(old: Config | None, new: Config) -> list[tuple[str, dict[str, int], dict[str, int]]]:
+    """Routes whose weights differ between two configs: (route, old weights, new weights)."""
+    before = {r.name: r.weights for r in old.routes} if old else {}
+    return [(r.name, before.get(r.name, {}), r.weights) for r in new.routes
+            if before.get(r.name) != r.weights]

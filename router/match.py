@@ -1,0 +1,125 @@
+"""Request → route: one canonical path normalisation, then exact > longest prefix > file order.
+
+Place in the flow: the first step of every request. The same normalised path is used for
+matching *and* forwarding, so the router and the upstream never disagree about which route
+a path belongs to. Normalisation: percent-decoding of unreserved characters (and upper-case
+hex for the rest), duplicate slashes collapsed, dot segments removed (RFC 3986 5.2.4).
+Encodings that could smuggle a path past a route — `%2F`, `%5C`, a raw backslash, control
+characters, malformed `%` escapes — are refused with 400 rather than guessed at.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+from router.config import Route
+from router.errors import BadRequest
+
+_UNRESERVED = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
+_HEX = frozenset(b"0123456789abcdefABCDEF")
+# Decoded, these would change how the path splits into segments (or end it): refuse.
+_SMUGGLERS = frozenset({0x2F, 0x5C} | set(range(0x20)) | {0x7F})
+
+
+def normalise_path(raw: bytes) -> str:
+    """The canonical form of a raw request path (no query string); BadRequest if ambiguous."""
+    if (raw[:1] == b"/" and raw.isascii() and b"%" not in raw and b"//" not in raw
+            and b"/." not in raw and b"\\" not in raw and not _has_ctl(raw)):
+        return raw.decode("ascii")  # the common case: already canonical
+    if raw[:1] != b"/":
+        raise BadRequest("the request path must start with '/'")
+    out = bytearray()
+    i, n = 0, len(raw)
+    while i < n:
+        c = raw[i]
+        if c == 0x25:  # '%'
+            if i + 2 >= n or raw[i + 1] not in _HEX or raw[i + 2] not in _HEX:
+                raise BadRequest("malformed percent-encoding in the request path")
+            value = int(raw[i + 1:i + 3], 16)
+            if value in _SMUGGLERS:
+                raise BadRequest(f"encoded character %{value:02X} is not allowed in the path "
+                                 "(it could hide a path from the routing table)")
+            if value in _UNRESERVED:
+                out.append(value)
+            else:
+                out += b"%%%02X" % value
+            i += 3
+            continue
+        if c == 0x5C or c < 0x21 or c == 0x7F:
+            raise BadRequest("backslashes and control characters are not allowed in the path")
+        if c > 0x7F:
+            out += b"%%%02X" % c
+        else:
+            out.append(c)
+        i += 1
+    return _remove_dot_segments(out.decode("ascii"))
+
+
+def _has_ctl(raw: bytes) -> bool:
+    return any(c < 0x21 or c == 0x7F for c in raw)
+
+
+def _remove_dot_segments(path: str) -> str:
+    segments = path.split("/")
+    out: list[str] = []
+    for seg in segments[1:]:
+        if seg == "..":
+            if out:
+                out.pop()
+        elif seg not in (".", ""):
+            out.append(seg)
+    if not out:
+        return "/"
+    trailing = "/" if segments[-1] in ("", ".", "..") else ""
+    return "/" + "/".join(out) + trailing
+
+
+class RouteTable:
+    """Routes ordered for matching: exact paths, then prefixes longest first, then file order."""
+
+    def __init__(self, routes: Sequence[Route]) -> None:
+        self._exact: dict[str, list[Route]] = {}
+        prefixed: list[tuple[int, int, Route]] = []
+        for order, route in enumerate(routes):
+            if route.match.exact is not None:
+                self._exact.setdefault(route.match.exact, []).append(route)
+            else:
+                assert route.match.prefix is not None
+                prefixed.append((-len(route.match.prefix), order, route))
+        prefixed.sort(key=lambda t: (t[0], t[1]))
+        self._prefixes = [(_prefix_forms(r.match.prefix or "/"), r) for _, _, r in prefixed]
+
+    def match(self, method: str, path: str, host: str | None,
+              headers: Iterable[tuple[bytes, bytes]]) -> Route | None:
+        """The route for a request, or None when nothing matches."""
+        for route in self._exact.get(path, ()):
+            if _fits(route, method, host, headers):
+                return route
+        for (whole, with_slash), route in self._prefixes:
+            if (path == whole or path.startswith(with_slash)) and _fits(route, method, host, headers):
+                return route
+        return None
+
+
+def _prefix_forms(prefix: str) -> tuple[str, str]:
+    # `/api/products` matches itself and `/api/products/...`, never `/api/productsX`.
+    if prefix.endswith("/"):
+        return prefix.rstrip("/") or "/", prefix
+    return prefix, prefix + "/"
+
+
+def _fits(route: Route, method: str, host: str | None,
+          headers: Iterable[tuple[bytes, bytes]]) -> bool:
+    m = route.match
+    if m.methods is not None and method not in m.methods:
+        return False
+    if m.host is not None and (host or "").split(":")[0].lower() != m.host:
+        return False
+    if m.header is not None:
+        name, value = m.header
+        wanted = name.encode("latin-1")
+        for k, v in headers:
+            if k == wanted and (value is None or v.decode("latin-1") == value):
+                return True
+        return False
+    return True

@@ -1,0 +1,457 @@
+"""The router as a pure ASGI app: match → choose → forward, streaming both ways.
+
+Place in the flow: the ASGI server hands every request to `Router.__call__`. It reads the
+current `Snapshot` once (so a reload never changes config mid-request), refuses ambiguous
+requests (bad framing, oversized headers, smuggling paths), matches a route, picks a backend
+(`balance.choose`), and forwards through the lean client with hop-by-hop headers stripped,
+`X-Forwarded-*`, `X-Request-ID` and `traceparent` set, and the identity header signed.
+
+Failure policy: connect failure → 502, timeout → 504, each with a short JSON body naming
+the upstream and request id. Retries and fallback apply only to idempotent requests
+without a body and only before any response byte reached the client.
+`/_strangler/...` never goes upstream: it is the admin API (`router.admin`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import random
+import re
+import signal
+import sys
+from collections.abc import Awaitable, Callable, MutableMapping
+from pathlib import Path
+from time import perf_counter
+from typing import Any
+
+from router import balance
+from router.accesslog import AccessLog
+from router.client import Connection, Pool, StaleConnection
+from router.config import IDENTITY_SECRET_ENV, Config, Route, Upstream, load_config
+from router.errors import BadRequest, RouterError, UpstreamError
+from router.match import normalise_path
+from router.metrics import Metrics
+from router.state import Snapshot, build_snapshot
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
+HOP_BY_HOP = frozenset({b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding",
+                        b"te", b"trailer", b"upgrade", b"proxy-authenticate", b"proxy-authorization"})
+# Request headers the router drops and sets itself (or must never forward).
+REQ_SKIP = HOP_BY_HOP | {b"host", b"content-length", b"x-forwarded-for", b"x-forwarded-proto",
+                         b"x-forwarded-host", b"x-request-id", b"traceparent",
+                         b"x-strangler-identity", b"expect"}
+RESP_SKIP = HOP_BY_HOP | {b"x-request-id"}
+IDENTITY_HEADER = b"x-strangler-identity"
+_REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:-]{1,128}$")
+_TRACEPARENT = re.compile(rb"^00-([0-9a-f]{32})-[0-9a-f]{16}-([0-9a-f]{2})$")
+SHADOW_CAPTURE_LIMIT = 1024 * 1024
+
+
+class Router:
+    """The ASGI application. Build with a routes file path (reloadable) or a `Config`."""
+
+    def __init__(self, *, config_path: str | Path | None = None, config: Config | None = None,
+                 metrics_dir: str | Path | None = None, leader: bool = True) -> None:
+        if config_path is None and config is None:
+            raise RouterError("Router needs config_path= (a routes.yaml) or config=")
+        from router.admin import Admin
+        from router.identity import IdentityBridge
+        from router.reload import Reloader
+        from router.shadow import ShadowMirror
+
+        self.config_path = Path(config_path) if config_path else None
+        self.snapshot: Snapshot | None = None
+        self._initial = config
+        self.metrics = Metrics(metrics_dir)
+        self.shadow = ShadowMirror(self)
+        self.identity = IdentityBridge(self)
+        self.admin = Admin(self)
+        self.reloader = Reloader(self, leader=leader)
+        self.access_log = AccessLog(False)
+        self._tasks: list[asyncio.Task[None]] = []
+        self._started = False
+
+    # --- lifecycle ----------------------------------------------------------------------
+    async def startup(self) -> None:
+        if self._started:
+            return
+        self._started = True
+        config = self._initial or load_config(self.config_path)  # type: ignore[arg-type]
+        self.install(config)
+        if any(r.identity for r in config.routes) and not os.environ.get(IDENTITY_SECRET_ENV):
+            print(f"strangler router: warning: routes ask for identity but {IDENTITY_SECRET_ENV} "
+                  "is not set; no identity header will be sent", file=sys.stderr, flush=True)
+        loop = asyncio.get_running_loop()
+        self._tasks.append(loop.create_task(self._housekeeping()))
+        if self.config_path is not None:
+            self._tasks.append(loop.create_task(self.reloader.watch()))
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                loop.add_signal_handler(signal.SIGHUP, self.reloader.on_sighup)
+
+    def install(self, config: Config) -> None:
+        """Swap in a validated config (one assignment; in-flight requests keep theirs)."""
+        self.snapshot = build_snapshot(config, self.snapshot)
+        if config.access_log != getattr(self, "_log_target", None):
+            self.access_log.close()
+            self.access_log = AccessLog(config.access_log)
+            self._log_target = config.access_log
+        self.shadow.configure(config)
+
+    async def shutdown(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks.clear()
+        await self.shadow.stop()
+        self._publish_breakers()
+        self.metrics.flush(force=True)
+        self.access_log.close()
+        if self.snapshot:
+            for pool in self.snapshot.pools.values():
+                pool.close()
+
+    async def _housekeeping(self) -> None:
+        while True:
+            await asyncio.sleep(0.2)
+            self.access_log.flush()
+            self._publish_breakers()
+            self.metrics.flush()
+
+    def _publish_breakers(self) -> None:
+        if self.snapshot is not None:
+            states = {n: b.snapshot() for n, b in self.snapshot.breakers.items()}
+            if states != self.metrics.breakers:
+                self.metrics.breakers = states
+                self.metrics.dirty = True
+
+    # --- ASGI ---------------------------------------------------------------------------
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            if self.snapshot is None:
+                await self.startup()
+            await self.handle(scope, receive, send)
+        elif scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+        elif scope["type"] == "websocket":
+            await receive()
+            await send({"type": "websocket.close", "code": 1003})
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    await self.startup()
+                except RouterError as exc:
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.shutdown()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = perf_counter()
+        snap = self.snapshot
+        assert snap is not None
+        config = snap.config
+        raw_path: bytes = scope.get("raw_path") or scope["path"].encode()
+        if raw_path.startswith(b"/_strangler"):
+            await self.admin.handle(scope, receive, send, raw_path)
+            return
+        method: str = scope["method"]
+
+        # One pass over the request headers: pick out what the router needs, keep the rest.
+        host = cl = te = conn_hdr = xff = rid = tp = cookie = None
+        size = 0
+        fwd: list[tuple[bytes, bytes]] = []
+        for name, value in scope["headers"]:
+            size += len(name) + len(value) + 4
+            if name in REQ_SKIP:
+                if name == b"host":
+                    host = value
+                elif name == b"content-length":
+                    if cl is not None and cl != value:
+                        return await self._refuse(send, 400, "conflicting Content-Length headers", started, method, raw_path)
+                    cl = value
+                elif name == b"transfer-encoding":
+                    te = value if te is None else te + b"," + value
+                elif name == b"connection":
+                    conn_hdr = value if conn_hdr is None else conn_hdr + b"," + value
+                elif name == b"x-forwarded-for":
+                    xff = value if xff is None else xff + b", " + value
+                elif name == b"x-request-id":
+                    rid = value
+                elif name == b"traceparent":
+                    tp = value
+                continue
+            if name == b"cookie":
+                cookie = value if cookie is None else cookie + b"; " + value
+            fwd.append((name, value))
+        if size > config.max_header_bytes:
+            return await self._refuse(send, 431, f"request headers exceed {config.max_header_bytes} bytes", started, method, raw_path)
+        if te is not None and (cl is not None or te.strip().lower() != b"chunked"):
+            return await self._refuse(send, 400, "Transfer-Encoding must be exactly 'chunked' and "
+                                      "never combined with Content-Length", started, method, raw_path)
+        if cl is not None and not cl.isdigit():
+            return await self._refuse(send, 400, "Content-Length is not a number", started, method, raw_path)
+        if conn_hdr is not None:
+            named = {t.strip().lower() for t in conn_hdr.split(b",")} - {b"close", b"keep-alive", b""}
+            if named:
+                fwd = [(n, v) for n, v in fwd if n not in named]
+        try:
+            path = normalise_path(raw_path)
+        except BadRequest as exc:
+            return await self._refuse(send, exc.status, str(exc), started, method, raw_path)
+
+        request_id = rid.decode() if rid is not None and _REQUEST_ID.match(rid) else f"{random.getrandbits(128):032x}"
+        route = snap.table.match(method, path, host.decode("latin-1") if host else None, scope["headers"])
+        if route is None:
+            return await self._error(send, 404, "no_route", None, request_id, started, method, path, None,
+                                     detail="no route matches this request")
+
+        backend = self._choose(route, scope, cookie)
+        # Everything after the Host line is the same whichever upstream answers.
+        client = scope.get("client")
+        client_ip = client[0].encode() if client else b"unknown"
+        trace = _TRACEPARENT.match(tp) if tp is not None else None
+        trace_id = trace.group(1).decode() if trace else f"{random.getrandbits(128):032x}"
+        flags = trace.group(2).decode() if trace else "01"
+        traceparent = f"00-{trace_id}-{random.getrandbits(64):016x}-{flags}".encode()
+        parts = [b"".join((n, b": ", v, b"\r\n")) for n, v in fwd]
+        parts += [b"x-forwarded-for: ", (xff + b", " + client_ip) if xff else client_ip,
+                  b"\r\nx-forwarded-proto: ", scope.get("scheme", "http").encode(),
+                  b"\r\nx-request-id: ", request_id.encode(), b"\r\ntraceparent: ", traceparent, b"\r\n"]
+        if host is not None:
+            parts += [b"x-forwarded-host: ", host, b"\r\n"]
+        has_body = te is not None or (cl is not None and cl != b"0")
+        if te is not None:
+            parts.append(b"transfer-encoding: chunked\r\n")
+        elif cl is not None:
+            parts += [b"content-length: ", cl, b"\r\n"]
+        if route.identity:
+            signed = await self.identity.header_for(snap, scope["headers"], cookie)
+            if signed is not None:
+                parts += [IDENTITY_HEADER, b": ", signed, b"\r\n"]
+        parts.append(b"\r\n")
+        tail = b"".join(parts)
+        qs = scope.get("query_string")
+        target = (path + "?" + qs.decode("latin-1")) if qs else path
+        line = f"{method} {target} HTTP/1.1\r\nhost: ".encode("latin-1")
+
+        shadow = route.shadow is not None and self.shadow.wants(route, method)
+        capture: list[bytes] | None = [] if shadow else None
+        retryable = method in IDEMPOTENT and not has_body
+        attempts = 1 + (route.retries if retryable else 0)
+        tried_fallback = False
+        while True:
+            upstream = config.upstreams[backend]
+            breaker = snap.breakers[backend]
+            if not breaker.allow():
+                error = UpstreamError(f"the circuit breaker of {backend} is open")
+                error.kind = "breaker_open"
+                error.status = 503
+                self.metrics.observe(route.name, backend, 503, (perf_counter() - started) * 1000, "breaker_open")
+            else:
+                try:
+                    conn = await self._exchange(upstream, snap.pools[backend], line, host, tail,
+                                                method, has_body, te is not None, receive)
+                except ClientGone:
+                    breaker.record(True)  # not the upstream's fault
+                    return
+                except UpstreamError as exc:
+                    breaker.record(False)
+                    error = exc
+                    self.metrics.observe(route.name, backend, exc.status, (perf_counter() - started) * 1000, exc.kind)
+                    attempts -= 1
+                    if attempts > 0:
+                        continue
+                else:
+                    status = await self._respond(conn, send, config, backend, request_id, capture, breaker)
+                    ms = (perf_counter() - started) * 1000
+                    self.metrics.observe(route.name, backend, status, ms)
+                    if self.access_log.enabled:
+                        self.access_log.write(request_id=request_id, method=method, path=path,
+                                              route=route.name, backend=backend, status=status, ms=ms)
+                    if capture is not None:
+                        self.shadow.offer(route, snap, backend, method, line, tail, status, conn.headers, capture)
+                    return
+            fallback = route.fallback
+            if retryable and fallback and fallback != backend and not tried_fallback:
+                tried_fallback = True
+                backend = fallback
+                attempts = 1
+                continue
+            return await self._error(send, error.status, f"upstream_{error.kind}", backend, request_id,
+                                     started, method, path, route.name, detail=str(error), count=False)
+
+    def _choose(self, route: Route, scope: Scope, cookie: bytes | None) -> str:
+        backends = route.backends
+        override = None
+        if route.override_header is not None:
+            override = _header(scope["headers"], route.override_header.encode())
+        if override is None and route.override_cookie is not None and cookie is not None:
+            override = _cookie(cookie, route.override_cookie)
+        if len(backends) == 1 and override is None:
+            return backends[0][0]
+        key = None
+        if route.cohort_header is not None:
+            key = _header(scope["headers"], route.cohort_header.encode())
+        if key is None and route.cohort_cookie is not None and cookie is not None:
+            key = _cookie(cookie, route.cohort_cookie)
+        if key is None:
+            client = scope.get("client")
+            key = client[0] if client else ""
+        return balance.choose(backends, salt=route.salt, key=key, override=override,
+                              candidate=route.candidate)
+
+    async def _exchange(self, upstream: Upstream, pool: Pool, line: bytes, host: bytes | None,
+                        tail: bytes, method: str, has_body: bool, chunked: bool,
+                        receive: Receive) -> Connection:
+        """Send the request; return the connection once the response head arrived."""
+        if upstream.host_header == "client" and host is not None:
+            head = line + host + b"\r\n" + tail
+        else:
+            head = line + upstream.authority.encode() + b"\r\n" + tail
+        fresh_retry = False
+        while True:
+            conn, reused = await pool.acquire(upstream.connect_timeout)
+            try:
+                conn.begin(head, head_only=method == "HEAD")
+                if has_body:
+                    await self._stream_body(conn, receive, chunked, upstream.read_timeout)
+                await conn.response_head(upstream.read_timeout)
+                return conn
+            except StaleConnection:
+                conn.close()
+                # A pooled connection the upstream had already closed: nothing was consumed
+                # from the client, so one retry on a fresh connection is safe.
+                if reused and not has_body and not fresh_retry:
+                    fresh_retry = True
+                    continue
+                raise
+            except BaseException:
+                conn.close()
+                raise
+
+    async def _stream_body(self, conn: Connection, receive: Receive, chunked: bool, timeout: float) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise ClientGone("the client went away while sending the body")
+            data = message.get("body", b"")
+            more = message.get("more_body", False)
+            if conn.head_done or conn.closed:
+                return  # the upstream already answered (e.g. 413): stop sending
+            if chunked:
+                if data:
+                    await conn.write(b"%x\r\n%b\r\n" % (len(data), data), timeout)
+                if not more:
+                    await conn.write(b"0\r\n\r\n", timeout)
+            elif data:
+                await conn.write(data, timeout)
+            if not more:
+                return
+
+    async def _respond(self, conn: Connection, send: Send, config: Config, backend: str,
+                       request_id: str, capture: list[bytes] | None, breaker: Any) -> int:
+        """Relay the response head and body; returns the status."""
+        status = conn.status
+        drop = RESP_SKIP
+        for name, value in conn.headers:
+            if name == b"connection":
+                drop = drop | {t.strip().lower() for t in value.split(b",")}
+        headers = [(n, v) for n, v in conn.headers if n not in drop]
+        if config.backend_header:
+            headers.append((config.backend_header.encode(), backend.encode()))
+        headers.append((b"x-request-id", request_id.encode()))
+        read_timeout = config.upstreams[backend].read_timeout
+        ok = status < 500
+        try:
+            if conn.complete:
+                body = conn.take()
+                conn.finish()
+                await send({"type": "http.response.start", "status": status, "headers": headers})
+                await send({"type": "http.response.body", "body": body})
+                if capture is not None:
+                    capture.append(body)
+                return status
+            await send({"type": "http.response.start", "status": status, "headers": headers})
+            captured = 0
+            while True:
+                body, more = await conn.body(read_timeout)
+                if capture is not None:
+                    captured += len(body)
+                    if captured <= SHADOW_CAPTURE_LIMIT:
+                        capture.append(body)
+                    else:
+                        capture.clear()
+                        capture = None
+                if not more:
+                    conn.finish()
+                await send({"type": "http.response.body", "body": body, "more_body": more})
+                if not more:
+                    return status
+        except UpstreamError as exc:
+            ok = False
+            conn.close()
+            raise RouterError(f"{backend} failed mid-response ({exc}); the response was cut") from exc
+        except BaseException:
+            conn.close()
+            raise
+        finally:
+            breaker.record(ok)
+
+    async def _refuse(self, send: Send, status: int, detail: str, started: float, method: str,
+                      raw_path: bytes) -> None:
+        await self._error(send, status, "bad_request" if status == 400 else "refused", None,
+                          f"{random.getrandbits(128):032x}", started, method,
+                          raw_path.decode("latin-1"), None, detail=detail)
+
+    async def _error(self, send: Send, status: int, error: str, upstream: str | None,
+                     request_id: str, started: float, method: str, path: str, route: str | None,
+                     *, detail: str, count: bool = True) -> None:
+        body = json.dumps({"error": error, "detail": detail, "upstream": upstream,
+                           "request_id": request_id}).encode()
+        await send({"type": "http.response.start", "status": status,
+                    "headers": [(b"content-type", b"application/json"),
+                                (b"content-length", str(len(body)).encode()),
+                                (b"x-request-id", request_id.encode())]})
+        await send({"type": "http.response.body", "body": body})
+        ms = (perf_counter() - started) * 1000
+        if count and route is not None:
+            self.metrics.observe(route, upstream or "-", status, ms, error)
+        if self.access_log.enabled:
+            self.access_log.write(request_id=request_id, method=method, path=path, route=route,
+                                  backend=upstream, status=status, ms=ms, error=error)
+
+
+class ClientGone(RouterError):
+    """The client disconnected before the request was forwarded whole."""
+
+
+def _header(headers: list[tuple[bytes, bytes]], name: bytes) -> str | None:
+    for k, v in headers:
+        if k == name:
+            return v.decode("latin-1")
+    return None
+
+
+def _cookie(cookie: bytes, name: str) -> str | None:
+    wanted = name.encode()
+    for part in cookie.split(b";"):
+        k, sep, v = part.strip().partition(b"=")
+        if sep and k == wanted:
+            return v.decode("latin-1")
+    return None

@@ -1,0 +1,159 @@
+"""Running the router: one process, or a supervisor with N worker processes.
+
+Place in the flow: the outermost layer. `python -m router --config routes.yaml --host H
+--port P --workers N`. The ASGI server is uvicorn with its httptools parser and uvloop when
+installed (chosen by measurement: benchmarks/README.md), no access log of its own (the
+router writes JSON lines) and `proxy_headers=False`, so a client cannot spoof its address
+through `X-Forwarded-For`.
+
+With N > 1 the supervisor binds the socket once and forks N workers sharing it, gives them
+a shared metrics folder (summed on read), writes ledger entries for hand edits of the file
+(it is the reload leader), forwards SIGHUP to every worker, and restarts a worker that died.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import sys
+import tempfile
+import time
+from pathlib import Path
+from types import FrameType
+
+from router.admin import SUPERVISOR_ENV
+from router.config import load_config
+from router.errors import ConfigError
+from router.reload import ConfigWatcher
+
+METRICS_ENV = "STRANGLER_METRICS_DIR"
+
+
+def _uvicorn_config(app: object, **kwargs: object) -> object:
+    import uvicorn
+
+    try:
+        import uvloop  # noqa: F401
+
+        loop = "uvloop"
+    except ImportError:
+        loop = "asyncio"
+    return uvicorn.Config(app, http="httptools", loop=loop, lifespan="on", access_log=False,
+                          proxy_headers=False, server_header=False, date_header=False,
+                          log_level="warning", timeout_keep_alive=75, backlog=4096, **kwargs)  # type: ignore[arg-type]
+
+
+def serve_one(config_path: Path, *, host: str, port: int, sock: socket.socket | None = None,
+              metrics_dir: str | None = None, leader: bool = True) -> None:
+    """Run one worker in this process until SIGINT/SIGTERM."""
+    import uvicorn
+
+    from router.proxy import Router
+
+    app = Router(config_path=config_path, metrics_dir=metrics_dir, leader=leader)
+    server = uvicorn.Server(_uvicorn_config(app, host=host, port=port))  # type: ignore[arg-type]
+    server.run(sockets=[sock] if sock is not None else None)
+
+
+def run(config_path: Path, *, host: str, port: int, workers: int) -> int:
+    try:
+        load_config(config_path)  # refuse a bad file before binding anything
+    except ConfigError as exc:
+        print(f"strangler router: {exc}", file=sys.stderr)
+        return 2
+    if workers <= 1:
+        serve_one(config_path, host=host, port=port, metrics_dir=os.environ.get(METRICS_ENV))
+        return 0
+    return Supervisor(config_path, host=host, port=port, workers=workers).run()
+
+
+class Supervisor:
+    def __init__(self, config_path: Path, *, host: str, port: int, workers: int) -> None:
+        self.config_path = config_path
+        self.host, self.port, self.workers = host, port, workers
+        self.children: dict[int, int] = {}  # pid → slot
+        self.stopping = False
+        self.hup = False
+
+    def run(self) -> int:
+        sock = socket.socket(socket.AF_INET6 if ":" in self.host else socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((self.host, self.port))
+        sock.listen(4096)
+        sock.set_inheritable(True)
+        metrics_dir = tempfile.mkdtemp(prefix="strangler-metrics-")
+        os.environ[METRICS_ENV] = metrics_dir
+        os.environ[SUPERVISOR_ENV] = str(os.getpid())
+        watcher = ConfigWatcher(self.config_path, leader=True, current=load_config(self.config_path))
+        signal.signal(signal.SIGTERM, self._stop)
+        signal.signal(signal.SIGINT, self._stop)
+        signal.signal(signal.SIGHUP, self._on_hup)
+        print(f"strangler router: {self.workers} workers on http://{self.host}:{self.port}",
+              file=sys.stderr, flush=True)
+        try:
+            for slot in range(self.workers):
+                self._spawn(slot, sock, metrics_dir)
+            interval = watcher.current.reload_interval if watcher.current else 1.0
+            while not self.stopping:
+                time.sleep(min(interval, 0.2))
+                if self.hup:
+                    self.hup = False
+                    watcher.check("sighup")
+                    self._signal_all(signal.SIGHUP)
+                elif watcher.changed():
+                    watcher.check("file-watch")  # workers see the change themselves
+                self._reap(sock, metrics_dir)
+        finally:
+            self._signal_all(signal.SIGTERM)
+            deadline = time.monotonic() + 30
+            while self.children and time.monotonic() < deadline:
+                self._reap(sock, metrics_dir, respawn=False)
+                time.sleep(0.05)
+            self._signal_all(signal.SIGKILL)
+            sock.close()
+            shutil.rmtree(metrics_dir, ignore_errors=True)
+        return 0
+
+    def _spawn(self, slot: int, sock: socket.socket, metrics_dir: str) -> None:
+        pid = os.fork()
+        if pid == 0:
+            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+                signal.signal(sig, signal.SIG_DFL)
+            try:
+                serve_one(self.config_path, host=self.host, port=self.port, sock=sock,
+                          metrics_dir=metrics_dir, leader=False)
+            finally:
+                os._exit(0)
+        self.children[pid] = slot
+
+    def _reap(self, sock: socket.socket, metrics_dir: str, respawn: bool = True) -> None:
+        while self.children:
+            try:
+                pid, _ = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                self.children.clear()
+                return
+            if pid == 0:
+                return
+            slot = self.children.pop(pid, None)
+            if respawn and not self.stopping and slot is not None:
+                print(f"strangler router: worker {pid} died; starting a new one", file=sys.stderr)
+                self._spawn(slot, sock, metrics_dir)
+
+    def _signal_all(self, sig: int) -> None:
+        for pid in list(self.children):
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                self.children.pop(pid, None)
+
+    def _stop(self, signum: int, frame: FrameType | None) -> None:
+        self.stopping = True
+
+    def _on_hup(self, signum: int, frame: FrameType | None) -> None:
+        self.hup = True
+
+
+__all__ = ["Supervisor", "run", "serve_one"]

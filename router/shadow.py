@@ -1,0 +1,131 @@
+"""Shadow traffic: mirror a share of safe requests to a candidate and diff the answers.
+
+Place in the flow: after the primary response went to the client, the proxy `offer`s the
+request and the primary's captured answer. Mirroring runs on a bounded queue served by a
+few worker tasks; when the queue is full the copy is dropped and counted — the primary
+never waits. A worker sends the request to the candidate *and* again to the primary: the
+primary-vs-primary differences are the noise (timestamps, random ids). Fields that differ
+in noise are not held against the candidate, so `net_diff_rate` is the diff rate net of
+noise; the last N differing pairs per route are kept for inspection in status.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import time
+from typing import TYPE_CHECKING, Any
+
+from router.client import fetch
+from router.config import Config, Route
+from router.diff import Response, compare, general
+from router.errors import UpstreamError
+
+if TYPE_CHECKING:
+    from router.proxy import Router
+    from router.state import Snapshot
+
+WORKERS = 4
+SHADOW_HEADER = b"x-strangler-shadow: 1\r\n"
+
+
+class ShadowMirror:
+    def __init__(self, router: Router) -> None:
+        self.router = router
+        self.queue: asyncio.Queue[tuple[Any, ...]] | None = None
+        self.tasks: list[asyncio.Task[None]] = []
+        self.size = 0
+        self.noisy: dict[str, set[str]] = {}  # route → generalised paths seen in noise
+
+    def configure(self, config: Config) -> None:
+        sizes = [r.shadow.queue for r in config.routes if r.shadow is not None]
+        self.size = max(sizes, default=0)
+
+    def wants(self, route: Route, method: str) -> bool:
+        s = route.shadow
+        return s is not None and s.percent > 0 and method in s.methods and \
+            (s.percent >= 100 or random.random() * 100 < s.percent)
+
+    def offer(self, route: Route, snap: Snapshot, backend: str, method: str, line: bytes,
+              tail: bytes, status: int, headers: list[tuple[bytes, bytes]], body: list[bytes] | None) -> None:
+        """Queue a comparison; never blocks (drops and counts when the queue is full)."""
+        assert route.shadow is not None
+        stats = self.router.metrics.shadow_stats(route.name, route.shadow.keep)
+        self.router.metrics.dirty = True
+        if self.queue is None:
+            self.queue = asyncio.Queue(maxsize=max(self.size, 1))
+            self.tasks = [asyncio.get_running_loop().create_task(self._work()) for _ in range(WORKERS)]
+        primary = Response(status, {k.decode("latin-1"): v.decode("latin-1") for k, v in headers},
+                           b"".join(body) if body else b"")
+        try:
+            self.queue.put_nowait((route, snap, backend, method, line, tail, primary, time.time()))
+            stats["mirrored"] += 1
+        except asyncio.QueueFull:
+            stats["dropped"] += 1
+
+    async def stop(self) -> None:
+        for task in self.tasks:
+            task.cancel()
+        for task in self.tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self.tasks = []
+        self.queue = None
+
+    async def _work(self) -> None:
+        assert self.queue is not None
+        while True:
+            item = await self.queue.get()
+            try:
+                await self._compare(*item)
+            except Exception:  # noqa: BLE001 - a shadow failure must never stop the mirror
+                pass
+            finally:
+                self.queue.task_done()
+
+    async def _compare(self, route: Route, snap: Snapshot, primary_name: str, method: str,
+                       line: bytes, tail: bytes, primary: Response, when: float) -> None:
+        shadow = route.shadow
+        assert shadow is not None
+        stats = self.router.metrics.shadow_stats(route.name, shadow.keep)
+        if primary_name == shadow.to:
+            return  # the candidate answered the client itself: nothing to compare
+        rules: dict[str, Any] = {"headers": shadow.headers, "ignore": shadow.ignore,
+                                 "unordered": shadow.unordered}
+        try:
+            candidate = await self._call(snap, shadow.to, method, line, tail)
+            again = await self._call(snap, primary_name, method, line, tail)
+        except UpstreamError:
+            stats["errors"] += 1
+            self.router.metrics.dirty = True
+            return
+        noise = compare(primary, again, **rules)
+        noisy = self.noisy.setdefault(route.name, set())
+        stats["noise_compared"] += 1
+        if noise:
+            stats["noise_differing"] += 1
+            noisy.update(general(p) for p in noise)
+        diffs = compare(primary, candidate, **rules)
+        stats["compared"] += 1
+        if diffs:
+            stats["differing_raw"] += 1
+        real = [p for p in diffs if general(p) not in noisy]
+        if real:
+            stats["differing"] += 1
+            stats["pairs"].append({
+                "time": when, "method": method,
+                "path": line.split(b" ")[1].decode("latin-1"), "diffs": real,
+                "primary": {"backend": primary_name, "status": primary.status,
+                            "body": primary.body[:2048].decode("utf-8", "replace")},
+                "candidate": {"backend": shadow.to, "status": candidate.status,
+                              "body": candidate.body[:2048].decode("utf-8", "replace")},
+            })
+        self.router.metrics.dirty = True
+
+    async def _call(self, snap: Snapshot, name: str, method: str, line: bytes, tail: bytes) -> Response:
+        upstream = snap.config.upstreams[name]
+        head = line + upstream.authority.encode() + b"\r\n" + SHADOW_HEADER + tail
+        status, headers, body = await fetch(snap.pools[name], head, connect_timeout=upstream.connect_timeout,
+                                            read_timeout=upstream.read_timeout, head_only=method == "HEAD")
+        return Response(status, {k.decode("latin-1"): v.decode("latin-1") for k, v in headers}, body)

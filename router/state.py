@@ -1,0 +1,50 @@
+"""The running state built from one `Config`: route table, connection pools, breakers.
+
+Place in the flow: a request reads `router.snapshot` once when it starts and uses only that
+object until it ends, so a reload (which swaps in a new `Snapshot` with one assignment)
+never changes the config under an in-flight request. Pools and breakers of upstreams whose
+address and settings are unchanged carry over into the new snapshot; pools of upstreams
+that went away are retired (their in-flight exchanges finish, then they close).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from router.breaker import Breaker
+from router.client import Pool
+from router.config import Config
+from router.match import RouteTable
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    config: Config
+    table: RouteTable
+    pools: dict[str, Pool]
+    breakers: dict[str, Breaker]
+
+
+def build_snapshot(config: Config, previous: Snapshot | None = None) -> Snapshot:
+    """A snapshot for `config`, reusing what `previous` had for unchanged upstreams.
+
+    Must run inside the event loop (pools bind to it).
+    """
+    pools: dict[str, Pool] = {}
+    breakers: dict[str, Breaker] = {}
+    for name, up in config.upstreams.items():
+        old_pool = previous.pools.get(name) if previous else None
+        if old_pool and (old_pool.host, old_pool.port, old_pool.size) == (up.host, up.port, up.pool_size):
+            pools[name] = old_pool
+        else:
+            pools[name] = Pool(name=name, host=up.host, port=up.port, size=up.pool_size)
+        old_breaker = previous.breakers.get(name) if previous else None
+        if old_breaker and old_breaker.config == up.breaker:
+            breakers[name] = old_breaker
+        else:
+            breakers[name] = Breaker(up.breaker)
+    if previous:
+        for name, pool in previous.pools.items():
+            if pools.get(name) is not pool:
+                pool.close()
+    return Snapshot(config=config, table=RouteTable(config.routes), pools=pools, breakers=breakers)
