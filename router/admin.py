@@ -16,6 +16,7 @@ write is refused (403), with a wrong or missing one 401.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 import json
 import os
@@ -111,10 +112,8 @@ class Admin:
         # With several workers, the supervisor forwards SIGHUP to all of them.
         pid = os.environ.get(SUPERVISOR_ENV)
         if pid and pid.isdigit():
-            try:
+            with contextlib.suppress(OSError):
                 os.kill(int(pid), signal.SIGHUP)
-            except OSError:
-                pass
 
     def routes(self) -> dict[str, Any]:
         snap = self.router.snapshot

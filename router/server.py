@@ -40,9 +40,11 @@ def _uvicorn_config(app: object, **kwargs: object) -> object:
         loop = "uvloop"
     except ImportError:
         loop = "asyncio"
-    return uvicorn.Config(app, http="httptools", loop=loop, lifespan="on", access_log=False,
-                          proxy_headers=False, server_header=False, date_header=False,
-                          log_level="warning", timeout_keep_alive=75, backlog=4096, **kwargs)  # type: ignore[arg-type]
+    return uvicorn.Config(
+        app,  # type: ignore[arg-type]
+        http="httptools", loop=loop, lifespan="on", access_log=False, proxy_headers=False,
+        server_header=False, date_header=False, log_level="warning", timeout_keep_alive=75,
+        backlog=4096, **kwargs)  # type: ignore[arg-type]
 
 
 def serve_one(config_path: Path, *, host: str, port: int, sock: socket.socket | None = None,
