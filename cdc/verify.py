@@ -154,7 +154,7 @@ class _Side:
         k = ", ".join(_q(c) for c in self.key)
         where, args = self._where(None, None)
         sql = (f"SELECT {k} FROM (SELECT {k}, row_number() OVER (ORDER BY {k}) AS rn__ FROM "
-               f"{_q(self.table)}{where}) s WHERE rn__ % {int(chunk)} = 0 ORDER BY {k}")
+               f"{_q(self.table)}{where}) s WHERE mod(rn__, {int(chunk)}) = 0 ORDER BY {k}")
         return [list(r) for r in self._exec(sql, args)]
 
     def summary(self, lo: list[Any] | None, hi: list[Any] | None) -> tuple[int, int]:
