@@ -6,7 +6,7 @@ quirks as much as on their features, so this module reproduces them on purpose:
 
 - a value that is not valid for its filter is a 400 `{"<param>": ["<message>"]}`;
   an empty value means "no filter"; the last of repeated parameters wins;
-- booleans accept `true/false/True/False/2/3` and ignore anything else (NullBooleanSelect);
+- `in_stock` and `is_active` accept exactly `true` or `false` (anything else is a 400);
 - `search` is split on whitespace (quoted phrases kept) and commas; every term must
   match name or description, case-insensitively (ASCII), as `LIKE %term%`;
 - `ordering` is a comma list of allowed fields, `-` for descending; unknown fields are
@@ -27,7 +27,7 @@ from starlette.datastructures import QueryParams
 
 from extracted.catalog.errors import ValidationError
 
-NULL_BOOLEAN = {"True": True, "true": True, "2": True, "False": False, "false": False, "3": False}
+BOOLEAN_CHOICES = {"true": True, "false": False}
 ENTER_A_NUMBER = "Enter a number."
 MAX_NUMBER = 1e50  # django-filter's NumberFilter refuses larger values
 INVALID_CHOICE = "Select a valid choice. That choice is not one of the available choices."
@@ -62,14 +62,16 @@ def product_filters(params: QueryParams, *, category_exists: Callable[[int], boo
     category_id = _choice(params.get("category"), "category", category_exists, errors)
     min_price = _number(params.get("min_price"), "min_price", errors)
     max_price = _number(params.get("max_price"), "max_price", errors)
+    in_stock = _boolean_choice(params.get("in_stock"), "in_stock", errors)
+    is_active = _boolean_choice(params.get("is_active"), "is_active", errors)
     if errors:
         raise ValidationError(errors)
     return ProductFilters(
         category_id=category_id,
         min_price_cents=None if min_price is None else math.ceil(min_price * 100),
         max_price_cents=None if max_price is None else math.floor(max_price * 100),
-        in_stock=NULL_BOOLEAN.get(params.get("in_stock", "")),
-        is_active=NULL_BOOLEAN.get(params.get("is_active", "")),
+        in_stock=in_stock,
+        is_active=is_active,
         search=search_terms(params.get("search", "")),
         ordering=ordering(params.get("ordering"), PRODUCT_ORDERING),
     )
@@ -101,6 +103,16 @@ def _choice(
         errors[name] = [INVALID_CHOICE]
         return None
     return key
+
+
+def _boolean_choice(raw: str | None, name: str, errors: dict[str, list[str]]) -> bool | None:
+    """A ChoiceFilter over `true`/`false`: empty means no filter, anything else a 400."""
+    if raw is None or raw == "":
+        return None
+    if raw not in BOOLEAN_CHOICES:
+        errors[name] = [f"Select a valid choice. {raw} is not one of the available choices."]
+        return None
+    return BOOLEAN_CHOICES[raw]
 
 
 def parse_int(raw: str) -> int | None:

@@ -92,6 +92,7 @@ class ObserveMiddleware:
             log.info(
                 "request",
                 extra={
+                    "request_id": rid,
                     "method": method,
                     "path": path,
                     "route": template,

@@ -1,0 +1,145 @@
+"""Staff writes through HTTP: authorised by the router's identity header, validated like DRF."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from sqlalchemy import Engine, func, insert, select
+
+from extracted.catalog import identity
+from extracted.catalog.models import categories, price_changes, products
+from tests.extracted.catalog.asgi import ASGIClient
+from tests.extracted.catalog.conftest import SECRET
+
+NOW = "2026-01-01 00:00:00"
+
+
+def header(*, staff: bool = True, secret: str = SECRET, ttl: int = 60, sub: str = "3") -> dict[str, str]:
+    value = identity.sign(
+        {"sub": sub, "username": "u", "staff": staff, "exp": int(time.time()) + ttl}, secret
+    )
+    return {"X-Strangler-Identity": value}
+
+
+@pytest.fixture
+def seeded(client: ASGIClient, catalog_engine: Engine) -> ASGIClient:
+    with catalog_engine.begin() as conn:
+        conn.execute(insert(categories), [{"id": 1, "name": "Kitchen", "created_at": NOW}])
+        conn.execute(
+            insert(products),
+            [{"id": 5, "name": "Oak Mug", "description": "d", "category_id": 1,
+              "price_cents": 1250, "stock_count": 3, "is_active": True,
+              "created_at": NOW, "updated_at": NOW}],
+        )
+    return client
+
+
+def count(engine: Engine, table) -> int:  # type: ignore[no-untyped-def]
+    with engine.connect() as conn:
+        return int(conn.execute(select(func.count()).select_from(table)).scalar_one())
+
+
+BODY = {"name": "Steel Kettle", "category": 1, "price": "19.99"}
+
+
+@pytest.mark.parametrize(
+    ("headers", "status", "detail"),
+    [
+        ({}, 401, "Authentication credentials were not provided."),
+        (header(secret="wrong"), 401, "Invalid identity signature."),
+        (header(ttl=-5), 401, "Identity has expired."),
+        ({"X-Strangler-Identity": "garbage"}, 401, "Malformed identity."),
+        (header(staff=False), 403, "You do not have permission to perform this action."),
+    ],
+)
+def test_writes_without_a_valid_staff_identity_are_refused_and_change_nothing(
+    seeded: ASGIClient, catalog_engine: Engine, headers: dict[str, str], status: int, detail: str
+) -> None:
+    attempts = [
+        seeded.post("/api/products/", json=BODY, headers=headers),
+        seeded.patch("/api/products/5/", json={"price": "1.00"}, headers=headers),
+        seeded.put("/api/products/5/", json=BODY, headers=headers),
+        seeded.delete("/api/products/5/", headers=headers),
+    ]
+    for response in attempts:
+        assert response.status_code == status
+        assert response.json() == {"detail": detail}
+    assert count(catalog_engine, products) == 1
+    assert seeded.get("/api/products/5/").json()["price"] == "12.50"
+
+
+def test_staff_create_answers_201_with_the_product_and_it_is_readable(seeded: ASGIClient) -> None:
+    response = seeded.post("/api/products/", json=BODY, headers=header())
+    assert response.status_code == 201
+    body = response.json()
+    assert body["id"] == 6  # after the largest copied id: no collision with CDC-fed rows
+    assert {k: body[k] for k in ("name", "category", "category_name", "price", "stock_count", "is_active", "description")} == {
+        "name": "Steel Kettle", "category": 1, "category_name": "Kitchen", "price": "19.99",
+        "stock_count": 0, "is_active": True, "description": "",
+    }
+    assert body["created_at"].endswith("Z")
+    assert seeded.get("/api/products/6/").json() == body
+
+
+def test_a_price_change_is_recorded_with_who_made_it(seeded: ASGIClient, catalog_engine: Engine) -> None:
+    response = seeded.patch("/api/products/5/", json={"price": "14.00"}, headers=header(sub="9"))
+    assert response.status_code == 200
+    assert response.json()["price"] == "14.00"
+    assert response.json()["name"] == "Oak Mug"
+    with catalog_engine.connect() as conn:
+        change = conn.execute(select(price_changes)).mappings().one()
+    assert (change["old_price_cents"], change["new_price_cents"], change["changed_by"]) == (1250, 1400, 9)
+
+
+def test_stock_count_is_read_only_here(seeded: ASGIClient) -> None:
+    response = seeded.patch("/api/products/5/", json={"stock_count": 999}, headers=header())
+    assert response.status_code == 200
+    assert response.json()["stock_count"] == 3
+
+
+def test_delete_then_gone(seeded: ASGIClient) -> None:
+    assert seeded.delete("/api/products/5/", headers=header()).status_code == 204
+    gone = seeded.get("/api/products/5/")
+    assert gone.status_code == 404
+    assert gone.json() == {"detail": "No Product matches the given query."}
+    assert seeded.delete("/api/products/5/", headers=header()).status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("body", "errors"),
+    [
+        ({}, {"name": ["This field is required."], "category": ["This field is required."], "price": ["This field is required."]}),
+        ({**BODY, "name": "  "}, {"name": ["This field may not be blank."]}),
+        ({**BODY, "name": "x" * 201}, {"name": ["Ensure this field has no more than 200 characters."]}),
+        ({**BODY, "category": 99}, {"category": ['Invalid pk "99" - object does not exist.']}),
+        ({**BODY, "category": "abc"}, {"category": ["Incorrect type. Expected pk value, received str."]}),
+        ({**BODY, "price": "0"}, {"price": ["Ensure this value is greater than or equal to 0.01."]}),
+        ({**BODY, "price": "1.234"}, {"price": ["Ensure that there are no more than 2 decimal places."]}),
+        ({**BODY, "price": "123456789.00"}, {"price": ["Ensure that there are no more than 10 digits in total."]}),
+        ({**BODY, "price": "abc"}, {"price": ["A valid number is required."]}),
+        ({**BODY, "price": None}, {"price": ["This field may not be null."]}),
+        ({**BODY, "is_active": "maybe"}, {"is_active": ["Must be a valid boolean."]}),
+    ],
+)
+def test_invalid_payloads_get_drf_error_bodies_and_write_nothing(
+    seeded: ASGIClient, catalog_engine: Engine, body: dict[str, object], errors: dict[str, list[str]]
+) -> None:
+    response = seeded.post("/api/products/", json=body, headers=header())
+    assert response.status_code == 400
+    assert response.json() == errors
+    assert count(catalog_engine, products) == 1
+
+
+def test_a_body_that_is_not_json_is_400(seeded: ASGIClient) -> None:
+    response = seeded.post(
+        "/api/products/", content=b"{nope", headers={**header(), "content-type": "application/json"}
+    )
+    assert response.status_code == 400
+    assert response.json()["detail"].startswith("JSON parse error")
+
+
+def test_unknown_methods_get_drf_405(seeded: ASGIClient) -> None:
+    response = seeded.delete("/api/categories/")
+    assert response.status_code == 405
+    assert response.json() == {"detail": 'Method "DELETE" not allowed.'}
