@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 
@@ -63,3 +66,52 @@ def test_nothing_listening_is_unhealthy() -> None:
 
 def test_usage_error() -> None:
     assert check().returncode == 2
+
+
+# --- deploy/cdc_healthcheck.py: the CDC worker's probe, on the metrics the pipeline writes ---
+
+CDC_SCRIPT = ROOT / "deploy" / "cdc_healthcheck.py"
+
+
+def cdc_check(state_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "STRANGLER_STATE_DIR": str(state_dir)}
+    return subprocess.run([sys.executable, str(CDC_SCRIPT), *args], capture_output=True, text=True,
+                          timeout=30, env=env)
+
+
+def write_metrics(state_dir: Path, **fields: object) -> None:
+    from cdc.metrics import StreamMetrics  # the format the pipeline really writes
+
+    metrics = StreamMetrics(stream="catalog")
+    metrics.tick()
+    for key, value in fields.items():
+        setattr(metrics, key, value)
+    metrics.save(state_dir / "cdc")
+
+
+@pytest.mark.parametrize("state", ["starting", "snapshot", "streaming"])
+def test_cdc_alive_and_reporting_is_healthy(tmp_path: Path, state: str) -> None:
+    write_metrics(tmp_path, state=state)
+    assert cdc_check(tmp_path, "catalog").returncode == 0
+
+
+@pytest.mark.parametrize(
+    ("fields", "why"),
+    [
+        ({"state": "failed", "error": "schema changed"}, "state failed schema changed"),
+        ({"state": "stopped"}, "state stopped"),
+        ({"state": "streaming", "updated": time.time() - 600}, "no progress report for 60"),
+    ],
+)
+def test_cdc_failed_stopped_or_hung_is_unhealthy(tmp_path: Path, fields: dict[str, object], why: str) -> None:
+    write_metrics(tmp_path, **fields)
+    proc = cdc_check(tmp_path, "catalog")
+    assert proc.returncode == 1
+    assert why in proc.stderr
+
+
+def test_cdc_not_started_is_unhealthy(tmp_path: Path) -> None:
+    write_metrics(tmp_path, state="streaming")
+    proc = cdc_check(tmp_path, "orders")  # another stream: no metrics file
+    assert proc.returncode == 1
+    assert "no readable metrics" in proc.stderr
