@@ -37,7 +37,7 @@ class RouterControl:
         return snapshots(self.api.status(), route)
 
     def set_weight(self, route: str, backend: str, weight: int, reason: str) -> dict[str, int]:
-        self.api.set_weight(route, backend, weight, reason)
+        self.api.set_weight(route, backend, weight, reason, f"{actor()} (canary)")
         return self.snapshot(route)[0]
 
     def note(self, route: str, weights: dict[str, int], reason: str) -> None:

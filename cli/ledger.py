@@ -15,14 +15,19 @@ import typer
 import yaml
 from rich.table import Table
 
-from cli import state
 from cli.output import err, guarded, out, print_json
 
 app = typer.Typer()
 
 
 def ledger_path(routes: Path) -> Path:
-    """Where the routes file says its ledger is."""
+    """Where the routes file says its ledger is (relative to the file's folder)."""
+    try:
+        from router.config import load_config
+
+        return Path(load_config(routes).ledger_path)
+    except Exception:  # no router part, or a file it refuses: read the key ourselves
+        pass
     try:
         doc = yaml.safe_load(routes.read_text()) or {}
     except (OSError, yaml.YAMLError):
@@ -31,7 +36,7 @@ def ledger_path(routes: Path) -> Path:
     if name:
         path = Path(name)
         return path if path.is_absolute() else (routes.resolve().parent / path)
-    return state.state_dir() / "ledger.jsonl"
+    return routes.resolve().parent / ".strangler" / "ledger.jsonl"
 
 
 def read_ledger(path: Path, *, route: str | None = None) -> list[dict[str, Any]]:

@@ -28,7 +28,7 @@ def progress(message: str) -> None:
 
 def print_json(document: Any) -> None:
     """Exactly one JSON document on stdout."""
-    typer.echo(json.dumps(document, indent=2, sort_keys=False, default=str))
+    typer.echo(json.dumps(document, indent=2, sort_keys=False, default=str, ensure_ascii=False))
 
 
 def guarded(fn: F) -> F:

@@ -91,11 +91,14 @@ def run_canary(control: Control, plan: CanaryPlan, *, say: Callable[[str], None]
     if len(steps) < len(plan.steps):
         say(f"{cand} already serves {start_weight}% of {route}: skipping steps ≤ {start_weight}% "
             "(lowering a weight would move users back)")
+        if not steps and start_weight > 0:
+            steps = [start_weight]  # nothing left to raise: still judge where it stands
     baseline_p99: float | None = None
     try:
         for n, step in enumerate(steps, 1):
             label = f"canary {route} → {cand} step {n}/{len(steps)}: {step}%"
-            result.weights = control.set_weight(route, cand, step, f"{label} (gate: {_limits(plan.gate)})")
+            if step != result.weights.get(cand):
+                result.weights = control.set_weight(route, cand, step, f"{label} (gate: {_limits(plan.gate)})")
             say(f"{label}: weights now {_fmt(result.weights)}; judging for ≥ {plan.interval:g}s")
             _, before = control.snapshot(route)
             t0 = clock()

@@ -88,10 +88,12 @@ class RouterAPI:
     def routes(self) -> dict[str, Any]:
         return dict(self._request("GET", "routes").json())
 
-    def set_weight(self, route: str, backend: str, weight: int, reason: str) -> dict[str, Any]:
+    def set_weight(self, route: str, backend: str, weight: int, reason: str,
+                   actor: str = "strangler-cli") -> dict[str, Any]:
         headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
         resp = self._request("POST", f"routes/{route}/weights", headers=headers,
-                             json={"backend": backend, "weight": weight, "reason": reason})
+                             json={"backend": backend, "weight": weight, "reason": reason,
+                                   "actor": actor})
         return dict(resp.json()) if resp.content else {}
 
 

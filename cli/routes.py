@@ -8,7 +8,6 @@ without one, `diff` compares the file with its last committed version (git HEAD)
 
 from __future__ import annotations
 
-import os
 import subprocess
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -30,11 +29,6 @@ RoutesFile = Annotated[Path, typer.Option("--routes", help="The routes file.")]
 RouterURL = Annotated[str | None, typer.Option("--router", envvar="STRANGLER_ROUTER_URL", help="Running router's base URL.")]
 
 
-def _env() -> dict[str, str]:
-    # the secret is the router's runtime input (`up` provides it), not part of the file
-    return {"STRANGLER_IDENTITY_SECRET": "validation-placeholder", **os.environ}
-
-
 def load(path: Path, text: str | None = None) -> Config:
     """Parse with the router's loader; a `ConfigError` becomes a CLI error (exit 3 in validate)."""
     require_parts("router")
@@ -45,7 +39,7 @@ def load(path: Path, text: str | None = None) -> Config:
             text = path.read_text()
         except OSError as exc:
             raise CLIError(f"cannot read {path}: {exc.strerror}; give the file with --routes") from exc
-    return parse_config(text, source=str(path), base_dir=path.resolve().parent, env=_env())
+    return parse_config(text, source=str(path), base_dir=path.resolve().parent)
 
 
 def route_doc(config: Config) -> list[dict[str, Any]]:

@@ -58,15 +58,17 @@ def shift_live(api: RouterAPI, *, route: str, backend: str, weight: int, reason:
     old = weights(route_entry(api.status(), route))
     if backend not in old:
         raise AdminRefused(f"route {route!r} has no backend {backend!r}; it has {', '.join(old)}")
-    answer = api.set_weight(route, backend, weight, reason)
+    answer = api.set_weight(route, backend, weight, reason, actor())
     new = _weights_from_answer(answer) or weights(route_entry(api.status(), route))
     return old, new
 
 
 def _weights_from_answer(answer: dict[str, Any]) -> dict[str, int] | None:
-    for key in ("new", "weights"):
-        if isinstance(answer.get(key), dict):
-            return {str(k): int(v) for k, v in answer[key].items()}
+    for doc in (answer.get("ledger"), answer):
+        if isinstance(doc, dict):
+            for key in ("new", "weights"):
+                if isinstance(doc.get(key), dict):
+                    return {str(k): int(v) for k, v in doc[key].items()}
     return None
 
 

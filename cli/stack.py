@@ -75,6 +75,7 @@ class Process:
     cwd: str | None = None
     install_hint: str = ""
     role: str = "service"  # service | router | stream
+    settle: float = 2.0  # without a ready_path: alive this long counts as started
 
     def __post_init__(self) -> None:
         if not self.name.isidentifier() and not self.name.replace("-", "_").isidentifier():

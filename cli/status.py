@@ -29,11 +29,12 @@ from cli.supervisor import pid_alive
 app = typer.Typer()
 
 
-def _breaker(entry: dict[str, Any], backend: str, stats: dict[str, Any]) -> str | None:
+def _breaker(entry: dict[str, Any], backend: str, stats: dict[str, Any],
+             doc_breakers: Any = None) -> str | None:
     if "breaker" in stats:
         b = stats["breaker"]
         return str(b.get("state") if isinstance(b, dict) else b)
-    breakers = entry.get("breakers")
+    breakers = entry.get("breakers") or doc_breakers
     if isinstance(breakers, dict) and backend in breakers:
         b = breakers[backend]
         return str(b.get("state") if isinstance(b, dict) else b)
@@ -73,9 +74,9 @@ def summarize(doc: dict[str, Any], previous: dict[str, Any] | None = None) -> di
                 "share": w.requests / total if total else 0.0,
                 "errors": w.errors,
                 "error_rate": w.error_rate,
-                "p50_ms": w.p50 if w.buckets else stats.get(b, {}).get("latency", {}).get("p50"),
-                "p99_ms": w.p99 if w.buckets else stats.get(b, {}).get("latency", {}).get("p99"),
-                "breaker": _breaker(entry, b, stats.get(b, {})),
+                "p50_ms": w.p50 if w.buckets else stats.get(b, {}).get("p50_ms"),
+                "p99_ms": w.p99 if w.buckets else stats.get(b, {}).get("p99_ms"),
+                "breaker": _breaker(entry, b, stats.get(b, {}), doc.get("breakers")),
             }
         routes.append({"route": name, "weights": weights, "requests": total, "backends": backends,
                        "shadow": _shadow(entry, prev_entries.get(name))})

@@ -201,6 +201,12 @@ class Supervisor:
             for proc in stack.processes:
                 self._spawn(proc, progress)
                 self._wait_ready(proc, progress)
+            dead = [r for r in self.running() if not r.alive]
+            if dead:
+                raise NeverReady(
+                    f"{dead[0].name} exited while the stack started; last lines of {dead[0].log}:\n"
+                    + _tail(Path(dead[0].log))
+                )
         except BaseException:
             self.stop(progress=progress)
             raise
@@ -270,7 +276,7 @@ class Supervisor:
                 )
             if proc.ready_url is None:
                 # nothing to probe: alive for a moment counts as started
-                if time.monotonic() > started + 0.5:
+                if time.monotonic() > started + proc.settle:
                     progress(f"{proc.name} running (pid {child.pid})")
                     return
             elif http_ready(proc.ready_url):

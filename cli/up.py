@@ -28,7 +28,8 @@ from cli.supervisor import Supervisor, http_ready
 
 app = typer.Typer()
 
-DEFAULT_PORTS = {"router": 8000, "monolith": 8001, "catalog": 8002}
+# as in the repository's routes.yaml (monolith, catalog) and `python -m router` (8080)
+DEFAULT_PORTS = {"router": 8080, "monolith": 8000, "catalog": 8001}
 
 
 def supervisor() -> Supervisor:
@@ -130,7 +131,7 @@ def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
 def print_processes(sup: Supervisor) -> None:
     table = Table(box=None, pad_edge=False)
     for col in ("NAME", "PID", "STATE", "URL", "UPTIME", "LOG"):
-        table.add_column(col)
+        table.add_column(col, overflow="fold")
     now = time.time()
     for r in sup.running():
         if not r.alive:

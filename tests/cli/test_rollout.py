@@ -139,3 +139,12 @@ def test_unknown_backend_is_refused_before_any_change() -> None:
     with pytest.raises(ValueError, match="has no backend 'catalgo'; it has monolith, catalog"):
         run(router, plan(candidate="catalgo"))
     assert router.changes == []
+
+
+def test_candidate_already_at_the_last_step_is_still_judged() -> None:
+    router = FakeRouter(fail_rate=0.3)
+    router.weights = {"monolith": 0, "catalog": 100}
+    result, _ = run(router)
+    assert result.outcome == "rolled_back"
+    assert router.weights["catalog"] == 0
+    assert [w["catalog"] for w, _ in router.changes] == [0]

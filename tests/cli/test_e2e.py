@@ -1,0 +1,231 @@
+"""`strangler up / shift / canary / status / down` against the real processes on loopback.
+
+Each test runs the real command (a child `python -m cli.main ...`) in a throwaway folder
+with its own state folder and free ports, drives traffic through the router, and checks
+what a user would see; afterwards nothing it started may still run or hold a port.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+
+from cli.demoflow import demo_routes, write_yaml
+from cli.supervisor import pid_alive
+from devstack import free_port
+
+pytestmark = pytest.mark.slow
+REPO = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class Workspace:
+    root: Path
+    router_port: int
+    env: dict[str, str]
+    pids: list[int] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.router_port}"
+
+    def run(self, *args: str, timeout: float = 120, check: int | None = 0) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run([sys.executable, "-m", "cli.main", *args], cwd=self.root, env=self.env,
+                              capture_output=True, text=True, timeout=timeout, check=False)
+        if check is not None:
+            assert proc.returncode == check, f"`strangler {' '.join(args)}` exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}"
+        return proc
+
+    def up(self, *extra: str) -> None:
+        self.run("up", "--detach", "--no-cdc", "--port", str(self.router_port), *extra)
+        ps = json.loads(self.run("ps", "--json").stdout)
+        self.pids.extend(p["pid"] for p in ps)
+        assert {p["name"] for p in ps} == {"monolith", "catalog", "router"}
+        assert all(p["alive"] for p in ps)
+
+    def ports(self) -> list[int]:
+        return [self.router_port, self.monolith_port, self.catalog_port]
+
+    monolith_port: int = 0
+    catalog_port: int = 0
+
+
+def port_free(port: int) -> bool:
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+@pytest.fixture
+def ws(tmp_path: Path) -> Iterator[Workspace]:
+    mono, cat = free_port(), free_port()
+    write_yaml(tmp_path / "routes.yaml", demo_routes(monolith_url=f"http://127.0.0.1:{mono}",
+                                                     catalog_url=f"http://127.0.0.1:{cat}"))
+    env = {**os.environ, "STRANGLER_STATE_DIR": str(tmp_path / ".strangler"),
+           "PYTHONPATH": str(REPO), "COLUMNS": "200"}
+    for var in ("STRANGLER_ADMIN_TOKEN", "STRANGLER_ROUTER_URL", "STRANGLER_IDENTITY_SECRET"):
+        env.pop(var, None)
+    w = Workspace(root=tmp_path, router_port=free_port(), env=env)
+    w.monolith_port, w.catalog_port = mono, cat
+    try:
+        yield w
+    finally:
+        w.run("down", check=None)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and any(pid_alive(p) for p in w.pids):
+            time.sleep(0.1)
+        left = [p for p in w.pids if pid_alive(p)]
+        for pid in left:  # never leak, even when the assertion below fails
+            os.kill(pid, signal.SIGKILL)
+        assert not left, f"processes left running after `strangler down`: {left}"
+        assert all(port_free(p) for p in w.ports()), "a port of the stack is still held"
+
+
+class Traffic:
+    """Product reads through the router from many users (distinct session cookies)."""
+
+    def __init__(self, url: str, rate: float = 80.0) -> None:
+        self.url, self.rate = url, rate
+        self.sent = self.failed = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> Traffic:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        rng = random.Random(7)
+        with httpx.Client(base_url=self.url, timeout=10) as client:
+            while not self._stop.is_set():
+                user = f"user{rng.randrange(100_000)}"
+                try:
+                    r = client.get("/api/products/", headers={"cookie": f"sessionid={user}"})
+                    self.failed += r.status_code >= 500
+                except httpx.HTTPError:
+                    self.failed += 1
+                self.sent += 1
+                self._stop.wait(1 / self.rate)
+
+
+def test_up_shift_status_routes_ledger_down(ws: Workspace) -> None:
+    ws.up()
+    again = ws.run("up", "--detach", "--no-cdc", "--port", str(ws.router_port), check=1)
+    assert "still running" in again.stderr and "strangler down" in again.stderr
+
+    r = httpx.get(ws.url + "/api/products/", headers={"cookie": "sessionid=someone"})
+    assert r.status_code == 200 and r.headers["x-strangler-backend"] == "monolith"
+
+    shifted = ws.run("shift", "products", "--to", "catalog", "--weight", "50", "--reason", "half and half")
+    assert "products: monolith=100 catalog=0 → monolith=50 catalog=50" in shifted.stdout
+    bad = ws.run("shift", "products", "--to", "catalgo", "--weight", "5", check=1)
+    assert "no backend 'catalgo'" in bad.stderr
+    assert ws.run("shift", "products", "--to", "catalog", "--weight", "101", check=2).returncode == 2
+
+    with httpx.Client(base_url=ws.url) as client:
+        for i in range(300):
+            assert client.get("/api/products/", headers={"cookie": f"sessionid=u{i}"}).status_code == 200
+    doc = json.loads(ws.run("status", "--json").stdout)
+    (products,) = [r for r in doc["routes"] if r["route"] == "products"]
+    assert products["weights"] == {"monolith": 50, "catalog": 50}
+    shares = {b: s["share"] for b, s in products["backends"].items()}
+    assert 0.3 < shares["catalog"] < 0.7 and 0.3 < shares["monolith"] < 0.7
+    assert products["backends"]["catalog"]["errors"] == 0
+
+    entries = json.loads(ws.run("ledger", "--route", "products", "--json").stdout)
+    assert entries[-1]["reason"] == "half and half" and entries[-1]["new"]["catalog"] == 50
+    assert "valid" in ws.run("routes", "validate", "routes.yaml").stdout
+    assert "matches the running router" in ws.run("routes", "diff").stdout
+
+    down = ws.run("down")
+    assert "stopped:" in down.stdout
+    assert "nothing is running" in ws.run("ps").stdout
+    # with no router, shift edits the file (validated, ledgered) and status says no router runs
+    ws.run("shift", "products", "--to", "catalog", "--weight", "0", "--reason", "offline reset")
+    assert "catalog: 0" in (ws.root / "routes.yaml").read_text()
+    assert "no router" in ws.run("status", "--json", check=1).stderr
+
+
+def test_canary_promotes_a_healthy_candidate(ws: Workspace) -> None:
+    ws.up()
+    with Traffic(ws.url) as traffic:
+        proc = ws.run("canary", "products", "--to", "catalog", "--steps", "20,100", "--interval", "3s",
+                      "--min-requests", "15", "--json")
+    result = json.loads(proc.stdout)
+    assert result["outcome"] == "promoted"
+    assert [s["weight"] for s in result["steps"]] == [20, 100]
+    assert "PROMOTED" in proc.stderr
+    assert traffic.failed == 0 and traffic.sent > 100
+    status = json.loads(ws.run("status", "--json").stdout)
+    (products,) = [r for r in status["routes"] if r["route"] == "products"]
+    assert products["weights"] == {"monolith": 0, "catalog": 100}
+    reasons = [e["reason"] for e in json.loads(ws.run("ledger", "--json").stdout)]
+    assert any("step 1/2: 20%" in r for r in reasons) and any("complete" in r for r in reasons)
+
+
+def test_canary_rolls_back_a_failing_candidate_by_itself(ws: Workspace) -> None:
+    ws.up("--catalog-fail-rate", "0.5")
+    with Traffic(ws.url):
+        proc = ws.run("canary", "products", "--to", "catalog", "--steps", "20,50,100", "--interval", "3s",
+                      "--min-requests", "15", check=3)
+    assert "ROLLBACK at 20%" in proc.stderr and "error rate" in proc.stderr
+    assert proc.stdout.startswith("rolled_back:")
+    status = json.loads(ws.run("status", "--json").stdout)
+    (products,) = [r for r in status["routes"] if r["route"] == "products"]
+    assert products["weights"] == {"monolith": 100, "catalog": 0}
+    last = json.loads(ws.run("ledger", "--json").stdout)[-1]
+    assert last["new"]["catalog"] == 0 and "rollback" in last["reason"]
+
+
+def test_foreground_up_stops_everything_on_ctrl_c(ws: Workspace) -> None:
+    proc = subprocess.Popen([sys.executable, "-m", "cli.main", "up", "--no-cdc", "--port", str(ws.router_port)],
+                            cwd=ws.root, env=ws.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 90
+        ps: list[dict[str, object]] = []
+        while time.monotonic() < deadline:
+            ps = json.loads(ws.run("ps", "--json").stdout)
+            if len(ps) == 3 and (ws.root / ".strangler" / "run" / "stack.json").exists():
+                break
+            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+            time.sleep(0.3)
+        ws.pids.extend(int(p["pid"]) for p in ps)  # type: ignore[call-overload]
+        assert httpx.get(ws.url + "/api/categories/").status_code == 200
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    assert "stack stopped" in err
+    assert not any(pid_alive(p) for p in ws.pids)
+
+
+def test_port_in_use_is_named_and_nothing_runs(ws: Workspace) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", ws.catalog_port))
+        busy.listen()
+        proc = ws.run("up", "--detach", "--no-cdc", "--port", str(ws.router_port), check=1)
+    assert f"catalog: port {ws.catalog_port}" in proc.stderr and "already in use" in proc.stderr
+    assert json.loads(ws.run("ps", "--json").stdout) == []
