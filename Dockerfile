@@ -52,16 +52,16 @@ USER 10001:10001
 
 # --- one target per part: same image, own command, port and healthcheck ------------------
 FROM runtime AS monolith
-EXPOSE 8001
+EXPOSE 8000
 HEALTHCHECK --interval=10s --timeout=4s --start-period=20s --retries=3 \
-  CMD ["python", "/usr/local/bin/strangler-healthcheck", "http://127.0.0.1:8001/api/categories/"]
-CMD ["python", "-m", "monolith", "serve", "--host", "0.0.0.0", "--port", "8001"]
+  CMD ["python", "/usr/local/bin/strangler-healthcheck", "http://127.0.0.1:8000/api/categories/"]
+CMD ["python", "-m", "monolith", "serve", "--host", "0.0.0.0", "--port", "8000"]
 
 FROM runtime AS catalog
-EXPOSE 8002
+EXPOSE 8001
 HEALTHCHECK --interval=10s --timeout=4s --start-period=15s --retries=3 \
-  CMD ["python", "/usr/local/bin/strangler-healthcheck", "http://127.0.0.1:8002/readyz"]
-CMD ["python", "-m", "extracted.catalog", "--host", "0.0.0.0", "--port", "8002"]
+  CMD ["python", "/usr/local/bin/strangler-healthcheck", "http://127.0.0.1:8001/readyz"]
+CMD ["python", "-m", "extracted.catalog", "--host", "0.0.0.0", "--port", "8001"]
 
 # One container per stream (one replication slot, one consumer): the stream is the argument,
 #   docker run strangler/cdc:0.1.0 python -m cli.main cdc run catalog
@@ -73,7 +73,7 @@ CMD ["python", "-m", "cli.main", "cdc", "run", "catalog"]
 
 # The router is last, so a plain `docker build .` gives the front door.
 FROM runtime AS router
-EXPOSE 8000
+EXPOSE 8080
 HEALTHCHECK --interval=10s --timeout=4s --start-period=10s --retries=3 \
-  CMD ["python", "/usr/local/bin/strangler-healthcheck", "http://127.0.0.1:8000/_strangler/status"]
-CMD ["python", "-m", "router", "--config", "/etc/strangler/routes.yaml", "--host", "0.0.0.0", "--port", "8000", "--workers", "1"]
+  CMD ["python", "/usr/local/bin/strangler-healthcheck", "http://127.0.0.1:8080/_strangler/status"]
+CMD ["python", "-m", "router", "--config", "/etc/strangler/routes.yaml", "--host", "0.0.0.0", "--port", "8080", "--workers", "1"]

@@ -2,7 +2,7 @@
 
 The routing table is one: `routes.yaml` at the root, which `strangler up` serves. Inside
 Compose and Kubernetes only the upstream addresses differ (service names instead of
-127.0.0.1, on the ports of cli/stack.py) and, on Kubernetes, the ledger moves to a writable
+127.0.0.1; the ports stay, as the containers listen where `strangler up` does) and, on Kubernetes, the ledger moves to a writable
 folder (the ConfigMap mount is read-only). This script writes both copies,
 `deploy/compose/routes.yaml` and the ConfigMap in `deploy/k8s/routes-configmap.yaml`, by
 editing only those values in the text, so comments and layout stay. tests/deploy fails
@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 import sys
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import yaml
 
@@ -22,6 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 COMPOSE_ROUTES = ROOT / "deploy" / "compose" / "routes.yaml"
 K8S_ROUTES = ROOT / "deploy" / "k8s" / "routes-configmap.yaml"
 K8S_LEDGER = "/app/.strangler/ledger.jsonl"  # an emptyDir: the ConfigMap mount is read-only
+LOOPBACK = ("127.0.0.1", "localhost")
 
 HEADER = (
     "# GENERATED from the repository's routes.yaml by deploy/render_routes.py: edit that file\n"
@@ -29,33 +31,32 @@ HEADER = (
 )
 
 
-def container_ports() -> dict[str, int]:
-    """Each upstream's port inside the containers: the defaults of `strangler up`."""
-    from cli.stack import StackSettings
+def render(text: str, *, ledger: str | None = None) -> str:
+    """routes.yaml text with each loopback upstream URL naming its service (and the ledger moved).
 
-    fields = StackSettings.__dataclass_fields__
-    return {name: int(fields[f"{name}_port"].default) for name in ("monolith", "catalog")}
-
-
-def render(text: str, *, ports: dict[str, int], ledger: str | None = None) -> str:
-    """routes.yaml text with upstream URLs pointing at services (and the ledger moved)."""
+    The upstream's name is the service's name, and the port stays: the containers listen on
+    the ports `strangler up` uses, which it takes from these URLs.
+    """
     doc = yaml.safe_load(text)
     for name, spec in (doc.get("upstreams") or {}).items():
-        old = spec["url"] if isinstance(spec, dict) else spec
-        if name not in ports:
-            raise SystemExit(f"upstream {name!r} has no container port: add it to container_ports()")
-        new = f"http://{name}:{ports[name]}"
-        text, n = re.subn(rf"(?m)^(\s+url:\s*){re.escape(old)}\s*$", rf"\g<1>{new}", text, count=1)
+        old = str(spec["url"] if isinstance(spec, dict) else spec)
+        parts = urlsplit(old)
+        if parts.hostname not in LOOPBACK or parts.port is None:
+            raise SystemExit(f"upstream {name!r}: {old} is not a loopback URL with a port; "
+                             "containers cannot reach it by service name")
+        new = f"{parts.scheme}://{name}:{parts.port}{parts.path}"
+        text, n = re.subn(rf"(?m)^(\s+url:[ \t]*){re.escape(old)}[ \t]*$", rf"\g<1>{new}", text, count=1)
         if n != 1:
             raise SystemExit(f"upstream {name!r}: cannot find `url: {old}` on a line of its own")
+    lines = text.splitlines(keepends=True)
+    while lines and lines[0].startswith("#"):  # the source's own header describes the source
+        lines.pop(0)
+    text = "".join(lines)
     if ledger is not None:
         text, n = re.subn(r"(?m)^ledger:.*$", f"ledger: {ledger}", text, count=1)
         if n != 1:
             text = f"ledger: {ledger}\n" + text
-    lines = [line for line in text.splitlines(keepends=True)]
-    while lines and lines[0].startswith("#"):  # the source's own header describes the source
-        lines.pop(0)
-    return HEADER.format(ledger=" and the ledger path" if ledger else "") + "".join(lines)
+    return HEADER.format(ledger=" and the ledger path" if ledger else "") + text
 
 
 def configmap(routes_text: str) -> str:
@@ -75,14 +76,13 @@ def configmap(routes_text: str) -> str:
 
 def outputs() -> dict[Path, str]:
     source = (ROOT / "routes.yaml").read_text(encoding="utf-8")
-    ports = container_ports()
     compose_note = (
         "# Mounted into the router at /etc/strangler: the admin API (`strangler shift`) edits the\n"
         "# weights in this file at run time, and the ledger lands in .strangler/ beside it.\n"
     )
     return {
-        COMPOSE_ROUTES: compose_note + render(source, ports=ports),
-        K8S_ROUTES: configmap(render(source, ports=ports, ledger=K8S_LEDGER)),
+        COMPOSE_ROUTES: compose_note + render(source),
+        K8S_ROUTES: configmap(render(source, ledger=K8S_LEDGER)),
     }
 
 

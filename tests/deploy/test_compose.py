@@ -41,7 +41,7 @@ def test_the_router_is_the_only_published_port(compose: dict[str, Any]) -> None:
         if compose_checks.published_ports(svc)
     }
     assert list(published) == ["router"]
-    assert published["router"] == [("0.0.0.0", 8000, "tcp")]
+    assert published["router"] == [("0.0.0.0", 8080, "tcp")]
 
 
 def test_long_running_services_wait_for_healthy_dependencies(compose: dict[str, Any]) -> None:

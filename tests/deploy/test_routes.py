@@ -88,10 +88,17 @@ def test_kubernetes_ledger_is_on_a_writable_mount(manifests: list[tuple[str, dic
     assert any(str(config.ledger_path).startswith(path + "/") for path in writable), config.ledger_path
 
 
-def test_render_refuses_an_upstream_without_a_container_port() -> None:
-    text = "version: 1\nupstreams:\n  billing:\n    url: http://127.0.0.1:9000\nroutes: []\n"
+def test_render_names_services_and_keeps_ports_and_comments() -> None:
+    text = "# about\nversion: 1\nupstreams:\n  billing:\n    url: http://127.0.0.1:9000  \n# keep me\n"
+    out = render_routes.render(text, ledger="/x/ledger.jsonl")
+    assert "    url: http://billing:9000\n" in out and "# keep me" in out and "# about" not in out
+    assert out.splitlines()[2] == "ledger: /x/ledger.jsonl"
+
+
+def test_render_refuses_an_upstream_it_cannot_name() -> None:
+    text = "version: 1\nupstreams:\n  billing:\n    url: https://billing.example.com\nroutes: []\n"
     with pytest.raises(SystemExit, match="billing"):
-        render_routes.render(text, ports={"monolith": 8001})
+        render_routes.render(text)
 
 
 # --- the ConfigMap symlink swap, against a real router -----------------------------------

@@ -8,14 +8,15 @@ ones containers need, listed below; anything else is drift and fails.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
 
-from cli.stack import Process, Stack, StackSettings, Task, build_stack
-from cli.up import stream_names
+from cli.stack import Process, Stack, Task, build_stack
+from cli.up import DEFAULT_PORTS, settings_for, stream_names
 from tests.deploy import dockerfile_checks
 from tests.deploy.conftest import DOCKERFILE, ROOT, by_kind
 
@@ -32,23 +33,25 @@ K8S_SKIPS = {"monolith-seed"}
 
 
 @pytest.fixture(scope="module")
-def stack() -> Stack:
-    """The `--real` stack as it would run inside the images."""
-    streams = ROOT / "streams.yaml"
-    return build_stack(
-        StackSettings(
-            state=Path("/app/.strangler"),
-            routes=Path("/etc/strangler/routes.yaml"),
-            streams=Path("/app/streams.yaml"),
-            python="python",
-            monolith_database_url="postgresql://u:p@127.0.0.1:5432/monolith",
-            catalog_database_url="postgresql://u:p@127.0.0.1:5432/catalog",
-            admin_token="token",
-            identity_secret="secret",
-            cdc_streams=stream_names(streams),
-        ),
-        mode="real",
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Stack:
+    """What `strangler up --real` would run (its own `settings_for`), placed in the images."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("STRANGLER_STATE_DIR", str(tmp_path_factory.mktemp("state")))  # up's state goes there
+    try:
+        settings = settings_for(
+            routes=ROOT / "routes.yaml", streams=ROOT / "streams.yaml", port=DEFAULT_PORTS["router"],
+            seed="small", cdc=True, fail_rate=0.0,
+            monolith_db="postgresql://u:p@127.0.0.1:5432/monolith",
+            catalog_db="postgresql://u:p@127.0.0.1:5432/catalog",
+        )
+    finally:
+        mp.undo()
+    # The images' filesystem: interpreter on PATH, files where the Dockerfile puts them.
+    settings = dataclasses.replace(
+        settings, python="python", state=Path("/app/.strangler"),
+        routes=Path("/etc/strangler/routes.yaml"), streams=Path("/app/streams.yaml"),
     )
+    return build_stack(settings, mode="real")
 
 
 def in_container(argv: tuple[str, ...]) -> list[str]:
