@@ -1,7 +1,8 @@
 """Checks of Kubernetes manifests: the API's OpenAPI schemas, then what they can't see.
 
-``schema_errors`` validates one resource with ``kubernetes-validate`` (the schemas ship in the
-package, so this runs offline) in strict mode, so a misspelt field is an error rather than
+``schema_errors`` validates one resource against the schemas ``kubernetes-validate`` ships
+(so this runs offline; its own ``validate`` reloads them per call, hence the cache here), in
+strict mode, so a misspelt field is an error rather than
 silently dropped. ``semantic_problems`` looks across all resources at once: every container
 has probes and limits, selectors match pod labels, and every ConfigMap, Secret and Service a
 pod names exists (with the key or port it asks for).
@@ -13,11 +14,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Iterator
+from functools import cache
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import yaml
 from kubernetes_validate import utils as kv
+from referencing import Registry, Resource
 
 KUBERNETES_VERSION = "1.37"  # the newest release whose schemas kubernetes-validate ships here
 
@@ -38,16 +42,27 @@ def load(paths: Iterable[Path]) -> list[tuple[str, dict[str, Any]]]:
     return out
 
 
+@cache
+def _validator(kind: str, api_version: str, version: str) -> Any:
+    """kubernetes-validate's strict validator for one kind, built once (its schemas are large)."""
+    version = [v for v in kv.all_versions() if kv.major_minor(v) <= kv.major_minor(version)][-1]
+    group = re.sub(r"^([^./]*)(?:\.[^/]*)?/", r"\1-", api_version)  # apps/v1 -> apps-v1
+    folder = f"kubernetes-json-schema/v{version}-local-strict"
+    schema = kv.schema_contents(f"{folder}/{kind.lower()}-{group}.json", version)
+    definitions = kv.schema_contents(f"{folder}/_definitions.json", version)
+    registry: Registry[Any] = Resource.from_contents(schema) @ Registry()
+    registry = Resource.from_contents(definitions) @ registry
+    return jsonschema.validators.Draft202012Validator(schema, registry=registry)
+
+
 def schema_errors(resource: dict[str, Any], version: str = KUBERNETES_VERSION) -> list[str]:
     """Violations of the Kubernetes schema for the resource's kind and apiVersion."""
     try:
-        kv.validate(resource, version, strict=True)
-    except kv.ValidationError as exc:
-        path = ".".join(map(str, exc.absolute_path)) or "$"
-        return [f"{path}: {exc.message}"]
-    except kv.SchemaNotFoundError as exc:
-        return [exc.message]
-    return []
+        validator = _validator(resource["kind"], resource["apiVersion"], version)
+    except FileNotFoundError:
+        return [f"no schema for {resource['kind']} {resource['apiVersion']} in Kubernetes {version}"]
+    errors = sorted(validator.iter_errors(resource), key=lambda e: list(map(str, e.absolute_path)))
+    return [f"{'.'.join(map(str, e.absolute_path)) or '$'}: {e.message}" for e in errors]
 
 
 def pod_template(resource: dict[str, Any]) -> dict[str, Any] | None:

@@ -131,12 +131,11 @@ def test_stack_runs_from_the_installed_package(site: Path, app_dir: Path, starte
         proc = subprocess.run(list(task.argv), env=run_env(site, dict(task.env)), cwd=app_dir,
                               capture_output=True, text=True, timeout=120)
         assert proc.returncode == 0, f"{task.name}: {proc.stderr[-2000:]}"
-    for p in stack.processes:
-        if p.role == "stream" or p.name in absent:
-            continue  # CDC needs its trigger setup; its command is checked below
-        proc = subprocess.Popen(list(p.argv), env=run_env(site, dict(p.env)), cwd=app_dir,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        started.append(proc)
+    services = [p for p in stack.processes if p.role != "stream" and p.name not in absent]
+    for p in services:  # CDC needs its trigger setup; its command is checked below
+        started.append(subprocess.Popen(list(p.argv), env=run_env(site, dict(p.env)), cwd=app_dir,
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+    for proc, p in zip(started, services, strict=True):
         wait_ready(proc, p)
     if absent:
         service_missing(f"the {', '.join(absent)} part(s) (merge the branch)", RuntimeError("not in this checkout"))
