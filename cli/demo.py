@@ -44,11 +44,10 @@ from cli.gate import Gate
 from cli.output import err, guarded, out, print_json
 from cli.rollout import CanaryPlan, run_canary
 from cli.routerapi import RouterAPI, route_entry
-from cli.stack import Process, Stack, StackSettings, build_stack, require_parts
+from cli.stack import Process, StackSettings, build_stack, require_parts
 from cli.supervisor import Supervisor
 from devstack import free_port
 
-app = typer.Typer()
 REPO = Path(__file__).resolve().parent.parent
 PHASES = 8
 
@@ -197,17 +196,26 @@ def verify(home: Path, settings: StackSettings, stream: str = "catalog") -> tupl
     return differing, doc
 
 
+def differing_fields(pairs: list[dict[str, Any]]) -> dict[str, int]:
+    """How often each JSON path differed in the kept shadow pairs (most frequent first)."""
+    counts: dict[str, int] = {}
+    for pair in pairs:
+        for path in pair.get("diffs") or []:
+            counts[str(path)] = counts.get(str(path), 0) + 1
+    return dict(sorted(counts.items(), key=lambda kv: -kv[1])[:10])
+
+
 def run_demo(plan: DemoPlan, report: Report, phases: Phases) -> int:
     require_parts("monolith", "router", "catalog", "cdc")
     home = state.state_dir() / "demo"
-    sup = Supervisor(run_dir=home / "run", log_dir=home / "logs")
-    sup.stop()  # a demo interrupted hard last time
+    Supervisor(run_dir=home / "run", log_dir=home / "logs").stop()  # a demo killed last time
     phases.begin("workspace")
     if home.exists():
         import shutil
 
         shutil.rmtree(home)
     home.mkdir(parents=True)
+    sup = Supervisor(run_dir=home / "run", log_dir=home / "logs")
     ports = {"router": free_port(), "monolith": free_port(), "catalog": free_port()}
     routes = home / "routes.yaml"
     write_yaml(routes, demo_routes(monolith_url=f"http://127.0.0.1:{ports['monolith']}",
@@ -225,13 +233,13 @@ def run_demo(plan: DemoPlan, report: Report, phases: Phases) -> int:
         sup.start(stack, progress=phases.update)
         phases.done(f"router at {stack.router_url}")
         api = RouterAPI(stack.router_url or "", token=settings.admin_token)
-        sampler = SplitSampler(api)
-        sampler.start()
 
         phases.begin(f"traffic at {plan.rate:g} req/s through the router")
         traffic = Traffic(base_url=stack.router_url or "", rate=plan.rate, log=home / "logs" / "traffic.log",
                           env=child_env(home, settings))
         traffic.start()
+        sampler = SplitSampler(api)
+        sampler.start()
         phases.done("running until the end of the demo")
 
         phases.begin("CDC: snapshot the catalog tables, then stream into the service")
@@ -244,8 +252,10 @@ def run_demo(plan: DemoPlan, report: Report, phases: Phases) -> int:
         time.sleep(plan.shadow_seconds)
         entry = route_entry(api.status(), PRODUCTS)
         set_shadow(routes, PRODUCTS, 0)
-        report.shadow = {k: entry.get("shadow", {}).get(k) for k in
+        shadow = entry.get("shadow") or {}
+        report.shadow = {k: shadow.get(k) for k in
                          ("compared", "differing", "dropped", "diff_rate", "noise_rate", "net_diff_rate")}
+        report.shadow["differing_fields"] = differing_fields(shadow.get("pairs") or [])
         phases.done(f"{report.shadow.get('compared') or 0} compared, diff rate "
                     f"{100 * float(report.shadow.get('diff_rate') or 0):.1f}% "
                     f"(net of noise {100 * float(report.shadow.get('net_diff_rate') or 0):.1f}%)")
@@ -288,7 +298,9 @@ def print_report(report: Report) -> None:
     out.print(f"failed requests    {report.failed}")
     if report.shadow:
         out.print(f"shadow diff rate   {100 * float(report.shadow.get('diff_rate') or 0):.2f}% of "
-                  f"{report.shadow.get('compared') or 0} compared")
+                  f"{report.shadow.get('compared') or 0} compared"
+                  + (f" (differing: {', '.join(report.shadow['differing_fields'])})"
+                     if report.shadow.get("differing_fields") else ""), highlight=False)
     if report.canary:
         out.print(f"canary             {report.canary['outcome']}: {report.canary['why']}")
     out.print(f"catalog parity     {report.divergent_rows if report.divergent_rows is not None else '?'} rows differ")
@@ -304,12 +316,12 @@ def print_report(report: Report) -> None:
     for f in report.failures[:10]:
         out.print(f"  failed: {f}", highlight=False)
     for p in report.problems:
-        out.print(f"[red]problem:[/red] {p}")
+        out.print("[red]problem:[/red] ", end="")
+        out.print(p.splitlines()[0] if p else p, markup=False, highlight=False)
     out.print("[green]zero failed requests, zero divergent rows[/green]" if report.ok else
               "[red]the migration did not meet its promise (see above)[/red]")
 
 
-@app.command()
 @guarded
 def demo(
     quick: Annotated[bool, typer.Option("--quick", help="Shorter phases (about a minute): for CI.")] = False,
@@ -318,6 +330,9 @@ def demo(
     json_out: Annotated[bool, typer.Option("--json", help="The final report as one JSON document.")] = False,
 ) -> None:
     """Migrate the catalog out of the monolith under continuous traffic, checking every step."""
+    for name, value in (("--rate", rate), ("--interval", interval)):
+        if value is not None and value <= 0:
+            raise typer.BadParameter(f"{name} must be > 0", param_hint=name)
     plan = DemoPlan.quick() if quick else DemoPlan()
     if rate is not None or interval is not None:
         from dataclasses import replace
@@ -345,4 +360,3 @@ def demo(
     raise typer.Exit(code)
 
 
-__all__ = ["Stack", "app", "demo"]

@@ -28,8 +28,13 @@ PRODUCTS = "products"  # the demo's canary route: product reads
 COHORT_HEADER = "x-strangler-user"
 
 
+# Pagination links carry the host each upstream was asked with (the shadow copy goes to the
+# catalog's own address), so they differ by construction: ignored, the Diffy way.
+SHADOW_IGNORE = ("next", "previous", "results[*].updated_at", "updated_at")
+
+
 def demo_routes(*, monolith_url: str, catalog_url: str, shadow_percent: float = 0.0,
-                ignore: tuple[str, ...] = ()) -> dict[str, Any]:
+                ignore: tuple[str, ...] = SHADOW_IGNORE) -> dict[str, Any]:
     """The demo's routing table: product reads may go to the catalog; all else to the monolith."""
     products: dict[str, Any] = {
         "name": PRODUCTS,
@@ -73,8 +78,9 @@ class Traffic:
     """`strangler traffic` against the router, as a child process stopped with SIGINT."""
 
     def __init__(self, *, base_url: str, rate: float, log: Path, env: dict[str, str]) -> None:
+        # until stopped; every seeded customer (20 in `small`) is its own sticky cohort
         self.argv = [sys.executable, "-m", "cli.main", "traffic", base_url, "--rate", f"{rate:g}",
-                     "--json"]
+                     "--duration", "0", "--customers", "20", "--anonymous", "4", "--json"]
         self.log = log
         self.env = env
         self.proc: subprocess.Popen[bytes] | None = None

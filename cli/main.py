@@ -7,12 +7,13 @@ import typer
 
 from cli.canary import app as canary_app
 from cli.cdc import cdc_app, verify
-from cli.demo import app as demo_app
+from cli.demo import demo
 from cli.doctor import app as doctor_app
 from cli.ledger import app as ledger_app
 from cli.routes import app as routes_app
 from cli.shift import app as shift_app
 from cli.status import app as status_app
+from cli.traffic import traffic
 from cli.up import app as stack_app
 
 app = typer.Typer(
@@ -31,9 +32,10 @@ app.add_typer(routes_app, name="routes")  # routes show|validate|diff
 app.add_typer(shift_app)  # shift
 app.add_typer(canary_app)  # canary
 app.add_typer(status_app)  # status
-app.add_typer(demo_app)  # demo
 app.add_typer(cdc_app, name="cdc")
 app.command("verify")(verify)
+app.command()(traffic)
+app.command()(demo)
 
 
 @app.callback()

@@ -69,7 +69,9 @@ TEMPLATES = [
 ]
 
 DATABASES = {"default": database_from_env()}
-DEFAULT_AUTO_FIELD = "django.db.models.AutoField"  # integer auto-increment keys, on purpose
+# Integer auto-increment keys, on purpose: two databases inserting into copies of one
+# table will hand out the same ids (T14).
+DEFAULT_AUTO_FIELD = "django.db.models.AutoField"
 
 AUTH_PASSWORD_VALIDATORS: list[dict[str, str]] = []
 LANGUAGE_CODE = "en-us"

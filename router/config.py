@@ -202,6 +202,10 @@ def parse_config(text: str, *, source: str = "<string>", base_dir: Path | None =
     if errors:
         err = errors[0]
         path = tuple(err.absolute_path)
+        if err.validator == "additionalProperties" and isinstance(err.instance, dict):
+            allowed = err.schema.get("properties", {}) if isinstance(err.schema, dict) else {}
+            extra = [k for k in err.instance if k not in allowed]
+            path += tuple(extra[:1])  # point at the offending key's own line
         raise _fail(source, lines, path, f"{err.message} (value: {json.dumps(err.instance)[:80]})",
                     _schema_fix(err))
 
@@ -303,11 +307,18 @@ def parse_config(text: str, *, source: str = "<string>", base_dir: Path | None =
         upstreams=upstreams, routes=tuple(routes),
         ledger_path=ledger_path if ledger_path.is_absolute() else base / ledger_path,
         backend_header=header.lower() if header else None,
-        access_log=data.get("access_log", True),
+        access_log=_log_target(data.get("access_log", True), base),
         max_header_bytes=int(data.get("max_header_bytes", 16384)),
         reload_interval=float(data.get("reload_interval", 1.0)),
         identity=identity, source=source,
         sha256=hashlib.sha256(text.encode()).hexdigest())
+
+
+def _log_target(value: bool | str, base: Path) -> bool | str:
+    if isinstance(value, str) and value != "-":
+        p = Path(value)
+        return str(p if p.is_absolute() else base / p)
+    return value is True or value == "-"
 
 
 def load_config(path: str | os.PathLike[str]) -> Config:

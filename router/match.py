@@ -1,4 +1,4 @@
-"""Request → route: one canonical path normalisation, then exact > longest prefix > file order.
+"""Request → route: one canonical path normalisation, then exact > longest prefix > narrower > file order.
 
 Place in the flow: the first step of every request. The same normalised path is used for
 matching *and* forwarding, so the router and the upstream never disagree about which route
@@ -75,19 +75,22 @@ def _remove_dot_segments(path: str) -> str:
 
 
 class RouteTable:
-    """Routes ordered for matching: exact paths, then prefixes longest first, then file order."""
+    """Routes ordered for matching: exact paths, then prefixes longest first, then routes
+    narrowed by methods/host/header before plain ones, then file order."""
 
     def __init__(self, routes: Sequence[Route]) -> None:
         self._exact: dict[str, list[Route]] = {}
-        prefixed: list[tuple[int, int, Route]] = []
+        prefixed: list[tuple[int, int, int, Route]] = []
         for order, route in enumerate(routes):
             if route.match.exact is not None:
                 self._exact.setdefault(route.match.exact, []).append(route)
             else:
                 assert route.match.prefix is not None
-                prefixed.append((-len(route.match.prefix), order, route))
-        prefixed.sort(key=lambda t: (t[0], t[1]))
-        self._prefixes = [(_prefix_forms(r.match.prefix or "/"), r) for _, _, r in prefixed]
+                m = route.match
+                narrowing = (m.methods is not None) + (m.host is not None) + (m.header is not None)
+                prefixed.append((-len(m.prefix), -narrowing, order, route))
+        prefixed.sort(key=lambda t: t[:3])
+        self._prefixes = [(_prefix_forms(r.match.prefix or "/"), r) for *_, r in prefixed]
 
     def match(self, method: str, path: str, host: str | None,
               headers: Iterable[tuple[bytes, bytes]]) -> Route | None:

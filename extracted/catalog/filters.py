@@ -117,11 +117,20 @@ def _boolean_choice(raw: str | None, name: str, errors: dict[str, list[str]]) ->
 
 def parse_int(raw: str) -> int | None:
     """The monolith's reading of an id: Python's `int()`, within the 32-bit key range."""
+    value = parse_id(raw)
+    return value if value is not None and INT_RANGE[0] <= value <= INT_RANGE[1] else None
+
+
+def parse_id(raw: str) -> int | None:
+    """Python's `int()` of a path id, or None (the monolith: "Not found." for non-integers)."""
     try:
-        value = int(raw)
+        return int(raw)
     except ValueError:
         return None
-    return value if INT_RANGE[0] <= value <= INT_RANGE[1] else None
+
+
+def in_key_range(value: int) -> bool:
+    return INT_RANGE[0] <= value <= INT_RANGE[1]
 
 
 def _number(raw: str | None, name: str, errors: dict[str, list[str]]) -> Decimal | None:

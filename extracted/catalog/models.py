@@ -90,7 +90,7 @@ categories = Table(
     Column("id", Integer, primary_key=True),
     Column("name", String(120), nullable=False),
     Column("slug", String(200), Computed(_SLUG_SQL, persisted=True)),
-    Column("parent_id", Integer, ForeignKey("categories.id", ondelete="RESTRICT"), nullable=True),
+    Column("parent_id", Integer, ForeignKey("categories.id", ondelete="RESTRICT", deferrable=True, initially="DEFERRED"), nullable=True),
     Column("description", Text, nullable=False, server_default=""),
     Column("created_at", UTCDateTime, nullable=False),
     Index("ix_categories_parent_id", "parent_id"),
@@ -124,7 +124,7 @@ price_changes = Table(
     "price_changes",
     metadata,
     Column("id", Integer, primary_key=True),
-    Column("product_id", Integer, ForeignKey("products.id", ondelete="CASCADE"), nullable=False),
+    Column("product_id", Integer, ForeignKey("products.id", ondelete="CASCADE", deferrable=True, initially="DEFERRED"), nullable=False),
     Column("old_price_cents", BigInteger, nullable=False),
     Column("new_price_cents", BigInteger, nullable=False),
     # The user lives in the monolith's auth tables: an id from the identity header, no FK.

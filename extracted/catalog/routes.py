@@ -90,6 +90,8 @@ async def product_list(request: Request) -> Response:
 def _product_detail(engine: Engine, product_id: int | None) -> dict[str, Any]:
     if product_id is None:
         raise NotFound()
+    if not filters.in_key_range(product_id):
+        raise NotFound("No Product matches the given query.")
     with engine.connect() as conn:
         row = selectors.product_get(conn, product_id=product_id)
     if row is None:
@@ -98,7 +100,7 @@ def _product_detail(engine: Engine, product_id: int | None) -> dict[str, Any]:
 
 
 async def product_detail(request: Request) -> Response:
-    product_id = filters.parse_int(request.path_params["pk"])
+    product_id = filters.parse_id(request.path_params["pk"])
     return JSONResponse(await run_in_threadpool(_product_detail, _engine(request), product_id))
 
 
@@ -127,7 +129,7 @@ def _product_update(*, partial: bool) -> Handler:
         who = identity.require_staff(
             request.headers.get(identity.HEADER), _settings(request).identity_secret
         )
-        product_id = filters.parse_int(request.path_params["pk"])
+        product_id = filters.parse_id(request.path_params["pk"])
         data = await _json_body(request)
         engine = _engine(request)
 
@@ -135,7 +137,7 @@ def _product_update(*, partial: bool) -> Handler:
             if product_id is None:
                 raise NotFound()
             with engine.begin() as conn:
-                if selectors.product_get(conn, product_id=product_id) is None:
+                if not filters.in_key_range(product_id) or selectors.product_get(conn, product_id=product_id) is None:
                     raise NotFound("No Product matches the given query.")
                 values = schemas.product_payload(data, partial=partial, category_exists=_exists(conn))
                 services.product_update(
@@ -150,14 +152,14 @@ def _product_update(*, partial: bool) -> Handler:
 
 async def product_delete(request: Request) -> Response:
     identity.require_staff(request.headers.get(identity.HEADER), _settings(request).identity_secret)
-    product_id = filters.parse_int(request.path_params["pk"])
+    product_id = filters.parse_id(request.path_params["pk"])
     engine = _engine(request)
 
     def remove() -> None:
         if product_id is None:
             raise NotFound()
         with engine.begin() as conn:
-            if not services.product_delete(conn, product_id=product_id):
+            if not filters.in_key_range(product_id) or not services.product_delete(conn, product_id=product_id):
                 raise NotFound("No Product matches the given query.")
 
     await run_in_threadpool(remove)
@@ -191,6 +193,8 @@ async def category_list(request: Request) -> Response:
 def _category_detail(engine: Engine, category_id: int | None) -> dict[str, Any]:
     if category_id is None:
         raise NotFound()
+    if not filters.in_key_range(category_id):
+        raise NotFound("No Category matches the given query.")
     with engine.connect() as conn:
         row = selectors.category_get(conn, category_id=category_id)
     if row is None:
@@ -199,7 +203,7 @@ def _category_detail(engine: Engine, category_id: int | None) -> dict[str, Any]:
 
 
 async def category_detail(request: Request) -> Response:
-    category_id = filters.parse_int(request.path_params["pk"])
+    category_id = filters.parse_id(request.path_params["pk"])
     return JSONResponse(await run_in_threadpool(_category_detail, _engine(request), category_id))
 
 

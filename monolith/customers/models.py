@@ -8,6 +8,8 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
+from monolith.utils import money
+
 
 class Profile(models.Model):
     user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE,
@@ -27,7 +29,7 @@ class Profile(models.Model):
 
         total = Order.objects.filter(user_id=self.user_id).exclude(
             status=Order.Status.CANCELLED).aggregate(s=models.Sum("total"))["s"]
-        return total or Decimal("0.00")
+        return money(total or Decimal("0.00"))
 
 
 class Address(models.Model):

@@ -9,15 +9,16 @@ from monolith.orders.models import Order
 from monolith.orders.signals import order_cancelled, order_placed
 from monolith.payments.models import PaymentAttempt, Refund
 from monolith.payments.signals import payment_authorized
+from monolith.utils import money
 
 
 @receiver(order_placed, dispatch_uid="payments.authorize")
 def authorize_payment(sender, order, **kwargs):  # type: ignore[no-untyped-def]
     payment = PaymentAttempt.objects.create(
-        order=order, amount=order.total, status=PaymentAttempt.Status.AUTHORIZED,
+        order=order, amount=money(order.total), status=PaymentAttempt.Status.AUTHORIZED,
         provider_ref=f"fp_{order.pk:010d}",
     )
-    Order.objects.filter(pk=order.pk).update(status=Order.Status.PAID)
+    Order.objects.filter(pk=order.pk).update(status=Order.Status.PAID)  # payments writes orders (T13)
     order.status = Order.Status.PAID
     payment_authorized.send(sender=PaymentAttempt, payment=payment)
 

@@ -4,10 +4,12 @@ from rest_framework import permissions, viewsets
 
 from monolith.shipping.models import Shipment
 from monolith.shipping.serializers import ShipmentSerializer
+from monolith.utils import ShopPagination
 
 
 class ShipmentViewSet(viewsets.ReadOnlyModelViewSet):
     serializer_class = ShipmentSerializer
+    pagination_class = ShopPagination  # copied from a view that needed it, years ago
     permission_classes = [permissions.IsAuthenticated]
     filterset_fields = ["status", "carrier"]
     ordering_fields = ["id", "created_at"]

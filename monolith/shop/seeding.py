@@ -152,16 +152,27 @@ class Seeder:
         Category.objects.bulk_create(cats, batch_size=CHUNK)
         self.prices: list[Decimal] = [Decimal(0)]  # index = product id
         self.names: list[str] = [""]
+        # (product id, warehouse id, quantity), written by seed_inventory
+        self.stock_plan: list[tuple[int, int, int]] = []
         for ids in chunks(s.products):
             batch = []
             for i in ids:
                 name = f"{rng.choice(ADJECTIVES)} {rng.choice(MATERIALS)} {rng.choice(NOUNS)}"
                 created = when(rng)
+                homes = {1 + i % s.warehouses}
+                if rng.random() < 0.25:
+                    homes.add(rng.randrange(1, s.warehouses + 1))
+                stock = 0
+                for w in sorted(homes):
+                    qty = rng.randrange(0, 40) if rng.random() < 0.03 else rng.randrange(200, 2000)
+                    self.stock_plan.append((i, w, qty))
+                    stock += qty
                 batch.append(Product(
                     id=i, name=name, description=f"{name}, item {i:06d}. Built to last.",
                     category_id=rng.randrange(1, s.categories + 1),
                     price=self.price_for(rng),
-                    stock_count=0, is_active=rng.random() > 0.02,
+                    # the denormalised copy of inventory's stock the catalog lists (T4)
+                    stock_count=stock, is_active=rng.random() > 0.02,
                     created_at=created, updated_at=created,
                 ))
             Product.objects.bulk_create(batch, batch_size=CHUNK)
@@ -193,27 +204,18 @@ class Seeder:
         self.progress(f"customers: {len(profiles)} profiles, {len(addresses)} addresses")
 
     def seed_inventory(self) -> None:
-        s, rng = self.size, self.rng
+        s = self.size
         Warehouse.objects.bulk_create([
             Warehouse(id=w, code=f"WH{w}", name=f"{CITIES[w % len(CITIES)]} warehouse",
                       city=CITIES[w % len(CITIES)]) for w in range(1, s.warehouses + 1)])
         level_id = 0
-        for ids in chunks(s.products):
-            levels, totals = [], {}
-            for pid in ids:
-                homes = {1 + pid % s.warehouses}
-                if rng.random() < 0.25:
-                    homes.add(rng.randrange(1, s.warehouses + 1))
-                for w in sorted(homes):
-                    level_id += 1
-                    qty = rng.randrange(0, 40) if rng.random() < 0.03 else rng.randrange(200, 2000)
-                    levels.append(StockLevel(id=level_id, warehouse_id=w, product_id=pid,
-                                             quantity=qty, reserved=0))
-                    totals[pid] = totals.get(pid, 0) + qty
+        for start in range(0, len(self.stock_plan), CHUNK):
+            levels = []
+            for pid, w, qty in self.stock_plan[start:start + CHUNK]:
+                level_id += 1
+                levels.append(StockLevel(id=level_id, warehouse_id=w, product_id=pid,
+                                         quantity=qty, reserved=0))
             StockLevel.objects.bulk_create(levels, batch_size=CHUNK)
-            # the denormalised copy the catalog lists (T4)
-            products = [Product(id=pid, stock_count=n) for pid, n in totals.items()]
-            Product.objects.bulk_update(products, ["stock_count"], batch_size=1000)
         self.progress(f"inventory: {s.warehouses} warehouses, {level_id} stock levels")
 
     def models(self) -> list:  # type: ignore[type-arg]

@@ -1,4 +1,5 @@
-"""Fixtures of the CLI suite: a private state folder per test, a CliRunner."""
+"""Fixtures of the CLI suite: a private state folder per test, a CliRunner, and a real shop
+on loopback (migrated, seeded small, served by uvicorn) for the traffic generator's tests."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
+
+from cli.localshop import LocalShop
 
 
 @pytest.fixture
@@ -24,3 +27,15 @@ def state_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]
 @pytest.fixture
 def runner() -> CliRunner:
     return CliRunner()
+
+
+@pytest.fixture(scope="module")
+def live_shop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalShop]:
+    folder: Path = tmp_path_factory.mktemp("shop")
+    shop = LocalShop(sqlite_path=folder / "shop.sqlite3", log_path=folder / "shop.log")
+    try:
+        shop.prepare(size="small")
+        shop.start()
+        yield shop
+    finally:
+        shop.stop()

@@ -29,7 +29,8 @@ def upgrade() -> None:
         sa.Column(
             "parent_id",
             sa.Integer(),
-            sa.ForeignKey("categories.id", ondelete="RESTRICT"),
+            # deferred like Django's: CDC may copy a child before its parent in one transaction
+            sa.ForeignKey("categories.id", ondelete="RESTRICT", deferrable=True, initially="DEFERRED"),
             nullable=True,
         ),
         sa.Column("description", sa.Text(), server_default="", nullable=False),
@@ -60,7 +61,7 @@ def upgrade() -> None:
         sa.Column(
             "product_id",
             sa.Integer(),
-            sa.ForeignKey("products.id", ondelete="CASCADE"),
+            sa.ForeignKey("products.id", ondelete="CASCADE", deferrable=True, initially="DEFERRED"),
             nullable=False,
         ),
         sa.Column("old_price_cents", sa.BigInteger(), nullable=False),

@@ -1,0 +1,210 @@
+"""SQLite source (the embedded default): generated AFTER triggers append every change to a
+changelog table with a monotonic id; the stream reads it in id order.
+
+    strangler_cdc_changelog(id INTEGER PRIMARY KEY AUTOINCREMENT, stream, tbl, op, old, new, ts_ms)
+
+Row images are JSON built by the triggers. ``json_object`` takes at most 127 arguments (63
+columns), so wide tables chain ``json_insert`` calls, 63 columns each. A stream's triggers are
+(re)generated from the live columns on every start; ``drop`` removes them. Acknowledged
+entries are pruned. Positions are ``(changelog id, 0)``. Snapshot consistency comes from one
+read transaction that reads the changelog's high-water mark and the tables together.
+Schema changes are noticed through ``PRAGMA schema_version`` and reported as Relations.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from decimal import Decimal
+from typing import Any
+
+from cdc.config import StreamConfig
+from cdc.errors import SourceError
+from cdc.events import ChangeEvent, Position
+from cdc.mapping import TableSchema
+from cdc.sources import MESSAGE_PREFIX, Item, Message, Relation
+
+CHANGELOG = "strangler_cdc_changelog"
+PER_CALL = 63  # json_object/json_insert: at most 127 arguments
+
+
+def sqlite_path(url: str) -> str:
+    if "///" not in url:
+        raise SourceError(f"{url!r} is not a sqlite:///path URL")
+    return url.split("///", 1)[1]
+
+
+def _q(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def json_row(ref: str, columns: list[str], types: dict[str, str]) -> str:
+    """SQL building a JSON object of `ref`'s columns (NEW/OLD), any number of columns."""
+    def val(c: str) -> str:
+        v = f"{ref}.{_q(c)}"
+        return f"CASE WHEN typeof({v}) = 'blob' THEN hex({v}) ELSE {v} END" if "BLOB" in types[c].upper() else v
+
+    first, rest = columns[:PER_CALL], columns[PER_CALL:]
+    expr = "json_object(" + ", ".join(f"'{c}', {val(c)}" for c in first) + ")"
+    while rest:
+        part, rest = rest[:PER_CALL], rest[PER_CALL:]
+        expr = f"json_insert({expr}, " + ", ".join(f"'$.\"{c}\"', {val(c)}" for c in part) + ")"
+    return expr
+
+
+class SQLiteInitialSnapshot:
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    def cursor(self) -> tuple[Any, str]:
+        return self._conn.cursor(), "qmark"
+
+    def close(self) -> None:
+        self._conn.rollback()
+        self._conn.close()
+
+
+class SQLiteSource:
+    def __init__(self, cfg: StreamConfig, tables: list[str], *, keys: dict[str, tuple[str, ...]] | None = None) -> None:
+        self.cfg = cfg
+        self.tables = tables
+        self.path = sqlite_path(cfg.source_url)
+        self.keys: dict[str, tuple[str, ...]] = dict(keys or {})
+        self._conn = self._connect()
+        self._last = 0
+        self._schema_version = -1
+        self._pruned_at = 0.0
+        self._acked = 0
+
+    def _connect(self) -> sqlite3.Connection:
+        try:
+            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise SourceError(f"cannot open SQLite database {self.path}: {exc}") from exc
+        conn.execute("PRAGMA busy_timeout = 30000")
+        return conn
+
+    def describe(self, tables: list[str] | None = None) -> dict[str, TableSchema]:
+        names = [r[0] for r in self._conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")]
+        out = {}
+        for name in names:
+            info = self._conn.execute(f"PRAGMA table_info({_q(name)})").fetchall()
+            pk = tuple(r[1] for r in sorted((r for r in info if r[5]), key=lambda r: r[5]))
+            out[name] = TableSchema(name=name, columns={r[1]: (r[2] or "").upper() for r in info}, pk=pk)
+        return out
+
+    def _trigger_sql(self, table: str, schema: TableSchema) -> list[str]:
+        cols = list(schema.columns)
+        base = f"strangler_{self.cfg.name}_{table}"
+        ins = f"INSERT INTO {CHANGELOG} (stream, tbl, op, old, new, ts_ms) VALUES ('{self.cfg.name}', '{table}'"
+        now = "CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)"
+        return [
+            f"CREATE TRIGGER {_q(base + '_i')} AFTER INSERT ON {_q(table)} BEGIN {ins}, 'c', NULL, "
+            f"{json_row('NEW', cols, schema.columns)}, {now}); END",
+            f"CREATE TRIGGER {_q(base + '_u')} AFTER UPDATE ON {_q(table)} BEGIN {ins}, 'u', "
+            f"{json_row('OLD', cols, schema.columns)}, {json_row('NEW', cols, schema.columns)}, {now}); END",
+            f"CREATE TRIGGER {_q(base + '_d')} AFTER DELETE ON {_q(table)} BEGIN {ins}, 'd', "
+            f"{json_row('OLD', cols, schema.columns)}, NULL, {now}); END",
+        ]
+
+    def _triggers(self) -> list[str]:
+        return [r[0] for r in self._conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'trigger' AND name LIKE ?",
+            (f"strangler_{self.cfg.name}_%",))]
+
+    def install(self) -> bool:
+        """(Re)generate this stream's triggers from the live columns; True if none existed."""
+        schemas = self.describe()
+        fresh = not self._triggers()
+        try:
+            self._conn.execute("BEGIN IMMEDIATE")
+            self._conn.execute(
+                f"CREATE TABLE IF NOT EXISTS {CHANGELOG} (id INTEGER PRIMARY KEY AUTOINCREMENT, "
+                "stream TEXT NOT NULL, tbl TEXT NOT NULL, op TEXT NOT NULL, old TEXT, new TEXT, ts_ms INTEGER)")
+            self._conn.execute(f"CREATE INDEX IF NOT EXISTS {CHANGELOG}_stream ON {CHANGELOG} (stream, id)")
+            for name in self._triggers():
+                self._conn.execute(f"DROP TRIGGER {_q(name)}")
+            for table in self.tables:
+                for stmt in self._trigger_sql(table, schemas[table]):
+                    self._conn.execute(stmt)
+            self._conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            self._conn.execute("ROLLBACK")
+            raise SourceError(f"cannot install CDC triggers in {self.path}: {exc}") from exc
+        return fresh
+
+    def uninstall(self) -> None:
+        self._conn.execute("BEGIN IMMEDIATE")
+        for name in self._triggers():
+            self._conn.execute(f"DROP TRIGGER {_q(name)}")
+        if self._conn.execute("SELECT 1 FROM sqlite_master WHERE name = ?", (CHANGELOG,)).fetchone():
+            self._conn.execute(f"DELETE FROM {CHANGELOG} WHERE stream = ?", (self.cfg.name,))
+        self._conn.execute("COMMIT")
+
+    def open(self, start_after: Position | None) -> SQLiteInitialSnapshot | None:
+        fresh = self.install()
+        self._schema_version = self._conn.execute("PRAGMA schema_version").fetchone()[0]
+        self._last = start_after.lsn if start_after else 0
+        if not fresh:
+            return None
+        snap = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        snap.execute("BEGIN")  # one read transaction: high-water mark and rows agree
+        high = snap.execute(f"SELECT coalesce(max(id), 0) FROM {CHANGELOG} WHERE stream = ?",
+                            (self.cfg.name,)).fetchone()[0]
+        self._last = high
+        return SQLiteInitialSnapshot(snap)
+
+    def poll(self, max_items: int, timeout: float) -> list[Item]:
+        out: list[Item] = []
+        version = self._conn.execute("PRAGMA schema_version").fetchone()[0]
+        if version != self._schema_version:
+            self._schema_version = version
+            for name, schema in self.describe().items():
+                if name in self.tables:
+                    out.append(Relation(name, schema.columns, Position(self._last, 0)))
+        rows = self._conn.execute(
+            f"SELECT id, tbl, op, old, new, ts_ms FROM {CHANGELOG} WHERE stream = ? AND id > ? "
+            "ORDER BY id LIMIT ?", (self.cfg.name, self._last, max_items)).fetchall()
+        if not rows and not out:
+            time.sleep(min(timeout, 0.05))
+            return out
+        for id_, tbl, op, old, new, ts in rows:
+            self._last = id_
+            pos = Position(id_, 0)
+            if op == "m":
+                out.append(Message(MESSAGE_PREFIX, new.encode(), pos))
+                continue
+            before = json.loads(old, parse_float=Decimal) if old else None
+            after = json.loads(new, parse_float=Decimal) if new else None
+            image = after if after is not None else before or {}
+            key = {k: image.get(k) for k in self.keys.get(tbl, ())}
+            out.append(ChangeEvent(op=op, table=tbl, key=key, before=before, after=after, position=pos,
+                                   ts_ms=ts or 0, last=True, db=self.path))
+        return out
+
+    def acknowledge(self, position: Position | None) -> None:
+        if position is None or position.lsn <= self._acked:
+            return
+        self._acked = position.lsn
+        if time.monotonic() - self._pruned_at > 1.0:  # prune acknowledged entries, not too often
+            self._pruned_at = time.monotonic()
+            self._conn.execute(f"DELETE FROM {CHANGELOG} WHERE stream = ? AND id <= ?",
+                               (self.cfg.name, self._acked))
+
+    def emit_message(self, content: bytes) -> None:
+        self._conn.execute(f"INSERT INTO {CHANGELOG} (stream, tbl, op, old, new, ts_ms) "
+                           "VALUES (?, '', 'm', NULL, ?, 0)", (self.cfg.name, content.decode()))
+
+    def chunk_reader(self) -> tuple[Any, str]:
+        return self._conn.cursor(), "qmark"
+
+    def lag(self) -> tuple[float, int | None]:
+        return 0.0, None
+
+    def drop(self) -> None:
+        self.uninstall()
+
+    def close(self) -> None:
+        self._conn.close()

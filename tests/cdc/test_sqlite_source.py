@@ -1,0 +1,98 @@
+"""SQLite (embedded default): trigger changelog -> SQLite target, wide tables, prune, uninstall."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from cdc.config import parse
+from cdc.pipeline import Pipeline, open_stream
+from cdc.verify import verify_stream
+
+WIDE = 150  # more than json_object's 63-column limit per call
+
+
+def rows(path: Path, sql: str) -> list[Any]:
+    conn = sqlite3.connect(path)
+    try:
+        return conn.execute(sql).fetchall()
+    finally:
+        conn.close()
+
+
+def run_sql(path: Path, *statements: str) -> None:
+    conn = sqlite3.connect(path)
+    with conn:
+        for s in statements:
+            conn.execute(s)
+    conn.close()
+
+
+def test_sqlite_stream_snapshot_changes_wide_table_and_uninstall(tmp_path: Path) -> None:
+    src, tgt = tmp_path / "monolith.sqlite3", tmp_path / "catalog.sqlite3"
+    cols = ", ".join(f"c{i} TEXT" for i in range(WIDE))
+    run_sql(src, "CREATE TABLE catalog_product (id INTEGER PRIMARY KEY, name TEXT NOT NULL, price DECIMAL(10,2))",
+            f"CREATE TABLE wide (id INTEGER PRIMARY KEY, {cols})",
+            "INSERT INTO catalog_product VALUES (1, 'one', 1.50), (2, 'two', 2.25)")
+    run_sql(tgt, "CREATE TABLE products (id INTEGER PRIMARY KEY, title TEXT NOT NULL, price_cents INTEGER)",
+            f"CREATE TABLE wide (id INTEGER PRIMARY KEY, {cols})")
+    cfg = parse({"streams": {"lite": {
+        "source": {"url": f"sqlite:///{src}"}, "target": {"url": f"sqlite:///{tgt}"},
+        "tables": {"catalog_product": {"target": "products", "columns": {
+            "id": "id", "name": "title", "price": {"to": "price_cents", "convert": "decimal_to_cents"}}},
+            "wide": "wide"}}}}).stream("lite")
+    pipe = Pipeline(cfg, on_tick=lambda m: None)
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            pipe.run()
+        except BaseException as exc:  # surfaced by the assertion below
+            errors.append(exc)
+
+    th = threading.Thread(target=run)
+    th.start()
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and rows(tgt, "SELECT count(*) FROM products") != [(2,)]:
+            time.sleep(0.1)
+        values = ", ".join(f"'v{i}'" for i in range(WIDE))
+        run_sql(src, "INSERT INTO catalog_product VALUES (3, 'three', 3.99)",
+                "UPDATE catalog_product SET name = 'uno' WHERE id = 1",
+                "DELETE FROM catalog_product WHERE id = 2",
+                f"INSERT INTO wide VALUES (1, {values})",
+                "UPDATE wide SET c149 = 'last', c0 = NULL WHERE id = 1")
+        want_products = [(1, "uno", 150), (3, "three", 399)]
+        while time.monotonic() < deadline and (
+                rows(tgt, "SELECT * FROM products ORDER BY id") != want_products
+                or rows(tgt, "SELECT c0, c1, c149 FROM wide") != [(None, "v1", "last")]):
+            time.sleep(0.1)
+    finally:
+        pipe.stop()
+        th.join(30)
+    assert not errors, errors
+    assert rows(tgt, "SELECT * FROM products ORDER BY id") == [(1, "uno", 150), (3, "three", 399)]
+    assert rows(tgt, "SELECT c0, c1, c149 FROM wide") == [(None, "v1", "last")]
+    # verify agrees, and catches a difference
+    source, engine, mappings = open_stream(cfg)
+    source.close()
+    engine.dispose()
+    s, t = sqlite3.connect(src), sqlite3.connect(tgt)
+    assert all(d.equal for d in verify_stream(cfg, mappings, s, t, recheck_wait=0))
+    t.execute("UPDATE products SET price_cents = 1 WHERE id = 3")
+    t.commit()
+    diffs = {d.table: d for d in verify_stream(cfg, mappings, s, t, recheck_wait=0)}
+    assert diffs["catalog_product"].different == [[3]]
+    s.close()
+    t.close()
+    # acknowledged entries are pruned; uninstall removes the triggers
+    assert rows(src, "SELECT count(*) FROM strangler_cdc_changelog")[0][0] <= 5
+    from cdc.sources.sqlite import SQLiteSource
+
+    lite = SQLiteSource(cfg, ["catalog_product", "wide"])
+    lite.drop()
+    lite.close()
+    assert rows(src, "SELECT count(*) FROM sqlite_master WHERE type = 'trigger'") == [(0,)]

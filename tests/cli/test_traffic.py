@@ -1,0 +1,130 @@
+"""`strangler traffic` against a real shop on loopback, a dying shop, and a dead URL."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import httpx
+import pytest
+from typer.testing import CliRunner
+
+from cli.localshop import LocalShop
+from cli.main import app
+from cli.traffic import TrafficConfig, TrafficError, run_traffic
+from cli.traffic_report import Failure, Recorder, percentile, render_table
+from devstack import free_port
+
+runner = CliRunner()
+
+
+def test_drives_a_real_shop_and_reports_per_endpoint(live_shop: LocalShop) -> None:
+    result = runner.invoke(app, ["traffic", live_shop.base_url, "--duration", "3", "--rate", "40",
+                                 "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["ok"] is True and summary["errors"] == 0 and summary["failures"] == []
+    assert summary["users"] == {"anonymous": 4, "customer": 4, "staff": 1}
+    endpoints = {row["endpoint"]: row for row in summary["endpoints"]}
+    # browsing, product pages, carts, logins: the mix reaches the shop's main paths
+    for name in ("GET /api/products/", "GET /api/products/{id}/", "POST /api/auth/login/",
+                 "POST /api/cart/items/"):
+        assert endpoints[name]["requests"] > 0, name
+    assert sum(r["requests"] for r in summary["endpoints"]) == summary["requests"] >= 60
+    for row in summary["endpoints"]:
+        assert 0 < row["p50_ms"] <= row["p99_ms"]
+    assert 20 <= summary["rate_achieved"] <= 48
+
+
+def test_orders_and_price_edits_reach_the_database(live_shop: LocalShop) -> None:
+    summary = run_traffic(TrafficConfig(base_url=live_shop.base_url, rate=60, duration=2.5,
+                                        anonymous=0, customers=2, staff=2, seed=5))
+    assert summary["ok"], summary["failures"]
+    names = {row["endpoint"] for row in summary["endpoints"]}
+    assert {"POST /api/orders/", "PATCH /api/products/{id}/"} <= names
+    login = httpx.post(f"{live_shop.base_url}/api/auth/login/",
+                       json={"username": "customer1", "password": "shop-password"})
+    orders = httpx.get(f"{live_shop.base_url}/api/orders/",
+                       headers={"Authorization": f"Token {login.json()['token']}"}).json()
+    assert orders["count"] > 0
+
+
+def test_human_table_lists_endpoints(live_shop: LocalShop) -> None:
+    result = runner.invoke(app, ["traffic", live_shop.base_url, "--duration", "1", "--rate", "20"])
+    assert result.exit_code == 0, result.output
+    assert "GET /api/products/" in result.stdout and "no failed requests" in result.stdout
+
+
+def test_failures_are_listed_with_status_and_body(tmp_path) -> None:
+    """The shop dies mid-run: every unanswered request is a failure, and the run says so."""
+    shop = LocalShop(sqlite_path=tmp_path / "dying.sqlite3", log_path=tmp_path / "dying.log")
+    try:
+        shop.prepare(size="small")
+        shop.start()
+        threading.Timer(1.0, shop.stop).start()
+        summary = run_traffic(TrafficConfig(base_url=shop.base_url, rate=30, duration=2.5,
+                                            timeout=2))
+    finally:
+        shop.stop()
+    assert summary["ok"] is False
+    assert summary["errors"] == summary["failures_total"] > 0
+    first = summary["failures"][0]
+    assert first["status"] == 0 and "Error" in first["body"] and first["url"].startswith("/")
+    assert sum(r["errors"] for r in summary["endpoints"]) == summary["errors"]
+
+
+def test_http_errors_show_status_and_body_excerpt() -> None:
+    recorder = Recorder()
+    recorder.record("GET /x", 5.0, None)
+    recorder.record("GET /x", 9.0, Failure("GET /x", "/x?a=1", 500,
+                                           '{"detail": "boom"}', 1.25, "customer1"))
+    summary = recorder.summary(base_url="http://h", elapsed_s=1.0, rate=2, users={"customer": 1})
+    assert summary["ok"] is False
+    assert summary["endpoints"] == [{"endpoint": "GET /x", "requests": 2, "errors": 1,
+                                     "p50_ms": 5.0, "p99_ms": 9.0}]
+    table = render_table(summary)
+    assert "1 failed request(s)" in table and '500 GET /x /x?a=1 (customer1): {"detail": "boom"}' in table
+
+
+def test_percentile_is_nearest_rank() -> None:
+    values = [float(i) for i in range(1, 101)]
+    assert percentile(values, 50) == 50.0 and percentile(values, 99) == 99.0
+    assert percentile([], 99) == 0.0 and percentile([7.0], 50) == 7.0
+
+
+def test_dead_url_says_so_and_exits_nonzero() -> None:
+    dead = f"http://127.0.0.1:{free_port()}"
+    result = runner.invoke(app, ["traffic", dead, "--duration", "1"])
+    assert result.exit_code == 1
+    assert f"cannot reach the shop at {dead}" in result.stderr
+    as_json = runner.invoke(app, ["traffic", dead, "--duration", "1", "--json"])
+    assert as_json.exit_code == 1
+    assert json.loads(as_json.stdout)["ok"] is False
+
+
+def test_wrong_password_is_a_clear_error(live_shop: LocalShop) -> None:
+    with pytest.raises(TrafficError, match="cannot log in as customer1: 400"):
+        run_traffic(TrafficConfig(base_url=live_shop.base_url, duration=1, password="wrong"))
+
+
+def test_not_a_shop_is_a_clear_error(live_shop: LocalShop) -> None:
+    with pytest.raises(TrafficError, match="does not look like the shop"):
+        run_traffic(TrafficConfig(base_url=f"{live_shop.base_url}/nowhere", duration=1))
+
+
+@pytest.mark.parametrize("args", [
+    ["ftp://x"], ["http://127.0.0.1:1", "--rate", "0"], ["http://127.0.0.1:1", "--duration", "-1"],
+    ["http://127.0.0.1:1", "--anonymous", "0", "--customers", "0", "--staff", "0"],
+])
+def test_nonsense_options_are_usage_errors(args: list[str]) -> None:
+    assert runner.invoke(app, ["traffic", *args]).exit_code == 2
+
+
+def test_until_stopped_ends_when_told(live_shop: LocalShop) -> None:
+    stop = threading.Event()
+    threading.Timer(1.0, stop.set).start()
+    started = time.monotonic()
+    summary = run_traffic(TrafficConfig(base_url=live_shop.base_url, duration=0, rate=20), stop)
+    assert time.monotonic() - started < 10
+    assert summary["ok"] and summary["requests"] > 5

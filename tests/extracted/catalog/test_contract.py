@@ -1,0 +1,119 @@
+"""Contract: the service answers the monolith's catalog requests the same way, over the same data.
+
+For SQLite and for PostgreSQL: the monolith is migrated, seeded and served by its real
+server; the service's database is filled ONLY by the CDC snapshot of the `catalog` stream
+(`streams.yaml`); then a fixed list of requests and hypothesis-generated queries go to both,
+and `contract.compare` checks the answers (intended differences: `contract.INTENDED_DIFFERENCES`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from hypothesis import HealthCheck, given, settings
+
+from extracted.catalog import create_app, migrations
+from extracted.catalog.db import make_engine
+from extracted.catalog.filters import CATEGORY_ORDERING, PRODUCT_ORDERING
+from tests.extracted.catalog import contract
+from tests.extracted.catalog.asgi import ASGIClient, asgi_client
+from tests.extracted.catalog.conftest import settings_for
+from tests.extracted.catalog.shop import load_via_cdc, shop
+
+pytestmark = pytest.mark.slow
+
+
+@dataclass
+class Sides:
+    monolith: httpx.Client
+    service: ASGIClient
+    products: dict[int, dict[str, Any]]
+    categories: dict[int, dict[str, Any]]
+
+    def check(self, path: str, params: dict[str, str]) -> None:
+        if path.startswith("/api/categories/"):
+            allowed, rows = CATEGORY_ORDERING, self.categories
+        else:
+            allowed, rows = PRODUCT_ORDERING, self.products
+        contract.compare(
+            self.monolith.get(path, params=params),
+            self.service.get(path, params=params),
+            ordering=params.get("ordering"),
+            allowed=allowed,
+            known_rows=rows,
+        )
+
+
+def _all_rows(client: httpx.Client, path: str) -> dict[int, dict[str, Any]]:
+    rows: dict[int, dict[str, Any]] = {}
+    url: str | None = f"{path}?page_size=100"
+    while url:
+        body = client.get(url.replace("http://testserver", "")).json()
+        rows.update({row["id"]: row for row in body["results"]})
+        url = body["next"]
+    return rows
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def sides(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sides]:
+    if request.param == "sqlite":
+        folder: Path = tmp_path_factory.mktemp("contract")
+        monolith_url = f"sqlite:///{folder / 'monolith.sqlite3'}"
+        catalog_url = f"sqlite:///{folder / 'catalog.sqlite3'}"
+    else:
+        pg = request.getfixturevalue("pg_server")
+        monolith_url = pg.create_database("contract_monolith")
+        catalog_url = pg.create_database("contract_catalog")
+    with shop(monolith_url) as monolith:
+        engine = make_engine(catalog_url)
+        try:
+            migrations.upgrade(engine)
+            load_via_cdc(monolith_url=monolith_url, catalog_url=catalog_url)
+            app = create_app(settings_for(catalog_url, migrate_on_start=False), engine=engine)
+            with asgi_client(app) as service:
+                yield Sides(
+                    monolith=monolith,
+                    service=service,
+                    products=_all_rows(monolith, "/api/products/"),
+                    categories=_all_rows(monolith, "/api/categories/"),
+                )
+        finally:
+            engine.dispose()
+
+
+def test_the_snapshot_copied_every_row(sides: Sides) -> None:
+    assert len(sides.products) == 200 and len(sides.categories) == 12
+    assert _all_rows_service(sides.service, "/api/products/") == sides.products
+    assert _all_rows_service(sides.service, "/api/categories/") == sides.categories
+
+
+def _all_rows_service(client: ASGIClient, path: str) -> dict[int, dict[str, Any]]:
+    rows: dict[int, dict[str, Any]] = {}
+    url: str | None = f"{path}?page_size=100"
+    while url:
+        body = client.get(url).json()
+        rows.update({row["id"]: row for row in body["results"]})
+        url = body["next"]
+    return rows
+
+
+@pytest.mark.parametrize(("path", "params"), contract.FIXED_REQUESTS)
+def test_fixed_requests(sides: Sides, path: str, params: dict[str, str]) -> None:
+    sides.check(path, params)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(params=contract.product_queries)
+def test_generated_product_queries(sides: Sides, params: dict[str, str]) -> None:
+    sides.check("/api/products/", params)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(params=contract.category_queries)
+def test_generated_category_queries(sides: Sides, params: dict[str, str]) -> None:
+    sides.check("/api/categories/", params)
