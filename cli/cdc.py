@@ -25,6 +25,7 @@ cdc_app = typer.Typer(help="Change-data-capture streams declared in streams.yaml
 StreamsOpt = Annotated[str | None, typer.Option("--streams", envvar="STRANGLER_STREAMS",
                                                 help="Path of streams.yaml (default ./streams.yaml).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document.")]
+PartOpt = Annotated[str, typer.Option("--part", help="Kafka streams: capture | apply | both.")]
 
 
 def _err(msg: str, code: int) -> typer.Exit:
@@ -45,10 +46,17 @@ def _logging() -> None:
 
 
 @cdc_app.command("run")
-def run(stream: str, streams: StreamsOpt = None) -> None:
+def run(stream: str, streams: StreamsOpt = None, part: PartOpt = "both") -> None:
     """Snapshot (if new) then stream STREAM until SIGTERM/SIGINT (finishes the batch)."""
     cfg = _stream(streams, stream)
     _logging()
+    if cfg.transport.get("kind") == "kafka":
+        from cli.cdc_kafka import run_kafka
+
+        return run_kafka(cfg, part)
+    if part != "both":
+        raise _err(f"--part {part} needs `transport: kafka` for stream {stream}; "
+                   "a direct stream runs both halves in one process", 2)
     pipe = Pipeline(cfg)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: pipe.stop())

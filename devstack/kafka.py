@@ -274,7 +274,9 @@ class KafkaServer:
         ]
 
     def _format(self) -> None:
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        cluster_id = "-"
+        while cluster_id.startswith("-"):  # the tool would read it as an option (Kafka avoids it too)
+            cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
         argv = self._java_argv(
             "kafka.tools.StorageTool", "format", "-t", cluster_id,
             "-c", os.path.join(self._root, "server.properties"), heap="256m",

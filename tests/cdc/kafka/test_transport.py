@@ -1,0 +1,216 @@
+"""The Kafka transport against a real broker, with events made by hand."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from types import SimpleNamespace
+
+import pytest
+from confluent_kafka import Consumer, Producer
+
+from cdc.errors import ConfigError
+from cdc.events import ChangeEvent, Position
+from cdc.transport import Consumer as ConsumerProtocol
+from cdc.transport import Publisher
+from cdc.transport.kafka import KafkaApply, KafkaCapture, KafkaSettings
+from devstack import KafkaServer
+
+pytestmark = pytest.mark.kafka
+
+
+def _settings(broker: KafkaServer, **transport: object) -> KafkaSettings:
+    name = f"s{uuid.uuid4().hex[:8]}"
+    cfg = SimpleNamespace(name=name, source_kind="postgres",
+                          transport={"kind": "kafka", "bootstrap": broker.bootstrap, **transport})
+    return KafkaSettings.from_stream(cfg)
+
+
+def _ev(table: str, key: int, lsn: int, seq: int, last: bool, op: str = "c") -> ChangeEvent:
+    row = {"id": key, "v": f"{table}-{key}"}
+    return ChangeEvent(op=op, table=table, key={"id": key}, before=None, after=row,
+                       position=Position(lsn, seq), last=last, schema="public", tx_id=lsn, ts_ms=1)
+
+
+def _drain(apply: KafkaApply, n: int, seconds: float = 30) -> list[ChangeEvent]:
+    out: list[ChangeEvent] = []
+    deadline = time.monotonic() + seconds
+    while len(out) < n and time.monotonic() < deadline:
+        out += apply.consume(1000, 0.2)
+    return out
+
+
+def _ids(events: list[ChangeEvent]) -> list[tuple[str, int, int, int]]:
+    return [(e.table, e.key["id"], e.position[0], e.position[1]) for e in events]
+
+
+def test_settings_defaults_and_topic_names(monkeypatch) -> None:
+    monkeypatch.setenv("STRANGLER_KAFKA_BOOTSTRAP", "127.0.0.1:1")
+    cfg = SimpleNamespace(name="catalog", source_kind="postgres", transport={"kind": "kafka"})
+    s = KafkaSettings.from_stream(cfg)
+    assert (s.bootstrap, s.group) == ("127.0.0.1:1", "strangler-catalog")
+    assert s.topic("catalog_product") == "catalog.public.catalog_product"
+    assert s.topic("shop.orders") == "catalog.shop.orders"
+    assert s.tx_topic == "catalog.transaction"
+    lite = SimpleNamespace(name="c", source_kind="sqlite", transport={"kind": "kafka"})
+    assert KafkaSettings.from_stream(lite).topic("t") == "c.main.t"
+
+
+@pytest.mark.parametrize("transport, path", [
+    ({"kind": "kafka", "brokers": "x"}, "streams.catalog.transport.brokers"),
+    ({"kind": "kafka", "topic_prefix": "a b"}, "streams.catalog.transport.topic_prefix"),
+    ({"kind": "kafka", "linger_ms": -1}, "streams.catalog.transport.linger_ms"),
+])
+def test_bad_settings_name_the_key(transport, path) -> None:
+    cfg = SimpleNamespace(name="catalog", source_kind="postgres", transport=transport)
+    with pytest.raises(ConfigError, match=path.replace(".", r"\.")):
+        KafkaSettings.from_stream(cfg)
+
+
+def test_transactions_arrive_whole_in_source_order_across_topics(kafka_broker: KafkaServer) -> None:
+    s = _settings(kafka_broker)
+    cap = KafkaCapture(s, ["parent", "child"])
+    apply = KafkaApply(s, ["parent", "child"])
+    assert isinstance(cap, Publisher) and isinstance(apply, ConsumerProtocol)
+    try:
+        tx1 = [_ev("parent", 1, 100, 1, False), _ev("child", 10, 100, 2, False),
+               _ev("parent", 2, 100, 3, False), _ev("child", 11, 100, 4, True)]
+        tx2 = [_ev("child", 12, 200, 1, False), _ev("parent", 3, 200, 2, True)]
+        # a large transaction split over several publish calls, as a source poll splits it
+        tx3 = [_ev("child" if i % 3 else "parent", 1000 + i, 300, i + 1, i == 499) for i in range(500)]
+        cap.publish(tx1)
+        cap.publish(tx2 + tx3[:100])
+        cap.publish(tx3[100:])
+        assert cap.flush(30)
+        assert cap.durable() == Position(300, 500)
+        got = _drain(apply, 506)
+        assert _ids(got) == _ids(tx1 + tx2 + tx3)
+        assert [e.last for e in got].count(True) == 3 and got[3].last and got[5].last
+        assert got[0].after == {"id": 1, "v": "parent-1"}
+        # the Debezium transaction block travels with every data message
+        raw = Consumer({"bootstrap.servers": s.bootstrap, "group.id": uuid.uuid4().hex,
+                        "auto.offset.reset": "earliest"})
+        raw.subscribe([s.topic("child")])
+        msg = None
+        for _ in range(100):
+            msg = raw.poll(0.2)
+            if msg is not None and msg.error() is None:
+                break
+        raw.close()
+        assert msg is not None and json.loads(msg.key()) == {"id": 10}
+        body = json.loads(msg.value())
+        assert body["op"] == "c" and body["source"]["table"] == "child"
+        assert body["transaction"]["total_order"] == 2
+        assert body["transaction"]["data_collection_order"] == 1
+    finally:
+        cap.close()
+        apply.close()
+
+
+def test_capture_crash_cut_transaction_dropped_and_replay_handed_once(kafka_broker: KafkaServer) -> None:
+    s = _settings(kafka_broker)
+    first = KafkaCapture(s, ["a", "b"])
+    first.publish([_ev("a", 1, 100, 1, True)])
+    first.publish([_ev("a", 2, 200, 1, False), _ev("b", 3, 200, 2, False)])  # tx 200 unfinished
+    assert first.flush(30)
+    assert first.durable() == Position(100, 1)  # never past what is whole in Kafka
+    first.close()  # "dies"; the source replays from its acknowledged position
+    time.sleep(0.01)
+    second = KafkaCapture(s, ["a", "b"])
+    tx200 = [_ev("a", 2, 200, 1, False), _ev("b", 3, 200, 2, False), _ev("a", 4, 200, 3, True)]
+    # the slot replays from its acknowledged position: tx 100 comes again, then tx 200 whole
+    second.publish([_ev("a", 1, 100, 1, True)] + tx200 + [_ev("b", 5, 300, 1, True)])
+    assert second.flush(30)
+    second.close()
+    apply = KafkaApply(s, ["a", "b"])
+    try:
+        got = _drain(apply, 5)
+        time.sleep(0.3)
+        got += apply.consume(100, 0.5)
+        assert _ids(got) == _ids([_ev("a", 1, 100, 1, True), *tx200, _ev("b", 5, 300, 1, True)])
+    finally:
+        apply.close()
+
+
+def test_restart_resumes_at_the_stored_offsets(kafka_broker: KafkaServer) -> None:
+    s = _settings(kafka_broker)
+    cap = KafkaCapture(s, ["a", "b"])
+    cap.publish([_ev("a", 1, 100, 1, False), _ev("b", 1, 100, 2, True)])
+    assert cap.flush(30)
+    apply = KafkaApply(s, ["a", "b"])
+    assert len(_drain(apply, 2)) == 2
+    stored = apply.offsets()  # what the apply loop writes with the rows
+    apply.consume(10, 0.2)  # reads nothing more; offsets unchanged
+    assert apply.offsets() == stored
+    apply.close()
+    cap.publish([_ev("b", 2, 200, 1, False), _ev("a", 2, 200, 2, True)])
+    assert cap.flush(30)
+    cap.close()
+    again = KafkaApply(s, ["a", "b"], start=stored)
+    try:
+        got = _drain(again, 2)
+        time.sleep(0.2)
+        got += again.consume(10, 0.3)
+        assert _ids(got) == [("b", 2, 200, 1), ("a", 2, 200, 2)]
+    finally:
+        again.close()
+
+
+def test_durable_waits_for_the_broker(kafka_broker: KafkaServer) -> None:
+    if not kafka_broker.owned:
+        pytest.skip("needs a broker this session started (STRANGLER_KAFKA_BOOTSTRAP is set)")
+    s = _settings(kafka_broker)
+    cap = KafkaCapture(s, ["a"])
+    try:
+        cap.publish([_ev("a", 1, 100, 1, True)])
+        assert cap.flush(30) and cap.durable() == Position(100, 1)
+        kafka_broker.halt()
+        try:
+            cap.publish([_ev("a", 2, 200, 1, True)])
+            time.sleep(1.0)
+            assert cap.durable() == Position(100, 1)  # not acknowledged: the slot must not move
+        finally:
+            kafka_broker.resume()
+        assert cap.flush(60)
+        assert cap.durable() == Position(200, 1)
+    finally:
+        cap.close()
+
+
+def test_dead_letters_carry_the_reason(kafka_broker: KafkaServer) -> None:
+    s = _settings(kafka_broker)
+    cap = KafkaCapture(s, ["a"])
+    cap.publish([_ev("a", 1, 100, 1, True)])
+    assert cap.flush(30)
+    cap.close()
+    # garbage in a table topic: to the DLQ, and the stream goes on
+    junk = Producer({"bootstrap.servers": s.bootstrap})
+    junk.produce(s.topic("a"), key=b"x", value=b"not json")
+    junk.flush(10)
+    cap2 = KafkaCapture(s, ["a"])
+    cap2.publish([_ev("a", 2, 200, 1, True)])
+    assert cap2.flush(30)
+    cap2.close()
+    apply = KafkaApply(s, ["a"])
+    try:
+        got = _drain(apply, 2)
+        assert [e.key["id"] for e in got] == [1, 2]
+        apply.dead_letter(got[0], "target refused: check constraint")
+        apply.close()
+        dlq = Consumer({"bootstrap.servers": s.bootstrap, "group.id": uuid.uuid4().hex,
+                        "auto.offset.reset": "earliest"})
+        dlq.subscribe([f"{s.topic('a')}.dlq"])
+        seen = []
+        deadline = time.monotonic() + 30
+        while len(seen) < 2 and time.monotonic() < deadline:
+            msg = dlq.poll(0.2)
+            if msg is not None and msg.error() is None:
+                seen.append((dict(msg.headers() or []), msg.value()))
+        dlq.close()
+        reasons = sorted(h["strangler.reason"].decode() for h, _ in seen)
+        assert reasons[0] == "target refused: check constraint"
+        assert reasons[1].startswith("undecodable message")
+        assert any(v == b"not json" for _, v in seen)
+    finally:
+        apply.close()
