@@ -60,6 +60,7 @@ class Connection(asyncio.Protocol):
         self.chunks: deque[bytes] = deque()
         self.buffered = 0
         self.reading_paused = False
+        self.must_close = False  # the request body was not sent whole: never reuse
         self.waiter: asyncio.Future[None] | None = None
 
     # --- asyncio.Protocol ---------------------------------------------------------------
@@ -187,7 +188,8 @@ class Connection(asyncio.Protocol):
     def finish(self) -> None:
         """The exchange is over: give the connection back (or close it if not reusable)."""
         self.busy = False
-        if self.complete and self.keep_alive and not self.closed and not self.chunks:
+        if self.complete and self.keep_alive and not self.closed and not self.chunks \
+                and not self.must_close:
             self.pool.release(self)
         else:
             self.close()

@@ -88,7 +88,7 @@ class RouteTable:
                 assert route.match.prefix is not None
                 m = route.match
                 narrowing = (m.methods is not None) + (m.host is not None) + (m.header is not None)
-                prefixed.append((-len(m.prefix), -narrowing, order, route))
+                prefixed.append((-len(m.prefix or ""), -narrowing, order, route))
         prefixed.sort(key=lambda t: t[:3])
         self._prefixes = [(_prefix_forms(r.match.prefix or "/"), r) for *_, r in prefixed]
 

@@ -278,7 +278,20 @@ class Router:
                     if attempts > 0:
                         continue
                 else:
-                    status = await self._respond(conn, send, config, backend, request_id, capture, breaker)
+                    try:
+                        status = await self._respond(conn, receive, send, config, backend,
+                                                     request_id, capture, breaker)
+                    except (ClientGone, UpstreamCut) as exc:
+                        kind = "client_gone" if isinstance(exc, ClientGone) else "cut"
+                        ms = (perf_counter() - started) * 1000
+                        self.metrics.observe(route.name, backend, conn.status, ms, kind)
+                        if self.access_log.enabled:
+                            self.access_log.write(request_id=request_id, method=method, path=path,
+                                                  route=route.name, backend=backend,
+                                                  status=conn.status, ms=ms, error=kind)
+                        if isinstance(exc, UpstreamCut):
+                            raise  # the server closes the client connection: the cut is visible
+                        return
                     ms = (perf_counter() - started) * 1000
                     self.metrics.observe(route.name, backend, status, ms)
                     if self.access_log.enabled:
@@ -353,7 +366,10 @@ class Router:
             data = message.get("body", b"")
             more = message.get("more_body", False)
             if conn.head_done or conn.closed:
-                return  # the upstream already answered (e.g. 413): stop sending
+                # The upstream answered early (e.g. 413): stop sending, and never reuse the
+                # connection — the upstream may still be waiting for the rest of the body.
+                conn.must_close = True
+                return
             if chunked:
                 if data:
                     await conn.write(b"%x\r\n%b\r\n" % (len(data), data), timeout)
@@ -364,8 +380,8 @@ class Router:
             if not more:
                 return
 
-    async def _respond(self, conn: Connection, send: Send, config: Config, backend: str,
-                       request_id: str, capture: list[bytes] | None, breaker: Any) -> int:
+    async def _respond(self, conn: Connection, receive: Receive, send: Send, config: Config,
+                       backend: str, request_id: str, capture: list[bytes] | None, breaker: Any) -> int:
         """Relay the response head and body; returns the status."""
         status = conn.status
         drop = RESP_SKIP
@@ -378,6 +394,7 @@ class Router:
         headers.append((b"x-request-id", request_id.encode()))
         read_timeout = config.upstreams[backend].read_timeout
         ok = status < 500
+        gone: asyncio.Future[None] | None = None
         try:
             if conn.complete:
                 body = conn.take()
@@ -388,8 +405,15 @@ class Router:
                     capture.append(body)
                 return status
             await send({"type": "http.response.start", "status": status, "headers": headers})
+            # A streamed response: notice a client that goes away, so a large download is
+            # not pulled from the upstream for nobody (the server's send() stays silent).
+            gone = asyncio.ensure_future(_until_disconnect(receive))
             captured = 0
             while True:
+                if gone.done():
+                    ok = True  # not the upstream's fault
+                    conn.close()
+                    raise ClientGone("the client went away during the response")
                 body, more = await conn.body(read_timeout)
                 if capture is not None:
                     captured += len(body)
@@ -406,11 +430,13 @@ class Router:
         except UpstreamError as exc:
             ok = False
             conn.close()
-            raise RouterError(f"{backend} failed mid-response ({exc}); the response was cut") from exc
+            raise UpstreamCut(f"{backend} failed mid-response ({exc}); the response was cut") from exc
         except BaseException:
             conn.close()
             raise
         finally:
+            if gone is not None:
+                gone.cancel()
             breaker.record(ok)
 
     async def _refuse(self, send: Send, status: int, detail: str, started: float, method: str,
@@ -438,7 +464,16 @@ class Router:
 
 
 class ClientGone(RouterError):
-    """The client disconnected before the request was forwarded whole."""
+    """The client disconnected before its exchange ended."""
+
+
+class UpstreamCut(RouterError):
+    """The upstream failed after the response started: the client's response is cut short."""
+
+
+async def _until_disconnect(receive: Receive) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
 
 
 def _header(headers: list[tuple[bytes, bytes]], name: bytes) -> str | None:

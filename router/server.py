@@ -34,12 +34,14 @@ METRICS_ENV = "STRANGLER_METRICS_DIR"
 def _uvicorn_config(app: object, **kwargs: object) -> object:
     import uvicorn
 
-    try:
-        import uvloop  # noqa: F401
+    loop = os.environ.get("STRANGLER_LOOP", "")  # "asyncio" forces the stdlib loop
+    if loop != "asyncio":
+        try:
+            import uvloop  # noqa: F401
 
-        loop = "uvloop"
-    except ImportError:
-        loop = "asyncio"
+            loop = "uvloop"
+        except ImportError:
+            loop = "asyncio"
     return uvicorn.Config(
         app,  # type: ignore[arg-type]
         http="httptools", loop=loop, lifespan="on", access_log=False, proxy_headers=False,

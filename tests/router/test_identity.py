@@ -30,3 +30,51 @@ def test_forged_expired_or_malformed_values_do_not_verify() -> None:
     forged = base64.urlsafe_b64encode(b'{"sub":"1","username":"root","staff":true,"exp":9999}').rstrip(b"=")
     assert verify(forged.decode() + "." + sig, SECRET, now=1000) is None
     assert verify("garbage", SECRET) is None
+
+
+def bridge_config(ups: dict) -> str:
+    return f"""
+ledger: ledger.jsonl
+access_log: false
+upstreams:
+  monolith: {{url: "{ups['a'].url}"}}
+  catalog: {{url: "{ups['b'].url}"}}
+identity: {{upstream: monolith, path: /api/whoami/, cookie: sessionid, cache_ttl: 5, header_ttl: 60}}
+routes:
+  - name: products
+    match: {{prefix: /api/products}}
+    backends: {{catalog: 100}}
+    identity: true
+  - name: rest
+    match: {{prefix: /}}
+    backends: {{monolith: 100}}
+"""
+
+
+def test_the_bridge_signs_the_session_user_and_strips_spoofed_headers(upstreams, start_router) -> None:
+    import httpx
+
+    from tests.router.conftest import IDENTITY_SECRET
+
+    router = start_router(bridge_config(upstreams))
+
+    def sent(**kw: object) -> dict:
+        r = httpx.get(f"{router.url}/api/products/", **kw)  # type: ignore[arg-type]
+        assert r.status_code == 200 and r.json()["upstream"] == "b"
+        return dict(r.json()["headers"])
+
+    forged = sign({"id": 1, "username": "root", "is_staff": True}, b"guessed", ttl=60).decode()
+    # no session: any client copy is stripped and nothing is added
+    assert "x-strangler-identity" not in sent(headers={"X-Strangler-Identity": forged})
+    # unknown session: the monolith says 401, no header
+    assert "x-strangler-identity" not in sent(headers={"Cookie": "sessionid=mallory"})
+    # a real session: the router asks the monolith and signs; the forged copy is gone
+    headers = sent(headers={"Cookie": "sessionid=alice", "X-Strangler-Identity": forged})
+    claims = verify(headers["x-strangler-identity"], IDENTITY_SECRET.encode())
+    assert claims is not None and claims["sub"] == "7" and claims["username"] == "alice"
+    assert claims["staff"] is False
+    staff = verify(sent(headers={"Cookie": "sessionid=bob"})["x-strangler-identity"], IDENTITY_SECRET.encode())
+    assert staff is not None and staff["staff"] is True
+    # routes without identity never carry it, even with a session
+    r = httpx.get(f"{router.url}/other", headers={"Cookie": "sessionid=alice", "X-Strangler-Identity": forged})
+    assert "x-strangler-identity" not in dict(r.json()["headers"])

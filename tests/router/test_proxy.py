@@ -33,6 +33,7 @@ routes:
 """
 
 
+@pytest.mark.slow
 def test_weights_and_sticky_cohorts_over_thousands_of_requests(upstreams, start_router) -> None:
     router = start_router(config(upstreams))
     seen: dict[str, str] = {}
@@ -117,6 +118,7 @@ def test_framing_attacks_and_oversized_headers_are_refused(upstreams, start_rout
     assert httpx.get(f"{router.url}/echo").status_code == 200
 
 
+@pytest.mark.slow
 def test_streams_large_bodies_both_ways_in_bounded_memory(upstreams, start_router) -> None:
     router = start_router(config(upstreams))
     base = router.rss_kb()
@@ -207,3 +209,26 @@ def test_methods_and_keepalive_reuse(upstreams, start_router, method: str) -> No
             assert r.status_code == 200
             if method != "HEAD":
                 assert r.json()["method"] == method
+
+
+def test_an_upstream_answering_before_reading_the_body_does_not_poison_the_pool(upstreams, start_router) -> None:
+    router = start_router(config(upstreams))
+    with router.client() as client:
+        for _ in range(5):
+            # /echo answers without reading the request body
+            assert client.post("/echo", content=b"x" * 100).status_code == 200
+            assert client.get("/echo").status_code == 200
+
+
+def test_a_client_leaving_mid_download_stops_the_upstream_transfer(upstreams, start_router) -> None:
+    router = start_router(config(upstreams))
+    with httpx.stream("GET", f"{router.url}/download?mb=500", timeout=30) as r:
+        next(r.iter_bytes(1 << 20))
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        errors = router.status()["routes"]["default"]["backends"]["a"]["errors"]
+        if errors.get("client_gone"):
+            break
+        time.sleep(0.1)
+    assert errors == {"client_gone": 1}
+    assert httpx.get(f"{router.url}/echo").status_code == 200

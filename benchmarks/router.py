@@ -1,0 +1,304 @@
+"""Router speed, side by side with nginx and HAProxy: prints ONE JSON line.
+
+    python benchmarks/router.py [--duration 5] [--rounds 3] [--compare]
+
+Starts one fixed upstream (uvicorn, 1 worker, small JSON), nginx (1 worker, upstream
+keep-alive), HAProxy (1 thread, http-reuse) and the router (`python -m router`, 1 worker),
+then runs `wrk` against direct, nginx, HAProxy and the router in alternation, for
+`--rounds` rounds at 32 connections and at 1 connection. Medians over rounds; the ratio is
+taken per round (router ÷ nginx in the same round) because the machine is noisy.
+`--compare` adds the alternatives the router's design was chosen against: the router app
+under granian (if installed), and a plain ASGI proxy on `httpx.AsyncClient`.
+
+Needs nginx, haproxy and wrk. Debian/Ubuntu: `apt-get install -y nginx haproxy wrk`.
+Access logs are off on every proxy (nginx `access_log off`, router `access_log: false`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from devstack import free_port  # noqa: E402
+
+BODY = json.dumps({"id": 1, "name": "Espresso cup", "price": "4.50", "in_stock": True}).encode()
+
+
+# --- servers run by this script in subprocesses ---------------------------------------
+
+def serve_upstream(port: int) -> None:
+    import uvicorn
+
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(BODY)).encode())]
+
+    async def app(scope, receive, send):  # type: ignore[no-untyped-def]
+        if scope["type"] != "http":
+            return
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": BODY})
+
+    uvicorn.run(app, host="127.0.0.1", port=port, http="httptools", loop=_loop(), lifespan="off",
+                access_log=False, log_level="warning")
+
+
+def serve_httpx_proxy(port: int, upstream: int) -> None:
+    """The straightforward design: a pure ASGI app forwarding with httpx.AsyncClient."""
+    import httpx
+    import uvicorn
+
+    client: httpx.AsyncClient | None = None
+
+    async def app(scope, receive, send):  # type: ignore[no-untyped-def]
+        nonlocal client
+        if scope["type"] != "http":
+            return
+        if client is None:
+            client = httpx.AsyncClient(base_url=f"http://127.0.0.1:{upstream}",
+                                       limits=httpx.Limits(max_keepalive_connections=64))
+        url = scope["path"] + ("?" + scope["query_string"].decode() if scope["query_string"] else "")
+        req = client.build_request(scope["method"], url, headers=[(k, v) for k, v in scope["headers"] if k != b"host"])
+        resp = await client.send(req, stream=True)
+        await send({"type": "http.response.start", "status": resp.status_code,
+                    "headers": [(k, v) for k, v in resp.headers.raw if k.lower() not in (b"connection", b"transfer-encoding")]})
+        async for chunk in resp.aiter_raw():
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
+        await resp.aclose()
+
+    uvicorn.run(app, host="127.0.0.1", port=port, http="httptools", loop=_loop(), lifespan="off",
+                access_log=False, log_level="warning", proxy_headers=False)
+
+
+def _loop() -> str:
+    try:
+        import uvloop  # noqa: F401
+        return "uvloop"
+    except ImportError:
+        return "asyncio"
+
+
+# --- the harness ------------------------------------------------------------------------
+
+def need(tool: str) -> str:
+    path = shutil.which(tool) or (f"/usr/sbin/{tool}" if os.path.exists(f"/usr/sbin/{tool}") else None)
+    if path is None:
+        sys.exit(f"{tool} is missing: install with `apt-get install -y nginx haproxy wrk` (Debian/Ubuntu)")
+    return path
+
+
+def wait_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            sys.exit(f"a server exited early ({proc.args}): {proc.stderr.read().decode()[-2000:] if proc.stderr else ''}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    sys.exit(f"nothing listens on {port}")
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """utime+stime of a process and its descendants (clock ticks → seconds)."""
+    total = 0
+    todo = [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+            for task in Path(f"/proc/{p}/task").iterdir():
+                todo += [int(c) for c in (task / "children").read_text().split()]
+        except OSError:
+            continue
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def wrk(url: str, conns: int, duration: float) -> tuple[float, float]:
+    threads = 1 if conns == 1 else 2
+    done = subprocess.run([need("wrk"), f"-t{threads}", f"-c{conns}", f"-d{duration:g}s", "--latency", url],
+                          capture_output=True, text=True, timeout=duration + 30)
+    out = done.stdout
+    if "Requests/sec" not in out:
+        sys.exit(f"wrk failed against {url}: {out[-1000:]} {done.stderr[-1000:]}")
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    value, unit = re.search(r"\s50%\s+([\d.]+)(us|ms|s)", out).groups()  # type: ignore[union-attr]
+    p50_ms = float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+    return rps, p50_ms
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--duration", type=float, default=5.0, help="seconds per wrk run")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--compare", action="store_true", help="also run granian and httpx variants")
+    parser.add_argument("--serve-upstream", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--serve-httpx-proxy", nargs=2, type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve_upstream:
+        return serve_upstream(args.serve_upstream)
+    if args.serve_httpx_proxy:
+        return serve_httpx_proxy(*args.serve_httpx_proxy)
+    nginx, haproxy = need("nginx"), need("haproxy")
+    need("wrk")
+
+    tmp = Path(tempfile.mkdtemp(prefix="strangler-bench-"))
+    procs: dict[str, subprocess.Popen[bytes]] = {}
+    ports: dict[str, int] = {}
+
+    def start(name: str, cmd: list[str], env: dict[str, str] | None = None, port: int | None = None) -> None:
+        procs[name] = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                       env={**os.environ, **(env or {})}, start_new_session=True)
+        wait_port(port or ports[name], procs[name])
+
+    try:
+        up = ports["direct"] = free_port()
+        start("direct", [sys.executable, __file__, "--serve-upstream", str(up)])
+        for name in ("nginx", "haproxy", "router"):
+            ports[name] = free_port()
+        (tmp / "nginx.conf").write_text(f"""
+worker_processes 1;
+daemon off;
+pid {tmp}/nginx.pid;
+error_log {tmp}/nginx-error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+  access_log off;
+  client_body_temp_path {tmp}/body; proxy_temp_path {tmp}/proxy;
+  fastcgi_temp_path {tmp}/fcgi; uwsgi_temp_path {tmp}/uwsgi; scgi_temp_path {tmp}/scgi;
+  upstream up {{ server 127.0.0.1:{up}; keepalive 64; }}
+  server {{
+    listen 127.0.0.1:{ports['nginx']};
+    location / {{
+      proxy_pass http://up;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+      proxy_set_header X-Forwarded-Proto $scheme;
+      proxy_set_header X-Forwarded-Host $host;
+    }}
+  }}
+}}
+""")
+        start("nginx", [nginx, "-p", str(tmp), "-c", str(tmp / "nginx.conf")])
+        (tmp / "haproxy.cfg").write_text(f"""
+global
+  nbthread 1
+  maxconn 4096
+defaults
+  mode http
+  timeout connect 5s
+  timeout client 30s
+  timeout server 30s
+  option http-keep-alive
+  option forwardfor
+  http-reuse always
+frontend fe
+  bind 127.0.0.1:{ports['haproxy']}
+  default_backend be
+backend be
+  server s1 127.0.0.1:{up}
+""")
+        start("haproxy", [haproxy, "-f", str(tmp / "haproxy.cfg"), "-db"])
+        (tmp / "routes.yaml").write_text(f"""
+ledger: {tmp}/ledger.jsonl
+access_log: false
+upstreams:
+  app: {{url: "http://127.0.0.1:{up}", pool_size: 64}}
+routes:
+  - name: all
+    match: {{prefix: /}}
+    backends: {{app: 100}}
+""")
+        start("router", [sys.executable, "-m", "router", "--config", str(tmp / "routes.yaml"),
+                         "--port", str(ports["router"]), "--workers", "1"])
+        if args.compare:
+            try:
+                import granian  # noqa: F401
+
+                ports["router_granian"] = free_port()
+                start("router_granian", [sys.executable, "-m", "granian", "--interface", "asgi",
+                                         "--host", "127.0.0.1", "--port", str(ports["router_granian"]),
+                                         "--workers", "1", "--loop", "uvloop", "--log-level", "warning",
+                                         "router.asgi:app"],
+                      env={"STRANGLER_ROUTES": str(tmp / "routes.yaml")})
+            except ImportError:
+                print("granian not installed: skipping that variant", file=sys.stderr)
+            ports["httpx_proxy"] = free_port()
+            start("httpx_proxy", [sys.executable, __file__, "--serve-httpx-proxy",
+                                  str(ports["httpx_proxy"]), str(up)])
+
+        names = list(ports)
+        results: dict[str, dict[str, list[float]]] = {n: {"rps": [], "p50_1": [], "cpu_us": []} for n in names}
+        ratios: list[float] = []
+        for rnd in range(args.rounds):
+            for conns in (32, 1):
+                for name in names:
+                    url = f"http://127.0.0.1:{ports[name]}/api/products/1"
+                    cpu0 = tree_cpu_seconds(procs[name].pid) if name != "direct" else 0.0
+                    rps, p50 = wrk(url, conns, args.duration)
+                    if conns == 32:
+                        results[name]["rps"].append(rps)
+                        if name != "direct":
+                            cpu = tree_cpu_seconds(procs[name].pid) - cpu0
+                            results[name]["cpu_us"].append(cpu / max(rps * args.duration, 1) * 1e6)
+                    else:
+                        results[name]["p50_1"].append(p50)
+                    print(f"round {rnd + 1} c={conns} {name}: {rps:.0f} req/s p50 {p50:.3f} ms",
+                          file=sys.stderr, flush=True)
+            ratios.append(results["router"]["rps"][-1] / results["nginx"]["rps"][-1])
+
+        def med(name: str, key: str) -> float | None:
+            values = results[name][key]
+            return round(statistics.median(values), 3) if values else None
+
+        line: dict[str, object] = {
+            "benchmark": "router",
+            "router_rps": med("router", "rps"), "nginx_rps": med("nginx", "rps"),
+            "haproxy_rps": med("haproxy", "rps"), "direct_rps": med("direct", "rps"),
+            "ratio_vs_nginx": round(statistics.median(ratios), 3),
+            "router_p50_ms_1conn": med("router", "p50_1"), "nginx_p50_ms_1conn": med("nginx", "p50_1"),
+            "haproxy_p50_ms_1conn": med("haproxy", "p50_1"), "direct_p50_ms_1conn": med("direct", "p50_1"),
+            "router_cpu_us_per_req": med("router", "cpu_us"), "nginx_cpu_us_per_req": med("nginx", "cpu_us"),
+            "haproxy_cpu_us_per_req": med("haproxy", "cpu_us"),
+            "rounds": args.rounds, "duration_s": args.duration,
+        }
+        for extra in ("router_granian", "httpx_proxy"):
+            if extra in results:
+                line[f"{extra}_rps"] = med(extra, "rps")
+                line[f"{extra}_ratio_vs_nginx"] = round(statistics.median(
+                    a / b for a, b in zip(results[extra]["rps"], results["nginx"]["rps"], strict=True)), 3)
+                line[f"{extra}_p50_ms_1conn"] = med(extra, "p50_1")
+                line[f"{extra}_cpu_us_per_req"] = med(extra, "cpu_us")
+        line["router_p50_overhead_ms_1conn"] = round(line["router_p50_ms_1conn"] - line["direct_p50_ms_1conn"], 3)  # type: ignore[operator]
+        line["target_met"] = bool(line["ratio_vs_nginx"] >= 0.6 and line["router_p50_overhead_ms_1conn"] <= 0.5)  # type: ignore[operator]
+        print(json.dumps(line))
+    finally:
+        for proc in procs.values():
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+        for proc in procs.values():
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

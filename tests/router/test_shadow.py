@@ -1,0 +1,77 @@
+"""Shadow traffic: the client sees only the primary; diffs are net of calibrated noise."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import httpx
+
+
+def config(ups: dict, percent: int = 100, queue: int = 256, ignore: str = "[upstream]") -> str:
+    return f"""
+ledger: ledger.jsonl
+access_log: false
+upstreams:
+  a: {{url: "{ups['a'].url}"}}
+  b: {{url: "{ups['b'].url}"}}
+routes:
+  - name: shadowed
+    match: {{prefix: /}}
+    backends: {{a: 100, b: 0}}
+    shadow: {{to: b, percent: {percent}, ignore: {ignore}, queue: {queue}, keep: 5}}
+"""
+
+
+def wait_compared(router, n: int) -> dict:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + 10
+    while True:
+        shadow = router.status()["routes"]["shadowed"]["shadow"]
+        if shadow and shadow["compared"] + shadow["errors"] >= n or time.monotonic() > deadline:
+            return shadow
+        time.sleep(0.1)
+
+
+def test_differences_are_counted_and_kept_and_the_client_sees_the_primary(upstreams, start_router) -> None:
+    router = start_router(config(upstreams, ignore="[]"))
+    with router.client() as client:
+        for i in range(10):
+            r = client.get(f"/echo/{i}")
+            assert r.json()["upstream"] == "a" and r.headers["x-strangler-backend"] == "a"
+    shadow = wait_compared(router, 10)
+    assert shadow["compared"] == 10
+    assert shadow["differing"] == 10  # "upstream": "a" vs "b"
+    assert shadow["net_diff_rate"] == 1.0
+    assert len(shadow["pairs"]) == 5  # keep: 5
+    assert "upstream" in shadow["pairs"][-1]["diffs"]
+    assert shadow["pairs"][-1]["candidate"]["backend"] == "b"
+
+
+def test_noise_is_calibrated_away(upstreams, start_router) -> None:
+    router = start_router(config(upstreams))
+    with router.client() as client:
+        for _ in range(20):
+            client.get("/noisy")  # a timestamp and a shuffled list differ on every call
+    shadow = wait_compared(router, 20)
+    assert shadow["compared"] == 20
+    assert shadow["noise_differing"] > 0
+    assert shadow["differing_raw"] > 0
+    # once calibrated, only the noisy fields differ: nothing left against the candidate
+    assert shadow["differing"] <= 2, shadow
+    assert shadow["net_diff_rate"] < shadow["diff_rate"]
+
+
+def test_writes_are_not_mirrored_and_a_full_queue_drops(upstreams, start_router) -> None:
+    router = start_router(config(upstreams, queue=1))
+    assert httpx.post(f"{router.url}/echo", content=b"x").status_code == 200
+
+    async def burst() -> None:
+        async with httpx.AsyncClient(base_url=router.url, timeout=10) as client:
+            # 30 at once; each comparison takes two slow calls: the queue of 1 overflows
+            answers = await asyncio.gather(*(client.get("/slow?s=0.3") for _ in range(30)))
+            assert all(r.status_code == 200 for r in answers), [(r.status_code, r.text[:200]) for r in answers if r.status_code != 200]
+
+    asyncio.run(burst())
+    shadow = router.status()["routes"]["shadowed"]["shadow"]
+    assert shadow["dropped"] > 0
+    assert shadow["mirrored"] + shadow["dropped"] == 30  # the POST was never offered
