@@ -2,7 +2,8 @@
 
 Same data (the monolith seeded `medium`, ~10k products; the service's database filled by
 the CDC snapshot of the `catalog` stream), same server settings (uvicorn, one worker each,
-no uvicorn access log), same load (wrk, 1 thread, 16 connections, random pages / ids),
+no per-request log line on either side: the monolith's serve command turns uvicorn's
+access log off, and the service runs with CATALOG_LOG_LEVEL=WARNING), same load (wrk, 1 thread, 16 connections, random pages / ids),
 alternating rounds so machine noise hits both sides alike. Prints ONE JSON line:
 
     {"list": {"service_rps", "monolith_rps", "ratio"}, "detail": {...}, ...}

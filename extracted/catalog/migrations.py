@@ -8,6 +8,7 @@ a container image carries them; no `alembic.ini` is needed. `python -m extracted
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 from alembic import command
@@ -28,6 +29,7 @@ def alembic_config(engine: Engine) -> Config:
     return config
 
 
+@functools.cache  # the scripts ship with the code: the head cannot change while it runs
 def head_revision() -> str:
     heads = ScriptDirectory(SCRIPT_LOCATION).get_heads()
     if len(heads) != 1:

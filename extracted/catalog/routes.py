@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import QueryParams
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -87,21 +88,60 @@ async def product_list(request: Request) -> Response:
     return JSONResponse(await run_in_threadpool(_product_page, _engine(request), request))
 
 
-def _product_detail(engine: Engine, product_id: int | None) -> dict[str, Any]:
-    if product_id is None:
-        raise NotFound()
-    if not filters.in_key_range(product_id):
-        raise NotFound("No Product matches the given query.")
+def _product_detail(
+    engine: Engine, raw_pk: str | int, params: QueryParams | None = None
+) -> dict[str, Any]:
+    """One product. Like the monolith, the list's filters apply here too (a quirk of DRF's
+    `get_object`): `/api/products/7/?category=2` is 404 unless product 7 is in category 2."""
     with engine.connect() as conn:
-        row = selectors.product_get(conn, product_id=product_id)
-    if row is None:
-        raise NotFound("No Product matches the given query.")
+        row = _find_product(conn, raw_pk, params)
     return schemas.product_out(row)
 
 
+def _find_product(conn: Connection, raw_pk: str | int, params: QueryParams | None) -> Any:
+    query = filters.ProductFilters()
+    if params is not None:
+        query = filters.product_filters(params, category_exists=_exists(conn))
+    product_id = raw_pk if isinstance(raw_pk, int) else filters.parse_id(raw_pk)
+    if product_id is None:
+        raise NotFound()
+    row = None
+    if filters.in_key_range(product_id):
+        row = selectors.product_get(conn, product_id=product_id, filters=query)
+    if row is None:
+        raise NotFound("No Product matches the given query.")
+    return row
+
+
 async def product_detail(request: Request) -> Response:
-    product_id = filters.parse_id(request.path_params["pk"])
-    return JSONResponse(await run_in_threadpool(_product_detail, _engine(request), product_id))
+    return JSONResponse(
+        await run_in_threadpool(
+            _product_detail, _engine(request), request.path_params["pk"], request.query_params
+        )
+    )
+
+
+def _price_history_page(engine: Engine, request: Request) -> dict[str, Any]:
+    params = request.query_params
+    with engine.connect() as conn:
+        product = _find_product(conn, request.path_params["pk"], params)
+        size = pagination.page_size(params, _settings(request).page_size)
+        count = selectors.price_change_count(conn, product_id=product["id"])
+        page = pagination.page(params, size=size, count=count)
+        rows = selectors.price_change_list(
+            conn, product_id=product["id"], offset=page.offset, limit=page.size
+        )
+    next_url, previous_url = pagination.links(str(request.url), page)
+    return {
+        "count": count,
+        "next": next_url,
+        "previous": previous_url,
+        "results": [schemas.price_change_out(row) for row in rows],
+    }
+
+
+async def price_history(request: Request) -> Response:
+    return JSONResponse(await run_in_threadpool(_price_history_page, _engine(request), request))
 
 
 async def product_create(request: Request) -> Response:
@@ -190,21 +230,22 @@ async def category_list(request: Request) -> Response:
     return JSONResponse(await run_in_threadpool(_category_page, _engine(request), request))
 
 
-def _category_detail(engine: Engine, category_id: int | None) -> dict[str, Any]:
-    if category_id is None:
-        raise NotFound()
-    if not filters.in_key_range(category_id):
-        raise NotFound("No Category matches the given query.")
+def _category_detail(engine: Engine, request: Request) -> dict[str, Any]:
     with engine.connect() as conn:
-        row = selectors.category_get(conn, category_id=category_id)
+        query = filters.category_filters(request.query_params, category_exists=_exists(conn))
+        category_id = filters.parse_id(request.path_params["pk"])
+        if category_id is None:
+            raise NotFound()
+        row = None
+        if filters.in_key_range(category_id):
+            row = selectors.category_get(conn, category_id=category_id, filters=query)
     if row is None:
         raise NotFound("No Category matches the given query.")
     return schemas.category_out(row)
 
 
 async def category_detail(request: Request) -> Response:
-    category_id = filters.parse_id(request.path_params["pk"])
-    return JSONResponse(await run_in_threadpool(_category_detail, _engine(request), category_id))
+    return JSONResponse(await run_in_threadpool(_category_detail, _engine(request), request))
 
 
 # ---- operations -------------------------------------------------------------------------
@@ -294,6 +335,7 @@ routes = [
         ),
         methods=ALL,
     ),
+    Route("/api/products/{pk}/price-history/", _methods(get=price_history), methods=ALL),
     Route("/api/categories/", _methods(get=category_list), methods=ALL),
     Route("/api/categories/{pk}/", _methods(get=category_detail), methods=ALL),
     Route("/healthz", healthz),

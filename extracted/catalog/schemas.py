@@ -63,6 +63,16 @@ def category_out(row: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+def price_change_out(row: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "id": row["id"],
+        "old_price": price_text(row["old_price_cents"]),
+        "new_price": price_text(row["new_price_cents"]),
+        "changed_by": row["changed_by"],
+        "changed_at": timestamp_text(row["changed_at"]),
+    }
+
+
 def product_payload(
     data: Any, *, partial: bool, category_exists: Callable[[int], bool]
 ) -> dict[str, Any]:
@@ -114,11 +124,11 @@ def _text(max_length: int | None, *, blank: bool) -> Callable[[Any], str]:
 
 
 def _category(raw: Any, exists: Callable[[int], bool]) -> int:
-    if isinstance(raw, bool) or not isinstance(raw, str | int):
+    if isinstance(raw, bool) or not isinstance(raw, str | int | float):
         raise ValueError(f"Incorrect type. Expected pk value, received {type(raw).__name__}.")
     try:
-        key = int(raw)
-    except ValueError:
+        key = int(raw)  # Django's reading of a key: int("7") and int(7.9) both work
+    except (ValueError, OverflowError):
         raise ValueError(f"Incorrect type. Expected pk value, received {type(raw).__name__}.") from None
     if not exists(key):
         raise ValueError(f'Invalid pk "{raw}" - object does not exist.')

@@ -1,7 +1,7 @@
 """Reads (HackSoft's "selectors"): keyword-only `<entity>_<action>` functions, lean SQL.
 
 Names match the monolith's side of the seam (`product_list`, `product_get`,
-`category_list`, `category_get`), so one grep shows both. Each list is two queries: a
+`category_list`, `category_get`, `price_change_list`), so one grep shows both. Each list is two queries: a
 `count(*)` on the filtered products (no join) and one page, joined to its category name,
 ordered with the id as the final tie-breaker so pages never overlap or skip.
 """
@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Connection, and_, false, func, or_, select, true
 
 from extracted.catalog.filters import CategoryFilters, ProductFilters
-from extracted.catalog.models import categories, products
+from extracted.catalog.models import categories, price_changes, products
 
 ORDER_COLUMNS = {
     "id": products.c.id,
@@ -69,11 +69,13 @@ def product_list(
     return conn.execute(query).mappings().all()
 
 
-def product_get(conn: Connection, *, product_id: int) -> Any | None:
+def product_get(
+    conn: Connection, *, product_id: int, filters: ProductFilters | None = None
+) -> Any | None:
     query = (
         select(*_PRODUCT_COLUMNS)
         .select_from(products.outerjoin(categories, categories.c.id == products.c.category_id))
-        .where(products.c.id == product_id)
+        .where(products.c.id == product_id, *_product_where(filters or ProductFilters()))
     )
     return conn.execute(query).mappings().first()
 
@@ -96,9 +98,30 @@ def category_list(
     return conn.execute(query).mappings().all()
 
 
-def category_get(conn: Connection, *, category_id: int) -> Any | None:
-    query = select(*_CATEGORY_COLUMNS).where(categories.c.id == category_id)
+def category_get(
+    conn: Connection, *, category_id: int, filters: CategoryFilters | None = None
+) -> Any | None:
+    query = select(*_CATEGORY_COLUMNS).where(
+        categories.c.id == category_id, *_category_where(filters or CategoryFilters())
+    )
     return conn.execute(query).mappings().first()
+
+
+def price_change_count(conn: Connection, *, product_id: int) -> int:
+    query = select(func.count()).select_from(price_changes).where(price_changes.c.product_id == product_id)
+    return int(conn.execute(query).scalar_one())
+
+
+def price_change_list(conn: Connection, *, product_id: int, offset: int, limit: int) -> Sequence[Any]:
+    """Newest first, as the monolith's `PriceHistory.Meta.ordering` (-changed_at, -id)."""
+    query = (
+        select(price_changes)
+        .where(price_changes.c.product_id == product_id)
+        .order_by(price_changes.c.changed_at.desc(), price_changes.c.id.desc())
+        .limit(limit)
+        .offset(offset)
+    )
+    return conn.execute(query).mappings().all()
 
 
 def _product_where(filters: ProductFilters) -> list[ColumnElement[bool]]:

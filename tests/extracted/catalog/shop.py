@@ -73,6 +73,13 @@ EDGE_CASES = [
     "UPDATE catalog_product SET description = 'Ünïcode, \"quoted\", back\\slash' WHERE id = 5",
     "UPDATE catalog_product SET is_active = false WHERE id % 11 = 0",
 ]
+# Price changes (the seed makes none): two at the same instant to exercise the -id tie-break.
+PRICE_CHANGES = [
+    (1, 1, "9.99", "12.50", 1, "2022-03-01 10:00:00"),
+    (2, 1, "12.50", "11.00", None, "2022-04-01 10:00:00.250000"),
+    (3, 1, "11.00", "10.00", 2, "2022-04-01 10:00:00.250000"),
+    (4, 7, "5.00", "6.00", 1, "2023-01-01 00:00:00"),
+]
 
 
 def add_edge_cases(database_url: str) -> None:
@@ -82,9 +89,16 @@ def add_edge_cases(database_url: str) -> None:
 
     engine = make_engine(database_url)
     try:
+        zone = "+00" if engine.dialect.name == "postgresql" else ""
         with engine.begin() as conn:
             for statement in EDGE_CASES:
                 conn.execute(text(statement))
+            for row_id, product, old, new, by, at in PRICE_CHANGES:
+                conn.execute(
+                    text("INSERT INTO catalog_pricehistory (id, product_id, old_price, new_price, "
+                         "changed_by_id, changed_at) VALUES (:i, :p, :o, :n, :b, :a)"),
+                    {"i": row_id, "p": product, "o": old, "n": new, "b": by, "a": at + zone},
+                )
     finally:
         engine.dispose()
 

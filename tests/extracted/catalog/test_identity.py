@@ -13,7 +13,7 @@ SECRET = "s3cret"
 
 
 def claims(**overrides: object) -> dict[str, object]:
-    base: dict[str, object] = {"sub": "7", "username": "staff1", "staff": True, "exp": int(time.time()) + 60}
+    base: dict[str, object] = {"sub": "7", "username": "staff1", "staff": True, "exp": int(time.time()) + 3600}
     base.update(overrides)
     return base
 

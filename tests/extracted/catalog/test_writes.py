@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import pytest
 from sqlalchemy import Engine, func, insert, select
@@ -44,18 +45,23 @@ BODY = {"name": "Steel Kettle", "category": 1, "price": "19.99"}
 
 
 @pytest.mark.parametrize(
-    ("headers", "status", "detail"),
-    [
-        ({}, 401, "Authentication credentials were not provided."),
-        (header(secret="wrong"), 401, "Invalid identity signature."),
-        (header(ttl=-5), 401, "Identity has expired."),
-        ({"X-Strangler-Identity": "garbage"}, 401, "Malformed identity."),
-        (header(staff=False), 403, "You do not have permission to perform this action."),
+    ("make_headers", "status", "detail"),
+    [  # headers are made when the test runs: a signed one made at collection could expire
+        (dict, 401, "Authentication credentials were not provided."),
+        (lambda: header(secret="wrong"), 401, "Invalid identity signature."),
+        (lambda: header(ttl=-5), 401, "Identity has expired."),
+        (lambda: {"X-Strangler-Identity": "garbage"}, 401, "Malformed identity."),
+        (lambda: header(staff=False), 403, "You do not have permission to perform this action."),
     ],
 )
 def test_writes_without_a_valid_staff_identity_are_refused_and_change_nothing(
-    seeded: ASGIClient, catalog_engine: Engine, headers: dict[str, str], status: int, detail: str
+    seeded: ASGIClient,
+    catalog_engine: Engine,
+    make_headers: Callable[[], dict[str, str]],
+    status: int,
+    detail: str,
 ) -> None:
+    headers = make_headers()
     attempts = [
         seeded.post("/api/products/", json=BODY, headers=headers),
         seeded.patch("/api/products/5/", json={"price": "1.00"}, headers=headers),
