@@ -75,13 +75,19 @@ class TableMapping:
         by_src = {s: t for s, t, _ in self.columns}
         return tuple(by_src[k] for k in self.key)
 
+    def __post_init__(self) -> None:
+        self._plain = [(s, t) for s, t, c in self.columns if c is None]
+        # an unknown converter is reported by compile_stream; this object is then discarded
+        self._converted = [(s, t, convert.CONVERTERS[c].fn if c in convert.CONVERTERS else str)
+                           for s, t, c in self.columns if c is not None]
+
     def to_target(self, row: Mapping[str, Any]) -> dict[str, Any]:
         """Target columns for the source columns present in `row` (absent stay absent)."""
-        out = {}
-        for src, tgt, conv in self.columns:
-            if src in row:
-                v = row[src]
-                out[tgt] = convert.apply(conv, v) if conv else v
+        out = {t: row[s] for s, t in self._plain if s in row}
+        for s, t, fn in self._converted:
+            if s in row:
+                v = row[s]
+                out[t] = None if v is None else fn(v)
         return out
 
     def key_to_target(self, key: Mapping[str, Any]) -> dict[str, Any]:

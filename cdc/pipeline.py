@@ -14,13 +14,15 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
+from cdc import checkpoint
 from cdc import mapping as mapping_mod
 from cdc.config import StreamConfig
-from cdc.errors import CDCError, SchemaChanged
+from cdc.errors import CDCError
 from cdc.events import ChangeEvent
 from cdc.metrics import StreamMetrics
 from cdc.sinks.sqlalchemy import SqlSink, describe, make_engine
@@ -56,6 +58,9 @@ def open_stream(cfg: StreamConfig) -> tuple[Source, Any, dict[str, mapping_mod.T
 
 
 class Pipeline:
+    """One stream. Capture (source, snapshot) runs in the caller's thread; apply (sink) in a
+    worker thread fed through the transport, so decoding overlaps with target writes."""
+
     def __init__(self, cfg: StreamConfig, *, transport: Transport | None = None,
                  on_tick: Callable[[StreamMetrics], None] | None = None) -> None:
         self.cfg = cfg
@@ -64,6 +69,11 @@ class Pipeline:
         self.on_tick = on_tick or (lambda m: m.save())
         self._stop = False
         self._last_tick = 0.0
+        self._published = 0
+        self._processed = 0
+        self._apply_stop = False
+        self._apply_error: BaseException | None = None
+        self._applier: threading.Thread | None = None
 
     def stop(self) -> None:
         self._stop = True
@@ -76,20 +86,24 @@ class Pipeline:
             self._run(source, sink, mappings, until or (lambda: False))
             self.metrics.state = "stopped"
         except BaseException as exc:
-            sink.rollback()
             self.metrics.state = "failed"
             self.metrics.error = str(exc)
             raise
         finally:
+            self._stop_applier()
+            sink.rollback()  # a half-applied source transaction is dropped; it will replay
             self._tick(source, sink, force=True)
             sink.close()
             source.close()
             engine.dispose()
             self.transport.close()
 
-    # -- stages -------------------------------------------------------------------------
+    # -- capture side -------------------------------------------------------------------
     def _run(self, source: Source, sink: SqlSink, mappings: dict[str, mapping_mod.TableMapping],
              until: Callable[[], bool]) -> None:
+        self._applier = threading.Thread(target=self._apply_loop, args=(sink,), daemon=True,
+                                         name=f"cdc-apply-{self.cfg.name}")
+        self._applier.start()
         init = source.open(sink.position)
         if init is not None:
             self.metrics.state = "snapshot"
@@ -102,10 +116,14 @@ class Pipeline:
         for table in mappings:
             state = sink.snapshot_state.get(table)
             if state is None or state[0] != "done":
-                wm.add(table, state[1] if state and state[0] == "copying" else None)
+                after = state[1] if state and state[0] == "copying" else None
+                log.info("%s: copying %s while streaming (watermarks), after key %s",
+                         self.cfg.name, table, after)
+                wm.add(table, after)
         self.metrics.state = "streaming"
         batch = self.cfg.batch_size
         while not self._stop and not until():
+            self._check_applier()
             wm.tick()
             items = source.poll(batch, 0.2)
             out: list[ChangeEvent] = []
@@ -114,37 +132,33 @@ class Pipeline:
                     wm.observe(item)
                     out.append(item)
                     continue
-                self._flush(out, sink, source)
+                self._publish(out)
                 out = []
                 if isinstance(item, Relation):
                     tm = mappings.get(item.table)
                     if tm is not None:
-                        try:
-                            tm.check_relation(item.columns)
-                        except SchemaChanged:
-                            self._stop_at_boundary(sink)
-                            raise
+                        self._drain()  # everything before the relation is applied first
+                        tm.check_relation(item.columns)  # SchemaChanged stops the stream here
                 elif isinstance(item, Message):
-                    self._flush(wm.on_message(item), sink, source)
+                    self._publish(wm.on_message(item))
                     self._control(item, wm, mappings)
-            self._flush(out, sink, source)
+            self._publish(out)
+            source.acknowledge(self.transport.durable())
             self._tick(source, sink)
-        self._stop_at_boundary(sink)
+        self._drain()
 
     def _initial_copy(self, init: Any, sink: SqlSink, mappings: dict[str, mapping_mod.TableMapping]) -> None:
         cursor, style = init.cursor()
         with sink.engine.begin() as conn:  # a new slot: earlier checkpoints are meaningless
-            from cdc import checkpoint
-
             checkpoint.clear(conn, self.cfg.name)
         sink.rollback()  # reload the cleared state
         for table, tm in mappings.items():
             log.info("%s: copying %s", self.cfg.name, table)
             for events in initial_events(cursor, style, tm, self.cfg.snapshot_chunk):
-                self.transport.publish(events)
-                self._apply(sink, force_commit=True)
-                self.metrics.snapshot[table] = sink.snapshot_state.get(table, ("copying", None, 0))[2]
+                self._publish(events)
+                self._check_applier()
                 self._tick(None, sink)
+        self._drain()
 
     def _control(self, msg: Message, wm: Watermarks, mappings: dict[str, Any]) -> None:
         """A re-snapshot request written by `strangler cdc snapshot`."""
@@ -158,31 +172,49 @@ class Pipeline:
                     log.info("%s: re-snapshot of %s requested", self.cfg.name, table)
                     wm.add(table, None)
 
-    def _flush(self, events: list[ChangeEvent], sink: SqlSink, source: Source) -> None:
+    def _publish(self, events: list[ChangeEvent]) -> None:
         if events:
+            self._published += len(events)
             self.transport.publish(events)
-        self._apply(sink)
-        source.acknowledge(self.transport.durable())
 
-    def _apply(self, sink: SqlSink, *, force_commit: bool = False) -> None:
-        """Drain the transport into the sink; commit at a source transaction boundary."""
+    def _check_applier(self) -> None:
+        if self._apply_error is not None:
+            raise self._apply_error
+
+    def _drain(self) -> None:
+        """Wait until the sink has taken everything published."""
+        while self._processed < self._published:
+            self._check_applier()
+            time.sleep(0.002)
+        self._check_applier()
+
+    # -- apply side (worker thread) -----------------------------------------------------
+    def _apply_loop(self, sink: SqlSink) -> None:
         batch = self.cfg.batch_size
-        while True:
-            events = self.transport.consume(batch, 0.0)
-            if not events:
-                return
-            sink.begin()
-            sink.write(events)
-            self.metrics.count(len(events))
-            self.metrics.observe_lag(events[-1].ts_ms)
-            if events[-1].last or force_commit:
-                pos = sink.commit()
-                if pos is not None:
-                    self.transport.commit(pos)
+        try:
+            while True:
+                events = self.transport.consume(batch, 0.05)
+                if not events:
+                    if self._apply_stop:
+                        return
+                    continue
+                sink.begin()
+                sink.write(events)
+                self.metrics.count(len(events))
+                self.metrics.observe_lag(events[-1].ts_ms)
+                if events[-1].last:  # commit only at a source transaction boundary
+                    pos = sink.commit()
+                    if pos is not None:
+                        self.transport.commit(pos)
+                self._processed += len(events)
+        except BaseException as exc:
+            self._apply_error = exc
 
-    def _stop_at_boundary(self, sink: SqlSink) -> None:
-        """Keep a finished source transaction; drop a half-applied one (it will replay)."""
-        sink.rollback()
+    def _stop_applier(self) -> None:
+        self._apply_stop = True
+        if self._applier is not None:
+            self._applier.join(60)
+            self._applier = None
 
     def _tick(self, source: Source | None, sink: SqlSink, force: bool = False) -> None:
         now = time.monotonic()
@@ -192,11 +224,12 @@ class Pipeline:
         m = self.metrics
         m.dead_letters = sink.dead
         m.position = str(sink.position or "")
-        if sink.position is None or m.events_per_s == 0:
-            m.lag_ms = 0.0 if m.state == "streaming" else m.lag_ms
+        if m.events_per_s == 0 and m.state == "streaming":
+            m.lag_ms = 0.0
         if source is not None:
             with contextlib.suppress(CDCError):
                 _ms, m.wal_bytes_behind = source.lag()
-        m.snapshot = {t: {"state": s[0], "rows": s[2]} for t, s in sink.snapshot_state.items()}
+        with contextlib.suppress(RuntimeError):  # the applier may be updating it
+            m.snapshot = {t: {"state": s[0], "rows": s[2]} for t, s in list(sink.snapshot_state.items())}
         m.tick()
         self.on_tick(m)

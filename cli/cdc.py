@@ -147,6 +147,25 @@ def snapshot(stream: str, tables: Annotated[list[str] | None, typer.Argument()] 
     typer.echo(f"re-snapshot of {', '.join(names)} requested; the running stream copies them")
 
 
+@cdc_app.command("install")
+def install(stream: str, streams: StreamsOpt = None) -> None:
+    """Start capturing STREAM's changes now (slot + publication, or SQLite triggers), without
+    running it; the first `cdc run` then copies the tables while streaming."""
+    cfg = _stream(streams, stream)
+    try:
+        source, engine, _mappings = open_stream(cfg)  # validates the mapping first
+        engine.dispose()
+        try:
+            source.install()
+        finally:
+            source.close()
+    except ConfigError as exc:
+        raise _err(str(exc), 2) from None
+    except CDCError as exc:
+        raise _err(str(exc), 1) from None
+    typer.echo(f"capturing changes for stream {stream}; run `strangler cdc run {stream}`")
+
+
 @cdc_app.command("drop")
 def drop(stream: str, streams: StreamsOpt = None) -> None:
     """Remove STREAM's slot and publication (or triggers and changelog) and its checkpoints."""

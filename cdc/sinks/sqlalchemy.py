@@ -13,6 +13,7 @@ Rows identical to what the target holds are not rewritten (no trigger fires twic
 from __future__ import annotations
 
 import datetime as dt
+import io
 import json
 import logging
 from collections.abc import Callable, Sequence
@@ -98,16 +99,56 @@ class _Table:
         self.table = table
         self.key = list(tm.target_key)
         self.dialect = dialect
-        self.coerce = {c.name: co for c in table.columns if (co := _coercer(c.type)) is not None}
+        self.coerce = [(c.name, *co) for c in table.columns if (co := _coercer(c.type)) is not None]
+        self.filtered = bool(tm.spec.filter)
         self._upserts: dict[frozenset[str], Any] = {}
+        self._pg_sql: dict[tuple[Any, ...], str] = {}
 
     def row(self, source_row: dict[str, Any]) -> dict[str, Any]:
         row = self.tm.to_target(source_row)
-        for name, (types, fn) in self.coerce.items():
+        for name, types, fn in self.coerce:
             v = row.get(name)
-            if v is not None and (not isinstance(v, types) or (types is int and isinstance(v, bool))):
+            if v is not None and (not isinstance(v, types) or (types is int and v.__class__ is bool)):
                 row[name] = fn(v)
         return row
+
+    def pg_upsert_columns(self, cols: frozenset[str]) -> list[str]:
+        return [c.name for c in self.table.columns if c.name in cols]
+
+    def staging(self, names: list[str]) -> str:
+        return self.quote(f"_strangler_stg_{self.table.name}_{abs(hash(tuple(names))) % 10**8}")
+
+    def pg_staging_sql(self, names: list[str]) -> str:
+        """A temp table with the columns' types and no constraints, defaults or triggers."""
+        q = self.quote
+        table = q(self.table.name) if not self.table.schema else f"{q(self.table.schema)}.{q(self.table.name)}"
+        return (f"CREATE TEMP TABLE IF NOT EXISTS {self.staging(names)} AS SELECT "
+                f"{', '.join(q(c) for c in names)} FROM {table} WITH NO DATA")
+
+    def pg_upsert_sql(self, names: list[str], from_staging: bool = False) -> str:
+        """INSERT .. VALUES %s (execute_values) or .. SELECT from staging, ON CONFLICT upsert."""
+        key = (*names, from_staging)
+        sql = self._pg_sql.get(key)
+        if sql is None:
+            q = self.quote
+            table = q(self.table.name) if not self.table.schema else f"{q(self.table.schema)}.{q(self.table.name)}"
+            rest = [c for c in names if c not in self.key]
+            cols = ", ".join(q(c) for c in names)
+            source = f"SELECT {cols} FROM {self.staging(names)}" if from_staging else "VALUES %s"
+            sql = (f"INSERT INTO {table} ({cols}) {source} "
+                   f"ON CONFLICT ({', '.join(q(k) for k in self.key)}) ")
+            if rest:
+                sql += (f"DO UPDATE SET {', '.join(f'{q(c)} = EXCLUDED.{q(c)}' for c in rest)} "
+                        f"WHERE ROW({', '.join(f'{table}.{q(c)}' for c in rest)}) IS DISTINCT FROM "
+                        f"ROW({', '.join(f'EXCLUDED.{q(c)}' for c in rest)})")
+            else:
+                sql += "DO NOTHING"
+            self._pg_sql[key] = sql
+        return sql
+
+    @staticmethod
+    def quote(name: str) -> str:
+        return '"' + name.replace('"', '""') + '"'
 
     def upsert(self, cols: frozenset[str]) -> Any:
         stmt = self._upserts.get(cols)
@@ -143,6 +184,8 @@ class SqlSink:
             self.tables[src] = _Table(tm, t, engine.dialect.name)
         self._conn: Connection | None = None
         self._tx: Any = None
+        # raw DB-API errors too: PostgreSQL upserts go through psycopg2 directly
+        self._db_errors: tuple[type[BaseException], ...] = (sa.exc.DBAPIError, engine.dialect.loaded_dbapi.Error)
         self.positions: dict[str, Position] = {}
         self._dirty: dict[str, tuple[Position, int]] = {}
         self._snap: dict[str, tuple[str, list[Any], int]] = {}
@@ -188,28 +231,29 @@ class SqlSink:
     def _plan(self, events: Sequence[ChangeEvent], conn: Connection) -> list[tuple[str, str, Any, ChangeEvent]]:
         """(table, action, payload, event) per applicable event; bad ones dead-lettered."""
         plan = []
+        tables, positions = self.tables, self.positions
         for ev in events:
-            tab = self.tables.get(ev.table)
+            tab = tables.get(ev.table)
             if tab is None:
                 continue  # a table outside this stream (publication shared): not ours
-            initial = ev.op == "r" and ev.position.lsn == 0
-            if not initial:
-                done = self.positions.get(ev.table)
+            op = ev.op
+            if ev.position.lsn != 0 or op != "r":  # initial-copy rows (lsn 0) are never replays
+                done = positions.get(ev.table)
                 if done is not None and ev.position <= done:
                     continue  # replayed after a restart: already applied
             try:
-                if ev.op == "r" and ev.after is None:
-                    action, payload = MARK, None
-                elif ev.op == "t":
-                    action, payload = TRUNCATE, None
-                elif ev.op == "d" or ev.after is None or not tab.tm.matches(ev.after):
+                after = ev.after
+                if after is None:
+                    action, payload = (MARK, None) if op == "r" else (
+                        (TRUNCATE, None) if op == "t" else (DELETE, tab.tm.key_to_target(ev.key)))
+                elif op == "d" or (tab.filtered and not tab.tm.matches(after)):
                     action, payload = DELETE, tab.tm.key_to_target(ev.key)
                 else:
                     action = UPDATE if ev.unchanged else UPSERT
-                    payload = tab.row(ev.after)
+                    payload = tab.row(after)
             except (ValueError, TypeError, ArithmeticError) as exc:
                 self._dead(conn, ev, f"conversion failed: {exc}")
-                self._note(ev.table, ev)
+                self._note([(ev.table, "", None, ev)])
                 continue
             plan.append((ev.table, action, payload, ev))
         return plan
@@ -224,33 +268,37 @@ class SqlSink:
         try:
             with conn.begin_nested():
                 self._run_plan(conn, plan)
-        except sa.exc.DBAPIError:
+        except self._db_errors:
             # One bad row fails the whole statement: redo one by one, dead-letter the bad ones.
             for step in plan:
                 try:
                     with conn.begin_nested():
                         self._run_plan(conn, [step])
-                except sa.exc.DBAPIError as exc:
-                    self._dead(conn, step[3], f"target refused: {str(exc.orig).strip()}")
-        for table, _action, _payload, ev in plan:
-            self._note(table, ev)
+                except self._db_errors as exc:
+                    self._dead(conn, step[3], f"target refused: {str(getattr(exc, 'orig', exc)).strip()}")
+        self._note(plan)
 
-    def _note(self, table: str, ev: ChangeEvent) -> None:
-        initial = ev.op == "r" and ev.position.lsn == 0
-        if not initial:
+    def _note(self, plan: list[tuple[str, str, Any, ChangeEvent]]) -> None:
+        """Remember positions (the last event per table) and snapshot progress."""
+        last: dict[str, ChangeEvent] = {}
+        for table, _a, _p, ev in plan:
+            last[table] = ev
+            if ev.op == "r" and ev.snapshot != "false":
+                tab = self.tables[table]
+                prev = self._snap.get(table) or (self.snapshot_state.get(table) or ("copying", None, 0))
+                count = int(prev[2]) + (1 if ev.after is not None else 0)
+                key = [ev.key[k] for k in tab.tm.key] if ev.after is not None else prev[1]
+                self._snap[table] = ("done" if ev.snapshot == "last" else "copying", key or [], count)
+        for table, ev in last.items():
+            if ev.op == "r" and ev.position.lsn == 0:
+                continue
             self.positions[table] = ev.position
             self._dirty[table] = (ev.position, ev.ts_ms)
             if self.positions.get("") is None or ev.position > self.positions[""]:
                 self.positions[""] = ev.position
                 self._dirty[""] = (ev.position, ev.ts_ms)
             self.last_ts_ms = max(self.last_ts_ms, ev.ts_ms)
-        if ev.op == "r" and ev.snapshot in ("true", "last"):
-            tab = self.tables[table]
-            prev = self._snap.get(table) or (self.snapshot_state.get(table) or ("copying", None, 0))
-            count = int(prev[2]) + (1 if ev.after is not None else 0)
-            key = [ev.key[k] for k in tab.tm.key] if ev.after is not None else prev[1]
-            self._snap[table] = ("done" if ev.snapshot == "last" else "copying", key or [], count)
-        self.applied += 1
+        self.applied += len(plan)
 
     def _dead(self, conn: Connection, ev: ChangeEvent, reason: str) -> None:
         log.warning("dead letter %s %s %s: %s", self.stream, ev.table, ev.position, reason)
@@ -295,7 +343,20 @@ class SqlSink:
         for r in rows.values():
             groups.setdefault(frozenset(r), []).append(r)
         for cols, group in groups.items():
-            if action == UPSERT:
+            if action == UPSERT and tab.dialect == "postgresql":
+                names = tab.pg_upsert_columns(cols)
+                cur = conn.connection.cursor()
+                text = copy_text(group, names) if len(group) >= COPY_MIN_ROWS else None
+                if text is not None:  # COPY into a staging table, then one INSERT .. SELECT
+                    cur.execute(tab.pg_staging_sql(names))
+                    cur.copy_expert(f"COPY {tab.staging(names)} FROM STDIN", io.StringIO(text))
+                    cur.execute(tab.pg_upsert_sql(names, from_staging=True))
+                    cur.execute(f"TRUNCATE {tab.staging(names)}")
+                else:
+                    psycopg2_extras().execute_values(
+                        cur, tab.pg_upsert_sql(names),
+                        [tuple(r[c] for c in names) for r in group], page_size=2000)
+            elif action == UPSERT:
                 conn.execute(tab.upsert(cols), group)
             else:  # partial image (unchanged TOAST left out): update what we know
                 stmt = sa.update(t).where(*(t.c[k] == sa.bindparam(f"k_{k}") for k in key)).values(
@@ -346,6 +407,42 @@ class SqlSink:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
+
+
+COPY_MIN_ROWS = 64
+_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+def copy_text(rows: list[dict[str, Any]], names: list[str]) -> str | None:
+    """Rows in COPY text format, or None if a value has no simple text form (then VALUES)."""
+    lines = []
+    for r in rows:
+        fields = []
+        for c in names:
+            v = r[c]
+            t = v.__class__
+            if v is None:
+                fields.append("\\N")
+            elif t is str:
+                fields.append(v.translate(_COPY_ESCAPES))
+            elif t is int or t is Decimal or t is float:
+                fields.append(str(v))
+            elif t is bool:
+                fields.append("t" if v else "f")
+            elif t is dt.datetime or t is dt.date or t is dt.time:
+                fields.append(v.isoformat())
+            elif t is dict:
+                fields.append(json.dumps(v).translate(_COPY_ESCAPES))
+            else:
+                return None
+        lines.append("\t".join(fields))
+    return "\n".join(lines) + "\n"
+
+
+def psycopg2_extras() -> Any:
+    import psycopg2.extras
+
+    return psycopg2.extras
 
 
 def event_json(ev: ChangeEvent) -> str:

@@ -6,6 +6,7 @@ PostgreSQL before the first change after DDL) and :class:`Message` (a logical me
 snapshot watermarks and re-snapshot requests). The pipeline drives a source through:
 
     describe(tables)            -> {table: TableSchema}    (for mapping validation)
+    install()                   slot + publication / triggers only (`strangler cdc install`)
     open(start_after)           -> InitialSnapshot | None  (None: the slot/triggers existed)
     poll(max_items, timeout)    -> [ChangeEvent | Relation | Message]
     acknowledge(position)       everything up to position is durable downstream
@@ -51,6 +52,8 @@ class InitialSnapshot(Protocol):
 
 class Source(Protocol):
     def describe(self, tables: list[str]) -> dict[str, TableSchema]: ...
+
+    def install(self) -> bool: ...  # capture from now on without running; True if new
 
     def open(self, start_after: Position | None) -> InitialSnapshot | None: ...
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 _I16 = struct.Struct("!h").unpack_from
@@ -34,6 +34,8 @@ class RelationInfo:
     typmods: list[int]
     key_flags: list[bool]
     casters: list[Callable[[str], Any]]
+    table: str = ""  # filled by the source: name as streams.yaml spells it
+    keycols: list[str] = field(default_factory=list)
 
 
 def _cstring(buf: bytes, pos: int) -> tuple[str, int]:

@@ -165,6 +165,14 @@ class PostgresSource:
             raise SourceError(f"cannot create slot {self.cfg.slot!r}: {str(exc).strip()}") from exc
         return PgInitialSnapshot(snap)
 
+    def install(self) -> bool:
+        """Publication and slot without a snapshot (the first run copies with watermarks)."""
+        self._ensure_publication()
+        if self.slot_exists():
+            return False
+        self._sql("SELECT pg_create_logical_replication_slot(%s, 'pgoutput')", (self.cfg.slot,))
+        return True
+
     def _ensure_streaming(self) -> None:
         if self._cur is None:
             self._connect_replication()
@@ -225,8 +233,7 @@ class PostgresSource:
 
     def _event(self, op: str, rel: pg.RelationInfo, before: dict[str, Any] | None,
                after: dict[str, Any] | None, unchanged: list[str], out: list[Item]) -> None:
-        table = rel.name if rel.namespace == "public" else f"{rel.namespace}.{rel.name}"
-        keycols = self.keys.get(table) or [c for c, k in zip(rel.columns, rel.key_flags, strict=True) if k]
+        table, keycols = rel.table, rel.keycols
         image = after if after is not None else before or {}
         self._idx += 1
         ev = ChangeEvent(
@@ -278,7 +285,9 @@ class PostgresSource:
         elif kind == 82:  # R
             rel = pg.relation(buf, self._caster)
             self._rels[rel.relid] = rel
-            table = rel.name if rel.namespace == "public" else f"{rel.namespace}.{rel.name}"
+            table = rel.table = rel.name if rel.namespace == "public" else f"{rel.namespace}.{rel.name}"
+            rel.keycols = list(self.keys.get(table) or
+                               [c for c, k in zip(rel.columns, rel.key_flags, strict=True) if k])
             cols = {c: self._type_name(o, m) for c, o, m in zip(rel.columns, rel.type_oids, rel.typmods, strict=True)}
             self._release(out)
             out.append(Relation(table, cols, Position(self._tx_lsn, self._idx)))

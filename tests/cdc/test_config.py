@@ -1,0 +1,110 @@
+"""streams.yaml loading and mapping validation: every error names its key path and the fix."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cdc import config
+from cdc.config import parse
+from cdc.errors import ConfigError, SchemaChanged
+from cdc.mapping import TableSchema, compile_stream
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def body(**table: Any) -> dict[str, Any]:
+    return {"streams": {"s": {"source": {"url": "postgresql://h/src"}, "target": {"url": "sqlite:///t.db"},
+                              "tables": {"catalog_product": table or {"target": "products"}}}}}
+
+
+def test_the_repository_streams_yaml_is_valid() -> None:
+    sf = config.load(REPO / "streams.yaml")
+    catalog = sf.stream("catalog")
+    assert catalog.table("catalog_product").target == "products"
+
+
+@pytest.mark.parametrize(("data", "path", "words"), [
+    ({"streams": {"s": {"source": {"url": "mysql://x"}, "target": {"url": "sqlite:///t"},
+                        "tables": {"a": "b"}}}}, "streams.s.source.url", "postgresql://"),
+    ({"streams": {"Bad-Name": {}}}, "streams.Bad-Name", "lowercase"),
+    (body(target="products", colums={}), "streams.s.tables.catalog_product.colums", "allowed"),
+    (body(target="p", columns={"price": {"to": "c", "convert": 3}}),
+     "streams.s.tables.catalog_product.columns.price.convert", "converter"),
+    (body(target="p", filter=[{"column": "x", "op": "like", "value": 1}]),
+     "streams.s.tables.catalog_product.filter[0].op", "eq"),
+    (body(target="p", columns={"a": "a"}, drop=["a"]), "streams.s.tables.catalog_product.drop", "both"),
+    (body(target="p", new_columns="maybe"), "streams.s.tables.catalog_product.new_columns", "stop"),
+    ({"streams": {"s": {"source": {"url": "${NOPE_NOT_SET}"}, "target": {"url": "sqlite:///t"},
+                        "tables": {"a": "b"}}}}, "streams.s.source.url", "NOPE_NOT_SET"),
+    ({"version": 2, "streams": {}}, "version", "use 1"),
+])
+def test_bad_files_name_the_key_path(data: Any, path: str, words: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        parse(data)
+    assert err.value.path == path
+    assert words in str(err.value)
+
+
+def test_env_defaults_expand(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SRC_URL", "postgresql://h/db")
+    cfg = parse({"streams": {"s": {"source": {"url": "${SRC_URL}"},
+                                   "target": {"url": "${TGT_URL_UNSET:-sqlite:///x.db}"},
+                                   "tables": {"a": "b"}}}}).stream("s")
+    assert (cfg.source_url, cfg.target_url, cfg.slot) == ("postgresql://h/db", "sqlite:///x.db", "strangler_s")
+
+
+def test_unknown_stream_lists_the_known_ones() -> None:
+    with pytest.raises(ConfigError, match="streams: s"):
+        parse(body()).stream("nope")
+
+
+SRC = {"catalog_product": TableSchema(name="catalog_product", columns={
+    "id": "integer", "name": "text", "price": "numeric(10,2)", "secret": "text"}, pk=("id",)),
+    "audit": TableSchema(name="audit", columns={"at": "timestamp", "msg": "text"}, pk=())}
+TGT = {"products": TableSchema(name="products", columns={"id": "INTEGER", "title": "TEXT",
+                                                         "price_cents": "BIGINT", "sku": "TEXT"},
+                               pk=("id",), unique_sets=(("id",),), required=("sku",)),
+       "audit": TableSchema(name="audit", columns={"at": "TIMESTAMP", "msg": "TEXT"}, pk=())}
+
+
+def test_mapping_is_checked_whole_against_both_schemas() -> None:
+    cfg = parse(body(target="products", columns={
+        "id": "id", "name": "titel", "price": {"to": "price_cents", "convert": "decimal_to_cent"}})).stream("s")
+    with pytest.raises(ConfigError) as err:
+        compile_stream(cfg, SRC, TGT)
+    msg = str(err.value)
+    # every problem at once, each with its key path and what to do
+    assert "streams.s.tables.catalog_product.columns: source column 'secret' is neither mapped nor dropped" in msg
+    assert "streams.s.tables.catalog_product.columns.name: target table 'products' has no column 'titel'" in msg
+    assert "streams.s.tables.catalog_product.columns.price.convert: unknown converter 'decimal_to_cent'" in msg
+    assert "products.sku is NOT NULL without a default" in msg
+
+
+def test_table_without_key_is_refused_with_the_fix() -> None:
+    cfg = parse({"streams": {"s": {"source": {"url": "postgresql://h/src"}, "target": {"url": "sqlite:///t"},
+                                   "tables": {"audit": "audit"}}}}).stream("s")
+    with pytest.raises(ConfigError, match="no primary key.*REPLICA IDENTITY FULL"):
+        compile_stream(cfg, SRC, TGT)
+
+
+def test_compiled_mapping_converts_filters_and_detects_schema_changes() -> None:
+    cfg = parse(body(target="products", drop=["secret"], filter={"name": "keep"}, columns={
+        "id": "id", "name": "title", "price": {"to": "price_cents", "convert": "decimal_to_cents"}})).stream("s")
+    tgt = {"products": TableSchema(name="products", columns=dict(TGT["products"].columns), pk=("id",),
+                                   unique_sets=(("id",),))}
+    tm = compile_stream(cfg, SRC, tgt)["catalog_product"]
+    assert tm.to_target({"id": 1, "name": "keep", "price": Decimal("19.99"), "secret": "x"}) == {
+        "id": 1, "title": "keep", "price_cents": 1999}
+    assert tm.to_target({"id": 1, "price": None}) == {"id": 1, "price_cents": None}  # absent stays absent
+    assert tm.matches({"name": "keep"}) and not tm.matches({"name": "drop"})
+    tm.check_relation(dict(SRC["catalog_product"].columns))  # unchanged: fine
+    with pytest.raises(SchemaChanged, match="new column 'color'"):
+        tm.check_relation({**SRC["catalog_product"].columns, "color": "text"})
+    with pytest.raises(SchemaChanged, match="'price' changed type"):
+        tm.check_relation({**SRC["catalog_product"].columns, "price": "text"})
+    with pytest.raises(SchemaChanged, match="'name' is gone"):
+        tm.check_relation({k: v for k, v in SRC["catalog_product"].columns.items() if k != "name"})
