@@ -56,10 +56,12 @@ class Recorder:
         self.endpoints: dict[str, EndpointStats] = {}
         self.failures: list[Failure] = []
         self.failures_total = 0
+        self.count = 0  # a plain int: safe to poll from another thread
 
     def record(self, endpoint: str, latency_ms: float, failure: Failure | None) -> None:
         stats = self.endpoints.setdefault(endpoint, EndpointStats())
         stats.requests += 1
+        self.count += 1
         stats.latencies_ms.append(latency_ms)
         if failure is not None:
             stats.errors += 1

@@ -55,7 +55,7 @@ SIZES: dict[str, Size] = {
                    orders=10_000, max_lines=5),
     # 100k products, ~1M order lines
     "large": Size(categories=300, products=100_000, customers=20_000, staff=10, warehouses=8,
-                  orders=250_000, max_lines=7),
+                  orders=250_500, max_lines=7),
 }
 
 

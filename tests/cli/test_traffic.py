@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 import time
+from collections.abc import Callable
 
 import httpx
 import pytest
@@ -12,7 +14,7 @@ from typer.testing import CliRunner
 
 from cli.localshop import LocalShop
 from cli.main import app
-from cli.traffic import TrafficConfig, TrafficError, run_traffic
+from cli.traffic import Traffic, TrafficConfig, TrafficError, run_traffic
 from cli.traffic_report import Failure, Recorder, percentile, render_table
 from devstack import free_port
 
@@ -31,10 +33,10 @@ def test_drives_a_real_shop_and_reports_per_endpoint(live_shop: LocalShop) -> No
     for name in ("GET /api/products/", "GET /api/products/{id}/", "POST /api/auth/login/",
                  "POST /api/cart/items/"):
         assert endpoints[name]["requests"] > 0, name
-    assert sum(r["requests"] for r in summary["endpoints"]) == summary["requests"] >= 60
+    assert sum(r["requests"] for r in summary["endpoints"]) == summary["requests"] >= 20
     for row in summary["endpoints"]:
         assert 0 < row["p50_ms"] <= row["p99_ms"]
-    assert 20 <= summary["rate_achieved"] <= 48
+    assert 0 < summary["rate_achieved"] <= 40 * 1.1  # never faster than asked
 
 
 def test_orders_and_price_edits_reach_the_database(live_shop: LocalShop) -> None:
@@ -56,19 +58,34 @@ def test_human_table_lists_endpoints(live_shop: LocalShop) -> None:
     assert "GET /api/products/" in result.stdout and "no failed requests" in result.stdout
 
 
+def after_requests(traffic: Traffic, count: int, then: Callable[[], None]) -> threading.Thread:
+    """Call ``then`` once the run has recorded ``count`` requests (no wall-clock guessing)."""
+
+    def watch() -> None:
+        deadline = time.monotonic() + 60
+        while traffic.recorder.count < count and time.monotonic() < deadline:
+            time.sleep(0.02)
+        then()
+
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    return thread
+
+
 def test_failures_are_listed_with_status_and_body(tmp_path) -> None:
     """The shop dies mid-run: every unanswered request is a failure, and the run says so."""
     shop = LocalShop(sqlite_path=tmp_path / "dying.sqlite3", log_path=tmp_path / "dying.log")
     try:
         shop.prepare(size="small")
         shop.start()
-        threading.Timer(1.0, shop.stop).start()
-        summary = run_traffic(TrafficConfig(base_url=shop.base_url, rate=30, duration=2.5,
-                                            timeout=2))
+        traffic = Traffic(TrafficConfig(base_url=shop.base_url, rate=30, duration=5, timeout=2))
+        after_requests(traffic, 25, shop.stop)
+        summary = asyncio.run(traffic.run())
     finally:
         shop.stop()
     assert summary["ok"] is False
     assert summary["errors"] == summary["failures_total"] > 0
+    assert summary["requests"] > summary["errors"]  # it did work before the shop died
     first = summary["failures"][0]
     assert first["status"] == 0 and "Error" in first["body"] and first["url"].startswith("/")
     assert sum(r["errors"] for r in summary["endpoints"]) == summary["errors"]
@@ -123,8 +140,7 @@ def test_nonsense_options_are_usage_errors(args: list[str]) -> None:
 
 def test_until_stopped_ends_when_told(live_shop: LocalShop) -> None:
     stop = threading.Event()
-    threading.Timer(1.0, stop.set).start()
-    started = time.monotonic()
-    summary = run_traffic(TrafficConfig(base_url=live_shop.base_url, duration=0, rate=20), stop)
-    assert time.monotonic() - started < 10
-    assert summary["ok"] and summary["requests"] > 5
+    traffic = Traffic(TrafficConfig(base_url=live_shop.base_url, duration=0, rate=20), stop)
+    after_requests(traffic, 15, stop.set)
+    summary = asyncio.run(traffic.run())  # duration 0 = forever, unless stopped
+    assert summary["ok"] and summary["requests"] >= 15
