@@ -62,12 +62,15 @@ def run_env(site: Path, extra: dict[str, str]) -> dict[str, str]:
     return env
 
 
+NOT_RUNTIME = (".pyc", ".md")  # documentation stays in the repository
+
+
 def test_wheel_ships_every_runtime_file(site: Path) -> None:
     sources = [
         p.relative_to(ROOT)
         for pattern in ("monolith/**/*", "extracted/**/*", "router/**/*", "cdc/**/*", "cli/**/*")
         for p in ROOT.glob(pattern)
-        if p.is_file() and "__pycache__" not in p.parts and p.suffix not in (".pyc",)
+        if p.is_file() and "__pycache__" not in p.parts and p.suffix not in NOT_RUNTIME
     ]
     missing = [str(p) for p in sources if not (site / p).exists()]
     assert missing == [], "setuptools leaves these out of the image; add them to package-data"
