@@ -242,3 +242,18 @@ def test_the_stack_builder_is_what_this_test_thinks(stack: Stack) -> None:
     assert [p.name for p in stack.processes if p.role == "stream"] == [
         f"cdc-{s}" for s in stream_names(ROOT / "streams.yaml")
     ]
+
+
+def test_each_cdc_worker_probes_its_own_stream(
+    stack: Stack, compose: dict[str, Any], manifests: list[tuple[str, dict[str, Any]]]
+) -> None:
+    """A probe naming another stream would keep a dead worker 'healthy'."""
+    deployments = by_kind(manifests, "Deployment")
+    for proc in stack.processes:
+        if proc.role != "stream":
+            continue
+        stream = proc.argv[-1]
+        assert compose["services"][proc.name]["healthcheck"]["test"][-1] == stream, proc.name
+        (container,) = deployments[proc.name]["spec"]["template"]["spec"]["containers"]
+        for probe in ("livenessProbe", "readinessProbe"):
+            assert container[probe]["exec"]["command"][-1] == stream, (proc.name, probe)
