@@ -98,3 +98,21 @@ def test_postgres_is_set_up_for_logical_decoding(manifests: Resources) -> None:
     pg = by_kind(manifests, "StatefulSet")["postgres"]["spec"]["template"]["spec"]["containers"][0]
     assert "wal_level=logical" in pg["args"]
     assert "max_slot_wal_keep_size=2GB" in pg["args"]
+
+
+def test_every_image_is_pinned_after_kustomize(manifests: Resources, kustomization: dict[str, Any]) -> None:
+    tagged_by_kustomize = {
+        i["name"] for i in kustomization.get("images", []) if i.get("newTag") or i.get("digest")
+    }
+    unpinned = []
+    for where, res in manifests:
+        template = k8s_checks.pod_template(res)
+        if template is None:
+            continue
+        for c in k8s_checks.containers(template["spec"], init=True):
+            image = c["image"]
+            last = image.rsplit("/", 1)[-1]
+            pinned = "@sha256:" in image or (":" in last and not last.endswith(":latest"))
+            if not pinned and image not in tagged_by_kustomize:
+                unpinned.append(f"{where}: {image}")
+    assert unpinned == []
