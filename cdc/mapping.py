@@ -38,6 +38,28 @@ _OPS: dict[str, Callable[[Any, Any], bool]] = {
 }
 
 
+def type_category(type_name: str) -> str:
+    """bool / int / float / num / dt / date / text, or unknown (SQLite columns may have no type)."""
+    t = type_name.upper()
+    if not t.strip():
+        return "unknown"
+    for cat, words in (("bool", ("BOOL",)), ("int", ("INT", "SERIAL")),
+                       ("float", ("DOUBLE", "FLOAT", "REAL")), ("num", ("NUMERIC", "DECIMAL")),
+                       ("dt", ("TIMESTAMP", "DATETIME")), ("date", ("DATE",))):
+        if any(w in t for w in words):
+            return cat
+    return "text"
+
+
+# (source category, target category) -> the converter to suggest; these lose or break data
+_NEEDS_CONVERTER = {
+    ("num", "int"): "decimal_to_cents (money) or to_int", ("float", "int"): "to_int",
+    ("text", "int"): "to_int", ("text", "num"): "a numeric converter", ("bool", "int"): "bool_to_int",
+    ("int", "bool"): "int_to_bool", ("text", "bool"): "to_bool", ("int", "text"): "to_str",
+    ("num", "text"): "to_str",
+}
+
+
 def _cond_ok(cond: Condition, value: Any) -> bool:
     if cond.op == "is_null":
         return value is None
@@ -100,24 +122,46 @@ class TableMapping:
     def matches(self, row: Mapping[str, Any]) -> bool:
         return all(_cond_ok(c, row.get(c.column)) for c in self.spec.filter)
 
-    def check_relation(self, columns: Mapping[str, str]) -> None:
-        """Raise SchemaChanged unless `columns` (name -> type) is still covered."""
+    def check_relation(self, columns: Mapping[str, str]) -> list[str]:
+        """Raise SchemaChanged unless `columns` (name -> type) is still covered.
+
+        New columns follow ``new_columns``: stop, ignore, or copy (same name; the target must
+        have it). Returns the columns added to the mapping by ``copy``.
+        """
         known = self.source_schema.columns
-        problems = []
+        problems, added = [], []
         for src, _tgt, _conv in self.columns:
             if src not in columns:
                 problems.append(f"mapped column {src!r} is gone")
             elif known.get(src) and columns[src] != known[src]:
                 problems.append(f"column {src!r} changed type {known[src]} -> {columns[src]}")
+        mapped = {s for s, _t, _c in self.columns}
         for col in columns:
-            if col not in known and col not in self.ignored and self.spec.new_columns == "stop":
+            if col in known or col in self.ignored or col in mapped:
+                continue
+            policy = self.spec.new_columns
+            if policy == "stop":
                 problems.append(f"new column {col!r} is not in the mapping")
+            elif policy == "copy" and col not in self.target_schema.columns:
+                problems.append(f"new column {col!r} (new_columns: copy) has no column of that name "
+                                f"in target table {self.target!r}")
+            elif policy == "copy":
+                added.append(col)
         if problems:
             raise SchemaChanged(
                 f"source table {self.source!r} changed: {'; '.join(problems)}. The stream stopped "
                 f"with its position kept; update streams.yaml (tables.{self.source}: columns/drop, "
                 "or new_columns: ignore|copy) and the target schema, then run it again"
             )
+        for col in columns:
+            if col not in known:
+                if col in added:
+                    self.columns.append((col, col, None))
+                    self._plain.append((col, col))
+                else:
+                    self.ignored.add(col)
+                known[col] = columns[col]
+        return added
 
 
 def compile_stream(
@@ -202,6 +246,12 @@ def _compile_table(spec: TableMap, path: str, source: Mapping[str, TableSchema],
         if t in seen_targets:
             errors.append(f"{cpath}: target column {t!r} is written by two source columns")
         seen_targets.add(t)
+        if conv is None and s in src.columns and t in tgt.columns:
+            pair = (type_category(src.columns[s]), type_category(tgt.columns[t]))
+            if pair in _NEEDS_CONVERTER:
+                errors.append(f"{cpath}: {src.columns[s]} -> {tgt.columns[t]} needs a conversion; "
+                              f"write `{s}: {{to: {t}, convert: {_NEEDS_CONVERTER[pair].split()[0]}}}` "
+                              f"(suggested: {_NEEDS_CONVERTER[pair]})")
         if conv is not None and conv not in convert.CONVERTERS:
             errors.append(f"{cpath}.convert: unknown converter {conv!r}; known: "
                           + ", ".join(sorted(convert.CONVERTERS)))

@@ -12,6 +12,7 @@ mapping no longer covers.
 from __future__ import annotations
 
 import contextlib
+import importlib
 import json
 import logging
 import threading
@@ -22,7 +23,7 @@ from typing import Any
 from cdc import checkpoint
 from cdc import mapping as mapping_mod
 from cdc.config import StreamConfig
-from cdc.errors import CDCError
+from cdc.errors import CDCError, ConfigError
 from cdc.events import ChangeEvent
 from cdc.metrics import StreamMetrics
 from cdc.sinks.sqlalchemy import SqlSink, describe, make_engine
@@ -35,11 +36,17 @@ log = logging.getLogger("cdc.pipeline")
 
 
 def make_transport(cfg: StreamConfig) -> Transport:
-    kind = cfg.transport.get("kind", "direct")
+    """`direct`, or any other kind `k` from module ``cdc.transport.<k>`` (its ``make_transport``)."""
+    kind = str(cfg.transport.get("kind", "direct"))
     if kind == "direct":
         return DirectTransport()
-    raise CDCError(f"streams.{cfg.name}.transport: {kind!r} is not available in this build "
-                   "(known: direct)")
+    try:
+        module = importlib.import_module(f"cdc.transport.{kind}")
+    except ImportError as exc:
+        raise ConfigError(f"streams.{cfg.name}.transport.kind",
+                          f"unknown transport {kind!r} ({exc}); known: direct") from None
+    transport: Transport = module.make_transport(cfg)
+    return transport
 
 
 def open_stream(cfg: StreamConfig) -> tuple[Source, Any, dict[str, mapping_mod.TableMapping]]:

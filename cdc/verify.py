@@ -21,7 +21,7 @@ from typing import Any
 
 from cdc import convert
 from cdc.config import Condition, StreamConfig
-from cdc.mapping import TableMapping
+from cdc.mapping import TableMapping, type_category
 from cdc.snapshot import _q
 
 ROW_LEVEL = 256  # ranges at most this big are compared row by row
@@ -47,13 +47,8 @@ class TableDiff:
 
 
 def _category(type_name: str) -> str:
-    t = type_name.upper()
-    for cat, words in (("bool", ("BOOL",)), ("int", ("INT", "SERIAL")),
-                       ("float", ("DOUBLE", "FLOAT", "REAL")), ("num", ("NUMERIC", "DECIMAL")),
-                       ("dt", ("TIMESTAMP", "DATETIME")), ("date", ("DATE",))):
-        if any(w in t for w in words):
-            return cat
-    return "text"
+    cat = type_category(type_name)
+    return "text" if cat == "unknown" else cat
 
 
 def canon(v: Any, cat: str) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import signal
 import sqlite3
 import sys
@@ -72,13 +73,24 @@ def run(stream: str, streams: StreamsOpt = None, part: PartOpt = "both") -> None
     typer.echo(f"cdc {stream}: stopped at {pipe.metrics.position or 'start'}", err=True)
 
 
+def _alive(pid: Any) -> bool:
+    try:
+        os.kill(int(pid), 0)
+    except (OSError, TypeError, ValueError):
+        return False
+    return True
+
+
 def _status_one(cfg: config.StreamConfig) -> dict[str, Any]:
     out: dict[str, Any] = {"stream": cfg.name, "owner": cfg.owner, "source": cfg.source_kind,
                            "tables": {t.source: t.target for t in cfg.tables}}
     live = metrics.load(cfg.name)
     if live:
         out["running"] = {k: live.get(k) for k in ("state", "events", "events_per_s", "lag_ms",
-                                                   "wal_bytes_behind", "error", "pid", "updated")}
+                                                   "wal_bytes_behind", "dead_letters", "error", "pid",
+                                                   "updated")}
+        if live.get("state") in ("starting", "snapshot", "streaming") and not _alive(live.get("pid")):
+            out["running"]["state"] = "dead"  # the process is gone without a clean stop
     try:
         from cdc.sinks.sqlalchemy import make_engine
 

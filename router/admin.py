@@ -146,6 +146,8 @@ class Admin:
             for (route, name), s in agg["series"].items():
                 if route == r.name and name not in backends:
                     backends[name] = _series(s)  # e.g. the fallback
+            for name, entry in backends.items():
+                entry["breaker"] = agg["breakers"].get(name, {}).get("state", "closed")
             routes[r.name] = {"weights": r.weights, "backends": backends,
                               "shadow": agg["shadow"].get(r.name)}
         return {"config": {"source": snap.config.source, "sha256": snap.config.sha256,

@@ -53,6 +53,7 @@ IDENTITY_HEADER = b"x-strangler-identity"
 _REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:-]{1,128}$")
 _TRACEPARENT = re.compile(rb"^00-([0-9a-f]{32})-[0-9a-f]{16}-([0-9a-f]{2})$")
 SHADOW_CAPTURE_LIMIT = 1024 * 1024
+_TOO_BIG = b"\x00strangler: response too big to shadow\x00"
 
 
 class Router:
@@ -252,6 +253,8 @@ class Router:
 
         shadow = route.shadow is not None and self.shadow.wants(route, method)
         capture: list[bytes] | None = [] if shadow else None
+        # Mirrored requests with a body (methods explicitly allowed) need the body again.
+        req_capture: list[bytes] | None = [] if shadow and has_body else None
         retryable = method in IDEMPOTENT and not has_body
         attempts = 1 + (route.retries if retryable else 0)
         tried_fallback = False
@@ -266,7 +269,7 @@ class Router:
             else:
                 try:
                     conn = await self._exchange(upstream, snap.pools[backend], line, host, tail,
-                                                method, has_body, te is not None, receive)
+                                                method, has_body, te is not None, receive, req_capture)
                 except ClientGone:
                     breaker.record(True)  # not the upstream's fault
                     return
@@ -297,8 +300,11 @@ class Router:
                     if self.access_log.enabled:
                         self.access_log.write(request_id=request_id, method=method, path=path,
                                               route=route.name, backend=backend, status=status, ms=ms)
-                    if capture is not None:
-                        self.shadow.offer(route, snap, backend, method, line, tail, status, conn.headers, capture)
+                    if capture is not None and _TOO_BIG not in capture and \
+                            (req_capture is None or _TOO_BIG not in req_capture):
+                        body = None if req_capture is None else b"".join(req_capture)
+                        self.shadow.offer(route, snap, backend, method, line, tail, status,
+                                          conn.headers, capture, body, te is not None)
                     return
             fallback = route.fallback
             if retryable and fallback and fallback != backend and not tried_fallback:
@@ -331,7 +337,7 @@ class Router:
 
     async def _exchange(self, upstream: Upstream, pool: Pool, line: bytes, host: bytes | None,
                         tail: bytes, method: str, has_body: bool, chunked: bool,
-                        receive: Receive) -> Connection:
+                        receive: Receive, req_capture: list[bytes] | None = None) -> Connection:
         """Send the request; return the connection once the response head arrived."""
         if upstream.host_header == "client" and host is not None:
             head = line + host + b"\r\n" + tail
@@ -343,7 +349,7 @@ class Router:
             try:
                 conn.begin(head, head_only=method == "HEAD")
                 if has_body:
-                    await self._stream_body(conn, receive, chunked, upstream.read_timeout)
+                    await self._stream_body(conn, receive, chunked, upstream.read_timeout, req_capture)
                 await conn.response_head(upstream.read_timeout)
                 return conn
             except StaleConnection:
@@ -358,13 +364,23 @@ class Router:
                 conn.close()
                 raise
 
-    async def _stream_body(self, conn: Connection, receive: Receive, chunked: bool, timeout: float) -> None:
+    async def _stream_body(self, conn: Connection, receive: Receive, chunked: bool, timeout: float,
+                           capture: list[bytes] | None = None) -> None:
+        captured = 0
         while True:
             message = await receive()
             if message["type"] == "http.disconnect":
                 raise ClientGone("the client went away while sending the body")
             data = message.get("body", b"")
             more = message.get("more_body", False)
+            if capture is not None:
+                captured += len(data)
+                if captured > SHADOW_CAPTURE_LIMIT:
+                    capture.clear()
+                    capture.append(_TOO_BIG)
+                    capture = None
+                else:
+                    capture.append(data)
             if conn.head_done or conn.closed:
                 # The upstream answered early (e.g. 413): stop sending, and never reuse the
                 # connection — the upstream may still be waiting for the rest of the body.
@@ -420,7 +436,9 @@ class Router:
                     if captured <= SHADOW_CAPTURE_LIMIT:
                         capture.append(body)
                     else:
+                        # Too big to compare: an empty list with this marker means "skip".
                         capture.clear()
+                        capture.append(_TOO_BIG)
                         capture = None
                 if not more:
                     conn.finish()

@@ -18,7 +18,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from router.client import fetch
-from router.config import Config, Route
+from router.config import SAFE_METHODS, Config, Route
 from router.diff import Response, compare, general
 from router.errors import UpstreamError
 
@@ -48,7 +48,8 @@ class ShadowMirror:
             (s.percent >= 100 or random.random() * 100 < s.percent)
 
     def offer(self, route: Route, snap: Snapshot, backend: str, method: str, line: bytes,
-              tail: bytes, status: int, headers: list[tuple[bytes, bytes]], body: list[bytes] | None) -> None:
+              tail: bytes, status: int, headers: list[tuple[bytes, bytes]], body: list[bytes] | None,
+              request_body: bytes | None = None, chunked: bool = False) -> None:
         """Queue a comparison; never blocks (drops and counts when the queue is full)."""
         assert route.shadow is not None
         stats = self.router.metrics.shadow_stats(route.name, route.shadow.keep)
@@ -59,7 +60,8 @@ class ShadowMirror:
         primary = Response(status, {k.decode("latin-1"): v.decode("latin-1") for k, v in headers},
                            b"".join(body) if body else b"")
         try:
-            self.queue.put_nowait((route, snap, backend, method, line, tail, primary, time.time()))
+            self.queue.put_nowait((route, snap, backend, method, line, tail, primary, time.time(),
+                                   _framed(request_body, chunked)))
             stats["mirrored"] += 1
         except asyncio.QueueFull:
             stats["dropped"] += 1
@@ -85,7 +87,8 @@ class ShadowMirror:
                 self.queue.task_done()
 
     async def _compare(self, route: Route, snap: Snapshot, primary_name: str, method: str,
-                       line: bytes, tail: bytes, primary: Response, when: float) -> None:
+                       line: bytes, tail: bytes, primary: Response, when: float,
+                       body: bytes) -> None:
         shadow = route.shadow
         assert shadow is not None
         stats = self.router.metrics.shadow_stats(route.name, shadow.keep)
@@ -93,19 +96,22 @@ class ShadowMirror:
             return  # the candidate answered the client itself: nothing to compare
         rules: dict[str, Any] = {"headers": shadow.headers, "ignore": shadow.ignore,
                                  "unordered": shadow.unordered}
+        noisy = self.noisy.setdefault(route.name, set())
         try:
-            candidate = await self._call(snap, shadow.to, method, line, tail)
-            again = await self._call(snap, primary_name, method, line, tail)
+            candidate = await self._call(snap, shadow.to, method, line, tail, body)
+            # Noise: the primary asked again — only for safe methods (never repeat a write).
+            again = await self._call(snap, primary_name, method, line, tail, body) \
+                if method in SAFE_METHODS else None
         except UpstreamError:
             stats["errors"] += 1
             self.router.metrics.dirty = True
             return
-        noise = compare(primary, again, **rules)
-        noisy = self.noisy.setdefault(route.name, set())
-        stats["noise_compared"] += 1
-        if noise:
-            stats["noise_differing"] += 1
-            noisy.update(general(p) for p in noise)
+        if again is not None:
+            noise = compare(primary, again, **rules)
+            stats["noise_compared"] += 1
+            if noise:
+                stats["noise_differing"] += 1
+                noisy.update(general(p) for p in noise)
         diffs = compare(primary, candidate, **rules)
         stats["compared"] += 1
         if diffs:
@@ -123,9 +129,17 @@ class ShadowMirror:
             })
         self.router.metrics.dirty = True
 
-    async def _call(self, snap: Snapshot, name: str, method: str, line: bytes, tail: bytes) -> Response:
+    async def _call(self, snap: Snapshot, name: str, method: str, line: bytes, tail: bytes,
+                    body: bytes) -> Response:
         upstream = snap.config.upstreams[name]
-        head = line + upstream.authority.encode() + b"\r\n" + SHADOW_HEADER + tail
+        head = line + upstream.authority.encode() + b"\r\n" + SHADOW_HEADER + tail + body
         status, headers, body = await fetch(snap.pools[name], head, connect_timeout=upstream.connect_timeout,
                                             read_timeout=upstream.read_timeout, head_only=method == "HEAD")
         return Response(status, {k.decode("latin-1"): v.decode("latin-1") for k, v in headers}, body)
+
+
+def _framed(body: bytes | None, chunked: bool) -> bytes:
+    """The request body as it goes on the wire after the head (same framing as the original)."""
+    if not body:
+        return b"0\r\n\r\n" if chunked else b""
+    return b"%x\r\n%b\r\n0\r\n\r\n" % (len(body), body) if chunked else body

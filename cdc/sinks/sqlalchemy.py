@@ -8,13 +8,12 @@ skipped, so a restart neither loses nor repeats a change. If a batch fails, it i
 event by event under savepoints; an event that still fails (constraint violation, bad
 conversion) goes to ``strangler_cdc_dead_letter`` with the reason and the stream goes on.
 Rows identical to what the target holds are not rewritten (no trigger fires twice).
+PostgreSQL runs take the COPY fast path in :mod:`cdc.sinks.pgbulk`.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import io
-import json
 import logging
 from collections.abc import Callable, Sequence
 from decimal import Decimal
@@ -27,6 +26,7 @@ from cdc import checkpoint
 from cdc.errors import SinkError
 from cdc.events import ChangeEvent, Position
 from cdc.mapping import TableMapping, TableSchema
+from cdc.sinks.pgbulk import Upserter
 
 log = logging.getLogger("cdc.sink")
 
@@ -102,7 +102,7 @@ class _Table:
         self.coerce = [(c.name, *co) for c in table.columns if (co := _coercer(c.type)) is not None]
         self.filtered = bool(tm.spec.filter)
         self._upserts: dict[frozenset[str], Any] = {}
-        self._pg_sql: dict[tuple[Any, ...], str] = {}
+        self.pg = Upserter(table.name, table.schema, self.key) if dialect == "postgresql" else None
 
     def row(self, source_row: dict[str, Any]) -> dict[str, Any]:
         row = self.tm.to_target(source_row)
@@ -111,44 +111,6 @@ class _Table:
             if v is not None and (not isinstance(v, types) or (types is int and v.__class__ is bool)):
                 row[name] = fn(v)
         return row
-
-    def pg_upsert_columns(self, cols: frozenset[str]) -> list[str]:
-        return [c.name for c in self.table.columns if c.name in cols]
-
-    def staging(self, names: list[str]) -> str:
-        return self.quote(f"_strangler_stg_{self.table.name}_{abs(hash(tuple(names))) % 10**8}")
-
-    def pg_staging_sql(self, names: list[str]) -> str:
-        """A temp table with the columns' types and no constraints, defaults or triggers."""
-        q = self.quote
-        table = q(self.table.name) if not self.table.schema else f"{q(self.table.schema)}.{q(self.table.name)}"
-        return (f"CREATE TEMP TABLE IF NOT EXISTS {self.staging(names)} AS SELECT "
-                f"{', '.join(q(c) for c in names)} FROM {table} WITH NO DATA")
-
-    def pg_upsert_sql(self, names: list[str], from_staging: bool = False) -> str:
-        """INSERT .. VALUES %s (execute_values) or .. SELECT from staging, ON CONFLICT upsert."""
-        key = (*names, from_staging)
-        sql = self._pg_sql.get(key)
-        if sql is None:
-            q = self.quote
-            table = q(self.table.name) if not self.table.schema else f"{q(self.table.schema)}.{q(self.table.name)}"
-            rest = [c for c in names if c not in self.key]
-            cols = ", ".join(q(c) for c in names)
-            source = f"SELECT {cols} FROM {self.staging(names)}" if from_staging else "VALUES %s"
-            sql = (f"INSERT INTO {table} ({cols}) {source} "
-                   f"ON CONFLICT ({', '.join(q(k) for k in self.key)}) ")
-            if rest:
-                sql += (f"DO UPDATE SET {', '.join(f'{q(c)} = EXCLUDED.{q(c)}' for c in rest)} "
-                        f"WHERE ROW({', '.join(f'{table}.{q(c)}' for c in rest)}) IS DISTINCT FROM "
-                        f"ROW({', '.join(f'EXCLUDED.{q(c)}' for c in rest)})")
-            else:
-                sql += "DO NOTHING"
-            self._pg_sql[key] = sql
-        return sql
-
-    @staticmethod
-    def quote(name: str) -> str:
-        return '"' + name.replace('"', '""') + '"'
 
     def upsert(self, cols: frozenset[str]) -> Any:
         stmt = self._upserts.get(cols)
@@ -343,19 +305,9 @@ class SqlSink:
         for r in rows.values():
             groups.setdefault(frozenset(r), []).append(r)
         for cols, group in groups.items():
-            if action == UPSERT and tab.dialect == "postgresql":
-                names = tab.pg_upsert_columns(cols)
-                cur = conn.connection.cursor()
-                text = copy_text(group, names) if len(group) >= COPY_MIN_ROWS else None
-                if text is not None:  # COPY into a staging table, then one INSERT .. SELECT
-                    cur.execute(tab.pg_staging_sql(names))
-                    cur.copy_expert(f"COPY {tab.staging(names)} FROM STDIN", io.StringIO(text))
-                    cur.execute(tab.pg_upsert_sql(names, from_staging=True))
-                    cur.execute(f"TRUNCATE {tab.staging(names)}")
-                else:
-                    psycopg2_extras().execute_values(
-                        cur, tab.pg_upsert_sql(names),
-                        [tuple(r[c] for c in names) for r in group], page_size=2000)
+            if action == UPSERT and tab.pg is not None:
+                tab.pg.upsert(conn.connection.cursor(), [c.name for c in tab.table.columns if c.name in cols],
+                              group)
             elif action == UPSERT:
                 conn.execute(tab.upsert(cols), group)
             else:  # partial image (unchanged TOAST left out): update what we know
@@ -394,13 +346,6 @@ class SqlSink:
         self._snap.clear()
         self._load()
 
-    def reset_snapshot(self, tables: list[str]) -> None:
-        """Mark tables for a fresh copy (``cdc snapshot``)."""
-        with self.engine.begin() as conn:
-            for t in tables:
-                checkpoint.save_snapshot(conn, self.stream, t, "requested", None, 0)
-        self._load()
-
     def close(self) -> None:
         if self._tx is not None:
             self.rollback()
@@ -408,42 +353,3 @@ class SqlSink:
             self._conn.close()
             self._conn = None
 
-
-COPY_MIN_ROWS = 64
-_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
-
-
-def copy_text(rows: list[dict[str, Any]], names: list[str]) -> str | None:
-    """Rows in COPY text format, or None if a value has no simple text form (then VALUES)."""
-    lines = []
-    for r in rows:
-        fields = []
-        for c in names:
-            v = r[c]
-            t = v.__class__
-            if v is None:
-                fields.append("\\N")
-            elif t is str:
-                fields.append(v.translate(_COPY_ESCAPES))
-            elif t is int or t is Decimal or t is float:
-                fields.append(str(v))
-            elif t is bool:
-                fields.append("t" if v else "f")
-            elif t is dt.datetime or t is dt.date or t is dt.time:
-                fields.append(v.isoformat())
-            elif t is dict:
-                fields.append(json.dumps(v).translate(_COPY_ESCAPES))
-            else:
-                return None
-        lines.append("\t".join(fields))
-    return "\n".join(lines) + "\n"
-
-
-def psycopg2_extras() -> Any:
-    import psycopg2.extras
-
-    return psycopg2.extras
-
-
-def event_json(ev: ChangeEvent) -> str:
-    return json.dumps(ev.to_envelope(), default=str)

@@ -36,6 +36,10 @@ class RelationInfo:
     casters: list[Callable[[str], Any]]
     table: str = ""  # filled by the source: name as streams.yaml spells it
     keycols: list[str] = field(default_factory=list)
+    pairs: list[tuple[str, Callable[[str], Any]]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.pairs = list(zip(self.columns, self.casters, strict=True))
 
 
 def _cstring(buf: bytes, pos: int) -> tuple[str, int]:
@@ -80,28 +84,26 @@ def relation(buf: bytes, caster_for: Callable[[int], Callable[[str], Any]]) -> R
 
 def tuple_data(buf: bytes, pos: int, rel: RelationInfo) -> tuple[dict[str, Any], list[str], int]:
     """(row dict without unchanged-TOAST columns, the unchanged column names, next pos)."""
-    ncols = _I16(buf, pos)[0]
-    pos += 2
+    pos += 2  # column count: always the relation's
     row: dict[str, Any] = {}
     unchanged: list[str] = []
-    names, casters = rel.columns, rel.casters
-    for i in range(ncols):
+    i32 = _I32
+    for name, cast in rel.pairs:
         kind = buf[pos]
-        pos += 1
         if kind == 116:  # 't' text
-            n = _I32(buf, pos)[0]
-            pos += 4
-            row[names[i]] = casters[i](buf[pos:pos + n].decode())
-            pos += n
+            n = i32(buf, pos + 1)[0]
+            pos += 5 + n
+            row[name] = cast(buf[pos - n:pos].decode())
         elif kind == 110:  # 'n' null
-            row[names[i]] = None
+            row[name] = None
+            pos += 1
         elif kind == 117:  # 'u' unchanged TOAST: leave the column out
-            unchanged.append(names[i])
+            unchanged.append(name)
+            pos += 1
         else:  # 'b' binary: not requested (binary 'false'); keep the bytes
-            n = _I32(buf, pos)[0]
-            pos += 4
-            row[names[i]] = bytes(buf[pos:pos + n])
-            pos += n
+            n = i32(buf, pos + 1)[0]
+            pos += 5 + n
+            row[name] = bytes(buf[pos - n:pos])
     return row, unchanged, pos
 
 

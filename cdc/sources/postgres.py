@@ -233,15 +233,15 @@ class PostgresSource:
 
     def _event(self, op: str, rel: pg.RelationInfo, before: dict[str, Any] | None,
                after: dict[str, Any] | None, unchanged: list[str], out: list[Item]) -> None:
-        table, keycols = rel.table, rel.keycols
         image = after if after is not None else before or {}
         self._idx += 1
-        ev = ChangeEvent(
-            op=op, table=table, key={k: image.get(k) for k in keycols}, before=before, after=after,
-            position=Position(self._tx_lsn, self._idx), ts_ms=self._tx_ts, last=False,
-            db=self._dbname, schema=rel.namespace, tx_id=self._tx_xid, unchanged=tuple(unchanged))
-        self._release(out)
-        self._held = ev
+        if self._held is not None:
+            out.append(self._held)
+        # positional: this runs once per row (fields in ChangeEvent's order)
+        self._held = ChangeEvent(
+            op, rel.table, {k: image.get(k) for k in rel.keycols}, before, after,
+            Position(self._tx_lsn, self._idx), self._tx_ts, False, self._dbname, rel.namespace,
+            self._tx_xid, "false", tuple(unchanged) if unchanged else ())
 
     def _handle(self, buf: bytes, out: list[Item]) -> None:
         kind = buf[0]

@@ -160,7 +160,8 @@ class SQLiteSource:
         out: list[Item] = []
         version = self._conn.execute("PRAGMA schema_version").fetchone()[0]
         if version != self._schema_version:
-            self._schema_version = version
+            self.install()  # triggers follow the live columns (new ones are captured from now)
+            self._schema_version = self._conn.execute("PRAGMA schema_version").fetchone()[0]
             for name, schema in self.describe().items():
                 if name in self.tables:
                     out.append(Relation(name, schema.columns, Position(self._last, 0)))

@@ -19,6 +19,10 @@ Apply side (called by the pipeline around the sink):
     commit(position)               the sink has made everything consumed up to position
                                    durable (rows + positions in one target transaction)
 
+A transport of kind ``k`` (``transport: {kind: k, ...}`` in streams.yaml) lives in module
+``cdc.transport.<k>`` and exposes ``make_transport(cfg: StreamConfig) -> Transport``; the
+pipeline imports it by name, so adding one touches no other file.
+
 Sinks never trust a transport to deliver exactly once: they store each table's applied
 position in the same transaction as its rows and skip any event at or before it. So a
 transport must be at-least-once and keep each table's events in order; that is all.

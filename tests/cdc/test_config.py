@@ -108,3 +108,24 @@ def test_compiled_mapping_converts_filters_and_detects_schema_changes() -> None:
         tm.check_relation({**SRC["catalog_product"].columns, "price": "text"})
     with pytest.raises(SchemaChanged, match="'name' is gone"):
         tm.check_relation({k: v for k, v in SRC["catalog_product"].columns.items() if k != "name"})
+
+
+def test_lossy_types_need_an_explicit_converter() -> None:
+    cfg = parse(body(target="products", drop=["secret"], columns={
+        "id": "id", "name": "title", "price": "price_cents"})).stream("s")
+    tgt = {"products": TableSchema(name="products", columns=dict(TGT["products"].columns), pk=("id",),
+                                   unique_sets=(("id",),))}
+    with pytest.raises(ConfigError, match=r"columns\.price: numeric\(10,2\) -> BIGINT needs a conversion.*decimal_to_cents"):
+        compile_stream(cfg, SRC, tgt)
+
+
+def test_new_columns_copy_extends_the_mapping_when_the_target_has_them() -> None:
+    cfg = parse(body(target="products", drop=["secret"], new_columns="copy", columns={
+        "id": "id", "name": "title", "price": {"to": "price_cents", "convert": "decimal_to_cents"}})).stream("s")
+    tgt = {"products": TableSchema(name="products", columns={**TGT["products"].columns, "color": "TEXT"},
+                                   pk=("id",), unique_sets=(("id",),))}
+    tm = compile_stream(cfg, SRC, tgt)["catalog_product"]
+    assert tm.check_relation({**SRC["catalog_product"].columns, "color": "text"}) == ["color"]
+    assert tm.to_target({"id": 1, "color": "red"}) == {"id": 1, "color": "red"}
+    with pytest.raises(SchemaChanged, match="no column of that name"):
+        tm.check_relation({**SRC["catalog_product"].columns, "color": "text", "size": "int"})

@@ -12,7 +12,7 @@ from typing import Any
 import psycopg2
 import pytest
 
-from tests.cdc.conftest import Env, sql, source_rows, stream_spec, target_rows, wait_for
+from tests.cdc.conftest import Env, source_rows, sql, stream_spec, target_rows, wait_for
 
 pytestmark = pytest.mark.postgres
 

@@ -37,7 +37,8 @@ def test_sqlite_stream_snapshot_changes_wide_table_and_uninstall(tmp_path: Path)
     run_sql(src, "CREATE TABLE catalog_product (id INTEGER PRIMARY KEY, name TEXT NOT NULL, price DECIMAL(10,2))",
             f"CREATE TABLE wide (id INTEGER PRIMARY KEY, {cols})",
             "INSERT INTO catalog_product VALUES (1, 'one', 1.50), (2, 'two', 2.25)")
-    run_sql(tgt, "CREATE TABLE products (id INTEGER PRIMARY KEY, title TEXT NOT NULL, price_cents INTEGER)",
+    run_sql(tgt, "CREATE TABLE products (id INTEGER PRIMARY KEY, title TEXT NOT NULL, "
+                 "price_cents INTEGER CHECK (price_cents >= 0))",
             f"CREATE TABLE wide (id INTEGER PRIMARY KEY, {cols})")
     cfg = parse({"streams": {"lite": {
         "source": {"url": f"sqlite:///{src}"}, "target": {"url": f"sqlite:///{tgt}"},
@@ -63,6 +64,7 @@ def test_sqlite_stream_snapshot_changes_wide_table_and_uninstall(tmp_path: Path)
         run_sql(src, "INSERT INTO catalog_product VALUES (3, 'three', 3.99)",
                 "UPDATE catalog_product SET name = 'uno' WHERE id = 1",
                 "DELETE FROM catalog_product WHERE id = 2",
+                "INSERT INTO catalog_product VALUES (4, 'poison', -1)",  # target CHECK refuses it
                 f"INSERT INTO wide VALUES (1, {values})",
                 "UPDATE wide SET c149 = 'last', c0 = NULL WHERE id = 1")
         want_products = [(1, "uno", 150), (3, "three", 399)]
@@ -75,12 +77,18 @@ def test_sqlite_stream_snapshot_changes_wide_table_and_uninstall(tmp_path: Path)
         th.join(30)
     assert not errors, errors
     assert rows(tgt, "SELECT * FROM products ORDER BY id") == [(1, "uno", 150), (3, "three", 399)]
+    dead = rows(tgt, "SELECT source_table, op, reason FROM strangler_cdc_dead_letter")
+    assert len(dead) == 1 and dead[0][:2] == ("catalog_product", "c") and "CHECK" in dead[0][2]
     assert rows(tgt, "SELECT c0, c1, c149 FROM wide") == [(None, "v1", "last")]
     # verify agrees, and catches a difference
     source, engine, mappings = open_stream(cfg)
     source.close()
     engine.dispose()
     s, t = sqlite3.connect(src), sqlite3.connect(tgt)
+    diffs = {d.table: d for d in verify_stream(cfg, mappings, s, t, recheck_wait=0)}
+    assert diffs["wide"].equal and diffs["catalog_product"].missing == [[4]]  # the dead letter
+    s.execute("DELETE FROM catalog_product WHERE id = 4")  # fix at the source (stream stopped)
+    s.commit()
     assert all(d.equal for d in verify_stream(cfg, mappings, s, t, recheck_wait=0))
     t.execute("UPDATE products SET price_cents = 1 WHERE id = 3")
     t.commit()
@@ -96,3 +104,28 @@ def test_sqlite_stream_snapshot_changes_wide_table_and_uninstall(tmp_path: Path)
     lite.drop()
     lite.close()
     assert rows(src, "SELECT count(*) FROM sqlite_master WHERE type = 'trigger'") == [(0,)]
+
+
+def test_sqlite_schema_change_stops_the_stream(tmp_path: Path) -> None:
+    from cdc.errors import SchemaChanged
+
+    src, tgt = tmp_path / "m.sqlite3", tmp_path / "c.sqlite3"
+    run_sql(src, "CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT)", "INSERT INTO t VALUES (1, 'a')")
+    run_sql(tgt, "CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT)")
+    cfg = parse({"streams": {"lite": {"source": {"url": f"sqlite:///{src}"},
+                                      "target": {"url": f"sqlite:///{tgt}"}, "tables": {"t": "t"}}}}).stream("lite")
+    pipe = Pipeline(cfg, on_tick=lambda m: None)
+    polls = [0]
+
+    def until() -> bool:
+        polls[0] += 1
+        if polls[0] == 3:
+            run_sql(src, "ALTER TABLE t ADD COLUMN color TEXT", "INSERT INTO t VALUES (2, 'b', 'red')")
+        return polls[0] > 200
+
+    try:
+        pipe.run(until=until)
+        raise AssertionError("the stream should have stopped")
+    except SchemaChanged as exc:
+        assert "new column 'color'" in str(exc)
+    assert rows(tgt, "SELECT * FROM t") == [(1, "a")]  # the row after the change waits

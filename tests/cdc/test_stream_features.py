@@ -14,7 +14,7 @@ from cdc.events import ChangeEvent
 from cdc.pipeline import Pipeline
 from cdc.sinks.sqlalchemy import SqlSink
 from cdc.transport.direct import DirectTransport
-from tests.cdc.conftest import Env, sql, source_rows, stream_spec, target_rows, wait_for
+from tests.cdc.conftest import Env, source_rows, sql, stream_spec, target_rows, wait_for
 
 pytestmark = pytest.mark.postgres
 
@@ -196,3 +196,15 @@ def test_sink_writes_are_not_echoed_by_a_reverse_stream(cdc_env: Env) -> None:
     finally:
         src.close()
         sql(env.tgt, "SELECT pg_drop_replication_slot('strangler_back')")
+
+
+def test_new_column_with_copy_policy_flows_without_a_restart(cdc_env: Env) -> None:
+    env = cdc_env
+    seed(env, 3)
+    sql(env.tgt, "ALTER TABLE products ADD COLUMN color text")
+    with running(config(env, product={"new_columns": "copy"})):
+        wait_for(equal(env), 30, "initial copy")
+        sql(env.src, "ALTER TABLE catalog_product ADD COLUMN color text")
+        sql(env.src, "INSERT INTO catalog_product (category_id, name, price, color) VALUES (1, 'new', 2, 'red')")
+        wait_for(lambda: sql(env.tgt, "SELECT color FROM products WHERE title = 'new'") == [("red",)], 30,
+                 "the new column's value")

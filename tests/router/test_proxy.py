@@ -174,6 +174,7 @@ def test_dead_upstream_breaker_opens_fallback_serves_half_open_recovers(upstream
             assert r.status_code in (502, 503) and r.json()["upstream"] == "c"
             status = router.status()
             assert status["breakers"]["c"]["state"] == "open"
+            assert status["routes"]["moved"]["backends"]["c"]["breaker"] == "open"
             moved = status["routes"]["moved"]["backends"]
             assert moved["c"]["errors"].get("connect", 0) == 3
             assert moved["a"]["requests"] == 5
@@ -193,11 +194,39 @@ def test_connect_failure_without_fallback_is_502(upstreams, start_router) -> Non
   - name: nowhere
     match: {prefix: /nowhere}
     backends: {c: 100}
+    retries: 2
 """
     router = start_router(config(upstreams, routes, f'  c: {{url: "http://127.0.0.1:{port}"}}'))
     r = httpx.get(f"{router.url}/nowhere")
     assert r.status_code == 502
     assert r.json()["error"] == "upstream_connect" and r.json()["upstream"] == "c"
+    errors = router.status()["routes"]["nowhere"]["backends"]["c"]["errors"]
+    assert errors == {"connect": 3}  # one try and two retries
+    r = httpx.post(f"{router.url}/nowhere", content=b"x")
+    assert r.status_code == 502
+    errors = router.status()["routes"]["nowhere"]["backends"]["c"]["errors"]
+    assert errors == {"connect": 4}  # not idempotent: no retry
+
+
+def test_pooled_connections_to_a_restarted_upstream_are_retried_fresh(upstreams, start_router) -> None:
+    spare = Upstream("c", free_port()).start()
+    routes = """
+  - name: restarted
+    match: {prefix: /restarted}
+    backends: {c: 100}
+"""
+    try:
+        router = start_router(config(upstreams, routes, f'  c: {{url: "{spare.url}"}}'))
+        with router.client() as client:
+            for _ in range(3):
+                assert client.get("/restarted").status_code == 200
+            spare.stop()
+            spare.start()  # every pooled connection is now dead
+            for _ in range(3):
+                r = client.get("/restarted")
+                assert r.status_code == 200 and r.json()["upstream"] == "c"
+    finally:
+        spare.stop()
 
 
 @pytest.mark.parametrize("method", ["HEAD", "DELETE", "PUT", "PATCH"])

@@ -75,3 +75,17 @@ def test_writes_are_not_mirrored_and_a_full_queue_drops(upstreams, start_router)
     shadow = router.status()["routes"]["shadowed"]["shadow"]
     assert shadow["dropped"] > 0
     assert shadow["mirrored"] + shadow["dropped"] == 30  # the POST was never offered
+
+
+def test_writes_mirrored_only_when_allowed_carry_their_body_and_are_not_repeated(upstreams, start_router) -> None:
+    text = config(upstreams).replace("keep: 5}", "keep: 5, methods: [GET, POST]}")
+    router = start_router(text)
+    payload = b"z" * 50_000
+    r = httpx.post(f"{router.url}/upload", content=payload)
+    assert r.json()["upstream"] == "a" and r.json()["received"] == 50_000
+    r = httpx.post(f"{router.url}/upload", content=iter([payload[:1000], payload[1000:]]))  # chunked
+    assert r.json()["received"] == 50_000
+    shadow = wait_compared(router, 2)
+    assert shadow["compared"] == 2 and shadow["errors"] == 0
+    assert shadow["differing"] == 0, shadow["pairs"]  # b received the same bytes (same sha256)
+    assert shadow["noise_compared"] == 0  # a write is never sent to the primary twice

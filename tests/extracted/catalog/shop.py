@@ -15,9 +15,10 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 from unittest import mock
 
 import httpx
@@ -118,25 +119,41 @@ def _wait_until_up(client: httpx.Client, proc: subprocess.Popen[bytes]) -> None:
     raise RuntimeError("the monolith server did not answer within 60 s")
 
 
-def load_via_cdc(*, monolith_url: str, catalog_url: str) -> None:
-    """Copy the monolith's catalog tables into the service's schema with the CDC snapshot.
+def catalog_stream(*, monolith_url: str, catalog_url: str) -> Any:
+    """The `catalog` stream of `streams.yaml` as written, pointed at these two databases.
 
-    Uses the `catalog` stream of `streams.yaml` as written (only the slot/publication names
-    are made unique, since one PostgreSQL server hosts several tests), runs the pipeline
-    until its initial snapshot is applied, then drops the stream's source side.
+    Only the slot/publication names are made unique: one PostgreSQL server hosts several
+    tests, and slot names are server-wide.
     """
     from cdc import config as cdc_config
-    from cdc.pipeline import Pipeline
-    from cdc.sources import make_source
 
     env = {"MONOLITH_DATABASE_URL": monolith_url, "CATALOG_DATABASE_URL": catalog_url}
     with mock.patch.dict(os.environ, env):
         cfg = cdc_config.load(STREAMS).stream("catalog")
     suffix = uuid.uuid4().hex[:8]
-    cfg = dataclasses.replace(cfg, slot=f"catalog_test_{suffix}", publication=f"catalog_test_{suffix}")
-    Pipeline(cfg, on_tick=lambda _metrics: None).run(until=lambda: True)
+    return dataclasses.replace(cfg, slot=f"catalog_test_{suffix}", publication=f"catalog_test_{suffix}")
+
+
+def run_stream(cfg: Any, *, until: Callable[[], bool]) -> None:
+    """Run the CDC pipeline (initial snapshot first if the stream is new) until `until()`."""
+    from cdc.pipeline import Pipeline
+
+    Pipeline(cfg, on_tick=lambda _metrics: None).run(until=until)
+
+
+def drop_stream(cfg: Any) -> None:
+    from cdc.sources import make_source
+
     source = make_source(cfg, [t.source for t in cfg.tables])
     try:
         source.drop()
     finally:
         source.close()
+
+
+def load_via_cdc(*, monolith_url: str, catalog_url: str) -> None:
+    """Copy the monolith's catalog tables into the service's schema with the CDC snapshot:
+    run the pipeline until its initial snapshot is applied, then drop the stream."""
+    cfg = catalog_stream(monolith_url=monolith_url, catalog_url=catalog_url)
+    run_stream(cfg, until=lambda: True)
+    drop_stream(cfg)

@@ -1,0 +1,96 @@
+"""The PostgreSQL fast path of the SQLAlchemy sink: one round trip per run of upserts.
+
+Large runs are sent with COPY (text format) into a per-session staging table that has the
+target columns' types and nothing else (no constraints, defaults or triggers), then merged
+with one ``INSERT .. SELECT .. ON CONFLICT DO UPDATE``. Small runs, or values without a plain
+text form, use a multi-row ``VALUES`` list (psycopg2 ``execute_values``). Either way a row
+identical to the target's is left alone (``IS DISTINCT FROM``), so replays fire no trigger.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import json
+from decimal import Decimal
+from typing import Any
+
+import psycopg2.extras
+
+COPY_MIN_ROWS = 64
+_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+def quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def copy_text(rows: list[dict[str, Any]], names: list[str]) -> str | None:
+    """Rows in COPY text format, or None if a value has no simple text form."""
+    lines = []
+    for r in rows:
+        fields = []
+        for c in names:
+            v = r[c]
+            t = v.__class__
+            if v is None:
+                fields.append("\\N")
+            elif t is str:
+                fields.append(v.translate(_COPY_ESCAPES))
+            elif t is int or t is Decimal or t is float:
+                fields.append(str(v))
+            elif t is bool:
+                fields.append("t" if v else "f")
+            elif t is dt.datetime or t is dt.date or t is dt.time:
+                fields.append(v.isoformat())
+            elif t is dict:
+                fields.append(json.dumps(v).translate(_COPY_ESCAPES))
+            else:
+                return None
+        lines.append("\t".join(fields))
+    return "\n".join(lines) + "\n"
+
+
+class Upserter:
+    """Prepared SQL for one target table, per column set."""
+
+    def __init__(self, table: str, schema: str | None, key: list[str]) -> None:
+        self.table = f"{quote(schema)}.{quote(table)}" if schema else quote(table)
+        self.name = table
+        self.key = key
+        self._sql: dict[tuple[Any, ...], str] = {}
+
+    def _staging(self, names: list[str]) -> str:
+        return quote(f"_strangler_stg_{self.name}_{abs(hash(tuple(names))) % 10**8}")
+
+    def _upsert_sql(self, names: list[str], from_staging: bool) -> str:
+        key = (*names, from_staging)
+        sql = self._sql.get(key)
+        if sql is None:
+            rest = [c for c in names if c not in self.key]
+            cols = ", ".join(quote(c) for c in names)
+            source = f"SELECT {cols} FROM {self._staging(names)}" if from_staging else "VALUES %s"
+            sql = (f"INSERT INTO {self.table} ({cols}) {source} "
+                   f"ON CONFLICT ({', '.join(quote(k) for k in self.key)}) ")
+            if rest:
+                sql += (f"DO UPDATE SET {', '.join(f'{quote(c)} = EXCLUDED.{quote(c)}' for c in rest)} "
+                        f"WHERE ROW({', '.join(f'{self.table}.{quote(c)}' for c in rest)}) IS DISTINCT FROM "
+                        f"ROW({', '.join(f'EXCLUDED.{quote(c)}' for c in rest)})")
+            else:
+                sql += "DO NOTHING"
+            self._sql[key] = sql
+        return sql
+
+    def upsert(self, cursor: Any, names: list[str], rows: list[dict[str, Any]]) -> None:
+        """Upsert `rows` (distinct keys, each with exactly the columns `names`)."""
+        text = copy_text(rows, names) if len(rows) >= COPY_MIN_ROWS else None
+        if text is None:
+            psycopg2.extras.execute_values(cursor, self._upsert_sql(names, False),
+                                           [tuple(r[c] for c in names) for r in rows], page_size=2000)
+            return
+        staging = self._staging(names)
+        cursor.execute(f"CREATE TEMP TABLE IF NOT EXISTS {staging} AS SELECT "
+                       f"{', '.join(quote(c) for c in names)} FROM {self.table} WITH NO DATA")
+        cursor.copy_expert(f"COPY {staging} FROM STDIN", io.StringIO(text))
+        cursor.execute(self._upsert_sql(names, True))
+        cursor.execute(f"TRUNCATE {staging}")
