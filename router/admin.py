@@ -46,12 +46,12 @@ class Admin:
         parts = path.split("/")[2:]  # after "/_strangler"
         if method in ("GET", "HEAD"):
             if parts == ["status"]:
-                return await _json(send, 200, self.status())
+                return await _json(send, 200, await self.status())
             if parts == ["routes"]:
                 return await _json(send, 200, self.routes())
             if parts == ["metrics"]:
                 self.router._publish_breakers()
-                body = prometheus(self.router.metrics.aggregate()).encode()
+                body = prometheus(await self.router.metrics.fresh_aggregate()).encode()
                 return await _send(send, 200, body, b"text/plain; version=0.0.4; charset=utf-8")
             if parts == ["ledger"]:
                 snap = self.router.snapshot
@@ -132,11 +132,11 @@ class Admin:
                        for r in config.routes],
         }
 
-    def status(self) -> dict[str, Any]:
+    async def status(self) -> dict[str, Any]:
         snap = self.router.snapshot
         assert snap is not None
         self.router._publish_breakers()
-        agg = self.router.metrics.aggregate()
+        agg = await self.router.metrics.fresh_aggregate()
         routes: dict[str, Any] = {}
         for r in snap.config.routes:
             backends = {}
@@ -152,7 +152,7 @@ class Admin:
                               "shadow": agg["shadow"].get(r.name)}
         return {"config": {"source": snap.config.source, "sha256": snap.config.sha256,
                            "last_reload": self.router.reloader.status()},
-                "workers": agg["workers"], "routes": routes, "breakers": agg["breakers"],
+                "workers": agg["workers"], "in_flight": agg["in_flight"], "routes": routes, "breakers": agg["breakers"],
                 "latency_bounds_ms": list(BOUNDS_MS)}
 
 

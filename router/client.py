@@ -51,6 +51,7 @@ class Connection(asyncio.Protocol):
         self.head_only = head_only
         self.status = 0
         self.headers: list[tuple[bytes, bytes]] = []
+        self.framed = False  # the response has Content-Length or Transfer-Encoding
         self.head_done = False
         self.complete = False
         self.keep_alive = False
@@ -106,12 +107,16 @@ class Connection(asyncio.Protocol):
 
     # --- httptools callbacks ------------------------------------------------------------
     def on_header(self, name: bytes, value: bytes) -> None:
-        self.headers.append((name.lower(), value))
+        name = name.lower()
+        if name == b"content-length" or name == b"transfer-encoding":
+            self.framed = True
+        self.headers.append((name, value))
 
     def on_headers_complete(self) -> None:
         status = self.parser.get_status_code()
         if 100 <= status < 200:
             self.headers = []  # an interim response (103 Early Hints): wait for the real one
+            self.framed = False
             return
         self.status = status
         self.head_done = True
@@ -120,8 +125,7 @@ class Connection(asyncio.Protocol):
             self.complete = True
             self.keep_alive = False  # httptools cannot be told the body is absent: don't reuse
         elif status not in (204, 304):
-            self.until_close = not any(n in (b"content-length", b"transfer-encoding")
-                                       for n, _ in self.headers)
+            self.until_close = not self.framed
         self._wake()
 
     def on_body(self, body: bytes) -> None:

@@ -4,6 +4,8 @@
      ├─ ConfigError            routes.yaml is invalid; names key path, line, value and fix.
      │                         The running config stays when this is raised on reload.
      ├─ BadRequest             the client's request is refused before forwarding (400/431)
+     ├─ ClientGone             the client went away mid-exchange (counted, nothing to answer)
+     ├─ UpstreamCut            the upstream failed after the response started (cut short)
      └─ UpstreamError          forwarding to an upstream failed (mapped to 502/504)
          ├─ UpstreamConnectError   could not connect (502); safe to retry anywhere
          ├─ UpstreamTimeout        connect or read timed out (504)
@@ -63,3 +65,11 @@ class UpstreamProtocolError(UpstreamError):
     """The upstream reset the connection or answered with malformed HTTP."""
 
     kind = "protocol"
+
+
+class ClientGone(RouterError):
+    """The client disconnected before its exchange ended."""
+
+
+class UpstreamCut(RouterError):
+    """The upstream failed after the response started: the client's response is cut short."""

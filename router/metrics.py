@@ -1,19 +1,23 @@
 """Counters per route × backend, shadow tallies and breaker states — across worker processes.
 
 Place in the flow: the proxy calls `observe` once per request (a few integer increments);
-`/_strangler/status` and `/_strangler/metrics` read `aggregate()`.
+`/_strangler/status` and `/_strangler/metrics` read `await fresh_aggregate()`.
 
 Several workers: each worker writes its snapshot as `worker-<pid>.json` into a directory
 shared by all workers of one router (`STRANGLER_METRICS_DIR`, set by `python -m router`),
-at most every `FLUSH_INTERVAL` seconds and at exit (atomic rename); a read sums every file
-with the reading worker's live numbers. Counters are cumulative, so files of workers that
-exited still count. Other workers' numbers are at most `FLUSH_INTERVAL` old.
+every `FLUSH_INTERVAL` seconds when numbers changed, at exit, and at once when asked with
+SIGUSR1 (atomic rename). A read first asks every sibling for a fresh file and waits for it
+(up to `FRESH_WAIT`), then sums the files with its own live numbers — so two reads served
+by different workers never see a counter go backwards. Counters are cumulative: files of
+workers that exited (renamed `exited-<pid>.json` by the supervisor) still count.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import signal
 import time
 from bisect import bisect_left
 from collections import deque
@@ -22,6 +26,7 @@ from typing import Any
 
 BOUNDS_MS = (1.0, 2.5, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0)
 FLUSH_INTERVAL = 0.5
+FRESH_WAIT = 0.5  # longest wait for siblings' fresh snapshots on a read
 _SEVERITY = {"closed": 0, "half_open": 1, "open": 2}
 
 
@@ -43,6 +48,7 @@ class Metrics:
         self.directory = Path(directory) if directory else None
         self.pid = os.getpid()
         self.series: dict[tuple[str, str], Series] = {}
+        self.in_flight = 0  # proxied requests being answered right now
         self.shadow: dict[str, dict[str, Any]] = {}
         self.breakers: dict[str, dict[str, Any]] = {}
         self.dirty = False
@@ -78,6 +84,7 @@ class Metrics:
         return {
             "pid": self.pid,
             "time": time.time(),
+            "in_flight": self.in_flight,
             "series": [{"route": r, "backend": b, "requests": s.requests, "errors": s.errors,
                         "statuses": s.statuses, "buckets": s.buckets, "sum_ms": s.sum_ms}
                        for (r, b), s in self.series.items()],
@@ -101,18 +108,58 @@ class Metrics:
         tmp.write_text(json.dumps(self.snapshot(), default=list))
         os.replace(tmp, target)
 
+    def retire(self) -> None:
+        """At exit: the final snapshot, under a name no reader will signal again."""
+        if self.directory is None:
+            return
+        self.flush(force=True)
+        own = self.directory / f"worker-{self.pid}.json"
+        if own.exists():
+            os.replace(own, self.directory / f"exited-{self.pid}.json")
+
     def aggregate(self) -> dict[str, Any]:
         """Every worker's numbers summed (this worker's live, the others' from their files)."""
         snaps = [json.loads(json.dumps(self.snapshot(), default=list))]
-        if self.directory is not None and self.directory.is_dir():
-            for path in self.directory.glob("worker-*.json"):
-                if path.name == f"worker-{self.pid}.json":
-                    continue
-                try:
-                    snaps.append(json.loads(path.read_text()))
-                except (OSError, ValueError):
-                    continue  # a file being replaced right now; next read has it
+        for path in self._sibling_files():
+            try:
+                snaps.append(json.loads(path.read_text()))
+            except (OSError, ValueError):
+                continue  # vanished (renamed on exit): its exited-<pid> copy is read instead
         return merge(snaps)
+
+    def _sibling_files(self) -> list[Path]:
+        if self.directory is None or not self.directory.is_dir():
+            return []
+        own = f"worker-{self.pid}.json"
+        return [p for pattern in ("worker-*.json", "exited-*.json")
+                for p in self.directory.glob(pattern) if p.name != own]
+
+    async def fresh_aggregate(self) -> dict[str, Any]:
+        """`aggregate()` after every live sibling wrote a snapshot newer than this call."""
+        if self.directory is None:
+            return self.aggregate()
+        asked = time.time()
+        waiting = []
+        for path in self.directory.glob("worker-*.json"):
+            pid = path.stem.removeprefix("worker-")
+            if pid.isdigit() and int(pid) != self.pid:
+                try:
+                    os.kill(int(pid), signal.SIGUSR1)
+                    waiting.append(path)
+                except (ProcessLookupError, PermissionError):
+                    continue
+        deadline = time.monotonic() + FRESH_WAIT
+        while waiting and time.monotonic() < deadline:
+            await asyncio.sleep(0.005)
+            waiting = [p for p in waiting if _snapshot_time(p) < asked]
+        return self.aggregate()
+
+
+def _snapshot_time(path: Path) -> float:
+    try:
+        return float(json.loads(path.read_text())["time"])
+    except (OSError, ValueError, KeyError):
+        return float("inf")  # gone (exited): nothing more to wait for
 
 
 def merge(snaps: list[dict[str, Any]]) -> dict[str, Any]:
@@ -156,7 +203,8 @@ def merge(snaps: list[dict[str, Any]]) -> dict[str, Any]:
         st["diff_rate"] = st.get("differing_raw", 0) / compared if compared else 0.0
         st["noise_rate"] = st.get("noise_differing", 0) / noise if noise else 0.0
         st["net_diff_rate"] = st.get("differing", 0) / compared if compared else 0.0
-    return {"series": series, "shadow": shadow, "breakers": breakers, "workers": len(snaps)}
+    return {"series": series, "shadow": shadow, "breakers": breakers, "workers": len(snaps),
+            "in_flight": sum(snap.get("in_flight", 0) for snap in snaps)}
 
 
 def quantile(buckets: list[int], q: float) -> float | None:

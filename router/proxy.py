@@ -3,8 +3,9 @@
 Place in the flow: the ASGI server hands every request to `Router.__call__`. It reads the
 current `Snapshot` once (so a reload never changes config mid-request), refuses ambiguous
 requests (bad framing, oversized headers, smuggling paths), matches a route, picks a backend
-(`balance.choose`), and forwards through the lean client with hop-by-hop headers stripped,
-`X-Forwarded-*`, `X-Request-ID` and `traceparent` set, and the identity header signed.
+(`balance.choose`), builds the upstream request head once (hop-by-hop headers stripped,
+`X-Forwarded-*`, `X-Request-ID` and `traceparent` set, the identity header signed), and
+hands the bytes to `forward` (the exchange itself, on the lean client in `client`).
 
 Failure policy: connect failure → 502, timeout → 504, each with a short JSON body naming
 the upstream and request id. Retries and fallback apply only to idempotent requests
@@ -29,9 +30,9 @@ from typing import Any
 
 from router import balance
 from router.accesslog import AccessLog
-from router.client import Connection, Pool, StaleConnection
-from router.config import IDENTITY_SECRET_ENV, Config, Route, Upstream, load_config
-from router.errors import BadRequest, RouterError, UpstreamError
+from router.config import IDENTITY_SECRET_ENV, Config, Route, load_config
+from router.errors import BadRequest, ClientGone, RouterError, UpstreamCut, UpstreamError
+from router.forward import HOP_BY_HOP, TOO_BIG, exchange, relay
 from router.match import normalise_path
 from router.metrics import Metrics
 from router.state import Snapshot, build_snapshot
@@ -42,18 +43,13 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
 IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
-HOP_BY_HOP = frozenset({b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding",
-                        b"te", b"trailer", b"upgrade", b"proxy-authenticate", b"proxy-authorization"})
 # Request headers the router drops and sets itself (or must never forward).
 REQ_SKIP = HOP_BY_HOP | {b"host", b"content-length", b"x-forwarded-for", b"x-forwarded-proto",
                          b"x-forwarded-host", b"x-request-id", b"traceparent",
                          b"x-strangler-identity", b"expect"}
-RESP_SKIP = HOP_BY_HOP | {b"x-request-id"}
 IDENTITY_HEADER = b"x-strangler-identity"
 _REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:-]{1,128}$")
 _TRACEPARENT = re.compile(rb"^00-([0-9a-f]{32})-[0-9a-f]{16}-([0-9a-f]{2})$")
-SHADOW_CAPTURE_LIMIT = 1024 * 1024
-_TOO_BIG = b"\x00strangler: response too big to shadow\x00"
 
 
 class Router:
@@ -96,6 +92,10 @@ class Router:
             self._tasks.append(loop.create_task(self.reloader.watch()))
             with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
                 loop.add_signal_handler(signal.SIGHUP, self.reloader.on_sighup)
+        if self.metrics.directory is not None:
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                # A sibling worker serving a status read wants our numbers now.
+                loop.add_signal_handler(signal.SIGUSR1, self._flush_now)
 
     def install(self, config: Config) -> None:
         """Swap in a validated config (one assignment; in-flight requests keep theirs)."""
@@ -115,7 +115,7 @@ class Router:
         self._tasks.clear()
         await self.shadow.stop()
         self._publish_breakers()
-        self.metrics.flush(force=True)
+        self.metrics.retire()
         self.access_log.close()
         if self.snapshot:
             for pool in self.snapshot.pools.values():
@@ -127,6 +127,10 @@ class Router:
             self.access_log.flush()
             self._publish_breakers()
             self.metrics.flush()
+
+    def _flush_now(self) -> None:
+        self._publish_breakers()
+        self.metrics.flush(force=True)
 
     def _publish_breakers(self) -> None:
         if self.snapshot is not None:
@@ -166,11 +170,19 @@ class Router:
         started = perf_counter()
         snap = self.snapshot
         assert snap is not None
-        config = snap.config
         raw_path: bytes = scope.get("raw_path") or scope["path"].encode()
         if raw_path.startswith(b"/_strangler"):
             await self.admin.handle(scope, receive, send, raw_path)
             return
+        self.metrics.in_flight += 1
+        try:
+            await self._proxy(scope, receive, send, snap, raw_path, started)
+        finally:
+            self.metrics.in_flight -= 1
+
+    async def _proxy(self, scope: Scope, receive: Receive, send: Send, snap: Snapshot,
+                     raw_path: bytes, started: float) -> None:
+        config = snap.config
         method: str = scope["method"]
 
         # One pass over the request headers: pick out what the router needs, keep the rest.
@@ -268,7 +280,7 @@ class Router:
                 self.metrics.observe(route.name, backend, 503, (perf_counter() - started) * 1000, "breaker_open")
             else:
                 try:
-                    conn = await self._exchange(upstream, snap.pools[backend], line, host, tail,
+                    conn = await exchange(upstream, snap.pools[backend], line, host, tail,
                                                 method, has_body, te is not None, receive, req_capture)
                 except ClientGone:
                     breaker.record(True)  # not the upstream's fault
@@ -282,7 +294,7 @@ class Router:
                         continue
                 else:
                     try:
-                        status = await self._respond(conn, receive, send, config, backend,
+                        status = await relay(conn, receive, send, config, backend,
                                                      request_id, capture, breaker)
                     except (ClientGone, UpstreamCut) as exc:
                         kind = "client_gone" if isinstance(exc, ClientGone) else "cut"
@@ -300,8 +312,8 @@ class Router:
                     if self.access_log.enabled:
                         self.access_log.write(request_id=request_id, method=method, path=path,
                                               route=route.name, backend=backend, status=status, ms=ms)
-                    if capture is not None and _TOO_BIG not in capture and \
-                            (req_capture is None or _TOO_BIG not in req_capture):
+                    if capture is not None and TOO_BIG not in capture and \
+                            (req_capture is None or TOO_BIG not in req_capture):
                         body = None if req_capture is None else b"".join(req_capture)
                         self.shadow.offer(route, snap, backend, method, line, tail, status,
                                           conn.headers, capture, body, te is not None)
@@ -335,128 +347,6 @@ class Router:
         return balance.choose(backends, salt=route.salt, key=key, override=override,
                               candidate=route.candidate)
 
-    async def _exchange(self, upstream: Upstream, pool: Pool, line: bytes, host: bytes | None,
-                        tail: bytes, method: str, has_body: bool, chunked: bool,
-                        receive: Receive, req_capture: list[bytes] | None = None) -> Connection:
-        """Send the request; return the connection once the response head arrived."""
-        if upstream.host_header == "client" and host is not None:
-            head = line + host + b"\r\n" + tail
-        else:
-            head = line + upstream.authority.encode() + b"\r\n" + tail
-        fresh_retry = False
-        while True:
-            conn, reused = await pool.acquire(upstream.connect_timeout)
-            try:
-                conn.begin(head, head_only=method == "HEAD")
-                if has_body:
-                    await self._stream_body(conn, receive, chunked, upstream.read_timeout, req_capture)
-                await conn.response_head(upstream.read_timeout)
-                return conn
-            except StaleConnection:
-                conn.close()
-                # A pooled connection the upstream had already closed: nothing was consumed
-                # from the client, so one retry on a fresh connection is safe.
-                if reused and not has_body and not fresh_retry:
-                    fresh_retry = True
-                    continue
-                raise
-            except BaseException:
-                conn.close()
-                raise
-
-    async def _stream_body(self, conn: Connection, receive: Receive, chunked: bool, timeout: float,
-                           capture: list[bytes] | None = None) -> None:
-        captured = 0
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                raise ClientGone("the client went away while sending the body")
-            data = message.get("body", b"")
-            more = message.get("more_body", False)
-            if capture is not None:
-                captured += len(data)
-                if captured > SHADOW_CAPTURE_LIMIT:
-                    capture.clear()
-                    capture.append(_TOO_BIG)
-                    capture = None
-                else:
-                    capture.append(data)
-            if conn.head_done or conn.closed:
-                # The upstream answered early (e.g. 413): stop sending, and never reuse the
-                # connection — the upstream may still be waiting for the rest of the body.
-                conn.must_close = True
-                return
-            if chunked:
-                if data:
-                    await conn.write(b"%x\r\n%b\r\n" % (len(data), data), timeout)
-                if not more:
-                    await conn.write(b"0\r\n\r\n", timeout)
-            elif data:
-                await conn.write(data, timeout)
-            if not more:
-                return
-
-    async def _respond(self, conn: Connection, receive: Receive, send: Send, config: Config,
-                       backend: str, request_id: str, capture: list[bytes] | None, breaker: Any) -> int:
-        """Relay the response head and body; returns the status."""
-        status = conn.status
-        drop = RESP_SKIP
-        for name, value in conn.headers:
-            if name == b"connection":
-                drop = drop | {t.strip().lower() for t in value.split(b",")}
-        headers = [(n, v) for n, v in conn.headers if n not in drop]
-        if config.backend_header:
-            headers.append((config.backend_header.encode(), backend.encode()))
-        headers.append((b"x-request-id", request_id.encode()))
-        read_timeout = config.upstreams[backend].read_timeout
-        ok = status < 500
-        gone: asyncio.Future[None] | None = None
-        try:
-            if conn.complete:
-                body = conn.take()
-                conn.finish()
-                await send({"type": "http.response.start", "status": status, "headers": headers})
-                await send({"type": "http.response.body", "body": body})
-                if capture is not None:
-                    capture.append(body)
-                return status
-            await send({"type": "http.response.start", "status": status, "headers": headers})
-            # A streamed response: notice a client that goes away, so a large download is
-            # not pulled from the upstream for nobody (the server's send() stays silent).
-            gone = asyncio.ensure_future(_until_disconnect(receive))
-            captured = 0
-            while True:
-                if gone.done():
-                    ok = True  # not the upstream's fault
-                    conn.close()
-                    raise ClientGone("the client went away during the response")
-                body, more = await conn.body(read_timeout)
-                if capture is not None:
-                    captured += len(body)
-                    if captured <= SHADOW_CAPTURE_LIMIT:
-                        capture.append(body)
-                    else:
-                        # Too big to compare: an empty list with this marker means "skip".
-                        capture.clear()
-                        capture.append(_TOO_BIG)
-                        capture = None
-                if not more:
-                    conn.finish()
-                await send({"type": "http.response.body", "body": body, "more_body": more})
-                if not more:
-                    return status
-        except UpstreamError as exc:
-            ok = False
-            conn.close()
-            raise UpstreamCut(f"{backend} failed mid-response ({exc}); the response was cut") from exc
-        except BaseException:
-            conn.close()
-            raise
-        finally:
-            if gone is not None:
-                gone.cancel()
-            breaker.record(ok)
-
     async def _refuse(self, send: Send, status: int, detail: str, started: float, method: str,
                       raw_path: bytes) -> None:
         await self._error(send, status, "bad_request" if status == 400 else "refused", None,
@@ -479,19 +369,6 @@ class Router:
         if self.access_log.enabled:
             self.access_log.write(request_id=request_id, method=method, path=path, route=route,
                                   backend=upstream, status=status, ms=ms, error=error)
-
-
-class ClientGone(RouterError):
-    """The client disconnected before its exchange ended."""
-
-
-class UpstreamCut(RouterError):
-    """The upstream failed after the response started: the client's response is cut short."""
-
-
-async def _until_disconnect(receive: Receive) -> None:
-    while (await receive())["type"] != "http.disconnect":
-        pass
 
 
 def _header(headers: list[tuple[bytes, bytes]], name: bytes) -> str | None:

@@ -56,6 +56,9 @@ def serve_one(config_path: Path, *, host: str, port: int, sock: socket.socket | 
 
     from router.proxy import Router
 
+    # Until the app's loop installs its handlers, a reload or flush request must not kill us.
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    signal.signal(signal.SIGUSR1, signal.SIG_IGN)
     app = Router(config_path=config_path, metrics_dir=metrics_dir, leader=leader)
     server = uvicorn.Server(_uvicorn_config(app, host=host, port=port))  # type: ignore[arg-type]
     server.run(sockets=[sock] if sock is not None else None)
@@ -123,7 +126,7 @@ class Supervisor:
     def _spawn(self, slot: int, sock: socket.socket, metrics_dir: str) -> None:
         pid = os.fork()
         if pid == 0:
-            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            for sig in (signal.SIGTERM, signal.SIGINT):
                 signal.signal(sig, signal.SIG_DFL)
             try:
                 serve_one(self.config_path, host=self.host, port=self.port, sock=sock,
@@ -142,6 +145,10 @@ class Supervisor:
             if pid == 0:
                 return
             slot = self.children.pop(pid, None)
+            # Its counters still count, but it must never be signalled again (pid reuse).
+            own = Path(metrics_dir) / f"worker-{pid}.json"
+            if own.exists():
+                os.replace(own, Path(metrics_dir) / f"exited-{pid}.json")
             if respawn and not self.stopping and slot is not None:
                 print(f"strangler router: worker {pid} died; starting a new one", file=sys.stderr)
                 self._spawn(slot, sock, metrics_dir)

@@ -185,3 +185,13 @@ def raw_request(port: int, data: bytes, timeout: float = 5.0) -> bytes:
         except TimeoutError:
             pass
         return b"".join(chunks)
+
+
+def eventually(check: Callable[[], object], timeout: float = 15.0, interval: float = 0.05) -> object:
+    """Poll until `check()` returns something truthy (the machine may be busy); return it."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(interval)

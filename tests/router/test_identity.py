@@ -78,3 +78,11 @@ def test_the_bridge_signs_the_session_user_and_strips_spoofed_headers(upstreams,
     # routes without identity never carry it, even with a session
     r = httpx.get(f"{router.url}/other", headers={"Cookie": "sessionid=alice", "X-Strangler-Identity": forged})
     assert "x-strangler-identity" not in dict(r.json()["headers"])
+
+
+def test_the_catalog_service_accepts_what_the_router_signs() -> None:
+    from extracted.catalog import identity as catalog
+
+    value = sign({"id": 8, "username": "bob", "is_staff": True}, b"shared", ttl=60, now=1000).decode()
+    who = catalog.verify(value, "shared", now=1030)
+    assert (who.sub, who.username, who.staff, who.exp) == ("8", "bob", True, 1060)

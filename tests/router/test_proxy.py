@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from devstack import free_port
-from tests.router.conftest import Upstream, raw_request
+from tests.router.conftest import Upstream, eventually, raw_request
 
 
 def config(ups: dict, extra_routes: str = "", upstream_extra: str = "") -> str:
@@ -87,8 +87,9 @@ def test_headers_hop_by_hop_forwarded_and_trace(upstreams, start_router) -> None
     started = dict(fresh["headers"])["traceparent"].split("-")
     assert len(started[1]) == 32 and len(started[2]) == 16
     # the JSON access log has the request
-    time.sleep(0.5)
-    log = (router.config.parent / "access.log").read_text()
+    log_file = router.config.parent / "access.log"
+    eventually(lambda: log_file.exists() and "req-123" in log_file.read_text())
+    log = log_file.read_text()
     assert '"request_id":"req-123"' in log and '"route":"default"' in log and '"status":200' in log
 
 
@@ -261,3 +262,40 @@ def test_a_client_leaving_mid_download_stops_the_upstream_transfer(upstreams, st
         time.sleep(0.1)
     assert errors == {"client_gone": 1}
     assert httpx.get(f"{router.url}/echo").status_code == 200
+
+
+def test_close_delimited_and_interim_responses_are_relayed_whole(upstreams, start_router) -> None:
+    import socket
+    import threading
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)
+    port = server.getsockname()[1]
+    answers = [b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\n"
+               b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\n" + b"c" * 100_000,
+               b"HTTP/1.0 200 OK\r\n\r\nold-style body"]
+
+    def serve() -> None:
+        for answer in answers:
+            conn, _ = server.accept()
+            conn.recv(65536)
+            conn.sendall(answer)
+            conn.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    routes = """
+  - name: raw
+    match: {prefix: /raw}
+    backends: {raw: 100}
+"""
+    try:
+        router = start_router(config(upstreams, routes, f'  raw: {{url: "http://127.0.0.1:{port}"}}'))
+        r = httpx.get(f"{router.url}/raw/1")
+        assert r.status_code == 200 and r.content == b"c" * 100_000
+        r = httpx.get(f"{router.url}/raw/2")
+        assert r.status_code == 200 and r.content == b"old-style body"
+    finally:
+        thread.join(5)
+        server.close()

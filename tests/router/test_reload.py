@@ -12,7 +12,7 @@ import time
 import httpx
 import pytest
 
-from tests.router.conftest import ADMIN_TOKEN
+from tests.router.conftest import ADMIN_TOKEN, eventually
 
 
 def config(ups: dict, a: int, b: int, interval: float = 0.05) -> str:
@@ -77,7 +77,7 @@ def test_bad_config_is_refused_and_the_old_one_keeps_serving(upstreams, start_ro
     router = start_router(config(upstreams, 0, 100))
     good = router.config.read_text()
     router.write_config(good.replace("b: 100}", "b: 90}"))  # sums to 90
-    time.sleep(0.4)
+    eventually(lambda: router.status()["config"]["last_reload"]["ok"] is False)
     status = router.status()
     assert status["config"]["last_reload"]["ok"] is False
     assert "sum to 90" in status["config"]["last_reload"]["error"]
@@ -87,19 +87,19 @@ def test_bad_config_is_refused_and_the_old_one_keeps_serving(upstreams, start_ro
         assert r.status_code == 200 and r.headers["x-strangler-backend"] == "b"
     router.write_config("routes: [oops")
     router.proc.send_signal(signal.SIGHUP)
-    time.sleep(0.3)
+    assert eventually(lambda: router.log.read_text().count("refused") >= 2)
     assert httpx.get(f"{router.url}/x").headers["x-strangler-backend"] == "b"
-    assert "refused" in router.log.read_text()
     router.write_config(good.replace("a: 0, b: 100", "a: 100, b: 0"))
-    time.sleep(0.4)
-    assert httpx.get(f"{router.url}/x").headers["x-strangler-backend"] == "a"
+    assert eventually(lambda: httpx.get(f"{router.url}/x").headers["x-strangler-backend"] == "a")
     assert router.status()["config"]["last_reload"]["ok"] is True
 
 
 def test_hand_edits_are_ledgered_once_by_the_leader(upstreams, start_router) -> None:
     router = start_router(config(upstreams, 100, 0))
     router.write_config(config(upstreams, 80, 20))
-    time.sleep(0.4)
+    ledger_file = router.config.parent / "ledger.jsonl"
+    eventually(lambda: ledger_file.exists() and ledger_file.read_text())
+    time.sleep(0.3)  # room for a (wrong) second entry to show up
     lines = [json.loads(x) for x in (router.config.parent / "ledger.jsonl").read_text().splitlines()]
     assert len(lines) == 1
     assert lines[0]["route"] == "split" and lines[0]["actor"] == "file-watch"
@@ -147,10 +147,15 @@ routes:
     backends: {{b: 100}}
 """
     with concurrent.futures.ThreadPoolExecutor(4) as pool:
-        slow = [pool.submit(httpx.get, f"{router.url}/slow?s=1", timeout=10) for _ in range(4)]
-        time.sleep(0.3)
+        slow = [pool.submit(httpx.get, f"{router.url}/slow?s=3", timeout=30) for _ in range(4)]
+        deadline = time.monotonic() + 20
+        while router.status()["in_flight"] < 4 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert router.status()["in_flight"] == 4
         router.write_config(moved)  # upstream `a` disappears from the config mid-request
-        time.sleep(0.3)
+        r = httpx.post(f"{router.url}/_strangler/reload", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
+        assert r.status_code == 200
+        assert router.status()["in_flight"] == 4  # the swap happened while they were in flight
         assert httpx.get(f"{router.url}/x").headers["x-strangler-backend"] == "b"
         for future in slow:
             r = future.result()

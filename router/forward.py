@@ -1,0 +1,157 @@
+"""One exchange with an upstream: send the request, relay the response.
+
+Place in the flow: `proxy` decides where a request goes; this module moves the bytes.
+The request head goes out in one write and the body is streamed as the client sends it
+(pausing while the upstream's socket is full); the response head and body are relayed to
+the ASGI `send` as they arrive (upstream reads pause while ~256 KB wait for the client).
+A small response that completed within one read is answered in exactly two ASGI messages.
+A pooled connection the upstream had silently closed is retried once on a fresh one when
+nothing was consumed from the client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any
+
+from router.client import Connection, Pool, StaleConnection
+from router.config import Config, Upstream
+from router.errors import ClientGone, UpstreamCut, UpstreamError
+
+if TYPE_CHECKING:
+    from router.proxy import Receive, Send
+
+HOP_BY_HOP = frozenset({b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding",
+                        b"te", b"trailer", b"upgrade", b"proxy-authenticate", b"proxy-authorization"})
+RESP_SKIP = HOP_BY_HOP | {b"x-request-id"}
+SHADOW_CAPTURE_LIMIT = 1024 * 1024
+# Put in a capture list when a body is too big to shadow: "skip this comparison".
+TOO_BIG = b"\x00strangler: body too big to shadow\x00"
+
+
+async def exchange(upstream: Upstream, pool: Pool, line: bytes, host: bytes | None,
+                   tail: bytes, method: str, has_body: bool, chunked: bool,
+                   receive: Receive, req_capture: list[bytes] | None = None) -> Connection:
+    """Send the request; return the connection once the response head arrived."""
+    if upstream.host_header == "client" and host is not None:
+        head = line + host + b"\r\n" + tail
+    else:
+        head = line + upstream.authority.encode() + b"\r\n" + tail
+    fresh_retry = False
+    while True:
+        conn, reused = await pool.acquire(upstream.connect_timeout)
+        try:
+            conn.begin(head, head_only=method == "HEAD")
+            if has_body:
+                await _stream_body(conn, receive, chunked, upstream.read_timeout, req_capture)
+            await conn.response_head(upstream.read_timeout)
+            return conn
+        except StaleConnection:
+            conn.close()
+            # A pooled connection the upstream had already closed: nothing was consumed
+            # from the client, so one retry on a fresh connection is safe.
+            if reused and not has_body and not fresh_retry:
+                fresh_retry = True
+                continue
+            raise
+        except BaseException:
+            conn.close()
+            raise
+
+async def _stream_body(conn: Connection, receive: Receive, chunked: bool, timeout: float,
+                       capture: list[bytes] | None = None) -> None:
+    captured = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientGone("the client went away while sending the body")
+        data = message.get("body", b"")
+        more = message.get("more_body", False)
+        if capture is not None:
+            captured += len(data)
+            if captured > SHADOW_CAPTURE_LIMIT:
+                capture.clear()
+                capture.append(TOO_BIG)
+                capture = None
+            else:
+                capture.append(data)
+        if conn.head_done or conn.closed:
+            # The upstream answered early (e.g. 413): stop sending, and never reuse the
+            # connection — the upstream may still be waiting for the rest of the body.
+            conn.must_close = True
+            return
+        if chunked:
+            if data:
+                await conn.write(b"%x\r\n%b\r\n" % (len(data), data), timeout)
+            if not more:
+                await conn.write(b"0\r\n\r\n", timeout)
+        elif data:
+            await conn.write(data, timeout)
+        if not more:
+            return
+
+async def relay(conn: Connection, receive: Receive, send: Send, config: Config,
+          backend: str, request_id: str, capture: list[bytes] | None, breaker: Any) -> int:
+    """Relay the response head and body; returns the status."""
+    status = conn.status
+    drop = RESP_SKIP
+    for name, value in conn.headers:
+        if name == b"connection":
+            drop = drop | {t.strip().lower() for t in value.split(b",")}
+    headers = [(n, v) for n, v in conn.headers if n not in drop]
+    if config.backend_header:
+        headers.append((config.backend_header.encode(), backend.encode()))
+    headers.append((b"x-request-id", request_id.encode()))
+    read_timeout = config.upstreams[backend].read_timeout
+    ok = status < 500
+    gone: asyncio.Future[None] | None = None
+    try:
+        if conn.complete:
+            body = conn.take()
+            conn.finish()
+            await send({"type": "http.response.start", "status": status, "headers": headers})
+            await send({"type": "http.response.body", "body": body})
+            if capture is not None:
+                capture.append(body)
+            return status
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        # A streamed response: notice a client that goes away, so a large download is
+        # not pulled from the upstream for nobody (the server's send() stays silent).
+        gone = asyncio.ensure_future(_until_disconnect(receive))
+        captured = 0
+        while True:
+            if gone.done():
+                ok = True  # not the upstream's fault
+                conn.close()
+                raise ClientGone("the client went away during the response")
+            body, more = await conn.body(read_timeout)
+            if capture is not None:
+                captured += len(body)
+                if captured <= SHADOW_CAPTURE_LIMIT:
+                    capture.append(body)
+                else:
+                    # Too big to compare: an empty list with this marker means "skip".
+                    capture.clear()
+                    capture.append(TOO_BIG)
+                    capture = None
+            if not more:
+                conn.finish()
+            await send({"type": "http.response.body", "body": body, "more_body": more})
+            if not more:
+                return status
+    except UpstreamError as exc:
+        ok = False
+        conn.close()
+        raise UpstreamCut(f"{backend} failed mid-response ({exc}); the response was cut") from exc
+    except BaseException:
+        conn.close()
+        raise
+    finally:
+        if gone is not None:
+            gone.cancel()
+        breaker.record(ok)
+
+
+async def _until_disconnect(receive: Receive) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
