@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 import threading
 import time
 from collections.abc import Callable
@@ -72,13 +73,14 @@ def after_requests(traffic: Traffic, count: int, then: Callable[[], None]) -> th
     return thread
 
 
-def test_failures_are_listed_with_status_and_body(tmp_path) -> None:
+def test_failures_are_listed_with_status_and_body(live_shop: LocalShop, tmp_path) -> None:
     """The shop dies mid-run: every unanswered request is a failure, and the run says so."""
+    assert live_shop.sqlite_path is not None
+    shutil.copy(live_shop.sqlite_path, tmp_path / "dying.sqlite3")  # already migrated + seeded
     shop = LocalShop(sqlite_path=tmp_path / "dying.sqlite3", log_path=tmp_path / "dying.log")
     try:
-        shop.prepare(size="small")
         shop.start()
-        traffic = Traffic(TrafficConfig(base_url=shop.base_url, rate=30, duration=5, timeout=2))
+        traffic = Traffic(TrafficConfig(base_url=shop.base_url, rate=30, duration=3, timeout=2))
         after_requests(traffic, 25, shop.stop)
         summary = asyncio.run(traffic.run())
     finally:

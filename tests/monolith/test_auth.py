@@ -66,3 +66,5 @@ def test_html_pages(anon: APIClient) -> None:
     page = anon.get("/products/1/")
     assert page.status_code == 200 and b"<h1>" in page.content
     assert anon.get("/products/999999/").status_code == 404
+    login_page = anon.get("/login/")
+    assert login_page.status_code == 200 and b'name="password"' in login_page.content

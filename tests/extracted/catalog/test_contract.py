@@ -8,6 +8,7 @@ and `contract.compare` checks the answers (intended differences: `contract.INTEN
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -122,7 +123,7 @@ def test_fixed_requests(sides: Sides, path: str, params: dict[str, str]) -> None
     sides.check(path, params)
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=int(os.environ.get("CATALOG_CONTRACT_EXAMPLES", "60")), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(params=contract.product_queries)
 def test_generated_product_queries(sides: Sides, params: dict[str, str]) -> None:
     sides.check("/api/products/", params)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from rest_framework.filters import search_smart_split
 
@@ -12,11 +12,13 @@ from extracted.catalog.pagination import _replace
 alphabet = st.sampled_from(list("ab ,'\"\\\t%_Ü"))
 
 
+@settings(deadline=None)  # never fail on timing on a busy machine
 @given(st.text(alphabet=alphabet, max_size=20))
 def test_search_terms_split_like_drf(text: str) -> None:
     assert list(search_terms(text)) == search_smart_split(text)
 
 
+@settings(deadline=None)
 @given(st.dictionaries(st.sampled_from(["page", "b", "a", "ü", "x y"]), st.text(max_size=5), max_size=4),
        st.integers(min_value=1, max_value=5))
 def test_page_links_like_drf(query: dict[str, str], number: int) -> None:
