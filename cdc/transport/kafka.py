@@ -229,6 +229,7 @@ class KafkaCapture:
 
     # The capture side applies nothing: these make it a whole Transport for the pipeline.
     def consume(self, max_events: int, timeout: float = 0.0) -> list[ChangeEvent]:
+        time.sleep(timeout)  # nothing ever arrives here; don't let a caller spin
         return []
 
     def commit(self, position: Position) -> None:

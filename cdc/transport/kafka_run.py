@@ -154,12 +154,34 @@ class ApplyLoop:
         self.on_tick(m)
 
 
+class CapturePipeline(Pipeline):
+    """The pipeline's capture half: everything up to the transport, nothing applied here.
+
+    "Wait until the sink has taken everything published" becomes "until Kafka has
+    acknowledged everything published"; the apply half runs in its own process or thread.
+    """
+
+    transport: KafkaCapture
+
+    def _apply_loop(self, sink: SqlSink) -> None:
+        return  # the apply half is ApplyLoop, elsewhere
+
+    def _publish(self, events: list[ChangeEvent]) -> None:
+        super()._publish(events)
+        self.metrics.count(len(events))
+
+    def _drain(self) -> None:
+        while not self.transport.flush(1.0) and not self._stop:
+            log.warning("%s: waiting for Kafka to acknowledge %d messages", self.cfg.name,
+                        self.transport.in_flight())
+
+
 def capture_pipeline(cfg: StreamConfig, *, settings: KafkaSettings | None = None,
-                     on_tick: Callable[[StreamMetrics], None] | None = None) -> Pipeline:
+                     on_tick: Callable[[StreamMetrics], None] | None = None) -> CapturePipeline:
     """The ordinary pipeline publishing to Kafka instead of applying."""
     settings = settings or KafkaSettings.from_stream(cfg)
-    pipeline = Pipeline(cfg, transport=KafkaCapture(settings, [t.source for t in cfg.tables]),
-                        on_tick=on_tick)
+    pipeline = CapturePipeline(cfg, transport=KafkaCapture(settings, [t.source for t in cfg.tables]),
+                               on_tick=on_tick)
     pipeline.metrics.stream = f"{cfg.name}.capture"
     return pipeline
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -20,7 +21,15 @@ from confluent_kafka import Consumer
 
 from devstack import KafkaServer, PostgresServer, ServiceUnavailable
 from tests.cdc.conftest import (
-    REPO, SOURCE_DDL, TARGET_DDL, Env, source_rows, sql, stream_spec, target_rows, wait_for,
+    REPO,
+    SOURCE_DDL,
+    TARGET_DDL,
+    Env,
+    source_rows,
+    sql,
+    stream_spec,
+    target_rows,
+    wait_for,
 )
 from tests.conftest import service_missing
 
@@ -42,15 +51,38 @@ class KafkaEnv(Env):
         self.parts[part] = proc
         return proc
 
+    def wait(self, predicate: Any, timeout: float, what: str) -> None:
+        """wait_for, with both halves' logs in the failure message."""
+        try:
+            wait_for(predicate, timeout, what)
+        except AssertionError as exc:
+            logs = "\n".join(f"--- {p}.log\n{self.part_log(p)}" for p in self.parts)
+            raise AssertionError(f"{exc}\n{logs}") from None
+
     def part_log(self, part: str) -> str:
         p = self.folder / f"{part}.log"
-        return p.read_text(errors="replace")[-3000:] if p.exists() else ""
+        text = p.read_text(errors="replace") if p.exists() else ""
+        return "\n".join(line for line in text.splitlines() if not line.startswith("%"))[-3000:]
 
     def revive(self) -> None:
         """Restart a half that stopped by itself (a supervisor's job: systemd, Kubernetes)."""
         for part, proc in list(self.parts.items()):
             if proc.poll() is not None:
                 self.start_part(part)
+
+    def wait_running(self, part: str, timeout: float = 60) -> None:
+        """Until the current process of `part` reports itself streaming (its metrics file)."""
+        path = self.folder / "state" / "cdc" / f"{self.name}.{part}.json"
+
+        def running() -> bool:
+            self.revive()  # a half may exit while PostgreSQL or Kafka comes back
+            try:
+                m = json.loads(path.read_text())
+            except (OSError, ValueError):
+                return False
+            return bool(m.get("pid") == self.parts[part].pid and m.get("state") == "streaming")
+
+        self.wait(running, timeout, f"{part} to run again")
 
 
 def kafka_spec(env: Env, broker: KafkaServer) -> dict[str, Any]:
@@ -112,7 +144,7 @@ def test_capture_and_apply_processes_keep_target_equal(kafka_broker: KafkaServer
                      "SELECT 1 + g % 5, 'p' || g, g + 0.5 FROM generate_series(1, 200) g")
         env.start_part("apply")
         env.start_part("capture")
-        wait_for(lambda: caught_up(env), 60, "the initial copy through Kafka")
+        env.wait(lambda: caught_up(env), 60, "the initial copy through Kafka")
         # parent and child in one source transaction, in two topics: the FK must hold
         conn = psycopg2.connect(env.src)
         with conn, conn.cursor() as cur:
@@ -185,10 +217,8 @@ def workload(env: Env, stop: threading.Event, seed: int, stats: dict[str, int]) 
         except psycopg2.Error:
             stats["errors"] += 1
             if conn is not None:
-                try:
+                with contextlib.suppress(psycopg2.Error):
                     conn.close()
-                except psycopg2.Error:
-                    pass
             conn = None
             time.sleep(0.2)
         time.sleep(rng.random() * 0.01)
@@ -217,7 +247,7 @@ def test_faults_lose_nothing_and_apply_nothing_twice(kafka_broker: KafkaServer, 
                      "SELECT 1 + g % 10, 'p' || g, g FROM generate_series(1, 500) g")
         env.start_part("capture")
         env.start_part("apply")
-        wait_for(lambda: caught_up(env), 60, "the initial copy")
+        env.wait(lambda: caught_up(env), 60, "the initial copy")
         worker.start()
         faults = ["capture", "apply"] * 3 + ["broker", "postgres"]
         rng.shuffle(faults)
@@ -234,6 +264,8 @@ def test_faults_lose_nothing_and_apply_nothing_twice(kafka_broker: KafkaServer, 
             else:
                 server.restart()
             env.revive()
+            env.wait_running("capture")
+            env.wait_running("apply")
         time.sleep(1.0)
     finally:
         stop.set()
@@ -242,7 +274,7 @@ def test_faults_lose_nothing_and_apply_nothing_twice(kafka_broker: KafkaServer, 
     try:
         assert stats["txns"] > 50, stats
         env.revive()
-        wait_for(lambda: caught_up(env), 120, "the target to equal the source")
+        env.wait(lambda: caught_up(env), 120, "the target to equal the source")
         assert source_rows(env.src) == target_rows(env.tgt)
         dupes = sql(env.tgt, "SELECT id, version, count(*) FROM applied_log GROUP BY 1, 2 HAVING count(*) > 1")
         assert dupes == [], "a change was applied twice"
