@@ -239,3 +239,16 @@ def build_stack(s: StackSettings, *, mode: str) -> Stack:
     ))
     return Stack(mode=mode, setup=tuple(setup), processes=tuple(processes),
                  routes=str(s.routes), streams=str(s.streams) if s.streams else None)
+
+
+def reference_stack(*, mode: str = "embedded", streams: tuple[str, ...] = ("catalog",)) -> Stack:
+    """The stack with the default ports, relative paths, `python` as the interpreter and
+    `${VAR}` placeholders for secrets: what container manifests are generated from and
+    checked against (they substitute hosts, paths and secrets their own way)."""
+    settings = StackSettings(
+        state=Path(".strangler"), routes=Path("routes.yaml"), streams=Path("streams.yaml"),
+        router_port=8080, monolith_port=8000, catalog_port=8001,
+        admin_token="${STRANGLER_ADMIN_TOKEN}", identity_secret="${STRANGLER_IDENTITY_SECRET}",
+        python="python", cdc_streams=streams,
+    )
+    return build_stack(settings, mode=mode)

@@ -8,7 +8,6 @@ SIGTERM stops everything; a process that dies takes the stack down with its log 
 
 from __future__ import annotations
 
-import json
 import shutil
 import signal
 import time
@@ -23,7 +22,8 @@ from rich.table import Table
 from cli import state
 from cli.errors import CLIError, StackError
 from cli.output import err, guarded, out, print_json, progress
-from cli.stack import Stack, StackSettings, build_stack, part_present, require_parts
+from cli.realstack import RealServices, stop_postgres
+from cli.stack import Stack, StackSettings, build_stack, require_parts
 from cli.supervisor import Supervisor, http_ready
 
 app = typer.Typer()
@@ -89,41 +89,6 @@ def settings_for(*, routes: Path, streams: Path | None, port: int, seed: str | N
     )
 
 
-def _start_real_services(sup: Supervisor) -> tuple[str, str]:
-    """PostgreSQL for --real (Kafka when its part exists); returns the two database URLs."""
-    from devstack import PostgresServer, ServiceUnavailable
-
-    if not part_present("kafka"):
-        err.print(
-            "[yellow]note:[/yellow] Kafka is not in this checkout (devstack.kafka, issue 5, "
-            "branch `kafka`); --real runs on PostgreSQL with the direct CDC transport."
-        )
-    progress("starting PostgreSQL (wal_level=logical)")
-    try:
-        pg = PostgresServer().start()
-    except ServiceUnavailable as exc:
-        raise StackError(f"--real needs PostgreSQL: {exc}") from exc
-    (sup.run_dir / "postgres.state").write_text(json.dumps(
-        {"dsn": pg.dsn, "port": pg.port, "datadir": pg.datadir, "root": pg._root, "owned": pg.owned}
-    ))
-    progress(f"PostgreSQL ready at 127.0.0.1:{pg.port}")
-    return pg.create_database("monolith"), pg.create_database("catalog")
-
-
-def _stop_real_services(sup: Supervisor) -> bool:
-    path = sup.run_dir / "postgres.state"
-    if not path.exists():
-        return False
-    from devstack import PostgresServer
-
-    info = json.loads(path.read_text())
-    PostgresServer(dsn=info["dsn"], port=info["port"], datadir=info["datadir"],
-                   owned=info["owned"], _root=info["root"]).stop()
-    path.unlink(missing_ok=True)
-    progress("stopped PostgreSQL")
-    return True
-
-
 def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
@@ -176,20 +141,26 @@ def up(
     # seed a new database only: the seed refuses a seeded one, and data survives restarts
     seed_size = None if seed == "none" or (not real and (home / "monolith.sqlite3").exists()) else seed
 
-    def settings(monolith_db: str | None = None, catalog_db: str | None = None) -> StackSettings:
-        return settings_for(routes=routes, streams=streams, port=port, seed=seed_size, cdc=cdc,
+    def settings(monolith_db: str | None = None, catalog_db: str | None = None,
+                 streams_file: Path = streams) -> StackSettings:
+        return settings_for(routes=routes, streams=streams_file, port=port, seed=seed_size, cdc=cdc,
                             fail_rate=catalog_fail_rate, monolith_db=monolith_db, catalog_db=catalog_db)
 
     stack = build_stack(settings(), mode="real" if real else "embedded")
     sup.preflight(stack)
-    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    services = RealServices(run_dir=sup.run_dir)
+    # Ctrl-C and SIGTERM both stop the stack (also when started with SIGINT ignored, as a
+    # background job of a script is)
+    previous = {sig: signal.signal(sig, _raise_interrupt) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         if real:
-            stack = build_stack(settings(*_start_real_services(sup)), mode="real")
+            services.start(streams=streams if cdc else None, detach=detach, state=home)
+            stack = build_stack(settings(services.monolith_db, services.catalog_db,
+                                         services.streams or streams), mode="real")
         try:
             sup.start(stack, progress=progress)
         except BaseException:
-            _stop_real_services(sup)
+            services.stop()
             raise
         print_processes(sup)
         err.print(f"router: {stack.router_url}  ·  admin token in {home / 'admin-token'}")
@@ -197,29 +168,31 @@ def up(
             err.print("detached; stop with `strangler down`")
             return
         err.print("press Ctrl-C to stop the stack")
-        _supervise(sup)
+        _supervise(sup, services)
     except KeyboardInterrupt:
         err.print("stopping…")
         sup.stop(progress=progress)
-        _stop_real_services(sup)
+        services.stop()
         err.print("stack stopped")
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
-def _supervise(sup: Supervisor) -> None:
+def _supervise(sup: Supervisor, services: RealServices) -> None:
     """Stay up while every process lives; a death stops the rest, `down` ends us quietly."""
     while True:
         time.sleep(0.5)
         runs = sup.running()
         if not runs:
+            services.stop()
             err.print("stack stopped by `strangler down`")
             return
         dead = [r for r in runs if not r.alive]
         if dead:
             logs = "; ".join(f"{r.name} (log {r.log})" for r in dead)
             sup.stop(progress=progress)
-            _stop_real_services(sup)
+            services.stop()
             raise StackError(f"stopped the stack because a process exited: {logs}")
 
 
@@ -229,7 +202,7 @@ def down() -> None:
     """Stop every process of the local stack (and the PostgreSQL of `up --real`)."""
     sup = supervisor()
     stopped = sup.stop(progress=progress)
-    pg = _stop_real_services(sup)
+    pg = stop_postgres(sup.run_dir)
     if stopped or pg:
         out.print("stopped: " + ", ".join(stopped + (["postgres"] if pg else [])))
     else:

@@ -95,3 +95,52 @@ def test_doctor_units() -> None:
     assert java_major('openjdk version "17.0.9" 2023-10-17') == 17
     assert java_major('java version "1.8.0_392"') == 8
     assert check_disk(Path("/"), minimum=1 << 60).status == "fail"
+
+
+def test_canary_and_status_need_a_router(runner: CliRunner, state_dir: Path) -> None:
+    result = runner.invoke(app, ["canary", "products", "--to", "catalog"])
+    assert result.exit_code == 1 and "needs a running router" in result.output
+    result = runner.invoke(app, ["status", "--json"])
+    assert result.exit_code == 1 and "no router is running" in result.output
+    result = runner.invoke(app, ["canary", "products", "--to", "catalog", "--router", "http://127.0.0.1:9"])
+    assert result.exit_code == 1 and "no router answers at http://127.0.0.1:9" in result.output
+
+
+def test_canary_refuses_bad_units_before_touching_anything(runner: CliRunner, state_dir: Path) -> None:
+    for args, hint in [(["--steps", "50,10"], "must increase"), (["--interval", "soon"], "use a number"),
+                       (["--max-error-rate", "200%"], "between 0% and 100%"),
+                       (["--max-p99-ratio", "0.5"], "1.0 or more")]:
+        result = runner.invoke(app, ["canary", "products", "--to", "catalog", *args])
+        assert result.exit_code == 2, (args, result.output)
+        assert hint in result.output
+
+
+def test_routes_validate_uses_the_router_checker(runner: CliRunner, state_dir: Path, tmp_path: Path) -> None:
+    good = tmp_path / "good.yaml"
+    good.write_text("upstreams:\n  monolith: {url: 'http://127.0.0.1:8000'}\n"
+                    "routes:\n  - {name: all, match: {prefix: /}, backends: {monolith: 100}}\n")
+    result = runner.invoke(app, ["routes", "validate", str(good)])
+    assert result.exit_code == 0 and "valid (1 routes, 1 upstreams)" in result.stdout
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(good.read_text().replace("monolith: 100}", "monolith: 90}"))
+    result = runner.invoke(app, ["routes", "validate", str(bad), "--json"])
+    assert result.exit_code == 3
+    doc = json.loads(result.stdout)
+    assert doc["valid"] is False and "sum to 90" in doc["error"] and doc["line"] == 4
+
+
+def test_shift_without_router_edits_the_file_and_refuses_nonsense(runner: CliRunner, state_dir: Path, tmp_path: Path) -> None:
+    routes = tmp_path / "routes.yaml"
+    routes.write_text("# keep me\nupstreams:\n  monolith: {url: 'http://127.0.0.1:8000'}\n"
+                      "  catalog: {url: 'http://127.0.0.1:8001'}\nroutes:\n"
+                      "  - {name: products, match: {prefix: /api/products}, backends: {monolith: 100, catalog: 0}}\n")
+    result = runner.invoke(app, ["shift", "products", "--to", "catalog", "--weight", "10", "--reason", "first users"])
+    assert result.exit_code == 0, result.output
+    assert "products: monolith=100 catalog=0 → monolith=90 catalog=10" in result.stdout
+    assert "# keep me" in routes.read_text() and "catalog: 10" in routes.read_text()
+    entries = json.loads(runner.invoke(app, ["ledger", "--json"]).stdout)
+    assert entries[-1]["reason"] == "first users" and entries[-1]["route"] == "products"
+    before = routes.read_text()
+    result = runner.invoke(app, ["shift", "prodcts", "--to", "catalog", "--weight", "10"])
+    assert result.exit_code == 1 and "prodcts" in result.output and "products" in result.output
+    assert routes.read_text() == before

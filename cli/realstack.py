@@ -1,0 +1,112 @@
+"""The throwaway services behind `strangler up --real`: PostgreSQL, and Kafka when present.
+
+PostgreSQL (`devstack.postgres`, wal_level=logical) holds both databases, so CDC runs on
+pgoutput. It runs detached (pg_ctl), so its folder is recorded in `.strangler/run/` and
+`down` can stop it from another process. Kafka (`devstack.kafka`, when the checkout has
+it) is a child of this `up` process that dies with it, so `--real` with a local broker
+stays in the foreground; `STRANGLER_KAFKA_BOOTSTRAP` names an existing broker instead.
+With Kafka, the streams file is rewritten into `.strangler/streams.real.yaml` with
+`transport: {kind: kafka}` for every stream.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from cli.errors import StackError
+from cli.output import err, progress
+from cli.stack import part_present
+
+PG_STATE = "postgres.state"
+
+
+@dataclass
+class RealServices:
+    run_dir: Path
+    monolith_db: str = ""
+    catalog_db: str = ""
+    streams: Path | None = None
+    kafka: Any = None
+
+    def start(self, *, streams: Path | None, detach: bool, state: Path) -> RealServices:
+        from devstack import PostgresServer, ServiceUnavailable
+
+        use_kafka = part_present("kafka") and streams is not None and streams.exists()
+        if not part_present("kafka"):
+            err.print("[yellow]note:[/yellow] Kafka is not in this checkout (devstack.kafka, issue 5, "
+                      "branch `kafka`); --real runs on PostgreSQL with the direct CDC transport.")
+        elif use_kafka and detach and not os.environ.get("STRANGLER_KAFKA_BOOTSTRAP"):
+            raise StackError(
+                "--real with a local Kafka broker runs in the foreground (the broker lives as long "
+                "as `strangler up`): drop --detach, or set STRANGLER_KAFKA_BOOTSTRAP to an existing broker"
+            )
+        progress("starting PostgreSQL (wal_level=logical)")
+        try:
+            pg = PostgresServer().start()
+        except ServiceUnavailable as exc:
+            raise StackError(f"--real needs PostgreSQL: {exc}") from exc
+        (self.run_dir / PG_STATE).write_text(json.dumps(
+            {"dsn": pg.dsn, "port": pg.port, "datadir": pg.datadir, "root": pg._root, "owned": pg.owned}))
+        progress(f"PostgreSQL ready at 127.0.0.1:{pg.port}")
+        try:
+            self.monolith_db = pg.create_database("monolith")
+            self.catalog_db = pg.create_database("catalog")
+            self.streams = streams
+            if use_kafka and streams is not None:
+                self._start_kafka()
+                self.streams = kafka_streams(streams, state / "streams.real.yaml", self.kafka.bootstrap)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _start_kafka(self) -> None:
+        from devstack import ServiceUnavailable
+        from devstack.kafka import KafkaServer
+
+        progress("starting Kafka (KRaft, first run fetches the jars with Maven)")
+        try:
+            self.kafka = KafkaServer().start()
+        except ServiceUnavailable as exc:
+            raise StackError(f"--real needs Kafka: {exc}") from exc
+        progress(f"Kafka ready at {self.kafka.bootstrap}")
+
+    def stop(self) -> bool:
+        """Stop what `start` (here or in another process) left running; True if anything."""
+        stopped = False
+        if self.kafka is not None:
+            self.kafka.stop()
+            self.kafka = None
+            progress("stopped Kafka")
+            stopped = True
+        return stop_postgres(self.run_dir) or stopped
+
+
+def stop_postgres(run_dir: Path) -> bool:
+    path = run_dir / PG_STATE
+    if not path.exists():
+        return False
+    from devstack import PostgresServer
+
+    info = json.loads(path.read_text())
+    PostgresServer(dsn=info["dsn"], port=info["port"], datadir=info["datadir"],
+                   owned=info["owned"], _root=info["root"]).stop()
+    path.unlink(missing_ok=True)
+    progress("stopped PostgreSQL")
+    return True
+
+
+def kafka_streams(source: Path, target: Path, bootstrap: str) -> Path:
+    """A copy of the streams file with every stream on the Kafka transport."""
+    doc: dict[str, Any] = yaml.safe_load(source.read_text()) or {}
+    for spec in (doc.get("streams") or {}).values():
+        if isinstance(spec, dict):
+            spec["transport"] = {"kind": "kafka", "bootstrap": bootstrap}
+    target.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return target

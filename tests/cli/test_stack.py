@@ -1,0 +1,54 @@
+"""The stack as data: what `up` runs and what container manifests are generated from."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from cli.stack import Process, Stack, StackSettings, build_stack, reference_stack
+
+
+def test_reference_stack_order_ports_and_readiness() -> None:
+    stack = reference_stack()
+    assert [p.name for p in stack.processes] == ["monolith", "catalog", "cdc-catalog", "router"]
+    assert [t.name for t in stack.setup] == ["monolith-migrate", "monolith-seed"]
+    assert stack.router_url == "http://127.0.0.1:8080"
+    catalog = stack.process("catalog")
+    assert catalog.port == 8001 and catalog.ready_url == "http://127.0.0.1:8001/readyz"
+    assert catalog.argv == ("python", "-m", "extracted.catalog", "--host", "127.0.0.1", "--port", "8001")
+    router = stack.process("router")
+    assert router.argv[:4] == ("python", "-m", "router", "--config")
+    assert router.env["STRANGLER_ADMIN_TOKEN"] == "${STRANGLER_ADMIN_TOKEN}"
+    assert stack.process("cdc-catalog").env["STRANGLER_STREAMS"] == "streams.yaml"
+    doc = stack.describe()
+    assert doc["processes"][0]["ready_url"] == "http://127.0.0.1:8000/api/categories/"
+
+
+def test_real_stack_points_every_part_at_postgresql(tmp_path: Path) -> None:
+    s = StackSettings(state=tmp_path, routes=tmp_path / "r.yaml", admin_token="t", identity_secret="s",
+                      monolith_database_url="postgresql://u@h/monolith",
+                      catalog_database_url="postgresql://u@h/catalog", cdc_streams=("catalog",))
+    stack = build_stack(s, mode="real")
+    assert stack.process("monolith").env["DATABASE_URL"] == "postgresql://u@h/monolith"
+    assert "MONOLITH_SQLITE_PATH" not in stack.process("monolith").env
+    cdc = stack.process("cdc-catalog").env
+    assert cdc["MONOLITH_DATABASE_URL"] == "postgresql://u@h/monolith"
+    assert cdc["CATALOG_DATABASE_URL"] == "postgresql://u@h/catalog"
+
+
+def test_definitions_refuse_nonsense() -> None:
+    with pytest.raises(ValueError, match="argv is empty"):
+        Process(name="x", argv=())
+    with pytest.raises(ValueError, match="a ready_path needs a port"):
+        Process(name="x", argv=("true",), ready_path="/")
+    with pytest.raises(ValueError, match="uses a port twice"):
+        Stack(mode="t", processes=(Process(name="a", argv=("a",), port=1), Process(name="b", argv=("b",), port=1)))
+    with pytest.raises(ValueError, match="duplicate names"):
+        Stack(mode="t", processes=(Process(name="a", argv=("a",)), Process(name="a", argv=("b",))))
+    with pytest.raises(ValueError, match="ports must differ"):
+        StackSettings(state=Path("."), routes=Path("r"), admin_token="t", identity_secret="s",
+                      router_port=1, monolith_port=1, catalog_port=2)
+    with pytest.raises(ValueError, match="give a value in 0..1"):
+        StackSettings(state=Path("."), routes=Path("r"), admin_token="t", identity_secret="s",
+                      catalog_fail_rate=2)
