@@ -133,7 +133,8 @@ def test_compose_ports_and_readiness_match(stack: Stack, compose: dict[str, Any]
 
 def test_compose_environment_matches(stack: Stack, compose: dict[str, Any]) -> None:
     problems = []
-    for item in [*stack.processes, *stack.setup]:
+    items: list[Process | Task] = [*stack.processes, *stack.setup]
+    for item in items:
         svc = compose["services"][item.name]
         problems += env_problems(f"compose {item.name}", dict(item.env), compose_env(svc))
     assert problems == []
@@ -161,7 +162,9 @@ def test_image_commands_ports_and_healthchecks_match(stack: Stack) -> None:
             continue  # one image for every stream: see the next test
         assert stage.resolved("cmd") == in_container(proc.argv), proc.name
         assert stage.expose == [proc.port], proc.name
-        assert stage.resolved("healthcheck")[-1] == f"http://127.0.0.1:{proc.port}{proc.ready_path}"
+        healthcheck = stage.resolved("healthcheck")
+        assert isinstance(healthcheck, list)
+        assert healthcheck[-1] == f"http://127.0.0.1:{proc.port}{proc.ready_path}", proc.name
 
 
 def test_image_cdc_default_is_a_declared_stream(stack: Stack) -> None:
