@@ -60,3 +60,19 @@ def test_image_healthcheck_is_the_compose_healthcheck(compose: dict[str, Any]) -
             continue
         assert svc["healthcheck"]["test"][1:] == stages[target].resolved("healthcheck"), name
         assert svc["command"] == stages[target].resolved("cmd"), name
+
+
+def test_build_stage_copies_every_package_pyproject_installs() -> None:
+    """`pip install .` in the image sees only what was copied: a new package must be added."""
+    import tomllib
+
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    includes = pyproject["tool"]["setuptools"]["packages"]["find"]["include"]
+    packages = {pattern.rstrip("*") for pattern in includes}
+    copied = set()
+    for word, args in dockerfile_checks.instructions(DOCKERFILE.read_text()):
+        if word == "COPY" and "--from=" not in args:
+            *sources, _dest = [a for a in args.split() if not a.startswith("--")]
+            copied.update(s.rstrip("/") for s in sources)
+    assert packages - copied == set()
+    assert {"pyproject.toml", "README.md"} <= copied  # the build reads both
