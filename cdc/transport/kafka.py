@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cdc.errors import CDCError, ConfigError
-from cdc.events import ChangeEvent, Position
+from cdc.events import ChangeEvent, Position, json_default
 
 ENV_BOOTSTRAP = "STRANGLER_KAFKA_BOOTSTRAP"
 DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
@@ -192,7 +192,7 @@ class KafkaCapture:
             env = ev.to_envelope()
             env["transaction"] = {"id": tx_id, "total_order": order,
                                   "data_collection_order": counts[ev.table]}
-            value = json.dumps(env, default=_json_default, separators=(",", ":")).encode()
+            value = json.dumps(env, default=json_default, separators=(",", ":")).encode()
             # Durable only with its END record: a half-published transaction is not durable.
             self._send(self.settings.topic(ev.table), ev.key_json(), value, None)
             if ev.last:
@@ -234,12 +234,6 @@ class KafkaCapture:
 
     def close(self) -> None:
         self._producer.flush(10)
-
-
-def _json_default(value: Any) -> Any:
-    from cdc.events import json_default
-
-    return json_default(value)
 
 
 __all__ = ["KafkaCapture", "KafkaSettings", "KafkaTransportError", "ensure_topics"]
