@@ -11,16 +11,11 @@ with ``acks=all``; ``durable()`` is the position of the last event such that Kaf
 acknowledged it *and every message before it*, so the source (slot flush LSN, SQLite
 changelog id) never advances past something Kafka could still lose.
 
-Apply (:class:`KafkaApply`, a :class:`cdc.transport.Consumer`): one consumer in a group
-reads the transaction topic and every table topic, and hands over source transactions in
-commit order with their events in source order (``total_order``), however the table topics
-interleave — so a parent row is written before its child even when they travel in
-different topics. A large transaction streams through in parts; ``at_boundary`` tells the
-sink when it may commit.
-``offsets()`` says where to resume after everything handed over so far; the apply loop
-(:mod:`cdc.transport.kafka_apply`) stores it in the target database in the same transaction
-as the rows and seeks there on restart, so delivery that is at-least-once becomes
-exactly-once in the target.
+Apply (:class:`cdc.transport.kafka_apply.KafkaApply`, a :class:`cdc.transport.Consumer`)
+hands over source transactions in commit order with their events in source order, however
+the table topics interleave; its resume offsets are stored in the target database in the
+same transaction as the rows (:mod:`cdc.transport.kafka_run`), so delivery that is
+at-least-once becomes exactly-once in the target.
 
 Transaction ids are ``<epoch>:<n>``: a capture process numbers the transactions it
 publishes under its own epoch (start time in ns), so a transaction re-published after a
@@ -33,7 +28,6 @@ runs.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import time
@@ -43,7 +37,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cdc.errors import CDCError, ConfigError
-from cdc.events import ChangeEvent, Position
+from cdc.events import ChangeEvent, Position, json_default
 
 ENV_BOOTSTRAP = "STRANGLER_KAFKA_BOOTSTRAP"
 DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
@@ -198,7 +192,7 @@ class KafkaCapture:
             env = ev.to_envelope()
             env["transaction"] = {"id": tx_id, "total_order": order,
                                   "data_collection_order": counts[ev.table]}
-            value = json.dumps(env, default=_json_default, separators=(",", ":")).encode()
+            value = json.dumps(env, default=json_default, separators=(",", ":")).encode()
             # Durable only with its END record: a half-published transaction is not durable.
             self._send(self.settings.topic(ev.table), ev.key_json(), value, None)
             if ev.last:
@@ -242,309 +236,4 @@ class KafkaCapture:
         self._producer.flush(10)
 
 
-def _json_default(value: Any) -> Any:
-    from cdc.events import json_default
-
-    return json_default(value)
-
-
-# -- apply side -----------------------------------------------------------------------------
-
-def _tx_key(tx_id: str) -> tuple[int, int]:
-    epoch, _, n = tx_id.partition(":")
-    return int(epoch), int(n)
-
-
-@dataclass(slots=True)
-class _Msg:
-    offset: int
-    tx: tuple[int, int] | None  # data: its transaction; tx topic: the record's
-    order: int = 0
-    event: ChangeEvent | None = None
-    status: str = ""  # BEGIN / END on the transaction topic
-    count: int = 0
-
-
-TP = tuple[str, int]
-
-
-class KafkaApply:
-    """Reads the stream's topics and hands over whole source transactions in commit order."""
-
-    def __init__(self, settings: KafkaSettings, tables: Sequence[str], *,
-                 start: dict[TP, int] | None = None, instance: str | None = None) -> None:
-        from confluent_kafka import Consumer
-
-        self.settings = settings
-        self.topics = {settings.topic(t): t for t in tables}
-        ensure_topics(settings, tables)
-        self._start = dict(start or {})
-        self._consumer = Consumer({
-            "bootstrap.servers": settings.bootstrap, "group.id": settings.group,
-            # Static membership: a restarted apply process takes its place at once instead
-            # of waiting for the dead one's session to expire.
-            "group.instance.id": instance or f"{settings.group}-apply",
-            "session.timeout.ms": 10000, "heartbeat.interval.ms": 1000,
-            "enable.auto.commit": False, "enable.auto.offset.store": False,
-            "auto.offset.reset": "earliest",
-            # range: every single-partition topic goes to the same member, so one process
-            # sees all of a stream's topics (others in the group stand by).
-            "partition.assignment.strategy": "range",
-            "fetch.wait.max.ms": 20,
-        })
-        self._queues: dict[TP, deque[_Msg]] = {}
-        self._next: dict[TP, int] = {}  # resume offset: after everything handed over/dropped
-        self._paused: set[TP] = set()
-        self._current: tuple[int, int] | None = None
-        self._order = 0  # events of the current transaction handed over
-        self._done: tuple[int, int] = (0, 0)  # the last transaction handed over whole
-        self._skip: set[tuple[int, int]] = set()  # transactions cut short by a capture crash
-        self._handed: dict[TP, int] = {}  # resume offsets at the last boundary
-        self._seen: dict[str, Position] = {}  # per table, the last position handed over
-        self._seen_at_boundary: dict[str, Position] = {}
-        self._done_at_boundary: tuple[int, int] = (0, 0)
-        # what the sink last committed: resume offsets, seen positions, last transaction
-        self._committed: tuple[dict[TP, int], dict[str, Position], tuple[int, int]] = ({}, {}, (0, 0))
-        self.at_boundary = True
-        self.rewind_needed = False
-        self._producer: Any = None
-        self.dead_letters = 0
-        self._consumer.subscribe([settings.tx_topic, *self.topics], on_assign=self._on_assign)
-
-    def _on_assign(self, consumer: Any, partitions: list[Any]) -> None:
-        from confluent_kafka import OFFSET_BEGINNING
-
-        for tp in partitions:
-            key = (tp.topic, tp.partition)
-            stored = self._next.get(key, self._start.get(key))
-            # The target database knows where we are; Kafka's committed offset is a copy.
-            tp.offset = stored if stored is not None else OFFSET_BEGINNING
-            self._queues[key] = deque()
-            self._next.setdefault(key, stored if stored is not None else 0)
-            self._handed.setdefault(key, self._next[key])
-            self._committed[0].setdefault(key, self._next[key])
-        # Buffered messages of a partition we had before are re-read from its resume offset.
-        self._current = None
-        consumer.assign(partitions)
-
-    # -- reading ----------------------------------------------------------------------
-    def _fetch(self, timeout: float) -> int:
-        msgs = self._consumer.consume(num_messages=5000, timeout=timeout)
-        for msg in msgs:
-            err = msg.error()
-            if err is not None:
-                if err.fatal():
-                    raise KafkaTransportError(f"Kafka consumer failed: {err.str()}")
-                continue  # transient (partition EOF, broker restarting): librdkafka retries
-            key: TP = (str(msg.topic()), int(msg.partition() or 0))
-            offset = int(msg.offset() or 0)
-            queue = self._queues.setdefault(key, deque())
-            if offset < self._next.get(key, 0) or (queue and offset <= queue[-1].offset):
-                continue  # re-delivered after a seek
-            parsed = self._parse(msg)
-            if parsed is not None:
-                queue.append(parsed)
-            elif not queue:
-                self._next[key] = offset + 1
-            else:
-                queue.append(_Msg(offset=offset, tx=(0, 0)))  # dropped when reached
-            if len(queue) > PAUSE_AT and key not in self._paused:
-                self._pause(key)
-        return len(msgs)
-
-    def _pause(self, key: TP) -> None:
-        from confluent_kafka import TopicPartition
-
-        self._consumer.pause([TopicPartition(*key)])
-        self._paused.add(key)
-
-    def _parse(self, msg: Any) -> _Msg | None:
-        try:
-            body = json.loads(msg.value())
-            if msg.topic() == self.settings.tx_topic:
-                return _Msg(offset=msg.offset(), tx=_tx_key(body["id"]), status=body["status"],
-                            count=int(body.get("event_count") or 0))
-            event = ChangeEvent.from_envelope(body, json.loads(msg.key()) if msg.key() else {})
-            tx = body["transaction"]
-            return _Msg(offset=msg.offset(), tx=_tx_key(tx["id"]), order=int(tx["total_order"]),
-                        event=event)
-        except (ValueError, KeyError, TypeError) as exc:
-            self._dead_raw(msg, f"undecodable message: {exc}")
-            return None
-
-    # -- reassembly -------------------------------------------------------------------
-    def _pop(self, key: TP) -> _Msg:
-        item = self._queues[key].popleft()
-        self._next[key] = item.offset + 1
-        if key in self._paused and len(self._queues[key]) < PAUSE_AT // 2:
-            from confluent_kafka import TopicPartition
-
-            self._consumer.resume([TopicPartition(*key)])
-            self._paused.discard(key)
-        return item
-
-    def _next_transaction(self) -> bool:
-        """Move to the next BEGIN on the transaction topic; False if none is here yet."""
-        txq = self._queues.get((self.settings.tx_topic, 0))
-        while txq:
-            head = txq[0]
-            self._pop((self.settings.tx_topic, 0))
-            if (head.status == "BEGIN" and head.tx is not None and head.tx > self._done
-                    and head.tx not in self._skip):
-                self._current, self._order = head.tx, 0
-                return True
-            # else: the END of one handed over already, or a stale/undecodable record
-        return False
-
-    def _find(self, cur: tuple[int, int], order: int) -> TP | None:
-        """The partition whose head is event `order` of transaction `cur`, if any is."""
-        for key, queue in self._queues.items():
-            if key[0] == self.settings.tx_topic:
-                continue
-            while queue and queue[0].tx is not None and queue[0].tx < cur:
-                self._pop(key)  # a dead transaction's events, or an undecodable one
-            if queue and queue[0].tx == cur and queue[0].order == order:
-                return key
-        return None
-
-    def _cut_short(self, cur: tuple[int, int]) -> bool:
-        """Did a newer capture process begin while `cur` was open (its process died)?"""
-        txq = self._queues.get((self.settings.tx_topic, 0))
-        while txq and (txq[0].status != "BEGIN" or txq[0].tx is None or txq[0].tx[0] <= cur[0]):
-            if txq[0].status == "BEGIN" and txq[0].tx is not None and txq[0].tx > cur:
-                return False  # a later transaction of the same process: cur will complete
-            self._pop((self.settings.tx_topic, 0))  # END records, stale ones
-        return bool(txq)
-
-    def _stream(self, out: list[ChangeEvent], limit: int) -> bool:
-        """Append the current transaction's next events in source order; True on progress."""
-        cur = self._current
-        assert cur is not None
-        progressed = False
-        while len(out) < limit:
-            key = self._find(cur, self._order + 1)
-            if key is None:
-                if self._cut_short(cur):
-                    # Its events are re-published under the new epoch. If part of it was
-                    # handed over, the apply loop rolls back and we re-read from the commit.
-                    self._skip.add(cur)
-                    self._current = None
-                    self.rewind_needed = not self.at_boundary
-                    return True
-                return progressed
-            m = self._pop(key)
-            self._order += 1
-            progressed = True
-            ev = m.event
-            assert ev is not None
-            self.at_boundary = False
-            last = ev.last
-            if not ev.position[0] or ev.position > self._seen.get(ev.table, (0, 0)):
-                if ev.position[0]:  # initial-copy events (LSN 0) are never duplicates
-                    self._seen[ev.table] = ev.position
-                out.append(ev)
-            # else: re-published after a capture restart, handed over already
-            if last:
-                self._done, self._current = cur, None
-                self.at_boundary = True
-                self._handed, self._seen_at_boundary = dict(self._next), dict(self._seen)
-                self._done_at_boundary = cur
-                return True
-        return progressed
-
-    def consume(self, max_events: int, timeout: float = 0.0) -> list[ChangeEvent]:
-        """The next events in source commit order, transactions possibly split across calls.
-
-        ``at_boundary`` says whether the last one returned ends a source transaction: only
-        then may the sink commit (with ``offsets()``, then call ``commit``). Stops at a
-        boundary once `max_events` are reached, unless the open transaction cannot finish
-        from what is buffered (a large one: it streams through in parts). ``rewind_needed``
-        says the sink must roll back and call ``rewind()``.
-        """
-        out: list[ChangeEvent] = []
-        deadline = time.monotonic() + timeout
-        while not self.rewind_needed:
-            full = len(out) >= max_events
-            if full and self.at_boundary:
-                break
-            if self._current is None:
-                if not full and self._next_transaction():
-                    continue
-            elif self._stream(out, 1 << 62 if full else max_events):
-                continue
-            elif full:
-                break  # the open transaction cannot finish from what is here: hand over a part
-            wait = 0.0 if out else max(0.0, deadline - time.monotonic())
-            if not self._fetch(min(wait, 0.1)) and (out or wait <= 0):
-                break
-        return out
-
-    def rewind(self) -> None:
-        """Forget everything after the last commit and re-read from there: the sink rolled
-        back because a transaction it had partly applied was cut short by a capture crash."""
-        from confluent_kafka import TopicPartition
-
-        offsets, seen, done = self._committed
-        self._seen, self._done = dict(seen), done
-        if self._paused:
-            self._consumer.resume([TopicPartition(*key) for key in self._paused])
-            self._paused.clear()
-        for key, queue in self._queues.items():
-            queue.clear()
-            self._next[key] = offsets.get(key, 0)
-            with contextlib.suppress(Exception):
-                self._consumer.seek(TopicPartition(key[0], key[1], self._next[key]))
-        self._handed = dict(offsets)
-        self._current, self.rewind_needed, self.at_boundary = None, False, True
-
-    def offsets(self) -> dict[TP, int]:
-        """Where to resume after the last transaction handed over whole."""
-        return dict(self._handed)
-
-    def commit(self, position: Position) -> None:
-        """The sink committed everything up to the last boundary (with ``offsets()``)."""
-        from confluent_kafka import KafkaException, TopicPartition
-
-        self._committed = (dict(self._handed), dict(self._seen_at_boundary), self._done_at_boundary)
-        tps = [TopicPartition(t, p, o) for (t, p), o in self._handed.items()]
-        if tps:
-            # Informational only: the target database holds the real offsets.
-            with contextlib.suppress(KafkaException):
-                self._consumer.commit(offsets=tps, asynchronous=True)
-
-    # -- dead letters -----------------------------------------------------------------
-    def _dlq_producer(self) -> Any:
-        if self._producer is None:
-            from confluent_kafka import Producer
-
-            self._producer = Producer({"bootstrap.servers": self.settings.bootstrap,
-                                       "enable.idempotence": True, "acks": "all"})
-        return self._producer
-
-    def dead_letter(self, event: ChangeEvent, reason: str) -> None:
-        """Publish an event the sink could not apply to ``<topic>.dlq``, reason in headers."""
-        topic = self.settings.topic(event.table)
-        self._dlq_producer().produce(
-            f"{topic}.dlq", key=event.key_json(), value=event.to_json(),
-            headers=[("strangler.reason", reason.encode()), ("strangler.stream", self.settings.stream.encode()),
-                     ("strangler.source.topic", topic.encode()),
-                     ("strangler.position", str(event.position).encode())])
-        self.dead_letters += 1
-
-    def _dead_raw(self, msg: Any, reason: str) -> None:
-        self._dlq_producer().produce(
-            f"{msg.topic()}.dlq", key=msg.key(), value=msg.value(),
-            headers=[("strangler.reason", reason.encode()), ("strangler.stream", self.settings.stream.encode()),
-                     ("strangler.source.topic", msg.topic().encode()),
-                     ("strangler.source.offset", str(msg.offset()).encode())])
-        self.dead_letters += 1
-
-    def close(self) -> None:
-        if self._producer is not None:
-            self._producer.flush(10)
-            self._producer = None
-        with contextlib.suppress(RuntimeError):  # already closed
-            self._consumer.close()
-
-
-__all__ = ["KafkaApply", "KafkaCapture", "KafkaSettings", "KafkaTransportError", "ensure_topics"]
+__all__ = ["KafkaCapture", "KafkaSettings", "KafkaTransportError", "ensure_topics"]

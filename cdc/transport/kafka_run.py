@@ -33,7 +33,8 @@ from cdc.events import ChangeEvent, Position
 from cdc.metrics import StreamMetrics
 from cdc.pipeline import Pipeline, open_stream
 from cdc.sinks.sqlalchemy import SqlSink, make_engine
-from cdc.transport.kafka import TP, KafkaApply, KafkaCapture, KafkaSettings
+from cdc.transport.kafka import KafkaCapture, KafkaSettings
+from cdc.transport.kafka_apply import TP, KafkaApply
 
 log = logging.getLogger("cdc.kafka")
 PARTS = ("capture", "apply", "both")

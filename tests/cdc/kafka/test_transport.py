@@ -14,7 +14,8 @@ from cdc.errors import ConfigError
 from cdc.events import ChangeEvent, Position
 from cdc.transport import Consumer as ConsumerProtocol
 from cdc.transport import Publisher
-from cdc.transport.kafka import KafkaApply, KafkaCapture, KafkaSettings
+from cdc.transport.kafka import KafkaCapture, KafkaSettings
+from cdc.transport.kafka_apply import KafkaApply
 from devstack import KafkaServer
 
 pytestmark = pytest.mark.kafka
