@@ -16,6 +16,7 @@ import httpx
 import pytest
 
 from devstack import free_port
+from router.server import HTTP_SERVERS
 
 ROOT = Path(__file__).resolve().parents[2]
 ADMIN_TOKEN = "test-admin-token-0123456789"
@@ -115,6 +116,12 @@ def http_option(http: str | None = None) -> list[str]:
     """`--http X` from the argument, else from STRANGLER_TEST_HTTP (run the suite per server)."""
     http = http or os.environ.get("STRANGLER_TEST_HTTP")
     return ["--http", http] if http else []
+
+
+@pytest.fixture(params=HTTP_SERVERS)
+def http(request: pytest.FixtureRequest) -> str:
+    """Run a test on each HTTP server (framing, streaming, reload, shutdown: the parts that differ)."""
+    return str(request.param)
 
 
 @pytest.fixture(scope="module")
