@@ -103,11 +103,15 @@ class HttpConnection(asyncio.Protocol):
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
-            # No upgrades here (the router answers websockets with a close): serve, then close.
-            if self.parsing is not None:
-                self.parsing.keep_alive = False
+            # No protocol switches here: the request is answered as plain HTTP, then the
+            # connection closes (what follows the head is not HTTP/1.1 any more).
+            if self.parsing is not None:  # a body that will never be parsed
+                self.parsing.gone = True
+                self.wake()
             self.broken = b""
             self.pause_reading()
+            if self.current is None:
+                self._close_with(b"")
             return
         except httptools.HttpParserCallbackError as exc:
             cause = exc.__context__
