@@ -64,7 +64,7 @@ class HttpConnection(asyncio.Protocol):
         self.parsing: Exchange | None = None  # the request whose body is arriving
         self.queue: deque[Exchange] = deque()  # pipelined requests waiting their turn
         self.runner: asyncio.Task[None] | None = None
-        self.event: asyncio.Future[None] | None = None
+        self.waiters: list[asyncio.Future[None]] = []  # runner idle, or receive() waiting
         self.drain_waiter: asyncio.Future[None] | None = None
         self.reading_paused = False
         self.write_paused = False
@@ -240,16 +240,19 @@ class HttpConnection(asyncio.Protocol):
         self.transport.resume_reading()
 
     def wake(self) -> None:
-        event = self.event
-        if event is not None:
-            self.event = None
-            if not event.done():
-                event.set_result(None)
+        """Something changed (body, end of response, disconnect): every waiter re-checks."""
+        if self.waiters:
+            waiters, self.waiters = self.waiters, []
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_result(None)
 
     async def wait_event(self) -> None:
-        if self.event is None:
-            self.event = self.loop.create_future()
-        await self.event
+        # One future per waiter: cancelling one waiter (a task the app gave up) must not
+        # cancel the others.
+        waiter = self.loop.create_future()
+        self.waiters.append(waiter)
+        await waiter
 
     async def drain(self) -> None:
         if self.closed:

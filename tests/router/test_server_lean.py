@@ -145,6 +145,16 @@ def test_chunked_upload_is_streamed_whole_in_bounded_memory(lean: RouterProc) ->
     assert peak - base < 30_000, (base, peak)
 
 
+def test_expect_100_continue_is_answered_when_the_body_is_wanted(lean: RouterProc) -> None:
+    sock, f = connect(lean)
+    with sock, f:
+        sock.sendall(b"POST /upload HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n")
+        assert f.readline() == b"HTTP/1.1 100 Continue\r\n" and f.readline() == b"\r\n"
+        sock.sendall(b"hello")
+        status, _, body = read_response(f)
+        assert status == 200 and json.loads(body)["received"] == 5
+
+
 def test_large_download_in_bounded_memory(lean: RouterProc) -> None:
     base = lean.rss_kb()
     peak = base
