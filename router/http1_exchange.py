@@ -105,6 +105,9 @@ class Exchange:
                 parts += (name, b": ", value, b"\r\n")
             self.framed = framed
             self.head = b"".join(parts)
+            # Held for the first body message (one write for a small response), but never
+            # past this turn of the loop: a slow first chunk must not hide the head.
+            self.conn.loop.call_soon(self._flush_head)
             return
         if kind != "http.response.body":
             return
@@ -114,23 +117,8 @@ class Exchange:
         body = message.get("body", b"")
         more = message.get("more_body", False)
         no_body = self.head_only or self.status in NO_BODY_STATUS
-        head = self.head
-        if head is not None:
-            self.head = None
-            if not self.framed and not self.head_only:
-                if not more:
-                    head += b"content-length: %d\r\n" % len(body)
-                elif self.scope["http_version"] == "1.1":
-                    head += b"transfer-encoding: chunked\r\n"
-                    self.chunked_out = True
-                else:
-                    self.keep_alive = False  # HTTP/1.0: the close ends the body
-            if not self.keep_alive:
-                head += b"connection: close\r\n\r\n"
-            elif self.scope["http_version"] == "1.0":
-                head += b"connection: keep-alive\r\n\r\n"
-            else:
-                head += b"\r\n"
+        if self.head is not None:
+            head = self._finish_head(None if more else len(body))
             if no_body or not body:
                 conn.write(head)
             elif self.chunked_out:
@@ -151,6 +139,30 @@ class Exchange:
             conn.wake()  # a receive() waiting for the end returns http.disconnect
         elif conn.write_paused:
             await conn.drain()
+
+
+    def _finish_head(self, length: int | None) -> bytes:
+        """The held head with framing (length None: more body follows) and Connection."""
+        head = self.head
+        assert head is not None
+        self.head = None
+        if not self.framed and not self.head_only:
+            if length is not None:
+                head += b"content-length: %d\r\n" % length
+            elif self.scope["http_version"] == "1.1":
+                head += b"transfer-encoding: chunked\r\n"
+                self.chunked_out = True
+            else:
+                self.keep_alive = False  # HTTP/1.0: the close ends the body
+        if not self.keep_alive:
+            return head + b"connection: close\r\n\r\n"
+        if self.scope["http_version"] == "1.0":
+            return head + b"connection: keep-alive\r\n\r\n"
+        return head + b"\r\n"
+
+    def _flush_head(self) -> None:
+        if self.head is not None and not self.gone:
+            self.conn.write(self._finish_head(None))
 
 
 __all__ = ["Exchange", "error_bytes", "status_line"]
