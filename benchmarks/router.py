@@ -3,8 +3,10 @@
     python benchmarks/router.py [--duration 5] [--rounds 3] [--compare]
 
 Starts one fixed upstream (uvicorn, 1 worker, small JSON), nginx (1 worker, upstream
-keep-alive), HAProxy (1 thread, http-reuse) and the router (`python -m router`, 1 worker),
-then runs `wrk` against direct, nginx, HAProxy and the router in alternation, for
+keep-alive), HAProxy (1 thread, http-reuse) and the router (`python -m router`, 1 worker)
+twice: on its default HTTP server (`router_*`) and on the other one (`--http`, reported as
+`router_<other>_*`, e.g. `router_uvicorn_rps`), then runs `wrk` against direct, nginx,
+HAProxy and both routers in alternation, for
 `--rounds` rounds at 32 connections and at 1 connection. Medians over rounds; the ratio is
 taken per round (router ÷ nginx in the same round) because the machine is noisy.
 `--compare` adds the alternatives the router's design was chosen against: the router app
@@ -34,6 +36,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from devstack import free_port  # noqa: E402
+from router.server import DEFAULT_HTTP, HTTP_SERVERS  # noqa: E402
+
+OTHER_HTTP = next(h for h in HTTP_SERVERS if h != DEFAULT_HTTP)
 
 BODY = json.dumps({"id": 1, "name": "Espresso cup", "price": "4.50", "in_stock": True}).encode()
 
@@ -169,7 +174,7 @@ def main() -> None:
     try:
         up = ports["direct"] = free_port()
         start("direct", [sys.executable, __file__, "--serve-upstream", str(up)])
-        for name in ("nginx", "haproxy", "router"):
+        for name in ("nginx", "haproxy", "router", f"router_{OTHER_HTTP}"):
             ports[name] = free_port()
         (tmp / "nginx.conf").write_text(f"""
 worker_processes 1;
@@ -227,6 +232,9 @@ routes:
 """)
         start("router", [sys.executable, "-m", "router", "--config", str(tmp / "routes.yaml"),
                          "--port", str(ports["router"]), "--workers", "1"])
+        start(f"router_{OTHER_HTTP}", [sys.executable, "-m", "router", "--config", str(tmp / "routes.yaml"),
+                                       "--port", str(ports[f"router_{OTHER_HTTP}"]), "--workers", "1",
+                                       "--http", OTHER_HTTP])
         if args.compare:
             try:
                 import granian  # noqa: F401
@@ -268,7 +276,7 @@ routes:
             return round(statistics.median(values), 3) if values else None
 
         line: dict[str, object] = {
-            "benchmark": "router",
+            "benchmark": "router", "router_http": DEFAULT_HTTP,
             "router_rps": med("router", "rps"), "nginx_rps": med("nginx", "rps"),
             "haproxy_rps": med("haproxy", "rps"), "direct_rps": med("direct", "rps"),
             "ratio_vs_nginx": round(statistics.median(ratios), 3),
@@ -278,7 +286,7 @@ routes:
             "haproxy_cpu_us_per_req": med("haproxy", "cpu_us"),
             "rounds": args.rounds, "duration_s": args.duration,
         }
-        for extra in ("router_granian", "httpx_proxy"):
+        for extra in (f"router_{OTHER_HTTP}", "router_granian", "httpx_proxy"):
             if extra in results:
                 line[f"{extra}_rps"] = med(extra, "rps")
                 line[f"{extra}_ratio_vs_nginx"] = round(statistics.median(

@@ -1,10 +1,12 @@
 """Running the router: one process, or a supervisor with N worker processes.
 
 Place in the flow: the outermost layer. `python -m router --config routes.yaml --host H
---port P --workers N`. The ASGI server is uvicorn with its httptools parser and uvloop when
-installed (chosen by measurement: benchmarks/README.md), no access log of its own (the
-router writes JSON lines) and `proxy_headers=False`, so a client cannot spoof its address
-through `X-Forwarded-For`.
+--port P --workers N [--http lean|uvicorn]`. The HTTP server is `lean` by default: the
+router's own HTTP/1.1 server on httptools (`router.server_lean`, chosen by measurement:
+benchmarks/README.md); `uvicorn` (httptools parser, no access log of its own,
+`proxy_headers=False` so a client cannot spoof its address through `X-Forwarded-For`) is
+the alternative. Both use uvloop when installed (`STRANGLER_LOOP=asyncio` forces the stdlib
+loop) and run the same ASGI app, lifespan included.
 
 With N > 1 the supervisor binds the socket once and forks N workers sharing it, gives them
 a shared metrics folder (summed on read), writes ledger entries for hand edits of the file
@@ -29,6 +31,8 @@ from router.errors import ConfigError
 from router.reload import ConfigWatcher
 
 METRICS_ENV = "STRANGLER_METRICS_DIR"
+HTTP_SERVERS = ("lean", "uvicorn")
+DEFAULT_HTTP = "lean"
 
 
 def _uvicorn_config(app: object, **kwargs: object) -> object:
@@ -50,35 +54,48 @@ def _uvicorn_config(app: object, **kwargs: object) -> object:
 
 
 def serve_one(config_path: Path, *, host: str, port: int, sock: socket.socket | None = None,
-              metrics_dir: str | None = None, leader: bool = True) -> None:
+              metrics_dir: str | None = None, leader: bool = True, http: str = DEFAULT_HTTP) -> None:
     """Run one worker in this process until SIGINT/SIGTERM."""
-    import uvicorn
-
     from router.proxy import Router
 
     # Until the app's loop installs its handlers, a reload or flush request must not kill us.
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     signal.signal(signal.SIGUSR1, signal.SIG_IGN)
     app = Router(config_path=config_path, metrics_dir=metrics_dir, leader=leader)
+    if http == "lean":
+        from router import server_lean
+
+        server_lean.run(app, host=host, port=port, sock=sock, loop=os.environ.get("STRANGLER_LOOP", "auto"))
+        return
+    import uvicorn
+
     server = uvicorn.Server(_uvicorn_config(app, host=host, port=port))  # type: ignore[arg-type]
     server.run(sockets=[sock] if sock is not None else None)
 
 
-def run(config_path: Path, *, host: str, port: int, workers: int) -> int:
+def run(config_path: Path, *, host: str, port: int, workers: int, http: str = DEFAULT_HTTP) -> int:
+    if http not in HTTP_SERVERS:
+        print(f"strangler router: --http must be one of {', '.join(HTTP_SERVERS)}, not {http!r}",
+              file=sys.stderr)
+        return 2
     try:
         load_config(config_path)  # refuse a bad file before binding anything
     except ConfigError as exc:
         print(f"strangler router: {exc}", file=sys.stderr)
         return 2
     if workers <= 1:
-        serve_one(config_path, host=host, port=port, metrics_dir=os.environ.get(METRICS_ENV))
+        serve_one(config_path, host=host, port=port, metrics_dir=os.environ.get(METRICS_ENV), http=http)
         return 0
-    return Supervisor(config_path, host=host, port=port, workers=workers).run()
+    return Supervisor(config_path, host=host, port=port, workers=workers, http=http).run()
 
 
 class Supervisor:
-    def __init__(self, config_path: Path, *, host: str, port: int, workers: int) -> None:
+    def __init__(self, config_path: Path, *, host: str, port: int, workers: int,
+                 http: str = DEFAULT_HTTP) -> None:
+        if http not in HTTP_SERVERS:
+            raise ValueError(f"http= must be one of {HTTP_SERVERS}, not {http!r}")
         self.config_path = config_path
+        self.http = http
         self.host, self.port, self.workers = host, port, workers
         self.children: dict[int, int] = {}  # pid → slot
         self.stopping = False
@@ -130,7 +147,7 @@ class Supervisor:
                 signal.signal(sig, signal.SIG_DFL)
             try:
                 serve_one(self.config_path, host=self.host, port=self.port, sock=sock,
-                          metrics_dir=metrics_dir, leader=False)
+                          metrics_dir=metrics_dir, leader=False, http=self.http)
             finally:
                 os._exit(0)
         self.children[pid] = slot

@@ -16,6 +16,7 @@ import httpx
 import pytest
 
 from devstack import free_port
+from router.server import HTTP_SERVERS
 
 ROOT = Path(__file__).resolve().parents[2]
 ADMIN_TOKEN = "test-admin-token-0123456789"
@@ -111,6 +112,18 @@ def _children(pid: int) -> list[int]:
         return []
 
 
+def http_option(http: str | None = None) -> list[str]:
+    """`--http X` from the argument, else from STRANGLER_TEST_HTTP (run the suite per server)."""
+    http = http or os.environ.get("STRANGLER_TEST_HTTP")
+    return ["--http", http] if http else []
+
+
+@pytest.fixture(params=HTTP_SERVERS)
+def http(request: pytest.FixtureRequest) -> str:
+    """Run a test on each HTTP server (framing, streaming, reload, shutdown: the parts that differ)."""
+    return str(request.param)
+
+
 @pytest.fixture(scope="module")
 def upstreams() -> Iterator[dict[str, Upstream]]:
     """Two real upstreams, `a` (plays the monolith) and `b` (the extracted service)."""
@@ -129,7 +142,8 @@ def start_router(tmp_path: Path) -> Iterator[Callable[..., RouterProc]]:
     """Start `python -m router` on a routes file written from `text`; stopped afterwards."""
     started: list[RouterProc] = []
 
-    def start(text: str, *, workers: int = 1, env: dict[str, str] | None = None) -> RouterProc:
+    def start(text: str, *, workers: int = 1, env: dict[str, str] | None = None,
+              http: str | None = None) -> RouterProc:
         config = tmp_path / "routes.yaml"
         config.write_text(text)
         port = free_port()
@@ -140,7 +154,8 @@ def start_router(tmp_path: Path) -> Iterator[Callable[..., RouterProc]]:
         with open(log, "wb") as handle:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "router", "--config", str(config), "--host", "127.0.0.1",
-                 "--port", str(port), "--workers", str(workers)],
+                 "--port", str(port), "--workers", str(workers),
+                 *http_option(http)],
                 cwd=ROOT, stdout=handle, stderr=handle, env=full_env)
         router = RouterProc(port=port, config=config, proc=proc, log=log)
         started.append(router)

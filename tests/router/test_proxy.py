@@ -103,8 +103,8 @@ def test_path_normalisation_is_what_the_upstream_sees(upstreams, start_router) -
         assert r.startswith(b"HTTP/1.1 400"), (bad, r[:200])
 
 
-def test_framing_attacks_and_oversized_headers_are_refused(upstreams, start_router) -> None:
-    router = start_router(config(upstreams))
+def test_framing_attacks_and_oversized_headers_are_refused(upstreams, start_router, http) -> None:
+    router = start_router(config(upstreams), http=http)
     both = (b"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n"
             b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n")
     assert raw_request(router.port, both).startswith(b"HTTP/1.1 400")
@@ -120,8 +120,8 @@ def test_framing_attacks_and_oversized_headers_are_refused(upstreams, start_rout
 
 
 @pytest.mark.slow
-def test_streams_large_bodies_both_ways_in_bounded_memory(upstreams, start_router) -> None:
-    router = start_router(config(upstreams))
+def test_streams_large_bodies_both_ways_in_bounded_memory(upstreams, start_router, http) -> None:
+    router = start_router(config(upstreams), http=http)
     base = router.rss_kb()
     peak = base
     size = 0
@@ -250,8 +250,8 @@ def test_an_upstream_answering_before_reading_the_body_does_not_poison_the_pool(
             assert client.get("/echo").status_code == 200
 
 
-def test_a_client_leaving_mid_download_stops_the_upstream_transfer(upstreams, start_router) -> None:
-    router = start_router(config(upstreams))
+def test_a_client_leaving_mid_download_stops_the_upstream_transfer(upstreams, start_router, http) -> None:
+    router = start_router(config(upstreams), http=http)
     with httpx.stream("GET", f"{router.url}/download?mb=500", timeout=30) as r:
         next(r.iter_bytes(1 << 20))
     deadline = time.monotonic() + 10

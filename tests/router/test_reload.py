@@ -32,8 +32,8 @@ routes:
 
 
 @pytest.mark.slow
-def test_reload_every_100ms_under_concurrent_load_fails_no_request(upstreams, start_router) -> None:
-    router = start_router(config(upstreams, 50, 50))
+def test_reload_every_100ms_under_concurrent_load_fails_no_request(upstreams, start_router, http) -> None:
+    router = start_router(config(upstreams, 50, 50), http=http)
     results: list[int] = []
     backends: set[str] = set()
     stop = threading.Event()
