@@ -17,6 +17,9 @@ BASE_DIR = REPO_ROOT / "monolith"
 SECRET_KEY = os.environ.get("MONOLITH_SECRET_KEY", "dev-only-not-secret-legacy-shop")
 DEBUG = os.environ.get("MONOLITH_DEBUG", "") == "1"
 ALLOWED_HOSTS = ["*"]  # the router, tests and the demo reach it under varying host names
+# Behind the router, absolute URLs (pagination links) must name the host the client used,
+# not the upstream's loopback address, or following `next` would bypass the router.
+USE_X_FORWARDED_HOST = True
 
 INSTALLED_APPS = [
     "django.contrib.auth",

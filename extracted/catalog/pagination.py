@@ -70,6 +70,16 @@ def page(params: QueryParams, *, size: int, count: int) -> Page:
     return Page(number=number, size=size, count=count)
 
 
+def public_url(url: str, forwarded_host: str | None) -> str:
+    """The URL as the client addressed it: behind the router, `X-Forwarded-Host` names the
+    host the client used (the router sets it and drops any client copy). Like Django's
+    USE_X_FORWARDED_HOST in the monolith, so `next` links lead back through the router."""
+    if not forwarded_host:
+        return url
+    scheme, _, path, query, fragment = parse.urlsplit(url)
+    return parse.urlunsplit((scheme, forwarded_host.strip(), path, query, fragment))
+
+
 def links(url: str, current: Page) -> tuple[str | None, str | None]:
     """(next, previous) absolute URLs for `current`, DRF-style."""
     next_url = _replace(url, current.number + 1) if current.has_next else None

@@ -67,6 +67,10 @@ def _methods(**handlers: Handler) -> Handler:
 # ---- products ---------------------------------------------------------------------------
 
 
+def _public_url(request: Request) -> str:
+    return pagination.public_url(str(request.url), request.headers.get("x-forwarded-host"))
+
+
 def _product_page(engine: Engine, request: Request) -> dict[str, Any]:
     params = request.query_params
     with engine.connect() as conn:
@@ -75,7 +79,7 @@ def _product_page(engine: Engine, request: Request) -> dict[str, Any]:
         count = selectors.product_count(conn, filters=query)
         page = pagination.page(params, size=size, count=count)
         rows = selectors.product_list(conn, filters=query, offset=page.offset, limit=page.size)
-    next_url, previous_url = pagination.links(str(request.url), page)
+    next_url, previous_url = pagination.links(_public_url(request), page)
     return {
         "count": count,
         "next": next_url,
@@ -131,7 +135,7 @@ def _price_history_page(engine: Engine, request: Request) -> dict[str, Any]:
         rows = selectors.price_change_list(
             conn, product_id=product["id"], offset=page.offset, limit=page.size
         )
-    next_url, previous_url = pagination.links(str(request.url), page)
+    next_url, previous_url = pagination.links(_public_url(request), page)
     return {
         "count": count,
         "next": next_url,
@@ -217,7 +221,7 @@ def _category_page(engine: Engine, request: Request) -> dict[str, Any]:
         count = selectors.category_count(conn, filters=query)
         page = pagination.page(params, size=size, count=count)
         rows = selectors.category_list(conn, filters=query, offset=page.offset, limit=page.size)
-    next_url, previous_url = pagination.links(str(request.url), page)
+    next_url, previous_url = pagination.links(_public_url(request), page)
     return {
         "count": count,
         "next": next_url,

@@ -123,3 +123,10 @@ def test_deleting_a_category_in_use_is_400_not_500(staff: APIClient) -> None:
     response = staff.delete("/api/categories/1/")
     assert response.status_code == 400
     assert "detail" in response.json()
+
+
+def test_links_use_the_forwarded_host_behind_the_router(anon: APIClient) -> None:
+    # Behind the router the upstream sees its own loopback Host; `next` must still lead
+    # back through the router, or a client paging through would bypass it.
+    body = anon.get("/api/products/?page_size=1", HTTP_X_FORWARDED_HOST="shop.example:8080").json()
+    assert body["next"] == "http://shop.example:8080/api/products/?page=2&page_size=1"
