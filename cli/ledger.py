@@ -35,8 +35,8 @@ def ledger_path(routes: Path) -> Path:
     name = doc.get("ledger") if isinstance(doc, dict) else None
     if name:
         path = Path(name)
-        return path if path.is_absolute() else (routes.resolve().parent / path)
-    return routes.resolve().parent / ".strangler" / "ledger.jsonl"
+        return path if path.is_absolute() else (routes.absolute().parent / path)
+    return routes.absolute().parent / ".strangler" / "ledger.jsonl"
 
 
 def read_ledger(path: Path, *, route: str | None = None) -> list[dict[str, Any]]:

@@ -39,7 +39,7 @@ def load(path: Path, text: str | None = None) -> Config:
             text = path.read_text()
         except OSError as exc:
             raise CLIError(f"cannot read {path}: {exc.strerror}; give the file with --routes") from exc
-    return parse_config(text, source=str(path), base_dir=path.resolve().parent)
+    return parse_config(text, source=str(path), base_dir=path.absolute().parent)
 
 
 def route_doc(config: Config) -> list[dict[str, Any]]:

@@ -329,7 +329,7 @@ def load_config(path: str | os.PathLike[str]) -> Config:
     except OSError as exc:
         raise ConfigError(f"{p}: cannot read the routes file ({exc.strerror}) — fix: pass "
                           "--config with the path of an existing routes.yaml") from exc
-    return parse_config(text, source=str(p), base_dir=p.resolve().parent)
+    return parse_config(text, source=str(p), base_dir=p.absolute().parent)
 
 
 # --- editing ----------------------------------------------------------------------------
@@ -389,7 +389,7 @@ def set_weight(path: str | os.PathLike[str], *, route: str, backend: str, weight
         text = p.read_text()
         new_text, old, new = weight_edit(text, route=route, backend=backend, weight=weight,
                                          source=str(p))
-        config = parse_config(new_text, source=str(p), base_dir=p.resolve().parent)
+        config = parse_config(new_text, source=str(p), base_dir=p.absolute().parent)
         atomic_write(p, new_text)
         return ledger.append(config.ledger_path, actor=actor, route=route, old=old, new=new,
                              reason=reason, config_sha256=config.sha256)

@@ -115,3 +115,16 @@ def test_ledger_lines_are_json(tmp_path: Path) -> None:
         ledger.append(path, actor="a", route="r", old={"m": 100 - i}, new={"m": 99 - i}, reason="x")
     lines = path.read_text().splitlines()
     assert [json.loads(line)["old"] for line in lines] == [{"m": 100}, {"m": 99}, {"m": 98}]
+
+
+def test_relative_paths_follow_the_file_as_named_not_its_symlink_target(tmp_path: Path) -> None:
+    # Kubernetes mounts a ConfigMap as routes.yaml -> ..data/routes.yaml -> ..<timestamp>/…;
+    # a relative ledger must live beside the name, not inside the read-only, replaced folder.
+    stamped = tmp_path / "..2026_11_27"
+    stamped.mkdir()
+    (stamped / "routes.yaml").write_text(GOOD)
+    (tmp_path / "..data").symlink_to(stamped.name)
+    link = tmp_path / "routes.yaml"
+    link.symlink_to("..data/routes.yaml")
+    config = load_config(link)
+    assert config.ledger_path == tmp_path / "ledger.jsonl"
