@@ -93,16 +93,27 @@ def _alive(pid: Any) -> bool:
     return True
 
 
+def _running(live: dict[str, Any]) -> dict[str, Any]:
+    running = {k: live.get(k) for k in ("state", "events", "events_per_s", "lag_ms", "wal_bytes_behind",
+                                        "dead_letters", "error", "pid", "updated")}
+    if live.get("state") in ("starting", "snapshot", "streaming") and not _alive(live.get("pid")):
+        running["state"] = "dead"  # the process is gone without a clean stop
+    return running
+
+
 def _status_one(cfg: config.StreamConfig) -> dict[str, Any]:
     out: dict[str, Any] = {"stream": cfg.name, "owner": cfg.owner, "source": cfg.source_kind,
                            "tables": {t.source: t.target for t in cfg.tables}}
     live = metrics.load(cfg.name)
     if live:
-        out["running"] = {k: live.get(k) for k in ("state", "events", "events_per_s", "lag_ms",
-                                                   "wal_bytes_behind", "dead_letters", "error", "pid",
-                                                   "updated")}
-        if live.get("state") in ("starting", "snapshot", "streaming") and not _alive(live.get("pid")):
-            out["running"]["state"] = "dead"  # the process is gone without a clean stop
+        out["running"] = _running(live)
+    else:  # a Kafka stream runs as two halves, each with its own metrics file
+        halves = {part: m for part in ("capture", "apply") if (m := metrics.load(f"{cfg.name}.{part}"))}
+        if halves:
+            out["halves"] = {part: _running(m) for part, m in halves.items()}
+            # end-to-end figures (lag, events applied) are the apply half's
+            out["running"] = dict(out["halves"].get("apply") or out["halves"]["capture"])
+            out["running"]["state"] = " / ".join(f"{p} {h['state']}" for p, h in out["halves"].items())
     try:
         from cdc.sinks.sqlalchemy import make_engine
 

@@ -172,6 +172,13 @@ def test_capture_and_apply_processes_keep_target_equal(kafka_broker: KafkaServer
         # the resume offsets live in the target, beside the rows
         offsets = dict(sql(env.tgt, "SELECT topic, next_offset FROM strangler_cdc_kafka_offset"))
         assert offsets[f"{prefix}.transaction"] > 0 and offsets[f"{prefix}.public.catalog_product"] > 200
+        # `cdc status` shows both halves running, and the dead letter
+        def status() -> dict[str, Any]:
+            return json.loads(env.cli("cdc", "status", env.name, "--json").stdout)["streams"][0]
+        wait_for(lambda: {h["state"] for h in status().get("halves", {}).values()} == {"streaming"}, 30,
+                 "both halves reported as streaming by `cdc status`")
+        shown = status()
+        assert set(shown["halves"]) == {"capture", "apply"} and shown["dead_letters"] == 1
         for part in ("capture", "apply"):
             env.parts[part].send_signal(signal.SIGTERM)
             assert env.parts[part].wait(30) == 0, env.part_log(part)
