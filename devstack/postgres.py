@@ -17,6 +17,7 @@ import os
 import pwd
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -45,6 +46,27 @@ SERVER_SETTINGS = {
     "wal_sender_timeout": "60s",
     "logical_decoding_work_mem": "64MB",
 }
+
+
+# Runs beside a server this process started, in its own session: when this process dies
+# without stopping the server (kill -9, a second Ctrl-C), it stops the server and removes
+# the folder, so an interrupted test run leaves no postgres behind.
+_REAPER = """
+import os, shutil, signal, sys, time
+parent, datadir, root = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+while os.getppid() == parent:
+    time.sleep(1)
+try:  # SIGQUIT to the postmaster is PostgreSQL's immediate shutdown
+    with open(os.path.join(datadir, "postmaster.pid")) as fh:
+        pid = int(fh.readline())
+    os.kill(pid, signal.SIGQUIT)
+    for _ in range(100):
+        os.kill(pid, 0)
+        time.sleep(0.1)
+except (OSError, ValueError):
+    pass
+shutil.rmtree(root, ignore_errors=True)
+"""
 
 
 def find_bindir() -> str:
@@ -111,6 +133,7 @@ class PostgresServer:
     datadir: str = ""
     owned: bool = False
     _root: str = ""
+    _reaper: subprocess.Popen[bytes] | None = None
 
     def start(self) -> PostgresServer:
         existing = os.environ.get(ENV_DSN)
@@ -135,6 +158,15 @@ class PostgresServer:
         )
         self._pg_ctl_start(bindir, run, env)
         self.owned = True
+        try:
+            self._reaper = subprocess.Popen(
+                [sys.executable, "-c", _REAPER, str(os.getpid()), self.datadir, self._root],
+                start_new_session=True, cwd=self._root,
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            )
+        except OSError as exc:
+            self.stop()
+            raise ServiceUnavailable(f"cannot start the server's watchdog: {exc}") from exc
         self.dsn = f"postgresql://{SUPERUSER}@127.0.0.1:{self.port}/postgres"
         self._check_reachable()
         return self
@@ -191,6 +223,10 @@ class PostgresServer:
         return with_database(self.dsn, name)
 
     def stop(self) -> None:
+        if self._reaper is not None:
+            self._reaper.kill()
+            self._reaper.wait()
+            self._reaper = None
         if self.owned and self.datadir and os.path.isdir(self.datadir):
             bindir = find_bindir()
             subprocess.run(

@@ -47,3 +47,34 @@ def test_stop_removes_the_data_folder(pg_server: PostgresServer, monkeypatch: py
     assert os.path.isdir(datadir)
     server.stop()
     assert not os.path.exists(datadir)
+
+
+def test_a_killed_owner_leaves_no_server_behind(pg_server: PostgresServer, tmp_path) -> None:
+    """kill -9 of the process that started a server: the server stops and its folder goes."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    script = (
+        "import os, sys, time\n"
+        "os.environ.pop('STRANGLER_PG_DSN', None)\n"
+        "from devstack import PostgresServer\n"
+        "s = PostgresServer().start()\n"
+        "print(s.port, s._root, flush=True)\n"
+        "time.sleep(600)\n"
+    )
+    owner = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        port, root = owner.stdout.readline().split()  # type: ignore[union-attr]
+        psycopg2.connect(f"postgresql://strangler@127.0.0.1:{port}/postgres").close()
+    finally:
+        owner.send_signal(signal.SIGKILL)
+        owner.wait()
+    deadline = time.monotonic() + 30
+    while os.path.exists(root) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not os.path.exists(root)
+    with pytest.raises(psycopg2.OperationalError):
+        psycopg2.connect(f"postgresql://strangler@127.0.0.1:{port}/postgres", connect_timeout=2).close()
