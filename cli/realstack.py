@@ -48,7 +48,7 @@ class RealServices:
             )
         progress("starting PostgreSQL (wal_level=logical)")
         try:
-            pg = PostgresServer().start()
+            pg = PostgresServer(outlive_owner=detach).start()  # detached: `down` stops it
         except ServiceUnavailable as exc:
             raise StackError(f"--real needs PostgreSQL: {exc}") from exc
         (self.run_dir / PG_STATE).write_text(json.dumps(

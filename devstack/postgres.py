@@ -132,6 +132,7 @@ class PostgresServer:
     port: int = 0
     datadir: str = ""
     owned: bool = False
+    outlive_owner: bool = False  # True: keep running after this process exits (`up --detach`)
     _root: str = ""
     _reaper: subprocess.Popen[bytes] | None = None
 
@@ -159,7 +160,7 @@ class PostgresServer:
         self._pg_ctl_start(bindir, run, env)
         self.owned = True
         try:
-            self._reaper = subprocess.Popen(
+            self._reaper = None if self.outlive_owner else subprocess.Popen(
                 [sys.executable, "-c", _REAPER, str(os.getpid()), self.datadir, self._root],
                 start_new_session=True, cwd=self._root,
                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
