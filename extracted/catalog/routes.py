@@ -67,8 +67,11 @@ def _methods(**handlers: Handler) -> Handler:
 # ---- products ---------------------------------------------------------------------------
 
 
-def _public_url(request: Request) -> str:
-    return pagination.public_url(str(request.url), request.headers.get("x-forwarded-host"))
+def _envelope(request: Request, page: pagination.Page, count: int, results: list[Any]) -> dict[str, Any]:
+    """DRF's page body: count, absolute next/previous links (as the client addressed us), results."""
+    url = pagination.public_url(str(request.url), request.headers.get("x-forwarded-host"))
+    next_url, previous_url = pagination.links(url, page)
+    return {"count": count, "next": next_url, "previous": previous_url, "results": results}
 
 
 def _product_page(engine: Engine, request: Request) -> dict[str, Any]:
@@ -79,13 +82,7 @@ def _product_page(engine: Engine, request: Request) -> dict[str, Any]:
         count = selectors.product_count(conn, filters=query)
         page = pagination.page(params, size=size, count=count)
         rows = selectors.product_list(conn, filters=query, offset=page.offset, limit=page.size)
-    next_url, previous_url = pagination.links(_public_url(request), page)
-    return {
-        "count": count,
-        "next": next_url,
-        "previous": previous_url,
-        "results": [schemas.product_out(row) for row in rows],
-    }
+    return _envelope(request, page, count, [schemas.product_out(row) for row in rows])
 
 
 async def product_list(request: Request) -> Response:
@@ -135,13 +132,7 @@ def _price_history_page(engine: Engine, request: Request) -> dict[str, Any]:
         rows = selectors.price_change_list(
             conn, product_id=product["id"], offset=page.offset, limit=page.size
         )
-    next_url, previous_url = pagination.links(_public_url(request), page)
-    return {
-        "count": count,
-        "next": next_url,
-        "previous": previous_url,
-        "results": [schemas.price_change_out(row) for row in rows],
-    }
+    return _envelope(request, page, count, [schemas.price_change_out(row) for row in rows])
 
 
 async def price_history(request: Request) -> Response:
@@ -221,13 +212,7 @@ def _category_page(engine: Engine, request: Request) -> dict[str, Any]:
         count = selectors.category_count(conn, filters=query)
         page = pagination.page(params, size=size, count=count)
         rows = selectors.category_list(conn, filters=query, offset=page.offset, limit=page.size)
-    next_url, previous_url = pagination.links(_public_url(request), page)
-    return {
-        "count": count,
-        "next": next_url,
-        "previous": previous_url,
-        "results": [schemas.category_out(row) for row in rows],
-    }
+    return _envelope(request, page, count, [schemas.category_out(row) for row in rows])
 
 
 async def category_list(request: Request) -> Response:
