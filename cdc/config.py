@@ -191,8 +191,12 @@ def _stream(name: Any, body: Any) -> StreamConfig:
         raise ConfigError(f"{path}.target", "is required: {url: postgresql://... | sqlite:///...}")
     _only(tgt, f"{path}.target", {"url"})
     transport = body.get("transport", "direct")
-    if isinstance(transport, str):
-        transport = {"kind": transport}
+    if isinstance(transport, str):  # `${STRANGLER_CDC_TRANSPORT:-direct}`: one file for laptop and compose
+        try:
+            transport = {"kind": expand_env(transport).strip()}
+        except KeyError as exc:
+            raise ConfigError(f"{path}.transport", f"environment variable {exc.args[0]} is not set; "
+                              "set it or write ${VAR:-default}") from None
     if not isinstance(transport, dict) or not isinstance(transport.get("kind"), str):
         raise ConfigError(f"{path}.transport", "must be `direct` or a mapping with `kind:`")
     tables_raw = body.get("tables")

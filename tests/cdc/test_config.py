@@ -57,6 +57,18 @@ def test_env_defaults_expand(monkeypatch: pytest.MonkeyPatch) -> None:
     assert (cfg.source_url, cfg.target_url, cfg.slot) == ("postgresql://h/db", "sqlite:///x.db", "strangler_s")
 
 
+def test_transport_comes_from_the_environment_with_a_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    spec = {"source": {"url": "postgresql://h/src"}, "target": {"url": "sqlite:///t.db"}, "tables": {"a": "b"},
+            "transport": "${STRANGLER_CDC_TRANSPORT:-direct}"}
+    monkeypatch.delenv("STRANGLER_CDC_TRANSPORT", raising=False)
+    assert parse({"streams": {"s": spec}}).stream("s").transport == {"kind": "direct"}
+    monkeypatch.setenv("STRANGLER_CDC_TRANSPORT", "kafka")
+    assert parse({"streams": {"s": spec}}).stream("s").transport == {"kind": "kafka"}
+    with pytest.raises(ConfigError) as err:
+        parse({"streams": {"s": {**spec, "transport": "${NOPE_NOT_SET}"}}})
+    assert err.value.path == "streams.s.transport" and "NOPE_NOT_SET" in str(err.value)
+
+
 def test_unknown_stream_lists_the_known_ones() -> None:
     with pytest.raises(ConfigError, match="streams: s"):
         parse(body()).stream("nope")

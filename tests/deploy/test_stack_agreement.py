@@ -22,9 +22,10 @@ from tests.deploy.conftest import DOCKERFILE, ROOT, by_kind
 
 # Allowed differences: containers listen on every interface, not loopback...
 CONTAINER_HOST = "0.0.0.0"
-# ...and may add these variables: the Kafka address (for streams whose transport is kafka),
-# and a real Django secret key (`up` leaves the monolith on its dev-only default).
-CONTAINER_ONLY_ENV = {"STRANGLER_KAFKA_BOOTSTRAP", "MONOLITH_SECRET_KEY"}
+# ...and may add these variables: the Kafka address and the Kafka transport for streams.yaml
+# (`up --real` writes `transport: kafka` into its own copy of the file instead), and a real
+# Django secret key (`up` leaves the monolith on its dev-only default).
+CONTAINER_ONLY_ENV = {"STRANGLER_KAFKA_BOOTSTRAP", "STRANGLER_CDC_TRANSPORT", "MONOLITH_SECRET_KEY"}
 # Variables whose values differ by design: secrets, and database URLs (service names and
 # passwords instead of loopback ports); for URLs the scheme and database name must agree.
 SECRET_ENV = {"STRANGLER_ADMIN_TOKEN", "STRANGLER_IDENTITY_SECRET"}
