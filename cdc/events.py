@@ -4,8 +4,14 @@ An event is a row change in the Debezium envelope (``before``, ``after``, ``sour
 ``ts_ms``) so consumers written for Debezium read it unchanged. ``op`` is one of
 
     c  insert        u  update        d  delete        t  truncate
-    r  read: a row copied by a snapshot (``source.snapshot`` is "true", or "last" on the
-       final chunk of a table; a "last" marker with ``after`` None carries no row)
+    r  read: a row copied by a snapshot (``source.snapshot`` is "true"), or a row-less
+       snapshot marker (``after`` None) whose ``snapshot`` says what it marks:
+         "start"  a re-copy of the table was requested: it is copying from the beginning
+         "range"  the chunk covers source keys in ``extent`` (after, upto]; target rows in
+                  that range whose key is not in ``extent["keep"]`` are gone from the source
+         "last"   the table's copy is done
+    m  a logical message (Debezium's op): no row, only a position the sink records, so a
+       source may acknowledge past it
 
 Every event also has a ``key`` (the primary-key columns of the source row) and a
 ``position``: ``(commit LSN, index within the transaction)`` for PostgreSQL, ``(changelog
@@ -29,7 +35,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, NamedTuple
 
-OPS = frozenset("curdt")
+OPS = frozenset("curdtm")
 CONNECTOR = "strangler"
 
 
@@ -71,16 +77,17 @@ class ChangeEvent:
     db: str = ""
     schema: str = ""
     tx_id: int | None = None
-    snapshot: str = "false"  # "true" | "last" for op "r"
+    snapshot: str = "false"  # "true" | "start" | "range" | "last" for op "r"
     unchanged: tuple[str, ...] = field(default_factory=tuple)  # unseen TOAST columns
+    extent: dict[str, Any] | None = None  # a "range" marker's {"after", "upto", "keep"}
 
     def __post_init__(self) -> None:
         if self.op not in OPS:
-            raise ValueError(f"op must be one of c/u/d/r/t, not {self.op!r}")
+            raise ValueError(f"op must be one of c/u/d/r/t/m, not {self.op!r}")
 
     def to_envelope(self) -> dict[str, Any]:
         """The Debezium envelope (payload part), plus position fields under ``source``."""
-        return {
+        env: dict[str, Any] = {
             "before": self.before,
             "after": self.after,
             "source": {
@@ -99,6 +106,9 @@ class ChangeEvent:
             "op": self.op,
             "ts_ms": self.ts_ms,
         }
+        if self.extent is not None:
+            env["source"]["extent"] = self.extent
+        return env
 
     def to_json(self) -> bytes:
         return json.dumps(self.to_envelope(), default=json_default, separators=(",", ":")).encode()
@@ -116,6 +126,7 @@ class ChangeEvent:
             ts_ms=int(env.get("ts_ms") or 0), last=bool(src.get("last", True)),
             db=src.get("db", ""), schema=src.get("schema", ""), tx_id=src.get("txId"),
             snapshot=str(src.get("snapshot", "false")), unchanged=tuple(src.get("unchanged") or ()),
+            extent=src.get("extent"),
         )
 
     @classmethod

@@ -9,6 +9,7 @@ whether a changed source relation (PostgreSQL sends one after DDL) is still cove
 
 from __future__ import annotations
 
+import logging
 import operator
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -17,6 +18,8 @@ from typing import Any
 from cdc import convert
 from cdc.config import Condition, StreamConfig, TableMap
 from cdc.errors import ConfigError, SchemaChanged
+
+log = logging.getLogger("cdc.mapping")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -122,12 +125,45 @@ class TableMapping:
     def matches(self, row: Mapping[str, Any]) -> bool:
         return all(_cond_ok(c, row.get(c.column)) for c in self.spec.filter)
 
-    def check_relation(self, columns: Mapping[str, str]) -> list[str]:
+    def check_relation(self, columns: Mapping[str, str], *,
+                       current: Callable[[], Mapping[str, str]] | None = None,
+                       at: str = "") -> list[str]:
         """Raise SchemaChanged unless `columns` (name -> type) is still covered.
 
-        New columns follow ``new_columns``: stop, ignore, or copy (same name; the target must
-        have it). Returns the columns added to the mapping by ``copy``.
+        `columns` is the table as of this point of the stream. If it does not fit the mapping
+        and differs from the table as it is now (`current()`), it is history: the stream is
+        replaying changes made before DDL that happened while it was stopped, and the mapping
+        (checked against today's table) is right for what comes after; such rows are applied
+        without the columns they did not have yet. Otherwise new columns follow
+        ``new_columns``: stop, ignore, or copy (same name; the target must have it). Returns
+        the columns added to the mapping by ``copy``.
         """
+        known = self.source_schema.columns
+        problems, added = self._relation_problems(columns)
+        if problems and current is not None:
+            now = dict(current())
+            if dict(columns) != now:
+                self._accept_history(columns, now, at)
+                return []
+        if problems:
+            where = f" at {at}" if at else ""
+            raise SchemaChanged(
+                f"source table {self.source!r} changed{where}: {'; '.join(problems)}. The stream "
+                f"stopped with its position kept; update streams.yaml (tables.{self.source}: "
+                "columns/drop, or new_columns: ignore|copy) and the target schema, then run it again"
+            )
+        for col in columns:
+            if col not in known:
+                if col in added:
+                    self.columns.append((col, col, None))
+                    self._plain.append((col, col))
+                else:
+                    self.ignored.add(col)
+                known[col] = columns[col]
+        return added
+
+    def _relation_problems(self, columns: Mapping[str, str]) -> tuple[list[str], list[str]]:
+        """(what no longer fits the mapping, new columns that ``copy`` would add)."""
         known = self.source_schema.columns
         problems, added = [], []
         for src, _tgt, _conv in self.columns:
@@ -141,28 +177,43 @@ class TableMapping:
                 continue
             policy = self.spec.new_columns
             if policy == "stop":
-                problems.append(f"new column {col!r} is not in the mapping")
+                problems.append(f"new column {col!r} ({columns[col]}) is not in the mapping")
             elif policy == "copy" and col not in self.target_schema.columns:
                 problems.append(f"new column {col!r} (new_columns: copy) has no column of that name "
                                 f"in target table {self.target!r}")
             elif policy == "copy":
                 added.append(col)
+        return problems, added
+
+    def _accept_history(self, columns: Mapping[str, str], now: Mapping[str, str], at: str) -> None:
+        """Replaying rows from before later DDL: fine unless they cannot be applied."""
+        problems, notes = [], []
+        for src, tgt, _conv in self.columns:
+            if src in columns:
+                old, new = columns[src], now.get(src, columns[src])
+                if old != new and type_category(old) != type_category(new):
+                    problems.append(f"column {src!r} was {old} here and is {new} now, so these rows "
+                                    "carry values of another kind; re-copy instead: `strangler cdc "
+                                    f"drop` the stream and run it again")
+            elif src in self.key:
+                problems.append(f"key column {src!r} did not exist yet")
+            elif tgt in self.target_schema.required:
+                problems.append(f"column {src!r} did not exist yet, but target column "
+                                f"{self.target}.{tgt} is NOT NULL without a default; give it a "
+                                "default (or make it nullable) and run again")
+            else:
+                notes.append(f"{src!r} added later")
+        notes += [f"{c!r} dropped later" for c in columns if c not in now]
         if problems:
             raise SchemaChanged(
-                f"source table {self.source!r} changed: {'; '.join(problems)}. The stream stopped "
-                f"with its position kept; update streams.yaml (tables.{self.source}: columns/drop, "
-                "or new_columns: ignore|copy) and the target schema, then run it again"
-            )
-        for col in columns:
-            if col not in known:
-                if col in added:
-                    self.columns.append((col, col, None))
-                    self._plain.append((col, col))
-                else:
-                    self.ignored.add(col)
-                known[col] = columns[col]
-        return added
-
+                f"source table {self.source!r}: replaying changes made before a schema change "
+                f"(at {at or 'the stream position'}): {'; '.join(problems)}. The stream stopped "
+                "with its position kept")
+        log.warning("%s: replaying changes made before a schema change (%s); rows of that time "
+                    "are applied without the columns they lacked. If a column was added with a "
+                    "default, rows not changed since keep the target's value: re-copy them with "
+                    "`strangler cdc snapshot <stream> %s`", self.source, ", ".join(notes) or "types",
+                    self.source)
 
 def compile_stream(
     cfg: StreamConfig,

@@ -12,6 +12,7 @@ mapping no longer covers.
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib
 import json
 import logging
@@ -62,6 +63,11 @@ def open_stream(cfg: StreamConfig) -> tuple[Source, Any, dict[str, mapping_mod.T
         raise
     source.keys = {t: m.key for t, m in mappings.items()}
     return source, engine, mappings
+
+
+def _live_columns(source: Source, table: str) -> dict[str, str]:
+    """The source table's columns as they are now (not as of the stream's position)."""
+    return source.describe([table])[table].columns
 
 
 class Pipeline:
@@ -123,7 +129,7 @@ class Pipeline:
         for table in mappings:
             state = sink.snapshot_state.get(table)
             if state is None or state[0] != "done":
-                after = state[1] if state and state[0] == "copying" else None
+                after = (state[1] or None) if state and state[0] == "copying" else None
                 log.info("%s: copying %s while streaming (watermarks), after key %s",
                          self.cfg.name, table, after)
                 wm.add(table, after)
@@ -145,10 +151,11 @@ class Pipeline:
                     tm = mappings.get(item.table)
                     if tm is not None:
                         self._drain()  # everything before the relation is applied first
-                        tm.check_relation(item.columns)  # SchemaChanged stops the stream here
+                        # SchemaChanged stops the stream here, position intact
+                        tm.check_relation(item.columns, at=str(item.position),
+                                          current=functools.partial(_live_columns, source, item.table))
                 elif isinstance(item, Message):
-                    self._publish(wm.on_message(item))
-                    self._control(item, wm, mappings)
+                    self._publish(self._on_message(item, wm, mappings))
             self._publish(out)
             source.acknowledge(self.transport.durable())
             self._tick(source, sink)
@@ -168,17 +175,36 @@ class Pipeline:
                 self._tick(None, sink)
         self._drain()
 
-    def _control(self, msg: Message, wm: Watermarks, mappings: dict[str, Any]) -> None:
-        """A re-snapshot request written by `strangler cdc snapshot`."""
+    def _on_message(self, msg: Message, wm: Watermarks,
+                    mappings: dict[str, mapping_mod.TableMapping]) -> list[ChangeEvent]:
+        """The events a logical message turns into, ending where its transaction ends.
+
+        First the message itself (op "m": the sink records its position, so the source may
+        acknowledge past it), then a chunk if it is our high watermark, or a "start" marker
+        per table if it asks for a re-copy: the sink stores that request with its position,
+        so a crash before the copy ends resumes it instead of forgetting it.
+        """
+        out = [ChangeEvent(op="m", table="", key={}, before=None, after=None, position=msg.position,
+                           last=False)]
+        out += wm.on_message(msg)
+        for table in self._resnapshot_request(msg, mappings):
+            log.info("%s: re-snapshot of %s requested", self.cfg.name, table)
+            wm.add(table, None)
+            out.append(ChangeEvent(op="r", table=table, key={}, before=None, after=None,
+                                   position=msg.position, last=False, snapshot="start"))
+        out[-1].last = msg.last
+        return out
+
+    def _resnapshot_request(self, msg: Message, mappings: dict[str, Any]) -> list[str]:
+        """The tables a re-snapshot request written by `strangler cdc snapshot` names."""
         try:
             body = json.loads(msg.content)
         except ValueError:
-            return
-        if body.get("stream") == self.cfg.name and isinstance(body.get("snapshot"), list):
-            for table in body["snapshot"]:
-                if table in mappings:
-                    log.info("%s: re-snapshot of %s requested", self.cfg.name, table)
-                    wm.add(table, None)
+            return []
+        if not isinstance(body, dict) or body.get("stream") != self.cfg.name:
+            return []
+        tables = body.get("snapshot")
+        return [t for t in tables if t in mappings] if isinstance(tables, list) else []
 
     def _publish(self, events: list[ChangeEvent]) -> None:
         if events:

@@ -19,11 +19,11 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from cdc.events import ChangeEvent, Position
-from cdc.mapping import TableMapping
+from cdc.mapping import TableMapping, type_category
 from cdc.sources import Message
 
 EmitFn = Callable[[bytes], None]
@@ -50,19 +50,47 @@ def read_chunk(cursor: Any, paramstyle: str, tm: TableMapping, after: list[Any] 
     return [dict(zip(cols, r, strict=True)) for r in cursor.fetchall()]
 
 
-def _events(tm: TableMapping, rows: list[dict[str, Any]], at: Position, final: bool,
-            db: str) -> list[ChangeEvent]:
-    table, key, lsn, seq = tm.source, tm.key, at.lsn, at.seq + 1
+def sweeps_ghosts(tm: TableMapping) -> bool:
+    """Whether a copy of tm's table can remove target rows gone from the source, by key range.
+
+    Only for integer and uuid keys: their order and equality are the same in every database
+    and in Python. Text keys sort by each database's collation, so a range on the target
+    could reach rows of another chunk; for them `strangler verify` reports ghosts as extra.
+    """
+    types = tm.source_schema.columns
+    return all(type_category(types.get(k, "")) == "int" or "UUID" in types.get(k, "").upper()
+               for k in tm.key)
+
+
+def _events(tm: TableMapping, rows: list[dict[str, Any]], at: Position, final: bool, db: str,
+            extent: dict[str, Any] | None = None) -> list[ChangeEvent]:
+    """A chunk as events at `at`: its "range" marker first (if given), the rows, and a
+    "last" marker when the table is done."""
+    table, key, lsn = tm.source, tm.key, at.lsn
+    out: list[ChangeEvent] = []
+    if extent is not None:
+        out.append(ChangeEvent(op="r", table=table, key={}, before=None, after=None,
+                               position=Position(lsn, at.seq + 1), last=False, db=db, snapshot="range",
+                               extent=extent))
+    seq = at.seq + 1 + len(out)
     # positional arguments (ChangeEvent's field order): this runs once per copied row
-    out = [ChangeEvent("r", table, {k: r[k] for k in key}, None, r, Position(lsn, seq + i), 0, False,
-                       db, "", None, "true") for i, r in enumerate(rows)]
+    out += [ChangeEvent("r", table, {k: r[k] for k in key}, None, r, Position(lsn, seq + i), 0, False,
+                        db, "", None, "true") for i, r in enumerate(rows)]
     if final:  # a row-less marker: this table is done
         out.append(ChangeEvent(op="r", table=tm.source, key={}, before=None, after=None,
-                               position=Position(at.lsn, at.seq + len(rows) + 1), last=False, db=db,
+                               position=Position(lsn, seq + len(rows)), last=False, db=db,
                                snapshot="last"))
     if out:
         out[-1].last = True
     return out
+
+
+def _extent(tm: TableMapping, after: list[Any] | None, upto: list[Any] | None,
+            keep: Iterable[Iterable[Any]]) -> dict[str, Any] | None:
+    """The "range" marker's body: the chunk covers keys in (after, upto] (None: unbounded)."""
+    if not sweeps_ghosts(tm):
+        return None
+    return {"after": after, "upto": upto, "keep": [list(k) for k in keep]}
 
 
 def initial_events(cursor: Any, paramstyle: str, tm: TableMapping, chunk: int,
@@ -76,8 +104,10 @@ def initial_events(cursor: Any, paramstyle: str, tm: TableMapping, chunk: int,
     while True:
         rows = read_chunk(cursor, paramstyle, tm, after, chunk)
         final = len(rows) < chunk
-        yield _events(tm, rows, Position(0, n), final, db)
-        n += len(rows)
+        keys = [[r[k] for k in tm.key] for r in rows]
+        extent = _extent(tm, after, None if final else keys[-1], keys)
+        yield _events(tm, rows, Position(0, n), final, db, extent)
+        n += len(rows) + 2
         if final:
             return
         after = [rows[-1][k] for k in tm.key]
@@ -99,6 +129,9 @@ class Watermarks:
         self._table: str | None = None
         self._rows: dict[tuple[Any, ...], dict[str, Any]] | None = None
         self._final = False
+        self._after: list[Any] | None = None  # the chunk in flight covers keys in (_after, _upto]
+        self._upto: list[Any] | None = None
+        self._keep: set[tuple[Any, ...]] = set()  # keys read or changed by the stream meanwhile
 
     def add(self, table: str, after: list[Any] | None) -> None:
         self.pending[table] = after
@@ -126,7 +159,9 @@ class Watermarks:
             if ev.op == "t":
                 self._rows.clear()
             else:
-                self._rows.pop(tuple(ev.key.get(k) for k in tm.key), None)
+                key = tuple(ev.key.get(k) for k in tm.key)
+                self._rows.pop(key, None)
+                self._keep.add(key)  # the stream put it there: never swept as a ghost
 
     def on_message(self, msg: Message) -> list[ChangeEvent]:
         """Handle a watermark; returns the chunk's events at the high watermark."""
@@ -139,11 +174,14 @@ class Watermarks:
         tm = self.mappings[self._table]
         if body.get("kind") == "low" and self._rows is None:
             cur, style = self.reader()
-            rows = read_chunk(cur, style, tm, self.pending.get(self._table), self.chunk)
+            self._after = self.pending.get(self._table)
+            rows = read_chunk(cur, style, tm, self._after, self.chunk)
             self._final = len(rows) < self.chunk
+            self._upto = None if self._final else [rows[-1][k] for k in tm.key]
             if rows:
                 self.pending[self._table] = [rows[-1][k] for k in tm.key]
             self._rows = {tuple(r[k] for k in tm.key): r for r in rows}
+            self._keep = set(self._rows)
             self._send("high")
             return []
         if body.get("kind") == "high" and self._rows is not None:
@@ -152,7 +190,9 @@ class Watermarks:
             if self._final:
                 del self.pending[table]
             self._wm, self._table, self._rows = None, None, None
-            if not rows and not self._final:
+            extent = _extent(tm, self._after, self._upto, self._keep)
+            self._keep = set()
+            if not rows and not self._final and extent is None:
                 return []
-            return _events(tm, rows, msg.position, self._final, self.db)
+            return _events(tm, rows, msg.position, self._final, self.db, extent)
         return []

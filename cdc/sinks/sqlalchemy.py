@@ -17,6 +17,7 @@ import datetime as dt
 import json
 import logging
 import os
+import uuid
 from collections.abc import Callable, Sequence
 from decimal import Decimal
 from typing import Any
@@ -32,7 +33,8 @@ from cdc.sinks.pgbulk import Upserter
 
 log = logging.getLogger("cdc.sink")
 
-UPSERT, UPDATE, DELETE, TRUNCATE, MARK = "upsert", "update", "delete", "truncate", "mark"
+UPSERT, UPDATE, DELETE, TRUNCATE, MARK, SWEEP = "upsert", "update", "delete", "truncate", "mark", "sweep"
+SWEEP_BATCH = 1000  # ghost keys deleted per statement
 
 
 def make_engine(url: str) -> Engine:
@@ -99,6 +101,17 @@ def _coercer(col_type: sa.types.TypeEngine[Any]) -> tuple[type | tuple[type, ...
     return None
 
 
+def _key_value(v: Any) -> Any:
+    """Key values compare equal across drivers: uuid objects and text, integral numbers."""
+    if isinstance(v, uuid.UUID):
+        return str(v)
+    if isinstance(v, str) and len(v) == 36 and v.count("-") == 4:
+        return v.lower()
+    if isinstance(v, Decimal) and v == v.to_integral_value():
+        return int(v)
+    return v
+
+
 class _Table:
     """A mapped target table: its SQLAlchemy Table and prepared statements."""
 
@@ -119,6 +132,45 @@ class _Table:
             if v is not None and (not isinstance(v, types) or (types is int and v.__class__ is bool)):
                 row[name] = fn(v)
         return row
+
+    def target_key(self, source_key: Sequence[Any]) -> tuple[Any, ...]:
+        """A source key (values in key order) as the target's key tuple, normalised."""
+        mapped = self.tm.key_to_target(dict(zip(self.tm.key, source_key, strict=True)))
+        return tuple(_key_value(mapped[k]) for k in self.key)
+
+    def sweep_plan(self, extent: dict[str, Any]) -> tuple[tuple[Any, ...] | None, tuple[Any, ...] | None,
+                                                          set[tuple[Any, ...]]]:
+        """(after, upto, keep) of a "range" marker in target terms."""
+        after, upto = extent.get("after"), extent.get("upto")
+        return (None if after is None else self.target_key(after),
+                None if upto is None else self.target_key(upto),
+                {self.target_key(k) for k in extent.get("keep") or ()})
+
+    def sweep(self, conn: Connection, after: tuple[Any, ...] | None, upto: tuple[Any, ...] | None,
+              keep: set[tuple[Any, ...]]) -> int:
+        """Delete the target rows keyed in (after, upto] that are not in `keep`: rows gone from
+        the source while nobody streamed (a re-copy after downtime or a lost slot)."""
+        cols = [self.table.c[k] for k in self.key]
+        row = sa.tuple_(*cols) if len(cols) > 1 else cols[0]
+
+        def bound(values: tuple[Any, ...]) -> Any:
+            return sa.tuple_(*values) if len(values) > 1 else values[0]
+
+        query = sa.select(*cols)
+        if after is not None:
+            query = query.where(row > bound(after))
+        if upto is not None:
+            query = query.where(row <= bound(upto))
+        ghosts = [k for k in (tuple(_key_value(v) for v in r) for r in conn.execute(query)) if k not in keep]
+        for i in range(0, len(ghosts), SWEEP_BATCH):
+            part = ghosts[i:i + SWEEP_BATCH]
+            if len(cols) == 1:
+                conn.execute(sa.delete(self.table).where(cols[0].in_([k[0] for k in part])))
+            else:
+                conn.execute(sa.delete(self.table).where(sa.tuple_(*cols).in_(part)))
+        if ghosts:
+            log.info("%s: removed %d row(s) gone from the source (re-copy)", self.table.name, len(ghosts))
+        return len(ghosts)
 
     def upsert(self, cols: frozenset[str]) -> Any:
         stmt = self._upserts.get(cols)
@@ -163,7 +215,7 @@ class SqlSink:
         self._db_errors: tuple[type[BaseException], ...] = (sa.exc.DBAPIError, dbapi.Error)
         self.positions: dict[str, Position] = {}
         self._dirty: dict[str, tuple[Position, int]] = {}
-        self._snap: dict[str, tuple[str, list[Any], int]] = {}
+        self._snap: dict[str, tuple[str, list[Any] | None, int]] = {}
         self.snapshot_state: dict[str, tuple[str, list[Any] | None, int]] = {}
         self.applied = 0
         self.dead = 0
@@ -205,22 +257,30 @@ class SqlSink:
     # -- applying -----------------------------------------------------------------------
     def _plan(self, events: Sequence[ChangeEvent], conn: Connection) -> list[tuple[str, str, Any, ChangeEvent]]:
         """(table, action, payload, event) per applicable event; bad ones dead-lettered."""
-        plan = []
+        plan: list[tuple[str, str, Any, ChangeEvent]] = []
         tables, positions = self.tables, self.positions
         for ev in events:
+            op = ev.op
+            if op == "m":  # a message: nothing to write, its position is recorded
+                plan.append(("", MARK, None, ev))
+                continue
             tab = tables.get(ev.table)
             if tab is None:
                 continue  # a table outside this stream (publication shared): not ours
-            op = ev.op
             if ev.position.lsn != 0 or op != "r":  # initial-copy rows (lsn 0) are never replays
                 done = positions.get(ev.table)
                 if done is not None and ev.position <= done:
                     continue  # replayed after a restart: already applied
+            payload: Any
             try:
                 after = ev.after
                 if after is None:
-                    action, payload = (MARK, None) if op == "r" else (
-                        (TRUNCATE, None) if op == "t" else (DELETE, tab.tm.key_to_target(ev.key)))
+                    if op == "r":
+                        action, payload = (SWEEP, tab.sweep_plan(ev.extent)) if ev.extent else (MARK, None)
+                    elif op == "t":
+                        action, payload = TRUNCATE, None
+                    else:
+                        action, payload = DELETE, tab.tm.key_to_target(ev.key)
                 elif op == "d" or (tab.filtered and not tab.tm.matches(after)):
                     action, payload = DELETE, tab.tm.key_to_target(ev.key)
                 else:
@@ -263,21 +323,27 @@ class SqlSink:
         for table, _a, _p, ev in plan:
             last[table] = ev
             if ev.op == "r" and ev.snapshot != "false":
-                tab = self.tables[table]
-                prev = self._snap.get(table) or (self.snapshot_state.get(table) or ("copying", None, 0))
-                count = int(prev[2]) + (1 if ev.after is not None else 0)
-                key = [ev.key[k] for k in tab.tm.key] if ev.after is not None else prev[1]
-                self._snap[table] = ("done" if ev.snapshot == "last" else "copying", key or [], count)
+                self._snap[table] = self._snapshot_progress(table, ev)
         for table, ev in last.items():
             if ev.op == "r" and ev.position.lsn == 0:
                 continue
-            self.positions[table] = ev.position
-            self._dirty[table] = (ev.position, ev.ts_ms)
+            if table:
+                self.positions[table] = ev.position
+                self._dirty[table] = (ev.position, ev.ts_ms)
             if self.positions.get("") is None or ev.position > self.positions[""]:
                 self.positions[""] = ev.position
                 self._dirty[""] = (ev.position, ev.ts_ms)
             self.last_ts_ms = max(self.last_ts_ms, ev.ts_ms)
         self.applied += len(plan)
+
+    def _snapshot_progress(self, table: str, ev: ChangeEvent) -> tuple[str, list[Any] | None, int]:
+        """(state, last copied key, rows copied) after snapshot event `ev` of `table`."""
+        if ev.snapshot == "start":  # a re-copy was requested: from the beginning, durably
+            return ("copying", None, 0)
+        prev = self._snap.get(table) or (self.snapshot_state.get(table) or ("copying", None, 0))
+        count = int(prev[2]) + (1 if ev.after is not None else 0)
+        key = [ev.key[k] for k in self.tables[table].tm.key] if ev.after is not None else prev[1]
+        return ("done" if ev.snapshot == "last" else "copying", key, count)
 
     def _dead(self, conn: Connection, ev: ChangeEvent, reason: str) -> None:
         log.warning("dead letter %s %s %s: %s", self.stream, ev.table, ev.position, reason)
@@ -293,12 +359,15 @@ class SqlSink:
             j = i
             while j < len(plan) and plan[j][0] == table and plan[j][1] == action:
                 j += 1
-            self._run(conn, self.tables[table], action, [p[2] for p in plan[i:j]])
+            if action != MARK:
+                self._run(conn, self.tables[table], action, [p[2] for p in plan[i:j]])
             i = j
 
     def _run(self, conn: Connection, tab: _Table, action: str, payloads: list[Any]) -> None:
         t, key = tab.table, tab.key
-        if action == MARK:
+        if action == SWEEP:
+            for payload in payloads:
+                tab.sweep(conn, *payload)
             return
         if action == TRUNCATE:
             conn.execute(sa.delete(t))

@@ -32,11 +32,16 @@ class Relation:
     position: Position
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Message:
+    """A logical message in the stream. ``position`` counts like a change of its transaction
+    (the source acknowledges past it only once the pipeline made it durable downstream), and
+    ``last`` says it ends its source transaction."""
+
     prefix: str
     content: bytes
     position: Position
+    last: bool = True
 
 
 Item = ChangeEvent | Relation | Message

@@ -90,7 +90,7 @@ class PostgresSource:
         self._in_tx = False
         self._tx_lsn = self._tx_ts = self._tx_xid = self._idx = 0
         self._skip = False
-        self._held: ChangeEvent | None = None
+        self._held: ChangeEvent | Message | None = None
         self._durable: Position | None = None
         self._acked = 0
         self._last_feedback = 0.0
@@ -302,9 +302,21 @@ class PostgresSource:
             transactional, lsn, prefix, content = pg.message(buf)
             if prefix != MESSAGE_PREFIX:
                 return
-            self._release(out)
-            at = Position(self._tx_lsn, self._idx) if transactional else Position(lsn, 0)
-            out.append(Message(prefix, content, at))
+            if not transactional:
+                self._release(out)
+                out.append(Message(prefix, content, Position(lsn, 0)))
+                return
+            # Counted like a change: the transaction is acknowledged only once the pipeline
+            # has made the message durable downstream (a re-snapshot request must survive a
+            # crash). Held while no change came first, so the commit can mark it the last of
+            # its transaction; after a change, that change keeps the transaction's end.
+            self._idx += 1
+            msg = Message(prefix, content, Position(self._tx_lsn, self._idx), last=False)
+            if self._held is None or isinstance(self._held, Message):
+                self._release(out)
+                self._held = msg
+            else:
+                out.append(msg)
         # Y (type) needs nothing: values arrive as text and unknown types stay text.
 
     # -- acknowledgement ----------------------------------------------------------------

@@ -180,6 +180,9 @@ class KafkaCapture:
     def publish(self, events: Sequence[ChangeEvent]) -> None:
         self._check()
         for ev in events:
+            if ev.op == "m":  # a message carries nothing downstream: durable behind the rest
+                self._message(ev)
+                continue
             if self._open is None:
                 self._n += 1
                 self._open = (f"{self._epoch}:{self._n}", 0, {})
@@ -201,6 +204,15 @@ class KafkaCapture:
                 self._open = self._first = None
             self.published += 1
         self._producer.poll(0)
+
+    def _message(self, ev: ChangeEvent) -> None:
+        if not ev.last:
+            return
+        if self._open is not None and self._first is not None:  # it ends a transaction
+            self._tx_record("END", self._open[0], self._first, self._open[2], ev.position)
+            self._open = self._first = None
+        else:
+            self._pending.append([ev.position, True])
 
     def durable(self) -> Position | None:
         self._producer.poll(0)
