@@ -1,0 +1,138 @@
+"""Re-copies that leave nothing behind: ghost rows swept by key range, re-snapshot requests
+that survive a crash, and the DBLog window keeping what the stream wrote meanwhile."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Sequence
+from typing import Any
+
+import pytest
+
+from cdc.config import parse
+from cdc.events import ChangeEvent, Position
+from cdc.mapping import TableSchema, compile_stream
+from cdc.pipeline import Pipeline
+from cdc.snapshot import Watermarks, initial_events
+from cdc.sources import Message
+from cdc.transport.direct import DirectTransport
+from tests.cdc.conftest import Env, sql
+from tests.cdc.test_stream_features import config, equal, running, seed, wait_for
+
+
+def _ghosts(env: Env) -> None:
+    """Rows only the target has: in the middle of the key range, and past its end."""
+    sql(env.tgt, "INSERT INTO products (id, category_id, title, price_cents, version) "
+                 "VALUES (3, 1, 'ghost in the middle', 1, 1), (99999, 1, 'ghost past the end', 1, 1)")
+
+
+@pytest.mark.postgres
+def test_resnapshot_removes_rows_the_source_no_longer_has(cdc_env: Env) -> None:
+    env = cdc_env
+    seed(env, 1000)
+    with running(config(env, snapshot_chunk=250)):
+        wait_for(equal(env), 30, "initial copy")
+        sql(env.src, "DELETE FROM catalog_product WHERE id = 3")  # streamed: gone from both
+        wait_for(equal(env), 30, "the delete")
+        _ghosts(env)
+        sql(env.tgt, "DELETE FROM products WHERE id % 7 = 0")  # and missing rows, as before
+        assert not equal(env)()
+        out = env.cli("cdc", "snapshot", env.name, "catalog_product")
+        assert out.returncode == 0, out.stderr
+        wait_for(equal(env), 60, "the re-copy, without the ghosts")
+    assert sql(env.tgt, "SELECT count(*) FROM products WHERE title LIKE 'ghost%'") == [(0,)]
+
+
+@pytest.mark.postgres
+def test_forced_recopy_after_drop_removes_rows_deleted_meanwhile(cdc_env: Env) -> None:
+    """The slot is gone (dropped, or invalidated): changes made since were never captured."""
+    env = cdc_env
+    seed(env, 600)
+    cfg = config(env, snapshot_chunk=200)
+    with running(cfg):
+        wait_for(equal(env), 30, "initial copy")
+    assert env.cli("cdc", "drop", env.name).returncode == 0
+    sql(env.src, "DELETE FROM catalog_product WHERE id IN (1, 250, 600)")  # nobody captures these
+    with running(cfg):
+        wait_for(equal(env), 30, "the re-copy")
+    assert sql(env.tgt, "SELECT count(*) FROM products WHERE id IN (1, 250, 600)") == [(0,)]
+
+
+class _CrashOnFirstChunk(DirectTransport):
+    """Dies (like a killed process) when the re-copy's first chunk is about to be handed over."""
+
+    def publish(self, events: Sequence[ChangeEvent]) -> None:
+        if any(e.op == "r" and e.position.lsn and e.snapshot in ("true", "range") for e in events):
+            raise RuntimeError("crash before the first chunk")
+        super().publish(events)
+
+
+@pytest.mark.postgres
+def test_resnapshot_request_survives_a_crash_before_the_copy(cdc_env: Env) -> None:
+    env = cdc_env
+    seed(env, 300)
+    cfg = config(env, snapshot_chunk=100)
+    with running(cfg):
+        wait_for(equal(env), 30, "initial copy")
+    sql(env.tgt, "DELETE FROM products WHERE id % 5 = 0")  # damage, then ask for a repair
+    out = env.cli("cdc", "snapshot", env.name, "catalog_product")
+    assert out.returncode == 0, out.stderr
+    with pytest.raises(RuntimeError, match="crash before the first chunk"):
+        Pipeline(cfg, transport=_CrashOnFirstChunk(), on_tick=lambda m: None).run()
+    # the request is stored with the position it came at, not forgotten with the process
+    state = sql(env.tgt, "SELECT state FROM strangler_cdc_snapshot WHERE source_table = 'catalog_product'")
+    assert state == [("copying",)]
+    with running(cfg):
+        wait_for(equal(env), 30, "the re-copy resumed after the crash")
+
+
+# -- the DBLog window, driven by hand (no database timing involved) ---------------------------
+
+def _window_mapping() -> Any:
+    cfg = parse({"streams": {"s": {"source": {"url": "sqlite:///src.db"}, "target": {"url": "sqlite:///t.db"},
+                                   "tables": {"items": "items"}}}}).stream("s")
+    schema = TableSchema(name="items", columns={"id": "INTEGER", "name": "TEXT"}, pk=("id",),
+                         unique_sets=(("id",),))
+    return compile_stream(cfg, {"items": schema}, {"items": schema}, source_kind="sqlite")
+
+
+def test_window_keeps_rows_the_stream_wrote_between_the_watermarks() -> None:
+    db = sqlite3.connect(":memory:")
+    db.execute("CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT)")
+    db.executemany("INSERT INTO items VALUES (?, ?)", [(i, f"n{i}") for i in range(1, 11)])
+    sent: list[dict[str, Any]] = []
+    wm = Watermarks(stream="s", mappings=_window_mapping(), chunk=100,
+                    emit=lambda b: sent.append(json.loads(b)), reader=lambda: (db.cursor(), "qmark"))
+    wm.add("items", None)
+    wm.tick()
+    low = Message("strangler", json.dumps(sent[-1]).encode(), Position(10, 1))
+    assert wm.on_message(low) == []  # reads the chunk: ids 1..10
+    # between the chunk's read and its high watermark the stream changes ids 4 and 11
+    wm.observe(ChangeEvent(op="u", table="items", key={"id": 4}, before=None,
+                           after={"id": 4, "name": "streamed"}, position=Position(11, 1)))
+    wm.observe(ChangeEvent(op="c", table="items", key={"id": 11}, before=None,
+                           after={"id": 11, "name": "inserted"}, position=Position(12, 1)))
+    high = Message("strangler", json.dumps(sent[-1]).encode(), Position(13, 1))
+    events = wm.on_message(high)
+    rows = [e.key["id"] for e in events if e.after is not None]
+    assert 4 not in rows and rows == [1, 2, 3, 5, 6, 7, 8, 9, 10]  # the stream's id 4 wins
+    marker = events[0]
+    assert marker.snapshot == "range" and marker.extent is not None
+    assert marker.extent["after"] is None and marker.extent["upto"] is None  # the final chunk
+    keep = {k[0] for k in marker.extent["keep"]}
+    assert {4, 11} <= keep and set(range(1, 11)) <= keep  # never swept as ghosts
+    assert events[-1].snapshot == "last" and events[-1].last
+    assert [e.position for e in events] == sorted(e.position for e in events)
+    assert events[0].position > high.position
+
+
+def test_initial_copy_chunks_carry_contiguous_ranges() -> None:
+    db = sqlite3.connect(":memory:")
+    db.execute("CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT)")
+    db.executemany("INSERT INTO items VALUES (?, ?)", [(i, "x") for i in range(1, 8)])
+    tm = _window_mapping()["items"]
+    chunks = list(initial_events(db.cursor(), "qmark", tm, 3))
+    extents = [c[0].extent for c in chunks]
+    assert [(e["after"], e["upto"]) for e in extents] == [(None, [3]), ([3], [6]), ([6], None)]
+    assert [sorted(k[0] for k in e["keep"]) for e in extents] == [[1, 2, 3], [4, 5, 6], [7]]
