@@ -13,6 +13,13 @@ Two ways, one chunk reader:
 
 Progress (the last copied key) travels on the ``r`` events and is stored by the sink in the
 same transaction as the rows.
+
+A copy also removes what the source no longer has: each chunk starts with a "range" marker
+naming the keys it covers, (after, upto], and the keys to keep (the chunk's, plus those the
+stream wrote inside the window); the sink deletes every other target row in that range. So a
+re-copy after downtime, a lost slot or damage behind the stream's back leaves no ghost rows.
+This needs keys that order alike everywhere (integers, uuids); tables keyed otherwise are
+copied without the sweep, and `strangler verify` lists their ghosts as extra.
 """
 
 from __future__ import annotations
