@@ -5,6 +5,8 @@ target columns' types and nothing else (no constraints, defaults or triggers), t
 with one ``INSERT .. SELECT .. ON CONFLICT DO UPDATE``. Small runs, or values without a plain
 text form, use a multi-row ``VALUES`` list (psycopg2 ``execute_values``). Either way a row
 identical to the target's is left alone (``IS DISTINCT FROM``), so replays fire no trigger.
+Values that are PostgreSQL's own text (json, arrays, intervals, bytea as ``\\x..``) are sent
+as that text, which the server reads back into the column's type exactly.
 """
 
 from __future__ import annotations
@@ -51,6 +53,13 @@ def copy_text(rows: list[dict[str, Any]], names: list[str]) -> str | None:
     return "\n".join(lines) + "\n"
 
 
+def _param(v: Any) -> Any:
+    """A value as a query parameter: psycopg2 sends every non-finite Decimal as 'NaN'."""
+    if v.__class__ is Decimal and not v.is_finite():
+        return str(v)  # 'Infinity', '-Infinity', 'NaN': PostgreSQL's numeric reads them
+    return v
+
+
 class Upserter:
     """Prepared SQL for one target table, per column set."""
 
@@ -86,7 +95,8 @@ class Upserter:
         text = copy_text(rows, names) if len(rows) >= COPY_MIN_ROWS else None
         if text is None:
             psycopg2.extras.execute_values(cursor, self._upsert_sql(names, False),
-                                           [tuple(r[c] for c in names) for r in rows], page_size=2000)
+                                           [tuple(_param(r[c]) for c in names) for r in rows],
+                                           page_size=2000)
             return
         staging = self._staging(names)
         cursor.execute(f"CREATE TEMP TABLE IF NOT EXISTS {staging} AS SELECT "

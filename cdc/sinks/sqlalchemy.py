@@ -22,6 +22,7 @@ from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql as pg
 from sqlalchemy.engine import Connection, Engine
 
 from cdc import checkpoint
@@ -74,14 +75,59 @@ def describe(engine: Engine) -> dict[str, TableSchema]:
         required = tuple(c["name"] for c in cols if not c["nullable"] and c.get("default") is None
                          and c.get("autoincrement") is not True and c["name"] not in pk)
         out[name] = TableSchema(name=name, columns={c["name"]: str(c["type"]) for c in cols}, pk=pk,
-                                unique_sets=tuple(uniques), required=required)
+                                unique_sets=tuple(uniques), required=required,
+                                categories={c["name"]: sa_category(c["type"]) for c in cols},
+                                dialect=engine.dialect.name)
     return out
 
 
-def _coercer(col_type: sa.types.TypeEngine[Any]) -> tuple[type | tuple[type, ...], Callable[[Any], Any]] | None:
-    """(accepted python types, converter) for columns whose values may arrive as JSON text."""
+# SQLAlchemy type classes -> categories of cdc.mapping, most specific first (Enum is a
+# String, Float a Numeric, JSONB a JSON).
+_SA_CATEGORIES: tuple[tuple[type | tuple[type, ...], str], ...] = (
+    (sa.types.NullType, "unknown"), (sa.ARRAY, "array"), (sa.Enum, "enum"), (sa.Boolean, "bool"),
+    ((sa.Interval, pg.INTERVAL), "interval"), (sa.JSON, "json"), (sa.Uuid, "uuid"),
+    (sa.LargeBinary, "bytes"), ((pg.INET, pg.CIDR, pg.MACADDR, pg.MACADDR8), "inet"),
+    (pg.MONEY, "money"), (sa.Integer, "int"), (sa.Float, "float"), (sa.Numeric, "num"),
+    (sa.DateTime, "dt"), (sa.Date, "date"), (sa.String, "text"),
+)
+
+
+def sa_category(col_type: sa.types.TypeEngine[Any]) -> str:
+    """The mapping's category of a reflected column type (a domain: its base type's)."""
+    if isinstance(col_type, pg.DOMAIN):
+        return sa_category(col_type.data_type)
+    if isinstance(col_type, sa.Time):
+        return "timetz" if col_type.timezone else "time"
+    for classes, cat in _SA_CATEGORIES:
+        if isinstance(col_type, classes):
+            return cat
+    return "other"
+
+
+def _hex_bytes(v: Any) -> bytes:
+    if isinstance(v, str):
+        if not v.startswith("\\x"):
+            raise ValueError(f"bytea text must be in hex form (\\x...), not {v[:20]!r}")
+        return bytes.fromhex(v[2:])
+    return bytes(v)
+
+
+def _coercer(col_type: sa.types.TypeEngine[Any],
+             dialect: str) -> tuple[type | tuple[type, ...], Callable[[Any], Any]] | None:
+    """(accepted python types, converter) for columns whose values may arrive as JSON text.
+
+    PostgreSQL reads the text forms of dates, times and bytes (``\\x..``) itself, exactly
+    (also ``infinity``); other targets get Python values parsed from them.
+    """
     if isinstance(col_type, sa.JSON):  # dicts and lists go as JSON text (never as a SQL array)
-        return str, lambda v: json.dumps(v, default=json_default)
+        if dialect == "postgresql":
+            return str, lambda v: json.dumps(v, default=json_default)
+        # SQLAlchemy serializes the value itself: give it the value, not its text
+        return (dict, list), lambda v: json.loads(v) if isinstance(v, str) else v
+    if dialect == "postgresql" and isinstance(col_type, (sa.DateTime, sa.Date, sa.Time, sa.LargeBinary)):
+        return None
+    if isinstance(col_type, sa.LargeBinary):
+        return bytes, _hex_bytes
     if isinstance(col_type, sa.Boolean):
         return bool, lambda v: v.lower() in ("t", "true", "1") if isinstance(v, str) else bool(v)
     if isinstance(col_type, sa.Integer):
@@ -107,7 +153,7 @@ class _Table:
         self.table = table
         self.key = list(tm.target_key)
         self.dialect = dialect
-        self.coerce = [(c.name, *co) for c in table.columns if (co := _coercer(c.type)) is not None]
+        self.coerce = [(c.name, *co) for c in table.columns if (co := _coercer(c.type, dialect)) is not None]
         self.filtered = bool(tm.spec.filter)
         self._upserts: dict[frozenset[str], Any] = {}
         self.pg = Upserter(table.name, table.schema, self.key) if dialect == "postgresql" else None
@@ -158,8 +204,11 @@ class SqlSink:
         # (connection lost, table gone) stops the stream. Raw DB-API classes too: PostgreSQL
         # upserts go through psycopg2 directly.
         dbapi = engine.dialect.loaded_dbapi
+        # A value of the wrong type for its column (psycopg2's DatatypeMismatch, a
+        # ProgrammingError) is that row's problem too.
+        mismatch = getattr(getattr(dbapi, "errors", None), "DatatypeMismatch", dbapi.DataError)
         self._row_errors: tuple[type[BaseException], ...] = (
-            sa.exc.IntegrityError, sa.exc.DataError, dbapi.IntegrityError, dbapi.DataError)
+            sa.exc.IntegrityError, sa.exc.DataError, dbapi.IntegrityError, dbapi.DataError, mismatch)
         self._db_errors: tuple[type[BaseException], ...] = (sa.exc.DBAPIError, dbapi.Error)
         self.positions: dict[str, Position] = {}
         self._dirty: dict[str, tuple[Position, int]] = {}
