@@ -63,10 +63,12 @@ def _param(v: Any) -> Any:
 class Upserter:
     """Prepared SQL for one target table, per column set."""
 
-    def __init__(self, table: str, schema: str | None, key: list[str]) -> None:
+    def __init__(self, table: str, schema: str | None, key: list[str],
+                 compare_as_text: frozenset[str] = frozenset()) -> None:
         self.table = f"{quote(schema)}.{quote(table)}" if schema else quote(table)
         self.name = table
         self.key = key
+        self.compare_as_text = compare_as_text  # columns of types without "=" (json, point)
         self._sql: dict[tuple[Any, ...], str] = {}
 
     def _staging(self, names: list[str]) -> str:
@@ -83,12 +85,15 @@ class Upserter:
                    f"ON CONFLICT ({', '.join(quote(k) for k in self.key)}) ")
             if rest:
                 sql += (f"DO UPDATE SET {', '.join(f'{quote(c)} = EXCLUDED.{quote(c)}' for c in rest)} "
-                        f"WHERE ROW({', '.join(f'{self.table}.{quote(c)}' for c in rest)}) IS DISTINCT FROM "
-                        f"ROW({', '.join(f'EXCLUDED.{quote(c)}' for c in rest)})")
+                        f"WHERE ROW({', '.join(self._compared(f'{self.table}.{quote(c)}', c) for c in rest)}) "
+                        f"IS DISTINCT FROM ROW({', '.join(self._compared(f'EXCLUDED.{quote(c)}', c) for c in rest)})")
             else:
                 sql += "DO NOTHING"
             self._sql[key] = sql
         return sql
+
+    def _compared(self, expr: str, column: str) -> str:
+        return f"{expr}::text" if column in self.compare_as_text else expr
 
     def upsert(self, cursor: Any, names: list[str], rows: list[dict[str, Any]]) -> None:
         """Upsert `rows` (distinct keys, each with exactly the columns `names`)."""

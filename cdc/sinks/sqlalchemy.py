@@ -145,6 +145,13 @@ def _coercer(col_type: sa.types.TypeEngine[Any],
     return None
 
 
+def _no_equality(table: sa.Table) -> frozenset[str]:
+    """Columns whose PostgreSQL type has no "=" (json, and types SQLAlchemy does not know)."""
+    return frozenset(c.name for c in table.columns
+                     if (isinstance(c.type, sa.JSON) and not isinstance(c.type, pg.JSONB))
+                     or isinstance(c.type, sa.types.NullType))
+
+
 class _Table:
     """A mapped target table: its SQLAlchemy Table and prepared statements."""
 
@@ -156,7 +163,7 @@ class _Table:
         self.coerce = [(c.name, *co) for c in table.columns if (co := _coercer(c.type, dialect)) is not None]
         self.filtered = bool(tm.spec.filter)
         self._upserts: dict[frozenset[str], Any] = {}
-        self.pg = Upserter(table.name, table.schema, self.key) if dialect == "postgresql" else None
+        self.pg = Upserter(table.name, table.schema, self.key, _no_equality(table)) if dialect == "postgresql" else None
 
     def row(self, source_row: dict[str, Any]) -> dict[str, Any]:
         row = self.tm.to_target(source_row)
