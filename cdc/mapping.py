@@ -2,7 +2,9 @@
 
 `compile_stream` takes the declared :class:`cdc.config.TableMap`s plus the source's and
 target's table descriptions and either returns one :class:`TableMapping` per table or raises
-one ConfigError listing every problem, each with its key path and the fix. At run time a
+one ConfigError listing every problem, each with its key path and the fix. Column types are
+compared by category (the catalog's, or SQLAlchemy's type class; a domain is its base type):
+a pair that would not copy exactly is refused there, naming the converter or the fix. At run time a
 TableMapping turns a source row image into target columns, applies the filter, and decides
 whether a changed source relation (PostgreSQL sends one after DDL) is still covered.
 """

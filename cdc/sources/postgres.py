@@ -10,6 +10,10 @@ The slot is acknowledged (flush position) only up to the end LSN of the last sou
 transaction whose events are all durable downstream; when nothing is pending, the server's
 keepalive position is acknowledged so an idle slot never pins WAL. Transactions replicated
 by Strangler's own sinks (replication origin ``strangler_*``) are skipped: no ping-pong.
+
+Values: integers, floats, numeric, booleans and strings become Python values; every other
+type (json, arrays, intervals, bytea, timestamps, enums, ...) stays PostgreSQL's own text,
+which the target reads back exactly. Snapshot SELECTs return the same (``use_stream_values``).
 """
 
 from __future__ import annotations
