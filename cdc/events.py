@@ -27,7 +27,6 @@ emit one, so nobody can write it by mistake).
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
 import json
 import uuid
@@ -138,15 +137,21 @@ class ChangeEvent:
 
 
 def json_default(value: Any) -> Any:
-    """JSON for the value types sources produce (numbers keep their exact text)."""
+    """JSON for the value types sources produce, as text PostgreSQL reads back exactly.
+
+    Numbers keep their exact text; bytes become PostgreSQL's hex form ``\\x00ff`` (a bytea
+    column takes it as it is; other sinks decode it by the column's type); a timedelta an
+    ISO 8601 duration (never float seconds, which an interval column refuses). PostgreSQL
+    sources send the other types as their text already.
+    """
     if isinstance(value, Decimal):
         return str(value)
     if isinstance(value, (dt.datetime, dt.date, dt.time)):
         return value.isoformat()
     if isinstance(value, (bytes, bytearray, memoryview)):
-        return base64.b64encode(bytes(value)).decode()
+        return "\\x" + bytes(value).hex()
     if isinstance(value, uuid.UUID):
         return str(value)
     if isinstance(value, dt.timedelta):
-        return value.total_seconds()
+        return f"P{value.days}DT{value.seconds}.{value.microseconds:06d}S"
     raise TypeError(f"cannot encode {type(value).__name__} as JSON")

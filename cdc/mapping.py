@@ -2,7 +2,9 @@
 
 `compile_stream` takes the declared :class:`cdc.config.TableMap`s plus the source's and
 target's table descriptions and either returns one :class:`TableMapping` per table or raises
-one ConfigError listing every problem, each with its key path and the fix. At run time a
+one ConfigError listing every problem, each with its key path and the fix. Column types are
+compared by category (the catalog's, or SQLAlchemy's type class; a domain is its base type):
+a pair that would not copy exactly is refused there, naming the converter or the fix. At run time a
 TableMapping turns a source row image into target columns, applies the filter, and decides
 whether a changed source relation (PostgreSQL sends one after DDL) is still covered.
 """
@@ -11,8 +13,9 @@ from __future__ import annotations
 
 import logging
 import operator
+import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from cdc import convert
@@ -32,6 +35,13 @@ class TableSchema:
     replica_full: bool = False  # PostgreSQL REPLICA IDENTITY FULL
     unique_sets: tuple[tuple[str, ...], ...] = ()  # PK and unique constraints/indexes
     required: tuple[str, ...] = ()  # NOT NULL without default (target side)
+    categories: dict[str, str] = field(default_factory=dict)  # name -> category, where known
+    dialect: str = ""  # "postgresql", "sqlite", ... (target side)
+
+    def category(self, column: str) -> str:
+        """The column's type category (see `type_category`)."""
+        cat = self.categories.get(column)
+        return cat if cat is not None else type_category(self.columns.get(column, ""))
 
 
 _OPS: dict[str, Callable[[Any, Any], bool]] = {
@@ -41,19 +51,66 @@ _OPS: dict[str, Callable[[Any, Any], bool]] = {
 }
 
 
+# Categories: bool int float num money text date dt time timetz interval bytes uuid inet json
+# array enum other, or unknown (no type said, or a name we cannot read). Describers give
+# them from the catalog (PostgreSQL typcategory of the base type, so a domain is its base)
+# or from SQLAlchemy's type classes; `type_category` reads a type name when nothing better
+# is known, word by word (INTERVAL and POINT are not INT).
+_NAMES = {
+    "bool": ("BOOL", "BOOLEAN"),
+    "int": ("SMALLINT", "INTEGER", "INT", "INT2", "INT4", "INT8", "BIGINT", "TINYINT", "MEDIUMINT",
+            "SERIAL", "SMALLSERIAL", "BIGSERIAL", "SERIAL4", "SERIAL8", "OID"),
+    "float": ("REAL", "FLOAT", "FLOAT4", "FLOAT8", "DOUBLE", "DOUBLE PRECISION"),
+    "num": ("NUMERIC", "DECIMAL"),
+    "money": ("MONEY",),
+    "text": ("TEXT", "VARCHAR", "CHARACTER VARYING", "CHAR", "CHARACTER", "BPCHAR", "NAME",
+             "CITEXT", "NVARCHAR", "NCHAR", "CLOB", "STRING"),
+    "date": ("DATE",),
+    "dt": ("TIMESTAMP", "TIMESTAMPTZ", "TIMESTAMP WITHOUT TIME ZONE", "TIMESTAMP WITH TIME ZONE",
+           "DATETIME"),
+    "time": ("TIME", "TIME WITHOUT TIME ZONE"),
+    "timetz": ("TIMETZ", "TIME WITH TIME ZONE"),
+    "interval": ("INTERVAL",),
+    "bytes": ("BYTEA", "BLOB", "BINARY", "VARBINARY"),
+    "uuid": ("UUID",),
+    "inet": ("INET", "CIDR", "MACADDR", "MACADDR8"),
+    "json": ("JSON", "JSONB"),
+    "other": ("POINT", "LINE", "LSEG", "BOX", "PATH", "POLYGON", "CIRCLE", "BIT", "VARBIT",
+              "BIT VARYING", "XML", "TSVECTOR", "TSQUERY", "INT4RANGE", "INT8RANGE", "NUMRANGE",
+              "TSRANGE", "TSTZRANGE", "DATERANGE"),
+}
+_BY_NAME = {name: cat for cat, names in _NAMES.items() for name in names}
+# the typcategory letters of pg_type that decide alone
+_PG_LETTERS = {"A": "array", "B": "bool", "E": "enum", "I": "inet", "S": "text", "T": "interval"}
+_PG_NAMES = {"int2": "int", "int4": "int", "int8": "int", "oid": "int", "float4": "float",
+             "float8": "float", "numeric": "num", "money": "money", "date": "date",
+             "timestamp": "dt", "timestamptz": "dt", "time": "time", "timetz": "timetz",
+             "json": "json", "jsonb": "json", "uuid": "uuid", "bytea": "bytes"}
+
+
 def type_category(type_name: str) -> str:
-    """bool / int / float / num / dt / date / text, or unknown (SQLite columns may have no type)."""
-    t = type_name.upper()
-    if not t.strip():
+    """The category of a type from its name alone (see above); unknown if it has none."""
+    t = " ".join(re.sub(r"\([^)]*\)", " ", type_name.upper()).split())
+    if not t:
         return "unknown"
-    for cat, words in (("bool", ("BOOL",)), ("int", ("INT", "SERIAL")),
-                       ("float", ("DOUBLE", "FLOAT", "REAL")), ("num", ("NUMERIC", "DECIMAL")),
-                       ("dt", ("TIMESTAMP", "DATETIME")), ("date", ("DATE",))):
-        if any(w in t for w in words):
-            return cat
-    return "text"
+    if t.endswith("[]") or t.startswith("ARRAY"):
+        return "array"
+    if t.startswith("INTERVAL"):  # INTERVAL DAY TO SECOND
+        return "interval"
+    # whole name, else its first word ("INTEGER UNSIGNED"); a name we do not know (an enum
+    # or a domain, named by its owner) says nothing
+    return _BY_NAME.get(t) or _BY_NAME.get(t.split()[0], "unknown")
 
 
+def pg_category(typcategory: str, typname: str) -> str:
+    """The category of a PostgreSQL base type from pg_type (typcategory, typname)."""
+    return _PG_LETTERS.get(typcategory) or _PG_NAMES.get(typname, "other")
+
+
+# Types whose value travels as PostgreSQL's own text (exact; the target parses it back):
+# into a text column that text is stored as is.
+_AS_TEXT = frozenset({"money", "date", "dt", "time", "timetz", "interval", "uuid", "inet",
+                      "json", "array", "enum", "other"})
 # (source category, target category) -> the converter to suggest; these lose or break data
 _NEEDS_CONVERTER = {
     ("num", "int"): "decimal_to_cents (money) or to_int", ("float", "int"): "to_int",
@@ -61,6 +118,26 @@ _NEEDS_CONVERTER = {
     ("int", "bool"): "int_to_bool", ("text", "bool"): "to_bool", ("int", "text"): "to_str",
     ("num", "text"): "to_str",
 }
+_FIRST_CATEGORIES = frozenset({"bool", "int", "float", "num", "text", "date", "dt"})
+# text the target parses itself (a value it cannot parse is dead-lettered with the reason)
+_PARSED_FROM_TEXT = frozenset({"enum", "uuid", "inet", "json", "interval", "time", "timetz"})
+
+
+def type_problem(src_cat: str, tgt_cat: str, *, target_dialect: str = "") -> str | None:
+    """Why a value of `src_cat` cannot go unconverted into a `tgt_cat` column exactly, or None."""
+    if src_cat == "unknown" or tgt_cat == "unknown":
+        return None
+    if target_dialect == "sqlite" and tgt_cat == "json":
+        return ("SQLite's JSON column re-serializes the value, so it would not keep the source's text; "
+                "declare the target column TEXT (the JSON text is then stored byte for byte)")
+    if src_cat == tgt_cat or (src_cat in _FIRST_CATEGORIES and tgt_cat in _FIRST_CATEGORIES):
+        return None  # (pairs that need one of the converters are in _NEEDS_CONVERTER)
+    if tgt_cat == "text" and src_cat in _AS_TEXT:
+        return None  # PostgreSQL's text form of the value, stored as is
+    if src_cat == "text" and tgt_cat in _PARSED_FROM_TEXT:
+        return None
+    return (f"a {src_cat} value has no exact form in a {tgt_cat} column; give the target column the "
+            f"source's type ({src_cat}), or text to keep PostgreSQL's text of it, or drop the column")
 
 
 def _cond_ok(cond: Condition, value: Any) -> bool:
@@ -298,11 +375,15 @@ def _compile_table(spec: TableMap, path: str, source: Mapping[str, TableSchema],
             errors.append(f"{cpath}: target column {t!r} is written by two source columns")
         seen_targets.add(t)
         if conv is None and s in src.columns and t in tgt.columns:
-            pair = (type_category(src.columns[s]), type_category(tgt.columns[t]))
+            pair = (src.category(s), tgt.category(t))
+            problem = type_problem(*pair, target_dialect=tgt.dialect)
             if pair in _NEEDS_CONVERTER:
                 errors.append(f"{cpath}: {src.columns[s]} -> {tgt.columns[t]} needs a conversion; "
                               f"write `{s}: {{to: {t}, convert: {_NEEDS_CONVERTER[pair].split()[0]}}}` "
                               f"(suggested: {_NEEDS_CONVERTER[pair]})")
+            elif problem:
+                errors.append(f"{cpath}: {src.columns[s]} -> {tgt.columns[t]} (target "
+                              f"{spec.target}.{t}) cannot be copied exactly: {problem}")
         if conv is not None and conv not in convert.CONVERTERS:
             errors.append(f"{cpath}.convert: unknown converter {conv!r}; known: "
                           + ", ".join(sorted(convert.CONVERTERS)))

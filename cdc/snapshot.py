@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from cdc.events import ChangeEvent, Position
-from cdc.mapping import TableMapping, type_category
+from cdc.mapping import TableMapping
 from cdc.sources import Message
 
 EmitFn = Callable[[bytes], None]
@@ -64,9 +64,7 @@ def sweeps_ghosts(tm: TableMapping) -> bool:
     and in Python. Text keys sort by each database's collation, so a range on the target
     could reach rows of another chunk; for them `strangler verify` reports ghosts as extra.
     """
-    types = tm.source_schema.columns
-    return all(type_category(types.get(k, "")) == "int" or "UUID" in types.get(k, "").upper()
-               for k in tm.key)
+    return all(tm.source_schema.category(k) in ("int", "uuid") for k in tm.key)
 
 
 def _events(tm: TableMapping, rows: list[dict[str, Any]], at: Position, final: bool, db: str,

@@ -19,10 +19,13 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+import psycopg2.extensions
+
 from cdc import convert
 from cdc.config import Condition, StreamConfig
-from cdc.mapping import TableMapping, type_category
+from cdc.mapping import TableMapping
 from cdc.snapshot import _q
+from cdc.sources.postgres import use_stream_values
 
 ROW_LEVEL = 256  # ranges at most this big are compared row by row
 
@@ -46,8 +49,9 @@ class TableDiff:
                 "different": self.different}
 
 
-def _category(type_name: str) -> str:
-    cat = type_category(type_name)
+def _category(tm: TableMapping, target_column: str) -> str:
+    """How both sides' values of a column are compared: by the target column's category."""
+    cat = tm.target_schema.category(target_column)
     return "text" if cat == "unknown" else cat
 
 
@@ -64,7 +68,10 @@ def canon(v: Any, cat: str) -> str:
         return format(d.normalize(), "f")
     if cat == "dt":
         if isinstance(v, str):
-            v = dt.datetime.fromisoformat(v)
+            try:
+                v = dt.datetime.fromisoformat(v)
+            except ValueError:  # infinity, BC: compared as the text
+                return v
         if isinstance(v, dt.datetime) and v.tzinfo is not None:
             v = v.astimezone(dt.UTC).replace(tzinfo=None)
         return v.isoformat(sep=" ") if isinstance(v, dt.datetime) else str(v)
@@ -72,6 +79,8 @@ def canon(v: Any, cat: str) -> str:
         return str(v)[:10]
     if isinstance(v, (bytes, memoryview)):
         return bytes(v).hex()
+    if cat == "bytes" and isinstance(v, str) and v.startswith("\\x"):
+        return v[2:]  # PostgreSQL's hex text of bytea
     return str(v)
 
 
@@ -82,6 +91,8 @@ def _pg_canon(expr: str, cat: str) -> str:
         return f"trim_scale(({expr})::numeric)::text"
     if cat == "dt":
         return f"to_char(({expr})::timestamp, 'YYYY-MM-DD HH24:MI:SS.US')"
+    if cat == "json":  # json into jsonb is normalized on the way: compare normalized
+        return f"({expr})::jsonb::text"
     return f"({expr})::text"
 
 
@@ -188,10 +199,9 @@ def verify_table(src_conn: Any, tgt_conn: Any, tm: TableMapping, *, both_pg: boo
                  chunk: int = 10_000) -> TableDiff:
     key_src = list(tm.key)
     key_tgt = list(tm.target_key)
-    tgt_types = tm.target_schema.columns
     src_cols, tgt_cols = [], []
     for s, t, conv in tm.columns:
-        cat = _category(tgt_types.get(t, "text"))
+        cat = _category(tm, t)
         src_cols.append((s, cat, conv))
         tgt_cols.append((t, cat, None))
     src = _Side(src_conn, tm.source, key_src, src_cols, tm.spec.filter, tm, both_pg)
@@ -249,9 +259,8 @@ def recheck(src_conn: Any, tgt_conn: Any, tm: TableMapping, diff: TableDiff, *, 
 
 def verify_table_keys(src_conn: Any, tgt_conn: Any, tm: TableMapping, key: list[Any], *,
                       both_pg: bool) -> TableDiff:
-    tgt_types = tm.target_schema.columns
-    src_cols = [(s, _category(tgt_types.get(t, "text")), conv) for s, t, conv in tm.columns]
-    tgt_cols = [(t, _category(tgt_types.get(t, "text")), None) for _s, t, _c in tm.columns]
+    src_cols = [(s, _category(tm, t), conv) for s, t, conv in tm.columns]
+    tgt_cols = [(t, _category(tm, t), None) for _s, t, _c in tm.columns]
     src = _Side(src_conn, tm.source, list(tm.key), src_cols, tm.spec.filter, tm, both_pg)
     tgt = _Side(tgt_conn, tm.target, list(tm.target_key), tgt_cols, (), None, both_pg)
     d = TableDiff(table=tm.source, target=tm.target)
@@ -267,6 +276,8 @@ def verify_stream(cfg: StreamConfig, mappings: dict[str, TableMapping], src_conn
                   *, tables: list[str] | None = None, chunk: int = 10_000,
                   recheck_wait: float = 1.0, rounds: int = 3) -> list[TableDiff]:
     both_pg = cfg.source_kind == "postgres" and not cfg.target_url.startswith("sqlite")
+    if cfg.source_kind == "postgres" and isinstance(src_conn, psycopg2.extensions.connection):
+        use_stream_values(src_conn)  # source values as the stream copied them (json as text)
     if both_pg:
         for conn in (src_conn, tgt_conn):
             cur = conn.cursor()

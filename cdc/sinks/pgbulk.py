@@ -5,6 +5,8 @@ target columns' types and nothing else (no constraints, defaults or triggers), t
 with one ``INSERT .. SELECT .. ON CONFLICT DO UPDATE``. Small runs, or values without a plain
 text form, use a multi-row ``VALUES`` list (psycopg2 ``execute_values``). Either way a row
 identical to the target's is left alone (``IS DISTINCT FROM``), so replays fire no trigger.
+Values that are PostgreSQL's own text (json, arrays, intervals, bytea as ``\\x..``) are sent
+as that text, which the server reads back into the column's type exactly.
 """
 
 from __future__ import annotations
@@ -51,13 +53,22 @@ def copy_text(rows: list[dict[str, Any]], names: list[str]) -> str | None:
     return "\n".join(lines) + "\n"
 
 
+def _param(v: Any) -> Any:
+    """A value as a query parameter: psycopg2 sends every non-finite Decimal as 'NaN'."""
+    if v.__class__ is Decimal and not v.is_finite():
+        return str(v)  # 'Infinity', '-Infinity', 'NaN': PostgreSQL's numeric reads them
+    return v
+
+
 class Upserter:
     """Prepared SQL for one target table, per column set."""
 
-    def __init__(self, table: str, schema: str | None, key: list[str]) -> None:
+    def __init__(self, table: str, schema: str | None, key: list[str],
+                 compare_as_text: frozenset[str] = frozenset()) -> None:
         self.table = f"{quote(schema)}.{quote(table)}" if schema else quote(table)
         self.name = table
         self.key = key
+        self.compare_as_text = compare_as_text  # columns of types without "=" (json, point)
         self._sql: dict[tuple[Any, ...], str] = {}
 
     def _staging(self, names: list[str]) -> str:
@@ -74,19 +85,23 @@ class Upserter:
                    f"ON CONFLICT ({', '.join(quote(k) for k in self.key)}) ")
             if rest:
                 sql += (f"DO UPDATE SET {', '.join(f'{quote(c)} = EXCLUDED.{quote(c)}' for c in rest)} "
-                        f"WHERE ROW({', '.join(f'{self.table}.{quote(c)}' for c in rest)}) IS DISTINCT FROM "
-                        f"ROW({', '.join(f'EXCLUDED.{quote(c)}' for c in rest)})")
+                        f"WHERE ROW({', '.join(self._compared(f'{self.table}.{quote(c)}', c) for c in rest)}) "
+                        f"IS DISTINCT FROM ROW({', '.join(self._compared(f'EXCLUDED.{quote(c)}', c) for c in rest)})")
             else:
                 sql += "DO NOTHING"
             self._sql[key] = sql
         return sql
+
+    def _compared(self, expr: str, column: str) -> str:
+        return f"{expr}::text" if column in self.compare_as_text else expr
 
     def upsert(self, cursor: Any, names: list[str], rows: list[dict[str, Any]]) -> None:
         """Upsert `rows` (distinct keys, each with exactly the columns `names`)."""
         text = copy_text(rows, names) if len(rows) >= COPY_MIN_ROWS else None
         if text is None:
             psycopg2.extras.execute_values(cursor, self._upsert_sql(names, False),
-                                           [tuple(r[c] for c in names) for r in rows], page_size=2000)
+                                           [tuple(_param(r[c]) for c in names) for r in rows],
+                                           page_size=2000)
             return
         staging = self._staging(names)
         cursor.execute(f"CREATE TEMP TABLE IF NOT EXISTS {staging} AS SELECT "

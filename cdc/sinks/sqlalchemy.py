@@ -23,6 +23,7 @@ from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql as pg
 from sqlalchemy.engine import Connection, Engine
 
 from cdc import checkpoint
@@ -76,14 +77,59 @@ def describe(engine: Engine) -> dict[str, TableSchema]:
         required = tuple(c["name"] for c in cols if not c["nullable"] and c.get("default") is None
                          and c.get("autoincrement") is not True and c["name"] not in pk)
         out[name] = TableSchema(name=name, columns={c["name"]: str(c["type"]) for c in cols}, pk=pk,
-                                unique_sets=tuple(uniques), required=required)
+                                unique_sets=tuple(uniques), required=required,
+                                categories={c["name"]: sa_category(c["type"]) for c in cols},
+                                dialect=engine.dialect.name)
     return out
 
 
-def _coercer(col_type: sa.types.TypeEngine[Any]) -> tuple[type | tuple[type, ...], Callable[[Any], Any]] | None:
-    """(accepted python types, converter) for columns whose values may arrive as JSON text."""
+# SQLAlchemy type classes -> categories of cdc.mapping, most specific first (Enum is a
+# String, Float a Numeric, JSONB a JSON).
+_SA_CATEGORIES: tuple[tuple[type | tuple[type, ...], str], ...] = (
+    (sa.types.NullType, "unknown"), (sa.ARRAY, "array"), (sa.Enum, "enum"), (sa.Boolean, "bool"),
+    ((sa.Interval, pg.INTERVAL), "interval"), (sa.JSON, "json"), (sa.Uuid, "uuid"),
+    (sa.LargeBinary, "bytes"), ((pg.INET, pg.CIDR, pg.MACADDR, pg.MACADDR8), "inet"),
+    (pg.MONEY, "money"), (sa.Integer, "int"), (sa.Float, "float"), (sa.Numeric, "num"),
+    (sa.DateTime, "dt"), (sa.Date, "date"), (sa.String, "text"),
+)
+
+
+def sa_category(col_type: sa.types.TypeEngine[Any]) -> str:
+    """The mapping's category of a reflected column type (a domain: its base type's)."""
+    if isinstance(col_type, pg.DOMAIN):
+        return sa_category(col_type.data_type)
+    if isinstance(col_type, sa.Time):
+        return "timetz" if col_type.timezone else "time"
+    for classes, cat in _SA_CATEGORIES:
+        if isinstance(col_type, classes):
+            return cat
+    return "other"
+
+
+def _hex_bytes(v: Any) -> bytes:
+    if isinstance(v, str):
+        if not v.startswith("\\x"):
+            raise ValueError(f"bytea text must be in hex form (\\x...), not {v[:20]!r}")
+        return bytes.fromhex(v[2:])
+    return bytes(v)
+
+
+def _coercer(col_type: sa.types.TypeEngine[Any],
+             dialect: str) -> tuple[type | tuple[type, ...], Callable[[Any], Any]] | None:
+    """(accepted python types, converter) for columns whose values may arrive as JSON text.
+
+    PostgreSQL reads the text forms of dates, times and bytes (``\\x..``) itself, exactly
+    (also ``infinity``); other targets get Python values parsed from them.
+    """
     if isinstance(col_type, sa.JSON):  # dicts and lists go as JSON text (never as a SQL array)
-        return str, lambda v: json.dumps(v, default=json_default)
+        if dialect == "postgresql":
+            return str, lambda v: json.dumps(v, default=json_default)
+        # SQLAlchemy serializes the value itself: give it the value, not its text
+        return (dict, list), lambda v: json.loads(v) if isinstance(v, str) else v
+    if dialect == "postgresql" and isinstance(col_type, (sa.DateTime, sa.Date, sa.Time, sa.LargeBinary)):
+        return None
+    if isinstance(col_type, sa.LargeBinary):
+        return bytes, _hex_bytes
     if isinstance(col_type, sa.Boolean):
         return bool, lambda v: v.lower() in ("t", "true", "1") if isinstance(v, str) else bool(v)
     if isinstance(col_type, sa.Integer):
@@ -112,6 +158,13 @@ def _key_value(v: Any) -> Any:
     return v
 
 
+def _no_equality(table: sa.Table) -> frozenset[str]:
+    """Columns whose PostgreSQL type has no "=" (json, and types SQLAlchemy does not know)."""
+    return frozenset(c.name for c in table.columns
+                     if (isinstance(c.type, sa.JSON) and not isinstance(c.type, pg.JSONB))
+                     or isinstance(c.type, sa.types.NullType))
+
+
 class _Table:
     """A mapped target table: its SQLAlchemy Table and prepared statements."""
 
@@ -120,10 +173,10 @@ class _Table:
         self.table = table
         self.key = list(tm.target_key)
         self.dialect = dialect
-        self.coerce = [(c.name, *co) for c in table.columns if (co := _coercer(c.type)) is not None]
+        self.coerce = [(c.name, *co) for c in table.columns if (co := _coercer(c.type, dialect)) is not None]
         self.filtered = bool(tm.spec.filter)
         self._upserts: dict[frozenset[str], Any] = {}
-        self.pg = Upserter(table.name, table.schema, self.key) if dialect == "postgresql" else None
+        self.pg = Upserter(table.name, table.schema, self.key, _no_equality(table)) if dialect == "postgresql" else None
 
     def row(self, source_row: dict[str, Any]) -> dict[str, Any]:
         row = self.tm.to_target(source_row)
@@ -210,8 +263,11 @@ class SqlSink:
         # (connection lost, table gone) stops the stream. Raw DB-API classes too: PostgreSQL
         # upserts go through psycopg2 directly.
         dbapi = engine.dialect.loaded_dbapi
+        # A value of the wrong type for its column (psycopg2's DatatypeMismatch, a
+        # ProgrammingError) is that row's problem too.
+        mismatch = getattr(getattr(dbapi, "errors", None), "DatatypeMismatch", dbapi.DataError)
         self._row_errors: tuple[type[BaseException], ...] = (
-            sa.exc.IntegrityError, sa.exc.DataError, dbapi.IntegrityError, dbapi.DataError)
+            sa.exc.IntegrityError, sa.exc.DataError, dbapi.IntegrityError, dbapi.DataError, mismatch)
         self._db_errors: tuple[type[BaseException], ...] = (sa.exc.DBAPIError, dbapi.Error)
         self.positions: dict[str, Position] = {}
         self._dirty: dict[str, tuple[Position, int]] = {}

@@ -2,8 +2,9 @@
 
 Pure functions over the raw payload bytes: no I/O. Message letters:
 B begin, C commit, O origin, R relation, Y type, I insert, U update, D delete, T truncate,
-M logical message. Column values arrive as text and are turned into Python values by
-psycopg2's own typecasters, so streamed rows equal rows read by a snapshot SELECT.
+M logical message. Column values arrive as text and are turned into values by the casters
+the source gives (:mod:`cdc.sources.postgres`: Python values for a few exact types, the
+text itself for the rest), the same ones its snapshot SELECTs use.
 """
 
 from __future__ import annotations

@@ -10,6 +10,10 @@ The slot is acknowledged (flush position) only up to the end LSN of the last sou
 transaction whose events are all durable downstream; when nothing is pending, the server's
 keepalive position is acknowledged so an idle slot never pins WAL. Transactions replicated
 by Strangler's own sinks (replication origin ``strangler_*``) are skipped: no ping-pong.
+
+Values: integers, floats, numeric, booleans and strings become Python values; every other
+type (json, arrays, intervals, bytea, timestamps, enums, ...) stays PostgreSQL's own text,
+which the target reads back exactly. Snapshot SELECTs return the same (``use_stream_values``).
 """
 
 from __future__ import annotations
@@ -29,15 +33,48 @@ import psycopg2.extras
 from cdc.config import StreamConfig
 from cdc.errors import SourceError
 from cdc.events import ChangeEvent, Position
-from cdc.mapping import TableSchema
+from cdc.mapping import TableSchema, pg_category
 from cdc.sources import MESSAGE_PREFIX, Item, Message, Relation
 from cdc.sources import pgoutput as pg
 
 ORIGIN_PREFIX = "strangler_"
+# Values of these types become Python values (exact: numeric keeps NaN and ±Infinity as
+# Decimal). Every other type stays PostgreSQL's own text, which the target reads back
+# exactly; psycopg2's casters would not (big JSON numbers become floats, a JSON string
+# loses its quotes, months of an interval become days, infinity becomes datetime.max).
 _FAST_CASTERS: dict[int, Callable[[str], Any]] = {
     25: str, 1043: str, 1042: str, 19: str, 20: int, 21: int, 23: int, 26: int,
     700: float, 701: float, 1700: Decimal, 16: lambda s: s == "t",
 }
+# Output in forms every PostgreSQL reads back as the same value, whatever the server's
+# defaults (a DMY DateStyle would swap day and month on a target set to MDY).
+_SESSION_OPTIONS = "-c DateStyle=ISO,MDY -c IntervalStyle=postgres -c bytea_output=hex"
+# A domain's category is its base type's (typcategory of the base, recursively).
+_TYPE_INFO_SQL = """
+    WITH RECURSIVE b(oid, base) AS (
+        SELECT oid, oid FROM pg_type WHERE oid = ANY(%s)
+      UNION ALL
+        SELECT b.oid, t.typbasetype FROM b JOIN pg_type t ON t.oid = b.base WHERE t.typtype = 'd')
+    SELECT b.oid, t.oid, t.typcategory, t.typname FROM b JOIN pg_type t ON t.oid = b.base
+    WHERE t.typtype <> 'd'"""
+
+
+def _as_text(value: str | bytes | None, _cursor: Any) -> Any:
+    return value
+
+
+def use_stream_values(conn: Any) -> None:
+    """Make `conn` return what the stream gives: Python values for the fast types, the
+    server's text for every other, so a row copied equals the same row streamed."""
+    oids = tuple(o for o in psycopg2.extensions.string_types
+                 if isinstance(o, int) and o not in _FAST_CASTERS)
+    psycopg2.extensions.register_type(psycopg2.extensions.new_type(oids, "STRANGLER_TEXT", _as_text), conn)
+
+
+def _connect(dsn: str, **kwargs: Any) -> Any:
+    """A connection whose text output of values is the same on every server (see above)."""
+    own = psycopg2.extensions.parse_dsn(dsn).get("options", "")
+    return psycopg2.connect(dsn, options=f"{own} {_SESSION_OPTIONS}".strip(), **kwargs)
 
 
 def libpq_dsn(url: str) -> str:
@@ -77,15 +114,16 @@ class PostgresSource:
         self.dsn = libpq_dsn(cfg.source_url)
         self.keys: dict[str, tuple[str, ...]] = dict(keys or {})
         try:
-            self._conn = psycopg2.connect(self.dsn)
+            self._conn = _connect(self.dsn)
         except psycopg2.Error as exc:
             raise SourceError(f"cannot connect to the source PostgreSQL: {exc}".strip()) from exc
         self._conn.autocommit = True
-        self._cast_cur = self._conn.cursor()
+        use_stream_values(self._conn)  # chunks copied while streaming come through it
         self._repl: Any = None
         self._cur: Any = None
         self._rels: dict[int, pg.RelationInfo] = {}
         self._types: dict[tuple[int, int], str] = {}
+        self._bases: dict[int, tuple[int, str]] = {}  # type oid -> (base type oid, category)
         self._txns: deque[list[int]] = deque()  # [commit lsn, last index, end lsn]
         self._in_tx = False
         self._tx_lsn = self._tx_ts = self._tx_xid = self._idx = 0
@@ -114,16 +152,28 @@ class PostgresSource:
         out = {}
         for oid, ns, rel, ident in rows:
             name = rel if ns == "public" else f"{ns}.{rel}"
-            cols = self._sql("""SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute
-                                WHERE attrelid = %s AND attnum > 0 AND NOT attisdropped ORDER BY attnum""",
-                             (oid,))
+            cols = self._sql("""SELECT attname, format_type(atttypid, atttypmod), atttypid
+                                FROM pg_attribute WHERE attrelid = %s AND attnum > 0
+                                AND NOT attisdropped ORDER BY attnum""", (oid,))
             pk = self._sql("""SELECT a.attname FROM pg_index i
                               JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey)
                               WHERE i.indrelid = %s AND i.indisprimary
                               ORDER BY array_position(i.indkey, a.attnum)""", (oid,))
-            out[name] = TableSchema(name=name, columns=dict(cols), pk=tuple(r[0] for r in pk),
-                                    replica_full=ident == "f")
+            self._type_info([r[2] for r in cols])
+            out[name] = TableSchema(name=name, columns={r[0]: r[1] for r in cols},
+                                    pk=tuple(r[0] for r in pk), replica_full=ident == "f",
+                                    categories={r[0]: self._bases[r[2]][1] for r in cols},
+                                    dialect="postgresql")
         return out
+
+    def _type_info(self, oids: list[int]) -> None:
+        """Learn (base type, category) of the types in `oids` not known yet."""
+        new = sorted({o for o in oids if o not in self._bases})
+        if new:
+            for oid, base, letter, typname in self._sql(_TYPE_INFO_SQL, (new,)):
+                self._bases[oid] = (base, pg_category(letter, typname))
+            for oid in new:  # a type dropped meanwhile: its text, as for any unknown type
+                self._bases.setdefault(oid, (oid, "unknown"))
 
     # -- slot and publication -----------------------------------------------------------
     def slot_exists(self) -> bool:
@@ -139,7 +189,7 @@ class PostgresSource:
 
     def _connect_replication(self) -> None:
         try:
-            self._repl = psycopg2.connect(
+            self._repl = _connect(
                 self.dsn, connection_factory=psycopg2.extras.LogicalReplicationConnection)
             self._cur = self._repl.cursor()
         except psycopg2.Error as exc:
@@ -158,7 +208,8 @@ class PostgresSource:
         try:
             self._cur.create_replication_slot(self.cfg.slot, output_plugin="pgoutput")
             _slot, _consistent, snapshot_name, _plugin = self._cur.fetchone()
-            snap = psycopg2.connect(self.dsn)
+            snap = _connect(self.dsn)
+            use_stream_values(snap)
             snap.set_session(isolation_level="REPEATABLE READ", readonly=True)
             snap.cursor().execute("SET TRANSACTION SNAPSHOT %s", (snapshot_name,))
         except psycopg2.Error as exc:
@@ -211,14 +262,12 @@ class PostgresSource:
         return out
 
     def _caster(self, oid: int) -> Callable[[str], Any]:
+        """Python value for the fast types (a domain as its base), else the text as it came."""
         fast = _FAST_CASTERS.get(oid)
-        if fast is not None:
-            return fast
-        caster = psycopg2.extensions.string_types.get(oid)
-        if caster is None:
-            return str
-        cur = self._cast_cur
-        return lambda s: caster(s, cur)
+        if fast is None:
+            self._type_info([oid])
+            fast = _FAST_CASTERS.get(self._bases[oid][0])
+        return fast or str
 
     def _type_name(self, oid: int, mod: int) -> str:
         name = self._types.get((oid, mod))
