@@ -114,7 +114,7 @@ def with_slot_warnings(streams: list[dict[str, Any]], warnings: dict[str, str]) 
     for name, warning in warnings.items():
         row = by_name.get(name)
         if row is None:
-            row = {"stream": name, "state": "not running", "lag_ms": None, "dead_letters": None}
+            row = {"stream": name, "state": "not running"}
             streams.append(row)
         row["warning"] = warning
     return streams
