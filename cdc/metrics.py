@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cdc.events import ChangeEvent
+from cdc.events import ChangeEvent, Position
 
 STATE_DIR = Path(os.environ.get("STRANGLER_STATE_DIR", ".strangler")) / "cdc"
 
@@ -71,24 +71,25 @@ class StreamMetrics:
 
 
 class LagTracker:
-    """Commit time of the oldest change handed to the apply side and not yet applied.
+    """Commit time of the oldest change published and not yet durable downstream.
 
-    Kept per published batch (its first commit time and the publish count after it), so the
-    cost is per batch, not per row.
+    Kept per published batch (its last position and first commit time), so the cost is per
+    batch, not per row; "durable" is the transport's: applied and committed by the sink
+    (direct), or acknowledged by the brokers (the Kafka capture half).
     """
 
     def __init__(self) -> None:
-        self._pending: deque[tuple[int, int]] = deque()  # (published count after, ts_ms)
+        self._pending: deque[tuple[Position, int]] = deque()  # (last position of a batch, ts_ms)
 
-    def published(self, count_after: int, events: Sequence[ChangeEvent]) -> None:
+    def published(self, events: Sequence[ChangeEvent]) -> None:
         ts = next((e.ts_ms for e in events if e.ts_ms), 0)  # copied rows carry none
         if ts:
-            self._pending.append((count_after, ts))
+            self._pending.append((events[-1].position, ts))
 
-    def lag_ms(self, applied_count: int, source_ms: float = 0.0) -> float:
+    def lag_ms(self, durable: Position | None, source_ms: float = 0.0) -> float:
         """`source_ms`: what the source itself knows is waiting (e.g. unread changelog rows)."""
         pending = self._pending
-        while pending and pending[0][0] <= applied_count:
+        while pending and durable is not None and pending[0][0] <= durable:
             pending.popleft()
         ours = max(0.0, time.time() * 1000 - pending[0][1]) if pending else 0.0
         return round(max(ours, source_ms), 1)

@@ -184,7 +184,7 @@ class Pipeline:
     def _publish(self, events: list[ChangeEvent]) -> None:
         if events:
             self._published += len(events)
-            self._lag.published(self._published, events)
+            self._lag.published(events)
             self.transport.publish(events)
 
     def _check_applier(self) -> None:
@@ -238,7 +238,7 @@ class Pipeline:
         if source is not None:
             with contextlib.suppress(CDCError):
                 source_ms, m.wal_bytes_behind = source.lag()
-        m.lag_ms = self._lag.lag_ms(self._processed, source_ms)  # grows while the stream is stalled
+        m.lag_ms = self._lag.lag_ms(self.transport.durable(), source_ms)  # grows while the stream is stalled
         with contextlib.suppress(RuntimeError):  # the applier may be updating it
             m.snapshot = {t: {"state": s[0], "rows": s[2]} for t, s in list(sink.snapshot_state.items())}
         m.tick()
