@@ -3,6 +3,10 @@
 The running pipeline keeps one :class:`StreamMetrics` and writes it about once a second to
 ``.strangler/cdc/<stream>.json`` so ``strangler cdc status`` can show it from another
 process.
+
+Lag is the time since the oldest source commit not yet applied (:class:`LagTracker`), not
+the age of the last applied event: a stalled stream shows a lag that grows, and 0 means
+everything read is applied and the source had nothing older waiting.
 """
 
 from __future__ import annotations
@@ -10,9 +14,13 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections import deque
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+from cdc.events import ChangeEvent, Position
 
 STATE_DIR = Path(os.environ.get("STRANGLER_STATE_DIR", ".strangler")) / "cdc"
 
@@ -60,6 +68,31 @@ class StreamMetrics:
         tmp = folder / f".{self.stream}.json.tmp"
         tmp.write_text(json.dumps(self.as_dict()))
         os.replace(tmp, folder / f"{self.stream}.json")
+
+
+class LagTracker:
+    """Commit time of the oldest change published and not yet durable downstream.
+
+    Kept per published batch (its last position and first commit time), so the cost is per
+    batch, not per row; "durable" is the transport's: applied and committed by the sink
+    (direct), or acknowledged by the brokers (the Kafka capture half).
+    """
+
+    def __init__(self) -> None:
+        self._pending: deque[tuple[Position, int]] = deque()  # (last position of a batch, ts_ms)
+
+    def published(self, events: Sequence[ChangeEvent]) -> None:
+        ts = next((e.ts_ms for e in events if e.ts_ms), 0)  # copied rows carry none
+        if ts:
+            self._pending.append((events[-1].position, ts))
+
+    def lag_ms(self, durable: Position | None, source_ms: float = 0.0) -> float:
+        """`source_ms`: what the source itself knows is waiting (e.g. unread changelog rows)."""
+        pending = self._pending
+        while pending and durable is not None and pending[0][0] <= durable:
+            pending.popleft()
+        ours = max(0.0, time.time() * 1000 - pending[0][1]) if pending else 0.0
+        return round(max(ours, source_ms), 1)
 
 
 def load(stream: str, folder: Path | None = None) -> dict[str, Any] | None:

@@ -26,7 +26,7 @@ from cdc import mapping as mapping_mod
 from cdc.config import StreamConfig
 from cdc.errors import CDCError, ConfigError
 from cdc.events import ChangeEvent
-from cdc.metrics import StreamMetrics
+from cdc.metrics import LagTracker, StreamMetrics
 from cdc.sinks.sqlalchemy import SqlSink, describe, make_engine
 from cdc.snapshot import Watermarks, initial_events
 from cdc.sources import Message, Relation, Source, make_source
@@ -79,6 +79,7 @@ class Pipeline:
         self.cfg = cfg
         self.transport = transport or make_transport(cfg)
         self.metrics = StreamMetrics(stream=cfg.name)
+        self._lag = LagTracker()
         self.on_tick = on_tick or (lambda m: m.save())
         self._stop = False
         self._last_tick = 0.0
@@ -209,6 +210,7 @@ class Pipeline:
     def _publish(self, events: list[ChangeEvent]) -> None:
         if events:
             self._published += len(events)
+            self._lag.published(events)
             self.transport.publish(events)
 
     def _check_applier(self) -> None:
@@ -235,7 +237,6 @@ class Pipeline:
                 sink.begin()
                 sink.write(events)
                 self.metrics.count(len(events))
-                self.metrics.observe_lag(events[-1].ts_ms)
                 if events[-1].last:  # commit only at a source transaction boundary
                     pos = sink.commit()
                     if pos is not None:
@@ -259,11 +260,11 @@ class Pipeline:
         m = self.metrics
         m.dead_letters = sink.dead
         m.position = str(sink.position or "")
-        if m.events_per_s == 0 and m.state == "streaming":
-            m.lag_ms = 0.0
+        source_ms = 0.0
         if source is not None:
             with contextlib.suppress(CDCError):
-                _ms, m.wal_bytes_behind = source.lag()
+                source_ms, m.wal_bytes_behind = source.lag()
+        m.lag_ms = self._lag.lag_ms(self.transport.durable(), source_ms)  # grows while the stream is stalled
         with contextlib.suppress(RuntimeError):  # the applier may be updating it
             m.snapshot = {t: {"state": s[0], "rows": s[2]} for t, s in list(sink.snapshot_state.items())}
         m.tick()

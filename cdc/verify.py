@@ -317,15 +317,17 @@ def _one(conn: Any, sql: str, args: tuple[Any, ...] = ()) -> Any:
 def wait_applied(cfg: StreamConfig, src_conn: Any, tgt_conn: Any, *, timeout: float) -> bool:
     """Wait (bounded) until the running stream has applied everything the source has now.
 
-    PostgreSQL: the slot's confirmed position passes the current WAL position (it moves only
-    when the target has everything up to it, and follows the server when idle). SQLite: the
+    PostgreSQL: the slot's confirmed position passes the WAL insert position (it moves only
+    when the target has everything up to it, and follows the server when idle); not
+    `pg_current_wal_lsn()`, the write position, which under ``synchronous_commit = off`` is
+    still before commits that already returned. SQLite: the
     target's stored position reaches the changelog's last id. False if no stream is running
     or the time is up.
     """
     deadline = time.monotonic() + timeout
     try:
         if cfg.source_kind == "postgres":
-            head = _one(src_conn, "SELECT pg_current_wal_lsn()::text")
+            head = _one(src_conn, "SELECT pg_current_wal_insert_lsn()::text")
             while time.monotonic() < deadline:
                 if not _one(src_conn, "SELECT active FROM pg_replication_slots WHERE slot_name = %s", (cfg.slot,)):
                     return False

@@ -134,8 +134,39 @@ def _status_one(cfg: config.StreamConfig) -> dict[str, Any]:
                 out["slot"] = src.slot_info()
             finally:
                 src.close()
+            if out["slot"] is None and out.get("position"):
+                out["warning"] = (f"replication slot {cfg.slot!r} is gone but the target holds a "
+                                  f"position from it; recover: `strangler cdc drop {cfg.name}` then "
+                                  f"`strangler cdc run {cfg.name}` (re-copies the tables)")
+            elif out["slot"] and out["slot"].get("warning"):
+                out["warning"] = out["slot"]["warning"]
     except Exception as exc:  # status must show what it can
         out["error"] = str(exc).strip().splitlines()[0]
+    return out
+
+
+def slot_warnings(streams: str | None = None) -> dict[str, str]:
+    """Live WAL-health warnings per PostgreSQL stream in streams.yaml; {} if it cannot be read."""
+    try:
+        cfgs = list(config.load(streams).streams.values())
+    except ConfigError:
+        return {}
+    out = {}
+    for cfg in cfgs:
+        if cfg.source_kind != "postgres":
+            continue
+        from cdc.sources.postgres import PostgresSource
+
+        try:
+            src = PostgresSource(cfg, [t.source for t in cfg.tables])
+            try:
+                info = src.slot_info()
+            finally:
+                src.close()
+        except CDCError:
+            continue  # unreachable source: `strangler cdc status` says why
+        if info and info.get("warning"):
+            out[cfg.name] = str(info["warning"])
     return out
 
 
@@ -157,7 +188,10 @@ def status(stream: Annotated[str | None, typer.Argument()] = None, streams: Stre
         typer.echo(f"{r['stream']}: {run_.get('state', 'not running')}  position={r.get('position')}  "
                    f"lag_ms={run_.get('lag_ms')}  events/s={run_.get('events_per_s')}  "
                    f"dead_letters={r.get('dead_letters')}  wal_behind={(r.get('slot') or {}).get('wal_bytes_behind')}"
+                   + (f"  wal_status={r['slot']['wal_status']}" if r.get("slot") else "")
                    + (f"  error={r['error']}" if r.get("error") else ""))
+        if r.get("warning"):
+            typer.echo(f"  WARNING: {r['warning']}")
 
 
 @cdc_app.command("snapshot")

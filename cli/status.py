@@ -1,8 +1,9 @@
 """`strangler status [--watch] [--json]`: what the migration looks like right now.
 
 Per route: weights, the observed split, error rate and p50/p99 per backend, breaker state
-and the shadow diff rate, from the router's cumulative status; per CDC stream: lag and
-dead letters. `summarize` is pure (status document in, summary out) so it is tested
+and the shadow diff rate, from the router's cumulative status; per CDC stream: lag, dead
+letters and, for PostgreSQL streams in streams.yaml, a warning when the replication slot is
+close to (or past) being invalidated by the server. `summarize` is pure (status document in, summary out) so it is tested
 without a router; with a previous document the numbers cover only the time between the
 two (what `--watch` shows), otherwise everything since the router started.
 """
@@ -106,6 +107,19 @@ def stream_status(folder: Path | None = None) -> tuple[list[dict[str, Any]], str
     return streams, None if streams else "no CDC stream has run from this state folder"
 
 
+def with_slot_warnings(streams: list[dict[str, Any]], warnings: dict[str, str]) -> list[dict[str, Any]]:
+    """Attach live slot warnings; a stopped stream's slot is the one most at risk, so a warned
+    stream without a metrics file is listed too."""
+    by_name = {str(s.get("stream")): s for s in streams}
+    for name, warning in warnings.items():
+        row = by_name.get(name)
+        if row is None:
+            row = {"stream": name, "state": "not running"}
+            streams.append(row)
+        row["warning"] = warning
+    return streams
+
+
 def _pct(x: float) -> str:
     return f"{x * 100:.1f}%"
 
@@ -137,6 +151,9 @@ def render(summary: dict[str, Any], *, title: str) -> Group:
             st.add_row(str(s.get("stream") or s.get("name")), str(s.get("state", "-")),
                        _ms(s.get("lag_ms")), str(s.get("dead_letters", "-")))
         parts.append(st)
+        for s in streams:
+            if s.get("warning"):
+                parts.append(f"[bold red]WARNING[/bold red] {s.get('stream')}: {s['warning']}")
     if summary.get("note"):
         parts.append(f"[dim]{summary['note']}[/dim]")
     return Group(*parts)
@@ -146,9 +163,11 @@ def collect(api: RouterAPI, previous: dict[str, Any] | None) -> tuple[dict[str, 
     doc = api.status()
     summary = summarize(doc, previous)
     summary["router"] = api.base_url
+    from cli.cdc import slot_warnings  # lazily: it loads the CDC engine
+
     streams, note = stream_status()
-    summary["streams"] = streams
-    if note:
+    summary["streams"] = with_slot_warnings(streams, slot_warnings())
+    if note and not summary["streams"]:
         summary["note"] = note
     return doc, summary
 

@@ -8,6 +8,9 @@ server instead; then nothing is started or stopped.
 
     with PostgresServer() as pg:
         dsn = pg.create_database("shop")
+
+``PostgresServer(settings={"max_slot_wal_keep_size": "1MB"})`` adds or overrides server
+settings; such a server is always started here (a test that needs them cannot share one).
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import urlsplit, urlunsplit
 
 from devstack.errors import ServiceUnavailable
@@ -133,12 +136,13 @@ class PostgresServer:
     datadir: str = ""
     owned: bool = False
     outlive_owner: bool = False  # True: keep running after this process exits (`up --detach`)
+    settings: dict[str, str] = field(default_factory=dict)  # on top of SERVER_SETTINGS
     _root: str = ""
     _reaper: subprocess.Popen[bytes] | None = None
 
     def start(self) -> PostgresServer:
         existing = os.environ.get(ENV_DSN)
-        if existing:
+        if existing and not self.settings:
             self.dsn = existing
             self.port = urlsplit(existing).port or 5432
             self._check_reachable()
@@ -173,7 +177,7 @@ class PostgresServer:
         return self
 
     def _pg_ctl_start(self, bindir: str, run: Callable[[], None] | None, env: dict[str, str]) -> None:
-        options = " ".join(f"-c {k}={v}" for k, v in SERVER_SETTINGS.items())
+        options = " ".join(f"-c {k}={v}" for k, v in {**SERVER_SETTINGS, **self.settings}.items())
         options += f" -c listen_addresses=127.0.0.1 -p {self.port} -k {self._root}"
         self._run(
             [os.path.join(bindir, "pg_ctl"), "-D", self.datadir, "-l",

@@ -14,6 +14,13 @@ by Strangler's own sinks (replication origin ``strangler_*``) are skipped: no pi
 Values: integers, floats, numeric, booleans and strings become Python values; every other
 type (json, arrays, intervals, bytea, timestamps, enums, ...) stays PostgreSQL's own text,
 which the target reads back exactly. Snapshot SELECTs return the same (``use_stream_values``).
+
+Refused loudly rather than streamed wrong: a slot that is gone while the target holds a
+position from it, a slot the server invalidated (``wal_status = lost``), and a publication
+that no longer publishes every operation or (while running) lost one of the stream's tables;
+each message names the slot or publication and the fix. `slot_info` reports the slot's WAL
+health (retained bytes, ``wal_status``, ``safe_wal_size``) with a warning before the server
+invalidates it.
 """
 
 from __future__ import annotations
@@ -38,6 +45,9 @@ from cdc.sources import MESSAGE_PREFIX, Item, Message, Relation
 from cdc.sources import pgoutput as pg
 
 ORIGIN_PREFIX = "strangler_"
+OPERATIONS = ("insert", "update", "delete", "truncate")
+PUBLICATION_CHECK_S = 10.0  # how often a running stream re-reads its publication
+SAFE_WAL_WARN = 0.2  # warn when less than this share of max_slot_wal_keep_size is left
 # Values of these types become Python values (exact: numeric keeps NaN and ±Infinity as
 # Decimal). Every other type stays PostgreSQL's own text, which the target reads back
 # exactly; psycopg2's casters would not (big JSON numbers become floats, a JSON string
@@ -133,6 +143,7 @@ class PostgresSource:
         self._acked = 0
         self._last_feedback = 0.0
         self._dbname = self._conn.get_dsn_parameters().get("dbname", "")
+        self._publication_checked = 0.0
 
     # -- schema -------------------------------------------------------------------------
     def _sql(self, query: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
@@ -183,9 +194,54 @@ class PostgresSource:
         tables = ", ".join(_quote(t) for t in self.tables)
         pub = f'"{self.cfg.publication}"'
         if self._sql("SELECT 1 FROM pg_publication WHERE pubname = %s", (self.cfg.publication,)):
+            if self.slot_exists():  # resuming: what the publication filtered out is lost
+                self.check_publication(resuming=True)
             self._sql(f"ALTER PUBLICATION {pub} SET TABLE {tables}")
+            self._sql(f"ALTER PUBLICATION {pub} SET (publish = '{', '.join(OPERATIONS)}')")
         else:
             self._sql(f"CREATE PUBLICATION {pub} FOR TABLE {tables}")
+
+    def _publication_state(self) -> tuple[list[str], set[str]] | None:
+        """(operations it does not publish, tables it publishes), None if it does not exist."""
+        rows = self._sql("SELECT pubinsert, pubupdate, pubdelete, pubtruncate FROM pg_publication "
+                         "WHERE pubname = %s", (self.cfg.publication,))
+        if not rows:
+            return None
+        off = [op for op, on in zip(OPERATIONS, rows[0], strict=True) if not on]
+        tables = {t if ns == "public" else f"{ns}.{t}" for ns, t in self._sql(
+            "SELECT schemaname, tablename FROM pg_publication_tables WHERE pubname = %s",
+            (self.cfg.publication,))}
+        return off, tables
+
+    def check_publication(self, *, resuming: bool = False) -> None:
+        """Someone else's ALTER PUBLICATION silently filters changes out: refuse to go on.
+
+        At start (`resuming`) a stream table missing from the publication may just be newly
+        added to streams.yaml (the publication is reset and the table copied); while running it
+        can only be someone's ALTER PUBLICATION, so the stream stops.
+        """
+        pub, name = self.cfg.publication, self.cfg.name
+        state = self._publication_state()
+        recopy = f"`strangler cdc drop {name}` then `strangler cdc run {name}` (re-copies the tables)"
+        if state is None:
+            if resuming:
+                return
+            raise SourceError(f"publication {pub!r} of stream {name} was dropped while the stream ran; "
+                              f"changes since are lost to the stream: {recopy}")
+        off, tables = state
+        if off:
+            raise SourceError(
+                f"publication {pub!r} of stream {name} does not publish {', '.join(off)} (someone ran "
+                f"ALTER PUBLICATION {pub} SET (publish = ...)); those changes made since were not "
+                f"streamed. Fix: {recopy}; or, if nothing was written meanwhile, ALTER PUBLICATION "
+                f"{pub} SET (publish = '{', '.join(OPERATIONS)}') and run again")
+        missing = [t for t in self.tables if t not in tables]
+        if missing and not resuming:
+            raise SourceError(
+                f"table {', '.join(missing)} was removed from publication {pub!r} of stream {name} "
+                f"(ALTER PUBLICATION ... DROP TABLE); its changes since were not streamed. Fix: "
+                f"restart the stream (it restores the publication), then `strangler cdc snapshot "
+                f"{name} {' '.join(missing)}`; or {recopy}")
 
     def _connect_replication(self) -> None:
         try:
@@ -201,6 +257,7 @@ class PostgresSource:
         if level != "logical":
             raise SourceError(f"source PostgreSQL has wal_level={level}; set wal_level=logical "
                               "in postgresql.conf and restart it")
+        self._check_slot(start_after)
         self._ensure_publication()
         self._connect_replication()
         if self.slot_exists():
@@ -215,6 +272,22 @@ class PostgresSource:
         except psycopg2.Error as exc:
             raise SourceError(f"cannot create slot {self.cfg.slot!r}: {str(exc).strip()}") from exc
         return PgInitialSnapshot(snap)
+
+    def _check_slot(self, start_after: Position | None) -> None:
+        """Resume only from the slot the target's position came from, and only while it is whole."""
+        name, slot = self.cfg.name, self.cfg.slot
+        recopy = f"`strangler cdc drop {name}` then `strangler cdc run {name}` (re-copies the tables)"
+        rows = self._sql("SELECT wal_status FROM pg_replication_slots WHERE slot_name = %s", (slot,))
+        if not rows and start_after is not None:
+            raise SourceError(
+                f"replication slot {slot!r} of stream {name} is gone (dropped by hand?) but the target "
+                f"holds position {start_after} read from it: the changes since are lost to the stream, "
+                f"and a new slot would silently skip them. Fix: {recopy}")
+        if rows and rows[0][0] == "lost":
+            raise SourceError(
+                f"replication slot {slot!r} of stream {name} was invalidated by the server (it retained "
+                f"more WAL than max_slot_wal_keep_size allows); the changes it held are gone. Fix: "
+                f"{recopy}; and keep the stream running or raise max_slot_wal_keep_size")
 
     def install(self) -> bool:
         """Publication and slot without a snapshot (the first run copies with watermarks)."""
@@ -242,6 +315,9 @@ class PostgresSource:
     # -- streaming ----------------------------------------------------------------------
     def poll(self, max_items: int, timeout: float) -> list[Item]:
         self._ensure_streaming()
+        if time.monotonic() - self._publication_checked > PUBLICATION_CHECK_S:
+            self._publication_checked = time.monotonic()
+            self.check_publication()
         out: list[Item] = []
         waited = False
         try:
@@ -410,19 +486,31 @@ class PostgresSource:
         return self._conn.cursor(), "format"
 
     def lag(self) -> tuple[float, int | None]:
-        rows = self._sql("""SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn)
+        """(0: commit times of unread WAL are unknown here; the pipeline measures what it
+        read), WAL bytes between the server's insert position and the slot's confirmed flush."""
+        rows = self._sql("""SELECT pg_wal_lsn_diff(pg_current_wal_insert_lsn(), confirmed_flush_lsn)
                             FROM pg_replication_slots WHERE slot_name = %s""", (self.cfg.slot,))
         return 0.0, int(rows[0][0]) if rows and rows[0][0] is not None else None
 
     def slot_info(self) -> dict[str, Any] | None:
+        """The slot's position and WAL health, with a warning before it is invalidated."""
         rows = self._sql("""SELECT active, confirmed_flush_lsn::text,
-                                   pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn)
+                                   pg_wal_lsn_diff(pg_current_wal_insert_lsn(), confirmed_flush_lsn),
+                                   pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn),
+                                   wal_status, safe_wal_size,
+                                   (SELECT setting::bigint * 1048576 FROM pg_settings
+                                     WHERE name = 'max_slot_wal_keep_size' AND setting != '-1')
                             FROM pg_replication_slots WHERE slot_name = %s""", (self.cfg.slot,))
         if not rows:
             return None
-        active, flushed, behind = rows[0]
-        return {"slot": self.cfg.slot, "active": active, "confirmed_flush_lsn": flushed,
-                "wal_bytes_behind": int(behind or 0)}
+        active, flushed, behind, retained, wal_status, safe, keep = rows[0]
+        info: dict[str, Any] = {
+            "slot": self.cfg.slot, "active": active, "confirmed_flush_lsn": flushed,
+            "wal_bytes_behind": int(behind or 0), "retained_wal_bytes": int(retained or 0),
+            "wal_status": wal_status, "safe_wal_size": None if safe is None else int(safe),
+            "max_slot_wal_keep_size": None if keep is None else int(keep)}
+        info["warning"] = slot_warning(self.cfg.name, info)
+        return info
 
     def drop(self) -> None:
         rows = self._sql("SELECT active FROM pg_replication_slots WHERE slot_name = %s", (self.cfg.slot,))
@@ -439,3 +527,22 @@ class PostgresSource:
                 with contextlib.suppress(psycopg2.Error):
                     conn.close()
         self._repl = self._cur = None
+
+
+def slot_warning(stream: str, info: dict[str, Any]) -> str | None:
+    """What a person must know about a slot's WAL health (None: healthy)."""
+    slot, status = info.get("slot"), info.get("wal_status")
+    if status == "lost":
+        return (f"slot {slot!r} was INVALIDATED by the server (it retained more WAL than "
+                f"max_slot_wal_keep_size); the stream cannot resume. Recover: `strangler cdc drop "
+                f"{stream}` then `strangler cdc run {stream}` (re-copies the tables)")
+    if status == "unreserved":
+        return (f"slot {slot!r} is about to be invalidated: the WAL it needs is past "
+                f"max_slot_wal_keep_size and goes at the next checkpoint; run (or unblock) "
+                f"`strangler cdc run {stream}` now, or raise max_slot_wal_keep_size")
+    safe, keep = info.get("safe_wal_size"), info.get("max_slot_wal_keep_size")
+    if safe is not None and keep and safe < SAFE_WAL_WARN * keep:
+        return (f"slot {slot!r} retains {info.get('retained_wal_bytes')} bytes of WAL; only {safe} "
+                f"bytes are left before the server invalidates it (max_slot_wal_keep_size = {keep}); "
+                f"run (or unblock) `strangler cdc run {stream}`, or raise max_slot_wal_keep_size")
+    return None

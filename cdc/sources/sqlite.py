@@ -9,6 +9,14 @@ columns), so wide tables chain ``json_insert`` calls, 63 columns each. A stream'
 entries are pruned. Positions are ``(changelog id, 0)``. Snapshot consistency comes from one
 read transaction that reads the changelog's high-water mark and the tables together.
 Schema changes are noticed through ``PRAGMA schema_version`` and reported as Relations.
+
+Source transactions stay whole. Triggers run inside the writer's transaction, and SQLite has
+one writer at a time, so a transaction's changelog ids are consecutive and a reader sees a
+prefix of whole transactions: the stream's highest id visible to one read is the end of a
+transaction. SQLite offers no per-transaction id to a trigger, so those heads are the only
+boundaries known: each poll reads its rows and the head in one statement, remembers the head,
+and marks ``last`` (commit here) only on a row that was a head. Rows committed while the
+stream was not running therefore apply as one target transaction, in bounded batches.
 """
 
 from __future__ import annotations
@@ -18,6 +26,7 @@ import json
 import os
 import sqlite3
 import time
+from collections import deque
 from decimal import Decimal
 from typing import Any
 
@@ -78,6 +87,7 @@ class SQLiteSource:
         self._schema_version = -1
         self._pruned_at = 0.0
         self._acked = 0
+        self._heads: deque[int] = deque()  # changelog ids known to end a source transaction
 
     def _connect(self) -> sqlite3.Connection:
         if not os.path.exists(self.path):
@@ -170,16 +180,25 @@ class SQLiteSource:
             for name, schema in self.describe().items():
                 if name in self.tables:
                     out.append(Relation(name, schema.columns, Position(self._last, 0)))
-        rows = self._conn.execute(
-            f"SELECT id, tbl, op, old, new, ts_ms FROM {CHANGELOG} WHERE stream = ? AND id > ? "
-            "ORDER BY id LIMIT ?", (self.cfg.name, self._last, max_items)).fetchall()
+        rows = self._conn.execute(  # one statement: the rows and the head share a read snapshot
+            f"SELECT id, tbl, op, old, new, ts_ms, (SELECT max(id) FROM {CHANGELOG} WHERE stream = ?) "
+            f"FROM {CHANGELOG} WHERE stream = ? AND id > ? ORDER BY id LIMIT ?",
+            (self.cfg.name, self.cfg.name, self._last, max_items)).fetchall()
         if not rows and not out:
             time.sleep(min(timeout, 0.05))
             return out
-        for id_, tbl, op, old, new, ts in rows:
+        heads = self._heads
+        if rows and (not heads or rows[0][6] > heads[-1]):
+            heads.append(rows[0][6])
+        for id_, tbl, op, old, new, ts, _head in rows:
             self._last = id_
             pos = Position(id_, 0)
-            if op == "m":
+            last = bool(heads) and id_ >= heads[0]
+            if last:
+                heads.popleft()
+            if op == "m":  # written alone by emit_message: what precedes it is whole
+                if out and isinstance(out[-1], ChangeEvent):
+                    out[-1].last = True
                 out.append(Message(MESSAGE_PREFIX, new.encode(), pos))
                 continue
             before = json.loads(old, parse_float=Decimal) if old else None
@@ -194,7 +213,7 @@ class SQLiteSource:
                                        last=False, db=self.path))
                 op, pos = "c", Position(id_, 1)
             out.append(ChangeEvent(op=op, table=tbl, key=key, before=before, after=after, position=pos,
-                                   ts_ms=ts or 0, last=True, db=self.path))
+                                   ts_ms=ts or 0, last=last, db=self.path))
         return out
 
     def acknowledge(self, position: Position | None) -> None:
@@ -222,7 +241,14 @@ class SQLiteSource:
         return self._conn.cursor(), "qmark"
 
     def lag(self) -> tuple[float, int | None]:
-        return 0.0, None
+        """Milliseconds since the oldest change not yet durable downstream was committed."""
+        try:
+            oldest = self._conn.execute(
+                f"SELECT min(ts_ms) FROM {CHANGELOG} WHERE stream = ? AND id > ? AND op != 'm'",
+                (self.cfg.name, self._acked)).fetchone()[0]
+        except sqlite3.Error as exc:
+            raise SourceError(f"cannot read {CHANGELOG} in {self.path}: {exc}") from exc
+        return (max(0.0, time.time() * 1000 - oldest) if oldest else 0.0), None
 
     def drop(self) -> None:
         self.uninstall()

@@ -132,3 +132,39 @@ def test_sqlite_schema_change_stops_the_stream(tmp_path: Path) -> None:
     except SchemaChanged as exc:
         assert "new column 'color'" in str(exc)
     assert rows(tgt, "SELECT * FROM t") == [(1, "a")]  # the row after the change waits
+
+
+def test_a_sqlite_transaction_is_never_visible_half_applied(tmp_path: Path, monkeypatch: Any) -> None:
+    """Batches smaller than a source transaction: the target commits only at its end."""
+    from cdc.sinks.sqlalchemy import SqlSink
+
+    src, tgt = tmp_path / "m.sqlite3", tmp_path / "c.sqlite3"
+    run_sql(src, "CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT)", "INSERT INTO t VALUES (0, 'seed')")
+    run_sql(tgt, "CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT)")
+    cfg = parse({"streams": {"lite": {"source": {"url": f"sqlite:///{src}"}, "target": {"url": f"sqlite:///{tgt}"},
+                                      "batch_size": 10, "tables": {"t": "t"}}}}).stream("lite")
+    seen: list[int] = []  # target row count after each target commit, read by another connection
+    real_commit = SqlSink.commit
+
+    def commit(self: SqlSink) -> Any:
+        pos = real_commit(self)
+        seen.append(rows(tgt, "SELECT count(*) FROM t")[0][0])
+        return pos
+
+    monkeypatch.setattr(SqlSink, "commit", commit)
+    pipe = Pipeline(cfg, on_tick=lambda m: None)
+    th = threading.Thread(target=pipe.run)
+    th.start()
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and rows(tgt, "SELECT count(*) FROM t") != [(1,)]:
+            time.sleep(0.05)
+        for first in (1, 26):  # two transactions of 25 rows each, read 10 at a time
+            run_sql(src, *(f"INSERT INTO t VALUES ({i}, 'r{i}')" for i in range(first, first + 25)))
+        while time.monotonic() < deadline and rows(tgt, "SELECT count(*) FROM t") != [(51,)]:
+            time.sleep(0.05)
+    finally:
+        pipe.stop()
+        th.join(30)
+    assert rows(tgt, "SELECT count(*) FROM t") == [(51,)]
+    assert set(seen) <= {1, 26, 51}, seen  # never 11 or 21: no half transaction was ever visible
