@@ -22,6 +22,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from cdc import faults
 from cdc.events import ChangeEvent, Position
 from cdc.mapping import TableMapping
 from cdc.sources import Message
@@ -144,6 +145,7 @@ class Watermarks:
             if rows:
                 self.pending[self._table] = [rows[-1][k] for k in tm.key]
             self._rows = {tuple(r[k] for k in tm.key): r for r in rows}
+            faults.point("snapshot.after_chunk_read")
             self._send("high")
             return []
         if body.get("kind") == "high" and self._rows is not None:

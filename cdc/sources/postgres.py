@@ -26,6 +26,7 @@ import psycopg2
 import psycopg2.extensions
 import psycopg2.extras
 
+from cdc import faults
 from cdc.config import StreamConfig
 from cdc.errors import SourceError
 from cdc.events import ChangeEvent, Position
@@ -158,6 +159,7 @@ class PostgresSource:
         try:
             self._cur.create_replication_slot(self.cfg.slot, output_plugin="pgoutput")
             _slot, _consistent, snapshot_name, _plugin = self._cur.fetchone()
+            faults.point("source.after_slot_created")
             snap = psycopg2.connect(self.dsn)
             snap.set_session(isolation_level="REPEATABLE READ", readonly=True)
             snap.cursor().execute("SET TRANSACTION SNAPSHOT %s", (snapshot_name,))
