@@ -209,3 +209,19 @@ def test_large_transaction_is_one_target_transaction_and_never_queued_whole(cdc_
     assert sql(env.tgt, "SELECT count(*) FROM products WHERE title LIKE 'bulk%'") == [(20000,)]
     assert sql(env.tgt, "SELECT count(*) >= 40, count(DISTINCT txid) FROM write_log") == [(True, 1)]
     assert target_rows(env.tgt) == source_rows(env.src)
+
+
+def test_unchanged_toast_value_is_filled_from_a_replica_identity_full_old_row(cdc_env: Env) -> None:
+    """A row enters the stream's filter by an update that leaves its TOASTed column alone: the
+    target has never seen the row, so only the full old row (REPLICA IDENTITY FULL) can fill it."""
+    env = cdc_env
+    seed(env, 3)
+    sql(env.src, "ALTER TABLE catalog_product REPLICA IDENTITY FULL")
+    big = "".join(f"{i:08x}{i * 7919 % 65536:08x}" for i in range(600))  # > 2 kB, incompressible enough
+    sql(env.src, "UPDATE catalog_product SET description = %s WHERE id = 2", (big,))
+    with running(config(env, product={"filter": [{"column": "price", "op": "gte", "value": 10}]})):
+        settle(env)
+        assert sql(env.tgt, "SELECT count(*) FROM products") == [(0,)]  # prices 1..3: all filtered out
+        sql(env.src, "UPDATE catalog_product SET price = 50, version = 2 WHERE id = 2")  # enters it
+        settle(env)
+    assert sql(env.tgt, "SELECT version, description FROM products") == [(2, big)]
