@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from cdc import checkpoint
+from cdc import checkpoint, faults
 from cdc import mapping as mapping_mod
 from cdc.config import StreamConfig
 from cdc.errors import CDCError, ConfigError
@@ -159,6 +159,7 @@ class Pipeline:
                     self._publish(self._on_message(item, wm, mappings))
             self._publish(out)
             source.acknowledge(self.transport.durable())
+            faults.point("capture.after_acknowledge")
             self._tick(source, sink)
         self._drain()
         source.acknowledge(self.transport.durable())  # what the last batches made durable

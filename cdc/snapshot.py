@@ -29,6 +29,7 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
+from cdc import faults
 from cdc.events import ChangeEvent, Position
 from cdc.mapping import TableMapping
 from cdc.sources import Message
@@ -187,6 +188,7 @@ class Watermarks:
                 self.pending[self._table] = [rows[-1][k] for k in tm.key]
             self._rows = {tuple(r[k] for k in tm.key): r for r in rows}
             self._keep = set(self._rows)
+            faults.point("snapshot.after_chunk_read")
             self._send("high")
             return []
         if body.get("kind") == "high" and self._rows is not None:

@@ -26,7 +26,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql as pg
 from sqlalchemy.engine import Connection, Engine
 
-from cdc import checkpoint
+from cdc import checkpoint, faults
 from cdc.errors import SinkError
 from cdc.events import ChangeEvent, Position, json_default
 from cdc.mapping import TableMapping, TableSchema
@@ -481,7 +481,9 @@ class SqlSink:
             for table, (state, key, rows) in self._snap.items():
                 checkpoint.save_snapshot(conn, self.stream, table, state, key, rows)
                 self.snapshot_state[table] = (state, key, rows)
+            faults.point("sink.before_commit")
             self._tx.commit()
+            faults.point("sink.after_commit")
         except sa.exc.DBAPIError as exc:
             self.rollback()
             raise SinkError(f"target commit failed: {str(exc.orig).strip()}") from exc

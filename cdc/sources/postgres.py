@@ -37,6 +37,7 @@ import psycopg2
 import psycopg2.extensions
 import psycopg2.extras
 
+from cdc import faults
 from cdc.config import StreamConfig
 from cdc.errors import SourceError
 from cdc.events import ChangeEvent, Position
@@ -265,6 +266,7 @@ class PostgresSource:
         try:
             self._cur.create_replication_slot(self.cfg.slot, output_plugin="pgoutput")
             _slot, _consistent, snapshot_name, _plugin = self._cur.fetchone()
+            faults.point("source.after_slot_created")
             snap = _connect(self.dsn)
             use_stream_values(snap)
             snap.set_session(isolation_level="REPEATABLE READ", readonly=True)

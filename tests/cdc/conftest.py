@@ -102,10 +102,23 @@ class Env:
         return subprocess.run([sys.executable, "-m", "cli.main", *args, "--streams", str(self.streams_path)],
                               cwd=REPO, env=self.env(), capture_output=True, text=True, timeout=timeout)
 
-    def start(self) -> subprocess.Popen[bytes]:
+    @property
+    def faults_dir(self) -> Path:
+        """Where a run's fault points (cdc/faults.py) and the test talk through files."""
+        path = self.folder / "faults"
+        path.mkdir(exist_ok=True)
+        return path
+
+    def start(self, faults: str = "") -> subprocess.Popen[bytes]:
+        """`cdc run` as a process; `faults` is a STRANGLER_CDC_FAULTS spec (cdc/faults.py)."""
+        env = self.env()
+        if faults:  # a fresh run: no .hit/.go/.count files left from an earlier one
+            for old in self.faults_dir.iterdir():
+                old.unlink()
+            env.update(STRANGLER_CDC_FAULTS=faults, STRANGLER_CDC_FAULTS_DIR=str(self.faults_dir))
         log = open(self.folder / "run.log", "ab")  # noqa: SIM115 - closed with the process
         proc = subprocess.Popen([sys.executable, "-m", "cli.main", "cdc", "run", self.name,
-                                 "--streams", str(self.streams_path)], cwd=REPO, env=self.env(),
+                                 "--streams", str(self.streams_path)], cwd=REPO, env=env,
                                 stdout=log, stderr=log)
         self.procs.append(proc)
         return proc
