@@ -119,7 +119,7 @@ class PostgresSource:
                LEFT JOIN pg_class l ON l.oid = p.relid
                WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema')
                  AND n.nspname NOT LIKE 'pg_toast%%'
-               GROUP BY c.oid, n.nspname, c.relname""")
+               GROUP BY c.oid, n.nspname, c.relname, c.relispartition, c.relkind, c.relreplident""")
         wanted = set(tables or ())
         out = {}
         for oid, ns, rel, is_partition, ident in rows:
