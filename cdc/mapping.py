@@ -199,8 +199,11 @@ class TableMapping:
                 out[tgt] = convert.apply(conv, key[src]) if conv else key[src]
         return out
 
-    def matches(self, row: Mapping[str, Any]) -> bool:
-        return all(_cond_ok(c, row.get(c.column)) for c in self.spec.filter)
+    def matches(self, row: Mapping[str, Any], unknown: tuple[str, ...] = ()) -> bool:
+        """Whether `row` passes the filter; conditions on `unknown` columns (unchanged TOAST,
+        not in the image) are left to the target: a row it holds passed them already."""
+        return all(_cond_ok(c, row.get(c.column)) for c in self.spec.filter
+                   if not unknown or c.column not in unknown)
 
     def check_relation(self, columns: Mapping[str, str], *,
                        current: Callable[[], Mapping[str, str]] | None = None,

@@ -9,6 +9,10 @@ event by event under savepoints; an event that still fails (constraint violation
 conversion) goes to ``strangler_cdc_dead_letter`` with the reason and the stream goes on.
 Rows identical to what the target holds are not rewritten (no trigger fires twice).
 PostgreSQL runs take the COPY fast path in :mod:`cdc.sinks.pgbulk`.
+
+An image without its unchanged TOAST columns can only complete a row the target holds: it
+is an UPDATE by key (or, for a key change, a move of the old key's row to the new key), and
+an event whose row is not there is dead-lettered with the fix, never dropped silently.
 """
 
 from __future__ import annotations
@@ -34,7 +38,8 @@ from cdc.sinks.pgbulk import Upserter
 
 log = logging.getLogger("cdc.sink")
 
-UPSERT, UPDATE, DELETE, TRUNCATE, MARK, SWEEP = "upsert", "update", "delete", "truncate", "mark", "sweep"
+UPSERT, UPDATE, MOVE, DELETE, TRUNCATE, MARK, SWEEP = (
+    "upsert", "update", "move", "delete", "truncate", "mark", "sweep")
 SWEEP_BATCH = 1000  # ghost keys deleted per statement
 
 
@@ -176,6 +181,7 @@ class _Table:
         self.coerce = [(c.name, *co) for c in table.columns if (co := _coercer(c.type, dialect)) is not None]
         self.filtered = bool(tm.spec.filter)
         self._upserts: dict[frozenset[str], Any] = {}
+        self._updates: dict[frozenset[str], Any] = {}
         self.pg = Upserter(table.name, table.schema, self.key, _no_equality(table)) if dialect == "postgresql" else None
 
     def row(self, source_row: dict[str, Any]) -> dict[str, Any]:
@@ -243,6 +249,19 @@ class _Table:
                 stmt = ins.on_conflict_do_nothing(index_elements=self.key)
             self._upserts[cols] = stmt
         return stmt
+
+    def partial_update(self, cols: frozenset[str]) -> Any:
+        """UPDATE of the columns `cols` by key (binds ``k_<key>`` and ``v_<column>``)."""
+        stmt = self._updates.get(cols)
+        if stmt is None:
+            t = self.table
+            stmt = self._updates[cols] = sa.update(t).where(
+                *(t.c[k] == sa.bindparam(f"k_{k}") for k in self.key)).values(
+                {c: sa.bindparam(f"v_{c}") for c in cols if c not in self.key})
+        return stmt
+
+    def where_key(self, key: dict[str, Any]) -> list[Any]:
+        return [self.table.c[k] == key[k] for k in self.key]
 
 
 class SqlSink:
@@ -317,12 +336,12 @@ class SqlSink:
         tables, positions = self.tables, self.positions
         for ev in events:
             op = ev.op
-            if op == "m":  # a message: nothing to write, its position is recorded
-                plan.append(("", MARK, None, ev))
-                continue
             tab = tables.get(ev.table)
             if tab is None:
-                continue  # a table outside this stream (publication shared): not ours
+                # a message, or a table outside this stream (a shared publication): nothing to
+                # write, but its position is recorded so the source can acknowledge past it
+                plan.append(("", MARK, None, ev))
+                continue
             if ev.position.lsn != 0 or op != "r":  # initial-copy rows (lsn 0) are never replays
                 done = positions.get(ev.table)
                 if done is not None and ev.position <= done:
@@ -337,17 +356,32 @@ class SqlSink:
                         action, payload = TRUNCATE, None
                     else:
                         action, payload = DELETE, tab.tm.key_to_target(ev.key)
-                elif op == "d" or (tab.filtered and not tab.tm.matches(after)):
+                elif op == "d" or (tab.filtered and not tab.tm.matches(after, unknown=ev.unchanged)):
                     action, payload = DELETE, tab.tm.key_to_target(ev.key)
+                elif not ev.unchanged:
+                    action, payload = UPSERT, tab.row(after)
                 else:
-                    action = UPDATE if ev.unchanged else UPSERT
-                    payload = tab.row(after)
+                    action, payload = self._partial(tab, ev, after)
             except (ValueError, TypeError, ArithmeticError) as exc:
                 self._dead(conn, ev, f"conversion failed: {exc}")
                 self._note([(ev.table, "", None, ev)])
                 continue
             plan.append((ev.table, action, payload, ev))
         return plan
+
+    @staticmethod
+    def _partial(tab: _Table, ev: ChangeEvent, after: dict[str, Any]) -> tuple[str, Any]:
+        """The action for an image without its unchanged TOAST columns.
+
+        Those values are only in the target's row: an update of the row under this key, or,
+        for a key change (``before`` holds the old key), a move of the old key's row.
+        """
+        row = tab.row(after)
+        if not tab.tm.to_target(dict.fromkeys(ev.unchanged)):
+            return UPSERT, row  # the unseen columns are not copied: the image is whole
+        if ev.op == "c" and ev.before is not None:
+            return MOVE, (tab.tm.key_to_target(ev.before), row)
+        return UPDATE, row
 
     def write(self, events: Sequence[ChangeEvent]) -> None:
         """Apply events inside the open transaction (call begin() first)."""
@@ -359,15 +393,18 @@ class SqlSink:
         try:
             try:
                 with conn.begin_nested():
-                    self._run_plan(conn, plan)
+                    incomplete = self._run_plan(conn, plan)
             except self._row_errors:
                 # One bad row fails the whole statement: redo one by one, dead-letter the bad ones.
+                incomplete = []
                 for step in plan:
                     try:
                         with conn.begin_nested():
-                            self._run_plan(conn, [step])
+                            incomplete += self._run_plan(conn, [step])
                     except self._row_errors as exc:
                         self._dead(conn, step[3], f"target refused: {str(getattr(exc, 'orig', exc)).strip()}")
+            for ev in incomplete:  # never silent: a row the target cannot complete
+                self._dead(conn, ev, self._incomplete_reason(ev))
         except self._db_errors as exc:
             raise SinkError(f"target database failed; the stream stops with its position kept: "
                             f"{str(getattr(exc, 'orig', exc)).strip()}") from exc
@@ -408,16 +445,79 @@ class SqlSink:
                                        ev.to_json().decode(), reason)
         self.dead += 1
 
-    def _run_plan(self, conn: Connection, plan: list[tuple[str, str, Any, ChangeEvent]]) -> None:
+    def _incomplete_reason(self, ev: ChangeEvent) -> str:
+        tm = self.tables[ev.table].tm
+        missing = ", ".join(sorted(tm.to_target(dict.fromkeys(ev.unchanged))))
+        moved = f" (nor under its old key {ev.before})" if ev.op == "c" and ev.before is not None else ""
+        return (f"cannot complete row {ev.key} of {tm.target}: the change lacks {missing} (unchanged "
+                f"TOASTed values, which PostgreSQL sends only with REPLICA IDENTITY FULL) and the target "
+                f"has no such row to keep them from{moved}. Run `ALTER TABLE {ev.table} REPLICA IDENTITY "
+                f"FULL` so such changes carry every value, then `strangler cdc snapshot {self.stream} "
+                f"{ev.table}` to re-copy the table")
+
+    def _run_plan(self, conn: Connection, plan: list[tuple[str, str, Any, ChangeEvent]]) -> list[ChangeEvent]:
+        """Execute the plan run by run; returns the events whose row the target lacks."""
+        incomplete: list[ChangeEvent] = []
         i = 0
         while i < len(plan):
             table, action = plan[i][0], plan[i][1]
             j = i
             while j < len(plan) and plan[j][0] == table and plan[j][1] == action:
                 j += 1
-            if action != MARK:
+            if action == UPDATE:
+                incomplete += self._update(conn, self.tables[table], plan[i:j])
+            elif action == MOVE:
+                incomplete += self._move(conn, self.tables[table], plan[i:j])
+            elif action != MARK:
                 self._run(conn, self.tables[table], action, [p[2] for p in plan[i:j]])
             i = j
+        return incomplete
+
+    def _update(self, conn: Connection, tab: _Table, steps: list[tuple[str, str, Any, ChangeEvent]]) -> list[ChangeEvent]:
+        """Partial images (unchanged TOAST left out), coalesced by key; each must hit its row."""
+        key = tab.key
+        rows: dict[tuple[Any, ...], dict[str, Any]] = {}
+        events: dict[tuple[Any, ...], list[ChangeEvent]] = {}
+        for _t, _a, p, ev in steps:
+            k = tuple(p[c] for c in key)
+            prev = rows.get(k)
+            rows[k] = p if prev is None else {**prev, **p}
+            events.setdefault(k, []).append(ev)
+        groups: dict[frozenset[str], list[dict[str, Any]]] = {}
+        for r in rows.values():
+            groups.setdefault(frozenset(r), []).append(r)
+        incomplete: list[ChangeEvent] = []
+        for cols, group in groups.items():
+            rest = [c for c in cols if c not in key]
+            if rest:
+                params = [{**{f"k_{k}": r[k] for k in key}, **{f"v_{c}": r[c] for c in rest}} for r in group]
+                if conn.execute(tab.partial_update(cols), params).rowcount == len(group):
+                    continue  # every row was there (keys are distinct after coalescing)
+            # some row was not (or the driver cannot count): find which, one by one
+            for r in group:
+                if not self._exists(conn, tab, r):
+                    incomplete += events[tuple(r[c] for c in key)]
+        return incomplete
+
+    def _move(self, conn: Connection, tab: _Table, steps: list[tuple[str, str, Any, ChangeEvent]]) -> list[ChangeEvent]:
+        """Key changes of partial images: the old key's row takes the new key and values."""
+        t = tab.table
+        incomplete = []
+        for _t, _a, (old_key, row), ev in steps:
+            if conn.execute(sa.update(t).where(*tab.where_key(old_key)).values(row)).rowcount == 1:
+                continue
+            # The old row is not in the target; if the new one is, this is a plain update.
+            rest = {c: v for c, v in row.items() if c not in tab.key}
+            if rest and conn.execute(sa.update(t).where(*tab.where_key(row)).values(rest)).rowcount == 1:
+                continue
+            if rest or not self._exists(conn, tab, row):
+                incomplete.append(ev)
+        return incomplete
+
+    @staticmethod
+    def _exists(conn: Connection, tab: _Table, row: dict[str, Any]) -> bool:
+        return conn.execute(sa.select(sa.literal(1)).select_from(tab.table)
+                            .where(*tab.where_key(row)).limit(1)).first() is not None
 
     def _run(self, conn: Connection, tab: _Table, action: str, payloads: list[Any]) -> None:
         t, key = tab.table, tab.key
@@ -435,8 +535,8 @@ class SqlSink:
             else:
                 conn.execute(sa.delete(t).where(sa.tuple_(*(t.c[k] for k in key)).in_(list(keys))))
             return
-        # Coalesce by key: the last image wins; a partial image is merged onto an earlier one
-        # (into a new dict: payloads are reused if the batch is retried event by event).
+        # Coalesce by key: the last image wins (merged into a new dict: payloads are reused
+        # if the batch is retried event by event).
         rows: dict[Any, dict[str, Any]] = {}
         if len(key) == 1:
             k0 = key[0]
@@ -458,16 +558,10 @@ class SqlSink:
             else:
                 group.append(r)
         for names, group in groups.items():
-            cols = frozenset(names)
-            if action == UPSERT and tab.pg is not None:
+            if tab.pg is not None:
                 tab.pg.upsert(conn.connection.cursor(), list(names), group)
-            elif action == UPSERT:
-                conn.execute(tab.upsert(cols), group)
-            else:  # partial image (unchanged TOAST left out): update what we know
-                stmt = sa.update(t).where(*(t.c[k] == sa.bindparam(f"k_{k}") for k in key)).values(
-                    {c: sa.bindparam(f"v_{c}") for c in cols if c not in key})
-                conn.execute(stmt, [{**{f"k_{k}": r[k] for k in key},
-                                     **{f"v_{c}": r[c] for c in cols if c not in key}} for r in group])
+            else:
+                conn.execute(tab.upsert(frozenset(names)), group)
 
     def commit(self) -> Position | None:
         """Store positions and snapshot progress with the rows; returns the durable position."""

@@ -156,14 +156,26 @@ class PostgresSource:
             raise SourceError(f"source PostgreSQL refused: {str(exc).strip()}") from exc
 
     def describe(self, tables: list[str] | None = None) -> dict[str, TableSchema]:
+        # A partitioned table is one table (its root, relkind 'p'); its partitions are listed
+        # only when asked for by name. A root's REPLICA IDENTITY is its partitions' (they log
+        # the changes): FULL only if every partition is FULL.
         rows = self._sql(
-            """SELECT c.oid, n.nspname, c.relname, c.relreplident FROM pg_class c
-               JOIN pg_namespace n ON n.oid = c.relnamespace
+            """SELECT c.oid, n.nspname, c.relname, c.relispartition,
+                      CASE WHEN c.relkind = 'p' THEN
+                        CASE WHEN bool_and(l.relreplident = 'f') THEN 'f' ELSE 'd' END
+                      ELSE c.relreplident::text END
+               FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+               LEFT JOIN pg_partition_tree(c.oid) p ON c.relkind = 'p' AND p.isleaf
+               LEFT JOIN pg_class l ON l.oid = p.relid
                WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema')
-                 AND n.nspname NOT LIKE 'pg_toast%%'""")
+                 AND n.nspname NOT LIKE 'pg_toast%%'
+               GROUP BY c.oid, n.nspname, c.relname, c.relispartition, c.relkind, c.relreplident""")
+        wanted = set(tables or ())
         out = {}
-        for oid, ns, rel, ident in rows:
+        for oid, ns, rel, is_partition, ident in rows:
             name = rel if ns == "public" else f"{ns}.{rel}"
+            if is_partition and name not in wanted:
+                continue
             cols = self._sql("""SELECT attname, format_type(atttypid, atttypmod), atttypid
                                 FROM pg_attribute WHERE attrelid = %s AND attnum > 0
                                 AND NOT attisdropped ORDER BY attnum""", (oid,))
@@ -194,13 +206,15 @@ class PostgresSource:
     def _ensure_publication(self) -> None:
         tables = ", ".join(_quote(t) for t in self.tables)
         pub = f'"{self.cfg.publication}"'
+        # via the root: a partitioned table's changes arrive under its own name and columns
         if self._sql("SELECT 1 FROM pg_publication WHERE pubname = %s", (self.cfg.publication,)):
             if self.slot_exists():  # resuming: what the publication filtered out is lost
                 self.check_publication(resuming=True)
             self._sql(f"ALTER PUBLICATION {pub} SET TABLE {tables}")
-            self._sql(f"ALTER PUBLICATION {pub} SET (publish = '{', '.join(OPERATIONS)}')")
+            self._sql(f"ALTER PUBLICATION {pub} SET (publish = '{', '.join(OPERATIONS)}', "
+                      "publish_via_partition_root = true)")
         else:
-            self._sql(f"CREATE PUBLICATION {pub} FOR TABLE {tables}")
+            self._sql(f"CREATE PUBLICATION {pub} FOR TABLE {tables} WITH (publish_via_partition_root = true)")
 
     def _publication_state(self) -> tuple[list[str], set[str]] | None:
         """(operations it does not publish, tables it publishes), None if it does not exist."""
@@ -370,6 +384,21 @@ class PostgresSource:
             Position(self._tx_lsn, self._idx), self._tx_ts, False, self._dbname, rel.namespace,
             self._tx_xid, "false", tuple(unchanged) if unchanged else ())
 
+    def _key_change(self, rel: pg.RelationInfo, old: dict[str, Any], new: dict[str, Any],
+                    unchanged: list[str], out: list[Item]) -> None:
+        """An update of the key: a delete of the old key and an insert of the new one.
+
+        If the new image lacks unchanged TOAST columns, only the target's row under the old
+        key holds them: the insert comes first and carries the old key in ``before`` (the
+        sink moves that row to the new key), then the delete of the old key.
+        """
+        if not unchanged:
+            self._event("d", rel, old, None, [], out)
+            self._event("c", rel, None, new, unchanged, out)
+            return
+        self._event("c", rel, {k: old.get(k) for k in rel.keycols}, new, unchanged, out)
+        self._event("d", rel, old, None, [], out)
+
     def _handle(self, buf: bytes, out: list[Item]) -> None:
         kind = buf[0]
         if kind == 73 or kind == 85 or kind == 68:  # I U D
@@ -391,8 +420,7 @@ class PostgresSource:
                             new[c] = old[c]
                     unchanged = [c for c in unchanged if c not in new]
                 if old is not None and any(old.get(k) != new.get(k) for k in rel.keycols):
-                    self._event("d", rel, old, None, [], out)  # the key itself changed
-                    self._event("c", rel, None, new, unchanged, out)
+                    self._key_change(rel, old, new, unchanged, out)
                 else:
                     self._event("u", rel, old if sub == 79 else None, new, unchanged, out)
             else:
@@ -413,6 +441,8 @@ class PostgresSource:
             rel = pg.relation(buf, self._caster)
             self._rels[rel.relid] = rel
             table = rel.table = rel.name if rel.namespace == "public" else f"{rel.namespace}.{rel.name}"
+            if table not in self.tables:
+                table = rel.table = self._partition_root(rel.relid) or table
             rel.keycols = list(self.keys.get(table) or
                                [c for c, k in zip(rel.columns, rel.key_flags, strict=True) if k])
             cols = {c: self._type_name(o, m) for c, o, m in zip(rel.columns, rel.type_oids, rel.typmods, strict=True)}
@@ -445,6 +475,18 @@ class PostgresSource:
             else:
                 out.append(msg)
         # Y (type) needs nothing: values arrive as text and unknown types stay text.
+
+    def _partition_root(self, relid: int) -> str | None:
+        """The streamed root of partition `relid` (its changes decoded before the publication
+        published via the root still arrive under the partition's name), if any."""
+        rows = self._sql("""SELECT n.nspname, c.relname FROM pg_class c
+                            JOIN pg_namespace n ON n.oid = c.relnamespace
+                            WHERE c.oid = pg_partition_root(%s::oid) AND c.oid <> %s::oid""", (relid, relid))
+        if not rows:
+            return None
+        ns, name = rows[0]
+        root = name if ns == "public" else f"{ns}.{name}"
+        return root if root in self.tables else None
 
     # -- acknowledgement ----------------------------------------------------------------
     def acknowledge(self, position: Position | None) -> None:
