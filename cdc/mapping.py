@@ -173,6 +173,12 @@ class TableMapping:
         return self.spec.target
 
     @property
+    def key_orders_alike(self) -> bool:
+        """Integer or uuid keys: ordered and compared alike in every database and in Python
+        (text keys sort by each database's collation), so key ranges mean the same on both."""
+        return all(self.source_schema.category(k) in ("int", "uuid") for k in self.key)
+
+    @property
     def target_key(self) -> tuple[str, ...]:
         by_src = {s: t for s, t, _ in self.columns}
         return tuple(by_src[k] for k in self.key)

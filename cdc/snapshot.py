@@ -58,16 +58,6 @@ def read_chunk(cursor: Any, paramstyle: str, tm: TableMapping, after: list[Any] 
     return [dict(zip(cols, r, strict=True)) for r in cursor.fetchall()]
 
 
-def sweeps_ghosts(tm: TableMapping) -> bool:
-    """Whether a copy of tm's table can remove target rows gone from the source, by key range.
-
-    Only for integer and uuid keys: their order and equality are the same in every database
-    and in Python. Text keys sort by each database's collation, so a range on the target
-    could reach rows of another chunk; for them `strangler verify` reports ghosts as extra.
-    """
-    return all(tm.source_schema.category(k) in ("int", "uuid") for k in tm.key)
-
-
 def _events(tm: TableMapping, rows: list[dict[str, Any]], at: Position, final: bool, db: str,
             extent: dict[str, Any] | None = None) -> list[ChangeEvent]:
     """A chunk as events at `at`: its "range" marker first (if given), the rows, and a
@@ -94,7 +84,7 @@ def _events(tm: TableMapping, rows: list[dict[str, Any]], at: Position, final: b
 def _extent(tm: TableMapping, after: list[Any] | None, upto: list[Any] | None,
             keep: Iterable[Iterable[Any]]) -> dict[str, Any] | None:
     """The "range" marker's body: the chunk covers keys in (after, upto] (None: unbounded)."""
-    if not sweeps_ghosts(tm):
+    if not tm.key_orders_alike:  # a range on the target could reach another chunk's rows
         return None
     return {"after": after, "upto": upto, "keep": [list(k) for k in keep]}
 
@@ -159,15 +149,28 @@ class Watermarks:
             self._send("low")
 
     def observe(self, ev: ChangeEvent) -> None:
-        """A streamed change between the watermarks wins over the chunk's copy of its row."""
-        if self._rows is not None and ev.table == self._table:
-            tm = self.mappings[ev.table]
-            if ev.op == "t":
-                self._rows.clear()
-            else:
-                key = tuple(ev.key.get(k) for k in tm.key)
-                self._rows.pop(key, None)
-                self._keep.add(key)  # the stream put it there: never swept as a ghost
+        """A streamed change between the watermarks wins over the chunk's copy of its row.
+
+        A change without its unchanged TOASTed values cannot stand alone where the target
+        lacks the row (it is beyond the copy): the chunk's copy completes it instead, under
+        the row's new key if the change moved it.
+        """
+        if self._rows is None or ev.table != self._table:
+            return
+        if ev.op == "t":
+            self._rows.clear()
+            return
+        tm = self.mappings[ev.table]
+        key = tuple(ev.key.get(k) for k in tm.key)
+        self._keep.add(key)  # the stream put it there: never swept as a ghost
+        if ev.unchanged and ev.after is not None:
+            prior = self._rows.get(key)
+            if prior is None and ev.before is not None:  # a key change: the row's old copy
+                prior = self._rows.get(tuple(ev.before.get(k) for k in tm.key))
+            if prior is not None:
+                self._rows[key] = {**prior, **ev.after}
+                return
+        self._rows.pop(key, None)
 
     def on_message(self, msg: Message) -> list[ChangeEvent]:
         """Handle a watermark; returns the chunk's events at the high watermark."""

@@ -404,7 +404,10 @@ class SqlSink:
                     except self._row_errors as exc:
                         self._dead(conn, step[3], f"target refused: {str(getattr(exc, 'orig', exc)).strip()}")
             for ev in incomplete:  # never silent: a row the target cannot complete
-                self._dead(conn, ev, self._incomplete_reason(ev))
+                if self._copy_brings(ev):
+                    log.debug("%s: row %s not copied yet; the running copy brings it", ev.table, ev.key)
+                else:
+                    self._dead(conn, ev, self._incomplete_reason(ev))
         except self._db_errors as exc:
             raise SinkError(f"target database failed; the stream stops with its position kept: "
                             f"{str(getattr(exc, 'orig', exc)).strip()}") from exc
@@ -444,6 +447,17 @@ class SqlSink:
             checkpoint.add_dead_letter(conn, self.stream, ev.table, ev.position, ev.op,
                                        ev.to_json().decode(), reason)
         self.dead += 1
+
+    def _copy_brings(self, ev: ChangeEvent) -> bool:
+        """Whether a copy of ev's table is running (or, never copied yet, is about to) and has
+        not reached ev's key yet: it then reads the row as it is now. Only for keys that order
+        alike everywhere."""
+        state = self._snap.get(ev.table) or self.snapshot_state.get(ev.table) or ("copying", None, 0)
+        tab = self.tables[ev.table]
+        if state[0] != "copying" or not tab.tm.key_orders_alike:
+            return False
+        key = tuple(_key_value(ev.key.get(k)) for k in tab.tm.key)
+        return not state[1] or key > tuple(_key_value(v) for v in state[1])
 
     def _incomplete_reason(self, ev: ChangeEvent) -> str:
         tm = self.tables[ev.table].tm

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from cdc import faults
 from cdc.config import parse
 from cdc.events import ChangeEvent, Position
 from cdc.mapping import TableSchema, compile_stream
@@ -17,8 +18,8 @@ from cdc.pipeline import Pipeline
 from cdc.snapshot import Watermarks, initial_events
 from cdc.sources import Message
 from cdc.transport.direct import DirectTransport
-from tests.cdc.conftest import Env, sql
-from tests.cdc.test_stream_features import config, equal, running, seed, wait_for
+from tests.cdc.conftest import Env, sql, stream_spec
+from tests.cdc.test_stream_features import BIG, config, equal, running, seed, wait_for
 
 
 def _ghosts(env: Env) -> None:
@@ -136,3 +137,29 @@ def test_initial_copy_chunks_carry_contiguous_ranges() -> None:
     extents = [c[0].extent for c in chunks]
     assert [(e["after"], e["upto"]) for e in extents] == [(None, [3]), ([3], [6]), ([6], None)]
     assert [sorted(k[0] for k in e["keep"]) for e in extents] == [[1, 2, 3], [4, 5, 6], [7]]
+
+
+@pytest.mark.postgres
+@pytest.mark.slow
+def test_changes_without_their_toast_values_during_a_copy_are_completed_by_it(cdc_env: Env) -> None:
+    """A copy while streaming (`cdc install`, then `run`): a partial image (unchanged TOAST)
+    of a row the target does not hold yet is completed by the copy, never dead-lettered."""
+    env = cdc_env
+    seed(env, 10)
+    sql(env.src, f"UPDATE catalog_product SET description = ({BIG}) WHERE id IN (2, 3, 8)")
+    spec = stream_spec(env.src, env.tgt, snapshot_chunk=5)
+    env.write_streams(spec)
+    assert env.cli("cdc", "install", env.name).returncode == 0  # capture now, copy on `run`
+    # chunk reads: categories 1..5, categories' empty last one, then products 1..5: pause there
+    proc = env.start("snapshot.after_chunk_read=pause@3")
+    faults.wait_hit(env.faults_dir, "snapshot.after_chunk_read")  # products 1..5 read, not applied
+    sql(env.src, "UPDATE catalog_product SET version = 2 WHERE id = 2")  # in the chunk in flight
+    sql(env.src, "UPDATE catalog_product SET id = 3000 WHERE id = 3")  # ... moved out of it
+    sql(env.src, "UPDATE catalog_product SET version = 2 WHERE id = 8")  # beyond the copy
+    faults.release(env.faults_dir, "snapshot.after_chunk_read")
+    try:
+        wait_for(equal(env), 60, "the copy to complete the rows")
+        assert sql(env.tgt, "SELECT position, op, reason FROM strangler_cdc_dead_letter") == []
+    finally:
+        proc.terminate()
+        proc.wait(30)
