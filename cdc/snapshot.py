@@ -25,6 +25,7 @@ copied without the sweep, and `strangler verify` lists their ghosts as extra.
 from __future__ import annotations
 
 import json
+import logging
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
@@ -35,6 +36,7 @@ from cdc.mapping import TableMapping
 from cdc.sources import Message
 
 EmitFn = Callable[[bytes], None]
+log = logging.getLogger("cdc.snapshot")
 
 
 def _q(name: str) -> str:
@@ -81,6 +83,13 @@ def _events(tm: TableMapping, rows: list[dict[str, Any]], at: Position, final: b
     return out
 
 
+def _warn_unswept(tm: TableMapping) -> None:
+    if not tm.key_orders_alike:
+        log.warning("%s: keyed on %s, which databases may sort differently, so this copy cannot "
+                    "remove target rows the source no longer has; `strangler verify` lists them "
+                    "as extra", tm.source, ", ".join(tm.key))
+
+
 def _extent(tm: TableMapping, after: list[Any] | None, upto: list[Any] | None,
             keep: Iterable[Iterable[Any]]) -> dict[str, Any] | None:
     """The "range" marker's body: the chunk covers keys in (after, upto] (None: unbounded)."""
@@ -95,6 +104,7 @@ def initial_events(cursor: Any, paramstyle: str, tm: TableMapping, chunk: int,
 
     Positions are (0, n): they precede every streamed change and are never deduplicated.
     """
+    _warn_unswept(tm)
     after: list[Any] | None = None
     n = 0
     while True:
@@ -130,6 +140,7 @@ class Watermarks:
         self._keep: set[tuple[Any, ...]] = set()  # keys read or changed by the stream meanwhile
 
     def add(self, table: str, after: list[Any] | None) -> None:
+        _warn_unswept(self.mappings[table])
         self.pending[table] = after
 
     @property

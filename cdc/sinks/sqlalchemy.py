@@ -198,15 +198,15 @@ class _Table:
         return tuple(_key_value(mapped[k]) for k in self.key)
 
     def sweep_plan(self, extent: dict[str, Any]) -> tuple[tuple[Any, ...] | None, tuple[Any, ...] | None,
-                                                          set[tuple[Any, ...]]]:
-        """(after, upto, keep) of a "range" marker in target terms."""
+                                                          list[Any]]:
+        """(after, upto, keep) of a "range" marker: the bounds in target terms, `keep` as sent
+        (converted only if the target holds rows in the range: a first copy never pays)."""
         after, upto = extent.get("after"), extent.get("upto")
         return (None if after is None else self.target_key(after),
-                None if upto is None else self.target_key(upto),
-                {self.target_key(k) for k in extent.get("keep") or ()})
+                None if upto is None else self.target_key(upto), extent.get("keep") or [])
 
     def sweep(self, conn: Connection, after: tuple[Any, ...] | None, upto: tuple[Any, ...] | None,
-              keep: set[tuple[Any, ...]]) -> int:
+              keep: list[Any]) -> int:
         """Delete the target rows keyed in (after, upto] that are not in `keep`: rows gone from
         the source while nobody streamed (a re-copy after downtime or a lost slot)."""
         cols = [self.table.c[k] for k in self.key]
@@ -220,7 +220,11 @@ class _Table:
             query = query.where(row > bound(after))
         if upto is not None:
             query = query.where(row <= bound(upto))
-        ghosts = [k for k in (tuple(_key_value(v) for v in r) for r in conn.execute(query)) if k not in keep]
+        present = [tuple(_key_value(v) for v in r) for r in conn.execute(query)]
+        if not present:
+            return 0
+        kept = {self.target_key(k) for k in keep}
+        ghosts = [k for k in present if k not in kept]
         for i in range(0, len(ghosts), SWEEP_BATCH):
             part = ghosts[i:i + SWEEP_BATCH]
             if len(cols) == 1:
