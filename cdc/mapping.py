@@ -378,8 +378,9 @@ def _compile_table(spec: TableMap, path: str, source: Mapping[str, TableSchema],
             errors.append(f"{cpath}: {spec.source!r} has no column {s!r}; it has: "
                           + ", ".join(src.columns))
         if t not in tgt.columns:
-            errors.append(f"{cpath}: target table {spec.target!r} has no column {t!r}; it has: "
-                          + ", ".join(tgt.columns))
+            errors.append(f"{cpath}: target table {spec.target!r} has no column {t!r}; add it (the "
+                          f"service's migration), map {s!r} to one of its columns or list it in drop; "
+                          "it has: " + ", ".join(tgt.columns))
         if t in seen_targets:
             errors.append(f"{cpath}: target column {t!r} is written by two source columns")
         seen_targets.add(t)

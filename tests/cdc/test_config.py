@@ -91,7 +91,7 @@ def test_mapping_is_checked_whole_against_both_schemas() -> None:
     msg = str(err.value)
     # every problem at once, each with its key path and what to do
     assert "streams.s.tables.catalog_product.columns: source column 'secret' is neither mapped nor dropped" in msg
-    assert "streams.s.tables.catalog_product.columns.name: target table 'products' has no column 'titel'" in msg
+    assert "streams.s.tables.catalog_product.columns.name: target table 'products' has no column 'titel'; add it" in msg
     assert "streams.s.tables.catalog_product.columns.price.convert: unknown converter 'decimal_to_cent'" in msg
     assert "products.sku is NOT NULL without a default" in msg
 
