@@ -235,7 +235,7 @@ def build_stack(s: StackSettings, *, mode: str) -> Stack:
              "STRANGLER_IDENTITY_SECRET": s.identity_secret},
         argv=(py, "-m", "router", "--config", str(s.routes), "--host", LOOPBACK,
               "--port", str(s.router_port), "--workers", str(s.router_workers)),
-        ready_path="/_strangler/status",
+        ready_path="/_strangler/healthz",
     ))
     return Stack(mode=mode, setup=tuple(setup), processes=tuple(processes),
                  routes=str(s.routes), streams=str(s.streams) if s.streams else None)

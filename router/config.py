@@ -83,6 +83,8 @@ class Shadow:
     headers: tuple[str, ...] = ("content-type",)
     keep: int = 20
     queue: int = 256
+    # issue 15 (admin/retries): lower-case names redacted in kept pairs, beyond REDACT_ALWAYS
+    redact: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -100,6 +102,9 @@ class Route:
     retries: int = 0
     identity: bool = False
     shadow: Shadow | None = None
+    # issue 15 (admin/retries): methods that may be replayed (retries, stale connections,
+    # fallback): GET/HEAD/OPTIONS, plus PUT/DELETE where `retry: {idempotent: [...]}` says so
+    retry_methods: frozenset[str] = SAFE_METHODS
 
     @property
     def weights(self) -> dict[str, int]:
@@ -289,7 +294,8 @@ def parse_config(text: str, *, source: str = "<string>", base_dir: Path | None =
                 methods=frozenset(s.get("methods", ["GET", "HEAD"])),
                 ignore=tuple(s.get("ignore", ())), unordered=tuple(s.get("unordered", ())),
                 headers=tuple(h.lower() for h in s.get("headers", ["content-type"])),
-                keep=int(s.get("keep", 20)), queue=int(s.get("queue", 256)))
+                keep=int(s.get("keep", 20)), queue=int(s.get("queue", 256)),
+                redact=_redact_names(s))
         cohort = spec.get("cohort", {})
         routes.append(Route(
             name=name, match=match, backends=backends, salt=spec.get("salt", name),
@@ -298,7 +304,7 @@ def parse_config(text: str, *, source: str = "<string>", base_dir: Path | None =
             override_header=override["header"].lower() if "header" in override else None,
             override_cookie=override.get("cookie"), candidate=candidate, fallback=fallback,
             retries=int(spec.get("retries", 0)), identity=bool(spec.get("identity", False)),
-            shadow=shadow))
+            shadow=shadow, retry_methods=_retry_methods(spec, at, fail)))
 
     base = base_dir or Path.cwd()
     ledger_path = Path(data.get("ledger", DEFAULT_LEDGER))
@@ -417,3 +423,26 @@ def diff_weights(old: Config | None, new: Config) -> list[tuple[str, dict[str, i
     before = {r.name: r.weights for r in old.routes} if old else {}
     return [(r.name, before.get(r.name, {}), r.weights) for r in new.routes
             if before.get(r.name) != r.weights]
+
+
+# --- issue 15 (admin/retries) keys: `retry:` on a route, `redact:` in a shadow ------------
+
+REPLAY_OPT_IN = frozenset({"PUT", "DELETE"})
+# Always redacted from kept shadow pairs: credentials of whoever made the request.
+REDACT_ALWAYS = frozenset({"cookie", "authorization", "set-cookie", "proxy-authorization"})
+
+
+def _retry_methods(spec: dict[str, Any], at: tuple[Any, ...],
+                   fail: Any) -> frozenset[str]:
+    """The methods a route may replay: the safe ones, plus PUT/DELETE named under `retry`."""
+    named = spec.get("retry", {}).get("idempotent", [])
+    for i, method in enumerate(named):
+        if method not in REPLAY_OPT_IN | SAFE_METHODS:
+            raise fail(at + ("retry", "idempotent", i), f"{method} is not idempotent: the "
+                       "router never replays it (the upstream may have run it already)",
+                       "list only PUT or DELETE, and only if this upstream treats them as idempotent")
+    return SAFE_METHODS | frozenset(named)
+
+
+def _redact_names(shadow: dict[str, Any]) -> frozenset[str]:
+    return REDACT_ALWAYS | frozenset(name.lower() for name in shadow.get("redact", ()))

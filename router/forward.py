@@ -5,8 +5,8 @@ The request head goes out in one write and the body is streamed as the client se
 (pausing while the upstream's socket is full); the response head and body are relayed to
 the ASGI `send` as they arrive (upstream reads pause while ~256 KB wait for the client).
 A small response that completed within one read is answered in exactly two ASGI messages.
-A pooled connection the upstream had silently closed is retried once on a fresh one when
-nothing was consumed from the client.
+A pooled connection the upstream had silently closed is retried once on a fresh one for an
+idempotent request without a body; any other request gets the error (502), never a replay.
 """
 
 from __future__ import annotations
@@ -31,7 +31,8 @@ TOO_BIG = b"\x00strangler: body too big to shadow\x00"
 
 async def exchange(upstream: Upstream, pool: Pool, line: bytes, host: bytes | None,
                    tail: bytes, method: str, has_body: bool, chunked: bool,
-                   receive: Receive, req_capture: list[bytes] | None = None) -> Connection:
+                   receive: Receive, req_capture: list[bytes] | None = None, *,
+                   replay: bool = False) -> Connection:
     """Send the request; return the connection once the response head arrived."""
     if upstream.host_header == "client" and host is not None:
         head = line + host + b"\r\n" + tail
@@ -46,17 +47,28 @@ async def exchange(upstream: Upstream, pool: Pool, line: bytes, host: bytes | No
                 await _stream_body(conn, receive, chunked, upstream.read_timeout, req_capture)
             await conn.response_head(upstream.read_timeout)
             return conn
-        except StaleConnection:
+        except StaleConnection as exc:
             conn.close()
-            # A pooled connection the upstream had already closed: nothing was consumed
-            # from the client, so one retry on a fresh connection is safe.
-            if reused and not has_body and not fresh_retry:
+            # A pooled connection closed without an answer: the upstream may have closed it
+            # idle, or read the request, run it and died. Only an idempotent request
+            # (`replay`, never one with a body) may go again, once, on a fresh connection.
+            if reused and replay and not has_body and not fresh_retry:
                 fresh_retry = True
                 continue
+            if reused and not replay:
+                raise _not_replayed(upstream, method) from exc
             raise
         except BaseException:
             conn.close()
             raise
+
+def _not_replayed(upstream: Upstream, method: str) -> StaleConnection:
+    error = StaleConnection(
+        f"{upstream.name} closed a reused connection without answering; the {method} was not "
+        "sent again because the upstream may have run it already — repeat it only if that is safe")
+    error.kind = "not_replayed"
+    return error
+
 
 async def _stream_body(conn: Connection, receive: Receive, chunked: bool, timeout: float,
                        capture: list[bytes] | None = None) -> None:

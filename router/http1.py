@@ -173,6 +173,8 @@ class HttpConnection(asyncio.Protocol):
         self.in_head = False
         parser = self.parser
         url = self.url
+        if b"#" in url:  # a fragment never goes upstream (nor into the query string)
+            url = url[:url.index(b"#")] or b"/"
         if url[:1] == b"/":
             path, _, query = url.partition(b"?")
         elif url == b"*":

@@ -8,9 +8,12 @@ requests (bad framing, oversized headers, smuggling paths), matches a route, pic
 hands the bytes to `forward` (the exchange itself, on the lean client in `client`).
 
 Failure policy: connect failure → 502, timeout → 504, each with a short JSON body naming
-the upstream and request id. Retries and fallback apply only to idempotent requests
-without a body and only before any response byte reached the client.
-`/_strangler/...` never goes upstream: it is the admin API (`router.admin`).
+the upstream and request id. Retries, replays on a stale pooled connection and fallback
+apply only to requests without a body whose method the route counts as idempotent
+(GET/HEAD/OPTIONS, PUT/DELETE by opt-in: `Route.retry_methods`), and only before any
+response byte reached the client: a POST is never sent twice.
+`/_strangler/...` never goes upstream, however it is spelled (the check runs on the
+normalised path, in any letter case): it is the admin API (`router.admin`).
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from typing import Any
 
 from router import balance
 from router.accesslog import AccessLog
+from router.admin import is_admin_path
 from router.config import IDENTITY_SECRET_ENV, Config, Route, load_config
 from router.errors import BadRequest, ClientGone, RouterError, UpstreamCut, UpstreamError
 from router.forward import HOP_BY_HOP, TOO_BIG, exchange, relay
@@ -42,7 +46,6 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
-IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
 # Request headers the router drops and sets itself (or must never forward).
 REQ_SKIP = HOP_BY_HOP | {b"host", b"content-length", b"x-forwarded-for", b"x-forwarded-proto",
                          b"x-forwarded-host", b"x-request-id", b"traceparent",
@@ -171,17 +174,22 @@ class Router:
         snap = self.snapshot
         assert snap is not None
         raw_path: bytes = scope.get("raw_path") or scope["path"].encode()
-        if raw_path.startswith(b"/_strangler"):
-            await self.admin.handle(scope, receive, send, raw_path)
+        try:
+            path = normalise_path(raw_path)
+        except BadRequest as exc:
+            return await self._refuse(send, exc.status, str(exc), started, scope["method"], raw_path)
+        # After normalisation: no spelling of the admin prefix may reach an upstream.
+        if path.startswith("/_") and is_admin_path(path):
+            await self.admin.handle(scope, receive, send, path)
             return
         self.metrics.in_flight += 1
         try:
-            await self._proxy(scope, receive, send, snap, raw_path, started)
+            await self._proxy(scope, receive, send, snap, raw_path, path, started)
         finally:
             self.metrics.in_flight -= 1
 
     async def _proxy(self, scope: Scope, receive: Receive, send: Send, snap: Snapshot,
-                     raw_path: bytes, started: float) -> None:
+                     raw_path: bytes, path: str, started: float) -> None:
         config = snap.config
         method: str = scope["method"]
 
@@ -193,6 +201,9 @@ class Router:
             size += len(name) + len(value) + 4
             if name in REQ_SKIP:
                 if name == b"host":
+                    if host is not None:
+                        return await self._refuse(send, 400, "more than one Host header (RFC 9112 §3.2)",
+                                                  started, method, raw_path)
                     host = value
                 elif name == b"content-length":
                     if cl is not None and cl != value:
@@ -223,10 +234,9 @@ class Router:
             named = {t.strip().lower() for t in conn_hdr.split(b",")} - {b"close", b"keep-alive", b""}
             if named:
                 fwd = [(n, v) for n, v in fwd if n not in named]
-        try:
-            path = normalise_path(raw_path)
-        except BadRequest as exc:
-            return await self._refuse(send, exc.status, str(exc), started, method, raw_path)
+        if host is None and scope.get("http_version") == "1.1":
+            return await self._refuse(send, 400, "an HTTP/1.1 request needs a Host header "
+                                      "(RFC 9112 §3.2)", started, method, raw_path)
 
         request_id = rid.decode() if rid is not None and _REQUEST_ID.match(rid) else f"{random.getrandbits(128):032x}"
         route = snap.table.match(method, path, host.decode("latin-1") if host else None, scope["headers"])
@@ -267,7 +277,9 @@ class Router:
         capture: list[bytes] | None = [] if shadow else None
         # Mirrored requests with a body (methods explicitly allowed) need the body again.
         req_capture: list[bytes] | None = [] if shadow and has_body else None
-        retryable = method in IDEMPOTENT and not has_body
+        # Replays (retries, a stale pooled connection, the fallback) only for methods the
+        # route's upstreams treat as idempotent: a POST may have run before the upstream failed.
+        retryable = method in route.retry_methods and not has_body
         attempts = 1 + (route.retries if retryable else 0)
         tried_fallback = False
         while True:
@@ -281,7 +293,8 @@ class Router:
             else:
                 try:
                     conn = await exchange(upstream, snap.pools[backend], line, host, tail,
-                                                method, has_body, te is not None, receive, req_capture)
+                                                method, has_body, te is not None, receive, req_capture,
+                                                replay=retryable)
                 except ClientGone:
                     breaker.record(True)  # not the upstream's fault
                     return

@@ -28,6 +28,7 @@ from types import FrameType
 from router.admin import SUPERVISOR_ENV
 from router.config import load_config
 from router.errors import ConfigError
+from router.metrics import mark_exited
 from router.reload import ConfigWatcher
 
 METRICS_ENV = "STRANGLER_METRICS_DIR"
@@ -46,9 +47,11 @@ def _uvicorn_config(app: object, **kwargs: object) -> object:
             loop = "uvloop"
         except ImportError:
             loop = "asyncio"
+    from router.uvicorn_protocol import RouterHttpToolsProtocol
+
     return uvicorn.Config(
         app,  # type: ignore[arg-type]
-        http="httptools", loop=loop, lifespan="on", access_log=False, proxy_headers=False,
+        http=RouterHttpToolsProtocol, loop=loop, lifespan="on", access_log=False, proxy_headers=False,
         server_header=False, date_header=False, log_level="warning", timeout_keep_alive=75,
         backlog=4096, **kwargs)  # type: ignore[arg-type]
 
@@ -163,9 +166,7 @@ class Supervisor:
                 return
             slot = self.children.pop(pid, None)
             # Its counters still count, but it must never be signalled again (pid reuse).
-            own = Path(metrics_dir) / f"worker-{pid}.json"
-            if own.exists():
-                os.replace(own, Path(metrics_dir) / f"exited-{pid}.json")
+            mark_exited(Path(metrics_dir) / f"worker-{pid}.json")
             if respawn and not self.stopping and slot is not None:
                 print(f"strangler router: worker {pid} died; starting a new one", file=sys.stderr)
                 self._spawn(slot, sock, metrics_dir)

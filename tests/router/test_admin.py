@@ -59,14 +59,14 @@ def test_status_routes_and_metrics(upstreams, start_router) -> None:
     assert a["requests"] == 21 and a["errors"] == {"status_503": 1}
     assert sum(a["buckets"]) == 21 and a["p50_ms"] is not None and a["p99_ms"] >= a["p50_ms"]
     assert status["breakers"]["a"]["state"] == "closed"
-    routes = httpx.get(f"{router.url}/_strangler/routes").json()
+    routes = router.admin("routes").json()
     assert routes["routes"][0]["name"] == "split"
-    text = httpx.get(f"{router.url}/_strangler/metrics").text
+    text = router.admin("metrics").text
     assert 'strangler_requests_total{route="split",backend="a"} 21' in text
     assert 'strangler_errors_total{route="split",backend="a",kind="status_503"} 1' in text
     assert 'strangler_request_duration_seconds_count{route="split",backend="a"} 21' in text
     # admin paths never reach an upstream
-    assert httpx.get(f"{router.url}/_strangler/nope").status_code == 404
+    assert router.admin("nope").status_code == 404
     assert router.status()["routes"]["split"]["backends"]["a"]["requests"] == 21
 
 
