@@ -107,7 +107,7 @@ def _message(resp: httpx.Response) -> str:
     except ValueError:
         return resp.text.strip()[:300] or resp.reason_phrase
     if isinstance(body, dict):
-        for key in ("error", "detail", "message"):
+        for key in ("detail", "error", "message"):  # detail says what to do
             if body.get(key):
                 return str(body[key])
     return json.dumps(body)[:300]

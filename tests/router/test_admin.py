@@ -149,3 +149,25 @@ def test_no_spelling_of_the_admin_prefix_reaches_an_upstream(upstreams, start_ro
             assert status == 200 and json.loads(body)["routes"][0]["name"] == "split", target
         else:
             assert status == 404, target  # not an admin endpoint, and never forwarded
+
+
+def test_the_cli_reads_with_the_read_token_and_writes_with_the_admin_token(
+        upstreams, start_router, monkeypatch, tmp_path) -> None:
+    from cli.errors import AdminRefused
+    from cli.routerapi import RouterAPI
+
+    router = start_router(config(upstreams), env={"STRANGLER_ADMIN_READ_TOKEN": READ_TOKEN})
+    monkeypatch.setenv("STRANGLER_STATE_DIR", str(tmp_path / "state"))  # no stored admin token
+    monkeypatch.delenv("STRANGLER_ADMIN_TOKEN", raising=False)
+    monkeypatch.setenv("STRANGLER_ADMIN_READ_TOKEN", READ_TOKEN)
+    with RouterAPI(router.url) as api:
+        assert api.status()["routes"]["split"]["weights"] == {"a": 100, "b": 0}
+        assert api.routes()["routes"][0]["name"] == "split"
+        with pytest.raises(AdminRefused, match="only read"):
+            api.set_weight("split", "b", 10, "canary")
+    monkeypatch.delenv("STRANGLER_ADMIN_READ_TOKEN")
+    with RouterAPI(router.url) as api, pytest.raises(AdminRefused, match="STRANGLER_ADMIN_READ_TOKEN"):
+        api.status()
+    with RouterAPI(router.url, token=ADMIN_TOKEN) as api:
+        assert api.status()["routes"]["split"]["weights"] == {"a": 100, "b": 0}
+        assert api.set_weight("split", "b", 10, "canary")["ok"] is True
