@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -73,10 +74,8 @@ def _worker_files(router_pid: int) -> dict[int, dict]:
     files = {}
     for child in _children(router_pid):
         for path in Path(tempfile.gettempdir()).glob(f"strangler-metrics-*/worker-{child}.json"):
-            try:
+            with contextlib.suppress(OSError, ValueError):  # being replaced right now
                 files[child] = json.loads(path.read_text())
-            except (OSError, ValueError):
-                pass
     return files
 
 
@@ -96,10 +95,8 @@ routes:
     assert router.status()["routes"]["all"]["backends"]["a"]["requests"] == 20
 
     def hang() -> None:
-        try:
+        with contextlib.suppress(httpx.HTTPError):  # its worker is killed under it
             httpx.get(f"{router.url}/slow?s=20", timeout=30)
-        except httpx.HTTPError:
-            pass  # its worker is killed under it
 
     threading.Thread(target=hang, daemon=True).start()
 
