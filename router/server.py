@@ -15,6 +15,7 @@ a shared metrics folder (summed on read), writes ledger entries for hand edits o
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import signal
@@ -35,7 +36,7 @@ HTTP_SERVERS = ("lean", "uvicorn")
 DEFAULT_HTTP = "lean"
 
 
-def _uvicorn_config(app: object, **kwargs: object) -> object:
+def _uvicorn_config(app: object, *, max_connections: int = 4096, **kwargs: object) -> object:
     import uvicorn
 
     loop = os.environ.get("STRANGLER_LOOP", "")  # "asyncio" forces the stdlib loop
@@ -48,9 +49,28 @@ def _uvicorn_config(app: object, **kwargs: object) -> object:
             loop = "asyncio"
     return uvicorn.Config(
         app,  # type: ignore[arg-type]
-        http="httptools", loop=loop, lifespan="on", access_log=False, proxy_headers=False,
+        http=_bounded_httptools(max_connections), loop=loop, lifespan="on", access_log=False, proxy_headers=False,
         server_header=False, date_header=False, log_level="warning", timeout_keep_alive=75,
         backlog=4096, **kwargs)  # type: ignore[arg-type]
+
+
+def _bounded_httptools(max_connections: int) -> type:
+    """uvicorn's httptools protocol turning connections beyond `client.max_connections` away
+    with the lean server's 503 (uvicorn's own limit_concurrency counts the asking connection
+    itself and sends no Retry-After)."""
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+    from router.http1_exchange import busy_bytes
+
+    class BoundedHttpToolsProtocol(HttpToolsProtocol):
+        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            super().connection_made(transport)
+            if len(self.connections) > max_connections:  # this one included
+                transport.write(busy_bytes(f"the router holds its {max_connections} client "
+                                           "connections (client.max_connections)"))
+                transport.close()
+
+    return BoundedHttpToolsProtocol
 
 
 def serve_one(config_path: Path, *, host: str, port: int, sock: socket.socket | None = None,
@@ -62,14 +82,17 @@ def serve_one(config_path: Path, *, host: str, port: int, sock: socket.socket | 
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     signal.signal(signal.SIGUSR1, signal.SIG_IGN)
     app = Router(config_path=config_path, metrics_dir=metrics_dir, leader=leader)
+    max_connections = load_config(config_path).client.max_connections  # read at start
     if http == "lean":
         from router import server_lean
 
-        server_lean.run(app, host=host, port=port, sock=sock, loop=os.environ.get("STRANGLER_LOOP", "auto"))
+        server_lean.run(app, host=host, port=port, sock=sock, loop=os.environ.get("STRANGLER_LOOP", "auto"),
+                        max_connections=max_connections)
         return
     import uvicorn
 
-    server = uvicorn.Server(_uvicorn_config(app, host=host, port=port))  # type: ignore[arg-type]
+    server = uvicorn.Server(_uvicorn_config(app, host=host, port=port,  # type: ignore[arg-type]
+                                            max_connections=max_connections))
     server.run(sockets=[sock] if sock is not None else None)
 
 
