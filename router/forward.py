@@ -6,7 +6,9 @@ The request head goes out in one write and the body is streamed as the client se
 the ASGI `send` as they arrive (upstream reads pause while ~256 KB wait for the client).
 A small response that completed within one read is answered in exactly two ASGI messages.
 A pooled connection the upstream had silently closed is retried once on a fresh one when
-nothing was consumed from the client.
+nothing was consumed from the client. No wait outlasts the route's deadline; a request body
+that stalls past `client.body_timeout` gets 408, and a client that leaves the response
+unread past `client.send_timeout` is cut (both free the upstream connection).
 """
 
 from __future__ import annotations

@@ -11,6 +11,11 @@ Failure policy: connect failure → 502, timeout → 504, each with a short JSON
 the upstream and request id. Retries and fallback apply only to idempotent requests
 without a body and only before any response byte reached the client.
 `/_strangler/...` never goes upstream: it is the admin API (`router.admin`).
+
+Bounds: the route's `deadline` is shared by every attempt (retries and fallback), bodies over
+`max_body_bytes` get 413, a full upstream 503 with Retry-After. Behind trusted proxies
+(`router.forwarded`) the client, scheme and host are theirs; anonymous visitors of a split
+route get a sticky cohort cookie.
 """
 
 from __future__ import annotations
