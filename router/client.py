@@ -25,6 +25,7 @@ from time import monotonic
 import httptools
 
 from router.errors import (
+    UpstreamBusy,
     UpstreamConnectError,
     UpstreamError,
     UpstreamProtocolError,
@@ -49,6 +50,8 @@ class Connection(asyncio.Protocol):
         self.drain_waiter: asyncio.Future[None] | None = None
         self.deadline = 0.0
         self.waiting_on: asyncio.Future[None] | None = None
+        self.holds_slot = False  # counted in the pool's open connections
+        self.idle_since = 0.0
         self._reset(head_only=False)
 
     def _reset(self, *, head_only: bool) -> None:
@@ -254,11 +257,15 @@ class StaleConnection(UpstreamProtocolError):
 class Pool:
     """Idle keep-alive connections to one upstream (per worker), reused LIFO."""
 
-    def __init__(self, *, name: str, host: str, port: int, size: int) -> None:
+    def __init__(self, *, name: str, host: str, port: int, size: int,
+                 max_connections: int = 1024, idle_timeout: float = 4.0) -> None:
         self.name = name
         self.host = host
         self.port = port
         self.size = size
+        self.max_connections = max_connections
+        self.idle_timeout = idle_timeout
+        self.open = 0  # connections open or being opened (busy and idle)
         self.loop = asyncio.get_running_loop()
         self.idle: list[Connection] = []
         self.retired = False
@@ -279,28 +286,54 @@ class Pool:
     async def acquire(self, connect_timeout: float) -> tuple[Connection, bool]:
         """A connection and whether it was reused from the pool."""
         idle = self.idle
-        while idle:
-            conn = idle.pop()
-            if not conn.closed:
-                return conn, True
+        if idle:
+            now = monotonic()
+            while idle:
+                conn = idle.pop()
+                if conn.closed:
+                    continue
+                if now - conn.idle_since < self.idle_timeout:
+                    return conn, True
+                # Idle too long: the upstream may be closing it right now. The list is
+                # LIFO, so every connection below is older still.
+                conn.close()
+                while idle:
+                    idle.pop().close()
+        if self.open >= self.max_connections:
+            raise UpstreamBusy(f"{self.name} has all its {self.max_connections} connections busy "
+                               "(max_connections)")
+        self.open += 1
         try:
             _, conn = await asyncio.wait_for(
                 self.loop.create_connection(lambda: Connection(self), self.host, self.port),
                 connect_timeout)
         except TimeoutError as exc:
+            self.open -= 1
             raise UpstreamTimeout(f"could not connect to {self.name} within {connect_timeout}s") from exc
         except OSError as exc:
+            self.open -= 1
             raise UpstreamConnectError(f"could not connect to {self.name} "
                                        f"({self.host}:{self.port}): {exc.strerror or exc}") from exc
+        except BaseException:
+            self.open -= 1
+            raise
+        if conn.closed:  # lost before we resumed: its forget() ran without the slot
+            self.open -= 1
+        else:
+            conn.holds_slot = True
         return conn, False
 
     def release(self, conn: Connection) -> None:
         if self.retired or len(self.idle) >= self.size:
             conn.close()
         else:
+            conn.idle_since = monotonic()
             self.idle.append(conn)
 
     def forget(self, conn: Connection) -> None:
+        if conn.holds_slot:
+            conn.holds_slot = False
+            self.open -= 1
         if conn in self.idle:
             self.idle.remove(conn)
 

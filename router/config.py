@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import ipaddress
 import json
 import os
 import tempfile
@@ -58,6 +59,9 @@ class Upstream:
     pool_size: int = 64
     host_header: str = "upstream"
     breaker: BreakerConfig = field(default_factory=BreakerConfig)
+    # --- bounds (issue 15) ---
+    max_connections: int = 1024  # open connections per worker, busy + idle; then 503
+    idle_timeout: float = 4.0  # a pooled connection idle longer is not reused
 
     @property
     def authority(self) -> str:
@@ -105,6 +109,10 @@ class Route:
     # issue 15 (admin/retries): methods that may be replayed (retries, stale connections,
     # fallback): GET/HEAD/OPTIONS, plus PUT/DELETE where `retry: {idempotent: [...]}` says so
     retry_methods: frozenset[str] = SAFE_METHODS
+    # --- bounds (issue 15) ---
+    deadline: float = 32.0  # seconds from arrival to response head, over every attempt
+    max_body_bytes: int | None = 100 * 1024 * 1024  # larger bodies get 413; None: no limit
+    splits: bool = False  # two or more backends have weight: anonymous visitors get a cohort
 
     @property
     def weights(self) -> dict[str, int]:
@@ -120,6 +128,28 @@ class Identity:
     header_ttl: int = 60
 
 
+# --- bounds and proxies (issue 15) -------------------------------------------------------
+
+@dataclass(frozen=True, kw_only=True)
+class ClientLimits:
+    """Bounds on client connections (each worker holds its own count)."""
+
+    body_timeout: float = 30.0  # seconds between request body bytes; then 408
+    send_timeout: float = 30.0  # seconds a client may leave response bytes unread; then cut
+    max_connections: int = 4096  # open client connections per worker; more get 503
+
+
+@dataclass(frozen=True, kw_only=True)
+class AnonymousCohort:
+    """The sticky cookie the router sets for visitors without a user key on split routes."""
+
+    cookie: str = "strangler_cohort"
+    max_age: int = 30 * 24 * 3600
+
+
+# --- end of bounds and proxies ------------------------------------------------------------
+
+
 @dataclass(frozen=True, kw_only=True)
 class Config:
     upstreams: Mapping[str, Upstream]
@@ -130,6 +160,10 @@ class Config:
     max_header_bytes: int = 16384
     reload_interval: float = 1.0
     identity: Identity | None = None
+    # --- bounds and proxies (issue 15) ---
+    client: ClientLimits = field(default_factory=lambda: ClientLimits())
+    trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+    anonymous_cohort: AnonymousCohort | None = field(default_factory=lambda: AnonymousCohort())
     source: str = "<string>"
     sha256: str = ""
 
@@ -235,6 +269,7 @@ def parse_config(text: str, *, source: str = "<string>", base_dir: Path | None =
             pool_size=int(spec.get("pool_size", 64)),
             host_header=spec.get("host_header", "upstream"),
             breaker=BreakerConfig(**spec.get("breaker", {})),
+            **_upstream_bounds(spec, ("upstreams", name), fail),
         )
 
     def known(path: tuple[Any, ...], name: str) -> str:
@@ -304,7 +339,9 @@ def parse_config(text: str, *, source: str = "<string>", base_dir: Path | None =
             override_header=override["header"].lower() if "header" in override else None,
             override_cookie=override.get("cookie"), candidate=candidate, fallback=fallback,
             retries=int(spec.get("retries", 0)), identity=bool(spec.get("identity", False)),
-            shadow=shadow, retry_methods=_retry_methods(spec, at, fail)))
+            shadow=shadow, retry_methods=_retry_methods(spec, at, fail),
+            **_route_bounds(spec, [upstreams[b] for b, _ in backends] +
+                            ([upstreams[fallback]] if fallback else []))))
 
     base = base_dir or Path.cwd()
     ledger_path = Path(data.get("ledger", DEFAULT_LEDGER))
@@ -316,8 +353,48 @@ def parse_config(text: str, *, source: str = "<string>", base_dir: Path | None =
         access_log=_log_target(data.get("access_log", True), base),
         max_header_bytes=int(data.get("max_header_bytes", 16384)),
         reload_interval=float(data.get("reload_interval", 1.0)),
-        identity=identity, source=source,
+        identity=identity, **_router_bounds(data, fail), source=source,
         sha256=hashlib.sha256(text.encode()).hexdigest())
+
+
+# --- bounds and proxies (issue 15) -------------------------------------------------------
+
+Fail = Any  # (key path, problem, fix) -> ConfigError
+
+
+def _upstream_bounds(spec: dict[str, Any], at: tuple[Any, ...], fail: Fail) -> dict[str, Any]:
+    most = int(spec.get("max_connections", Upstream.max_connections))
+    if int(spec.get("pool_size", 64)) > most:
+        raise fail(at + ("pool_size",), f"pool_size {spec.get('pool_size', 64)} is above "
+                   f"max_connections {most}", "keep pool_size (idle) at or below max_connections")
+    return {"max_connections": most,
+            "idle_timeout": float(spec.get("idle_timeout", Upstream.idle_timeout))}
+
+
+def _route_bounds(spec: dict[str, Any], ups: list[Upstream]) -> dict[str, Any]:
+    # By default one attempt's worth: retries and the fallback fit in what a single slow
+    # attempt could take, instead of stacking a read timeout each.
+    deadline = spec.get("deadline", max(u.connect_timeout + u.read_timeout for u in ups))
+    return {"deadline": float(deadline),
+            "max_body_bytes": spec.get("max_body_bytes", Route.max_body_bytes),
+            "splits": sum(1 for w in spec["backends"].values() if w > 0) > 1}
+
+
+def _router_bounds(data: dict[str, Any], fail: Fail) -> dict[str, Any]:
+    nets = []
+    for i, cidr in enumerate(data.get("trusted_proxies", ())):
+        try:
+            nets.append(ipaddress.ip_network(cidr, strict=True))
+        except ValueError as exc:
+            raise fail(("trusted_proxies", i), f"{cidr!r} is not an address or CIDR ({exc})",
+                       "write an address (10.0.0.5) or a network with no host bits "
+                       "(10.0.0.0/8, fd00::/8)") from exc
+    anon = data.get("anonymous_cohort", {})
+    return {"client": ClientLimits(**data.get("client", {})), "trusted_proxies": tuple(nets),
+            "anonymous_cohort": None if anon is None else AnonymousCohort(**anon)}
+
+
+# --- end of bounds and proxies ------------------------------------------------------------
 
 
 def _log_target(value: bool | str, base: Path) -> bool | str:

@@ -7,16 +7,20 @@ the ASGI `send` as they arrive (upstream reads pause while ~256 KB wait for the 
 A small response that completed within one read is answered in exactly two ASGI messages.
 A pooled connection the upstream had silently closed is retried once on a fresh one for an
 idempotent request without a body; any other request gets the error (502), never a replay.
+No wait outlasts the route's deadline; a request body that stalls past `client.body_timeout`
+gets 408, and a client that leaves the response unread past `client.send_timeout` is cut
+(both free the upstream connection).
 """
 
 from __future__ import annotations
 
 import asyncio
+from time import monotonic
 from typing import TYPE_CHECKING, Any
 
 from router.client import Connection, Pool, StaleConnection
 from router.config import Config, Upstream
-from router.errors import ClientGone, UpstreamCut, UpstreamError
+from router.errors import BadRequest, ClientGone, UpstreamCut, UpstreamError
 
 if TYPE_CHECKING:
     from router.proxy import Receive, Send
@@ -32,20 +36,25 @@ TOO_BIG = b"\x00strangler: body too big to shadow\x00"
 async def exchange(upstream: Upstream, pool: Pool, line: bytes, host: bytes | None,
                    tail: bytes, method: str, has_body: bool, chunked: bool,
                    receive: Receive, req_capture: list[bytes] | None = None, *,
-                   replay: bool = False) -> Connection:
-    """Send the request; return the connection once the response head arrived."""
+                   replay: bool = False, deadline: float = float("inf"),
+                   body_timeout: float = 30.0, max_body: int | None = None) -> Connection:
+    """Send the request; return the connection once the response head arrived.
+
+    No wait goes past `deadline` (monotonic): the route's whole-request budget.
+    """
     if upstream.host_header == "client" and host is not None:
         head = line + host + b"\r\n" + tail
     else:
         head = line + upstream.authority.encode() + b"\r\n" + tail
     fresh_retry = False
     while True:
-        conn, reused = await pool.acquire(upstream.connect_timeout)
+        conn, reused = await pool.acquire(min(upstream.connect_timeout, deadline - monotonic()))
         try:
             conn.begin(head, head_only=method == "HEAD")
             if has_body:
-                await _stream_body(conn, receive, chunked, upstream.read_timeout, req_capture)
-            await conn.response_head(upstream.read_timeout)
+                await _stream_body(conn, receive, chunked, upstream.read_timeout, req_capture,
+                                   deadline=deadline, body_timeout=body_timeout, max_body=max_body)
+            await conn.response_head(min(upstream.read_timeout, deadline - monotonic()))
             return conn
         except StaleConnection as exc:
             conn.close()
@@ -71,14 +80,20 @@ def _not_replayed(upstream: Upstream, method: str) -> StaleConnection:
 
 
 async def _stream_body(conn: Connection, receive: Receive, chunked: bool, timeout: float,
-                       capture: list[bytes] | None = None) -> None:
+                       capture: list[bytes] | None = None, *, deadline: float,
+                       body_timeout: float, max_body: int | None) -> None:
     captured = 0
+    received = 0
     while True:
-        message = await receive()
+        message = await _receive_within(receive, min(body_timeout, deadline - monotonic()))
         if message["type"] == "http.disconnect":
             raise ClientGone("the client went away while sending the body")
         data = message.get("body", b"")
         more = message.get("more_body", False)
+        received += len(data)
+        if max_body is not None and received > max_body:
+            raise BadRequest(f"the request body exceeds this route's max_body_bytes ({max_body})",
+                             status=413)
         if capture is not None:
             captured += len(data)
             if captured > SHADOW_CAPTURE_LIMIT:
@@ -102,6 +117,26 @@ async def _stream_body(conn: Connection, receive: Receive, chunked: bool, timeou
         if not more:
             return
 
+async def _receive_within(receive: Receive, timeout: float) -> Any:
+    # A client that announces a body and stalls (slow POST, R.U.D.Y.) would otherwise hold
+    # its connection and an upstream connection for as long as it likes.
+    try:
+        async with asyncio.timeout(timeout):
+            return await receive()
+    except TimeoutError:
+        raise BadRequest("the request body stopped arriving (client.body_timeout or the "
+                         "route's deadline)", status=408) from None
+
+
+async def _send_within(send: Send, message: Any, timeout: float) -> None:
+    # A client that stops reading must not hold the upstream connection forever.
+    try:
+        async with asyncio.timeout(timeout):
+            await send(message)
+    except TimeoutError:
+        raise ClientGone("the client left the response unread past client.send_timeout") from None
+
+
 async def relay(conn: Connection, receive: Receive, send: Send, config: Config,
           backend: str, request_id: str, capture: list[bytes] | None, breaker: Any) -> int:
     """Relay the response head and body; returns the status."""
@@ -115,6 +150,7 @@ async def relay(conn: Connection, receive: Receive, send: Send, config: Config,
         headers.append((config.backend_header.encode(), backend.encode()))
     headers.append((b"x-request-id", request_id.encode()))
     read_timeout = config.upstreams[backend].read_timeout
+    send_timeout = config.client.send_timeout
     ok = status < 500
     gone: asyncio.Future[None] | None = None
     try:
@@ -148,7 +184,8 @@ async def relay(conn: Connection, receive: Receive, send: Send, config: Config,
                     capture = None
             if not more:
                 conn.finish()
-            await send({"type": "http.response.body", "body": body, "more_body": more})
+            await _send_within(send, {"type": "http.response.body", "body": body, "more_body": more},
+                               send_timeout)
             if not more:
                 return status
     except UpstreamError as exc:

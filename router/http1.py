@@ -30,7 +30,7 @@ from urllib.parse import unquote
 import httptools
 
 from router.errors import RouterError
-from router.http1_exchange import Exchange, error_bytes
+from router.http1_exchange import Exchange, busy_bytes, error_bytes
 
 if TYPE_CHECKING:
     from router.server_lean import LeanServer
@@ -91,6 +91,10 @@ class HttpConnection(asyncio.Protocol):
         self.client = (peer[0], peer[1]) if isinstance(peer, tuple) else None
         here = transport.get_extra_info("sockname")
         self.local = (here[0], here[1]) if isinstance(here, tuple) else None
+        if len(self.server.connections) >= self.server.max_connections:
+            self._close_with(busy_bytes(f"the router holds its {self.server.max_connections} "
+                                        "client connections (client.max_connections)"))
+            return
         self.server.connections.add(self)
 
     def data_received(self, data: bytes) -> None:

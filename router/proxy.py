@@ -14,6 +14,11 @@ apply only to requests without a body whose method the route counts as idempoten
 response byte reached the client: a POST is never sent twice.
 `/_strangler/...` never goes upstream, however it is spelled (the check runs on the
 normalised path, in any letter case): it is the admin API (`router.admin`).
+
+Bounds: the route's `deadline` is shared by every attempt (retries and fallback), bodies over
+`max_body_bytes` get 413, a full upstream 503 with Retry-After. Behind trusted proxies
+(`router.forwarded`) the client, scheme and host are theirs; anonymous visitors of a split
+route get a sticky cohort cookie.
 """
 
 from __future__ import annotations
@@ -28,13 +33,13 @@ import signal
 import sys
 from collections.abc import Awaitable, Callable, MutableMapping
 from pathlib import Path
-from time import perf_counter
+from time import monotonic, perf_counter
 from typing import Any
 
 from router import balance
 from router.accesslog import AccessLog
 from router.admin import is_admin_path
-from router.config import IDENTITY_SECRET_ENV, Config, Route, load_config
+from router.config import IDENTITY_SECRET_ENV, AnonymousCohort, Config, Route, load_config
 from router.errors import BadRequest, ClientGone, RouterError, UpstreamCut, UpstreamError
 from router.forward import HOP_BY_HOP, TOO_BIG, exchange, relay
 from router.match import normalise_path
@@ -49,8 +54,12 @@ Send = Callable[[Message], Awaitable[None]]
 # Request headers the router drops and sets itself (or must never forward).
 REQ_SKIP = HOP_BY_HOP | {b"host", b"content-length", b"x-forwarded-for", b"x-forwarded-proto",
                          b"x-forwarded-host", b"x-request-id", b"traceparent",
-                         b"x-strangler-identity", b"expect"}
+                         b"x-strangler-identity", b"expect", b"forwarded"}
 IDENTITY_HEADER = b"x-strangler-identity"
+# Bounds (issue 15): answers that must end the connection, and a hint for 503s.
+CLOSE = ((b"connection", b"close"),)
+RETRY_AFTER = ((b"retry-after", b"1"),)
+BOUND_ERRORS = {408: "body_timeout", 413: "body_too_large"}
 _REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:-]{1,128}$")
 _TRACEPARENT = re.compile(rb"^00-([0-9a-f]{32})-[0-9a-f]{16}-([0-9a-f]{2})$")
 
@@ -194,7 +203,7 @@ class Router:
         method: str = scope["method"]
 
         # One pass over the request headers: pick out what the router needs, keep the rest.
-        host = cl = te = conn_hdr = xff = rid = tp = cookie = None
+        host = cl = te = conn_hdr = xff = xfp = xfh = forwarded = rid = tp = cookie = None
         size = 0
         fwd: list[tuple[bytes, bytes]] = []
         for name, value in scope["headers"]:
@@ -215,6 +224,12 @@ class Router:
                     conn_hdr = value if conn_hdr is None else conn_hdr + b"," + value
                 elif name == b"x-forwarded-for":
                     xff = value if xff is None else xff + b", " + value
+                elif name == b"x-forwarded-proto":
+                    xfp = value if xfp is None else xfp + b", " + value
+                elif name == b"x-forwarded-host":
+                    xfh = value if xfh is None else xfh + b", " + value
+                elif name == b"forwarded":
+                    forwarded = value if forwarded is None else forwarded + b", " + value
                 elif name == b"x-request-id":
                     rid = value
                 elif name == b"traceparent":
@@ -244,21 +259,37 @@ class Router:
             return await self._error(send, 404, "no_route", None, request_id, started, method, path, None,
                                      detail="no route matches this request")
 
-        backend = self._choose(route, scope, cookie)
-        # Everything after the Host line is the same whichever upstream answers.
+        # Behind a load balancer: the client, scheme and host its trusted proxies report.
         client = scope.get("client")
-        client_ip = client[0].encode() if client else b"unknown"
+        peer = client[0] if client else "unknown"
+        scheme: str = scope.get("scheme", "http")
+        out_host = host
+        xff_out = peer.encode()
+        trust = snap.trust
+        if trust.networks and (xff or xfp or xfh or forwarded) and trust.trusts(peer):
+            address, told_scheme, told_host, xff_out = trust.origin(peer, xff, xfp, xfh, forwarded)
+            scope["client"] = (address, 0)  # cohorts, rate limits and logs see the client
+            scheme = told_scheme or scheme
+            out_host = told_host.encode() if told_host else host
+        backend, new_cohort = self._choose(route, scope, cookie, config.anonymous_cohort, scheme)
+        if new_cohort is not None:
+            send = _with_header(send, (b"set-cookie", new_cohort))
+        # Everything after the Host line is the same whichever upstream answers.
         trace = _TRACEPARENT.match(tp) if tp is not None else None
         trace_id = trace.group(1).decode() if trace else f"{random.getrandbits(128):032x}"
         flags = trace.group(2).decode() if trace else "01"
         traceparent = f"00-{trace_id}-{random.getrandbits(64):016x}-{flags}".encode()
         parts = [b"".join((n, b": ", v, b"\r\n")) for n, v in fwd]
-        parts += [b"x-forwarded-for: ", (xff + b", " + client_ip) if xff else client_ip,
-                  b"\r\nx-forwarded-proto: ", scope.get("scheme", "http").encode(),
+        parts += [b"x-forwarded-for: ", xff_out, b"\r\nx-forwarded-proto: ", scheme.encode(),
                   b"\r\nx-request-id: ", request_id.encode(), b"\r\ntraceparent: ", traceparent, b"\r\n"]
-        if host is not None:
-            parts += [b"x-forwarded-host: ", host, b"\r\n"]
+        if out_host is not None:
+            parts += [b"x-forwarded-host: ", out_host, b"\r\n"]
         has_body = te is not None or (cl is not None and cl != b"0")
+        max_body = route.max_body_bytes
+        if cl is not None and max_body is not None and int(cl) > max_body:
+            return await self._error(send, 413, "body_too_large", None, request_id, started, method,
+                                     path, route.name, detail=f"the request body exceeds this "
+                                     f"route's max_body_bytes ({max_body})", headers=CLOSE)
         if te is not None:
             parts.append(b"transfer-encoding: chunked\r\n")
         elif cl is not None:
@@ -282,6 +313,8 @@ class Router:
         retryable = method in route.retry_methods and not has_body
         attempts = 1 + (route.retries if retryable else 0)
         tried_fallback = False
+        deadline = monotonic() + route.deadline  # retries and the fallback share it
+        body_timeout = config.client.body_timeout
         while True:
             upstream = config.upstreams[backend]
             breaker = snap.breakers[backend]
@@ -294,16 +327,25 @@ class Router:
                 try:
                     conn = await exchange(upstream, snap.pools[backend], line, host, tail,
                                                 method, has_body, te is not None, receive, req_capture,
-                                                replay=retryable)
+                                                replay=retryable, deadline=deadline,
+                                                body_timeout=body_timeout, max_body=max_body)
                 except ClientGone:
                     breaker.record(True)  # not the upstream's fault
                     return
+                except BadRequest as exc:  # the body was too large or stopped arriving
+                    breaker.record(True)
+                    return await self._error(send, exc.status, BOUND_ERRORS.get(exc.status, "refused"),
+                                             backend, request_id, started, method, path, route.name,
+                                             detail=str(exc), headers=CLOSE)
                 except UpstreamError as exc:
-                    breaker.record(False)
+                    if exc.kind == "busy":
+                        breaker.release()  # never sent: says nothing about the upstream
+                    else:
+                        breaker.record(False)
                     error = exc
                     self.metrics.observe(route.name, backend, exc.status, (perf_counter() - started) * 1000, exc.kind)
                     attempts -= 1
-                    if attempts > 0:
+                    if attempts > 0 and exc.kind != "busy" and monotonic() < deadline:
                         continue
                 else:
                     try:
@@ -332,15 +374,23 @@ class Router:
                                           conn.headers, capture, body, te is not None)
                     return
             fallback = route.fallback
-            if retryable and fallback and fallback != backend and not tried_fallback:
+            out_of_time = monotonic() >= deadline
+            if retryable and fallback and fallback != backend and not tried_fallback and not out_of_time:
                 tried_fallback = True
                 backend = fallback
                 attempts = 1
                 continue
+            if out_of_time:
+                return await self._error(send, 504, "deadline", backend, request_id, started, method,
+                                         path, route.name, count=False, detail=f"route {route.name}'s "
+                                         f"deadline ({route.deadline}s) passed; last error: {error}")
             return await self._error(send, error.status, f"upstream_{error.kind}", backend, request_id,
-                                     started, method, path, route.name, detail=str(error), count=False)
+                                     started, method, path, route.name, detail=str(error), count=False,
+                                     headers=RETRY_AFTER if error.status == 503 else ())
 
-    def _choose(self, route: Route, scope: Scope, cookie: bytes | None) -> str:
+    def _choose(self, route: Route, scope: Scope, cookie: bytes | None,
+                anonymous: AnonymousCohort | None, scheme: str) -> tuple[str, bytes | None]:
+        """The backend, and a Set-Cookie value when a new anonymous visitor gets a cohort."""
         backends = route.backends
         override = None
         if route.override_header is not None:
@@ -348,17 +398,25 @@ class Router:
         if override is None and route.override_cookie is not None and cookie is not None:
             override = _cookie(cookie, route.override_cookie)
         if len(backends) == 1 and override is None:
-            return backends[0][0]
+            return backends[0][0], None
         key = None
         if route.cohort_header is not None:
             key = _header(scope["headers"], route.cohort_header.encode())
         if key is None and route.cohort_cookie is not None and cookie is not None:
             key = _cookie(cookie, route.cohort_cookie)
+        new_cohort = None
+        if key is None and anonymous is not None:
+            # Behind an ingress every anonymous visitor has the same address: give each a
+            # sticky cohort of its own so a canary splits them like logged-in users.
+            key = _cookie(cookie, anonymous.cookie) if cookie is not None else None
+            if key is None and route.splits:
+                key = f"{random.getrandbits(64):016x}"
+                new_cohort = _cohort_cookie(anonymous, key, secure=scheme == "https")
         if key is None:
             client = scope.get("client")
             key = client[0] if client else ""
         return balance.choose(backends, salt=route.salt, key=key, override=override,
-                              candidate=route.candidate)
+                              candidate=route.candidate), new_cohort
 
     async def _refuse(self, send: Send, status: int, detail: str, started: float, method: str,
                       raw_path: bytes) -> None:
@@ -368,13 +426,14 @@ class Router:
 
     async def _error(self, send: Send, status: int, error: str, upstream: str | None,
                      request_id: str, started: float, method: str, path: str, route: str | None,
-                     *, detail: str, count: bool = True) -> None:
+                     *, detail: str, count: bool = True,
+                     headers: tuple[tuple[bytes, bytes], ...] = ()) -> None:
         body = json.dumps({"error": error, "detail": detail, "upstream": upstream,
                            "request_id": request_id}).encode()
         await send({"type": "http.response.start", "status": status,
                     "headers": [(b"content-type", b"application/json"),
                                 (b"content-length", str(len(body)).encode()),
-                                (b"x-request-id", request_id.encode())]})
+                                (b"x-request-id", request_id.encode()), *headers]})
         await send({"type": "http.response.body", "body": body})
         ms = (perf_counter() - started) * 1000
         if count and route is not None:
@@ -398,3 +457,17 @@ def _cookie(cookie: bytes, name: str) -> str | None:
         if sep and k == wanted:
             return v.decode("latin-1")
     return None
+
+
+def _cohort_cookie(anonymous: AnonymousCohort, key: str, *, secure: bool) -> bytes:
+    return (f"{anonymous.cookie}={key}; Path=/; Max-Age={anonymous.max_age}; HttpOnly; "
+            f"SameSite=Lax{'; Secure' if secure else ''}").encode()
+
+
+def _with_header(send: Send, header: tuple[bytes, bytes]) -> Send:
+    """`send` with one more response header (only for the requests that need it)."""
+    async def sending(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            message = {**message, "headers": [*message.get("headers", ()), header]}
+        await send(message)
+    return sending

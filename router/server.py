@@ -36,7 +36,7 @@ HTTP_SERVERS = ("lean", "uvicorn")
 DEFAULT_HTTP = "lean"
 
 
-def _uvicorn_config(app: object, **kwargs: object) -> object:
+def _uvicorn_config(app: object, *, max_connections: int = 4096, **kwargs: object) -> object:
     import uvicorn
 
     loop = os.environ.get("STRANGLER_LOOP", "")  # "asyncio" forces the stdlib loop
@@ -47,11 +47,11 @@ def _uvicorn_config(app: object, **kwargs: object) -> object:
             loop = "uvloop"
         except ImportError:
             loop = "asyncio"
-    from router.uvicorn_protocol import RouterHttpToolsProtocol
+    from router.uvicorn_protocol import bounded_protocol
 
     return uvicorn.Config(
         app,  # type: ignore[arg-type]
-        http=RouterHttpToolsProtocol, loop=loop, lifespan="on", access_log=False, proxy_headers=False,
+        http=bounded_protocol(max_connections), loop=loop, lifespan="on", access_log=False, proxy_headers=False,
         server_header=False, date_header=False, log_level="warning", timeout_keep_alive=75,
         backlog=4096, **kwargs)  # type: ignore[arg-type]
 
@@ -65,14 +65,17 @@ def serve_one(config_path: Path, *, host: str, port: int, sock: socket.socket | 
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     signal.signal(signal.SIGUSR1, signal.SIG_IGN)
     app = Router(config_path=config_path, metrics_dir=metrics_dir, leader=leader)
+    max_connections = load_config(config_path).client.max_connections  # read at start
     if http == "lean":
         from router import server_lean
 
-        server_lean.run(app, host=host, port=port, sock=sock, loop=os.environ.get("STRANGLER_LOOP", "auto"))
+        server_lean.run(app, host=host, port=port, sock=sock, loop=os.environ.get("STRANGLER_LOOP", "auto"),
+                        max_connections=max_connections)
         return
     import uvicorn
 
-    server = uvicorn.Server(_uvicorn_config(app, host=host, port=port))  # type: ignore[arg-type]
+    server = uvicorn.Server(_uvicorn_config(app, host=host, port=port,  # type: ignore[arg-type]
+                                            max_connections=max_connections))
     server.run(sockets=[sock] if sock is not None else None)
 
 

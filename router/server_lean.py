@@ -27,8 +27,10 @@ HEAD_TIMEOUT = 30.0  # seconds a client may take to send one request head
 class LeanServer:
     """Serves one ASGI app on a listening socket until `stop()`."""
 
-    def __init__(self, app: Any, *, keep_alive: float = 75.0, grace: float = 25.0) -> None:
+    def __init__(self, app: Any, *, keep_alive: float = 75.0, grace: float = 25.0,
+                 max_connections: int = 4096) -> None:
         self.app = app
+        self.max_connections = max_connections  # client.max_connections (per worker)
         self.keep_alive = keep_alive
         self.grace = grace
         self.loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]  # set by serve()
@@ -124,7 +126,8 @@ class Lifespan:
             self.events[name].set_result(None)
 
 
-def run(app: Any, *, host: str, port: int, sock: socket.socket | None = None, loop: str = "auto") -> None:
+def run(app: Any, *, host: str, port: int, sock: socket.socket | None = None, loop: str = "auto",
+        max_connections: int = 4096) -> None:
     """Serve `app` until SIGTERM/SIGINT (uvloop when installed, unless loop="asyncio")."""
     factory = asyncio.new_event_loop
     if loop != "asyncio":
@@ -134,7 +137,7 @@ def run(app: Any, *, host: str, port: int, sock: socket.socket | None = None, lo
             factory = uvloop.new_event_loop
     with asyncio.Runner(loop_factory=factory) as runner:
         try:
-            runner.run(LeanServer(app).serve(host=host, port=port, sock=sock))
+            runner.run(LeanServer(app, max_connections=max_connections).serve(host=host, port=port, sock=sock))
         except RouterError as exc:
             print(f"strangler router: {exc}", file=sys.stderr, flush=True)
             raise SystemExit(3) from None
