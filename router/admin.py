@@ -175,7 +175,8 @@ class Admin:
             for name, entry in backends.items():
                 entry["breaker"] = agg["breakers"].get(name, {}).get("state", "closed")
             routes[r.name] = {"weights": r.weights, "backends": backends,
-                              "shadow": agg["shadow"].get(r.name)}
+                              "shadow": agg["shadow"].get(r.name),
+                              "rate_limited": agg["rate_limited"].get(r.name, 0)}
         return {"config": {"source": snap.config.source, "sha256": snap.config.sha256,
                            "last_reload": self.router.reloader.status()},
                 "workers": agg["workers"], "in_flight": agg["in_flight"], "routes": routes, "breakers": agg["breakers"],

@@ -16,7 +16,9 @@ import fcntl
 import hashlib
 import ipaddress
 import json
+import math
 import os
+import re
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -29,6 +31,7 @@ import yaml
 
 from router import ledger
 from router.errors import ConfigError
+from router.ratelimit import RateLimit, policy
 
 SCHEMA_PATH = Path(__file__).with_name("routes.schema.json")
 SCHEMA: dict[str, Any] = json.loads(SCHEMA_PATH.read_text())
@@ -113,6 +116,8 @@ class Route:
     deadline: float = 32.0  # seconds from arrival to response head, over every attempt
     max_body_bytes: int | None = 100 * 1024 * 1024  # larger bodies get 413; None: no limit
     splits: bool = False  # two or more backends have weight: anonymous visitors get a cohort
+    # issue 15 (rate limits): a token bucket per client key; None: no limit (one check)
+    rate_limit: RateLimit | None = None
 
     @property
     def weights(self) -> dict[str, int]:
@@ -340,6 +345,7 @@ def parse_config(text: str, *, source: str = "<string>", base_dir: Path | None =
             override_cookie=override.get("cookie"), candidate=candidate, fallback=fallback,
             retries=int(spec.get("retries", 0)), identity=bool(spec.get("identity", False)),
             shadow=shadow, retry_methods=_retry_methods(spec, at, fail),
+            rate_limit=_route_rate_limit(data, spec, at, name, cohort, fail),
             **_route_bounds(spec, [upstreams[b] for b, _ in backends] +
                             ([upstreams[fallback]] if fallback else []))))
 
@@ -523,3 +529,53 @@ def _retry_methods(spec: dict[str, Any], at: tuple[Any, ...],
 
 def _redact_names(shadow: dict[str, Any]) -> frozenset[str]:
     return REDACT_ALWAYS | frozenset(name.lower() for name in shadow.get("redact", ()))
+
+
+# --- issue 15 (rate limits): `rate_limit:` on a route, or router-wide as the default --------
+
+_RATE_UNITS = {"s": 1.0, "sec": 1.0, "second": 1.0, "min": 60.0, "minute": 60.0,
+               "h": 3600.0, "hour": 3600.0}
+_HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+
+
+def _route_rate_limit(data: dict[str, Any], spec: dict[str, Any], at: tuple[Any, ...], route: str,
+                      cohort: dict[str, Any], fail: Fail) -> RateLimit | None:
+    """The route's own `rate_limit` (false: none), else the router-wide one, else none."""
+    if "rate_limit" in spec:
+        limit, where = spec["rate_limit"], at + ("rate_limit",)
+    else:
+        limit, where = data.get("rate_limit"), ("rate_limit",)
+    if limit is True:
+        raise fail(where, "true is not a rate limit", "write `{rate: 10/s, burst: 20}`, or false for none")
+    if not limit:
+        return None
+    count, per = _parse_rate(limit["rate"], where + ("rate",), fail)
+    burst = int(limit.get("burst", math.ceil(count)))
+    key = limit.get("key", "address")
+    header = None
+    if key.startswith("header:"):
+        name = key.removeprefix("header:").strip()
+        if not _HEADER_NAME.match(name):
+            raise fail(where + ("key",), f"{key!r} names no valid header",
+                       "write header:<Name>, e.g. header:X-Api-Key")
+        key, header = "header", name.lower().encode()
+    elif key not in ("address", "user", "route"):
+        raise fail(where + ("key",), f"unknown key {key!r}",
+                   "use address, user, route or header:<Name> (e.g. header:X-Api-Key)")
+    if key == "user" and not (cohort.get("cookie") or cohort.get("header")):
+        raise fail(where + ("key",), f"key user needs route {route!r} to name its user key",
+                   "add `cohort: {cookie: sessionid}` (or a header) to the route, or use key: address")
+    rate = count / per
+    return RateLimit(rate=rate, burst=burst, key=key, header=header, spec=limit["rate"],
+                     policy=policy(route, rate, burst))
+
+
+def _parse_rate(text: str, at: tuple[Any, ...], fail: Fail) -> tuple[float, float]:
+    count, sep, unit = str(text).partition("/")
+    try:
+        number = float(count)
+    except ValueError:
+        number = -1.0
+    if not sep or unit.strip() not in _RATE_UNITS or not 0 < number < math.inf:
+        raise fail(at, f"{text!r} is not a rate", "write requests per unit, e.g. 10/s, 600/min or 1000/h")
+    return number, _RATE_UNITS[unit.strip()]

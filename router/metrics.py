@@ -58,6 +58,7 @@ class Metrics:
         self.in_flight = 0  # proxied requests being answered right now
         self.shadow: dict[str, dict[str, Any]] = {}
         self.breakers: dict[str, dict[str, Any]] = {}
+        self.rate_limited: dict[str, int] = {}  # route → requests answered 429
         self.dirty = False
         self._last_flush = 0.0
 
@@ -99,6 +100,7 @@ class Metrics:
             "shadow": {r: {**{k: v for k, v in st.items() if k != "pairs"},
                            "pairs": list(st["pairs"])} for r, st in self.shadow.items()},
             "breakers": self.breakers,
+            "rate_limited": self.rate_limited,
         }
 
     def flush(self, force: bool = False) -> None:
@@ -230,6 +232,7 @@ def merge(snaps: list[dict[str, Any]]) -> dict[str, Any]:
     series: dict[tuple[str, str], dict[str, Any]] = {}
     shadow: dict[str, dict[str, Any]] = {}
     breakers: dict[str, dict[str, Any]] = {}
+    rate_limited: dict[str, int] = {}
     live = [snap for snap in snaps if snap.get("live", True)]
     for snap in snaps:
         for s in snap["series"]:
@@ -250,6 +253,8 @@ def merge(snaps: list[dict[str, Any]]) -> dict[str, Any]:
                     agg["pairs"].extend(v)
                 else:
                     agg[k] = agg.get(k, 0) + v
+        for route, n in snap.get("rate_limited", {}).items():
+            rate_limited[route] = rate_limited.get(route, 0) + n
         for name, b in snap["breakers"].items():
             agg = breakers.setdefault(name, {"state": "closed", "opened": 0, "workers": []})
             agg["opened"] += b.get("opened", 0)  # a counter: the dead's openings still count
@@ -271,7 +276,8 @@ def merge(snaps: list[dict[str, Any]]) -> dict[str, Any]:
         st["diff_rate"] = st.get("differing_raw", 0) / compared if compared else 0.0
         st["noise_rate"] = st.get("noise_differing", 0) / noise if noise else 0.0
         st["net_diff_rate"] = st.get("differing", 0) / compared if compared else 0.0
-    return {"series": series, "shadow": shadow, "breakers": breakers, "workers": len(live),
+    return {"series": series, "shadow": shadow, "breakers": breakers, "rate_limited": rate_limited,
+            "workers": len(live),
             "in_flight": sum(snap.get("in_flight", 0) for snap in live)}
 
 
@@ -313,6 +319,10 @@ def prometheus(agg: dict[str, Any]) -> str:
             out.append(f'strangler_request_duration_seconds_bucket{{{labels},le="{le}"}} {cumulative}')
         out.append(f"strangler_request_duration_seconds_sum{{{labels}}} {s['sum_ms'] / 1000:.6f}")
         out.append(f"strangler_request_duration_seconds_count{{{labels}}} {s['requests']}")
+    out += ["# HELP strangler_rate_limited_total Requests refused with 429 by a route's rate limit.",
+            "# TYPE strangler_rate_limited_total counter"]
+    for route, n in sorted(agg.get("rate_limited", {}).items()):
+        out.append(f'strangler_rate_limited_total{{route="{route}"}} {n}')
     out += ["# HELP strangler_breaker_open Breaker state per upstream (0 closed, 1 half-open, 2 open).",
             "# TYPE strangler_breaker_open gauge"]
     for name, b in sorted(agg["breakers"].items()):

@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import math
 import os
 import random
 import re
@@ -36,7 +37,7 @@ from pathlib import Path
 from time import monotonic, perf_counter
 from typing import Any
 
-from router import balance
+from router import balance, ratelimit
 from router.accesslog import AccessLog
 from router.admin import is_admin_path
 from router.config import IDENTITY_SECRET_ENV, AnonymousCohort, Config, Route, load_config
@@ -44,6 +45,7 @@ from router.errors import BadRequest, ClientGone, RouterError, UpstreamCut, Upst
 from router.forward import HOP_BY_HOP, TOO_BIG, exchange, relay
 from router.match import normalise_path
 from router.metrics import Metrics
+from router.ratelimit import Limiter, client_key
 from router.state import Snapshot, build_snapshot
 
 Scope = MutableMapping[str, Any]
@@ -80,6 +82,7 @@ class Router:
         self.snapshot: Snapshot | None = None
         self._initial = config
         self.metrics = Metrics(metrics_dir)
+        self.limiter = Limiter.for_workers(metrics_dir)  # buckets shared by the workers
         self.shadow = ShadowMirror(self)
         self.identity = IdentityBridge(self)
         self.admin = Admin(self)
@@ -271,6 +274,15 @@ class Router:
             scope["client"] = (address, 0)  # cohorts, rate limits and logs see the client
             scheme = told_scheme or scheme
             out_host = told_host.encode() if told_host else host
+        limit = route.rate_limit
+        if limit is not None:
+            verdict = self.limiter.check(route.name, limit, client_key(
+                limit, scope, cookie, route.cohort_header, route.cohort_cookie))
+            limit_headers = ratelimit.headers(route.name, limit, verdict)
+            if not verdict.allowed:
+                return await self._rate_limited(send, route, limit, verdict, limit_headers,
+                                                request_id, started, method, path)
+            send = _with_header(send, *limit_headers)
         backend, new_cohort = self._choose(route, scope, cookie, config.anonymous_cohort, scheme)
         if new_cohort is not None:
             send = _with_header(send, (b"set-cookie", new_cohort))
@@ -418,6 +430,17 @@ class Router:
         return balance.choose(backends, salt=route.salt, key=key, override=override,
                               candidate=route.candidate), new_cohort
 
+    async def _rate_limited(self, send: Send, route: Route, limit: ratelimit.RateLimit,
+                            verdict: ratelimit.Verdict, headers: tuple[tuple[bytes, bytes], ...],
+                            request_id: str, started: float, method: str, path: str) -> None:
+        self.metrics.rate_limited[route.name] = self.metrics.rate_limited.get(route.name, 0) + 1
+        self.metrics.dirty = True
+        per = f"{limit.header.decode()} header" if limit.header else limit.key
+        await self._error(send, 429, "rate_limited", None, request_id, started, method, path,
+                          route.name, count=False, headers=headers,
+                          detail=f"route {route.name} allows {limit.spec} per {per} (burst "
+                                 f"{limit.burst}); retry in {max(1, math.ceil(verdict.retry_after))}s")
+
     async def _refuse(self, send: Send, status: int, detail: str, started: float, method: str,
                       raw_path: bytes) -> None:
         await self._error(send, status, "bad_request" if status == 400 else "refused", None,
@@ -464,10 +487,10 @@ def _cohort_cookie(anonymous: AnonymousCohort, key: str, *, secure: bool) -> byt
             f"SameSite=Lax{'; Secure' if secure else ''}").encode()
 
 
-def _with_header(send: Send, header: tuple[bytes, bytes]) -> Send:
-    """`send` with one more response header (only for the requests that need it)."""
+def _with_header(send: Send, *headers: tuple[bytes, bytes]) -> Send:
+    """`send` with more response headers (only for the requests that need them)."""
     async def sending(message: Message) -> None:
         if message["type"] == "http.response.start":
-            message = {**message, "headers": [*message.get("headers", ()), header]}
+            message = {**message, "headers": [*message.get("headers", ()), *headers]}
         await send(message)
     return sending
