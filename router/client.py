@@ -19,8 +19,10 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import ssl
 from collections import deque
 from time import monotonic
+from typing import Any
 
 import httptools
 
@@ -30,7 +32,9 @@ from router.errors import (
     UpstreamError,
     UpstreamProtocolError,
     UpstreamTimeout,
+    UpstreamTLSError,
 )
+from router.tls import handshake_reason
 
 HIGH_WATER = 256 * 1024  # response bytes buffered before upstream reads pause
 SWEEP = 0.05  # seconds between read-timeout sweeps (timeouts are this precise)
@@ -94,7 +98,12 @@ class Connection(asyncio.Protocol):
         self.closed = True
         self.pool.forget(self)
         if self.busy and not self.complete:
-            if self.head_done and self.until_close:
+            if isinstance(exc, ssl.SSLError) and not self.got_bytes:
+                # TLS 1.3: the server checks our client certificate after our handshake ended,
+                # so its refusal arrives as the first read.
+                self._fail(UpstreamTLSError(f"TLS with {self.pool.name} failed: {handshake_reason(exc)} "
+                                            f"— check upstreams.{self.pool.name}.tls"))
+            elif self.head_done and self.until_close:
                 self.complete = True  # a body delimited by the connection closing
                 self._wake()
             elif self.got_bytes:
@@ -258,10 +267,13 @@ class Pool:
     """Idle keep-alive connections to one upstream (per worker), reused LIFO."""
 
     def __init__(self, *, name: str, host: str, port: int, size: int,
-                 max_connections: int = 1024, idle_timeout: float = 4.0) -> None:
+                 max_connections: int = 1024, idle_timeout: float = 4.0,
+                 tls: ssl.SSLContext | None = None, server_name: str | None = None) -> None:
         self.name = name
         self.host = host
         self.port = port
+        self.tls = tls  # https upstreams: new connections handshake with this context
+        self.server_name = server_name
         self.size = size
         self.max_connections = max_connections
         self.idle_timeout = idle_timeout
@@ -304,12 +316,15 @@ class Pool:
                                "(max_connections)")
         self.open += 1
         try:
-            _, conn = await asyncio.wait_for(
-                self.loop.create_connection(lambda: Connection(self), self.host, self.port),
-                connect_timeout)
+            _, conn = await asyncio.wait_for(self._connect(), connect_timeout)
         except TimeoutError as exc:
             self.open -= 1
             raise UpstreamTimeout(f"could not connect to {self.name} within {connect_timeout}s") from exc
+        except ssl.SSLError as exc:
+            self.open -= 1
+            raise UpstreamTLSError(f"TLS handshake with {self.name} ({self.host}:{self.port}) "
+                                   f"failed: {handshake_reason(exc)} — check upstreams.{self.name}.tls "
+                                   "(ca, server_name)") from exc
         except OSError as exc:
             self.open -= 1
             raise UpstreamConnectError(f"could not connect to {self.name} "
@@ -322,6 +337,12 @@ class Pool:
         else:
             conn.holds_slot = True
         return conn, False
+
+    def _connect(self) -> Any:
+        if self.tls is None:
+            return self.loop.create_connection(lambda: Connection(self), self.host, self.port)
+        return self.loop.create_connection(lambda: Connection(self), self.host, self.port,
+                                           ssl=self.tls, server_hostname=self.server_name)
 
     def release(self, conn: Connection) -> None:
         if self.retired or len(self.idle) >= self.size:

@@ -32,6 +32,7 @@ import yaml
 from router import ledger
 from router.errors import ConfigError
 from router.ratelimit import RateLimit, policy
+from router.tls import ListenTLS, TLSSetupError, UpstreamTLS, listen_tls, upstream_tls
 
 SCHEMA_PATH = Path(__file__).with_name("routes.schema.json")
 SCHEMA: dict[str, Any] = json.loads(SCHEMA_PATH.read_text())
@@ -65,6 +66,7 @@ class Upstream:
     # --- bounds (issue 15) ---
     max_connections: int = 1024  # open connections per worker, busy + idle; then 503
     idle_timeout: float = 4.0  # a pooled connection idle longer is not reused
+    tls: UpstreamTLS | None = None  # set for https upstreams (issue 15: TLS)
 
     @property
     def authority(self) -> str:
@@ -169,6 +171,7 @@ class Config:
     client: ClientLimits = field(default_factory=lambda: ClientLimits())
     trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
     anonymous_cohort: AnonymousCohort | None = field(default_factory=lambda: AnonymousCohort())
+    listen_tls: ListenTLS | None = None  # the listener terminates TLS (read at start)
     source: str = "<string>"
     sha256: str = ""
 
@@ -256,6 +259,7 @@ def parse_config(text: str, *, source: str = "<string>", base_dir: Path | None =
     def fail(path: tuple[Any, ...], problem: str, fix: str) -> ConfigError:
         return _fail(source, lines, path, problem, fix)
 
+    base = base_dir or Path.cwd()
     upstreams: dict[str, Upstream] = {}
     for name, spec in data["upstreams"].items():
         url = urlsplit(spec["url"])
@@ -263,7 +267,7 @@ def parse_config(text: str, *, source: str = "<string>", base_dir: Path | None =
             raise fail(("upstreams", name, "url"), f"{spec['url']!r} has no host",
                        "write http://host:port")
         try:
-            port = url.port or 80
+            port = url.port or (443 if url.scheme == "https" else 80)
         except ValueError as exc:
             raise fail(("upstreams", name, "url"), f"bad port in {spec['url']!r}",
                        "write http://host:port with a port 1-65535") from exc
@@ -275,6 +279,7 @@ def parse_config(text: str, *, source: str = "<string>", base_dir: Path | None =
             host_header=spec.get("host_header", "upstream"),
             breaker=BreakerConfig(**spec.get("breaker", {})),
             **_upstream_bounds(spec, ("upstreams", name), fail),
+            tls=_upstream_tls(spec, url.scheme, url.hostname, ("upstreams", name), base, fail),
         )
 
     def known(path: tuple[Any, ...], name: str) -> str:
@@ -349,7 +354,6 @@ def parse_config(text: str, *, source: str = "<string>", base_dir: Path | None =
             **_route_bounds(spec, [upstreams[b] for b, _ in backends] +
                             ([upstreams[fallback]] if fallback else []))))
 
-    base = base_dir or Path.cwd()
     ledger_path = Path(data.get("ledger", DEFAULT_LEDGER))
     header = data.get("backend_header", "X-Strangler-Backend")
     return Config(
@@ -359,7 +363,8 @@ def parse_config(text: str, *, source: str = "<string>", base_dir: Path | None =
         access_log=_log_target(data.get("access_log", True), base),
         max_header_bytes=int(data.get("max_header_bytes", 16384)),
         reload_interval=float(data.get("reload_interval", 1.0)),
-        identity=identity, **_router_bounds(data, fail), source=source,
+        identity=identity, **_router_bounds(data, fail), listen_tls=_listen_tls(data, base, fail),
+        source=source,
         sha256=hashlib.sha256(text.encode()).hexdigest())
 
 
@@ -403,6 +408,34 @@ def _router_bounds(data: dict[str, Any], fail: Fail) -> dict[str, Any]:
 # --- end of bounds and proxies ------------------------------------------------------------
 
 
+# --- TLS (issue 15): `upstreams.<name>.tls` and `listen_tls` ------------------------------
+
+def _upstream_tls(spec: dict[str, Any], scheme: str, host: str, at: tuple[Any, ...], base: Path,
+                  fail: Fail) -> UpstreamTLS | None:
+    if scheme != "https":
+        if "tls" in spec:
+            raise fail(at + ("tls",), "TLS settings on an http:// upstream",
+                       f"write the url as https://{spec['url'].split('://', 1)[1].rstrip('/')} "
+                       "or remove `tls:`")
+        return None
+    try:
+        return upstream_tls(spec.get("tls", {}), host=host, base=base)
+    except TLSSetupError as exc:
+        raise fail(at + ("tls", exc.key), exc.problem, exc.fix) from exc
+
+
+def _listen_tls(data: dict[str, Any], base: Path, fail: Fail) -> ListenTLS | None:
+    if "listen_tls" not in data:
+        return None
+    try:
+        return listen_tls(data["listen_tls"], base=base)
+    except TLSSetupError as exc:
+        raise fail(("listen_tls", exc.key), exc.problem, exc.fix) from exc
+
+
+# --- end of TLS ---------------------------------------------------------------------------
+
+
 def _log_target(value: bool | str, base: Path) -> bool | str:
     if isinstance(value, str) and value != "-":
         p = Path(value)
@@ -423,13 +456,13 @@ def load_config(path: str | os.PathLike[str]) -> Config:
 
 # --- editing ----------------------------------------------------------------------------
 
-def weight_edit(text: str, *, route: str, backend: str, weight: int,
-                source: str = "<string>") -> tuple[str, dict[str, int], dict[str, int]]:
+def weight_edit(text: str, *, route: str, backend: str, weight: int, source: str = "<string>",
+                base_dir: Path | None = None) -> tuple[str, dict[str, int], dict[str, int]]:
     """New file text with one backend's weight set; the first other backend absorbs the rest.
 
     Returns (new text, old weights, new weights). Only the weight scalars change in the text.
     """
-    config = parse_config(text, source=source)
+    config = parse_config(text, source=source, base_dir=base_dir)
     r = config.route(route)
     old = r.weights
     if backend not in old:
@@ -477,7 +510,7 @@ def set_weight(path: str | os.PathLike[str], *, route: str, backend: str, weight
         fcntl.flock(lock, fcntl.LOCK_EX)
         text = p.read_text()
         new_text, old, new = weight_edit(text, route=route, backend=backend, weight=weight,
-                                         source=str(p))
+                                         source=str(p), base_dir=p.absolute().parent)
         config = parse_config(new_text, source=str(p), base_dir=p.absolute().parent)
         atomic_write(p, new_text)
         return ledger.append(config.ledger_path, actor=actor, route=route, old=old, new=new,

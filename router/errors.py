@@ -11,6 +11,8 @@
          ├─ UpstreamConnectError   could not connect (502); safe to retry anywhere
          ├─ UpstreamTimeout        connect or read timed out (504)
          ├─ UpstreamBusy           all of its max_connections are busy (503); nothing sent
+         ├─ UpstreamTLSError       the TLS handshake failed: certificate, CA or client
+         │                         certificate refused (502); names the TLS reason
          └─ UpstreamProtocolError  reset or malformed response (502)
 
 Socket and parser errors are mapped to these once, in `router.client`.
@@ -68,6 +70,14 @@ class UpstreamBusy(UpstreamError):
 
     status = 503
     kind = "busy"
+    maybe_processed = False
+
+
+class UpstreamTLSError(UpstreamError):
+    """The TLS handshake with an upstream failed (its certificate, our CA bundle, or our
+    client certificate was refused): no request was processed, as no session existed."""
+
+    kind = "tls"
     maybe_processed = False
 
 

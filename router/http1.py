@@ -56,6 +56,7 @@ class HttpConnection(asyncio.Protocol):
         self.server = server
         self.loop = server.loop
         self.app = server.app
+        self.scheme = server.scheme  # "https" when the listener terminates TLS
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpRequestParser(self)
         self.client: tuple[str, int] | None = None
@@ -192,7 +193,7 @@ class HttpConnection(asyncio.Protocol):
         text = path.decode("latin-1")
         version = parser.get_http_version()
         scope = {"type": "http", "asgi": ASGI, "http_version": version, "server": self.local,
-                 "client": self.client, "scheme": "http", "method": parser.get_method().decode("ascii"),
+                 "client": self.client, "scheme": self.scheme, "method": parser.get_method().decode("ascii"),
                  "root_path": "", "path": unquote(text) if "%" in text else text, "raw_path": path,
                  "query_string": query, "headers": self.headers, "state": {}}
         keep = parser.should_keep_alive() and not self.server.stopping

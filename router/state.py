@@ -36,12 +36,18 @@ def build_snapshot(config: Config, previous: Snapshot | None = None) -> Snapshot
     breakers: dict[str, Breaker] = {}
     for name, up in config.upstreams.items():
         old_pool = previous.pools.get(name) if previous else None
-        if old_pool and (old_pool.host, old_pool.port, old_pool.size) == (up.host, up.port, up.pool_size):
+        tls = up.tls.context if up.tls else None
+        server_name = up.tls.server_name if up.tls else None
+        old_tls = previous.config.upstreams[name].tls if old_pool and previous else None
+        if old_pool and (old_pool.host, old_pool.port, old_pool.size, old_tls) == \
+                (up.host, up.port, up.pool_size, up.tls):
             pools[name] = old_pool
             old_pool.max_connections, old_pool.idle_timeout = up.max_connections, up.idle_timeout
+            old_pool.tls = tls  # the files were read again: new connections use rotated certificates
         else:
             pools[name] = Pool(name=name, host=up.host, port=up.port, size=up.pool_size,
-                               max_connections=up.max_connections, idle_timeout=up.idle_timeout)
+                               max_connections=up.max_connections, idle_timeout=up.idle_timeout,
+                               tls=tls, server_name=server_name)
         old_breaker = previous.breakers.get(name) if previous else None
         if old_breaker and old_breaker.config == up.breaker:
             breakers[name] = old_breaker
