@@ -92,6 +92,13 @@ class Shadow:
 
 
 @dataclass(frozen=True, kw_only=True)
+class WebSocket:
+    """WebSocket passthrough on a route (`websocket:` globally and per route)."""
+
+    idle_timeout: float = 300.0  # seconds without a byte either way; then both sockets close
+
+
+@dataclass(frozen=True, kw_only=True)
 class Route:
     name: str
     match: Match
@@ -113,6 +120,7 @@ class Route:
     deadline: float = 32.0  # seconds from arrival to response head, over every attempt
     max_body_bytes: int | None = 100 * 1024 * 1024  # larger bodies get 413; None: no limit
     splits: bool = False  # two or more backends have weight: anonymous visitors get a cohort
+    websocket: WebSocket | None = WebSocket()  # None: an Upgrade is forwarded as plain HTTP
 
     @property
     def weights(self) -> dict[str, int]:
@@ -340,6 +348,7 @@ def parse_config(text: str, *, source: str = "<string>", base_dir: Path | None =
             override_cookie=override.get("cookie"), candidate=candidate, fallback=fallback,
             retries=int(spec.get("retries", 0)), identity=bool(spec.get("identity", False)),
             shadow=shadow, retry_methods=_retry_methods(spec, at, fail),
+            websocket=_websocket(data.get("websocket", {}), spec.get("websocket", {})),
             **_route_bounds(spec, [upstreams[b] for b, _ in backends] +
                             ([upstreams[fallback]] if fallback else []))))
 
@@ -395,6 +404,14 @@ def _router_bounds(data: dict[str, Any], fail: Fail) -> dict[str, Any]:
 
 
 # --- end of bounds and proxies ------------------------------------------------------------
+
+
+def _websocket(common: dict[str, Any], own: dict[str, Any]) -> WebSocket | None:
+    """A route's WebSocket settings: its own keys over the file's `websocket:` defaults."""
+    merged = {**common, **own}
+    if not merged.get("enabled", True):
+        return None
+    return WebSocket(idle_timeout=float(merged.get("idle_timeout", WebSocket.idle_timeout)))
 
 
 def _log_target(value: bool | str, base: Path) -> bool | str:
