@@ -12,7 +12,8 @@ at a time in order, `Connection: close` honoured both ways, request bodies (Cont
 or chunked) streamed to the app with reading paused while it is not consuming, responses
 framed by Content-Length, chunked, or close, writes paused while the socket buffer is high,
 oversized heads refused with 431 and malformed or ambiguous framing with 400 (then close),
-a client that goes away reported as `http.disconnect`.
+a client that goes away reported as `http.disconnect`, an Upgrade request offered the
+`strangler.upgrade` extension (`handover`: the socket then carries a `router.tunnel`).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import sys
 import traceback
 from collections import deque
 from time import monotonic
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
 import httptools
@@ -204,12 +205,12 @@ class HttpConnection(asyncio.Protocol):
             path, query = parsed.path or b"/", parsed.query or b""
         text = path.decode("latin-1")
         version = parser.get_http_version()
-        scope = {"type": "http", "asgi": ASGI, "http_version": version, "server": self.local,
+        scope: dict[str, Any] = {"type": "http", "asgi": ASGI, "http_version": version, "server": self.local,
                  "client": self.client, "scheme": "http", "method": parser.get_method().decode("ascii"),
                  "root_path": "", "path": unquote(text) if "%" in text else text, "raw_path": path,
                  "query_string": query, "headers": self.headers, "state": {}}
         if parser.should_upgrade():
-            scope["extensions"] = {EXTENSION: self.handover}
+            scope["extensions"] = {EXTENSION: {"handover": self.handover}}
         keep = parser.should_keep_alive() and not self.server.stopping
         ex = Exchange(self, scope, keep, self.expect and version == "1.1")
         self.parsing = ex
@@ -330,6 +331,9 @@ class HttpConnection(asyncio.Protocol):
 
     def shutdown(self) -> None:
         """Server stopping: close now if idle, else after the response in flight."""
+        if self.tunnel is not None:  # an upgraded connection has no end of its own to wait for
+            self.tunnel.end("shutdown")
+            return
         if self.current is None:
             self._close_with(b"")
         else:

@@ -301,7 +301,7 @@ class Router:
         handover = None
         if upgrade is not None and route.websocket is not None and not has_body and \
                 wants_websocket(conn_hdr, upgrade):
-            handover = (scope.get("extensions") or {}).get(EXTENSION)
+            handover = (scope.get("extensions") or {}).get(EXTENSION, {}).get("handover")
             if handover is not None:
                 parts.append(b"connection: upgrade\r\nupgrade: websocket\r\n")
         if te is not None:

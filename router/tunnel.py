@@ -7,11 +7,13 @@ Bytes are relayed as they are (no WebSocket framing is parsed: extensions and su
 are the two ends' business). The relay is callback-driven, socket to socket: no task, no
 await per chunk; each side's reading pauses while the other side's send buffer is full.
 
-The server contract (`router.http1`, `router.uvicorn_protocol`): the extension is a callable
-`handover(head, tunnel) -> transport` that writes the response head verbatim, stops parsing
-HTTP on the connection, feeds any bytes the client sent past its request head — and every
-later read — to `tunnel.from_client`, reports the client's write buffer through
-`client_pause_writing`/`client_resume_writing` and its close through `client_closed`.
+The server contract (`router.http1`, `router.uvicorn_protocol`): the scope's
+`extensions["strangler.upgrade"]["handover"]` is a callable `handover(head, tunnel)` that
+writes the response head verbatim, stops parsing HTTP on the connection, feeds any bytes the
+client sent past its request head (and every later read) to `tunnel.from_client`, reports
+the client's write buffer through `client_pause_writing`/`client_resume_writing` and its
+close through `client_closed`, and returns the client transport. It is offered only on
+requests that ask to upgrade; the connection closes after the tunnel (or a plain answer).
 """
 
 from __future__ import annotations

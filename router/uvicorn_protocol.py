@@ -67,7 +67,7 @@ class RouterHttpToolsProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         upgrade = self.parser.should_upgrade()
         if upgrade:
-            self.scope["extensions"] = {EXTENSION: self.handover}
+            self.scope["extensions"] = {EXTENSION: {"handover": self.handover}}
         super().on_headers_complete()
         if upgrade:
             self.cycle.keep_alive = False  # a plain answer to an Upgrade ends the connection
