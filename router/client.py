@@ -90,6 +90,12 @@ class Connection(asyncio.Protocol):
         self.got_bytes = True
         try:
             self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade as exc:
+            # After a 101 the bytes are the new protocol's: kept for `router.tunnel`, and
+            # nothing more is read until it takes the socket over.
+            self.chunks.append(data[exc.args[0]:] if exc.args else b"")
+            if self.transport is not None:
+                self.transport.pause_reading()
         except httptools.HttpParserError as exc:
             self._fail(UpstreamProtocolError(f"malformed response from {self.pool.name}: {exc}"))
             self.close()
@@ -130,14 +136,14 @@ class Connection(asyncio.Protocol):
 
     def on_headers_complete(self) -> None:
         status = self.parser.get_status_code()
-        if 100 <= status < 200:
+        if 100 <= status < 200 and status != 101:
             self.headers = []  # an interim response (103 Early Hints): wait for the real one
             self.framed = False
             return
         self.status = status
         self.head_done = True
         self.keep_alive = self.parser.should_keep_alive()
-        if self.head_only:
+        if self.head_only or status == 101:
             self.complete = True
             self.keep_alive = False  # httptools cannot be told the body is absent: don't reuse
         elif status not in (204, 304):

@@ -97,6 +97,13 @@ class Shadow:
 
 
 @dataclass(frozen=True, kw_only=True)
+class WebSocket:
+    """WebSocket passthrough on a route (`websocket:` globally and per route)."""
+
+    idle_timeout: float = 300.0  # seconds without a byte either way; then both sockets close
+
+
+@dataclass(frozen=True, kw_only=True)
 class Route:
     name: str
     match: Match
@@ -120,6 +127,7 @@ class Route:
     splits: bool = False  # two or more backends have weight: anonymous visitors get a cohort
     # issue 15 (rate limits): a token bucket per client key; None: no limit (one check)
     rate_limit: RateLimit | None = None
+    websocket: WebSocket | None = WebSocket()  # None: an Upgrade is forwarded as plain HTTP
 
     @property
     def weights(self) -> dict[str, int]:
@@ -351,6 +359,7 @@ def parse_config(text: str, *, source: str = "<string>", base_dir: Path | None =
             retries=int(spec.get("retries", 0)), identity=bool(spec.get("identity", False)),
             shadow=shadow, retry_methods=_retry_methods(spec, at, fail),
             rate_limit=_route_rate_limit(data, spec, at, name, cohort, fail),
+            websocket=_websocket(data.get("websocket", {}), spec.get("websocket", {})),
             **_route_bounds(spec, [upstreams[b] for b, _ in backends] +
                             ([upstreams[fallback]] if fallback else []))))
 
@@ -434,6 +443,13 @@ def _listen_tls(data: dict[str, Any], base: Path, fail: Fail) -> ListenTLS | Non
 
 
 # --- end of TLS ---------------------------------------------------------------------------
+
+def _websocket(common: dict[str, Any], own: dict[str, Any]) -> WebSocket | None:
+    """A route's WebSocket settings: its own keys over the file's `websocket:` defaults."""
+    merged = {**common, **own}
+    if not merged.get("enabled", True):
+        return None
+    return WebSocket(idle_timeout=float(merged.get("idle_timeout", WebSocket.idle_timeout)))
 
 
 def _log_target(value: bool | str, base: Path) -> bool | str:

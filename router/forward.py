@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from router.client import Connection, Pool, StaleConnection
 from router.config import Config, Upstream
-from router.errors import BadRequest, ClientGone, UpstreamCut, UpstreamError
+from router.errors import BadRequest, ClientGone, UpstreamCut, UpstreamError, UpstreamProtocolError
 
 if TYPE_CHECKING:
     from router.proxy import Receive, Send
@@ -37,7 +37,8 @@ async def exchange(upstream: Upstream, pool: Pool, line: bytes, host: bytes | No
                    tail: bytes, method: str, has_body: bool, chunked: bool,
                    receive: Receive, req_capture: list[bytes] | None = None, *,
                    replay: bool = False, deadline: float = float("inf"),
-                   body_timeout: float = 30.0, max_body: int | None = None) -> Connection:
+                   body_timeout: float = 30.0, max_body: int | None = None,
+                   upgrade: bool = False) -> Connection:
     """Send the request; return the connection once the response head arrived.
 
     No wait goes past `deadline` (monotonic): the route's whole-request budget.
@@ -55,6 +56,9 @@ async def exchange(upstream: Upstream, pool: Pool, line: bytes, host: bytes | No
                 await _stream_body(conn, receive, chunked, upstream.read_timeout, req_capture,
                                    deadline=deadline, body_timeout=body_timeout, max_body=max_body)
             await conn.response_head(min(upstream.read_timeout, deadline - monotonic()))
+            if conn.status == 101 and not upgrade:
+                raise UpstreamProtocolError(f"{upstream.name} switched protocols (101) on a "
+                                            "request that did not ask to")
             return conn
         except StaleConnection as exc:
             conn.close()

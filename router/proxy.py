@@ -42,11 +42,12 @@ from router.accesslog import AccessLog
 from router.admin import is_admin_path
 from router.config import IDENTITY_SECRET_ENV, AnonymousCohort, Config, Route, load_config
 from router.errors import BadRequest, ClientGone, RouterError, UpstreamCut, UpstreamError
-from router.forward import HOP_BY_HOP, TOO_BIG, exchange, relay
+from router.forward import HOP_BY_HOP, RESP_SKIP, TOO_BIG, exchange, relay
 from router.match import normalise_path
 from router.metrics import Metrics
 from router.ratelimit import Limiter, client_key
 from router.state import Snapshot, build_snapshot
+from router.tunnel import EXTENSION, Tunnel, wants_websocket
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -192,6 +193,9 @@ class Router:
             return await self._refuse(send, exc.status, str(exc), started, scope["method"], raw_path)
         # After normalisation: no spelling of the admin prefix may reach an upstream.
         if path.startswith("/_") and is_admin_path(path):
+            if _header(scope["headers"], b"upgrade") is not None:
+                return await self._refuse(send, 400, "the admin API does not switch protocols "
+                                          "(Upgrade)", started, scope["method"], raw_path)
             await self.admin.handle(scope, receive, send, path)
             return
         self.metrics.in_flight += 1
@@ -206,7 +210,7 @@ class Router:
         method: str = scope["method"]
 
         # One pass over the request headers: pick out what the router needs, keep the rest.
-        host = cl = te = conn_hdr = xff = xfp = xfh = forwarded = rid = tp = cookie = None
+        host = cl = te = conn_hdr = xff = xfp = xfh = forwarded = rid = tp = cookie = upgrade = None
         size = 0
         fwd: list[tuple[bytes, bytes]] = []
         for name, value in scope["headers"]:
@@ -237,6 +241,8 @@ class Router:
                     rid = value
                 elif name == b"traceparent":
                     tp = value
+                elif name == b"upgrade":
+                    upgrade = value
                 continue
             if name == b"cookie":
                 cookie = value if cookie is None else cookie + b"; " + value
@@ -302,6 +308,14 @@ class Router:
             return await self._error(send, 413, "body_too_large", None, request_id, started, method,
                                      path, route.name, detail=f"the request body exceeds this "
                                      f"route's max_body_bytes ({max_body})", headers=CLOSE)
+        # WebSocket passthrough: only when the server can hand the socket over and the
+        # route allows it; any other Upgrade (h2c...) is dropped as hop-by-hop.
+        handover = None
+        if upgrade is not None and route.websocket is not None and not has_body and \
+                wants_websocket(conn_hdr, upgrade):
+            handover = (scope.get("extensions") or {}).get(EXTENSION, {}).get("handover")
+            if handover is not None:
+                parts.append(b"connection: upgrade\r\nupgrade: websocket\r\n")
         if te is not None:
             parts.append(b"transfer-encoding: chunked\r\n")
         elif cl is not None:
@@ -316,7 +330,7 @@ class Router:
         target = (path + "?" + qs.decode("latin-1")) if qs else path
         line = f"{method} {target} HTTP/1.1\r\nhost: ".encode("latin-1")
 
-        shadow = route.shadow is not None and self.shadow.wants(route, method)
+        shadow = route.shadow is not None and handover is None and self.shadow.wants(route, method)
         capture: list[bytes] | None = [] if shadow else None
         # Mirrored requests with a body (methods explicitly allowed) need the body again.
         req_capture: list[bytes] | None = [] if shadow and has_body else None
@@ -340,7 +354,8 @@ class Router:
                     conn = await exchange(upstream, snap.pools[backend], line, host, tail,
                                                 method, has_body, te is not None, receive, req_capture,
                                                 replay=retryable, deadline=deadline,
-                                                body_timeout=body_timeout, max_body=max_body)
+                                                body_timeout=body_timeout, max_body=max_body,
+                                                upgrade=handover is not None)
                 except ClientGone:
                     breaker.record(True)  # not the upstream's fault
                     return
@@ -360,6 +375,9 @@ class Router:
                     if attempts > 0 and exc.kind != "busy" and monotonic() < deadline:
                         continue
                 else:
+                    if handover is not None and conn.status == 101:
+                        return await self._tunnel(conn, handover, route, backend, breaker, config,
+                                                  request_id, new_cohort, started, method, path)
                     try:
                         status = await relay(conn, receive, send, config, backend,
                                                      request_id, capture, breaker)
@@ -399,6 +417,27 @@ class Router:
             return await self._error(send, error.status, f"upstream_{error.kind}", backend, request_id,
                                      started, method, path, route.name, detail=str(error), count=False,
                                      headers=RETRY_AFTER if error.status == 503 else ())
+
+    async def _tunnel(self, conn: Any, handover: Callable[..., Any], route: Route, backend: str,
+                      breaker: Any, config: Config, request_id: str, cohort: bytes | None,
+                      started: float, method: str, path: str) -> None:
+        """The upstream switched protocols: answer 101, then relay bytes until a side closes."""
+        breaker.record(True)
+        assert route.websocket is not None
+        tunnel = Tunnel(conn, route.websocket.idle_timeout)
+        try:
+            client = handover(_switching_head(conn.headers, config, backend, request_id, cohort), tunnel)
+        except ClientGone:
+            conn.close()
+            return
+        tunnel.start(client)
+        ms = (perf_counter() - started) * 1000
+        self.metrics.observe(route.name, backend, 101, ms)  # counted once, at the handshake
+        reason = await tunnel.run()
+        if self.access_log.enabled:
+            self.access_log.write(request_id=request_id, method=method, path=path, route=route.name,
+                                  backend=backend, status=101, ms=(perf_counter() - started) * 1000,
+                                  error="idle_timeout" if reason == "idle_timeout" else None)
 
     def _choose(self, route: Route, scope: Scope, cookie: bytes | None,
                 anonymous: AnonymousCohort | None, scheme: str) -> tuple[str, bytes | None]:
@@ -485,6 +524,21 @@ def _cookie(cookie: bytes, name: str) -> str | None:
 def _cohort_cookie(anonymous: AnonymousCohort, key: str, *, secure: bool) -> bytes:
     return (f"{anonymous.cookie}={key}; Path=/; Max-Age={anonymous.max_age}; HttpOnly; "
             f"SameSite=Lax{'; Secure' if secure else ''}").encode()
+
+
+def _switching_head(upstream_headers: list[tuple[bytes, bytes]], config: Config, backend: str,
+                    request_id: str, cohort: bytes | None) -> bytes:
+    """The 101 for the client: the upstream's headers (Sec-WebSocket-*), hop-by-hop ones
+    dropped except the two that say what the connection switched to."""
+    parts = [b"HTTP/1.1 101 Switching Protocols\r\nconnection: upgrade\r\nupgrade: websocket\r\n"]
+    parts += [b"%b: %b\r\n" % (n, v) for n, v in upstream_headers if n not in RESP_SKIP]
+    if config.backend_header:
+        parts.append(b"%b: %b\r\n" % (config.backend_header.encode(), backend.encode()))
+    parts.append(b"x-request-id: %b\r\n" % request_id.encode())
+    if cohort is not None:
+        parts.append(b"set-cookie: %b\r\n" % cohort)
+    parts.append(b"\r\n")
+    return b"".join(parts)
 
 
 def _with_header(send: Send, *headers: tuple[bytes, bytes]) -> Send:

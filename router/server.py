@@ -55,6 +55,7 @@ def _uvicorn_config(app: object, *, max_connections: int = 4096, **kwargs: objec
         app,  # type: ignore[arg-type]
         http=bounded_protocol(max_connections), loop=loop, lifespan="on", access_log=False, proxy_headers=False,
         server_header=False, date_header=False, log_level="warning", timeout_keep_alive=75,
+        ws="none",  # Upgrade reaches the router as http + `strangler.upgrade` (router.tunnel)
         backlog=4096, **kwargs)  # type: ignore[arg-type]
 
 

@@ -5,7 +5,7 @@ Place in the flow: the outermost layer of one worker (`router.server.serve_one` 
 shutdown after the last response), closes connections idle past `keep_alive` seconds or
 stuck in a request head, and on SIGTERM/SIGINT stops accepting, closes idle connections,
 lets in-flight requests finish (up to `grace` seconds; a second signal stops waiting), then
-shuts the app down. uvloop when installed.
+shuts the app down. WebSocket tunnels (`router.tunnel`) are closed at once. uvloop when installed.
 """
 
 from __future__ import annotations
