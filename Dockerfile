@@ -75,5 +75,5 @@ CMD ["python", "-m", "cli.main", "cdc", "run", "catalog"]
 FROM runtime AS router
 EXPOSE 8080
 HEALTHCHECK --interval=10s --timeout=4s --start-period=10s --retries=3 \
-  CMD ["python", "/usr/local/bin/strangler-healthcheck", "http://127.0.0.1:8080/_strangler/status"]
+  CMD ["python", "/usr/local/bin/strangler-healthcheck", "http://127.0.0.1:8080/_strangler/healthz"]
 CMD ["python", "-m", "router", "--config", "/etc/strangler/routes.yaml", "--host", "0.0.0.0", "--port", "8080", "--workers", "1"]

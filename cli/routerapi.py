@@ -20,6 +20,7 @@ from cli.errors import AdminRefused, RouterUnreachable
 from cli.gate import Snapshot, cumulative
 
 ENV_ROUTER_URL = "STRANGLER_ROUTER_URL"
+ENV_READ_TOKEN = "STRANGLER_ADMIN_READ_TOKEN"  # read-only admin token (status, routes, metrics)
 
 
 def find_router(explicit: str | None = None) -> str | None:
@@ -46,7 +47,10 @@ class RouterAPI:
     def __init__(self, base_url: str, *, token: str | None = None, timeout: float = 5.0) -> None:
         self.base_url = base_url.rstrip("/")
         self.token = token if token is not None else state.admin_token()
-        self._client = httpx.Client(base_url=self.base_url, timeout=timeout)
+        # Every admin call is authenticated; reads also take the read-only token.
+        credential = self.token or os.environ.get(ENV_READ_TOKEN)
+        headers = {"Authorization": f"Bearer {credential}"} if credential else {}
+        self._client = httpx.Client(base_url=self.base_url, timeout=timeout, headers=headers)
 
     def close(self) -> None:
         self._client.close()
@@ -69,7 +73,8 @@ class RouterAPI:
             raise AdminRefused(
                 f"the router at {self.base_url} refused the admin call ({resp.status_code}): "
                 f"{_message(resp)}. Set STRANGLER_ADMIN_TOKEN to the router's admin token "
-                "(`strangler up` keeps it in .strangler/admin-token)"
+                "(`strangler up` keeps it in .strangler/admin-token), or for reads only "
+                f"{ENV_READ_TOKEN} to its read token"
             )
         if resp.status_code >= 400:
             raise AdminRefused(f"the router refused: {_message(resp)} (HTTP {resp.status_code})")
@@ -90,8 +95,7 @@ class RouterAPI:
 
     def set_weight(self, route: str, backend: str, weight: int, reason: str,
                    actor: str = "strangler-cli") -> dict[str, Any]:
-        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
-        resp = self._request("POST", f"routes/{route}/weights", headers=headers,
+        resp = self._request("POST", f"routes/{route}/weights",
                              json={"backend": backend, "weight": weight, "reason": reason,
                                    "actor": actor})
         return dict(resp.json()) if resp.content else {}
@@ -103,7 +107,7 @@ def _message(resp: httpx.Response) -> str:
     except ValueError:
         return resp.text.strip()[:300] or resp.reason_phrase
     if isinstance(body, dict):
-        for key in ("error", "detail", "message"):
+        for key in ("detail", "error", "message"):  # detail says what to do
             if body.get(key):
                 return str(body[key])
     return json.dumps(body)[:300]

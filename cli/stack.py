@@ -20,6 +20,10 @@ from typing import Any
 from cli.errors import PartMissing
 
 LOOPBACK = "127.0.0.1"
+# Whose X-Forwarded-* the monolith and the catalog believe: the router's addresses. `up`
+# runs it on loopback; containers name their private network instead (docker-compose.yml,
+# deploy/k8s/config.yaml).
+ROUTER_ADDRESSES = "127.0.0.1/32,::1/128"
 
 # Which branch/issue brings each part: named in the message when one is absent.
 PARTS = {
@@ -214,12 +218,14 @@ def build_stack(s: StackSettings, *, mode: str) -> Stack:
                           env=_monolith_env(s)))
     processes = [
         Process(
-            name="monolith", role="service", port=s.monolith_port, env=_monolith_env(s),
+            name="monolith", role="service", port=s.monolith_port,
+            env={**_monolith_env(s), "MONOLITH_TRUSTED_PROXIES": ROUTER_ADDRESSES},
             argv=(py, "-m", "monolith", "serve", "--host", LOOPBACK, "--port", str(s.monolith_port)),
             ready_path="/api/categories/",
         ),
         Process(
-            name="catalog", role="service", port=s.catalog_port, env=_catalog_env(s),
+            name="catalog", role="service", port=s.catalog_port,
+            env={**_catalog_env(s), "CATALOG_TRUSTED_PROXIES": ROUTER_ADDRESSES},
             argv=(py, "-m", "extracted.catalog", "--host", LOOPBACK, "--port", str(s.catalog_port)),
             ready_path="/readyz",
         ),
@@ -235,7 +241,7 @@ def build_stack(s: StackSettings, *, mode: str) -> Stack:
              "STRANGLER_IDENTITY_SECRET": s.identity_secret},
         argv=(py, "-m", "router", "--config", str(s.routes), "--host", LOOPBACK,
               "--port", str(s.router_port), "--workers", str(s.router_workers)),
-        ready_path="/_strangler/status",
+        ready_path="/_strangler/healthz",
     ))
     return Stack(mode=mode, setup=tuple(setup), processes=tuple(processes),
                  routes=str(s.routes), streams=str(s.streams) if s.streams else None)

@@ -79,8 +79,11 @@ def summarize(doc: dict[str, Any], previous: dict[str, Any] | None = None) -> di
                 "p99_ms": w.p99 if w.buckets else stats.get(b, {}).get("p99_ms"),
                 "breaker": _breaker(entry, b, stats.get(b, {}), doc.get("breakers")),
             }
+        limited = int(entry.get("rate_limited") or 0)  # 429s (over the window, if one)
+        if name in prev_entries:
+            limited = max(0, limited - int(prev_entries[name].get("rate_limited") or 0))
         routes.append({"route": name, "weights": weights, "requests": total, "backends": backends,
-                       "shadow": _shadow(entry, prev_entries.get(name))})
+                       "shadow": _shadow(entry, prev_entries.get(name)), "rate_limited": limited})
     return {"routes": routes}
 
 
@@ -130,7 +133,7 @@ def _ms(x: Any) -> str:
 
 def render(summary: dict[str, Any], *, title: str) -> Group:
     table = Table(title=title, box=None, pad_edge=False, title_justify="left")
-    for col in ("ROUTE", "BACKEND", "WEIGHT", "SPLIT", "REQUESTS", "ERRORS", "P50", "P99", "BREAKER", "SHADOW DIFF"):
+    for col in ("ROUTE", "BACKEND", "WEIGHT", "SPLIT", "REQUESTS", "ERRORS", "P50", "P99", "BREAKER", "SHADOW DIFF", "429"):
         table.add_column(col)
     for r in summary["routes"]:
         shadow = r.get("shadow")
@@ -140,7 +143,8 @@ def render(summary: dict[str, Any], *, title: str) -> Group:
             err_text = f"{_pct(s['error_rate'])} ({s['errors']})" if s["requests"] else "-"
             table.add_row(r["route"] if i == 0 else "", b, f"{s['weight']}%", _pct(s["share"]),
                           str(s["requests"]), err_text, _ms(s["p50_ms"]), _ms(s["p99_ms"]),
-                          s["breaker"] or "-", shadow_text if i == 0 else "")
+                          s["breaker"] or "-", shadow_text if i == 0 else "",
+                          str(r.get("rate_limited", 0)) if i == 0 else "")
     parts: list[Any] = [table]
     streams = summary.get("streams") or []
     if streams:

@@ -20,6 +20,10 @@ ALLOWED_HOSTS = ["*"]  # the router, tests and the demo reach it under varying h
 # Behind the router, absolute URLs (pagination links) must name the host the client used,
 # not the upstream's loopback address, or following `next` would bypass the router.
 USE_X_FORWARDED_HOST = True
+# ... but only from the router: X-Forwarded-* from any other address is dropped
+# (monolith/shop/proxies.py). Loopback by default, where the router runs in the stack.
+TRUSTED_PROXIES = os.environ.get("MONOLITH_TRUSTED_PROXIES", "127.0.0.1/32,::1/128")
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
 INSTALLED_APPS = [
     "django.contrib.auth",
@@ -44,6 +48,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "monolith.shop.proxies.TrustedProxyMiddleware",  # first: before anything reads the host
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",

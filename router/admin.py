@@ -1,5 +1,6 @@
 """The admin API under `/_strangler/` — never forwarded upstream.
 
+    GET  /_strangler/healthz                 {"ok": true} once a config is loaded; no token, no data
     GET  /_strangler/status                  routes, weights, per-backend counters, latency
                                              buckets + p50/p99, breakers, shadow tallies
     GET  /_strangler/routes                  the running routing table
@@ -8,9 +9,13 @@
     POST /_strangler/routes/<route>/weights  {"backend", "weight", "reason"[, "actor"]}
     POST /_strangler/reload                  re-read the routes file now
 
-Numbers are summed over all worker processes. Writes need `Authorization: Bearer <token>`
-matching STRANGLER_ADMIN_TOKEN (constant-time compare); with no token configured every
-write is refused (403), with a wrong or missing one 401.
+Numbers are summed over all worker processes. Every endpoint but `healthz` needs
+`Authorization: Bearer <token>` (constant-time compare): reads accept STRANGLER_ADMIN_READ_TOKEN
+or STRANGLER_ADMIN_TOKEN, writes only STRANGLER_ADMIN_TOKEN. With no token configured for
+a kind of call it is refused (403); with a wrong or missing token 401; a read token on a
+write 403. The proxy hands over every request whose *normalised* path starts with
+`/_strangler` in any letter case (`/api/../_strangler`, `//_strangler`, `/%5Fstrangler`), so
+no spelling of it reaches an upstream; spellings other than the exact one are 404 here.
 """
 
 from __future__ import annotations
@@ -32,6 +37,8 @@ if TYPE_CHECKING:
     from router.proxy import Receive, Router, Scope, Send
 
 TOKEN_ENV = "STRANGLER_ADMIN_TOKEN"
+READ_TOKEN_ENV = "STRANGLER_ADMIN_READ_TOKEN"
+PREFIX = "/_strangler"
 SUPERVISOR_ENV = "STRANGLER_ROUTER_SUPERVISOR"
 MAX_BODY = 64 * 1024
 
@@ -40,11 +47,22 @@ class Admin:
     def __init__(self, router: Router) -> None:
         self.router = router
 
-    async def handle(self, scope: Scope, receive: Receive, send: Send, raw_path: bytes) -> None:
-        path = raw_path.decode("latin-1").rstrip("/")
+    async def handle(self, scope: Scope, receive: Receive, send: Send, path: str) -> None:
+        """Serve one admin request; `path` is the normalised request path."""
         method = scope["method"]
-        parts = path.split("/")[2:]  # after "/_strangler"
-        if method in ("GET", "HEAD"):
+        bad_host = host_problem(scope)
+        if bad_host is not None:
+            return await _json(send, 400, {"error": "bad_request", "detail": bad_host})
+        parts = _endpoint(path)
+        if parts == ["healthz"] and method in ("GET", "HEAD"):
+            return await _json(send, 200, {"ok": self.router.snapshot is not None})
+        is_write = parts is not None and (
+            (len(parts) == 3 and parts[0] == "routes" and parts[2] == "weights") or parts == ["reload"])
+        denied = self._authorise(scope, write=is_write)
+        if denied is not None:
+            return await _json(send, denied[0], {"error": "unauthorised", "detail": denied[1]},
+                               [(b"www-authenticate", b"Bearer")] if denied[0] == 401 else [])
+        if method in ("GET", "HEAD") and not is_write:
             if parts == ["status"]:
                 return await _json(send, 200, await self.status())
             if parts == ["routes"]:
@@ -57,15 +75,11 @@ class Admin:
                 snap = self.router.snapshot
                 assert snap is not None
                 return await _json(send, 200, ledger.tail(snap.config.ledger_path, 100))
-        is_write = (len(parts) == 3 and parts[0] == "routes" and parts[2] == "weights") or parts == ["reload"]
         if not is_write:
             return await _json(send, 404, {"error": "not_found", "detail": f"no admin endpoint {path}"})
         if method != "POST":
             return await _json(send, 405, {"error": "method_not_allowed", "detail": "use POST"})
-        denied = self._authorise(scope)
-        if denied is not None:
-            return await _json(send, denied[0], {"error": "unauthorised", "detail": denied[1]},
-                               [(b"www-authenticate", b"Bearer")] if denied[0] == 401 else [])
+        assert parts is not None
         if parts == ["reload"]:
             result = self.router.reloader.reload("admin")
             self._tell_siblings()
@@ -95,18 +109,30 @@ class Admin:
         self._tell_siblings()
         return await _json(send, 200, {"ok": True, "ledger": entry})
 
-    def _authorise(self, scope: Scope) -> tuple[int, str] | None:
-        token = os.environ.get(TOKEN_ENV, "")
-        if not token:
+    def _authorise(self, scope: Scope, *, write: bool) -> tuple[int, str] | None:
+        admin = os.environ.get(TOKEN_ENV, "").encode()
+        reader = os.environ.get(READ_TOKEN_ENV, "").encode()
+        if write and not admin:
             return 403, f"admin writes are disabled: set {TOKEN_ENV} where the router runs"
+        if not write and not (admin or reader):
+            return 403, (f"admin reads are disabled: set {READ_TOKEN_ENV} (reads only) or "
+                         f"{TOKEN_ENV} where the router runs")
         given = b""
         for k, v in scope["headers"]:
             if k == b"authorization":
                 given = v
         scheme, _, value = given.partition(b" ")
-        if scheme.lower() != b"bearer" or not hmac.compare_digest(value.strip(), token.encode()):
-            return 401, "missing or wrong bearer token"
-        return None
+        value = value.strip()
+        if scheme.lower() != b"bearer" or not value:
+            return 401, "missing bearer token"
+        # Both compares always run: the time taken says nothing about which token is set.
+        is_admin = bool(admin) & hmac.compare_digest(value, admin or b"\0")
+        is_reader = bool(reader) & hmac.compare_digest(value, reader or b"\0")
+        if is_admin or (is_reader and not write):
+            return None
+        if is_reader:
+            return 403, f"this token may only read; writes need {TOKEN_ENV}"
+        return 401, "wrong bearer token"
 
     def _tell_siblings(self) -> None:
         # With several workers, the supervisor forwards SIGHUP to all of them.
@@ -149,11 +175,36 @@ class Admin:
             for name, entry in backends.items():
                 entry["breaker"] = agg["breakers"].get(name, {}).get("state", "closed")
             routes[r.name] = {"weights": r.weights, "backends": backends,
-                              "shadow": agg["shadow"].get(r.name)}
+                              "shadow": agg["shadow"].get(r.name),
+                              "rate_limited": agg["rate_limited"].get(r.name, 0)}
         return {"config": {"source": snap.config.source, "sha256": snap.config.sha256,
                            "last_reload": self.router.reloader.status()},
                 "workers": agg["workers"], "in_flight": agg["in_flight"], "routes": routes, "breakers": agg["breakers"],
                 "latency_bounds_ms": list(BOUNDS_MS)}
+
+
+def is_admin_path(path: str) -> bool:
+    """True for every normalised path the admin API owns (any letter case: an upstream on a
+    case-insensitive file system would serve `/_STRANGLER` as `/_strangler`)."""
+    return path[:len(PREFIX)].lower() == PREFIX
+
+
+def _endpoint(path: str) -> list[str] | None:
+    """`/_strangler/routes/x/weights` → ["routes", "x", "weights"]; None for other spellings."""
+    rest = path[len(PREFIX):].rstrip("/")
+    if not path.startswith(PREFIX) or (rest and rest[0] != "/"):
+        return None
+    return rest.split("/")[1:]
+
+
+def host_problem(scope: Scope) -> str | None:
+    """Why the request's Host header breaks RFC 9112 §3.2 (None when it is fine)."""
+    hosts = [v for k, v in scope["headers"] if k == b"host"]
+    if len(hosts) > 1:
+        return "more than one Host header (RFC 9112 §3.2)"
+    if not hosts and scope.get("http_version") == "1.1":
+        return "an HTTP/1.1 request needs a Host header (RFC 9112 §3.2)"
+    return None
 
 
 def _series(s: dict[str, Any] | None) -> dict[str, Any]:

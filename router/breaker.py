@@ -45,6 +45,11 @@ class Breaker:
         self.probing += 1
         return True
 
+    def release(self) -> None:
+        """A request `allow` admitted was never sent (e.g. no connection free): no outcome."""
+        if self.state == HALF_OPEN:
+            self.probing = max(0, self.probing - 1)
+
     def record(self, ok: bool) -> None:
         """The outcome of a request that `allow` admitted."""
         now = self.clock()

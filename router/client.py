@@ -19,17 +19,22 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import ssl
 from collections import deque
 from time import monotonic
+from typing import Any
 
 import httptools
 
 from router.errors import (
+    UpstreamBusy,
     UpstreamConnectError,
     UpstreamError,
     UpstreamProtocolError,
     UpstreamTimeout,
+    UpstreamTLSError,
 )
+from router.tls import handshake_reason
 
 HIGH_WATER = 256 * 1024  # response bytes buffered before upstream reads pause
 SWEEP = 0.05  # seconds between read-timeout sweeps (timeouts are this precise)
@@ -49,6 +54,8 @@ class Connection(asyncio.Protocol):
         self.drain_waiter: asyncio.Future[None] | None = None
         self.deadline = 0.0
         self.waiting_on: asyncio.Future[None] | None = None
+        self.holds_slot = False  # counted in the pool's open connections
+        self.idle_since = 0.0
         self._reset(head_only=False)
 
     def _reset(self, *, head_only: bool) -> None:
@@ -83,6 +90,12 @@ class Connection(asyncio.Protocol):
         self.got_bytes = True
         try:
             self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade as exc:
+            # After a 101 the bytes are the new protocol's: kept for `router.tunnel`, and
+            # nothing more is read until it takes the socket over.
+            self.chunks.append(data[exc.args[0]:] if exc.args else b"")
+            if self.transport is not None:
+                self.transport.pause_reading()
         except httptools.HttpParserError as exc:
             self._fail(UpstreamProtocolError(f"malformed response from {self.pool.name}: {exc}"))
             self.close()
@@ -91,7 +104,12 @@ class Connection(asyncio.Protocol):
         self.closed = True
         self.pool.forget(self)
         if self.busy and not self.complete:
-            if self.head_done and self.until_close:
+            if isinstance(exc, ssl.SSLError) and not self.got_bytes:
+                # TLS 1.3: the server checks our client certificate after our handshake ended,
+                # so its refusal arrives as the first read.
+                self._fail(UpstreamTLSError(f"TLS with {self.pool.name} failed: {handshake_reason(exc)} "
+                                            f"— check upstreams.{self.pool.name}.tls"))
+            elif self.head_done and self.until_close:
                 self.complete = True  # a body delimited by the connection closing
                 self._wake()
             elif self.got_bytes:
@@ -118,14 +136,14 @@ class Connection(asyncio.Protocol):
 
     def on_headers_complete(self) -> None:
         status = self.parser.get_status_code()
-        if 100 <= status < 200:
+        if 100 <= status < 200 and status != 101:
             self.headers = []  # an interim response (103 Early Hints): wait for the real one
             self.framed = False
             return
         self.status = status
         self.head_done = True
         self.keep_alive = self.parser.should_keep_alive()
-        if self.head_only:
+        if self.head_only or status == 101:
             self.complete = True
             self.keep_alive = False  # httptools cannot be told the body is absent: don't reuse
         elif status not in (204, 304):
@@ -254,11 +272,18 @@ class StaleConnection(UpstreamProtocolError):
 class Pool:
     """Idle keep-alive connections to one upstream (per worker), reused LIFO."""
 
-    def __init__(self, *, name: str, host: str, port: int, size: int) -> None:
+    def __init__(self, *, name: str, host: str, port: int, size: int,
+                 max_connections: int = 1024, idle_timeout: float = 4.0,
+                 tls: ssl.SSLContext | None = None, server_name: str | None = None) -> None:
         self.name = name
         self.host = host
         self.port = port
+        self.tls = tls  # https upstreams: new connections handshake with this context
+        self.server_name = server_name
         self.size = size
+        self.max_connections = max_connections
+        self.idle_timeout = idle_timeout
+        self.open = 0  # connections open or being opened (busy and idle)
         self.loop = asyncio.get_running_loop()
         self.idle: list[Connection] = []
         self.retired = False
@@ -279,28 +304,63 @@ class Pool:
     async def acquire(self, connect_timeout: float) -> tuple[Connection, bool]:
         """A connection and whether it was reused from the pool."""
         idle = self.idle
-        while idle:
-            conn = idle.pop()
-            if not conn.closed:
-                return conn, True
+        if idle:
+            now = monotonic()
+            while idle:
+                conn = idle.pop()
+                if conn.closed:
+                    continue
+                if now - conn.idle_since < self.idle_timeout:
+                    return conn, True
+                # Idle too long: the upstream may be closing it right now. The list is
+                # LIFO, so every connection below is older still.
+                conn.close()
+                while idle:
+                    idle.pop().close()
+        if self.open >= self.max_connections:
+            raise UpstreamBusy(f"{self.name} has all its {self.max_connections} connections busy "
+                               "(max_connections)")
+        self.open += 1
         try:
-            _, conn = await asyncio.wait_for(
-                self.loop.create_connection(lambda: Connection(self), self.host, self.port),
-                connect_timeout)
+            _, conn = await asyncio.wait_for(self._connect(), connect_timeout)
         except TimeoutError as exc:
+            self.open -= 1
             raise UpstreamTimeout(f"could not connect to {self.name} within {connect_timeout}s") from exc
+        except ssl.SSLError as exc:
+            self.open -= 1
+            raise UpstreamTLSError(f"TLS handshake with {self.name} ({self.host}:{self.port}) "
+                                   f"failed: {handshake_reason(exc)} — check upstreams.{self.name}.tls "
+                                   "(ca, server_name)") from exc
         except OSError as exc:
+            self.open -= 1
             raise UpstreamConnectError(f"could not connect to {self.name} "
                                        f"({self.host}:{self.port}): {exc.strerror or exc}") from exc
+        except BaseException:
+            self.open -= 1
+            raise
+        if conn.closed:  # lost before we resumed: its forget() ran without the slot
+            self.open -= 1
+        else:
+            conn.holds_slot = True
         return conn, False
+
+    def _connect(self) -> Any:
+        if self.tls is None:
+            return self.loop.create_connection(lambda: Connection(self), self.host, self.port)
+        return self.loop.create_connection(lambda: Connection(self), self.host, self.port,
+                                           ssl=self.tls, server_hostname=self.server_name)
 
     def release(self, conn: Connection) -> None:
         if self.retired or len(self.idle) >= self.size:
             conn.close()
         else:
+            conn.idle_since = monotonic()
             self.idle.append(conn)
 
     def forget(self, conn: Connection) -> None:
+        if conn.holds_slot:
+            conn.holds_slot = False
+            self.open -= 1
         if conn in self.idle:
             self.idle.remove(conn)
 

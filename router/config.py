@@ -14,8 +14,11 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import ipaddress
 import json
+import math
 import os
+import re
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -28,6 +31,8 @@ import yaml
 
 from router import ledger
 from router.errors import ConfigError
+from router.ratelimit import RateLimit, policy
+from router.tls import ListenTLS, TLSSetupError, UpstreamTLS, listen_tls, upstream_tls
 
 SCHEMA_PATH = Path(__file__).with_name("routes.schema.json")
 SCHEMA: dict[str, Any] = json.loads(SCHEMA_PATH.read_text())
@@ -58,6 +63,10 @@ class Upstream:
     pool_size: int = 64
     host_header: str = "upstream"
     breaker: BreakerConfig = field(default_factory=BreakerConfig)
+    # --- bounds (issue 15) ---
+    max_connections: int = 1024  # open connections per worker, busy + idle; then 503
+    idle_timeout: float = 4.0  # a pooled connection idle longer is not reused
+    tls: UpstreamTLS | None = None  # set for https upstreams (issue 15: TLS)
 
     @property
     def authority(self) -> str:
@@ -83,6 +92,15 @@ class Shadow:
     headers: tuple[str, ...] = ("content-type",)
     keep: int = 20
     queue: int = 256
+    # issue 15 (admin/retries): lower-case names redacted in kept pairs, beyond REDACT_ALWAYS
+    redact: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True, kw_only=True)
+class WebSocket:
+    """WebSocket passthrough on a route (`websocket:` globally and per route)."""
+
+    idle_timeout: float = 300.0  # seconds without a byte either way; then both sockets close
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -100,6 +118,16 @@ class Route:
     retries: int = 0
     identity: bool = False
     shadow: Shadow | None = None
+    # issue 15 (admin/retries): methods that may be replayed (retries, stale connections,
+    # fallback): GET/HEAD/OPTIONS, plus PUT/DELETE where `retry: {idempotent: [...]}` says so
+    retry_methods: frozenset[str] = SAFE_METHODS
+    # --- bounds (issue 15) ---
+    deadline: float = 32.0  # seconds from arrival to response head, over every attempt
+    max_body_bytes: int | None = 100 * 1024 * 1024  # larger bodies get 413; None: no limit
+    splits: bool = False  # two or more backends have weight: anonymous visitors get a cohort
+    # issue 15 (rate limits): a token bucket per client key; None: no limit (one check)
+    rate_limit: RateLimit | None = None
+    websocket: WebSocket | None = WebSocket()  # None: an Upgrade is forwarded as plain HTTP
 
     @property
     def weights(self) -> dict[str, int]:
@@ -115,6 +143,28 @@ class Identity:
     header_ttl: int = 60
 
 
+# --- bounds and proxies (issue 15) -------------------------------------------------------
+
+@dataclass(frozen=True, kw_only=True)
+class ClientLimits:
+    """Bounds on client connections (each worker holds its own count)."""
+
+    body_timeout: float = 30.0  # seconds between request body bytes; then 408
+    send_timeout: float = 30.0  # seconds a client may leave response bytes unread; then cut
+    max_connections: int = 4096  # open client connections per worker; more get 503
+
+
+@dataclass(frozen=True, kw_only=True)
+class AnonymousCohort:
+    """The sticky cookie the router sets for visitors without a user key on split routes."""
+
+    cookie: str = "strangler_cohort"
+    max_age: int = 30 * 24 * 3600
+
+
+# --- end of bounds and proxies ------------------------------------------------------------
+
+
 @dataclass(frozen=True, kw_only=True)
 class Config:
     upstreams: Mapping[str, Upstream]
@@ -125,6 +175,11 @@ class Config:
     max_header_bytes: int = 16384
     reload_interval: float = 1.0
     identity: Identity | None = None
+    # --- bounds and proxies (issue 15) ---
+    client: ClientLimits = field(default_factory=lambda: ClientLimits())
+    trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+    anonymous_cohort: AnonymousCohort | None = field(default_factory=lambda: AnonymousCohort())
+    listen_tls: ListenTLS | None = None  # the listener terminates TLS (read at start)
     source: str = "<string>"
     sha256: str = ""
 
@@ -212,6 +267,7 @@ def parse_config(text: str, *, source: str = "<string>", base_dir: Path | None =
     def fail(path: tuple[Any, ...], problem: str, fix: str) -> ConfigError:
         return _fail(source, lines, path, problem, fix)
 
+    base = base_dir or Path.cwd()
     upstreams: dict[str, Upstream] = {}
     for name, spec in data["upstreams"].items():
         url = urlsplit(spec["url"])
@@ -219,7 +275,7 @@ def parse_config(text: str, *, source: str = "<string>", base_dir: Path | None =
             raise fail(("upstreams", name, "url"), f"{spec['url']!r} has no host",
                        "write http://host:port")
         try:
-            port = url.port or 80
+            port = url.port or (443 if url.scheme == "https" else 80)
         except ValueError as exc:
             raise fail(("upstreams", name, "url"), f"bad port in {spec['url']!r}",
                        "write http://host:port with a port 1-65535") from exc
@@ -230,6 +286,8 @@ def parse_config(text: str, *, source: str = "<string>", base_dir: Path | None =
             pool_size=int(spec.get("pool_size", 64)),
             host_header=spec.get("host_header", "upstream"),
             breaker=BreakerConfig(**spec.get("breaker", {})),
+            **_upstream_bounds(spec, ("upstreams", name), fail),
+            tls=_upstream_tls(spec, url.scheme, url.hostname, ("upstreams", name), base, fail),
         )
 
     def known(path: tuple[Any, ...], name: str) -> str:
@@ -289,7 +347,8 @@ def parse_config(text: str, *, source: str = "<string>", base_dir: Path | None =
                 methods=frozenset(s.get("methods", ["GET", "HEAD"])),
                 ignore=tuple(s.get("ignore", ())), unordered=tuple(s.get("unordered", ())),
                 headers=tuple(h.lower() for h in s.get("headers", ["content-type"])),
-                keep=int(s.get("keep", 20)), queue=int(s.get("queue", 256)))
+                keep=int(s.get("keep", 20)), queue=int(s.get("queue", 256)),
+                redact=_redact_names(s))
         cohort = spec.get("cohort", {})
         routes.append(Route(
             name=name, match=match, backends=backends, salt=spec.get("salt", name),
@@ -298,9 +357,12 @@ def parse_config(text: str, *, source: str = "<string>", base_dir: Path | None =
             override_header=override["header"].lower() if "header" in override else None,
             override_cookie=override.get("cookie"), candidate=candidate, fallback=fallback,
             retries=int(spec.get("retries", 0)), identity=bool(spec.get("identity", False)),
-            shadow=shadow))
+            shadow=shadow, retry_methods=_retry_methods(spec, at, fail),
+            rate_limit=_route_rate_limit(data, spec, at, name, cohort, fail),
+            websocket=_websocket(data.get("websocket", {}), spec.get("websocket", {})),
+            **_route_bounds(spec, [upstreams[b] for b, _ in backends] +
+                            ([upstreams[fallback]] if fallback else []))))
 
-    base = base_dir or Path.cwd()
     ledger_path = Path(data.get("ledger", DEFAULT_LEDGER))
     header = data.get("backend_header", "X-Strangler-Backend")
     return Config(
@@ -310,8 +372,84 @@ def parse_config(text: str, *, source: str = "<string>", base_dir: Path | None =
         access_log=_log_target(data.get("access_log", True), base),
         max_header_bytes=int(data.get("max_header_bytes", 16384)),
         reload_interval=float(data.get("reload_interval", 1.0)),
-        identity=identity, source=source,
+        identity=identity, **_router_bounds(data, fail), listen_tls=_listen_tls(data, base, fail),
+        source=source,
         sha256=hashlib.sha256(text.encode()).hexdigest())
+
+
+# --- bounds and proxies (issue 15) -------------------------------------------------------
+
+Fail = Any  # (key path, problem, fix) -> ConfigError
+
+
+def _upstream_bounds(spec: dict[str, Any], at: tuple[Any, ...], fail: Fail) -> dict[str, Any]:
+    most = int(spec.get("max_connections", Upstream.max_connections))
+    if int(spec.get("pool_size", 64)) > most:
+        raise fail(at + ("pool_size",), f"pool_size {spec.get('pool_size', 64)} is above "
+                   f"max_connections {most}", "keep pool_size (idle) at or below max_connections")
+    return {"max_connections": most,
+            "idle_timeout": float(spec.get("idle_timeout", Upstream.idle_timeout))}
+
+
+def _route_bounds(spec: dict[str, Any], ups: list[Upstream]) -> dict[str, Any]:
+    # By default one attempt's worth: retries and the fallback fit in what a single slow
+    # attempt could take, instead of stacking a read timeout each.
+    deadline = spec.get("deadline", max(u.connect_timeout + u.read_timeout for u in ups))
+    return {"deadline": float(deadline),
+            "max_body_bytes": spec.get("max_body_bytes", Route.max_body_bytes),
+            "splits": sum(1 for w in spec["backends"].values() if w > 0) > 1}
+
+
+def _router_bounds(data: dict[str, Any], fail: Fail) -> dict[str, Any]:
+    nets = []
+    for i, cidr in enumerate(data.get("trusted_proxies", ())):
+        try:
+            nets.append(ipaddress.ip_network(cidr, strict=True))
+        except ValueError as exc:
+            raise fail(("trusted_proxies", i), f"{cidr!r} is not an address or CIDR ({exc})",
+                       "write an address (10.0.0.5) or a network with no host bits "
+                       "(10.0.0.0/8, fd00::/8)") from exc
+    anon = data.get("anonymous_cohort", {})
+    return {"client": ClientLimits(**data.get("client", {})), "trusted_proxies": tuple(nets),
+            "anonymous_cohort": None if anon is None else AnonymousCohort(**anon)}
+
+
+# --- end of bounds and proxies ------------------------------------------------------------
+
+
+# --- TLS (issue 15): `upstreams.<name>.tls` and `listen_tls` ------------------------------
+
+def _upstream_tls(spec: dict[str, Any], scheme: str, host: str, at: tuple[Any, ...], base: Path,
+                  fail: Fail) -> UpstreamTLS | None:
+    if scheme != "https":
+        if "tls" in spec:
+            raise fail(at + ("tls",), "TLS settings on an http:// upstream",
+                       f"write the url as https://{spec['url'].split('://', 1)[1].rstrip('/')} "
+                       "or remove `tls:`")
+        return None
+    try:
+        return upstream_tls(spec.get("tls", {}), host=host, base=base)
+    except TLSSetupError as exc:
+        raise fail(at + ("tls", exc.key), exc.problem, exc.fix) from exc
+
+
+def _listen_tls(data: dict[str, Any], base: Path, fail: Fail) -> ListenTLS | None:
+    if "listen_tls" not in data:
+        return None
+    try:
+        return listen_tls(data["listen_tls"], base=base)
+    except TLSSetupError as exc:
+        raise fail(("listen_tls", exc.key), exc.problem, exc.fix) from exc
+
+
+# --- end of TLS ---------------------------------------------------------------------------
+
+def _websocket(common: dict[str, Any], own: dict[str, Any]) -> WebSocket | None:
+    """A route's WebSocket settings: its own keys over the file's `websocket:` defaults."""
+    merged = {**common, **own}
+    if not merged.get("enabled", True):
+        return None
+    return WebSocket(idle_timeout=float(merged.get("idle_timeout", WebSocket.idle_timeout)))
 
 
 def _log_target(value: bool | str, base: Path) -> bool | str:
@@ -334,13 +472,13 @@ def load_config(path: str | os.PathLike[str]) -> Config:
 
 # --- editing ----------------------------------------------------------------------------
 
-def weight_edit(text: str, *, route: str, backend: str, weight: int,
-                source: str = "<string>") -> tuple[str, dict[str, int], dict[str, int]]:
+def weight_edit(text: str, *, route: str, backend: str, weight: int, source: str = "<string>",
+                base_dir: Path | None = None) -> tuple[str, dict[str, int], dict[str, int]]:
     """New file text with one backend's weight set; the first other backend absorbs the rest.
 
     Returns (new text, old weights, new weights). Only the weight scalars change in the text.
     """
-    config = parse_config(text, source=source)
+    config = parse_config(text, source=source, base_dir=base_dir)
     r = config.route(route)
     old = r.weights
     if backend not in old:
@@ -388,7 +526,7 @@ def set_weight(path: str | os.PathLike[str], *, route: str, backend: str, weight
         fcntl.flock(lock, fcntl.LOCK_EX)
         text = p.read_text()
         new_text, old, new = weight_edit(text, route=route, backend=backend, weight=weight,
-                                         source=str(p))
+                                         source=str(p), base_dir=p.absolute().parent)
         config = parse_config(new_text, source=str(p), base_dir=p.absolute().parent)
         atomic_write(p, new_text)
         return ledger.append(config.ledger_path, actor=actor, route=route, old=old, new=new,
@@ -417,3 +555,76 @@ def diff_weights(old: Config | None, new: Config) -> list[tuple[str, dict[str, i
     before = {r.name: r.weights for r in old.routes} if old else {}
     return [(r.name, before.get(r.name, {}), r.weights) for r in new.routes
             if before.get(r.name) != r.weights]
+
+
+# --- issue 15 (admin/retries) keys: `retry:` on a route, `redact:` in a shadow ------------
+
+REPLAY_OPT_IN = frozenset({"PUT", "DELETE"})
+# Always redacted from kept shadow pairs: credentials of whoever made the request.
+REDACT_ALWAYS = frozenset({"cookie", "authorization", "set-cookie", "proxy-authorization"})
+
+
+def _retry_methods(spec: dict[str, Any], at: tuple[Any, ...],
+                   fail: Any) -> frozenset[str]:
+    """The methods a route may replay: the safe ones, plus PUT/DELETE named under `retry`."""
+    named = spec.get("retry", {}).get("idempotent", [])
+    for i, method in enumerate(named):
+        if method not in REPLAY_OPT_IN | SAFE_METHODS:
+            raise fail(at + ("retry", "idempotent", i), f"{method} is not idempotent: the "
+                       "router never replays it (the upstream may have run it already)",
+                       "list only PUT or DELETE, and only if this upstream treats them as idempotent")
+    return SAFE_METHODS | frozenset(named)
+
+
+def _redact_names(shadow: dict[str, Any]) -> frozenset[str]:
+    return REDACT_ALWAYS | frozenset(name.lower() for name in shadow.get("redact", ()))
+
+
+# --- issue 15 (rate limits): `rate_limit:` on a route, or router-wide as the default --------
+
+_RATE_UNITS = {"s": 1.0, "sec": 1.0, "second": 1.0, "min": 60.0, "minute": 60.0,
+               "h": 3600.0, "hour": 3600.0}
+_HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+
+
+def _route_rate_limit(data: dict[str, Any], spec: dict[str, Any], at: tuple[Any, ...], route: str,
+                      cohort: dict[str, Any], fail: Fail) -> RateLimit | None:
+    """The route's own `rate_limit` (false: none), else the router-wide one, else none."""
+    if "rate_limit" in spec:
+        limit, where = spec["rate_limit"], at + ("rate_limit",)
+    else:
+        limit, where = data.get("rate_limit"), ("rate_limit",)
+    if limit is True:
+        raise fail(where, "true is not a rate limit", "write `{rate: 10/s, burst: 20}`, or false for none")
+    if not limit:
+        return None
+    count, per = _parse_rate(limit["rate"], where + ("rate",), fail)
+    burst = int(limit.get("burst", math.ceil(count)))
+    key = limit.get("key", "address")
+    header = None
+    if key.startswith("header:"):
+        name = key.removeprefix("header:").strip()
+        if not _HEADER_NAME.match(name):
+            raise fail(where + ("key",), f"{key!r} names no valid header",
+                       "write header:<Name>, e.g. header:X-Api-Key")
+        key, header = "header", name.lower().encode()
+    elif key not in ("address", "user", "route"):
+        raise fail(where + ("key",), f"unknown key {key!r}",
+                   "use address, user, route or header:<Name> (e.g. header:X-Api-Key)")
+    if key == "user" and not (cohort.get("cookie") or cohort.get("header")):
+        raise fail(where + ("key",), f"key user needs route {route!r} to name its user key",
+                   "add `cohort: {cookie: sessionid}` (or a header) to the route, or use key: address")
+    rate = count / per
+    return RateLimit(rate=rate, burst=burst, key=key, header=header, spec=limit["rate"],
+                     policy=policy(route, rate, burst))
+
+
+def _parse_rate(text: str, at: tuple[Any, ...], fail: Fail) -> tuple[float, float]:
+    count, sep, unit = str(text).partition("/")
+    try:
+        number = float(count)
+    except ValueError:
+        number = -1.0
+    if not sep or unit.strip() not in _RATE_UNITS or not 0 < number < math.inf:
+        raise fail(at, f"{text!r} is not a rate", "write requests per unit, e.g. 10/s, 600/min or 1000/h")
+    return number, _RATE_UNITS[unit.strip()]

@@ -3,12 +3,16 @@
     RouterError
      ├─ ConfigError            routes.yaml is invalid; names key path, line, value and fix.
      │                         The running config stays when this is raised on reload.
-     ├─ BadRequest             the client's request is refused before forwarding (400/431)
+     ├─ BadRequest             the client's request is refused (400/431 before forwarding;
+ │                         413 body too large, 408 body too slow, also mid-upload)
      ├─ ClientGone             the client went away mid-exchange (counted, nothing to answer)
      ├─ UpstreamCut            the upstream failed after the response started (cut short)
      └─ UpstreamError          forwarding to an upstream failed (mapped to 502/504)
          ├─ UpstreamConnectError   could not connect (502); safe to retry anywhere
          ├─ UpstreamTimeout        connect or read timed out (504)
+         ├─ UpstreamBusy           all of its max_connections are busy (503); nothing sent
+         ├─ UpstreamTLSError       the TLS handshake failed: certificate, CA or client
+         │                         certificate refused (502); names the TLS reason
          └─ UpstreamProtocolError  reset or malformed response (502)
 
 Socket and parser errors are mapped to these once, in `router.client`.
@@ -59,6 +63,22 @@ class UpstreamTimeout(UpstreamError):
 
     status = 504
     kind = "timeout"
+
+
+class UpstreamBusy(UpstreamError):
+    """Every connection the upstream may have (max_connections) is busy: nothing was sent."""
+
+    status = 503
+    kind = "busy"
+    maybe_processed = False
+
+
+class UpstreamTLSError(UpstreamError):
+    """The TLS handshake with an upstream failed (its certificate, our CA bundle, or our
+    client certificate was refused): no request was processed, as no session existed."""
+
+    kind = "tls"
+    maybe_processed = False
 
 
 class UpstreamProtocolError(UpstreamError):

@@ -5,18 +5,22 @@ The request head goes out in one write and the body is streamed as the client se
 (pausing while the upstream's socket is full); the response head and body are relayed to
 the ASGI `send` as they arrive (upstream reads pause while ~256 KB wait for the client).
 A small response that completed within one read is answered in exactly two ASGI messages.
-A pooled connection the upstream had silently closed is retried once on a fresh one when
-nothing was consumed from the client.
+A pooled connection the upstream had silently closed is retried once on a fresh one for an
+idempotent request without a body; any other request gets the error (502), never a replay.
+No wait outlasts the route's deadline; a request body that stalls past `client.body_timeout`
+gets 408, and a client that leaves the response unread past `client.send_timeout` is cut
+(both free the upstream connection).
 """
 
 from __future__ import annotations
 
 import asyncio
+from time import monotonic
 from typing import TYPE_CHECKING, Any
 
 from router.client import Connection, Pool, StaleConnection
 from router.config import Config, Upstream
-from router.errors import ClientGone, UpstreamCut, UpstreamError
+from router.errors import BadRequest, ClientGone, UpstreamCut, UpstreamError, UpstreamProtocolError
 
 if TYPE_CHECKING:
     from router.proxy import Receive, Send
@@ -31,42 +35,69 @@ TOO_BIG = b"\x00strangler: body too big to shadow\x00"
 
 async def exchange(upstream: Upstream, pool: Pool, line: bytes, host: bytes | None,
                    tail: bytes, method: str, has_body: bool, chunked: bool,
-                   receive: Receive, req_capture: list[bytes] | None = None) -> Connection:
-    """Send the request; return the connection once the response head arrived."""
+                   receive: Receive, req_capture: list[bytes] | None = None, *,
+                   replay: bool = False, deadline: float = float("inf"),
+                   body_timeout: float = 30.0, max_body: int | None = None,
+                   upgrade: bool = False) -> Connection:
+    """Send the request; return the connection once the response head arrived.
+
+    No wait goes past `deadline` (monotonic): the route's whole-request budget.
+    """
     if upstream.host_header == "client" and host is not None:
         head = line + host + b"\r\n" + tail
     else:
         head = line + upstream.authority.encode() + b"\r\n" + tail
     fresh_retry = False
     while True:
-        conn, reused = await pool.acquire(upstream.connect_timeout)
+        conn, reused = await pool.acquire(min(upstream.connect_timeout, deadline - monotonic()))
         try:
             conn.begin(head, head_only=method == "HEAD")
             if has_body:
-                await _stream_body(conn, receive, chunked, upstream.read_timeout, req_capture)
-            await conn.response_head(upstream.read_timeout)
+                await _stream_body(conn, receive, chunked, upstream.read_timeout, req_capture,
+                                   deadline=deadline, body_timeout=body_timeout, max_body=max_body)
+            await conn.response_head(min(upstream.read_timeout, deadline - monotonic()))
+            if conn.status == 101 and not upgrade:
+                raise UpstreamProtocolError(f"{upstream.name} switched protocols (101) on a "
+                                            "request that did not ask to")
             return conn
-        except StaleConnection:
+        except StaleConnection as exc:
             conn.close()
-            # A pooled connection the upstream had already closed: nothing was consumed
-            # from the client, so one retry on a fresh connection is safe.
-            if reused and not has_body and not fresh_retry:
+            # A pooled connection closed without an answer: the upstream may have closed it
+            # idle, or read the request, run it and died. Only an idempotent request
+            # (`replay`, never one with a body) may go again, once, on a fresh connection.
+            if reused and replay and not has_body and not fresh_retry:
                 fresh_retry = True
                 continue
+            if reused and not replay:
+                raise _not_replayed(upstream, method) from exc
             raise
         except BaseException:
             conn.close()
             raise
 
+def _not_replayed(upstream: Upstream, method: str) -> StaleConnection:
+    error = StaleConnection(
+        f"{upstream.name} closed a reused connection without answering; the {method} was not "
+        "sent again because the upstream may have run it already — repeat it only if that is safe")
+    error.kind = "not_replayed"
+    return error
+
+
 async def _stream_body(conn: Connection, receive: Receive, chunked: bool, timeout: float,
-                       capture: list[bytes] | None = None) -> None:
+                       capture: list[bytes] | None = None, *, deadline: float,
+                       body_timeout: float, max_body: int | None) -> None:
     captured = 0
+    received = 0
     while True:
-        message = await receive()
+        message = await _receive_within(receive, min(body_timeout, deadline - monotonic()))
         if message["type"] == "http.disconnect":
             raise ClientGone("the client went away while sending the body")
         data = message.get("body", b"")
         more = message.get("more_body", False)
+        received += len(data)
+        if max_body is not None and received > max_body:
+            raise BadRequest(f"the request body exceeds this route's max_body_bytes ({max_body})",
+                             status=413)
         if capture is not None:
             captured += len(data)
             if captured > SHADOW_CAPTURE_LIMIT:
@@ -90,6 +121,26 @@ async def _stream_body(conn: Connection, receive: Receive, chunked: bool, timeou
         if not more:
             return
 
+async def _receive_within(receive: Receive, timeout: float) -> Any:
+    # A client that announces a body and stalls (slow POST, R.U.D.Y.) would otherwise hold
+    # its connection and an upstream connection for as long as it likes.
+    try:
+        async with asyncio.timeout(timeout):
+            return await receive()
+    except TimeoutError:
+        raise BadRequest("the request body stopped arriving (client.body_timeout or the "
+                         "route's deadline)", status=408) from None
+
+
+async def _send_within(send: Send, message: Any, timeout: float) -> None:
+    # A client that stops reading must not hold the upstream connection forever.
+    try:
+        async with asyncio.timeout(timeout):
+            await send(message)
+    except TimeoutError:
+        raise ClientGone("the client left the response unread past client.send_timeout") from None
+
+
 async def relay(conn: Connection, receive: Receive, send: Send, config: Config,
           backend: str, request_id: str, capture: list[bytes] | None, breaker: Any) -> int:
     """Relay the response head and body; returns the status."""
@@ -103,6 +154,7 @@ async def relay(conn: Connection, receive: Receive, send: Send, config: Config,
         headers.append((config.backend_header.encode(), backend.encode()))
     headers.append((b"x-request-id", request_id.encode()))
     read_timeout = config.upstreams[backend].read_timeout
+    send_timeout = config.client.send_timeout
     ok = status < 500
     gone: asyncio.Future[None] | None = None
     try:
@@ -136,7 +188,8 @@ async def relay(conn: Connection, receive: Receive, send: Send, config: Config,
                     capture = None
             if not more:
                 conn.finish()
-            await send({"type": "http.response.body", "body": body, "more_body": more})
+            await _send_within(send, {"type": "http.response.body", "body": body, "more_body": more},
+                               send_timeout)
             if not more:
                 return status
     except UpstreamError as exc:

@@ -12,7 +12,8 @@ at a time in order, `Connection: close` honoured both ways, request bodies (Cont
 or chunked) streamed to the app with reading paused while it is not consuming, responses
 framed by Content-Length, chunked, or close, writes paused while the socket buffer is high,
 oversized heads refused with 431 and malformed or ambiguous framing with 400 (then close),
-a client that goes away reported as `http.disconnect`.
+a client that goes away reported as `http.disconnect`, an Upgrade request offered the
+`strangler.upgrade` extension (`handover`: the socket then carries a `router.tunnel`).
 """
 
 from __future__ import annotations
@@ -24,16 +25,18 @@ import sys
 import traceback
 from collections import deque
 from time import monotonic
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
 import httptools
 
-from router.errors import RouterError
-from router.http1_exchange import Exchange, error_bytes
+from router.errors import ClientGone, RouterError
+from router.http1_exchange import Exchange, busy_bytes, error_bytes
+from router.tunnel import EXTENSION
 
 if TYPE_CHECKING:
     from router.server_lean import LeanServer
+    from router.tunnel import Tunnel
 
 MAX_HEAD_BYTES = 64 * 1024  # request line + headers; beyond that 431 (the app also checks its own limit)
 MAX_HEADERS = 100
@@ -56,6 +59,7 @@ class HttpConnection(asyncio.Protocol):
         self.server = server
         self.loop = server.loop
         self.app = server.app
+        self.scheme = server.scheme  # "https" when the listener terminates TLS
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpRequestParser(self)
         self.client: tuple[str, int] | None = None
@@ -70,6 +74,8 @@ class HttpConnection(asyncio.Protocol):
         self.write_paused = False
         self.closed = False
         self.broken: bytes | None = None  # an error answer waiting for the current request to end
+        self.tunnel: Tunnel | None = None  # after a 101: every read goes to the upstream as is
+        self.after_upgrade = b""  # bytes the client sent past an Upgrade request's head
         self.last_active = self.head_started = monotonic()
         self._reset_head()
 
@@ -91,20 +97,27 @@ class HttpConnection(asyncio.Protocol):
         self.client = (peer[0], peer[1]) if isinstance(peer, tuple) else None
         here = transport.get_extra_info("sockname")
         self.local = (here[0], here[1]) if isinstance(here, tuple) else None
+        if len(self.server.connections) >= self.server.max_connections:
+            self._close_with(busy_bytes(f"the router holds its {self.server.max_connections} "
+                                        "client connections (client.max_connections)"))
+            return
         self.server.connections.add(self)
 
     def data_received(self, data: bytes) -> None:
         self.last_active = monotonic()
         if self.broken is not None:
-            return  # refusing: nothing more is parsed on this connection
+            if self.tunnel is not None:
+                self.tunnel.from_client(data)
+            return  # refusing or switched: nothing more is parsed on this connection
         # A head spread over several reads is counted read by read (within one read, the
         # callbacks count it), so a client cannot grow the parser's buffer without bound.
         continued = self.in_head
         try:
             self.parser.feed_data(data)
-        except httptools.HttpParserUpgrade:
-            # No protocol switches here: the request is answered as plain HTTP, then the
-            # connection closes (what follows the head is not HTTP/1.1 any more).
+        except httptools.HttpParserUpgrade as exc:
+            # What follows the head is not HTTP/1.1 any more: the app either switches
+            # protocols (`handover`) or answers as plain HTTP, and then the connection closes.
+            self.after_upgrade = data[exc.args[0]:] if exc.args else b""
             if self.parsing is not None:  # a body that will never be parsed
                 self.parsing.gone = True
                 self.wake()
@@ -128,6 +141,8 @@ class HttpConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        if self.tunnel is not None:
+            self.tunnel.client_closed()
         self.server.connections.discard(self)
         for ex in (self.current, self.parsing, *self.queue):
             if ex is not None:
@@ -139,9 +154,13 @@ class HttpConnection(asyncio.Protocol):
 
     def pause_writing(self) -> None:
         self.write_paused = True
+        if self.tunnel is not None:
+            self.tunnel.client_pause_writing()
 
     def resume_writing(self) -> None:
         self.write_paused = False
+        if self.tunnel is not None:
+            self.tunnel.client_resume_writing()
         if self.drain_waiter is not None and not self.drain_waiter.done():
             self.drain_waiter.set_result(None)
 
@@ -173,6 +192,8 @@ class HttpConnection(asyncio.Protocol):
         self.in_head = False
         parser = self.parser
         url = self.url
+        if b"#" in url:  # a fragment never goes upstream (nor into the query string)
+            url = url[:url.index(b"#")] or b"/"
         if url[:1] == b"/":
             path, _, query = url.partition(b"?")
         elif url == b"*":
@@ -185,10 +206,12 @@ class HttpConnection(asyncio.Protocol):
             path, query = parsed.path or b"/", parsed.query or b""
         text = path.decode("latin-1")
         version = parser.get_http_version()
-        scope = {"type": "http", "asgi": ASGI, "http_version": version, "server": self.local,
-                 "client": self.client, "scheme": "http", "method": parser.get_method().decode("ascii"),
+        scope: dict[str, Any] = {"type": "http", "asgi": ASGI, "http_version": version, "server": self.local,
+                 "client": self.client, "scheme": self.scheme, "method": parser.get_method().decode("ascii"),
                  "root_path": "", "path": unquote(text) if "%" in text else text, "raw_path": path,
                  "query_string": query, "headers": self.headers, "state": {}}
+        if parser.should_upgrade():
+            scope["extensions"] = {EXTENSION: {"handover": self.handover}}
         keep = parser.should_keep_alive() and not self.server.stopping
         ex = Exchange(self, scope, keep, self.expect and version == "1.1")
         self.parsing = ex
@@ -290,8 +313,28 @@ class HttpConnection(asyncio.Protocol):
             self.transport.close()
             self.closed = True
 
+    def handover(self, head: bytes, tunnel: Tunnel) -> asyncio.Transport:
+        """The `strangler.upgrade` extension (see `router.tunnel`): answer with `head`, then
+        this connection carries bytes for `tunnel` and closes after it."""
+        ex = self.current
+        if self.closed or ex is None or self.transport is None:
+            raise ClientGone("the client went away during the protocol switch")
+        ex.started = ex.done = True
+        ex.keep_alive = False
+        self.transport.write(head)
+        self.tunnel = tunnel
+        if self.after_upgrade:
+            tunnel.from_client(self.after_upgrade)
+            self.after_upgrade = b""
+        self.reading_paused = False
+        self.transport.resume_reading()
+        return self.transport
+
     def shutdown(self) -> None:
         """Server stopping: close now if idle, else after the response in flight."""
+        if self.tunnel is not None:  # an upgraded connection has no end of its own to wait for
+            self.tunnel.end("shutdown")
+            return
         if self.current is None:
             self._close_with(b"")
         else:

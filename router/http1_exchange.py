@@ -33,6 +33,13 @@ def error_bytes(status: int, detail: str) -> bytes:
             b"connection: close\r\n\r\n%b" % (len(body), body))
 
 
+def busy_bytes(detail: str) -> bytes:
+    """A whole 503 answer for a connection turned away before any request was read."""
+    body = json.dumps({"error": "busy", "detail": detail}).encode()
+    return (status_line(503) + b"content-type: application/json\r\ncontent-length: %d\r\n"
+            b"retry-after: 1\r\nconnection: close\r\n\r\n%b" % (len(body), body))
+
+
 class Exchange:
     """One request and its response on a connection: the ASGI `receive` and `send`."""
 
@@ -165,4 +172,4 @@ class Exchange:
             self.conn.write(self._finish_head(None))
 
 
-__all__ = ["Exchange", "error_bytes", "status_line"]
+__all__ = ["Exchange", "busy_bytes", "error_bytes", "status_line"]

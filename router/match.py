@@ -2,7 +2,7 @@
 
 Place in the flow: the first step of every request. The same normalised path is used for
 matching *and* forwarding, so the router and the upstream never disagree about which route
-a path belongs to. Normalisation: percent-decoding of unreserved characters (and upper-case
+a path belongs to. Normalisation: a `#fragment` dropped, percent-decoding of unreserved characters (and upper-case
 hex for the rest), duplicate slashes collapsed, dot segments removed (RFC 3986 5.2.4).
 Encodings that could smuggle a path past a route — `%2F`, `%5C`, a raw backslash, control
 characters, malformed `%` escapes — are refused with 400 rather than guessed at.
@@ -28,6 +28,10 @@ def normalise_path(raw: bytes) -> str:
     """The canonical form of a raw request path (no query string); BadRequest if ambiguous."""
     if _PLAIN.match(raw) and b"//" not in raw and b"/." not in raw:
         return raw.decode("ascii")  # the common case: already canonical
+    if b"#" in raw:
+        # A fragment is not part of a request target (RFC 9110 §4.2.1); upstreams drop it,
+        # so the router drops it too before matching: both see the same path.
+        return normalise_path(raw[:raw.index(b"#")] or b"/")
     if raw[:1] != b"/":
         raise BadRequest("the request path must start with '/'")
     out = bytearray()

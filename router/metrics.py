@@ -9,12 +9,18 @@ every `FLUSH_INTERVAL` seconds when numbers changed, at exit, and at once when a
 SIGUSR1 (atomic rename). A read first asks every sibling for a fresh file and waits for it
 (up to `FRESH_WAIT`), then sums the files with its own live numbers — so two reads served
 by different workers never see a counter go backwards. Counters are cumulative: files of
-workers that exited (renamed `exited-<pid>.json` by the supervisor) still count.
+workers that exited (renamed `exited-<pid>.json` by the supervisor) still count. Gauges —
+`in_flight` and breaker states — are a live worker's present, so a dead worker's are
+dropped (what prometheus_client's multiprocess mode does with `mark_process_dead`), whether
+the supervisor renamed its file or not: a reader checks that a `worker-<pid>.json`'s process
+still runs *and* is the one that wrote it (its start time, so a reused pid does not count),
+and renames the file of a dead one itself. A dead process is never signalled.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -47,10 +53,12 @@ class Metrics:
     def __init__(self, directory: str | os.PathLike[str] | None = None) -> None:
         self.directory = Path(directory) if directory else None
         self.pid = os.getpid()
+        self.started = process_start(self.pid)
         self.series: dict[tuple[str, str], Series] = {}
         self.in_flight = 0  # proxied requests being answered right now
         self.shadow: dict[str, dict[str, Any]] = {}
         self.breakers: dict[str, dict[str, Any]] = {}
+        self.rate_limited: dict[str, int] = {}  # route → requests answered 429
         self.dirty = False
         self._last_flush = 0.0
 
@@ -83,6 +91,7 @@ class Metrics:
     def snapshot(self) -> dict[str, Any]:
         return {
             "pid": self.pid,
+            "started": self.started,
             "time": time.time(),
             "in_flight": self.in_flight,
             "series": [{"route": r, "backend": b, "requests": s.requests, "errors": s.errors,
@@ -91,6 +100,7 @@ class Metrics:
             "shadow": {r: {**{k: v for k, v in st.items() if k != "pairs"},
                            "pairs": list(st["pairs"])} for r, st in self.shadow.items()},
             "breakers": self.breakers,
+            "rate_limited": self.rate_limited,
         }
 
     def flush(self, force: bool = False) -> None:
@@ -113,18 +123,26 @@ class Metrics:
         if self.directory is None:
             return
         self.flush(force=True)
-        own = self.directory / f"worker-{self.pid}.json"
-        if own.exists():
-            os.replace(own, self.directory / f"exited-{self.pid}.json")
+        mark_exited(self.directory / f"worker-{self.pid}.json")
 
     def aggregate(self) -> dict[str, Any]:
-        """Every worker's numbers summed (this worker's live, the others' from their files)."""
-        snaps = [json.loads(json.dumps(self.snapshot(), default=list))]
-        for path in self._sibling_files():
-            try:
-                snaps.append(json.loads(path.read_text()))
-            except (OSError, ValueError):
-                continue  # vanished (renamed on exit): its exited-<pid> copy is read instead
+        """Every worker's numbers summed (this worker's live, the others' from their files);
+        the gauges of workers that are gone are left out."""
+        snaps = [{**json.loads(json.dumps(self.snapshot(), default=list)), "live": True}]
+        files = self._sibling_files()
+        for path in files:
+            snap = _read_snapshot(path)
+            if snap is None and path.name.startswith("worker-") and self.directory is not None:
+                # Renamed on exit since the listing: read its exited copy instead.
+                pid = path.stem.removeprefix("worker-")
+                files += [p for p in self.directory.glob(f"exited-{pid}-*.json") if p not in files]
+            if snap is None:
+                continue
+            snap["live"] = path.name.startswith("worker-") and _same_process(snap)
+            if not snap["live"] and path.name.startswith("worker-"):
+                # Died unnoticed (killed, no supervisor): from now on its file is history.
+                mark_exited(path)
+            snaps.append(snap)
         return merge(snaps)
 
     def _sibling_files(self) -> list[Path]:
@@ -143,6 +161,9 @@ class Metrics:
         for path in self.directory.glob("worker-*.json"):
             pid = path.stem.removeprefix("worker-")
             if pid.isdigit() and int(pid) != self.pid:
+                snap = _read_snapshot(path)
+                if snap is None or not _same_process(snap):
+                    continue  # gone: a reused pid may belong to anyone, never signal it
                 try:
                     os.kill(int(pid), signal.SIGUSR1)
                     waiting.append(path)
@@ -153,6 +174,51 @@ class Metrics:
             await asyncio.sleep(0.005)
             waiting = [p for p in waiting if _snapshot_time(p) < asked]
         return self.aggregate()
+
+
+def mark_exited(path: Path) -> None:
+    """Rename a worker's snapshot file for a process that is gone: never signalled again, its
+    gauges never counted, its counters kept. The name holds the start time too, so a later
+    worker given the same pid does not overwrite it."""
+    snap = _read_snapshot(path)
+    if snap is None:
+        return  # renamed already (by the supervisor, the worker itself or another reader)
+    with contextlib.suppress(OSError):  # someone renamed it first
+        os.replace(path, path.with_name(f"exited-{snap.get('pid')}-{snap.get('started')}.json"))
+
+
+def process_start(pid: int) -> int | None:
+    """When a process started (clock ticks since boot, from /proc), None where unknown."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # Fields after the command name (which may hold spaces and parentheses): state is 3rd,
+    # starttime the 22nd.
+    return int(stat.rpartition(")")[2].split()[19])
+
+
+def _same_process(snap: dict[str, Any]) -> bool:
+    """Whether the process that wrote a snapshot still runs (not a later one with its pid)."""
+    pid = snap.get("pid")
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # alive, someone else's: the start time decides
+    started = snap.get("started")
+    return started is None or process_start(pid) == started
+
+
+def _read_snapshot(path: Path) -> dict[str, Any] | None:
+    try:
+        snap = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return snap if isinstance(snap, dict) else None
 
 
 def _snapshot_time(path: Path) -> float:
@@ -166,6 +232,8 @@ def merge(snaps: list[dict[str, Any]]) -> dict[str, Any]:
     series: dict[tuple[str, str], dict[str, Any]] = {}
     shadow: dict[str, dict[str, Any]] = {}
     breakers: dict[str, dict[str, Any]] = {}
+    rate_limited: dict[str, int] = {}
+    live = [snap for snap in snaps if snap.get("live", True)]
     for snap in snaps:
         for s in snap["series"]:
             key = (s["route"], s["backend"])
@@ -185,10 +253,15 @@ def merge(snaps: list[dict[str, Any]]) -> dict[str, Any]:
                     agg["pairs"].extend(v)
                 else:
                     agg[k] = agg.get(k, 0) + v
+        for route, n in snap.get("rate_limited", {}).items():
+            rate_limited[route] = rate_limited.get(route, 0) + n
         for name, b in snap["breakers"].items():
             agg = breakers.setdefault(name, {"state": "closed", "opened": 0, "workers": []})
+            agg["opened"] += b.get("opened", 0)  # a counter: the dead's openings still count
+    for snap in live:  # gauges: only processes that still run
+        for name, b in snap["breakers"].items():
+            agg = breakers[name]
             agg["workers"].append({"pid": snap["pid"], **b})
-            agg["opened"] += b.get("opened", 0)
             if _SEVERITY[b["state"]] > _SEVERITY[agg["state"]]:
                 agg["state"] = b["state"]
     for agg in series.values():
@@ -203,8 +276,9 @@ def merge(snaps: list[dict[str, Any]]) -> dict[str, Any]:
         st["diff_rate"] = st.get("differing_raw", 0) / compared if compared else 0.0
         st["noise_rate"] = st.get("noise_differing", 0) / noise if noise else 0.0
         st["net_diff_rate"] = st.get("differing", 0) / compared if compared else 0.0
-    return {"series": series, "shadow": shadow, "breakers": breakers, "workers": len(snaps),
-            "in_flight": sum(snap.get("in_flight", 0) for snap in snaps)}
+    return {"series": series, "shadow": shadow, "breakers": breakers, "rate_limited": rate_limited,
+            "workers": len(live),
+            "in_flight": sum(snap.get("in_flight", 0) for snap in live)}
 
 
 def quantile(buckets: list[int], q: float) -> float | None:
@@ -245,6 +319,10 @@ def prometheus(agg: dict[str, Any]) -> str:
             out.append(f'strangler_request_duration_seconds_bucket{{{labels},le="{le}"}} {cumulative}')
         out.append(f"strangler_request_duration_seconds_sum{{{labels}}} {s['sum_ms'] / 1000:.6f}")
         out.append(f"strangler_request_duration_seconds_count{{{labels}}} {s['requests']}")
+    out += ["# HELP strangler_rate_limited_total Requests refused with 429 by a route's rate limit.",
+            "# TYPE strangler_rate_limited_total counter"]
+    for route, n in sorted(agg.get("rate_limited", {}).items()):
+        out.append(f'strangler_rate_limited_total{{route="{route}"}} {n}')
     out += ["# HELP strangler_breaker_open Breaker state per upstream (0 closed, 1 half-open, 2 open).",
             "# TYPE strangler_breaker_open gauge"]
     for name, b in sorted(agg["breakers"].items()):

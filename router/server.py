@@ -19,6 +19,7 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import sys
 import tempfile
 import time
@@ -28,14 +29,16 @@ from types import FrameType
 from router.admin import SUPERVISOR_ENV
 from router.config import load_config
 from router.errors import ConfigError
+from router.metrics import mark_exited
 from router.reload import ConfigWatcher
+from router.tls import ListenTLS
 
 METRICS_ENV = "STRANGLER_METRICS_DIR"
 HTTP_SERVERS = ("lean", "uvicorn")
 DEFAULT_HTTP = "lean"
 
 
-def _uvicorn_config(app: object, **kwargs: object) -> object:
+def _uvicorn_config(app: object, *, max_connections: int = 4096, **kwargs: object) -> object:
     import uvicorn
 
     loop = os.environ.get("STRANGLER_LOOP", "")  # "asyncio" forces the stdlib loop
@@ -46,11 +49,23 @@ def _uvicorn_config(app: object, **kwargs: object) -> object:
             loop = "uvloop"
         except ImportError:
             loop = "asyncio"
+    from router.uvicorn_protocol import bounded_protocol
+
     return uvicorn.Config(
         app,  # type: ignore[arg-type]
-        http="httptools", loop=loop, lifespan="on", access_log=False, proxy_headers=False,
+        http=bounded_protocol(max_connections), loop=loop, lifespan="on", access_log=False, proxy_headers=False,
         server_header=False, date_header=False, log_level="warning", timeout_keep_alive=75,
+        ws="none",  # Upgrade reaches the router as http + `strangler.upgrade` (router.tunnel)
         backlog=4096, **kwargs)  # type: ignore[arg-type]
+
+
+def _uvicorn_tls(tls: ListenTLS | None) -> dict[str, object]:
+    if tls is None:
+        return {}
+    options: dict[str, object] = {"ssl_certfile": tls.cert, "ssl_keyfile": tls.key}
+    if tls.client_ca is not None:
+        options |= {"ssl_ca_certs": tls.client_ca, "ssl_cert_reqs": ssl.CERT_REQUIRED}
+    return options
 
 
 def serve_one(config_path: Path, *, host: str, port: int, sock: socket.socket | None = None,
@@ -62,14 +77,19 @@ def serve_one(config_path: Path, *, host: str, port: int, sock: socket.socket | 
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     signal.signal(signal.SIGUSR1, signal.SIG_IGN)
     app = Router(config_path=config_path, metrics_dir=metrics_dir, leader=leader)
+    config = load_config(config_path)  # client.max_connections and listen_tls: read at start
+    max_connections = config.client.max_connections
+    tls = config.listen_tls
     if http == "lean":
         from router import server_lean
 
-        server_lean.run(app, host=host, port=port, sock=sock, loop=os.environ.get("STRANGLER_LOOP", "auto"))
+        server_lean.run(app, host=host, port=port, sock=sock, loop=os.environ.get("STRANGLER_LOOP", "auto"),
+                        max_connections=max_connections, tls=tls.context if tls else None)
         return
     import uvicorn
 
-    server = uvicorn.Server(_uvicorn_config(app, host=host, port=port))  # type: ignore[arg-type]
+    server = uvicorn.Server(_uvicorn_config(app, host=host, port=port,  # type: ignore[arg-type]
+                                            max_connections=max_connections, **_uvicorn_tls(tls)))
     server.run(sockets=[sock] if sock is not None else None)
 
 
@@ -114,7 +134,8 @@ class Supervisor:
         signal.signal(signal.SIGTERM, self._stop)
         signal.signal(signal.SIGINT, self._stop)
         signal.signal(signal.SIGHUP, self._on_hup)
-        print(f"strangler router: {self.workers} workers on http://{self.host}:{self.port}",
+        scheme = "https" if watcher.current and watcher.current.listen_tls else "http"
+        print(f"strangler router: {self.workers} workers on {scheme}://{self.host}:{self.port}",
               file=sys.stderr, flush=True)
         try:
             for slot in range(self.workers):
@@ -163,9 +184,7 @@ class Supervisor:
                 return
             slot = self.children.pop(pid, None)
             # Its counters still count, but it must never be signalled again (pid reuse).
-            own = Path(metrics_dir) / f"worker-{pid}.json"
-            if own.exists():
-                os.replace(own, Path(metrics_dir) / f"exited-{pid}.json")
+            mark_exited(Path(metrics_dir) / f"worker-{pid}.json")
             if respawn and not self.stopping and slot is not None:
                 print(f"strangler router: worker {pid} died; starting a new one", file=sys.stderr)
                 self._spawn(slot, sock, metrics_dir)

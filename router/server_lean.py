@@ -5,7 +5,7 @@ Place in the flow: the outermost layer of one worker (`router.server.serve_one` 
 shutdown after the last response), closes connections idle past `keep_alive` seconds or
 stuck in a request head, and on SIGTERM/SIGINT stops accepting, closes idle connections,
 lets in-flight requests finish (up to `grace` seconds; a second signal stops waiting), then
-shuts the app down. uvloop when installed.
+shuts the app down. WebSocket tunnels (`router.tunnel`) are closed at once. uvloop when installed.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import signal
 import socket
+import ssl
 import sys
 from time import monotonic
 from typing import Any
@@ -27,8 +28,12 @@ HEAD_TIMEOUT = 30.0  # seconds a client may take to send one request head
 class LeanServer:
     """Serves one ASGI app on a listening socket until `stop()`."""
 
-    def __init__(self, app: Any, *, keep_alive: float = 75.0, grace: float = 25.0) -> None:
+    def __init__(self, app: Any, *, keep_alive: float = 75.0, grace: float = 25.0,
+                 max_connections: int = 4096, tls: ssl.SSLContext | None = None) -> None:
         self.app = app
+        self.tls = tls  # listen_tls: the handshake happens before the first request byte
+        self.scheme = "https" if tls is not None else "http"
+        self.max_connections = max_connections  # client.max_connections (per worker)
         self.keep_alive = keep_alive
         self.grace = grace
         self.loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]  # set by serve()
@@ -43,10 +48,12 @@ class LeanServer:
         if not await lifespan.startup():
             raise RouterError(f"the app failed to start: {lifespan.error}")
         if sock is not None:
-            server = await self.loop.create_server(lambda: HttpConnection(self), sock=sock, backlog=4096)
+            server = await self.loop.create_server(lambda: HttpConnection(self), sock=sock, backlog=4096,
+                                                   ssl=self.tls, ssl_handshake_timeout=self._handshake_timeout)
         else:
             server = await self.loop.create_server(lambda: HttpConnection(self), host=host, port=port,
-                                                   reuse_address=True, backlog=4096)
+                                                   reuse_address=True, backlog=4096, ssl=self.tls,
+                                                   ssl_handshake_timeout=self._handshake_timeout)
         for sig in (signal.SIGTERM, signal.SIGINT):
             self.loop.add_signal_handler(sig, self.stop)
         sweeper = self.loop.create_task(self._sweep())
@@ -65,6 +72,11 @@ class LeanServer:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 self.loop.remove_signal_handler(sig)
             await lifespan.shutdown()
+
+    @property
+    def _handshake_timeout(self) -> float | None:
+        # A client stalling its TLS handshake is a slow head: same bound (the sweeper never sees it).
+        return HEAD_TIMEOUT if self.tls is not None else None
 
     def stop(self) -> None:
         if self.stopping:  # a second signal: do not wait for in-flight requests
@@ -124,7 +136,8 @@ class Lifespan:
             self.events[name].set_result(None)
 
 
-def run(app: Any, *, host: str, port: int, sock: socket.socket | None = None, loop: str = "auto") -> None:
+def run(app: Any, *, host: str, port: int, sock: socket.socket | None = None, loop: str = "auto",
+        max_connections: int = 4096, tls: ssl.SSLContext | None = None) -> None:
     """Serve `app` until SIGTERM/SIGINT (uvloop when installed, unless loop="asyncio")."""
     factory = asyncio.new_event_loop
     if loop != "asyncio":
@@ -134,7 +147,8 @@ def run(app: Any, *, host: str, port: int, sock: socket.socket | None = None, lo
             factory = uvloop.new_event_loop
     with asyncio.Runner(loop_factory=factory) as runner:
         try:
-            runner.run(LeanServer(app).serve(host=host, port=port, sock=sock))
+            server = LeanServer(app, max_connections=max_connections, tls=tls)
+            runner.run(server.serve(host=host, port=port, sock=sock))
         except RouterError as exc:
             print(f"strangler router: {exc}", file=sys.stderr, flush=True)
             raise SystemExit(3) from None

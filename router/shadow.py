@@ -6,7 +6,8 @@ few worker tasks; when the queue is full the copy is dropped and counted — the
 never waits. A worker sends the request to the candidate *and* again to the primary: the
 primary-vs-primary differences are the noise (timestamps, random ids). Fields that differ
 in noise are not held against the candidate, so `net_diff_rate` is the diff rate net of
-noise; the last N differing pairs per route are kept for inspection in status.
+noise; the last N differing pairs per route are kept for inspection in status, with
+credentials and the shadow's `redact:` fields masked (`router.redact`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import random
 import time
 from typing import TYPE_CHECKING, Any
 
+from router import redact
 from router.client import fetch
 from router.config import SAFE_METHODS, Config, Route
 from router.diff import Response, compare, general
@@ -119,14 +121,8 @@ class ShadowMirror:
         real = [p for p in diffs if general(p) not in noisy]
         if real:
             stats["differing"] += 1
-            stats["pairs"].append({
-                "time": when, "method": method,
-                "path": line.split(b" ")[1].decode("latin-1"), "diffs": real,
-                "primary": {"backend": primary_name, "status": primary.status,
-                            "body": primary.body[:2048].decode("utf-8", "replace")},
-                "candidate": {"backend": shadow.to, "status": candidate.status,
-                              "body": candidate.body[:2048].decode("utf-8", "replace")},
-            })
+            stats["pairs"].append(_kept_pair(shadow.redact, when, method, line, real,
+                                             (primary_name, primary), (shadow.to, candidate)))
         self.router.metrics.dirty = True
 
     async def _call(self, snap: Snapshot, name: str, method: str, line: bytes, tail: bytes,
@@ -143,3 +139,15 @@ def _framed(body: bytes | None, chunked: bool) -> bytes:
     if not body:
         return b"0\r\n\r\n" if chunked else b""
     return b"%x\r\n%b\r\n0\r\n\r\n" % (len(body), body) if chunked else body
+
+
+def _kept_pair(names: frozenset[str], when: float, method: str, line: bytes, diffs: list[str],
+               *sides: tuple[str, Response]) -> dict[str, Any]:
+    """A differing pair as `status` shows it, credentials and `redact:` fields masked."""
+    pair: dict[str, Any] = {"time": when, "method": method, "diffs": diffs,
+                            "path": redact.target(line.split(b" ")[1].decode("latin-1"), names)}
+    for role, (backend, response) in zip(("primary", "candidate"), sides, strict=True):
+        pair[role] = {"backend": backend, "status": response.status,
+                      "headers": redact.headers(response.headers, names),
+                      "body": redact.body(response.body, names)}
+    return pair

@@ -9,11 +9,12 @@ that went away are retired (their in-flight exchanges finish, then they close).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from router.breaker import Breaker
 from router.client import Pool
 from router.config import Config
+from router.forwarded import ProxyTrust
 from router.match import RouteTable
 
 
@@ -23,6 +24,7 @@ class Snapshot:
     table: RouteTable
     pools: dict[str, Pool]
     breakers: dict[str, Breaker]
+    trust: ProxyTrust = field(default_factory=lambda: ProxyTrust(()))  # trusted_proxies
 
 
 def build_snapshot(config: Config, previous: Snapshot | None = None) -> Snapshot:
@@ -34,10 +36,18 @@ def build_snapshot(config: Config, previous: Snapshot | None = None) -> Snapshot
     breakers: dict[str, Breaker] = {}
     for name, up in config.upstreams.items():
         old_pool = previous.pools.get(name) if previous else None
-        if old_pool and (old_pool.host, old_pool.port, old_pool.size) == (up.host, up.port, up.pool_size):
+        tls = up.tls.context if up.tls else None
+        server_name = up.tls.server_name if up.tls else None
+        old_tls = previous.config.upstreams[name].tls if old_pool and previous else None
+        if old_pool and (old_pool.host, old_pool.port, old_pool.size, old_tls) == \
+                (up.host, up.port, up.pool_size, up.tls):
             pools[name] = old_pool
+            old_pool.max_connections, old_pool.idle_timeout = up.max_connections, up.idle_timeout
+            old_pool.tls = tls  # the files were read again: new connections use rotated certificates
         else:
-            pools[name] = Pool(name=name, host=up.host, port=up.port, size=up.pool_size)
+            pools[name] = Pool(name=name, host=up.host, port=up.port, size=up.pool_size,
+                               max_connections=up.max_connections, idle_timeout=up.idle_timeout,
+                               tls=tls, server_name=server_name)
         old_breaker = previous.breakers.get(name) if previous else None
         if old_breaker and old_breaker.config == up.breaker:
             breakers[name] = old_breaker
@@ -47,4 +57,5 @@ def build_snapshot(config: Config, previous: Snapshot | None = None) -> Snapshot
         for name, pool in previous.pools.items():
             if pools.get(name) is not pool:
                 pool.close()
-    return Snapshot(config=config, table=RouteTable(config.routes), pools=pools, breakers=breakers)
+    return Snapshot(config=config, table=RouteTable(config.routes), pools=pools, breakers=breakers,
+                    trust=ProxyTrust(config.trusted_proxies))

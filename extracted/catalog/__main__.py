@@ -1,7 +1,8 @@
 """`python -m extracted.catalog --host H --port P [--workers N]`: serve with uvicorn.
 
 Production-style: no reload, no access log from uvicorn (the service writes its own JSON
-access log with the request id), proxy headers trusted only from loopback (the router).
+access log with the request id), X-Forwarded-* believed only from `CATALOG_TRUSTED_PROXIES`
+(default loopback, the router; `extracted/catalog/proxies.py`).
 `--migrate-only` applies the Alembic migrations and exits (for a deploy step or an init
 container); otherwise they are applied at start unless `CATALOG_MIGRATE_ON_START=0`.
 """
@@ -48,8 +49,7 @@ def main(argv: list[str] | None = None) -> int:
         "port": args.port,
         "access_log": False,
         "log_config": None,  # keep logs.configure()'s JSON handlers
-        "proxy_headers": True,
-        "forwarded_allow_ips": "127.0.0.1",
+        "proxy_headers": False,  # TrustedProxyMiddleware decides, from the real peer address
         "timeout_graceful_shutdown": 10,
         "server_header": False,
     }

@@ -25,6 +25,7 @@ from extracted.catalog.db import make_engine
 from extracted.catalog.errors import APIError, NotAuthenticated
 from extracted.catalog.metrics import Metrics
 from extracted.catalog.middleware import FaultSwitch, ObserveMiddleware
+from extracted.catalog.proxies import TrustedProxyMiddleware, parse_networks
 from extracted.catalog.routes import routes
 
 log = logging.getLogger("extracted.catalog")
@@ -64,7 +65,8 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
 
     app = Starlette(
         routes=routes,
-        middleware=[Middleware(ObserveMiddleware, metrics=metrics, faults=faults)],
+        middleware=[Middleware(TrustedProxyMiddleware, networks=parse_networks(settings.trusted_proxies)),
+                    Middleware(ObserveMiddleware, metrics=metrics, faults=faults)],
         exception_handlers={APIError: _api_error, Exception: _server_error},
         lifespan=lifespan,
     )

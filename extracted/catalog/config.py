@@ -9,6 +9,7 @@
 | `CATALOG_MIGRATE_ON_START`   | apply Alembic migrations when the app starts        | `1` |
 | `CATALOG_PAGE_SIZE`          | products per page (must equal the monolith's)       | `20` |
 | `CATALOG_LOG_LEVEL`          | logging level                                       | `INFO` |
+| `CATALOG_TRUSTED_PROXIES`    | addresses/CIDRs whose X-Forwarded-* are believed (the router) | `127.0.0.1/32,::1/128` |
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from extracted.catalog.errors import ConfigError
+from extracted.catalog.proxies import parse_networks
 
 STATE_DIR = Path(os.environ.get("STRANGLER_STATE_DIR", ".strangler"))
 DEFAULT_DATABASE_URL = f"sqlite:///{STATE_DIR / 'catalog.sqlite3'}"
@@ -36,6 +38,7 @@ class Settings:
     migrate_on_start: bool = True
     page_size: int = 20
     log_level: str = "INFO"
+    trusted_proxies: str = "127.0.0.1/32,::1/128"
 
     def __post_init__(self) -> None:
         if "://" not in self.database_url:
@@ -50,6 +53,7 @@ class Settings:
             )
         if self.page_size < 1:
             raise ConfigError(f"CATALOG_PAGE_SIZE={self.page_size} must be 1 or more")
+        parse_networks(self.trusted_proxies)  # refuse a bad list at start, naming the variable
         if self.log_level not in LOG_LEVELS:
             raise ConfigError(
                 f"CATALOG_LOG_LEVEL={self.log_level!r} is not one of {', '.join(LOG_LEVELS)}"
@@ -70,6 +74,8 @@ class Settings:
         values["page_size"] = _number(env, "CATALOG_PAGE_SIZE", "20", int)
         values["migrate_on_start"] = _flag(env, "CATALOG_MIGRATE_ON_START", True)
         values["log_level"] = env.get("CATALOG_LOG_LEVEL", "INFO").upper()
+        if (proxies := env.get("CATALOG_TRUSTED_PROXIES")) is not None:
+            values["trusted_proxies"] = proxies
         values.update(overrides)
         return cls(**values)  # type: ignore[arg-type]
 

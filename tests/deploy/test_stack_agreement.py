@@ -9,6 +9,7 @@ ones containers need, listed below; anything else is drift and fails.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -30,6 +31,10 @@ CONTAINER_ONLY_ENV = {"STRANGLER_KAFKA_BOOTSTRAP", "STRANGLER_CDC_TRANSPORT", "M
 # passwords instead of loopback ports); for URLs the scheme and database name must agree.
 SECRET_ENV = {"STRANGLER_ADMIN_TOKEN", "STRANGLER_IDENTITY_SECRET"}
 URL_ENV = {"DATABASE_URL", "MONOLITH_DATABASE_URL", "CATALOG_DATABASE_URL"}
+# ...and the router's addresses, whose X-Forwarded-* the services believe: loopback for `up`,
+# the private network in containers (the router is not on their loopback there). Each must be
+# set, parse, and name only private or loopback networks: never everyone.
+TRUSTED_PROXY_ENV = {"MONOLITH_TRUSTED_PROXIES", "CATALOG_TRUSTED_PROXIES"}
 # Setup tasks Kubernetes leaves out: demo data is no production step.
 K8S_SKIPS = {"monolith-seed"}
 
@@ -75,13 +80,26 @@ def env_problems(where: str, local: dict[str, str], container: dict[str, str]) -
         a, b = local[key], container[key]
         if key in SECRET_ENV:
             continue
-        if key in URL_ENV:
+        if key in TRUSTED_PROXY_ENV:
+            problems += proxy_problems(f"{where}: {key}", b)
+        elif key in URL_ENV:
             a_parts, b_parts = urlsplit(a), urlsplit(b)
             if (a_parts.scheme, a_parts.path) != (b_parts.scheme, b_parts.path):
                 problems.append(f"{where}: {key} is {b!r}; `strangler up` uses the {a_parts.path} database")
         elif a != b:
             problems.append(f"{where}: {key}={b!r}, `strangler up` has {a!r}")
     return problems
+
+
+def proxy_problems(where: str, value: str) -> list[str]:
+    try:
+        networks = [ipaddress.ip_network(part.strip()) for part in value.split(",") if part.strip()]
+    except ValueError as exc:
+        return [f"{where}={value!r} does not parse: {exc}"]
+    if not networks:
+        return [f"{where} is empty: the services would believe no router"]
+    public = [str(n) for n in networks if not (n.is_private or n.is_loopback)]
+    return [f"{where} trusts public networks {public}"] if public else []
 
 
 def url_path(url: str) -> str:

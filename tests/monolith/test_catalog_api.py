@@ -130,3 +130,25 @@ def test_links_use_the_forwarded_host_behind_the_router(anon: APIClient) -> None
     # back through the router, or a client paging through would bypass it.
     body = anon.get("/api/products/?page_size=1", HTTP_X_FORWARDED_HOST="shop.example:8080").json()
     assert body["next"] == "http://shop.example:8080/api/products/?page=2&page_size=1"
+
+
+def test_forwarded_headers_from_anyone_but_the_router_are_ignored(anon: APIClient) -> None:
+    # Reaching the monolith directly (not from MONOLITH_TRUSTED_PROXIES, loopback by
+    # default) must not let anyone poison the pagination links.
+    body = anon.get("/api/products/?page_size=1", REMOTE_ADDR="203.0.113.9", HTTP_HOST="shop.internal",
+                    HTTP_X_FORWARDED_HOST="evil.example", HTTP_X_FORWARDED_PROTO="https").json()
+    assert body["next"] == "http://shop.internal/api/products/?page=2&page_size=1"
+
+
+def test_the_router_reports_the_scheme_and_client(anon: APIClient) -> None:
+    from django.http import HttpResponse
+    from django.test import RequestFactory
+
+    from monolith.shop.proxies import TrustedProxyMiddleware
+
+    body = anon.get("/api/products/?page_size=1", HTTP_X_FORWARDED_HOST="shop.example",
+                    HTTP_X_FORWARDED_PROTO="https").json()
+    assert body["next"] == "https://shop.example/api/products/?page=2&page_size=1"
+    request = RequestFactory().get("/", HTTP_X_FORWARDED_FOR="6.6.6.6, 203.0.113.7, 127.0.0.1")
+    TrustedProxyMiddleware(lambda r: HttpResponse())(request)
+    assert request.META["REMOTE_ADDR"] == "203.0.113.7"  # the first untrusted hop from the right

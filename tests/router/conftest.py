@@ -20,6 +20,7 @@ from router.server import HTTP_SERVERS
 
 ROOT = Path(__file__).resolve().parents[2]
 ADMIN_TOKEN = "test-admin-token-0123456789"
+AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 IDENTITY_SECRET = "test-identity-secret-abcdef"
 
 
@@ -86,7 +87,12 @@ class RouterProc:
         return httpx.Client(base_url=self.url, timeout=30, **kw)  # type: ignore[arg-type]
 
     def status(self) -> dict:
-        return httpx.get(f"{self.url}/_strangler/status", timeout=10).json()
+        return self.admin("status").json()
+
+    def admin(self, endpoint: str, token: str = ADMIN_TOKEN) -> httpx.Response:
+        """GET /_strangler/<endpoint> with a bearer token (every admin read needs one)."""
+        return httpx.get(f"{self.url}/_strangler/{endpoint}", timeout=10,
+                         headers={"Authorization": f"Bearer {token}"})
 
     def rss_kb(self) -> int:
         total = 0
@@ -164,7 +170,7 @@ def start_router(tmp_path: Path) -> Iterator[Callable[..., RouterProc]]:
             if proc.poll() is not None:
                 raise RuntimeError(f"router exited: {log.read_text()[-3000:]}")
             try:
-                if httpx.get(f"{router.url}/_strangler/routes", timeout=1).status_code == 200:
+                if httpx.get(f"{router.url}/_strangler/healthz", timeout=1).status_code == 200:
                     break
             except httpx.HTTPError:
                 pass

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
+
 import httpx
 import pytest
 
-from tests.router.conftest import ADMIN_TOKEN, eventually
+from tests.router.conftest import ADMIN_TOKEN, eventually, raw_request
 
 
 def config(ups: dict) -> str:
@@ -59,14 +61,14 @@ def test_status_routes_and_metrics(upstreams, start_router) -> None:
     assert a["requests"] == 21 and a["errors"] == {"status_503": 1}
     assert sum(a["buckets"]) == 21 and a["p50_ms"] is not None and a["p99_ms"] >= a["p50_ms"]
     assert status["breakers"]["a"]["state"] == "closed"
-    routes = httpx.get(f"{router.url}/_strangler/routes").json()
+    routes = router.admin("routes").json()
     assert routes["routes"][0]["name"] == "split"
-    text = httpx.get(f"{router.url}/_strangler/metrics").text
+    text = router.admin("metrics").text
     assert 'strangler_requests_total{route="split",backend="a"} 21' in text
     assert 'strangler_errors_total{route="split",backend="a",kind="status_503"} 1' in text
     assert 'strangler_request_duration_seconds_count{route="split",backend="a"} 21' in text
     # admin paths never reach an upstream
-    assert httpx.get(f"{router.url}/_strangler/nope").status_code == 404
+    assert router.admin("nope").status_code == 404
     assert router.status()["routes"]["split"]["backends"]["a"]["requests"] == 21
 
 
@@ -90,3 +92,82 @@ def test_metrics_are_summed_over_several_workers(upstreams, start_router) -> Non
                                for _ in range(20)} == {"b"})
     lines = (router.config.parent / "ledger.jsonl").read_text().splitlines()
     assert len(lines) == 1
+
+
+READ_TOKEN = "test-read-token-abcdef"
+ADMIN_READS = ("status", "routes", "metrics", "ledger")
+
+
+def raw_admin(port: int, target: str, token: str | None = None, method: str = "GET") -> tuple[int, bytes, bytes]:
+    auth = f"Authorization: Bearer {token}\r\n" if token else ""
+    answer = raw_request(port, f"{method} {target} HTTP/1.1\r\nHost: shop\r\n{auth}Content-Length: 0\r\n\r\n".encode())
+    head, _, body = answer.partition(b"\r\n\r\n")
+    return int(head.split(b" ")[1]), head.lower(), body
+
+
+def test_every_admin_read_needs_a_read_or_admin_token(upstreams, start_router, http) -> None:
+    router = start_router(config(upstreams), http=http, env={"STRANGLER_ADMIN_READ_TOKEN": READ_TOKEN})
+    for endpoint in ADMIN_READS:
+        target = f"/_strangler/{endpoint}"
+        for wrong in (None, "wrong", READ_TOKEN + "x"):
+            status, head, _ = raw_admin(router.port, target, wrong)
+            assert status == 401 and b"www-authenticate: bearer" in head, (endpoint, wrong)
+        assert raw_admin(router.port, target, READ_TOKEN)[0] == 200, endpoint
+        assert raw_admin(router.port, target, ADMIN_TOKEN)[0] == 200, endpoint
+    # the read token never writes
+    status, _, body = raw_admin(router.port, "/_strangler/reload", READ_TOKEN, "POST")
+    assert status == 403 and b"only read" in body
+    assert raw_admin(router.port, "/_strangler/reload", ADMIN_TOKEN, "POST")[0] == 200
+    # a liveness probe needs no token and learns nothing else
+    status, _, body = raw_admin(router.port, "/_strangler/healthz")
+    assert status == 200 and json.loads(body) == {"ok": True}
+
+
+def test_with_no_token_configured_admin_reads_are_refused(upstreams, start_router, http) -> None:
+    router = start_router(config(upstreams), http=http, env={"STRANGLER_ADMIN_TOKEN": ""})
+    for endpoint in ADMIN_READS:
+        status, _, body = raw_admin(router.port, f"/_strangler/{endpoint}", "anything")
+        assert status == 403 and b"STRANGLER_ADMIN_READ_TOKEN" in body
+
+
+SPELLINGS = ["/api/../_strangler/routes", "//_strangler/routes", "/%5Fstrangler/routes",
+             "/%5fstrangler/routes", "/./_strangler/routes", "/x/%2E%2E/_strangler/routes",
+             "/_strangler//routes", "/_strangler/./routes", "/_strangler/routes/",
+             "/_strangler/routes#x", "http://shop/_strangler/routes"]
+CASE_VARIANTS = ["/_STRANGLER/routes", "/_Strangler/routes", "/%5FSTRANGLER/status", "/_stranglerx/routes"]
+
+
+def test_no_spelling_of_the_admin_prefix_reaches_an_upstream(upstreams, start_router, http) -> None:
+    router = start_router(config(upstreams), http=http)
+    for target in SPELLINGS + CASE_VARIANTS:
+        status, head, body = raw_admin(router.port, target)
+        assert status == 401, (target, status, body)  # the admin API answered: no token, nothing served
+        assert b"x-strangler-backend" not in head and b'"upstream"' not in body, target
+        status, head, body = raw_admin(router.port, target, ADMIN_TOKEN)
+        assert b"x-strangler-backend" not in head and b'"upstream"' not in body, target
+        if target in SPELLINGS:
+            assert status == 200 and json.loads(body)["routes"][0]["name"] == "split", target
+        else:
+            assert status == 404, target  # not an admin endpoint, and never forwarded
+
+
+def test_the_cli_reads_with_the_read_token_and_writes_with_the_admin_token(
+        upstreams, start_router, monkeypatch, tmp_path) -> None:
+    from cli.errors import AdminRefused
+    from cli.routerapi import RouterAPI
+
+    router = start_router(config(upstreams), env={"STRANGLER_ADMIN_READ_TOKEN": READ_TOKEN})
+    monkeypatch.setenv("STRANGLER_STATE_DIR", str(tmp_path / "state"))  # no stored admin token
+    monkeypatch.delenv("STRANGLER_ADMIN_TOKEN", raising=False)
+    monkeypatch.setenv("STRANGLER_ADMIN_READ_TOKEN", READ_TOKEN)
+    with RouterAPI(router.url) as api:
+        assert api.status()["routes"]["split"]["weights"] == {"a": 100, "b": 0}
+        assert api.routes()["routes"][0]["name"] == "split"
+        with pytest.raises(AdminRefused, match="only read"):
+            api.set_weight("split", "b", 10, "canary")
+    monkeypatch.delenv("STRANGLER_ADMIN_READ_TOKEN")
+    with RouterAPI(router.url) as api, pytest.raises(AdminRefused, match="STRANGLER_ADMIN_READ_TOKEN"):
+        api.status()
+    with RouterAPI(router.url, token=ADMIN_TOKEN) as api:
+        assert api.status()["routes"]["split"]["weights"] == {"a": 100, "b": 0}
+        assert api.set_weight("split", "b", 10, "canary")["ok"] is True

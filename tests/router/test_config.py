@@ -52,6 +52,8 @@ def test_the_example_routes_file_is_valid_against_code_and_schema() -> None:
     (GOOD + "  - name: rest\n    match: {prefix: /x}\n    backends: {monolith: 100}\n", 13,
      "routes[2].name", "used twice"),
     ("upstreams: [\n", 2, "", "not valid YAML"),
+    (GOOD.replace("catalog: 10}   # canary", "catalog: 10}\n    retry: {idempotent: [PUT, POST]}"), 10,
+     "routes[0].retry.idempotent[1]", "POST is not idempotent"),
 ])
 def test_errors_name_line_key_value_and_fix(bad: str, line: int, key: str, words: str) -> None:
     with pytest.raises(ConfigError) as info:
@@ -128,3 +130,13 @@ def test_relative_paths_follow_the_file_as_named_not_its_symlink_target(tmp_path
     link.symlink_to("..data/routes.yaml")
     config = load_config(link)
     assert config.ledger_path == tmp_path / "ledger.jsonl"
+
+
+def test_retry_and_redact_keys() -> None:
+    config = parse_config(GOOD.replace("catalog: 10}   # canary", "catalog: 10}\n    retry: {idempotent: [PUT]}\n"
+                                       "    shadow: {to: catalog, redact: [X-Api-Key]}"))
+    products, rest = config.routes
+    assert products.retry_methods == {"GET", "HEAD", "OPTIONS", "PUT"}
+    assert rest.retry_methods == {"GET", "HEAD", "OPTIONS"}  # DELETE, PUT only by opt-in
+    assert products.shadow is not None
+    assert products.shadow.redact == {"x-api-key", "cookie", "authorization", "set-cookie", "proxy-authorization"}

@@ -115,7 +115,7 @@ def test_admin_weight_change_applies_at_once_and_is_ledgered(upstreams, start_ro
     assert r.json()["ledger"]["new"] == {"a": 0, "b": 100}
     assert httpx.get(f"{router.url}/x").headers["x-strangler-backend"] == "b"
     assert "b: 100" in router.config.read_text()
-    entries = httpx.get(f"{router.url}/_strangler/ledger").json()
+    entries = router.admin("ledger").json()
     assert [e["actor"] for e in entries] == ["admin-api"]
     # invalid change: refused with the reason, nothing changes
     before = router.config.read_text()

@@ -19,7 +19,7 @@ import httpx
 import pytest
 
 from devstack import free_port
-from tests.router.conftest import ROOT, RouterProc, eventually, stop
+from tests.router.conftest import ADMIN_TOKEN, ROOT, RouterProc, eventually, stop
 
 
 def routes(ups: dict) -> str:
@@ -42,7 +42,8 @@ def launch(tmp: Path, ups: dict, http: str = "lean") -> RouterProc:
     log = tmp / f"router-{port}.log"
     with open(log, "wb") as handle:
         proc = subprocess.Popen([sys.executable, "-m", "router", "--config", str(config), "--host", "127.0.0.1",
-                                 "--port", str(port), "--http", http], cwd=ROOT, stdout=handle, stderr=handle)
+                                 "--port", str(port), "--http", http], cwd=ROOT, stdout=handle, stderr=handle,
+                                env={**os.environ, "STRANGLER_ADMIN_TOKEN": ADMIN_TOKEN})
     router = RouterProc(port=port, config=config, proc=proc, log=log)
     ok = eventually(lambda: proc.poll() is not None or _answers(router.url))
     if proc.poll() is not None or not ok:
@@ -53,7 +54,7 @@ def launch(tmp: Path, ups: dict, http: str = "lean") -> RouterProc:
 
 def _answers(url: str) -> bool:
     try:
-        return httpx.get(f"{url}/_strangler/routes", timeout=1).status_code == 200
+        return httpx.get(f"{url}/_strangler/healthz", timeout=1).status_code == 200
     except httpx.HTTPError:
         return False
 

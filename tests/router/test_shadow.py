@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 
 import httpx
+
+from tests.router.conftest import raw_request
 
 
 def config(ups: dict, percent: int = 100, queue: int = 256, ignore: str = "[upstream]") -> str:
@@ -89,3 +92,25 @@ def test_writes_mirrored_only_when_allowed_carry_their_body_and_are_not_repeated
     assert shadow["compared"] == 2 and shadow["errors"] == 0
     assert shadow["differing"] == 0, shadow["pairs"]  # b received the same bytes (same sha256)
     assert shadow["noise_compared"] == 0  # a write is never sent to the primary twice
+
+
+def test_kept_pairs_redact_credentials_and_configured_fields(upstreams, start_router, http) -> None:
+    text = config(upstreams, ignore="[]").replace("keep: 5}", "keep: 5, headers: [content-type, set-cookie], "
+                                                   "redact: [X-Api-Key, token]}")
+    router = start_router(text, http=http)
+    request = (b"GET /login?token=query-secret&page=2 HTTP/1.1\r\nHost: shop\r\n"
+               b"Cookie: sessionid=cookie-secret\r\nAuthorization: Bearer bearer-secret\r\n"
+               b"Proxy-Authorization: Basic proxy-secret\r\nX-Api-Key: key-secret\r\n\r\n")
+    answer = raw_request(router.port, request)
+    assert answer.startswith(b"HTTP/1.1 200") and b"cookie-secret" in answer  # the client sees it all
+    shadow = wait_compared(router, 1)
+    assert shadow["differing"] == 1
+    kept = json.dumps(router.status())
+    for secret in ("query-secret", "cookie-secret", "bearer-secret", "proxy-secret", "key-secret", "issued-secret"):
+        assert secret not in kept, secret
+    pair = shadow["pairs"][-1]
+    assert pair["path"] == "/login?token=[redacted]&page=2"
+    assert pair["primary"]["headers"]["set-cookie"] == "[redacted]"
+    echoed = dict(json.loads(pair["primary"]["body"])["headers"])
+    assert echoed["cookie"] == echoed["authorization"] == echoed["x-api-key"] == "[redacted]"
+    assert echoed["host"] == f"127.0.0.1:{upstreams['a'].port}"  # the rest stays readable

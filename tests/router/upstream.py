@@ -7,6 +7,7 @@ Endpoints (any method):
     /noisy                JSON with a changing timestamp and a shuffled list
     /status/<code>        answers with that status
     /api/whoami/          fake monolith: cookie sessionid=alice → user, bob → staff, else 401
+    /login                echoes, and sets a session cookie
     anything else         echoes {"upstream", "method", "path", "query", "headers"}
 """
 
@@ -90,7 +91,7 @@ def make_app(name: str):  # type: ignore[no-untyped-def]
             "raw_path": scope.get("raw_path", b"").decode("latin-1"),
             "query": scope["query_string"].decode(),
             "headers": [[k.decode("latin-1"), v.decode("latin-1")] for k, v in scope["headers"]],
-        })
+        }, [(b"set-cookie", b"sessionid=issued-secret; HttpOnly")] if path == "/login" else [])
 
     return app
 

@@ -41,12 +41,14 @@ class ASGIClient:
 
 
 @contextmanager
-def asgi_client(app: Any, *, base_url: str = "http://testserver") -> Iterator[ASGIClient]:
-    """Run `app`'s lifespan in a portal and yield a client bound to it."""
+def asgi_client(app: Any, *, base_url: str = "http://testserver",
+                peer: tuple[str, int] = ("127.0.0.1", 123)) -> Iterator[ASGIClient]:
+    """Run `app`'s lifespan in a portal and yield a client bound to it, connecting from `peer`."""
     with start_blocking_portal() as portal:
         lifespan = portal.wrap_async_context_manager(app.router.lifespan_context(app))
         with lifespan:
-            client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=base_url)
+            client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app, client=peer),
+                                       base_url=base_url)
             try:
                 yield ASGIClient(portal, client)
             finally:

@@ -21,4 +21,5 @@ class Command(BaseCommand):
             "monolith.asgi:application", host=str(opts["host"]), port=int(opts["port"]),  # type: ignore[call-overload]
             workers=int(opts["workers"]), log_level=str(opts["log_level"]),  # type: ignore[call-overload]
             access_log=False, lifespan="off",
+            proxy_headers=False,  # TrustedProxyMiddleware decides, from the real peer address
         )
