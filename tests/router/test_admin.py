@@ -76,6 +76,7 @@ def test_status_routes_and_metrics(upstreams, start_router) -> None:
 def test_metrics_are_summed_over_several_workers(upstreams, start_router) -> None:
 
     router = start_router(config(upstreams), workers=2)
+    assert eventually(lambda: router.status()["workers"] == 2, timeout=40)  # both are up
     for _ in range(60):  # new connections: spread over the workers by the kernel
         assert httpx.get(f"{router.url}/x").status_code == 200
     # Each read (served by either worker) asks the other for fresh numbers: always exact.
