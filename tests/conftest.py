@@ -25,10 +25,10 @@ def service_missing(what: str, exc: Exception) -> None:
     pytest.skip(message)
 
 
-@pytest.fixture(scope="session")
-def pg_server() -> Iterator[PostgresServer]:
-    """One real PostgreSQL server (wal_level=logical) for the whole session."""
-    server = PostgresServer()
+def running_postgres(settings: dict[str, str] | None = None) -> Iterator[PostgresServer]:
+    """A throwaway PostgreSQL server (wal_level=logical, plus `settings`) until the generator
+    is closed; for fixtures."""
+    server = PostgresServer(settings=settings) if settings else PostgresServer()
     try:
         server.start()
     except ServiceUnavailable as exc:
@@ -37,6 +37,12 @@ def pg_server() -> Iterator[PostgresServer]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PostgresServer]:
+    """One real PostgreSQL server (wal_level=logical) for the whole session."""
+    yield from running_postgres()
 
 
 @pytest.fixture

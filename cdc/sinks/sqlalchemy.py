@@ -226,14 +226,18 @@ class _Table:
         kept = {self.target_key(k) for k in keep}
         ghosts = [k for k in present if k not in kept]
         for i in range(0, len(ghosts), SWEEP_BATCH):
-            part = ghosts[i:i + SWEEP_BATCH]
-            if len(cols) == 1:
-                conn.execute(sa.delete(self.table).where(cols[0].in_([k[0] for k in part])))
-            else:
-                conn.execute(sa.delete(self.table).where(sa.tuple_(*cols).in_(part)))
+            self.delete_keys(conn, ghosts[i:i + SWEEP_BATCH])
         if ghosts:
             log.info("%s: removed %d row(s) gone from the source (re-copy)", self.table.name, len(ghosts))
         return len(ghosts)
+
+    def delete_keys(self, conn: Connection, keys: Sequence[tuple[Any, ...]]) -> None:
+        """One DELETE of the rows with these keys (tuples in key order)."""
+        cols = [self.table.c[k] for k in self.key]
+        if len(cols) == 1:
+            conn.execute(sa.delete(self.table).where(cols[0].in_([k[0] for k in keys])))
+        else:
+            conn.execute(sa.delete(self.table).where(sa.tuple_(*cols).in_(list(keys))))
 
     def upsert(self, cols: frozenset[str]) -> Any:
         stmt = self._upserts.get(cols)
@@ -547,11 +551,7 @@ class SqlSink:
             conn.execute(sa.delete(t))
             return
         if action == DELETE:
-            keys = {tuple(p[k] for k in key): None for p in payloads}
-            if len(key) == 1:
-                conn.execute(sa.delete(t).where(t.c[key[0]].in_([k[0] for k in keys])))
-            else:
-                conn.execute(sa.delete(t).where(sa.tuple_(*(t.c[k] for k in key)).in_(list(keys))))
+            tab.delete_keys(conn, list({tuple(p[k] for k in key): None for p in payloads}))
             return
         # Coalesce by key: the last image wins (merged into a new dict: payloads are reused
         # if the batch is retried event by event).

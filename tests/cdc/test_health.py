@@ -26,7 +26,6 @@ from cdc.sources import postgres as pg_source
 from cdc.sources.postgres import slot_warning
 from cdc.verify import wait_applied
 from cli.status import render, with_slot_warnings
-from devstack.errors import ServiceUnavailable
 from devstack.postgres import PostgresServer
 from tests.cdc.conftest import (
     SOURCE_DDL,
@@ -38,7 +37,7 @@ from tests.cdc.conftest import (
     target_rows,
     wait_for,
 )
-from tests.conftest import service_missing
+from tests.conftest import running_postgres
 
 pytestmark = pytest.mark.postgres
 
@@ -50,15 +49,7 @@ OWN_SETTINGS = {"max_slot_wal_keep_size": "1MB", "wal_writer_delay": "10s", "syn
 
 @pytest.fixture(scope="module")
 def own_server() -> Iterator[PostgresServer]:
-    server = PostgresServer(settings=OWN_SETTINGS)
-    try:
-        server.start()
-    except ServiceUnavailable as exc:
-        service_missing("PostgreSQL", exc)
-    try:
-        yield server
-    finally:
-        server.stop()
+    yield from running_postgres(OWN_SETTINGS)
 
 
 @pytest.fixture
