@@ -8,6 +8,7 @@ README ("Change-data-capture streams").
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 from dataclasses import dataclass, field
@@ -67,6 +68,8 @@ class StreamConfig:
     transport: dict[str, Any] = field(default_factory=lambda: {"kind": "direct"})
     batch_size: int = 2000
     snapshot_chunk: int = 5000
+    # issue 11: the ownership file (ownership/__init__.py) beside streams.yaml; may not exist
+    ownership_path: str = ""
 
     @property
     def source_kind(self) -> str:
@@ -86,6 +89,9 @@ class StreamConfig:
 class StreamsFile:
     path: str
     streams: dict[str, StreamConfig]
+    # issue 11: `ownership:` (relative to this file), default ownership.yaml beside it.
+    # A missing file means no ownership is declared: everything is writable, no guards.
+    ownership_path: str = ""
 
     def stream(self, name: str) -> StreamConfig:
         try:
@@ -127,14 +133,19 @@ def load(path: str | os.PathLike[str] | None = None) -> StreamsFile:
 def parse(data: Any, *, path: str = DEFAULT_PATH) -> StreamsFile:
     if not isinstance(data, dict):
         raise ConfigError("", "the file must be a mapping with `version: 1` and `streams:`")
-    _only(data, "", {"version", "streams"})
+    _only(data, "", {"version", "streams", "ownership"})
     if data.get("version", 1) != 1:
         raise ConfigError("version", f"unsupported version {data.get('version')!r}; use 1")
     raw = data.get("streams") or {}
     if not isinstance(raw, dict):
         raise ConfigError("streams", "must map stream names to stream definitions")
-    streams = {name: _stream(name, body) for name, body in raw.items()}
-    return StreamsFile(path=path, streams=streams)
+    own = data.get("ownership", "ownership.yaml")
+    if not isinstance(own, str) or not own:
+        raise ConfigError("ownership", "must be the path of the ownership file (default ownership.yaml)")
+    own_path = str(Path(path).absolute().parent / own) if not os.path.isabs(own) else own
+    streams = {name: dataclasses.replace(_stream(name, body), ownership_path=own_path)
+               for name, body in raw.items()}
+    return StreamsFile(path=path, streams=streams, ownership_path=own_path)
 
 
 def _only(obj: dict[str, Any], path: str, allowed: set[str]) -> None:
