@@ -34,6 +34,21 @@ SEED_PASSWORD = "shop-password"  # what `python -m monolith seed` gives every us
 SEARCH_WORDS = ["oak", "chair", "lamp", "steel", "mug", "vintage", "eco", "kettle", "wool"]
 
 
+HOLD_RETRIES = 30  # a held write is retried this often (each after its Retry-After)
+
+
+def held_for(response: httpx.Response) -> float | None:
+    """Seconds to wait when the router held a write during an ownership flip, else None."""
+    if response.status_code != 503 or "retry-after" not in response.headers:
+        return None
+    try:
+        if response.json().get("error") != "writes_held":
+            return None
+        return min(5.0, max(0.05, float(response.headers["retry-after"])))
+    except ValueError:
+        return None
+
+
 class TrafficError(Exception):
     """The run could not start: shop unreachable, not a shop, or a login refused."""
 
@@ -129,8 +144,17 @@ class Traffic:
         failure = None
         response = None
         try:
-            response = await user.client.request(method, url, headers=user.headers_for(method),
-                                                 **kwargs)
+            for attempt in range(HOLD_RETRIES + 1):
+                response = await user.client.request(method, url, headers=user.headers_for(method),
+                                                     **kwargs)
+                wait = held_for(response)
+                if wait is None or attempt == HOLD_RETRIES or self.stop.is_set():
+                    break
+                # A write held while its tables change owner (`strangler own`): the router
+                # answered 503 + Retry-After and did not forward it, so sending it again is safe.
+                self.recorder.held += 1
+                await asyncio.sleep(wait)
+            assert response is not None
             if response.status_code >= 400:
                 failure = Failure(endpoint, url, response.status_code, excerpt(response.text),
                                   time.monotonic() - self.started, user.name)

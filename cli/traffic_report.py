@@ -57,6 +57,7 @@ class Recorder:
         self.failures: list[Failure] = []
         self.failures_total = 0
         self.count = 0  # a plain int: safe to poll from another thread
+        self.held = 0  # writes answered 503 writes_held during an ownership flip, then retried
 
     def record(self, endpoint: str, latency_ms: float, failure: Failure | None) -> None:
         stats = self.endpoints.setdefault(endpoint, EndpointStats())
@@ -99,6 +100,7 @@ class Recorder:
             "endpoints": rows,
             "failures": [f.as_dict() for f in self.failures],
             "failures_total": self.failures_total,
+            "held_retried": self.held,
         }
 
 

@@ -146,3 +146,34 @@ def test_until_stopped_ends_when_told(live_shop: LocalShop) -> None:
     after_requests(traffic, 15, stop.set)
     summary = asyncio.run(traffic.run())  # duration 0 = forever, unless stopped
     assert summary["ok"] and summary["requests"] >= 15
+
+
+def test_a_write_held_during_an_ownership_flip_is_retried_and_a_plain_503_is_not() -> None:
+    """The router holds writes while tables change owner (503 writes_held + Retry-After)."""
+    answers: dict[str, list[httpx.Response]] = {
+        "/held": [httpx.Response(503, headers={"Retry-After": "0"}, json={"error": "writes_held"}),
+                  httpx.Response(503, headers={"Retry-After": "0"}, json={"error": "writes_held"}),
+                  httpx.Response(200, json={"ok": True})],
+        "/down": [httpx.Response(503, headers={"Retry-After": "0"}, json={"error": "upstream_down"}),
+                  httpx.Response(200, json={"ok": True})],
+    }
+    seen: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request.url.path)
+        return answers[request.url.path].pop(0)
+
+    async def go() -> Traffic:
+        traffic = Traffic(TrafficConfig(base_url="http://127.0.0.1:1"))
+        client = httpx.AsyncClient(base_url="http://shop", transport=httpx.MockTransport(handler))
+        from cli.traffic import User
+
+        user = User(name="staff1", kind="staff", client=client)
+        assert await traffic.call(user, "PATCH held", "PATCH", "/held", json={}) is not None
+        assert await traffic.call(user, "PATCH down", "PATCH", "/down", json={}) is None
+        await client.aclose()
+        return traffic
+
+    traffic = asyncio.run(go())
+    assert seen == ["/held", "/held", "/held", "/down"]
+    assert traffic.recorder.held == 2 and traffic.recorder.failures_total == 1
