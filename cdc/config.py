@@ -20,6 +20,7 @@ import yaml
 from cdc.errors import ConfigError
 
 DEFAULT_PATH = "streams.yaml"
+ENV_OWNERSHIP = "STRANGLER_OWNERSHIP"  # the ownership file, overriding streams.yaml's `ownership:`
 ENV_PATH = "STRANGLER_STREAMS"
 NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,40}$")
 FILTER_OPS = ("eq", "ne", "in", "not_in", "gt", "gte", "lt", "lte", "is_null", "not_null")
@@ -139,7 +140,7 @@ def parse(data: Any, *, path: str = DEFAULT_PATH) -> StreamsFile:
     raw = data.get("streams") or {}
     if not isinstance(raw, dict):
         raise ConfigError("streams", "must map stream names to stream definitions")
-    own = data.get("ownership", "ownership.yaml")
+    own = os.environ.get(ENV_OWNERSHIP) or data.get("ownership", "ownership.yaml")
     if not isinstance(own, str) or not own:
         raise ConfigError("ownership", "must be the path of the ownership file (default ownership.yaml)")
     own_path = str(Path(path).absolute().parent / own) if not os.path.isabs(own) else own
