@@ -42,6 +42,10 @@ from sqlalchemy.types import TypeEngine
 
 metadata = MetaData()
 
+# The ids this service allocates, half-open: the monolith keeps those below (README "Ids that
+# never collide"). Migration 0002 starts every allocator here; `strangler ids` reads it.
+ID_BLOCK = (1_000_000_000, 2_000_000_000)
+
 
 class UTCDateTime(TypeDecorator[datetime]):
     """An aware UTC datetime; TEXT `YYYY-MM-DD HH:MM:SS[.ffffff]` in SQLite (Django's format)."""

@@ -6,7 +6,13 @@ block, `strangler ids reserve`) and never hands out an id twice, even after a de
 Without AUTOINCREMENT SQLite picks max(rowid)+1, which nobody can move. SQLite cannot
 ALTER a column into AUTOINCREMENT: new table, copy, drop, rename (the new tables' foreign
 keys name the new tables; the rename rewrites them). PostgreSQL: the ids are already
-`serial` columns with an owned sequence; nothing changes.
+`serial` columns with an owned sequence.
+
+Both: the allocators start at the catalog's block, [1_000_000_000, 2_000_000_000)
+(`models.ID_BLOCK`; README "Ids that never collide"), so a fresh catalog database never
+hands out an id the monolith may also take; PostgreSQL's sequences are bounded to the
+block (an exhausted block fails loudly instead of colliding). An allocator already past
+the block's start is left where it is.
 
 `order_line_refs(id, product_id)`: the monolith's order lines reduced to the product they
 point at, fed by the `catalog` stream (streams.yaml); the service refuses to delete a product
@@ -30,6 +36,7 @@ depends_on = None
 TIMESTAMP = sa.DateTime(timezone=True).with_variant(sa.String(32), "sqlite")
 SLUG = "lower(replace(trim(name), ' ', '-')) || '-' || CAST(id AS TEXT)"
 TABLES = ("categories", "products", "price_changes")  # parents first
+BLOCK = (1_000_000_000, 2_000_000_000)  # models.ID_BLOCK when this was written; frozen here
 
 
 def _columns(table: str, refs: str) -> list[sa.Column]:  # type: ignore[type-arg]
@@ -94,9 +101,31 @@ def _recreate(*, autoincrement: bool) -> None:
     _indexes()
 
 
+def _into_block() -> None:
+    """Point each table's allocator at the block's start (never backwards)."""
+    conn = op.get_bind()
+    start, end = BLOCK
+    for table in TABLES:
+        top = conn.execute(sa.text(f"SELECT max(id) FROM {table}")).scalar() or 0
+        if conn.dialect.name == "sqlite":
+            seq = conn.execute(sa.text("SELECT max(seq) FROM sqlite_sequence WHERE name = :t"),
+                               {"t": table}).scalar() or 0
+            conn.execute(sa.text("DELETE FROM sqlite_sequence WHERE name = :t"), {"t": table})
+            conn.execute(sa.text("INSERT INTO sqlite_sequence (name, seq) VALUES (:t, :s)"),
+                         {"t": table, "s": max(seq, top, start - 1)})
+            continue
+        seq_name = conn.execute(sa.text("SELECT pg_get_serial_sequence(:t, 'id')"), {"t": table}).scalar()
+        last, called = conn.execute(sa.text(f"SELECT last_value, is_called FROM {seq_name}")).one()
+        upcoming = max(int(last) + 1 if called else int(last), top + 1, start)
+        if upcoming < end:
+            op.execute(f"ALTER SEQUENCE {seq_name} MINVALUE {start} MAXVALUE {end - 1} "
+                       f"START WITH {start} RESTART WITH {upcoming}")
+
+
 def upgrade() -> None:
     if op.get_bind().dialect.name == "sqlite":
         _recreate(autoincrement=True)
+    _into_block()
     op.create_table(
         "order_line_refs",
         sa.Column("id", sa.Integer(), primary_key=True, autoincrement=False),
