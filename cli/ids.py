@@ -150,15 +150,15 @@ def show(streams: StreamsOpt = Path("streams.yaml"), group: GroupOpt = "catalog"
     if json_out:
         print_json({"group": group, "sides": sides, "problems": problems, "ok": not problems})
     else:
-        table = Table("side", "table", "allocator", "next id", "largest id", "block", "ok")
+        grid = Table("side", "table", "allocator", "next id", "largest id", "block", "ok")
         for entry in sides:
             blk = entry["block"]
             for t in entry["tables"]:
-                table.add_row(entry["side"] + (" (owner)" if entry["owner"] else ""), t["table"],
+                grid.add_row(entry["side"] + (" (owner)" if entry["owner"] else ""), t["table"],
                               t["kind"], _n(t["next_id"]), _n(t["max_id"]),
                               f"[{blk[0]:_}, {blk[1]:_})" if blk else "-",
                               "yes" if t["in_block"] else "NO")
-        out.print(table)
+        out.print(grid)
         for p in problems:
             err.print(f"[yellow]·[/yellow] {p}", markup=True, highlight=False)
     if problems:
