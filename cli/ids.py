@@ -178,7 +178,8 @@ def reserve(
     """Make SIDE's allocators hand out ids only from its block [start, end), so rows both
     sides create never share an id. Idempotent: run again, it resumes inside the block.
     Refused, changing nothing, if a table has rows at or above the block's end."""
-    report = reserve_side(streams, group, side, block_of(side, start, end))
+    given = block_of(side, start, end) if start is not None or end is not None else None
+    report = reserve_side(streams, group, side, given)
     if json_out:
         print_json(report)
         return
