@@ -9,6 +9,7 @@ from cli.canary import app as canary_app
 from cli.cdc import cdc_app, verify
 from cli.demo import demo
 from cli.doctor import app as doctor_app
+from cli.ids import app as ids_app
 from cli.ledger import app as ledger_app
 from cli.routes import app as routes_app
 from cli.shift import app as shift_app
@@ -34,6 +35,7 @@ app.add_typer(canary_app)  # canary
 app.add_typer(status_app)  # status
 app.add_typer(cdc_app, name="cdc")
 app.command("verify")(verify)
+app.add_typer(ids_app, name="ids")  # ids show|reserve
 app.command()(traffic)
 app.command()(demo)
 

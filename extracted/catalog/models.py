@@ -10,7 +10,9 @@ Deliberately not a copy of the monolith's tables:
 | (none)                            | `products.slug` (generated)  | derived in the database, so CDC-fed rows and service writes both get one |
 
 Ids are the monolith's ids (CDC copies them), so `/api/products/<id>/` means the same
-product on both sides of the seam. Timestamps are stored the way the monolith stores them
+product on both sides of the seam. Rows the service creates take their id from the
+database's allocator (SQLite AUTOINCREMENT, PostgreSQL the serial's sequence), which
+`strangler ids reserve` points at the catalog's own block (README: "Ids that never collide"). Timestamps are stored the way the monolith stores them
 (text in SQLite, `timestamptz` in PostgreSQL) so CDC copies them unchanged.
 """
 
@@ -39,6 +41,10 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeEngine
 
 metadata = MetaData()
+
+# The ids this service allocates, half-open: the monolith keeps those below (README "Ids that
+# never collide"). Migration 0002 starts every allocator here; `strangler ids` reads it.
+ID_BLOCK = (1_000_000_000, 2_000_000_000)
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -95,6 +101,7 @@ categories = Table(
     Column("created_at", UTCDateTime, nullable=False),
     Index("ix_categories_parent_id", "parent_id"),
     Index("ix_categories_name", "name"),
+    sqlite_autoincrement=True,
 )
 
 products = Table(
@@ -118,6 +125,7 @@ products = Table(
     Index("ix_products_name", "name", "id"),
     Index("ix_products_created_at", "created_at", "id"),
     Index("ix_products_stock_count", "stock_count", "id"),
+    sqlite_autoincrement=True,
 )
 
 price_changes = Table(
@@ -131,4 +139,17 @@ price_changes = Table(
     Column("changed_by", Integer, nullable=True),
     Column("changed_at", UTCDateTime, nullable=False),
     Index("ix_price_changes_product_id", "product_id"),
+    sqlite_autoincrement=True,
+)
+
+# Read copy of the monolith's order lines, reduced to the product each one points at (the
+# `catalog` stream drops every other column). The monolith's PROTECT foreign key refuses
+# deleting a product an order references; the service answers the same while a row here
+# names the product. Written by CDC only.
+order_line_refs = Table(
+    "order_line_refs",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("product_id", Integer, nullable=False),
+    Index("ix_order_line_refs_product_id", "product_id"),
 )

@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from sqlalchemy import Connection, Engine, text
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import QueryParams
 from starlette.requests import Request
@@ -145,15 +145,9 @@ async def product_create(request: Request) -> Response:
     engine = _engine(request)
 
     def create() -> dict[str, Any]:
-        for attempt in range(2):
-            try:
-                with engine.begin() as conn:
-                    values = schemas.product_payload(data, partial=False, category_exists=_exists(conn))
-                    product_id = services.product_create(conn, values=values)
-                break
-            except IntegrityError:
-                if attempt:  # a concurrent create took the same id twice in a row
-                    raise
+        with engine.begin() as conn:
+            values = schemas.product_payload(data, partial=False, category_exists=_exists(conn))
+            product_id = services.product_create(conn, values=values)
         return _product_detail(engine, product_id)
 
     return JSONResponse(await run_in_threadpool(create), status_code=201)

@@ -4,10 +4,14 @@ Names match the monolith (`product_create`, `product_update`, `product_delete`).
 change also records a `price_changes` row, as the monolith's serializer does. The
 service never writes `stock_count`: it is inventory's number, fed here by CDC.
 
-Ids: while the monolith still owns writes, ids come from it through CDC. A service-side
-insert takes the next id after the largest one present so it
-cannot collide with a copied row; making the two sides' ranges disjoint for good is the
-job of migration step 4.
+Ids: rows copied by CDC keep the monolith's ids; a row created here takes its id from the
+database's own allocator (SQLite AUTOINCREMENT, PostgreSQL the column's sequence), never
+from `max(id)+1`, which hands the monolith's next id to both sides. `strangler ids reserve`
+points that allocator at the catalog's own block (README: "Ids that never collide").
+
+Deletes: the monolith refuses deleting a product an order line references (a PROTECT
+foreign key; tangle T2). The service keeps a CDC-fed read copy of those references
+(`order_line_refs`) and refuses the same way while one exists.
 """
 
 from __future__ import annotations
@@ -15,22 +19,23 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, delete, func, insert, select, update
+from sqlalchemy import Connection, delete, exists, insert, select, update
 
-from extracted.catalog.models import price_changes, products
+from extracted.catalog.errors import ValidationError
+from extracted.catalog.models import order_line_refs, price_changes, products
+
+# The monolith's answer to a delete its PROTECT foreign key refuses (monolith/utils.py:
+# shop_exception_handler turns Django's ProtectedError, an IntegrityError, into this 400).
+PROTECTED = {"detail": ["This conflicts with existing data."]}
 
 
 def product_create(conn: Connection, *, values: dict[str, Any]) -> int:
-    """Insert a product; its id. `values` come from `schemas.product_payload`.
-
-    Two concurrent creates may pick the same id: one gets `IntegrityError` and the caller
-    retries it in a fresh transaction (see `routes.product_create`).
-    """
+    """Insert a product; its id, from the database's allocator. `values` come from
+    `schemas.product_payload`."""
     now = datetime.now(UTC)
     row = {"description": "", "is_active": True, **values, "created_at": now, "updated_at": now}
-    next_id = conn.execute(select(func.coalesce(func.max(products.c.id), 0) + 1)).scalar_one()
-    conn.execute(insert(products).values(id=next_id, **row))
-    return int(next_id)
+    new_id = conn.execute(insert(products).values(**row).returning(products.c.id)).scalar_one()
+    return int(new_id)
 
 
 def product_update(
@@ -59,7 +64,13 @@ def product_update(
 
 
 def product_delete(conn: Connection, *, product_id: int) -> bool:
-    """Delete a product (its price changes go with it); False when it does not exist."""
+    """Delete a product (its price changes go with it); False when it does not exist.
+
+    Refused (`ValidationError`, the monolith's 400 body) while an order line references it."""
+    if conn.execute(select(products.c.id).where(products.c.id == product_id).with_for_update()).first() is None:
+        return False
+    if conn.execute(select(exists().where(order_line_refs.c.product_id == product_id))).scalar():
+        raise ValidationError(PROTECTED)
     conn.execute(delete(price_changes).where(price_changes.c.product_id == product_id))
-    result = conn.execute(delete(products).where(products.c.id == product_id))
-    return result.rowcount > 0
+    conn.execute(delete(products).where(products.c.id == product_id))
+    return True

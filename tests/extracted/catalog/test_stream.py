@@ -18,6 +18,7 @@ from extracted.catalog.db import make_engine
 from tests.extracted.catalog.asgi import asgi_client
 from tests.extracted.catalog.conftest import settings_for
 from tests.extracted.catalog.shop import HOST, catalog_stream, drop_stream, run_stream, shop
+from tests.extracted.catalog.test_writes import header
 
 pytestmark = pytest.mark.slow
 
@@ -59,6 +60,44 @@ def test_monolith_writes_reach_the_service_through_the_stream(tmp_path: Path) ->
                 for path in ("/api/products/3/", f"/api/products/{new_id}/", "/api/products/3/price-history/"):
                     assert service.get(path).json() == monolith.get(path).json(), path
                 assert service.get("/api/products/3/").json()["price"] == "77.70"
+        finally:
+            drop_stream(cfg)
+            engine.dispose()
+
+
+def test_a_product_order_lines_reference_is_refused_deletion_on_both_sides_alike(tmp_path: Path) -> None:
+    """Issue 11: `DELETE /api/products/107` was refused by the monolith (PROTECT foreign key
+    from order lines) and accepted by the service, so the row vanished from one side only.
+    The stream now carries which products order lines reference; both answer the same."""
+    monolith_url = f"sqlite:///{tmp_path / 'monolith.sqlite3'}"
+    catalog_url = f"sqlite:///{tmp_path / 'catalog.sqlite3'}"
+    with shop(monolith_url) as monolith:
+        engine = make_engine(catalog_url)
+        migrations.upgrade(engine)
+        cfg = catalog_stream(monolith_url=monolith_url, catalog_url=catalog_url)
+        app = create_app(settings_for(catalog_url, migrate_on_start=False), engine=engine)
+        try:
+            run_stream(cfg, until=lambda: True)  # the initial copy, order-line references too
+            shop_db = make_engine(monolith_url)
+            with shop_db.connect() as conn:
+                referenced = {r[0] for r in conn.exec_driver_sql("SELECT product_id FROM orders_orderline")}
+                free = conn.exec_driver_sql(
+                    "SELECT min(id) FROM catalog_product WHERE id NOT IN "
+                    "(SELECT product_id FROM orders_orderline) AND id NOT IN "
+                    "(SELECT product_id FROM inventory_reservation)").scalar_one()
+            shop_db.dispose()
+            protected = 107 if 107 in referenced else min(referenced)
+            token = httpx.post(
+                str(monolith.base_url.join("/api/auth/login/")),
+                json={"username": "staff1", "password": "shop-password"}, headers={"Host": HOST},
+            ).json()["token"]
+            with asgi_client(app) as service:
+                refused = monolith.delete(f"/api/products/{protected}/", headers={"Authorization": f"Token {token}"})
+                answered = service.delete(f"/api/products/{protected}/", headers=header())
+                assert (refused.status_code, answered.status_code) == (400, 400)
+                assert answered.json() == refused.json()
+                assert service.get(f"/api/products/{protected}/").json() == monolith.get(f"/api/products/{protected}/").json()
+                assert service.delete(f"/api/products/{free}/", headers=header()).status_code == 204
         finally:
             drop_stream(cfg)
             engine.dispose()

@@ -6,10 +6,10 @@ import time
 from collections.abc import Callable
 
 import pytest
-from sqlalchemy import Engine, func, insert, select
+from sqlalchemy import Engine, delete, func, insert, select
 
 from extracted.catalog import identity
-from extracted.catalog.models import categories, price_changes, products
+from extracted.catalog.models import ID_BLOCK, categories, order_line_refs, price_changes, products
 from tests.extracted.catalog.asgi import ASGIClient
 from tests.extracted.catalog.conftest import SECRET
 
@@ -79,13 +79,36 @@ def test_staff_create_answers_201_with_the_product_and_it_is_readable(seeded: AS
     response = seeded.post("/api/products/", json=BODY, headers=header())
     assert response.status_code == 201
     body = response.json()
-    assert body["id"] == 6  # after the largest copied id: no collision with CDC-fed rows
     assert {k: body[k] for k in ("name", "category", "category_name", "price", "stock_count", "is_active", "description")} == {
         "name": "Steel Kettle", "category": 1, "category_name": "Kitchen", "price": "19.99",
         "stock_count": 0, "is_active": True, "description": "",
     }
     assert body["created_at"].endswith("Z")
-    assert seeded.get("/api/products/6/").json() == body
+    assert seeded.get(f"/api/products/{body['id']}/").json() == body
+
+
+def test_a_created_product_never_takes_an_id_the_monolith_will_give(seeded: ASGIClient, catalog_engine: Engine) -> None:
+    """The regression of issue 11: the service took max(id)+1 = 6, the monolith's next product
+    was also 6, and the CDC upsert replaced the service's row. Ids now come from the catalog's
+    own block; the monolith's next row arrives through CDC beside it."""
+    created = seeded.post("/api/products/", json=BODY, headers=header()).json()
+    assert created["id"] == ID_BLOCK[0]  # the first id of the catalog's block, not 6
+    with catalog_engine.begin() as conn:  # what the CDC sink does with the monolith's product 6
+        conn.execute(insert(products).values(
+            id=6, name="Monolith Lamp", description="", category_id=1, price_cents=500,
+            stock_count=0, is_active=True, created_at=NOW, updated_at=NOW))
+    assert seeded.get("/api/products/6/").json()["name"] == "Monolith Lamp"
+    assert seeded.get(f"/api/products/{created['id']}/").json() == created
+    again = seeded.post("/api/products/", json={**BODY, "name": "Tin Kettle"}, headers=header()).json()
+    assert again["id"] == ID_BLOCK[0] + 1  # the copied row 6 did not move the allocator
+    assert count(catalog_engine, products) == 4
+
+
+def test_a_deleted_products_id_is_never_handed_out_again(seeded: ASGIClient) -> None:
+    first = seeded.post("/api/products/", json=BODY, headers=header()).json()["id"]
+    assert seeded.delete(f"/api/products/{first}/", headers=header()).status_code == 204
+    second = seeded.post("/api/products/", json=BODY, headers=header()).json()["id"]
+    assert second == first + 1  # a cached link or a late CDC event for `first` cannot hit it
 
 
 def test_a_price_change_is_recorded_with_who_made_it(seeded: ASGIClient, catalog_engine: Engine) -> None:
@@ -102,6 +125,20 @@ def test_stock_count_is_read_only_here(seeded: ASGIClient) -> None:
     response = seeded.patch("/api/products/5/", json={"stock_count": 999}, headers=header())
     assert response.status_code == 200
     assert response.json()["stock_count"] == 3
+
+
+def test_deleting_a_product_an_order_line_references_is_refused_like_the_monolith(
+    seeded: ASGIClient, catalog_engine: Engine
+) -> None:
+    with catalog_engine.begin() as conn:  # the stream's read copy of an order line for product 5
+        conn.execute(insert(order_line_refs), [{"id": 31, "product_id": 5}])
+    response = seeded.delete("/api/products/5/", headers=header())
+    assert response.status_code == 400
+    assert response.json() == {"detail": ["This conflicts with existing data."]}  # the monolith's body
+    assert seeded.get("/api/products/5/").status_code == 200
+    with catalog_engine.begin() as conn:  # the order is deleted in the monolith; CDC deletes the line
+        conn.execute(delete(order_line_refs))
+    assert seeded.delete("/api/products/5/", headers=header()).status_code == 204
 
 
 def test_delete_then_gone(seeded: ASGIClient) -> None:
