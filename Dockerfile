@@ -22,6 +22,7 @@ COPY extracted ./extracted
 COPY migrations ./migrations
 COPY cli ./cli
 COPY devstack ./devstack
+COPY ownership ./ownership
 # Every dependency has wheels for amd64 and arm64 (psycopg2-binary, confluent-kafka,
 # httptools): no compiler needed.
 RUN /opt/venv/bin/pip install --no-cache-dir .
@@ -40,7 +41,7 @@ COPY --from=build /opt/venv /opt/venv
 COPY deploy/healthcheck.py /usr/local/bin/strangler-healthcheck
 COPY deploy/cdc_healthcheck.py /usr/local/bin/strangler-cdc-healthcheck
 WORKDIR /app
-COPY streams.yaml ./
+COPY streams.yaml ownership.yaml ./
 # The router's table: Compose mounts deploy/compose/ and Kubernetes the routes ConfigMap
 # over /etc/strangler; this copy only serves a bare `docker run`.
 COPY deploy/compose/routes.yaml /etc/strangler/routes.yaml
