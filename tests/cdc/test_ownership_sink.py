@@ -8,130 +8,18 @@ and a reverse one (catalog -> monolith), one ownership group in which the monoli
 from __future__ import annotations
 
 import logging
-import sqlite3
-import threading
-import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-import ownership
-from cdc.config import StreamConfig, parse
+from cdc.config import StreamConfig
 from cdc.events import ChangeEvent, Position
-from cdc.pipeline import Pipeline, open_stream
+from cdc.pipeline import open_stream
 from cdc.sinks.sqlalchemy import SqlSink
+from tests.cdc.ownership_shop import Shop, ownership_text, rows, run_sql, running, shop, wait_for
 
-MONOLITH_DDL = ("CREATE TABLE catalog_product (id INTEGER PRIMARY KEY, name TEXT NOT NULL, "
-                "price DECIMAL(10,2) NOT NULL, stock_count INTEGER NOT NULL)")  # no default (Django's is in Python)
-CATALOG_DDL = ("CREATE TABLE products (id INTEGER PRIMARY KEY, name TEXT NOT NULL, "
-               "price_cents INTEGER NOT NULL, stock_count INTEGER NOT NULL DEFAULT 0)")
-
-
-def ownership_text(owner: str) -> str:
-    return f"""
-version: 1
-groups:
-  catalog:
-    owner: {owner}
-    sides:
-      monolith: {{stream: fwd, tables: [catalog_product]}}
-      catalog: {{stream: rev, tables: [products]}}
-    keeps:
-      monolith: {{catalog_product: [stock_count]}}
-"""
-
-
-def rows(path: Path, sql: str) -> list[Any]:
-    conn = sqlite3.connect(path)
-    try:
-        return conn.execute(sql).fetchall()
-    finally:
-        conn.close()
-
-
-def run_sql(path: Path, *statements: str) -> None:
-    conn = sqlite3.connect(path)
-    with conn:
-        for s in statements:
-            conn.execute(s)
-    conn.close()
-
-
-@dataclass
-class Shop:
-    monolith: Path
-    catalog: Path
-    own: Path
-    fwd: StreamConfig
-    rev: StreamConfig
-
-    def flip(self, owner: str) -> None:
-        ownership.write(self.own, ownership.with_owner(ownership.load(self.own), "catalog", owner))
-
-    def dead(self, db: Path) -> list[tuple[str, str, str]]:
-        return rows(db, "SELECT source_table, op, reason FROM strangler_cdc_dead_letter ORDER BY id")
-
-
-@pytest.fixture
-def shop(tmp_path: Path) -> Shop:
-    mono, cat = tmp_path / "monolith.sqlite3", tmp_path / "catalog.sqlite3"
-    run_sql(mono, MONOLITH_DDL, "INSERT INTO catalog_product VALUES (1, 'mug', 10.00, 5), (2, 'pot', 20.00, 7)")
-    run_sql(cat, CATALOG_DDL)
-    own = tmp_path / "ownership.yaml"
-    own.write_text(ownership_text("monolith"))
-    streams = parse({"ownership": "ownership.yaml", "streams": {
-        "fwd": {"source": {"url": f"sqlite:///{mono}"}, "target": {"url": f"sqlite:///{cat}"},
-                "tables": {"catalog_product": {"target": "products", "columns": {
-                    "id": "id", "name": "name", "price": {"to": "price_cents", "convert": "decimal_to_cents"},
-                    "stock_count": "stock_count"}}}},
-        "rev": {"source": {"url": f"sqlite:///{cat}"}, "target": {"url": f"sqlite:///{mono}"},
-                "tables": {"products": {"target": "catalog_product", "columns": {
-                    "id": "id", "name": "name", "price_cents": {"to": "price", "convert": "cents_to_decimal"},
-                    "stock_count": "stock_count"}}}},
-    }}, path=str(tmp_path / "streams.yaml"))
-    return Shop(mono, cat, own, streams.stream("fwd"), streams.stream("rev"))
-
-
-def wait_for(check: Callable[[], bool], what: str, errors: list[BaseException], timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert not errors, errors
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
-
-
-class Running:
-    def __init__(self, cfg: StreamConfig) -> None:
-        self.pipe = Pipeline(cfg, on_tick=lambda m: None)
-        self.errors: list[BaseException] = []
-        self.thread = threading.Thread(target=self._run)
-
-    def _run(self) -> None:
-        try:
-            self.pipe.run()
-        except BaseException as exc:  # surfaced by the test
-            self.errors.append(exc)
-
-
-@pytest.fixture
-def running() -> Iterator[Callable[[StreamConfig], Running]]:
-    started: list[Running] = []
-
-    def start(cfg: StreamConfig) -> Running:
-        r = Running(cfg)
-        r.thread.start()
-        started.append(r)
-        return r
-
-    yield start
-    for r in started:
-        r.pipe.stop()
-        r.thread.join(30)
-
+__all__ = ["running", "shop"]  # fixtures
 
 def test_after_the_catalog_owns_products_the_forward_stream_carries_only_stock(shop: Shop, running: Any) -> None:
     """The lost update of issue 11: the monolith's stock change must not carry its older price."""
@@ -139,12 +27,12 @@ def test_after_the_catalog_owns_products_the_forward_stream_carries_only_stock(s
     wait_for(lambda: rows(shop.catalog, "SELECT count(*) FROM products") == [(2,)], "the copy", fwd.errors)
     shop.flip("catalog")  # what `strangler own catalog --by catalog` does to the file
     # the catalog changes a price; the reverse stream has not carried it back yet
-    run_sql(shop.catalog, "UPDATE products SET price_cents = 1500 WHERE id = 1")
+    run_sql(shop.catalog, "UPDATE products SET price_cents = 1500 WHERE product_id = 1")
     # inventory, in the monolith, changes the stock of the same product
     run_sql(shop.monolith, "UPDATE catalog_product SET stock_count = 4 WHERE id = 1")
-    wait_for(lambda: rows(shop.catalog, "SELECT stock_count FROM products WHERE id = 1") == [(4,)],
+    wait_for(lambda: rows(shop.catalog, "SELECT stock_count FROM products WHERE product_id = 1") == [(4,)],
              "the stock change", fwd.errors)
-    assert rows(shop.catalog, "SELECT id, name, price_cents, stock_count FROM products ORDER BY id") == [
+    assert rows(shop.catalog, "SELECT * FROM products ORDER BY product_id") == [
         (1, "mug", 1500, 4), (2, "pot", 2000, 7)]
     assert shop.dead(shop.catalog) == []
 
@@ -158,13 +46,13 @@ def sink_for(cfg: StreamConfig) -> SqlSink:
 class Feed:
     """Hand-made events of one source table into a sink, one source transaction each."""
 
-    def __init__(self, sink: SqlSink, table: str) -> None:
-        self.sink, self.table, self.n = sink, table, 0
+    def __init__(self, sink: SqlSink, table: str, key: str = "id") -> None:
+        self.sink, self.table, self.key, self.n = sink, table, key, 0
 
     def __call__(self, op: str, key: int | None = None, before: dict[str, Any] | None = None,
                  after: dict[str, Any] | None = None) -> None:
         self.n += 1
-        ev = ChangeEvent(op=op, table=self.table, key={} if key is None else {"id": key},
+        ev = ChangeEvent(op=op, table=self.table, key={} if key is None else {self.key: key},
                          before=before, after=after, position=Position(self.n, 0), ts_ms=1)
         self.sink.begin()
         self.sink.write([ev])
@@ -183,7 +71,7 @@ def test_a_side_that_does_not_own_a_table_updates_only_its_kept_columns(shop: Sh
     try:
         # inventory's stock change, with the monolith's (older) price in the image: stock only
         feed("u", 1, before=product(1, "mug", "10.00", 5), after=product(1, "mug", "10.00", 4))
-        assert rows(shop.catalog, "SELECT * FROM products WHERE id = 1") == [(1, "mug", 1500, 4)]
+        assert rows(shop.catalog, "SELECT * FROM products WHERE product_id = 1") == [(1, "mug", 1500, 4)]
         assert shop.dead(shop.catalog) == []
         # everything else the monolith's side cannot write went around its guard: dead-lettered
         feed("c", 3, after=product(3, "new", "1.00", 1))
@@ -195,7 +83,7 @@ def test_a_side_that_does_not_own_a_table_updates_only_its_kept_columns(shop: Sh
     finally:
         sink.close()
         sink.engine.dispose()
-    assert rows(shop.catalog, "SELECT * FROM products ORDER BY id") == [(1, "mug", 1500, 3), (2, "pot", 2000, 7)]
+    assert rows(shop.catalog, "SELECT * FROM products ORDER BY product_id") == [(1, "mug", 1500, 3), (2, "pot", 2000, 7)]
     dead = shop.dead(shop.catalog)
     assert [d[1] for d in dead] == ["c", "d", "t", "u", "u"]
     for _table, _op, reason in dead:
@@ -208,16 +96,16 @@ def test_a_side_that_does_not_own_a_table_updates_only_its_kept_columns(shop: Sh
 def test_the_owner_never_overwrites_the_columns_the_other_side_keeps(shop: Shop) -> None:
     shop.flip("catalog")
     sink = sink_for(shop.rev)  # catalog -> monolith: the monolith keeps stock_count
-    feed = Feed(sink, "products")
-    cat = {"id": 1, "name": "big mug", "price_cents": 1500, "stock_count": 0}
+    feed = Feed(sink, "products", key="product_id")
+    cat = {"product_id": 1, "name": "big mug", "price_cents": 1500, "stock_count": 0}
     try:
         feed("u", 1, before={**cat, "name": "mug"}, after=cat)
         # a product the catalog creates: a new row takes the image's stock (the monolith's
         # column has no default), and a later update never overwrites the monolith's stock
-        feed("c", 3, after={"id": 3, "name": "new", "price_cents": 100, "stock_count": 0})
+        feed("c", 3, after={"product_id": 3, "name": "new", "price_cents": 100, "stock_count": 0})
         run_sql(shop.monolith, "UPDATE catalog_product SET stock_count = 8 WHERE id = 3")
-        feed("u", 3, after={"id": 3, "name": "newer", "price_cents": 100, "stock_count": 0})
-        feed("d", 2, before={"id": 2})
+        feed("u", 3, after={"product_id": 3, "name": "newer", "price_cents": 100, "stock_count": 0})
+        feed("d", 2, before={"product_id": 2})
     finally:
         sink.close()
         sink.engine.dispose()
