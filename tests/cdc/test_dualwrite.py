@@ -3,14 +3,16 @@ both sides, found with both commit times; shown by `strangler status` and `cdc m
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
+from rich.console import Console
 
 import ownership
 from cdc import checkpoint, config, dualwrite, metrics
 from cli.cdc import dual_writes
-from cli.status import dual_write_lines
+from cli.status import collect, dual_write_lines, render
 from tests.cdc.ownership_shop import Shop, rows, run_sql, running, shop, wait_for
 
 __all__ = ["running", "shop"]  # fixtures
@@ -57,8 +59,23 @@ def test_a_key_changed_through_both_streams_is_a_dual_write(shop: Shop, running:
     assert dualwrite.find(shop.fwd, shop.rev, group, now_ms=found[0].reverse_ts_ms) == []
 
 
-def test_status_and_metrics_show_the_dual_writes(shop: Shop, running: Any) -> None:
+class _Router:
+    base_url = "http://router.invalid"
+
+    def status(self) -> dict[str, Any]:
+        return {"routes": {}}
+
+
+def test_status_and_metrics_show_the_dual_writes(shop: Shop, running: Any, tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     both_sides_write_product_1(shop, running)
+    monkeypatch.setenv("STRANGLER_STREAMS", shop.streams)
+    monkeypatch.setenv("STRANGLER_STATE_DIR", str(tmp_path / "state"))
+    _doc, summary = collect(_Router(), None)  # type: ignore[arg-type]
+    assert summary["dual_writes"]["count"] == 1  # in `strangler status --json`
+    console = Console(record=True, width=200)
+    console.print(render(summary, title="status"))
+    assert 'DUAL WRITES 1 key(s)' in console.export_text()  # and in its table
     dw = dual_writes(shop.streams)
     assert dw["count"] == 1 and dw["groups"] == {"catalog": 1} and "error" not in dw
     assert dw["keys"][0]["key"] == {"id": 1} and dw["keys"][0]["table"] == "catalog_product"
