@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import logging
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from cdc.config import StreamConfig
+from cdc.config import StreamConfig, parse
 from cdc.events import ChangeEvent, Position
 from cdc.pipeline import open_stream
 from cdc.sinks.sqlalchemy import SqlSink
@@ -137,3 +138,44 @@ def test_the_sink_follows_the_ownership_file_and_keeps_the_last_good_one(
     finally:
         sink.close()
         sink.engine.dispose()
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("n", [3, 80], ids=["values", "copy"])  # pgbulk: VALUES list, COPY + merge
+def test_on_postgresql_the_owner_never_overwrites_kept_columns(pg_dsn: str, tmp_path: Path, n: int) -> None:
+    import psycopg2
+
+    from cdc.mapping import TableSchema, compile_stream
+    from cdc.sinks.sqlalchemy import describe, make_engine
+
+    conn = psycopg2.connect(pg_dsn)
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute("CREATE TABLE catalog_product (id int PRIMARY KEY, name text NOT NULL, "
+                    "price numeric(10,2) NOT NULL, stock_count int NOT NULL)")
+        cur.execute("INSERT INTO catalog_product SELECT g, 'old', 1, 9 FROM generate_series(1, %s) g", (n,))
+    (tmp_path / "ownership.yaml").write_text(ownership_text("catalog"))
+    cfg = parse({"streams": {"rev": {"source": {"url": "sqlite:///unused"}, "target": {"url": pg_dsn},
+                                     "tables": {"products": {"target": "catalog_product", "columns": {
+                                         "product_id": "id", "name": "name", "stock_count": "stock_count",
+                                         "price_cents": {"to": "price", "convert": "cents_to_decimal"}}}}}}},
+                path=str(tmp_path / "streams.yaml")).stream("rev")
+    src = TableSchema(name="products", columns={"product_id": "INTEGER", "name": "TEXT", "price_cents": "INTEGER",
+                                                "stock_count": "INTEGER"}, pk=("product_id",))
+    engine = make_engine(pg_dsn)
+    sink = SqlSink(stream="rev", engine=engine, ownership_path=cfg.ownership_path,
+                   mappings=compile_stream(cfg, {"products": src}, describe(engine), source_kind="sqlite"))
+    events = [ChangeEvent(op="u" if i <= n else "c", table="products", key={"product_id": i}, before=None,
+                          after={"product_id": i, "name": "new", "price_cents": 250, "stock_count": 0},
+                          position=Position(i, 0), last=i == n + 1) for i in range(1, n + 2)]
+    try:
+        sink.begin()
+        sink.write(events)
+        sink.commit()
+    finally:
+        sink.close()
+        engine.dispose()
+    with conn.cursor() as cur:
+        cur.execute("SELECT name, price, stock_count, count(*) FROM catalog_product GROUP BY 1, 2, 3 ORDER BY 3")
+        assert cur.fetchall() == [("new", Decimal("2.50"), 0, 1), ("new", Decimal("2.50"), 9, n)]
+    conn.close()
