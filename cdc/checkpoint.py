@@ -4,6 +4,9 @@
                                row with table '' is the stream-wide position (for status)
     strangler_cdc_snapshot     per (stream, source table) snapshot state and last copied key
     strangler_cdc_dead_letter  events that could not be applied, with the reason
+    strangler_cdc_recent       per (stream, source table, key) the source commit time of the
+                               last change of a table in an ownership group, pruned to a short
+                               window: what the dual-write detector (cdc/dualwrite.py) reads
 
 Replay after a crash skips every event at or before its table's stored position.
 """
@@ -51,6 +54,18 @@ dead_letters = sa.Table(
     sa.Column("reason", sa.Text, nullable=False),
     sa.Column("at_ms", sa.BigInteger, nullable=False),
 )
+
+
+recent = sa.Table(
+    "strangler_cdc_recent", metadata,
+    sa.Column("stream", sa.String(64), primary_key=True),
+    sa.Column("tbl", sa.String(200), primary_key=True),  # source table
+    sa.Column("key", sa.Text, primary_key=True),  # the key in source terms (canonical JSON)
+    sa.Column("tkey", sa.Text, nullable=False),  # the same key in target terms
+    sa.Column("ts_ms", sa.BigInteger, nullable=False),  # source commit time
+    sa.Index("ix_strangler_cdc_recent_ts", "stream", "ts_ms"),
+)
+RECENT_CAP = 10_000  # rows kept per stream at most, newest first
 
 
 def ensure(engine: Engine) -> None:
@@ -114,7 +129,40 @@ def dead_letter_count(conn: Connection, stream: str) -> int:
                             .where(dead_letters.c.stream == stream)).scalar_one())
 
 
+def record_recent(conn: Connection, stream: str, rows: list[tuple[str, str, str, int]]) -> None:
+    """Upsert (table, key, tkey, ts_ms) rows: the last change per key wins."""
+    if not rows:
+        return
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert  # type: ignore[assignment]
+    ins = insert(recent)
+    stmt = ins.on_conflict_do_update(index_elements=["stream", "tbl", "key"],
+                                     set_={"tkey": ins.excluded.tkey, "ts_ms": ins.excluded.ts_ms})
+    conn.execute(stmt, [{"stream": stream, "tbl": t, "key": k, "tkey": tk, "ts_ms": ts}
+                        for t, k, tk, ts in rows])
+
+
+def prune_recent(conn: Connection, stream: str, older_than_ms: int, cap: int = RECENT_CAP) -> None:
+    """Forget changes older than `older_than_ms`, and all but the newest `cap`."""
+    r = recent
+    conn.execute(sa.delete(r).where(r.c.stream == stream, r.c.ts_ms < older_than_ms))
+    n = conn.execute(sa.select(sa.func.count()).select_from(r).where(r.c.stream == stream)).scalar_one()
+    if n > cap:
+        edge = (sa.select(r.c.ts_ms).where(r.c.stream == stream).order_by(r.c.ts_ms.desc())
+                .offset(cap).limit(1).scalar_subquery())
+        conn.execute(sa.delete(r).where(r.c.stream == stream, r.c.ts_ms <= edge))
+
+
+def recent_changes(conn: Connection, stream: str, since_ms: int) -> list[tuple[str, str, str, int]]:
+    """(table, key, tkey, ts_ms) of the changes recorded for `stream` since `since_ms`."""
+    r = recent
+    return [(t, k, tk, int(ts)) for t, k, tk, ts in conn.execute(
+        sa.select(r.c.tbl, r.c.key, r.c.tkey, r.c.ts_ms).where(r.c.stream == stream, r.c.ts_ms >= since_ms))]
+
+
 def clear(conn: Connection, stream: str) -> None:
     """Forget a stream (``cdc drop``); dead letters stay for inspection."""
-    for table in (positions, snapshots):
+    for table in (positions, snapshots, recent):
         conn.execute(sa.delete(table).where(table.c.stream == stream))

@@ -95,7 +95,8 @@ class Pipeline:
     def run(self, *, until: Callable[[], bool] | None = None) -> None:
         """Run until stop() (or `until()` returns True)."""
         source, engine, mappings = open_stream(self.cfg)
-        sink = SqlSink(stream=self.cfg.name, engine=engine, mappings=mappings)
+        sink = SqlSink(stream=self.cfg.name, engine=engine, mappings=mappings,
+                       ownership_path=self.cfg.ownership_path)
         try:
             self._run(source, sink, mappings, until or (lambda: False))
             self.metrics.state = "stopped"

@@ -170,6 +170,37 @@ def slot_warnings(streams: str | None = None) -> dict[str, str]:
     return out
 
 
+def dual_writes(streams: str | None = None, *, shown: int = 10) -> dict[str, Any]:
+    """Keys changed on both sides of an ownership group lately (cdc/dualwrite.py): the count,
+    per group, and up to `shown` keys, newest first; what cannot be read is in "error"."""
+    from cdc import dualwrite
+
+    out: dict[str, Any] = {"count": 0, "groups": {}, "keys": [],
+                           "window_s": dualwrite.RECENT_WINDOW_S}
+    try:
+        found = dualwrite.detect(config.load(streams))
+    except (CDCError, ConfigError, ValueError) as exc:  # ownership errors are ValueErrors
+        out["error"] = str(exc).strip().splitlines()[0]
+        return out
+    every = sorted((d for ds in found.values() for d in ds),
+                   key=lambda d: -max(d.forward_ts_ms, d.reverse_ts_ms))
+    out["count"] = len(every)
+    out["groups"] = {g: len(ds) for g, ds in found.items()}
+    out["keys"] = [d.as_dict() for d in every[:shown]]
+    return out
+
+
+@cdc_app.command("metrics")
+def metrics_text(streams: StreamsOpt = None) -> None:
+    """Every stream's metrics and the dual writes per ownership group, as Prometheus text."""
+    try:
+        sf = config.load(streams)
+    except ConfigError as exc:
+        raise _err(str(exc), 2) from None
+    docs = [d for name in sf.streams if (d := metrics.load(name)) is not None]
+    typer.echo(metrics.prometheus(docs, dual_writes(streams)["groups"]), nl=False)
+
+
 @cdc_app.command("status")
 def status(stream: Annotated[str | None, typer.Argument()] = None, streams: StreamsOpt = None,
            as_json: JsonOpt = False) -> None:

@@ -2,7 +2,7 @@
 
 Per route: weights, the observed split, error rate and p50/p99 per backend, breaker state
 and the shadow diff rate, from the router's cumulative status; per CDC stream: lag, dead
-letters and, for PostgreSQL streams in streams.yaml, a warning when the replication slot is
+letters, keys changed on both sides of an ownership group lately (dual writes) and, for PostgreSQL streams in streams.yaml, a warning when the replication slot is
 close to (or past) being invalidated by the server. `summarize` is pure (status document in, summary out) so it is tested
 without a router; with a previous document the numbers cover only the time between the
 two (what `--watch` shows), otherwise everything since the router started.
@@ -158,19 +158,41 @@ def render(summary: dict[str, Any], *, title: str) -> Group:
         for s in streams:
             if s.get("warning"):
                 parts.append(f"[bold red]WARNING[/bold red] {s.get('stream')}: {s['warning']}")
+    parts += dual_write_lines(summary.get("dual_writes"))
     if summary.get("note"):
         parts.append(f"[dim]{summary['note']}[/dim]")
     return Group(*parts)
+
+
+def dual_write_lines(dw: dict[str, Any] | None) -> list[str]:
+    """What `status` prints about keys changed on both sides of an ownership group."""
+    if not dw:
+        return []
+    if dw.get("error"):
+        return [f"[yellow]dual writes: not checked ({dw['error']})[/yellow]"]
+    if not dw.get("count"):
+        return []
+    lines = [f"[bold red]DUAL WRITES[/bold red] {dw['count']} key(s) changed on both sides within "
+             f"{dw.get('window_s', 60):g}s (two writers for one row: check the routes' write owner "
+             "and the write guards):"]
+    for k in dw.get("keys", []):
+        lines.append(f"  {k['group']}: {k['table']} {json.dumps(k['key'], sort_keys=True)} "
+                     f"forward {time.strftime('%H:%M:%S', time.localtime(k['forward_ts_ms'] / 1000))}, "
+                     f"reverse {time.strftime('%H:%M:%S', time.localtime(k['reverse_ts_ms'] / 1000))}")
+    if dw["count"] > len(dw.get("keys", [])):
+        lines.append(f"  ... and {dw['count'] - len(dw['keys'])} more (`strangler status --json`)")
+    return lines
 
 
 def collect(api: RouterAPI, previous: dict[str, Any] | None) -> tuple[dict[str, Any], dict[str, Any]]:
     doc = api.status()
     summary = summarize(doc, previous)
     summary["router"] = api.base_url
-    from cli.cdc import slot_warnings  # lazily: it loads the CDC engine
+    from cli.cdc import dual_writes, slot_warnings  # lazily: it loads the CDC engine
 
     streams, note = stream_status()
     summary["streams"] = with_slot_warnings(streams, slot_warnings())
+    summary["dual_writes"] = dual_writes()
     if note and not summary["streams"]:
         summary["note"] = note
     return doc, summary

@@ -74,11 +74,13 @@ class Upserter:
     def _staging(self, names: list[str]) -> str:
         return quote(f"_strangler_stg_{self.name}_{abs(hash(tuple(names))) % 10**8}")
 
-    def _upsert_sql(self, names: list[str], from_staging: bool) -> str:
-        key = (*names, from_staging)
+    def _upsert_sql(self, names: list[str], from_staging: bool, keep: frozenset[str] = frozenset()) -> str:
+        key = (*names, from_staging, keep)
         sql = self._sql.get(key)
         if sql is None:
-            rest = [c for c in names if c not in self.key]
+            # `keep`: columns another side writes (ownership.yaml): a new row takes them, an
+            # existing row keeps its own
+            rest = [c for c in names if c not in self.key and c not in keep]
             cols = ", ".join(quote(c) for c in names)
             source = f"SELECT {cols} FROM {self._staging(names)}" if from_staging else "VALUES %s"
             sql = (f"INSERT INTO {self.table} ({cols}) {source} "
@@ -95,11 +97,13 @@ class Upserter:
     def _compared(self, expr: str, column: str) -> str:
         return f"{expr}::text" if column in self.compare_as_text else expr
 
-    def upsert(self, cursor: Any, names: list[str], rows: list[dict[str, Any]]) -> None:
-        """Upsert `rows` (distinct keys, each with exactly the columns `names`)."""
+    def upsert(self, cursor: Any, names: list[str], rows: list[dict[str, Any]],
+               keep: frozenset[str] = frozenset()) -> None:
+        """Upsert `rows` (distinct keys, each with exactly the columns `names`); the columns in
+        `keep` are inserted but never updated."""
         text = copy_text(rows, names) if len(rows) >= COPY_MIN_ROWS else None
         if text is None:
-            psycopg2.extras.execute_values(cursor, self._upsert_sql(names, False),
+            psycopg2.extras.execute_values(cursor, self._upsert_sql(names, False, keep),
                                            [tuple(_param(r[c]) for c in names) for r in rows],
                                            page_size=2000)
             return
@@ -107,5 +111,5 @@ class Upserter:
         cursor.execute(f"CREATE TEMP TABLE IF NOT EXISTS {staging} AS SELECT "
                        f"{', '.join(quote(c) for c in names)} FROM {self.table} WITH NO DATA")
         cursor.copy_expert(f"COPY {staging} FROM STDIN", io.StringIO(text))
-        cursor.execute(self._upsert_sql(names, True))
+        cursor.execute(self._upsert_sql(names, True, keep))
         cursor.execute(f"TRUNCATE {staging}")

@@ -13,6 +13,13 @@ PostgreSQL runs take the COPY fast path in :mod:`cdc.sinks.pgbulk`.
 An image without its unchanged TOAST columns can only complete a row the target holds: it
 is an UPDATE by key (or, for a key change, a move of the old key's row to the new key), and
 an event whose row is not there is dead-lettered with the fix, never dropped silently.
+
+Write ownership (ownership.yaml, :mod:`cdc.sinks.owned`): for a table in an ownership group
+the sink writes only what the stream's source side may write now: all but the other side's
+kept columns if it owns the table, else only updates of its own kept columns (anything else
+is dead-lettered as a write that bypassed the guard). The keys of such tables' changes are
+recorded with their commit time in ``strangler_cdc_recent`` (same transaction) for the
+dual-write detector (:mod:`cdc.dualwrite`).
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ import datetime as dt
 import json
 import logging
 import os
+import time
 import uuid
 from collections.abc import Callable, Sequence
 from decimal import Decimal
@@ -34,13 +42,15 @@ from cdc import checkpoint, faults
 from cdc.errors import SinkError
 from cdc.events import ChangeEvent, Position, json_default
 from cdc.mapping import TableMapping, TableSchema
+from cdc.sinks.owned import Rule, Watch
 from cdc.sinks.pgbulk import Upserter
 
 log = logging.getLogger("cdc.sink")
 
-UPSERT, UPDATE, MOVE, DELETE, TRUNCATE, MARK, SWEEP = (
-    "upsert", "update", "move", "delete", "truncate", "mark", "sweep")
+UPSERT, UPDATE, MOVE, DELETE, TRUNCATE, MARK, SWEEP, KEPT = (
+    "upsert", "update", "move", "delete", "truncate", "mark", "sweep", "kept")
 SWEEP_BATCH = 1000  # ghost keys deleted per statement
+RECENT_WINDOW_S = 60.0  # how long applied keys are remembered for the dual-write detector
 
 
 def make_engine(url: str) -> Engine:
@@ -163,11 +173,22 @@ def _key_value(v: Any) -> Any:
     return v
 
 
+def canonical_key(key: dict[str, Any]) -> str:
+    """A key as text that compares equal across drivers and sides: sorted JSON of normalised
+    values (what ``strangler_cdc_recent`` stores and the dual-write detector compares)."""
+    return json.dumps({k: _key_value(v) for k, v in key.items()}, sort_keys=True,
+                      default=json_default, separators=(",", ":"))
+
+
 def _no_equality(table: sa.Table) -> frozenset[str]:
     """Columns whose PostgreSQL type has no "=" (json, and types SQLAlchemy does not know)."""
     return frozenset(c.name for c in table.columns
                      if (isinstance(c.type, sa.JSON) and not isinstance(c.type, pg.JSONB))
                      or isinstance(c.type, sa.types.NullType))
+
+
+def _without(row: dict[str, Any], columns: frozenset[str]) -> dict[str, Any]:
+    return {c: v for c, v in row.items() if c not in columns}
 
 
 class _Table:
@@ -180,7 +201,7 @@ class _Table:
         self.dialect = dialect
         self.coerce = [(c.name, *co) for c in table.columns if (co := _coercer(c.type, dialect)) is not None]
         self.filtered = bool(tm.spec.filter)
-        self._upserts: dict[frozenset[str], Any] = {}
+        self._upserts: dict[tuple[frozenset[str], frozenset[str]], Any] = {}
         self._updates: dict[frozenset[str], Any] = {}
         self.pg = Upserter(table.name, table.schema, self.key, _no_equality(table)) if dialect == "postgresql" else None
 
@@ -239,15 +260,18 @@ class _Table:
         else:
             conn.execute(sa.delete(self.table).where(sa.tuple_(*cols).in_(list(keys))))
 
-    def upsert(self, cols: frozenset[str]) -> Any:
-        stmt = self._upserts.get(cols)
+    def upsert(self, cols: frozenset[str], keep: frozenset[str] = frozenset()) -> Any:
+        """INSERT .. ON CONFLICT UPDATE of `cols`; the `keep` columns (another side writes
+        them) are inserted with a new row but never updated."""
+        stmt = self._upserts.get((cols, keep))
         if stmt is None:
             if self.dialect == "postgresql":
                 from sqlalchemy.dialects.postgresql import insert
             else:
                 from sqlalchemy.dialects.sqlite import insert  # type: ignore[assignment]
             ins = insert(self.table)
-            rest = [c for c in self.table.columns if c.name in cols and c.name not in self.key]
+            rest = [c for c in self.table.columns
+                    if c.name in cols and c.name not in self.key and c.name not in keep]
             if rest:
                 changed = sa.tuple_(*rest).is_distinct_from(sa.tuple_(*(ins.excluded[c.name] for c in rest)))
                 stmt = ins.on_conflict_do_update(index_elements=self.key,
@@ -255,7 +279,7 @@ class _Table:
                                                  where=changed)
             else:
                 stmt = ins.on_conflict_do_nothing(index_elements=self.key)
-            self._upserts[cols] = stmt
+            self._upserts[(cols, keep)] = stmt
         return stmt
 
     def partial_update(self, cols: frozenset[str]) -> Any:
@@ -275,7 +299,8 @@ class _Table:
 class SqlSink:
     """Applies events for one stream to its target database."""
 
-    def __init__(self, *, stream: str, engine: Engine, mappings: dict[str, TableMapping]) -> None:
+    def __init__(self, *, stream: str, engine: Engine, mappings: dict[str, TableMapping],
+                 ownership_path: str = "") -> None:
         self.stream = stream
         self.engine = engine
         checkpoint.ensure(engine)
@@ -303,6 +328,13 @@ class SqlSink:
         self.applied = 0
         self.dead = 0
         self.last_ts_ms = 0
+        # write ownership: the rules follow the file (re-read once per batch if it changed)
+        self.owned = Watch(ownership_path, stream, mappings)
+        self._rules: dict[str, Rule] = {}
+        self._keep: dict[str, frozenset[str]] = {}  # per source table: columns never updated
+        self._kept: dict[int, Rule] = {}  # id(event) -> rule, for this batch's KEPT updates
+        self._recent: dict[tuple[str, str], tuple[str, int]] = {}  # (table, key) -> (tkey, ts)
+        self._pruned_at = 0.0
         self._load()
 
     def _load(self) -> None:
@@ -341,7 +373,7 @@ class SqlSink:
     def _plan(self, events: Sequence[ChangeEvent], conn: Connection) -> list[tuple[str, str, Any, ChangeEvent]]:
         """(table, action, payload, event) per applicable event; bad ones dead-lettered."""
         plan: list[tuple[str, str, Any, ChangeEvent]] = []
-        tables, positions = self.tables, self.positions
+        tables, positions, rules = self.tables, self.positions, self._rules
         for ev in events:
             op = ev.op
             tab = tables.get(ev.table)
@@ -354,6 +386,10 @@ class SqlSink:
                 done = positions.get(ev.table)
                 if done is not None and ev.position <= done:
                     continue  # replayed after a restart: already applied
+            rule = rules.get(ev.table) if rules else None
+            if rule is not None and not rule.rows:
+                self._plan_not_owned(conn, tab, rule, ev, plan)
+                continue
             payload: Any
             try:
                 after = ev.after
@@ -374,8 +410,66 @@ class SqlSink:
                 self._dead(conn, ev, f"conversion failed: {exc}")
                 self._note([(ev.table, "", None, ev)])
                 continue
+            if rule is not None:
+                if rule.columns and action in (UPDATE, MOVE):  # the other side keeps these
+                    payload = (_without(payload, rule.columns) if action == UPDATE
+                               else (payload[0], _without(payload[1], rule.columns)))
+                self._remember(tab, ev)
             plan.append((ev.table, action, payload, ev))
         return plan
+
+    def _plan_not_owned(self, conn: Connection, tab: _Table, rule: Rule, ev: ChangeEvent,
+                        plan: list[tuple[str, str, Any, ChangeEvent]]) -> None:
+        """A change from a side that does not own the table: only its kept columns, by UPDATE
+        of a row the target has; anything else bypassed the write guard (dead-lettered)."""
+        op, after = ev.op, ev.after
+        if op == "r" and after is None:
+            if ev.extent:  # the owner's rows missing here are its new rows, not ghosts
+                log.warning("%s: not sweeping %s: %s owns it (rows it has and %s lacks are its "
+                            "own)", self.stream, tab.tm.target, rule.owner, rule.side)
+            plan.append((ev.table, MARK, None, ev))
+            return
+        if op == "r" and not rule.columns:
+            plan.append((ev.table, MARK, None, ev))  # a copied row: nothing this side may write
+            return
+        what = {"c": "an insert", "d": "a delete", "t": "a truncate"}.get(op)
+        if what is None and op == "u" and tab.filtered and not tab.tm.matches(after or {}, unknown=ev.unchanged):
+            what = "a delete (the row left the stream's filter)"
+        changed: list[str] = []
+        if what is None and op == "u":
+            before = ev.before
+            if before is not None and after is not None:
+                changed = [c for c in rule.guarded if c in before and c in after and before[c] != after[c]]
+            if not rule.columns:
+                what = "an update"
+        if what is not None:
+            self._remember(tab, ev)
+            self._dead(conn, ev, rule.violation(what))
+            self._note([(ev.table, "", None, ev)])
+            return
+        try:
+            row = tab.row(after or {})
+        except (ValueError, TypeError, ArithmeticError) as exc:
+            self._dead(conn, ev, f"conversion failed: {exc}")
+            self._note([(ev.table, "", None, ev)])
+            return
+        payload = {c: v for c, v in row.items() if c in rule.columns or c in tab.key}
+        if changed:  # the kept part is applied; the rest is not, and is recorded as such
+            self._remember(tab, ev)
+            self._dead(conn, ev, rule.violation(f"an update of {', '.join(changed)}")
+                       + f" (its {', '.join(rule.kept)} part was applied)")
+        self._kept[id(ev)] = rule
+        plan.append((ev.table, KEPT, payload, ev))
+
+    def _remember(self, tab: _Table, ev: ChangeEvent) -> None:
+        """Note a change of a table in an ownership group for the dual-write detector."""
+        if ev.op not in ("c", "u", "d") or not ev.key:
+            return
+        try:
+            tkey = canonical_key(tab.tm.key_to_target(ev.key))
+        except (ValueError, TypeError, ArithmeticError):
+            return
+        self._recent[(ev.table, canonical_key(ev.key))] = (tkey, ev.ts_ms or int(time.time() * 1000))
 
     @staticmethod
     def _partial(tab: _Table, ev: ChangeEvent, after: dict[str, Any]) -> tuple[str, Any]:
@@ -395,8 +489,13 @@ class SqlSink:
         """Apply events inside the open transaction (call begin() first)."""
         assert self._conn is not None and self._tx is not None, "begin() first"
         conn = self._conn
+        if self.owned.refresh() is not self._rules:  # one stat per batch; re-read if changed
+            self._rules = self.owned.rules
+            self._keep = {t: r.columns for t, r in self._rules.items() if r.rows and r.columns}
+        self._kept.clear()
         plan = self._plan(events, conn)
         if not plan:
+            self._save_recent(conn)
             return
         try:
             try:
@@ -412,14 +511,32 @@ class SqlSink:
                     except self._row_errors as exc:
                         self._dead(conn, step[3], f"target refused: {str(getattr(exc, 'orig', exc)).strip()}")
             for ev in incomplete:  # never silent: a row the target cannot complete
-                if self._copy_brings(ev):
+                rule = self._kept.get(id(ev))
+                if rule is not None:
+                    what = "a copied row" if ev.op == "r" else "an update"
+                    self._dead(conn, ev, rule.violation(f"{what} of a row {rule.owner} does not have "
+                                                        f"(key {ev.key})"))
+                elif self._copy_brings(ev):
                     log.debug("%s: row %s not copied yet; the running copy brings it", ev.table, ev.key)
                 else:
                     self._dead(conn, ev, self._incomplete_reason(ev))
+            self._save_recent(conn)
         except self._db_errors as exc:
             raise SinkError(f"target database failed; the stream stops with its position kept: "
                             f"{str(getattr(exc, 'orig', exc)).strip()}") from exc
         self._note(plan)
+
+    def _save_recent(self, conn: Connection) -> None:
+        """The batch's keys of grouped tables, with the rows (and, at most once a second, the
+        ones older than the window forgotten)."""
+        if not self._recent:
+            return
+        checkpoint.record_recent(conn, self.stream, [(t, k, tk, ts) for (t, k), (tk, ts) in self._recent.items()])
+        self._recent.clear()
+        now = time.monotonic()
+        if now - self._pruned_at > 1.0:
+            self._pruned_at = now
+            checkpoint.prune_recent(conn, self.stream, int(time.time() * 1000 - RECENT_WINDOW_S * 1000))
 
     def _note(self, plan: list[tuple[str, str, Any, ChangeEvent]]) -> None:
         """Remember positions (the last event per table) and snapshot progress."""
@@ -486,7 +603,7 @@ class SqlSink:
             j = i
             while j < len(plan) and plan[j][0] == table and plan[j][1] == action:
                 j += 1
-            if action == UPDATE:
+            if action in (UPDATE, KEPT):
                 incomplete += self._update(conn, self.tables[table], plan[i:j])
             elif action == MOVE:
                 incomplete += self._move(conn, self.tables[table], plan[i:j])
@@ -575,11 +692,12 @@ class SqlSink:
                 groups[names] = [r]
             else:
                 group.append(r)
+        keep = self._keep.get(tab.tm.source, frozenset()) if self._keep else frozenset()
         for names, group in groups.items():
             if tab.pg is not None:
-                tab.pg.upsert(conn.connection.cursor(), list(names), group)
+                tab.pg.upsert(conn.connection.cursor(), list(names), group, keep)
             else:
-                conn.execute(tab.upsert(frozenset(names)), group)
+                conn.execute(tab.upsert(frozenset(names), keep), group)
 
     def commit(self) -> Position | None:
         """Store positions and snapshot progress with the rows; returns the durable position."""
@@ -609,6 +727,7 @@ class SqlSink:
         if self._tx is not None:
             self._tx.rollback()
             self._tx = None
+        self._recent.clear()
         self._dirty.clear()
         self._snap.clear()
         self._load()

@@ -95,7 +95,8 @@ class ApplyLoop:
     def run(self, stop: threading.Event) -> None:
         source, engine, mappings = open_stream(self.cfg)  # the mapping, checked against both schemas
         source.close()
-        sink = OffsetSink(stream=self.cfg.name, engine=engine, mappings=mappings)
+        sink = OffsetSink(stream=self.cfg.name, engine=engine, mappings=mappings,
+                          ownership_path=self.cfg.ownership_path)
         kafka: KafkaApply | None = None
         try:
             kafka = KafkaApply(self.settings, list(mappings), start=load_offsets(engine, self.cfg.name))

@@ -1,0 +1,115 @@
+"""The dual-write detector (cdc/dualwrite.py): two real SQLite streams, the same key changed on
+both sides, found with both commit times; shown by `strangler status` and `cdc metrics`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from rich.console import Console
+
+import ownership
+from cdc import checkpoint, config, dualwrite, metrics
+from cli.cdc import dual_writes
+from cli.status import collect, dual_write_lines, render
+from tests.cdc.ownership_shop import Shop, rows, run_sql, running, shop, wait_for
+
+__all__ = ["running", "shop"]  # fixtures
+
+
+def both_sides_write_product_1(shop: Shop, running: Any) -> None:
+    """The monolith (the owner) changes products 1 and 2; the catalog, around its guard,
+    product 1 too. The streams run one after the other, so the test needs no echo
+    suppression (another part): the reverse stream starts after the forward one applied."""
+    fwd = running(shop.fwd)
+    wait_for(lambda: rows(shop.catalog, "SELECT count(*) FROM products") == [(2,)], "the copy", fwd.errors)
+    run_sql(shop.monolith, "UPDATE catalog_product SET price = 11.00 WHERE id = 1",
+            "UPDATE catalog_product SET name = 'teapot' WHERE id = 2")
+    wait_for(lambda: rows(shop.catalog, "SELECT name, price_cents FROM products ORDER BY product_id")
+             == [("mug", 1100), ("teapot", 2000)], "the monolith's changes", fwd.errors)
+    fwd.pipe.stop()
+    fwd.thread.join(30)
+    assert not fwd.errors, fwd.errors
+    rev = running(shop.rev)
+    wait_for(lambda: rows(shop.catalog, "SELECT count(*) FROM sqlite_master WHERE type = 'trigger' "
+                                        "AND name LIKE 'strangler_rev_%'") == [(3,)],
+             "the reverse stream's triggers", rev.errors)
+    run_sql(shop.catalog, "UPDATE products SET name = 'cup' WHERE product_id = 1")  # a stray write
+    wait_for(lambda: len(shop.dead(shop.monolith)) == 1, "the catalog's change", rev.errors)
+    rev.pipe.stop()
+    rev.thread.join(30)
+    assert not rev.errors, rev.errors
+
+
+def test_a_key_changed_through_both_streams_is_a_dual_write(shop: Shop, running: Any) -> None:
+    both_sides_write_product_1(shop, running)
+    # the catalog's write was not applied (the monolith owns products) ...
+    assert rows(shop.monolith, "SELECT name FROM catalog_product WHERE id = 1") == [("mug",)]
+    # ... and both sides' changes of product 1 are found, in the monolith's terms
+    group = ownership.load(shop.own).group("catalog")
+    found = dualwrite.find(shop.fwd, shop.rev, group)
+    assert [(d.group, d.table, d.key) for d in found] == [("catalog", "catalog_product", {"id": 1})]
+    assert found[0].forward_ts_ms > 0 and found[0].reverse_ts_ms > 0
+    assert dualwrite.detect(config.load(shop.streams)) == {"catalog": found}
+    # outside the window: forgotten
+    far = found[0].reverse_ts_ms + 61_000
+    assert dualwrite.find(shop.fwd, shop.rev, group, window_s=60, now_ms=far) == []
+    run_sql(shop.catalog, "UPDATE strangler_cdc_recent SET ts_ms = ts_ms - 120000")
+    assert dualwrite.find(shop.fwd, shop.rev, group, now_ms=found[0].reverse_ts_ms) == []
+
+
+class _Router:
+    base_url = "http://router.invalid"
+
+    def status(self) -> dict[str, Any]:
+        return {"routes": {}}
+
+
+def test_status_and_metrics_show_the_dual_writes(shop: Shop, running: Any, tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    both_sides_write_product_1(shop, running)
+    monkeypatch.setenv("STRANGLER_STREAMS", shop.streams)
+    monkeypatch.setenv("STRANGLER_STATE_DIR", str(tmp_path / "state"))
+    _doc, summary = collect(_Router(), None)  # type: ignore[arg-type]
+    assert summary["dual_writes"]["count"] == 1  # in `strangler status --json`
+    console = Console(record=True, width=200)
+    console.print(render(summary, title="status"))
+    assert 'DUAL WRITES 1 key(s)' in console.export_text()  # and in its table
+    dw = dual_writes(shop.streams)
+    assert dw["count"] == 1 and dw["groups"] == {"catalog": 1} and "error" not in dw
+    assert dw["keys"][0]["key"] == {"id": 1} and dw["keys"][0]["table"] == "catalog_product"
+    lines = dual_write_lines(dw)
+    assert "DUAL WRITES" in lines[0] and 'catalog_product {"id": 1}' in lines[1]
+    text = metrics.prometheus([{"stream": "fwd", "events": 3, "lag_ms": 0.0, "dead_letters": 0}],
+                              dw["groups"])
+    assert 'strangler_cdc_dual_writes{group="catalog"} 1\n' in text
+    assert "# TYPE strangler_cdc_dual_writes gauge" in text
+
+
+def test_the_sink_keeps_only_the_window_and_at_most_a_cap_of_keys(shop: Shop) -> None:
+    import sqlalchemy as sa
+
+    from cdc.sinks.sqlalchemy import make_engine
+
+    engine = make_engine(f"sqlite:///{shop.catalog}")
+    checkpoint.ensure(engine)
+    with engine.begin() as conn:
+        checkpoint.record_recent(conn, "fwd", [("catalog_product", '{"id":1}', '{"product_id":1}', 1_000),
+                                               ("catalog_product", '{"id":2}', '{"product_id":2}', 90_000)])
+        checkpoint.record_recent(conn, "fwd", [("catalog_product", '{"id":2}', '{"product_id":2}', 95_000)])
+        checkpoint.prune_recent(conn, "fwd", older_than_ms=50_000)
+        assert checkpoint.recent_changes(conn, "fwd", 0) == [
+            ("catalog_product", '{"id":2}', '{"product_id":2}', 95_000)]
+        checkpoint.record_recent(conn, "fwd", [("t", f'{{"id":{i}}}', "{}", 100_000 + i) for i in range(5)])
+        checkpoint.prune_recent(conn, "fwd", older_than_ms=0, cap=3)
+        assert sorted((t, k) for t, k, _tk, _ts in checkpoint.recent_changes(conn, "fwd", 0)) == [
+            ("t", '{"id":2}'), ("t", '{"id":3}'), ("t", '{"id":4}')]
+        assert conn.execute(sa.select(sa.func.count()).select_from(checkpoint.recent)).scalar_one() == 3
+    engine.dispose()
+
+
+def test_find_refuses_streams_that_are_not_the_groups(shop: Shop) -> None:
+    group = ownership.load(shop.own).group("catalog")
+    with pytest.raises(config.ConfigError, match="not the two sides' streams"):
+        dualwrite.find(shop.fwd, shop.fwd, group)
