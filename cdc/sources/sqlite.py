@@ -127,7 +127,9 @@ class SQLiteSource:
             "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")]
         out = {}
         for name in names:
-            info = self._conn.execute(f"PRAGMA table_info({_q(name)})").fetchall()
+            # table_xinfo: generated columns too (hidden 2/3), as PostgreSQL lists them, so one
+            # mapping (e.g. `drop: [slug]`) fits both; their values are in the row images
+            info = [r for r in self._conn.execute(f"PRAGMA table_xinfo({_q(name)})") if r[6] != 1]
             pk = tuple(r[1] for r in sorted((r for r in info if r[5]), key=lambda r: r[5]))
             out[name] = TableSchema(name=name, columns={r[1]: (r[2] or "").upper() for r in info}, pk=pk)
         return out
