@@ -76,7 +76,7 @@ class StreamConfig:
     ownership_path: str = ""
     # first start: copy the tables, or (none) only create the capture point and stream from now
     initial: str = "copy"
-    # streams whose sink writes into this stream's source: their changes are not captured
+    # streams whose sink writes into this stream's source came from its target: not captured
     # (no echo). Computed from the file's streams unless `source.skip_origins` gives them.
     skip_origins: tuple[str, ...] = ()
     skip_explicit: bool = False
@@ -183,9 +183,13 @@ def database_identity(url: str) -> str:
 
 
 def feeding(cfg: StreamConfig, streams: Iterable[StreamConfig]) -> tuple[str, ...]:
-    """The streams whose target is `cfg`'s source database: the writes they tag are skipped."""
-    here = database_identity(cfg.source_url)
-    return tuple(sorted(s.name for s in streams if database_identity(s.target_url) == here))
+    """The streams whose sinks' writes `cfg` skips: those writing into `cfg`'s source FROM
+    `cfg`'s target. Carrying those back would echo them where they came from; anything
+    else a sink wrote here (a chain A -> B -> C, a second feed D -> B) is captured."""
+    source, target = database_identity(cfg.source_url), database_identity(cfg.target_url)
+    return tuple(sorted(s.name for s in streams if s.name != cfg.name
+                        and database_identity(s.target_url) == source
+                        and database_identity(s.source_url) == target))
 
 
 def _only(obj: dict[str, Any], path: str, allowed: set[str]) -> None:

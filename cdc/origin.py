@@ -5,8 +5,9 @@ logical decoding reports it with every change. SQLite has no origins: the sink i
 stream name into :data:`SQLITE_MARKER` as the first statement of every target transaction
 and deletes it as the last before COMMIT (one writer at a time, so no other connection ever
 sees the row); the source's triggers record it with each change, and DB guard triggers let
-the sink pass by it. A source skips only the tags of the streams whose target is its own
-database (:func:`cdc.config.feeding`), so a chain A -> B -> C still carries A's changes to C.
+the sink pass by it. A source skips only the tags of the streams that write into its
+database from its own target, its reverse (:func:`cdc.config.feeding`), so a chain
+A -> B -> C still carries A's changes to C.
 """
 
 from __future__ import annotations

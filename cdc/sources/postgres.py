@@ -9,8 +9,8 @@ slot's consistent point see every row exactly once.
 The slot is acknowledged (flush position) only up to the end LSN of the last source
 transaction whose events are all durable downstream; when nothing is pending, the server's
 keepalive position is acknowledged so an idle slot never pins WAL. Transactions a sink wrote
-into this database for a stream that feeds it (replication origin ``strangler_<that stream>``,
-``cfg.skip_origins``) are skipped: no ping-pong. Every other origin is captured: a chain
+into this database from this stream's target (its reverse: replication origin
+``strangler_<that stream>``, ``cfg.skip_origins``) are skipped: no ping-pong. Every other origin is captured: a chain
 A -> B -> C carries A's changes on to C.
 
 Values: integers, floats, numeric, booleans and strings become Python values; every other
