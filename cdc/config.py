@@ -11,13 +11,16 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
 
 import yaml
 
 from cdc.errors import ConfigError
+from cdc.origin import origin_name
 
 DEFAULT_PATH = "streams.yaml"
 ENV_OWNERSHIP = "STRANGLER_OWNERSHIP"  # the ownership file, overriding streams.yaml's `ownership:`
@@ -25,6 +28,7 @@ ENV_PATH = "STRANGLER_STREAMS"
 NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,40}$")
 FILTER_OPS = ("eq", "ne", "in", "not_in", "gt", "gte", "lt", "lte", "is_null", "not_null")
 NEW_COLUMN_POLICIES = ("stop", "ignore", "copy")
+INITIAL_MODES = ("copy", "none")
 _ENV_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
@@ -71,6 +75,18 @@ class StreamConfig:
     snapshot_chunk: int = 5000
     # issue 11: the ownership file (ownership/__init__.py) beside streams.yaml; may not exist
     ownership_path: str = ""
+    # first start: copy the tables, or (none) only create the capture point and stream from now
+    initial: str = "copy"
+    # streams whose sink writes into this stream's source came from its target: not captured
+    # (no echo). Computed from the file's streams unless `source.skip_origins` gives them.
+    skip_origins: tuple[str, ...] = ()
+    skip_explicit: bool = False
+
+    @property
+    def skip_origin_names(self) -> tuple[str, ...]:
+        """The PostgreSQL replication origins whose changes are skipped (SQLite markers hold
+        the bare stream names, ``skip_origins``)."""
+        return tuple(origin_name(s) for s in self.skip_origins)
 
     @property
     def source_kind(self) -> str:
@@ -146,7 +162,35 @@ def parse(data: Any, *, path: str = DEFAULT_PATH) -> StreamsFile:
     own_path = str(Path(path).absolute().parent / own) if not os.path.isabs(own) else own
     streams = {name: dataclasses.replace(_stream(name, body), ownership_path=own_path)
                for name, body in raw.items()}
+    streams = {name: cfg if cfg.skip_explicit else dataclasses.replace(
+        cfg, skip_origins=feeding(cfg, streams.values())) for name, cfg in streams.items()}
     return StreamsFile(path=path, streams=streams, ownership_path=own_path)
+
+
+def database_identity(url: str) -> str:
+    """A database's identity for comparing URLs: PostgreSQL host:port/dbname (loopback names
+    alike, default port 5432), SQLite the resolved path."""
+    if url.startswith("sqlite"):
+        path = url.split("///", 1)[-1] if "///" in url else url
+        return "sqlite:" + (path if path in ("", ":memory:") else os.path.realpath(path))
+    parts = urlsplit(url)
+    query = parse_qs(parts.query)
+    host = (query.get("host") or [parts.hostname or "localhost"])[0] or "localhost"
+    if host in ("127.0.0.1", "::1", "[::1]"):
+        host = "localhost"
+    port = (query.get("port") or [str(parts.port or 5432)])[0]
+    dbname = (query.get("dbname") or [unquote(parts.path.lstrip("/"))])[0] or (parts.username or "")
+    return f"postgresql:{host}:{port}/{dbname}"
+
+
+def feeding(cfg: StreamConfig, streams: Iterable[StreamConfig]) -> tuple[str, ...]:
+    """The streams whose sinks' writes `cfg` skips: those writing into `cfg`'s source FROM
+    `cfg`'s target. Carrying those back would echo them where they came from; anything
+    else a sink wrote here (a chain A -> B -> C, a second feed D -> B) is captured."""
+    source, target = database_identity(cfg.source_url), database_identity(cfg.target_url)
+    return tuple(sorted(s.name for s in streams if s.name != cfg.name
+                        and database_identity(s.target_url) == source
+                        and database_identity(s.source_url) == target))
 
 
 def _only(obj: dict[str, Any], path: str, allowed: set[str]) -> None:
@@ -193,11 +237,20 @@ def _stream(name: Any, body: Any) -> StreamConfig:
     if not isinstance(body, dict):
         raise ConfigError(path, "must be a mapping with source, target and tables")
     _only(body, path, {"owner", "source", "target", "transport", "tables", "batch_size",
-                       "snapshot_chunk"})
+                       "snapshot_chunk", "initial"})
     src = body.get("source")
     if not isinstance(src, dict):
         raise ConfigError(f"{path}.source", "is required: {url: postgresql://... | sqlite:///...}")
-    _only(src, f"{path}.source", {"url", "slot", "publication"})
+    _only(src, f"{path}.source", {"url", "slot", "publication", "skip_origins"})
+    skip = src.get("skip_origins")
+    if skip is not None and (not isinstance(skip, list) or not all(
+            isinstance(s, str) and NAME_RE.match(s) for s in skip)):
+        raise ConfigError(f"{path}.source.skip_origins", f"must be a list of stream names, not {skip!r} "
+                          "(the streams whose writes into this source are not captured; [] for none)")
+    initial = body.get("initial", "copy")
+    if initial not in INITIAL_MODES:
+        raise ConfigError(f"{path}.initial", f"must be copy (copy the tables on the first start) or "
+                          f"none (the target already holds every row: stream from now), not {initial!r}")
     tgt = body.get("target")
     if not isinstance(tgt, dict):
         raise ConfigError(f"{path}.target", "is required: {url: postgresql://... | sqlite:///...}")
@@ -229,6 +282,7 @@ def _stream(name: Any, body: Any) -> StreamConfig:
         transport=dict(transport), tables=tables,
         batch_size=_int(body, "batch_size", path, 2000, 1, 100_000),
         snapshot_chunk=_int(body, "snapshot_chunk", path, 5000, 1, 1_000_000),
+        initial=initial, skip_origins=tuple(skip or ()), skip_explicit=skip is not None,
     )
 
 

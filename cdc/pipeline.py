@@ -120,7 +120,13 @@ class Pipeline:
                                          name=f"cdc-apply-{self.cfg.name}")
         self._applier.start()
         init = source.open(sink.position)
-        if init is not None:
+        if init is not None and self.cfg.initial == "none":
+            init.close()  # the target already holds every row: stream from the new capture point
+            log.info("%s: new capture point, no copy (initial: none)", self.cfg.name)
+            with sink.engine.begin() as conn:  # earlier checkpoints belong to an old capture point
+                checkpoint.clear(conn, self.cfg.name)
+            sink.rollback()
+        elif init is not None:
             self.metrics.state = "snapshot"
             try:
                 self._initial_copy(init, sink, mappings)
@@ -130,6 +136,8 @@ class Pipeline:
                         emit=source.emit_message, reader=source.chunk_reader)
         for table in mappings:
             state = sink.snapshot_state.get(table)
+            if state is None and self.cfg.initial == "none":
+                continue  # never copied, by design (a requested re-copy is "copying")
             if state is None or state[0] != "done":
                 after = (state[1] or None) if state and state[0] == "copying" else None
                 log.info("%s: copying %s while streaming (watermarks), after key %s",
@@ -230,6 +238,7 @@ class Pipeline:
     def _apply_loop(self, sink: SqlSink) -> None:
         batch = self.cfg.batch_size
         try:
+            sink.connect()  # a role that may not tag its writes stops the stream now, not later
             while True:
                 events = self.transport.consume(batch, 0.05)
                 if not events:

@@ -44,7 +44,7 @@ from cli.gate import Gate
 from cli.output import err, guarded, out, print_json
 from cli.rollout import CanaryPlan, run_canary
 from cli.routerapi import RouterAPI, route_entry
-from cli.stack import Process, StackSettings, build_stack, require_parts
+from cli.stack import Process, StackSettings, build_stack, require_parts, stream_process
 from cli.supervisor import Supervisor
 from devstack import free_port
 
@@ -141,7 +141,7 @@ def child_env(home: Path, settings: StackSettings) -> dict[str, str]:
 def cdc_process(home: Path, settings: StackSettings, stream: str = "catalog") -> Process:
     env = child_env(home, settings)
     keep = ("STRANGLER_STATE_DIR", "MONOLITH_DATABASE_URL", "MONOLITH_SQLITE_PATH", "CATALOG_DATABASE_URL")
-    return Process(name=f"cdc-{stream}", role="stream", cwd=str(REPO),
+    return Process(name=stream_process(stream), role="stream", cwd=str(REPO),
                    env={k: env[k] for k in keep},
                    argv=(sys.executable, "-m", "cli.main", "cdc", "run", stream))
 
@@ -153,7 +153,7 @@ def wait_caught_up(home: Path, stream: str, *, timeout: float, phases: Phases,
     deadline = time.monotonic() + timeout
     doc: dict[str, Any] = {}
     while time.monotonic() < deadline:
-        dead = [r for r in sup.running() if r.name == f"cdc-{stream}" and not r.alive]
+        dead = [r for r in sup.running() if r.name == stream_process(stream) and not r.alive]
         if dead:
             raise StackError(f"the CDC stream {stream} stopped; its log: {dead[0].log}")
         try:
@@ -168,7 +168,7 @@ def wait_caught_up(home: Path, stream: str, *, timeout: float, phases: Phases,
             return doc
         time.sleep(0.5)
     raise StackError(f"the CDC stream {stream} did not catch up in {timeout:.0f}s (last state: "
-                     f"{doc.get('state', 'unknown')}); see `{home}/logs/cdc-{stream}.log`")
+                     f"{doc.get('state', 'unknown')}); see `{home}/logs/{stream_process(stream)}.log`")
 
 
 def verify(home: Path, settings: StackSettings, stream: str = "catalog") -> tuple[int, dict[str, Any]]:
@@ -245,6 +245,9 @@ def run_demo(plan: DemoPlan, report: Report, phases: Phases) -> int:
         phases.begin("CDC: snapshot the catalog tables, then stream into the service")
         sup.start_more(cdc_process(home, settings), progress=phases.update)
         doc = wait_caught_up(home, "catalog", timeout=plan.cdc_timeout, phases=phases, sup=sup)
+        # the way back (no copy: the monolith has every row), ready for an ownership flip
+        sup.start_more(cdc_process(home, settings, "catalog_reverse"), progress=phases.update)
+        wait_caught_up(home, "catalog_reverse", timeout=plan.cdc_timeout, phases=phases, sup=sup)
         phases.done(f"{doc.get('events', 0)} events applied, lag {float(doc.get('lag_ms') or 0):.0f} ms")
 
         phases.begin("shadow: mirror product reads to the catalog and compare")

@@ -232,7 +232,7 @@ def build_stack(s: StackSettings, *, mode: str) -> Stack:
     ]
     for stream in s.cdc_streams:
         processes.append(Process(
-            name=f"cdc-{stream}", role="stream", env=_cdc_env(s),
+            name=stream_process(stream), role="stream", env=_cdc_env(s),
             argv=(py, "-m", "cli.main", "cdc", "run", stream),
         ))
     processes.append(Process(
@@ -245,6 +245,12 @@ def build_stack(s: StackSettings, *, mode: str) -> Stack:
     ))
     return Stack(mode=mode, setup=tuple(setup), processes=tuple(processes),
                  routes=str(s.routes), streams=str(s.streams) if s.streams else None)
+
+
+def stream_process(stream: str) -> str:
+    """The process (compose service, Kubernetes Deployment) running a stream: ``cdc-<name>``
+    with ``_`` as ``-`` (Kubernetes names allow no underscore)."""
+    return "cdc-" + stream.replace("_", "-")
 
 
 def reference_stack(*, mode: str = "embedded", streams: tuple[str, ...] = ("catalog",)) -> Stack:

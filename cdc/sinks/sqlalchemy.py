@@ -42,6 +42,7 @@ from cdc import checkpoint, faults
 from cdc.errors import SinkError
 from cdc.events import ChangeEvent, Position, json_default
 from cdc.mapping import TableMapping, TableSchema
+from cdc.origin import SQLITE_MARKER, SQLITE_MARKER_DDL, origin_name
 from cdc.sinks.owned import Rule, Watch
 from cdc.sinks.pgbulk import Upserter
 
@@ -311,6 +312,7 @@ class SqlSink:
             self.tables[src] = _Table(tm, t, engine.dialect.name)
         self._conn: Connection | None = None
         self._tx: Any = None
+        self._sqlite = engine.dialect.name == "sqlite"
         # A row the target refuses (constraint, bad value) is dead-lettered; anything else
         # (connection lost, table gone) stops the stream. Raw DB-API classes too: PostgreSQL
         # upserts go through psycopg2 directly.
@@ -347,27 +349,58 @@ class SqlSink:
     def position(self) -> Position | None:
         return self.positions.get("")
 
-    def _setup_origin(self, conn: Connection) -> None:
-        """Tag our writes with a replication origin so a reverse stream skips them."""
-        if conn.dialect.name != "postgresql":
+    def connect(self) -> None:
+        """Open the sink's connection and tag it (idempotent; begin() calls it).
+
+        PostgreSQL: the session writes under replication origin ``strangler_<stream>``, so
+        the source of a stream back out of this database skips what we write. Without it the
+        reverse stream would echo every change, so a role that may not use origins stops the
+        stream here, saying what to grant. SQLite: the marker table the transactions use.
+        """
+        if self._conn is not None:
             return
-        name = f"strangler_{self.stream}"
+        conn = self.engine.connect()
         try:
-            with conn.begin_nested():
-                conn.exec_driver_sql(
-                    "SELECT pg_replication_origin_create(%(n)s) WHERE NOT EXISTS "
-                    "(SELECT 1 FROM pg_replication_origin WHERE roname = %(n)s)", {"n": name})
-                conn.exec_driver_sql("SELECT pg_replication_origin_session_setup(%(n)s)", {"n": name})
+            if conn.dialect.name == "postgresql":
+                self._setup_origin(conn)
+            elif conn.dialect.name == "sqlite":
+                conn.exec_driver_sql(SQLITE_MARKER_DDL)
+            conn.commit()
+        except BaseException:
+            conn.close()
+            raise
+        self._conn = conn
+
+    def _setup_origin(self, conn: Connection) -> None:
+        name = origin_name(self.stream)
+        try:
+            conn.exec_driver_sql(
+                "SELECT pg_replication_origin_create(%(n)s) WHERE NOT EXISTS "
+                "(SELECT 1 FROM pg_replication_origin WHERE roname = %(n)s)", {"n": name})
+            conn.exec_driver_sql("SELECT pg_replication_origin_session_setup(%(n)s)", {"n": name})
         except sa.exc.DBAPIError as exc:
-            log.warning("no replication origin for %s (reverse sync may echo): %s", name, exc.orig)
+            conn.rollback()
+            detail = str(exc.orig).strip()
+            if getattr(exc.orig, "pgcode", None) == "42501":  # insufficient_privilege
+                role = conn.exec_driver_sql("SELECT current_user").scalar()
+                raise SinkError(
+                    f"stream {self.stream}: the target role {role!r} may not use replication origins "
+                    f"({detail}); without origin {name!r} a stream back out of this database would echo "
+                    f"every change. Grant it, as a superuser in the target database: GRANT EXECUTE ON "
+                    f"FUNCTION pg_replication_origin_create(text), "
+                    f"pg_replication_origin_session_setup(text) TO \"{role}\"; (or sink as a "
+                    f"superuser), then run the stream again") from exc
+            raise SinkError(
+                f"stream {self.stream}: cannot write under replication origin {name!r} ({detail}); "
+                f"if another `strangler cdc run {self.stream}` is active, stop it first") from exc
 
     def begin(self) -> None:
-        if self._conn is None:
-            self._conn = self.engine.connect()
-            self._setup_origin(self._conn)
-            self._conn.commit()
+        self.connect()
+        assert self._conn is not None
         if self._tx is None:
             self._tx = self._conn.begin()
+            if self._sqlite:  # first statement of every target transaction (cdc/origin.py)
+                self._conn.exec_driver_sql(f"INSERT INTO {SQLITE_MARKER} (stream) VALUES (?)", (self.stream,))
 
     # -- applying -----------------------------------------------------------------------
     def _plan(self, events: Sequence[ChangeEvent], conn: Connection) -> list[tuple[str, str, Any, ChangeEvent]]:
@@ -711,6 +744,8 @@ class SqlSink:
             for table, (state, key, rows) in self._snap.items():
                 checkpoint.save_snapshot(conn, self.stream, table, state, key, rows)
                 self.snapshot_state[table] = (state, key, rows)
+            if self._sqlite:  # the last statement before COMMIT
+                conn.exec_driver_sql(f"DELETE FROM {SQLITE_MARKER} WHERE stream = ?", (self.stream,))
             faults.point("sink.before_commit")
             self._tx.commit()
             faults.point("sink.after_commit")

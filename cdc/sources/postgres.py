@@ -8,8 +8,10 @@ slot's consistent point see every row exactly once.
 
 The slot is acknowledged (flush position) only up to the end LSN of the last source
 transaction whose events are all durable downstream; when nothing is pending, the server's
-keepalive position is acknowledged so an idle slot never pins WAL. Transactions replicated
-by Strangler's own sinks (replication origin ``strangler_*``) are skipped: no ping-pong.
+keepalive position is acknowledged so an idle slot never pins WAL. Transactions a sink wrote
+into this database from this stream's target (its reverse: replication origin
+``strangler_<that stream>``, ``cfg.skip_origins``) are skipped: no ping-pong. Every other origin is captured: a chain
+A -> B -> C carries A's changes on to C.
 
 Values: integers, floats, numeric, booleans and strings become Python values; every other
 type (json, arrays, intervals, bytea, timestamps, enums, ...) stays PostgreSQL's own text,
@@ -45,7 +47,6 @@ from cdc.mapping import TableSchema, pg_category
 from cdc.sources import MESSAGE_PREFIX, Item, Message, Relation
 from cdc.sources import pgoutput as pg
 
-ORIGIN_PREFIX = "strangler_"
 OPERATIONS = ("insert", "update", "delete", "truncate")
 PUBLICATION_CHECK_S = 10.0  # how often a running stream re-reads its publication
 SAFE_WAL_WARN = 0.2  # warn when less than this share of max_slot_wal_keep_size is left
@@ -139,6 +140,7 @@ class PostgresSource:
         self._in_tx = False
         self._tx_lsn = self._tx_ts = self._tx_xid = self._idx = 0
         self._skip = False
+        self._skip_origins = frozenset(cfg.skip_origin_names)
         self._held: ChangeEvent | Message | None = None
         self._durable: Position | None = None
         self._acked = 0
@@ -449,7 +451,7 @@ class PostgresSource:
             self._release(out)
             out.append(Relation(table, cols, Position(self._tx_lsn, self._idx)))
         elif kind == 79:  # O
-            self._skip = pg.origin(buf).startswith(ORIGIN_PREFIX)
+            self._skip = pg.origin(buf) in self._skip_origins
         elif kind == 84:  # T
             if self._skip:
                 return

@@ -1,7 +1,12 @@
 """SQLite source (the embedded default): generated AFTER triggers append every change to a
 changelog table with a monotonic id; the stream reads it in id order.
 
-    strangler_cdc_changelog(id INTEGER PRIMARY KEY AUTOINCREMENT, stream, tbl, op, old, new, ts_ms)
+    strangler_cdc_changelog(id INTEGER PRIMARY KEY AUTOINCREMENT, stream, tbl, op, old, new, ts_ms,
+                            origin)
+
+``origin`` is the stream whose sink made the change (the marker row of cdc/origin.py), NULL
+for the application's own writes; the stream skips the changes of the streams that feed its
+database (``cfg.skip_origins``): no echo. Skipped entries are pruned at any time.
 
 Row images are JSON built by the triggers. ``json_object`` takes at most 127 arguments (63
 columns), so wide tables chain ``json_insert`` calls, 63 columns each. A stream's triggers are
@@ -34,6 +39,7 @@ from cdc.config import StreamConfig
 from cdc.errors import SourceError
 from cdc.events import ChangeEvent, Position
 from cdc.mapping import TableSchema
+from cdc.origin import SQLITE_MARKER, SQLITE_MARKER_DDL
 from cdc.sources import MESSAGE_PREFIX, Item, Message, Relation
 
 CHANGELOG = "strangler_cdc_changelog"
@@ -64,6 +70,19 @@ def json_row(ref: str, columns: list[str], types: dict[str, str]) -> str:
     return expr
 
 
+def captured_sql(skip: tuple[str, ...]) -> str:
+    """A condition on changelog rows: not written by the sinks of streams in `skip` (the
+    stream names are its ``?`` parameters, in order)."""
+    return f"(origin IS NULL OR origin NOT IN ({', '.join('?' * len(skip))}))" if skip else "1"
+
+
+def changelog_head_sql(cfg: StreamConfig) -> tuple[str, tuple[str, ...]]:
+    """(query, parameters) of the id of the last change the stream captures, e.g. to wait
+    until the target has applied it."""
+    return (f"SELECT max(id) FROM {CHANGELOG} WHERE stream = ? AND {captured_sql(cfg.skip_origins)}",
+            (cfg.name, *cfg.skip_origins))
+
+
 class SQLiteInitialSnapshot:
     def __init__(self, conn: sqlite3.Connection) -> None:
         self._conn = conn
@@ -88,6 +107,9 @@ class SQLiteSource:
         self._pruned_at = 0.0
         self._acked = 0
         self._heads: deque[int] = deque()  # changelog ids known to end a source transaction
+        # the entries this stream captures: not those the sinks feeding this database wrote
+        self._skip = tuple(cfg.skip_origins)
+        self._captured = captured_sql(self._skip)
 
     def _connect(self) -> sqlite3.Connection:
         if not os.path.exists(self.path):
@@ -105,7 +127,9 @@ class SQLiteSource:
             "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")]
         out = {}
         for name in names:
-            info = self._conn.execute(f"PRAGMA table_info({_q(name)})").fetchall()
+            # table_xinfo: generated columns too (hidden 2/3), as PostgreSQL lists them, so one
+            # mapping (e.g. `drop: [slug]`) fits both; their values are in the row images
+            info = [r for r in self._conn.execute(f"PRAGMA table_xinfo({_q(name)})") if r[6] != 1]
             pk = tuple(r[1] for r in sorted((r for r in info if r[5]), key=lambda r: r[5]))
             out[name] = TableSchema(name=name, columns={r[1]: (r[2] or "").upper() for r in info}, pk=pk)
         return out
@@ -113,14 +137,16 @@ class SQLiteSource:
     def _trigger_sql(self, table: str, schema: TableSchema) -> list[str]:
         cols = list(schema.columns)
         base = f"strangler_{self.cfg.name}_{table}"
-        ins = f"INSERT INTO {CHANGELOG} (stream, tbl, op, old, new, ts_ms) VALUES ('{self.cfg.name}', '{table}'"
+        ins = (f"INSERT INTO {CHANGELOG} (stream, tbl, op, origin, old, new, ts_ms) VALUES "
+               f"('{self.cfg.name}', '{table}'")
         now = "CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)"
+        origin = f"(SELECT stream FROM {SQLITE_MARKER} LIMIT 1)"
         return [
-            f"CREATE TRIGGER {_q(base + '_i')} AFTER INSERT ON {_q(table)} BEGIN {ins}, 'c', NULL, "
+            f"CREATE TRIGGER {_q(base + '_i')} AFTER INSERT ON {_q(table)} BEGIN {ins}, 'c', {origin}, NULL, "
             f"{json_row('NEW', cols, schema.columns)}, {now}); END",
-            f"CREATE TRIGGER {_q(base + '_u')} AFTER UPDATE ON {_q(table)} BEGIN {ins}, 'u', "
+            f"CREATE TRIGGER {_q(base + '_u')} AFTER UPDATE ON {_q(table)} BEGIN {ins}, 'u', {origin}, "
             f"{json_row('OLD', cols, schema.columns)}, {json_row('NEW', cols, schema.columns)}, {now}); END",
-            f"CREATE TRIGGER {_q(base + '_d')} AFTER DELETE ON {_q(table)} BEGIN {ins}, 'd', "
+            f"CREATE TRIGGER {_q(base + '_d')} AFTER DELETE ON {_q(table)} BEGIN {ins}, 'd', {origin}, "
             f"{json_row('OLD', cols, schema.columns)}, NULL, {now}); END",
         ]
 
@@ -137,7 +163,12 @@ class SQLiteSource:
             self._conn.execute("BEGIN IMMEDIATE")
             self._conn.execute(
                 f"CREATE TABLE IF NOT EXISTS {CHANGELOG} (id INTEGER PRIMARY KEY AUTOINCREMENT, "
-                "stream TEXT NOT NULL, tbl TEXT NOT NULL, op TEXT NOT NULL, old TEXT, new TEXT, ts_ms INTEGER)")
+                "stream TEXT NOT NULL, tbl TEXT NOT NULL, op TEXT NOT NULL, old TEXT, new TEXT, ts_ms INTEGER, "
+                "origin TEXT)")
+            cols = [r[1] for r in self._conn.execute(f"PRAGMA table_info({CHANGELOG})")]
+            if "origin" not in cols:  # a changelog from before origins existed
+                self._conn.execute(f"ALTER TABLE {CHANGELOG} ADD COLUMN origin TEXT")
+            self._conn.execute(SQLITE_MARKER_DDL)  # the triggers read it
             self._conn.execute(f"CREATE INDEX IF NOT EXISTS {CHANGELOG}_stream ON {CHANGELOG} (stream, id)")
             for name in self._triggers():
                 self._conn.execute(f"DROP TRIGGER {_q(name)}")
@@ -180,10 +211,13 @@ class SQLiteSource:
             for name, schema in self.describe().items():
                 if name in self.tables:
                     out.append(Relation(name, schema.columns, Position(self._last, 0)))
-        rows = self._conn.execute(  # one statement: the rows and the head share a read snapshot
-            f"SELECT id, tbl, op, old, new, ts_ms, (SELECT max(id) FROM {CHANGELOG} WHERE stream = ?) "
-            f"FROM {CHANGELOG} WHERE stream = ? AND id > ? ORDER BY id LIMIT ?",
-            (self.cfg.name, self.cfg.name, self._last, max_items)).fetchall()
+        # One statement: the rows and the head share a read snapshot. The head is the last
+        # captured entry: a sink's transaction is tagged whole, so it still ends a transaction.
+        cap, skip = self._captured, self._skip
+        rows = self._conn.execute(
+            f"SELECT id, tbl, op, old, new, ts_ms, (SELECT max(id) FROM {CHANGELOG} WHERE stream = ? AND {cap}) "
+            f"FROM {CHANGELOG} WHERE stream = ? AND id > ? AND {cap} ORDER BY id LIMIT ?",
+            (self.cfg.name, *skip, self.cfg.name, self._last, *skip, max_items)).fetchall()
         if not rows and not out:
             time.sleep(min(timeout, 0.05))
             return out
@@ -217,10 +251,12 @@ class SQLiteSource:
         return out
 
     def acknowledge(self, position: Position | None) -> None:
-        if position is None or position.lsn <= self._acked:
-            return
-        self._acked = position.lsn
-        if time.monotonic() - self._pruned_at > 1.0:  # prune acknowledged entries, not too often
+        advanced = False
+        if position is not None and position.lsn > self._acked:
+            self._acked, advanced = position.lsn, True
+        # prune acknowledged entries (and skipped ones, which pile up while only a sink
+        # writes here), not too often
+        if (advanced or self._skip) and time.monotonic() - self._pruned_at > 1.0:
             self._prune()
 
     def _prune(self) -> None:
@@ -228,6 +264,9 @@ class SQLiteSource:
         if self._acked:
             self._conn.execute(f"DELETE FROM {CHANGELOG} WHERE stream = ? AND id <= ?",
                                (self.cfg.name, self._acked))
+        if self._skip:  # never streamed, so never needed
+            self._conn.execute(f"DELETE FROM {CHANGELOG} WHERE stream = ? AND origin IN "
+                               f"({', '.join('?' * len(self._skip))})", (self.cfg.name, *self._skip))
 
     def emit_message(self, content: bytes) -> None:
         try:
@@ -244,8 +283,8 @@ class SQLiteSource:
         """Milliseconds since the oldest change not yet durable downstream was committed."""
         try:
             oldest = self._conn.execute(
-                f"SELECT min(ts_ms) FROM {CHANGELOG} WHERE stream = ? AND id > ? AND op != 'm'",
-                (self.cfg.name, self._acked)).fetchone()[0]
+                f"SELECT min(ts_ms) FROM {CHANGELOG} WHERE stream = ? AND id > ? AND op != 'm' "
+                f"AND {self._captured}", (self.cfg.name, self._acked, *self._skip)).fetchone()[0]
         except sqlite3.Error as exc:
             raise SourceError(f"cannot read {CHANGELOG} in {self.path}: {exc}") from exc
         return (max(0.0, time.time() * 1000 - oldest) if oldest else 0.0), None

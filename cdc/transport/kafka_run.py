@@ -99,6 +99,7 @@ class ApplyLoop:
                           ownership_path=self.cfg.ownership_path)
         kafka: KafkaApply | None = None
         try:
+            sink.connect()  # a role that may not tag its writes stops here (cdc/origin.py)
             kafka = KafkaApply(self.settings, list(mappings), start=load_offsets(engine, self.cfg.name))
             dead_seen = self._dead_high(engine)
             dead_published = sink.dead

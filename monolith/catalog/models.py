@@ -33,7 +33,9 @@ class Product(models.Model):
     price = models.DecimalField(max_digits=10, decimal_places=2, db_index=True)
     # Denormalised from inventory_stocklevel so the listing needs no join; kept in step by
     # inventory (restock, reservations) AND by orders (place order) — two writers.
-    stock_count = models.IntegerField(default=0)
+    # db_default: a product the catalog service creates arrives through the reverse stream
+    # (streams.yaml, catalog_reverse) without a stock count; it starts at 0 here.
+    stock_count = models.IntegerField(default=0, db_default=0)
     is_active = models.BooleanField(default=True)
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(default=timezone.now)

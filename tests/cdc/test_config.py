@@ -141,3 +141,56 @@ def test_new_columns_copy_extends_the_mapping_when_the_target_has_them() -> None
     assert tm.to_target({"id": 1, "color": "red"}) == {"id": 1, "color": "red"}
     with pytest.raises(SchemaChanged, match="no column of that name"):
         tm.check_relation({**SRC["catalog_product"].columns, "color": "text", "size": "int"})
+
+
+def _two(a: str, b: str, c: str | None = None, **fwd: Any) -> dict[str, Any]:
+    streams: dict[str, Any] = {
+        "fwd": {"source": {"url": a, **fwd}, "target": {"url": b}, "tables": {"t": "t"}},
+        "rev": {"source": {"url": b}, "target": {"url": a}, "tables": {"t": "t"}},
+    }
+    if c is not None:
+        streams["onward"] = {"source": {"url": b}, "target": {"url": c}, "tables": {"t": "t"}}
+    return {"streams": streams}
+
+
+def test_a_source_skips_only_its_reverse_s_writes(tmp_path: Path) -> None:
+    """Database identity: host:port/dbname (loopback names alike), SQLite by resolved path."""
+    sf = parse(_two("postgresql://u@localhost:5432/mono", "postgresql://other@127.0.0.1/cat",
+                    "postgresql://u@localhost/reports"))
+    assert sf.stream("fwd").skip_origins == ("rev",)
+    assert sf.stream("rev").skip_origins == ("fwd",)
+    assert sf.stream("onward").skip_origins == ()  # a chain mono -> cat -> reports carries mono's rows
+    assert sf.stream("rev").skip_origin_names == ("strangler_fwd",)
+    sf = parse(_two(f"sqlite:///{tmp_path}/a.db", f"sqlite:///{tmp_path}/x/../b.db"))
+    assert sf.stream("fwd").skip_origins == ("rev",)
+    assert config.database_identity("postgresql://h/a") != config.database_identity("postgresql://h:5433/a")
+    assert config.database_identity("postgresql:///a?host=/run/pg") == "postgresql:/run/pg:5432/a"
+
+
+def test_skip_origins_overrides_the_computed_set() -> None:
+    sf = parse(_two("postgresql://h/a", "postgresql://h/b", skip_origins=[]))
+    assert sf.stream("fwd").skip_origins == ()
+    sf = parse(_two("postgresql://h/a", "postgresql://h/b", skip_origins=["elsewhere"]))
+    assert sf.stream("fwd").skip_origins == ("elsewhere",)
+    with pytest.raises(ConfigError) as err:
+        parse(_two("postgresql://h/a", "postgresql://h/b", skip_origins="rev"))
+    assert err.value.path == "streams.fwd.source.skip_origins"
+
+
+def test_initial_is_copy_or_none() -> None:
+    data = body()
+    assert parse(data).stream("s").initial == "copy"
+    data["streams"]["s"]["initial"] = "none"
+    assert parse(data).stream("s").initial == "none"
+    data["streams"]["s"]["initial"] = "later"
+    with pytest.raises(ConfigError) as err:
+        parse(data)
+    assert err.value.path == "streams.s.initial" and "none" in str(err.value)
+
+
+def test_the_repository_reverse_stream_starts_without_a_copy() -> None:
+    sf = config.load(REPO / "streams.yaml")
+    reverse = sf.stream("catalog_reverse")
+    assert reverse.initial == "none"
+    assert reverse.skip_origins == ("catalog",) and sf.stream("catalog").skip_origins == ("catalog_reverse",)
+    assert reverse.table("products").drop == ("slug", "stock_count")  # the monolith keeps stock

@@ -180,8 +180,11 @@ def test_sink_writes_are_not_echoed_by_a_reverse_stream(cdc_env: Env) -> None:
 
     env = cdc_env
     seed(env, 3)
-    reverse = parse({"streams": {"back": {"source": {"url": env.tgt}, "target": {"url": env.src},
+    # one file declares both: the reverse skips what its forward stream wrote (cdc/config.py)
+    reverse = parse({"streams": {env.name: stream_spec(env.src, env.tgt),
+                                 "back": {"source": {"url": env.tgt}, "target": {"url": env.src},
                                           "tables": {"products": "catalog_product"}}}}).stream("back")
+    assert reverse.skip_origins == (env.name,)
     src = PostgresSource(reverse, ["products"])
     try:
         src.install()

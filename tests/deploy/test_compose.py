@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from cli.stack import stream_process
 from tests.deploy import compose_checks
 from tests.deploy.conftest import ROOT
 
@@ -106,7 +107,7 @@ def test_cdc_streams_are_single_consumers(compose: dict[str, Any]) -> None:
     for name in streams:
         svc = compose["services"][name]
         assert (svc.get("deploy") or {}).get("replicas", 1) == 1
-        assert svc["command"][-1] == name.removeprefix("cdc-")
+        assert stream_process(svc["command"][-1]) == name
 
 
 @pytest.mark.parametrize("profile", ["traffic", "seed"])

@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from cli.stack import Process, Stack, Task, build_stack
+from cli.stack import Process, Stack, Task, build_stack, stream_process
 from cli.up import DEFAULT_PORTS, settings_for, stream_names
 from tests.deploy import dockerfile_checks
 from tests.deploy.conftest import DOCKERFILE, ROOT, by_kind
@@ -263,7 +263,7 @@ def test_the_stack_builder_is_what_this_test_thinks(stack: Stack) -> None:
     assert {p.role for p in stack.processes} <= {"service", "router", "stream"}
     assert all(isinstance(t, Task) for t in stack.setup)
     assert [p.name for p in stack.processes if p.role == "stream"] == [
-        f"cdc-{s}" for s in stream_names(ROOT / "streams.yaml")
+        stream_process(s) for s in stream_names(ROOT / "streams.yaml")
     ]
 
 
