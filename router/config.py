@@ -318,7 +318,8 @@ def parse_config(text: str, *, source: str = "<string>", base_dir: Path | None =
                        f"use one of: {', '.join(upstreams)} (or declare it under upstreams)")
         return name
 
-    own_path, ownership = _ownership(data, base, source, lines, ownership)
+    # Text without a file (no base_dir) has nothing "beside" it: only a named file is read.
+    own_path, ownership = _ownership(data, base, source, lines, ownership, beside=base_dir is not None)
 
     identity = None
     if "identity" in data:
@@ -666,10 +667,12 @@ def _parse_rate(text: str, at: tuple[Any, ...], fail: Fail) -> tuple[float, floa
 
 # --- issue 11 (write ownership): `ownership:` at the top, `writes:` on a route ---------------
 
-def _ownership(data: dict[str, Any], base: Path, source: str, lines: dict,
-               given: Ownership | None) -> tuple[Path | None, Ownership | None]:
+def _ownership(data: dict[str, Any], base: Path, source: str, lines: dict, given: Ownership | None,
+               *, beside: bool) -> tuple[Path | None, Ownership | None]:
     """The ownership file's path (watched even while absent) and what it declares."""
     named = data.get("ownership")
+    if named is None and not beside:
+        return None, given
     path = Path(named or own.DEFAULT_PATH)
     path = path if path.is_absolute() else base / path
     if given is not None:

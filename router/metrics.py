@@ -299,7 +299,7 @@ def merge(snaps: list[dict[str, Any]]) -> dict[str, Any]:
         st["diff_rate"] = st.get("differing_raw", 0) / compared if compared else 0.0
         st["noise_rate"] = st.get("noise_differing", 0) / noise if noise else 0.0
         st["net_diff_rate"] = st.get("differing", 0) / compared if compared else 0.0
-    owners = [{"pid": snap["pid"], "sha256": snap.get("ownership", {}).get("sha256", ""),
+    owners = [{"pid": snap.get("pid"), "sha256": snap.get("ownership", {}).get("sha256", ""),
                "inflight_writes": dict(snap.get("ownership", {}).get("inflight_writes", {}))}
               for snap in live]
     return {"series": series, "shadow": shadow, "breakers": breakers, "rate_limited": rate_limited,
