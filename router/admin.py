@@ -2,7 +2,10 @@
 
     GET  /_strangler/healthz                 {"ok": true} once a config is loaded; no token, no data
     GET  /_strangler/status                  routes, weights, per-backend counters, latency
-                                             buckets + p50/p99, breakers, shadow tallies
+                                             buckets + p50/p99, breakers, shadow tallies, and
+                                             "ownership": the file's sha256, each group's owner
+                                             and hold, and per live worker the sha it applied
+                                             and its writes in flight per group
     GET  /_strangler/routes                  the running routing table
     GET  /_strangler/metrics                 Prometheus text
     GET  /_strangler/ledger                  the last ledger entries
@@ -29,7 +32,7 @@ import signal
 from typing import TYPE_CHECKING, Any
 
 from router import ledger
-from router.config import set_weight
+from router.config import Config, set_weight
 from router.errors import ConfigError
 from router.metrics import BOUNDS_MS, prometheus
 
@@ -154,6 +157,7 @@ class Admin:
                         "methods": sorted(r.match.methods) if r.match.methods else None,
                         "host": r.match.host, "weights": r.weights, "candidate": r.candidate,
                         "fallback": r.fallback, "retries": r.retries, "identity": r.identity,
+                        "writes": r.writes,
                         "shadow": {"to": r.shadow.to, "percent": r.shadow.percent} if r.shadow else None}
                        for r in config.routes],
         }
@@ -174,13 +178,27 @@ class Admin:
                     backends[name] = _series(s)  # e.g. the fallback
             for name, entry in backends.items():
                 entry["breaker"] = agg["breakers"].get(name, {}).get("state", "closed")
-            routes[r.name] = {"weights": r.weights, "backends": backends,
+            routes[r.name] = {"weights": r.weights, "writes": r.writes, "backends": backends,
                               "shadow": agg["shadow"].get(r.name),
                               "rate_limited": agg["rate_limited"].get(r.name, 0)}
         return {"config": {"source": snap.config.source, "sha256": snap.config.sha256,
                            "last_reload": self.router.reloader.status()},
+                "ownership": _ownership(snap.config, agg["ownership_workers"]),
                 "workers": agg["workers"], "in_flight": agg["in_flight"], "routes": routes, "breakers": agg["breakers"],
                 "latency_bounds_ms": list(BOUNDS_MS)}
+
+
+def _ownership(config: Config, workers: list[dict[str, Any]]) -> dict[str, Any]:
+    """What `strangler own` waits on: every live worker applied the file and has no write of
+    the group in flight (a write admitted before the hold counts until its response ends)."""
+    own = config.ownership
+    groups = {}
+    for g in (own.groups.values() if own is not None else ()):
+        held = g.held()
+        groups[g.name] = {"owner": g.owner, "held": held,
+                          "retry_after": g.hold.retry_after() if held and g.hold else 0}
+    return {"sha256": config.ownership_sha256, "groups": groups,
+            "workers": sorted(workers, key=lambda w: w["pid"])}
 
 
 def is_admin_path(path: str) -> bool:

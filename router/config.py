@@ -6,6 +6,11 @@ beside this module (`routes.schema.json`, also for editors), then for meaning (b
 known upstreams, weights sum to 100, ...). Every error names the YAML line, the key path, the
 bad value and the fix; the caller keeps its running config.
 
+The ownership file (`ownership:` at the top, relative to this file; default `ownership.yaml`
+beside it when it exists) is part of the same config: it is loaded and checked with the routes
+(a route's `writes: <group>` sends write methods to the group's owner; a route without it may
+not send writes to a side that does not own its group), and a bad one is refused the same way.
+
 `set_weight` edits only the one weight scalar in the file text (comments and layout stay),
 validates the result whole, writes it atomically and appends a ledger entry.
 """
@@ -29,6 +34,8 @@ from urllib.parse import urlsplit
 import jsonschema
 import yaml
 
+import ownership as own
+from ownership import WRITE_METHODS, Ownership, OwnershipError
 from router import ledger
 from router.errors import ConfigError
 from router.ratelimit import RateLimit, policy
@@ -128,6 +135,9 @@ class Route:
     # issue 15 (rate limits): a token bucket per client key; None: no limit (one check)
     rate_limit: RateLimit | None = None
     websocket: WebSocket | None = WebSocket()  # None: an Upgrade is forwarded as plain HTTP
+    # issue 11: the ownership group whose owner gets this route's write methods (weights,
+    # cohorts and overrides then decide reads only); None: writes follow the weights too
+    writes: str | None = None
 
     @property
     def weights(self) -> dict[str, int]:
@@ -180,8 +190,15 @@ class Config:
     trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
     anonymous_cohort: AnonymousCohort | None = field(default_factory=lambda: AnonymousCohort())
     listen_tls: ListenTLS | None = None  # the listener terminates TLS (read at start)
+    # issue 11: who may write each synced table, read with this file (None: none declared)
+    ownership: Ownership | None = None
+    ownership_path: Path | None = None  # the file watched (the default one may not exist yet)
     source: str = "<string>"
     sha256: str = ""
+
+    @property
+    def ownership_sha256(self) -> str:
+        return self.ownership.sha256 if self.ownership is not None else ""
 
     def route(self, name: str) -> Route:
         for route in self.routes:
@@ -240,8 +257,13 @@ def _schema_fix(error: jsonschema.ValidationError) -> str:
 
 # --- parsing ----------------------------------------------------------------------------
 
-def parse_config(text: str, *, source: str = "<string>", base_dir: Path | None = None) -> Config:
-    """Validate routes.yaml text whole and build the immutable `Config` (or raise ConfigError)."""
+def parse_config(text: str, *, source: str = "<string>", base_dir: Path | None = None,
+                 ownership: Ownership | None = None) -> Config:
+    """Validate routes.yaml text whole and build the immutable `Config` (or raise ConfigError).
+
+    The ownership file named by the text (or beside it) is read too, unless `ownership` is
+    given: then the routes are checked against that one (e.g. before writing it).
+    """
     try:
         lines = _line_index(yaml.compose(text))
         data = yaml.safe_load(text)
@@ -295,6 +317,9 @@ def parse_config(text: str, *, source: str = "<string>", base_dir: Path | None =
             raise fail(path, f"unknown upstream {name!r}",
                        f"use one of: {', '.join(upstreams)} (or declare it under upstreams)")
         return name
+
+    # Text without a file (no base_dir) has nothing "beside" it: only a named file is read.
+    own_path, ownership = _ownership(data, base, source, lines, ownership, beside=base_dir is not None)
 
     identity = None
     if "identity" in data:
@@ -350,6 +375,8 @@ def parse_config(text: str, *, source: str = "<string>", base_dir: Path | None =
                 keep=int(s.get("keep", 20)), queue=int(s.get("queue", 256)),
                 redact=_redact_names(s))
         cohort = spec.get("cohort", {})
+        writes = _writes(spec, at, ownership, upstreams, fail)
+        sides = list(ownership.groups[writes].sides) if writes and ownership else []
         routes.append(Route(
             name=name, match=match, backends=backends, salt=spec.get("salt", name),
             cohort_cookie=cohort.get("cookie"),
@@ -360,8 +387,12 @@ def parse_config(text: str, *, source: str = "<string>", base_dir: Path | None =
             shadow=shadow, retry_methods=_retry_methods(spec, at, fail),
             rate_limit=_route_rate_limit(data, spec, at, name, cohort, fail),
             websocket=_websocket(data.get("websocket", {}), spec.get("websocket", {})),
+            writes=writes,
             **_route_bounds(spec, [upstreams[b] for b, _ in backends] +
-                            ([upstreams[fallback]] if fallback else []))))
+                            ([upstreams[fallback]] if fallback else []) +
+                            [upstreams[s] for s in sides])))
+        if ownership is not None:
+            _refuse_stray_writes(routes[-1], ownership, at, fail)
 
     ledger_path = Path(data.get("ledger", DEFAULT_LEDGER))
     header = data.get("backend_header", "X-Strangler-Backend")
@@ -373,7 +404,7 @@ def parse_config(text: str, *, source: str = "<string>", base_dir: Path | None =
         max_header_bytes=int(data.get("max_header_bytes", 16384)),
         reload_interval=float(data.get("reload_interval", 1.0)),
         identity=identity, **_router_bounds(data, fail), listen_tls=_listen_tls(data, base, fail),
-        source=source,
+        ownership=ownership, ownership_path=own_path, source=source,
         sha256=hashlib.sha256(text.encode()).hexdigest())
 
 
@@ -459,15 +490,19 @@ def _log_target(value: bool | str, base: Path) -> bool | str:
     return value is True or value == "-"
 
 
-def load_config(path: str | os.PathLike[str]) -> Config:
-    """Read and validate a routes file (ConfigError if missing or invalid)."""
+def load_config(path: str | os.PathLike[str], *, ownership: Ownership | None = None) -> Config:
+    """Read and validate a routes file and its ownership file (ConfigError if missing or invalid).
+
+    `ownership` given: validate the routes against it instead of the file (`strangler own`
+    checks a new owner this way before writing it).
+    """
     p = Path(path)
     try:
         text = p.read_text()
     except OSError as exc:
         raise ConfigError(f"{p}: cannot read the routes file ({exc.strerror}) — fix: pass "
                           "--config with the path of an existing routes.yaml") from exc
-    return parse_config(text, source=str(p), base_dir=p.absolute().parent)
+    return parse_config(text, source=str(p), base_dir=p.absolute().parent, ownership=ownership)
 
 
 # --- editing ----------------------------------------------------------------------------
@@ -628,3 +663,87 @@ def _parse_rate(text: str, at: tuple[Any, ...], fail: Fail) -> tuple[float, floa
     if not sep or unit.strip() not in _RATE_UNITS or not 0 < number < math.inf:
         raise fail(at, f"{text!r} is not a rate", "write requests per unit, e.g. 10/s, 600/min or 1000/h")
     return number, _RATE_UNITS[unit.strip()]
+
+
+# --- issue 11 (write ownership): `ownership:` at the top, `writes:` on a route ---------------
+
+def _ownership(data: dict[str, Any], base: Path, source: str, lines: dict, given: Ownership | None,
+               *, beside: bool) -> tuple[Path | None, Ownership | None]:
+    """The ownership file's path (watched even while absent) and what it declares."""
+    named = data.get("ownership")
+    if named is None and not beside:
+        return None, given
+    path = Path(named or own.DEFAULT_PATH)
+    path = path if path.is_absolute() else base / path
+    if given is not None:
+        return path, given
+    if named is None and not path.exists():
+        return path, None  # no ownership declared: writes follow the weights, as before
+    try:
+        return path, own.load(path)
+    except OwnershipError as exc:
+        line = lines.get(("ownership",))
+        where = f"{source}:{line}" if line else source
+        hint = "" if named else " (read because it lies beside the routes file)"
+        raise ConfigError(f"{where}: ownership{hint}: {exc}", key_path="ownership", line=line) from exc
+
+
+def _writes(spec: dict[str, Any], at: tuple[Any, ...], ownership: Ownership | None,
+            upstreams: Mapping[str, Upstream], fail: Fail) -> str | None:
+    """A route's `writes:` group, checked: declared, and every side of it an upstream."""
+    group = spec.get("writes")
+    if group is None:
+        return None
+    if ownership is None:
+        raise fail(at + ("writes",), f"the route's writes follow ownership group {group!r}, but no "
+                   "ownership file is loaded", "add `ownership: ownership.yaml` at the top of this "
+                   "file (a path relative to it) and declare the group there, or remove `writes:`")
+    if group not in ownership.groups:
+        raise fail(at + ("writes",), f"no ownership group {group!r} in {ownership.source}",
+                   f"use one of: {', '.join(ownership.groups) or 'none declared'}")
+    missing = [side for side in ownership.groups[group].sides if side not in upstreams]
+    if missing:
+        raise fail(at + ("writes",), f"ownership group {group} has side {missing[0]!r} but this file "
+                   f"has no upstream {missing[0]!r}", "declare an upstream named like each side of the "
+                   "group: writes go to the upstream named like the owner")
+    return str(group)
+
+
+def _refuse_stray_writes(route: Route, ownership: Ownership, at: tuple[Any, ...], fail: Fail) -> None:
+    """Refuse a route that could send a write to a side that does not own its group.
+
+    A route belongs to a group's migration when it names two sides of the group (backends,
+    fallback or shadow): then, without `writes:`, none of the places a write may go (a backend
+    with weight, the override candidate, the fallback, a shadow of write methods) may be a side
+    that does not own it. A route naming one side only (the monolith's catch-all) is left alone:
+    its writes are that side's own business, and the database guards back this check up.
+    """
+    methods = route.match.methods
+    carried = WRITE_METHODS if methods is None else methods & WRITE_METHODS
+    if not carried:
+        return
+    carries = "no match.methods" if methods is None else f"match.methods has {', '.join(sorted(carried))}"
+    mirrored = route.shadow.methods & carried if route.shadow is not None else frozenset()
+    named = set(route.weights) | {route.fallback} | {route.shadow.to if route.shadow else None}
+    for g in ownership.groups.values():
+        if mirrored and route.shadow is not None and route.shadow.to in g.sides and \
+                route.shadow.to != g.owner and (route.writes == g.name or len(named & set(g.sides)) > 1):
+            raise fail(at + ("shadow", "methods"), f"route {route.name} mirrors writes "
+                       f"({', '.join(sorted(mirrored))}) to {route.shadow.to}, which does not own "
+                       f"ownership group {g.name} (owner: {g.owner})",
+                       "mirror only reads: remove the write methods from shadow.methods")
+        if route.writes == g.name or len(named & set(g.sides)) < 2:
+            continue
+        targets: list[tuple[tuple[str, ...], str, str]] = [
+            (("backends", b), b, f"weight {w}") for b, w in route.backends if w > 0]
+        if route.override_header is not None or route.override_cookie is not None:
+            targets.append((("override", "candidate"), route.candidate, "the override candidate"))
+        if route.fallback is not None:
+            targets.append((("fallback",), route.fallback, "the fallback"))
+        for key, target, how in targets:
+            if target in g.sides and target != g.owner:
+                raise fail(at + key, f"route {route.name} carries writes ({carries}) and would send "
+                           f"them to {target} ({how}), which does not own ownership group {g.name} "
+                           f"(owner: {g.owner})",
+                           f"add `writes: {g.name}` to the route so writes follow ownership, or limit "
+                           "match.methods to GET, HEAD")

@@ -15,6 +15,11 @@ dropped (what prometheus_client's multiprocess mode does with `mark_process_dead
 the supervisor renamed its file or not: a reader checks that a `worker-<pid>.json`'s process
 still runs *and* is the one that wrote it (its start time, so a reused pid does not count),
 and renames the file of a dead one itself. A dead process is never signalled.
+
+Ownership (issue 11): each snapshot also says which ownership file the worker applied (its
+sha256) and how many writes it admitted per ownership group are still being answered; the
+aggregate lists them per live worker (`ownership_workers`), so `strangler own` can wait until
+every worker holds the group's writes and none is still in flight.
 """
 
 from __future__ import annotations
@@ -59,6 +64,8 @@ class Metrics:
         self.shadow: dict[str, dict[str, Any]] = {}
         self.breakers: dict[str, dict[str, Any]] = {}
         self.rate_limited: dict[str, int] = {}  # route → requests answered 429
+        self.ownership_sha256 = ""  # the ownership file this worker applied ("" if none)
+        self.inflight_writes: dict[str, int] = {}  # ownership group → admitted writes unanswered
         self.dirty = False
         self._last_flush = 0.0
 
@@ -76,6 +83,21 @@ class Metrics:
             error = f"status_{status}"
         if error is not None:
             series.errors[error] = series.errors.get(error, 0) + 1
+        self.dirty = True
+
+    def write_admitted(self, group: str) -> None:
+        self.inflight_writes[group] = self.inflight_writes.get(group, 0) + 1
+        self.dirty = True
+
+    def write_done(self, group: str) -> None:
+        self.inflight_writes[group] -= 1
+        self.dirty = True
+
+    def applied_ownership(self, sha256: str, groups: list[str]) -> None:
+        """A new config is installed: publish its ownership file's sha (at once, see flush)."""
+        self.ownership_sha256 = sha256
+        for group in groups:
+            self.inflight_writes.setdefault(group, 0)
         self.dirty = True
 
     def shadow_stats(self, route: str, keep: int) -> dict[str, Any]:
@@ -101,6 +123,7 @@ class Metrics:
                            "pairs": list(st["pairs"])} for r, st in self.shadow.items()},
             "breakers": self.breakers,
             "rate_limited": self.rate_limited,
+            "ownership": {"sha256": self.ownership_sha256, "inflight_writes": dict(self.inflight_writes)},
         }
 
     def flush(self, force: bool = False) -> None:
@@ -276,8 +299,11 @@ def merge(snaps: list[dict[str, Any]]) -> dict[str, Any]:
         st["diff_rate"] = st.get("differing_raw", 0) / compared if compared else 0.0
         st["noise_rate"] = st.get("noise_differing", 0) / noise if noise else 0.0
         st["net_diff_rate"] = st.get("differing", 0) / compared if compared else 0.0
+    owners = [{"pid": snap.get("pid"), "sha256": snap.get("ownership", {}).get("sha256", ""),
+               "inflight_writes": dict(snap.get("ownership", {}).get("inflight_writes", {}))}
+              for snap in live]
     return {"series": series, "shadow": shadow, "breakers": breakers, "rate_limited": rate_limited,
-            "workers": len(live),
+            "ownership_workers": owners, "workers": len(live),
             "in_flight": sum(snap.get("in_flight", 0) for snap in live)}
 
 

@@ -15,6 +15,12 @@ response byte reached the client: a POST is never sent twice.
 `/_strangler/...` never goes upstream, however it is spelled (the check runs on the
 normalised path, in any letter case): it is the admin API (`router.admin`).
 
+Writes (issue 11): on a route with `writes: <group>`, POST/PUT/PATCH/DELETE go to the
+upstream named like the group's owner (weights, cohorts and overrides decide reads only),
+never fall back to another side, and get 503 `writes_held` + Retry-After while the group is
+held for an ownership flip. Admitted writes are counted per group until their response ends
+(`Metrics.inflight_writes`): `strangler own` waits for that count to reach 0.
+
 Bounds: the route's `deadline` is shared by every attempt (retries and fallback), bodies over
 `max_body_bytes` get 413, a full upstream 503 with Retry-After. Behind trusted proxies
 (`router.forwarded`) the client, scheme and host are theirs; anonymous visitors of a split
@@ -37,6 +43,7 @@ from pathlib import Path
 from time import monotonic, perf_counter
 from typing import Any
 
+from ownership import WRITE_METHODS, Group
 from router import balance, ratelimit
 from router.accesslog import AccessLog
 from router.admin import is_admin_path
@@ -99,6 +106,13 @@ class Router:
         self._started = True
         config = self._initial or load_config(self.config_path)  # type: ignore[arg-type]
         self.install(config)
+        # Listed among the workers (with the ownership file it applied) before it serves, then
+        # a second look: a file replaced while this worker started (a hold being written) is
+        # either seen now or reported as not applied yet, never missed by `strangler own`.
+        self.metrics.flush(force=True)
+        if self.config_path is not None:
+            self.reloader.reload("start")
+            self.metrics.flush(force=True)
         if any(r.identity for r in config.routes) and not os.environ.get(IDENTITY_SECRET_ENV):
             print(f"strangler router: warning: routes ask for identity but {IDENTITY_SECRET_ENV} "
                   "is not set; no identity header will be sent", file=sys.stderr, flush=True)
@@ -116,6 +130,8 @@ class Router:
     def install(self, config: Config) -> None:
         """Swap in a validated config (one assignment; in-flight requests keep theirs)."""
         self.snapshot = build_snapshot(config, self.snapshot)
+        self.metrics.applied_ownership(config.ownership_sha256,
+                                       list(config.ownership.groups) if config.ownership else [])
         if config.access_log != getattr(self, "_log_target", None):
             self.access_log.close()
             self.access_log = AccessLog(config.access_log)
@@ -199,13 +215,17 @@ class Router:
             await self.admin.handle(scope, receive, send, path)
             return
         self.metrics.in_flight += 1
+        # A write admitted on a `writes:` route names its group here until its response ends.
+        ticket: list[str] | None = [] if scope["method"] in WRITE_METHODS else None
         try:
-            await self._proxy(scope, receive, send, snap, raw_path, path, started)
+            await self._proxy(scope, receive, send, snap, raw_path, path, started, ticket)
         finally:
             self.metrics.in_flight -= 1
+            if ticket:
+                self.metrics.write_done(ticket[0])
 
     async def _proxy(self, scope: Scope, receive: Receive, send: Send, snap: Snapshot,
-                     raw_path: bytes, path: str, started: float) -> None:
+                     raw_path: bytes, path: str, started: float, ticket: list[str] | None) -> None:
         config = snap.config
         method: str = scope["method"]
 
@@ -289,7 +309,21 @@ class Router:
                 return await self._rate_limited(send, route, limit, verdict, limit_headers,
                                                 request_id, started, method, path)
             send = _with_header(send, *limit_headers)
-        backend, new_cohort = self._choose(route, scope, cookie, config.anonymous_cohort, scheme)
+        owner = None
+        if ticket is not None and route.writes is not None:
+            # Decided in the same event-loop step that read `snap` (no await since): a worker
+            # that reports a hold (or a new owner) has no write admitted under the old file
+            # that is not counted in inflight_writes.
+            assert config.ownership is not None  # parse_config checked the group
+            group = config.ownership.groups[route.writes]
+            if group.held():
+                return await self._held(send, route, group, request_id, started, method, path)
+            owner = backend = group.owner
+            new_cohort = None
+            ticket.append(group.name)
+            self.metrics.write_admitted(group.name)
+        else:
+            backend, new_cohort = self._choose(route, scope, cookie, config.anonymous_cohort, scheme)
         if new_cohort is not None:
             send = _with_header(send, (b"set-cookie", new_cohort))
         # Everything after the Host line is the same whichever upstream answers.
@@ -403,7 +437,7 @@ class Router:
                         self.shadow.offer(route, snap, backend, method, line, tail, status,
                                           conn.headers, capture, body, te is not None)
                     return
-            fallback = route.fallback
+            fallback = route.fallback if owner is None else None  # a write goes to the owner only
             out_of_time = monotonic() >= deadline
             if retryable and fallback and fallback != backend and not tried_fallback and not out_of_time:
                 tried_fallback = True
@@ -479,6 +513,18 @@ class Router:
                           route.name, count=False, headers=headers,
                           detail=f"route {route.name} allows {limit.spec} per {per} (burst "
                                  f"{limit.burst}); retry in {max(1, math.ceil(verdict.retry_after))}s")
+
+    async def _held(self, send: Send, route: Route, group: Group, request_id: str, started: float,
+                    method: str, path: str) -> None:
+        """503 while the group's ownership moves: nothing was forwarded, a retry is safe."""
+        hold = group.hold
+        assert hold is not None
+        wait = hold.retry_after()
+        why = f" ({hold.reason})" if hold.reason else ""
+        await self._error(send, 503, "writes_held", None, request_id, started, method, path,
+                          route.name, headers=((b"retry-after", str(wait).encode()),),
+                          detail=f"writes to route {route.name} are held: ownership of {group.name} "
+                                 f"is moving{why}; retry after {wait} s")
 
     async def _refuse(self, send: Send, status: int, detail: str, started: float, method: str,
                       raw_path: bytes) -> None:

@@ -1,9 +1,10 @@
 """Hot reload: file watch, SIGHUP and the admin API all end in one validated, atomic swap.
 
-Place in the flow: beside the request path. `ConfigWatcher.check` reads the routes file,
-validates it whole (a bad file is refused with the reason; the running config stays),
-ledgers what changed unless the writer already did (the ledger remembers the file hash
-each entry produced), and returns the new `Config`. The router then swaps snapshots with
+Place in the flow: beside the request path. `ConfigWatcher.check` reads the routes file and
+the ownership file it names (watched alike), validates them whole (a bad file is refused with
+the reason; the running config stays), ledgers what changed in the routes unless the writer
+already did (the ledger remembers the file hash each entry produced), and returns the new
+`Config`. The router then swaps snapshots with
 one assignment: requests already in flight finish on the config they started with.
 
 With several workers, the supervisor is the *leader* (it writes ledger entries for hand
@@ -27,6 +28,14 @@ if TYPE_CHECKING:
     from router.proxy import Router
 
 
+def _stat(path: Path) -> tuple[int, int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_mtime_ns, st.st_size, st.st_ino)
+
+
 class ConfigWatcher:
     """Tracks one routes file: what is running, and whether the file on disk changed."""
 
@@ -37,12 +46,10 @@ class ConfigWatcher:
         self.stamp = self._stamp()
         self.last: dict[str, Any] = {"ok": True, "at": None, "source": "start", "error": None}
 
-    def _stamp(self) -> tuple[int, int, int] | None:
-        try:
-            st = os.stat(self.path)
-        except OSError:
-            return None
-        return (st.st_mtime_ns, st.st_size, st.st_ino)
+    def _stamp(self) -> tuple[tuple[int, int, int] | None, ...]:
+        """The routes file's and the ownership file's (mtime, size, inode); None: absent."""
+        own = self.current.ownership_path if self.current is not None else None
+        return (_stat(self.path),) + ((_stat(own),) if own is not None else ())
 
     def changed(self) -> bool:
         stamp = self._stamp()
@@ -62,9 +69,12 @@ class ConfigWatcher:
                   f"config: {exc}", file=sys.stderr, flush=True)
             return None
         self.last = {"ok": True, "at": time.time(), "source": actor, "error": None}
-        if self.current is not None and config.sha256 == self.current.sha256:
+        same_routes = self.current is not None and config.sha256 == self.current.sha256
+        if same_routes and config.ownership_sha256 == self.current.ownership_sha256:  # type: ignore[union-attr]
             return None
-        if self.leader and self.current is not None and not ledger.recorded(config.ledger_path, config.sha256):
+        # An ownership-only change is `strangler own`'s (it ledgers its phases itself).
+        if self.leader and self.current is not None and not same_routes and \
+                not ledger.recorded(config.ledger_path, config.sha256):
             reason = f"routes file changed ({actor})"
             changes = diff_weights(self.current, config)
             for route, old, new in changes:
@@ -103,7 +113,8 @@ class Reloader:
         if config is not None:
             self.router.install(config)
         return {"ok": watcher.last["ok"], "changed": config is not None, "error": watcher.last["error"],
-                "sha256": watcher.current.sha256 if watcher.current else None}
+                "sha256": watcher.current.sha256 if watcher.current else None,
+                "ownership_sha256": watcher.current.ownership_sha256 if watcher.current else None}
 
     def on_sighup(self) -> None:
         self.reload("sighup")
