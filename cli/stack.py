@@ -203,6 +203,8 @@ def _cdc_env(s: StackSettings) -> dict[str, str]:
     )
     if s.streams is not None:
         env["STRANGLER_STREAMS"] = str(s.streams)
+    # One ownership file for the router and the streams: the one beside the routes file.
+    env["STRANGLER_OWNERSHIP"] = str(s.routes.parent / "ownership.yaml")
     return env
 
 

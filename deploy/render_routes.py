@@ -21,6 +21,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE_ROUTES = ROOT / "deploy" / "compose" / "routes.yaml"
+COMPOSE_OWNERSHIP = ROOT / "deploy" / "compose" / "ownership.yaml"
 K8S_ROUTES = ROOT / "deploy" / "k8s" / "routes-configmap.yaml"
 K8S_LEDGER = "/app/.strangler/ledger.jsonl"  # an emptyDir: the ConfigMap mount is read-only
 LOOPBACK = ("127.0.0.1", "localhost")
@@ -59,8 +60,11 @@ def render(text: str, *, ledger: str | None = None) -> str:
     return HEADER.format(ledger=" and the ledger path" if ledger else "") + text
 
 
-def configmap(routes_text: str) -> str:
-    body = "".join(f"    {line}" if line.strip() else "\n" for line in routes_text.splitlines(keepends=True))
+def _block(text: str) -> str:
+    return "".join(f"    {line}" if line.strip() else "\n" for line in text.splitlines(keepends=True))
+
+
+def configmap(routes_text: str, ownership_text: str) -> str:
     return (
         "# The router's routes.yaml on Kubernetes, mounted as a folder at /etc/strangler.\n"
         "# Change weights here and `kubectl apply -k deploy/k8s`: every router replica reloads\n"
@@ -70,19 +74,23 @@ def configmap(routes_text: str) -> str:
         "metadata:\n"
         "  name: strangler-routes\n"
         "data:\n"
-        "  routes.yaml: |\n" + body
+        "  routes.yaml: |\n" + _block(routes_text)
+        + "  # who may write each synced table (`strangler own` flips it); the CDC pods mount it too\n"
+        "  ownership.yaml: |\n" + _block(ownership_text)
     )
 
 
 def outputs() -> dict[Path, str]:
     source = (ROOT / "routes.yaml").read_text(encoding="utf-8")
+    owners = (ROOT / "ownership.yaml").read_text(encoding="utf-8")
     compose_note = (
         "# Mounted into the router at /etc/strangler: the admin API (`strangler shift`) edits the\n"
         "# weights in this file at run time, and the ledger lands in .strangler/ beside it.\n"
     )
     return {
         COMPOSE_ROUTES: compose_note + render(source),
-        K8S_ROUTES: configmap(render(source, ledger=K8S_LEDGER)),
+        COMPOSE_OWNERSHIP: owners,
+        K8S_ROUTES: configmap(render(source, ledger=K8S_LEDGER), owners),
     }
 
 

@@ -64,9 +64,10 @@ def test_container_routes_are_rendered_from_the_repository_routes() -> None:
     ), hint
 
 
-def test_container_upstreams_are_the_stack_services(manifests: list[tuple[str, dict[str, Any]]], compose: dict[str, Any]) -> None:
-    text = configmap_routes((render_routes.K8S_ROUTES).read_text())
-    config = parse_config(text, source="configmap", base_dir=Path("/etc/strangler"))
+def test_container_upstreams_are_the_stack_services(manifests: list[tuple[str, dict[str, Any]]], compose: dict[str, Any],
+                                                    tmp_path: Path) -> None:
+    k8s = mounted(tmp_path, configmap_files(render_routes.K8S_ROUTES.read_text()))
+    config = parse_config((k8s / "routes.yaml").read_text(), source="configmap", base_dir=k8s)
     services = by_kind(manifests, "Service")
     for name, upstream in config.upstreams.items():
         host_port = upstream.url.removeprefix("http://")
@@ -75,14 +76,33 @@ def test_container_upstreams_are_the_stack_services(manifests: list[tuple[str, d
         assert f"{port}" in compose["services"][host]["expose"], name
 
 
-def test_the_router_accepts_both_copies() -> None:
-    parse_config(render_routes.COMPOSE_ROUTES.read_text(), source="compose", base_dir=Path("/etc/strangler"))
-    parse_config(configmap_routes(render_routes.K8S_ROUTES.read_text()), source="k8s", base_dir=Path("/etc/strangler"))
+def mounted(tmp_path: Path, files: dict[str, str]) -> Path:
+    """The folder the router sees at /etc/strangler, laid out in a temporary one."""
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    return tmp_path
 
 
-def test_kubernetes_ledger_is_on_a_writable_mount(manifests: list[tuple[str, dict[str, Any]]]) -> None:
-    config = parse_config(configmap_routes(render_routes.K8S_ROUTES.read_text()), source="k8s",
-                          base_dir=Path("/etc/strangler"))
+def configmap_files(text: str) -> dict[str, str]:
+    (doc,) = yaml.safe_load_all(text)
+    return {str(k): str(v) for k, v in doc["data"].items()}
+
+
+def test_the_router_accepts_both_copies(tmp_path: Path) -> None:
+    compose = mounted(tmp_path / "compose", {
+        "routes.yaml": render_routes.COMPOSE_ROUTES.read_text(),
+        "ownership.yaml": render_routes.COMPOSE_OWNERSHIP.read_text()})
+    config = parse_config((compose / "routes.yaml").read_text(), source="compose", base_dir=compose)
+    assert config.ownership is not None and "catalog" in config.ownership.groups
+    k8s = mounted(tmp_path / "k8s", configmap_files(render_routes.K8S_ROUTES.read_text()))
+    config = parse_config((k8s / "routes.yaml").read_text(), source="k8s", base_dir=k8s)
+    assert config.ownership is not None and "catalog" in config.ownership.groups
+
+
+def test_kubernetes_ledger_is_on_a_writable_mount(manifests: list[tuple[str, dict[str, Any]]], tmp_path: Path) -> None:
+    k8s = mounted(tmp_path, configmap_files(render_routes.K8S_ROUTES.read_text()))
+    config = parse_config((k8s / "routes.yaml").read_text(), source="k8s", base_dir=k8s)
     (container,) = by_kind(manifests, "Deployment")["router"]["spec"]["template"]["spec"]["containers"]
     writable = [m["mountPath"] for m in container["volumeMounts"] if not m.get("readOnly")]
     assert any(str(config.ledger_path).startswith(path + "/") for path in writable), config.ledger_path
@@ -155,10 +175,10 @@ def poll(url: str, predicate: Any, seconds: float = 30.0) -> dict[str, Any]:
 def configmap_router(tmp_path: Path) -> Iterator[tuple[KubeletVolume, str, str]]:
     volume_dir = tmp_path / "etc-strangler"
     volume_dir.mkdir()
-    text = configmap_routes(render_routes.K8S_ROUTES.read_text())
-    text = text.replace("ledger: /app/.strangler/ledger.jsonl", f"ledger: {tmp_path}/ledger.jsonl")
+    files = configmap_files(render_routes.K8S_ROUTES.read_text())
+    text = files["routes.yaml"].replace("ledger: /app/.strangler/ledger.jsonl", f"ledger: {tmp_path}/ledger.jsonl")
     volume = KubeletVolume(volume_dir)
-    volume.publish({"routes.yaml": text})
+    volume.publish({**files, "routes.yaml": text})
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "router", "--config", str(volume_dir / "routes.yaml"),
@@ -188,16 +208,17 @@ def test_router_reloads_when_the_configmap_symlink_is_swapped(
     configmap_router: tuple[KubeletVolume, str, str],
 ) -> None:
     volume, text, base = configmap_router
+    files = configmap_files(render_routes.K8S_ROUTES.read_text())  # ownership.yaml beside it
     assert weights(get(f"{base}/routes"), "products") == {"monolith": 100, "catalog": 0}
 
     shifted = text.replace("backends: {monolith: 100, catalog: 0}", "backends: {monolith: 75, catalog: 25}", 1)
     assert shifted != text
-    volume.publish({"routes.yaml": shifted})
+    volume.publish({**files, "routes.yaml": shifted})
     doc = poll(f"{base}/routes", lambda d: weights(d, "products") == {"monolith": 75, "catalog": 25})
     assert weights(doc, "categories") == {"monolith": 100, "catalog": 0}  # only what changed
 
     # A broken update is refused; the router keeps serving the last good table.
-    volume.publish({"routes.yaml": shifted.replace("routes:", "routez:", 1)})
+    volume.publish({**files, "routes.yaml": shifted.replace("routes:", "routez:", 1)})
     status = poll(f"{base}/status", lambda s: s["config"]["last_reload"]["ok"] is False)
     assert "routez" in status["config"]["last_reload"]["error"] or status["config"]["last_reload"]["error"]
     assert weights(get(f"{base}/routes"), "products") == {"monolith": 75, "catalog": 25}
