@@ -239,7 +239,7 @@ class _Postgres:
                 for table, spec in wanted.items():
                     ns, name = self._split(table)
                     cur.execute("SELECT to_regclass(%s)", (f"{_q(ns)}.{_q(name)}",))
-                    if cur.fetchone()[0] is None:
+                    if (cur.fetchone() or (None,))[0] is None:
                         raise GuardError(f"no table {table} in the database; check ownership.yaml's tables")
                     present = self._args(table)
                     args = [spec[0], *spec[1]] if spec else None
