@@ -279,6 +279,8 @@ def _left(f: Flip) -> float:
 def phase_hold(f: Flip) -> None:
     since = time.time()
     until = since + f.hold_max
+    if "ownership_before" not in f.st:  # the file's own bytes, so that an undo restores them
+        f.st["ownership_before"] = f.own_path.read_text()
     with ownership.edit(f.own_path) as box:
         box[0] = ownership.with_hold(box[0], f.group, ownership.Hold(
             since=since, until=until, reason=f"strangler own {f.group} --by {f.to}: {f.reason}"))
@@ -373,14 +375,32 @@ def undo(f: Flip, why: str) -> dict[str, Any]:
                 restored[side] = apply_guards(url, old, side)
     if g.hold is not None:
         with ownership.edit(f.own_path) as box:
-            box[0] = ownership.with_hold(box[0], f.group, None)
+            cleared = ownership.with_hold(box[0], f.group, None)
+            original = f.st.get("ownership_before")
+            if original is not None and _same(ownership.parse(original), cleared):
+                _restore(f.own_path, original)  # nobody else edited it: the exact bytes back
+            else:
+                box[0] = cleared
         if f.router is not None:
             with contextlib.suppress(CLIError):
-                router_sync(f.router, box[0].sha256, f.group, drained=False, timeout=10.0)
+                router_sync(f.router, ownership.load(f.own_path).sha256, f.group, drained=False,
+                            timeout=10.0)
     hold_s = round(time.time() - float(f.st["hold_since"]), 3) if f.st.get("hold_since") else None
     f.record("undone", why=why, hold_s=hold_s, **restored)
     clear_state(f.group)
     return {"why": why, "hold_s": hold_s, "guards": restored}
+
+
+def _same(a: ownership.Ownership, b: ownership.Ownership) -> bool:
+    return ownership.dump(a) == ownership.dump(b)
+
+
+def _restore(path: Path, text: str) -> None:
+    """Put back the file's earlier text (atomically; the caller holds its edit lock)."""
+    ownership.parse(text, source=str(path))
+    tmp = path.with_name(f".{path.name}.undo")
+    tmp.write_text(text)
+    os.replace(tmp, path)
 
 
 # -- the command -----------------------------------------------------------------------
@@ -410,16 +430,25 @@ def own(
 ) -> None:
     """Move write ownership of GROUP (or TABLE's group) to side --by, without losing a write.
 
-    The procedure: preflight (refuses, changing nothing: unknown group/side, a stream not
-    declared or not running, lag over --max-lag, verify differences, admin token missing,
-    another `own` running) → hold (the router answers the group's writes 503 + Retry-After,
-    at most --hold-max) → drain (the forward stream applies everything up to now) → guard
-    (the old owner's database refuses application writes, then the new owner's is opened) →
-    ids → reverse (the new owner's out-stream is capturing) → flip (ownership.yaml: owner =
-    SIDE, hold cleared) → done. Every phase is ledgered (`strangler ledger`).
+    The procedure, each phase ledgered (`strangler ledger`):
 
-    After a crash run the same command again: it resumes. `--undo` abandons an unfinished
-    flip. Exit codes: 0 done (or nothing to do), 1 failed (undone), 2 usage, 3 a check not met.
+    1 preflight: refuses, changing nothing, on an unknown group or side, a stream not declared or not running, lag over --max-lag, verify differences, the admin token missing, another `own` running.
+
+    2 hold: the router answers the group's write methods 503 + Retry-After, at most --hold-max.
+
+    3 drain: the forward stream applies everything up to now.
+
+    4 guard: the old owner's database refuses application writes; the new owner's opens.
+
+    5 ids: the new owner's id allocator moves into its block.
+
+    6 reverse: the new owner's out-stream is capturing.
+
+    7 flip: ownership.yaml says owner = SIDE, hold cleared.
+
+    8 done: the hold time (hold to release) is reported.
+
+    After a crash run the same command again: it resumes. --undo abandons an unfinished flip. Exit codes: 0 done (or nothing to do), 1 failed (and undone), 2 usage, 3 a check not met.
     """
     def say(line: str) -> None:
         err.print(f"· {line}", highlight=False, markup=False)
