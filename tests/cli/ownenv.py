@@ -168,9 +168,8 @@ class Shop:
 
     def fingerprint(self) -> dict[str, Any]:
         """What a refused `own` must leave alone: ownership.yaml's bytes, guards, the ledger."""
-        from cdc.guard import guard_state
-
         import ownership
+        from cdc.guard import guard_state
 
         g = ownership.load(self.ownership).group("catalog")
         return {"ownership": hashlib.sha256(self.ownership.read_bytes()).hexdigest(),
