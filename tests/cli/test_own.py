@@ -193,8 +193,40 @@ def test_hold_reloads_the_router_and_waits_for_every_worker(running: Shop) -> No
         # hold (new file, writes drained), flip and done: every worker confirmed each sha
         assert server.reloads >= 2 and server.auth == {"Bearer t0ken"}
         assert server.held_seen and not owner(shop).held()
+        # the first status after the hold's reload showed a write in flight: `own` waited
+        assert server.clean_while_held
     finally:
         server.close()
+
+
+def test_drain_waits_until_the_forward_stream_applied_everything(running: Shop, monkeypatch: Any) -> None:
+    """A stream that is up but not applying (SIGSTOPped) cannot be drained within the hold; once
+    it runs again the drain passes and the change is in the target."""
+    import os
+    import signal
+    import time
+
+    from cdc import config
+    from cli.errors import CLIError
+    from cli.own import Flip, phase_drain
+
+    shop = running
+    monkeypatch.setenv("STRANGLER_STATE_DIR", str(shop.state))
+    f = Flip(group="catalog", to="catalog", reason="r", own_path=shop.ownership,
+             streams=config.load(shop.streams), ledger=shop.ledger, router=None, max_lag=5,
+             hold_max=1.0, say=lambda line: None,
+             st={"from": "monolith", "to": "catalog", "phases": [], "hold_until": time.time() + 1.0})
+    pid = shop.procs["catalog"].pid
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        run_sql(shop.monolith, "UPDATE catalog_product SET price = 777 WHERE id = 2")
+        with pytest.raises(CLIError, match="hold budget of 1 s ran out"):
+            phase_drain(f)
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    f.st["hold_until"] = time.time() + 30
+    phase_drain(f)
+    assert run_sql(shop.catalog, "SELECT price FROM products WHERE id = 2") == [(777,)]
 
 
 class FakeRouter:
@@ -207,6 +239,7 @@ class FakeRouter:
         self.reloads = 0
         self.auth: set[str] = set()
         self.held_seen = False
+        self.clean_while_held = False
         self.sha = ownership.load(path).sha256
         self.inflight = 0
         fake = self
@@ -233,6 +266,8 @@ class FakeRouter:
 
             def do_GET(self) -> None:  # noqa: N802
                 inflight, fake.inflight = fake.inflight, 0
+                if inflight == 0 and ownership.load(fake.path).group("catalog").held():
+                    fake.clean_while_held = True
                 workers = [{"pid": p, "sha256": fake.sha, "inflight_writes": {"catalog": inflight}}
                            for p in (101, 102)]
                 self._send({"routes": [], "ownership": {"sha256": fake.sha, "workers": workers}})
