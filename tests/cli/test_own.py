@@ -109,6 +109,11 @@ def test_a_stopped_stream_and_a_missing_token_are_refused_and_nothing_changes(ru
         assert r.returncode == 1, r.stderr
         assert "needs the admin token: set STRANGLER_ADMIN_TOKEN" in " ".join(r.stderr.split())
         assert shop.fingerprint() == before and server.reloads == 0
+        run_sql(shop.catalog, "DELETE FROM products WHERE id = 2")  # the copy differs
+        r = shop.own("catalog", "--by", "catalog", "--reason", "r")
+        assert r.returncode == 3, r.stderr
+        assert "repair first: `strangler verify catalog catalog_product --repair`" in " ".join(r.stderr.split())
+        assert shop.fingerprint() == before
         shop.stop("catalog_reverse")
         shop.stop("catalog")
         r = shop.own("catalog", "--by", "catalog", "--reason", "r")
