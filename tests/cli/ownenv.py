@@ -158,8 +158,21 @@ class Shop:
 
     def own(self, *args: str, env: dict[str, str] | None = None, timeout: float = 120,
             wait: bool = True) -> Any:
-        argv = [sys.executable, "-m", "cli.main", "own", *args, "--streams", str(self.streams),
-                "--routes", str(self.root / "routes.yaml")]
+        """`strangler own ARGS`: in this process (Typer's runner) unless it needs its own
+        environment (fault points) or must run alongside (wait=False)."""
+        tail = ["--streams", str(self.streams), "--routes", str(self.root / "routes.yaml")]
+        if env is None and wait:
+            from typer.testing import CliRunner
+
+            from cli.main import app
+
+            r = CliRunner().invoke(app, ["own", *args, *tail], env={
+                "STRANGLER_STATE_DIR": str(self.state), "STRANGLER_ADMIN_TOKEN": None,
+                "STRANGLER_ROUTER_URL": None, "COLUMNS": "250"})
+            if r.exception is not None and not isinstance(r.exception, SystemExit):
+                raise r.exception
+            return subprocess.CompletedProcess(["own", *args], r.exit_code, r.stdout, r.stderr)
+        argv = [sys.executable, "-m", "cli.main", "own", *args, *tail]
         if not wait:
             return subprocess.Popen(argv, cwd=self.root, env=env or self.env(),
                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
