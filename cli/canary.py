@@ -83,12 +83,18 @@ def canary(
     router: Annotated[str | None, typer.Option("--router", envvar="STRANGLER_ROUTER_URL", help="Running router's base URL.")] = None,
     routes: Annotated[Path, typer.Option(help="Routes file of the running router (for the ledger).")] = Path("routes.yaml"),
     json_out: Annotated[bool, typer.Option("--json", help="One JSON document with every step.")] = False,
+    max_lag: Annotated[float, typer.Option(help="Read gate: refuse rolling out toward a copy whose stream is further behind (seconds).")] = 5.0,
+    force: Annotated[bool, typer.Option("--force", help="Roll out even though the read gate is closed (needs --reason; ledgered).")] = False,
+    reason: Annotated[str, typer.Option(help="Why the read gate is overridden (with --force).")] = "",
+    streams: Annotated[str | None, typer.Option("--streams", envvar="STRANGLER_STREAMS", help="streams.yaml (it names ownership.yaml) for the read gate.")] = None,
 ) -> None:
     """Roll out step by step with a gate; promote, or roll back to 0 and exit 3.
 
     At each step it waits for the interval and the minimum request count, then compares
     the candidate with the current backend over the same window (error rate, p99).
-    Ctrl-C leaves the weights as they are and says so (exit 130).
+    Ctrl-C leaves the weights as they are and says so (exit 130). Before the first step the
+    read gate runs (as in `shift`): a candidate reading a copy whose stream is behind or whose
+    last verify found differences is refused (exit 3) unless --force --reason.
     """
     interval_s = _parse("--interval", parse_duration, interval)
     try:
@@ -101,12 +107,17 @@ def canary(
                           poll=min(1.0, interval_s / 5))
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
+    from cli.readgate import check_raise
+
+    ledger = ledger_path(routes_of_running_stack(routes))
+    check_raise(route=route, backend=to, old=None, new=max(plan.steps), streams=streams,
+                max_lag=max_lag, force=force, reason=reason, actor=actor(), ledger=ledger)
     url = find_router(router)
     if url is None:
         raise RouterUnreachable("a canary needs a running router: start the stack with `strangler up` "
                                 "or give --router URL")
     with RouterAPI(url) as api:
-        control = RouterControl(api, ledger=ledger_path(routes_of_running_stack(routes)))
+        control = RouterControl(api, ledger=ledger)
         try:
             result = run_canary(control, plan, say=lambda line: err.print(line, highlight=False, markup=False))
         except ValueError as exc:

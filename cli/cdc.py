@@ -299,42 +299,111 @@ def _raw(url: str) -> Any:
     return psycopg2.connect(libpq_dsn(url))
 
 
+def run_verify(cfg: config.StreamConfig, tables: list[str] | None = None, *, chunk: int = 10_000,
+               recheck_wait: float = 1.0) -> list[Any]:
+    """Compare `cfg`'s targets with their sources (cdc/verify.py); keeps the result as the
+    stream's last verify (read by `own` and the read gate). Raises ConfigError / CDCError."""
+    from cdc.verify import verify_stream
+    from cli.streamcheck import save_verify
+
+    for t in tables or []:
+        cfg.table(t)
+    source, engine, mappings = open_stream(cfg)
+    source.close()
+    engine.dispose()
+    src, tgt = _raw(cfg.source_url), _raw(cfg.target_url)
+    try:
+        diffs = verify_stream(cfg, mappings, src, tgt, tables=tables, chunk=chunk,
+                              recheck_wait=recheck_wait)
+    finally:
+        src.close()
+        tgt.close()
+    save_verify(cfg.name, verify_document(cfg.name, diffs))
+    return diffs
+
+
+def verify_document(stream: str, diffs: list[Any]) -> dict[str, Any]:
+    return {"stream": stream, "equal": all(d.equal for d in diffs), "tables": [d.as_dict() for d in diffs]}
+
+
+def repair_command(stream: str, diffs: list[Any]) -> str:
+    return " ".join(["strangler verify", stream, *(d.table for d in diffs if not d.equal), "--repair"])
+
+
+def repair(cfg: config.StreamConfig, diffs: list[Any], *, timeout: float) -> None:
+    """Re-copy the differing tables through the running stream (a durable re-snapshot request,
+    DBLog windows: concurrent changes win over the copy; ghost rows swept) and wait until the
+    stream has finished the copy."""
+    from cdc import drain
+    from cli.streamcheck import live
+
+    names = [d.table for d in diffs if not d.equal]
+    lv = live(cfg.name)
+    if not lv.running:
+        raise CDCError(f"repair re-copies through the running stream, and stream {cfg.name} is "
+                       f"{lv.state}: start it (`strangler cdc run {cfg.name}` or `strangler up`), "
+                       f"then run `{repair_command(cfg.name, diffs)}` again")
+    at = drain.mark(cfg, {"snapshot": names})
+    typer.echo(f"repair: re-copying {', '.join(names)} through stream {cfg.name}", err=True)
+    deadline = time.monotonic() + timeout
+    while not (drain.wait_applied_to(cfg, at, timeout=max(0.0, deadline - time.monotonic()))
+               and drain.snapshot_done(cfg, names)):
+        if time.monotonic() >= deadline:
+            raise CDCError(f"stream {cfg.name} did not finish re-copying {', '.join(names)} within "
+                           f"{timeout:.0f} s; see `strangler cdc status {cfg.name}`; the copy goes on")
+        time.sleep(0.1)
+
+
+def _print_diffs(diffs: list[Any]) -> None:
+    for d in diffs:
+        state = "equal" if d.equal else (f"DIFFERENT: {len(d.missing)} missing, {len(d.extra)} extra, "
+                                         f"{len(d.different)} different")
+        typer.echo(f"{d.table} -> {d.target}: {d.source_rows} rows, {state}")
+        for label, keys in (("missing", d.missing), ("extra", d.extra), ("different", d.different)):
+            if keys:
+                typer.echo(f"  {label}: {keys[:20]}{' ...' if len(keys) > 20 else ''}")
+
+
 def verify(stream: str, tables: Annotated[list[str] | None, typer.Argument()] = None,
            streams: StreamsOpt = None, as_json: JsonOpt = False,
            chunk: Annotated[int, typer.Option(help="Rows per checksum range.")] = 10_000,
-           recheck_wait: Annotated[float, typer.Option(help="Seconds to wait before rechecking differing rows.")] = 1.0) -> None:
-    """Compare STREAM's target tables with their mapped sources; exit 3 listing differing keys."""
-    from cdc.verify import verify_stream
+           recheck_wait: Annotated[float, typer.Option(help="Seconds to wait before rechecking differing rows.")] = 1.0,
+           do_repair: Annotated[bool, typer.Option("--repair", help="Make the target equal to the source: re-copy the differing tables through the running stream (extra rows deleted), then verify again.")] = False,
+           repair_timeout: Annotated[float, typer.Option(help="Longest wait for the re-copy (seconds).")] = 300.0) -> None:
+    """Compare STREAM's target tables with their mapped sources; exit 3 listing differing keys.
 
+    The result is kept as the stream's last verify (`strangler own` and the read gate of
+    `shift`/`canary` read it). With --repair, differing tables are re-copied while the stream
+    runs and verified again; exit 0 once equal.
+    """
     cfg = _stream(streams, stream)
+    repaired: list[Any] = []
     try:
-        for t in tables or []:
-            cfg.table(t)
-        source, engine, mappings = open_stream(cfg)
-        source.close()
-        engine.dispose()
-        src, tgt = _raw(cfg.source_url), _raw(cfg.target_url)
-        try:
-            diffs = verify_stream(cfg, mappings, src, tgt, tables=tables, chunk=chunk,
-                                  recheck_wait=recheck_wait)
-        finally:
-            src.close()
-            tgt.close()
+        diffs = run_verify(cfg, tables, chunk=chunk, recheck_wait=recheck_wait)
+        if do_repair and not all(d.equal for d in diffs):
+            repaired = diffs
+            if not as_json:
+                _print_diffs(diffs)
+            repair(cfg, diffs, timeout=repair_timeout)
+            diffs = run_verify(cfg, [d.table for d in diffs if not d.equal], chunk=chunk,
+                               recheck_wait=recheck_wait)
     except ConfigError as exc:
         raise _err(str(exc), 2) from None
     except CDCError as exc:
         raise _err(str(exc), 1) from None
     equal = all(d.equal for d in diffs)
     if as_json:
-        typer.echo(json.dumps({"stream": stream, "equal": equal, "tables": [d.as_dict() for d in diffs]},
-                              default=str))
+        doc = verify_document(stream, diffs)
+        if repaired:
+            doc["repaired"] = verify_document(stream, repaired)["tables"]
+        if not equal:
+            doc["repair"] = repair_command(stream, diffs)
+        typer.echo(json.dumps(doc, default=str))
     else:
-        for d in diffs:
-            state = "equal" if d.equal else (f"DIFFERENT: {len(d.missing)} missing, {len(d.extra)} extra, "
-                                             f"{len(d.different)} different")
-            typer.echo(f"{d.table} -> {d.target}: {d.source_rows} rows, {state}")
-            for label, keys in (("missing", d.missing), ("extra", d.extra), ("different", d.different)):
-                if keys:
-                    typer.echo(f"  {label}: {keys[:20]}{' ...' if len(keys) > 20 else ''}")
+        if repaired:
+            typer.echo("after the repair:")
+        _print_diffs(diffs)
+        if not equal:
+            typer.echo(f"repair: {repair_command(stream, diffs)}")
     if not equal:
         raise typer.Exit(3)

@@ -2,12 +2,17 @@
 
 The router appends one JSON line per change (any source: `shift`, `canary`, the admin
 API, an edited file) to the ledger named in routes.yaml (`ledger:`, relative to that
-file's folder; default `.strangler/ledger.jsonl`). This module only reads it.
+file's folder; default `.strangler/ledger.jsonl`). The CLI appends its own entries
+(`append_entry`): every phase of `strangler own` ("kind": "ownership") and every gate
+override of `shift`/`canary --force` ("kind": "gate-override"), in the same format.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
+import time
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -37,6 +42,22 @@ def ledger_path(routes: Path) -> Path:
         path = Path(name)
         return path if path.is_absolute() else (routes.absolute().parent / path)
     return routes.absolute().parent / ".strangler" / "ledger.jsonl"
+
+
+def append_entry(path: Path, entry: dict[str, Any]) -> dict[str, Any]:
+    """Append one entry (time and ts added; under the router's lock, fsynced)."""
+    full = {"time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "ts": round(time.time(), 3),
+            **entry}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    line = (json.dumps(full, separators=(",", ":"), default=str) + "\n").encode()
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        os.write(fd, line)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    return full
 
 
 def read_ledger(path: Path, *, route: str | None = None) -> list[dict[str, Any]]:
@@ -70,6 +91,13 @@ def _compact(value: Any) -> str:
 
 def describe_change(entry: dict[str, Any]) -> str:
     """'monolith=100 catalog=0 → monolith=90 catalog=10' from whatever the entry holds."""
+    if entry.get("kind") == "ownership":
+        text = f"own {entry.get('phase')}: {entry.get('from')} → {entry.get('to')}"
+        if entry.get("hold_s") is not None:
+            text += f" (hold {entry['hold_s']} s)"
+        return text + (f" — {entry['why']}" if entry.get("why") else "")
+    if entry.get("kind") == "gate-override":
+        return f"gate overridden: {entry.get('gate')}"
     old, new = entry.get("old"), entry.get("new")
     if old is not None or new is not None:
         return f"{_compact(old)} → {_compact(new)}"
@@ -84,7 +112,7 @@ def ledger(
     routes: Annotated[Path, typer.Option(help="Routes file whose ledger to read.")] = Path("routes.yaml"),
     last: Annotated[int, typer.Option("--last", "-n", help="Only the last N entries (0 = all).")] = 0,
 ) -> None:
-    """Show the history of routing changes: when, who, what, why."""
+    """Show the history of routing and ownership changes: when, who, what, why."""
     path = ledger_path(routes)
     entries = read_ledger(path, route=route)
     if last > 0:
@@ -100,6 +128,7 @@ def ledger(
         table.add_column(col, overflow="fold")
     for e in entries:
         when = e.get("time") or e.get("ts") or e.get("at") or ""
-        table.add_row(str(when), str(e.get("actor", "")), str(e.get("route", "")),
+        where = e.get("route") or (f"group {e['group']}" if e.get("group") else "")
+        table.add_row(str(when), str(e.get("actor", "")), str(where),
                       describe_change(e), str(e.get("reason", "")))
     out.print(table)

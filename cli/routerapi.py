@@ -93,6 +93,11 @@ class RouterAPI:
     def routes(self) -> dict[str, Any]:
         return dict(self._request("GET", "routes").json())
 
+    def reload(self) -> dict[str, Any]:
+        """Ask the router to re-read its files now (routes.yaml, ownership.yaml), every worker."""
+        resp = self._request("POST", "reload")
+        return dict(resp.json()) if resp.content else {}
+
     def set_weight(self, route: str, backend: str, weight: int, reason: str,
                    actor: str = "strangler-cli") -> dict[str, Any]:
         resp = self._request("POST", f"routes/{route}/weights",

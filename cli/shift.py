@@ -9,6 +9,7 @@ written atomically, ledgered); a router started later reads it.
 from __future__ import annotations
 
 import getpass
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -33,7 +34,11 @@ def fmt(w: dict[str, int]) -> str:
     return " ".join(f"{k}={v}" for k, v in w.items())
 
 
-def shift_file(routes: Path, *, route: str, backend: str, weight: int, reason: str) -> tuple[dict[str, int], dict[str, int]]:
+Before = Callable[[dict[str, int]], None]  # sees the old weights before the change (the read gate)
+
+
+def shift_file(routes: Path, *, route: str, backend: str, weight: int, reason: str,
+               before: Before | None = None) -> tuple[dict[str, int], dict[str, int]]:
     """Edit the routes file with the router's own validated, ledgered writer."""
     require_parts("router")
     from router.config import load_config, set_weight
@@ -45,6 +50,8 @@ def shift_file(routes: Path, *, route: str, backend: str, weight: int, reason: s
         config = load_config(routes)
         r = config.route(route)
         old = dict(r.weights)
+        if before is not None:
+            before(old)
         set_weight(routes, route=route, backend=backend, weight=weight, actor=actor(), reason=reason)
         new = dict(load_config(routes).route(route).weights)
     except RouterError as exc:
@@ -54,10 +61,13 @@ def shift_file(routes: Path, *, route: str, backend: str, weight: int, reason: s
     return old, new
 
 
-def shift_live(api: RouterAPI, *, route: str, backend: str, weight: int, reason: str) -> tuple[dict[str, int], dict[str, int]]:
+def shift_live(api: RouterAPI, *, route: str, backend: str, weight: int, reason: str,
+               before: Before | None = None) -> tuple[dict[str, int], dict[str, int]]:
     old = weights(route_entry(api.status(), route))
     if backend not in old:
         raise AdminRefused(f"route {route!r} has no backend {backend!r}; it has {', '.join(old)}")
+    if before is not None:
+        before(old)
     answer = api.set_weight(route, backend, weight, reason, actor())
     new = _weights_from_answer(answer) or weights(route_entry(api.status(), route))
     return old, new
@@ -82,20 +92,38 @@ def shift(
     router: Annotated[str | None, typer.Option("--router", envvar="STRANGLER_ROUTER_URL", help="Running router's base URL (default: the one `up` started).")] = None,
     routes: Annotated[Path, typer.Option(help="Routes file to edit when no router runs.")] = Path("routes.yaml"),
     json_out: Annotated[bool, typer.Option("--json", help="One JSON document.")] = False,
+    max_lag: Annotated[float, typer.Option(help="Read gate: refuse raising toward a copy whose stream is further behind (seconds).")] = 5.0,
+    force: Annotated[bool, typer.Option("--force", help="Raise even though the read gate is closed (needs --reason; ledgered).")] = False,
+    streams: Annotated[str | None, typer.Option("--streams", envvar="STRANGLER_STREAMS", help="streams.yaml (it names ownership.yaml) for the read gate.")] = None,
 ) -> None:
-    """Set one backend's weight on a route; prints old → new."""
+    """Set one backend's weight on a route; prints old → new.
+
+    Raising the weight of a backend that reads a copy (a non-owner side in ownership.yaml)
+    is refused (exit 3) while the stream feeding it is not running, is behind by more than
+    --max-lag, or its last `strangler verify` found differences. Lowering is never gated.
+    """
+    from cli.ledger import ledger_path
+    from cli.readgate import check_raise
+
+    def gate(old: dict[str, int]) -> None:
+        check_raise(route=route, backend=to, old=old.get(to), new=weight, streams=streams,
+                    max_lag=max_lag, force=force, reason=reason if reason != "manual shift" else "",
+                    actor=actor(), ledger=ledger_path(routes))
+
     url = find_router(router)
     via = "file"
     if url is not None:
         with RouterAPI(url) as api:
             if api.alive() or router:
-                old, new = shift_live(api, route=route, backend=to, weight=weight, reason=reason)
+                old, new = shift_live(api, route=route, backend=to, weight=weight, reason=reason,
+                                      before=gate)
                 via = url
             else:
                 err.print(f"no router answers at {url}; editing {routes} instead")
                 url = None
     if url is None:
-        old, new = shift_file(routes, route=route, backend=to, weight=weight, reason=reason)
+        old, new = shift_file(routes, route=route, backend=to, weight=weight, reason=reason,
+                              before=gate)
     if json_out:
         print_json({"route": route, "old": old, "new": new, "via": via, "reason": reason})
         return
