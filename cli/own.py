@@ -197,11 +197,34 @@ def router_sync(url: str, sha: str, group: str, *, drained: bool, timeout: float
             time.sleep(0.05)
 
 
-# -- the ids phase: the one call into cdc.ids (another branch) -------------------------
-def prepare_ids(url: str, tables: tuple[str, ...]) -> dict[str, Any]:
-    """Move the new owner's id allocator into its reserved block. Not wired yet: the call is
-    ``cdc.ids.prepare_owner(url, tables, block)``, which lives on another branch."""
-    return {"ids": "not prepared (cdc.ids not wired yet)"}
+# -- the ids phase -----------------------------------------------------------------------
+def prepare_ids(f: Flip) -> dict[str, Any]:
+    """Make the new owner's next ids collide with nothing on either side.
+
+    The shop's way is reserved blocks (`strangler ids`): the new owner's allocator moves into
+    its block. When it cannot (a SQLite side whose tables already hold ids beyond its block:
+    SQLite never sets an allocator below a row), each table's next id is moved past the
+    largest id on both sides instead: from now on this side is the only one inserting, so
+    that is enough.
+    """
+    from cdc import ids
+    from cdc.errors import CDCError
+    from cli.ids import reserve_side
+
+    g = f.load()
+    try:
+        return {"strategy": "block", **reserve_side(Path(f.streams.path), f.group, f.to)}
+    except CLIError as exc:
+        why = str(exc)
+    url, other = f.url_of(f.to), g.other(f.to)
+    moved: dict[str, int] = {}
+    try:
+        for mine, theirs in zip(g.side(f.to).tables, other.tables, strict=True):
+            floor = ids.describe(f.url_of(other.name), theirs).max_id or 0
+            moved[mine] = ids.move_past(url, mine, floor=floor, headroom=1)
+    except CDCError as exc:
+        raise PhaseFailed(f"cannot make {f.to}'s ids collision-free: {exc}") from None
+    return {"strategy": "past both sides' largest id", "why_not_block": why, "next_ids": moved}
 
 
 # -- preflight -------------------------------------------------------------------------
@@ -317,7 +340,7 @@ def phase_guard(f: Flip) -> None:
 
 
 def phase_ids(f: Flip) -> None:
-    f.record("ids", **prepare_ids(f.url_of(f.to), f.load().side(f.to).tables))
+    f.record("ids", **prepare_ids(f))
 
 
 def phase_reverse(f: Flip) -> None:
