@@ -497,7 +497,10 @@ def own(
     elif result.get("outcome") == "nothing to undo":
         out.print(f"{g.name}: nothing to undo", highlight=False)
     elif result.get("outcome") == "nothing to do":
-        out.print(f"{g.name}: already owned by {by}; nothing to do", highlight=False)
+        guarded_tables = [t for side in result.get("guards", {}).values() for t, what in side.items()
+                          if what != "open" and what != "removed"]
+        out.print(f"{g.name}: already owned by {by}; nothing to do (database guards in place on "
+                  f"{len(guarded_tables)} table(s) of the other side)", highlight=False)
     elif result.get("outcome") == "undone":
         out.print(f"{g.name}: flip to {by} undone; {result['from']} keeps writing", highlight=False)
     else:
@@ -521,6 +524,19 @@ def _undo_cmd(f: Flip) -> dict[str, Any]:
     return {"group": f.group, "outcome": "undone", "from": f.frm, "to": f.to, **done}
 
 
+def enforce(streams: Any, g: ownership.Group) -> dict[str, dict[str, str]]:
+    """Make both databases enforce what ownership.yaml says now (idempotent).
+
+    `strangler up` and the demo call this once the schemas exist, and `own --by <owner>`
+    does it when there is nothing to flip: a fresh stack's non-owner side is guarded from
+    the start, not only after a first flip.
+    """
+    from cdc.guard import apply_guards
+
+    urls = {side: str(streams.stream(s.stream).source_url) for side, s in g.sides.items()}
+    return {side: apply_guards(url, g, side) for side, url in urls.items()}
+
+
 def _flip(f: Flip, g: ownership.Group) -> dict[str, Any]:
     st = load_state(f.group)
     if st is not None and st.get("to") != f.to:
@@ -528,7 +544,8 @@ def _flip(f: Flip, g: ownership.Group) -> dict[str, Any]:
                       f"resume it: `strangler own {f.group} --by {st.get('to')} --reason ...`, or "
                       f"abandon it: `strangler own {f.group} --by {st.get('to')} --undo`", 1)
     if st is None and g.owner == f.to:
-        return {"group": f.group, "outcome": "nothing to do", "owner": f.to}
+        return {"group": f.group, "outcome": "nothing to do", "owner": f.to,
+                "guards": enforce(f.streams, g)}
     resumed = st is not None
     f.st = st or {"group": f.group, "from": g.owner, "to": f.to, "reason": f.reason,
                   "actor": actor(), "started": round(time.time(), 3), "phases": []}

@@ -290,3 +290,17 @@ class FakeRouter:
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+def test_owning_what_one_already_owns_makes_the_databases_enforce_it(shop: Shop) -> None:
+    """A fresh stack: the file says the monolith owns, so the catalog's copy must refuse writes."""
+    insert = "INSERT INTO products (id, name, price) VALUES ({}, 'x', 1)"
+    assert app_write(shop.catalog, insert.format(90)) is None  # not guarded yet
+    r = shop.own("catalog", "--by", "monolith", "--reason", "enforce", "--json")
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    assert doc["outcome"] == "nothing to do" and set(doc["guards"]["catalog"].values()) == {"installed"}
+    assert "is written by monolith now" in (app_write(shop.catalog, insert.format(91)) or "")
+    assert app_write(shop.monolith, "INSERT INTO catalog_product (id, name, price) VALUES (91, 'y', 1)") is None
+    again = json.loads(shop.own("catalog", "--by", "monolith", "--reason", "enforce", "--json").stdout)
+    assert set(again["guards"]["catalog"].values()) == {"unchanged"}
