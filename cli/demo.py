@@ -6,8 +6,10 @@
     4 cdc         the catalog stream: snapshot, then streaming into the service's database
     5 shadow      product reads mirrored to the catalog; diff rate reported
     6 canary      product reads stepped to 100% on the catalog with the gate
-    7 drain       traffic stopped; CDC caught up; parity of the catalog tables verified
-    8 report      requests sent, failed requests, the split over time, rows that differ
+    7 own         catalog writes move to the service (`strangler own`): held, drained, flipped;
+                  from then on they flow back to the monolith through the reverse stream
+    8 drain       traffic stopped; both streams caught up; parity verified in both directions
+    9 report      requests sent, failed requests, the split over time, rows that differ
 
 Exit 0 only when failed requests and divergent rows are both zero (1 otherwise; 3 when
 the canary rolled back). Everything started is stopped, also on Ctrl-C or failure.
@@ -30,6 +32,7 @@ from rich.table import Table
 
 from cli import state
 from cli.canary import RouterControl
+from cli.demo_own import enforce, move_writes, write_ownership
 from cli.demoflow import (
     PRODUCTS,
     SplitSampler,
@@ -49,7 +52,7 @@ from cli.supervisor import Supervisor
 from devstack import free_port
 
 REPO = Path(__file__).resolve().parent.parent
-PHASES = 8
+PHASES = 9
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -79,18 +82,25 @@ class Report:
     timeline: list[dict[str, Any]] = field(default_factory=list)
     parity: dict[str, Any] | None = None
     divergent_rows: int | None = None
+    ownership: dict[str, Any] | None = None  # the flip: outcome, hold time, reverse stream
+    reverse_parity: dict[str, Any] | None = None
+    reverse_divergent_rows: int | None = None
+    held_retried: int = 0  # writes answered 503 during the hold, retried by the generator
     seconds: float = 0.0
     problems: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        return self.failed == 0 and self.divergent_rows == 0 and not self.problems
+        return (self.failed == 0 and self.divergent_rows == 0 and self.reverse_divergent_rows == 0
+                and not self.problems)
 
     def to_json(self) -> dict[str, Any]:
         return {"ok": self.ok, "requests": self.requests, "failed_requests": self.failed,
                 "failures": self.failures[:20], "shadow": self.shadow, "canary": self.canary,
                 "split_over_time": self.timeline, "parity": self.parity,
-                "divergent_rows": self.divergent_rows, "seconds": round(self.seconds, 1),
+                "divergent_rows": self.divergent_rows, "ownership": self.ownership,
+                "reverse_parity": self.reverse_parity, "reverse_divergent_rows": self.reverse_divergent_rows,
+                "held_retried": self.held_retried, "seconds": round(self.seconds, 1),
                 "problems": self.problems}
 
 
@@ -134,13 +144,15 @@ def child_env(home: Path, settings: StackSettings) -> dict[str, str]:
         "MONOLITH_SQLITE_PATH": str(home / "monolith.sqlite3"),
         "CATALOG_DATABASE_URL": f"sqlite:///{home / 'catalog.sqlite3'}",
         "STRANGLER_ADMIN_TOKEN": settings.admin_token,
+        "STRANGLER_OWNERSHIP": str(home / "ownership.yaml"),
     })
     return env
 
 
 def cdc_process(home: Path, settings: StackSettings, stream: str = "catalog") -> Process:
     env = child_env(home, settings)
-    keep = ("STRANGLER_STATE_DIR", "MONOLITH_DATABASE_URL", "MONOLITH_SQLITE_PATH", "CATALOG_DATABASE_URL")
+    keep = ("STRANGLER_STATE_DIR", "MONOLITH_DATABASE_URL", "MONOLITH_SQLITE_PATH", "CATALOG_DATABASE_URL",
+            "STRANGLER_OWNERSHIP")
     return Process(name=stream_process(stream), role="stream", cwd=str(REPO),
                    env={k: env[k] for k in keep},
                    argv=(sys.executable, "-m", "cli.main", "cdc", "run", stream))
@@ -220,6 +232,7 @@ def run_demo(plan: DemoPlan, report: Report, phases: Phases) -> int:
     routes = home / "routes.yaml"
     write_yaml(routes, demo_routes(monolith_url=f"http://127.0.0.1:{ports['monolith']}",
                                    catalog_url=f"http://127.0.0.1:{ports['catalog']}"))
+    write_ownership(home)
     settings = StackSettings(state=home, routes=routes, router_port=ports["router"],
                              monolith_port=ports["monolith"], catalog_port=ports["catalog"],
                              admin_token=state.admin_token(create=True) or "demo",
@@ -248,6 +261,7 @@ def run_demo(plan: DemoPlan, report: Report, phases: Phases) -> int:
         # the way back (no copy: the monolith has every row), ready for an ownership flip
         sup.start_more(cdc_process(home, settings, "catalog_reverse"), progress=phases.update)
         wait_caught_up(home, "catalog_reverse", timeout=plan.cdc_timeout, phases=phases, sup=sup)
+        enforce(child_env(home, settings))  # the monolith owns: the catalog's copy refuses writes
         phases.done(f"{doc.get('events', 0)} events applied, lag {float(doc.get('lag_ms') or 0):.0f} ms")
 
         phases.begin("shadow: mirror product reads to the catalog and compare")
@@ -279,13 +293,28 @@ def run_demo(plan: DemoPlan, report: Report, phases: Phases) -> int:
             phases.done(f"catalog serves {result.weights.get('catalog')}% of product reads")
             time.sleep(plan.settle_seconds)
 
-        phases.begin("drain: stop traffic, let CDC catch up, verify parity")
+        phases.begin("own: catalog writes move to the service (strangler own catalog --by catalog)")
+        flip = move_writes(home, child_env(home, settings), router_url=stack.router_url or "")
+        report.ownership = {"outcome": flip["outcome"], "hold_s": flip.get("hold_s"),
+                            "phases": flip.get("phases")}
+        time.sleep(plan.settle_seconds)  # staff writes now land on the catalog and flow back
+        report.ownership["reverse"] = wait_caught_up(home, "catalog_reverse", timeout=plan.cdc_timeout,
+                                                     phases=phases, sup=sup)
+        phases.done(f"writes held {1000 * float(flip.get('hold_s') or 0):.0f} ms; the catalog owns its "
+                    f"tables; reverse lag {float(report.ownership['reverse'].get('lag_ms') or 0):.0f} ms")
+
+        phases.begin("drain: stop traffic, let both streams catch up, verify both directions")
         summary = traffic.stop()
         traffic = None
         report.requests, report.failed, report.failures = traffic_totals(summary)
+        report.held_retried = int(summary.get("held_retried") or 0)
         wait_caught_up(home, "catalog", timeout=plan.cdc_timeout, phases=phases, sup=sup)
-        report.divergent_rows, report.parity = verify(home, settings)
-        phases.done(f"{report.requests} requests, {report.failed} failed; {report.divergent_rows} rows differ")
+        wait_caught_up(home, "catalog_reverse", timeout=plan.cdc_timeout, phases=phases, sup=sup)
+        forward, report.parity = verify(home, settings)
+        backward, report.reverse_parity = verify(home, settings, "catalog_reverse")
+        report.divergent_rows, report.reverse_divergent_rows = forward, backward
+        phases.done(f"{report.requests} requests, {report.failed} failed; rows differing: "
+                    f"{forward} monolith → catalog, {backward} catalog → monolith")
     finally:
         if traffic is not None and traffic.alive():
             with contextlib.suppress(CLIError):
@@ -295,6 +324,10 @@ def run_demo(plan: DemoPlan, report: Report, phases: Phases) -> int:
             report.timeline = sampler.timeline()
         sup.stop()
     return 0 if report.ok else (3 if report.canary and report.canary.get("outcome") == "rolled_back" else 1)
+
+
+def _count(n: int | None) -> str:
+    return "?" if n is None else str(n)
 
 
 def print_report(report: Report) -> None:
@@ -312,7 +345,14 @@ def print_report(report: Report) -> None:
             out.print(f"  {s['weight']:>3}%  {s['decision']:<8}  {s['candidate_requests']} requests, "
                       f"{s['candidate_errors']} errors, p99 {s['candidate_p99_ms']} ms vs "
                       f"{s['current_p99_ms']} ms  ({s['seconds']:.0f}s)", highlight=False)
-    out.print(f"catalog parity     {report.divergent_rows if report.divergent_rows is not None else '?'} rows differ")
+    if report.ownership:
+        rev = report.ownership.get("reverse") or {}
+        out.print(f"write ownership    catalog → the service; writes held "
+                  f"{1000 * float(report.ownership.get('hold_s') or 0):.0f} ms ({report.held_retried} "
+                  f"retried after 503 + Retry-After); reverse-stream lag {float(rev.get('lag_ms') or 0):.0f} ms",
+                  highlight=False)
+    out.print(f"catalog parity     {_count(report.divergent_rows)} rows differ monolith → catalog, "
+              f"{_count(report.reverse_divergent_rows)} catalog → monolith", highlight=False)
     if report.timeline:
         table = Table(title="product reads: observed split over time", box=None, title_justify="left")
         for col in ("SECONDS", "REQUESTS", "MONOLITH", "CATALOG"):
@@ -327,7 +367,7 @@ def print_report(report: Report) -> None:
     for p in report.problems:
         out.print("[red]problem:[/red] ", end="")
         out.print(p.splitlines()[0] if p else p, markup=False, highlight=False)
-    out.print("[green]zero failed requests, zero divergent rows[/green]" if report.ok else
+    out.print("[green]0 failed, 0 divergent in both directions[/green]" if report.ok else
               "[red]the migration did not meet its promise (see above)[/red]")
 
 

@@ -24,7 +24,7 @@ import yaml
 from cli.errors import CLIError
 from cli.routerapi import RouterAPI, snapshots
 
-PRODUCTS = "products"  # the demo's canary route: product reads
+PRODUCTS = "products"  # the demo's canary route: product reads (writes follow ownership)
 COHORT_HEADER = "x-strangler-user"
 
 
@@ -35,12 +35,15 @@ SHADOW_IGNORE = ("next", "previous", "results[*].updated_at", "updated_at")
 
 def demo_routes(*, monolith_url: str, catalog_url: str, shadow_percent: float = 0.0,
                 ignore: tuple[str, ...] = SHADOW_IGNORE) -> dict[str, Any]:
-    """The demo's routing table: product reads may go to the catalog; all else to the monolith."""
+    """The demo's routing table: product reads move by weight; product writes go to whichever
+    side ownership.yaml names (`writes:`), held during the flip; all else to the monolith."""
     products: dict[str, Any] = {
         "name": PRODUCTS,
-        "match": {"prefix": "/api/products", "methods": ["GET", "HEAD"]},
+        "match": {"prefix": "/api/products"},
         "backends": {"monolith": 100, "catalog": 0},
         "cohort": {"cookie": "sessionid"},
+        "writes": "catalog",
+        "identity": True,  # the catalog trusts the router's signed identity for staff writes
         "fallback": "monolith",
         "shadow": {"to": "catalog", "percent": shadow_percent, "ignore": list(ignore),
                    "queue": 1000},
@@ -48,6 +51,8 @@ def demo_routes(*, monolith_url: str, catalog_url: str, shadow_percent: float = 
     return {
         "version": 1,
         "ledger": "ledger.jsonl",
+        "ownership": "ownership.yaml",
+        "identity": {"upstream": "monolith", "path": "/api/whoami/", "cookie": "sessionid"},
         "upstreams": {
             "monolith": {"url": monolith_url, "read_timeout": 30},
             "catalog": {"url": catalog_url, "read_timeout": 30},

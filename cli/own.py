@@ -537,6 +537,29 @@ def enforce(streams: Any, g: ownership.Group) -> dict[str, dict[str, str]]:
     return {side: apply_guards(url, g, side) for side, url in urls.items()}
 
 
+def enforce_declared(streams: Path, env: dict[str, str]) -> dict[str, Any]:
+    """`enforce` every ownership group of a stack whose streams see `env` (for `up`, the demo).
+
+    Returns {} when the stack declares no ownership (no file): nothing to enforce.
+    """
+    from cdc import config
+
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        sf = config.load(streams)
+        if not Path(sf.ownership_path).exists():
+            return {}
+        doc = ownership.load(sf.ownership_path)
+        return {name: enforce(sf, g) for name, g in doc.groups.items()}
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
 def _flip(f: Flip, g: ownership.Group) -> dict[str, Any]:
     st = load_state(f.group)
     if st is not None and st.get("to") != f.to:

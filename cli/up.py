@@ -163,6 +163,8 @@ def up(
             services.stop()
             raise
         print_processes(sup)
+        if cdc and stack.streams:
+            enforce_ownership(stack)
         err.print(f"router: {stack.router_url}  ·  admin token in {home / 'admin-token'}")
         if detach:
             err.print("detached; stop with `strangler down`")
@@ -177,6 +179,19 @@ def up(
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def enforce_ownership(stack: Stack) -> None:
+    """The non-owner side's database refuses writes from the start (ownership.yaml)."""
+    from cli.own import enforce_declared
+
+    env = next((p.env for p in stack.processes if p.role == "stream"), None)
+    if env is None or stack.streams is None:
+        return
+    for group, sides in enforce_declared(Path(stack.streams), dict(env)).items():
+        guarded = [f"{side}.{t}" for side, tables in sides.items() for t, what in tables.items()
+                   if what not in ("open", "removed")]
+        err.print(f"ownership {group}: writes guarded in the database on {', '.join(guarded) or 'nothing'}")
 
 
 def _supervise(sup: Supervisor, services: RealServices) -> None:

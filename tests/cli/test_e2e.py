@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import shutil
 import signal
 import socket
 import subprocess
@@ -101,6 +102,7 @@ def ws(tmp_path: Path) -> Iterator[Workspace]:
     mono, cat = free_port(), free_port()
     write_yaml(tmp_path / "routes.yaml", demo_routes(monolith_url=f"http://127.0.0.1:{mono}",
                                                      catalog_url=f"http://127.0.0.1:{cat}"))
+    shutil.copyfile(REPO / "ownership.yaml", tmp_path / "ownership.yaml")  # the routes name it
     env = {**os.environ, "STRANGLER_STATE_DIR": str(tmp_path / ".strangler"),
            "PYTHONPATH": str(REPO), "COLUMNS": "200"}
     for var in ("STRANGLER_ADMIN_TOKEN", "STRANGLER_ROUTER_URL", "STRANGLER_IDENTITY_SECRET"):
