@@ -50,9 +50,18 @@ class TableDiff:
                 "different": self.different}
 
 
-def _category(tm: TableMapping, target_column: str) -> str:
-    """How both sides' values of a column are compared: by the target column's category."""
+def _category(tm: TableMapping, target_column: str, source_column: str | None = None) -> str:
+    """How both sides' values of a column are compared: by the target column's category.
+
+    A timestamp kept as text on one side (the catalog's SQLite schema stores ISO text) is
+    still a timestamp: `…09` and `…09.000000` are one instant, so compare as timestamps
+    when the source declares one (`source_column`, given on the row-by-row path only).
+    """
     cat = tm.target_schema.category(target_column)
+    if cat in ("text", "unknown") and source_column is not None:
+        src = tm.source_schema.category(source_column)
+        if src in ("dt", "date"):
+            return src
     return "text" if cat == "unknown" else cat
 
 
@@ -202,7 +211,7 @@ def verify_table(src_conn: Any, tgt_conn: Any, tm: TableMapping, *, both_pg: boo
     key_tgt = list(tm.target_key)
     src_cols, tgt_cols = [], []
     for s, t, conv in tm.columns:
-        cat = _category(tm, t)
+        cat = _category(tm, t, None if both_pg or conv else s)
         src_cols.append((s, cat, conv))
         tgt_cols.append((t, cat, None))
     src = _Side(src_conn, tm.source, key_src, src_cols, tm.spec.filter, tm, both_pg)
@@ -260,8 +269,9 @@ def recheck(src_conn: Any, tgt_conn: Any, tm: TableMapping, diff: TableDiff, *, 
 
 def verify_table_keys(src_conn: Any, tgt_conn: Any, tm: TableMapping, key: list[Any], *,
                       both_pg: bool) -> TableDiff:
-    src_cols = [(s, _category(tm, t), conv) for s, t, conv in tm.columns]
-    tgt_cols = [(t, _category(tm, t), None) for _s, t, _c in tm.columns]
+    cats = [_category(tm, t, None if both_pg or conv else s) for s, t, conv in tm.columns]
+    src_cols = [(s, cat, conv) for (s, _t, conv), cat in zip(tm.columns, cats, strict=True)]
+    tgt_cols = [(t, cat, None) for (_s, t, _c), cat in zip(tm.columns, cats, strict=True)]
     src = _Side(src_conn, tm.source, list(tm.key), src_cols, tm.spec.filter, tm, both_pg)
     tgt = _Side(tgt_conn, tm.target, list(tm.target_key), tgt_cols, (), None, both_pg)
     d = TableDiff(table=tm.source, target=tm.target)

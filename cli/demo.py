@@ -32,7 +32,7 @@ from rich.table import Table
 
 from cli import state
 from cli.canary import RouterControl
-from cli.demo_own import enforce, move_writes, write_ownership
+from cli.demo_own import enforce, move_writes, prove_write, write_ownership
 from cli.demoflow import (
     PRODUCTS,
     SplitSampler,
@@ -297,6 +297,7 @@ def run_demo(plan: DemoPlan, report: Report, phases: Phases) -> int:
         flip = move_writes(home, child_env(home, settings), router_url=stack.router_url or "")
         report.ownership = {"outcome": flip["outcome"], "hold_s": flip.get("hold_s"),
                             "phases": flip.get("phases")}
+        report.ownership["write_after_flip"] = prove_write(stack.router_url or "", home / "monolith.sqlite3")
         time.sleep(plan.settle_seconds)  # staff writes now land on the catalog and flow back
         report.ownership["reverse"] = wait_caught_up(home, "catalog_reverse", timeout=plan.cdc_timeout,
                                                      phases=phases, sup=sup)
@@ -351,6 +352,10 @@ def print_report(report: Report) -> None:
                   f"{1000 * float(report.ownership.get('hold_s') or 0):.0f} ms ({report.held_retried} "
                   f"retried after 503 + Retry-After); reverse-stream lag {float(rev.get('lag_ms') or 0):.0f} ms",
                   highlight=False)
+        proof = report.ownership.get("write_after_flip") or {}
+        if proof:
+            out.print(f"  a price change after the flip: served by {proof['served_by']}, in the monolith "
+                      f"after {proof['in_monolith_after_ms']} ms", highlight=False)
     out.print(f"catalog parity     {_count(report.divergent_rows)} rows differ monolith → catalog, "
               f"{_count(report.reverse_divergent_rows)} catalog → monolith", highlight=False)
     if report.timeline:

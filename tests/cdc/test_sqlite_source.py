@@ -168,3 +168,23 @@ def test_a_sqlite_transaction_is_never_visible_half_applied(tmp_path: Path, monk
         th.join(30)
     assert rows(tgt, "SELECT count(*) FROM t") == [(51,)]
     assert set(seen) <= {1, 26, 51}, seen  # never 11 or 21: no half transaction was ever visible
+
+
+def test_verify_compares_a_timestamp_kept_as_text_as_a_timestamp(tmp_path: Path) -> None:
+    """The catalog keeps ISO text; the monolith a datetime column the reverse sink writes with
+    microseconds: `…09` and `…09.000000` are one instant, `…10` is another."""
+    src, tgt = tmp_path / "src.sqlite3", tmp_path / "tgt.sqlite3"
+    run_sql(src, "CREATE TABLE items (id INTEGER PRIMARY KEY, at datetime NOT NULL)",
+            "INSERT INTO items VALUES (1, '2023-05-18 16:24:09.000000'), (2, '2023-05-18 16:24:09.000000')")
+    run_sql(tgt, "CREATE TABLE items (id INTEGER PRIMARY KEY, at VARCHAR(32) NOT NULL)",
+            "INSERT INTO items VALUES (1, '2023-05-18 16:24:09'), (2, '2023-05-18 16:24:10')")
+    cfg = parse({"streams": {"lite": {"source": {"url": f"sqlite:///{src}"},
+                                      "target": {"url": f"sqlite:///{tgt}"}, "tables": {"items": {}}}}}).stream("lite")
+    source, engine, mappings = open_stream(cfg)
+    source.close()
+    engine.dispose()
+    s, t = sqlite3.connect(src), sqlite3.connect(tgt)
+    (diff,) = verify_stream(cfg, mappings, s, t, recheck_wait=0)
+    s.close()
+    t.close()
+    assert diff.different == [[2]] and not diff.missing and not diff.extra

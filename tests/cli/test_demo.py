@@ -38,8 +38,16 @@ def test_quick_demo_migrates_the_catalog_with_zero_failures(tmp_path: Path) -> N
     timeline = report["split_over_time"]
     assert timeline[0]["share"].get("catalog", 0) == 0  # it starts on the monolith...
     assert timeline[-1]["share"]["catalog"] == 1.0  # ...and ends on the catalog
-    for phase in ("[4/8] CDC", "[5/8] shadow", "[6/8] canary", "[7/8] drain"):
+    for phase in ("[4/9] CDC", "[5/9] shadow", "[6/9] canary", "[7/9] own", "[8/9] drain"):
         assert phase in proc.stderr  # the progress display says where it is
+    # step 4: the writes moved too, without a failed request, and flow back
+    own = report["ownership"]
+    assert own["outcome"] == "done" and own["hold_s"] >= 0
+    assert own["phases"] == ["preflight", "hold", "drain", "guard", "ids", "reverse", "flip", "done"]
+    assert own["write_after_flip"]["served_by"] == "catalog"  # and the monolith read it back
+    assert report["reverse_divergent_rows"] == 0 and report["reverse_parity"]["equal"] is True
+    owners = (tmp_path / ".strangler" / "demo" / "ownership.yaml").read_text()
+    assert "owner: catalog" in owners and not (REPO / "ownership.yaml").read_text().count("owner: catalog")
     run_dir = tmp_path / ".strangler" / "demo" / "run"
     assert not list(run_dir.glob("*.json")), "pid files left: the demo did not stop everything"
     ledger = [json.loads(line) for line in (tmp_path / ".strangler" / "demo" / "ledger.jsonl").read_text().splitlines()]
