@@ -29,6 +29,7 @@ again after adding a column (``apply_guards`` is idempotent).
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from collections.abc import Iterable, Sequence
 
@@ -107,6 +108,9 @@ def _lit(text: str) -> str:
 
 class _SQLite:
     def __init__(self, path: str) -> None:
+        if not os.path.exists(path):  # sqlite3.connect would create an empty database
+            raise GuardError(f"SQLite database {path} does not exist; create its schema first "
+                             "(start the stack: `strangler up`) or fix the stream's URL")
         try:
             self.conn = sqlite3.connect(path, timeout=30, isolation_level=None)
         except sqlite3.Error as exc:

@@ -531,10 +531,14 @@ def enforce(streams: Any, g: ownership.Group) -> dict[str, dict[str, str]]:
     does it when there is nothing to flip: a fresh stack's non-owner side is guarded from
     the start, not only after a first flip.
     """
+    from cdc.errors import CDCError
     from cdc.guard import apply_guards
 
     urls = {side: str(streams.stream(s.stream).source_url) for side, s in g.sides.items()}
-    return {side: apply_guards(url, g, side) for side, url in urls.items()}
+    try:
+        return {side: apply_guards(url, g, side) for side, url in urls.items()}
+    except CDCError as exc:
+        raise CLIError(f"cannot make the databases enforce ownership of {g.name}: {exc}") from None
 
 
 def enforce_declared(streams: Path, env: dict[str, str]) -> dict[str, Any]:

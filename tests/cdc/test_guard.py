@@ -139,3 +139,12 @@ def test_postgres_guard_refuses_application_writes_and_passes_the_sink(pg_server
         (1, "uno", 9), (2, "two", 0)]
     assert set(apply_guards(dsn, shop_group("monolith"), "monolith").values()) == {"removed"}
     app("UPDATE catalog_product SET name = 'one' WHERE id = 1")
+
+
+def test_a_missing_sqlite_database_is_refused_not_created(tmp_path: Path) -> None:
+    from cdc.guard import GuardError
+
+    group = shop_group("monolith")
+    with pytest.raises(GuardError, match="does not exist; create its schema first"):
+        apply_guards(f"sqlite:///{tmp_path / 'nope.sqlite3'}", group, "catalog")
+    assert not (tmp_path / "nope.sqlite3").exists()
