@@ -142,7 +142,15 @@ def show(streams: StreamsOpt = Path("streams.yaml"), group: GroupOpt = "catalog"
                 problems.append(f"{side.name}.{table}: {exc}")
                 continue
             inside = block is not None and a.next_id is not None and block[0] <= a.next_id < block[1]
-            if not inside:
+            if not inside and block is not None and a.max_id is not None and a.max_id >= block[1]:
+                # rows of the other side's block are here (the reverse stream copied them): a
+                # SQLite allocator can never go back below them
+                problems.append(f"{side.name}.{table}: next id {a.next_id} is outside the block {block} "
+                                f"because ids up to {a.max_id} were copied in from the other side; safe "
+                                f"only while one side inserts (owner now: {g.owner}); to let both insert, "
+                                f"give {side.name} a block above {a.max_id}: strangler ids reserve --side "
+                                f"{side.name} --start N --end M")
+            elif not inside:
                 problems.append(f"{side.name}.{table}: next id {a.next_id} is outside the block "
                                 f"{block}; fix: strangler ids reserve --side {side.name}")
             entry["tables"].append({**a.as_dict(), "in_block": inside})
