@@ -541,6 +541,34 @@ def enforce(streams: Any, g: ownership.Group) -> dict[str, dict[str, str]]:
         raise CLIError(f"cannot make the databases enforce ownership of {g.name}: {exc}") from None
 
 
+def ownership_status(streams: str | None = None) -> dict[str, Any]:
+    """Per group: the owner, a hold, each side's database guards (for `strangler status`).
+
+    {} when no ownership is declared; what cannot be read is in "error".
+    """
+    from cdc import config
+    from cdc.errors import CDCError
+    from cdc.guard import guard_state
+
+    try:
+        sf = config.load(streams)
+        if not Path(sf.ownership_path).exists():
+            return {}
+        doc = ownership.load(sf.ownership_path)
+    except (CDCError, ownership.OwnershipError) as exc:
+        return {"error": str(exc).strip().splitlines()[0]}
+    groups: dict[str, Any] = {}
+    for name, g in doc.groups.items():
+        entry: dict[str, Any] = {"owner": g.owner, "held": g.held(), "guards": {}}
+        for side, s in g.sides.items():
+            try:
+                entry["guards"][side] = guard_state(str(sf.stream(s.stream).source_url), g, side)
+            except CDCError as exc:
+                entry["guards"][side] = {"error": str(exc).strip().splitlines()[0]}
+        groups[name] = entry
+    return {"groups": groups}
+
+
 def enforce_declared(streams: Path, env: dict[str, str]) -> dict[str, Any]:
     """`enforce` every ownership group of a stack whose streams see `env` (for `up`, the demo).
 

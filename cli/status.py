@@ -2,7 +2,8 @@
 
 Per route: weights, the observed split, error rate and p50/p99 per backend, breaker state
 and the shadow diff rate, from the router's cumulative status; per CDC stream: lag, dead
-letters, keys changed on both sides of an ownership group lately (dual writes) and, for PostgreSQL streams in streams.yaml, a warning when the replication slot is
+letters, who writes each ownership group (and whether the other side's database refuses),
+keys changed on both sides of an ownership group lately (dual writes) and, for PostgreSQL streams in streams.yaml, a warning when the replication slot is
 close to (or past) being invalidated by the server. `summarize` is pure (status document in, summary out) so it is tested
 without a router; with a previous document the numbers cover only the time between the
 two (what `--watch` shows), otherwise everything since the router started.
@@ -158,10 +159,37 @@ def render(summary: dict[str, Any], *, title: str) -> Group:
         for s in streams:
             if s.get("warning"):
                 parts.append(f"[bold red]WARNING[/bold red] {s.get('stream')}: {s['warning']}")
+    parts += ownership_lines(summary.get("ownership"))
     parts += dual_write_lines(summary.get("dual_writes"))
     if summary.get("note"):
         parts.append(f"[dim]{summary['note']}[/dim]")
     return Group(*parts)
+
+
+def ownership_lines(own: dict[str, Any] | None) -> list[str]:
+    """Who writes each ownership group now, and whether the other side's database refuses."""
+    if not own:
+        return []
+    if own.get("error"):
+        return [f"[yellow]ownership: not read ({own['error']})[/yellow]"]
+    lines = []
+    for name, g in own.get("groups", {}).items():
+        parts = []
+        for side, tables in g["guards"].items():
+            if "error" in tables:
+                parts.append(f"{side}: {tables['error']}")
+                continue
+            guarded = [t for t, what in tables.items() if what != "open"]
+            if side == g["owner"]:
+                parts.append(f"{side} open" if not guarded else f"[red]{side} (the owner) guarded on "
+                             f"{', '.join(guarded)}[/red]")
+            else:
+                parts.append(f"{side} guarded" if len(guarded) == len(tables) else
+                             f"[red]{side} NOT guarded on {', '.join(t for t in tables if t not in guarded)}"
+                             f" (run `strangler own {name} --by {g['owner']} --reason ...`)[/red]")
+        hold = " · [yellow]writes held (a flip is running)[/yellow]" if g.get("held") else ""
+        lines.append(f"ownership {name}: written by {g['owner']}{hold} · database guards: {'; '.join(parts)}")
+    return lines
 
 
 def dual_write_lines(dw: dict[str, Any] | None) -> list[str]:
@@ -193,6 +221,9 @@ def collect(api: RouterAPI, previous: dict[str, Any] | None) -> tuple[dict[str, 
     streams, note = stream_status()
     summary["streams"] = with_slot_warnings(streams, slot_warnings())
     summary["dual_writes"] = dual_writes()
+    from cli.own import ownership_status
+
+    summary["ownership"] = ownership_status()
     if note and not summary["streams"]:
         summary["note"] = note
     return doc, summary

@@ -80,3 +80,22 @@ def test_stream_status_reads_metrics_files_and_flags_dead_streams(tmp_path: Path
                         "events_per_s": None, "events": 10, "dead_letters": 2, "error": None,
                         "updated": None}]
     assert stream_status(tmp_path / "none")[1] == "no CDC stream has run from this state folder"
+
+
+def test_status_says_who_writes_each_group_and_whether_the_other_side_refuses(tmp_path: Path) -> None:
+    from cli.own import enforce_declared, ownership_status
+    from cli.status import ownership_lines
+    from tests.cli.ownenv import Shop
+
+    shop = Shop(tmp_path)
+    shop.create()
+    before = ownership_status(str(shop.streams))
+    assert before["groups"]["catalog"]["owner"] == "monolith"
+    assert set(before["groups"]["catalog"]["guards"]["catalog"].values()) == {"open"}
+    (line,) = ownership_lines(before)
+    assert "catalog NOT guarded on categories, products, price_changes" in line
+    assert "strangler own catalog --by monolith" in line
+    enforce_declared(shop.streams, {})
+    (line,) = ownership_lines(ownership_status(str(shop.streams)))
+    assert line.startswith("ownership catalog: written by monolith") and "catalog guarded" in line
+    assert "NOT guarded" not in line and "monolith open" in line
