@@ -19,7 +19,8 @@ from cli.streamcheck import save_verify
 from tests.cli.ownenv import Shop
 
 ROUTES = ("upstreams:\n  monolith: {url: 'http://127.0.0.1:8000'}\n  catalog: {url: 'http://127.0.0.1:8001'}\n"
-          "routes:\n  - {name: products, match: {prefix: /api/products}, backends: {monolith: 100, catalog: 0}}\n")
+          "routes:\n  - {name: products, match: {prefix: /api/products}, backends: {monolith: 100, catalog: 0},\n"
+          "     writes: catalog}\n")
 
 
 def setup(tmp_path: Path) -> Shop:
@@ -90,5 +91,6 @@ def test_canary_toward_a_lagging_copy_is_refused_before_it_starts(runner: CliRun
 
 def test_no_ownership_file_means_no_gate(runner: CliRunner, state_dir: Path, tmp_path: Path) -> None:
     shop = setup(tmp_path)
-    shop.ownership.unlink()
+    shop.ownership.unlink()  # and so no `writes:` group for the route to name
+    (tmp_path / "routes.yaml").write_text(ROUTES.replace(",\n     writes: catalog}", "}"))
     assert shift(runner, "--to", "catalog", "--weight", "10")[0] == 0
