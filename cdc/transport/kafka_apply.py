@@ -77,6 +77,7 @@ class KafkaApply:
         self._order = 0  # events of the current transaction handed over
         self._done: tuple[int, int] = (0, 0)  # the last transaction handed over whole
         self._skip: set[tuple[int, int]] = set()  # transactions cut short by a capture crash
+        self._ended: tuple[int, int] | None = None  # the open transaction's END was read
         self._handed: dict[TP, int] = {}  # resume offsets at the last boundary
         self._seen: dict[str, Position] = {}  # per table, the last position handed over
         self._seen_at_boundary: dict[str, Position] = {}
@@ -185,11 +186,21 @@ class KafkaApply:
         return None
 
     def _cut_short(self, cur: tuple[int, int]) -> bool:
-        """Did a newer capture process begin while `cur` was open (its process died)?"""
+        """Did a newer capture process begin while `cur` was open (its process died)?
+
+        Not when `cur`'s END record is here: the transaction was published whole and its
+        events are only late (another topic, fetched later on a busy machine) — skipping it
+        then would lose a committed transaction.
+        """
+        if cur == self._ended:
+            return False
         txq = self._queues.get((self.settings.tx_topic, 0))
         while txq and (txq[0].status != "BEGIN" or txq[0].tx is None or txq[0].tx[0] <= cur[0]):
             if txq[0].status == "BEGIN" and txq[0].tx is not None and txq[0].tx > cur:
                 return False  # a later transaction of the same process: cur will complete
+            if txq[0].status == "END" and txq[0].tx == cur:
+                self._ended = cur
+                return False
             self._pop((self.settings.tx_topic, 0))  # END records, stale ones
         return bool(txq)
 

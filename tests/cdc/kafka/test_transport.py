@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from collections import deque
 from types import SimpleNamespace
 
 import pytest
@@ -224,5 +225,42 @@ def test_dead_letters_carry_the_reason(kafka_broker: KafkaServer) -> None:
         assert reasons[0] == "target refused: check constraint"
         assert reasons[1].startswith("undecodable message")
         assert any(v == b"not json" for _, v in seen)
+    finally:
+        apply.close()
+
+
+def test_a_whole_transaction_whose_events_come_late_is_not_taken_for_a_crashed_one(
+        kafka_broker: KafkaServer) -> None:
+    """A busy machine: the transaction topic (BEGIN 1, END 1, then a newer capture process's
+    BEGIN) is read before transaction 1's events on the table topic. Its END says it was
+    published whole: wait for the events, never skip it as cut short (that lost it)."""
+    s = _settings(kafka_broker)
+    for key, lsn in ((1, 100), (2, 200)):  # two capture processes, one after the other
+        cap = KafkaCapture(s, ["a"])
+        cap.publish([_ev("a", key, lsn, 1, True)])
+        assert cap.flush(30)
+        cap.close()
+    apply = KafkaApply(s, ["a"])
+    fetch, held, begins, released = apply._fetch, [], set(), [False]  # type: ignore[var-annotated]
+
+    def table_topic_late(timeout: float) -> int:
+        got = fetch(timeout)
+        if released[0]:
+            for key, msg in held:
+                apply._queues.setdefault(key, deque()).appendleft(msg)
+            held.clear()
+            return got
+        begins.update(m.tx for m in apply._queues.get((s.tx_topic, 0), ()) if m.status == "BEGIN")
+        for key, queue in apply._queues.items():
+            if key[0] != s.tx_topic:
+                held.extend((key, m) for m in reversed(queue))
+                queue.clear()
+        released[0] = len(begins) >= 2  # the next fetch hands the events over, late
+        return got
+
+    apply._fetch = table_topic_late  # type: ignore[method-assign]
+    try:
+        got = _drain(apply, 2)
+        assert released[0] and [e.key["id"] for e in got] == [1, 2]
     finally:
         apply.close()
