@@ -93,13 +93,12 @@ def owned(name: str, *, reverse: bool, source_table: str = "items", target_table
     other = f"{name}_other"
     mono, svc = ((other, target_table), (name, source_table)) if reverse else \
         ((name, source_table), (other, target_table))
-    doc = {"version": 1, "groups": {"bench": {
-        "owner": "catalog" if reverse else "monolith",
-        "sides": {"monolith": {"stream": mono[0], "tables": [mono[1]]},
-                  "catalog": {"stream": svc[0], "tables": [svc[1]]}},
-        "keeps": {"monolith": {mono[1]: ["qty"] if mono[1] == "items" else []}}}}}
-    if not doc["groups"]["bench"]["keeps"]["monolith"][mono[1]]:
-        del doc["groups"]["bench"]["keeps"]
+    group: dict[str, Any] = {"owner": "catalog" if reverse else "monolith",
+                             "sides": {"monolith": {"stream": mono[0], "tables": [mono[1]]},
+                                       "catalog": {"stream": svc[0], "tables": [svc[1]]}}}
+    if mono[1] == "items":  # the shape with a stock-like column
+        group["keeps"] = {"monolith": {"items": ["qty"]}}
+    doc = {"version": 1, "groups": {"bench": group}}
     path = Path(_OWN_DIR) / f"{name}.yaml"
     path.write_text(yaml.safe_dump(doc))
     return str(path)
