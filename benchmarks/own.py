@@ -17,9 +17,13 @@ generator's) --write-rate times a second through the router, waiting for each an
 
 After each flip (writes go on for --settle seconds), the writers pause, both streams are
 drained (a marker through each), and then: lost_writes counts writers' products whose
-last acknowledged price is not what the side now serving writes holds, divergent_rows what
-`verify` finds in both directions. failed_requests: answers >= 400 or none, after held
+last acknowledged price is not what the side now serving writes holds (summed over flips),
+divergent_rows the most rows `verify` found differing in both directions after any flip
+(a row stays divergent until a later write heals it; *_where: which tables then). failed_requests: answers >= 400 or none, after held
 writes were retried (the generator's and the writers'); it must be 0 for ours.
+refused_preflight: `own` runs that refused (exit 3, nothing changed) and were run again
+after 0.5 s: at 10 writes/s on one row, `verify` in its preflight can see that row mid-flight
+on every recheck and report it different (benchmarks/README.md).
 """
 
 from __future__ import annotations
@@ -186,6 +190,7 @@ class Shop:
         self.rate = rate
         self.owner = "monolith"
         self.traffic: Traffic | None = None
+        self.refused: list[str] = []  # `own` refusals (exit 3) before a flip went through
 
     def start(self) -> None:
         self.sup.start(build_stack(self.settings, mode="embedded"), progress=lambda _m: None)
@@ -249,10 +254,16 @@ class Shop:
 
             argv = [sys.executable, "-m", "cli.main", "own", "catalog", "--by", to, "--reason",
                     "benchmarks/own.py", "--routes", str(self.routes_path), "--router", self.router, "--json"]
-            proc = subprocess.run(argv, cwd=REPO, env=self.env, capture_output=True, text=True, timeout=180,
-                                  check=False)
-            with (self.home / "logs" / "own.log").open("a") as fh:
-                fh.write(proc.stderr)
+            for _ in range(10):
+                proc = subprocess.run(argv, cwd=REPO, env=self.env, capture_output=True, text=True,
+                                      timeout=180, check=False)
+                with (self.home / "logs" / "own.log").open("a") as fh:
+                    fh.write(proc.stderr)
+                if proc.returncode != 3:
+                    break
+                # refused in preflight, nothing changed (e.g. verify saw a hot row mid-flight)
+                self.refused.append(proc.stderr.strip().splitlines()[-1][:300])
+                time.sleep(0.5)
             try:
                 doc = json.loads(proc.stdout)
             except ValueError:
@@ -345,9 +356,10 @@ def run(kind: str, root: Path, args: argparse.Namespace) -> dict[str, Any]:
                 lost_now += serving != w.acked
             where = shop.divergent()
             div_now = sum(where.values())
-            lost, divergent = lost + lost_now, divergent + div_now
-            for k, v in where.items():
-                divergent_where[k] = divergent_where.get(k, 0) + v
+            # divergence stays until a later write heals it: the peak, and where it was
+            lost = lost + lost_now
+            if div_now >= divergent:
+                divergent, divergent_where = div_now, where
             ch = 1000 * max(w.longest_hold for w in writers.writers)
             client_holds.append(ch)
             if hold is not None:
@@ -367,7 +379,8 @@ def run(kind: str, root: Path, args: argparse.Namespace) -> dict[str, Any]:
             "failed": failed + len(wfail), "failures": (failures + wfail)[:5],
             "requests": requests + sum(w.n for w in ws),
             "held_retried": int(summary.get("held_retried") or 0) + sum(w.held for w in ws),
-            "lost": lost, "divergent": divergent, "divergent_where": divergent_where}
+            "lost": lost, "divergent": divergent, "divergent_where": divergent_where,
+            "refused": shop.refused}
 
 
 def main() -> None:
@@ -401,12 +414,15 @@ def main() -> None:
         "client_hold_ms_p50": round(statistics.median(ours["client_hold_ms"]), 1),
         "client_hold_ms_max": round(max(ours["client_hold_ms"]), 1),
         "requests": ours["requests"], "failed_requests": ours["failed"], "held_retried": ours["held_retried"],
+        "refused_preflight": len(ours["refused"]),
         "lost_writes": ours["lost"], "divergent_rows": ours["divergent"],
         "peer_flips": peer["flips"], "peer_requests": peer["requests"], "peer_failed_requests": peer["failed"],
         "peer_lost_writes": peer["lost"], "peer_divergent_rows": peer["divergent"],
         "peer_divergent_where": peer["divergent_where"],
         "seconds": round(time.monotonic() - t0, 1),
     }
+    if ours["refused"]:
+        result["refusals"] = ours["refused"][:3]
     if ours["failures"] or peer["failures"]:
         result["failures"] = {"ours": ours["failures"], "peer": peer["failures"]}
     print(json.dumps(result))
