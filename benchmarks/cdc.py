@@ -12,6 +12,15 @@ Measurements (one function each, so other transports can add theirs to the same 
   verify_rows_per_s     `verify` over two equal tables of --verify-rows rows
   kafka_rows_per_s      the same workload through Kafka (benchmarks/cdc_kafka.py), in the rounds
   kafka_lag_p50_ms/kafka_lag_p99_ms   commit-to-applied through Kafka at 1,000 rows/s
+  reverse_rows_per_s    the way back (issue 11): catalog -> monolith shape (cents -> decimal,
+                        dropped columns, a column the target keeps), under ownership.yaml, in
+                        the same rounds as direct; ratio_reverse_vs_direct against it
+  reverse_lag_p50_ms/reverse_lag_p99_ms   commit-to-applied of that shape at 1,000 rows/s
+Both direct directions run with an ownership group declared (benchmarks/cdc.py `owned`): the
+sink applies its rules and records every key for the dual-write detector, as in production.
+`--before TREE` instead alternates this file's direct and reverse measurements run on the
+code of TREE (e.g. `git archive d1d3c40 | tar -x -C /tmp/before`) and on this tree, each in a
+fresh process, and prints before/after figures.
 Targets (issue 4): direct >= 20,000 rows/s, ratio >= 0.25, lag p99 < 1 s, verify >= 100,000.
 Needs only the PostgreSQL server binaries (Debian: apt-get install postgresql).
 """
@@ -20,18 +29,27 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
+import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import yaml
+
+# STRANGLER_BENCH_TREE: measure another checkout's code with this file's workloads (--before)
+TREE = os.environ.get("STRANGLER_BENCH_TREE") or str(Path(__file__).resolve().parents[1])
+sys.path.insert(0, TREE)
 
 import psycopg2  # noqa: E402
 import psycopg2.extras  # noqa: E402
 from cdc_kafka import measure_kafka, measure_kafka_lag  # noqa: E402  (the Kafka path, same run)
+
+sys.path.insert(0, TREE)  # cdc_kafka put this checkout first: TREE's code wins again
 
 from cdc.config import parse  # noqa: E402
 from cdc.pipeline import Pipeline, open_stream  # noqa: E402
@@ -55,10 +73,44 @@ def sql(dsn: str, *statements: str) -> list[Any]:
     return out
 
 
-def stream(src: str, tgt: str, name: str = "bench", **extra: Any) -> Any:
+# The reverse stream's shape (streams.yaml catalog_reverse: products -> catalog_product):
+# the service stores cents and a generated slug; the monolith a decimal price and a stock
+# count only it writes (kept: the reverse sink never updates it, the reverse stream drops it).
+REV_TABLE = ("CREATE TABLE {name} (id bigint PRIMARY KEY, qty int, label text, price_cents bigint, "
+             "slug text)")
+REV_FILL = ("INSERT INTO {name} SELECT g, g % 1000, 'item ' || g, g % 10000, 'item-' || g "
+            "FROM generate_series({lo}, {hi}) g")
+REV_TABLES = {"products": {"target": "items", "columns": {
+    "id": "id", "label": "label", "price_cents": {"to": "price", "convert": "cents_to_decimal"}},
+    "drop": ["qty", "slug"]}}
+_OWN_DIR = tempfile.mkdtemp(prefix="strangler-bench-own-")
+
+
+def owned(name: str, *, reverse: bool, source_table: str = "items", target_table: str = "items") -> str:
+    """An ownership file with one group whose side `name` owns: the forward stream's (the
+    monolith side) or, `reverse`, the service side's; the monolith keeps its qty column.
+    Code before issue 11 ignores the file (`--before`)."""
+    other = f"{name}_other"
+    mono, svc = ((other, target_table), (name, source_table)) if reverse else \
+        ((name, source_table), (other, target_table))
+    group: dict[str, Any] = {"owner": "catalog" if reverse else "monolith",
+                             "sides": {"monolith": {"stream": mono[0], "tables": [mono[1]]},
+                                       "catalog": {"stream": svc[0], "tables": [svc[1]]}}}
+    if mono[1] == "items":  # the shape with a stock-like column
+        group["keeps"] = {"monolith": {"items": ["qty"]}}
+    doc = {"version": 1, "groups": {"bench": group}}
+    path = Path(_OWN_DIR) / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    return str(path)
+
+
+def stream(src: str, tgt: str, name: str = "bench", tables: Any = None, ownership: str | None = None,
+           **extra: Any) -> Any:
     spec = {"source": {"url": src}, "target": {"url": tgt}, "batch_size": 5000,
-            "snapshot_chunk": 20000, "tables": {"items": "items"}, **extra}
-    return parse({"streams": {name: spec}}).stream(name)
+            "snapshot_chunk": 20000, "tables": tables or {"items": "items"}, **extra}
+    # never the repository's ownership.yaml (parse() looks beside the streams file by default)
+    own = ownership or str(Path(_OWN_DIR) / "none.yaml")
+    return parse({"streams": {name: spec}, "ownership": own}).stream(name)
 
 
 def fresh_pair(pg: PostgresServer, tag: str) -> tuple[str, str]:
@@ -116,13 +168,22 @@ def measure_raw_read(pg: PostgresServer, rows: int) -> float:
     return rows / elapsed
 
 
-def measure_direct(pg: PostgresServer, rows: int, tag: str = "direct") -> float:
-    """Rows/s through the whole direct pipeline for the same workload (slot created first)."""
-    src, tgt = fresh_pair(pg, tag)
-    cfg = stream(src, tgt, name=f"b_{tag}")
+def measure_direct(pg: PostgresServer, rows: int, tag: str = "direct", *, reverse: bool = False) -> float:
+    """Rows/s through the whole direct pipeline for the same workload (slot created first);
+    `reverse`: the catalog -> monolith shape (REV_*), its side owning the table."""
+    name = f"b_{tag}"
+    if reverse:
+        src, tgt = pg.create_database(f"bsrc_{tag}"), pg.create_database(f"btgt_{tag}")
+        sql(src, REV_TABLE.format(name="products"))
+        sql(tgt, TABLE.format(name="items"))
+        cfg = stream(src, tgt, name=name, tables=REV_TABLES,
+                     ownership=owned(name, reverse=True, source_table="products"))
+    else:
+        src, tgt = fresh_pair(pg, tag)
+        cfg = stream(src, tgt, name=name, ownership=owned(name, reverse=False))
     pipe = Pipeline(cfg, on_tick=lambda m: None)
     pipe.run(until=lambda: pipe.metrics.state == "streaming")  # slot + empty copy
-    sql(src, FILL.format(name="items", lo=1, hi=rows))
+    sql(src, (REV_FILL if reverse else FILL).format(name="products" if reverse else "items", lo=1, hi=rows))
     pipe = Pipeline(cfg, on_tick=lambda m: None)
     started: list[float] = []
 
@@ -134,6 +195,10 @@ def measure_direct(pg: PostgresServer, rows: int, tag: str = "direct") -> float:
     pipe.run(until=done)
     elapsed = time.perf_counter() - started[0]
     _drop_slot(src, cfg.slot)
+    # every row applied, in the target's terms (a dead-lettered or unconverted row fails here)
+    n, total = sql(tgt, "SELECT count(*), sum(price) FROM items")[0]
+    want = sum((g % 10000) / 100 for g in range(1, rows + 1))
+    assert n == rows and abs(float(total) - want) < 0.01, f"{tag}: {n} rows, price sum {total} != {want:.2f}"
     return rows / elapsed
 
 
@@ -149,15 +214,25 @@ def measure_snapshot(pg: PostgresServer, rows: int) -> float:
     return rows / elapsed
 
 
-def measure_lag(pg: PostgresServer, seconds: float, rate: int = 1000) -> tuple[float, float]:
-    """Commit-to-applied lag (ms) while a producer commits `rate` rows/s in small transactions."""
-    src = pg.create_database("bsrc_lag")
-    tgt = pg.create_database("btgt_lag")
-    sql(src, "CREATE TABLE ticks (id bigint PRIMARY KEY, sent_ms double precision)")
-    sql(tgt, "CREATE TABLE ticks (id bigint PRIMARY KEY, sent_ms double precision, "
+def measure_lag(pg: PostgresServer, seconds: float, rate: int = 1000, *,
+                reverse: bool = False) -> tuple[float, float]:
+    """Commit-to-applied lag (ms) while a producer commits `rate` rows/s in small transactions;
+    `reverse`: the catalog -> monolith shape (cents -> decimal, a dropped column), owned."""
+    tag = "lag_rev" if reverse else "lag"
+    src = pg.create_database(f"bsrc_{tag}")
+    tgt = pg.create_database(f"btgt_{tag}")
+    extra = ", price_cents bigint DEFAULT 1999, slug text DEFAULT 'tick'" if reverse else ""
+    sql(src, f"CREATE TABLE ticks (id bigint PRIMARY KEY, sent_ms double precision{extra})")
+    sql(tgt, f"CREATE TABLE ticks (id bigint PRIMARY KEY, sent_ms double precision, "
+             f"{'price numeric(10,2), ' if reverse else ''}"
              "applied_ms double precision DEFAULT extract(epoch FROM clock_timestamp()) * 1000)")
-    cfg = parse({"streams": {"b_lag": {"source": {"url": src}, "target": {"url": tgt},
-                                       "tables": {"ticks": "ticks"}}}}).stream("b_lag")
+    tables: dict[str, Any] = {"ticks": {"columns": {
+        "id": "id", "sent_ms": "sent_ms", "price_cents": {"to": "price", "convert": "cents_to_decimal"}},
+        "drop": ["slug"]}} if reverse else {"ticks": "ticks"}
+    name = f"b_{tag}"
+    cfg = parse({"streams": {name: {"source": {"url": src}, "target": {"url": tgt}, "tables": tables}},
+                 "ownership": owned(name, reverse=reverse, source_table="ticks",
+                                    target_table="ticks")}).stream(name)
     pipe = Pipeline(cfg, on_tick=lambda m: None)
     runner = threading.Thread(target=pipe.run)
     runner.start()
@@ -216,6 +291,39 @@ def _drop_slot(dsn: str, slot: str) -> None:
     sql(dsn, f"SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = '{slot}'")
 
 
+def worker(kind: str, rows: int, tag: str) -> None:
+    """One measurement on an existing server (STRANGLER_PG_DSN), on TREE's code; prints rows/s."""
+    pg = PostgresServer().start()
+    print(json.dumps({"rows_per_s": measure_direct(pg, rows, tag, reverse=kind == "reverse")}))
+
+
+def compare_before(before: str, rows: int, rounds: int) -> dict[str, Any]:
+    """Direct and reverse rows/s on the `before` tree's code and this one's, alternating, each
+    measurement in a fresh process (imports and caches alike); best of the rounds."""
+    here = str(Path(__file__).resolve().parents[1])
+    best: dict[str, float] = {}
+    with PostgresServer() as pg:
+        for i in range(rounds):
+            for kind in ("direct", "reverse"):
+                for label, tree in (("before", before), ("after", here)):
+                    print(f"round {i + 1}: {kind} on {label} ({tree})", file=sys.stderr)
+                    env = {**os.environ, "STRANGLER_BENCH_TREE": tree, "STRANGLER_PG_DSN": pg.dsn}
+                    proc = subprocess.run([sys.executable, __file__, "--worker", kind, "--rows", str(rows),
+                                           "--tag", f"{label}_{kind}{i}"], env=env, cwd=tree,
+                                          capture_output=True, text=True, check=False, timeout=600)
+                    if proc.returncode != 0:
+                        raise SystemExit(f"{kind} on {tree} failed:\n{proc.stderr[-2000:]}")
+                    value = float(json.loads(proc.stdout.strip().splitlines()[-1])["rows_per_s"])
+                    key = f"{label}_{kind}_rows_per_s"
+                    best[key] = max(best.get(key, 0.0), value)
+    out: dict[str, Any] = {"rows": rows, "rounds": rounds, "before": before}
+    for kind in ("direct", "reverse"):
+        b, a = best[f"before_{kind}_rows_per_s"], best[f"after_{kind}_rows_per_s"]
+        out.update({f"before_{kind}_rows_per_s": round(b), f"after_{kind}_rows_per_s": round(a),
+                    f"ratio_{kind}": round(a / b, 3)})
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--rows", type=int, default=100_000)
@@ -223,20 +331,33 @@ def main() -> None:
     ap.add_argument("--verify-rows", type=int, default=1_000_000)
     ap.add_argument("--lag-seconds", type=float, default=10.0)
     ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--before", metavar="TREE",
+                    help="compare direct and reverse rows/s with the code of another checkout")
+    ap.add_argument("--worker", choices=("direct", "reverse"), help=argparse.SUPPRESS)
+    ap.add_argument("--tag", default="w", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.worker:
+        return worker(args.worker, args.rows, args.tag)
+    if args.before:
+        print(json.dumps(compare_before(str(Path(args.before).resolve()), args.rows, args.rounds)))
+        return
     with PostgresServer() as pg, KafkaServer() as broker:
-        raw, direct, kafka = [], [], []
+        raw, direct, kafka, reverse = [], [], [], []
         for i in range(args.rounds):  # alternate, so machine noise hits both alike
             print(f"round {i + 1}: raw read", file=sys.stderr)
             raw.append(measure_raw_read(pg, args.rows))
             print(f"round {i + 1}: direct pipeline", file=sys.stderr)
             direct.append(measure_direct(pg, args.rows, tag=f"direct{i}"))
+            print(f"round {i + 1}: reverse pipeline (catalog -> monolith shape)", file=sys.stderr)
+            reverse.append(measure_direct(pg, args.rows, tag=f"reverse{i}", reverse=True))
             print(f"round {i + 1}: Kafka pipeline", file=sys.stderr)
             kafka.append(measure_kafka(pg, broker, args.rows, tag=f"kafka{i}"))
         print("snapshot", file=sys.stderr)
         snap = measure_snapshot(pg, args.snapshot_rows)
         print("lag at 1,000 rows/s", file=sys.stderr)
         p50, p99 = measure_lag(pg, args.lag_seconds)
+        print("reverse lag at 1,000 rows/s", file=sys.stderr)
+        rp50, rp99 = measure_lag(pg, args.lag_seconds, reverse=True)
         print("Kafka lag at 1,000 rows/s", file=sys.stderr)
         kp50, kp99 = measure_kafka_lag(pg, broker, args.lag_seconds)
         print("verify", file=sys.stderr)
@@ -253,6 +374,10 @@ def main() -> None:
         "kafka_rows_per_s": round(max(kafka)),
         "kafka_lag_p50_ms": round(kp50, 1),
         "kafka_lag_p99_ms": round(kp99, 1),
+        "reverse_rows_per_s": round(max(reverse)),
+        "reverse_lag_p50_ms": round(rp50, 1),
+        "reverse_lag_p99_ms": round(rp99, 1),
+        "ratio_reverse_vs_direct": round(max(reverse) / max(direct), 3),
     }
     print(json.dumps(result))
 

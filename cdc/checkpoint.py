@@ -21,6 +21,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from cdc.events import Position, json_default
+from cdc.sinks.pgbulk import Upserter
 
 metadata = sa.MetaData()
 
@@ -66,6 +67,7 @@ recent = sa.Table(
     sa.Index("ix_strangler_cdc_recent_ts", "stream", "ts_ms"),
 )
 RECENT_CAP = 10_000  # rows kept per stream at most, newest first
+_RECENT_PG = Upserter(recent.name, None, ["stream", "tbl", "key"])
 
 
 def ensure(engine: Engine) -> None:
@@ -134,9 +136,14 @@ def record_recent(conn: Connection, stream: str, rows: list[tuple[str, str, str,
     if not rows:
         return
     if conn.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert  # type: ignore[assignment]
+        # COPY + one merge, as the sink writes rows (SQLAlchemy runs an upsert's executemany
+        # row by row on psycopg2: a round trip per key made bulk applies 5x slower)
+        last = {(t, k): {"stream": stream, "tbl": t, "key": k, "tkey": tk, "ts_ms": ts}
+                for t, k, tk, ts in rows}  # one row per key per statement
+        _RECENT_PG.upsert(conn.connection.cursor(), ["stream", "tbl", "key", "tkey", "ts_ms"],
+                          list(last.values()))
+        return
+    from sqlalchemy.dialects.sqlite import insert
     ins = insert(recent)
     stmt = ins.on_conflict_do_update(index_elements=["stream", "tbl", "key"],
                                      set_={"tkey": ins.excluded.tkey, "ts_ms": ins.excluded.ts_ms})

@@ -113,3 +113,28 @@ def test_find_refuses_streams_that_are_not_the_groups(shop: Shop) -> None:
     group = ownership.load(shop.own).group("catalog")
     with pytest.raises(config.ConfigError, match="not the two sides' streams"):
         dualwrite.find(shop.fwd, shop.fwd, group)
+
+
+@pytest.mark.postgres
+@pytest.mark.slow
+@pytest.mark.parametrize("n", [3, 200], ids=["values", "copy"])
+def test_on_postgresql_recorded_keys_keep_the_last_change_per_key(pg_server: Any, n: int) -> None:
+    """Both of the PostgreSQL writer's paths (a few keys: VALUES; many: COPY + merge), with a
+    key twice in one call and again in a later one: one row per key, the newest time."""
+    import os
+
+    from cdc.sinks.sqlalchemy import make_engine
+
+    engine = make_engine(pg_server.create_database(f"recent_{os.urandom(3).hex()}"))
+    checkpoint.ensure(engine)
+    with engine.begin() as conn:
+        batch = [("items", f'{{"id":{i}}}', f'{{"pid":{i}}}', 1_000 + i) for i in range(n)]
+        checkpoint.record_recent(conn, "fwd", [*batch, ("items", '{"id":0}', '{"pid":0}', 5_000)])
+        checkpoint.record_recent(conn, "fwd", [("items", '{"id":1}', '{"pid":1}', 6_000)])
+        checkpoint.record_recent(conn, "rev", [("items", '{"id":1}', '{"pid":1}', 7_000)])
+        got = {(t, k): (tk, ts) for t, k, tk, ts in checkpoint.recent_changes(conn, "fwd", 0)}
+    engine.dispose()
+    assert len(got) == n
+    assert got[("items", '{"id":0}')] == ('{"pid":0}', 5_000)
+    assert got[("items", '{"id":1}')] == ('{"pid":1}', 6_000)
+    assert got[("items", f'{{"id":{n - 1}}}')] == (f'{{"pid":{n - 1}}}', 1_000 + n - 1)
