@@ -226,8 +226,8 @@ class Traffic:
         if share is not None:  # a steady share of staff writes, the rest from the other actions
             choices = [c for c in choices if c[0] != "staff"]
             if self.rng.random() < share or not choices:
-                action = self.staff_create if self.rng.random() < 0.2 else self.staff_edit
-                return self.rng.choice([u for u in self.users if u.kind == "staff"]), action
+                write = self.staff_create if self.rng.random() < 0.2 else self.staff_edit
+                return self.rng.choice([u for u in self.users if u.kind == "staff"]), write
         who, _, action = self.rng.choices(choices, weights=[w for _, w, _ in choices])[0]
         users = self.users if who == "any" else [u for u in self.users if u.kind == who]
         return self.rng.choice(users), action

@@ -122,10 +122,18 @@ class Rig:
         self.wait_streaming(*STREAMS)
 
     def down(self) -> None:
+        if not self.env:
+            return
         self.cli("down", check=None, timeout=60)
-        for pid in self.started:  # never leak a process, whatever failed
+        left = [pid for pid in self.started if _alive(pid)]
+        for pid in left:  # never leak a process, whatever failed (our own pids, still alive)
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(pid, signal.SIGKILL)
+        for pid in self.started:  # a restarted stream is our child: reap it
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, os.WNOHANG)
+        self.started = []
+        assert not left, f"processes left running after `strangler down`: {left}"
 
     def supervisor(self) -> Supervisor:
         return Supervisor(run_dir=self.state / "run", log_dir=self.state / "logs")
@@ -305,32 +313,36 @@ def install_write_log(rig: Rig) -> None:
             _pg_log(url, side)
 
 
-def _sqlite_log(path: str, side: str) -> None:
-    def cents(expr: str, unit: str) -> str:
-        return f"CAST(ROUND({expr} * 100) AS INTEGER)" if unit == "decimal" else expr
+LOG_COLUMNS = "tbl, k, op, writer, name, old_name, price, old_price, stock, old_stock"
 
-    stmts = [f"CREATE TABLE IF NOT EXISTS strangler_cdc_origin (stream TEXT NOT NULL)",
+
+def _values(spec: tuple[str, str | None, str, str, str | None], op: str, writer: str, *, pg: bool) -> str:
+    """The VALUES of one log row for a trigger on `op` (i, u, d) of a table tracked as `spec`."""
+    logical, name, price, unit, stock = spec
+    row = "OLD" if op == "d" else "NEW"
+
+    def col(c: str | None, r: str, money: bool = False) -> str:
+        if not c:
+            return "NULL"
+        if money and unit == "decimal":  # the monolith's decimals, compared in cents
+            return f"round({r}.{c} * 100)::bigint" if pg else f"CAST(ROUND({r}.{c} * 100) AS INTEGER)"
+        return f"{r}.{c}"
+
+    old = (lambda c, money=False: col(c, "OLD", money)) if op == "u" else (lambda c, money=False: "NULL")
+    return ", ".join([f"'{logical}'", f"{row}.id", f"'{op}'", writer, col(name, row), old(name),
+                      col(price, row, True), old(price, True), col(stock, row), old(stock)])
+
+
+def _sqlite_log(path: str, side: str) -> None:
+    stmts = ["CREATE TABLE IF NOT EXISTS strangler_cdc_origin (stream TEXT NOT NULL)",
              f"CREATE TABLE {LOG} (seq INTEGER PRIMARY KEY AUTOINCREMENT, tbl TEXT, k INTEGER, op TEXT, "
              "writer TEXT, name TEXT, old_name TEXT, price INTEGER, old_price INTEGER, stock INTEGER, "
              "old_stock INTEGER)"]
-    writer = "COALESCE((SELECT stream FROM strangler_cdc_origin LIMIT 1), 'app')"
-    for table, (logical, name, price, unit, stock) in TRACKED[side].items():
+    writer = "COALESCE((SELECT stream FROM strangler_cdc_origin LIMIT 1), 'app')"  # the sink's marker
+    for table, spec in TRACKED[side].items():
         for op, event in (("i", "INSERT"), ("u", "UPDATE"), ("d", "DELETE")):
-            row = "OLD" if op == "d" else "NEW"
-
-            def col(c: str | None, row: str, conv: bool = False, unit: str = unit) -> str:
-                if not c:
-                    return "NULL"
-                return cents(f"{row}.{c}", unit) if conv else f"{row}.{c}"
-
-            old = op == "u"
-            values = [f"'{logical}'", f"{row}.id", f"'{op}'", writer,
-                      col(name, row), col(name, "OLD") if old else "NULL",
-                      col(price, row, True), col(price, "OLD", True) if old else "NULL",
-                      col(stock, row), col(stock, "OLD") if old else "NULL"]
             stmts.append(f"CREATE TRIGGER e2e_log_{table}_{op} AFTER {event} ON {table} BEGIN "
-                         f"INSERT INTO {LOG} (tbl, k, op, writer, name, old_name, price, old_price, "
-                         f"stock, old_stock) VALUES ({', '.join(values)}); END")
+                         f"INSERT INTO {LOG} ({LOG_COLUMNS}) VALUES ({_values(spec, op, writer, pg=False)}); END")
     conn = sqlite3.connect(path, timeout=60)
     try:
         with conn:
@@ -347,28 +359,16 @@ def _pg_log(url: str, side: str) -> None:
 
     stmts = [f"CREATE TABLE {LOG} (seq bigserial PRIMARY KEY, tbl text, k bigint, op text, writer text, "
              "name text, old_name text, price bigint, old_price bigint, stock bigint, old_stock bigint)"]
-    for table, (logical, name, price, unit, stock) in TRACKED[side].items():
-        def col(c: str | None, row: str, conv: bool = False, unit: str = unit) -> str:
-            if not c:
-                return "NULL"
-            return f"round({row}.{c} * 100)::bigint" if conv and unit == "decimal" else f"{row}.{c}"
-
-        def values(row: str, old: bool) -> str:
-            return ", ".join([col(name, row), col(name, "OLD") if old else "NULL",
-                              col(price, row, True), col(price, "OLD", True) if old else "NULL",
-                              col(stock, row), col(stock, "OLD") if old else "NULL"])
-
-        # the sink's session runs under its stream's replication origin (cdc/origin.py)
-        writer = f"CASE WHEN pg_replication_origin_session_is_setup() THEN '{FEEDS[side]}' ELSE 'app' END"
-        cols = "tbl, k, op, writer, name, old_name, price, old_price, stock, old_stock"
+    # the sink's session runs under its stream's replication origin (cdc/origin.py)
+    writer = f"CASE WHEN pg_replication_origin_session_is_setup() THEN '{FEEDS[side]}' ELSE 'app' END"
+    for table, spec in TRACKED[side].items():
+        ins = {op: f"INSERT INTO {LOG} ({LOG_COLUMNS}) VALUES ({_values(spec, op, writer, pg=True)});"
+               for op in "iud"}
         stmts.append(f"""CREATE FUNCTION e2e_log_{table}() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-  IF TG_OP = 'INSERT' THEN
-    INSERT INTO {LOG} ({cols}) VALUES ('{logical}', NEW.id, 'i', {writer}, {values('NEW', False)});
-  ELSIF TG_OP = 'UPDATE' THEN
-    INSERT INTO {LOG} ({cols}) VALUES ('{logical}', NEW.id, 'u', {writer}, {values('NEW', True)});
-  ELSE
-    INSERT INTO {LOG} ({cols}) VALUES ('{logical}', OLD.id, 'd', {writer}, {values('OLD', False)});
+  IF TG_OP = 'INSERT' THEN {ins['i']}
+  ELSIF TG_OP = 'UPDATE' THEN {ins['u']}
+  ELSE {ins['d']}
   END IF;
   RETURN NULL;
 END $$""")

@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import json
 import random
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -97,25 +99,29 @@ def flip_under_traffic(rig: Rig) -> dict[str, Any]:
     fault_dir = rig.root / "faults"
     fault_dir.mkdir(exist_ok=True)
     env = {**rig.env, "STRANGLER_CDC_FAULTS": "own.after_hold=pause", "STRANGLER_CDC_FAULTS_DIR": str(fault_dir)}
-    import subprocess
-    import sys
-
     for _attempt in range(6):
         for old in fault_dir.iterdir():
             old.unlink()
         proc = subprocess.Popen([sys.executable, "-m", "cli.main", "own", "catalog", "--by", "catalog",
                                  "--reason", "e2e: the catalog service takes over its writes", "--json"],
                                 cwd=rig.root, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        while proc.poll() is None and not (fault_dir / "own.after_hold.hit").exists():
-            time.sleep(0.02)
-        if proc.poll() is None:  # held: the documented answer, and the generator retries it
-            before = held_answers(rig)
-            answer = httpx.patch(f"{rig.url}/api/products/1/", json={"price": "12.34"}, headers=staff_headers(rig))
-            assert answer.status_code == 503 and answer.json()["error"] == "writes_held", answer.text
-            assert float(answer.headers["retry-after"]) > 0
-            wait_for("a held write of the traffic generator", lambda: held_answers(rig) > before + 1)
-            faults.release(fault_dir, "own.after_hold")
-        out, err = proc.communicate(timeout=180)
+        try:
+            while proc.poll() is None and not (fault_dir / "own.after_hold.hit").exists():
+                time.sleep(0.02)
+            if proc.poll() is None:  # held: the documented answer, and the generator retries it
+                before = held_answers(rig)
+                answer = httpx.patch(f"{rig.url}/api/products/1/", json={"price": "12.34"},
+                                     headers=staff_headers(rig))
+                assert answer.status_code == 503 and answer.json()["error"] == "writes_held", answer.text
+                assert float(answer.headers["retry-after"]) > 0
+                wait_for("a held write of the traffic generator",
+                         lambda held=before + 1: held_answers(rig) > held)
+                faults.release(fault_dir, "own.after_hold")
+            out, err = proc.communicate(timeout=180)
+        finally:
+            if proc.poll() is None:  # the test failed while it was paused: stop it
+                proc.kill()
+                proc.wait()
         if proc.returncode == 0:
             return dict(json.loads(out), stderr=err)
         assert proc.returncode == 3 or "was undone" in err, err[-3000:]
@@ -208,7 +214,28 @@ def test_readme_canary_keeps_writes_on_the_owner(rig: Rig) -> None:
 
 @pytest.mark.postgres
 @pytest.mark.kafka
-def test_postgres_over_kafka_flip_under_traffic_and_kill_9(rig: Rig, kafka_broker: Any) -> None:
+def test_postgres_over_kafka_flip_under_traffic_and_kill_9(rig: Rig, pg_server: Any, kafka_broker: Any) -> None:
+    """`up --real` on the session's PostgreSQL (STRANGLER_PG_DSN) and Kafka broker: leaner, one kill."""
     rig.real, rig.kafka_bootstrap = True, kafka_broker.bootstrap
     rig.prepare()
-    migrate(rig, seed=5, kills=1, rate=15, writes_before=8, writes_after=8)
+    rig.env["STRANGLER_PG_DSN"] = pg_server.dsn
+    try:
+        migrate(rig, seed=5, kills=1, rate=15, writes_before=8, writes_after=8)
+    finally:
+        rig.down()
+        drop_databases(pg_server.dsn, "monolith", "catalog")  # and their slots: no WAL pinned
+
+
+def drop_databases(dsn: str, *names: str) -> None:
+    import psycopg2
+
+    conn = psycopg2.connect(dsn)
+    conn.autocommit = True
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
+                        "WHERE database = ANY(%s) AND NOT active", (list(names),))
+            for name in names:
+                cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        conn.close()
