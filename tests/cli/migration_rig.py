@@ -501,3 +501,36 @@ def check_log(log: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
     problems["id_collisions"] = sorted(inserted["monolith"] & inserted["catalog"])
     counts["inserted"] = {side: sorted(keys) for side, keys in inserted.items()}
     return {"problems": problems, "counts": counts}
+
+
+class Readers:
+    """Product reads from users with fixed session keys (`sessionid=reader<i>`): their cohorts
+    are fixed, so every canary step sees candidate traffic, run after run."""
+
+    def __init__(self, url: str, *, users: int = 40, rate: float = 15.0) -> None:
+        self.url, self.users, self.rate = url, users, rate
+        self.sent = self.failed = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="readers", daemon=True)
+
+    def __enter__(self) -> Readers:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(30)
+
+    def _run(self) -> None:
+        import httpx
+
+        with httpx.Client(base_url=self.url, timeout=10) as client:
+            while not self._stop.is_set():
+                user = f"reader{self.sent % self.users}"
+                try:
+                    r = client.get("/api/products/", headers={"cookie": f"sessionid={user}"})
+                    self.failed += r.status_code >= 400
+                except httpx.HTTPError:
+                    self.failed += 1
+                self.sent += 1
+                self._stop.wait(1 / self.rate)

@@ -37,6 +37,7 @@ from extracted.catalog.models import ID_BLOCK as CATALOG_BLOCK
 from tests.cli.migration_rig import (
     STREAMS,
     Killer,
+    Readers,
     Rig,
     Traffic,
     app_write,
@@ -193,15 +194,17 @@ def test_readme_canary_keeps_writes_on_the_owner(rig: Rig) -> None:
     install_write_log(rig)
     traffic = Traffic(rig, rate=20, seed=3, staff_writes=0.25)
     try:
-        canary = rig.retried("canary", "products", "--to", "catalog", "--steps", "10,50,100", "--interval", "2s",
+        with Readers(rig.url) as readers:  # fixed cohorts: every step sees catalog reads
+            canary = rig.cli("canary", "products", "--to", "catalog", "--steps", "10,50,100", "--interval", "2s",
                              "--min-requests", "5", "--max-p99-ratio", "1000", "--json")
-        wait_for("staff writes", lambda: app_writes(rig, "monolith") >= 10
-                 and app_writes(rig, "monolith", inserts=True) >= 1)
+            wait_for("staff writes", lambda: app_writes(rig, "monolith") >= 10
+                     and app_writes(rig, "monolith", inserts=True) >= 1)
         summary = traffic.stop()
     finally:
         traffic.kill()
     assert json.loads(canary.stdout)["outcome"] == "promoted"
     assert summary["failures_total"] == 0, summary["failures"]
+    assert readers.failed == 0 and readers.sent > 0
     rig.drained("catalog")
     doc = rig.verify("catalog")
     assert doc["exit"] == 0 and doc["differing"] == 0, doc
