@@ -65,6 +65,9 @@ class TrafficConfig:
     concurrency: int = 32
     timeout: float = 10.0
     seed: int = 1
+    # share of actions that are staff writes (price edits, 1 in 5 a new product); None:
+    # the natural mix (about 1.5% price edits)
+    staff_writes: float | None = None
 
     def __post_init__(self) -> None:
         parts = urlsplit(self.base_url)
@@ -83,6 +86,10 @@ class TrafficConfig:
             raise ValueError(f"concurrency {self.concurrency} must be between 1 and 1000")
         if self.timeout <= 0:
             raise ValueError(f"timeout {self.timeout} must be > 0 seconds")
+        if self.staff_writes is not None and not 0 <= self.staff_writes <= 1:
+            raise ValueError(f"staff writes share {self.staff_writes} must be between 0 and 1")
+        if self.staff_writes and not self.staff:
+            raise ValueError("--staff-writes needs at least one staff user (--staff)")
 
 
 @dataclass
@@ -215,6 +222,12 @@ class Traffic:
     def pick(self) -> tuple[User, Callable[[User], Awaitable[None]]]:
         kinds = {u.kind for u in self.users}
         choices = [(who, w, act) for who, w, act in self.actions if who == "any" or who in kinds]
+        share = self.config.staff_writes
+        if share is not None:  # a steady share of staff writes, the rest from the other actions
+            choices = [c for c in choices if c[0] != "staff"]
+            if self.rng.random() < share or not choices:
+                write = self.staff_create if self.rng.random() < 0.2 else self.staff_edit
+                return self.rng.choice([u for u in self.users if u.kind == "staff"]), write
         who, _, action = self.rng.choices(choices, weights=[w for _, w, _ in choices])[0]
         users = self.users if who == "any" else [u for u in self.users if u.kind == who]
         return self.rng.choice(users), action
@@ -285,6 +298,15 @@ class Traffic:
         await self.call(user, "PATCH /api/products/{id}/", "PATCH", f"/api/products/{product['id']}/",
                         json={"price": f"{price:.2f}"})
 
+    async def staff_create(self, user: User) -> None:
+        """A new product (the side that owns the catalog gives it an id from its range)."""
+        body = {"name": f"traffic product {self.rng.randrange(10**9)}", "description": "",
+                "price": f"{Decimal(self.rng.randint(100, 20000)) / 100:.2f}",
+                "category": self.rng.choice(self.shop.categories or [1])}
+        created = await self.call(user, "POST /api/products/", "POST", "/api/products/", json=body)
+        if created is not None:  # later edits may pick it
+            self.shop.products.append(created.json())
+
     # -- the loop ------------------------------------------------------------------------
     async def drive(self) -> None:
         cfg = self.config
@@ -354,6 +376,7 @@ def traffic(
     concurrency: Annotated[int, typer.Option(help="Most requests in flight at once.")] = 32,
     timeout: Annotated[float, typer.Option(help="Per-request timeout, seconds.")] = 10.0,
     seed: Annotated[int, typer.Option(help="Random seed of the mix.")] = 1,
+    staff_writes: Annotated[float | None, typer.Option(help="Share of actions that are staff writes (price edits; 1 in 5 creates a product), 0..1; default: the natural mix.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
 ) -> None:
     """Drive realistic traffic at the shop and report per endpoint; exit 1 if any request failed."""
@@ -361,7 +384,7 @@ def traffic(
         config = TrafficConfig(base_url=base_url.rstrip("/"), rate=rate, duration=duration,
                                anonymous=anonymous, customers=customers, staff=staff,
                                password=password, concurrency=concurrency, timeout=timeout,
-                               seed=seed)
+                               seed=seed, staff_writes=staff_writes)
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc
     stop = threading.Event()

@@ -3,8 +3,9 @@
 Topics follow Debezium: one per source table, ``<prefix>.<schema>.<table>``, keyed by the
 primary key as JSON (so one row's changes stay in order), values in the Debezium envelope;
 ``<prefix>.transaction`` carries BEGIN/END records of every source transaction (Debezium's
-transaction metadata), and each data value a ``transaction`` block (id, total_order,
-data_collection_order). Dead letters go to ``<topic>.dlq`` with the reason in headers.
+transaction metadata), and MARK records for positions with no change (a drain marker:
+a logical message in a transaction of its own), and each data value a ``transaction``
+block (id, total_order, data_collection_order). Dead letters go to ``<topic>.dlq`` with the reason in headers.
 
 Capture (:class:`KafkaCapture`, a :class:`cdc.transport.Publisher`): an idempotent producer
 with ``acks=all``; ``durable()`` is the position of the last event such that Kafka
@@ -211,8 +212,16 @@ class KafkaCapture:
         if self._open is not None and self._first is not None:  # it ends a transaction
             self._tx_record("END", self._open[0], self._first, self._open[2], ev.position)
             self._open = self._first = None
-        else:
-            self._pending.append([ev.position, True])
+            return
+        # A message alone (a drain marker, `strangler own`): its position must reach the
+        # target's checkpoint even when no change follows, so it travels as a MARK record on
+        # the transaction topic, ordered with the transactions around it.
+        self._n += 1
+        tx_id = f"{self._epoch}:{self._n}"
+        record = {"status": "MARK", "id": tx_id, "ts_ms": ev.ts_ms, "lsn": ev.position.lsn,
+                  "index": ev.position.seq}
+        self._send(self.settings.tx_topic, tx_id.encode(),
+                   json.dumps(record, separators=(",", ":")).encode(), ev.position)
 
     def durable(self) -> Position | None:
         self._producer.poll(0)

@@ -40,7 +40,7 @@ class _Msg:
     tx: tuple[int, int] | None  # data: its transaction; tx topic: the record's
     order: int = 0
     event: ChangeEvent | None = None
-    status: str = ""  # BEGIN / END on the transaction topic
+    status: str = ""  # BEGIN / END / MARK on the transaction topic
 
 
 TP = tuple[str, int]
@@ -141,7 +141,13 @@ class KafkaApply:
         try:
             body = json.loads(msg.value())
             if msg.topic() == self.settings.tx_topic:
-                return _Msg(offset=msg.offset(), tx=_tx_key(body["id"]), status=body["status"])
+                mark = None
+                if body["status"] == "MARK":  # a position with no change: the sink records it
+                    mark = ChangeEvent(op="m", table="", key={}, before=None, after=None,
+                                       position=Position(int(body["lsn"]), int(body["index"])),
+                                       ts_ms=int(body.get("ts_ms") or 0), last=True)
+                return _Msg(offset=msg.offset(), tx=_tx_key(body["id"]), status=body["status"],
+                            event=mark)
             event = ChangeEvent.from_envelope(body, json.loads(msg.key()) if msg.key() else {})
             tx = body["transaction"]
             return _Msg(offset=msg.offset(), tx=_tx_key(tx["id"]), order=int(tx["total_order"]),
@@ -161,15 +167,24 @@ class KafkaApply:
             self._paused.discard(key)
         return item
 
-    def _next_transaction(self) -> bool:
-        """Move to the next BEGIN on the transaction topic; False if none is here yet."""
+    def _next_transaction(self, out: list[ChangeEvent]) -> bool:
+        """Move to the next BEGIN on the transaction topic, or hand over the next MARK (a
+        whole transaction of one message event); False if neither is here yet."""
         txq = self._queues.get((self.settings.tx_topic, 0))
         while txq:
             head = txq[0]
             self._pop((self.settings.tx_topic, 0))
-            if (head.status == "BEGIN" and head.tx is not None and head.tx > self._done
-                    and head.tx not in self._skip):
+            fresh = head.tx is not None and head.tx > self._done and head.tx not in self._skip
+            if fresh and head.status == "BEGIN":
+                assert head.tx is not None
                 self._current, self._order = head.tx, 0
+                return True
+            if fresh and head.status == "MARK" and head.event is not None:
+                assert head.tx is not None
+                out.append(head.event)
+                self._done = self._done_at_boundary = head.tx
+                self.at_boundary = True
+                self._handed, self._seen_at_boundary = dict(self._next), dict(self._seen)
                 return True
             # else: the END of one handed over already, or a stale/undecodable record
         return False
@@ -195,8 +210,9 @@ class KafkaApply:
         if cur == self._ended:
             return False
         txq = self._queues.get((self.settings.tx_topic, 0))
-        while txq and (txq[0].status != "BEGIN" or txq[0].tx is None or txq[0].tx[0] <= cur[0]):
-            if txq[0].status == "BEGIN" and txq[0].tx is not None and txq[0].tx > cur:
+        starts = ("BEGIN", "MARK")  # what a capture publishes after a transaction's END
+        while txq and (txq[0].status not in starts or txq[0].tx is None or txq[0].tx[0] <= cur[0]):
+            if txq[0].status in starts and txq[0].tx is not None and txq[0].tx > cur:
                 return False  # a later transaction of the same process: cur will complete
             if txq[0].status == "END" and txq[0].tx == cur:
                 self._ended = cur
@@ -256,7 +272,7 @@ class KafkaApply:
             if full and self.at_boundary:
                 break
             if self._current is None:
-                if not full and self._next_transaction():
+                if not full and self._next_transaction(out):
                     continue
             elif self._stream(out, 1 << 62 if full else max_events):
                 continue
