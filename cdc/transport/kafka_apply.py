@@ -41,6 +41,7 @@ class _Msg:
     order: int = 0
     event: ChangeEvent | None = None
     status: str = ""  # BEGIN / END / MARK on the transaction topic
+    counts: dict[str, int] | None = None  # END: the transaction's events per data topic
 
 
 TP = tuple[str, int]
@@ -77,7 +78,10 @@ class KafkaApply:
         self._order = 0  # events of the current transaction handed over
         self._done: tuple[int, int] = (0, 0)  # the last transaction handed over whole
         self._skip: set[tuple[int, int]] = set()  # transactions cut short by a capture crash
-        self._ended: tuple[int, int] | None = None  # the open transaction's END was read
+        # the open transaction's END (its events per topic), and what of them was handed over
+        self._ended: tuple[tuple[int, int], dict[str, int]] | None = None
+        self._popped: dict[str, int] = {}
+        self._collection_topic = {settings.collection(t): topic for topic, t in self.topics.items()}
         self._handed: dict[TP, int] = {}  # resume offsets at the last boundary
         self._seen: dict[str, Position] = {}  # per table, the last position handed over
         self._seen_at_boundary: dict[str, Position] = {}
@@ -146,8 +150,12 @@ class KafkaApply:
                     mark = ChangeEvent(op="m", table="", key={}, before=None, after=None,
                                        position=Position(int(body["lsn"]), int(body["index"])),
                                        ts_ms=int(body.get("ts_ms") or 0), last=True)
+                counts = None
+                if body["status"] == "END" and body.get("data_collections"):
+                    counts = {self._collection_topic.get(str(dc["data_collection"]), ""): int(dc["event_count"])
+                              for dc in body["data_collections"]}
                 return _Msg(offset=msg.offset(), tx=_tx_key(body["id"]), status=body["status"],
-                            event=mark)
+                            event=mark, counts=counts)
             event = ChangeEvent.from_envelope(body, json.loads(msg.key()) if msg.key() else {})
             tx = body["transaction"]
             return _Msg(offset=msg.offset(), tx=_tx_key(tx["id"]), order=int(tx["total_order"]),
@@ -177,7 +185,7 @@ class KafkaApply:
             fresh = head.tx is not None and head.tx > self._done and head.tx not in self._skip
             if fresh and head.status == "BEGIN":
                 assert head.tx is not None
-                self._current, self._order = head.tx, 0
+                self._current, self._order, self._popped = head.tx, 0, {}
                 return True
             if fresh and head.status == "MARK" and head.event is not None:
                 assert head.tx is not None
@@ -203,22 +211,34 @@ class KafkaApply:
     def _cut_short(self, cur: tuple[int, int]) -> bool:
         """Did a newer capture process begin while `cur` was open (its process died)?
 
-        Not when `cur`'s END record is here: the transaction was published whole and its
-        events are only late (another topic, fetched later on a busy machine) — skipping it
-        then would lose a committed transaction.
+        Once `cur`'s END record is here it says how many events each topic got: a topic
+        still owing some whose next message belongs to another transaction lost them (the
+        process died before they were delivered; the new one re-publishes them), but one
+        with nothing buffered yet is only late (fetched later on a busy machine) — skipping
+        `cur` then would lose a committed transaction.
         """
-        if cur == self._ended:
-            return False
+        if self._ended is not None and self._ended[0] == cur:
+            return self._lost(cur, self._ended[1])
         txq = self._queues.get((self.settings.tx_topic, 0))
         starts = ("BEGIN", "MARK")  # what a capture publishes after a transaction's END
         while txq and (txq[0].status not in starts or txq[0].tx is None or txq[0].tx[0] <= cur[0]):
             if txq[0].status in starts and txq[0].tx is not None and txq[0].tx > cur:
                 return False  # a later transaction of the same process: cur will complete
-            if txq[0].status == "END" and txq[0].tx == cur:
-                self._ended = cur
-                return False
+            if txq[0].status == "END" and txq[0].tx == cur and txq[0].counts is not None:
+                self._ended = (cur, txq[0].counts)
+                return self._lost(cur, txq[0].counts)
             self._pop((self.settings.tx_topic, 0))  # END records, stale ones
         return bool(txq)
+
+    def _lost(self, cur: tuple[int, int], counts: dict[str, int]) -> bool:
+        """Did a topic that still owes `cur` events move on to another transaction?"""
+        for topic, n in counts.items():
+            if self._popped.get(topic, 0) >= n:
+                continue
+            for key, queue in self._queues.items():
+                if key[0] == topic and queue and queue[0].tx != cur:
+                    return True
+        return False
 
     def _stream(self, out: list[ChangeEvent], limit: int) -> bool:
         """Append the current transaction's next events in source order; True on progress."""
@@ -237,6 +257,7 @@ class KafkaApply:
                     return True
                 return progressed
             m = self._pop(key)
+            self._popped[key[0]] = self._popped.get(key[0], 0) + 1
             self._order += 1
             progressed = True
             ev = m.event
