@@ -9,10 +9,7 @@ override of `shift`/`canary --force` ("kind": "gate-override"), in the same form
 
 from __future__ import annotations
 
-import fcntl
 import json
-import os
-import time
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -45,19 +42,10 @@ def ledger_path(routes: Path) -> Path:
 
 
 def append_entry(path: Path, entry: dict[str, Any]) -> dict[str, Any]:
-    """Append one entry (time and ts added; under the router's lock, fsynced)."""
-    full = {"time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "ts": round(time.time(), 3),
-            **entry}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    line = (json.dumps(full, separators=(",", ":"), default=str) + "\n").encode()
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        os.write(fd, line)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    return full
+    """Append one entry with the router's own ledger writer (time and ts added, locked, fsynced)."""
+    from router.ledger import append_record
+
+    return append_record(path, entry)
 
 
 def read_ledger(path: Path, *, route: str | None = None) -> list[dict[str, Any]]:

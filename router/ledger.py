@@ -19,18 +19,20 @@ from typing import Any
 def append(path: Path, *, actor: str, route: str, old: dict[str, int], new: dict[str, int],
            reason: str, config_sha256: str = "") -> dict[str, Any]:
     """Append one entry (under an exclusive lock, fsynced) and return it."""
-    entry = {
-        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "ts": round(time.time(), 3),
-        "actor": actor,
-        "route": route,
-        "old": old,
-        "new": new,
-        "reason": reason,
-        "config_sha256": config_sha256,
-    }
+    return append_record(path, {"actor": actor, "route": route, "old": old, "new": new,
+                                "reason": reason, "config_sha256": config_sha256})
+
+
+def append_record(path: Path, entry: dict[str, Any]) -> dict[str, Any]:
+    """Append any entry, stamped with time and ts (under an exclusive lock, fsynced).
+
+    Also what the CLI writes for changes the router does not make (ownership flips, gate
+    overrides), so the whole ledger has one writer's locking and format.
+    """
+    full = {"time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "ts": round(time.time(), 3),
+            **entry}
     path.parent.mkdir(parents=True, exist_ok=True)
-    line = (json.dumps(entry, separators=(",", ":")) + "\n").encode()
+    line = (json.dumps(full, separators=(",", ":"), default=str) + "\n").encode()
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
@@ -38,7 +40,7 @@ def append(path: Path, *, actor: str, route: str, old: dict[str, int], new: dict
         os.fsync(fd)
     finally:
         os.close(fd)
-    return entry
+    return full
 
 
 def tail(path: Path, n: int = 50) -> list[dict[str, Any]]:
