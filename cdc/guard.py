@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import time
 from collections.abc import Iterable, Sequence
 
 from cdc.errors import CDCError
@@ -43,6 +44,8 @@ MARKER_TABLE = "strangler_cdc_origin"
 _TRIGGER = "strangler_guard"  # PostgreSQL: row trigger name (and function); SQLite: prefix
 _TRUNCATE = "strangler_guard_truncate"
 OPEN = "open"
+_LOCK_TIMEOUT_MS = 500  # below deadlock_timeout (1 s): the guard gives way, not a writer
+_LOCK_ATTEMPTS = 20
 
 
 class GuardError(CDCError):
@@ -81,7 +84,8 @@ def apply_guards(url: str, group: Group, side: str) -> dict[str, str]:
 
 
 def remove_guards(url: str, tables: Sequence[str]) -> dict[str, str]:
-    """Drop the guards of `tables` (an undo back to "no guards at all")."""
+    """Lift the guards of `tables` (an undo back to "no guards at all"); on PostgreSQL they
+    stay, disabled (dropping a trigger would lock out readers)."""
     with _connect(url) as db:
         return db.apply(dict.fromkeys(tables))
 
@@ -221,12 +225,14 @@ class _Postgres:
         return ns or "public", name
 
     def _args(self, table: str) -> dict[str, list[str]]:
+        """The enabled guard triggers of `table` and their arguments (a disabled one is removed)."""
         ns, name = self._split(table)
         with self.conn.cursor() as cur:
             cur.execute("""SELECT t.tgname, t.tgargs FROM pg_trigger t
                            JOIN pg_class c ON c.oid = t.tgrelid
                            JOIN pg_namespace n ON n.oid = c.relnamespace
-                           WHERE n.nspname = %s AND c.relname = %s AND t.tgname IN (%s, %s)""",
+                           WHERE n.nspname = %s AND c.relname = %s AND t.tgname IN (%s, %s)
+                             AND t.tgenabled <> 'D'""",
                         (ns, name, _TRIGGER, _TRUNCATE))
             rows = cur.fetchall()
         return {tg: bytes(args).decode().split("\x00")[:-1] for tg, args in rows}
@@ -237,35 +243,71 @@ class _Postgres:
         return (False, []) if args is None else (True, args[1:])
 
     def apply(self, wanted: dict[str, tuple[str, list[str]] | None]) -> dict[str, str]:
+        """All tables in one transaction, without ever blocking a reader: DROP TRIGGER takes
+        an ACCESS EXCLUSIVE lock, and a reader holding one table while waiting for another
+        dead-locks with it (a 500 for a customer during a flip). CREATE OR REPLACE TRIGGER
+        and ALTER TABLE ... DISABLE TRIGGER take SHARE ROW EXCLUSIVE, which readers pass.
+        Writers may wait: every lock is taken up front, with a short lock_timeout and
+        retries, so the guard gives way before a deadlock could choose a writer as victim."""
+        import psycopg2.errors
+
+        for attempt in range(_LOCK_ATTEMPTS):
+            try:
+                return self._apply_once(wanted)
+            except psycopg2.errors.LockNotAvailable:
+                if attempt + 1 == _LOCK_ATTEMPTS:
+                    raise GuardError(f"cannot change the write guards: the tables {', '.join(wanted)} "
+                                     f"stayed locked by other transactions through {_LOCK_ATTEMPTS} "
+                                     "tries; find the long transaction in pg_stat_activity and run "
+                                     "this again") from None
+                time.sleep(0.1 * (attempt + 1))
+        raise AssertionError("unreachable")
+
+    def _apply_once(self, wanted: dict[str, tuple[str, list[str]] | None]) -> dict[str, str]:
+        import psycopg2.errors
+
         done: dict[str, str] = {}
         try:
             with self.conn, self.conn.cursor() as cur:
-                for table, spec in wanted.items():
+                rels = {}
+                for table in wanted:
                     ns, name = self._split(table)
                     cur.execute("SELECT to_regclass(%s)", (f"{_q(ns)}.{_q(name)}",))
                     if (cur.fetchone() or (None,))[0] is None:
                         raise GuardError(f"no table {table} in the database; check ownership.yaml's tables")
+                    rels[table] = f"{_q(ns)}.{_q(name)}"
+                cur.execute(f"SET LOCAL lock_timeout = '{_LOCK_TIMEOUT_MS}ms'")
+                if rels:
+                    cur.execute(f"LOCK TABLE {', '.join(rels.values())} IN SHARE ROW EXCLUSIVE MODE")
+                replace_in_place = self.conn.server_version >= 140000  # CREATE OR REPLACE TRIGGER
+                for table, spec in wanted.items():
+                    ns, _name = self._split(table)
+                    rel = rels[table]
                     present = self._args(table)
                     args = [spec[0], *spec[1]] if spec else None
                     if args is not None and present == {_TRIGGER: args, _TRUNCATE: args[:1]}:
                         done[table] = "unchanged"
                         continue
-                    if args is None and not present:
-                        done[table] = OPEN
-                        continue
-                    rel = f"{_q(ns)}.{_q(name)}"
-                    cur.execute(f"DROP TRIGGER IF EXISTS {_TRIGGER} ON {rel}")
-                    cur.execute(f"DROP TRIGGER IF EXISTS {_TRUNCATE} ON {rel}")
                     if args is None:
-                        done[table] = "removed"
+                        for trigger in present:
+                            cur.execute(f"ALTER TABLE {rel} DISABLE TRIGGER {_q(trigger)}")
+                        done[table] = "removed" if present else OPEN
                         continue
                     cur.execute(_PG_FUNCTION.format(schema=_q(ns)))
+                    create = "CREATE OR REPLACE TRIGGER" if replace_in_place else "CREATE TRIGGER"
+                    if not replace_in_place:
+                        cur.execute(f"DROP TRIGGER IF EXISTS {_TRIGGER} ON {rel}")
+                        cur.execute(f"DROP TRIGGER IF EXISTS {_TRUNCATE} ON {rel}")
                     lits = ", ".join(_lit(a) for a in args)
-                    cur.execute(f"CREATE TRIGGER {_TRIGGER} BEFORE INSERT OR UPDATE OR DELETE ON {rel} "
+                    cur.execute(f"{create} {_TRIGGER} BEFORE INSERT OR UPDATE OR DELETE ON {rel} "
                                 f"FOR EACH ROW EXECUTE FUNCTION {_q(ns)}.{_TRIGGER}({lits})")
-                    cur.execute(f"CREATE TRIGGER {_TRUNCATE} BEFORE TRUNCATE ON {rel} "
+                    cur.execute(f"{create} {_TRUNCATE} BEFORE TRUNCATE ON {rel} "
                                 f"FOR EACH STATEMENT EXECUTE FUNCTION {_q(ns)}.{_TRIGGER}({_lit(args[0])})")
+                    for trigger in (_TRIGGER, _TRUNCATE):  # a removed guard was only disabled
+                        cur.execute(f"ALTER TABLE {rel} ENABLE TRIGGER {_q(trigger)}")
                     done[table] = "replaced" if present else "installed"
+        except psycopg2.errors.LockNotAvailable:
+            raise  # apply() tries again
         except self._errors as exc:
             raise GuardError(f"cannot change the write guards: {str(exc).strip()} — the installing "
                              "role needs ownership of the tables, CREATE on their schema and EXECUTE "

@@ -8,6 +8,7 @@ which the monolith keeps.
 from __future__ import annotations
 
 import sqlite3
+import threading
 import uuid
 from dataclasses import replace
 from pathlib import Path
@@ -139,6 +140,37 @@ def test_postgres_guard_refuses_application_writes_and_passes_the_sink(pg_server
         (1, "uno", 9), (2, "two", 0)]
     assert set(apply_guards(dsn, shop_group("monolith"), "monolith").values()) == {"removed"}
     app("UPDATE catalog_product SET name = 'one' WHERE id = 1")
+
+
+@pytest.mark.postgres
+def test_postgres_guards_change_while_a_reader_holds_every_table(pg_server: Any) -> None:
+    """A customer's read never waits for a flip (nor dead-locks with one, which failed a read
+    with a 500): guards are installed, lifted and put back while a reader's open transaction
+    holds all the guarded tables, and each change is in force once it returns."""
+    dsn = pg_server.create_database(f"guard_{uuid.uuid4().hex[:8]}")
+    for stmt in MONOLITH_DDL:
+        sql(dsn, stmt)
+    reader = psycopg2.connect(dsn)
+    try:
+        with reader.cursor() as cur:  # ACCESS SHARE on all three, held until the rollback
+            cur.execute("SELECT count(*) FROM catalog_category, catalog_product, catalog_pricehistory")
+        for owner, expected in (("catalog", "installed"), ("monolith", "removed"), ("catalog", "installed")):
+            outcome: list[Any] = []
+            worker = threading.Thread(target=lambda o=owner, out=outcome: out.append(
+                apply_guards(dsn, shop_group(o), "monolith")), daemon=True)
+            worker.start()
+            worker.join(timeout=30)
+            assert outcome, f"changing the guards (owner {owner}) waited for a reader"
+            assert set(outcome[0].values()) == {expected}, outcome
+            write = f"UPDATE catalog_product SET name = 'by {owner}' WHERE id = 1"
+            if owner == "catalog":
+                assert "is written by catalog now" in refused(sql, dsn, write)
+            else:
+                sql(dsn, write)
+        assert guard_state(dsn, shop_group("catalog"), "monolith")["catalog_product"] == "guarded (keeps stock_count)"
+    finally:
+        reader.rollback()
+        reader.close()
 
 
 def test_a_missing_sqlite_database_is_refused_not_created(tmp_path: Path) -> None:

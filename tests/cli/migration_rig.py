@@ -120,6 +120,9 @@ class Rig:
         keep = ("MONOLITH_DATABASE_URL", "CATALOG_DATABASE_URL", "STRANGLER_STREAMS")
         self.env.update({k: self.stream_env["catalog"][k] for k in keep if k in self.stream_env["catalog"]})
         self.wait_streaming(*STREAMS)
+        # "streaming" is the capture's state; over Kafka the apply may still be copying: the
+        # initial copy lands before anything the test records (the write log) starts
+        self.drained(*STREAMS, copied=True)
 
     def down(self) -> None:
         if not self.env:
@@ -165,11 +168,20 @@ class Rig:
                 time.sleep(0.1)
 
     def log(self, stream: str) -> str:
-        path = self.state / "logs" / f"{process_name(stream)}.log"
-        return path.read_text(errors="replace")[-3000:] if path.exists() else ""
+        return self.process_log(process_name(stream))
 
-    def drained(self, *streams: str, timeout: float = 90) -> None:
-        """Every change committed so far is applied: a marker through each stream."""
+    def process_log(self, name: str, *, errors_only: bool = False) -> str:
+        """The tail of a supervised process's log; `errors_only`: from its first traceback."""
+        path = self.state / "logs" / f"{name}.log"
+        text = path.read_text(errors="replace") if path.exists() else ""
+        if errors_only:
+            at = text.find("Traceback")
+            text = text[at:] if at >= 0 else ""
+        return text[-3000:]
+
+    def drained(self, *streams: str, timeout: float = 90, copied: bool = False) -> None:
+        """Every change committed so far is applied: a marker through each stream; `copied`:
+        and every table's initial copy is done."""
         from cdc import config, drain
 
         saved = dict(os.environ)
@@ -180,6 +192,11 @@ class Rig:
                 cfg = sf.stream(s)
                 assert drain.wait_applied_to(cfg, drain.mark(cfg), timeout=timeout), \
                     f"stream {s} did not catch up in {timeout:.0f}s:\n{self.log(s)}"
+                tables = [m.source for m in cfg.tables] if copied and cfg.initial != "none" else []
+                deadline = time.monotonic() + timeout
+                while tables and not drain.snapshot_done(cfg, tables):
+                    assert time.monotonic() < deadline, f"stream {s}: copy not done:\n{self.log(s)}"
+                    time.sleep(0.1)
         finally:
             os.environ.clear()
             os.environ.update(saved)
