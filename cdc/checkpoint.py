@@ -4,9 +4,10 @@
                                row with table '' is the stream-wide position (for status)
     strangler_cdc_snapshot     per (stream, source table) snapshot state and last copied key
     strangler_cdc_dead_letter  events that could not be applied, with the reason
-    strangler_cdc_recent       per (stream, source table, key) the source commit time of the
-                               last change of a table in an ownership group, pruned to a short
-                               window: what the dual-write detector (cdc/dualwrite.py) reads
+    strangler_cdc_recent_keys  per (stream, source table, sink batch) the keys changed in a
+                               table of an ownership group and their source commit times, pruned
+                               to a short window: what the dual-write detector (cdc/dualwrite.py)
+                               reads
 
 Replay after a crash skips every event at or before its table's stored position.
 """
@@ -15,13 +16,14 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from cdc.events import Position, json_default
-from cdc.sinks.pgbulk import Upserter
+from cdc.keys import KeyLog
 
 metadata = sa.MetaData()
 
@@ -58,16 +60,17 @@ dead_letters = sa.Table(
 
 
 recent = sa.Table(
-    "strangler_cdc_recent", metadata,
-    sa.Column("stream", sa.String(64), primary_key=True),
-    sa.Column("tbl", sa.String(200), primary_key=True),  # source table
-    sa.Column("key", sa.Text, primary_key=True),  # the key in source terms (canonical JSON)
-    sa.Column("tkey", sa.Text, nullable=False),  # the same key in target terms
-    sa.Column("ts_ms", sa.BigInteger, nullable=False),  # source commit time
-    sa.Index("ix_strangler_cdc_recent_ts", "stream", "ts_ms"),
+    "strangler_cdc_recent_keys", metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("stream", sa.String(64), nullable=False),
+    sa.Column("tbl", sa.String(200), nullable=False),  # source table
+    sa.Column("n", sa.Integer, nullable=False),  # how many changes
+    sa.Column("ts_min", sa.BigInteger, nullable=False),  # their source commit times
+    sa.Column("ts_max", sa.BigInteger, nullable=False),
+    sa.Column("body", sa.Text, nullable=False),  # cdc.keys.KeyLog.body(): the keys, both terms
+    sa.Index("ix_strangler_cdc_recent_keys_stream", "stream", "id"),
 )
-RECENT_CAP = 10_000  # rows kept per stream at most, newest first
-_RECENT_PG = Upserter(recent.name, None, ["stream", "tbl", "key"])
+RECENT_CAP = 100_000  # changes kept per stream at most (whole batches, newest first)
 
 
 def ensure(engine: Engine) -> None:
@@ -131,42 +134,41 @@ def dead_letter_count(conn: Connection, stream: str) -> int:
                             .where(dead_letters.c.stream == stream)).scalar_one())
 
 
-def record_recent(conn: Connection, stream: str, rows: list[tuple[str, str, str, int]]) -> None:
-    """Upsert (table, key, tkey, ts_ms) rows: the last change per key wins."""
-    if not rows:
-        return
-    if conn.dialect.name == "postgresql":
-        # COPY + one merge, as the sink writes rows (SQLAlchemy runs an upsert's executemany
-        # row by row on psycopg2: a round trip per key made bulk applies 5x slower)
-        last = {(t, k): {"stream": stream, "tbl": t, "key": k, "tkey": tk, "ts_ms": ts}
-                for t, k, tk, ts in rows}  # one row per key per statement
-        _RECENT_PG.upsert(conn.connection.cursor(), ["stream", "tbl", "key", "tkey", "ts_ms"],
-                          list(last.values()))
-        return
-    from sqlalchemy.dialects.sqlite import insert
-    ins = insert(recent)
-    stmt = ins.on_conflict_do_update(index_elements=["stream", "tbl", "key"],
-                                     set_={"tkey": ins.excluded.tkey, "ts_ms": ins.excluded.ts_ms})
-    conn.execute(stmt, [{"stream": stream, "tbl": t, "key": k, "tkey": tk, "ts_ms": ts}
-                        for t, k, tk, ts in rows])
+def record_recent(conn: Connection, stream: str, logs: Sequence[KeyLog]) -> None:
+    """One row per table of the batch's changed keys (cdc.keys.KeyLog)."""
+    rows = [{"stream": stream, "tbl": log.table, "n": len(log), "ts_min": log.ts_min,
+             "ts_max": log.ts_max, "body": log.body()} for log in logs if len(log)]
+    if rows:
+        conn.execute(sa.insert(recent), rows)
 
 
 def prune_recent(conn: Connection, stream: str, older_than_ms: int, cap: int = RECENT_CAP) -> None:
-    """Forget changes older than `older_than_ms`, and all but the newest `cap`."""
+    """Forget batches whose changes are all older than `older_than_ms`, and the oldest batches
+    beyond `cap` changes."""
     r = recent
-    conn.execute(sa.delete(r).where(r.c.stream == stream, r.c.ts_ms < older_than_ms))
-    n = conn.execute(sa.select(sa.func.count()).select_from(r).where(r.c.stream == stream)).scalar_one()
-    if n > cap:
-        edge = (sa.select(r.c.ts_ms).where(r.c.stream == stream).order_by(r.c.ts_ms.desc())
-                .offset(cap).limit(1).scalar_subquery())
-        conn.execute(sa.delete(r).where(r.c.stream == stream, r.c.ts_ms <= edge))
+    conn.execute(sa.delete(r).where(r.c.stream == stream, r.c.ts_max < older_than_ms))
+    total, edge = 0, None
+    for rid, n in conn.execute(sa.select(r.c.id, r.c.n).where(r.c.stream == stream).order_by(r.c.id.desc())):
+        total += int(n)
+        if total > cap:
+            edge = rid
+            break
+    if edge is not None:
+        conn.execute(sa.delete(r).where(r.c.stream == stream, r.c.id <= edge))
 
 
 def recent_changes(conn: Connection, stream: str, since_ms: int) -> list[tuple[str, str, str, int]]:
-    """(table, key, tkey, ts_ms) of the changes recorded for `stream` since `since_ms`."""
+    """(table, key, target key, ts_ms) per key changed through `stream` since `since_ms`, keys
+    as canonical text, each with the newest commit time of the batches that hold it."""
     r = recent
-    return [(t, k, tk, int(ts)) for t, k, tk, ts in conn.execute(
-        sa.select(r.c.tbl, r.c.key, r.c.tkey, r.c.ts_ms).where(r.c.stream == stream, r.c.ts_ms >= since_ms))]
+    newest: dict[tuple[str, str], tuple[str, int]] = {}
+    for table, body, ts in conn.execute(sa.select(r.c.tbl, r.c.body, r.c.ts_max)
+                                        .where(r.c.stream == stream, r.c.ts_max >= since_ms)):
+        for key, tkey in KeyLog.keys(body):
+            seen = newest.get((table, key))
+            if seen is None or seen[1] < ts:
+                newest[(table, key)] = (tkey, int(ts))
+    return [(t, k, tk, ts) for (t, k), (tk, ts) in newest.items()]
 
 
 def clear(conn: Connection, stream: str) -> None:

@@ -2,8 +2,8 @@
 
 Each sink records, with the rows, the keys of the changes it took for tables in an ownership
 group (applied, or dead-lettered because the side does not own the table) with their source
-commit time, in ``strangler_cdc_recent`` of its target database, pruned to a short window
-(cdc/sinks/sqlalchemy.py). Changes a non-owner may make (its kept columns) are not recorded:
+commit time, in ``strangler_cdc_recent_keys`` of its target database (a row per table per
+batch, both key terms: cdc/keys.py), pruned to a short window (cdc/sinks/sqlalchemy.py). Changes a non-owner may make (its kept columns) are not recorded:
 they never touch the owner's columns. `find` reads both streams' records, pairs the group's
 tables by position and compares keys in the forward stream's source terms: the forward
 sink recorded them as they are, the reverse sink mapped them to its target's (the same

@@ -18,8 +18,8 @@ Write ownership (ownership.yaml, :mod:`cdc.sinks.owned`): for a table in an owne
 the sink writes only what the stream's source side may write now: all but the other side's
 kept columns if it owns the table, else only updates of its own kept columns (anything else
 is dead-lettered as a write that bypassed the guard). The keys of such tables' changes are
-recorded with their commit time in ``strangler_cdc_recent`` (same transaction) for the
-dual-write detector (:mod:`cdc.dualwrite`).
+recorded with their commit time in ``strangler_cdc_recent_keys`` (same transaction, a row
+per table per batch: cdc.keys.KeyLog) for the dual-write detector (:mod:`cdc.dualwrite`).
 """
 
 from __future__ import annotations
@@ -30,7 +30,6 @@ import json
 import logging
 import os
 import time
-import uuid
 from collections.abc import Callable, Sequence
 from decimal import Decimal
 from typing import Any
@@ -39,9 +38,10 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql as pg
 from sqlalchemy.engine import Connection, Engine
 
-from cdc import checkpoint, faults
+from cdc import checkpoint, convert, faults
 from cdc.errors import SinkError
 from cdc.events import ChangeEvent, Position, json_default
+from cdc.keys import KeyLog, key_value
 from cdc.mapping import TableMapping, TableSchema
 from cdc.origin import SQLITE_MARKER, SQLITE_MARKER_DDL, origin_name
 from cdc.sinks.owned import Rule, Watch
@@ -164,33 +164,6 @@ def _coercer(col_type: sa.types.TypeEngine[Any],
     return None
 
 
-def _key_value(v: Any) -> Any:
-    """Key values compare equal across drivers: uuid objects and text, integral numbers."""
-    if isinstance(v, uuid.UUID):
-        return str(v)
-    if isinstance(v, str) and len(v) == 36 and v.count("-") == 4:
-        return v.lower()
-    if isinstance(v, Decimal) and v == v.to_integral_value():
-        return int(v)
-    return v
-
-
-@functools.cache
-def _json_name(name: str) -> str:
-    return json.dumps(name)
-
-
-def canonical_key(key: dict[str, Any]) -> str:
-    """A key as text that compares equal across drivers and sides: sorted JSON of normalised
-    values (what ``strangler_cdc_recent`` stores and the dual-write detector compares)."""
-    if len(key) == 1:  # the common case, once per applied row: json.dumps costs ~10 µs
-        ((name, v),) = key.items()
-        if v.__class__ is int:
-            return f"{{{_json_name(name)}:{v}}}"
-    return json.dumps({k: _key_value(v) for k, v in key.items()}, sort_keys=True,
-                      default=json_default, separators=(",", ":"))
-
-
 def _no_equality(table: sa.Table) -> frozenset[str]:
     """Columns whose PostgreSQL type has no "=" (json, and types SQLAlchemy does not know)."""
     return frozenset(c.name for c in table.columns
@@ -224,10 +197,16 @@ class _Table:
                 row[name] = fn(v)
         return row
 
+    def key_log(self) -> KeyLog:
+        """An empty log of this table's changed keys, for the dual-write detector."""
+        conv = {s: c for s, _t, c in self.tm.columns}
+        return KeyLog(self.tm.source, self.tm.key, self.tm.target_key,
+                      [functools.partial(convert.apply, conv[k]) if conv.get(k) else None for k in self.tm.key])
+
     def target_key(self, source_key: Sequence[Any]) -> tuple[Any, ...]:
         """A source key (values in key order) as the target's key tuple, normalised."""
         mapped = self.tm.key_to_target(dict(zip(self.tm.key, source_key, strict=True)))
-        return tuple(_key_value(mapped[k]) for k in self.key)
+        return tuple(key_value(mapped[k]) for k in self.key)
 
     def sweep_plan(self, extent: dict[str, Any]) -> tuple[tuple[Any, ...] | None, tuple[Any, ...] | None,
                                                           list[Any]]:
@@ -252,7 +231,7 @@ class _Table:
             query = query.where(row > bound(after))
         if upto is not None:
             query = query.where(row <= bound(upto))
-        present = [tuple(_key_value(v) for v in r) for r in conn.execute(query)]
+        present = [tuple(key_value(v) for v in r) for r in conn.execute(query)]
         if not present:
             return 0
         kept = {self.target_key(k) for k in keep}
@@ -345,7 +324,7 @@ class SqlSink:
         self._rules: dict[str, Rule] = {}
         self._keep: dict[str, frozenset[str]] = {}  # per source table: columns never updated
         self._kept: dict[int, Rule] = {}  # id(event) -> rule, for this batch's KEPT updates
-        self._recent: dict[tuple[str, str], tuple[str, int]] = {}  # (table, key) -> (tkey, ts)
+        self._recent: dict[str, KeyLog] = {}  # per source table: the batch's changed keys
         self._pruned_at = 0.0
         self._load()
 
@@ -508,11 +487,13 @@ class SqlSink:
         """Note a change of a table in an ownership group for the dual-write detector."""
         if ev.op not in ("c", "u", "d") or not ev.key:
             return
+        keys = self._recent.get(ev.table)
+        if keys is None:
+            keys = self._recent[ev.table] = tab.key_log()
         try:
-            tkey = canonical_key(tab.tm.key_to_target(ev.key))
-        except (ValueError, TypeError, ArithmeticError):
-            return
-        self._recent[(ev.table, canonical_key(ev.key))] = (tkey, ev.ts_ms or int(time.time() * 1000))
+            keys.add(ev.key, ev.ts_ms or int(time.time() * 1000))
+        except (KeyError, ValueError, TypeError, ArithmeticError):
+            return  # a key that does not map: its change is dead-lettered with the reason
 
     @staticmethod
     def _partial(tab: _Table, ev: ChangeEvent, after: dict[str, Any]) -> tuple[str, Any]:
@@ -574,7 +555,7 @@ class SqlSink:
         ones older than the window forgotten)."""
         if not self._recent:
             return
-        checkpoint.record_recent(conn, self.stream, [(t, k, tk, ts) for (t, k), (tk, ts) in self._recent.items()])
+        checkpoint.record_recent(conn, self.stream, list(self._recent.values()))
         self._recent.clear()
         now = time.monotonic()
         if now - self._pruned_at > 1.0:
@@ -624,8 +605,8 @@ class SqlSink:
         tab = self.tables[ev.table]
         if state[0] != "copying" or not tab.tm.key_orders_alike:
             return False
-        key = tuple(_key_value(ev.key.get(k)) for k in tab.tm.key)
-        return not state[1] or key > tuple(_key_value(v) for v in state[1])
+        key = tuple(key_value(ev.key.get(k)) for k in tab.tm.key)
+        return not state[1] or key > tuple(key_value(v) for v in state[1])
 
     def _incomplete_reason(self, ev: ChangeEvent) -> str:
         tm = self.tables[ev.table].tm

@@ -3,6 +3,7 @@ both sides, found with both commit times; shown by `strangler status` and `cdc m
 
 from __future__ import annotations
 
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,7 @@ from rich.console import Console
 
 import ownership
 from cdc import checkpoint, config, dualwrite, metrics
+from cdc.keys import KeyLog
 from cli.cdc import dual_writes
 from cli.status import collect, dual_write_lines, render
 from tests.cdc.ownership_shop import Shop, rows, run_sql, running, shop, wait_for
@@ -55,7 +57,7 @@ def test_a_key_changed_through_both_streams_is_a_dual_write(shop: Shop, running:
     # outside the window: forgotten
     far = found[0].reverse_ts_ms + 61_000
     assert dualwrite.find(shop.fwd, shop.rev, group, window_s=60, now_ms=far) == []
-    run_sql(shop.catalog, "UPDATE strangler_cdc_recent SET ts_ms = ts_ms - 120000")
+    run_sql(shop.catalog, "UPDATE strangler_cdc_recent_keys SET ts_min = ts_min - 120000, ts_max = ts_max - 120000")
     assert dualwrite.find(shop.fwd, shop.rev, group, now_ms=found[0].reverse_ts_ms) == []
 
 
@@ -87,6 +89,13 @@ def test_status_and_metrics_show_the_dual_writes(shop: Shop, running: Any, tmp_p
     assert "# TYPE strangler_cdc_dual_writes gauge" in text
 
 
+def log_of(table: str, keys: list[int], ts: list[int], *, tcol: str = "product_id") -> KeyLog:
+    log = KeyLog(table, ["id"], [tcol], [None])
+    for k, t in zip(keys, ts, strict=True):
+        log.add({"id": k}, t)
+    return log
+
+
 def test_the_sink_keeps_only_the_window_and_at_most_a_cap_of_keys(shop: Shop) -> None:
     import sqlalchemy as sa
 
@@ -95,18 +104,29 @@ def test_the_sink_keeps_only_the_window_and_at_most_a_cap_of_keys(shop: Shop) ->
     engine = make_engine(f"sqlite:///{shop.catalog}")
     checkpoint.ensure(engine)
     with engine.begin() as conn:
-        checkpoint.record_recent(conn, "fwd", [("catalog_product", '{"id":1}', '{"product_id":1}', 1_000),
-                                               ("catalog_product", '{"id":2}', '{"product_id":2}', 90_000)])
-        checkpoint.record_recent(conn, "fwd", [("catalog_product", '{"id":2}', '{"product_id":2}', 95_000)])
+        checkpoint.record_recent(conn, "fwd", [log_of("catalog_product", [1], [1_000])])
+        checkpoint.record_recent(conn, "fwd", [log_of("catalog_product", [2], [90_000])])
+        checkpoint.record_recent(conn, "fwd", [log_of("catalog_product", [2], [95_000])])
         checkpoint.prune_recent(conn, "fwd", older_than_ms=50_000)
         assert checkpoint.recent_changes(conn, "fwd", 0) == [
             ("catalog_product", '{"id":2}', '{"product_id":2}', 95_000)]
-        checkpoint.record_recent(conn, "fwd", [("t", f'{{"id":{i}}}', "{}", 100_000 + i) for i in range(5)])
-        checkpoint.prune_recent(conn, "fwd", older_than_ms=0, cap=3)
-        assert sorted((t, k) for t, k, _tk, _ts in checkpoint.recent_changes(conn, "fwd", 0)) == [
-            ("t", '{"id":2}'), ("t", '{"id":3}'), ("t", '{"id":4}')]
+        checkpoint.record_recent(conn, "fwd", [log_of("t", [i, i + 10], [100_000 + i] * 2) for i in range(5)])
+        checkpoint.prune_recent(conn, "fwd", older_than_ms=0, cap=6)  # whole batches, newest first
+        assert sorted((t, k) for t, k, _tk, _ts in checkpoint.recent_changes(conn, "fwd", 0)) == sorted(
+            ("t", f'{{"id":{k}}}') for i in (2, 3, 4) for k in (i, i + 10))
         assert conn.execute(sa.select(sa.func.count()).select_from(checkpoint.recent)).scalar_one() == 3
     engine.dispose()
+
+
+def test_a_converted_key_is_recorded_in_both_terms_and_a_bad_one_is_refused() -> None:
+    log = KeyLog("products", ["product_id", "sku"], ["id", "code"], [None, str.upper])
+    log.add({"product_id": 7, "sku": "ab"}, 5)
+    log.add({"product_id": Decimal("8"), "sku": "cd"}, 3)  # an integral Decimal compares as an int
+    with pytest.raises(KeyError):
+        log.add({"product_id": 9}, 4)
+    assert (len(log), log.ts_min, log.ts_max) == (2, 3, 5)
+    assert KeyLog.keys(log.body()) == [('{"product_id":7,"sku":"ab"}', '{"code":"AB","id":7}'),
+                                       ('{"product_id":8,"sku":"cd"}', '{"code":"CD","id":8}')]
 
 
 def test_find_refuses_streams_that_are_not_the_groups(shop: Shop) -> None:
@@ -117,24 +137,24 @@ def test_find_refuses_streams_that_are_not_the_groups(shop: Shop) -> None:
 
 @pytest.mark.postgres
 @pytest.mark.slow
-@pytest.mark.parametrize("n", [3, 200], ids=["values", "copy"])
-def test_on_postgresql_recorded_keys_keep_the_last_change_per_key(pg_server: Any, n: int) -> None:
-    """Both of the PostgreSQL writer's paths (a few keys: VALUES; many: COPY + merge), with a
-    key twice in one call and again in a later one: one row per key, the newest time."""
+def test_on_postgresql_recorded_keys_keep_the_newest_change_per_key(pg_server: Any) -> None:
+    """A key twice in one batch and again in a later one, and another stream's: one key each,
+    the newest time."""
     import os
 
     from cdc.sinks.sqlalchemy import make_engine
 
     engine = make_engine(pg_server.create_database(f"recent_{os.urandom(3).hex()}"))
     checkpoint.ensure(engine)
+    n = 200
     with engine.begin() as conn:
-        batch = [("items", f'{{"id":{i}}}', f'{{"pid":{i}}}', 1_000 + i) for i in range(n)]
-        checkpoint.record_recent(conn, "fwd", [*batch, ("items", '{"id":0}', '{"pid":0}', 5_000)])
-        checkpoint.record_recent(conn, "fwd", [("items", '{"id":1}', '{"pid":1}', 6_000)])
-        checkpoint.record_recent(conn, "rev", [("items", '{"id":1}', '{"pid":1}', 7_000)])
+        checkpoint.record_recent(conn, "fwd", [log_of("items", [*range(n), 0], [*(1_000 + i for i in range(n)), 5_000],
+                                                      tcol="pid")])
+        checkpoint.record_recent(conn, "fwd", [log_of("items", [1], [6_000], tcol="pid")])
+        checkpoint.record_recent(conn, "rev", [log_of("items", [1], [7_000], tcol="pid")])
         got = {(t, k): (tk, ts) for t, k, tk, ts in checkpoint.recent_changes(conn, "fwd", 0)}
     engine.dispose()
     assert len(got) == n
-    assert got[("items", '{"id":0}')] == ('{"pid":0}', 5_000)
+    assert got[("items", '{"id":0}')] == ('{"pid":0}', 5_000)  # the batch's newest time
     assert got[("items", '{"id":1}')] == ('{"pid":1}', 6_000)
-    assert got[("items", f'{{"id":{n - 1}}}')] == (f'{{"pid":{n - 1}}}', 1_000 + n - 1)
+    assert got[("items", f'{{"id":{n - 1}}}')] == (f'{{"pid":{n - 1}}}', 5_000)

@@ -192,10 +192,11 @@ def test_both_postgres_sides_insert_at_once_under_streams_both_ways(pg_server: A
         t.start()
     mine: dict[str, list[int]] = {"monolith": [], "catalog": []}
     try:
-        deadline = time.monotonic() + 60  # both capture points (slots) exist before anyone inserts
-        slots = (fwd.slot, rev.slot)
-        while time.monotonic() < deadline and not errors and a.run(
-                "SELECT count(*) FROM pg_replication_slots WHERE slot_name IN (%s, %s)", slots)[0][0] < 2:
+        # both streams stream before anyone inserts: a slot is listed before it is consistent,
+        # and a stream that copies nothing (initial: none) would miss what came before that
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not errors and not all(
+                p.metrics.state == "streaming" for p in pipes):
             time.sleep(0.1)
         start = threading.Barrier(2)
 
