@@ -20,6 +20,8 @@ The points and the guarantee each one sits on:
     source.after_slot_created   the slot and its exported snapshot exist; the copy has not
                                 imported the snapshot yet (gap-free start)
     snapshot.after_chunk_read   DBLog: a chunk was selected, its high watermark not emitted yet
+    snapshot.after_copy_chunk   initial copy by COPY: a chunk is committed with its progress,
+                                the next not read yet (a crash resumes after it)
     sink.before_commit          a batch's rows and positions are written, not committed
     sink.after_commit           the target committed rows and positions; nothing acknowledged
     capture.after_acknowledge   the capture loop has just acknowledged what is durable

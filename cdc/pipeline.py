@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from cdc import checkpoint, faults
+from cdc import checkpoint, faults, pgcopy
 from cdc import mapping as mapping_mod
 from cdc.config import StreamConfig
 from cdc.errors import CDCError, ConfigError
@@ -88,6 +88,7 @@ class Pipeline:
         self._apply_stop = False
         self._apply_error: BaseException | None = None
         self._applier: threading.Thread | None = None
+        self._sink_connected = threading.Event()  # the applier owns the sink from then on, idle until fed
 
     def stop(self) -> None:
         self._stop = True
@@ -179,12 +180,45 @@ class Pipeline:
             checkpoint.clear(conn, self.cfg.name)
         sink.rollback()  # reload the cleared state
         for table, tm in mappings.items():
+            done, after = self._copy_by_copy(cursor, sink, tm)
+            if done:
+                continue
             log.info("%s: copying %s", self.cfg.name, table)
-            for events in initial_events(cursor, style, tm, self.cfg.snapshot_chunk):
+            for events in initial_events(cursor, style, tm, self.cfg.snapshot_chunk, after=after):
                 self._publish(events)
                 self._check_applier()
                 self._tick(None, sink)
         self._drain()
+
+    def _copy_by_copy(self, cursor: Any, sink: SqlSink, tm: mapping_mod.TableMapping) -> tuple[bool, list[Any] | None]:
+        """PostgreSQL to PostgreSQL, direct: copy `tm` chunk by chunk with COPY (cdc/pgcopy.py)
+        where that is exactly what the events would do. (done, the last key copied)."""
+        if (not isinstance(self.transport, DirectTransport) or self.cfg.source_kind != "postgres"
+                or sink.engine.dialect.name != "postgresql"):
+            return False, None
+        with sink.engine.connect() as conn:
+            fast, why = pgcopy.plan(tm, sink.owned.refresh().get(tm.source), conn.connection.cursor())
+        if fast is None:
+            log.info("%s: copying %s by events: %s", self.cfg.name, tm.source, why)
+            return False, None
+        log.info("%s: copying %s by COPY (%s)", self.cfg.name, tm.source, "binary" if fast.binary else "text")
+        # the sink is used from this thread meanwhile: the applier must be connected and idle
+        while not self._sink_connected.wait(0.05):
+            self._check_applier()
+        self._drain()  # a table before this one went by events
+        after: list[Any] | None = None
+        while True:
+            upto = fast.upto(cursor, after, self.cfg.snapshot_chunk)
+            data = fast.read(cursor, after, upto)
+            n = sink.copy_chunk(tm.source, functools.partial(fast.write, data=data), upto, final=upto is None)
+            if n is None:
+                return False, after  # by events from here
+            self.metrics.count(n)
+            faults.point("snapshot.after_copy_chunk")
+            self._tick(None, sink)
+            if upto is None:
+                return True, after
+            after = upto
 
     def _on_message(self, msg: Message, wm: Watermarks,
                     mappings: dict[str, mapping_mod.TableMapping]) -> list[ChangeEvent]:
@@ -239,6 +273,7 @@ class Pipeline:
         batch = self.cfg.batch_size
         try:
             sink.connect()  # a role that may not tag its writes stops the stream now, not later
+            self._sink_connected.set()
             while True:
                 events = self.transport.consume(batch, 0.05)
                 if not events:

@@ -99,13 +99,13 @@ def _extent(tm: TableMapping, after: list[Any] | None, upto: list[Any] | None,
 
 
 def initial_events(cursor: Any, paramstyle: str, tm: TableMapping, chunk: int,
-                   db: str = "") -> Iterator[list[ChangeEvent]]:
-    """Chunks of ``r`` events for a whole table read through `cursor` (inside the snapshot).
+                   db: str = "", after: list[Any] | None = None) -> Iterator[list[ChangeEvent]]:
+    """Chunks of ``r`` events for a table read through `cursor` (inside the snapshot), from
+    the key after `after` (a part already copied by COPY: cdc/pgcopy.py).
 
     Positions are (0, n): they precede every streamed change and are never deduplicated.
     """
     _warn_unswept(tm)
-    after: list[Any] | None = None
     n = 0
     while True:
         rows = read_chunk(cursor, paramstyle, tm, after, chunk)

@@ -550,6 +550,34 @@ class SqlSink:
                             f"{str(getattr(exc, 'orig', exc)).strip()}") from exc
         self._note(plan)
 
+    def copy_chunk(self, table: str, load: Callable[[Any], int], last_key: list[Any] | None,
+                   final: bool) -> int | None:
+        """One chunk of an initial copy loaded by COPY (cdc/pgcopy.py): `load(cursor)` writes
+        it through this sink's own tagged connection, committed with the table's copy
+        progress; returns the rows loaded. None: the target refused a value (nothing of the
+        chunk stays; the caller copies it by events, which dead-letters the bad rows)."""
+        self.begin()
+        conn = self._conn
+        assert conn is not None
+        try:
+            with conn.begin_nested():
+                n = load(conn.connection.cursor())
+        except self._row_errors as exc:
+            log.warning("%s: COPY of a %s chunk refused (%s); copying it by events",
+                        self.stream, table, str(getattr(exc, "orig", exc)).strip())
+            self.rollback()
+            return None
+        except self._db_errors as exc:
+            self.rollback()
+            raise SinkError(f"target database failed; the stream stops with its position kept: "
+                            f"{str(getattr(exc, 'orig', exc)).strip()}") from exc
+        prev = self._snap.get(table) or self.snapshot_state.get(table) or ("copying", None, 0)
+        self._snap[table] = ("done" if final else "copying", last_key if last_key is not None else prev[1],
+                             int(prev[2]) + n)
+        self.applied += n
+        self.commit()
+        return n
+
     def _save_recent(self, conn: Connection) -> None:
         """The batch's keys of grouped tables, with the rows (and, at most once a second, the
         ones older than the window forgotten)."""

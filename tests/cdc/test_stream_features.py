@@ -11,6 +11,7 @@ from typing import Any
 import psycopg2
 import pytest
 
+from cdc import faults, pgcopy
 from cdc.config import StreamConfig, parse
 from cdc.events import ChangeEvent
 from cdc.pipeline import Pipeline, open_stream
@@ -116,22 +117,31 @@ def test_large_transaction_is_applied_in_bounded_batches_and_committed_once(cdc_
     assert commits == [5000]  # ... yet one target transaction: nobody sees half of it
 
 
-def test_crash_during_initial_copy_resumes_with_watermarks(cdc_env: Env) -> None:
+@pytest.mark.parametrize("path", ["events", "copy"])
+def test_crash_during_initial_copy_resumes_with_watermarks(cdc_env: Env, path: str,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """Both ways of the initial copy: events through the sink, and COPY (cdc/pgcopy.py)."""
     env = cdc_env
     seed(env, 2000)
-
-    class Crash(DirectTransport):
-        calls = 0
-
-        def publish(self, events: Sequence[ChangeEvent]) -> None:
-            Crash.calls += 1
-            if Crash.calls == 4:  # after a few chunks of the products table
-                raise RuntimeError("simulated crash")
-            super().publish(events)
-
     cfg = config(env, snapshot_chunk=300)
-    with pytest.raises(RuntimeError, match="simulated crash"):
-        Pipeline(cfg, transport=Crash(), on_tick=lambda m: None).run()
+    if path == "events":
+        monkeypatch.setattr(pgcopy, "plan", lambda *a: (None, "the test copies by events"))
+
+        class Crash(DirectTransport):
+            calls = 0
+
+            def publish(self, events: Sequence[ChangeEvent]) -> None:
+                Crash.calls += 1
+                if Crash.calls == 4:  # after a few chunks of the products table
+                    raise RuntimeError("simulated crash")
+                super().publish(events)
+
+        with pytest.raises(RuntimeError, match="simulated crash"):
+            Pipeline(cfg, transport=Crash(), on_tick=lambda m: None).run()
+    else:
+        with faults.enabled("snapshot.after_copy_chunk=raise@3"), \
+                pytest.raises(faults.InjectedFault):
+            Pipeline(cfg, on_tick=lambda m: None).run()
     state = sql(env.tgt, "SELECT state, last_key FROM strangler_cdc_snapshot WHERE source_table = 'catalog_product'")
     assert state and state[0][0] == "copying"
     copied_to = int(state[0][1].strip("[]"))
