@@ -34,7 +34,7 @@ row is visible on the target:
                           decimal, slug and stock_count dropped, stock_count kept by the
                           monolith), catalog owning; ratio_reverse_vs_direct
   raw_read_rows_per_s     psycopg2 reading the transaction from a pgoutput slot with minimal
-                          decoding, from START_REPLICATION (the Python-side ceiling); ratio_direct_vs_raw
+                          decoding, same clock (the Python-side ceiling); ratio_direct_vs_raw
 Then:
   lag_p50_ms/lag_p99_ms   commit-to-applied at a steady `--lag-rate` rows/s (10-row
                           transactions); reverse_lag_* the way back at 1,000 rows/s
@@ -323,16 +323,17 @@ def _split_tuple(buf: bytes, pos: int) -> list[str | None]:
 
 
 def measure_raw_read(pg: PostgresServer, rows: int, tag: str) -> float:
-    """Rows/s reading one committed transaction of `rows` inserts from a pgoutput slot."""
+    """Rows/s reading one transaction of `rows` inserts from a pgoutput slot, streaming
+    before it commits, from its commit until its last row is read (the peers' clock)."""
     src = pg.create_database(f"bsrc_{tag}")
     sql(src, MONOLITH_DDL, f"CREATE PUBLICATION p_raw FOR TABLE {MONOLITH}")
     conn = psycopg2.connect(src, connection_factory=psycopg2.extras.LogicalReplicationConnection)
     cur = conn.cursor()
     cur.create_replication_slot("s_raw", output_plugin="pgoutput")
-    fill(src, MONOLITH, MONOLITH_ROW, 1, rows)
-    start = time.perf_counter()  # like the pipeline: from asking the slot until the last row
     cur.start_replication(slot_name="s_raw", decode=False,
                           options={"proto_version": "1", "publication_names": "p_raw"})
+    wait_slot_active(src, "s_raw")
+    start = produce_txn(src, MONOLITH, MONOLITH_ROW, rows)
     seen = 0
     while True:
         msg = cur.read_message()
