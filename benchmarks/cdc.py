@@ -1,53 +1,111 @@
-"""CDC speed, PostgreSQL -> PostgreSQL, measured side by side in one run; prints ONE JSON line.
+"""CDC speed, PostgreSQL -> PostgreSQL, beside its peers in one run; prints ONE JSON line.
 
-    python benchmarks/cdc.py [--rows 100000] [--snapshot-rows 200000] [--verify-rows 1000000]
-                             [--lag-seconds 10] [--rounds 2]
+    python benchmarks/cdc.py [--quick] [--rows 100000] [--single-txns 20000]
+                             [--snapshot-rows 500000] [--lag-rate 5000] [--lag-seconds 10]
+                             [--mem-rows 1000000] [--verify-rows 1000000] [--rounds 2]
+                             [--no-kafka] [--before TREE]
 
-Measurements (one function each, so other transports can add theirs to the same run):
-  raw_read_rows_per_s   psycopg2 reading pgoutput with minimal decoding (the Python-side limit)
-  direct_rows_per_s     the whole pipeline (decode, map, convert, upsert, checkpoint) on the
-                        same workload, raw and direct alternating `--rounds` times (best each)
-  snapshot_rows_per_s   the initial copy inside the exported snapshot
-  lag_p50_ms/lag_p99_ms commit-to-applied at a steady 1,000 rows/s
-  verify_rows_per_s     `verify` over two equal tables of --verify-rows rows
-  kafka_rows_per_s      the same workload through Kafka (benchmarks/cdc_kafka.py), in the rounds
-  kafka_lag_p50_ms/kafka_lag_p99_ms   commit-to-applied through Kafka at 1,000 rows/s
-  reverse_rows_per_s    the way back (issue 11): catalog -> monolith shape (cents -> decimal,
-                        dropped columns, a column the target keeps), under ownership.yaml, in
-                        the same rounds as direct; ratio_reverse_vs_direct against it
-  reverse_lag_p50_ms/reverse_lag_p99_ms   commit-to-applied of that shape at 1,000 rows/s
-Both direct directions run with an ownership group declared (benchmarks/cdc.py `owned`): the
-sink applies its rules and records every key for the dual-write detector, as in production.
-`--before TREE` instead alternates this file's direct and reverse measurements run on the
-code of TREE (e.g. `git archive d1d3c40 | tar -x -C /tmp/before`) and on this tree, each in a
-fresh process, and prints before/after figures.
-Targets (issue 4): direct >= 20,000 rows/s, ratio >= 0.25, lag p99 < 1 s, verify >= 100,000.
-Needs only the PostgreSQL server binaries (Debian: apt-get install postgresql).
+The workload is issue 14's (benchmarks/cdc_workload.py): a 9-column product table, the
+monolith's `catalog_product` (numeric price) into the service's `products` (price in
+cents, `decimal_to_cents`, as streams.yaml maps it), under an ownership group as in
+production (`owned`: the sink applies its rules and records every key for the dual-write
+detector). Peers and ours alternate in each of `--rounds` rounds; best of each. Every
+measurement ends with the target checked: all rows there, prices converted right.
+
+The initial copy, `--snapshot-rows` rows (one filled source for all three):
+  copy_binary_rows_per_s  COPY (SELECT ..mapped..) TO STDOUT (FORMAT binary) piped into
+                          COPY products FROM STDIN (FORMAT binary), committed (cdc_peers.py)
+  copy_text_rows_per_s    the same in text format
+  snapshot_rows_per_s     ours: a new stream's first run until it streams (mapping checked
+                          against both schemas, slot with exported snapshot, chunked copy,
+                          committed); ratio_snapshot_vs_copy = snapshot / copy_binary
+Streaming apply, each peer already streaming, timed from the (first) commit until the last
+row is visible on the target:
+  native_rows_per_s       PostgreSQL's own subscriber (CREATE SUBSCRIPTION on a slot made
+                          beforehand, copy_data off), one `--rows`-row transaction. It cannot
+                          convert, so its target keeps the numeric price: the same rows, less work
+  direct_rows_per_s       ours, the direct pipeline in a fresh process (as `strangler cdc run`),
+                          same transaction, cents mapping; ratio_direct_vs_native
+  native_single_txn_rows_per_s / direct_single_txn_rows_per_s   `--single-txns` one-row
+                          transactions committed back to back by a procedure;
+                          ratio_direct_vs_native_single_txn. single_txn_producer_rows_per_s
+                          is how fast they were committed: no peer can beat it
+  reverse_rows_per_s      the way back (issue 11): products -> catalog_product (cents ->
+                          decimal, slug and stock_count dropped, stock_count kept by the
+                          monolith), catalog owning; ratio_reverse_vs_direct
+  raw_read_rows_per_s     psycopg2 reading the transaction from a pgoutput slot with minimal
+                          decoding, same clock (the Python-side ceiling); ratio_direct_vs_raw
+Then:
+  lag_p50_ms/lag_p99_ms   commit-to-applied at a steady `--lag-rate` rows/s (10-row
+                          transactions); reverse_lag_* the way back at 1,000 rows/s
+  mem_peak_rss_mb         peak RSS of our pipeline's process applying ONE `--mem-rows`-row
+                          transaction (ru_maxrss); mem_ready_rss_mb its RSS when it started
+                          streaming. `--mem-rows 0` skips it
+  verify_rows_per_s       `verify` over two equal `--verify-rows`-row tables (mapped)
+  kafka_rows_per_s, kafka_lag_p50_ms/kafka_lag_p99_ms   through Kafka (benchmarks/
+                          cdc_kafka.py, its own 4-column table, 1,000 rows/s); `--no-kafka` skips
+The whole run takes ~6 minutes on 2 cores; `--quick`: small sizes, one round, no Kafka, no
+memory run (under a minute).
+`--before TREE` instead alternates the direct and reverse apply on the code of TREE (e.g.
+`git archive d1d3c40 | tar -x -C /tmp/before`) and on this tree, each in a fresh process,
+and prints before/after figures.
+Goals (issue 14, `goals_met`): ratio_snapshot_vs_copy >= 0.5, ratio_direct_vs_native >= 1.0
+on both workloads, lag p99 < 50 ms at 5,000 rows/s; mem_peak_rss_mb not above today's.
+Needs only the PostgreSQL server binaries (Debian: apt-get install postgresql), and Java 17
+for Kafka.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import resource
+import select
+import signal
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 # STRANGLER_BENCH_TREE: measure another checkout's code with this file's workloads (--before)
-TREE = os.environ.get("STRANGLER_BENCH_TREE") or str(Path(__file__).resolve().parents[1])
+HERE = str(Path(__file__).resolve().parents[1])
+TREE = os.environ.get("STRANGLER_BENCH_TREE") or HERE
 sys.path.insert(0, TREE)
 
 import psycopg2  # noqa: E402
 import psycopg2.extras  # noqa: E402
 from cdc_kafka import measure_kafka, measure_kafka_lag  # noqa: E402  (the Kafka path, same run)
+from cdc_peers import (  # noqa: E402  (the peers, same run)
+    copy_pass_through,
+    drop_slot,
+    native_subscriber,
+    native_tables,
+    wait_slot_active,
+)
+from cdc_workload import (  # noqa: E402  (issue 14's table)
+    MONOLITH,
+    MONOLITH_DDL,
+    MONOLITH_ROW,
+    SERVICE,
+    SERVICE_DDL,
+    SERVICE_ROW,
+    SERVICE_SLUG_DDL,
+    SERVICE_SLUG_ROW,
+    check,
+    fill,
+    produce_single_txns,
+    produce_txn,
+    sql,
+    wait_visible,
+)
 
 sys.path.insert(0, TREE)  # cdc_kafka put this checkout first: TREE's code wins again
 
@@ -56,70 +114,198 @@ from cdc.pipeline import Pipeline, open_stream  # noqa: E402
 from cdc.verify import verify_stream  # noqa: E402
 from devstack import KafkaServer, PostgresServer  # noqa: E402
 
-TABLE = "CREATE TABLE {name} (id bigint PRIMARY KEY, qty int, label text, price numeric(10,2))"
-FILL = ("INSERT INTO {name} SELECT g, g % 1000, 'item ' || g, (g % 10000) / 100.0 "
-        "FROM generate_series({lo}, {hi}) g")
-
-
-def sql(dsn: str, *statements: str) -> list[Any]:
-    conn = psycopg2.connect(dsn)
-    conn.autocommit = True
-    out: list[Any] = []
-    with conn.cursor() as cur:
-        for s in statements:
-            cur.execute(s)
-            out = cur.fetchall() if cur.description else []
-    conn.close()
-    return out
-
-
-# The reverse stream's shape (streams.yaml catalog_reverse: products -> catalog_product):
-# the service stores cents and a generated slug; the monolith a decimal price and a stock
-# count only it writes (kept: the reverse sink never updates it, the reverse stream drops it).
-REV_TABLE = ("CREATE TABLE {name} (id bigint PRIMARY KEY, qty int, label text, price_cents bigint, "
-             "slug text)")
-REV_FILL = ("INSERT INTO {name} SELECT g, g % 1000, 'item ' || g, g % 10000, 'item-' || g "
-            "FROM generate_series({lo}, {hi}) g")
-REV_TABLES = {"products": {"target": "items", "columns": {
-    "id": "id", "label": "label", "price_cents": {"to": "price", "convert": "cents_to_decimal"}},
-    "drop": ["qty", "slug"]}}
+# catalog_product -> products as streams.yaml's `catalog` stream maps it
+FORWARD = {MONOLITH: {"target": SERVICE, "columns": {
+    "id": "id", "name": "name", "description": "description", "category_id": "category_id",
+    "price": {"to": "price_cents", "convert": "decimal_to_cents"}, "stock_count": "stock_count",
+    "is_active": "is_active", "created_at": "created_at", "updated_at": "updated_at"}}}
+# products -> catalog_product as `catalog_reverse` maps it
+REVERSE = {SERVICE: {"target": MONOLITH, "columns": {
+    "id": "id", "name": "name", "description": "description", "category_id": "category_id",
+    "price_cents": {"to": "price", "convert": "cents_to_decimal"}, "is_active": "is_active",
+    "created_at": "created_at", "updated_at": "updated_at"}, "drop": ["slug", "stock_count"]}}
 _OWN_DIR = tempfile.mkdtemp(prefix="strangler-bench-own-")
+QUICK = {"rows": 20_000, "single_txns": 5_000, "snapshot_rows": 100_000, "verify_rows": 100_000,
+         "lag_seconds": 3.0, "rounds": 1, "mem_rows": 0, "kafka": False}
+FULL = {"rows": 100_000, "single_txns": 20_000, "snapshot_rows": 500_000, "verify_rows": 1_000_000,
+        "lag_seconds": 10.0, "rounds": 2, "mem_rows": 1_000_000, "kafka": True}
 
 
-def owned(name: str, *, reverse: bool, source_table: str = "items", target_table: str = "items") -> str:
-    """An ownership file with one group whose side `name` owns: the forward stream's (the
-    monolith side) or, `reverse`, the service side's; the monolith keeps its qty column.
-    Code before issue 11 ignores the file (`--before`)."""
+def note(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def owned(name: str, *, reverse: bool, monolith: str = MONOLITH, service: str = SERVICE,
+          keeps: tuple[str, ...] = ("stock_count",)) -> str:
+    """An ownership file with one group, as ownership.yaml declares `catalog`: the monolith
+    side's table `monolith`, the catalog's `service`; the stream `name` carries the monolith's
+    writes (owner monolith) or, `reverse`, the catalog's (owner catalog); the monolith keeps
+    `keeps` whoever owns. Code before issue 11 ignores the file (`--before`)."""
     other = f"{name}_other"
-    mono, svc = ((other, target_table), (name, source_table)) if reverse else \
-        ((name, source_table), (other, target_table))
+    mono, svc = (other, name) if reverse else (name, other)
     group: dict[str, Any] = {"owner": "catalog" if reverse else "monolith",
-                             "sides": {"monolith": {"stream": mono[0], "tables": [mono[1]]},
-                                       "catalog": {"stream": svc[0], "tables": [svc[1]]}}}
-    if mono[1] == "items":  # the shape with a stock-like column
-        group["keeps"] = {"monolith": {"items": ["qty"]}}
-    doc = {"version": 1, "groups": {"bench": group}}
+                             "sides": {"monolith": {"stream": mono, "tables": [monolith]},
+                                       "catalog": {"stream": svc, "tables": [service]}}}
+    if keeps:
+        group["keeps"] = {"monolith": {monolith: list(keeps)}}
     path = Path(_OWN_DIR) / f"{name}.yaml"
-    path.write_text(yaml.safe_dump(doc))
+    path.write_text(yaml.safe_dump({"version": 1, "groups": {"bench": group}}))
     return str(path)
 
 
-def stream(src: str, tgt: str, name: str = "bench", tables: Any = None, ownership: str | None = None,
-           **extra: Any) -> Any:
+def stream_doc(src: str, tgt: str, name: str, tables: Any, ownership: str, **extra: Any) -> dict[str, Any]:
+    """A streams document with one stream (never the repository's ownership.yaml)."""
     spec = {"source": {"url": src}, "target": {"url": tgt}, "batch_size": 5000,
-            "snapshot_chunk": 20000, "tables": tables or {"items": "items"}, **extra}
-    # never the repository's ownership.yaml (parse() looks beside the streams file by default)
-    own = ownership or str(Path(_OWN_DIR) / "none.yaml")
-    return parse({"streams": {name: spec}, "ownership": own}).stream(name)
+            "snapshot_chunk": 20000, "tables": tables, **extra}
+    return {"streams": {name: spec}, "ownership": ownership}
 
 
-def fresh_pair(pg: PostgresServer, tag: str) -> tuple[str, str]:
+# -- ours, in a process of its own ----------------------------------------------------------
+def stream_worker(doc: str) -> None:
+    """The child: run the one stream of `doc` until SIGTERM, on TREE's code. Prints a JSON
+    line when streaming (its RSS then) and one when stopped (events, peak RSS)."""
+    data = json.loads(doc)
+    (name,) = data["streams"]
+    pipe = Pipeline(parse(data).stream(name), on_tick=lambda m: None)
+    signal.signal(signal.SIGTERM, lambda *_: pipe.stop())
+    said: list[bool] = []
+
+    def until() -> bool:  # first called once the pipeline streams
+        if not said:
+            said.append(True)
+            print(json.dumps({"ready": True, "rss_mb": _proc_status_mb("VmRSS")}), flush=True)
+        return False
+
+    pipe.run(until=until)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    print(json.dumps({"events": pipe.metrics.events, "peak_rss_mb": round(peak, 1),
+                      "hwm_mb": _proc_status_mb("VmHWM")}), flush=True)
+
+
+def _proc_status_mb(field: str) -> float:
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith(field + ":"):
+                return round(int(line.split()[1]) / 1024, 1)
+    return 0.0
+
+
+@contextlib.contextmanager
+def pipeline_process(doc: dict[str, Any], tree: str = HERE) -> Iterator[dict[str, float]]:
+    """Our pipeline for `doc`'s stream in a fresh process on `tree`'s code, streaming from its
+    slot when entered; stopped (SIGTERM) on exit, its figures then in the yielded dict."""
+    (name,) = doc["streams"]
+    src = doc["streams"][name]["source"]["url"]
+    slot = f"strangler_{name}"
+    env = {**os.environ, "STRANGLER_BENCH_TREE": tree}
+    figures: dict[str, float] = {}
+    with tempfile.TemporaryFile(mode="w+") as log:
+        proc = subprocess.Popen([sys.executable, __file__, "--worker", "stream", "--spec", json.dumps(doc)],
+                                env=env, cwd=tree, stdout=subprocess.PIPE, stderr=log, text=True)
+        assert proc.stdout is not None
+
+        def failed(what: str) -> RuntimeError:
+            log.seek(0)
+            return RuntimeError(f"our pipeline ({name}, {tree}) {what}:\n{log.read()[-3000:]}")
+
+        try:
+            ready, _, _ = select.select([proc.stdout], [], [], 120)
+            line = proc.stdout.readline() if ready else ""
+            if not line:
+                raise failed("did not start streaming")
+            figures["ready_rss_mb"] = float(json.loads(line).get("rss_mb", 0.0))
+            wait_slot_active(src, slot)
+            yield figures
+        except BaseException as exc:
+            died = proc.poll()
+            proc.kill()
+            proc.wait()
+            if died is not None and not isinstance(exc, RuntimeError):  # why it failed
+                raise failed(f"exited with {died}") from exc
+            raise
+        proc.send_signal(signal.SIGTERM)
+        try:
+            rest, _ = proc.communicate(timeout=120)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            raise failed("did not stop within 120 s") from None
+        lines = [ln for ln in rest.splitlines() if ln.startswith("{")]
+        if proc.returncode != 0 or not lines:
+            raise failed(f"exited with {proc.returncode}")
+    last = json.loads(lines[-1])
+    figures.update(peak_rss_mb=float(last["peak_rss_mb"]), events=float(last["events"]))
+    drop_slot(src, slot)
+
+
+# -- streaming apply: the native subscriber and ours, one workload each --------------------
+def measure_apply(pg: PostgresServer, peer: str, rows: int, tag: str, *, single: bool = False,
+                  tree: str = HERE) -> tuple[float, dict[str, float]]:
+    """Rows/s from the first commit until the last row is visible on the target, the `peer`
+    (native, direct or reverse) streaming already: one transaction of `rows` inserts, or
+    (`single`) `rows` one-row transactions. Also what the run measured besides (the
+    producer's rate, our process's memory)."""
     src, tgt = pg.create_database(f"bsrc_{tag}"), pg.create_database(f"btgt_{tag}")
-    sql(src, TABLE.format(name="items"))
-    sql(tgt, TABLE.format(name="items"))
-    return src, tgt
+    running: contextlib.AbstractContextManager[dict[str, float]]
+    if peer == "native":
+        native_tables(src, tgt)
+        running = native_subscriber(src, tgt, tag)
+        table, row, target, cents = MONOLITH, MONOLITH_ROW, MONOLITH, False
+    elif peer == "direct":
+        sql(src, MONOLITH_DDL)
+        sql(tgt, SERVICE_DDL)
+        name = f"b_{tag}"
+        running = pipeline_process(stream_doc(src, tgt, name, FORWARD, owned(name, reverse=False)), tree)
+        table, row, target, cents = MONOLITH, MONOLITH_ROW, SERVICE, True
+    elif peer == "reverse":
+        sql(src, SERVICE_SLUG_DDL)
+        sql(tgt, MONOLITH_DDL)
+        name = f"b_{tag}"
+        running = pipeline_process(stream_doc(src, tgt, name, REVERSE, owned(name, reverse=True)), tree)
+        table, row, target, cents = SERVICE, SERVICE_SLUG_ROW, MONOLITH, False
+    else:
+        raise ValueError(f"unknown peer {peer!r}")
+    info: dict[str, float] = {}
+    with running as figures:
+        if single:
+            start, produced = produce_single_txns(src, table, row, rows)
+            info["producer_rows_per_s"] = rows / (produced - start)
+        else:
+            start = produce_txn(src, table, row, rows)
+        end = wait_visible(tgt, target, rows)
+    info.update(figures)
+    check(tgt, target, rows, cents=cents, what=f"{peer} ({tag})")
+    return rows / (end - start), info
 
 
+# -- the initial copy: COPY pass-through and ours ------------------------------------------
+def measure_copy(pg: PostgresServer, src: str, rows: int, tag: str, *, binary: bool) -> float:
+    tgt = pg.create_database(f"btgt_{tag}")
+    sql(tgt, SERVICE_DDL)
+    start = time.perf_counter()
+    copy_pass_through(src, tgt, binary=binary)
+    elapsed = time.perf_counter() - start
+    check(tgt, SERVICE, rows, cents=True, what=f"COPY {'binary' if binary else 'text'} ({tag})")
+    return rows / elapsed
+
+
+def measure_snapshot(pg: PostgresServer, src: str, rows: int, tag: str) -> float:
+    """Rows/s of a new stream's first run over the filled `src`, until it streams."""
+    tgt = pg.create_database(f"btgt_{tag}")
+    sql(tgt, SERVICE_DDL)
+    name = f"b_{tag}"
+    cfg = parse(stream_doc(src, tgt, name, FORWARD, owned(name, reverse=False))).stream(name)
+    pipe = Pipeline(cfg, on_tick=lambda m: None)
+    start = time.perf_counter()
+    pipe.run(until=lambda: pipe.metrics.state == "streaming")
+    elapsed = time.perf_counter() - start
+    drop_slot(src, cfg.slot)
+    sql(src, f'DROP PUBLICATION IF EXISTS "{cfg.publication}"')
+    check(tgt, SERVICE, rows, cents=True, what=f"snapshot ({tag})")
+    return rows / elapsed
+
+
+# -- the Python-side ceiling ----------------------------------------------------------------
 def _split_tuple(buf: bytes, pos: int) -> list[str | None]:
     ncols = int.from_bytes(buf[pos:pos + 2], "big")
     pos += 2
@@ -136,23 +322,22 @@ def _split_tuple(buf: bytes, pos: int) -> list[str | None]:
     return out
 
 
-def measure_raw_read(pg: PostgresServer, rows: int) -> float:
-    """Rows/s reading one committed transaction of `rows` inserts from a pgoutput slot."""
-    src, _ = fresh_pair(pg, "raw")
-    sql(src, "CREATE PUBLICATION p_raw FOR TABLE items")
+def measure_raw_read(pg: PostgresServer, rows: int, tag: str) -> float:
+    """Rows/s reading one transaction of `rows` inserts from a pgoutput slot, streaming
+    before it commits, from its commit until its last row is read (the peers' clock)."""
+    src = pg.create_database(f"bsrc_{tag}")
+    sql(src, MONOLITH_DDL, f"CREATE PUBLICATION p_raw FOR TABLE {MONOLITH}")
     conn = psycopg2.connect(src, connection_factory=psycopg2.extras.LogicalReplicationConnection)
     cur = conn.cursor()
     cur.create_replication_slot("s_raw", output_plugin="pgoutput")
-    sql(src, FILL.format(name="items", lo=1, hi=rows))
-    start = time.perf_counter()  # like the pipeline: from asking the slot until the last row
     cur.start_replication(slot_name="s_raw", decode=False,
                           options={"proto_version": "1", "publication_names": "p_raw"})
+    wait_slot_active(src, "s_raw")
+    start = produce_txn(src, MONOLITH, MONOLITH_ROW, rows)
     seen = 0
     while True:
         msg = cur.read_message()
         if msg is None:
-            import select
-
             select.select([conn], [], [], 1.0)
             continue
         kind = msg.payload[0]
@@ -164,63 +349,20 @@ def measure_raw_read(pg: PostgresServer, rows: int) -> float:
     elapsed = time.perf_counter() - start
     cur.send_feedback(flush_lsn=msg.data_start, force=True)
     conn.close()
-    sql(src, "SELECT pg_drop_replication_slot('s_raw')")
+    assert seen == rows, f"raw read saw {seen} inserts, want {rows}"
+    drop_slot(src, "s_raw")
     return rows / elapsed
 
 
-def measure_direct(pg: PostgresServer, rows: int, tag: str = "direct", *, reverse: bool = False) -> float:
-    """Rows/s through the whole direct pipeline for the same workload (slot created first);
-    `reverse`: the catalog -> monolith shape (REV_*), its side owning the table."""
-    name = f"b_{tag}"
-    if reverse:
-        src, tgt = pg.create_database(f"bsrc_{tag}"), pg.create_database(f"btgt_{tag}")
-        sql(src, REV_TABLE.format(name="products"))
-        sql(tgt, TABLE.format(name="items"))
-        cfg = stream(src, tgt, name=name, tables=REV_TABLES,
-                     ownership=owned(name, reverse=True, source_table="products"))
-    else:
-        src, tgt = fresh_pair(pg, tag)
-        cfg = stream(src, tgt, name=name, ownership=owned(name, reverse=False))
-    pipe = Pipeline(cfg, on_tick=lambda m: None)
-    pipe.run(until=lambda: pipe.metrics.state == "streaming")  # slot + empty copy
-    sql(src, (REV_FILL if reverse else FILL).format(name="products" if reverse else "items", lo=1, hi=rows))
-    pipe = Pipeline(cfg, on_tick=lambda m: None)
-    started: list[float] = []
-
-    def done() -> bool:  # first called once the pipeline is set up: time from there
-        if not started:
-            started.append(time.perf_counter())
-        return pipe.metrics.events >= rows
-
-    pipe.run(until=done)
-    elapsed = time.perf_counter() - started[0]
-    _drop_slot(src, cfg.slot)
-    # every row applied, in the target's terms (a dead-lettered or unconverted row fails here)
-    n, total = sql(tgt, "SELECT count(*), sum(price) FROM items")[0]
-    want = sum((g % 10000) / 100 for g in range(1, rows + 1))
-    assert n == rows and abs(float(total) - want) < 0.01, f"{tag}: {n} rows, price sum {total} != {want:.2f}"
-    return rows / elapsed
-
-
-def measure_snapshot(pg: PostgresServer, rows: int) -> float:
-    src, tgt = fresh_pair(pg, "snap")
-    sql(src, FILL.format(name="items", lo=1, hi=rows))
-    cfg = stream(src, tgt, name="b_snap")
-    pipe = Pipeline(cfg, on_tick=lambda m: None)
-    start = time.perf_counter()
-    pipe.run(until=lambda: pipe.metrics.state == "streaming")
-    elapsed = time.perf_counter() - start
-    _drop_slot(src, cfg.slot)
-    return rows / elapsed
-
-
-def measure_lag(pg: PostgresServer, seconds: float, rate: int = 1000, *,
-                reverse: bool = False) -> tuple[float, float]:
-    """Commit-to-applied lag (ms) while a producer commits `rate` rows/s in small transactions;
-    `reverse`: the catalog -> monolith shape (cents -> decimal, a dropped column), owned."""
+# -- lag, memory, verify --------------------------------------------------------------------
+def measure_lag(pg: PostgresServer, seconds: float, rate: int, *, reverse: bool = False,
+                tree: str = HERE) -> tuple[float, float]:
+    """Commit-to-applied lag (ms) while a producer commits `rate` rows/s in 10-row
+    transactions; ours in its own process. "Applied" is the target row's insert time
+    (a column default), a moment before the sink commits it. `reverse`: the catalog ->
+    monolith shape (cents -> decimal, a dropped column), owned by the catalog."""
     tag = "lag_rev" if reverse else "lag"
-    src = pg.create_database(f"bsrc_{tag}")
-    tgt = pg.create_database(f"btgt_{tag}")
+    src, tgt = pg.create_database(f"bsrc_{tag}"), pg.create_database(f"btgt_{tag}")
     extra = ", price_cents bigint DEFAULT 1999, slug text DEFAULT 'tick'" if reverse else ""
     sql(src, f"CREATE TABLE ticks (id bigint PRIMARY KEY, sent_ms double precision{extra})")
     sql(tgt, f"CREATE TABLE ticks (id bigint PRIMARY KEY, sent_ms double precision, "
@@ -230,46 +372,42 @@ def measure_lag(pg: PostgresServer, seconds: float, rate: int = 1000, *,
         "id": "id", "sent_ms": "sent_ms", "price_cents": {"to": "price", "convert": "cents_to_decimal"}},
         "drop": ["slug"]}} if reverse else {"ticks": "ticks"}
     name = f"b_{tag}"
-    cfg = parse({"streams": {name: {"source": {"url": src}, "target": {"url": tgt}, "tables": tables}},
-                 "ownership": owned(name, reverse=reverse, source_table="ticks",
-                                    target_table="ticks")}).stream(name)
-    pipe = Pipeline(cfg, on_tick=lambda m: None)
-    runner = threading.Thread(target=pipe.run)
-    runner.start()
-    while pipe.metrics.state != "streaming":
-        time.sleep(0.05)
-    conn = psycopg2.connect(src)
-    cur = conn.cursor()
-    # As on a production server: commits flush WAL at once (the throwaway server runs with
-    # synchronous_commit=off, where the WAL writer flushes, and decoding starts, every 200 ms).
-    cur.execute("SET synchronous_commit = on")
-    conn.commit()
-    per_tx = 10  # 100 commits/s of 10 rows
+    doc = {"streams": {name: {"source": {"url": src}, "target": {"url": tgt}, "tables": tables}},
+           "ownership": owned(name, reverse=reverse, monolith="ticks", service="ticks", keeps=())}
+    per_tx = 10
     n = 0
-    start = time.perf_counter()
-    while time.perf_counter() - start < seconds:
-        for _ in range(per_tx):
-            n += 1
-            cur.execute("INSERT INTO ticks VALUES (%s, extract(epoch FROM clock_timestamp()) * 1000)", (n,))
+    with pipeline_process(doc, tree):
+        conn = psycopg2.connect(src)
+        cur = conn.cursor()
+        cur.execute("SET synchronous_commit = on")  # as in production (see cdc_workload)
         conn.commit()
-        next_at = start + n / rate
-        time.sleep(max(0.0, next_at - time.perf_counter()))
-    conn.close()
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and sql(tgt, "SELECT count(*) FROM ticks")[0][0] < n:
-        time.sleep(0.1)
-    pipe.stop()
-    runner.join()
+        start = time.perf_counter()
+        while time.perf_counter() - start < seconds:
+            cur.execute("INSERT INTO ticks (id, sent_ms) SELECT g, extract(epoch FROM clock_timestamp()) "
+                        "* 1000 FROM generate_series(%s, %s) g", (n + 1, n + per_tx))
+            conn.commit()
+            n += per_tx
+            time.sleep(max(0.0, start + n / rate - time.perf_counter()))
+        produced = n / (time.perf_counter() - start)
+        conn.close()
+        wait_visible(tgt, "ticks", n, timeout=60)
     lags = sorted(r[0] for r in sql(tgt, "SELECT applied_ms - sent_ms FROM ticks"))
-    _drop_slot(src, cfg.slot)
+    assert len(lags) == n, f"lag: {len(lags)} of {n} rows applied"
+    if produced < 0.9 * rate:
+        note(f"  (the producer reached only {produced:.0f} of {rate} rows/s)")
     return statistics.median(lags), lags[min(len(lags) - 1, int(len(lags) * 0.99))]
 
 
 def measure_verify(pg: PostgresServer, rows: int) -> float:
-    src, tgt = fresh_pair(pg, "verify")
-    sql(src, FILL.format(name="items", lo=1, hi=rows), "ANALYZE items")
-    sql(tgt, FILL.format(name="items", lo=1, hi=rows), "ANALYZE items")
-    cfg = stream(src, tgt, name="b_verify")
+    """Rows/s of `verify` over the forward stream's tables, equal on both sides."""
+    src, tgt = pg.create_database("bsrc_verify"), pg.create_database("btgt_verify")
+    sql(src, MONOLITH_DDL)
+    sql(tgt, SERVICE_DDL)
+    fill(src, MONOLITH, MONOLITH_ROW, 1, rows)
+    fill(tgt, SERVICE, SERVICE_ROW, 1, rows)
+    sql(src, f"ANALYZE {MONOLITH}")
+    sql(tgt, f"ANALYZE {SERVICE}")
+    cfg = parse(stream_doc(src, tgt, "b_verify", FORWARD, owned("b_verify", reverse=False))).stream("b_verify")
     source, engine, mappings = open_stream(cfg)
     source.close()
     engine.dispose()
@@ -283,37 +421,17 @@ def measure_verify(pg: PostgresServer, rows: int) -> float:
     return rows / elapsed
 
 
-def _drop_slot(dsn: str, slot: str) -> None:
-    for _ in range(100):  # the walsender exits shortly after the pipeline closes its connection
-        if not sql(dsn, f"SELECT 1 FROM pg_replication_slots WHERE slot_name = '{slot}' AND active"):
-            break
-        time.sleep(0.05)
-    sql(dsn, f"SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = '{slot}'")
-
-
-def worker(kind: str, rows: int, tag: str) -> None:
-    """One measurement on an existing server (STRANGLER_PG_DSN), on TREE's code; prints rows/s."""
-    pg = PostgresServer().start()
-    print(json.dumps({"rows_per_s": measure_direct(pg, rows, tag, reverse=kind == "reverse")}))
-
-
+# -- before/after ---------------------------------------------------------------------------
 def compare_before(before: str, rows: int, rounds: int) -> dict[str, Any]:
-    """Direct and reverse rows/s on the `before` tree's code and this one's, alternating, each
-    measurement in a fresh process (imports and caches alike); best of the rounds."""
-    here = str(Path(__file__).resolve().parents[1])
+    """Direct and reverse rows/s (one `rows`-row transaction) on the `before` tree's code and
+    this one's, alternating, each pipeline in a fresh process; best of the rounds."""
     best: dict[str, float] = {}
     with PostgresServer() as pg:
         for i in range(rounds):
             for kind in ("direct", "reverse"):
-                for label, tree in (("before", before), ("after", here)):
-                    print(f"round {i + 1}: {kind} on {label} ({tree})", file=sys.stderr)
-                    env = {**os.environ, "STRANGLER_BENCH_TREE": tree, "STRANGLER_PG_DSN": pg.dsn}
-                    proc = subprocess.run([sys.executable, __file__, "--worker", kind, "--rows", str(rows),
-                                           "--tag", f"{label}_{kind}{i}"], env=env, cwd=tree,
-                                          capture_output=True, text=True, check=False, timeout=600)
-                    if proc.returncode != 0:
-                        raise SystemExit(f"{kind} on {tree} failed:\n{proc.stderr[-2000:]}")
-                    value = float(json.loads(proc.stdout.strip().splitlines()[-1])["rows_per_s"])
+                for label, tree in (("before", before), ("after", HERE)):
+                    note(f"round {i + 1}: {kind} on {label} ({tree})")
+                    value, _ = measure_apply(pg, kind, rows, f"{label}_{kind}{i}", tree=tree)
                     key = f"{label}_{kind}_rows_per_s"
                     best[key] = max(best.get(key, 0.0), value)
     out: dict[str, Any] = {"rows": rows, "rounds": rounds, "before": before}
@@ -324,62 +442,128 @@ def compare_before(before: str, rows: int, rounds: int) -> dict[str, Any]:
     return out
 
 
+# -- the whole run --------------------------------------------------------------------------
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    rounds = args.rounds
+    best: dict[str, float] = {}
+    producer: list[float] = []
+
+    def keep(key: str, value: float) -> None:
+        best[key] = max(best.get(key, 0.0), value)
+
+    with PostgresServer() as pg, (KafkaServer() if args.kafka else contextlib.nullcontext()) as broker:
+        note(f"filling the copy source ({args.snapshot_rows} rows)")
+        copy_src = pg.create_database("bsrc_copy")
+        sql(copy_src, MONOLITH_DDL)
+        fill(copy_src, MONOLITH, MONOLITH_ROW, 1, args.snapshot_rows)
+        sql(copy_src, f"VACUUM ANALYZE {MONOLITH}")
+        for i in range(rounds):  # alternate, so machine noise hits every peer alike
+            r = f"round {i + 1}:"
+            note(f"{r} COPY binary, COPY text, our initial copy ({args.snapshot_rows} rows)")
+            keep("copy_binary", measure_copy(pg, copy_src, args.snapshot_rows, f"copyb{i}", binary=True))
+            keep("copy_text", measure_copy(pg, copy_src, args.snapshot_rows, f"copyt{i}", binary=False))
+            keep("snapshot", measure_snapshot(pg, copy_src, args.snapshot_rows, f"snap{i}"))
+            note(f"{r} one {args.rows}-row transaction: raw read, native, direct, reverse")
+            keep("raw_read", measure_raw_read(pg, args.rows, f"raw{i}"))
+            keep("native", measure_apply(pg, "native", args.rows, f"native{i}")[0])
+            keep("direct", measure_apply(pg, "direct", args.rows, f"direct{i}")[0])
+            keep("reverse", measure_apply(pg, "reverse", args.rows, f"reverse{i}")[0])
+            note(f"{r} {args.single_txns} one-row transactions: native, direct")
+            for peer in ("native", "direct"):
+                value, info = measure_apply(pg, peer, args.single_txns, f"{peer}_single{i}", single=True)
+                keep(f"{peer}_single_txn", value)
+                producer.append(info["producer_rows_per_s"])
+            if broker is not None:
+                note(f"{r} Kafka pipeline")
+                keep("kafka", measure_kafka(pg, broker, args.rows, tag=f"kafka{i}"))
+        note(f"lag at {args.lag_rate} rows/s")
+        p50, p99 = measure_lag(pg, args.lag_seconds, args.lag_rate)
+        note("reverse lag at 1,000 rows/s")
+        rp50, rp99 = measure_lag(pg, args.lag_seconds, 1000, reverse=True)
+        mem: dict[str, float] = {}
+        if args.mem_rows:
+            note(f"memory: one {args.mem_rows}-row transaction through a fresh pipeline process")
+            per_s, mem = measure_apply(pg, "direct", args.mem_rows, "mem")
+            mem["rows_per_s"] = per_s
+        note(f"verify ({args.verify_rows} rows)")
+        ver = measure_verify(pg, args.verify_rows)
+        if broker is not None:
+            note("Kafka lag at 1,000 rows/s")
+            kp50, kp99 = measure_kafka_lag(pg, broker, args.lag_seconds)
+
+    if best["native_single_txn"] > 0.9 * min(producer):
+        note(f"the native subscriber kept up with the producer ({min(producer):.0f} commits/s): "
+             "its one-row-transaction figure is a lower bound")
+
+    def ratio(a: str, b: str) -> float:
+        return round(best[a] / best[b], 3)
+
+    out: dict[str, Any] = {
+        "rows": args.rows, "single_txns": args.single_txns, "snapshot_rows": args.snapshot_rows,
+        "rounds": rounds,
+        "copy_binary_rows_per_s": round(best["copy_binary"]),
+        "copy_text_rows_per_s": round(best["copy_text"]),
+        "snapshot_rows_per_s": round(best["snapshot"]),
+        "ratio_snapshot_vs_copy": ratio("snapshot", "copy_binary"),
+        "native_rows_per_s": round(best["native"]),
+        "direct_rows_per_s": round(best["direct"]),
+        "ratio_direct_vs_native": ratio("direct", "native"),
+        "native_single_txn_rows_per_s": round(best["native_single_txn"]),
+        "direct_single_txn_rows_per_s": round(best["direct_single_txn"]),
+        "ratio_direct_vs_native_single_txn": ratio("direct_single_txn", "native_single_txn"),
+        "single_txn_producer_rows_per_s": round(min(producer)),
+        "raw_read_rows_per_s": round(best["raw_read"]),
+        "ratio_direct_vs_raw": ratio("direct", "raw_read"),
+        "reverse_rows_per_s": round(best["reverse"]),
+        "ratio_reverse_vs_direct": ratio("reverse", "direct"),
+        "lag_rate": args.lag_rate,
+        "lag_p50_ms": round(p50, 1),
+        "lag_p99_ms": round(p99, 1),
+        "reverse_lag_p50_ms": round(rp50, 1),
+        "reverse_lag_p99_ms": round(rp99, 1),
+        "verify_rows_per_s": round(ver),
+    }
+    if mem:
+        out.update({"mem_rows": args.mem_rows, "mem_peak_rss_mb": mem["peak_rss_mb"],
+                    "mem_ready_rss_mb": mem["ready_rss_mb"], "mem_rows_per_s": round(mem["rows_per_s"])})
+    if args.kafka:
+        out.update({"kafka_rows_per_s": round(best["kafka"]), "kafka_lag_p50_ms": round(kp50, 1),
+                    "kafka_lag_p99_ms": round(kp99, 1)})
+    out["goals_met"] = {
+        "snapshot_vs_copy": out["ratio_snapshot_vs_copy"] >= 0.5,
+        "direct_vs_native": out["ratio_direct_vs_native"] >= 1.0,
+        "direct_vs_native_single_txn": out["ratio_direct_vs_native_single_txn"] >= 1.0,
+        "lag_p99": args.lag_rate >= 5000 and out["lag_p99_ms"] < 50,
+    }
+    return out
+
+
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--rows", type=int, default=100_000)
-    ap.add_argument("--snapshot-rows", type=int, default=200_000)
-    ap.add_argument("--verify-rows", type=int, default=1_000_000)
-    ap.add_argument("--lag-seconds", type=float, default=10.0)
-    ap.add_argument("--rounds", type=int, default=2)
+    ap = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
+    ap.add_argument("--quick", action="store_true", help="small sizes, one round, no Kafka, no memory run")
+    ap.add_argument("--rows", type=int, help="rows of the one-transaction workload (100000)")
+    ap.add_argument("--single-txns", type=int, help="one-row transactions of the second workload (20000)")
+    ap.add_argument("--snapshot-rows", type=int, help="rows of the initial-copy table (500000)")
+    ap.add_argument("--verify-rows", type=int, help="rows per side for verify (1000000)")
+    ap.add_argument("--lag-rate", type=int, default=5000, help="rows/s while lag is measured (5000)")
+    ap.add_argument("--lag-seconds", type=float, help="how long lag is measured (10)")
+    ap.add_argument("--mem-rows", type=int, help="rows of the memory run's transaction; 0 skips it (1000000)")
+    ap.add_argument("--rounds", type=int, help="rounds of the peers, alternating (2)")
+    ap.add_argument("--kafka", action=argparse.BooleanOptionalAction, help="the Kafka path too (default: yes)")
     ap.add_argument("--before", metavar="TREE",
                     help="compare direct and reverse rows/s with the code of another checkout")
-    ap.add_argument("--worker", choices=("direct", "reverse"), help=argparse.SUPPRESS)
-    ap.add_argument("--tag", default="w", help=argparse.SUPPRESS)
+    ap.add_argument("--worker", choices=("stream",), help=argparse.SUPPRESS)
+    ap.add_argument("--spec", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
-        return worker(args.worker, args.rows, args.tag)
+        return stream_worker(args.spec)
+    for key, value in (QUICK if args.quick else FULL).items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
     if args.before:
         print(json.dumps(compare_before(str(Path(args.before).resolve()), args.rows, args.rounds)))
         return
-    with PostgresServer() as pg, KafkaServer() as broker:
-        raw, direct, kafka, reverse = [], [], [], []
-        for i in range(args.rounds):  # alternate, so machine noise hits both alike
-            print(f"round {i + 1}: raw read", file=sys.stderr)
-            raw.append(measure_raw_read(pg, args.rows))
-            print(f"round {i + 1}: direct pipeline", file=sys.stderr)
-            direct.append(measure_direct(pg, args.rows, tag=f"direct{i}"))
-            print(f"round {i + 1}: reverse pipeline (catalog -> monolith shape)", file=sys.stderr)
-            reverse.append(measure_direct(pg, args.rows, tag=f"reverse{i}", reverse=True))
-            print(f"round {i + 1}: Kafka pipeline", file=sys.stderr)
-            kafka.append(measure_kafka(pg, broker, args.rows, tag=f"kafka{i}"))
-        print("snapshot", file=sys.stderr)
-        snap = measure_snapshot(pg, args.snapshot_rows)
-        print("lag at 1,000 rows/s", file=sys.stderr)
-        p50, p99 = measure_lag(pg, args.lag_seconds)
-        print("reverse lag at 1,000 rows/s", file=sys.stderr)
-        rp50, rp99 = measure_lag(pg, args.lag_seconds, reverse=True)
-        print("Kafka lag at 1,000 rows/s", file=sys.stderr)
-        kp50, kp99 = measure_kafka_lag(pg, broker, args.lag_seconds)
-        print("verify", file=sys.stderr)
-        ver = measure_verify(pg, args.verify_rows)
-    result = {
-        "rows": args.rows,
-        "raw_read_rows_per_s": round(max(raw)),
-        "direct_rows_per_s": round(max(direct)),
-        "ratio_direct_vs_raw": round(max(direct) / max(raw), 3),
-        "snapshot_rows_per_s": round(snap),
-        "lag_p50_ms": round(p50, 1),
-        "lag_p99_ms": round(p99, 1),
-        "verify_rows_per_s": round(ver),
-        "kafka_rows_per_s": round(max(kafka)),
-        "kafka_lag_p50_ms": round(kp50, 1),
-        "kafka_lag_p99_ms": round(kp99, 1),
-        "reverse_rows_per_s": round(max(reverse)),
-        "reverse_lag_p50_ms": round(rp50, 1),
-        "reverse_lag_p99_ms": round(rp99, 1),
-        "ratio_reverse_vs_direct": round(max(reverse) / max(direct), 3),
-    }
-    print(json.dumps(result))
+    print(json.dumps(run(args)))
 
 
 if __name__ == "__main__":
