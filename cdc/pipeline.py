@@ -11,6 +11,7 @@ mapping no longer covers.
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import functools
 import importlib
@@ -206,19 +207,31 @@ class Pipeline:
         while not self._sink_connected.wait(0.05):
             self._check_applier()
         self._drain()  # a table before this one went by events
-        after: list[Any] | None = None
-        while True:
-            upto = fast.upto(cursor, after, self.cfg.snapshot_chunk)
-            data = fast.read(cursor, after, upto)
-            n = sink.copy_chunk(tm.source, functools.partial(fast.write, data=data), upto, final=upto is None)
-            if n is None:
-                return False, after  # by events from here
-            self.metrics.count(n)
-            faults.point("snapshot.after_copy_chunk")
-            self._tick(None, sink)
-            if upto is None:
-                return True, after
-            after = upto
+        chunk = self.cfg.snapshot_chunk
+
+        def fetch(after: list[Any] | None) -> tuple[list[Any] | None, Any]:
+            upto = fast.upto(cursor, after, chunk)
+            return upto, fast.read(cursor, after, upto)
+
+        # the source reads the next chunk while the target loads this one (two in memory)
+        with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix=f"cdc-copy-{self.cfg.name}") as reader:
+            after: list[Any] | None = None
+            pending = reader.submit(fetch, None)
+            while True:
+                upto, data = pending.result()
+                if upto is not None:
+                    pending = reader.submit(fetch, upto)
+                n = sink.copy_chunk(tm.source, functools.partial(fast.write, data=data), upto, final=upto is None)
+                if n is None:
+                    if upto is not None:
+                        pending.result()  # the events go on from `after` on the same cursor
+                    return False, after
+                self.metrics.count(n)
+                faults.point("snapshot.after_copy_chunk")
+                self._tick(None, sink)
+                if upto is None:
+                    return True, after
+                after = upto
 
     def _on_message(self, msg: Message, wm: Watermarks,
                     mappings: dict[str, mapping_mod.TableMapping]) -> list[ChangeEvent]:
