@@ -1,4 +1,4 @@
-"""The session's Kafka broker, shared by every suite that needs one.
+"""The session's Kafka broker, shared by every suite that needs one, and streams run over it.
 
 Imported by the conftest of each such suite (``tests/devstack``, ``tests/cdc/kafka``); the
 broker is started once per session however many suites ask for it, and stopped at the end.
@@ -6,7 +6,10 @@ broker is started once per session however many suites ask for it, and stopped a
 
 from __future__ import annotations
 
+import contextlib
+import threading
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -32,3 +35,31 @@ def kafka_broker() -> Iterator[KafkaServer]:
     finally:
         # Every suite's copy of this fixture ends with the session; stopping twice is harmless.
         _shared.stop()
+
+
+@contextlib.contextmanager
+def streaming_over_kafka(*cfgs: Any) -> Iterator[list[BaseException]]:
+    """Each stream's capture and apply over Kafka (`kafka_run.run(cfg, "both")`), each in a
+    thread, for the block; yields the list their errors land in (check it while waiting),
+    and raises them once the streams have stopped."""
+    from cdc.transport import kafka_run
+
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def run(cfg: Any) -> None:
+        try:
+            kafka_run.run(cfg, "both", stop, on_tick=lambda m: None)
+        except BaseException as exc:  # surfaced below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(cfg,), name=f"kafka-{cfg.name}") for cfg in cfgs]
+    for th in threads:
+        th.start()
+    try:
+        yield errors
+    finally:
+        stop.set()
+        for th in threads:
+            th.join(60)
+    assert not errors, errors

@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import sqlite3
-import threading
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -18,12 +17,11 @@ from cdc.config import StreamConfig, parse
 from cdc.errors import ConfigError
 from cdc.events import ChangeEvent, Position
 from cdc.mapping import TableSchema, compile_stream, type_category
-from cdc.transport import kafka_run
 from cdc.verify import verify_stream
 from devstack import KafkaServer
 from tests.cdc.conftest import Env, sql, wait_for
 from tests.cdc.test_stream_features import running
-from tests.kafka_fixtures import kafka_broker
+from tests.kafka_fixtures import kafka_broker, streaming_over_kafka
 
 __all__ = ["kafka_broker"]
 
@@ -140,28 +138,13 @@ def test_every_type_round_trips_byte_exact_over_kafka(cdc_env: Env, kafka_broker
     _prepare(env)
     cfg = stream_config(env, transport={"kind": "kafka", "bootstrap": kafka_broker.bootstrap,
                                         "topic_prefix": f"t{uuid.uuid4().hex[:8]}"})
-    stop = threading.Event()
-    errors: list[BaseException] = []
+    with streaming_over_kafka(cfg) as errors:
+        def caught_up() -> bool:
+            assert not errors, errors
+            return as_text(env.src) == as_text(env.tgt)
 
-    def go() -> None:
-        try:
-            kafka_run.run(cfg, "both", stop, on_tick=lambda m: None)
-        except BaseException as exc:  # surfaced below
-            errors.append(exc)
-
-    def caught_up() -> bool:
-        assert not errors, errors
-        return as_text(env.src) == as_text(env.tgt)
-
-    thread = threading.Thread(target=go)
-    thread.start()
-    try:
         settle(env, caught_up, 90, "the initial copy through Kafka")
         _exercise(env, caught_up)
-    finally:
-        stop.set()
-        thread.join(60)
-    assert not errors, errors
     assert sql(env.tgt, "SELECT count(*) FROM strangler_cdc_dead_letter") == [(0,)]
 
 
