@@ -30,13 +30,9 @@ from typing import Any
 from cdc import convert
 from cdc.mapping import TableMapping
 from cdc.sinks.owned import Rule
+from cdc.snapshot import quote_name
 
 __all__ = ["CopyPlan", "plan"]
-
-
-def _q(name: str) -> str:
-    ns, _, rel = name.rpartition(".")
-    return (f'"{ns}".' if ns else "") + '"' + rel.replace('"', '""') + '"'
 
 
 @dataclass(frozen=True)
@@ -90,7 +86,7 @@ def target_types(cursor: Any, table: str) -> dict[str, tuple[str, bool]]:
                              t.typnamespace = 'pg_catalog'::regnamespace AND t.typtype = 'b'
                       FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
                       WHERE a.attrelid = %s::regclass AND a.attnum > 0 AND NOT a.attisdropped""",
-                   (_q(table),))
+                   (quote_name(table),))
     return {name: (typ, bool(builtin)) for name, typ, builtin in cursor.fetchall()}
 
 
@@ -106,16 +102,16 @@ def plan(tm: TableMapping, rule: Rule | None, target_cursor: Any) -> tuple[CopyP
     missing = [t for _s, t, _c in tm.columns if t not in types]
     if missing:
         return None, f"target columns {', '.join(missing)} not found"
-    target_cursor.execute(f"SELECT 1 FROM {_q(tm.target)} LIMIT 1")
+    target_cursor.execute(f"SELECT 1 FROM {quote_name(tm.target)} LIMIT 1")
     if target_cursor.fetchone() is not None:
         return None, "the target table holds rows (a re-copy upserts and sweeps)"
     binary = all(types[t][1] for _s, t, _c in tm.columns)
     exprs = []
     for src, tgt, conv in tm.columns:
-        expr = convert.CONVERTERS[conv].pg_sql.format(c=_q(src)) if conv else _q(src)
+        expr = convert.CONVERTERS[conv].pg_sql.format(c=quote_name(src)) if conv else quote_name(src)
         exprs.append(f"({expr})::{types[tgt][0]}" if binary or conv else expr)
-    cols = ", ".join(_q(t) for _s, t, _c in tm.columns)
-    return CopyPlan(source=_q(tm.source), key=tuple(_q(k) for k in tm.key), select=", ".join(exprs),
-                    target_copy=f"COPY {_q(tm.target)} ({cols}) FROM STDIN"
+    cols = ", ".join(quote_name(t) for _s, t, _c in tm.columns)
+    return CopyPlan(source=quote_name(tm.source), key=tuple(quote_name(k) for k in tm.key), select=", ".join(exprs),
+                    target_copy=f"COPY {quote_name(tm.target)} ({cols}) FROM STDIN"
                                 f"{' (FORMAT binary)' if binary else ''}",
                     binary=binary), ""

@@ -39,9 +39,10 @@ EmitFn = Callable[[bytes], None]
 log = logging.getLogger("cdc.snapshot")
 
 
-def _q(name: str) -> str:
+def quote_name(name: str) -> str:
+    """A column or (schema-qualified) table name as a quoted SQL identifier."""
     ns, _, rel = name.rpartition(".")
-    return (f'"{ns}".' if ns else "") + f'"{rel}"'
+    return ".".join('"' + part.replace('"', '""') + '"' for part in (ns, rel) if part)
 
 
 def read_chunk(cursor: Any, paramstyle: str, tm: TableMapping, after: list[Any] | None,
@@ -50,12 +51,12 @@ def read_chunk(cursor: Any, paramstyle: str, tm: TableMapping, after: list[Any] 
     cols = list(tm.source_schema.columns)
     key = list(tm.key)
     ph = "%s" if paramstyle == "format" else "?"
-    sql = f"SELECT {', '.join(_q(c) for c in cols)} FROM {_q(tm.source)}"
+    sql = f"SELECT {', '.join(quote_name(c) for c in cols)} FROM {quote_name(tm.source)}"
     args: list[Any] = []
     if after is not None:
-        sql += f" WHERE ({', '.join(_q(k) for k in key)}) > ({', '.join([ph] * len(key))})"
+        sql += f" WHERE ({', '.join(quote_name(k) for k in key)}) > ({', '.join([ph] * len(key))})"
         args = list(after)
-    sql += f" ORDER BY {', '.join(_q(k) for k in key)} LIMIT {int(limit)}"
+    sql += f" ORDER BY {', '.join(quote_name(k) for k in key)} LIMIT {int(limit)}"
     cursor.execute(sql, args)
     return [dict(zip(cols, r, strict=True)) for r in cursor.fetchall()]
 

@@ -24,7 +24,7 @@ import psycopg2.extensions
 from cdc import convert
 from cdc.config import Condition, StreamConfig
 from cdc.mapping import TableMapping
-from cdc.snapshot import _q
+from cdc.snapshot import quote_name
 from cdc.sources.postgres import use_stream_values
 from cdc.sources.sqlite import changelog_head_sql
 
@@ -124,7 +124,7 @@ class _Side:
     def _where(self, lo: list[Any] | None, hi: list[Any] | None,
                eq: list[Any] | None = None) -> tuple[str, list[Any]]:
         parts, args = [], []
-        k = ", ".join(_q(c) for c in self.key)
+        k = ", ".join(quote_name(c) for c in self.key)
         phs = ", ".join([self.ph] * len(self.key))
         if eq is not None:
             parts.append(f"({k}) = ({phs})")
@@ -136,7 +136,7 @@ class _Side:
             parts.append(f"({k}) <= ({phs})")
             args += hi
         for c in self.filter:
-            col = _q(c.column)
+            col = quote_name(c.column)
             if c.op == "is_null":
                 parts.append(f"{col} IS NULL")
             elif c.op == "not_null":
@@ -153,7 +153,7 @@ class _Side:
     def _rowtext_sql(self) -> str:
         exprs = []
         for col, cat, conv in self.cols:
-            e = _q(col)
+            e = quote_name(col)
             if conv:
                 e = convert.CONVERTERS[conv].pg_sql.format(c=e)
             exprs.append(f"coalesce({_pg_canon(e, cat)}, '\\N')")
@@ -167,17 +167,17 @@ class _Side:
         return rows
 
     def boundaries(self, chunk: int) -> list[list[Any]]:
-        k = ", ".join(_q(c) for c in self.key)
+        k = ", ".join(quote_name(c) for c in self.key)
         where, args = self._where(None, None)
         sql = (f"SELECT {k} FROM (SELECT {k}, row_number() OVER (ORDER BY {k}) AS rn__ FROM "
-               f"{_q(self.table)}{where}) s WHERE mod(rn__, {int(chunk)}) = 0 ORDER BY {k}")
+               f"{quote_name(self.table)}{where}) s WHERE mod(rn__, {int(chunk)}) = 0 ORDER BY {k}")
         return [list(r) for r in self._exec(sql, args)]
 
     def summary(self, lo: list[Any] | None, hi: list[Any] | None) -> tuple[int, int]:
         where, args = self._where(lo, hi)
         if self.pg:
             sql = (f"SELECT count(*), coalesce(sum(('x' || substr(md5({self._rowtext_sql()}), 1, 15))"
-                   f"::bit(60)::bigint), 0) FROM {_q(self.table)}{where}")
+                   f"::bit(60)::bigint), 0) FROM {quote_name(self.table)}{where}")
             n, s = self._exec(sql, args)[0]
             return int(n), int(s)
         rows = self.rows(lo, hi)
@@ -187,13 +187,13 @@ class _Side:
              eq: list[Any] | None = None) -> dict[tuple[Any, ...], str]:
         """key -> md5 of the canonical row text, for rows in (lo, hi] (or with key = eq)."""
         where, args = self._where(lo, hi, eq)
-        k = ", ".join(_q(c) for c in self.key)
+        k = ", ".join(quote_name(c) for c in self.key)
         if self.pg:
-            sql = f"SELECT {k}, md5({self._rowtext_sql()}) FROM {_q(self.table)}{where}"
+            sql = f"SELECT {k}, md5({self._rowtext_sql()}) FROM {quote_name(self.table)}{where}"
             return {tuple(r[:-1]): r[-1] for r in self._exec(sql, args)}
-        cols = ", ".join(_q(c) for c, _, _ in self.cols)
+        cols = ", ".join(quote_name(c) for c, _, _ in self.cols)
         out = {}
-        for r in self._exec(f"SELECT {k}, {cols} FROM {_q(self.table)}{where}", args):
+        for r in self._exec(f"SELECT {k}, {cols} FROM {quote_name(self.table)}{where}", args):
             vals = r[len(self.key):]
             text = "|".join(canon(convert.apply(conv, v), cat)
                             for v, (_c, cat, conv) in zip(vals, self.cols, strict=True))
@@ -249,8 +249,8 @@ def _middle(side: _Side, lo: list[Any] | None, hi: list[Any] | None, n: int) -> 
     if n < 2:
         return None
     where, args = side._where(lo, hi)
-    k = ", ".join(_q(c) for c in side.key)
-    rows = side._exec(f"SELECT {k} FROM {_q(side.table)}{where} ORDER BY {k} LIMIT 1 OFFSET {n // 2 - 1}", args)
+    k = ", ".join(quote_name(c) for c in side.key)
+    rows = side._exec(f"SELECT {k} FROM {quote_name(side.table)}{where} ORDER BY {k} LIMIT 1 OFFSET {n // 2 - 1}", args)
     if not rows or list(rows[0]) == hi:
         return None
     return list(rows[0])
