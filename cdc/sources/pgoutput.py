@@ -2,9 +2,10 @@
 
 Pure functions over the raw payload bytes: no I/O. Message letters:
 B begin, C commit, O origin, R relation, Y type, I insert, U update, D delete, T truncate,
-M logical message. Column values arrive as text and are turned into values by the casters
-the source gives (:mod:`cdc.sources.postgres`: Python values for a few exact types, the
-text itself for the rest), the same ones its snapshot SELECTs use.
+M logical message. Column values arrive as text and are turned into values by the kind the
+source gives each column (:mod:`cdc.sources.postgres`: Python values for a few exact types,
+the text itself for the rest), as its snapshot SELECTs do. `tuple_data`, once per row, is
+compiled where cdc._speedups built (cdc/native.py); `tuple_data_py` is the same in Python.
 """
 
 from __future__ import annotations
@@ -12,7 +13,10 @@ from __future__ import annotations
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
+
+from cdc.native import speedups
 
 _I16 = struct.Struct("!h").unpack_from
 _I32 = struct.Struct("!i").unpack_from
@@ -22,6 +26,17 @@ _U64 = struct.Struct("!Q").unpack_from
 PG_EPOCH_MS = 946_684_800_000  # 2000-01-01 in unix ms
 
 UNCHANGED = object()  # an unchanged TOASTed value: never written anywhere
+
+
+def _decimal(text: bytes) -> Decimal:
+    return Decimal(text.decode())
+
+
+# A column's kind: how its text becomes a value (the same letters in cdc/_speedups.c).
+KINDS: dict[str, Callable[[bytes], Any]] = {
+    "s": bytes.decode,  # text, and every type kept as PostgreSQL's own text
+    "i": int, "f": float, "n": _decimal, "b": b"t".__eq__,
+}
 
 
 @dataclass(slots=True)
@@ -34,13 +49,15 @@ class RelationInfo:
     type_oids: list[int]
     typmods: list[int]
     key_flags: list[bool]
-    casters: list[Callable[[str], Any]]
+    kinds: str  # one letter of KINDS per column
     table: str = ""  # filled by the source: name as streams.yaml spells it
     keycols: list[str] = field(default_factory=list)
-    pairs: list[tuple[str, Callable[[str], Any]]] = field(default_factory=list)
+    names: tuple[str, ...] = ()
+    pairs: list[tuple[str, Callable[[bytes], Any]]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self.pairs = list(zip(self.columns, self.casters, strict=True))
+        self.names = tuple(self.columns)
+        self.pairs = [(c, KINDS[k]) for c, k in zip(self.columns, self.kinds, strict=True)]
 
 
 def _cstring(buf: bytes, pos: int) -> tuple[str, int]:
@@ -62,7 +79,7 @@ def origin(buf: bytes) -> str:
     return _cstring(buf, 9)[0]
 
 
-def relation(buf: bytes, caster_for: Callable[[int], Callable[[str], Any]]) -> RelationInfo:
+def relation(buf: bytes, kind_for: Callable[[int], str]) -> RelationInfo:
     relid = _U32(buf, 1)[0]
     ns, pos = _cstring(buf, 5)
     name, pos = _cstring(buf, pos)
@@ -80,11 +97,18 @@ def relation(buf: bytes, caster_for: Callable[[int], Callable[[str], Any]]) -> R
         mods.append(mod)
         keys.append(bool(flags & 1))
     return RelationInfo(relid, ns or "public", name, replident, cols, oids, mods, keys,
-                        [caster_for(o) for o in oids])
+                        "".join(kind_for(o) for o in oids))
 
 
 def tuple_data(buf: bytes, pos: int, rel: RelationInfo) -> tuple[dict[str, Any], list[str], int]:
     """(row dict without unchanged-TOAST columns, the unchanged column names, next pos)."""
+    if speedups is not None:
+        return speedups.decode_tuple(buf, pos, rel.names, rel.kinds)
+    return tuple_data_py(buf, pos, rel)
+
+
+def tuple_data_py(buf: bytes, pos: int, rel: RelationInfo) -> tuple[dict[str, Any], list[str], int]:
+    """`tuple_data` in Python."""
     pos += 2  # column count: always the relation's
     row: dict[str, Any] = {}
     unchanged: list[str] = []
@@ -94,7 +118,7 @@ def tuple_data(buf: bytes, pos: int, rel: RelationInfo) -> tuple[dict[str, Any],
         if kind == 116:  # 't' text
             n = i32(buf, pos + 1)[0]
             pos += 5 + n
-            row[name] = cast(buf[pos - n:pos].decode())
+            row[name] = cast(buf[pos - n:pos])
         elif kind == 110:  # 'n' null
             row[name] = None
             pos += 1

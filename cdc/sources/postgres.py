@@ -31,8 +31,6 @@ import contextlib
 import select
 import time
 from collections import deque
-from collections.abc import Callable
-from decimal import Decimal
 from typing import Any
 
 import psycopg2
@@ -51,12 +49,13 @@ OPERATIONS = ("insert", "update", "delete", "truncate")
 PUBLICATION_CHECK_S = 10.0  # how often a running stream re-reads its publication
 SAFE_WAL_WARN = 0.2  # warn when less than this share of max_slot_wal_keep_size is left
 # Values of these types become Python values (exact: numeric keeps NaN and ±Infinity as
-# Decimal). Every other type stays PostgreSQL's own text, which the target reads back
-# exactly; psycopg2's casters would not (big JSON numbers become floats, a JSON string
-# loses its quotes, months of an interval become days, infinity becomes datetime.max).
-_FAST_CASTERS: dict[int, Callable[[str], Any]] = {
-    25: str, 1043: str, 1042: str, 19: str, 20: int, 21: int, 23: int, 26: int,
-    700: float, 701: float, 1700: Decimal, 16: lambda s: s == "t",
+# Decimal), by their kind (pgoutput.KINDS). Every other type stays PostgreSQL's own text,
+# which the target reads back exactly; psycopg2's casters would not (big JSON numbers become
+# floats, a JSON string loses its quotes, months of an interval become days, infinity becomes
+# datetime.max).
+_FAST_KINDS: dict[int, str] = {
+    25: "s", 1043: "s", 1042: "s", 19: "s", 20: "i", 21: "i", 23: "i", 26: "i",
+    700: "f", 701: "f", 1700: "n", 16: "b",
 }
 # Output in forms every PostgreSQL reads back as the same value, whatever the server's
 # defaults (a DMY DateStyle would swap day and month on a target set to MDY).
@@ -79,7 +78,7 @@ def use_stream_values(conn: Any) -> None:
     """Make `conn` return what the stream gives: Python values for the fast types, the
     server's text for every other, so a row copied equals the same row streamed."""
     oids = tuple(o for o in psycopg2.extensions.string_types
-                 if isinstance(o, int) and o not in _FAST_CASTERS)
+                 if isinstance(o, int) and o not in _FAST_KINDS)
     psycopg2.extensions.register_type(psycopg2.extensions.new_type(oids, "STRANGLER_TEXT", _as_text), conn)
 
 
@@ -355,13 +354,13 @@ class PostgresSource:
             raise SourceError(f"replication stream failed: {str(exc).strip()}") from exc
         return out
 
-    def _caster(self, oid: int) -> Callable[[str], Any]:
-        """Python value for the fast types (a domain as its base), else the text as it came."""
-        fast = _FAST_CASTERS.get(oid)
+    def _kind(self, oid: int) -> str:
+        """A Python value for the fast types (a domain as its base), else the text as it came."""
+        fast = _FAST_KINDS.get(oid)
         if fast is None:
             self._type_info([oid])
-            fast = _FAST_CASTERS.get(self._bases[oid][0])
-        return fast or str
+            fast = _FAST_KINDS.get(self._bases[oid][0])
+        return fast or "s"
 
     def _type_name(self, oid: int, mod: int) -> str:
         name = self._types.get((oid, mod))
@@ -440,7 +439,7 @@ class PostgresSource:
             self._in_tx = False
             self._advance()
         elif kind == 82:  # R
-            rel = pg.relation(buf, self._caster)
+            rel = pg.relation(buf, self._kind)
             self._rels[rel.relid] = rel
             table = rel.table = rel.name if rel.namespace == "public" else f"{rel.namespace}.{rel.name}"
             if table not in self.tables:

@@ -13,6 +13,7 @@ from typing import Any
 import psycopg2
 import pytest
 
+from cdc import native
 from cdc.config import StreamConfig, parse
 from cdc.errors import ConfigError
 from cdc.events import ChangeEvent, Position
@@ -20,6 +21,7 @@ from cdc.mapping import TableSchema, compile_stream, type_category
 from cdc.verify import verify_stream
 from devstack import KafkaServer
 from tests.cdc.conftest import Env, sql, wait_for
+from tests.conftest import service_missing
 from tests.cdc.test_stream_features import running
 from tests.kafka_fixtures import kafka_broker, streaming_over_kafka
 
@@ -107,7 +109,18 @@ def _prepare(env: Env) -> None:
 
 
 @pytest.mark.postgres
-def test_every_type_round_trips_byte_exact_copied_and_streamed_direct(cdc_env: Env) -> None:
+@pytest.mark.parametrize("loops", ["compiled", "pure"])
+def test_every_type_round_trips_byte_exact_copied_and_streamed_direct(cdc_env: Env, loops: str,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """On the compiled per-row loops (cdc/_speedups.c) and on their Python versions."""
+    from cdc.sinks import pgbulk
+    from cdc.sources import pgoutput
+
+    if loops == "compiled" and pgoutput.speedups is None:
+        service_missing(f"the compiled cdc._speedups ({native.why_pure})", RuntimeError("not loaded"))
+    if loops == "pure":
+        monkeypatch.setattr(pgoutput, "speedups", None)
+        monkeypatch.setattr(pgbulk, "speedups", None)
     env = cdc_env
     _prepare(env)
     cfg = stream_config(env)

@@ -1,0 +1,9 @@
+"""Only the optional C speedups (cdc/_speedups.c); everything else is in pyproject.toml.
+
+`optional=True`: without a C compiler the install still succeeds and the pure-Python
+versions run (cdc/native.py says which is in use).
+"""
+
+from setuptools import Extension, setup
+
+setup(ext_modules=[Extension("cdc._speedups", ["cdc/_speedups.c"], optional=True)])
