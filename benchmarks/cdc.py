@@ -109,6 +109,7 @@ from cdc_workload import (  # noqa: E402  (issue 14's table)
 
 sys.path.insert(0, TREE)  # cdc_kafka put this checkout first: TREE's code wins again
 
+import cdc.pipeline as pipeline_mod  # noqa: E402
 from cdc.config import parse  # noqa: E402
 from cdc.pipeline import Pipeline, open_stream  # noqa: E402
 from cdc.verify import verify_stream  # noqa: E402
@@ -166,6 +167,9 @@ def stream_worker(doc: str) -> None:
     line when streaming (its RSS then) and one when stopped (events, peak RSS)."""
     data = json.loads(doc)
     (name,) = data["streams"]
+    tune = getattr(pipeline_mod, "tune_gc_for_streaming", None)  # as `strangler cdc run` does
+    if tune is not None:  # (code before it did not)
+        tune()
     pipe = Pipeline(parse(data).stream(name), on_tick=lambda m: None)
     signal.signal(signal.SIGTERM, lambda *_: pipe.stop())
     said: list[bool] = []

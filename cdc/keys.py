@@ -56,7 +56,7 @@ class KeyLog:
     converted (a rename needs just the target column names).
     """
 
-    __slots__ = ("table", "cols", "tcols", "_convs", "values", "tvalues", "ts_min", "ts_max")
+    __slots__ = ("table", "cols", "tcols", "_convs", "_single", "values", "tvalues", "ts_min", "ts_max")
 
     def __init__(self, table: str, cols: Sequence[str], tcols: Sequence[str],
                  convs: Sequence[Callable[[Any], Any] | None]) -> None:
@@ -65,20 +65,26 @@ class KeyLog:
         self._convs = list(convs) if any(convs) else None
         self.values: list[list[Any]] = []
         self.tvalues: list[list[Any]] | None = [] if self._convs else None
+        # the common key: one column, not converted
+        self._single = self.cols[0] if len(self.cols) == 1 and self._convs is None else None
         self.ts_min = self.ts_max = 0
 
     def add(self, key: dict[str, Any], ts_ms: int) -> None:
         """Note one change's key (values in `cols` order); raises KeyError/ValueError/
         TypeError/ArithmeticError when the key does not map (the caller skips it)."""
-        raw = [key[c] for c in self.cols]
-        if self._convs is not None and self.tvalues is not None:
-            self.tvalues.append([key_value(fn(v) if fn is not None and v is not None else v)
-                                 for fn, v in zip(self._convs, raw, strict=True)])
-        self.values.append([v if v.__class__ is int else key_value(v) for v in raw])
-        if not self.ts_min or ts_ms < self.ts_min:
-            self.ts_min = ts_ms
+        if self._single is not None:
+            v = key[self._single]
+            self.values.append([v if v.__class__ is int else key_value(v)])
+        else:
+            raw = [key[c] for c in self.cols]
+            if self._convs is not None and self.tvalues is not None:
+                self.tvalues.append([key_value(fn(v) if fn is not None and v is not None else v)
+                                     for fn, v in zip(self._convs, raw, strict=True)])
+            self.values.append([v if v.__class__ is int else key_value(v) for v in raw])
         if ts_ms > self.ts_max:
             self.ts_max = ts_ms
+        if not self.ts_min or ts_ms < self.ts_min:
+            self.ts_min = ts_ms
 
     def __len__(self) -> int:
         return len(self.values)

@@ -189,6 +189,11 @@ class TableMapping:
         self._converted = [(s, t, convert.CONVERTERS[c].fn if c in convert.CONVERTERS else str)
                            for s, t, c in self.columns if c is not None]
 
+    @property
+    def converted(self) -> list[tuple[str, str, Callable[[Any], Any]]]:
+        """(source column, target column, conversion) of the converted columns."""
+        return self._converted
+
     def to_target(self, row: Mapping[str, Any]) -> dict[str, Any]:
         """Target columns for the source columns present in `row` (absent stay absent)."""
         out = {t: row[s] for s, t in self._plain if s in row}

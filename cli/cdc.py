@@ -21,7 +21,7 @@ import typer
 
 from cdc import checkpoint, config, metrics
 from cdc.errors import CDCError, ConfigError, SchemaChanged
-from cdc.pipeline import Pipeline, open_stream
+from cdc.pipeline import Pipeline, open_stream, tune_gc_for_streaming
 
 cdc_app = typer.Typer(help="Change-data-capture streams declared in streams.yaml.", no_args_is_help=True)
 
@@ -53,6 +53,7 @@ def run(stream: str, streams: StreamsOpt = None, part: PartOpt = "both") -> None
     """Snapshot (if new) then stream STREAM until SIGTERM/SIGINT (finishes the batch)."""
     cfg = _stream(streams, stream)
     _logging()
+    tune_gc_for_streaming()
     if cfg.transport.get("kind") == "kafka":
         from cli.cdc_kafka import run_kafka
 

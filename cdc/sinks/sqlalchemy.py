@@ -164,6 +164,14 @@ def _coercer(col_type: sa.types.TypeEngine[Any],
     return None
 
 
+_ABSENT = object()
+
+
+def _fast_classes(types: type | tuple[type, ...]) -> frozenset[type]:
+    """The exact classes a coercer accepts without looking further (never bool for int)."""
+    return frozenset(types if isinstance(types, tuple) else (types,))
+
+
 def _no_equality(table: sa.Table) -> frozenset[str]:
     """Columns whose PostgreSQL type has no "=" (json, and types SQLAlchemy does not know)."""
     return frozenset(c.name for c in table.columns
@@ -183,19 +191,42 @@ class _Table:
         self.table = table
         self.key = list(tm.target_key)
         self.dialect = dialect
-        self.coerce = [(c.name, *co) for c in table.columns if (co := _coercer(c.type, dialect)) is not None]
+        self._coerce = {c.name: co for c in table.columns if (co := _coercer(c.type, dialect)) is not None}
+        self._columns: list[tuple[Any, ...]] = []
+        self._mapped = -1  # len(tm.columns) when _columns was built (new_columns: copy adds)
         self.filtered = bool(tm.spec.filter)
         self._upserts: dict[tuple[frozenset[str], frozenset[str]], Any] = {}
         self._updates: dict[frozenset[str], Any] = {}
         self.pg = Upserter(table.name, table.schema, self.key, _no_equality(table)) if dialect == "postgresql" else None
 
     def row(self, source_row: dict[str, Any]) -> dict[str, Any]:
-        row = self.tm.to_target(source_row)
-        for name, types, fn in self.coerce:
-            v = row.get(name)
-            if v is not None and (not isinstance(v, types) or (types is int and v.__class__ is bool)):
-                row[name] = fn(v)
+        """The target row of the source columns present in `source_row` (absent stay absent):
+        renamed, converted, and coerced to what the target column takes."""
+        if self._mapped != len(self.tm.columns):
+            self._merge_columns()
+        row = {}
+        for s, t, conv, fast, types, fix in self._columns:
+            v = source_row.get(s, _ABSENT)
+            if v is _ABSENT:
+                continue
+            if v is not None:
+                if conv is not None:
+                    v = conv(v)
+                if fix is not None and v.__class__ not in fast and (
+                        not isinstance(v, types) or (types is int and v.__class__ is bool)):
+                    v = fix(v)
+            row[t] = v
         return row
+
+    def _merge_columns(self) -> None:
+        """Per mapped column: (source, target, converter, classes taken as they are, classes
+        a value must be an instance of, coercion): one list, so `row` (once per applied
+        row) walks the columns once."""
+        conv = {t: fn for _s, t, fn in self.tm.converted}
+        coerce = self._coerce
+        self._columns = [(s, t, conv.get(t), _fast_classes(coerce[t][0]) if t in coerce else frozenset(),
+                          *(coerce.get(t) or (None, None))) for s, t, _c in self.tm.columns]
+        self._mapped = len(self.tm.columns)
 
     def key_log(self) -> KeyLog:
         """An empty log of this table's changed keys, for the dual-write detector."""

@@ -379,9 +379,15 @@ class PostgresSource:
         self._idx += 1
         if self._held is not None:
             out.append(self._held)
-        # positional: this runs once per row (fields in ChangeEvent's order)
+        keycols = rel.keycols
+        if len(keycols) == 1:  # this runs once per row: no comprehension for the usual key
+            k = keycols[0]
+            key = {k: image.get(k)}
+        else:
+            key = {k: image.get(k) for k in keycols}
+        # positional (fields in ChangeEvent's order)
         self._held = ChangeEvent(
-            op, rel.table, {k: image.get(k) for k in rel.keycols}, before, after,
+            op, rel.table, key, before, after,
             Position(self._tx_lsn, self._idx), self._tx_ts, False, self._dbname, rel.namespace,
             self._tx_xid, "false", tuple(unchanged) if unchanged else ())
 

@@ -21,8 +21,8 @@ from cdc.mapping import TableSchema, compile_stream, type_category
 from cdc.verify import verify_stream
 from devstack import KafkaServer
 from tests.cdc.conftest import Env, sql, wait_for
-from tests.conftest import service_missing
 from tests.cdc.test_stream_features import running
+from tests.conftest import service_missing
 from tests.kafka_fixtures import kafka_broker, streaming_over_kafka
 
 __all__ = ["kafka_broker"]
