@@ -219,6 +219,9 @@ def test_new_column_with_copy_policy_flows_without_a_restart(cdc_env: Env) -> No
     sql(env.tgt, "ALTER TABLE products ADD COLUMN color text")
     with running(config(env, product={"new_columns": "copy"})):
         wait_for(equal(env), 30, "initial copy")
+        # a row streamed first: the sink has mapped rows before the column comes
+        sql(env.src, "INSERT INTO catalog_product (category_id, name, price) VALUES (1, 'before', 1)")
+        wait_for(equal(env), 30, "the row streamed before the new column")
         sql(env.src, "ALTER TABLE catalog_product ADD COLUMN color text")
         sql(env.src, "INSERT INTO catalog_product (category_id, name, price, color) VALUES (1, 'new', 2, 'red')")
         wait_for(lambda: sql(env.tgt, "SELECT color FROM products WHERE title = 'new'") == [("red",)], 30,
