@@ -25,7 +25,9 @@ row is visible on the target:
                           beforehand, copy_data off), one `--rows`-row transaction. It cannot
                           convert, so its target keeps the numeric price: the same rows, less work
   direct_rows_per_s       ours, the direct pipeline in a fresh process (as `strangler cdc run`),
-                          same transaction, cents mapping; ratio_direct_vs_native
+                          same transaction, cents mapping; ratio_direct_vs_native.
+                          direct_cpu_us_per_row: that process's CPU (both threads) per row
+                          while it streamed, the steadier figure on a noisy machine
   native_single_txn_rows_per_s / direct_single_txn_rows_per_s   `--single-txns` one-row
                           transactions committed back to back by a procedure;
                           ratio_direct_vs_native_single_txn. single_txn_producer_rows_per_s
@@ -172,18 +174,25 @@ def stream_worker(doc: str) -> None:
         tune()
     pipe = Pipeline(parse(data).stream(name), on_tick=lambda m: None)
     signal.signal(signal.SIGTERM, lambda *_: pipe.stop())
-    said: list[bool] = []
+    said: list[float] = []
 
     def until() -> bool:  # first called once the pipeline streams
         if not said:
-            said.append(True)
+            said.append(_cpu_s())
             print(json.dumps({"ready": True, "rss_mb": _proc_status_mb("VmRSS")}), flush=True)
         return False
 
     pipe.run(until=until)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
     print(json.dumps({"events": pipe.metrics.events, "peak_rss_mb": round(peak, 1),
-                      "hwm_mb": _proc_status_mb("VmHWM")}), flush=True)
+                      "hwm_mb": _proc_status_mb("VmHWM"),
+                      "cpu_s": round(_cpu_s() - (said[0] if said else 0.0), 4)}), flush=True)
+
+
+def _cpu_s() -> float:
+    """CPU seconds (user + system, every thread) this process used so far."""
+    use = resource.getrusage(resource.RUSAGE_SELF)
+    return use.ru_utime + use.ru_stime
 
 
 def _proc_status_mb(field: str) -> float:
@@ -238,7 +247,8 @@ def pipeline_process(doc: dict[str, Any], tree: str = HERE) -> Iterator[dict[str
         if proc.returncode != 0 or not lines:
             raise failed(f"exited with {proc.returncode}")
     last = json.loads(lines[-1])
-    figures.update(peak_rss_mb=float(last["peak_rss_mb"]), events=float(last["events"]))
+    figures.update(peak_rss_mb=float(last["peak_rss_mb"]), events=float(last["events"]),
+                   cpu_s=float(last.get("cpu_s", 0.0)))
     drop_slot(src, slot)
 
 
@@ -451,6 +461,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     rounds = args.rounds
     best: dict[str, float] = {}
     producer: list[float] = []
+    cpu: list[float] = []  # our process's CPU µs per row, one 100k-row transaction
 
     def keep(key: str, value: float) -> None:
         best[key] = max(best.get(key, 0.0), value)
@@ -470,7 +481,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             note(f"{r} one {args.rows}-row transaction: raw read, native, direct, reverse")
             keep("raw_read", measure_raw_read(pg, args.rows, f"raw{i}"))
             keep("native", measure_apply(pg, "native", args.rows, f"native{i}")[0])
-            keep("direct", measure_apply(pg, "direct", args.rows, f"direct{i}")[0])
+            rate, info = measure_apply(pg, "direct", args.rows, f"direct{i}")
+            keep("direct", rate)
+            cpu.append(info["cpu_s"] / args.rows * 1e6)
             keep("reverse", measure_apply(pg, "reverse", args.rows, f"reverse{i}")[0])
             note(f"{r} {args.single_txns} one-row transactions: native, direct")
             for peer in ("native", "direct"):
@@ -512,6 +525,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "native_rows_per_s": round(best["native"]),
         "direct_rows_per_s": round(best["direct"]),
         "ratio_direct_vs_native": ratio("direct", "native"),
+        "direct_cpu_us_per_row": round(min(cpu), 2),
         "native_single_txn_rows_per_s": round(best["native_single_txn"]),
         "direct_single_txn_rows_per_s": round(best["direct_single_txn"]),
         "ratio_direct_vs_native_single_txn": ratio("direct_single_txn", "native_single_txn"),
