@@ -24,6 +24,10 @@ import psycopg2.extras
 from cdc.native import speedups
 
 COPY_MIN_ROWS = 64
+UNIQUE_VIOLATION = "23505"
+# After a run of inserts found a key already there, this many runs of the table go by the
+# staging table before COPY straight into the table is tried again.
+FRESH_RETRY_AFTER = 50
 _COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 
 
@@ -90,6 +94,7 @@ class Upserter:
         self.key = key
         self.compare_as_text = compare_as_text  # columns of types without "=" (json, point)
         self._sql: dict[tuple[Any, ...], str] = {}
+        self._staged_runs = 0  # > 0: runs of inserts left to stage (a key was there lately)
 
     def _staging(self, names: list[str]) -> str:
         return quote(f"_strangler_stg_{self.name}_{abs(hash(tuple(names))) % 10**8}")
@@ -118,10 +123,15 @@ class Upserter:
         return f"{expr}::text" if column in self.compare_as_text else expr
 
     def upsert(self, cursor: Any, names: list[str], rows: list[dict[str, Any]],
-               keep: frozenset[str] = frozenset()) -> None:
+               keep: frozenset[str] = frozenset(), *, inserts: bool = False) -> None:
         """Upsert `rows` (distinct keys, each with exactly the columns `names`); the columns in
-        `keep` are inserted but never updated."""
+        `keep` are inserted but never updated. `inserts`: every row is a source insert, so
+        the table most likely lacks them all: COPY goes straight into it (half the server's
+        work of staging and merging), inside a savepoint; if a key is there after all (a copy
+        or replay brought it), that is undone and the rows are merged as usual."""
         text = copy_text(rows, tuple(names)) if len(rows) >= COPY_MIN_ROWS else None
+        if text is not None and inserts and self._insert_fresh(cursor, names, text):
+            return
         if text is None:
             psycopg2.extras.execute_values(cursor, self._upsert_sql(names, False, keep),
                                            [tuple(_param(r[c]) for c in names) for r in rows],
@@ -133,3 +143,22 @@ class Upserter:
         cursor.copy_expert(f"COPY {staging} FROM STDIN", io.BytesIO(text))
         cursor.execute(self._upsert_sql(names, True, keep))
         cursor.execute(f"TRUNCATE {staging}")
+
+    def _insert_fresh(self, cursor: Any, names: list[str], text: bytes) -> bool:
+        """COPY `text` straight into the table: True if done; False (nothing written) if a
+        row's key was there already."""
+        if self._staged_runs > 0:
+            self._staged_runs -= 1
+            return False
+        cursor.execute("SAVEPOINT strangler_fresh")
+        try:
+            cursor.copy_expert(f"COPY {self.table} ({', '.join(quote(c) for c in names)}) FROM STDIN",
+                               io.BytesIO(text))
+        except psycopg2.Error as exc:
+            cursor.execute("ROLLBACK TO SAVEPOINT strangler_fresh")
+            if exc.pgcode != UNIQUE_VIOLATION:
+                raise  # the row's own problem: the sink redoes the batch row by row
+            self._staged_runs = FRESH_RETRY_AFTER
+            return False
+        cursor.execute("RELEASE SAVEPOINT strangler_fresh")
+        return True

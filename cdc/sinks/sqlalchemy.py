@@ -691,7 +691,9 @@ class SqlSink:
             elif action == MOVE:
                 incomplete += self._move(conn, self.tables[table], plan[i:j])
             elif action != MARK:
-                self._run(conn, self.tables[table], action, [p[2] for p in plan[i:j]])
+                # a run of source inserts only: the target most likely lacks every row
+                inserts = action == UPSERT and all(p[3].op == "c" for p in plan[i:j])
+                self._run(conn, self.tables[table], action, [p[2] for p in plan[i:j]], inserts)
             i = j
         return incomplete
 
@@ -741,7 +743,8 @@ class SqlSink:
         return conn.execute(sa.select(sa.literal(1)).select_from(tab.table)
                             .where(*tab.where_key(row)).limit(1)).first() is not None
 
-    def _run(self, conn: Connection, tab: _Table, action: str, payloads: list[Any]) -> None:
+    def _run(self, conn: Connection, tab: _Table, action: str, payloads: list[Any],
+             inserts: bool = False) -> None:
         t, key = tab.table, tab.key
         if action == SWEEP:
             for payload in payloads:
@@ -778,7 +781,7 @@ class SqlSink:
         keep = self._keep.get(tab.tm.source, frozenset()) if self._keep else frozenset()
         for names, group in groups.items():
             if tab.pg is not None:
-                tab.pg.upsert(conn.connection.cursor(), list(names), group, keep)
+                tab.pg.upsert(conn.connection.cursor(), list(names), group, keep, inserts=inserts)
             else:
                 conn.execute(tab.upsert(frozenset(names), keep), group)
 
