@@ -1,6 +1,7 @@
-/* The two per-row loops of the PostgreSQL stream, compiled: decoding a pgoutput tuple and
- * writing rows in COPY text format. Pure functions, exactly equal to their Python versions
- * (cdc/sources/pgoutput.py `tuple_data_py`, cdc/sinks/pgbulk.py `copy_text_py`), which run
+/* The per-row loops of the stream, compiled: decoding a pgoutput tuple, mapping a source row
+ * to its target row, writing rows in COPY text format. Pure functions, exactly equal to their
+ * Python versions (cdc/sources/pgoutput.py `tuple_data_py`, cdc/sinks/sqlalchemy.py
+ * `map_row_py`, cdc/sinks/pgbulk.py `copy_text_py`), which run
  * wherever this module did not build; tests/cdc/test_speedups.py holds the two to each
  * other. Built by setup.py when a C compiler is there (optional); see cdc/native.py.
  */
@@ -298,11 +299,87 @@ done:
     return result;
 }
 
+/* ---- map_row --------------------------------------------------------------------------- */
+
+/* One mapped column's value: converted, then coerced to what the target column takes (the
+ * loop of cdc/sinks/sqlalchemy.py `map_row_py`). New reference, or NULL with an error. */
+static PyObject *
+map_value(PyObject *v, PyObject *spec)
+{
+    PyObject *conv = PyTuple_GET_ITEM(spec, 2), *fast = PyTuple_GET_ITEM(spec, 3);
+    PyObject *types = PyTuple_GET_ITEM(spec, 4), *fix = PyTuple_GET_ITEM(spec, 5);
+    Py_INCREF(v);
+    if (v == Py_None)
+        return v;
+    if (conv != Py_None) {
+        PyObject *c = PyObject_CallOneArg(conv, v);
+        Py_DECREF(v);
+        if (c == NULL)
+            return NULL;
+        v = c;
+    }
+    if (fix == Py_None)
+        return v;
+    int known = PySet_Contains(fast, (PyObject *)Py_TYPE(v));
+    if (known < 0)
+        goto fail;
+    if (known)
+        return v;
+    int is = PyObject_IsInstance(v, types);
+    if (is < 0)
+        goto fail;
+    if (is && !(types == (PyObject *)&PyLong_Type && Py_TYPE(v) == &PyBool_Type))
+        return v;
+    PyObject *f = PyObject_CallOneArg(fix, v);
+    Py_DECREF(v);
+    return f;
+fail:
+    Py_DECREF(v);
+    return NULL;
+}
+
+static PyObject *
+map_row(PyObject *self, PyObject *args)
+{
+    PyObject *source, *columns;
+    if (!PyArg_ParseTuple(args, "O!O!", &PyDict_Type, &source, &PyTuple_Type, &columns))
+        return NULL;
+    PyObject *row = PyDict_New();
+    if (row == NULL)
+        return NULL;
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(columns); i++) {
+        PyObject *spec = PyTuple_GET_ITEM(columns, i);
+        if (!PyTuple_Check(spec) || PyTuple_GET_SIZE(spec) != 6) {
+            PyErr_SetString(PyExc_TypeError, "map_row: each column is a 6-tuple");
+            goto fail;
+        }
+        PyObject *v = PyDict_GetItemWithError(source, PyTuple_GET_ITEM(spec, 0));
+        if (v == NULL) {
+            if (PyErr_Occurred())
+                goto fail;
+            continue;  /* absent stays absent */
+        }
+        PyObject *out = map_value(v, spec);
+        if (out == NULL)
+            goto fail;
+        int rc = PyDict_SetItem(row, PyTuple_GET_ITEM(spec, 1), out);
+        Py_DECREF(out);
+        if (rc < 0)
+            goto fail;
+    }
+    return row;
+fail:
+    Py_DECREF(row);
+    return NULL;
+}
+
 static PyMethodDef methods[] = {
     {"decode_tuple", decode_tuple, METH_VARARGS,
      "decode_tuple(buf, pos, names, kinds) -> (row, unchanged, next pos): a pgoutput TupleData."},
     {"copy_rows", copy_rows, METH_VARARGS,
      "copy_rows(rows, names, other) -> bytes | None: rows in COPY text format."},
+    {"map_row", map_row, METH_VARARGS,
+     "map_row(source_row, columns) -> dict: a source row as its target row (see map_row_py)."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -43,6 +43,7 @@ from cdc.errors import SinkError
 from cdc.events import ChangeEvent, Position, json_default
 from cdc.keys import KeyLog, key_value
 from cdc.mapping import TableMapping, TableSchema
+from cdc.native import speedups
 from cdc.origin import SQLITE_MARKER, SQLITE_MARKER_DDL, origin_name
 from cdc.sinks.owned import Rule, Watch
 from cdc.sinks.pgbulk import Upserter
@@ -167,6 +168,25 @@ def _coercer(col_type: sa.types.TypeEngine[Any],
 _ABSENT = object()
 
 
+def map_row_py(source_row: dict[str, Any], columns: tuple[tuple[Any, ...], ...]) -> dict[str, Any]:
+    """`_Table.row`'s loop in Python (compiled: cdc/_speedups.c `map_row`). `columns`: per
+    mapped column (source, target, converter, classes taken as they are, classes a value
+    must be an instance of, coercion)."""
+    row = {}
+    for s, t, conv, fast, types, fix in columns:
+        v = source_row.get(s, _ABSENT)
+        if v is _ABSENT:
+            continue
+        if v is not None:
+            if conv is not None:
+                v = conv(v)
+            if fix is not None and v.__class__ not in fast and (
+                    not isinstance(v, types) or (types is int and v.__class__ is bool)):
+                v = fix(v)
+        row[t] = v
+    return row
+
+
 def _fast_classes(types: type | tuple[type, ...]) -> frozenset[type]:
     """The exact classes a coercer accepts without looking further (never bool for int)."""
     return frozenset(types if isinstance(types, tuple) else (types,))
@@ -192,7 +212,7 @@ class _Table:
         self.key = list(tm.target_key)
         self.dialect = dialect
         self._coerce = {c.name: co for c in table.columns if (co := _coercer(c.type, dialect)) is not None}
-        self._columns: list[tuple[Any, ...]] = []
+        self._columns: tuple[tuple[Any, ...], ...] = ()
         self._mapped = -1  # len(tm.columns) when _columns was built (new_columns: copy adds)
         self.filtered = bool(tm.spec.filter)
         self._upserts: dict[tuple[frozenset[str], frozenset[str]], Any] = {}
@@ -204,19 +224,9 @@ class _Table:
         renamed, converted, and coerced to what the target column takes."""
         if self._mapped != len(self.tm.columns):
             self._merge_columns()
-        row = {}
-        for s, t, conv, fast, types, fix in self._columns:
-            v = source_row.get(s, _ABSENT)
-            if v is _ABSENT:
-                continue
-            if v is not None:
-                if conv is not None:
-                    v = conv(v)
-                if fix is not None and v.__class__ not in fast and (
-                        not isinstance(v, types) or (types is int and v.__class__ is bool)):
-                    v = fix(v)
-            row[t] = v
-        return row
+        if speedups is not None:
+            return speedups.map_row(source_row, self._columns)
+        return map_row_py(source_row, self._columns)
 
     def _merge_columns(self) -> None:
         """Per mapped column: (source, target, converter, classes taken as they are, classes
@@ -224,8 +234,8 @@ class _Table:
         row) walks the columns once."""
         conv = {t: fn for _s, t, fn in self.tm.converted}
         coerce = self._coerce
-        self._columns = [(s, t, conv.get(t), _fast_classes(coerce[t][0]) if t in coerce else frozenset(),
-                          *(coerce.get(t) or (None, None))) for s, t, _c in self.tm.columns]
+        self._columns = tuple((s, t, conv.get(t), _fast_classes(coerce[t][0]) if t in coerce else frozenset(),
+                               *(coerce.get(t) or (None, None))) for s, t, _c in self.tm.columns)
         self._mapped = len(self.tm.columns)
 
     def key_log(self) -> KeyLog:

@@ -1,8 +1,8 @@
 """The compiled per-row loops (cdc/_speedups.c) give exactly what their Python versions give.
 
 The stream runs the compiled ones wherever they built, so they are held to the Python ones
-on generated input: a pgoutput tuple decodes to the same values of the same types, and rows
-format to the same COPY bytes. The end-to-end type test runs on both (test_types.py).
+on generated input: a pgoutput tuple decodes to the same values of the same types, a source
+row maps to the same target row (or the same error), and rows format to the same COPY bytes. The end-to-end type test runs on both (test_types.py).
 """
 
 from __future__ import annotations
@@ -17,8 +17,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cdc import native
+from cdc import convert, native
 from cdc.sinks import pgbulk
+from cdc.sinks.sqlalchemy import map_row_py
 from cdc.sources import pgoutput as pg
 from tests.conftest import service_missing
 
@@ -131,3 +132,53 @@ def test_a_missing_column_is_a_key_error_in_both(compiled: ModuleType) -> None:
         compiled.copy_rows([{"a": 1}], ("a", "b"), pgbulk._other_text)
     with pytest.raises(KeyError):
         pgbulk.copy_text_py([{"a": 1}], ("a", "b"))
+
+
+# -- map_row -------------------------------------------------------------------------------
+def _refuse(v: Any) -> Any:
+    raise ValueError(f"refused {v!r}")
+
+
+# (converter, (classes taken as they are, instance classes, coercion)) as _Table builds them
+_CONVERTERS = [None, convert.decimal_to_cents, str, _refuse]
+_COERCIONS = [(frozenset(), None, None), (frozenset({int}), int, lambda v: int(Decimal(str(v)))),
+              (frozenset({bool}), bool, lambda v: v.lower() in ("t", "true", "1") if isinstance(v, str) else bool(v)),
+              (frozenset({Decimal, int}), (Decimal, int), lambda v: Decimal(str(v))),
+              (frozenset({str}), str, lambda v: f"json:{v!r}")]
+_ROW_VALUES = st.one_of(st.none(), st.integers(-10**6, 10**6), st.booleans(), _TEXT.filter(lambda t: len(t) < 8),
+                        st.decimals(allow_nan=False, allow_infinity=False, places=2, min_value=-10**6, max_value=10**6),
+                        st.sampled_from(["12", "t", "false", "1.5", "x"]))
+
+
+@st.composite
+def mappings(draw: Any) -> tuple[dict[str, Any], tuple[tuple[Any, ...], ...]]:
+    n = draw(st.integers(1, 6))
+    columns = tuple((f"s{i}", f"t{i}", draw(st.sampled_from(_CONVERTERS)), *draw(st.sampled_from(_COERCIONS)))
+                    for i in range(n))
+    present = draw(st.lists(st.booleans(), min_size=n, max_size=n))  # absent columns stay absent
+    row = {f"s{i}": draw(_ROW_VALUES) for i in range(n) if present[i]}
+    return row, columns
+
+
+def _outcome(fn: Any, *args: Any) -> Any:
+    try:
+        out = fn(*args)
+    except (ValueError, TypeError, ArithmeticError) as exc:
+        return type(exc).__name__
+    return [(k, type(v), repr(v)) for k, v in out.items()]
+
+
+@settings(max_examples=400, deadline=None)
+@given(mappings())
+def test_a_row_maps_alike_compiled_and_in_python(compiled: ModuleType,
+                                                 case: tuple[dict[str, Any], tuple[tuple[Any, ...], ...]]) -> None:
+    row, columns = case
+    assert _outcome(compiled.map_row, row, columns) == _outcome(map_row_py, row, columns)
+
+
+def test_a_bool_is_not_taken_as_an_integer_in_either(compiled: ModuleType) -> None:
+    """bool is an int subclass: both send it through the integer column's coercion."""
+    columns = (("a", "b", None, *_COERCIONS[1]),)
+    assert _outcome(compiled.map_row, {"a": True}, columns) == _outcome(map_row_py, {"a": True}, columns) \
+        == "InvalidOperation"
+    assert compiled.map_row({"a": 7}, columns) == map_row_py({"a": 7}, columns) == {"b": 7}
