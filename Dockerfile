@@ -14,7 +14,14 @@ ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
 RUN python -m venv /opt/venv
-COPY pyproject.toml README.md ./
+# A C compiler for the stream's compiled per-row loops (cdc/_speedups.c, built by setup.py);
+# only this stage has it: the runtime stage copies the venv. Debian's gcc and libc6-dev
+# versions move with its point releases, so they are not pinned.
+# hadolint ignore=DL3008
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends gcc libc6-dev \
+ && rm -rf /var/lib/apt/lists/*
+COPY pyproject.toml setup.py README.md ./
 COPY monolith ./monolith
 COPY router ./router
 COPY cdc ./cdc
@@ -24,7 +31,7 @@ COPY cli ./cli
 COPY devstack ./devstack
 COPY ownership ./ownership
 # Every dependency has wheels for amd64 and arm64 (psycopg2-binary, confluent-kafka,
-# httptools): no compiler needed.
+# httptools); the compiler above is for the project's own extension only.
 RUN /opt/venv/bin/pip install --no-cache-dir .
 
 # --- runtime: the venv, the data files, the healthcheck, a non-root user ------------------

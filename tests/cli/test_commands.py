@@ -8,7 +8,7 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from cli.doctor import check_disk, check_python, java_major
+from cli.doctor import check_disk, check_python, check_speedups, java_major
 from cli.main import app
 
 
@@ -92,6 +92,13 @@ def test_doctor_reports_a_busy_port_with_its_fix(runner: CliRunner, state_dir: P
 def test_doctor_units() -> None:
     assert check_python((3, 10)).status == "fail"
     assert check_python((3, 12)).status == "ok"
+
+
+def test_doctor_says_whether_cdc_runs_its_compiled_loops_and_how_to_get_them() -> None:
+    assert check_speedups(object()).status == "ok"
+    slow = check_speedups(None, "cdc._speedups is not built (No module named 'cdc._speedups')")
+    assert slow.status == "warn" and "not built" in slow.detail
+    assert "gcc python3-dev" in slow.fix and "make demo" in slow.fix
     assert java_major('openjdk version "17.0.9" 2023-10-17') == 17
     assert java_major('java version "1.8.0_392"') == 8
     assert check_disk(Path("/"), minimum=1 << 60).status == "fail"
