@@ -45,18 +45,16 @@ class RelationInfo:
     namespace: str
     name: str
     replident: str
-    columns: list[str]
+    columns: tuple[str, ...]
     type_oids: list[int]
     typmods: list[int]
     key_flags: list[bool]
     kinds: str  # one letter of KINDS per column
     table: str = ""  # filled by the source: name as streams.yaml spells it
     keycols: list[str] = field(default_factory=list)
-    names: tuple[str, ...] = ()
     pairs: list[tuple[str, Callable[[bytes], Any]]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self.names = tuple(self.columns)
         self.pairs = [(c, KINDS[k]) for c, k in zip(self.columns, self.kinds, strict=True)]
 
 
@@ -96,14 +94,14 @@ def relation(buf: bytes, kind_for: Callable[[int], str]) -> RelationInfo:
         oids.append(oid)
         mods.append(mod)
         keys.append(bool(flags & 1))
-    return RelationInfo(relid, ns or "public", name, replident, cols, oids, mods, keys,
+    return RelationInfo(relid, ns or "public", name, replident, tuple(cols), oids, mods, keys,
                         "".join(kind_for(o) for o in oids))
 
 
 def tuple_data(buf: bytes, pos: int, rel: RelationInfo) -> tuple[dict[str, Any], list[str], int]:
     """(row dict without unchanged-TOAST columns, the unchanged column names, next pos)."""
     if speedups is not None:
-        return speedups.decode_tuple(buf, pos, rel.names, rel.kinds)
+        return speedups.decode_tuple(buf, pos, rel.columns, rel.kinds)
     return tuple_data_py(buf, pos, rel)
 
 

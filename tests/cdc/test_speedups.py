@@ -61,7 +61,7 @@ def tuples(draw: Any) -> tuple[bytes, pg.RelationInfo]:
             parts.append(b"b" + struct.pack("!i", len(data)) + data)
         else:
             parts.append(form.encode())
-    cols = [f"c{i}" for i in range(len(kinds))]
+    cols = tuple(f"c{i}" for i in range(len(kinds)))
     rel = pg.RelationInfo(1, "public", "t", "d", cols, [0] * len(cols), [-1] * len(cols),
                           [i == 0 for i in range(len(cols))], "".join(kinds))
     body = struct.pack("!h", len(cols)) + b"".join(parts)
@@ -78,7 +78,7 @@ def _typed(result: tuple[dict[str, Any], list[str], int]) -> tuple[Any, ...]:
 def test_a_tuple_decodes_alike_compiled_and_in_python(compiled: ModuleType,
                                                       case: tuple[bytes, pg.RelationInfo]) -> None:
     buf, rel = case
-    assert _typed(compiled.decode_tuple(buf, 6, rel.names, rel.kinds)) == _typed(pg.tuple_data_py(buf, 6, rel))
+    assert _typed(compiled.decode_tuple(buf, 6, rel.columns, rel.kinds)) == _typed(pg.tuple_data_py(buf, 6, rel))
 
 
 @settings(max_examples=50, deadline=None)
@@ -89,7 +89,7 @@ def test_a_truncated_tuple_is_an_error_not_a_crash(compiled: ModuleType,
     end = pg.tuple_data_py(buf, 6, rel)[2]
     for cut in range(6, end):
         with pytest.raises(ValueError, match="truncated"):
-            compiled.decode_tuple(buf[:cut], 6, rel.names, rel.kinds)
+            compiled.decode_tuple(buf[:cut], 6, rel.columns, rel.kinds)
 
 
 def test_the_stream_decodes_with_the_compiled_loop_where_it_built(compiled: ModuleType) -> None:
