@@ -96,10 +96,10 @@ class Upserter:
         self._sql: dict[tuple[Any, ...], str] = {}
         self._staged_runs = 0  # > 0: runs of inserts left to stage (a key was there lately)
 
-    def _staging(self, names: list[str]) -> str:
-        return quote(f"_strangler_stg_{self.name}_{abs(hash(tuple(names))) % 10**8}")
+    def _staging(self, names: tuple[str, ...]) -> str:
+        return quote(f"_strangler_stg_{self.name}_{abs(hash(names)) % 10**8}")
 
-    def _upsert_sql(self, names: list[str], from_staging: bool, keep: frozenset[str] = frozenset()) -> str:
+    def _upsert_sql(self, names: tuple[str, ...], from_staging: bool, keep: frozenset[str] = frozenset()) -> str:
         key = (*names, from_staging, keep)
         sql = self._sql.get(key)
         if sql is None:
@@ -122,14 +122,14 @@ class Upserter:
     def _compared(self, expr: str, column: str) -> str:
         return f"{expr}::text" if column in self.compare_as_text else expr
 
-    def upsert(self, cursor: Any, names: list[str], rows: list[dict[str, Any]],
+    def upsert(self, cursor: Any, names: tuple[str, ...], rows: list[dict[str, Any]],
                keep: frozenset[str] = frozenset(), *, inserts: bool = False) -> None:
         """Upsert `rows` (distinct keys, each with exactly the columns `names`); the columns in
         `keep` are inserted but never updated. `inserts`: every row is a source insert, so
         the table most likely lacks them all: COPY goes straight into it (half the server's
         work of staging and merging), inside a savepoint; if a key is there after all (a copy
         or replay brought it), that is undone and the rows are merged as usual."""
-        text = copy_text(rows, tuple(names)) if len(rows) >= COPY_MIN_ROWS else None
+        text = copy_text(rows, names) if len(rows) >= COPY_MIN_ROWS else None
         if text is not None and inserts and self._insert_fresh(cursor, names, text):
             return
         if text is None:
@@ -144,7 +144,7 @@ class Upserter:
         cursor.execute(self._upsert_sql(names, True, keep))
         cursor.execute(f"TRUNCATE {staging}")
 
-    def _insert_fresh(self, cursor: Any, names: list[str], text: bytes) -> bool:
+    def _insert_fresh(self, cursor: Any, names: tuple[str, ...], text: bytes) -> bool:
         """COPY `text` straight into the table: True if done; False (nothing written) if a
         row's key was there already."""
         if self._staged_runs > 0:

@@ -791,7 +791,7 @@ class SqlSink:
         keep = self._keep.get(tab.tm.source, frozenset()) if self._keep else frozenset()
         for names, group in groups.items():
             if tab.pg is not None:
-                tab.pg.upsert(conn.connection.cursor(), list(names), group, keep, inserts=inserts)
+                tab.pg.upsert(conn.connection.cursor(), names, group, keep, inserts=inserts)
             else:
                 conn.execute(tab.upsert(frozenset(names), keep), group)
 
