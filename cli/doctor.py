@@ -128,14 +128,15 @@ def check_maven() -> Finding:
     return Finding("maven", "ok", f"Maven at {mvn}")
 
 
-def check_speedups(speedups: object | None = None, why_pure: str = "") -> Finding:
+def check_speedups(why_pure: str | None = None) -> Finding:
     """Whether the stream runs its compiled per-row loops (cdc/_speedups.c) or the Python
-    ones: both are correct, the Python ones take about twice the CPU per row."""
-    if speedups is None and not why_pure:
+    ones: both are correct, the Python ones take about twice the CPU per row. `why_pure`:
+    cdc.native's reason ("" when compiled); None reads it."""
+    if why_pure is None:
         from cdc import native
 
-        speedups, why_pure = native.speedups, native.why_pure
-    if speedups is not None:
+        why_pure = native.why_pure
+    if not why_pure:
         return Finding("cdc speedups", "ok", "compiled per-row CDC loops (cdc/_speedups.c)")
     return Finding("cdc speedups", "warn", f"CDC runs its Python loops, about half as fast: {why_pure}",
                    "Debian/Ubuntu: `apt-get install gcc python3-dev`, then reinstall "
