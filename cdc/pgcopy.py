@@ -30,7 +30,7 @@ from typing import Any
 from cdc import convert
 from cdc.mapping import TableMapping
 from cdc.sinks.owned import Rule
-from cdc.snapshot import quote_name
+from cdc.snapshot import key_bounds, quote_name
 
 __all__ = ["CopyPlan", "plan"]
 
@@ -40,34 +40,27 @@ class CopyPlan:
     """The SQL of one table's COPY chunks."""
 
     source: str  # quoted source table
-    key: tuple[str, ...]  # quoted source key columns
+    key: tuple[str, ...]  # source key columns
     select: str  # the mapped expressions, cast to the target types
     target_copy: str  # COPY target (cols) FROM STDIN ...
     binary: bool
 
-    def _range(self, after: Sequence[Any] | None, upto: Sequence[Any] | None) -> tuple[str, list[Any]]:
-        keys = f"({', '.join(self.key)})"
-        marks = f"({', '.join(['%s'] * len(self.key))})"
-        where, args = [], []
-        if after is not None:
-            where.append(f"{keys} > {marks}")
-            args += list(after)
-        if upto is not None:
-            where.append(f"{keys} <= {marks}")
-            args += list(upto)
-        return (" WHERE " + " AND ".join(where)) if where else "", args
+    def _where(self, after: Sequence[Any] | None, upto: Sequence[Any] | None) -> tuple[str, list[Any]]:
+        parts, args = key_bounds(self.key, after, upto)
+        return (" WHERE " + " AND ".join(parts)) if parts else "", args
 
     def upto(self, cursor: Any, after: Sequence[Any] | None, chunk: int) -> list[Any] | None:
         """The last key of the next `chunk` rows after `after` (None: fewer rows are left)."""
-        where, args = self._range(after, None)
-        cursor.execute(f"SELECT {', '.join(self.key)} FROM {self.source}{where} ORDER BY "
-                       f"{', '.join(self.key)} OFFSET {int(chunk) - 1} LIMIT 1", args)
+        where, args = self._where(after, None)
+        key = ", ".join(quote_name(k) for k in self.key)
+        cursor.execute(f"SELECT {key} FROM {self.source}{where} ORDER BY {key} "
+                       f"OFFSET {int(chunk) - 1} LIMIT 1", args)
         row = cursor.fetchone()
         return list(row) if row is not None else None
 
     def read(self, cursor: Any, after: Sequence[Any] | None, upto: Sequence[Any] | None) -> io.BytesIO:
         """The rows with key in (after, upto], in COPY format (one chunk: bounded memory)."""
-        where, args = self._range(after, upto)
+        where, args = self._where(after, upto)
         query = cursor.mogrify(f"SELECT {self.select} FROM {self.source}{where}", args).decode()
         buf = io.BytesIO()
         cursor.copy_expert(f"COPY ({query}) TO STDOUT{' (FORMAT binary)' if self.binary else ''}", buf)
@@ -111,7 +104,7 @@ def plan(tm: TableMapping, rule: Rule | None, target_cursor: Any) -> tuple[CopyP
         expr = convert.CONVERTERS[conv].pg_sql.format(c=quote_name(src)) if conv else quote_name(src)
         exprs.append(f"({expr})::{types[tgt][0]}" if binary or conv else expr)
     cols = ", ".join(quote_name(t) for _s, t, _c in tm.columns)
-    return CopyPlan(source=quote_name(tm.source), key=tuple(quote_name(k) for k in tm.key), select=", ".join(exprs),
+    return CopyPlan(source=quote_name(tm.source), key=tm.key, select=", ".join(exprs),
                     target_copy=f"COPY {quote_name(tm.target)} ({cols}) FROM STDIN"
                                 f"{' (FORMAT binary)' if binary else ''}",
                     binary=binary), ""

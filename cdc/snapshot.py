@@ -27,7 +27,7 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 from cdc import faults
@@ -45,17 +45,32 @@ def quote_name(name: str) -> str:
     return ".".join('"' + part.replace('"', '""') + '"' for part in (ns, rel) if part)
 
 
+def key_bounds(key: Sequence[str], after: Sequence[Any] | None, upto: Sequence[Any] | None,
+               ph: str = "%s") -> tuple[list[str], list[Any]]:
+    """SQL conditions, and their arguments, for rows whose `key` columns are in (after, upto]
+    (None: that side unbounded); `ph` is the driver's placeholder."""
+    cols = f"({', '.join(quote_name(c) for c in key)})"
+    marks = f"({', '.join([ph] * len(key))})"
+    parts: list[str] = []
+    args: list[Any] = []
+    if after is not None:
+        parts.append(f"{cols} > {marks}")
+        args += list(after)
+    if upto is not None:
+        parts.append(f"{cols} <= {marks}")
+        args += list(upto)
+    return parts, args
+
+
 def read_chunk(cursor: Any, paramstyle: str, tm: TableMapping, after: list[Any] | None,
                limit: int) -> list[dict[str, Any]]:
     """The next `limit` rows of tm's source table with key > after, in key order."""
     cols = list(tm.source_schema.columns)
     key = list(tm.key)
-    ph = "%s" if paramstyle == "format" else "?"
+    where, args = key_bounds(key, after, None, "%s" if paramstyle == "format" else "?")
     sql = f"SELECT {', '.join(quote_name(c) for c in cols)} FROM {quote_name(tm.source)}"
-    args: list[Any] = []
-    if after is not None:
-        sql += f" WHERE ({', '.join(quote_name(k) for k in key)}) > ({', '.join([ph] * len(key))})"
-        args = list(after)
+    if where:
+        sql += " WHERE " + " AND ".join(where)
     sql += f" ORDER BY {', '.join(quote_name(k) for k in key)} LIMIT {int(limit)}"
     cursor.execute(sql, args)
     return [dict(zip(cols, r, strict=True)) for r in cursor.fetchall()]

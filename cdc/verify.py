@@ -24,7 +24,7 @@ import psycopg2.extensions
 from cdc import convert
 from cdc.config import Condition, StreamConfig
 from cdc.mapping import TableMapping
-from cdc.snapshot import quote_name
+from cdc.snapshot import key_bounds, quote_name
 from cdc.sources.postgres import use_stream_values
 from cdc.sources.sqlite import changelog_head_sql
 
@@ -123,18 +123,11 @@ class _Side:
 
     def _where(self, lo: list[Any] | None, hi: list[Any] | None,
                eq: list[Any] | None = None) -> tuple[str, list[Any]]:
-        parts, args = [], []
-        k = ", ".join(quote_name(c) for c in self.key)
-        phs = ", ".join([self.ph] * len(self.key))
+        parts, args = key_bounds(self.key, lo, hi, self.ph)
         if eq is not None:
-            parts.append(f"({k}) = ({phs})")
+            parts.append(f"({', '.join(quote_name(c) for c in self.key)}) = "
+                         f"({', '.join([self.ph] * len(self.key))})")
             args += eq
-        if lo is not None:
-            parts.append(f"({k}) > ({phs})")
-            args += lo
-        if hi is not None:
-            parts.append(f"({k}) <= ({phs})")
-            args += hi
         for c in self.filter:
             col = quote_name(c.column)
             if c.op == "is_null":
