@@ -6,15 +6,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
-import psycopg2
 import pytest
 
 from cdc.config import parse
 from cdc.events import ChangeEvent, Position
 from cdc.mapping import TableSchema, compile_stream
 from cdc.sinks.sqlalchemy import SqlSink, describe, make_engine
+from tests.cdc.conftest import sql
 
 pytestmark = pytest.mark.postgres
 
@@ -22,20 +21,9 @@ SOURCE = TableSchema(name="items", columns={"id": "integer", "name": "text", "qt
                      dialect="postgresql")
 
 
-def _sql(dsn: str, query: str) -> list[tuple[Any, ...]]:
-    conn = psycopg2.connect(dsn)
-    conn.autocommit = True
-    try:
-        with conn.cursor() as cur:
-            cur.execute(query)
-            return cur.fetchall() if cur.description else []
-    finally:
-        conn.close()
-
-
 @pytest.fixture
 def sink(pg_dsn: str, tmp_path: Path) -> Iterator[SqlSink]:
-    _sql(pg_dsn, "CREATE TABLE items (id int PRIMARY KEY, name text NOT NULL, qty int NOT NULL CHECK (qty >= 0))")
+    sql(pg_dsn, "CREATE TABLE items (id int PRIMARY KEY, name text NOT NULL, qty int NOT NULL CHECK (qty >= 0))")
     cfg = parse({"streams": {"bulk": {"source": {"url": "postgresql://unused/db"}, "target": {"url": pg_dsn},
                                       "tables": {"items": {"target": "items"}}}}},
                 path=str(tmp_path / "streams.yaml")).stream("bulk")
@@ -61,33 +49,33 @@ def _apply(sink: SqlSink, events: list[ChangeEvent]) -> None:
 
 def _staging_tables(dsn: str) -> int:
     """Temp staging tables of any session (pg_class lists every session's)."""
-    return _sql(dsn, "SELECT count(*) FROM pg_class WHERE relname LIKE '\\_strangler\\_stg\\_%' "
+    return sql(dsn, "SELECT count(*) FROM pg_class WHERE relname LIKE '\\_strangler\\_stg\\_%' "
                      "AND relpersistence = 't'")[0][0]
 
 
 def test_a_run_of_new_rows_goes_straight_into_the_table(sink: SqlSink, pg_dsn: str) -> None:
     _apply(sink, _inserts(range(1, 201), "new"))
-    assert _sql(pg_dsn, "SELECT count(*), min(id), max(id), min(name), max(name) FROM items") == [(200, 1, 200, "new", "new")]
+    assert sql(pg_dsn, "SELECT count(*), min(id), max(id), min(name), max(name) FROM items") == [(200, 1, 200, "new", "new")]
     assert _staging_tables(pg_dsn) == 0  # no staging table, no merge
-    assert _sql(pg_dsn, "SELECT count(*) FROM strangler_cdc_dead_letter") == [(0,)]
+    assert sql(pg_dsn, "SELECT count(*) FROM strangler_cdc_dead_letter") == [(0,)]
 
 
 def test_inserts_of_keys_the_table_has_are_merged_not_failed(sink: SqlSink, pg_dsn: str) -> None:
     # a copy (or a replay) brought some of the keys before their inserts stream in
-    _sql(pg_dsn, "INSERT INTO items SELECT g, 'copied', 5 FROM generate_series(50, 120) g")
+    sql(pg_dsn, "INSERT INTO items SELECT g, 'copied', 5 FROM generate_series(50, 120) g")
     _apply(sink, _inserts(range(1, 201), "streamed"))
-    assert _sql(pg_dsn, "SELECT name, count(*) FROM items GROUP BY name") == [("streamed", 200)]
-    assert _sql(pg_dsn, "SELECT count(*) FROM strangler_cdc_dead_letter") == [(0,)]
+    assert sql(pg_dsn, "SELECT name, count(*) FROM items GROUP BY name") == [("streamed", 200)]
+    assert sql(pg_dsn, "SELECT count(*) FROM strangler_cdc_dead_letter") == [(0,)]
     # and the next runs of inserts stage and merge for a while, then try straight in again
     _apply(sink, _inserts(range(201, 401), "later"))
-    assert _sql(pg_dsn, "SELECT count(*) FROM items WHERE name = 'later'") == [(200,)]
+    assert sql(pg_dsn, "SELECT count(*) FROM items WHERE name = 'later'") == [(200,)]
 
 
 def test_a_row_the_table_refuses_among_new_rows_is_dead_lettered_alone(sink: SqlSink, pg_dsn: str) -> None:
     _apply(sink, _inserts(range(1, 201), "new", bad=77))
-    assert _sql(pg_dsn, "SELECT count(*) FROM items") == [(199,)]
-    assert _sql(pg_dsn, "SELECT count(*) FROM items WHERE id = 77") == [(0,)]
-    dead = _sql(pg_dsn, "SELECT position, reason FROM strangler_cdc_dead_letter")
+    assert sql(pg_dsn, "SELECT count(*) FROM items") == [(199,)]
+    assert sql(pg_dsn, "SELECT count(*) FROM items WHERE id = 77") == [(0,)]
+    dead = sql(pg_dsn, "SELECT position, reason FROM strangler_cdc_dead_letter")
     assert len(dead) == 1 and dead[0][0].endswith("#1") and "check" in dead[0][1].lower(), dead
     assert str(Position(1077, 1)) == dead[0][0]
 
