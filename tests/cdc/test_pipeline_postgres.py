@@ -34,6 +34,7 @@ def workload(env: Env, stop: threading.Event, seed_: int, stats: dict[str, int])
     rng = random.Random(seed_)
     conn = psycopg2.connect(env.src)
     cur = conn.cursor()
+    cur.execute("SELECT setseed(%s)", (rng.uniform(-1, 1),))  # the ORDER BY random() below too
     large_done = False
     while not stop.is_set():
         kind = rng.random()

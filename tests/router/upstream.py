@@ -28,6 +28,7 @@ USERS = {b"alice": {"id": 7, "username": "alice", "is_staff": False},
 
 
 def make_app(name: str):  # type: ignore[no-untyped-def]
+    noise = random.Random(f"noise-{name}")  # /noisy's shuffles: each upstream its own, seeded
     async def app(scope, receive, send):  # type: ignore[no-untyped-def]
         if scope["type"] != "http":
             if scope["type"] == "lifespan":
@@ -74,7 +75,7 @@ def make_app(name: str):  # type: ignore[no-untyped-def]
             return await reply(200, {"upstream": name, "received": total, "sha256": digest.hexdigest()})
         if path == "/noisy":
             items = [1, 2, 3, 4]
-            random.shuffle(items)
+            noise.shuffle(items)
             return await reply(200, {"upstream": name, "ts": time.time(), "items": items, "stable": 1})
         if path.startswith("/status/"):
             return await reply(int(path.rsplit("/", 1)[1]), {"upstream": name})

@@ -202,6 +202,7 @@ def workload(env: Env, stop: threading.Event, seed: int, stats: dict[str, int]) 
         try:
             if conn is None:
                 conn = psycopg2.connect(env.src, connect_timeout=3)
+                conn.cursor().execute("SELECT setseed(%s)", (rng.uniform(-1, 1),))  # ORDER BY random()
             cur = conn.cursor()
             cur.execute("SELECT id FROM catalog_product ORDER BY random() LIMIT 4")
             ids = [r[0] for r in cur.fetchall()]
