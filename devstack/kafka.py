@@ -107,29 +107,43 @@ def cache_dir() -> Path:
     return Path(root)
 
 
-def find_java() -> str:
-    """The `java` executable (``$JAVA_HOME/bin/java`` or PATH), checked to be Java 17 or newer."""
+def find_java(
+    *,
+    needed_by: str = f"the Kafka {KAFKA_VERSION} broker",
+    package: str = "openjdk-17-jre-headless",
+    instead: str = f"set {ENV_BOOTSTRAP} to an existing broker",
+) -> str:
+    """The `java` executable (``$JAVA_HOME/bin/java`` or PATH), checked to be Java 17 or newer.
+
+    `needed_by`, `package` and `instead` word the error for the caller (Kafka by default).
+    """
     home = os.environ.get("JAVA_HOME")
     java = os.path.join(home, "bin", "java") if home else shutil.which("java")
     if not java or not os.access(java, os.X_OK):
         raise ServiceUnavailable(
-            "Java was not found: the Kafka broker needs Java 17 or newer. Install it "
-            "(Debian/Ubuntu: `apt-get install openjdk-17-jre-headless`), set JAVA_HOME, or set "
-            f"{ENV_BOOTSTRAP} to an existing broker."
+            f"Java was not found: {needed_by} needs Java 17 or newer. Install it "
+            f"(Debian/Ubuntu: `apt-get install {package}`), set JAVA_HOME"
+            + (f", or {instead}." if instead else ".")
         )
-    proc = subprocess.run([java, "-version"], capture_output=True, text=True, check=False)
-    match = re.search(r'version "(\d+)(?:\.(\d+))?', proc.stderr + proc.stdout)
+    major = java_major(java)
+    if major < 17:
+        raise ServiceUnavailable(
+            f"Java {major} found at {java}, but {needed_by} needs Java 17 or newer: "
+            f"install {package} and set JAVA_HOME."
+        )
+    return java
+
+
+def java_major(tool: str) -> int:
+    """The major version `tool -version` reports (`java` or `javac`): 17 for "17.0.15"."""
+    proc = subprocess.run([tool, "-version"], capture_output=True, text=True, check=False)
+    match = re.search(r'(?:version "|javac )(\d+)(?:\.(\d+))?', proc.stderr + proc.stdout)
     if not match:
-        raise ServiceUnavailable(f"`{java} -version` did not report a version: {proc.stderr.strip()}")
+        raise ServiceUnavailable(f"`{tool} -version` did not report a version: {proc.stderr.strip()}")
     major = int(match.group(1))
     if major == 1:  # "1.8.0_…"
         major = int(match.group(2) or 0)
-    if major < 17:
-        raise ServiceUnavailable(
-            f"Java {major} found at {java}, but the Kafka {KAFKA_VERSION} broker needs Java 17 or "
-            "newer: install openjdk-17 and set JAVA_HOME."
-        )
-    return java
+    return major
 
 
 def kafka_jars(version: str = KAFKA_VERSION) -> Path:
