@@ -1,11 +1,13 @@
-"""Throwaway local services (PostgreSQL, Kafka) for tests, benchmarks and `strangler up --real`.
+"""Throwaway local services (PostgreSQL, Kafka, Debezium beside our capture) for tests, benchmarks
+and `strangler up --real`.
 
 Imports none of the project's parts, so any of them may use it.
 """
 
+from devstack.debezium import DebeziumConnector
 from devstack.errors import ServiceUnavailable
 from devstack.kafka import KafkaServer
 from devstack.ports import free_port
 from devstack.postgres import PostgresServer
 
-__all__ = ["KafkaServer", "PostgresServer", "ServiceUnavailable", "free_port"]
+__all__ = ["DebeziumConnector", "KafkaServer", "PostgresServer", "ServiceUnavailable", "free_port"]
