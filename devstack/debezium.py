@@ -15,7 +15,10 @@ with the JDK's `javac`; both run on the machine's Java 17.
         ...  # changes made now arrive in topic "dbz.public.orders"
         dbz.wait_acked(3)
 
-`start()` returns once the snapshot (if any) is over and the connector streams. Offsets live
+`start()` returns once the snapshot (if any) has been read and the connector streams: from
+then on every change is captured, though snapshot rows may still be on their way to Kafka
+(`wait_acked` waits for them). ``options`` with keys ``strangler.producer.X`` set the
+runner's producer setting X (``batch.size``, ``linger.ms``…). Offsets live
 in a file in the run's folder: `halt()`/`kill()` and `start()` again resume from them, as
 Debezium does after a crash; `stop()` deletes the folder. The replication slot outlives the
 connector: drop it with `drop_slot()` when done.
