@@ -8,6 +8,10 @@
                                table of an ownership group and their source commit times, pruned
                                to a short window: what the dual-write detector (cdc/dualwrite.py)
                                reads
+    strangler_cdc_resume       per stream the transport's resume token (Kafka: the offsets to
+                               read next), written in the same transaction as the rows
+    strangler_cdc_lease        per stream the fencing lease of the one active applier
+                               (cdc/lease.py)
 
 Replay after a crash skips every event at or before its table's stored position.
 """
@@ -16,7 +20,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -70,6 +74,20 @@ recent = sa.Table(
     sa.Column("body", sa.Text, nullable=False),  # cdc.keys.KeyLog.body(): the keys, both terms
     sa.Index("ix_strangler_cdc_recent_keys_stream", "stream", "id"),
 )
+resumes = sa.Table(
+    "strangler_cdc_resume", metadata,
+    sa.Column("stream", sa.String(64), primary_key=True),
+    sa.Column("token", sa.Text, nullable=False),  # JSON, opaque to all but the transport
+)
+
+leases = sa.Table(
+    "strangler_cdc_lease", metadata,
+    sa.Column("stream", sa.String(64), primary_key=True),
+    sa.Column("holder", sa.String(200), nullable=False),
+    sa.Column("epoch", sa.BigInteger, nullable=False),
+    sa.Column("expires_ms", sa.BigInteger, nullable=False),
+)
+
 RECENT_CAP = 100_000  # changes kept per stream at most (whole batches, newest first)
 
 
@@ -122,6 +140,30 @@ def save_snapshot(conn: Connection, stream: str, table: str, state: str,
                               "rows": rows}, ["stream", "source_table"])
 
 
+def load_resume(conn: Connection, stream: str) -> dict[str, Any] | None:
+    token = conn.execute(sa.select(resumes.c.token).where(resumes.c.stream == stream)).scalar()
+    return json.loads(token) if token else None
+
+
+def save_resume(conn: Connection, stream: str, token: Mapping[str, Any]) -> None:
+    _upsert(conn, resumes, {"stream": stream, "token": json.dumps(token, separators=(",", ":"))},
+            ["stream"])
+
+
+def dead_letters_after(conn: Connection, stream: str, after_id: int) -> list[tuple[int, str, str]]:
+    """(id, event JSON, reason) of the stream's dead letters with an id above `after_id`."""
+    t = dead_letters
+    rows = conn.execute(sa.select(t.c.id, t.c.event, t.c.reason)
+                        .where(t.c.stream == stream, t.c.id > after_id).order_by(t.c.id))
+    return [(int(i), str(e), str(r)) for i, e, r in rows]
+
+
+def last_dead_letter_id(conn: Connection, stream: str) -> int:
+    t = dead_letters
+    return int(conn.execute(sa.select(sa.func.coalesce(sa.func.max(t.c.id), 0))
+                            .where(t.c.stream == stream)).scalar_one())
+
+
 def add_dead_letter(conn: Connection, stream: str, table: str, position: Position, op: str,
                     event: str, reason: str) -> None:
     conn.execute(sa.insert(dead_letters).values(
@@ -172,6 +214,7 @@ def recent_changes(conn: Connection, stream: str, since_ms: int) -> list[tuple[s
 
 
 def clear(conn: Connection, stream: str) -> None:
-    """Forget a stream (``cdc drop``); dead letters stay for inspection."""
+    """Forget a stream (``cdc drop``); dead letters stay for inspection, and so does the
+    transport's resume token: a stream run again reads on after what it applied."""
     for table in (positions, snapshots, recent):
         conn.execute(sa.delete(table).where(table.c.stream == stream))

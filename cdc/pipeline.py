@@ -25,6 +25,7 @@ from typing import Any
 
 from cdc import checkpoint, faults, pgcopy
 from cdc import mapping as mapping_mod
+from cdc.applier import Applier
 from cdc.config import StreamConfig
 from cdc.errors import CDCError, ConfigError
 from cdc.events import ChangeEvent
@@ -33,7 +34,6 @@ from cdc.sinks.sqlalchemy import SqlSink, describe, make_engine
 from cdc.snapshot import Watermarks, initial_events
 from cdc.sources import Message, Relation, Source, make_source
 from cdc.transport import Transport
-from cdc.transport.direct import DirectTransport
 
 log = logging.getLogger("cdc.pipeline")
 
@@ -48,16 +48,18 @@ def tune_gc_for_streaming() -> None:
 
 
 def make_transport(cfg: StreamConfig) -> Transport:
-    """`direct`, or any other kind `k` from module ``cdc.transport.<k>`` (its ``make_transport``)."""
+    """The transport of kind `k` from module ``cdc.transport.<k>`` (its ``make_transport``)."""
     kind = str(cfg.transport.get("kind", "direct"))
-    if kind == "direct":
-        return DirectTransport()
     try:
         module = importlib.import_module(f"cdc.transport.{kind}")
     except ImportError as exc:
         raise ConfigError(f"streams.{cfg.name}.transport.kind",
-                          f"unknown transport {kind!r} ({exc}); known: direct") from None
-    transport: Transport = module.make_transport(cfg)
+                          f"unknown transport {kind!r} ({exc}); known: direct, kafka") from None
+    factory = getattr(module, "make_transport", None)
+    if factory is None:
+        raise ConfigError(f"streams.{cfg.name}.transport.kind",
+                          f"module cdc.transport.{kind} has no make_transport(cfg)")
+    transport: Transport = factory(cfg)
     return transport
 
 
@@ -83,23 +85,32 @@ def _live_columns(source: Source, table: str) -> dict[str, str]:
 
 class Pipeline:
     """One stream. Capture (source, snapshot) runs in the caller's thread; apply (sink) in a
-    worker thread fed through the transport, so decoding overlaps with target writes."""
+    worker thread fed through the transport, so decoding overlaps with target writes.
+
+    With ``applies=False`` it is only the capture half of a stream whose apply half runs
+    elsewhere (:mod:`cdc.transport.kafka_run`): "wait until the sink took everything"
+    becomes "until the transport took everything", and nothing is applied here.
+    """
 
     def __init__(self, cfg: StreamConfig, *, transport: Transport | None = None,
-                 on_tick: Callable[[StreamMetrics], None] | None = None) -> None:
+                 on_tick: Callable[[StreamMetrics], None] | None = None, applies: bool = True) -> None:
         self.cfg = cfg
         self.transport = transport or make_transport(cfg)
-        self.metrics = StreamMetrics(stream=cfg.name)
+        if not applies and self.transport.in_process:
+            raise ConfigError(f"streams.{cfg.name}.transport",
+                              "the direct transport applies in the capturing process; use kind: kafka "
+                              "to run the capture and apply halves apart")
+        self.publisher = self.transport.publisher()
+        self.applies = applies
+        self.metrics = StreamMetrics(stream=cfg.name if applies else f"{cfg.name}.capture")
         self._lag = LagTracker()
         self.on_tick = on_tick or (lambda m: m.save())
         self._stop = False
         self._last_tick = 0.0
-        self._published = 0
-        self._processed = 0
-        self._apply_stop = False
+        self._apply_stop = threading.Event()
         self._apply_error: BaseException | None = None
-        self._applier: threading.Thread | None = None
-        self._sink_connected = threading.Event()  # the applier owns the sink from then on, idle until fed
+        self._applier: Applier | None = None
+        self._apply_thread: threading.Thread | None = None
 
     def stop(self) -> None:
         self._stop = True
@@ -128,9 +139,8 @@ class Pipeline:
     # -- capture side -------------------------------------------------------------------
     def _run(self, source: Source, sink: SqlSink, mappings: dict[str, mapping_mod.TableMapping],
              until: Callable[[], bool]) -> None:
-        self._applier = threading.Thread(target=self._apply_loop, args=(sink,), daemon=True,
-                                         name=f"cdc-apply-{self.cfg.name}")
-        self._applier.start()
+        if self.applies:
+            self._start_applier(sink)
         init = source.open(sink.position)
         if init is not None and self.cfg.initial == "none":
             init.close()  # the target already holds every row: stream from the new capture point
@@ -179,11 +189,11 @@ class Pipeline:
                 elif isinstance(item, Message):
                     self._publish(self._on_message(item, wm, mappings))
             self._publish(out)
-            source.acknowledge(self.transport.durable())
+            source.acknowledge(self.publisher.durable())
             faults.point("capture.after_acknowledge")
             self._tick(source, sink)
         self._drain()
-        source.acknowledge(self.transport.durable())  # what the last batches made durable
+        source.acknowledge(self.publisher.durable())  # what the last batches made durable
 
     def _initial_copy(self, init: Any, sink: SqlSink, mappings: dict[str, mapping_mod.TableMapping]) -> None:
         cursor, style = init.cursor()
@@ -200,11 +210,16 @@ class Pipeline:
                 self._check_applier()
                 self._tick(None, sink)
         self._drain()
+        if not self.applies:
+            # Copied whole into the transport: the target learns it when the apply half gets
+            # there, but this process must not start a second copy with watermarks meanwhile.
+            for table in mappings:
+                sink.snapshot_state[table] = ("done", None, 0)
 
     def _copy_by_copy(self, cursor: Any, sink: SqlSink, tm: mapping_mod.TableMapping) -> tuple[bool, list[Any] | None]:
         """PostgreSQL to PostgreSQL, direct: copy `tm` chunk by chunk with COPY (cdc/pgcopy.py)
         where that is exactly what the events would do. (done, the last key copied)."""
-        if (not isinstance(self.transport, DirectTransport) or self.cfg.source_kind != "postgres"
+        if (not self.transport.in_process or self.cfg.source_kind != "postgres"
                 or sink.engine.dialect.name != "postgresql"):
             return False, None
         with sink.engine.connect() as conn:
@@ -214,7 +229,8 @@ class Pipeline:
             return False, None
         log.info("%s: copying %s by COPY (%s)", self.cfg.name, tm.source, "binary" if fast.binary else "text")
         # the sink is used from this thread meanwhile: the applier must be connected and idle
-        while not self._sink_connected.wait(0.05):
+        assert self._applier is not None
+        while not self._applier.connected.wait(0.05):
             self._check_applier()
         self._drain()  # a table before this one went by events
         chunk = self.cfg.snapshot_chunk
@@ -276,50 +292,49 @@ class Pipeline:
 
     def _publish(self, events: list[ChangeEvent]) -> None:
         if events:
-            self._published += len(events)
             self._lag.published(events)
-            self.transport.publish(events)
+            self.publisher.publish(events)
+            if not self.applies:
+                self.metrics.count(len(events))
 
     def _check_applier(self) -> None:
         if self._apply_error is not None:
             raise self._apply_error
 
     def _drain(self) -> None:
-        """Wait until the sink has taken everything published."""
-        while self._processed < self._published:
+        """Wait until the transport has taken everything published: written by the sink
+        (direct), acknowledged by the brokers (Kafka)."""
+        began = time.monotonic()
+        while not self.publisher.flush(0.05):
             self._check_applier()
-            time.sleep(0.002)
+            if self._stop and not self.applies:
+                return  # a capture half asked to stop while its transport is away
+            if time.monotonic() - began > 10:
+                log.warning("%s: still waiting for the transport to take what was published", self.cfg.name)
+                began = time.monotonic()
         self._check_applier()
 
     # -- apply side (worker thread) -----------------------------------------------------
-    def _apply_loop(self, sink: SqlSink) -> None:
-        batch = self.cfg.batch_size
-        try:
-            sink.connect()  # a role that may not tag its writes stops the stream now, not later
-            self._sink_connected.set()
-            while True:
-                events = self.transport.consume(batch, 0.05)
-                if not events:
-                    if self._apply_stop:
-                        return
-                    continue
-                sink.begin()
-                sink.write(events)
-                self.metrics.count(len(events))
-                if events[-1].last:  # commit only at a source transaction boundary
-                    pos = sink.commit()
-                    if pos is not None:
-                        self.transport.commit(pos)
-                self._processed += len(events)
-        except BaseException as exc:
-            self._apply_error = exc
-            self.transport.close()  # a publisher waiting for room must not wait forever
+    def _start_applier(self, sink: SqlSink) -> None:
+        self._applier = Applier(sink=sink, transport=self.transport, metrics=self.metrics,
+                                batch_size=self.cfg.batch_size, drain_on_stop=True)
+
+        def apply() -> None:
+            assert self._applier is not None
+            try:
+                self._applier.run(self._apply_stop)
+            except BaseException as exc:
+                self._apply_error = exc
+                self.transport.close()  # a publisher waiting for room must not wait forever
+
+        self._apply_thread = threading.Thread(target=apply, daemon=True, name=f"cdc-apply-{self.cfg.name}")
+        self._apply_thread.start()
 
     def _stop_applier(self) -> None:
-        self._apply_stop = True
-        if self._applier is not None:
-            self._applier.join(60)
-            self._applier = None
+        self._apply_stop.set()
+        if self._apply_thread is not None:
+            self._apply_thread.join(60)
+            self._apply_thread = None
 
     def _tick(self, source: Source | None, sink: SqlSink, force: bool = False) -> None:
         now = time.monotonic()
@@ -333,7 +348,7 @@ class Pipeline:
         if source is not None:
             with contextlib.suppress(CDCError):
                 source_ms, m.wal_bytes_behind = source.lag()
-        m.lag_ms = self._lag.lag_ms(self.transport.durable(), source_ms)  # grows while the stream is stalled
+        m.lag_ms = self._lag.lag_ms(self.publisher.durable(), source_ms)  # grows while the stream is stalled
         with contextlib.suppress(RuntimeError):  # the applier may be updating it
             m.snapshot = {t: {"state": s[0], "rows": s[2]} for t, s in list(sink.snapshot_state.items())}
         m.tick()

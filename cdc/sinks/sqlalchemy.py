@@ -30,7 +30,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -331,9 +331,12 @@ class SqlSink:
     """Applies events for one stream to its target database."""
 
     def __init__(self, *, stream: str, engine: Engine, mappings: dict[str, TableMapping],
-                 ownership_path: str = "") -> None:
+                 ownership_path: str = "", fence: Callable[[Connection], None] | None = None) -> None:
         self.stream = stream
         self.engine = engine
+        # Run first in every target transaction; raises to refuse it (cdc/lease.py: only the
+        # lease holder applies).
+        self._fence = fence
         checkpoint.ensure(engine)
         md = sa.MetaData()
         self.tables: dict[str, _Table] = {}
@@ -359,6 +362,7 @@ class SqlSink:
         self.snapshot_state: dict[str, tuple[str, list[Any] | None, int]] = {}
         self.applied = 0
         self.dead = 0
+        self.resume: dict[str, Any] | None = None  # the transport's token, as last committed
         self.last_ts_ms = 0
         # write ownership: the rules follow the file (re-read once per batch if it changed)
         self.owned = Watch(ownership_path, stream, mappings)
@@ -374,6 +378,15 @@ class SqlSink:
             self.positions = checkpoint.load_positions(conn, self.stream)
             self.snapshot_state = checkpoint.snapshot_states(conn, self.stream)
             self.dead = checkpoint.dead_letter_count(conn, self.stream)
+            self.resume = checkpoint.load_resume(conn, self.stream)
+
+    def reload(self) -> None:
+        """Read positions, snapshot states and the resume token again (another applier may
+        have committed since: after taking over its lease)."""
+        if self._tx is not None:
+            self.rollback()
+            return
+        self._load()
 
     @property
     def position(self) -> Position | None:
@@ -429,8 +442,29 @@ class SqlSink:
         assert self._conn is not None
         if self._tx is None:
             self._tx = self._conn.begin()
-            if self._sqlite:  # first statement of every target transaction (cdc/origin.py)
-                self._conn.exec_driver_sql(f"INSERT INTO {SQLITE_MARKER} (stream) VALUES (?)", (self.stream,))
+            try:
+                if self._fence is not None:
+                    self._fence(self._conn)
+                if self._sqlite:  # first write of every target transaction (cdc/origin.py)
+                    self._conn.exec_driver_sql(f"INSERT INTO {SQLITE_MARKER} (stream) VALUES (?)", (self.stream,))
+            except BaseException:
+                self.rollback()
+                raise
+
+    @property
+    def in_transaction(self) -> bool:
+        return self._tx is not None
+
+    def renew_fence(self) -> None:
+        """Run the fence again (renewing a lease while idle, or during a long transaction)."""
+        if self._fence is None:
+            return
+        if self._tx is not None:
+            assert self._conn is not None
+            self._fence(self._conn)
+            return
+        self.begin()
+        self.commit()
 
     # -- applying -----------------------------------------------------------------------
     def _plan(self, events: Sequence[ChangeEvent], conn: Connection) -> list[tuple[str, str, Any, ChangeEvent]]:
@@ -795,13 +829,16 @@ class SqlSink:
             else:
                 conn.execute(tab.upsert(frozenset(names), keep), group)
 
-    def commit(self) -> Position | None:
-        """Store positions and snapshot progress with the rows; returns the durable position."""
+    def commit(self, resume: Mapping[str, Any] | None = None) -> Position | None:
+        """Store positions, snapshot progress and the transport's `resume` token with the
+        rows; returns the durable position."""
         if self._tx is None:
             return self.position
         conn = self._conn
         assert conn is not None
         try:
+            if resume is not None:
+                checkpoint.save_resume(conn, self.stream, resume)
             for table, (pos, ts) in self._dirty.items():
                 checkpoint.save_position(conn, self.stream, table, pos, ts)
             for table, (state, key, rows) in self._snap.items():
@@ -819,6 +856,8 @@ class SqlSink:
             self._tx = None
         self._dirty.clear()
         self._snap.clear()
+        if resume is not None:
+            self.resume = dict(resume)
         return self.position
 
     def rollback(self) -> None:

@@ -1,27 +1,42 @@
 """Transports carry events from the capture side (a source) to the apply side (a sink).
 
-The contract is two small protocols; a transport implements both.
+The contract is two small protocols, one per end, and a factory for both.
 
-Capture side (called by the pipeline after reading the source):
+Capture end, :class:`Publisher` (fed by the pipeline after reading the source):
 
     publish(events)   hand over events in position order; may buffer or send asynchronously
     durable()         the highest position P such that every event published up to P is
-                      durable downstream (applied by the sink for the direct transport; acked
+                      durable downstream (committed by the sink for `direct`; acknowledged
                       by the brokers for Kafka). The source acknowledges P (a PostgreSQL
                       slot's flush position moves to it), so nothing after P is ever
                       forgotten by the source. None until something is durable.
+    flush(timeout)    wait until everything published so far has been taken downstream
+                      (written by the sink; acknowledged by Kafka); False on timeout
 
-Apply side (called by the pipeline around the sink):
+Apply end, :class:`Subscriber` (read by :class:`cdc.applier.Applier`):
 
-    consume(max_events, timeout)   the next events in position order *per table* (a
-                                   transport may interleave tables, e.g. Kafka topic per
-                                   table); at most max_events; [] after timeout seconds
-    commit(position)               the sink has made everything consumed up to position
-                                   durable (rows + positions in one target transaction)
+    receive(max_events, timeout) -> Batch
+                      the next events, each source transaction whole and in commit order
+                      (a large one may span several batches). ``batch.boundary`` says the
+                      last event ends a source transaction: only there may the sink commit,
+                      and it stores ``batch.resume`` *in the same target transaction as the
+                      rows*. ``batch.restart`` says what was handed over since the last
+                      commit is void: the sink rolls back and calls ``reopen``.
+    committed(position, resume)
+                      the sink committed up to `position`, storing `resume`
+    reopen(resume)    start over from a resume token the target holds (after a rollback)
+    dead_letter(event, reason)
+                      the sink could not apply `event` (it is in the dead-letter table)
+
+A resume token is whatever JSON the transport needs to continue exactly after a
+commit (Kafka: the offsets to read next); the target stores it with the rows and hands it
+back on start, so a crash anywhere neither loses nor repeats a change. ``direct`` needs
+none: its source replays from the position the sink committed.
 
 A transport of kind ``k`` (``transport: {kind: k, ...}`` in streams.yaml) lives in module
 ``cdc.transport.<k>`` and exposes ``make_transport(cfg: StreamConfig) -> Transport``; the
-pipeline imports it by name, so adding one touches no other file.
+pipeline imports it by name, so adding one touches no other file. ``in_process`` says
+whether both ends must live in one process (``direct``) or may run apart (Kafka).
 
 Sinks never trust a transport to deliver exactly once: they store each table's applied
 position in the same transaction as its rows and skip any event at or before it. So a
@@ -30,10 +45,23 @@ transport must be at-least-once and keep each table's events in order; that is a
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Protocol, runtime_checkable
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
 
 from cdc.events import ChangeEvent, Position
+
+Resume = Mapping[str, Any]  # JSON-serialisable; opaque to everyone but its transport
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """What one ``receive`` hands over."""
+
+    events: list[ChangeEvent] = field(default_factory=list)
+    boundary: bool = False  # the last event ends a source transaction: the sink may commit
+    resume: Resume | None = None  # at a boundary: store it with the rows
+    restart: bool = False  # void since the last commit: roll back, then reopen(stored resume)
 
 
 @runtime_checkable
@@ -42,19 +70,35 @@ class Publisher(Protocol):
 
     def durable(self) -> Position | None: ...
 
-
-@runtime_checkable
-class Consumer(Protocol):
-    def consume(self, max_events: int, timeout: float) -> list[ChangeEvent]: ...
-
-    def commit(self, position: Position) -> None: ...
-
-
-@runtime_checkable
-class Transport(Publisher, Consumer, Protocol):
-    """Both ends; ``close()`` releases connections (idempotent)."""
+    def flush(self, timeout: float) -> bool: ...
 
     def close(self) -> None: ...
 
 
-__all__ = ["Consumer", "Publisher", "Transport"]
+@runtime_checkable
+class Subscriber(Protocol):
+    def receive(self, max_events: int, timeout: float) -> Batch: ...
+
+    def committed(self, position: Position | None, resume: Resume | None) -> None: ...
+
+    def reopen(self, resume: Resume | None) -> None: ...
+
+    def dead_letter(self, event: ChangeEvent, reason: str) -> None: ...
+
+    def close(self) -> None: ...
+
+
+@runtime_checkable
+class Transport(Protocol):
+    """Makes the two ends of one stream's transport; ``close()`` releases both (idempotent)."""
+
+    in_process: bool
+
+    def publisher(self) -> Publisher: ...
+
+    def subscriber(self, resume: Resume | None) -> Subscriber: ...
+
+    def close(self) -> None: ...
+
+
+__all__ = ["Batch", "Publisher", "Resume", "Subscriber", "Transport"]

@@ -3,51 +3,89 @@
 The pipeline captures in one thread and applies in another (psycopg2 releases the GIL
 while the target works, so decoding overlaps with writing). The queue is bounded: a
 publisher waits while `max_pending` events are queued, so a fast source cannot outrun the
-sink's memory. A position is durable as soon as the sink has committed it.
+sink's memory. A position is durable as soon as the sink has committed it; everything
+handed over is written once the applier comes back for more (what ``flush`` waits for).
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections import deque
 from collections.abc import Sequence
+from typing import Any
 
 from cdc.events import ChangeEvent, Position
+from cdc.transport import Batch, Resume
 
 
 class DirectTransport:
-    """An in-memory bounded FIFO; ``durable()`` is the sink's last committed position."""
+    """An in-memory bounded FIFO, both ends in one object; ``durable()`` is the sink's last
+    committed position."""
+
+    in_process = True
 
     def __init__(self, max_pending: int = 20_000) -> None:
         self._queue: deque[ChangeEvent] = deque()
         self._durable: Position | None = None
         self._cond = threading.Condition()
         self._closed = False
+        self._published = 0
+        self._handed = 0  # handed to the applier
+        self._written = 0  # handed and written: the applier came back for more
         self.max_pending = max_pending
 
+    def publisher(self) -> DirectTransport:
+        return self
+
+    def subscriber(self, resume: Resume | None) -> DirectTransport:
+        return self
+
+    # -- capture end --------------------------------------------------------------------
     def publish(self, events: Sequence[ChangeEvent]) -> None:
         with self._cond:
             while len(self._queue) >= self.max_pending and not self._closed:
                 self._cond.wait(0.1)
             self._queue.extend(events)
+            self._published += len(events)
             self._cond.notify_all()
 
     def durable(self) -> Position | None:
         return self._durable
 
-    def consume(self, max_events: int, timeout: float = 0.0) -> list[ChangeEvent]:
+    def flush(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
         with self._cond:
+            while self._written < self._published and not self._closed:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._cond.wait(min(left, 0.05))
+        return self._written >= self._published
+
+    # -- apply end ----------------------------------------------------------------------
+    def receive(self, max_events: int, timeout: float = 0.0) -> Batch:
+        with self._cond:
+            self._written = self._handed  # it is asking again: the last batch is written
+            self._cond.notify_all()
             if not self._queue and timeout > 0:
                 self._cond.wait(timeout)
             n = min(max_events, len(self._queue))
             out = [self._queue.popleft() for _ in range(n)]
+            self._handed += n
             if out:
                 self._cond.notify_all()
-            return out
+        return Batch(out, boundary=bool(out) and out[-1].last)
 
-    def commit(self, position: Position) -> None:
-        if self._durable is None or position > self._durable:
+    def committed(self, position: Position | None, resume: Resume | None) -> None:
+        if position is not None and (self._durable is None or position > self._durable):
             self._durable = position
+
+    def reopen(self, resume: Resume | None) -> None:
+        return None  # never asked to restart: the queue hands over each event once
+
+    def dead_letter(self, event: ChangeEvent, reason: str) -> None:
+        return None  # the sink's dead-letter table is the record
 
     def pending(self) -> int:
         return len(self._queue)
@@ -57,3 +95,10 @@ class DirectTransport:
             self._closed = True
             self._queue.clear()
             self._cond.notify_all()
+
+
+def make_transport(cfg: Any) -> DirectTransport:
+    return DirectTransport()
+
+
+__all__ = ["DirectTransport", "make_transport"]

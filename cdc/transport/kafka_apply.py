@@ -1,18 +1,21 @@
-"""The Kafka transport's apply side: the stream's topics -> source transactions, in order.
+"""The Kafka transport's apply end: the stream's topics -> source transactions, in order.
 
-One consumer in a group (static membership, range assignment: every single-partition topic
-of a stream goes to one member; others stand by) reads ``<prefix>.transaction`` and every
-table topic. Transactions are taken in the order of their BEGIN records, and each one's
-events in ``total_order`` from whichever table topic holds the next one, so a parent row
-is written before its child even when they travel in different topics. A large
-transaction streams through in parts: ``at_boundary`` tells the apply loop
-(:mod:`cdc.transport.kafka_run`) when the sink may commit, and ``offsets()`` what to store
-with the rows so a restart resumes exactly there.
+One consumer, its partitions assigned by hand (one per topic: ``<prefix>.transaction`` and
+every table topic), reading from the offsets in the resume token the target database
+holds. Which process may read is decided by the stream's lease in the target
+(:mod:`cdc.lease`), not by a consumer group, so no rebalance can cut a transaction.
+
+Transactions are taken in the order of their BEGIN records, and each one's events in
+``total_order`` from whichever table topic holds the next one, so a parent row is written
+before its child even when they travel in different topics. A large transaction streams
+through in parts: ``batch.boundary`` tells the applier when the sink may commit, and
+``batch.resume`` what to store with the rows so a restart resumes exactly there.
 
 A transaction cut short by a capture crash (a newer epoch's BEGIN arrives before its last
 event) is skipped — the restarted capture re-publishes it — and if part of it was handed
-over already, ``rewind_needed`` asks the loop to roll back and ``rewind()`` re-reads from the
-last commit. Events re-published after a capture restart are dropped by position per table.
+over already, ``batch.restart`` asks the applier to roll back and ``reopen`` re-reads from
+the last commit. Events re-published after a capture restart are dropped by position per
+table.
 """
 
 from __future__ import annotations
@@ -22,11 +25,14 @@ import json
 import time
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from cdc.events import ChangeEvent, Position
-from cdc.transport.kafka import PAUSE_AT, KafkaSettings, KafkaTransportError, ensure_topics
+from cdc.transport import Batch, Resume
+from cdc.transport.kafka_topics import KafkaSettings, KafkaTransportError, ensure_topics
+
+PAUSE_AT = 50_000  # buffered messages per partition before it is paused (memory bound)
 
 
 def _tx_key(tx_id: str) -> tuple[int, int]:
@@ -47,68 +53,93 @@ class _Msg:
 TP = tuple[str, int]
 
 
+@dataclass(frozen=True)
+class Cursor:
+    """Where reading resumes after a whole transaction; what the resume token holds.
+
+    offsets  the next offset to read per partition
+    done     the last transaction handed over whole (records of it or before are stale)
+    seen     per table, the last position handed over (a restarted capture re-publishes
+             what its source replays; those events are dropped by position)
+    """
+
+    offsets: dict[TP, int] = field(default_factory=dict)
+    done: tuple[int, int] = (0, 0)
+    seen: dict[str, Position] = field(default_factory=dict)
+
+    def token(self) -> dict[str, Any]:
+        return {"kafka": {"offsets": {f"{t}:{p}": o for (t, p), o in self.offsets.items()},
+                          "done": f"{self.done[0]}:{self.done[1]}",
+                          "seen": {t: [p.lsn, p.seq] for t, p in self.seen.items()}}}
+
+    @classmethod
+    def from_token(cls, token: Resume | None) -> Cursor:
+        body = (token or {}).get("kafka")
+        if not body:
+            return cls()
+        offsets: dict[TP, int] = {}
+        for name, offset in body.get("offsets", {}).items():
+            topic, _, part = str(name).rpartition(":")
+            offsets[(topic, int(part))] = int(offset)
+        seen = {str(t): Position(int(p[0]), int(p[1])) for t, p in body.get("seen", {}).items()}
+        return cls(offsets=offsets, done=_tx_key(str(body.get("done", "0:0"))), seen=seen)
+
+
+@dataclass
+class _Open:
+    """The source transaction being handed over."""
+
+    tx: tuple[int, int]
+    order: int = 0  # its events handed over (or dropped as duplicates) so far
+    popped: dict[str, int] = field(default_factory=dict)  # of them, per data topic
+    counts: dict[str, int] | None = None  # from its END record, once read: events per topic
+
+
 class KafkaApply:
-    """Reads the stream's topics and hands over whole source transactions in commit order."""
+    """Reads the stream's topics and hands over whole source transactions in commit order.
+
+    Partitions are assigned by hand — no consumer-group rebalance can move them under a
+    transaction — and positions come only from the resume token the target holds. All the
+    reading state derives from a :class:`Cursor` in :meth:`_read_from`, and is rebuilt
+    there whole when the sink rolls back; between boundaries it only moves forward.
+    """
 
     def __init__(self, settings: KafkaSettings, tables: Sequence[str], *,
-                 start: dict[TP, int] | None = None, instance: str | None = None) -> None:
+                 resume: Resume | None = None) -> None:
         from confluent_kafka import Consumer
 
         self.settings = settings
         self.topics = {settings.topic(t): t for t in tables}
         ensure_topics(settings, tables)
-        self._start = dict(start or {})
-        self._consumer = Consumer({
-            "bootstrap.servers": settings.bootstrap, "group.id": settings.group,
-            # Static membership: a restarted apply process takes its place at once instead
-            # of waiting for the dead one's session to expire.
-            "group.instance.id": instance or f"{settings.group}-apply",
-            "session.timeout.ms": 10000, "heartbeat.interval.ms": 1000,
-            "enable.auto.commit": False, "enable.auto.offset.store": False,
-            "auto.offset.reset": "earliest",
-            # range: every single-partition topic goes to the same member, so one process
-            # sees all of a stream's topics (others in the group stand by).
-            "partition.assignment.strategy": "range",
-            "fetch.wait.max.ms": 20,
-        })
-        self._queues: dict[TP, deque[_Msg]] = {}
-        self._next: dict[TP, int] = {}  # resume offset: after everything handed over/dropped
-        self._paused: set[TP] = set()
-        self._current: tuple[int, int] | None = None
-        self._order = 0  # events of the current transaction handed over
-        self._done: tuple[int, int] = (0, 0)  # the last transaction handed over whole
-        self._skip: set[tuple[int, int]] = set()  # transactions cut short by a capture crash
-        # the open transaction's END (its events per topic), and what of them was handed over
-        self._ended: tuple[tuple[int, int], dict[str, int]] | None = None
-        self._popped: dict[str, int] = {}
+        self._tx_tp: TP = (settings.tx_topic, 0)
+        self._partitions: list[TP] = [self._tx_tp, *((t, 0) for t in self.topics)]
         self._collection_topic = {settings.collection(t): topic for topic, t in self.topics.items()}
-        self._handed: dict[TP, int] = {}  # resume offsets at the last boundary
-        self._seen: dict[str, Position] = {}  # per table, the last position handed over
-        self._seen_at_boundary: dict[str, Position] = {}
-        self._done_at_boundary: tuple[int, int] = (0, 0)
-        # what the sink last committed: resume offsets, seen positions, last transaction
-        self._committed: tuple[dict[TP, int], dict[str, Position], tuple[int, int]] = ({}, {}, (0, 0))
-        self.at_boundary = True
-        self.rewind_needed = False
+        self._consumer = Consumer({
+            "bootstrap.servers": settings.bootstrap,
+            "group.id": settings.group,  # only for the informational offset commits
+            "enable.auto.commit": False, "enable.auto.offset.store": False,
+            "auto.offset.reset": "earliest", "fetch.wait.max.ms": 20,
+        })
+        self._skip: set[tuple[int, int]] = set()  # transactions cut short by a capture crash
         self._producer: Any = None
         self.dead_letters = 0
-        self._consumer.subscribe([settings.tx_topic, *self.topics], on_assign=self._on_assign)
+        self._committed = Cursor.from_token(resume)
+        self._read_from(self._committed)
 
-    def _on_assign(self, consumer: Any, partitions: list[Any]) -> None:
-        from confluent_kafka import OFFSET_BEGINNING
+    def _read_from(self, cursor: Cursor) -> None:
+        """Forget everything read after `cursor` and read on from there."""
+        from confluent_kafka import OFFSET_BEGINNING, TopicPartition
 
-        for tp in partitions:
-            key = (tp.topic, tp.partition)
-            stored = self._next.get(key, self._start.get(key))
-            # The target database knows where we are; Kafka's committed offset is a copy.
-            tp.offset = stored if stored is not None else OFFSET_BEGINNING
-            self._queues[key] = deque()
-            self._next.setdefault(key, stored if stored is not None else 0)
-            self._handed.setdefault(key, self._next[key])
-            self._committed[0].setdefault(key, self._next[key])
-        # Buffered messages of a partition we had before are re-read from its resume offset.
-        self._current = None
-        consumer.assign(partitions)
+        self._queues: dict[TP, deque[_Msg]] = {tp: deque() for tp in self._partitions}
+        self._next = {tp: cursor.offsets.get(tp, 0) for tp in self._partitions}
+        self._paused: set[TP] = set()
+        self._open: _Open | None = None
+        self._done, self._seen = cursor.done, dict(cursor.seen)
+        self._boundary = cursor  # after the last transaction handed over whole
+        self.at_boundary = True
+        self._restart = False
+        self._consumer.assign([TopicPartition(t, p, cursor.offsets.get((t, p), OFFSET_BEGINNING))
+                               for t, p in self._partitions])
 
     # -- reading ----------------------------------------------------------------------
     def _fetch(self, timeout: float) -> int:
@@ -175,24 +206,27 @@ class KafkaApply:
             self._paused.discard(key)
         return item
 
+    def _whole(self, tx: tuple[int, int]) -> None:
+        """Transaction `tx` is handed over whole: a boundary, and where to resume after it."""
+        self._done, self._open = tx, None
+        self.at_boundary = True
+        self._boundary = Cursor(offsets=dict(self._next), done=tx, seen=dict(self._seen))
+
     def _next_transaction(self, out: list[ChangeEvent]) -> bool:
         """Move to the next BEGIN on the transaction topic, or hand over the next MARK (a
         whole transaction of one message event); False if neither is here yet."""
-        txq = self._queues.get((self.settings.tx_topic, 0))
+        txq = self._queues[self._tx_tp]
         while txq:
-            head = txq[0]
-            self._pop((self.settings.tx_topic, 0))
+            head = self._pop(self._tx_tp)
             fresh = head.tx is not None and head.tx > self._done and head.tx not in self._skip
             if fresh and head.status == "BEGIN":
                 assert head.tx is not None
-                self._current, self._order, self._popped = head.tx, 0, {}
+                self._open = _Open(head.tx)
                 return True
             if fresh and head.status == "MARK" and head.event is not None:
                 assert head.tx is not None
                 out.append(head.event)
-                self._done = self._done_at_boundary = head.tx
-                self.at_boundary = True
-                self._handed, self._seen_at_boundary = dict(self._next), dict(self._seen)
+                self._whole(head.tx)
                 return True
             # else: the END of one handed over already, or a stale/undecodable record
         return False
@@ -200,7 +234,7 @@ class KafkaApply:
     def _find(self, cur: tuple[int, int], order: int) -> TP | None:
         """The partition whose head is event `order` of transaction `cur`, if any is."""
         for key, queue in self._queues.items():
-            if key[0] == self.settings.tx_topic:
+            if key == self._tx_tp:
                 continue
             while queue and queue[0].tx is not None and queue[0].tx < cur:
                 self._pop(key)  # a dead transaction's events, or an undecodable one
@@ -208,91 +242,84 @@ class KafkaApply:
                 return key
         return None
 
-    def _cut_short(self, cur: tuple[int, int]) -> bool:
-        """Did a newer capture process begin while `cur` was open (its process died)?
+    def _cut_short(self, tx: _Open) -> bool:
+        """Did a newer capture process begin while `tx` was open (its process died)?
 
-        Once `cur`'s END record is here it says how many events each topic got: a topic
+        Once `tx`'s END record is here it says how many events each topic got: a topic
         still owing some whose next message belongs to another transaction lost them (the
         process died before they were delivered; the new one re-publishes them), but one
         with nothing buffered yet is only late (fetched later on a busy machine) — skipping
-        `cur` then would lose a committed transaction.
+        `tx` then would lose a committed transaction.
         """
-        if self._ended is not None and self._ended[0] == cur:
-            return self._lost(cur, self._ended[1])
-        txq = self._queues.get((self.settings.tx_topic, 0))
+        if tx.counts is not None:
+            return self._lost(tx, tx.counts)
+        txq = self._queues[self._tx_tp]
         starts = ("BEGIN", "MARK")  # what a capture publishes after a transaction's END
-        while txq and (txq[0].status not in starts or txq[0].tx is None or txq[0].tx[0] <= cur[0]):
-            if txq[0].status in starts and txq[0].tx is not None and txq[0].tx > cur:
-                return False  # a later transaction of the same process: cur will complete
-            if txq[0].status == "END" and txq[0].tx == cur and txq[0].counts is not None:
-                self._ended = (cur, txq[0].counts)
-                return self._lost(cur, txq[0].counts)
-            self._pop((self.settings.tx_topic, 0))  # END records, stale ones
+        while txq and (txq[0].status not in starts or txq[0].tx is None or txq[0].tx[0] <= tx.tx[0]):
+            if txq[0].status in starts and txq[0].tx is not None and txq[0].tx > tx.tx:
+                return False  # a later transaction of the same process: tx will complete
+            if txq[0].status == "END" and txq[0].tx == tx.tx and txq[0].counts is not None:
+                tx.counts = txq[0].counts
+                return self._lost(tx, tx.counts)
+            self._pop(self._tx_tp)  # END records, stale ones
         return bool(txq)
 
-    def _lost(self, cur: tuple[int, int], counts: dict[str, int]) -> bool:
-        """Did a topic that still owes `cur` events move on to another transaction?"""
+    def _lost(self, tx: _Open, counts: dict[str, int]) -> bool:
+        """Did a topic that still owes `tx` events move on to another transaction?"""
         for topic, n in counts.items():
-            if self._popped.get(topic, 0) >= n:
+            if tx.popped.get(topic, 0) >= n:
                 continue
-            for key, queue in self._queues.items():
-                if key[0] == topic and queue and queue[0].tx != cur:
-                    return True
+            queue = self._queues.get((topic, 0))
+            if queue and queue[0].tx != tx.tx:
+                return True
         return False
 
     def _stream(self, out: list[ChangeEvent], limit: int) -> bool:
-        """Append the current transaction's next events in source order; True on progress."""
-        cur = self._current
-        assert cur is not None
+        """Append the open transaction's next events in source order; True on progress."""
+        tx = self._open
+        assert tx is not None
         progressed = False
         while len(out) < limit:
-            key = self._find(cur, self._order + 1)
+            key = self._find(tx.tx, tx.order + 1)
             if key is None:
-                if self._cut_short(cur):
+                if self._cut_short(tx):
                     # Its events are re-published under the new epoch. If part of it was
-                    # handed over, the apply loop rolls back and we re-read from the commit.
-                    self._skip.add(cur)
-                    self._current = None
-                    self.rewind_needed = not self.at_boundary
+                    # handed over, the sink rolls back and we re-read from the commit.
+                    self._skip.add(tx.tx)
+                    self._open = None
+                    self._restart = not self.at_boundary
                     return True
                 return progressed
             m = self._pop(key)
-            self._popped[key[0]] = self._popped.get(key[0], 0) + 1
-            self._order += 1
+            tx.popped[key[0]] = tx.popped.get(key[0], 0) + 1
+            tx.order += 1
             progressed = True
             ev = m.event
             assert ev is not None
             self.at_boundary = False
-            last = ev.last
             if not ev.position[0] or ev.position > self._seen.get(ev.table, (0, 0)):
                 if ev.position[0]:  # initial-copy events (LSN 0) are never duplicates
                     self._seen[ev.table] = ev.position
                 out.append(ev)
             # else: re-published after a capture restart, handed over already
-            if last:
-                self._done, self._current = cur, None
-                self.at_boundary = True
-                self._handed, self._seen_at_boundary = dict(self._next), dict(self._seen)
-                self._done_at_boundary = cur
+            if ev.last:
+                self._whole(tx.tx)
                 return True
         return progressed
 
-    def consume(self, max_events: int, timeout: float = 0.0) -> list[ChangeEvent]:
+    def receive(self, max_events: int, timeout: float = 0.0) -> Batch:
         """The next events in source commit order, transactions possibly split across calls.
 
-        ``at_boundary`` says whether the last one returned ends a source transaction: only
-        then may the sink commit (with ``offsets()``, then call ``commit``). Stops at a
-        boundary once `max_events` are reached, unless the open transaction cannot finish
-        from what is buffered (a large one: it streams through in parts). ``rewind_needed``
-        says the sink must roll back and call ``rewind()``.
+        Stops at a boundary once `max_events` are reached, unless the open transaction
+        cannot finish from what is buffered (a large one: it streams through in parts).
         """
         out: list[ChangeEvent] = []
         deadline = time.monotonic() + timeout
-        while not self.rewind_needed:
+        while not self._restart:
             full = len(out) >= max_events
             if full and self.at_boundary:
                 break
-            if self._current is None:
+            if self._open is None:
                 if not full and self._next_transaction(out):
                     continue
             elif self._stream(out, 1 << 62 if full else max_events):
@@ -302,38 +329,25 @@ class KafkaApply:
             wait = 0.0 if out else max(0.0, deadline - time.monotonic())
             if not self._fetch(min(wait, 0.1)) and (out or wait <= 0):
                 break
-        return out
+        if self._restart:
+            return Batch(restart=True)
+        return Batch(out, boundary=self.at_boundary,
+                     resume=self._boundary.token() if self.at_boundary else None)
 
-    def rewind(self) -> None:
-        """Forget everything after the last commit and re-read from there: the sink rolled
-        back because a transaction it had partly applied was cut short by a capture crash."""
-        from confluent_kafka import TopicPartition
+    def reopen(self, resume: Resume | None) -> None:
+        """Forget everything after the last commit and read again from there: the sink
+        rolled back (a transaction it had partly applied was cut short by a capture crash)."""
+        self._committed = Cursor.from_token(resume)
+        self._read_from(self._committed)
 
-        offsets, seen, done = self._committed
-        self._seen, self._done = dict(seen), done
-        if self._paused:
-            self._consumer.resume([TopicPartition(*key) for key in self._paused])
-            self._paused.clear()
-        for key, queue in self._queues.items():
-            queue.clear()
-            self._next[key] = offsets.get(key, 0)
-            with contextlib.suppress(Exception):
-                self._consumer.seek(TopicPartition(key[0], key[1], self._next[key]))
-        self._handed = dict(offsets)
-        self._current, self.rewind_needed, self.at_boundary = None, False, True
-
-    def offsets(self) -> dict[TP, int]:
-        """Where to resume after the last transaction handed over whole."""
-        return dict(self._handed)
-
-    def commit(self, position: Position) -> None:
-        """The sink committed everything up to the last boundary (with ``offsets()``)."""
+    def committed(self, position: Position | None, resume: Resume | None) -> None:
+        """The sink committed everything up to the last boundary, with `resume`."""
         from confluent_kafka import KafkaException, TopicPartition
 
-        self._committed = (dict(self._handed), dict(self._seen_at_boundary), self._done_at_boundary)
-        tps = [TopicPartition(t, p, o) for (t, p), o in self._handed.items()]
+        self._committed = Cursor.from_token(resume)
+        tps = [TopicPartition(t, p, o) for (t, p), o in self._committed.offsets.items()]
         if tps:
-            # Informational only: the target database holds the real offsets.
+            # Informational only (consumer-lag tools read it): the target holds the real offsets.
             with contextlib.suppress(KafkaException):
                 self._consumer.commit(offsets=tps, asynchronous=True)
 
@@ -372,4 +386,4 @@ class KafkaApply:
             self._consumer.close()
 
 
-__all__ = ["TP", "KafkaApply"]
+__all__ = ["TP", "Cursor", "KafkaApply"]

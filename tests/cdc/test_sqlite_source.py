@@ -146,8 +146,8 @@ def test_a_sqlite_transaction_is_never_visible_half_applied(tmp_path: Path, monk
     seen: list[int] = []  # target row count after each target commit, read by another connection
     real_commit = SqlSink.commit
 
-    def commit(self: SqlSink) -> Any:
-        pos = real_commit(self)
+    def commit(self: SqlSink, resume: Any = None) -> Any:
+        pos = real_commit(self, resume)
         seen.append(rows(tgt, "SELECT count(*) FROM t")[0][0])
         return pos
 

@@ -99,9 +99,9 @@ def test_large_transaction_is_applied_in_bounded_batches_and_committed_once(cdc_
         writes.append(len(events))
         real_write(self, events)
 
-    def commit(self: SqlSink) -> Any:
+    def commit(self: SqlSink, resume: Any = None) -> Any:
         commits.append(sum(writes))
-        return real_commit(self)
+        return real_commit(self, resume)
 
     monkeypatch.setattr(SqlSink, "write", write)
     monkeypatch.setattr(SqlSink, "commit", commit)

@@ -172,8 +172,9 @@ def test_capture_and_apply_processes_keep_target_equal(kafka_broker: KafkaServer
         assert json.loads(rows[0].key()) == {"id": 1}
         assert json.loads(rows[0].value())["op"] == "r"
         # the resume offsets live in the target, beside the rows
-        offsets = dict(sql(env.tgt, "SELECT topic, next_offset FROM strangler_cdc_kafka_offset"))
-        assert offsets[f"{prefix}.transaction"] > 0 and offsets[f"{prefix}.public.catalog_product"] > 200
+        (token,), = sql(env.tgt, f"SELECT token FROM strangler_cdc_resume WHERE stream = '{env.name}'")
+        offsets = json.loads(token)["kafka"]["offsets"]
+        assert offsets[f"{prefix}.transaction:0"] > 0 and offsets[f"{prefix}.public.catalog_product:0"] > 200
         # `cdc status` shows both halves running, and the dead letter
         def status() -> dict[str, Any]:
             return json.loads(env.cli("cdc", "status", env.name, "--json").stdout)["streams"][0]

@@ -1,0 +1,128 @@
+"""The apply side of a stream: a transport's subscriber -> the sink, whatever the transport.
+
+    receive a batch -> write it -> at a source-transaction boundary commit the rows, the
+    positions and the transport's resume token in one target transaction -> tell the
+    subscriber -> mirror new dead letters to it
+
+The same loop runs in the pipeline's apply thread (``direct``) and as the apply half of a
+Kafka stream. With a :class:`cdc.lease.Lease` it first waits to hold the stream's lease
+(standing by while another applier holds it), reads the resume token only then, and goes
+back to standing by when fenced: a lost lease rolls back the open transaction, so two
+appliers never both commit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+from cdc import checkpoint
+from cdc.events import ChangeEvent
+from cdc.lease import Fenced, Lease
+from cdc.metrics import StreamMetrics
+from cdc.sinks.sqlalchemy import SqlSink
+from cdc.transport import Subscriber, Transport
+
+log = logging.getLogger("cdc.apply")
+
+
+class Applier:
+    """Applies one stream's events from `transport` through `sink` until `stop` is set."""
+
+    def __init__(self, *, sink: SqlSink, transport: Transport, metrics: StreamMetrics,
+                 batch_size: int, lease: Lease | None = None, observe_lag: bool = False,
+                 drain_on_stop: bool = False, on_tick: Callable[[], None] = lambda: None) -> None:
+        self.sink = sink
+        self.transport = transport
+        self.metrics = metrics
+        self.batch_size = batch_size
+        self.lease = lease
+        self.observe_lag = observe_lag  # the apply half of a split stream measures its own lag
+        # in-process: what the capture handed over before stopping (or failing) is applied
+        # first; apart, a stop is prompt, and the rest is read again on the next start
+        self.drain_on_stop = drain_on_stop
+        self.on_tick = on_tick
+        self.connected = threading.Event()  # the sink is connected (and the lease held)
+
+    def run(self, stop: threading.Event) -> None:
+        self.sink.connect()  # a role that may not tag its writes stops the stream now, not later
+        if self.lease is None:
+            self._active(stop)
+            return
+        try:
+            while not stop.is_set():
+                self.metrics.state = "standby"
+                if not self.lease.acquire(stop, on_wait=self._standing_by):
+                    return
+                log.info("%s: holding the lease (epoch %d) as %s", self.sink.stream, self.lease.epoch,
+                         self.lease.holder)
+                try:
+                    self._active(stop)
+                except Fenced as exc:
+                    log.warning("%s", exc)
+                    self.sink.rollback()
+        finally:
+            self.lease.release()
+
+    def _standing_by(self, holder: str) -> None:
+        log.info("%s: standing by; the stream is applied by %s", self.sink.stream, holder or "nobody yet")
+        self.on_tick()
+
+    def _active(self, stop: threading.Event) -> None:
+        sink = self.sink
+        sink.reload()  # what the previous holder committed
+        subscriber = self.transport.subscriber(sink.resume)
+        self.connected.set()
+        self.metrics.state = "streaming"
+        dead_seen = self._last_dead_id()
+        dead_count = sink.dead
+        renew_every = self.lease.ttl / 3 if self.lease is not None else float("inf")
+        renewed = time.monotonic()
+        try:
+            while self.drain_on_stop or not stop.is_set():
+                batch = subscriber.receive(self.batch_size, 0.05)
+                if stop.is_set() and not batch.events and not batch.restart:
+                    return
+                if batch.restart:  # a transaction we began was cut short: start over
+                    sink.rollback()
+                    subscriber.reopen(sink.resume)
+                    continue
+                if batch.events:
+                    sink.begin()
+                    sink.write(batch.events)
+                    self.metrics.count(len(batch.events))
+                    if self.observe_lag:
+                        self.metrics.observe_lag(max(ev.ts_ms for ev in batch.events))
+                if batch.boundary and sink.in_transaction:
+                    position = sink.commit(batch.resume)
+                    renewed = time.monotonic()
+                    subscriber.committed(position, batch.resume)
+                    if sink.dead != dead_count:  # new dead-letter rows: mirror them
+                        dead_seen = self._mirror_dead(subscriber, dead_seen)
+                        dead_count = sink.dead
+                elif time.monotonic() - renewed > renew_every:
+                    sink.renew_fence()  # idle, or inside a long transaction
+                    renewed = time.monotonic()
+                self.on_tick()
+        finally:
+            subscriber.close()
+
+    def _last_dead_id(self) -> int:
+        with self.sink.engine.connect() as conn:
+            return checkpoint.last_dead_letter_id(conn, self.sink.stream)
+
+    def _mirror_dead(self, subscriber: Subscriber, after: int) -> int:
+        """Hand the transport the new dead-letter rows (the table stays the record)."""
+        with self.sink.engine.connect() as conn:
+            rows = checkpoint.dead_letters_after(conn, self.sink.stream, after)
+        for row_id, event, reason in rows:
+            with contextlib.suppress(ValueError, KeyError):  # unreadable: kept in the table only
+                subscriber.dead_letter(ChangeEvent.from_json(event), reason)
+            after = row_id
+        return after
+
+
+__all__ = ["Applier"]

@@ -1,0 +1,226 @@
+"""A Kafka stream's settings (the ``transport:`` block of streams.yaml) and its topics.
+
+Topics follow Debezium: one per source table, ``<prefix>.<schema>.<table>``, plus
+``<prefix>.transaction`` (transaction metadata, and our MARK records) and ``<topic>.dlq``
+per table for dead letters. Each has exactly one partition, so one table's changes — and
+the transaction records that order them across tables — keep their order.
+
+Durability comes from the topic settings, checked against the broker at start:
+
+    replication_factor   copies of each partition; default min(3, brokers)
+    min_insync_replicas  copies that must have a message before it is acknowledged (the
+                         producer uses acks=all); default 2 when there are 3 copies or
+                         more, else 1. The source advances only past acknowledged messages.
+    compression          the producer's codec and the topics' ``compression.type``
+                         (none, gzip, snappy, lz4, zstd); default lz4
+    topic_config         any other topic settings (``retention.ms``…), passed through
+
+An existing topic with more than one partition, fewer copies or a lower
+``min.insync.replicas`` than asked is refused with the fix: it would silently weaken the
+ordering or the durability the source relies on.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from cdc.errors import CDCError, ConfigError
+
+ENV_BOOTSTRAP = "STRANGLER_KAFKA_BOOTSTRAP"
+DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
+TX_SUFFIX = "transaction"
+CODECS = ("none", "gzip", "snappy", "lz4", "zstd")
+KEYS = ("kind", "bootstrap", "topic_prefix", "group", "linger_ms", "replication_factor",
+        "min_insync_replicas", "compression", "topic_config", "lease_seconds")
+
+
+class KafkaTransportError(CDCError):
+    """Kafka refused or lost something; the process stops and resumes from its checkpoints."""
+
+
+def _positive_int(raw: dict[str, Any], key: str, path: str, default: int | None, upto: int) -> int | None:
+    value = raw.get(key, default)
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= upto:
+        raise ConfigError(f"{path}.{key}", f"must be an integer in 1..{upto}, not {value!r}")
+    return value
+
+
+@dataclass(frozen=True, kw_only=True)
+class KafkaSettings:
+    """The ``transport:`` block of a stream in streams.yaml for ``kind: kafka``."""
+
+    stream: str
+    bootstrap: str
+    topic_prefix: str
+    group: str
+    default_schema: str = "public"
+    linger_ms: int = 5
+    replication_factor: int | None = None  # None: min(3, brokers)
+    min_insync_replicas: int | None = None  # None: from the replication factor
+    compression: str = "lz4"
+    topic_config: dict[str, str] = field(default_factory=dict)
+    lease_seconds: float = 6.0
+
+    @classmethod
+    def from_stream(cls, cfg: Any) -> KafkaSettings:
+        """From a :class:`cdc.config.StreamConfig` (``transport: kafka`` or a mapping)."""
+        raw = dict(cfg.transport)
+        path = f"streams.{cfg.name}.transport"
+        for key in raw:
+            if key not in KEYS:
+                raise ConfigError(f"{path}.{key}", f"unknown key; allowed: {', '.join(sorted(KEYS))}")
+        if raw.get("kind") != "kafka":
+            raise ConfigError(f"{path}.kind", f"is {raw.get('kind')!r}, not kafka")
+        values: dict[str, str] = {}
+        for key, default in (("bootstrap", os.environ.get(ENV_BOOTSTRAP) or DEFAULT_BOOTSTRAP),
+                             ("topic_prefix", cfg.name), ("group", "")):
+            # the group follows the topics: one group per set of topics, unless told
+            value = raw.get(key, default or f"strangler-{values.get('topic_prefix', cfg.name)}")
+            if not isinstance(value, str) or not value.strip():
+                raise ConfigError(f"{path}.{key}", f"must be a non-empty string, not {value!r}")
+            values[key] = value.strip()
+        if not all(c.isalnum() or c in "._-" for c in values["topic_prefix"]):
+            raise ConfigError(f"{path}.topic_prefix", "may hold only letters, digits, '.', '_', '-'")
+        linger = raw.get("linger_ms", 5)
+        if not isinstance(linger, int) or isinstance(linger, bool) or not 0 <= linger <= 1000:
+            raise ConfigError(f"{path}.linger_ms", f"must be an integer in 0..1000, not {linger!r}")
+        rf = _positive_int(raw, "replication_factor", path, None, 32)
+        isr = _positive_int(raw, "min_insync_replicas", path, None, 32)
+        if rf is not None and isr is not None and isr > rf:
+            raise ConfigError(f"{path}.min_insync_replicas",
+                              f"is {isr}, more than replication_factor {rf}: no write could ever succeed")
+        codec = raw.get("compression", "lz4")
+        if codec not in CODECS:
+            raise ConfigError(f"{path}.compression", f"must be one of {', '.join(CODECS)}, not {codec!r}")
+        extra = raw.get("topic_config", {})
+        if not isinstance(extra, dict) or not all(isinstance(k, str) for k in extra):
+            raise ConfigError(f"{path}.topic_config", "must be a mapping of Kafka topic settings, "
+                              "e.g. {retention.ms: 604800000}")
+        for key in ("min.insync.replicas", "compression.type", "cleanup.policy"):
+            if key in extra:
+                raise ConfigError(f"{path}.topic_config.{key}",
+                                  "is set by the stream (min_insync_replicas, compression; cleanup is "
+                                  "always delete: compaction would drop changes)")
+        lease = raw.get("lease_seconds", 6)
+        if not isinstance(lease, (int, float)) or isinstance(lease, bool) or not 1 <= lease <= 300:
+            raise ConfigError(f"{path}.lease_seconds", f"must be a number of seconds in 1..300, not {lease!r}")
+        return cls(stream=cfg.name, bootstrap=values["bootstrap"], topic_prefix=values["topic_prefix"],
+                   group=values["group"], linger_ms=linger, replication_factor=rf,
+                   min_insync_replicas=isr, compression=codec,
+                   topic_config={k: str(v) for k, v in extra.items()}, lease_seconds=float(lease),
+                   default_schema="main" if cfg.source_kind == "sqlite" else "public")
+
+    def collection(self, table: str) -> str:
+        """Debezium's data collection name, ``<schema>.<table>``."""
+        ns, _, name = table.rpartition(".")
+        return f"{ns or self.default_schema}.{name}"
+
+    def topic(self, table: str) -> str:
+        """``<prefix>.<schema>.<table>`` for a source table (``ns.name`` or ``name``)."""
+        return f"{self.topic_prefix}.{self.collection(table)}"
+
+    @property
+    def tx_topic(self) -> str:
+        return f"{self.topic_prefix}.{TX_SUFFIX}"
+
+    def topics(self, tables: Sequence[str]) -> list[str]:
+        """Every topic of the stream: transactions, one per table, one dead-letter per table."""
+        data = [self.topic(t) for t in tables]
+        return [self.tx_topic, *data, *(f"{t}.dlq" for t in data)]
+
+    def durability(self, brokers: int) -> tuple[int, int]:
+        """(replication factor, min.insync.replicas) for a cluster of `brokers`."""
+        rf = self.replication_factor or min(3, brokers)
+        isr = self.min_insync_replicas or (2 if rf >= 3 else 1)
+        return rf, isr
+
+
+def ensure_topics(settings: KafkaSettings, tables: Sequence[str]) -> None:
+    """Create the stream's topics if missing, and check those that exist (see the module)."""
+    from confluent_kafka import KafkaError, KafkaException
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    admin = AdminClient({"bootstrap.servers": settings.bootstrap})
+    try:
+        meta = admin.list_topics(timeout=30)
+    except KafkaException as exc:
+        raise KafkaTransportError(f"Kafka at {settings.bootstrap} is not reachable: {exc.args[0].str()}; "
+                                  f"start it or set transport.bootstrap") from exc
+    brokers = len(meta.brokers)
+    rf, isr = settings.durability(brokers)
+    path = f"streams.{settings.stream}.transport"
+    if rf > brokers:
+        raise KafkaTransportError(
+            f"{path}.replication_factor is {rf} but the cluster at {settings.bootstrap} has {brokers} "
+            f"broker{'s' if brokers != 1 else ''}: add brokers or set replication_factor: {brokers}")
+    config = {"min.insync.replicas": str(isr), "compression.type": settings.compression,
+              "cleanup.policy": "delete", **settings.topic_config}
+    if settings.compression == "none":
+        config["compression.type"] = "uncompressed"
+    names = settings.topics(tables)
+    missing = [n for n in names if n not in meta.topics]
+    if missing:
+        futures = admin.create_topics(
+            [NewTopic(n, num_partitions=1, replication_factor=rf, config=config) for n in missing],
+            operation_timeout=30, request_timeout=30)
+        for name, fut in futures.items():
+            try:
+                fut.result(timeout=60)
+            except KafkaException as exc:
+                err = exc.args[0]
+                if err.code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                    raise KafkaTransportError(f"cannot create Kafka topic {name} at {settings.bootstrap} "
+                                              f"(replication factor {rf}, {config}): {err.str()}") from exc
+        meta = _listing(admin, names)
+    _check_existing(admin, meta, names, rf, isr, path)
+
+
+def _listing(admin: Any, names: list[str], timeout: float = 30.0) -> Any:
+    """The cluster's metadata once it lists every one of `names` (a broker learns of a topic
+    just created a moment after the controller answered)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        meta = admin.list_topics(timeout=30)
+        missing = [n for n in names if n not in meta.topics or not meta.topics[n].partitions]
+        if not missing:
+            return meta
+        if time.monotonic() > deadline:
+            raise KafkaTransportError(f"Kafka topics {', '.join(missing)} are still missing "
+                                      f"{timeout:.0f}s after they were created")
+        time.sleep(0.1)
+
+
+def _check_existing(admin: Any, meta: Any, names: list[str], rf: int, isr: int, path: str) -> None:
+    from confluent_kafka.admin import ConfigResource
+
+    for name in names:
+        parts = meta.topics[name].partitions
+        if len(parts) != 1:
+            raise KafkaTransportError(
+                f"Kafka topic {name} has {len(parts)} partitions; a stream's topics need exactly one "
+                f"(one table's changes stay in order only within a partition): recreate it with one "
+                f"partition, or give the stream another {path}.topic_prefix")
+        copies = len(next(iter(parts.values())).replicas)
+        if copies < rf:
+            raise KafkaTransportError(
+                f"Kafka topic {name} has {copies} replica{'s' if copies != 1 else ''}, fewer than "
+                f"{path}.replication_factor {rf}: raise it with kafka-reassign-partitions, or set "
+                f"replication_factor: {copies}")
+    resources = [ConfigResource(ConfigResource.Type.TOPIC, n) for n in names]
+    for res, fut in admin.describe_configs(resources, request_timeout=30).items():
+        entry = fut.result(timeout=60).get("min.insync.replicas")
+        have = int(entry.value) if entry is not None and entry.value is not None else 1
+        if have < isr:
+            raise KafkaTransportError(
+                f"Kafka topic {res.name} has min.insync.replicas={have}, below the stream's {isr}: an "
+                f"acknowledged change could still be lost with one broker. Raise it (kafka-configs "
+                f"--alter --add-config min.insync.replicas={isr}) or set {path}.min_insync_replicas: {have}")
+
+
+__all__ = ["DEFAULT_BOOTSTRAP", "ENV_BOOTSTRAP", "KafkaSettings", "KafkaTransportError", "ensure_topics"]
