@@ -19,7 +19,10 @@ import threading
 import time
 from collections.abc import Callable
 
-from cdc import checkpoint
+import sqlalchemy as sa
+
+from cdc import checkpoint, faults
+from cdc.errors import SinkError
 from cdc.events import ChangeEvent
 from cdc.lease import Fenced, Lease
 from cdc.metrics import StreamMetrics
@@ -48,24 +51,34 @@ class Applier:
         self.connected = threading.Event()  # the sink is connected (and the lease held)
 
     def run(self, stop: threading.Event) -> None:
-        self.sink.connect()  # a role that may not tag its writes stops the stream now, not later
         if self.lease is None:
+            self.sink.connect()  # a role that may not tag its writes stops the stream now, not later
             self._active(stop)
             return
+        lease = self.lease
         try:
             while not stop.is_set():
                 self.metrics.state = "standby"
-                if not self.lease.acquire(stop, on_wait=self._standing_by):
+                if not lease.acquire(stop, on_wait=self._standing_by):
                     return
-                log.info("%s: holding the lease (epoch %d) as %s", self.sink.stream, self.lease.epoch,
-                         self.lease.holder)
+                log.info("%s: holding the lease (epoch %d) as %s", self.sink.stream, lease.epoch, lease.holder)
                 try:
+                    # only the holder tags its writes: the origin is one session's at a time
+                    self.sink.connect(take_over=True)
                     self._active(stop)
                 except Fenced as exc:
                     log.warning("%s", exc)
-                    self.sink.rollback()
+                except (sa.exc.DBAPIError, SinkError) as exc:
+                    if lease.still_ours():
+                        raise
+                    # the new holder ended our session (cdc/sinks: take_over)
+                    log.warning("%s: the lease was taken over (%s); standing by", self.sink.stream,
+                                str(getattr(exc, "orig", exc)).strip().splitlines()[0])
+                finally:
+                    self.connected.clear()
+                    self.sink.close()  # gives up the origin session too
         finally:
-            self.lease.release()
+            lease.release()
 
     def _standing_by(self, holder: str) -> None:
         log.info("%s: standing by; the stream is applied by %s", self.sink.stream, holder or "nobody yet")
@@ -91,6 +104,7 @@ class Applier:
                     subscriber.reopen(sink.resume)
                     continue
                 if batch.events:
+                    faults.point("apply.before_write")
                     sink.begin()
                     sink.write(batch.events)
                     self.metrics.count(len(batch.events))

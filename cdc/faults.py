@@ -22,6 +22,8 @@ The points and the guarantee each one sits on:
     snapshot.after_chunk_read   DBLog: a chunk was selected, its high watermark not emitted yet
     snapshot.after_copy_chunk   initial copy by COPY: a chunk is committed with its progress,
                                 the next not read yet (a crash resumes after it)
+    apply.before_write          the applier holds a batch, not written yet (inside the open
+                                target transaction when a large one streams in parts)
     sink.before_commit          a batch's rows and positions are written, not committed
     sink.after_commit           the target committed rows and positions; nothing acknowledged
     capture.after_acknowledge   the capture loop has just acknowledged what is durable

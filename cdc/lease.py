@@ -121,8 +121,10 @@ class Lease:
                             .values(expires_ms=self._expires()))
         if done.rowcount != 1:
             epoch, self.epoch = self.epoch, 0
-            raise Fenced(f"stream {self.stream}: the lease (epoch {epoch}) was taken over by "
-                         f"{self.current_holder() or 'another applier'}; standing by")
+            # (no query for the new holder's name here: on SQLite this connection's write
+            # transaction would block it; standing by logs it)
+            raise Fenced(f"stream {self.stream}: the lease (epoch {epoch}) was taken over by another "
+                         "applier; standing by")
 
     def release(self) -> None:
         """Let a stand-by take over at once (a clean stop); harmless if not held."""
@@ -133,6 +135,20 @@ class Lease:
             conn.execute(sa.update(t).where(t.c.stream == self.stream, t.c.epoch == self.epoch)
                          .values(expires_ms=0))
         self.epoch = 0
+
+    def still_ours(self) -> bool:
+        """Whether the lease still has our epoch (after an error that may mean we lost it)."""
+        if not self.epoch:
+            return False
+        try:
+            with self.engine.connect() as conn:
+                epoch = conn.execute(sa.select(leases.c.epoch).where(leases.c.stream == self.stream)).scalar()
+        except sa.exc.DBAPIError:
+            return True  # cannot tell: the error stands
+        if epoch != self.epoch:
+            self.epoch = 0
+            return False
+        return True
 
     def current_holder(self) -> str:
         with self.engine.connect() as conn:

@@ -24,15 +24,17 @@ per table per batch: cdc.keys.KeyLog) for the dual-write detector (:mod:`cdc.dua
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import functools
 import json
 import logging
 import os
+import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
-from typing import Any
+from typing import Any, NoReturn
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql as pg
@@ -54,6 +56,15 @@ UPSERT, UPDATE, MOVE, DELETE, TRUNCATE, MARK, SWEEP, KEPT = (
     "upsert", "update", "move", "delete", "truncate", "mark", "sweep", "kept")
 SWEEP_BATCH = 1000  # ghost keys deleted per statement
 RECENT_WINDOW_S = 60.0  # how long applied keys are remembered for the dual-write detector
+
+
+ORIGIN_TAKEOVER_SECONDS = 10.0
+
+
+def _origin_busy_pid(exc: sa.exc.DBAPIError) -> int | None:
+    """The backend pid in "replication origin with ID n is already active for PID p"."""
+    match = re.search(r"already active for PID (\d+)", str(exc.orig))
+    return int(match.group(1)) if match else None
 
 
 def make_engine(url: str) -> Engine:
@@ -392,20 +403,24 @@ class SqlSink:
     def position(self) -> Position | None:
         return self.positions.get("")
 
-    def connect(self) -> None:
+    def connect(self, *, take_over: bool = False) -> None:
         """Open the sink's connection and tag it (idempotent; begin() calls it).
 
         PostgreSQL: the session writes under replication origin ``strangler_<stream>``, so
         the source of a stream back out of this database skips what we write. Without it the
         reverse stream would echo every change, so a role that may not use origins stops the
         stream here, saying what to grant. SQLite: the marker table the transactions use.
+
+        An origin is active in one session at a time. With `take_over` (the caller holds the
+        stream's lease, cdc/lease.py) a session still holding it belongs to a fenced or dead
+        applier, and is ended (``pg_terminate_backend``) so this one can write.
         """
         if self._conn is not None:
             return
         conn = self.engine.connect()
         try:
             if conn.dialect.name == "postgresql":
-                self._setup_origin(conn)
+                self._setup_origin(conn, take_over)
             elif conn.dialect.name == "sqlite":
                 conn.exec_driver_sql(SQLITE_MARKER_DDL)
             conn.commit()
@@ -414,28 +429,47 @@ class SqlSink:
             raise
         self._conn = conn
 
-    def _setup_origin(self, conn: Connection) -> None:
+    def _setup_origin(self, conn: Connection, take_over: bool = False) -> None:
         name = origin_name(self.stream)
-        try:
-            conn.exec_driver_sql(
-                "SELECT pg_replication_origin_create(%(n)s) WHERE NOT EXISTS "
-                "(SELECT 1 FROM pg_replication_origin WHERE roname = %(n)s)", {"n": name})
-            conn.exec_driver_sql("SELECT pg_replication_origin_session_setup(%(n)s)", {"n": name})
-        except sa.exc.DBAPIError as exc:
-            conn.rollback()
-            detail = str(exc.orig).strip()
-            if getattr(exc.orig, "pgcode", None) == "42501":  # insufficient_privilege
-                role = conn.exec_driver_sql("SELECT current_user").scalar()
-                raise SinkError(
-                    f"stream {self.stream}: the target role {role!r} may not use replication origins "
-                    f"({detail}); without origin {name!r} a stream back out of this database would echo "
-                    f"every change. Grant it, as a superuser in the target database: GRANT EXECUTE ON "
-                    f"FUNCTION pg_replication_origin_create(text), "
-                    f"pg_replication_origin_session_setup(text) TO \"{role}\"; (or sink as a "
-                    f"superuser), then run the stream again") from exc
+        deadline = time.monotonic() + ORIGIN_TAKEOVER_SECONDS
+        while True:
+            try:
+                conn.exec_driver_sql(
+                    "SELECT pg_replication_origin_create(%(n)s) WHERE NOT EXISTS "
+                    "(SELECT 1 FROM pg_replication_origin WHERE roname = %(n)s)", {"n": name})
+                conn.exec_driver_sql("SELECT pg_replication_origin_session_setup(%(n)s)", {"n": name})
+                return
+            except sa.exc.DBAPIError as exc:
+                conn.rollback()
+                busy = _origin_busy_pid(exc)
+                if not take_over or busy is None or time.monotonic() > deadline:
+                    self._origin_error(conn, exc, name)
+                log.warning("%s: ending session %d, which still holds origin %s (a fenced or dead "
+                            "applier)", self.stream, busy, name)
+                try:
+                    conn.exec_driver_sql("SELECT pg_terminate_backend(%(p)s, 5000)", {"p": busy})
+                    conn.commit()
+                except sa.exc.DBAPIError as denied:
+                    raise SinkError(
+                        f"stream {self.stream}: session {busy} still holds origin {name!r} but this role "
+                        f"may not end it ({str(denied.orig).strip()}); end it as a superuser "
+                        f"(SELECT pg_terminate_backend({busy})) or GRANT pg_signal_backend to this "
+                        f"role") from denied
+
+    def _origin_error(self, conn: Connection, exc: sa.exc.DBAPIError, name: str) -> NoReturn:
+        detail = str(exc.orig).strip()
+        if getattr(exc.orig, "pgcode", None) == "42501":  # insufficient_privilege
+            role = conn.exec_driver_sql("SELECT current_user").scalar()
             raise SinkError(
-                f"stream {self.stream}: cannot write under replication origin {name!r} ({detail}); "
-                f"if another `strangler cdc run {self.stream}` is active, stop it first") from exc
+                f"stream {self.stream}: the target role {role!r} may not use replication origins "
+                f"({detail}); without origin {name!r} a stream back out of this database would echo "
+                f"every change. Grant it, as a superuser in the target database: GRANT EXECUTE ON "
+                f"FUNCTION pg_replication_origin_create(text), "
+                f"pg_replication_origin_session_setup(text) TO \"{role}\"; (or sink as a "
+                f"superuser), then run the stream again") from exc
+        raise SinkError(
+            f"stream {self.stream}: cannot write under replication origin {name!r} ({detail}); "
+            f"if another `strangler cdc run {self.stream}` is active, stop it first") from exc
 
     def begin(self) -> None:
         self.connect()
@@ -862,8 +896,10 @@ class SqlSink:
 
     def rollback(self) -> None:
         if self._tx is not None:
-            self._tx.rollback()
-            self._tx = None
+            tx, self._tx = self._tx, None
+            # a lost connection rolled back already (the server ended the transaction)
+            with contextlib.suppress(sa.exc.DBAPIError, sa.exc.InvalidRequestError):
+                tx.rollback()
         self._recent.clear()
         self._dirty.clear()
         self._snap.clear()
@@ -873,6 +909,8 @@ class SqlSink:
         if self._tx is not None:
             self.rollback()
         if self._conn is not None:
+            if not self._sqlite:
+                self._conn.invalidate()  # never back to the pool: it holds the origin session
             self._conn.close()
             self._conn = None
 

@@ -56,8 +56,8 @@ def apply_half(cfg: StreamConfig, stop: threading.Event, *, transport: KafkaTran
 
     def tick(force: bool = False) -> None:
         now = time.monotonic()
-        if not force and now - last[0] < 1.0:
-            return
+        if metrics.state == "standby" or (not force and now - last[0] < 1.0):
+            return  # a stand-by leaves the metrics file to the applier that holds the lease
         last[0] = now
         metrics.dead_letters, metrics.position = sink.dead, str(sink.position or "")
         metrics.tick()

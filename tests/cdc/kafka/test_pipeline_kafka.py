@@ -42,13 +42,19 @@ class KafkaEnv(Env):
     parts: dict[str, subprocess.Popen[bytes]]
     prefix: str
 
-    def start_part(self, part: str) -> subprocess.Popen[bytes]:
-        log = open(self.folder / f"{part}.log", "ab")  # noqa: SIM115 - closed with the process
+    def start_part(self, part: str, *, label: str = "", faults: str = "") -> subprocess.Popen[bytes]:
+        """`cdc run --part` as a process, known (and logged) as `label` (default: the part);
+        `faults` is a STRANGLER_CDC_FAULTS spec (cdc/faults.py) for this process only."""
+        label = label or part
+        env = self.env()
+        if faults:
+            env.update(STRANGLER_CDC_FAULTS=faults, STRANGLER_CDC_FAULTS_DIR=str(self.faults_dir))
+        log = open(self.folder / f"{label}.log", "ab")  # noqa: SIM115 - closed with the process
         proc = subprocess.Popen([sys.executable, "-m", "cli.main", "cdc", "run", self.name, "--part", part,
-                                 "--streams", str(self.streams_path)], cwd=REPO, env=self.env(),
+                                 "--streams", str(self.streams_path)], cwd=REPO, env=env,
                                 stdout=log, stderr=log)
         self.procs.append(proc)
-        self.parts[part] = proc
+        self.parts[label] = proc
         return proc
 
     def wait(self, predicate: Any, timeout: float, what: str) -> None:
@@ -90,7 +96,7 @@ def kafka_spec(env: Env, broker: KafkaServer) -> dict[str, Any]:
                                                     "topic_prefix": f"t{uuid.uuid4().hex[:8]}"})
 
 
-def make_env(server: PostgresServer, folder: Path, broker: KafkaServer) -> KafkaEnv:
+def make_env(server: PostgresServer, folder: Path, broker: KafkaServer, **transport: Any) -> KafkaEnv:
     tag = os.urandom(4).hex()
     src = server.create_database(f"src_{tag}")
     tgt = server.create_database(f"tgt_{tag}")
@@ -99,6 +105,7 @@ def make_env(server: PostgresServer, folder: Path, broker: KafkaServer) -> Kafka
     env = KafkaEnv(src=src, tgt=tgt, folder=folder, streams_path=folder / "streams.yaml")
     env.parts = {}
     spec = kafka_spec(env, broker)
+    spec["transport"].update(transport)
     env.prefix = spec["transport"]["topic_prefix"]
     env.write_streams(spec)
     return env
