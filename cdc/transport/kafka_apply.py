@@ -30,6 +30,7 @@ from typing import Any
 
 from cdc.events import ChangeEvent, Position
 from cdc.transport import Batch, Resume
+from cdc.transport.kafka_capture import ORDER_HEADER, TX_HEADER
 from cdc.transport.kafka_topics import KafkaSettings, KafkaTransportError, ensure_topics
 
 PAUSE_AT = 50_000  # buffered messages per partition before it is paused (memory bound)
@@ -46,7 +47,7 @@ class _Msg:
     tx: tuple[int, int] | None  # data: its transaction; tx topic: the record's
     order: int = 0
     event: ChangeEvent | None = None
-    status: str = ""  # BEGIN / END / MARK on the transaction topic
+    status: str = ""  # BEGIN / END / MARK / EVENT on the control topic
     counts: dict[str, int] | None = None  # END: the transaction's events per data topic
 
 
@@ -111,7 +112,7 @@ class KafkaApply:
         self.settings = settings
         self.topics = {settings.topic(t): t for t in tables}
         ensure_topics(settings, tables)
-        self._tx_tp: TP = (settings.tx_topic, 0)
+        self._tx_tp: TP = (settings.control_topic, 0)
         self._partitions: list[TP] = [self._tx_tp, *((t, 0) for t in self.topics)]
         self._collection_topic = {settings.collection(t): topic for topic, t in self.topics.items()}
         self._consumer = Consumer({
@@ -173,27 +174,37 @@ class KafkaApply:
         self._paused.add(key)
 
     def _parse(self, msg: Any) -> _Msg | None:
+        value = msg.value()
+        if value is None:
+            return None  # a tombstone: for log compaction, nothing to apply
         try:
-            body = json.loads(msg.value())
-            if msg.topic() == self.settings.tx_topic:
-                mark = None
-                if body["status"] == "MARK":  # a position with no change: the sink records it
-                    mark = ChangeEvent(op="m", table="", key={}, before=None, after=None,
-                                       position=Position(int(body["lsn"]), int(body["index"])),
-                                       ts_ms=int(body.get("ts_ms") or 0), last=True)
-                counts = None
-                if body["status"] == "END" and body.get("data_collections"):
-                    counts = {self._collection_topic.get(str(dc["data_collection"]), ""): int(dc["event_count"])
-                              for dc in body["data_collections"]}
-                return _Msg(offset=msg.offset(), tx=_tx_key(body["id"]), status=body["status"],
-                            event=mark, counts=counts)
+            body = json.loads(value)
+            if msg.topic() == self.settings.control_topic:
+                return self._parse_control(msg.offset(), body)
+            headers = dict(msg.headers() or ())
             event = ChangeEvent.from_envelope(body, json.loads(msg.key()) if msg.key() else {})
-            tx = body["transaction"]
-            return _Msg(offset=msg.offset(), tx=_tx_key(tx["id"]), order=int(tx["total_order"]),
-                        event=event)
-        except (ValueError, KeyError, TypeError) as exc:
-            self._dead_raw(msg, f"undecodable message: {exc}")
+            return _Msg(offset=msg.offset(), tx=_tx_key(headers[TX_HEADER].decode()),
+                        order=int(headers[ORDER_HEADER]), event=event)
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            self._dead_raw(msg, f"undecodable message: {exc!r}")
             return None
+
+    def _parse_control(self, offset: int, body: dict[str, Any]) -> _Msg:
+        status = body["status"]
+        tx = _tx_key(body["id"])
+        if status == "MARK":  # a position with no change: the sink records it
+            mark = ChangeEvent(op="m", table="", key={}, before=None, after=None,
+                               position=Position(int(body["lsn"]), int(body["index"])),
+                               ts_ms=int(body.get("ts_ms") or 0), last=True)
+            return _Msg(offset=offset, tx=tx, status=status, event=mark)
+        if status == "EVENT":  # a snapshot marker in its place in transaction `tx`
+            return _Msg(offset=offset, tx=tx, status=status, order=int(body["order"]),
+                        event=ChangeEvent.from_envelope(body["event"], body.get("key") or {}))
+        counts = None
+        if status == "END":
+            counts = {self._collection_topic.get(str(dc["data_collection"]), ""): int(dc["event_count"])
+                      for dc in body.get("data_collections") or ()}
+        return _Msg(offset=offset, tx=tx, status=status, counts=counts)
 
     # -- reassembly -------------------------------------------------------------------
     def _pop(self, key: TP) -> _Msg:
@@ -213,7 +224,7 @@ class KafkaApply:
         self._boundary = Cursor(offsets=dict(self._next), done=tx, seen=dict(self._seen))
 
     def _next_transaction(self, out: list[ChangeEvent]) -> bool:
-        """Move to the next BEGIN on the transaction topic, or hand over the next MARK (a
+        """Move to the next BEGIN on the control topic, or hand over the next MARK (a
         whole transaction of one message event); False if neither is here yet."""
         txq = self._queues[self._tx_tp]
         while txq:
@@ -232,13 +243,12 @@ class KafkaApply:
         return False
 
     def _find(self, cur: tuple[int, int], order: int) -> TP | None:
-        """The partition whose head is event `order` of transaction `cur`, if any is."""
+        """The partition whose head is event `order` of transaction `cur`, if any is: a data
+        topic, or the control topic when that event is a snapshot marker."""
         for key, queue in self._queues.items():
-            if key == self._tx_tp:
-                continue
             while queue and queue[0].tx is not None and queue[0].tx < cur:
                 self._pop(key)  # a dead transaction's events, or an undecodable one
-            if queue and queue[0].tx == cur and queue[0].order == order:
+            if queue and queue[0].tx == cur and queue[0].order == order and queue[0].event is not None:
                 return key
         return None
 
@@ -258,6 +268,8 @@ class KafkaApply:
         while txq and (txq[0].status not in starts or txq[0].tx is None or txq[0].tx[0] <= tx.tx[0]):
             if txq[0].status in starts and txq[0].tx is not None and txq[0].tx > tx.tx:
                 return False  # a later transaction of the same process: tx will complete
+            if txq[0].status == "EVENT" and txq[0].tx == tx.tx:
+                return False  # a later marker of tx came after what a data topic still owes: late
             if txq[0].status == "END" and txq[0].tx == tx.tx and txq[0].counts is not None:
                 tx.counts = txq[0].counts
                 return self._lost(tx, tx.counts)

@@ -1,11 +1,17 @@
 """The Kafka transport's capture end: source events -> the stream's topics.
 
-Each event goes to its table's topic, keyed by the primary key as JSON (so one row's
-changes stay in order), the value in the Debezium envelope with a ``transaction`` block
-(id, total_order, data_collection_order). ``<prefix>.transaction`` carries a BEGIN and an
-END record per source transaction (Debezium's transaction metadata; END says how many
-events each table's topic got), and MARK records for positions with no change (a drain
-marker: a logical message in a transaction of its own).
+Each row change goes to its table's topic, keyed by the primary key as JSON (so one row's
+changes stay in order), the value in the Debezium envelope. Two headers, invisible to a
+JSON consumer, carry its place: ``strangler.tx`` (the transaction id) and
+``strangler.order`` (its index in the transaction, across tables).
+
+The control topic, ``__strangler-control.<prefix>``, is ours: a BEGIN and an END record per
+source transaction (END says how many events each table's topic got, and the position it
+makes durable), MARK records for positions with no change (a drain marker: a logical
+message in a transaction of its own), and EVENT records for the row-less snapshot markers
+(start/range/last), in their place in the transaction. No control record ever reaches a
+data topic. With ``transaction_metadata: true`` the BEGIN/END records also go, in Debezium's
+shape, to ``<prefix>.transaction``, and each data value gets Debezium's ``transaction`` block.
 
 An idempotent producer with ``acks=all``; ``durable()`` is the position of the last event
 such that Kafka acknowledged it *and every message before it*, so the source (slot flush
@@ -23,10 +29,23 @@ import json
 import time
 from collections import deque
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from cdc.events import ChangeEvent, Position, json_default
 from cdc.transport.kafka_topics import KafkaSettings, KafkaTransportError, ensure_topics
+
+TX_HEADER, ORDER_HEADER = "strangler.tx", "strangler.order"
+
+
+@dataclass
+class _Tx:
+    """The source transaction being published."""
+
+    id: str
+    first: ChangeEvent
+    order: int = 0  # events so far
+    counts: dict[str, int] = field(default_factory=dict)  # data events per table
 
 
 class KafkaCapture:
@@ -48,14 +67,14 @@ class KafkaCapture:
         })
         self._epoch = time.time_ns()
         self._n = 0  # transactions started under this epoch
-        self._open: tuple[str, int, dict[str, int]] | None = None  # id, order, per-table counts
-        self._first: ChangeEvent | None = None
+        self._open: _Tx | None = None
         self._pending: deque[list[Any]] = deque()  # [position | None, delivered] per message
         self._durable: Position | None = None
         self._error: str | None = None
         self.published = 0
 
-    def _send(self, topic: str, key: bytes | None, value: bytes, position: Position | None) -> None:
+    def _send(self, topic: str, key: bytes | None, value: bytes | None, position: Position | None,
+              headers: list[tuple[str, bytes]] | None = None) -> None:
         entry = [position, False]
         self._pending.append(entry)
 
@@ -67,22 +86,36 @@ class KafkaCapture:
 
         while True:
             try:
-                self._producer.produce(topic, key=key, value=value, on_delivery=delivered)
+                self._producer.produce(topic, key=key, value=value, headers=headers, on_delivery=delivered)
                 return
             except BufferError:  # the local queue is full: wait for the broker (backpressure)
                 self._producer.poll(0.1)
                 self._check()
 
-    def _tx_record(self, status: str, tx_id: str, first: ChangeEvent,
-                   counts: dict[str, int] | None, position: Position | None) -> None:
-        record: dict[str, Any] = {
-            "status": status, "id": tx_id, "ts_ms": first.ts_ms, "source_tx_id": first.tx_id,
-            "event_count": sum(counts.values()) if counts is not None else None,
-            "data_collections": [{"data_collection": self.settings.collection(t), "event_count": n}
-                                 for t, n in counts.items()] if counts else None,
-        }
-        self._send(self.settings.tx_topic, tx_id.encode(),
-                   json.dumps(record, separators=(",", ":")).encode(), position)
+    def _control(self, record: dict[str, Any], position: Position | None = None) -> None:
+        """A record on the control topic, where the apply end takes the order of things from."""
+        self._send(self.settings.control_topic, str(record.get("id", "")).encode(),
+                   json.dumps(record, default=json_default, separators=(",", ":")).encode(), position)
+
+    def _boundary(self, status: str, tx: _Tx, position: Position | None) -> None:
+        """BEGIN or END of a source transaction: on the control topic (ours, with the position
+        an END makes durable), and in Debezium's shape on ``<prefix>.transaction`` if asked."""
+        first = tx.first
+        record: dict[str, Any] = {"status": status, "id": tx.id, "ts_ms": first.ts_ms,
+                                  "source_tx_id": first.tx_id}
+        if status == "END":
+            record["event_count"] = sum(tx.counts.values())
+            record["data_collections"] = [{"data_collection": self.settings.collection(t), "event_count": n}
+                                          for t, n in tx.counts.items()]
+        if self.settings.transaction_metadata:
+            debezium = {k: v for k, v in record.items() if k != "source_tx_id"}
+            debezium.setdefault("event_count", None)
+            debezium.setdefault("data_collections", None)
+            self._send(self.settings.tx_topic, tx.id.encode(),
+                       json.dumps(debezium, separators=(",", ":")).encode(), None)
+        if position is not None:
+            record["lsn"], record["index"] = position.lsn, position.seq
+        self._control(record, position)
 
     def publish(self, events: Sequence[ChangeEvent]) -> None:
         self._check()
@@ -90,44 +123,46 @@ class KafkaCapture:
             if ev.op == "m":  # a message carries nothing downstream: durable behind the rest
                 self._message(ev)
                 continue
-            if self._open is None:
+            tx = self._open
+            if tx is None:
                 self._n += 1
-                self._open = (f"{self._epoch}:{self._n}", 0, {})
-                self._first = ev
-                self._tx_record("BEGIN", self._open[0], ev, None, None)
-            tx_id, order, counts = self._open
-            order += 1
-            counts[ev.table] = counts.get(ev.table, 0) + 1
-            self._open = (tx_id, order, counts)
-            env = ev.to_envelope()
-            env["transaction"] = {"id": tx_id, "total_order": order,
-                                  "data_collection_order": counts[ev.table]}
-            value = json.dumps(env, default=json_default, separators=(",", ":")).encode()
-            # Durable only with its END record: a half-published transaction is not durable.
-            self._send(self.settings.topic(ev.table), ev.key_json(), value, None)
+                tx = self._open = _Tx(f"{self._epoch}:{self._n}", ev)
+                self._boundary("BEGIN", tx, None)
+            tx.order += 1
+            if ev.after is None and ev.op == "r":
+                # a row-less snapshot marker (start/range/last) is for our sink only: it travels
+                # on the control topic, in its place in the transaction, never on a data topic
+                self._control({"status": "EVENT", "id": tx.id, "order": tx.order,
+                               "key": ev.key, "event": ev.to_envelope()})
+            else:
+                n = tx.counts[ev.table] = tx.counts.get(ev.table, 0) + 1
+                env = ev.to_envelope()
+                env["transaction"] = ({"id": tx.id, "total_order": tx.order, "data_collection_order": n}
+                                      if self.settings.transaction_metadata else None)
+                value = json.dumps(env, default=json_default, separators=(",", ":")).encode()
+                # the apply end orders by these headers; Debezium consumers never see them
+                headers = [(TX_HEADER, tx.id.encode()), (ORDER_HEADER, b"%d" % tx.order)]
+                # Durable only with its END record: a half-published transaction is not durable.
+                self._send(self.settings.topic(ev.table), ev.key_json(), value, None, headers)
             if ev.last:
-                assert self._first is not None
-                self._tx_record("END", tx_id, self._first, counts, ev.position)
-                self._open = self._first = None
+                self._boundary("END", tx, ev.position)
+                self._open = None
             self.published += 1
         self._producer.poll(0)
 
     def _message(self, ev: ChangeEvent) -> None:
         if not ev.last:
             return
-        if self._open is not None and self._first is not None:  # it ends a transaction
-            self._tx_record("END", self._open[0], self._first, self._open[2], ev.position)
-            self._open = self._first = None
+        if self._open is not None:  # it ends a transaction
+            self._boundary("END", self._open, ev.position)
+            self._open = None
             return
         # A message alone (a drain marker, `strangler own`): its position must reach the
         # target's checkpoint even when no change follows, so it travels as a MARK record on
-        # the transaction topic, ordered with the transactions around it.
+        # the control topic, ordered with the transactions around it.
         self._n += 1
-        tx_id = f"{self._epoch}:{self._n}"
-        record = {"status": "MARK", "id": tx_id, "ts_ms": ev.ts_ms, "lsn": ev.position.lsn,
-                  "index": ev.position.seq}
-        self._send(self.settings.tx_topic, tx_id.encode(),
-                   json.dumps(record, separators=(",", ":")).encode(), ev.position)
+        self._control({"status": "MARK", "id": f"{self._epoch}:{self._n}", "ts_ms": ev.ts_ms,
+                       "lsn": ev.position.lsn, "index": ev.position.seq}, ev.position)
 
     def durable(self) -> Position | None:
         self._producer.poll(0)
@@ -155,4 +190,4 @@ class KafkaCapture:
         self._producer.flush(10)
 
 
-__all__ = ["KafkaCapture"]
+__all__ = ["ORDER_HEADER", "TX_HEADER", "KafkaCapture"]

@@ -1,9 +1,10 @@
 """A Kafka stream's settings (the ``transport:`` block of streams.yaml) and its topics.
 
-Topics follow Debezium: one per source table, ``<prefix>.<schema>.<table>``, plus
-``<prefix>.transaction`` (transaction metadata, and our MARK records) and ``<topic>.dlq``
-per table for dead letters. Each has exactly one partition, so one table's changes — and
-the transaction records that order them across tables — keep their order.
+Topics follow Debezium: one per source table, ``<prefix>.<schema>.<table>``, and with
+``transaction_metadata: true`` Debezium's ``<prefix>.transaction``; ours are
+``__strangler-control.<prefix>`` (the order of transactions and our control records) and
+``<topic>.dlq`` per table for dead letters. Each has exactly one partition, so one table's
+changes — and the control records that order them across tables — keep their order.
 
 Durability comes from the topic settings, checked against the broker at start:
 
@@ -33,9 +34,10 @@ from cdc.errors import CDCError, ConfigError
 ENV_BOOTSTRAP = "STRANGLER_KAFKA_BOOTSTRAP"
 DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
 TX_SUFFIX = "transaction"
+CONTROL_PREFIX = "__strangler-control."
 CODECS = ("none", "gzip", "snappy", "lz4", "zstd")
 KEYS = ("kind", "bootstrap", "topic_prefix", "group", "linger_ms", "replication_factor",
-        "min_insync_replicas", "compression", "topic_config", "lease_seconds")
+        "min_insync_replicas", "compression", "topic_config", "lease_seconds", "transaction_metadata")
 
 
 class KafkaTransportError(CDCError):
@@ -66,6 +68,7 @@ class KafkaSettings:
     compression: str = "lz4"
     topic_config: dict[str, str] = field(default_factory=dict)
     lease_seconds: float = 6.0
+    transaction_metadata: bool = False  # Debezium's provide.transaction.metadata
 
     @classmethod
     def from_stream(cls, cfg: Any) -> KafkaSettings:
@@ -110,7 +113,10 @@ class KafkaSettings:
         lease = raw.get("lease_seconds", 6)
         if not isinstance(lease, (int, float)) or isinstance(lease, bool) or not 1 <= lease <= 300:
             raise ConfigError(f"{path}.lease_seconds", f"must be a number of seconds in 1..300, not {lease!r}")
-        return cls(stream=cfg.name, bootstrap=values["bootstrap"], topic_prefix=values["topic_prefix"],
+        meta = raw.get("transaction_metadata", False)
+        if not isinstance(meta, bool):
+            raise ConfigError(f"{path}.transaction_metadata", f"must be true or false, not {meta!r}")
+        return cls(stream=cfg.name, transaction_metadata=meta, bootstrap=values["bootstrap"], topic_prefix=values["topic_prefix"],
                    group=values["group"], linger_ms=linger, replication_factor=rf,
                    min_insync_replicas=isr, compression=codec,
                    topic_config={k: str(v) for k, v in extra.items()}, lease_seconds=float(lease),
@@ -129,10 +135,16 @@ class KafkaSettings:
     def tx_topic(self) -> str:
         return f"{self.topic_prefix}.{TX_SUFFIX}"
 
+    @property
+    def control_topic(self) -> str:
+        return f"{CONTROL_PREFIX}{self.topic_prefix}"
+
     def topics(self, tables: Sequence[str]) -> list[str]:
-        """Every topic of the stream: transactions, one per table, one dead-letter per table."""
+        """Every topic of the stream: control, one per table, one dead-letter per table, and
+        Debezium's transaction topic if asked for."""
         data = [self.topic(t) for t in tables]
-        return [self.tx_topic, *data, *(f"{t}.dlq" for t in data)]
+        meta = [self.tx_topic] if self.transaction_metadata else []
+        return [self.control_topic, *meta, *data, *(f"{t}.dlq" for t in data)]
 
     def durability(self, brokers: int) -> tuple[int, int]:
         """(replication factor, min.insync.replicas) for a cluster of `brokers`."""

@@ -77,6 +77,8 @@ def test_settings_defaults_and_topic_names(monkeypatch) -> None:
     assert s.topic("catalog_product") == "catalog.public.catalog_product"
     assert s.topic("shop.orders") == "catalog.shop.orders"
     assert s.tx_topic == "catalog.transaction"
+    assert s.control_topic == "__strangler-control.catalog"
+    assert s.topics(["t"]) == ["__strangler-control.catalog", "catalog.public.t", "catalog.public.t.dlq"]
     lite = SimpleNamespace(name="c", source_kind="sqlite", transport={"kind": "kafka"})
     assert KafkaSettings.from_stream(lite).topic("t") == "c.main.t"
 
@@ -93,7 +95,7 @@ def test_bad_settings_name_the_key(transport, path) -> None:
 
 
 def test_transactions_arrive_whole_in_source_order_across_topics(kafka_broker: KafkaServer) -> None:
-    s = _settings(kafka_broker)
+    s = _settings(kafka_broker, transaction_metadata=True)
     cap = KafkaCapture(s, ["parent", "child"])
     apply = KafkaApply(s, ["parent", "child"])
     assert isinstance(cap, Publisher) and isinstance(apply, Subscriber)
@@ -127,6 +129,8 @@ def test_transactions_arrive_whole_in_source_order_across_topics(kafka_broker: K
         assert body["op"] == "c" and body["source"]["table"] == "child"
         assert body["transaction"]["total_order"] == 2
         assert body["transaction"]["data_collection_order"] == 1
+        headers = dict(msg.headers() or [])  # what our apply end orders by
+        assert headers["strangler.order"] == b"2" and body["transaction"]["id"] == headers["strangler.tx"].decode()
     finally:
         cap.close()
         apply.close()
@@ -246,7 +250,7 @@ def test_dead_letters_carry_the_reason(kafka_broker: KafkaServer) -> None:
 
 def test_a_whole_transaction_whose_events_come_late_is_not_taken_for_a_crashed_one(
         kafka_broker: KafkaServer) -> None:
-    """A busy machine: the transaction topic (BEGIN 1, END 1, then a newer capture process's
+    """A busy machine: the control topic (BEGIN 1, END 1, then a newer capture process's
     BEGIN) is read before transaction 1's events on the table topic. Its END says it was
     published whole: wait for the events, never skip it as cut short (that lost it)."""
     s = _settings(kafka_broker)
@@ -265,9 +269,9 @@ def test_a_whole_transaction_whose_events_come_late_is_not_taken_for_a_crashed_o
                 apply._queues.setdefault(key, deque()).appendleft(msg)
             held.clear()
             return got
-        begins.update(m.tx for m in apply._queues.get((s.tx_topic, 0), ()) if m.status == "BEGIN")
+        begins.update(m.tx for m in apply._queues.get((s.control_topic, 0), ()) if m.status == "BEGIN")
         for key, queue in apply._queues.items():
-            if key[0] != s.tx_topic:
+            if key[0] != s.control_topic:
                 held.extend((key, m) for m in reversed(queue))
                 queue.clear()
         released[0] = len(begins) >= 2  # the next fetch hands the events over, late
