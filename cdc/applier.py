@@ -103,6 +103,8 @@ class Applier:
                     sink.rollback()
                     subscriber.reopen(sink.resume)
                     continue
+                for table, columns in batch.relations:  # the capture accepted these here
+                    sink.relation_changed(table, columns)
                 if batch.events:
                     faults.point("apply.before_write")
                     sink.begin()

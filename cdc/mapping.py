@@ -38,6 +38,21 @@ class TableSchema:
     categories: dict[str, str] = field(default_factory=dict)  # name -> category, where known
     dialect: str = ""  # "postgresql", "sqlite", ... (target side)
 
+    def to_json(self) -> dict[str, Any]:
+        """For a transport whose apply end cannot describe the source itself (Kafka)."""
+        return {"name": self.name, "columns": self.columns, "pk": list(self.pk),
+                "replica_full": self.replica_full, "unique_sets": [list(u) for u in self.unique_sets],
+                "required": list(self.required), "categories": self.categories, "dialect": self.dialect}
+
+    @classmethod
+    def from_json(cls, body: Mapping[str, Any]) -> TableSchema:
+        return cls(name=str(body["name"]), columns={str(k): str(v) for k, v in body["columns"].items()},
+                   pk=tuple(body["pk"]), replica_full=bool(body.get("replica_full")),
+                   unique_sets=tuple(tuple(u) for u in body.get("unique_sets") or ()),
+                   required=tuple(body.get("required") or ()),
+                   categories={str(k): str(v) for k, v in (body.get("categories") or {}).items()},
+                   dialect=str(body.get("dialect") or ""))
+
     def category(self, column: str) -> str:
         """The column's type category (see `type_category`)."""
         cat = self.categories.get(column)

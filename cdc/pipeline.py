@@ -141,6 +141,7 @@ class Pipeline:
              until: Callable[[], bool]) -> None:
         if self.applies:
             self._start_applier(sink)
+        self.publisher.describe({table: tm.source_schema for table, tm in mappings.items()})
         init = source.open(sink.position)
         if init is not None and self.cfg.initial == "none":
             init.close()  # the target already holds every row: stream from the new capture point
@@ -183,9 +184,12 @@ class Pipeline:
                     tm = mappings.get(item.table)
                     if tm is not None:
                         self._drain()  # everything before the relation is applied first
+                        before = dict(tm.source_schema.columns)
                         # SchemaChanged stops the stream here, position intact
                         tm.check_relation(item.columns, at=str(item.position),
                                           current=functools.partial(_live_columns, source, item.table))
+                        if tm.source_schema.columns != before:
+                            self.publisher.describe({item.table: tm.source_schema}, changed=True)
                 elif isinstance(item, Message):
                     self._publish(self._on_message(item, wm, mappings))
             self._publish(out)

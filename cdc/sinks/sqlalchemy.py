@@ -485,6 +485,13 @@ class SqlSink:
                 self.rollback()
                 raise
 
+    def relation_changed(self, table: str, columns: Mapping[str, str]) -> None:
+        """The source table's columns changed here and the capture accepted it (a transport
+        whose apply end has mappings of its own: the same change, ``new_columns`` included)."""
+        tab = self.tables.get(table)
+        if tab is not None:
+            tab.tm.check_relation(columns)
+
     @property
     def in_transaction(self) -> bool:
         return self._tx is not None

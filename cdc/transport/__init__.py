@@ -12,6 +12,11 @@ Capture end, :class:`Publisher` (fed by the pipeline after reading the source):
                       forgotten by the source. None until something is durable.
     flush(timeout)    wait until everything published so far has been taken downstream
                       (written by the sink; acknowledged by Kafka); False on timeout
+    describe(schemas, changed)
+                      the source tables as the capture sees them: at start, and again
+                      (`changed`) where the stream accepted a change of their columns, in
+                      its place among the events. An apply end that runs apart cannot
+                      describe the source itself: the transport carries this to it
 
 Apply end, :class:`Subscriber` (read by :class:`cdc.applier.Applier`):
 
@@ -22,6 +27,8 @@ Apply end, :class:`Subscriber` (read by :class:`cdc.applier.Applier`):
                       and it stores ``batch.resume`` *in the same target transaction as the
                       rows*. ``batch.restart`` says what was handed over since the last
                       commit is void: the sink rolls back and calls ``reopen``.
+                      ``batch.relations`` are source tables whose columns changed before
+                      this batch's events (the apply end's mapping learns them first).
     committed(position, resume)
                       the sink committed up to `position`, storing `resume`
     reopen(resume)    start over from a resume token the target holds (after a rollback)
@@ -50,6 +57,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 from cdc.events import ChangeEvent, Position
+from cdc.mapping import TableSchema
 
 Resume = Mapping[str, Any]  # JSON-serialisable; opaque to everyone but its transport
 
@@ -62,6 +70,7 @@ class Batch:
     boundary: bool = False  # the last event ends a source transaction: the sink may commit
     resume: Resume | None = None  # at a boundary: store it with the rows
     restart: bool = False  # void since the last commit: roll back, then reopen(stored resume)
+    relations: tuple[tuple[str, dict[str, str]], ...] = ()  # (table, columns) changed before `events`
 
 
 @runtime_checkable
@@ -71,6 +80,8 @@ class Publisher(Protocol):
     def durable(self) -> Position | None: ...
 
     def flush(self, timeout: float) -> bool: ...
+
+    def describe(self, schemas: Mapping[str, TableSchema], *, changed: bool = False) -> None: ...
 
     def close(self) -> None: ...
 

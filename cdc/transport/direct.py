@@ -12,10 +12,11 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from cdc.events import ChangeEvent, Position
+from cdc.mapping import TableSchema
 from cdc.transport import Batch, Resume
 
 
@@ -62,6 +63,9 @@ class DirectTransport:
                     return False
                 self._cond.wait(min(left, 0.05))
         return self._written >= self._published
+
+    def describe(self, schemas: Mapping[str, TableSchema], *, changed: bool = False) -> None:
+        return None  # the sink shares the capture's mappings: it knows already
 
     # -- apply end ----------------------------------------------------------------------
     def receive(self, max_events: int, timeout: float = 0.0) -> Batch:

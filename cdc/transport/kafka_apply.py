@@ -49,6 +49,7 @@ class _Msg:
     event: ChangeEvent | None = None
     status: str = ""  # BEGIN / END / MARK / EVENT on the control topic
     counts: dict[str, int] | None = None  # END: the transaction's events per data topic
+    relation: tuple[str, dict[str, str]] | None = None  # RELATION: (table, columns)
 
 
 TP = tuple[str, int]
@@ -139,6 +140,8 @@ class KafkaApply:
         self._boundary = cursor  # after the last transaction handed over whole
         self.at_boundary = True
         self._restart = False
+        self._relations: list[tuple[str, dict[str, str]]] = []  # for the next batch, before its events
+        self._cut = False  # end the batch here: a relation change must come first in the next
         self._consumer.assign([TopicPartition(t, p, cursor.offsets.get((t, p), OFFSET_BEGINNING))
                                for t, p in self._partitions])
 
@@ -197,6 +200,9 @@ class KafkaApply:
                                position=Position(int(body["lsn"]), int(body["index"])),
                                ts_ms=int(body.get("ts_ms") or 0), last=True)
             return _Msg(offset=offset, tx=tx, status=status, event=mark)
+        if status == "RELATION":  # a change of columns the capture accepted, in its place
+            return _Msg(offset=offset, tx=tx, status=status, order=int(body.get("order") or 0),
+                        relation=(str(body["table"]), {str(k): str(v) for k, v in body["columns"].items()}))
         if status == "EVENT":  # a snapshot marker in its place in transaction `tx`
             return _Msg(offset=offset, tx=tx, status=status, order=int(body["order"]),
                         event=ChangeEvent.from_envelope(body["event"], body.get("key") or {}))
@@ -228,8 +234,15 @@ class KafkaApply:
         whole transaction of one message event); False if neither is here yet."""
         txq = self._queues[self._tx_tp]
         while txq:
-            head = self._pop(self._tx_tp)
+            head = txq[0]
             fresh = head.tx is not None and head.tx > self._done and head.tx not in self._skip
+            if fresh and head.relation is not None and not self._take_relation(out):
+                return False
+            self._pop(self._tx_tp)
+            if fresh and head.relation is not None:
+                assert head.tx is not None
+                self._whole(head.tx)
+                return True
             if fresh and head.status == "BEGIN":
                 assert head.tx is not None
                 self._open = _Open(head.tx)
@@ -242,13 +255,25 @@ class KafkaApply:
             # else: the END of one handed over already, or a stale/undecodable record
         return False
 
+    def _take_relation(self, out: list[ChangeEvent]) -> bool:
+        """A relation change is next: it goes first in a batch of its own (the applier changes
+        its mapping before writing what follows), so the batch so far ends here."""
+        if out:
+            self._cut = True
+            return False
+        head = self._queues[self._tx_tp][0]
+        assert head.relation is not None
+        self._relations.append(head.relation)
+        return True
+
     def _find(self, cur: tuple[int, int], order: int) -> TP | None:
         """The partition whose head is event `order` of transaction `cur`, if any is: a data
         topic, or the control topic when that event is a snapshot marker."""
         for key, queue in self._queues.items():
             while queue and queue[0].tx is not None and queue[0].tx < cur:
                 self._pop(key)  # a dead transaction's events, or an undecodable one
-            if queue and queue[0].tx == cur and queue[0].order == order and queue[0].event is not None:
+            head = queue[0] if queue else None
+            if head and head.tx == cur and head.order == order and (head.event or head.relation):
                 return key
         return None
 
@@ -268,7 +293,7 @@ class KafkaApply:
         while txq and (txq[0].status not in starts or txq[0].tx is None or txq[0].tx[0] <= tx.tx[0]):
             if txq[0].status in starts and txq[0].tx is not None and txq[0].tx > tx.tx:
                 return False  # a later transaction of the same process: tx will complete
-            if txq[0].status == "EVENT" and txq[0].tx == tx.tx:
+            if txq[0].status in ("EVENT", "RELATION") and txq[0].tx == tx.tx:
                 return False  # a later marker of tx came after what a data topic still owes: late
             if txq[0].status == "END" and txq[0].tx == tx.tx and txq[0].counts is not None:
                 tx.counts = txq[0].counts
@@ -302,6 +327,13 @@ class KafkaApply:
                     self._restart = not self.at_boundary
                     return True
                 return progressed
+            if self._queues[key][0].relation is not None:
+                if not self._take_relation(out):
+                    return progressed
+                self._pop(key)
+                tx.order += 1
+                progressed = True
+                continue
             m = self._pop(key)
             tx.popped[key[0]] = tx.popped.get(key[0], 0) + 1
             tx.order += 1
@@ -327,7 +359,8 @@ class KafkaApply:
         """
         out: list[ChangeEvent] = []
         deadline = time.monotonic() + timeout
-        while not self._restart:
+        self._cut = False
+        while not self._restart and not self._cut:
             full = len(out) >= max_events
             if full and self.at_boundary:
                 break
@@ -343,7 +376,8 @@ class KafkaApply:
                 break
         if self._restart:
             return Batch(restart=True)
-        return Batch(out, boundary=self.at_boundary,
+        relations, self._relations = tuple(self._relations), []
+        return Batch(out, boundary=self.at_boundary, relations=relations,
                      resume=self._boundary.token() if self.at_boundary else None)
 
     def reopen(self, resume: Resume | None) -> None:

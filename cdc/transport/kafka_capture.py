@@ -8,9 +8,10 @@ JSON consumer, carry its place: ``strangler.tx`` (the transaction id) and
 The control topic, ``__strangler-control.<prefix>``, is ours: a BEGIN and an END record per
 source transaction (END says how many events each table's topic got, and the position it
 makes durable), MARK records for positions with no change (a drain marker: a logical
-message in a transaction of its own), and EVENT records for the row-less snapshot markers
-(start/range/last), in their place in the transaction. No control record ever reaches a
-data topic. With ``transaction_metadata: true`` the BEGIN/END records also go, in Debezium's
+message in a transaction of its own), EVENT records for the row-less snapshot markers
+(start/range/last) and RELATION records for a change of a table's columns the stream
+accepted (``new_columns``), each in its place in the transaction. No control record ever
+reaches a data topic. Each table's schema also goes to the compacted schema topic. With ``transaction_metadata: true`` the BEGIN/END records also go, in Debezium's
 shape, to ``<prefix>.transaction``, and each data value gets Debezium's ``transaction`` block.
 
 An idempotent producer with ``acks=all``; ``durable()`` is the position of the last event
@@ -28,11 +29,12 @@ from __future__ import annotations
 import json
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from cdc.events import ChangeEvent, Position, json_default
+from cdc.mapping import TableSchema
 from cdc.transport.kafka_topics import KafkaSettings, KafkaTransportError, ensure_topics
 
 TX_HEADER, ORDER_HEADER = "strangler.tx", "strangler.order"
@@ -74,7 +76,7 @@ class KafkaCapture:
         self.published = 0
 
     def _send(self, topic: str, key: bytes | None, value: bytes | None, position: Position | None,
-              headers: list[tuple[str, bytes]] | None = None) -> None:
+              headers: list[tuple[str, str | bytes | None]] | None = None) -> None:
         entry = [position, False]
         self._pending.append(entry)
 
@@ -141,13 +143,33 @@ class KafkaCapture:
                                       if self.settings.transaction_metadata else None)
                 value = json.dumps(env, default=json_default, separators=(",", ":")).encode()
                 # the apply end orders by these headers; Debezium consumers never see them
-                headers = [(TX_HEADER, tx.id.encode()), (ORDER_HEADER, b"%d" % tx.order)]
+                headers: list[tuple[str, str | bytes | None]] = [
+                    (TX_HEADER, tx.id.encode()), (ORDER_HEADER, b"%d" % tx.order)]
                 # Durable only with its END record: a half-published transaction is not durable.
                 self._send(self.settings.topic(ev.table), ev.key_json(), value, None, headers)
             if ev.last:
                 self._boundary("END", tx, ev.position)
                 self._open = None
             self.published += 1
+        self._producer.poll(0)
+
+    def describe(self, schemas: Mapping[str, TableSchema], *, changed: bool = False) -> None:
+        """Each table's schema to the compacted schema topic (the apply end compiles its mapping
+        from it); with `changed`, also a RELATION record in its place among the events, so the
+        apply end's mapping changes exactly where the capture's did."""
+        for table, schema in schemas.items():
+            body = json.dumps(schema.to_json(), separators=(",", ":")).encode()
+            self._send(self.settings.schema_topic, table.encode(), body, None)
+            if not changed:
+                continue
+            record: dict[str, Any] = {"status": "RELATION", "table": table, "columns": schema.columns}
+            if self._open is not None:  # inside a transaction: it takes a place in its order
+                self._open.order += 1
+                record.update(id=self._open.id, order=self._open.order)
+            else:
+                self._n += 1
+                record.update(id=f"{self._epoch}:{self._n}", order=0)
+            self._control(record)
         self._producer.poll(0)
 
     def _message(self, ev: ChangeEvent) -> None:

@@ -3,7 +3,9 @@
     capture   source -> Kafka: the ordinary pipeline with ``applies=False``, so snapshot,
               watermarks, schema checks and slot acknowledgement work as for `direct`; the
               slot advances only as far as Kafka has acknowledged.
-    apply     Kafka -> sink: :class:`cdc.applier.Applier` with the Kafka subscriber. Whole
+    apply     Kafka -> sink: :class:`cdc.applier.Applier` with the Kafka subscriber, its
+              mapping compiled from the schemas the capture published (it never connects
+              to the source). Whole
               source transactions in commit order; each commit stores the Kafka resume
               offsets in the *same* target transaction as its rows and positions, so a crash
               anywhere neither loses nor repeats a change. Only the holder of the stream's
@@ -30,9 +32,10 @@ from cdc.applier import Applier
 from cdc.config import StreamConfig
 from cdc.errors import CDCError
 from cdc.lease import Lease
+from cdc.mapping import compile_stream
 from cdc.metrics import StreamMetrics
-from cdc.pipeline import Pipeline, open_stream
-from cdc.sinks.sqlalchemy import SqlSink, make_engine
+from cdc.pipeline import Pipeline
+from cdc.sinks.sqlalchemy import SqlSink, describe, make_engine
 from cdc.transport.kafka import KafkaTransport, make_transport
 
 log = logging.getLogger("cdc.kafka")
@@ -43,8 +46,15 @@ def apply_half(cfg: StreamConfig, stop: threading.Event, *, transport: KafkaTran
                on_tick: Callable[[StreamMetrics], None] | None = None, holder: str | None = None) -> None:
     """Apply the stream from Kafka until `stop` is set, while holding its lease."""
     transport = transport or make_transport(cfg)
-    source, engine, mappings = open_stream(cfg)  # the mapping, checked against both schemas
-    source.close()
+    schemas = transport.source_schemas(stop)  # as the capture half saw them: no source connection
+    if schemas is None:
+        return
+    engine = make_engine(cfg.target_url)
+    try:
+        mappings = compile_stream(cfg, schemas, describe(engine), source_kind=cfg.source_kind)
+    except BaseException:
+        engine.dispose()
+        raise
     lease = Lease(engine, cfg.name, ttl=transport.settings.lease_seconds)
     if holder:
         lease.holder = holder

@@ -2,8 +2,9 @@
 
 Topics follow Debezium: one per source table, ``<prefix>.<schema>.<table>``, and with
 ``transaction_metadata: true`` Debezium's ``<prefix>.transaction``; ours are
-``__strangler-control.<prefix>`` (the order of transactions and our control records) and
-``<topic>.dlq`` per table for dead letters. Each has exactly one partition, so one table's
+``__strangler-control.<prefix>`` (the order of transactions and our control records),
+``__strangler-schema.<prefix>`` (compacted: each source table's latest schema, so the apply
+end never connects to the source) and ``<topic>.dlq`` per table for dead letters. Each has exactly one partition, so one table's
 changes — and the control records that order them across tables — keep their order.
 
 Durability comes from the topic settings, checked against the broker at start:
@@ -35,6 +36,7 @@ ENV_BOOTSTRAP = "STRANGLER_KAFKA_BOOTSTRAP"
 DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
 TX_SUFFIX = "transaction"
 CONTROL_PREFIX = "__strangler-control."
+SCHEMA_PREFIX = "__strangler-schema."
 CODECS = ("none", "gzip", "snappy", "lz4", "zstd")
 KEYS = ("kind", "bootstrap", "topic_prefix", "group", "linger_ms", "replication_factor",
         "min_insync_replicas", "compression", "topic_config", "lease_seconds", "transaction_metadata")
@@ -139,12 +141,17 @@ class KafkaSettings:
     def control_topic(self) -> str:
         return f"{CONTROL_PREFIX}{self.topic_prefix}"
 
+    @property
+    def schema_topic(self) -> str:
+        """Compacted: the latest schema of each source table, keyed by table, for the apply end."""
+        return f"{SCHEMA_PREFIX}{self.topic_prefix}"
+
     def topics(self, tables: Sequence[str]) -> list[str]:
         """Every topic of the stream: control, one per table, one dead-letter per table, and
         Debezium's transaction topic if asked for."""
         data = [self.topic(t) for t in tables]
         meta = [self.tx_topic] if self.transaction_metadata else []
-        return [self.control_topic, *meta, *data, *(f"{t}.dlq" for t in data)]
+        return [self.control_topic, self.schema_topic, *meta, *data, *(f"{t}.dlq" for t in data)]
 
     def durability(self, brokers: int) -> tuple[int, int]:
         """(replication factor, min.insync.replicas) for a cluster of `brokers`."""
@@ -178,8 +185,10 @@ def ensure_topics(settings: KafkaSettings, tables: Sequence[str]) -> None:
     names = settings.topics(tables)
     missing = [n for n in names if n not in meta.topics]
     if missing:
+        compacted = {**config, "cleanup.policy": "compact"}
         futures = admin.create_topics(
-            [NewTopic(n, num_partitions=1, replication_factor=rf, config=config) for n in missing],
+            [NewTopic(n, num_partitions=1, replication_factor=rf,
+                      config=compacted if n == settings.schema_topic else config) for n in missing],
             operation_timeout=30, request_timeout=30)
         for name, fut in futures.items():
             try:

@@ -17,6 +17,7 @@ from typing import Any
 
 import psycopg2
 import pytest
+import yaml
 from confluent_kafka import Consumer
 
 from devstack import KafkaServer, PostgresServer, ServiceUnavailable
@@ -42,16 +43,18 @@ class KafkaEnv(Env):
     parts: dict[str, subprocess.Popen[bytes]]
     prefix: str
 
-    def start_part(self, part: str, *, label: str = "", faults: str = "") -> subprocess.Popen[bytes]:
+    def start_part(self, part: str, *, label: str = "", faults: str = "",
+                   streams: Path | None = None) -> subprocess.Popen[bytes]:
         """`cdc run --part` as a process, known (and logged) as `label` (default: the part);
-        `faults` is a STRANGLER_CDC_FAULTS spec (cdc/faults.py) for this process only."""
+        `faults` is a STRANGLER_CDC_FAULTS spec (cdc/faults.py) for this process only;
+        `streams` another streams.yaml for it."""
         label = label or part
         env = self.env()
         if faults:
             env.update(STRANGLER_CDC_FAULTS=faults, STRANGLER_CDC_FAULTS_DIR=str(self.faults_dir))
         log = open(self.folder / f"{label}.log", "ab")  # noqa: SIM115 - closed with the process
         proc = subprocess.Popen([sys.executable, "-m", "cli.main", "cdc", "run", self.name, "--part", part,
-                                 "--streams", str(self.streams_path)], cwd=REPO, env=env,
+                                 "--streams", str(streams or self.streams_path)], cwd=REPO, env=env,
                                 stdout=log, stderr=log)
         self.procs.append(proc)
         self.parts[label] = proc
@@ -318,6 +321,40 @@ def test_both_halves_in_one_process(kafka_broker: KafkaServer, pg_server: Any, t
         env.wait(lambda: caught_up(env), 60, "a streamed change")
         env.parts["both"].send_signal(signal.SIGTERM)
         assert env.parts["both"].wait(30) == 0, env.part_log("both")
+    finally:
+        env.stop_all()
+        drop_slot(env)
+
+
+def test_apply_half_never_connects_to_the_source_and_follows_new_columns(kafka_broker: KafkaServer,
+                                                                         pg_server: Any, tmp_path: Path) -> None:
+    """The apply half compiles its mapping from the schemas the capture published, and a
+    column the capture accepts (`new_columns: copy`) reaches it in its place in the stream."""
+    env = make_env(pg_server, tmp_path, kafka_broker)
+    spec = yaml.safe_load(env.streams_path.read_text())
+    spec["streams"][env.name]["tables"]["catalog_product"]["new_columns"] = "copy"
+    env.streams_path.write_text(yaml.safe_dump(spec))
+    unreachable = json.loads(json.dumps(spec))
+    unreachable["streams"][env.name]["source"]["url"] = "postgresql://nobody@127.0.0.1:1/gone"
+    apart = tmp_path / "apply-streams.yaml"
+    apart.write_text(yaml.safe_dump(unreachable))
+    sql(env.tgt, "ALTER TABLE products ADD COLUMN color text")
+    try:
+        sql(env.src, "INSERT INTO catalog_category (name) VALUES ('one')")
+        sql(env.src, "INSERT INTO catalog_product (category_id, name, price) VALUES (1, 'before', 1)")
+        env.start_part("apply", streams=apart)
+        env.start_part("capture")
+        env.wait(lambda: caught_up(env), 60, "the initial copy, applied without the source")
+        conn = psycopg2.connect(env.src)
+        with conn, conn.cursor() as cur:  # the new column inside a transaction, after a change
+            cur.execute("UPDATE catalog_product SET version = version + 1 WHERE id = 1")
+            cur.execute("ALTER TABLE catalog_product ADD COLUMN color text")
+            cur.execute("INSERT INTO catalog_product (category_id, name, price, color) VALUES (1, 'new', 2, 'red')")
+        conn.close()
+        sql(env.src, "INSERT INTO catalog_product (category_id, name, price, color) VALUES (1, 'next', 3, 'blue')")
+        env.wait(lambda: sql(env.tgt, "SELECT title, color FROM products ORDER BY id")
+                 == [("before", None), ("new", "red"), ("next", "blue")], 60, "the new column's values")
+        assert caught_up(env)
     finally:
         env.stop_all()
         drop_slot(env)
