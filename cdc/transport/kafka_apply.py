@@ -120,8 +120,14 @@ class KafkaApply:
             "bootstrap.servers": settings.bootstrap,
             "group.id": settings.group,  # only for the informational offset commits
             "enable.auto.commit": False, "enable.auto.offset.store": False,
-            "auto.offset.reset": "earliest", "fetch.wait.max.ms": 20,
+            # a stored offset the topic no longer has is an error, never a silent jump
+            "auto.offset.reset": "error", "fetch.wait.max.ms": 20,
+            "reconnect.backoff.max.ms": 2000,  # back within seconds of a broker restart (default 10 s)
         })
+        from confluent_kafka import KafkaError
+
+        self._gone_codes = {KafkaError._AUTO_OFFSET_RESET, KafkaError.UNKNOWN_TOPIC_OR_PART,
+                            KafkaError._UNKNOWN_TOPIC, KafkaError.OFFSET_OUT_OF_RANGE}
         self._skip: set[tuple[int, int]] = set()  # transactions cut short by a capture crash
         self._producer: Any = None
         self.dead_letters = 0
@@ -142,6 +148,7 @@ class KafkaApply:
         self._restart = False
         self._relations: list[tuple[str, dict[str, str]]] = []  # for the next batch, before its events
         self._cut = False  # end the batch here: a relation change must come first in the next
+        self._check_offsets(cursor)
         self._consumer.assign([TopicPartition(t, p, cursor.offsets.get((t, p), OFFSET_BEGINNING))
                                for t, p in self._partitions])
 
@@ -153,6 +160,8 @@ class KafkaApply:
             if err is not None:
                 if err.fatal():
                     raise KafkaTransportError(f"Kafka consumer failed: {err.str()}")
+                if err.code() in self._gone_codes and self._really_gone(str(msg.topic()), err.code()):
+                    raise KafkaTransportError(self._gone(str(msg.topic()), err.str()))
                 continue  # transient (partition EOF, broker restarting): librdkafka retries
             key: TP = (str(msg.topic()), int(msg.partition() or 0))
             offset = int(msg.offset() or 0)
@@ -169,6 +178,46 @@ class KafkaApply:
             if len(queue) > PAUSE_AT and key not in self._paused:
                 self._pause(key)
         return len(msgs)
+
+    def _gone(self, topic: str, what: str) -> str:
+        return (f"Kafka topic {topic} of stream {self.settings.stream} lost messages this stream had not "
+                f"applied yet ({what}): it was deleted or recreated underneath, or retention removed them. "
+                f"Changes after the last commit may be missing from the target: check with `strangler "
+                f"verify {self.settings.stream}` and repair with `strangler verify {self.settings.stream} "
+                f"--repair` (or re-copy: `strangler cdc snapshot {self.settings.stream}`), then start the "
+                f"apply half again")
+
+    def _really_gone(self, topic: str, code: int) -> bool:
+        """A missing offset is definite; a missing topic may be a broker's passing view of the
+        cluster (while it restarts): ask the cluster again."""
+        from confluent_kafka import KafkaError, KafkaException
+
+        if code in (KafkaError._AUTO_OFFSET_RESET, KafkaError.OFFSET_OUT_OF_RANGE):
+            return True
+        try:
+            meta = self._consumer.list_topics(topic, timeout=5).topics.get(topic)
+        except KafkaException:
+            return False
+        return meta is None or (meta.error is not None and meta.error.code() in self._gone_codes)
+
+    def _check_offsets(self, cursor: Cursor) -> None:
+        """Every stored offset must still be in its topic: not past its end (deleted and
+        recreated), not before its start (retention removed what was never applied)."""
+        from confluent_kafka import KafkaException, TopicPartition
+
+        for (topic, part), offset in cursor.offsets.items():
+            if (topic, part) not in self._next:
+                continue
+            try:
+                low, high = self._consumer.get_watermark_offsets(TopicPartition(topic, part), timeout=10)
+            except KafkaException:
+                continue  # cannot tell now (a broker restarting); the consumer errors if it is so
+            if offset > high:
+                raise KafkaTransportError(self._gone(topic, f"it ends at offset {high}, the target has applied "
+                                                            f"up to {offset}"))
+            if offset < low:
+                raise KafkaTransportError(self._gone(topic, f"it starts at offset {low}, the target has applied "
+                                                            f"up to {offset}"))
 
     def _pause(self, key: TP) -> None:
         from confluent_kafka import TopicPartition

@@ -66,6 +66,7 @@ class KafkaCapture:
             "compression.type": settings.compression,
             "message.timeout.ms": 0,  # never give up on a message: a broker outage only stalls
             "queue.buffering.max.messages": 200_000,
+            "reconnect.backoff.max.ms": 2000,  # back within seconds of a broker restart (default 10 s)
         })
         self._epoch = time.time_ns()
         self._n = 0  # transactions started under this epoch

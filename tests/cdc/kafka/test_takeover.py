@@ -116,3 +116,31 @@ def test_a_holder_paused_past_its_lease_is_fenced_and_stands_by(kafka_broker: Ka
     finally:
         env.stop_all()
         drop_slot(env)
+
+
+def test_broker_restart_in_the_middle_of_a_transaction(kafka_broker: KafkaServer, pg_server: Any,
+                                                       tmp_path: Path) -> None:
+    if not kafka_broker.owned:
+        pytest.skip("restarts the broker: needs one this session started")
+    env = make_env(pg_server, tmp_path, kafka_broker, lease_seconds=LEASE)
+    try:
+        _started(env)
+        a = env.start_part("apply", label="a", faults="apply.before_write=pause@3")
+        env.wait(lambda: _holder_pid(env) == a.pid, 60, "a to hold the lease")
+        conn = psycopg2.connect(env.src)
+        with conn, conn.cursor() as cur:
+            cur.execute("INSERT INTO catalog_product (category_id, name, price) "
+                        "SELECT 1, 'bulk' || g, g FROM generate_series(1, 20000) g")
+        conn.close()
+        faults.wait_hit(env.faults_dir, "apply.before_write", timeout=120)  # two batches written
+        kafka_broker.halt(hard=True)
+        faults.release(env.faults_dir, "apply.before_write")
+        time.sleep(1.0)  # the applier reads on into a dead broker
+        kafka_broker.resume()
+        env.wait(lambda: caught_up(env), 120, "the transaction applied whole after the broker restart")
+        _applied_once(env)
+        assert sql(env.tgt, "SELECT count(*) FROM applied_log WHERE id > 3") == [(20000,)]
+        assert a.poll() is None, env.part_log("a")
+    finally:
+        env.stop_all()
+        drop_slot(env)

@@ -284,3 +284,35 @@ def test_a_whole_transaction_whose_events_come_late_is_not_taken_for_a_crashed_o
         assert released[0] and [e.key["id"] for e in got] == [1, 2]
     finally:
         apply.close()
+
+
+def test_a_topic_deleted_underneath_is_an_error_with_the_repair_not_a_silent_gap(kafka_broker: KafkaServer) -> None:
+    from confluent_kafka.admin import AdminClient
+
+    from cdc.errors import CDCError
+
+    s = _settings(kafka_broker)
+    cap = KafkaCapture(s, ["a"])
+    cap.publish([_ev("a", 1, 100, 1, True), _ev("a", 2, 200, 1, True), _ev("a", 3, 300, 1, True)])
+    assert cap.flush(30)
+    cap.close()
+    apply = KafkaApply(s, ["a"])
+    sink = _Sink()
+    assert len(sink.drain(apply, 3)) == 3
+    apply.close()
+    admin = AdminClient({"bootstrap.servers": s.bootstrap})
+    admin.delete_topics([s.topic("a")], operation_timeout=30)[s.topic("a")].result(60)
+    deadline = time.monotonic() + 60
+    while True:  # recreated (by a capture's start), with less in it than the target applied
+        try:
+            again = KafkaCapture(s, ["a"])
+            break
+        except CDCError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+    again.publish([_ev("a", 4, 400, 1, True)])
+    assert again.flush(30)
+    again.close()
+    with pytest.raises(CDCError, match=r"lost messages.*verify .* --repair"):
+        KafkaApply(s, ["a"], resume=sink.resume)
