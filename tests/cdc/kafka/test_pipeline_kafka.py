@@ -358,3 +358,24 @@ def test_apply_half_never_connects_to_the_source_and_follows_new_columns(kafka_b
     finally:
         env.stop_all()
         drop_slot(env)
+
+
+def test_the_pipeline_runs_a_kafka_stream_through_the_documented_plug_in_point(kafka_broker: KafkaServer,
+                                                                               cdc_env: Env) -> None:
+    """`Pipeline(cfg)` with `transport: {kind: kafka}` loads cdc.transport.kafka.make_transport
+    and runs capture and apply through the broker, like any transport."""
+    from cdc.pipeline import Pipeline
+    from cdc.transport.kafka import KafkaTransport
+    from tests.cdc.test_stream_features import config, equal, running, seed
+
+    env = cdc_env
+    seed(env, 50)
+    cfg = config(env, transport={"kind": "kafka", "bootstrap": kafka_broker.bootstrap,
+                                 "topic_prefix": f"t{uuid.uuid4().hex[:8]}"})
+    assert isinstance(Pipeline(cfg).transport, KafkaTransport)
+    with running(cfg):
+        wait_for(equal(env), 60, "the copy through Kafka")
+        sql(env.src, "UPDATE catalog_product SET version = version + 1 WHERE id <= 10")
+        wait_for(equal(env), 60, "the updates through Kafka")
+    dupes = sql(env.tgt, "SELECT id, version FROM applied_log GROUP BY 1, 2 HAVING count(*) > 1")
+    assert dupes == []
