@@ -111,6 +111,8 @@ class Pipeline:
         self._apply_error: BaseException | None = None
         self._applier: Applier | None = None
         self._apply_thread: threading.Thread | None = None
+        self._database = ""  # the source's, for snapshot rows (streamed ones carry it already)
+        self._default_schema = "public" if cfg.source_kind == "postgres" else ""
 
     def stop(self) -> None:
         self._stop = True
@@ -142,6 +144,7 @@ class Pipeline:
         if self.applies:
             self._start_applier(sink)
         self.publisher.describe({table: tm.source_schema for table, tm in mappings.items()})
+        self._database = source.database
         init = source.open(sink.position)
         if init is not None and self.cfg.initial == "none":
             init.close()  # the target already holds every row: stream from the new capture point
@@ -156,7 +159,8 @@ class Pipeline:
             finally:
                 init.close()
         wm = Watermarks(stream=self.cfg.name, mappings=mappings, chunk=self.cfg.snapshot_chunk,
-                        emit=source.emit_message, reader=source.chunk_reader)
+                        emit=source.emit_message, reader=source.chunk_reader, db=source.database,
+                        schema=self._default_schema)
         for table in mappings:
             state = sink.snapshot_state.get(table)
             if state is None and self.cfg.initial == "none":
@@ -209,7 +213,8 @@ class Pipeline:
             if done:
                 continue
             log.info("%s: copying %s", self.cfg.name, table)
-            for events in initial_events(cursor, style, tm, self.cfg.snapshot_chunk, after=after):
+            for events in initial_events(cursor, style, tm, self.cfg.snapshot_chunk, after=after,
+                                         db=self._database, schema=self._default_schema):
                 self._publish(events)
                 self._check_applier()
                 self._tick(None, sink)

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
@@ -77,10 +78,13 @@ def read_chunk(cursor: Any, paramstyle: str, tm: TableMapping, after: list[Any] 
 
 
 def _events(tm: TableMapping, rows: list[dict[str, Any]], at: Position, final: bool, db: str,
-            extent: dict[str, Any] | None = None) -> list[ChangeEvent]:
+            extent: dict[str, Any] | None = None, schema: str = "") -> list[ChangeEvent]:
     """A chunk as events at `at`: its "range" marker first (if given), the rows, and a
-    "last" marker when the table is done."""
+    "last" marker when the table is done. Rows carry the source's database and schema and
+    the time they were read, as Debezium's snapshot rows do."""
     table, key, lsn = tm.source, tm.key, at.lsn
+    schema = table.rpartition(".")[0] or schema
+    read_ms = int(time.time() * 1000)
     out: list[ChangeEvent] = []
     if extent is not None:
         out.append(ChangeEvent(op="r", table=table, key={}, before=None, after=None,
@@ -88,8 +92,8 @@ def _events(tm: TableMapping, rows: list[dict[str, Any]], at: Position, final: b
                                extent=extent))
     seq = at.seq + 1 + len(out)
     # positional arguments (ChangeEvent's field order): this runs once per copied row
-    out += [ChangeEvent("r", table, {k: r[k] for k in key}, None, r, Position(lsn, seq + i), 0, False,
-                        db, "", None, "true") for i, r in enumerate(rows)]
+    out += [ChangeEvent("r", table, {k: r[k] for k in key}, None, r, Position(lsn, seq + i), read_ms, False,
+                        db, schema, None, "true") for i, r in enumerate(rows)]
     if final:  # a row-less marker: this table is done
         out.append(ChangeEvent(op="r", table=tm.source, key={}, before=None, after=None,
                                position=Position(lsn, seq + len(rows)), last=False, db=db,
@@ -115,7 +119,7 @@ def _extent(tm: TableMapping, after: list[Any] | None, upto: list[Any] | None,
 
 
 def initial_events(cursor: Any, paramstyle: str, tm: TableMapping, chunk: int,
-                   db: str = "", after: list[Any] | None = None) -> Iterator[list[ChangeEvent]]:
+                   db: str = "", after: list[Any] | None = None, schema: str = "") -> Iterator[list[ChangeEvent]]:
     """Chunks of ``r`` events for a table read through `cursor` (inside the snapshot), from
     the key after `after` (a part already copied by COPY: cdc/pgcopy.py).
 
@@ -128,7 +132,7 @@ def initial_events(cursor: Any, paramstyle: str, tm: TableMapping, chunk: int,
         final = len(rows) < chunk
         keys = [[r[k] for k in tm.key] for r in rows]
         extent = _extent(tm, after, None if final else keys[-1], keys)
-        yield _events(tm, rows, Position(0, n), final, db, extent)
+        yield _events(tm, rows, Position(0, n), final, db, extent, schema)
         n += len(rows) + 2
         if final:
             return
@@ -139,13 +143,14 @@ class Watermarks:
     """DBLog chunked copy of pending tables while the stream runs (one chunk in flight)."""
 
     def __init__(self, *, stream: str, mappings: dict[str, TableMapping], chunk: int,
-                 emit: EmitFn, reader: Callable[[], tuple[Any, str]], db: str = "") -> None:
+                 emit: EmitFn, reader: Callable[[], tuple[Any, str]], db: str = "", schema: str = "") -> None:
         self.stream = stream
         self.mappings = mappings
         self.chunk = chunk
         self.emit = emit
         self.reader = reader
         self.db = db
+        self.schema = schema  # of a table named without one (PostgreSQL: public)
         self.pending: dict[str, list[Any] | None] = {}  # table -> last copied key
         self._wm: str | None = None
         self._table: str | None = None
@@ -231,5 +236,5 @@ class Watermarks:
             self._keep = set()
             if not rows and not self._final and extent is None:
                 return []
-            return _events(tm, rows, msg.position, self._final, self.db, extent)
+            return _events(tm, rows, msg.position, self._final, self.db, extent, self.schema)
         return []

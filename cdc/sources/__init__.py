@@ -57,6 +57,7 @@ class InitialSnapshot(Protocol):
 
 class Source(Protocol):
     keys: dict[str, tuple[str, ...]]  # table -> key columns (set from the validated mapping)
+    database: str  # the source database's name, as events carry it (``source.db``)
 
     def describe(self, tables: list[str]) -> dict[str, TableSchema]: ...
 

@@ -145,6 +145,7 @@ class PostgresSource:
         self._acked = 0
         self._last_feedback = 0.0
         self._dbname = self._conn.get_dsn_parameters().get("dbname", "")
+        self.database = self._dbname
         self._publication_checked = 0.0
 
     # -- schema -------------------------------------------------------------------------

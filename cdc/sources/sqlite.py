@@ -100,6 +100,7 @@ class SQLiteSource:
         self.cfg = cfg
         self.tables = tables
         self.path = sqlite_path(cfg.source_url)
+        self.database = self.path  # as its streamed events carry it
         self.keys: dict[str, tuple[str, ...]] = dict(keys or {})
         self._conn = self._connect()
         self._last = 0

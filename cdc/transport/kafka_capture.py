@@ -147,7 +147,11 @@ class KafkaCapture:
                 headers: list[tuple[str, str | bytes | None]] = [
                     (TX_HEADER, tx.id.encode()), (ORDER_HEADER, b"%d" % tx.order)]
                 # Durable only with its END record: a half-published transaction is not durable.
-                self._send(self.settings.topic(ev.table), ev.key_json(), value, None, headers)
+                topic = self.settings.topic(ev.table)
+                key = None if ev.op == "t" else ev.key_json()  # a TRUNCATE has no row, so no key
+                self._send(topic, key, value, None, headers)
+                if ev.op == "d" and self.settings.tombstones_on_delete:
+                    self._send(topic, key, None, None)  # Debezium's tombstone: compaction drops the key
             if ev.last:
                 self._boundary("END", tx, ev.position)
                 self._open = None

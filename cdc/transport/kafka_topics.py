@@ -39,7 +39,8 @@ CONTROL_PREFIX = "__strangler-control."
 SCHEMA_PREFIX = "__strangler-schema."
 CODECS = ("none", "gzip", "snappy", "lz4", "zstd")
 KEYS = ("kind", "bootstrap", "topic_prefix", "group", "linger_ms", "replication_factor",
-        "min_insync_replicas", "compression", "topic_config", "lease_seconds", "transaction_metadata")
+        "min_insync_replicas", "compression", "topic_config", "lease_seconds", "transaction_metadata",
+        "tombstones_on_delete")
 
 
 class KafkaTransportError(CDCError):
@@ -71,6 +72,7 @@ class KafkaSettings:
     topic_config: dict[str, str] = field(default_factory=dict)
     lease_seconds: float = 6.0
     transaction_metadata: bool = False  # Debezium's provide.transaction.metadata
+    tombstones_on_delete: bool = True  # Debezium's tombstones.on.delete: compaction can drop the row
 
     @classmethod
     def from_stream(cls, cfg: Any) -> KafkaSettings:
@@ -115,10 +117,12 @@ class KafkaSettings:
         lease = raw.get("lease_seconds", 6)
         if not isinstance(lease, (int, float)) or isinstance(lease, bool) or not 1 <= lease <= 300:
             raise ConfigError(f"{path}.lease_seconds", f"must be a number of seconds in 1..300, not {lease!r}")
-        meta = raw.get("transaction_metadata", False)
-        if not isinstance(meta, bool):
-            raise ConfigError(f"{path}.transaction_metadata", f"must be true or false, not {meta!r}")
-        return cls(stream=cfg.name, transaction_metadata=meta, bootstrap=values["bootstrap"], topic_prefix=values["topic_prefix"],
+        flags = {}
+        for key, default in (("transaction_metadata", False), ("tombstones_on_delete", True)):
+            flags[key] = raw.get(key, default)
+            if not isinstance(flags[key], bool):
+                raise ConfigError(f"{path}.{key}", f"must be true or false, not {flags[key]!r}")
+        return cls(stream=cfg.name, **flags, bootstrap=values["bootstrap"], topic_prefix=values["topic_prefix"],
                    group=values["group"], linger_ms=linger, replication_factor=rf,
                    min_insync_replicas=isr, compression=codec,
                    topic_config={k: str(v) for k, v in extra.items()}, lease_seconds=float(lease),

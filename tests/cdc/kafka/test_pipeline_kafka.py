@@ -181,6 +181,9 @@ def test_capture_and_apply_processes_keep_target_equal(kafka_broker: KafkaServer
         assert all(json.loads(m.value())["after"] is not None for m in rows)
         assert json.loads(rows[0].key()) == {"id": 1}
         assert json.loads(rows[0].value())["op"] == "r"
+        snap = json.loads(rows[0].value())["source"]  # a snapshot row says where and when, as Debezium's do
+        assert (snap["db"], snap["schema"], snap["snapshot"]) == (env.src.rsplit("/", 1)[1], "public", "true")
+        assert snap["ts_ms"] > 1_600_000_000_000
         # the resume offsets live in the target, beside the rows
         (token,), = sql(env.tgt, f"SELECT token FROM strangler_cdc_resume WHERE stream = '{env.name}'")
         offsets = json.loads(token)["kafka"]["offsets"]

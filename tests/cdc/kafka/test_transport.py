@@ -316,3 +316,31 @@ def test_a_topic_deleted_underneath_is_an_error_with_the_repair_not_a_silent_gap
     again.close()
     with pytest.raises(CDCError, match=r"lost messages.*verify .* --repair"):
         KafkaApply(s, ["a"], resume=sink.resume)
+
+
+def test_a_delete_is_followed_by_a_tombstone_and_a_truncate_has_no_key(kafka_broker: KafkaServer) -> None:
+    s = _settings(kafka_broker)
+    cap = KafkaCapture(s, ["a"])
+    truncate = ChangeEvent(op="t", table="a", key={"id": None}, before=None, after=None,
+                           position=Position(300, 1), last=True, schema="public", tx_id=300, ts_ms=1)
+    cap.publish([_ev("a", 1, 100, 1, True), _ev("a", 1, 200, 1, False, op="d"), _ev("a", 2, 200, 2, True),
+                 truncate])
+    assert cap.flush(30)
+    cap.close()
+    raw = Consumer({"bootstrap.servers": s.bootstrap, "group.id": uuid.uuid4().hex, "auto.offset.reset": "earliest"})
+    raw.subscribe([s.topic("a")])
+    msgs: list[tuple[bytes | None, bytes | None]] = []
+    deadline = time.monotonic() + 30
+    while len(msgs) < 5 and time.monotonic() < deadline:
+        msg = raw.poll(0.2)
+        if msg is not None and msg.error() is None:
+            msgs.append((msg.key(), msg.value()))
+    raw.close()
+    assert [(k, None if v is None else json.loads(v)["op"]) for k, v in msgs] == [
+        (b'{"id":1}', "c"), (b'{"id":1}', "d"), (b'{"id":1}', None), (b'{"id":2}', "c"), (None, "t")]
+    apply = KafkaApply(s, ["a"])  # reads past the tombstone
+    try:
+        assert [(e.op, e.key) for e in _drain(apply, 4)] == [("c", {"id": 1}), ("d", {"id": 1}),
+                                                            ("c", {"id": 2}), ("t", {})]
+    finally:
+        apply.close()
