@@ -124,7 +124,7 @@ class ChangeEvent:
         return cls(
             op=env["op"], table=src["table"], key=key, before=env.get("before"),
             after=env.get("after"), position=Position(int(src["lsn"]), int(src.get("index", 0))),
-            ts_ms=int(env.get("ts_ms") or 0), last=bool(src.get("last", True)),
+            ts_ms=int(src.get("ts_ms") or env.get("ts_ms") or 0), last=bool(src.get("last", True)),
             db=src.get("db", ""), schema=src.get("schema", ""), tx_id=src.get("txId"),
             snapshot=str(src.get("snapshot", "false")), unchanged=tuple(src.get("unchanged") or ()),
             extent=src.get("extent"),

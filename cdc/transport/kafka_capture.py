@@ -26,6 +26,7 @@ without END when a newer epoch begins) from one that is only late.
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import time
 from collections import deque
@@ -38,6 +39,13 @@ from cdc.mapping import TableSchema
 from cdc.transport.kafka_topics import KafkaSettings, KafkaTransportError, ensure_topics
 
 TX_HEADER, ORDER_HEADER = "strangler.tx", "strangler.order"
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("strangler")
+    except importlib.metadata.PackageNotFoundError:
+        return "dev"
 
 
 @dataclass
@@ -68,6 +76,8 @@ class KafkaCapture:
             "queue.buffering.max.messages": 200_000,
             "reconnect.backoff.max.ms": 2000,  # back within seconds of a broker restart (default 10 s)
         })
+        self._connector = "sqlite" if settings.default_schema == "main" else "postgresql"
+        self._version = f"strangler-{_version()}"
         self._epoch = time.time_ns()
         self._n = 0  # transactions started under this epoch
         self._open: _Tx | None = None
@@ -139,7 +149,7 @@ class KafkaCapture:
                                "key": ev.key, "event": ev.to_envelope()})
             else:
                 n = tx.counts[ev.table] = tx.counts.get(ev.table, 0) + 1
-                env = ev.to_envelope()
+                env = self._envelope(ev)
                 env["transaction"] = ({"id": tx.id, "total_order": tx.order, "data_collection_order": n}
                                       if self.settings.transaction_metadata else None)
                 value = json.dumps(env, default=json_default, separators=(",", ":")).encode()
@@ -157,6 +167,19 @@ class KafkaCapture:
                 self._open = None
             self.published += 1
         self._producer.poll(0)
+
+    def _envelope(self, ev: ChangeEvent) -> dict[str, Any]:
+        """Debezium's envelope: its ``source`` fields (connector, name, version, sequence,
+        ts_us/ts_ns, xmin) besides ours (index, last, unchanged), and the time of publishing
+        as the top-level ``ts_ms`` (``source.ts_ms`` is the source's commit time)."""
+        env = ev.to_envelope()
+        src = env["source"]
+        src.update(version=self._version, connector=self._connector, name=self.settings.topic_prefix,
+                   sequence=json.dumps([None, str(ev.position.lsn)]), ts_us=ev.ts_ms * 1000,
+                   ts_ns=ev.ts_ms * 1_000_000, xmin=None)
+        now_us = time.time_ns() // 1000
+        env["ts_ms"], env["ts_us"], env["ts_ns"] = now_us // 1000, now_us, now_us * 1000
+        return env
 
     def describe(self, schemas: Mapping[str, TableSchema], *, changed: bool = False) -> None:
         """Each table's schema to the compacted schema topic (the apply end compiles its mapping

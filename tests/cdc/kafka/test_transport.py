@@ -128,6 +128,10 @@ def test_transactions_arrive_whole_in_source_order_across_topics(kafka_broker: K
         assert msg is not None and json.loads(msg.key()) == {"id": 10}
         body = json.loads(msg.value())
         assert body["op"] == "c" and body["source"]["table"] == "child"
+        src = body["source"]  # Debezium's source block (and ours: index, last)
+        assert (src["connector"], src["name"], src["lsn"], src["index"]) == ("postgresql", s.topic_prefix, 100, 2)
+        assert src["version"].startswith("strangler-") and json.loads(src["sequence"]) == [None, "100"]
+        assert src["ts_us"] == src["ts_ms"] * 1000 and body["ts_ms"] >= src["ts_ms"]
         assert body["transaction"]["total_order"] == 2
         assert body["transaction"]["data_collection_order"] == 1
         headers = dict(msg.headers() or [])  # what our apply end orders by
