@@ -21,8 +21,8 @@ commit only there, so a target never shows half a source transaction.
 
 Columns whose value the source could not see (PostgreSQL's unchanged TOASTed values) are
 simply absent from ``after``: a sink leaves them as they are. In the JSON envelope they are
-listed under ``source.unchanged`` (Debezium writes a placeholder string instead; we never
-emit one, so nobody can write it by mistake). A change of the key is a ``d`` of the old key
+listed under ``source.unchanged``; on Kafka they also hold Debezium's placeholder, which the
+apply end drops by that list (cdc/transport/kafka_capture.py), never by its value. A change of the key is a ``d`` of the old key
 and a ``c`` of the new one; when that ``c`` lacks unchanged columns, it comes first and
 carries the old key in ``before``, so a sink can take the missing values from the old row.
 """

@@ -219,8 +219,8 @@ class Pipeline:
                 self._check_applier()
                 self._tick(None, sink)
         self._drain()
-        if not self.applies:
-            # Copied whole into the transport: the target learns it when the apply half gets
+        if not self.transport.in_process:
+            # Copied whole into the transport: the target learns it when the apply end gets
             # there, but this process must not start a second copy with watermarks meanwhile.
             for table in mappings:
                 sink.snapshot_state[table] = ("done", None, 0)

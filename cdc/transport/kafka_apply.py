@@ -235,6 +235,9 @@ class KafkaApply:
                 return self._parse_control(msg.offset(), body)
             headers = dict(msg.headers() or ())
             event = ChangeEvent.from_envelope(body, json.loads(msg.key()) if msg.key() else {})
+            if event.unchanged and event.after is not None:  # Debezium's placeholders: not values
+                for column in event.unchanged:
+                    event.after.pop(column, None)
             return _Msg(offset=msg.offset(), tx=_tx_key(headers[TX_HEADER].decode()),
                         order=int(headers[ORDER_HEADER]), event=event)
         except (ValueError, KeyError, TypeError, AttributeError) as exc:

@@ -39,6 +39,7 @@ from cdc.mapping import TableSchema
 from cdc.transport.kafka_topics import KafkaSettings, KafkaTransportError, ensure_topics
 
 TX_HEADER, ORDER_HEADER = "strangler.tx", "strangler.order"
+UNAVAILABLE = "__debezium_unavailable_value"  # Debezium's unavailable.value.placeholder
 
 
 def _version() -> str:
@@ -170,9 +171,14 @@ class KafkaCapture:
 
     def _envelope(self, ev: ChangeEvent) -> dict[str, Any]:
         """Debezium's envelope: its ``source`` fields (connector, name, version, sequence,
-        ts_us/ts_ns, xmin) besides ours (index, last, unchanged), and the time of publishing
-        as the top-level ``ts_ms`` (``source.ts_ms`` is the source's commit time)."""
+        ts_us/ts_ns, xmin) besides ours (index, last, unchanged), its placeholder for unchanged
+        TOASTed values, and the time of publishing as the top-level ``ts_ms``
+        (``source.ts_ms`` is the source's commit time)."""
         env = ev.to_envelope()
+        if ev.unchanged and env["after"] is not None:
+            # an unchanged TOASTed value: Debezium's placeholder where the column would be (the
+            # apply end drops the columns `source.unchanged` names, never by comparing values)
+            env["after"] = {**env["after"], **dict.fromkeys(ev.unchanged, UNAVAILABLE)}
         src = env["source"]
         src.update(version=self._version, connector=self._connector, name=self.settings.topic_prefix,
                    sequence=json.dumps([None, str(ev.position.lsn)]), ts_us=ev.ts_ms * 1000,
@@ -240,4 +246,4 @@ class KafkaCapture:
         self._producer.flush(10)
 
 
-__all__ = ["ORDER_HEADER", "TX_HEADER", "KafkaCapture"]
+__all__ = ["ORDER_HEADER", "TX_HEADER", "UNAVAILABLE", "KafkaCapture"]
