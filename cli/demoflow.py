@@ -200,6 +200,8 @@ class SplitSampler:
                 for b, n in d.items():
                     totals[b] = totals.get(b, 0) + n
             n = sum(totals.values())
+            if not n:
+                continue  # no request in this slice (a busy machine paused the traffic): no split to show
             rows.append({"from_s": round(lo), "to_s": round(hi), "requests": n,
                          "share": {b: (c / n if n else 0.0) for b, c in totals.items()}})
         return rows

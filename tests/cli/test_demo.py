@@ -58,3 +58,16 @@ def test_demo_refuses_nonsense_options() -> None:
     assert CliRunner().invoke(app, ["demo", "--rate", "fast"]).exit_code == 2
     result = CliRunner().invoke(app, ["demo", "--rate", "0"])
     assert result.exit_code == 2 and "must be > 0" in result.output
+
+
+def test_the_split_over_time_leaves_out_slices_without_requests() -> None:
+    """A busy machine can pause the traffic at the end: an empty slice shows no split (it read
+    as "0 % on the catalog" after the promotion)."""
+    from cli.demoflow import SplitSampler
+
+    sampler = SplitSampler(api=None)  # type: ignore[arg-type]  # never started: samples given
+    sampler.samples = [(1.0, {"monolith": 10}), (3.0, {"monolith": 2, "catalog": 8}),
+                       (5.0, {"catalog": 10}), (8.0, {"catalog": 0, "monolith": 0})]
+    rows = sampler.timeline(buckets=4)
+    assert [r["to_s"] for r in rows] == [2, 4, 6] and all(r["requests"] for r in rows)
+    assert rows[-1]["share"] == {"catalog": 1.0}
