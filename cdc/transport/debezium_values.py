@@ -81,7 +81,8 @@ import struct
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import MAX_PREC, ROUND_HALF_UP, Context, Decimal
+from functools import lru_cache
 from typing import Any
 
 __all__ = ["UNAVAILABLE", "Modes", "decoder", "emitted", "encoder", "lossless", "placeholder"]
@@ -234,16 +235,16 @@ def _civil_from_days(z: int) -> tuple[int, int, int]:
 
 def _pg_days(text: str) -> int:
     """Days since 1970 of PostgreSQL's ISO date text ("2024-02-29", "0044-03-15 BC")."""
-    bc = text.endswith(" BC")
-    y, m, d = (text[:-3] if bc else text).split("-")
-    return _days_from_civil(1 - int(y) if bc else int(y), int(m), int(d))
+    bc = text[-3:] == " BC"
+    return _days(text[:-3] if bc else text, bc)
 
 
 def _pg_time_us(text: str) -> int:
-    """Microseconds since midnight of "HH:MM:SS[.ffffff]"."""
-    h, m, rest = text.split(":")
-    s, _, frac = rest.partition(".")
-    return ((int(h) * 60 + int(m)) * 60 + int(s)) * _US + (int(frac.ljust(6, "0")[:6]) if frac else 0)
+    """Microseconds since midnight of "HH:MM:SS[.ffffff]" (hours always have two digits)."""
+    us = (int(text[0:2]) * 3600 + int(text[3:5]) * 60 + int(text[6:8])) * _US
+    if len(text) > 9:
+        us += int(text[9:15]) * 10 ** (6 - len(text[9:15]))
+    return us
 
 
 def _split_offset(text: str) -> tuple[str, int]:
@@ -258,16 +259,21 @@ def _split_offset(text: str) -> tuple[str, int]:
 
 def _pg_timestamp_us(text: str, with_zone: bool) -> int:
     """Microseconds since the epoch (UTC) of PostgreSQL's ISO timestamp(tz) text."""
-    bc = text.endswith(" BC")
+    bc = text[-3:] == " BC"
     if bc:
         text = text[:-3]
-    day, _, clock = text.partition(" ")
-    y, m, d = day.split("-")
+    space = text.index(" ")
+    clock = text[space + 1:]
     offset = 0
     if with_zone:
         clock, offset = _split_offset(clock)
-    days = _days_from_civil(1 - int(y) if bc else int(y), int(m), int(d))
-    return days * _DAY_US + _pg_time_us(clock) - offset * _US
+    return _days(text[:space], bc) * _DAY_US + _pg_time_us(clock) - offset * _US
+
+
+@lru_cache(maxsize=4096)  # a batch's timestamps share few days
+def _days(day: str, bc: bool) -> int:
+    y, m, d = day.split("-")
+    return _days_from_civil(1 - int(y) if bc else int(y), int(m), int(d))
 
 
 def _iso_year(y: int) -> str:
@@ -337,33 +343,24 @@ def _b64_unscaled(text: str) -> int:
     return int.from_bytes(base64.b64decode(text), "big", signed=True)
 
 
+_EXACT = Context(prec=MAX_PREC)  # moving the decimal point never rounds
+
+
 def _unscaled(d: Decimal, scale: int) -> int:
-    sign, digits, exp = d.as_tuple()
-    assert isinstance(exp, int)
-    n = int("".join(map(str, digits)) or "0")
-    shift = exp + scale
-    n = n * 10 ** shift if shift >= 0 else _round_half_up(n, -shift)
-    return -n if sign else n
-
-
-def _round_half_up(n: int, drop: int) -> int:
-    q, r = divmod(n, 10 ** drop)
-    return q + (2 * r >= 10 ** drop)
+    """BigDecimal.setScale(scale, HALF_UP).unscaledValue()."""
+    v = d.scaleb(scale, _EXACT)
+    if v != v.to_integral_value():
+        v = v.quantize(Decimal(1), rounding=ROUND_HALF_UP, context=_EXACT)
+    return int(v)
 
 
 def _stripped(d: Decimal) -> tuple[int, int]:
     """(unscaled, scale) of BigDecimal.stripTrailingZeros with a scale of at least 0."""
-    sign, digits, exp = d.as_tuple()
-    assert isinstance(exp, int)
-    text = "".join(map(str, digits)).lstrip("0")
-    if not text:
-        return 0, 0
-    stripped = text.rstrip("0")
-    exp += len(text) - len(stripped)
-    n = int(stripped)
-    if exp > 0:
-        n, exp = n * 10 ** exp, 0
-    return (-n if sign else n), -exp
+    text = format(d.normalize(_EXACT), "f")
+    point = text.find(".")
+    if point == -1:
+        return int(text), 0
+    return int(text[:point] + text[point + 1:]), len(text) - point - 1
 
 
 def _plain(d: Decimal) -> str:
@@ -789,6 +786,14 @@ def _timestamptz_encoder(t: _Type) -> Encode:
     width = t.precision
 
     def enc(value: str) -> str:
+        if value[-3:] == "+00" and value[4] == "-" and value[10] == " ":
+            # in UTC, AD, a 4-digit year: the same digits, rearranged
+            frac = value[20:-3]
+            if width <= 0:
+                tail = "." + frac.rstrip("0") if frac.rstrip("0") else ""
+            else:
+                tail = "." + frac.ljust(width, "0")[:width]
+            return f"{value[:10]}T{value[11:19]}{tail}Z"
         if value == "infinity" or value == "-infinity":
             return value
         return _java_zoned(_pg_timestamp_us(value, True), width)
@@ -1014,6 +1019,9 @@ def _timestamptz_back(value: str) -> str:
     """"2024-05-06T05:08:09.123456Z" → PostgreSQL's text in UTC ("... 05:08:09.123456+00")."""
     if value in ("infinity", "-infinity"):
         return value
+    if value[4] == "-" and value[10] == "T" and value[:4] != "0000":
+        frac = value[20:-1].rstrip("0")  # AD, a 4-digit year: the same digits, rearranged
+        return f"{value[:10]} {value[11:19]}{'.' + frac if frac else ''}+00"
     day, _, clock = value[:-1].partition("T")
     sign = -1 if day[0] == "-" else 1
     y, m, d = day.lstrip("+-").split("-")
