@@ -32,40 +32,44 @@ test_debezium_values_vs_debezium.py runs it); with the default `Modes`:
     timestamp with time zone        "2024-05-06T05:08:09.123456Z": UTC, as many fraction digits as
                                       the precision (none for 0); "infinity" / "-infinity"
     time with time zone             "11:14:15.5Z": UTC, fraction digits only as needed
-    interval                        microseconds, a month being 30.4375 days
+    interval                        microseconds, a month being 30.4375 days, computed in doubles
+                                      and truncated (4.194303 s arrives as 4194302)
     point                           {"x", "y", "wkb" (base64 WKB), "srid": null}
     hstore                          its JSON object as text, keys in Java HashMap order
-    arrays (1 dimension)            a list of the elements' values (read through JDBC, see below)
+    arrays (1 dimension)            a list of the elements' values, read through JDBC: dates lose
+                                      BC, timestamps before 1582-10-15 are Julian calendar dates,
+                                      times keep milliseconds, times with time zone whole seconds
 
 Left out of Debezium's messages altogether (`emitted` is False): tsquery, pg_lsn,
 txid_snapshot, the geometric types but point, and arrays of interval, money, xml, bit
-varying, point, name and of domains.
+varying, point and name; arrays of domains too, which the caller must tell (a domain array's
+format_type is a name we cannot tell from an enum array's, which arrives as null).
 
 What cannot come back exactly (`lossless` gives the reason, and the fix where a mode is one):
 
     numeric, precise     NaN and ±Infinity become null (use decimal "string"); unconstrained
                          numeric loses its trailing zeros: 1.50 arrives as 1.5 (use "string")
     numeric/money, double  binary floating point (use "precise" or "string")
-    interval, numeric    a month becomes 30.4375 days (use interval "string")
+    interval, numeric    a month becomes 30.4375 days, µs may be off by one (use interval "string")
     time/timestamp(4-6), connect  milliseconds only (use "adaptive")
     time with time zone  the offset: only the UTC time arrives, and 24:00:00 becomes 00:00:00
     bit varying          leading zero bits (the length) are lost
     name                 null while streaming
     arrays               more than one dimension becomes a list of nulls; an array holding NaN or
-                         Infinity numerics, or of enums, becomes null; time[] keeps milliseconds,
-                         time with time zone[] whole seconds; date[] and timestamptz[] lose BC
-                         and infinities
+                         Infinity numerics, or of enums, becomes null; the JDBC losses above
     timestamp            the last 29 years of PostgreSQL's range overflow Debezium's microseconds
 
 Differences we do not copy: in its snapshot Debezium reads dates through JDBC, so a BC date
 arrives as the same day AD and ±infinity as -622191234 / -625821272 (streamed, they are
-right; we encode as streamed, and decode those two numbers as the infinities). Debezium
-stops on a time with time zone whose offset has seconds and on a bit varying(1) that is
-empty; we encode them. A real travels as Java prints a float (1e-45 as 1.4E-45): the same
-float, other digits. Arrays of timestamptz and timetz go through the Debezium JVM's time
-zone; we assume UTC, as ours runs. Money text is parsed as Debezium does (currency sign,
-grouping commas), so lc_monetary must use '.' for the decimal point; we write it back as
-C-locale text ("$1,234.56").
+right; we encode as streamed, and decode those two numbers as the infinities); a name column
+has its text in the snapshot. Debezium stops on a time with time zone whose offset has
+seconds (and, by its code, on an empty bit varying(1)); we encode them. A multi-dimensional
+array of strings arrives as Java's names of its rows ("[Ljava.lang.String;@8fe81c6"); we
+send nulls, as for other arrays. A real travels as Java prints a float (1e-45 as 1.4E-45):
+the same float, other digits. Arrays of timestamptz and timetz go through the Debezium JVM's
+time zone; we assume UTC, as ours runs. Money text is parsed as Debezium does (currency
+sign, grouping commas), so lc_monetary must use '.' for the decimal point; we write it back
+as C-locale text ("$1,234.56"). The timestamp overflow above is copied; its decoder refuses.
 
 An unchanged TOASTed value is Debezium's `UNAVAILABLE` placeholder in the column's own form
 (`placeholder`); our capture never sends one (events.py), so decoders do not look for it.
@@ -885,6 +889,25 @@ def _jdbc_date(value: str) -> int:
     return _days_from_civil(int(y), int(m), int(d))  # the era is lost: 44 BC is 44 AD
 
 
+def _julian_as_gregorian(text: str) -> str:
+    """A timestamp before 1582-10-15 as java.sql.Timestamp takes it: a Julian calendar date
+    (BC kept), here rewritten as the proleptic Gregorian text of the same instant."""
+    if text[0] not in "0123456789" or len(text) < 19:
+        return text  # infinity
+    bc = text[-3:] == " BC"
+    body = text[:-3] if bc else text
+    space = body.index(" ")
+    y, m, d = (int(part) for part in body[:space].split("-"))
+    if not bc and (y, m, d) >= (1582, 10, 15):
+        return text
+    y = 1 - y if bc else y
+    a = (14 - m) // 12  # the Julian day number of a Julian calendar date
+    yy, mm = y + 4800 - a, m + 12 * a - 3
+    gy, gm, gd = _civil_from_days(d + (153 * mm + 2) // 5 + 365 * yy + yy // 4 - 32083 - 2440588)
+    day = f"{gy:04d}-{gm:02d}-{gd:02d}" if gy > 0 else f"{1 - gy:04d}-{gm:02d}-{gd:02d}"
+    return f"{day}{body[space:]}{' BC' if gy <= 0 else ''}"
+
+
 def _element_encoder(t: _Type, modes: Modes) -> Encode:
     kind = t.kind
     if kind == "int":
@@ -917,10 +940,17 @@ def _element_encoder(t: _Type, modes: Modes) -> Encode:
             return f"{secs // 3600:02d}:{secs // 60 % 60:02d}:{secs % 60:02d}Z"
         return timetz
     if kind == "timestamp":
-        return _timestamp_encoder(t, modes)
+        stamp = _timestamp_encoder(t, modes)
+        return lambda v: stamp(_julian_as_gregorian(v))
     if kind == "timestamptz":
         zoned = _timestamptz_encoder(t)
-        return lambda v: _TSTZ_ARRAY_MINUS_INFINITY if v == "-infinity" else zoned(v)
+
+        def timestamptz(v: str) -> str:
+            if v == "-infinity":
+                return _TSTZ_ARRAY_MINUS_INFINITY
+            return zoned(v[:-3] if v[-3:] == " BC" else v)  # the era is lost
+
+        return timestamptz
     if kind == "hstore":
         return _hstore_encoder
     return _identity  # strings
@@ -1127,8 +1157,8 @@ def lossless(pg_type: str, modes: Modes | None = None) -> str | None:
         element = {
             "numeric": "an array holding NaN or Infinity arrives as null",
             "date": "BC dates and infinities arrive wrong (read through JDBC)",
-            "timestamp": "BC timestamps arrive wrong (read through JDBC)",
-            "timestamptz": "BC timestamps and -infinity arrive wrong (read through JDBC)",
+            "timestamp": "timestamps before 1582-10-15 arrive as Julian calendar dates (JDBC)",
+            "timestamptz": "BC timestamps arrive as AD and -infinity as a year 292269055 (JDBC)",
             "time": "elements keep milliseconds only",
             "timetz": "elements keep whole seconds and the UTC time only",
             "unknown": "an array of an enum (or other user type) arrives as null",

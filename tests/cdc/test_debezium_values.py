@@ -121,6 +121,10 @@ SEEN = [
     ("time with time zone[]", "{13:14:15.123456+02}", Modes(), ["11:14:15Z"]),
     ("timestamp with time zone[]", "{infinity,-infinity}", Modes(), ["infinity", "+292269055-12-02T23:00:00.000000Z"]),
     ("bytea[]", '{"\\\\x00ff",NULL,"\\\\x"}', Modes(), ["AP8=", None, ""]),
+    ("timestamp without time zone[]", '{"0044-03-15 10:00:00 BC","1000-01-01 00:00:00","4713-01-01 00:00:00 BC"}',
+     Modes(), [-63517960800000000, -30609792000000000, -210866803200000000]),  # Julian calendar dates
+    ("timestamp with time zone[]", '{"0044-03-15 10:00:00+00 BC","1000-01-01 00:00:00+00"}', Modes(),
+     ["0044-03-15T10:00:00.000000Z", "1000-01-01T00:00:00.000000Z"]),  # the era lost
     ("real[]", "{1.5,NULL,NaN}", Modes(), [1.5, None, "NaN"]),
     ("point", "(1.5,-2)", Modes(), {"x": 1.5, "y": -2.0, "wkb": "AQEAAAAAAAAAAAD4PwAAAAAAAADA", "srid": None}),
     ("hstore", '"a"=>"1", "b"=>NULL', Modes(), '{"a":"1","b":null}'),
