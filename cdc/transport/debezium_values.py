@@ -210,7 +210,6 @@ _JDBC_DATE_INFINITY, _JDBC_DATE_MINUS_INFINITY = -622191234, -625821272  # Debez
 TS_INFINITY_US, TS_MINUS_INFINITY_US = 9223372036825200000, -9223372036832400000
 _TSTZ_ARRAY_MINUS_INFINITY = "+292269055-12-02T23:00:00.000000Z"  # what arrays carry, sic
 _PG_MIN_DAY = -2440588  # 4714-11-24 BC
-_PG_MAX_DATE_DAY = 2147483494 - 10957  # 5874897-12-31
 
 
 def _days_from_civil(y: int, m: int, d: int) -> int:
@@ -223,6 +222,7 @@ def _days_from_civil(y: int, m: int, d: int) -> int:
 
 
 _PG_MAX_TS_US = (_days_from_civil(294276, 12, 31) + 1) * _DAY_US - 1  # 294276-12-31 23:59:59.999999
+_PG_MAX_DATE_DAY = _days_from_civil(5874897, 12, 31)
 
 
 def _civil_from_days(z: int) -> tuple[int, int, int]:
@@ -287,8 +287,9 @@ def _iso_year(y: int) -> str:
     return f"+{y}" if y > 0 else f"-{-y:04d}"
 
 
-def _java_fraction(us: int) -> str:
-    """ISO_LOCAL_TIME's fraction: as few digits as needed, none for zero."""
+def _fraction(us: int) -> str:
+    """As few fraction digits as needed, none for zero (java.time's ISO_LOCAL_TIME, and
+    PostgreSQL's own output)."""
     if not us:
         return ""
     return "." + f"{us:06d}".rstrip("0")
@@ -301,12 +302,8 @@ def _java_zoned(us: int, width: int) -> str:
     secs, frac = divmod(rest, _US)
     clock = f"{secs // 3600:02d}:{secs // 60 % 60:02d}:{secs % 60:02d}"
     # widths above 6 only pad: PostgreSQL keeps microseconds
-    tail = _java_fraction(frac) if width <= 0 or width > 9 else "." + f"{frac:06d}000"[:width]
+    tail = _fraction(frac) if width <= 0 or width > 9 else "." + f"{frac:06d}000"[:width]
     return f"{_iso_year(y)}-{m:02d}-{d:02d}T{clock}{tail}Z"
-
-
-def _pg_fraction(us: int) -> str:
-    return "." + f"{us:06d}".rstrip("0") if us else ""
 
 
 def _pg_date_text(days: int) -> str:
@@ -316,7 +313,7 @@ def _pg_date_text(days: int) -> str:
 
 def _pg_time_text(us: int) -> str:
     secs, frac = divmod(us, _US)
-    return f"{secs // 3600:02d}:{secs // 60 % 60:02d}:{secs % 60:02d}{_pg_fraction(frac)}"
+    return f"{secs // 3600:02d}:{secs // 60 % 60:02d}:{secs % 60:02d}{_fraction(frac)}"
 
 
 def _pg_timestamp_text(us: int, zone: str = "") -> str:
@@ -522,7 +519,7 @@ def _pg_interval_text(months: int, days: int, us: int) -> str:
     if not out or hour or minute or sec or frac:
         minus = hour < 0 or minute < 0 or sec < 0 or frac < 0
         out.append(f"{'-' if minus else '+' if before else ''}{abs(hour):02d}:{abs(minute):02d}:"
-                   f"{abs(sec):02d}{_pg_fraction(abs(frac))}")
+                   f"{abs(sec):02d}{_fraction(abs(frac))}")
     return " ".join(out)
 
 
@@ -809,7 +806,7 @@ def _timetz_utc(value: str) -> str:
     clock, offset = _split_offset(value)
     us = (_pg_time_us(clock) - offset * _US) % _DAY_US
     secs, frac = divmod(us, _US)
-    return f"{secs // 3600:02d}:{secs // 60 % 60:02d}:{secs % 60:02d}{_java_fraction(frac)}Z"
+    return f"{secs // 3600:02d}:{secs // 60 % 60:02d}:{secs % 60:02d}{_fraction(frac)}Z"
 
 
 def _date_encoder(value: str) -> int:
