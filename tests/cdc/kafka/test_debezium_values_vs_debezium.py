@@ -19,7 +19,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 from cdc.config import parse
 from cdc.events import ChangeEvent
 from cdc.sources.postgres import PostgresSource
-from cdc.transport.debezium_values import Modes, decoder, emitted, encoder, lossless
+from cdc.transport.debezium_values import Modes, decoder, emitted, encoder, lossless, placeholder
 from devstack import DebeziumConnector, KafkaServer, ServiceUnavailable
 from devstack import debezium as dbz_module
 from tests.conftest import service_missing
@@ -34,6 +34,8 @@ CREATE DOMAIN email AS text;
 CREATE TYPE mood AS ENUM ('sad', 'ok', 'happy');
 """
 HSTORE_KEYS = ", ".join(f'"k{i}"=>"{i}"' for i in range(20))  # 20 keys: a HashMap of 32 buckets
+BIG = "(SELECT string_agg(md5(g::text), '') FROM generate_series(1, 400) g)"  # TOASTed out of line
+TOASTED = ("big", "bigb", "bigi", "bigt")  # an update of row AFTER + 1 leaves them unchanged
 # column: (type, values as SQL literals, one per row; rows past the list are NULL)
 COLUMNS: dict[str, tuple[str, list[str]]] = {
     "n102": ("numeric(10,2)", ["12.34", "'NaN'", "-99999999.99", "0"]),
@@ -129,6 +131,10 @@ COLUMNS: dict[str, tuple[str, list[str]]] = {
     "pt": ("point", ["'(1.5,-2)'", "'(0.1,1e+20)'"]),
     "i4r": ("int4range", ["'[1,10)'", "'empty'"]),
     "tsr": ("tstzrange", ["'[\"2024-01-01 00:00:00+00\",\"2024-02-01 00:00:00+00\")'"]),
+    "big": ("text", [BIG]),
+    "bigb": ("bytea", [f"convert_to({BIG}, 'UTF8')"]),
+    "bigi": ("integer[]", ["(SELECT array_agg(g) FROM generate_series(1, 3000) g)"]),
+    "bigt": ("text[]", [f"ARRAY[{BIG}]"]),
     "hs": ("hstore", ["'\"a\"=>\"1\", \"b\"=>NULL'", "''", f"'{HSTORE_KEYS}'",
                       "E'\"q\\\\\"k\"=>\"back\\\\\\\\slash\", \"ctl\"=>\"\\x01\\n\"'"]),
 }
@@ -206,14 +212,19 @@ def _consume(bootstrap: str, topic: str, expected: int) -> list[dict[str, Any]]:
     return got
 
 
-def _our_streamed(source: PostgresSource, expected: int) -> dict[int, dict[str, Any]]:
+def _our_streamed(source: PostgresSource, expected: int) -> tuple[dict[int, dict[str, Any]], ChangeEvent]:
+    """Our capture's inserted rows by id, and the update."""
     rows: dict[int, dict[str, Any]] = {}
+    updates: list[ChangeEvent] = []
     deadline = time.monotonic() + 30
-    while len(rows) < expected and time.monotonic() < deadline:
+    while (len(rows) < expected or not updates) and time.monotonic() < deadline:
         for item in source.poll(500, 0.5):
-            if isinstance(item, ChangeEvent) and item.after is not None:
+            if isinstance(item, ChangeEvent) and item.op == "c" and item.after is not None:
                 rows[item.after["id"]] = item.after
-    return rows
+            elif isinstance(item, ChangeEvent) and item.op == "u":
+                updates.append(item)
+    assert updates, "our capture did not see the update"
+    return rows, updates[0]
 
 
 def _drop_slots(dsn: str) -> None:
@@ -262,8 +273,9 @@ def test_our_encoding_is_debeziums_for_every_type(debezium_runtime: tuple[str, s
         with connector:  # the snapshot read, Debezium streams
             for insert in _rows(table, AFTER + 1):
                 _sql(pg_dsn, insert)
-            streamed = _our_streamed(source, ROWS)
-            got = _consume(kafka_broker.bootstrap, f"{prefix}.public.t", 2 * ROWS)
+            _sql(pg_dsn, f"UPDATE t SET i = 7 WHERE id = {AFTER + 1}")
+            streamed, update = _our_streamed(source, ROWS)
+            got = _consume(kafka_broker.bootstrap, f"{prefix}.public.t", 2 * ROWS + 1)
         cur, _ = source.chunk_reader()  # what our snapshot reads: the stream's values
         cur.execute("SELECT * FROM t WHERE id < %s", (AFTER,))
         names = [d[0] for d in cur.description]
@@ -274,7 +286,13 @@ def test_our_encoding_is_debeziums_for_every_type(debezium_runtime: tuple[str, s
         _drop_slots(pg_dsn)
 
     types = _debezium_types(pg_dsn)
-    assert len(got) == 2 * ROWS, f"Debezium sent {len(got)} of {2 * ROWS} rows"
+    assert len(got) == 2 * ROWS + 1, f"Debezium sent {len(got)} of {2 * ROWS + 1} changes"
+    # An unchanged TOASTed column: we leave it out, Debezium sends its placeholder
+    assert set(update.unchanged) == set(TOASTED)
+    updated = got.pop()["after"]
+    assert updated["i"] == 7
+    for col in TOASTED:
+        assert updated[col] == placeholder(types[col], modes), col
     assert len(streamed) == ROWS
     for r in range(1, ROWS + 1):  # our snapshot's values and our stream's are the same
         assert repr({**streamed[AFTER + r], "id": r}) == repr(snapshot[r])  # NaN != NaN
