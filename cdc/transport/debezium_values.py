@@ -1208,8 +1208,10 @@ def placeholder(pg_type: str, modes: Modes | None = None) -> Any:
         if t.kind == "bytea" and modes.binary == "bytes":
             return [base64.b64encode(raw).decode()]
         return None
-    if t.kind == "bytea":  # the placeholder's bytes; in the other binary modes, its text as it is
-        return base64.b64encode(raw).decode() if modes.binary == "bytes" else UNAVAILABLE
+    if t.kind == "bytea":  # the placeholder's bytes; in hex mode its text as it is; else null
+        if modes.binary == "bytes":
+            return base64.b64encode(raw).decode()
+        return UNAVAILABLE if modes.binary == "hex" else None
     if t.kind == "hstore":
         return json.dumps({UNAVAILABLE: UNAVAILABLE}, separators=(",", ":"))
     return UNAVAILABLE

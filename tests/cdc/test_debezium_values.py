@@ -446,6 +446,8 @@ def test_unchanged_toasted_values_are_debeziums_placeholder() -> None:
     assert placeholder("text") == placeholder("jsonb") == placeholder("xml") == UNAVAILABLE
     assert placeholder("bytea") == b64(UNAVAILABLE.encode())  # the placeholder's bytes
     assert placeholder("bytea", STRING) == UNAVAILABLE  # hex mode: its text as it is
+    assert placeholder("bytea", Modes(binary="base64")) is None
+    assert placeholder("bytea", Modes(binary="base64-url-safe")) is None
     assert placeholder("integer[]") == placeholder("bigint[]") == placeholder("date[]") == list(UNAVAILABLE.encode())
     assert placeholder("text[]") == [UNAVAILABLE]
     assert placeholder("uuid[]") == ["b68a35a7-17ad-35b3-af2a-ae46edb4545a"]
