@@ -28,7 +28,10 @@ cdc_app = typer.Typer(help="Change-data-capture streams declared in streams.yaml
 StreamsOpt = Annotated[str | None, typer.Option("--streams", envvar="STRANGLER_STREAMS",
                                                 help="Path of streams.yaml (default ./streams.yaml).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document.")]
-PartOpt = Annotated[str, typer.Option("--part", help="Kafka streams: capture | apply | both.")]
+PartOpt = Annotated[str, typer.Option("--part", help=(
+    "Kafka streams: capture (source -> Kafka) | apply (Kafka -> target; run one per machine: the "
+    "holder of the stream's lease applies, the others stand by and take over within "
+    "transport.lease_seconds when it dies) | both."))]
 
 
 def _err(msg: str, code: int) -> typer.Exit:

@@ -2,7 +2,8 @@
 
 capture: source -> Kafka; apply: Kafka -> target; both: the two in one process. Each part is
 restartable on its own (kill -9 included): capture resumes from the slot, apply from the
-offsets stored in the target database.
+offsets stored in the target database. Several apply processes may run: the one holding the
+stream's lease in the target applies, the others stand by (cdc/lease.py).
 """
 
 from __future__ import annotations
