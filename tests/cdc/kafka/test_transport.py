@@ -348,3 +348,39 @@ def test_a_delete_is_followed_by_a_tombstone_and_a_truncate_has_no_key(kafka_bro
                                                             ("c", {"id": 2}), ("t", {})]
     finally:
         apply.close()
+
+
+@pytest.mark.parametrize("transport, path", [
+    ({"kind": "kafka", "replication_factor": 2, "min_insync_replicas": 3}, "min_insync_replicas"),
+    ({"kind": "kafka", "compression": "brotli"}, "compression"),
+    ({"kind": "kafka", "topic_config": {"cleanup.policy": "compact"}}, r"topic_config\.cleanup\.policy"),
+    ({"kind": "kafka", "lease_seconds": 0}, "lease_seconds"),
+    ({"kind": "kafka", "tombstones_on_delete": "yes"}, "tombstones_on_delete"),
+])
+def test_topic_settings_that_make_no_sense_are_refused_by_key(transport, path) -> None:
+    cfg = SimpleNamespace(name="catalog", source_kind="postgres", transport=transport)
+    with pytest.raises(ConfigError, match=rf"streams\.catalog\.transport\.{path}"):
+        KafkaSettings.from_stream(cfg)
+
+
+def test_topics_are_checked_against_the_broker_with_the_fix(kafka_broker: KafkaServer) -> None:
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    from cdc.transport.kafka import KafkaTransportError, ensure_topics
+
+    brokers = len(AdminClient({"bootstrap.servers": kafka_broker.bootstrap}).list_topics(timeout=30).brokers)
+    too_many = _settings(kafka_broker, replication_factor=brokers + 1)
+    with pytest.raises(KafkaTransportError, match=rf"replication_factor is {brokers + 1}.*set replication_factor: {brokers}"):
+        ensure_topics(too_many, ["a"])
+    s = _settings(kafka_broker)
+    admin = AdminClient({"bootstrap.servers": s.bootstrap})
+    admin.create_topics([NewTopic(s.topic("a"), num_partitions=2, replication_factor=1)])[s.topic("a")].result(30)
+    with pytest.raises(KafkaTransportError, match="has 2 partitions.*exactly one"):
+        ensure_topics(s, ["a"])
+    fresh = _settings(kafka_broker, compression="zstd")
+    ensure_topics(fresh, ["a"])  # created with the stream's settings, and accepted as they are
+    from confluent_kafka.admin import ConfigResource
+
+    res = ConfigResource(ConfigResource.Type.TOPIC, fresh.topic("a"))
+    got = admin.describe_configs([res])[res].result(30)
+    assert got["compression.type"].value == "zstd" and got["min.insync.replicas"].value == "1"
