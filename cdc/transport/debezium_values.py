@@ -89,7 +89,7 @@ from decimal import MAX_PREC, ROUND_HALF_UP, Context, Decimal
 from functools import lru_cache
 from typing import Any
 
-__all__ = ["UNAVAILABLE", "Modes", "decoder", "emitted", "encoder", "lossless", "placeholder"]
+__all__ = ["UNAVAILABLE", "Modes", "decoder", "emitted", "encoder", "known", "lossless", "placeholder"]
 
 UNAVAILABLE = "__debezium_unavailable_value"  # Debezium's unavailable.value.placeholder default
 
@@ -188,6 +188,12 @@ def _parse_type(pg_type: str) -> _Type:
     else:
         kind = "unknown"
     return _Type(kind, args, array, text)
+
+
+def known(pg_type: str) -> bool:
+    """Whether the name is a type this module knows (not an enum, a domain or another user
+    type, which Debezium sends by what the type really is and the name does not say)."""
+    return _parse_type(pg_type).kind != "unknown"
 
 
 def emitted(pg_type: str) -> bool:

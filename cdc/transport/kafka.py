@@ -39,6 +39,7 @@ class KafkaTransport:
         self.settings = settings
         self.tables = list(tables)
         self._publisher: KafkaCapture | None = None
+        self._schemas: dict[str, TableSchema] = {}
 
     def publisher(self) -> KafkaCapture:
         if self._publisher is None:
@@ -46,7 +47,10 @@ class KafkaTransport:
         return self._publisher
 
     def subscriber(self, resume: Resume | None) -> KafkaApply:
-        return KafkaApply(self.settings, self.tables, resume=resume)
+        """Values decode by the schemas the capture published (read by `source_schemas`, or
+        told to this process's own capture end)."""
+        schemas = self._schemas or (self._publisher.schemas if self._publisher is not None else {})
+        return KafkaApply(self.settings, self.tables, resume=resume, schemas=schemas)
 
     def source_schemas(self, stop: threading.Event, timeout: float = 0.0) -> dict[str, TableSchema] | None:
         """Each source table's latest schema as the capture published it (the apply end never
@@ -81,7 +85,8 @@ class KafkaTransport:
                         found[key.decode()] = TableSchema.from_json(json.loads(value))
                 missing = [t for t in self.tables if t not in found]
                 if not missing:
-                    return {t: found[t] for t in self.tables}
+                    self._schemas = {t: found[t] for t in self.tables}
+                    return dict(self._schemas)
                 if deadline is not None and time.monotonic() > deadline:
                     raise KafkaTransportError(
                         f"no schema for {', '.join(missing)} on {topic} after {timeout:.0f}s: the capture "

@@ -24,14 +24,16 @@ import contextlib
 import json
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from cdc.events import ChangeEvent, Position
+from cdc.mapping import TableSchema
 from cdc.transport import Batch, Resume
 from cdc.transport.kafka_capture import ORDER_HEADER, TX_HEADER
 from cdc.transport.kafka_topics import KafkaSettings, KafkaTransportError, ensure_topics
+from cdc.transport.kafka_values import convert, decoders
 
 PAUSE_AT = 50_000  # buffered messages per partition before it is paused (memory bound)
 
@@ -107,7 +109,7 @@ class KafkaApply:
     """
 
     def __init__(self, settings: KafkaSettings, tables: Sequence[str], *,
-                 resume: Resume | None = None) -> None:
+                 resume: Resume | None = None, schemas: Mapping[str, TableSchema] | None = None) -> None:
         from confluent_kafka import Consumer
 
         self.settings = settings
@@ -128,6 +130,8 @@ class KafkaApply:
 
         self._gone_codes = {KafkaError._AUTO_OFFSET_RESET, KafkaError.UNKNOWN_TOPIC_OR_PART,
                             KafkaError._UNKNOWN_TOPIC, KafkaError.OFFSET_OUT_OF_RANGE}
+        # per table, per column: Kafka's JSON value -> our sink's (from the capture's schemas)
+        self._decoders = {t: decoders(schema, settings.modes) for t, schema in (schemas or {}).items()}
         self._skip: set[tuple[int, int]] = set()  # transactions cut short by a capture crash
         self._producer: Any = None
         self.dead_letters = 0
@@ -238,6 +242,10 @@ class KafkaApply:
             if event.unchanged and event.after is not None:  # Debezium's placeholders: not values
                 for column in event.unchanged:
                     event.after.pop(column, None)
+            codecs = self._decoders.get(event.table)
+            if codecs:
+                event.before, event.after = convert(event.before, codecs), convert(event.after, codecs)
+                event.key = convert(event.key, codecs) or {}
             return _Msg(offset=msg.offset(), tx=_tx_key(headers[TX_HEADER].decode()),
                         order=int(headers[ORDER_HEADER]), event=event)
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
@@ -253,8 +261,11 @@ class KafkaApply:
                                ts_ms=int(body.get("ts_ms") or 0), last=True)
             return _Msg(offset=offset, tx=tx, status=status, event=mark)
         if status == "RELATION":  # a change of columns the capture accepted, in its place
+            table, columns = str(body["table"]), {str(k): str(v) for k, v in body["columns"].items()}
+            # later values of the table decode by its new columns (the record is read before them)
+            self._decoders[table] = decoders(TableSchema(name=table, columns=columns, pk=()), self.settings.modes)
             return _Msg(offset=offset, tx=tx, status=status, order=int(body.get("order") or 0),
-                        relation=(str(body["table"]), {str(k): str(v) for k, v in body["columns"].items()}))
+                        relation=(table, columns))
         if status == "EVENT":  # a snapshot marker in its place in transaction `tx`
             return _Msg(offset=offset, tx=tx, status=status, order=int(body["order"]),
                         event=ChangeEvent.from_envelope(body["event"], body.get("key") or {}))

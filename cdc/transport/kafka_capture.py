@@ -37,6 +37,7 @@ from typing import Any
 from cdc.events import ChangeEvent, Position, json_default
 from cdc.mapping import TableSchema
 from cdc.transport.kafka_topics import KafkaSettings, KafkaTransportError, ensure_topics
+from cdc.transport.kafka_values import Codec, convert, encoders, placeholders
 
 TX_HEADER, ORDER_HEADER = "strangler.tx", "strangler.order"
 UNAVAILABLE = "__debezium_unavailable_value"  # Debezium's unavailable.value.placeholder
@@ -82,6 +83,9 @@ class KafkaCapture:
         self._epoch = time.time_ns()
         self._n = 0  # transactions started under this epoch
         self._open: _Tx | None = None
+        self.schemas: dict[str, TableSchema] = {}  # as last described
+        self._encoders: dict[str, dict[str, Codec]] = {}  # per table, per column (describe)
+        self._placeholders: dict[str, dict[str, Any]] = {}
         self._pending: deque[list[Any]] = deque()  # [position | None, delivered] per message
         self._durable: Position | None = None
         self._error: str | None = None
@@ -159,7 +163,7 @@ class KafkaCapture:
                     (TX_HEADER, tx.id.encode()), (ORDER_HEADER, b"%d" % tx.order)]
                 # Durable only with its END record: a half-published transaction is not durable.
                 topic = self.settings.topic(ev.table)
-                key = None if ev.op == "t" else ev.key_json()  # a TRUNCATE has no row, so no key
+                key = None if ev.op == "t" else self._key(ev)  # a TRUNCATE has no row, so no key
                 self._send(topic, key, value, None, headers)
                 if ev.op == "d" and self.settings.tombstones_on_delete:
                     self._send(topic, key, None, None)  # Debezium's tombstone: compaction drops the key
@@ -175,10 +179,14 @@ class KafkaCapture:
         TOASTed values, and the time of publishing as the top-level ``ts_ms``
         (``source.ts_ms`` is the source's commit time)."""
         env = ev.to_envelope()
+        codecs = self._encoders.get(ev.table)
+        if codecs:
+            env["before"], env["after"] = convert(ev.before, codecs), convert(ev.after, codecs)
         if ev.unchanged and env["after"] is not None:
             # an unchanged TOASTed value: Debezium's placeholder where the column would be (the
             # apply end drops the columns `source.unchanged` names, never by comparing values)
-            env["after"] = {**env["after"], **dict.fromkeys(ev.unchanged, UNAVAILABLE)}
+            shown = self._placeholders.get(ev.table, {})
+            env["after"] = {**env["after"], **{c: shown.get(c, UNAVAILABLE) for c in ev.unchanged}}
         src = env["source"]
         src.update(version=self._version, connector=self._connector, name=self.settings.topic_prefix,
                    sequence=json.dumps([None, str(ev.position.lsn)]), ts_us=ev.ts_ms * 1000,
@@ -187,11 +195,19 @@ class KafkaCapture:
         env["ts_ms"], env["ts_us"], env["ts_ns"] = now_us // 1000, now_us, now_us * 1000
         return env
 
+    def _key(self, ev: ChangeEvent) -> bytes:
+        codecs = self._encoders.get(ev.table)
+        key = convert(ev.key, codecs) if codecs else ev.key
+        return json.dumps(key, default=json_default, sort_keys=True, separators=(",", ":")).encode()
+
     def describe(self, schemas: Mapping[str, TableSchema], *, changed: bool = False) -> None:
         """Each table's schema to the compacted schema topic (the apply end compiles its mapping
         from it); with `changed`, also a RELATION record in its place among the events, so the
         apply end's mapping changes exactly where the capture's did."""
         for table, schema in schemas.items():
+            self.schemas[table] = schema
+            self._encoders[table] = encoders(schema, self.settings.modes)
+            self._placeholders[table] = placeholders(schema, self.settings.modes)
             body = json.dumps(schema.to_json(), separators=(",", ":")).encode()
             self._send(self.settings.schema_topic, table.encode(), body, None)
             if not changed:

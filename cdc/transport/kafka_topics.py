@@ -27,10 +27,12 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from cdc.errors import CDCError, ConfigError
+from cdc.transport.debezium_values import Modes
+from cdc.transport.kafka_values import DEFAULT_MODES
 
 ENV_BOOTSTRAP = "STRANGLER_KAFKA_BOOTSTRAP"
 DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
@@ -38,9 +40,12 @@ TX_SUFFIX = "transaction"
 CONTROL_PREFIX = "__strangler-control."
 SCHEMA_PREFIX = "__strangler-schema."
 CODECS = ("none", "gzip", "snappy", "lz4", "zstd")
+# streams.yaml key -> field of debezium_values.Modes (Debezium's property with dots)
+MODE_KEYS = {"decimal_handling_mode": "decimal", "time_precision_mode": "time",
+             "binary_handling_mode": "binary", "interval_handling_mode": "interval"}
 KEYS = ("kind", "bootstrap", "topic_prefix", "group", "linger_ms", "replication_factor",
         "min_insync_replicas", "compression", "topic_config", "lease_seconds", "transaction_metadata",
-        "tombstones_on_delete")
+        "tombstones_on_delete", *MODE_KEYS)
 
 
 class KafkaTransportError(CDCError):
@@ -73,6 +78,7 @@ class KafkaSettings:
     lease_seconds: float = 6.0
     transaction_metadata: bool = False  # Debezium's provide.transaction.metadata
     tombstones_on_delete: bool = True  # Debezium's tombstones.on.delete: compaction can drop the row
+    modes: Modes = DEFAULT_MODES  # Debezium's value modes (cdc/transport/kafka_values.py)
 
     @classmethod
     def from_stream(cls, cfg: Any) -> KafkaSettings:
@@ -122,7 +128,13 @@ class KafkaSettings:
             flags[key] = raw.get(key, default)
             if not isinstance(flags[key], bool):
                 raise ConfigError(f"{path}.{key}", f"must be true or false, not {flags[key]!r}")
-        return cls(stream=cfg.name, **flags, bootstrap=values["bootstrap"], topic_prefix=values["topic_prefix"],
+        chosen = {field: raw[key] for key, field in MODE_KEYS.items() if key in raw}
+        try:
+            modes = replace(DEFAULT_MODES, **chosen)
+        except ValueError as exc:
+            key = next(k for k, f in MODE_KEYS.items() if str(exc).startswith(f))
+            raise ConfigError(f"{path}.{key}", str(exc)) from None
+        return cls(stream=cfg.name, **flags, modes=modes, bootstrap=values["bootstrap"], topic_prefix=values["topic_prefix"],
                    group=values["group"], linger_ms=linger, replication_factor=rf,
                    min_insync_replicas=isr, compression=codec,
                    topic_config={k: str(v) for k, v in extra.items()}, lease_seconds=float(lease),
