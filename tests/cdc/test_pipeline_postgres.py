@@ -116,7 +116,8 @@ def test_random_workload_with_kills_stays_equal_and_applies_nothing_twice(cdc_en
     assert out.returncode == 0, out.stdout + out.stderr
     assert json.loads(out.stdout)["equal"] is True
     # the slot is acknowledged up to what is durable, never beyond the server
-    slot = sql(env.src, "SELECT confirmed_flush_lsn <= pg_current_wal_lsn() FROM pg_replication_slots")
+    slot = sql(env.src, "SELECT confirmed_flush_lsn <= pg_current_wal_lsn() FROM pg_replication_slots "
+                        "WHERE database = current_database()")
     assert slot == [(True,)]
 
 
@@ -154,8 +155,9 @@ def test_idle_slot_follows_the_server(cdc_env: Env, pg_server: Any) -> None:
     sql(other, "CREATE TABLE noise (x int)")
     sql(other, "INSERT INTO noise SELECT generate_series(1, 20000)")  # WAL the stream does not want
     head = sql(env.src, "SELECT pg_current_wal_lsn()::text")[0][0]
-    wait_for(lambda: sql(env.src, "SELECT confirmed_flush_lsn >= %s::pg_lsn FROM pg_replication_slots",
-                         (head,)) == [(True,)], 30, "the idle slot to confirm the server's position")
+    wait_for(lambda: sql(env.src, "SELECT confirmed_flush_lsn >= %s::pg_lsn FROM pg_replication_slots "
+                                  "WHERE database = current_database()", (head,)) == [(True,)], 30,
+             "the idle slot to confirm the server's position")
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(30) == 0
 

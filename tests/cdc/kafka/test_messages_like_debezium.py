@@ -74,6 +74,24 @@ def _read(bootstrap: str, topic: str, n: int) -> list[tuple[Any, Any]]:
     return out
 
 
+def _drop_our_slot(dsn: str, slot: str) -> None:
+    """Slots must not outlive the test: the server is shared, and a stale slot pins its WAL."""
+    conn = psycopg2.connect(dsn)
+    conn.autocommit = True
+    try:
+        with conn.cursor() as cur:
+            for _ in range(100):  # a closed replication connection lets go of its slot a moment later
+                cur.execute("SELECT active FROM pg_replication_slots WHERE slot_name = %s", (slot,))
+                row = cur.fetchone()
+                if row is None or not row[0]:
+                    break
+                time.sleep(0.1)
+            cur.execute("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
+                        "WHERE slot_name = %s AND NOT active", (slot,))
+    finally:
+        conn.close()
+
+
 def test_our_messages_are_debeziums(debezium_runtime: tuple[str, str], pg_dsn: str,
                                     kafka_broker: KafkaServer) -> None:
     _sql(pg_dsn, TABLE)
@@ -114,6 +132,7 @@ def test_our_messages_are_debeziums(debezium_runtime: tuple[str, str], pg_dsn: s
         capture.stop()
         thread.join(60)
         connector.drop_slot()
+        _drop_our_slot(pg_dsn, cfg.slot)
     assert not errors, errors
     assert len(theirs) == len(ours) == 6, (theirs, ours)
     assert [k for k, _ in ours] == [k for k, _ in theirs]  # keys
