@@ -37,26 +37,36 @@ from devstack import KafkaServer, PostgresServer  # noqa: E402
 
 
 @contextmanager
-def halves(src: str, tgt: str, kafka: KafkaServer, tables: dict[str, str], name: str) -> Iterator[None]:
-    """Capture and apply processes for a new stream; stopped (SIGTERM) on exit."""
+def halves(src: str, tgt: str, kafka: KafkaServer, tables: dict[str, Any], name: str,
+           parts: tuple[str, ...] = ("apply", "capture"), transport: dict[str, Any] | None = None,
+           extra: dict[str, Any] | None = None, ownership: str | None = None
+           ) -> Iterator[list[subprocess.Popen[bytes]]]:
+    """`strangler cdc run --part` processes (both halves, or only those of `parts`) for a new
+    stream, streaming when entered; stopped (SIGTERM) on exit, the source's slots dropped.
+    `transport` adds to the stream's Kafka settings, `extra` to its spec; yields the processes."""
     folder = Path(tempfile.mkdtemp(prefix="strangler-bench-"))
     spec = {"source": {"url": src}, "target": {"url": tgt}, "batch_size": 5000, "snapshot_chunk": 20000,
             "tables": tables, "transport": {"kind": "kafka", "bootstrap": kafka.bootstrap,
-                                            "topic_prefix": f"{name}_{uuid.uuid4().hex[:6]}"}}
+                                            "topic_prefix": f"{name}_{uuid.uuid4().hex[:6]}",
+                                            **(transport or {})}, **(extra or {})}
     streams = folder / "streams.yaml"
-    streams.write_text(yaml.safe_dump({"version": 1, "streams": {name: spec}}))
+    doc: dict[str, Any] = {"version": 1, "streams": {name: spec}}
+    if ownership:
+        doc["ownership"] = ownership
+    streams.write_text(yaml.safe_dump(doc))
     env = {**os.environ, "STRANGLER_STATE_DIR": str(folder), "PYTHONPATH": str(REPO)}
-    procs = []
+    procs: list[subprocess.Popen[bytes]] = []
     try:
-        for part in ("apply", "capture"):
+        for part in parts:
             log = open(folder / f"{part}.log", "ab")  # noqa: SIM115 - closed with the process
             procs.append(subprocess.Popen(
                 [sys.executable, "-m", "cli.main", "cdc", "run", name, "--part", part, "--streams", str(streams)],
                 cwd=REPO, env=env, stdout=log, stderr=log))
-        for part in ("apply", "capture"):
-            _wait_streaming(folder / "cdc" / f"{name}.{part}.json", folder / f"{part}.log")
-        time.sleep(2.0)  # the apply consumer joins its group on its first polls
-        yield
+        for part, proc in zip(parts, procs, strict=True):
+            _wait_streaming(folder / "cdc" / f"{name}.{part}.json", folder / f"{part}.log", proc)
+        if "apply" in parts:
+            time.sleep(2.0)  # the apply consumer joins its group on its first polls
+        yield procs
     finally:
         for p in procs:
             p.send_signal(signal.SIGTERM)
@@ -68,9 +78,10 @@ def halves(src: str, tgt: str, kafka: KafkaServer, tables: dict[str, str], name:
         _drop_slot(src)
 
 
-def _wait_streaming(metrics: Path, log: Path, timeout: float = 120) -> None:
+def _wait_streaming(metrics: Path, log: Path, proc: subprocess.Popen[bytes] | None = None,
+                    timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline and (proc is None or proc.poll() is None):
         try:
             if json.loads(metrics.read_text()).get("state") == "streaming":
                 return
