@@ -4,8 +4,12 @@ Both halves run as real `strangler cdc run --part capture|apply` processes again
 started by devstack (or ``STRANGLER_KAFKA_BOOTSTRAP``), as they would in production:
 
   kafka_rows_per_s   end to end: from the commit of one source transaction of --rows inserts
-                     until its last row is in the target (capture -> Kafka -> apply)
-  kafka_lag_p99_ms   commit-to-applied at a steady 1,000 rows/s (p50 too)
+                     until its last row is in the target (capture -> Kafka -> apply), on the
+                     direct measurement's workload (issue 14's table, cents, ownership group)
+  kafka_lag_p99_ms   commit-to-applied at a steady 1,000 rows/s (p50 too), a 2-column table
+
+`halves` also runs the capture half alone (benchmarks/cdc_debezium.py, beside Debezium).
+Alone: `python benchmarks/cdc.py --only kafka` (with the direct path, for kafka_vs_direct).
 
 Target (issue 5): kafka_rows_per_s >= 10,000 with broker, PostgreSQL and both halves on 2 cores.
 Needs Java 17 and Maven (apt-get install openjdk-17-jre-headless maven) besides PostgreSQL.
@@ -32,6 +36,16 @@ sys.path.insert(0, str(REPO))
 
 import psycopg2  # noqa: E402
 import yaml  # noqa: E402
+from cdc_workload import (  # noqa: E402  (issue 14's table)
+    MONOLITH,
+    MONOLITH_DDL,
+    MONOLITH_ROW,
+    SERVICE,
+    SERVICE_DDL,
+    check,
+    produce_txn,
+    wait_visible,
+)
 
 from devstack import KafkaServer, PostgresServer  # noqa: E402
 
@@ -110,19 +124,19 @@ def _drop_slot(src: str) -> None:
               "WHERE database = current_database()")
 
 
-def measure_kafka(pg: PostgresServer, kafka: KafkaServer, rows: int, tag: str = "kafka") -> float:
-    """Rows/s, source commit of one `rows`-row transaction -> last row applied, through Kafka."""
-    table = "CREATE TABLE items (id bigint PRIMARY KEY, qty int, label text, price numeric(10,2))"
+def measure_kafka(pg: PostgresServer, kafka: KafkaServer, rows: int, tag: str, *,
+                  tables: dict[str, Any], ownership: str | None = None) -> float:
+    """Rows/s, source commit of one `rows`-row transaction -> last row applied, through Kafka,
+    on issue 14's table (cdc_workload) as the direct measurement runs it: `tables` maps
+    catalog_product to products (price in cents), `ownership` is its ownership file."""
     src, tgt = pg.create_database(f"bsrc_{tag}"), pg.create_database(f"btgt_{tag}")
-    _sql(src, table)
-    _sql(tgt, table)
-    with halves(src, tgt, kafka, {"items": "items"}, f"b_{tag}"):
-        _sql(src, "INSERT INTO items SELECT g, g % 1000, 'item ' || g, (g % 10000) / 100.0 "
-                  f"FROM generate_series(1, {int(rows)}) g")
-        start = time.perf_counter()  # committed (autocommit): from source commit to applied
-        while _sql(tgt, "SELECT count(*) FROM items")[0][0] < rows:
-            time.sleep(0.05)
-        return rows / (time.perf_counter() - start)
+    _sql(src, MONOLITH_DDL)
+    _sql(tgt, SERVICE_DDL)
+    with halves(src, tgt, kafka, tables, f"b_{tag}", ownership=ownership):
+        start = produce_txn(src, MONOLITH, MONOLITH_ROW, rows)
+        end = wait_visible(tgt, SERVICE, rows)
+    check(tgt, SERVICE, rows, cents=True, what=f"kafka ({tag})")
+    return rows / (end - start)
 
 
 def measure_kafka_lag(pg: PostgresServer, kafka: KafkaServer, seconds: float,
@@ -149,12 +163,3 @@ def measure_kafka_lag(pg: PostgresServer, kafka: KafkaServer, seconds: float,
             time.sleep(0.1)
     lags = sorted(r[0] for r in _sql(tgt, "SELECT applied_ms - sent_ms FROM ticks"))
     return statistics.median(lags), lags[min(len(lags) - 1, int(len(lags) * 0.99))]
-
-
-if __name__ == "__main__":  # the Kafka measurements alone: python benchmarks/cdc_kafka.py [ROWS]
-    n = int(sys.argv[1]) if len(sys.argv) > 1 else 100_000
-    with PostgresServer() as pg, KafkaServer() as broker:
-        per_s = measure_kafka(pg, broker, n)
-        p50, p99 = measure_kafka_lag(pg, broker, 10.0)
-    print(json.dumps({"rows": n, "kafka_rows_per_s": round(per_s), "kafka_lag_p50_ms": round(p50, 1),
-                      "kafka_lag_p99_ms": round(p99, 1)}))
