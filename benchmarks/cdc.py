@@ -155,8 +155,12 @@ FULL = {"rows": 100_000, "single_txns": 20_000, "snapshot_rows": 500_000, "verif
         "capture_snapshot_rows": 200_000}
 
 
+_BEGAN = time.monotonic()
+
+
 def note(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
+    took = int(time.monotonic() - _BEGAN)
+    print(f"[{took // 60}:{took % 60:02d}] {msg}", file=sys.stderr, flush=True)
 
 
 def owned(name: str, *, reverse: bool, monolith: str = MONOLITH, service: str = SERVICE,
@@ -499,6 +503,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             sql(copy_src, MONOLITH_DDL)
             fill(copy_src, MONOLITH, MONOLITH_ROW, 1, args.snapshot_rows)
             sql(copy_src, f"VACUUM ANALYZE {MONOLITH}")
+        capture_lag: dict[str, tuple[float, float]] = {}  # ours, Debezium: p50, p99 ms
         if args.debezium:
             note(f"filling the capture snapshots' source ({args.capture_snapshot_rows} rows)")
             dbz_src = cdc_debezium.filled_source(pg, args.capture_snapshot_rows)
@@ -530,17 +535,22 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                                             ownership=owned(f"b_kafka{i}", reverse=False)))
             if broker is not None and args.debezium:
                 peers = ("ours", "debezium") if i % 2 == 0 else ("debezium", "ours")
-                note(f"{r} capture into Kafka, {' then '.join(peers)}: {args.rows}-row transactions, "
-                     f"then a {args.capture_snapshot_rows}-row snapshot")
+                note(f"{r} capture into Kafka, {' then '.join(peers)}: {args.rows}-row transactions"
+                     f"{', lag' if i == rounds - 1 else ''}, then a {args.capture_snapshot_rows}-row snapshot")
+                last = i == rounds - 1  # lag too, then, in the same warm process
                 for peer in peers:
-                    value, per_row = cdc_debezium.measure_capture(pg, broker, peer, args.rows, f"cap_{peer}{i}")
-                    keep(f"capture_{peer}", value)
-                    keep_least(f"capture_cpu_{peer}", per_row)
+                    got = cdc_debezium.measure_capture(pg, broker, peer, args.rows, f"cap_{peer}{i}",
+                                                       lag_seconds=args.lag_seconds if last else 0.0)
+                    keep(f"capture_{peer}", got.rows_per_s)
+                    keep_least(f"capture_cpu_{peer}", got.cpu_us_per_row)
+                    if last:
+                        capture_lag[peer] = (got.lag_p50_ms, got.lag_p99_ms)
                 for peer in peers:
-                    value, began = cdc_debezium.measure_snapshot(pg, broker, peer, dbz_src,
-                                                                 args.capture_snapshot_rows, f"csnap_{peer}{i}")
-                    keep(f"capture_snapshot_{peer}", value)
-                    keep_least(f"capture_snapshot_start_{peer}", began)
+                    snap = cdc_debezium.measure_snapshot(pg, broker, peer, dbz_src, args.capture_snapshot_rows,
+                                                         f"csnap_{peer}{i}")
+                    keep(f"capture_snapshot_{peer}", snap.rows_per_s)
+                    keep_least(f"capture_snapshot_start_{peer}", snap.start_s)
+                    keep_least(f"capture_snapshot_cpu_{peer}", snap.cpu_us_per_row)
         if full:
             note(f"lag at {args.lag_rate} rows/s")
             p50, p99 = measure_lag(pg, args.lag_seconds, args.lag_rate)
@@ -557,11 +567,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         if broker is not None:
             note("Kafka lag at 1,000 rows/s")
             kp50, kp99 = measure_kafka_lag(pg, broker, args.lag_seconds)
-        capture_lag: dict[str, tuple[float, float]] = {}
-        if broker is not None and args.debezium:
-            for peer in ("ours", "debezium"):
-                note(f"capture lag into Kafka at {cdc_debezium.LAG_RATE:,} rows/s: {peer}")
-                capture_lag[peer] = cdc_debezium.measure_lag(pg, broker, peer, args.lag_seconds, f"clag_{peer}")
 
     def ratio(a: str, b: str) -> float:
         return round(best[a] / best[b], 3)
@@ -620,6 +625,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "ratio_snapshot_capture_vs_debezium": ratio("capture_snapshot_ours", "capture_snapshot_debezium"),
             "capture_snapshot_start_s": round(least["capture_snapshot_start_ours"], 2),
             "debezium_snapshot_start_s": round(least["capture_snapshot_start_debezium"], 2),
+            "capture_snapshot_cpu_us_per_row": round(least["capture_snapshot_cpu_ours"], 1),
+            "debezium_snapshot_cpu_us_per_row": round(least["capture_snapshot_cpu_debezium"], 1),
             "capture_lag_rate": cdc_debezium.LAG_RATE,
             "capture_lag_p50_ms": round(capture_lag["ours"][0], 1),
             "capture_lag_p99_ms": round(capture_lag["ours"][1], 1),

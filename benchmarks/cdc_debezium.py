@@ -1,29 +1,40 @@
 """Our capture half beside Debezium's own PostgreSQL connector, both into Kafka (issue 13).
 
-`benchmarks/cdc.py` calls these in its rounds, ours and Debezium's alternating, each alone
-on the same PostgreSQL server and broker, on issue 14's 9-column table (cdc_workload):
+`benchmarks/cdc.py` calls these in each round, ours and Debezium's in turn (the order
+alternating by round), each alone on the same PostgreSQL server and broker (the other is
+not running), on issue 14's 9-column table (cdc_workload); each time a new source database,
+slot, publication and topic:
 
   ours       `strangler cdc run NAME --part capture` as a process (cdc_kafka.halves without
-             the apply half): the slot read, events in the Debezium envelope with a
-             transaction block, BEGIN/END records, an idempotent acks=all producer
+             the apply half), the default transport (linger_ms 5, lz4): events in the
+             Debezium envelope with a transaction block, BEGIN/END records on
+             `<prefix>.transaction`, an idempotent acks=all producer
   debezium   devstack.DebeziumConnector: Debezium 3.6.1's connector in its embedded engine,
-             its records sent by an idempotent acks=all producer (DEBEZIUM_OPTIONS below)
+             each batch sent by an idempotent acks=all producer and flushed before the next
+             (DEBEZIUM_OPTIONS and DEBEZIUM_JVM below; no transaction metadata: less work)
 
-  capture_rows_per_s    one transaction of --rows inserts, both already streaming (and warmed
-                        by a first transaction): from just before its commit until the table
-                        topic's high watermark counts every one of its messages
-  snapshot_rows_per_s   a fresh stream / connector over a filled table until all its rows are
-                        in the topic, counted from the first acknowledged message (so neither
-                        the JVM's nor Python's start-up is in it; `snapshot_start_s` is that
-                        part: from the launch to the first acknowledged message)
-  lag_p50_ms / p99_ms   1,000 rows/s in 10-row transactions: per row, the broker's append
-                        time of its message (topics with message.timestamp.type=LogAppendTime)
-                        minus the wall clock just before its transaction's commit
+  measure_capture   the peer streaming, warmed up by WARM_ROWS rows (Debezium's JIT is
+                    still compiling through the first 100k), then TIMED transactions of
+                    --rows inserts, one after the other: rows/s from just before a commit
+                    until the table topic's high watermark counts every one of its messages
+                    (best of them), and the process's CPU per row meanwhile. With
+                    `lag_seconds`, then `steady_lag` in the same warm process
+  steady_lag        1,000 rows/s in 10-row transactions: per row, the broker's append time
+                    of its message (message.timestamp.type=LogAppendTime) minus the wall clock
+                    just before its transaction's commit; p50 and p99
+  measure_snapshot  a new stream / connector over a filled table: messages/s from the first
+                    message acknowledged to the last (so neither the JVM's nor Python's
+                    start-up is in it, but a cold JIT is), the seconds from the launch to that
+                    first message, and the process's CPU per row from its launch
 
-"Acknowledged" is the same for both: a message counted in the topic's high watermark (one
-partition, one replica, acks=all, idempotent producers: what the high watermark counts is
-what the producer is told is written, and never twice). Every topic is made here first with
-the same settings for both peers (TOPIC_CONFIG); ours checks and keeps it.
+"Acknowledged" is the same for both: a message counted in the table topic's high watermark
+(one partition, one replica: acks=all, idempotent producers; what the high watermark counts
+the producer is told is written, and never twice), polled every 5 ms. Every topic is made
+here first with the same settings for both peers (TOPIC_CONFIG); ours checks and keeps it.
+Each measurement checks the messages: exactly one per row for a transaction (none twice),
+every row once in a snapshot (read back by key).
+
+    python benchmarks/cdc_debezium.py [ROWS [SNAPSHOT_ROWS]]   # one turn each, alone
 """
 
 from __future__ import annotations
@@ -71,7 +82,7 @@ DEBEZIUM_HEAP = "1g"  # devstack's default is 384m; Kafka Connect's scripts give
 DEBEZIUM_JVM = "-Xmn512m"
 LAG_RATE = 1000
 LAG_PER_TX = 10
-WARM_ROWS = 150_000  # before the timed transactions: Debezium's JIT is still compiling after 100k
+WARM_ROWS = 100_000  # before the timed transactions: JIT-compiled Debezium, a warm interpreter
 TIMED = 2  # timed transactions per process (the best counts): the second is warmer still
 
 
@@ -312,13 +323,24 @@ def _insert(dsn: str, lo: int, hi: int) -> float:
     return start
 
 
+@dataclass
+class Captured:
+    """What one peer's capture process measured (`measure_capture`)."""
+
+    rows_per_s: float
+    cpu_us_per_row: float
+    lag_p50_ms: float = 0.0
+    lag_p99_ms: float = 0.0
+
+
 def measure_capture(pg: PostgresServer, kafka: KafkaServer, peer: str, rows: int, tag: str, *,
-                    warm: int = WARM_ROWS, times: int = TIMED, options: dict[str, str] | None = None
-                    ) -> tuple[float, float]:
-    """Rows/s from the commit of a `rows`-row transaction until all its messages are
-    acknowledged in the table topic, `peer` (ours | debezium) streaming, warmed up by `warm`
-    rows first; the best of `times` such transactions in turn. And the peer's CPU µs per row
-    in that one (its process, every thread: Debezium's JIT compiler and GC too).
+                    warm: int = WARM_ROWS, times: int = TIMED, lag_seconds: float = 0.0,
+                    options: dict[str, str] | None = None) -> Captured:
+    """`peer` (ours | debezium) streaming from a new source, warmed up by `warm` rows first:
+    rows/s from the commit of a `rows`-row transaction until all its messages are
+    acknowledged in the table topic, the best of `times` such transactions in turn, and the
+    peer's CPU µs per row in that one (its process, every thread: Debezium's JIT compiler
+    and GC too). Then, if `lag_seconds`, its lag (`steady_lag`) in the same warm process.
     `options`: Debezium's, over DEBEZIUM_OPTIONS."""
     src = pg.create_database(f"bsrc_{tag}")
     sql(src, MONOLITH_DDL)
@@ -342,15 +364,28 @@ def measure_capture(pg: PostgresServer, kafka: KafkaServer, peer: str, rows: int
                 raise AssertionError(f"{peer} capture: {final - base} messages for {rows} rows")
             base = final
             best = max(best, (rows / (end - start), cpu / rows * 1e6))
-    return best
+        figures = Captured(*best)
+        if lag_seconds:
+            figures.lag_p50_ms, figures.lag_p99_ms = steady_lag(
+                src, kafka, hw, peer, lag_seconds, key0=times * rows + warm + 1, alive=alive)
+    return figures
+
+
+@dataclass
+class Snapshotted:
+    """What one peer's initial snapshot measured (`measure_snapshot`)."""
+
+    rows_per_s: float  # messages/s from the first acknowledged to the last
+    start_s: float  # from the launch to the first acknowledged
+    cpu_us_per_row: float  # the process's CPU from its launch until all were acknowledged
 
 
 def measure_snapshot(pg: PostgresServer, kafka: KafkaServer, peer: str, src: str, rows: int,
-                     tag: str) -> tuple[float, float]:
-    """(messages/s, seconds) of a new stream (ours) or connector (Debezium, snapshot_mode
-    initial) over `src`'s `rows`-row table: from the first message acknowledged until the
-    last is; and from its launch to that first message. Ours sends a row-less marker per
-    20k-row chunk besides the rows (12 for 200k rows), Debezium the rows alone."""
+                     tag: str) -> Snapshotted:
+    """A new stream (ours) or connector (Debezium, snapshot_mode initial) over `src`'s
+    `rows`-row table: messages/s from the first message acknowledged until the last is, the
+    seconds from its launch to that first message, its CPU per row (start-up included). Ours
+    sends a row-less marker per 20k-row chunk besides the rows (12 for 200k), Debezium none."""
     prefix = _prefix(tag)
     topic = f"{prefix}.public.{MONOLITH}"
     make_topic(kafka.bootstrap, topic)
@@ -359,6 +394,7 @@ def measure_snapshot(pg: PostgresServer, kafka: KafkaServer, peer: str, src: str
         # entered once the copy is read (Debezium) or in Kafka (ours) and streaming
         with _running(pg, kafka, peer, src, tag, prefix, "initial") as handle:
             total = hw.settle(rows, alive=_alive(peer, handle))
+            cpu = _cpu_s(_pid(peer, handle))
         end = hw.wait(total)
     keys = {key for key, _ in read_rows(kafka.bootstrap, topic, 0, total)}
     if len(keys) != rows or total > rows + rows // 1000 + 2:
@@ -366,28 +402,19 @@ def measure_snapshot(pg: PostgresServer, kafka: KafkaServer, peer: str, src: str
     first_at, first = hw.seen[0]
     if end <= first_at:
         raise RuntimeError(f"{peer} snapshot: all {rows} rows appeared at once; use more rows")
-    return (total - first) / (end - first_at), first_at - launched
+    return Snapshotted((total - first) / (end - first_at), first_at - launched, cpu / rows * 1e6)
 
 
-def measure_lag(pg: PostgresServer, kafka: KafkaServer, peer: str, seconds: float, tag: str,
-                rate: int = LAG_RATE, warm: int = 2000) -> tuple[float, float]:
-    """Commit-to-acknowledged lag (ms), p50 and p99, while `rate` rows/s are committed in
-    10-row transactions: the broker's append time of each row's message minus the wall clock
-    just before its transaction's commit."""
-    src = pg.create_database(f"bsrc_{tag}")
-    sql(src, MONOLITH_DDL)
-    prefix = _prefix(tag)
-    topic = f"{prefix}.public.{MONOLITH}"
-    make_topic(kafka.bootstrap, topic)
+def steady_lag(src: str, kafka: KafkaServer, hw: Watermark, peer: str, seconds: float, *,
+               key0: int, alive: Any, rate: int = LAG_RATE) -> tuple[float, float]:
+    """Commit-to-acknowledged lag (ms), p50 and p99, of the peer streaming `src` into `hw`'s
+    topic while `rate` rows/s (keys from `key0`) are committed in 10-row transactions: the
+    broker's append time of each row's message minus the wall clock just before its
+    transaction's commit."""
+    base = hw.settle(0, alive=alive)
     committed: dict[int, float] = {}  # key -> epoch ms just before its transaction's commit
-    key0 = 10_000_000  # the warm-up's keys come before, the timed ones from here
-    with _running(pg, kafka, peer, src, tag, prefix, "no_data") as handle, \
-            Watermark(kafka.bootstrap, topic, every=0.05) as hw:
-        alive = _alive(peer, handle)
-        if warm:
-            fill(src, MONOLITH, MONOLITH_ROW, key0 - warm, key0 - 1)
-        base = hw.settle(warm, alive=alive)
-        conn = psycopg2.connect(src)
+    conn = psycopg2.connect(src)
+    try:
         cur = conn.cursor()
         cur.execute("SET synchronous_commit = on")  # as in production (see cdc_workload)
         conn.commit()
@@ -404,12 +431,13 @@ def measure_lag(pg: PostgresServer, kafka: KafkaServer, peer: str, seconds: floa
             n += LAG_PER_TX
             time.sleep(max(0.0, began + n / rate - time.perf_counter()))
         produced = n / (time.perf_counter() - began)
+    finally:
         conn.close()
-        final = hw.settle(base + n, alive=alive)
+    final = hw.settle(base + n, alive=alive)
     if produced < 0.9 * rate:
         print(f"  ({peer} lag: the producer reached only {produced:.0f} of {rate} rows/s)",
               file=sys.stderr, flush=True)
-    got = read_rows(kafka.bootstrap, topic, base, final)
+    got = read_rows(kafka.bootstrap, hw.topic, base, final)
     if len(got) != n or final != base + n:
         raise AssertionError(f"{peer} lag: {len(got)} row messages ({final - base} in all) for {n} rows")
     lags = sorted(ms - committed[_key(key)] for key, ms in got)
@@ -429,14 +457,18 @@ if __name__ == "__main__":  # one round alone: python benchmarks/cdc_debezium.py
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 100_000
     m = int(sys.argv[2]) if len(sys.argv) > 2 else 200_000
     out: dict[str, Any] = {"rows": n, "snapshot_rows": m}
+    began = time.perf_counter()
     with PostgresServer() as pg, KafkaServer() as broker:
         snap_src = filled_source(pg, m)
         for who in ("ours", "debezium"):
-            rate, cpu = measure_capture(pg, broker, who, n, f"cap_{who}")
-            out[f"{who}_capture_rows_per_s"], out[f"{who}_cpu_us_per_row"] = round(rate), round(cpu, 1)
-            rate, began = measure_snapshot(pg, broker, who, snap_src, m, f"snap_{who}")
-            out[f"{who}_snapshot_rows_per_s"], out[f"{who}_snapshot_start_s"] = round(rate), round(began, 2)
-            p50, p99 = measure_lag(pg, broker, who, 10.0, f"lag_{who}")
-            out[f"{who}_lag_p50_ms"], out[f"{who}_lag_p99_ms"] = round(p50, 1), round(p99, 1)
-            print(json.dumps(out), file=sys.stderr, flush=True)
+            got = measure_capture(pg, broker, who, n, f"cap_{who}", lag_seconds=10.0)
+            out.update({f"{who}_capture_rows_per_s": round(got.rows_per_s),
+                        f"{who}_cpu_us_per_row": round(got.cpu_us_per_row, 1),
+                        f"{who}_lag_p50_ms": round(got.lag_p50_ms, 1), f"{who}_lag_p99_ms": round(got.lag_p99_ms, 1)})
+            print(f"[{time.perf_counter() - began:.0f} s] {who}: capture", file=sys.stderr, flush=True)
+            snap = measure_snapshot(pg, broker, who, snap_src, m, f"snap_{who}")
+            out.update({f"{who}_snapshot_rows_per_s": round(snap.rows_per_s),
+                        f"{who}_snapshot_start_s": round(snap.start_s, 2),
+                        f"{who}_snapshot_cpu_us_per_row": round(snap.cpu_us_per_row, 1)})
+            print(f"[{time.perf_counter() - began:.0f} s] {who}: snapshot", file=sys.stderr, flush=True)
     print(json.dumps(out))
