@@ -675,11 +675,14 @@ def main() -> None:
     if args.worker:
         return stream_worker(args.spec)
     told_debezium = args.debezium is not None
+    if args.only:  # what it is for, also with --quick's sizes
+        if args.kafka is False:
+            ap.error("--only kafka measures the Kafka path: drop --no-kafka")
+        args.kafka = True
+        args.debezium = True if args.debezium is None else args.debezium
     for key, value in (QUICK if args.quick else FULL).items():
         if getattr(args, key) is None:
             setattr(args, key, value)
-    if args.only and not args.kafka:
-        ap.error("--only kafka measures the Kafka path: drop --no-kafka")
     if args.debezium and not args.kafka:
         if told_debezium:
             ap.error("--debezium needs the broker: drop --no-kafka, or add --no-debezium")
