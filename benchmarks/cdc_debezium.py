@@ -43,11 +43,12 @@ import contextlib
 import json
 import os
 import statistics
+import subprocess
 import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -137,7 +138,7 @@ class Watermark:
         """When the topic was first seen holding `count` messages (None: not yet)."""
         return next((t for t, c in self.seen if c >= count), None)
 
-    def wait(self, count: int, *, timeout: float = 300.0, alive: Any = None) -> float:
+    def wait(self, count: int, *, timeout: float = 300.0, alive: Callable[[], bool] | None = None) -> float:
         """The clock when the topic held `count` messages; `alive()` False gives up at once."""
         deadline = time.monotonic() + timeout
         while (at := self.at(count)) is None:
@@ -145,7 +146,7 @@ class Watermark:
             time.sleep(0.02)
         return at
 
-    def settle(self, at_least: int, *, quiet: float = 0.5, timeout: float = 120.0, alive: Any = None) -> int:
+    def settle(self, at_least: int, *, quiet: float = 0.5, timeout: float = 120.0, alive: Callable[[], bool] | None = None) -> int:
         """The count once it is `at_least` and has not moved for `quiet` seconds."""
         deadline = time.monotonic() + timeout
         since = self.seen[-1][0] if self.seen else self._entered
@@ -155,7 +156,7 @@ class Watermark:
             since = self.seen[-1][0] if self.seen else self._entered
         return self.count
 
-    def _check(self, want: str, deadline: float, alive: Any) -> None:
+    def _check(self, want: str, deadline: float, alive: Callable[[], bool] | None) -> None:
         if self._error is not None:
             raise self._error
         if alive is not None and not alive():
@@ -218,14 +219,14 @@ def _prefix(tag: str) -> str:
 class Capture:
     """Our running capture half."""
 
-    procs: list[Any]
+    procs: list[subprocess.Popen[bytes]]
 
     def alive(self) -> bool:
         return all(p.poll() is None for p in self.procs)
 
 
 @contextlib.contextmanager
-def ours(pg: PostgresServer, src: str, kafka: KafkaServer, tag: str, prefix: str) -> Iterator[Any]:
+def ours(pg: PostgresServer, src: str, kafka: KafkaServer, tag: str, prefix: str) -> Iterator[Capture]:
     """Our capture half for a new stream of `src`'s table (streaming, or copied, when entered);
     stopped, its slot and publication dropped, on exit."""
     tgt = pg.create_database(f"btgt_{tag}")
@@ -285,7 +286,7 @@ def _running(pg: PostgresServer, kafka: KafkaServer, peer: str, src: str, tag: s
     raise ValueError(f"unknown peer {peer!r}")
 
 
-def _alive(peer: str, handle: Any) -> Any:
+def _alive(peer: str, handle: Any) -> Callable[[], bool]:
     return handle.alive if peer == "ours" else (lambda: handle.running)
 
 
@@ -406,7 +407,7 @@ def measure_snapshot(pg: PostgresServer, kafka: KafkaServer, peer: str, src: str
 
 
 def steady_lag(src: str, kafka: KafkaServer, hw: Watermark, peer: str, seconds: float, *,
-               key0: int, alive: Any, rate: int = LAG_RATE) -> tuple[float, float]:
+               key0: int, alive: Callable[[], bool], rate: int = LAG_RATE) -> tuple[float, float]:
     """Commit-to-acknowledged lag (ms), p50 and p99, of the peer streaming `src` into `hw`'s
     topic while `rate` rows/s (keys from `key0`) are committed in 10-row transactions: the
     broker's append time of each row's message minus the wall clock just before its

@@ -54,16 +54,16 @@ from devstack import KafkaServer, PostgresServer  # noqa: E402
 @contextmanager
 def halves(src: str, tgt: str, kafka: KafkaServer, tables: dict[str, Any], name: str,
            parts: tuple[str, ...] = ("apply", "capture"), transport: dict[str, Any] | None = None,
-           extra: dict[str, Any] | None = None, ownership: str | None = None
-           ) -> Iterator[list[subprocess.Popen[bytes]]]:
+           ownership: str | None = None) -> Iterator[list[subprocess.Popen[bytes]]]:
     """`strangler cdc run --part` processes (both halves, or only those of `parts`) for a new
     stream, streaming when entered; stopped (SIGTERM) on exit, the source's slots dropped.
-    `transport` adds to the stream's Kafka settings, `extra` to its spec; yields the processes."""
+    `transport` adds to the stream's Kafka settings, `ownership` is its ownership file; yields
+    the processes."""
     folder = Path(tempfile.mkdtemp(prefix="strangler-bench-"))
     spec = {"source": {"url": src}, "target": {"url": tgt}, "batch_size": 5000, "snapshot_chunk": 20000,
             "tables": tables, "transport": {"kind": "kafka", "bootstrap": kafka.bootstrap,
                                             "topic_prefix": f"{name}_{uuid.uuid4().hex[:6]}",
-                                            **(transport or {})}, **(extra or {})}
+                                            **(transport or {})}}
     streams = folder / "streams.yaml"
     doc: dict[str, Any] = {"version": 1, "streams": {name: spec}}
     if ownership:
