@@ -3,7 +3,8 @@
     python benchmarks/cdc.py [--quick] [--rows 100000] [--single-txns 20000]
                              [--snapshot-rows 500000] [--lag-rate 5000] [--lag-seconds 10]
                              [--mem-rows 1000000] [--verify-rows 1000000] [--rounds 2]
-                             [--no-kafka] [--before TREE]
+                             [--no-kafka] [--no-debezium] [--capture-snapshot-rows 200000]
+                             [--only kafka] [--before TREE]
 
 The workload is issue 14's (benchmarks/cdc_workload.py): a 9-column product table, the
 monolith's `catalog_product` (numeric price) into the service's `products` (price in
@@ -44,17 +45,34 @@ Then:
                           transaction (ru_maxrss); mem_ready_rss_mb its RSS when it started
                           streaming. `--mem-rows 0` skips it
   verify_rows_per_s       `verify` over two equal `--verify-rows`-row tables (mapped)
-  kafka_rows_per_s, kafka_lag_p50_ms/kafka_lag_p99_ms   through Kafka (benchmarks/
-                          cdc_kafka.py, its own 4-column table, 1,000 rows/s); `--no-kafka` skips
-The whole run takes ~6 minutes on 2 cores; `--quick`: small sizes, one round, no Kafka, no
-memory run (under a minute).
+  kafka_rows_per_s        through Kafka end to end (benchmarks/cdc_kafka.py: capture and apply
+                          halves as processes), the direct path's workload and clock;
+                          ratio_kafka_vs_direct. kafka_lag_p50_ms/p99: its own 2-column table
+                          at 1,000 rows/s. `--no-kafka` skips the Kafka path and Debezium's part
+Into Kafka only, ours (the capture half) beside Debezium's connector (benchmarks/
+cdc_debezium.py), alternating in each round; "acknowledged" = counted in the table topic's
+high watermark, for both:
+  capture_rows_per_s / debezium_capture_rows_per_s   one --rows transaction, from its commit
+                          until all its messages are acknowledged; ratio_capture_vs_debezium.
+                          capture_cpu_us_per_row / debezium_cpu_us_per_row: each one's CPU
+  capture_snapshot_rows_per_s / debezium_snapshot_rows_per_s   a new stream / connector over a
+                          --capture-snapshot-rows table, from the first message acknowledged to
+                          the last; ratio_snapshot_capture_vs_debezium; *_snapshot_start_s: from
+                          the launch to that first message
+  capture_lag_* / debezium_lag_*   commit-to-acknowledged (the broker's append time) at 1,000
+                          rows/s in 10-row transactions. `--no-debezium` skips this part
+The whole run takes ~9 minutes on 2 cores (~3 of them Debezium's part); `--quick`: small
+sizes, one round, no Kafka, no Debezium, no memory run (under a minute). `--only kafka`: the
+direct path, the Kafka path and Debezium's part alone (with their lags).
 `--before TREE` instead alternates the direct and reverse apply on the code of TREE (e.g.
 `git archive d1d3c40 | tar -x -C /tmp/before`) and on this tree, each in a fresh process,
 and prints before/after figures.
-Goals (issue 14, `goals_met`): ratio_snapshot_vs_copy >= 0.5, ratio_direct_vs_native >= 1.0
-on both workloads, lag p99 < 50 ms at 5,000 rows/s; mem_peak_rss_mb not above today's.
+Goals (`goals_met`): issue 14's ratio_snapshot_vs_copy >= 0.5, ratio_direct_vs_native >= 1.0
+on both workloads, lag p99 < 50 ms at 5,000 rows/s (mem_peak_rss_mb not above today's); issue
+13's ratio_capture_vs_debezium >= 1.5 (capture_vs_debezium) and ratio_kafka_vs_direct >= 0.5
+(kafka_vs_direct).
 Needs only the PostgreSQL server binaries (Debian: apt-get install postgresql), and Java 17
-for Kafka.
+with Maven for Kafka, plus a JDK (javac) for Debezium.
 """
 
 from __future__ import annotations
@@ -82,6 +100,7 @@ HERE = str(Path(__file__).resolve().parents[1])
 TREE = os.environ.get("STRANGLER_BENCH_TREE") or HERE
 sys.path.insert(0, TREE)
 
+import cdc_debezium  # noqa: E402  (our capture beside Debezium's, same run)
 import psycopg2  # noqa: E402
 import psycopg2.extras  # noqa: E402
 from cdc_kafka import measure_kafka, measure_kafka_lag  # noqa: E402  (the Kafka path, same run)
@@ -129,13 +148,19 @@ REVERSE = {SERVICE: {"target": MONOLITH, "columns": {
     "created_at": "created_at", "updated_at": "updated_at"}, "drop": ["slug", "stock_count"]}}
 _OWN_DIR = tempfile.mkdtemp(prefix="strangler-bench-own-")
 QUICK = {"rows": 20_000, "single_txns": 5_000, "snapshot_rows": 100_000, "verify_rows": 100_000,
-         "lag_seconds": 3.0, "rounds": 1, "mem_rows": 0, "kafka": False}
+         "lag_seconds": 3.0, "rounds": 1, "mem_rows": 0, "kafka": False, "debezium": False,
+         "capture_snapshot_rows": 50_000}
 FULL = {"rows": 100_000, "single_txns": 20_000, "snapshot_rows": 500_000, "verify_rows": 1_000_000,
-        "lag_seconds": 10.0, "rounds": 2, "mem_rows": 1_000_000, "kafka": True}
+        "lag_seconds": 10.0, "rounds": 2, "mem_rows": 1_000_000, "kafka": True, "debezium": True,
+        "capture_snapshot_rows": 200_000}
+
+
+_BEGAN = time.monotonic()
 
 
 def note(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
+    took = int(time.monotonic() - _BEGAN)
+    print(f"[{took // 60}:{took % 60:02d}] {msg}", file=sys.stderr, flush=True)
 
 
 def owned(name: str, *, reverse: bool, monolith: str = MONOLITH, service: str = SERVICE,
@@ -459,100 +484,168 @@ def compare_before(before: str, rows: int, rounds: int) -> dict[str, Any]:
 # -- the whole run --------------------------------------------------------------------------
 def run(args: argparse.Namespace) -> dict[str, Any]:
     rounds = args.rounds
+    full = args.only is None  # --only kafka: the direct path, Kafka and Debezium's part alone
     best: dict[str, float] = {}
+    least: dict[str, float] = {}  # CPU per row and start-up times: the least of the rounds
     producer: list[float] = []
     cpu: list[float] = []  # our process's CPU µs per row, one 100k-row transaction
 
     def keep(key: str, value: float) -> None:
         best[key] = max(best.get(key, 0.0), value)
 
+    def keep_least(key: str, value: float) -> None:
+        least[key] = min(least.get(key, value), value)
+
     with PostgresServer() as pg, (KafkaServer() if args.kafka else contextlib.nullcontext()) as broker:
-        note(f"filling the copy source ({args.snapshot_rows} rows)")
-        copy_src = pg.create_database("bsrc_copy")
-        sql(copy_src, MONOLITH_DDL)
-        fill(copy_src, MONOLITH, MONOLITH_ROW, 1, args.snapshot_rows)
-        sql(copy_src, f"VACUUM ANALYZE {MONOLITH}")
+        if full:
+            note(f"filling the copy source ({args.snapshot_rows} rows)")
+            copy_src = pg.create_database("bsrc_copy")
+            sql(copy_src, MONOLITH_DDL)
+            fill(copy_src, MONOLITH, MONOLITH_ROW, 1, args.snapshot_rows)
+            sql(copy_src, f"VACUUM ANALYZE {MONOLITH}")
+        capture_lag: dict[str, tuple[float, float]] = {}  # ours, Debezium: p50, p99 ms
+        if args.debezium:
+            note(f"filling the capture snapshots' source ({args.capture_snapshot_rows} rows)")
+            dbz_src = cdc_debezium.filled_source(pg, args.capture_snapshot_rows)
         for i in range(rounds):  # alternate, so machine noise hits every peer alike
             r = f"round {i + 1}:"
-            note(f"{r} COPY binary, COPY text, our initial copy ({args.snapshot_rows} rows)")
-            keep("copy_binary", measure_copy(pg, copy_src, args.snapshot_rows, f"copyb{i}", binary=True))
-            keep("copy_text", measure_copy(pg, copy_src, args.snapshot_rows, f"copyt{i}", binary=False))
-            keep("snapshot", measure_snapshot(pg, copy_src, args.snapshot_rows, f"snap{i}"))
-            note(f"{r} one {args.rows}-row transaction: raw read, native, direct, reverse")
-            keep("raw_read", measure_raw_read(pg, args.rows, f"raw{i}"))
-            keep("native", measure_apply(pg, "native", args.rows, f"native{i}")[0])
+            if full:
+                note(f"{r} COPY binary, COPY text, our initial copy ({args.snapshot_rows} rows)")
+                keep("copy_binary", measure_copy(pg, copy_src, args.snapshot_rows, f"copyb{i}", binary=True))
+                keep("copy_text", measure_copy(pg, copy_src, args.snapshot_rows, f"copyt{i}", binary=False))
+                keep("snapshot", measure_snapshot(pg, copy_src, args.snapshot_rows, f"snap{i}"))
+                note(f"{r} one {args.rows}-row transaction: raw read, native, direct, reverse")
+                keep("raw_read", measure_raw_read(pg, args.rows, f"raw{i}"))
+                keep("native", measure_apply(pg, "native", args.rows, f"native{i}")[0])
+            else:
+                note(f"{r} one {args.rows}-row transaction: direct")
             rate, info = measure_apply(pg, "direct", args.rows, f"direct{i}")
             keep("direct", rate)
             cpu.append(info["cpu_s"] / args.rows * 1e6)
-            keep("reverse", measure_apply(pg, "reverse", args.rows, f"reverse{i}")[0])
-            note(f"{r} {args.single_txns} one-row transactions: native, direct")
-            for peer in ("native", "direct"):
-                value, info = measure_apply(pg, peer, args.single_txns, f"{peer}_single{i}", single=True)
-                keep(f"{peer}_single_txn", value)
-                producer.append(info["producer_rows_per_s"])
+            if full:
+                keep("reverse", measure_apply(pg, "reverse", args.rows, f"reverse{i}")[0])
+                note(f"{r} {args.single_txns} one-row transactions: native, direct")
+                for peer in ("native", "direct"):
+                    value, info = measure_apply(pg, peer, args.single_txns, f"{peer}_single{i}", single=True)
+                    keep(f"{peer}_single_txn", value)
+                    producer.append(info["producer_rows_per_s"])
             if broker is not None:
                 note(f"{r} Kafka pipeline")
-                keep("kafka", measure_kafka(pg, broker, args.rows, tag=f"kafka{i}"))
-        note(f"lag at {args.lag_rate} rows/s")
-        p50, p99 = measure_lag(pg, args.lag_seconds, args.lag_rate)
-        note("reverse lag at 1,000 rows/s")
-        rp50, rp99 = measure_lag(pg, args.lag_seconds, 1000, reverse=True)
+                keep("kafka", measure_kafka(pg, broker, args.rows, f"kafka{i}", tables=FORWARD,
+                                            ownership=owned(f"b_kafka{i}", reverse=False)))
+            if broker is not None and args.debezium:
+                peers = ("ours", "debezium") if i % 2 == 0 else ("debezium", "ours")
+                note(f"{r} capture into Kafka, {' then '.join(peers)}: {args.rows}-row transactions"
+                     f"{', lag' if i == rounds - 1 else ''}, then a {args.capture_snapshot_rows}-row snapshot")
+                last = i == rounds - 1  # lag too, then, in the same warm process
+                for peer in peers:
+                    got = cdc_debezium.measure_capture(pg, broker, peer, args.rows, f"cap_{peer}{i}",
+                                                       lag_seconds=args.lag_seconds if last else 0.0)
+                    keep(f"capture_{peer}", got.rows_per_s)
+                    keep_least(f"capture_cpu_{peer}", got.cpu_us_per_row)
+                    if last:
+                        capture_lag[peer] = (got.lag_p50_ms, got.lag_p99_ms)
+                for peer in peers:
+                    snap = cdc_debezium.measure_snapshot(pg, broker, peer, dbz_src, args.capture_snapshot_rows,
+                                                         f"csnap_{peer}{i}")
+                    keep(f"capture_snapshot_{peer}", snap.rows_per_s)
+                    keep_least(f"capture_snapshot_start_{peer}", snap.start_s)
+                    keep_least(f"capture_snapshot_cpu_{peer}", snap.cpu_us_per_row)
+        if full:
+            note(f"lag at {args.lag_rate} rows/s")
+            p50, p99 = measure_lag(pg, args.lag_seconds, args.lag_rate)
+            note("reverse lag at 1,000 rows/s")
+            rp50, rp99 = measure_lag(pg, args.lag_seconds, 1000, reverse=True)
         mem: dict[str, float] = {}
-        if args.mem_rows:
+        if full and args.mem_rows:
             note(f"memory: one {args.mem_rows}-row transaction through a fresh pipeline process")
             per_s, mem = measure_apply(pg, "direct", args.mem_rows, "mem")
             mem["rows_per_s"] = per_s
-        note(f"verify ({args.verify_rows} rows)")
-        ver = measure_verify(pg, args.verify_rows)
+        if full:
+            note(f"verify ({args.verify_rows} rows)")
+            ver = measure_verify(pg, args.verify_rows)
         if broker is not None:
             note("Kafka lag at 1,000 rows/s")
             kp50, kp99 = measure_kafka_lag(pg, broker, args.lag_seconds)
 
-    if best["native_single_txn"] > 0.9 * min(producer):
-        note(f"the native subscriber kept up with the producer ({min(producer):.0f} commits/s): "
-             "its one-row-transaction figure is a lower bound")
-
     def ratio(a: str, b: str) -> float:
         return round(best[a] / best[b], 3)
 
-    out: dict[str, Any] = {
-        "rows": args.rows, "single_txns": args.single_txns, "snapshot_rows": args.snapshot_rows,
-        "rounds": rounds,
-        "copy_binary_rows_per_s": round(best["copy_binary"]),
-        "copy_text_rows_per_s": round(best["copy_text"]),
-        "snapshot_rows_per_s": round(best["snapshot"]),
-        "ratio_snapshot_vs_copy": ratio("snapshot", "copy_binary"),
-        "native_rows_per_s": round(best["native"]),
-        "direct_rows_per_s": round(best["direct"]),
-        "ratio_direct_vs_native": ratio("direct", "native"),
-        "direct_cpu_us_per_row": round(min(cpu), 2),
-        "native_single_txn_rows_per_s": round(best["native_single_txn"]),
-        "direct_single_txn_rows_per_s": round(best["direct_single_txn"]),
-        "ratio_direct_vs_native_single_txn": ratio("direct_single_txn", "native_single_txn"),
-        "single_txn_producer_rows_per_s": round(min(producer)),
-        "raw_read_rows_per_s": round(best["raw_read"]),
-        "ratio_direct_vs_raw": ratio("direct", "raw_read"),
-        "reverse_rows_per_s": round(best["reverse"]),
-        "ratio_reverse_vs_direct": ratio("reverse", "direct"),
-        "lag_rate": args.lag_rate,
-        "lag_p50_ms": round(p50, 1),
-        "lag_p99_ms": round(p99, 1),
-        "reverse_lag_p50_ms": round(rp50, 1),
-        "reverse_lag_p99_ms": round(rp99, 1),
-        "verify_rows_per_s": round(ver),
-    }
+    out: dict[str, Any] = {"rows": args.rows, "rounds": rounds}
+    if full:
+        if best["native_single_txn"] > 0.9 * min(producer):
+            note(f"the native subscriber kept up with the producer ({min(producer):.0f} commits/s): "
+                 "its one-row-transaction figure is a lower bound")
+        out.update({
+            "single_txns": args.single_txns, "snapshot_rows": args.snapshot_rows,
+            "copy_binary_rows_per_s": round(best["copy_binary"]),
+            "copy_text_rows_per_s": round(best["copy_text"]),
+            "snapshot_rows_per_s": round(best["snapshot"]),
+            "ratio_snapshot_vs_copy": ratio("snapshot", "copy_binary"),
+            "native_rows_per_s": round(best["native"]),
+        })
+    out.update({"direct_rows_per_s": round(best["direct"])})
+    if full:
+        out.update({
+            "ratio_direct_vs_native": ratio("direct", "native"),
+            "direct_cpu_us_per_row": round(min(cpu), 2),
+            "native_single_txn_rows_per_s": round(best["native_single_txn"]),
+            "direct_single_txn_rows_per_s": round(best["direct_single_txn"]),
+            "ratio_direct_vs_native_single_txn": ratio("direct_single_txn", "native_single_txn"),
+            "single_txn_producer_rows_per_s": round(min(producer)),
+            "raw_read_rows_per_s": round(best["raw_read"]),
+            "ratio_direct_vs_raw": ratio("direct", "raw_read"),
+            "reverse_rows_per_s": round(best["reverse"]),
+            "ratio_reverse_vs_direct": ratio("reverse", "direct"),
+            "lag_rate": args.lag_rate,
+            "lag_p50_ms": round(p50, 1),
+            "lag_p99_ms": round(p99, 1),
+            "reverse_lag_p50_ms": round(rp50, 1),
+            "reverse_lag_p99_ms": round(rp99, 1),
+            "verify_rows_per_s": round(ver),
+        })
+    else:
+        out["direct_cpu_us_per_row"] = round(min(cpu), 2)
     if mem:
         out.update({"mem_rows": args.mem_rows, "mem_peak_rss_mb": mem["peak_rss_mb"],
                     "mem_ready_rss_mb": mem["ready_rss_mb"], "mem_rows_per_s": round(mem["rows_per_s"])})
     if args.kafka:
-        out.update({"kafka_rows_per_s": round(best["kafka"]), "kafka_lag_p50_ms": round(kp50, 1),
-                    "kafka_lag_p99_ms": round(kp99, 1)})
-    out["goals_met"] = {
-        "snapshot_vs_copy": out["ratio_snapshot_vs_copy"] >= 0.5,
-        "direct_vs_native": out["ratio_direct_vs_native"] >= 1.0,
-        "direct_vs_native_single_txn": out["ratio_direct_vs_native_single_txn"] >= 1.0,
-        "lag_p99": args.lag_rate >= 5000 and out["lag_p99_ms"] < 50,
-    }
+        out.update({"kafka_rows_per_s": round(best["kafka"]), "ratio_kafka_vs_direct": ratio("kafka", "direct"),
+                    "kafka_lag_p50_ms": round(kp50, 1), "kafka_lag_p99_ms": round(kp99, 1)})
+    if args.debezium:
+        out.update({
+            "capture_snapshot_rows": args.capture_snapshot_rows,
+            "capture_rows_per_s": round(best["capture_ours"]),
+            "debezium_capture_rows_per_s": round(best["capture_debezium"]),
+            "ratio_capture_vs_debezium": ratio("capture_ours", "capture_debezium"),
+            "capture_cpu_us_per_row": round(least["capture_cpu_ours"], 1),
+            "debezium_cpu_us_per_row": round(least["capture_cpu_debezium"], 1),
+            "capture_snapshot_rows_per_s": round(best["capture_snapshot_ours"]),
+            "debezium_snapshot_rows_per_s": round(best["capture_snapshot_debezium"]),
+            "ratio_snapshot_capture_vs_debezium": ratio("capture_snapshot_ours", "capture_snapshot_debezium"),
+            "capture_snapshot_start_s": round(least["capture_snapshot_start_ours"], 2),
+            "debezium_snapshot_start_s": round(least["capture_snapshot_start_debezium"], 2),
+            "capture_snapshot_cpu_us_per_row": round(least["capture_snapshot_cpu_ours"], 1),
+            "debezium_snapshot_cpu_us_per_row": round(least["capture_snapshot_cpu_debezium"], 1),
+            "capture_lag_rate": cdc_debezium.LAG_RATE,
+            "capture_lag_p50_ms": round(capture_lag["ours"][0], 1),
+            "capture_lag_p99_ms": round(capture_lag["ours"][1], 1),
+            "debezium_lag_p50_ms": round(capture_lag["debezium"][0], 1),
+            "debezium_lag_p99_ms": round(capture_lag["debezium"][1], 1),
+        })
+    goals: dict[str, bool] = {}
+    if full:
+        goals.update({
+            "snapshot_vs_copy": out["ratio_snapshot_vs_copy"] >= 0.5,
+            "direct_vs_native": out["ratio_direct_vs_native"] >= 1.0,
+            "direct_vs_native_single_txn": out["ratio_direct_vs_native_single_txn"] >= 1.0,
+            "lag_p99": args.lag_rate >= 5000 and out["lag_p99_ms"] < 50,
+        })
+    if args.kafka:
+        goals["kafka_vs_direct"] = out["ratio_kafka_vs_direct"] >= 0.5
+    if args.debezium:
+        goals["capture_vs_debezium"] = out["ratio_capture_vs_debezium"] >= 1.5
+    out["goals_met"] = goals
     return out
 
 
@@ -568,6 +661,12 @@ def main() -> None:
     ap.add_argument("--mem-rows", type=int, help="rows of the memory run's transaction; 0 skips it (1000000)")
     ap.add_argument("--rounds", type=int, help="rounds of the peers, alternating (2)")
     ap.add_argument("--kafka", action=argparse.BooleanOptionalAction, help="the Kafka path too (default: yes)")
+    ap.add_argument("--debezium", action=argparse.BooleanOptionalAction,
+                    help="our capture beside Debezium's connector into Kafka (default: yes; needs --kafka)")
+    ap.add_argument("--capture-snapshot-rows", type=int,
+                    help="rows of the table ours and Debezium snapshot into Kafka (200000)")
+    ap.add_argument("--only", choices=("kafka",),
+                    help="kafka: only the direct path, the Kafka path and Debezium's part (and their lags)")
     ap.add_argument("--before", metavar="TREE",
                     help="compare direct and reverse rows/s with the code of another checkout")
     ap.add_argument("--worker", choices=("stream",), help=argparse.SUPPRESS)
@@ -575,9 +674,19 @@ def main() -> None:
     args = ap.parse_args()
     if args.worker:
         return stream_worker(args.spec)
+    told_debezium = args.debezium is not None
+    if args.only:  # what it is for, also with --quick's sizes
+        if args.kafka is False:
+            ap.error("--only kafka measures the Kafka path: drop --no-kafka")
+        args.kafka = True
+        args.debezium = True if args.debezium is None else args.debezium
     for key, value in (QUICK if args.quick else FULL).items():
         if getattr(args, key) is None:
             setattr(args, key, value)
+    if args.debezium and not args.kafka:
+        if told_debezium:
+            ap.error("--debezium needs the broker: drop --no-kafka, or add --no-debezium")
+        args.debezium = False
     if args.before:
         print(json.dumps(compare_before(str(Path(args.before).resolve()), args.rows, args.rounds)))
         return
