@@ -18,6 +18,7 @@ import pytest
 
 from cdc import faults
 from cdc.events import ChangeEvent
+from cdc.transport import Batch
 from cdc.transport.direct import DirectTransport
 from tests.cdc.conftest import Env, source_rows, sql, target_rows, wait_for
 from tests.cdc.test_stream_features import config, running
@@ -177,11 +178,11 @@ class GatedTransport(DirectTransport):
         # publish waited to see shrink below max_pending
         self.worst = max(self.worst, self.pending() - len(events))
 
-    def consume(self, max_events: int, timeout: float = 0.0) -> list[ChangeEvent]:
+    def receive(self, max_events: int, timeout: float = 0.0) -> Batch:
         if not self.open.is_set():
             self.open.wait(timeout)
-            return []
-        return super().consume(max_events, timeout)
+            return Batch()
+        return super().receive(max_events, timeout)
 
 
 @pytest.mark.slow
