@@ -45,6 +45,16 @@ def _started(env: KafkaEnv, *, seed_rows: int = 3) -> None:
     assert first.wait(30) == 0, env.part_log("first")
 
 
+def _holder_and_standby(env: KafkaEnv, *, pause_at: int) -> tuple[Any, Any]:
+    """Applier `a`, which holds the lease and pauses before writing its `pause_at`-th batch,
+    and applier `b`, standing by."""
+    a = env.start_part("apply", label="a", faults=f"apply.before_write=pause@{pause_at}")
+    env.wait(lambda: _holder_pid(env) == a.pid, 60, "a to hold the lease")
+    b = env.start_part("apply", label="b")
+    env.wait(lambda: "standing by" in env.part_log("b"), 60, "b to stand by")
+    return a, b
+
+
 def _applied_once(env: KafkaEnv) -> None:
     dupes = sql(env.tgt, "SELECT id, version, count(*) FROM applied_log GROUP BY 1, 2 HAVING count(*) > 1")
     assert dupes == [], f"applied twice: {dupes[:5]}"
@@ -57,10 +67,7 @@ def test_standby_takes_over_mid_transaction_from_a_killed_holder(kafka_broker: K
         _started(env)
         # `a` pauses before writing its third batch: two batches of the big transaction are
         # written in its open target transaction, which holds the lease row
-        a = env.start_part("apply", label="a", faults="apply.before_write=pause@3")
-        env.wait(lambda: _holder_pid(env) == a.pid, 60, "a to hold the lease")
-        b = env.start_part("apply", label="b")
-        env.wait(lambda: "standing by" in env.part_log("b"), 60, "b to stand by")
+        a, b = _holder_and_standby(env, pause_at=3)
         conn = psycopg2.connect(env.src)
         with conn, conn.cursor() as cur:  # one source transaction of 20,001 events
             cur.execute("INSERT INTO catalog_product (category_id, name, price) "
@@ -93,10 +100,7 @@ def test_a_holder_paused_past_its_lease_is_fenced_and_stands_by(kafka_broker: Ka
         _started(env)
         # `a` takes the next batch and stops before opening its target transaction: the
         # lease row is not locked, and a does not renew it while it is stuck
-        a = env.start_part("apply", label="a", faults="apply.before_write=pause@1")
-        env.wait(lambda: _holder_pid(env) == a.pid, 60, "a to hold the lease")
-        b = env.start_part("apply", label="b")
-        env.wait(lambda: "standing by" in env.part_log("b"), 60, "b to stand by")
+        a, b = _holder_and_standby(env, pause_at=1)
         sql(env.src, "INSERT INTO catalog_product (id, category_id, name, price) VALUES (101, 1, 'x', 1)")
         faults.wait_hit(env.faults_dir, "apply.before_write", timeout=60)
         env.wait(lambda: sql(env.tgt, "SELECT count(*) FROM products WHERE id = 101") == [(1,)], 60,
