@@ -37,6 +37,18 @@ def kafka_broker() -> Iterator[KafkaServer]:
         _shared.stop()
 
 
+@pytest.fixture(scope="module")
+def debezium_runtime() -> Iterator[tuple[str, str]]:
+    """Java, the jars and the compiled runner of Debezium's connector (fetched on first use);
+    else skip, or fail in CI."""
+    from devstack import debezium
+
+    try:
+        yield debezium.debezium_runtime()
+    except ServiceUnavailable as exc:
+        service_missing("Debezium", exc)
+
+
 @contextlib.contextmanager
 def streaming_over_kafka(*cfgs: Any) -> Iterator[list[BaseException]]:
     """Each stream's capture and apply over Kafka (`kafka_run.run(cfg, "both")`), each in a

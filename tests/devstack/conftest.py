@@ -1,5 +1,5 @@
 """Fixtures of the devstack tests: the session's real Kafka broker."""
 
-from tests.kafka_fixtures import kafka_broker
+from tests.kafka_fixtures import debezium_runtime, kafka_broker
 
-__all__ = ["kafka_broker"]
+__all__ = ["debezium_runtime", "kafka_broker"]

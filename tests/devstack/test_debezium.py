@@ -2,7 +2,6 @@ import base64
 import json
 import shutil
 import uuid
-from collections.abc import Iterator
 
 import psycopg2
 import pytest
@@ -11,16 +10,6 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 from devstack import DebeziumConnector, KafkaServer, ServiceUnavailable
 from devstack import debezium as dbz_module
 from devstack.kafka import ENV_CACHE
-from tests.conftest import service_missing
-
-
-@pytest.fixture(scope="module")
-def debezium_runtime() -> Iterator[tuple[str, str]]:
-    """Java, the jars and the compiled runner (fetched on first use); else skip, or fail in CI."""
-    try:
-        yield dbz_module.debezium_runtime()
-    except ServiceUnavailable as exc:
-        service_missing("Debezium", exc)
 
 
 def _consume(bootstrap: str, topic: str, expected: int) -> list[tuple[dict, dict | None]]:

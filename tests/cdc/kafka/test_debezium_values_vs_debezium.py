@@ -9,7 +9,6 @@ import json
 import struct
 import time
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import psycopg2
@@ -20,12 +19,10 @@ from cdc.config import parse
 from cdc.events import ChangeEvent
 from cdc.sources.postgres import PostgresSource
 from cdc.transport.debezium_values import Modes, decoder, emitted, encoder, lossless, placeholder
-from devstack import DebeziumConnector, KafkaServer, ServiceUnavailable
-from devstack import debezium as dbz_module
-from tests.conftest import service_missing
-from tests.kafka_fixtures import kafka_broker
+from devstack import DebeziumConnector, KafkaServer
+from tests.kafka_fixtures import debezium_runtime, kafka_broker
 
-__all__ = ["kafka_broker"]
+__all__ = ["debezium_runtime", "kafka_broker"]
 
 SETUP = """
 CREATE DOMAIN posint AS integer CHECK (VALUE > 0);
@@ -158,13 +155,6 @@ MODES = [
                  id="string-connect-hex"),
 ]
 
-
-@pytest.fixture(scope="module")
-def debezium_runtime() -> Iterator[tuple[str, str]]:
-    try:
-        yield dbz_module.debezium_runtime()
-    except ServiceUnavailable as exc:
-        service_missing("Debezium", exc)
 
 
 def _sql(dsn: str, statement: str) -> list[tuple[Any, ...]]:

@@ -9,7 +9,6 @@ import json
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import psycopg2
@@ -19,12 +18,10 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 from cdc.config import parse
 from cdc.pipeline import Pipeline
 from cdc.transport.kafka_values import DEFAULT_MODES
-from devstack import DebeziumConnector, KafkaServer, ServiceUnavailable
-from devstack import debezium as dbz_module
-from tests.conftest import service_missing
-from tests.kafka_fixtures import kafka_broker
+from devstack import DebeziumConnector, KafkaServer
+from tests.kafka_fixtures import debezium_runtime, kafka_broker
 
-__all__ = ["kafka_broker"]
+__all__ = ["debezium_runtime", "kafka_broker"]
 pytestmark = [pytest.mark.kafka, pytest.mark.postgres, pytest.mark.slow]
 
 TABLE = """CREATE TABLE items (
@@ -37,13 +34,6 @@ ROW = ("'{name}', 12.34, '\\x00ff', '2024-05-06 07:08:09.123456+02', '2024-02-29
 # Fields that say when or where in the WAL, different in any two captures (and documented)
 VOLATILE = {"ts_ms", "ts_us", "ts_ns", "lsn", "sequence", "txId", "version", "name", "snapshot", "xmin"}
 
-
-@pytest.fixture(scope="module")
-def debezium_runtime() -> Iterator[tuple[str, str]]:
-    try:
-        yield dbz_module.debezium_runtime()
-    except ServiceUnavailable as exc:
-        service_missing("Debezium", exc)
 
 
 def _sql(dsn: str, statement: str) -> None:
