@@ -103,6 +103,9 @@ class Applier:
                     sink.rollback()
                     subscriber.reopen(sink.resume)
                     continue
+                if batch.reset and sink.has_checkpoints:  # a new capture point: they are void
+                    sink.begin()
+                    sink.forget_checkpoints()
                 for table, columns in batch.relations:  # the capture accepted these here
                     sink.relation_changed(table, columns)
                 if batch.events:

@@ -157,3 +157,16 @@ def json_default(value: Any) -> Any:
     if isinstance(value, dt.timedelta):
         return f"P{value.days}DT{value.seconds}.{value.microseconds:06d}S"
     raise TypeError(f"cannot encode {type(value).__name__} as JSON")
+
+
+def copy_progress(prev: tuple[str, list[Any] | None, int] | None, ev: ChangeEvent,
+                  key: tuple[str, ...]) -> tuple[str, list[Any] | None, int]:
+    """(state, last key copied, rows copied) of `ev`'s table after snapshot event `ev`
+    (op ``r``), from `prev` (None: never copied). The sink keeps it with the rows; a
+    capture end that runs apart keeps the same for what its transport holds."""
+    if ev.snapshot == "start":  # a re-copy was requested: from the beginning, durably
+        return ("copying", None, 0)
+    state = prev or ("copying", None, 0)
+    if ev.after is None:
+        return ("done" if ev.snapshot == "last" else "copying", state[1], state[2])
+    return ("done" if ev.snapshot == "last" else "copying", [ev.key[k] for k in key], state[2] + 1)

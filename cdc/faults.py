@@ -20,6 +20,9 @@ The points and the guarantee each one sits on:
     source.after_slot_created   the slot and its exported snapshot exist; the copy has not
                                 imported the snapshot yet (gap-free start)
     snapshot.after_chunk_read   DBLog: a chunk was selected, its high watermark not emitted yet
+    snapshot.after_chunk_published
+                                initial copy by events: a chunk was handed to the transport
+                                (apart: and is in it, its progress recorded); the next not read
     snapshot.after_copy_chunk   initial copy by COPY: a chunk is committed with its progress,
                                 the next not read yet (a crash resumes after it)
     apply.before_write          the applier holds a batch, not written yet (inside the open

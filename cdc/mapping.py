@@ -23,6 +23,7 @@ from cdc.config import Condition, StreamConfig, TableMap
 from cdc.errors import ConfigError, SchemaChanged
 
 log = logging.getLogger("cdc.mapping")
+UNDESCRIBED = "undescribed"  # the dialect of a target this process does not open (compile_stream)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -284,7 +285,8 @@ class TableMapping:
             policy = self.spec.new_columns
             if policy == "stop":
                 problems.append(f"new column {col!r} ({columns[col]}) is not in the mapping")
-            elif policy == "copy" and col not in self.target_schema.columns:
+            elif (policy == "copy" and self.target_schema.dialect != UNDESCRIBED
+                  and col not in self.target_schema.columns):  # else the apply end checks it
                 problems.append(f"new column {col!r} (new_columns: copy) has no column of that name "
                                 f"in target table {self.target!r}")
             elif policy == "copy":
@@ -321,14 +323,22 @@ class TableMapping:
                     "`strangler cdc snapshot <stream> %s`", self.source, ", ".join(notes) or "types",
                     self.source)
 
+def _undescribed(name: str) -> TableSchema:
+    return TableSchema(name=name, columns={}, pk=(), dialect=UNDESCRIBED)
+
+
 def compile_stream(
     cfg: StreamConfig,
     source: Mapping[str, TableSchema],
-    target: Mapping[str, TableSchema],
+    target: Mapping[str, TableSchema] | None,
     *,
     source_kind: str = "postgres",
 ) -> dict[str, TableMapping]:
-    """Check every table of `cfg` against both schemas; all problems in one ConfigError."""
+    """Check every table of `cfg` against both schemas; all problems in one ConfigError.
+
+    Without `target` (a capture end that runs apart and never opens the target) only the
+    source side is checked; the apply end checks the rest against the target it writes.
+    """
     errors: list[str] = []
     out: dict[str, TableMapping] = {}
     for spec in cfg.tables:
@@ -343,18 +353,18 @@ def compile_stream(
 
 
 def _compile_table(spec: TableMap, path: str, source: Mapping[str, TableSchema],
-                   target: Mapping[str, TableSchema], source_kind: str,
+                   target: Mapping[str, TableSchema] | None, source_kind: str,
                    errors: list[str]) -> TableMapping | None:
     src = source.get(spec.source)
     if src is None:
         errors.append(f"{path}: no table {spec.source!r} in the source database; it has: "
                       + (", ".join(sorted(source)) or "(no tables)"))
         return None
-    tgt = target.get(spec.target)
+    tgt = target.get(spec.target) if target is not None else _undescribed(spec.target)
     if tgt is None:
         errors.append(f"{path}.target: no table {spec.target!r} in the target database; create it "
                       "(the service's migrations) or fix the name; it has: "
-                      + (", ".join(sorted(target)) or "(no tables)"))
+                      + (", ".join(sorted(target or ())) or "(no tables)"))
         return None
     # The key: without one, updates and deletes cannot be applied (and would be lost).
     if spec.key is None:
@@ -397,14 +407,14 @@ def _compile_table(spec: TableMap, path: str, source: Mapping[str, TableSchema],
         if s not in src.columns:
             errors.append(f"{cpath}: {spec.source!r} has no column {s!r}; it has: "
                           + ", ".join(src.columns))
-        if t not in tgt.columns:
+        if t not in tgt.columns and target is not None:
             errors.append(f"{cpath}: target table {spec.target!r} has no column {t!r}; add it (the "
                           f"service's migration), map {s!r} to one of its columns or list it in drop; "
                           "it has: " + ", ".join(tgt.columns))
         if t in seen_targets:
             errors.append(f"{cpath}: target column {t!r} is written by two source columns")
         seen_targets.add(t)
-        if conv is None and s in src.columns and t in tgt.columns:
+        if conv is None and s in src.columns and t in tgt.columns and target is not None:
             pair = (src.category(s), tgt.category(t))
             problem = type_problem(*pair, target_dialect=tgt.dialect)
             if pair in _NEEDS_CONVERTER:
@@ -426,7 +436,7 @@ def _compile_table(spec: TableMap, path: str, source: Mapping[str, TableSchema],
             errors.append(f"{path}.columns: target column {spec.target}.{req} is NOT NULL without "
                           "a default but no source column maps to it; map one or give it a default")
     target_key = tuple(mapped.get(k, "") for k in key)
-    if all(target_key) and not any(set(u) == set(target_key) for u in tgt.unique_sets):
+    if target is not None and all(target_key) and not any(set(u) == set(target_key) for u in tgt.unique_sets):
         errors.append(f"{path}.target: {spec.target!r} needs a primary key or unique constraint on "
                       f"{list(target_key)} (the mapped key) for upserts")
     for cond in spec.filter:

@@ -1,10 +1,11 @@
 """Wires one stream: source -> (snapshot) -> transport -> sink, with checkpoints and metrics.
 
 Reads top to bottom like the flow: validate the mapping against both schemas, open the
-sink (its checkpoints say where we are), open the source (creating the slot and copying
-inside its exported snapshot if it is new), finish any interrupted copy with watermarks,
-then stream: poll the source, publish, apply in bounded batches, commit at source
-transaction boundaries, acknowledge what is durable. Stops cleanly when `stop()` is called
+sink, learn where the capture left off (the sink's checkpoints, or the transport's own
+progress when the apply end runs apart: then this process never opens the target), open
+the source (creating the slot and copying inside its exported snapshot if it is new),
+finish any interrupted copy with watermarks, then stream: poll the source, publish, apply
+in bounded batches, commit at source transaction boundaries, acknowledge what is durable. Stops cleanly when `stop()` is called
 (finishing the batch and storing the position), or with SchemaChanged on a relation the
 mapping no longer covers.
 """
@@ -23,7 +24,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from cdc import checkpoint, faults, pgcopy
+from cdc import faults, pgcopy
 from cdc import mapping as mapping_mod
 from cdc.applier import Applier
 from cdc.config import StreamConfig
@@ -33,7 +34,7 @@ from cdc.metrics import LagTracker, StreamMetrics
 from cdc.sinks.sqlalchemy import SqlSink, describe, make_engine
 from cdc.snapshot import Watermarks, initial_events
 from cdc.sources import Message, Relation, Source, make_source
-from cdc.transport import Transport
+from cdc.transport import CopyState, Transport
 
 log = logging.getLogger("cdc.pipeline")
 
@@ -78,6 +79,20 @@ def open_stream(cfg: StreamConfig) -> tuple[Source, Any, dict[str, mapping_mod.T
     return source, engine, mappings
 
 
+def open_source(cfg: StreamConfig) -> tuple[Source, dict[str, mapping_mod.TableMapping]]:
+    """Source and the mapping checked against it alone, for a capture end that runs apart
+    (its apply end checks the target side, where it writes)."""
+    tables = [t.source for t in cfg.tables]
+    source = make_source(cfg, tables)
+    try:
+        mappings = mapping_mod.compile_stream(cfg, source.describe(tables), None, source_kind=cfg.source_kind)
+    except BaseException:
+        source.close()
+        raise
+    source.keys = {t: m.key for t, m in mappings.items()}
+    return source, mappings
+
+
 def _live_columns(source: Source, table: str) -> dict[str, str]:
     """The source table's columns as they are now (not as of the stream's position)."""
     return source.describe([table])[table].columns
@@ -110,6 +125,7 @@ class Pipeline:
         self._apply_stop = threading.Event()
         self._apply_error: BaseException | None = None
         self._applier: Applier | None = None
+        self._sink: SqlSink | None = None  # with `applies`: the in-process apply end's
         self._apply_thread: threading.Thread | None = None
         self._database = ""  # the source's, for snapshot rows (streamed ones carry it already)
         self._default_schema = "public" if cfg.source_kind == "postgres" else ""
@@ -119,11 +135,16 @@ class Pipeline:
 
     def run(self, *, until: Callable[[], bool] | None = None) -> None:
         """Run until stop() (or `until()` returns True)."""
-        source, engine, mappings = open_stream(self.cfg)
-        sink = SqlSink(stream=self.cfg.name, engine=engine, mappings=mappings,
-                       ownership_path=self.cfg.ownership_path)
+        engine: Any = None
+        if self.applies:
+            source, engine, mappings = open_stream(self.cfg)
+            self._sink = SqlSink(stream=self.cfg.name, engine=engine, mappings=mappings,
+                                 ownership_path=self.cfg.ownership_path)
+        else:  # the capture half alone: the target is the apply half's
+            source, mappings = open_source(self.cfg)
+        sink = self._sink
         try:
-            self._run(source, sink, mappings, until or (lambda: False))
+            self._run(source, mappings, until or (lambda: False))
             self.metrics.state = "stopped"
         except BaseException as exc:
             self.metrics.state = "failed"
@@ -131,38 +152,62 @@ class Pipeline:
             raise
         finally:
             self._stop_applier()
-            sink.rollback()  # a half-applied source transaction is dropped; it will replay
-            self._tick(source, sink, force=True)
-            sink.close()
+            if sink is not None:
+                sink.rollback()  # a half-applied source transaction is dropped; it will replay
+            self._tick(source, force=True)
+            if sink is not None:
+                sink.close()
+                engine.dispose()
             source.close()
-            engine.dispose()
             self.transport.close()
 
+    # -- where the capture left off -----------------------------------------------------
+    def _position(self) -> Any:
+        """The position the source resumes after."""
+        progress = self.publisher.progress()
+        if progress is not None:
+            return progress.position
+        assert self._sink is not None
+        return self._sink.position
+
+    def _copies(self) -> dict[str, CopyState]:
+        """Each table's copy state (absent: never copied)."""
+        progress = self.publisher.progress()
+        if progress is not None:
+            return progress.copies
+        assert self._sink is not None
+        return self._sink.snapshot_state
+
+    def _start_over(self) -> None:
+        """A new capture point: every checkpoint from before is void, on both ends."""
+        self.publisher.start_over()
+        self._drain()
+
     # -- capture side -------------------------------------------------------------------
-    def _run(self, source: Source, sink: SqlSink, mappings: dict[str, mapping_mod.TableMapping],
+    def _run(self, source: Source, mappings: dict[str, mapping_mod.TableMapping],
              until: Callable[[], bool]) -> None:
-        if self.applies:
-            self._start_applier(sink)
+        if self._sink is not None:
+            self._start_applier(self._sink)
         self.publisher.describe({table: tm.source_schema for table, tm in mappings.items()})
         self._database = source.database
-        init = source.open(sink.position)
+        init = source.open(self._position())
+        if init is not None:
+            self._start_over()
         if init is not None and self.cfg.initial == "none":
             init.close()  # the target already holds every row: stream from the new capture point
             log.info("%s: new capture point, no copy (initial: none)", self.cfg.name)
-            with sink.engine.begin() as conn:  # earlier checkpoints belong to an old capture point
-                checkpoint.clear(conn, self.cfg.name)
-            sink.rollback()
         elif init is not None:
             self.metrics.state = "snapshot"
             try:
-                self._initial_copy(init, sink, mappings)
+                self._initial_copy(init, mappings)
             finally:
                 init.close()
         wm = Watermarks(stream=self.cfg.name, mappings=mappings, chunk=self.cfg.snapshot_chunk,
                         emit=source.emit_message, reader=source.chunk_reader, db=source.database,
                         schema=self._default_schema)
+        copies = self._copies()
         for table in mappings:
-            state = sink.snapshot_state.get(table)
+            state = copies.get(table)
             if state is None and self.cfg.initial == "none":
                 continue  # never copied, by design (a requested re-copy is "copying")
             if state is None or state[0] != "done":
@@ -199,36 +244,34 @@ class Pipeline:
             self._publish(out)
             source.acknowledge(self.publisher.durable())
             faults.point("capture.after_acknowledge")
-            self._tick(source, sink)
+            self._tick(source)
         self._drain()
         source.acknowledge(self.publisher.durable())  # what the last batches made durable
 
-    def _initial_copy(self, init: Any, sink: SqlSink, mappings: dict[str, mapping_mod.TableMapping]) -> None:
+    def _initial_copy(self, init: Any, mappings: dict[str, mapping_mod.TableMapping]) -> None:
         cursor, style = init.cursor()
-        with sink.engine.begin() as conn:  # a new slot: earlier checkpoints are meaningless
-            checkpoint.clear(conn, self.cfg.name)
-        sink.rollback()  # reload the cleared state
         for table, tm in mappings.items():
-            done, after = self._copy_by_copy(cursor, sink, tm)
+            done, after = self._copy_by_copy(cursor, tm)
             if done:
                 continue
             log.info("%s: copying %s", self.cfg.name, table)
             for events in initial_events(cursor, style, tm, self.cfg.snapshot_chunk, after=after,
                                          db=self._database, schema=self._default_schema):
                 self._publish(events)
+                if not self.transport.in_process:
+                    # its own progress (the chunk's last key) is recorded once the chunk is
+                    # in the transport: one chunk at a time, a crash sends at most one again
+                    self._drain()
+                faults.point("snapshot.after_chunk_published")
                 self._check_applier()
-                self._tick(None, sink)
+                self._tick(None)
         self._drain()
-        if not self.transport.in_process:
-            # Copied whole into the transport: the target learns it when the apply end gets
-            # there, but this process must not start a second copy with watermarks meanwhile.
-            for table in mappings:
-                sink.snapshot_state[table] = ("done", None, 0)
 
-    def _copy_by_copy(self, cursor: Any, sink: SqlSink, tm: mapping_mod.TableMapping) -> tuple[bool, list[Any] | None]:
+    def _copy_by_copy(self, cursor: Any, tm: mapping_mod.TableMapping) -> tuple[bool, list[Any] | None]:
         """PostgreSQL to PostgreSQL, direct: copy `tm` chunk by chunk with COPY (cdc/pgcopy.py)
         where that is exactly what the events would do. (done, the last key copied)."""
-        if (not self.transport.in_process or self.cfg.source_kind != "postgres"
+        sink = self._sink
+        if (sink is None or not self.transport.in_process or self.cfg.source_kind != "postgres"
                 or sink.engine.dialect.name != "postgresql"):
             return False, None
         with sink.engine.connect() as conn:
@@ -263,7 +306,7 @@ class Pipeline:
                     return False, after
                 self.metrics.count(n)
                 faults.point("snapshot.after_copy_chunk")
-                self._tick(None, sink)
+                self._tick(None)
                 if upto is None:
                     return True, after
                 after = upto
@@ -345,20 +388,20 @@ class Pipeline:
             self._apply_thread.join(60)
             self._apply_thread = None
 
-    def _tick(self, source: Source | None, sink: SqlSink, force: bool = False) -> None:
+    def _tick(self, source: Source | None, force: bool = False) -> None:
         now = time.monotonic()
         if not force and now - self._last_tick < 1.0:
             return
         self._last_tick = now
         m = self.metrics
-        m.dead_letters = sink.dead
-        m.position = str(sink.position or "")
+        m.dead_letters = self._sink.dead if self._sink is not None else 0
+        m.position = str(self._position() or "")
         source_ms = 0.0
         if source is not None:
             with contextlib.suppress(CDCError):
                 source_ms, m.wal_bytes_behind = source.lag()
         m.lag_ms = self._lag.lag_ms(self.publisher.durable(), source_ms)  # grows while the stream is stalled
         with contextlib.suppress(RuntimeError):  # the applier may be updating it
-            m.snapshot = {t: {"state": s[0], "rows": s[2]} for t, s in list(sink.snapshot_state.items())}
+            m.snapshot = {t: {"state": s[0], "rows": s[2]} for t, s in list(self._copies().items())}
         m.tick()
         self.on_tick(m)

@@ -290,6 +290,15 @@ def drop(stream: str, streams: StreamsOpt = None) -> None:
     with engine.begin() as conn:
         checkpoint.clear(conn, cfg.name)
     engine.dispose()
+    if cfg.transport.get("kind") == "kafka":  # the capture half's own progress too
+        from cdc.transport import kafka_progress
+        from cdc.transport.kafka_topics import KafkaSettings
+
+        try:
+            kafka_progress.forget(KafkaSettings.from_stream(cfg), [t.source for t in cfg.tables])
+        except CDCError as exc:
+            raise _err(f"{exc}; the slot and the target's checkpoints are gone already: run "
+                       f"`strangler cdc drop {stream}` again once Kafka is back", 1) from None
     typer.echo(f"dropped stream {stream} (target rows and dead letters kept)")
 
 

@@ -42,7 +42,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from cdc import checkpoint, convert, faults
 from cdc.errors import SinkError
-from cdc.events import ChangeEvent, Position, json_default
+from cdc.events import ChangeEvent, Position, copy_progress, json_default
 from cdc.keys import KeyLog, key_value
 from cdc.mapping import TableMapping, TableSchema
 from cdc.native import speedups
@@ -493,6 +493,21 @@ class SqlSink:
             tab.tm.check_relation(columns)
 
     @property
+    def has_checkpoints(self) -> bool:
+        """Whether positions or copy states are recorded (committed or in this transaction)."""
+        return bool(self.positions or self.snapshot_state or self._snap)
+
+    def forget_checkpoints(self) -> None:
+        """The capture started over from a new capture point (a new slot): the positions and
+        copy states recorded so far are void. In the open transaction, so they are gone
+        exactly when what follows is committed (a rollback brings them back)."""
+        assert self._conn is not None and self._tx is not None, "begin() first"
+        checkpoint.clear(self._conn, self.stream)
+        self.positions, self.snapshot_state = {}, {}
+        self._dirty.clear()
+        self._snap.clear()
+
+    @property
     def in_transaction(self) -> bool:
         return self._tx is not None
 
@@ -512,6 +527,7 @@ class SqlSink:
         """(table, action, payload, event) per applicable event; bad ones dead-lettered."""
         plan: list[tuple[str, str, Any, ChangeEvent]] = []
         tables, positions, rules = self.tables, self.positions, self._rules
+        restarted: set[str] = set()  # tables whose copy starts over in this batch
         for ev in events:
             op = ev.op
             tab = tables.get(ev.table)
@@ -524,6 +540,11 @@ class SqlSink:
                 done = positions.get(ev.table)
                 if done is not None and ev.position <= done:
                     continue  # replayed after a restart: already applied
+            if op == "r" and ev.snapshot != "false":
+                if ev.snapshot == "start":  # a copy from the beginning: nothing is copied already
+                    restarted.add(ev.table)
+                elif ev.after is not None and ev.table not in restarted and self._copied_already(tab, ev):
+                    continue  # a chunk sent again by a capture that crashed before recording it
             rule = rules.get(ev.table) if rules else None
             if rule is not None and not rule.rows:
                 self._plan_not_owned(conn, tab, rule, ev, plan)
@@ -727,12 +748,7 @@ class SqlSink:
 
     def _snapshot_progress(self, table: str, ev: ChangeEvent) -> tuple[str, list[Any] | None, int]:
         """(state, last copied key, rows copied) after snapshot event `ev` of `table`."""
-        if ev.snapshot == "start":  # a re-copy was requested: from the beginning, durably
-            return ("copying", None, 0)
-        prev = self._snap.get(table) or (self.snapshot_state.get(table) or ("copying", None, 0))
-        count = int(prev[2]) + (1 if ev.after is not None else 0)
-        key = [ev.key[k] for k in self.tables[table].tm.key] if ev.after is not None else prev[1]
-        return ("done" if ev.snapshot == "last" else "copying", key, count)
+        return copy_progress(self._snap.get(table) or self.snapshot_state.get(table), ev, self.tables[table].tm.key)
 
     def _dead(self, conn: Connection, ev: ChangeEvent, reason: str) -> None:
         log.warning("dead letter %s %s %s: %s", self.stream, ev.table, ev.position, reason)
@@ -740,6 +756,15 @@ class SqlSink:
             checkpoint.add_dead_letter(conn, self.stream, ev.table, ev.position, ev.op,
                                        ev.to_json().decode(), reason)
         self.dead += 1
+
+    def _copied_already(self, tab: _Table, ev: ChangeEvent) -> bool:
+        """Whether the running copy of ev's table got past ev's key already: the target holds
+        that row as copied, and every change since. Only for keys that order alike everywhere."""
+        state = self._snap.get(ev.table) or self.snapshot_state.get(ev.table)
+        if state is None or state[0] != "copying" or not state[1] or not tab.tm.key_orders_alike:
+            return False
+        key = tuple(key_value(ev.key.get(k)) for k in tab.tm.key)
+        return key <= tuple(key_value(v) for v in state[1])
 
     def _copy_brings(self, ev: ChangeEvent) -> bool:
         """Whether a copy of ev's table is running (or, never copied yet, is about to) and has

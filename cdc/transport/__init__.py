@@ -17,6 +17,15 @@ Capture end, :class:`Publisher` (fed by the pipeline after reading the source):
                       (`changed`) where the stream accepted a change of their columns, in
                       its place among the events. An apply end that runs apart cannot
                       describe the source itself: the transport carries this to it
+    progress()        where this capture end left off, as the transport keeps it: the
+                      position the source resumes after and each table's copy state
+                      (:class:`Progress`, kept up to date as publishes become durable).
+                      None when the sink's checkpoints are the capture's (``direct``: the
+                      sink commits them with the rows, in this process). A capture end
+                      that runs apart never opens the target: this is how it knows
+    start_over()      the source starts from a new capture point (a new slot): every
+                      checkpoint from before is void — the capture's progress now, the
+                      apply end's in its place among the events (``batch.reset``)
 
 Apply end, :class:`Subscriber` (read by :class:`cdc.applier.Applier`):
 
@@ -29,6 +38,9 @@ Apply end, :class:`Subscriber` (read by :class:`cdc.applier.Applier`):
                       commit is void: the sink rolls back and calls ``reopen``.
                       ``batch.relations`` are source tables whose columns changed before
                       this batch's events (the apply end's mapping learns them first).
+                      ``batch.reset`` says the capture started over (``start_over``): the
+                      sink forgets its positions and copy states before these events, in
+                      the same target transaction.
     committed(position, resume)
                       the sink committed up to `position`, storing `resume`
     reopen(resume)    start over from a resume token the target holds (after a rollback)
@@ -60,6 +72,15 @@ from cdc.events import ChangeEvent, Position
 from cdc.mapping import TableSchema
 
 Resume = Mapping[str, Any]  # JSON-serialisable; opaque to everyone but its transport
+CopyState = tuple[str, list[Any] | None, int]  # ("copying" | "done", last key copied, rows copied)
+
+
+@dataclass
+class Progress:
+    """Where a capture end left off (see ``Publisher.progress``)."""
+
+    position: Position | None = None  # durable downstream, acknowledged to the source
+    copies: dict[str, CopyState] = field(default_factory=dict)  # per source table
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +91,7 @@ class Batch:
     boundary: bool = False  # the last event ends a source transaction: the sink may commit
     resume: Resume | None = None  # at a boundary: store it with the rows
     restart: bool = False  # void since the last commit: roll back, then reopen(stored resume)
+    reset: bool = False  # the capture started over: forget positions and copy states first
     relations: tuple[tuple[str, dict[str, str]], ...] = ()  # (table, columns) changed before `events`
 
 
@@ -82,6 +104,10 @@ class Publisher(Protocol):
     def flush(self, timeout: float) -> bool: ...
 
     def describe(self, schemas: Mapping[str, TableSchema], *, changed: bool = False) -> None: ...
+
+    def progress(self) -> Progress | None: ...
+
+    def start_over(self) -> None: ...
 
     def close(self) -> None: ...
 
@@ -112,4 +138,4 @@ class Transport(Protocol):
     def close(self) -> None: ...
 
 
-__all__ = ["Batch", "Publisher", "Resume", "Subscriber", "Transport"]
+__all__ = ["Batch", "CopyState", "Progress", "Publisher", "Resume", "Subscriber", "Transport"]

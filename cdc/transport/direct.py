@@ -5,6 +5,8 @@ while the target works, so decoding overlaps with writing). The queue is bounded
 publisher waits while `max_pending` events are queued, so a fast source cannot outrun the
 sink's memory. A position is durable as soon as the sink has committed it; everything
 handed over is written once the applier comes back for more (what ``flush`` waits for).
+The sink's checkpoints are the capture's progress (``progress()`` is None), and a new
+capture point travels through the queue in its place (``start_over``: ``batch.reset``).
 """
 
 from __future__ import annotations
@@ -17,7 +19,9 @@ from typing import Any
 
 from cdc.events import ChangeEvent, Position
 from cdc.mapping import TableSchema
-from cdc.transport import Batch, Resume
+from cdc.transport import Batch, Progress, Resume
+
+_START_OVER = object()  # in the queue: the sink forgets its checkpoints here
 
 
 class DirectTransport:
@@ -27,13 +31,14 @@ class DirectTransport:
     in_process = True
 
     def __init__(self, max_pending: int = 20_000) -> None:
-        self._queue: deque[ChangeEvent] = deque()
+        self._queue: deque[ChangeEvent | object] = deque()
         self._durable: Position | None = None
         self._cond = threading.Condition()
         self._closed = False
         self._published = 0
         self._handed = 0  # handed to the applier
         self._written = 0  # handed and written: the applier came back for more
+        self._resets = 0  # start-over markers in the queue
         self.max_pending = max_pending
 
     def publisher(self) -> DirectTransport:
@@ -67,6 +72,16 @@ class DirectTransport:
     def describe(self, schemas: Mapping[str, TableSchema], *, changed: bool = False) -> None:
         return None  # the sink shares the capture's mappings: it knows already
 
+    def progress(self) -> Progress | None:
+        return None  # the sink's checkpoints, committed with the rows in this process
+
+    def start_over(self) -> None:
+        with self._cond:
+            self._queue.append(_START_OVER)
+            self._resets += 1
+            self._published += 1
+            self._cond.notify_all()
+
     # -- apply end ----------------------------------------------------------------------
     def receive(self, max_events: int, timeout: float = 0.0) -> Batch:
         with self._cond:
@@ -74,9 +89,21 @@ class DirectTransport:
             self._cond.notify_all()
             if not self._queue and timeout > 0:
                 self._cond.wait(timeout)
-            n = min(max_events, len(self._queue))
-            out = [self._queue.popleft() for _ in range(n)]
-            self._handed += n
+            queue = self._queue
+            if self._resets and queue and queue[0] is _START_OVER:
+                queue.popleft()
+                self._resets -= 1
+                self._handed += 1
+                self._cond.notify_all()
+                return Batch(boundary=True, reset=True)
+            out: list[ChangeEvent]
+            if self._resets:  # stop short of the marker: it is a batch of its own
+                out = []
+                while queue and len(out) < max_events and queue[0] is not _START_OVER:
+                    out.append(queue.popleft())  # type: ignore[arg-type]
+            else:
+                out = [queue.popleft() for _ in range(min(max_events, len(queue)))]  # type: ignore[misc]
+            self._handed += len(out)
             if out:
                 self._cond.notify_all()
         return Batch(out, boundary=bool(out) and out[-1].last)

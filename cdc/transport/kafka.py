@@ -25,7 +25,12 @@ from cdc.mapping import TableSchema
 from cdc.transport import Resume
 from cdc.transport.kafka_apply import KafkaApply
 from cdc.transport.kafka_capture import KafkaCapture
-from cdc.transport.kafka_topics import KafkaSettings, KafkaTransportError, ensure_topics
+from cdc.transport.kafka_topics import (
+    KafkaSettings,
+    KafkaTransportError,
+    ensure_topics,
+    read_compacted,
+)
 
 log = logging.getLogger("cdc.kafka")
 
@@ -56,49 +61,31 @@ class KafkaTransport:
         """Each source table's latest schema as the capture published it (the apply end never
         connects to the source); waits until every table has one. None if `stop` is set
         first; with `timeout`, KafkaTransportError saying which are missing."""
-        from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
-
         ensure_topics(self.settings, self.tables)
         topic = self.settings.schema_topic
-        found: dict[str, TableSchema] = {}
-        consumer = Consumer({"bootstrap.servers": self.settings.bootstrap, "group.id": self.settings.group,
-                             "enable.auto.commit": False})
         deadline = time.monotonic() + timeout if timeout else None
-        try:
-            consumer.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
-            while not stop.is_set():
-                try:
-                    _low, high = consumer.get_watermark_offsets(TopicPartition(topic, 0), timeout=10)
-                except KafkaException as exc:
-                    if exc.args[0].fatal() or (deadline is not None and time.monotonic() > deadline):
-                        raise KafkaTransportError(f"cannot read {topic}: {exc.args[0].str()}") from exc
-                    stop.wait(0.2)  # a topic just created has no leader for a moment
-                    continue
-                position = 0
-                while position < high and not stop.is_set():
-                    msg = consumer.poll(0.5)
-                    if msg is None or msg.error() is not None:
-                        continue
-                    position = int(msg.offset() or 0) + 1
-                    key, value = msg.key(), msg.value()
-                    if key is not None and value is not None:
-                        found[key.decode()] = TableSchema.from_json(json.loads(value))
-                missing = [t for t in self.tables if t not in found]
-                if not missing:
-                    self._schemas = {t: found[t] for t in self.tables}
-                    return dict(self._schemas)
+        while not stop.is_set():
+            try:
+                raw = read_compacted(self.settings, topic, timeout=10)
+            except KafkaTransportError:
                 if deadline is not None and time.monotonic() > deadline:
-                    raise KafkaTransportError(
-                        f"no schema for {', '.join(missing)} on {topic} after {timeout:.0f}s: the capture "
-                        f"half publishes it when it starts (`strangler cdc run {self.settings.stream} "
-                        "--part capture`)")
-                log.info("%s: waiting for the capture half to publish the schema of %s", self.settings.stream,
-                         ", ".join(missing))
-                stop.wait(1.0)
-                consumer.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
-            return None
-        finally:
-            consumer.close()
+                    raise
+                stop.wait(0.2)  # a topic just created has no leader for a moment
+                continue
+            found = {key: TableSchema.from_json(json.loads(value)) for key, value in raw.items()}
+            missing = [t for t in self.tables if t not in found]
+            if not missing:
+                self._schemas = {t: found[t] for t in self.tables}
+                return dict(self._schemas)
+            if deadline is not None and time.monotonic() > deadline:
+                raise KafkaTransportError(
+                    f"no schema for {', '.join(missing)} on {topic} after {timeout:.0f}s: the capture "
+                    f"half publishes it when it starts (`strangler cdc run {self.settings.stream} "
+                    "--part capture`)")
+            log.info("%s: waiting for the capture half to publish the schema of %s", self.settings.stream,
+                     ", ".join(missing))
+            stop.wait(1.0)
+        return None
 
     def close(self) -> None:
         if self._publisher is not None:

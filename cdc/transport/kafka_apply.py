@@ -15,7 +15,8 @@ A transaction cut short by a capture crash (a newer epoch's BEGIN arrives before
 event) is skipped — the restarted capture re-publishes it — and if part of it was handed
 over already, ``batch.restart`` asks the applier to roll back and ``reopen`` re-reads from
 the last commit. Events re-published after a capture restart are dropped by position per
-table.
+table. A RESET record (the capture started over from a new capture point) starts a batch
+with ``batch.reset``, and positions from before it no longer drop anything.
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ class _Msg:
     tx: tuple[int, int] | None  # data: its transaction; tx topic: the record's
     order: int = 0
     event: ChangeEvent | None = None
-    status: str = ""  # BEGIN / END / MARK / EVENT on the control topic
+    status: str = ""  # BEGIN / END / MARK / EVENT / RELATION / RESET on the control topic
     counts: dict[str, int] | None = None  # END: the transaction's events per data topic
     relation: tuple[str, dict[str, str]] | None = None  # RELATION: (table, columns)
 
@@ -152,6 +153,7 @@ class KafkaApply:
         self._restart = False
         self._relations: list[tuple[str, dict[str, str]]] = []  # for the next batch, before its events
         self._cut = False  # end the batch here: a relation change must come first in the next
+        self._reset = False  # the next batch starts at a RESET record
         self._check_offsets(cursor)
         self._consumer.assign([TopicPartition(t, p, cursor.offsets.get((t, p), OFFSET_BEGINNING))
                                for t, p in self._partitions])
@@ -301,6 +303,15 @@ class KafkaApply:
             fresh = head.tx is not None and head.tx > self._done and head.tx not in self._skip
             if fresh and head.relation is not None and not self._take_relation(out):
                 return False
+            if fresh and head.status == "RESET":
+                if out:  # it starts a batch: what came before is committed first
+                    self._cut = True
+                    return False
+                self._pop(self._tx_tp)
+                assert head.tx is not None
+                self._reset, self._seen = True, {}  # positions of the old capture point drop nothing
+                self._whole(head.tx)
+                return True
             self._pop(self._tx_tp)
             if fresh and head.relation is not None:
                 assert head.tx is not None
@@ -352,7 +363,7 @@ class KafkaApply:
         if tx.counts is not None:
             return self._lost(tx, tx.counts)
         txq = self._queues[self._tx_tp]
-        starts = ("BEGIN", "MARK")  # what a capture publishes after a transaction's END
+        starts = ("BEGIN", "MARK", "RESET")  # what a capture publishes after a transaction's END
         while txq and (txq[0].status not in starts or txq[0].tx is None or txq[0].tx[0] <= tx.tx[0]):
             if txq[0].status in starts and txq[0].tx is not None and txq[0].tx > tx.tx:
                 return False  # a later transaction of the same process: tx will complete
@@ -440,7 +451,8 @@ class KafkaApply:
         if self._restart:
             return Batch(restart=True)
         relations, self._relations = tuple(self._relations), []
-        return Batch(out, boundary=self.at_boundary, relations=relations,
+        reset, self._reset = self._reset, False
+        return Batch(out, boundary=self.at_boundary, relations=relations, reset=reset,
                      resume=self._boundary.token() if self.at_boundary else None)
 
     def reopen(self, resume: Resume | None) -> None:

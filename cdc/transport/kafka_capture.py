@@ -9,9 +9,11 @@ The control topic, ``__strangler-control.<prefix>``, is ours: a BEGIN and an END
 source transaction (END says how many events each table's topic got, and the position it
 makes durable), MARK records for positions with no change (a drain marker: a logical
 message in a transaction of its own), EVENT records for the row-less snapshot markers
-(start/range/last) and RELATION records for a change of a table's columns the stream
-accepted (``new_columns``), each in its place in the transaction. No control record ever
-reaches a data topic. Each table's schema also goes to the compacted schema topic. With ``transaction_metadata: true`` the BEGIN/END records also go, in Debezium's
+(start/range/last), RELATION records for a change of a table's columns the stream
+accepted (``new_columns``), each in its place in the transaction, and a RESET record where
+the capture started over from a new capture point (``start_over``). No control record ever
+reaches a data topic. Where the capture end itself left off goes to the compacted
+progress topic (:mod:`cdc.transport.kafka_progress`), so it never opens the target. Each table's schema also goes to the compacted schema topic. With ``transaction_metadata: true`` the BEGIN/END records also go, in Debezium's
 shape, to ``<prefix>.transaction``, and each data value gets Debezium's ``transaction`` block.
 
 An idempotent producer with ``acks=all``; ``durable()`` is the position of the last event
@@ -26,6 +28,7 @@ without END when a newer epoch begins) from one that is only late.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata
 import json
 import time
@@ -34,8 +37,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from cdc.events import ChangeEvent, Position, json_default
+from cdc.events import ChangeEvent, Position, copy_progress, json_default
 from cdc.mapping import TableSchema
+from cdc.transport import CopyState, Progress, kafka_progress
 from cdc.transport.kafka_topics import KafkaSettings, KafkaTransportError, ensure_topics
 from cdc.transport.kafka_values import Codec, convert, encoders, placeholders
 
@@ -58,6 +62,7 @@ class _Tx:
     first: ChangeEvent
     order: int = 0  # events so far
     counts: dict[str, int] = field(default_factory=dict)  # data events per table
+    copies: dict[str, CopyState] = field(default_factory=dict)  # copy progress its events make
 
 
 class KafkaCapture:
@@ -86,14 +91,18 @@ class KafkaCapture:
         self.schemas: dict[str, TableSchema] = {}  # as last described
         self._encoders: dict[str, dict[str, Codec]] = {}  # per table, per column (describe)
         self._placeholders: dict[str, dict[str, Any]] = {}
-        self._pending: deque[list[Any]] = deque()  # [position | None, delivered] per message
+        # per message: [position | None, delivered, copy progress it completes | None]
+        self._pending: deque[list[Any]] = deque()
+        self._log: kafka_progress.ProgressLog | None = None  # loaded by progress()
+        self._copies: dict[str, CopyState] = {}  # copy progress as published (not yet durable)
         self._durable: Position | None = None
         self._error: str | None = None
         self.published = 0
 
     def _send(self, topic: str, key: bytes | None, value: bytes | None, position: Position | None,
-              headers: list[tuple[str, str | bytes | None]] | None = None) -> None:
-        entry = [position, False]
+              headers: list[tuple[str, str | bytes | None]] | None = None,
+              copies: dict[str, CopyState] | None = None) -> None:
+        entry = [position, False, copies]
         self._pending.append(entry)
 
         def delivered(err: Any, _msg: Any, entry: list[Any] = entry) -> None:
@@ -110,10 +119,12 @@ class KafkaCapture:
                 self._producer.poll(0.1)
                 self._check()
 
-    def _control(self, record: dict[str, Any], position: Position | None = None) -> None:
+    def _control(self, record: dict[str, Any], position: Position | None = None,
+                 copies: dict[str, CopyState] | None = None) -> None:
         """A record on the control topic, where the apply end takes the order of things from."""
         self._send(self.settings.control_topic, str(record.get("id", "")).encode(),
-                   json.dumps(record, default=json_default, separators=(",", ":")).encode(), position)
+                   json.dumps(record, default=json_default, separators=(",", ":")).encode(), position,
+                   copies=copies)
 
     def _boundary(self, status: str, tx: _Tx, position: Position | None) -> None:
         """BEGIN or END of a source transaction: on the control topic (ours, with the position
@@ -133,7 +144,8 @@ class KafkaCapture:
                        json.dumps(debezium, separators=(",", ":")).encode(), None)
         if position is not None:
             record["lsn"], record["index"] = position.lsn, position.seq
-        self._control(record, position)
+        # the copy progress of the transaction holds once this END (and all before) is in Kafka
+        self._control(record, position, (tx.copies or None) if status == "END" else None)
 
     def publish(self, events: Sequence[ChangeEvent]) -> None:
         self._check()
@@ -147,6 +159,10 @@ class KafkaCapture:
                 tx = self._open = _Tx(f"{self._epoch}:{self._n}", ev)
                 self._boundary("BEGIN", tx, None)
             tx.order += 1
+            if ev.op == "r" and ev.snapshot != "false":
+                table = ev.table
+                prev = self._copies.get(table) or self.progress().copies.get(table)
+                tx.copies[table] = self._copies[table] = copy_progress(prev, ev, tuple(ev.key))
             if ev.after is None and ev.op == "r":
                 # a row-less snapshot marker (start/range/last) is for our sink only: it travels
                 # on the control topic, in its place in the transaction, never on a data topic
@@ -239,20 +255,54 @@ class KafkaCapture:
     def durable(self) -> Position | None:
         self._producer.poll(0)
         self._check()
+        advanced = False
         while self._pending and self._pending[0][1]:
-            position, _done = self._pending.popleft()
+            position, _done, copies = self._pending.popleft()
+            if copies:  # everything up to this END is in Kafka: so is this copy progress
+                self._progress_log().copied(copies)
             if position is not None:
-                self._durable = position
+                self._durable, advanced = position, True
+        if advanced and self._durable is not None and self._durable.lsn:
+            self._progress_log().advanced(self._durable)
         return self._durable
+
+    def progress(self) -> Progress:
+        """Where this stream's capture left off, read from the progress topic when first
+        asked, then kept up to date as what is published becomes durable."""
+        return self._progress_log().progress
+
+    def _progress_log(self) -> kafka_progress.ProgressLog:
+        if self._log is None:
+            self._log = kafka_progress.ProgressLog(
+                self.settings, lambda topic, key, value: self._send(topic, key, value, None),
+                kafka_progress.load(self.settings))
+        return self._log
+
+    def start_over(self) -> None:
+        """A new capture point: a RESET record tells the apply end, in its place, that the
+        target's checkpoints from before are void; this end forgets its own progress. Both
+        are in Kafka when this returns."""
+        self._n += 1
+        self._control({"status": "RESET", "id": f"{self._epoch}:{self._n}"})
+        self._progress_log().forget(self.schemas)
+        self._copies.clear()
+        if not self.flush(30):
+            raise KafkaTransportError(f"Kafka at {self.settings.bootstrap} did not acknowledge the start of "
+                                      f"a new capture point of stream {self.settings.stream} within 30 s")
 
     def in_flight(self) -> int:
         return len(self._pending)
 
     def flush(self, timeout: float) -> bool:
         """Wait until Kafka acknowledged everything published; False on timeout."""
-        left = self._producer.flush(timeout)
-        self.durable()
-        return left == 0 and not self._pending
+        deadline = time.monotonic() + timeout
+        while True:
+            left = self._producer.flush(max(0.0, deadline - time.monotonic()))
+            self.durable()  # may send progress records: flushed by the next round
+            if left == 0 and not self._pending:
+                return True
+            if left or time.monotonic() >= deadline:
+                return False
 
     def _check(self) -> None:
         if self._error:
@@ -260,6 +310,11 @@ class KafkaCapture:
 
     def close(self) -> None:
         self._producer.flush(10)
+        if self._log is not None and self._durable is not None and self._durable.lsn:
+            with contextlib.suppress(KafkaTransportError):
+                self.durable()
+                self._log.advanced(self._durable, now=True)  # where the next run resumes
+                self._producer.flush(10)
 
 
 __all__ = ["ORDER_HEADER", "TX_HEADER", "UNAVAILABLE", "KafkaCapture"]

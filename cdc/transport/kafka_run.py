@@ -2,7 +2,8 @@
 
     capture   source -> Kafka: the ordinary pipeline with ``applies=False``, so snapshot,
               watermarks, schema checks and slot acknowledgement work as for `direct`; the
-              slot advances only as far as Kafka has acknowledged.
+              slot advances only as far as Kafka has acknowledged. It never opens the
+              target: where it left off is on the progress topic (kafka_progress.py).
     apply     Kafka -> sink: :class:`cdc.applier.Applier` with the Kafka subscriber, its
               mapping compiled from the schemas the capture published (it never connects
               to the source). Whole
@@ -113,7 +114,8 @@ def run(cfg: StreamConfig, part: str, stop: threading.Event,
     if part not in PARTS:
         raise CDCError(f"part must be one of {', '.join(PARTS)}, not {part!r}")
     transport = make_transport(cfg)
-    prepare_target(cfg)
+    if part != "capture":  # the capture half never opens the target
+        prepare_target(cfg)
     if part == "apply":
         apply_half(cfg, stop, transport=transport, on_tick=on_tick)
         return

@@ -4,7 +4,9 @@ Topics follow Debezium: one per source table, ``<prefix>.<schema>.<table>``, and
 ``transaction_metadata: true`` Debezium's ``<prefix>.transaction``; ours are
 ``__strangler-control.<prefix>`` (the order of transactions and our control records),
 ``__strangler-schema.<prefix>`` (compacted: each source table's latest schema, so the apply
-end never connects to the source) and ``<topic>.dlq`` per table for dead letters. Each has exactly one partition, so one table's
+end never connects to the source), ``__strangler-capture.<prefix>`` (compacted: where the
+capture end left off, so it never opens the target) and ``<topic>.dlq`` per table for dead
+letters. Each has exactly one partition, so one table's
 changes — and the control records that order them across tables — keep their order.
 
 Durability comes from the topic settings, checked against the broker at start:
@@ -39,6 +41,7 @@ DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
 TX_SUFFIX = "transaction"
 CONTROL_PREFIX = "__strangler-control."
 SCHEMA_PREFIX = "__strangler-schema."
+CAPTURE_PREFIX = "__strangler-capture."
 CODECS = ("none", "gzip", "snappy", "lz4", "zstd")
 # streams.yaml key -> field of debezium_values.Modes (Debezium's property with dots)
 MODE_KEYS = {"decimal_handling_mode": "decimal", "time_precision_mode": "time",
@@ -162,12 +165,21 @@ class KafkaSettings:
         """Compacted: the latest schema of each source table, keyed by table, for the apply end."""
         return f"{SCHEMA_PREFIX}{self.topic_prefix}"
 
+    @property
+    def capture_topic(self) -> str:
+        """Compacted: the capture end's progress (cdc/transport/kafka_progress.py)."""
+        return f"{CAPTURE_PREFIX}{self.topic_prefix}"
+
+    @property
+    def compacted(self) -> tuple[str, str]:
+        return self.schema_topic, self.capture_topic
+
     def topics(self, tables: Sequence[str]) -> list[str]:
-        """Every topic of the stream: control, one per table, one dead-letter per table, and
-        Debezium's transaction topic if asked for."""
+        """Every topic of the stream: control, schema, capture progress, one per table, one
+        dead-letter per table, and Debezium's transaction topic if asked for."""
         data = [self.topic(t) for t in tables]
         meta = [self.tx_topic] if self.transaction_metadata else []
-        return [self.control_topic, self.schema_topic, *meta, *data, *(f"{t}.dlq" for t in data)]
+        return [self.control_topic, *self.compacted, *meta, *data, *(f"{t}.dlq" for t in data)]
 
     def durability(self, brokers: int) -> tuple[int, int]:
         """(replication factor, min.insync.replicas) for a cluster of `brokers`."""
@@ -204,7 +216,7 @@ def ensure_topics(settings: KafkaSettings, tables: Sequence[str]) -> None:
         compacted = {**config, "cleanup.policy": "compact"}
         futures = admin.create_topics(
             [NewTopic(n, num_partitions=1, replication_factor=rf,
-                      config=compacted if n == settings.schema_topic else config) for n in missing],
+                      config=compacted if n in settings.compacted else config) for n in missing],
             operation_timeout=30, request_timeout=30)
         for name, fut in futures.items():
             try:
@@ -216,6 +228,62 @@ def ensure_topics(settings: KafkaSettings, tables: Sequence[str]) -> None:
                                               f"(replication factor {rf}, {config}): {err.str()}") from exc
         meta = _listing(admin, names)
     _check_existing(admin, meta, names, rf, isr, path)
+
+
+def read_compacted(settings: KafkaSettings, topic: str, timeout: float = 30.0) -> dict[str, bytes]:
+    """The latest value of each key of a one-partition compacted topic, read to its end
+    (a key whose latest record is a tombstone is absent). KafkaTransportError if it cannot
+    be read within `timeout` seconds (a topic just created has no leader for a moment)."""
+    from confluent_kafka import (
+        OFFSET_BEGINNING,
+        Consumer,
+        KafkaError,
+        KafkaException,
+        TopicPartition,
+    )
+
+    deadline = time.monotonic() + timeout
+    consumer = Consumer({"bootstrap.servers": settings.bootstrap, "group.id": settings.group,
+                         "enable.auto.commit": False, "enable.partition.eof": True})
+    found: dict[str, bytes] = {}
+    try:
+        while True:
+            try:
+                low, high = consumer.get_watermark_offsets(TopicPartition(topic, 0), timeout=10)
+                break
+            except KafkaException as exc:
+                if exc.args[0].fatal() or time.monotonic() > deadline:
+                    raise KafkaTransportError(f"cannot read Kafka topic {topic}: {exc.args[0].str()}") from exc
+                time.sleep(0.2)
+        if high <= low:
+            return found
+        consumer.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
+        position = low
+        while position < high:
+            if time.monotonic() > deadline:
+                raise KafkaTransportError(f"could not read Kafka topic {topic} to its end (offset {high}) "
+                                          f"within {timeout:.0f}s; at {position}")
+            msg = consumer.poll(0.5)
+            if msg is None:
+                continue
+            err = msg.error()
+            if err is not None:
+                if err.code() == KafkaError._PARTITION_EOF:
+                    break  # the end (compaction may have removed the last offsets' tombstones)
+                if err.fatal():
+                    raise KafkaTransportError(f"cannot read Kafka topic {topic}: {err.str()}")
+                continue
+            position = int(msg.offset() or 0) + 1
+            key, value = msg.key(), msg.value()
+            if key is None:
+                continue
+            if value is None:
+                found.pop(key.decode(), None)
+            else:
+                found[key.decode()] = value
+        return found
+    finally:
+        consumer.close()
 
 
 def _listing(admin: Any, names: list[str], timeout: float = 30.0) -> Any:
@@ -260,4 +328,5 @@ def _check_existing(admin: Any, meta: Any, names: list[str], rf: int, isr: int, 
                 f"--alter --add-config min.insync.replicas={isr}) or set {path}.min_insync_replicas: {have}")
 
 
-__all__ = ["DEFAULT_BOOTSTRAP", "ENV_BOOTSTRAP", "KafkaSettings", "KafkaTransportError", "ensure_topics"]
+__all__ = ["DEFAULT_BOOTSTRAP", "ENV_BOOTSTRAP", "KafkaSettings", "KafkaTransportError", "ensure_topics",
+           "read_compacted"]

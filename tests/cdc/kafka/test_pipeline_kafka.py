@@ -329,25 +329,43 @@ def test_both_halves_in_one_process(kafka_broker: KafkaServer, pg_server: Any, t
         drop_slot(env)
 
 
-def test_apply_half_never_connects_to_the_source_and_follows_new_columns(kafka_broker: KafkaServer,
-                                                                         pg_server: Any, tmp_path: Path) -> None:
-    """The apply half compiles its mapping from the schemas the capture published, and a
-    column the capture accepts (`new_columns: copy`) reaches it in its place in the stream."""
+def _without(spec: dict[str, Any], stream: str, side: str, path: Path) -> Path:
+    """A streams.yaml for one half, where the other half's database is unreachable."""
+    apart = json.loads(json.dumps(spec))
+    if side == "source":
+        apart["streams"][stream]["source"]["url"] = "postgresql://nobody@127.0.0.1:1/gone"
+    else:
+        apart["streams"][stream]["target"]["url"] = "postgresql://nobody@127.0.0.1:1/gone"
+    path.write_text(yaml.safe_dump(apart))
+    return path
+
+
+def test_each_half_opens_only_its_own_database_and_new_columns_follow(kafka_broker: KafkaServer,
+                                                                      pg_server: Any, tmp_path: Path) -> None:
+    """The apply half compiles its mapping from the schemas the capture published; the capture
+    half keeps where it left off in Kafka (kafka_progress.py). So each runs with the other's
+    database out of reach, and a column the capture accepts (`new_columns: copy`) reaches the
+    apply half in its place in the stream, which checks it against the target."""
     env = make_env(pg_server, tmp_path, kafka_broker)
     spec = yaml.safe_load(env.streams_path.read_text())
     spec["streams"][env.name]["tables"]["catalog_product"]["new_columns"] = "copy"
     env.streams_path.write_text(yaml.safe_dump(spec))
-    unreachable = json.loads(json.dumps(spec))
-    unreachable["streams"][env.name]["source"]["url"] = "postgresql://nobody@127.0.0.1:1/gone"
-    apart = tmp_path / "apply-streams.yaml"
-    apart.write_text(yaml.safe_dump(unreachable))
+    assert "target" in spec["streams"][env.name], spec
     sql(env.tgt, "ALTER TABLE products ADD COLUMN color text")
     try:
         sql(env.src, "INSERT INTO catalog_category (name) VALUES ('one')")
         sql(env.src, "INSERT INTO catalog_product (category_id, name, price) VALUES (1, 'before', 1)")
-        env.start_part("apply", streams=apart)
-        env.start_part("capture")
+        env.start_part("apply", streams=_without(spec, env.name, "source", tmp_path / "apply.yaml"))
+        capture = _without(spec, env.name, "target", tmp_path / "capture.yaml")
+        env.start_part("capture", streams=capture)
         env.wait(lambda: caught_up(env), 60, "the initial copy, applied without the source")
+        # a restarted capture half resumes from its progress in Kafka: no second copy
+        env.parts["capture"].send_signal(signal.SIGTERM)
+        assert env.parts["capture"].wait(30) == 0, env.part_log("capture")
+        env.start_part("capture", label="capture again", streams=capture)
+        sql(env.src, "INSERT INTO catalog_product (category_id, name, price) VALUES (1, 'after', 4)")
+        env.wait(lambda: caught_up(env), 60, "a change after the capture's restart")
+        assert "copying" not in env.part_log("capture again"), env.part_log("capture again")
         conn = psycopg2.connect(env.src)
         with conn, conn.cursor() as cur:  # the new column inside a transaction, after a change
             cur.execute("UPDATE catalog_product SET version = version + 1 WHERE id = 1")
@@ -356,7 +374,8 @@ def test_apply_half_never_connects_to_the_source_and_follows_new_columns(kafka_b
         conn.close()
         sql(env.src, "INSERT INTO catalog_product (category_id, name, price, color) VALUES (1, 'next', 3, 'blue')")
         env.wait(lambda: sql(env.tgt, "SELECT title, color FROM products ORDER BY id")
-                 == [("before", None), ("new", "red"), ("next", "blue")], 60, "the new column's values")
+                 == [("before", None), ("after", None), ("new", "red"), ("next", "blue")], 60,
+                 "the new column's values")
         assert caught_up(env)
     finally:
         env.stop_all()

@@ -79,7 +79,7 @@ def test_settings_defaults_and_topic_names(monkeypatch) -> None:
     assert s.tx_topic == "catalog.transaction"
     assert s.control_topic == "__strangler-control.catalog"
     assert s.topics(["t"]) == ["__strangler-control.catalog", "__strangler-schema.catalog",
-                               "catalog.public.t", "catalog.public.t.dlq"]
+                               "__strangler-capture.catalog", "catalog.public.t", "catalog.public.t.dlq"]
     lite = SimpleNamespace(name="c", source_kind="sqlite", transport={"kind": "kafka"})
     assert KafkaSettings.from_stream(lite).topic("t") == "c.main.t"
 
