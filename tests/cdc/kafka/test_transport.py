@@ -13,7 +13,7 @@ from confluent_kafka import Consumer, Producer
 
 from cdc.errors import ConfigError
 from cdc.events import ChangeEvent, Position
-from cdc.transport import Publisher, Resume, Subscriber
+from cdc.transport import Progress, Publisher, Resume, Subscriber, kafka_progress
 from cdc.transport.kafka import KafkaApply, KafkaCapture, KafkaSettings
 from devstack import KafkaServer
 
@@ -384,3 +384,32 @@ def test_topics_are_checked_against_the_broker_with_the_fix(kafka_broker: KafkaS
     res = ConfigResource(ConfigResource.Type.TOPIC, fresh.topic("a"))
     got = admin.describe_configs([res])[res].result(30)
     assert got["compression.type"].value == "zstd" and got["min.insync.replicas"].value == "1"
+
+
+def test_a_new_capture_point_resets_the_apply_end_in_its_place(kafka_broker: KafkaServer) -> None:
+    """`start_over` (a new slot): the apply end gets `batch.reset` exactly there, and positions
+    from before it no longer drop anything (a restored server's LSNs start lower); the
+    capture's own progress starts afresh and is found again by the next capture process."""
+    s = _settings(kafka_broker)
+    cap = KafkaCapture(s, ["t"])
+    apply = KafkaApply(s, ["t"])
+    try:
+        cap.publish([_ev("t", 1, 500, 1, True)])
+        assert cap.flush(30) and cap.progress().position == Position(500, 1)
+        cap.start_over()
+        assert cap.progress() == Progress()
+        cap.publish([_ev("t", 2, 100, 1, True)])
+        assert cap.flush(30)
+        got: list[ChangeEvent] = []
+        resets: list[int] = []
+        deadline = time.monotonic() + 30
+        while len(got) < 2 and time.monotonic() < deadline:
+            batch = apply.receive(1000, 0.2)
+            if batch.reset:
+                resets.append(len(got))
+            got += batch.events
+        assert _ids(got) == [("t", 1, 500, 1), ("t", 2, 100, 1)] and resets == [1]
+    finally:
+        cap.close()
+        apply.close()
+    assert kafka_progress.load(s).position == Position(100, 1)
