@@ -156,6 +156,19 @@ class Lease:
         return str(row[0]) if row else ""
 
 
+def lease_info(conn: sa.Connection, stream: str) -> dict[str, object] | None:
+    """Who holds `stream`'s lease and for how much longer, by the database's clock (None:
+    never held); for `strangler cdc status`."""
+    t = leases
+    row = conn.execute(sa.select(t.c.holder, t.c.epoch, t.c.expires_ms - _now_ms(conn.dialect.name))
+                       .where(t.c.stream == stream)).first()
+    if row is None or not row[0]:
+        return None
+    left = max(0, int(row[2])) / 1000
+    return {"holder": str(row[0]), "epoch": int(row[1]), "expires_in_s": round(left, 1),
+            "state": "held" if left > 0 else "expired"}
+
+
 def _is_contention(exc: sa.exc.DBAPIError) -> bool:
     """The row is locked by the holder's transaction (PostgreSQL lock timeout, SQLite busy),
     or another would-be holder created it at the same moment."""
@@ -164,4 +177,4 @@ def _is_contention(exc: sa.exc.DBAPIError) -> bool:
             or "database is locked" in str(exc.orig))
 
 
-__all__ = ["DEFAULT_TTL", "Fenced", "Lease", "default_holder", "leases"]
+__all__ = ["DEFAULT_TTL", "Fenced", "Lease", "default_holder", "lease_info", "leases"]

@@ -14,6 +14,7 @@ everything read is applied and the source had nothing older waiting.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -96,6 +97,25 @@ class LagTracker:
             pending.popleft()
         ours = max(0.0, time.time() * 1000 - pending[0][1]) if pending else 0.0
         return round(max(ours, source_ms), 1)
+
+
+STANDBY = ".apply.standby."  # <stream>.apply.standby.<holder>: a stand-by applier's metrics
+
+
+def forget(stream: str, folder: Path | None = None) -> None:
+    """Remove a metrics file (a process that no longer plays that part)."""
+    with contextlib.suppress(FileNotFoundError):
+        ((folder or STATE_DIR) / f"{stream}.json").unlink()
+
+
+def load_all(prefix: str, folder: Path | None = None) -> list[dict[str, Any]]:
+    """Every metrics file named ``<prefix>*`` (the stand-by appliers of a stream)."""
+    out = []
+    for path in sorted((folder or STATE_DIR).glob(f"{prefix}*.json")):
+        m = load(path.name[:-len(".json")], folder)
+        if m is not None:
+            out.append(m)
+    return out
 
 
 def load(stream: str, folder: Path | None = None) -> dict[str, Any] | None:

@@ -118,6 +118,9 @@ def _status_one(cfg: config.StreamConfig) -> dict[str, Any]:
             # end-to-end figures (lag, events applied) are the apply half's
             out["running"] = dict(out["halves"].get("apply") or out["halves"]["capture"])
             out["running"]["state"] = " / ".join(f"{p} {h['state']}" for p, h in out["halves"].items())
+        standbys = [m for m in metrics.load_all(f"{cfg.name}{metrics.STANDBY}") if _alive(m.get("pid"))]
+        if standbys:  # apply processes waiting to take over the stream's lease
+            out["standby"] = [{"pid": m["pid"], "updated": m.get("updated")} for m in standbys]
     try:
         from cdc.sinks.sqlalchemy import make_engine
 
@@ -129,6 +132,10 @@ def _status_one(cfg: config.StreamConfig) -> dict[str, Any]:
             out["position"] = str(pos) if pos else None
             out["dead_letters"] = checkpoint.dead_letter_count(conn, cfg.name)
             out["snapshot"] = {t: s[0] for t, s in checkpoint.snapshot_states(conn, cfg.name).items()}
+            if cfg.transport.get("kind") == "kafka":
+                from cdc.lease import lease_info
+
+                out["lease"] = lease_info(conn, cfg.name)
         engine.dispose()
         if cfg.source_kind == "postgres":
             from cdc.sources.postgres import PostgresSource
@@ -225,6 +232,12 @@ def status(stream: Annotated[str | None, typer.Argument()] = None, streams: Stre
                    f"dead_letters={r.get('dead_letters')}  wal_behind={(r.get('slot') or {}).get('wal_bytes_behind')}"
                    + (f"  wal_status={r['slot']['wal_status']}" if r.get("slot") else "")
                    + (f"  error={r['error']}" if r.get("error") else ""))
+        if r.get("lease"):
+            lease = r["lease"]
+            typer.echo(f"  applied by {lease['holder']} (lease epoch {lease['epoch']}, {lease['state']}, "
+                       f"{lease['expires_in_s']}s left)"
+                       + (f"; standing by: pid {', '.join(str(s['pid']) for s in r['standby'])}"
+                          if r.get("standby") else ""))
         if r.get("warning"):
             typer.echo(f"  WARNING: {r['warning']}")
 

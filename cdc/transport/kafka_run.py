@@ -34,7 +34,7 @@ from cdc.config import StreamConfig
 from cdc.errors import CDCError
 from cdc.lease import Lease
 from cdc.mapping import compile_stream
-from cdc.metrics import StreamMetrics
+from cdc.metrics import STANDBY, StreamMetrics, forget
 from cdc.pipeline import Pipeline
 from cdc.sinks.sqlalchemy import SqlSink, describe, make_engine
 from cdc.transport.kafka import KafkaTransport, make_transport
@@ -62,14 +62,21 @@ def apply_half(cfg: StreamConfig, stop: threading.Event, *, transport: KafkaTran
     sink = SqlSink(stream=cfg.name, engine=engine, mappings=mappings,
                    ownership_path=cfg.ownership_path, fence=lease.hold)
     metrics = StreamMetrics(stream=f"{cfg.name}.apply")
+    # a stand-by leaves the apply metrics file to the holder, and reports itself in its own
+    standby = StreamMetrics(stream=f"{cfg.name}{STANDBY}{lease.holder}", state="standby")
     report = on_tick or (lambda m: m.save())
     last = [0.0]
 
     def tick(force: bool = False) -> None:
         now = time.monotonic()
-        if metrics.state == "standby" or (not force and now - last[0] < 1.0):
-            return  # a stand-by leaves the metrics file to the applier that holds the lease
+        if not force and now - last[0] < 1.0:
+            return
         last[0] = now
+        if metrics.state == "standby":
+            standby.tick()
+            report(standby)
+            return
+        forget(standby.stream)
         metrics.dead_letters, metrics.position = sink.dead, str(sink.position or "")
         metrics.tick()
         report(metrics)
@@ -84,6 +91,7 @@ def apply_half(cfg: StreamConfig, stop: threading.Event, *, transport: KafkaTran
         raise
     finally:
         tick(force=True)
+        forget(standby.stream)
         sink.close()
         engine.dispose()
 

@@ -68,6 +68,10 @@ def test_standby_takes_over_mid_transaction_from_a_killed_holder(kafka_broker: K
         # `a` pauses before writing its third batch: two batches of the big transaction are
         # written in its open target transaction, which holds the lease row
         a, b = _holder_and_standby(env, pause_at=3)
+        # `cdc status` says who applies and who stands by
+        shown = json.loads(env.cli("cdc", "status", env.name, "--json").stdout)["streams"][0]
+        assert shown["lease"]["holder"].split(":")[1] == str(a.pid) and shown["lease"]["state"] == "held"
+        assert [s["pid"] for s in shown["standby"]] == [b.pid], shown
         conn = psycopg2.connect(env.src)
         with conn, conn.cursor() as cur:  # one source transaction of 20,001 events
             cur.execute("INSERT INTO catalog_product (category_id, name, price) "
@@ -85,6 +89,8 @@ def test_standby_takes_over_mid_transaction_from_a_killed_holder(kafka_broker: K
         env.wait(lambda: caught_up(env), 120, "b to take over and apply the whole transaction")
         assert "holding the lease" in env.part_log("b")
         assert _holder_pid(env) == b.pid
+        shown = json.loads(env.cli("cdc", "status", env.name, "--json").stdout)["streams"][0]
+        assert "standby" not in shown and shown["lease"]["holder"].split(":")[1] == str(b.pid), shown
         assert sql(env.tgt, "SELECT count(*) FROM applied_log WHERE id > 3") == [(20000,)]
         _applied_once(env)
         assert sql(env.tgt, "SELECT name FROM categories") == [("renamed",)]
