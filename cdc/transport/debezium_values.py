@@ -89,7 +89,7 @@ from decimal import MAX_PREC, ROUND_HALF_UP, Context, Decimal
 from functools import lru_cache
 from typing import Any
 
-__all__ = ["UNAVAILABLE", "Modes", "decoder", "emitted", "encoder", "known", "lossless", "placeholder"]
+__all__ = ["AS_IS", "UNAVAILABLE", "Modes", "decoder", "emitted", "encoder", "known", "lossless", "placeholder"]
 
 UNAVAILABLE = "__debezium_unavailable_value"  # Debezium's unavailable.value.placeholder default
 
@@ -721,6 +721,9 @@ def _point(text: str) -> dict[str, Any]:
 
 def _identity(value: Any) -> Any:
     return value
+
+
+AS_IS: Encode = _identity  # what `encoder` gives for a type whose values travel as they are
 
 
 def _none(value: Any) -> None:

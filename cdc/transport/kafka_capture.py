@@ -27,20 +27,18 @@ without END when a newer epoch begins) from one that is only late.
 from __future__ import annotations
 
 import importlib.metadata
-import json
 import time
 from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from cdc.events import ChangeEvent, Position, json_default
+from cdc.events import ChangeEvent, Position
 from cdc.mapping import TableSchema
+from cdc.transport.kafka_envelope import UNAVAILABLE, Envelopes, json_bytes
 from cdc.transport.kafka_topics import KafkaSettings, KafkaTransportError, ensure_topics
-from cdc.transport.kafka_values import Codec, convert, encoders, placeholders
 
 TX_HEADER, ORDER_HEADER = "strangler.tx", "strangler.order"
-UNAVAILABLE = "__debezium_unavailable_value"  # Debezium's unavailable.value.placeholder
 
 
 def _version() -> str:
@@ -58,6 +56,10 @@ class _Tx:
     first: ChangeEvent
     order: int = 0  # events so far
     counts: dict[str, int] = field(default_factory=dict)  # data events per table
+    header: bytes = b""  # the id as the TX_HEADER value
+
+    def __post_init__(self) -> None:
+        self.header = self.id.encode()
 
 
 class KafkaCapture:
@@ -84,8 +86,8 @@ class KafkaCapture:
         self._n = 0  # transactions started under this epoch
         self._open: _Tx | None = None
         self.schemas: dict[str, TableSchema] = {}  # as last described
-        self._encoders: dict[str, dict[str, Codec]] = {}  # per table, per column (describe)
-        self._placeholders: dict[str, dict[str, Any]] = {}
+        self._envelopes: dict[str, Envelopes] = {}  # per table (describe)
+        self._topics: dict[str, str] = {}  # per table
         self._pending: deque[list[Any]] = deque()  # [position | None, delivered] per message
         self._durable: Position | None = None
         self._error: str | None = None
@@ -112,8 +114,7 @@ class KafkaCapture:
 
     def _control(self, record: dict[str, Any], position: Position | None = None) -> None:
         """A record on the control topic, where the apply end takes the order of things from."""
-        self._send(self.settings.control_topic, str(record.get("id", "")).encode(),
-                   json.dumps(record, default=json_default, separators=(",", ":")).encode(), position)
+        self._send(self.settings.control_topic, str(record.get("id", "")).encode(), json_bytes(record), position)
 
     def _boundary(self, status: str, tx: _Tx, position: Position | None) -> None:
         """BEGIN or END of a source transaction: on the control topic (ours, with the position
@@ -129,8 +130,7 @@ class KafkaCapture:
             debezium = {k: v for k, v in record.items() if k != "source_tx_id"}
             debezium.setdefault("event_count", None)
             debezium.setdefault("data_collections", None)
-            self._send(self.settings.tx_topic, tx.id.encode(),
-                       json.dumps(debezium, separators=(",", ":")).encode(), None)
+            self._send(self.settings.tx_topic, tx.header, json_bytes(debezium), None)
         if position is not None:
             record["lsn"], record["index"] = position.lsn, position.seq
         self._control(record, position)
@@ -154,16 +154,15 @@ class KafkaCapture:
                                "key": ev.key, "event": ev.to_envelope()})
             else:
                 n = tx.counts[ev.table] = tx.counts.get(ev.table, 0) + 1
-                env = self._envelope(ev)
-                env["transaction"] = ({"id": tx.id, "total_order": tx.order, "data_collection_order": n}
-                                      if self.settings.transaction_metadata else None)
-                value = json.dumps(env, default=json_default, separators=(",", ":")).encode()
+                envelopes = self._envelopes.get(ev.table) or self._table(ev.table, None)
+                value = envelopes.value(ev, {"id": tx.id, "total_order": tx.order, "data_collection_order": n}
+                                        if self.settings.transaction_metadata else None)
                 # the apply end orders by these headers; Debezium consumers never see them
                 headers: list[tuple[str, str | bytes | None]] = [
-                    (TX_HEADER, tx.id.encode()), (ORDER_HEADER, b"%d" % tx.order)]
+                    (TX_HEADER, tx.header), (ORDER_HEADER, b"%d" % tx.order)]
                 # Durable only with its END record: a half-published transaction is not durable.
-                topic = self.settings.topic(ev.table)
-                key = None if ev.op == "t" else self._key(ev)  # a TRUNCATE has no row, so no key
+                topic = self._topics[ev.table]
+                key = None if ev.op == "t" else envelopes.key(ev)  # a TRUNCATE has no row, so no key
                 self._send(topic, key, value, None, headers)
                 if ev.op == "d" and self.settings.tombstones_on_delete:
                     self._send(topic, key, None, None)  # Debezium's tombstone: compaction drops the key
@@ -173,32 +172,14 @@ class KafkaCapture:
             self.published += 1
         self._producer.poll(0)
 
-    def _envelope(self, ev: ChangeEvent) -> dict[str, Any]:
-        """Debezium's envelope: its ``source`` fields (connector, name, version, sequence,
-        ts_us/ts_ns, xmin) besides ours (index, last, unchanged), its placeholder for unchanged
-        TOASTed values, and the time of publishing as the top-level ``ts_ms``
-        (``source.ts_ms`` is the source's commit time)."""
-        env = ev.to_envelope()
-        codecs = self._encoders.get(ev.table)
-        if codecs:
-            env["before"], env["after"] = convert(ev.before, codecs), convert(ev.after, codecs)
-        if ev.unchanged and env["after"] is not None:
-            # an unchanged TOASTed value: Debezium's placeholder where the column would be (the
-            # apply end drops the columns `source.unchanged` names, never by comparing values)
-            shown = self._placeholders.get(ev.table, {})
-            env["after"] = {**env["after"], **{c: shown.get(c, UNAVAILABLE) for c in ev.unchanged}}
-        src = env["source"]
-        src.update(version=self._version, connector=self._connector, name=self.settings.topic_prefix,
-                   sequence=json.dumps([None, str(ev.position.lsn)]), ts_us=ev.ts_ms * 1000,
-                   ts_ns=ev.ts_ms * 1_000_000, xmin=None)
-        now_us = time.time_ns() // 1000
-        env["ts_ms"], env["ts_us"], env["ts_ns"] = now_us // 1000, now_us, now_us * 1000
-        return env
-
-    def _key(self, ev: ChangeEvent) -> bytes:
-        codecs = self._encoders.get(ev.table)
-        key = convert(ev.key, codecs) if codecs else ev.key
-        return json.dumps(key, default=json_default, sort_keys=True, separators=(",", ":")).encode()
+    def _table(self, table: str, schema: TableSchema | None) -> Envelopes:
+        """How `table`'s messages are made (as described; an undescribed table's values as
+        they are)."""
+        envelopes = self._envelopes[table] = Envelopes(
+            schema, self.settings.modes, connector=self._connector, version=self._version,
+            name=self.settings.topic_prefix)
+        self._topics[table] = self.settings.topic(table)
+        return envelopes
 
     def describe(self, schemas: Mapping[str, TableSchema], *, changed: bool = False) -> None:
         """Each table's schema to the compacted schema topic (the apply end compiles its mapping
@@ -206,10 +187,8 @@ class KafkaCapture:
         apply end's mapping changes exactly where the capture's did."""
         for table, schema in schemas.items():
             self.schemas[table] = schema
-            self._encoders[table] = encoders(schema, self.settings.modes)
-            self._placeholders[table] = placeholders(schema, self.settings.modes)
-            body = json.dumps(schema.to_json(), separators=(",", ":")).encode()
-            self._send(self.settings.schema_topic, table.encode(), body, None)
+            self._table(table, schema)
+            self._send(self.settings.schema_topic, table.encode(), json_bytes(schema.to_json()), None)
             if not changed:
                 continue
             record: dict[str, Any] = {"status": "RELATION", "table": table, "columns": schema.columns}
