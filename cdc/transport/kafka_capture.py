@@ -29,7 +29,7 @@ from __future__ import annotations
 import importlib.metadata
 import time
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -62,6 +62,18 @@ class _Tx:
         self.header = self.id.encode()
 
 
+class _Segment:
+    """Messages sent in a row, up to and with the next one that makes a position durable:
+    all of them acknowledged when `left` is 0. One delivery callback for them all."""
+
+    __slots__ = ("left", "on_delivery", "position", "sent")
+
+    def __init__(self, on_delivery: Callable[[Any, Any], None]) -> None:
+        self.position: Position | None = None  # set when the segment is closed
+        self.left = self.sent = 0
+        self.on_delivery = on_delivery
+
+
 class KafkaCapture:
     """Publishes events to Kafka; ``durable()`` follows Kafka's acknowledgements in order."""
 
@@ -88,29 +100,38 @@ class KafkaCapture:
         self.schemas: dict[str, TableSchema] = {}  # as last described
         self._envelopes: dict[str, Envelopes] = {}  # per table (describe)
         self._topics: dict[str, str] = {}  # per table
-        self._pending: deque[list[Any]] = deque()  # [position | None, delivered] per message
+        self._pending: deque[_Segment] = deque()  # oldest first; the last one may be open
+        self._open_segment: _Segment | None = None
         self._durable: Position | None = None
         self._error: str | None = None
         self.published = 0
 
+    def _segment(self) -> _Segment:
+        def delivered(err: Any, msg: Any) -> None:
+            if err is not None:
+                self._error = f"Kafka did not take a message for {msg.topic()}: {err}"
+            else:
+                seg.left -= 1
+
+        seg = self._open_segment = _Segment(delivered)
+        self._pending.append(seg)
+        return seg
+
     def _send(self, topic: str, key: bytes | None, value: bytes | None, position: Position | None,
               headers: list[tuple[str, str | bytes | None]] | None = None) -> None:
-        entry = [position, False]
-        self._pending.append(entry)
-
-        def delivered(err: Any, _msg: Any, entry: list[Any] = entry) -> None:
-            if err is not None:
-                self._error = f"Kafka did not take a message for {topic}: {err}"
-            else:
-                entry[1] = True
-
+        seg = self._open_segment or self._segment()
+        seg.left += 1
+        seg.sent += 1
         while True:
             try:
-                self._producer.produce(topic, key=key, value=value, headers=headers, on_delivery=delivered)
-                return
+                self._producer.produce(topic, value, key, headers=headers, on_delivery=seg.on_delivery)
+                break
             except BufferError:  # the local queue is full: wait for the broker (backpressure)
                 self._producer.poll(0.1)
                 self._check()
+        if position is not None:
+            seg.position = position
+            self._open_segment = None
 
     def _control(self, record: dict[str, Any], position: Position | None = None) -> None:
         """A record on the control topic, where the apply end takes the order of things from."""
@@ -218,14 +239,18 @@ class KafkaCapture:
     def durable(self) -> Position | None:
         self._producer.poll(0)
         self._check()
-        while self._pending and self._pending[0][1]:
-            position, _done = self._pending.popleft()
-            if position is not None:
-                self._durable = position
+        pending = self._pending
+        while pending and not pending[0].left:
+            seg = pending.popleft()
+            if seg.position is not None:
+                self._durable = seg.position
+            if seg is self._open_segment:  # all its messages so far: the next ones start another
+                self._open_segment = None
         return self._durable
 
     def in_flight(self) -> int:
-        return len(self._pending)
+        """Messages sent and not yet made durable (acknowledged, and every one before them)."""
+        return sum(seg.sent for seg in self._pending)
 
     def flush(self, timeout: float) -> bool:
         """Wait until Kafka acknowledged everything published; False on timeout."""
