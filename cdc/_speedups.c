@@ -425,6 +425,42 @@ json_str(Json *j, PyObject *s)
     if (PyUnicode_READY(s) < 0)
         return -1;
     Py_ssize_t n = PyUnicode_GET_LENGTH(s);
+    if (PyUnicode_IS_ASCII(s)) {  /* the common case: runs of plain characters copied whole */
+        if (grow(&j->o, 2 + 6 * n) < 0)  /* at most \u00XX per character */
+            return -1;
+        const unsigned char *p = PyUnicode_1BYTE_DATA(s), *end = p + n;
+        char *d = j->o.data + j->o.len;
+        *d++ = '"';
+        while (p < end) {
+            const unsigned char *run = p;
+            while (p < end && *p >= ' ' && *p != '\\' && *p != '"' && *p != 0x7f)
+                p++;
+            memcpy(d, run, (size_t)(p - run));
+            d += p - run;
+            if (p == end)
+                break;
+            unsigned char c = *p++;
+            *d++ = '\\';
+            switch (c) {
+            case '\\': *d++ = '\\'; break;
+            case '"': *d++ = '"'; break;
+            case '\b': *d++ = 'b'; break;
+            case '\f': *d++ = 'f'; break;
+            case '\n': *d++ = 'n'; break;
+            case '\r': *d++ = 'r'; break;
+            case '\t': *d++ = 't'; break;
+            default:
+                *d++ = 'u';
+                *d++ = '0';
+                *d++ = '0';
+                *d++ = hexdigits[(c >> 4) & 0xf];
+                *d++ = hexdigits[c & 0xf];
+            }
+        }
+        *d++ = '"';
+        j->o.len = d - j->o.data;
+        return 0;
+    }
     if (grow(&j->o, 2 + 12 * n) < 0)  /* at most a surrogate pair per character */
         return -1;
     char *d = j->o.data + j->o.len;
@@ -694,6 +730,68 @@ json_bytes(PyObject *self, PyObject *args)
 }
 
 
+#define ROW_ON_STACK 32
+
+/* json_row_into for a dict in its own order: its pairs held in an array, not a list of tuples.
+ * A codec that changes the row's size is an error, as in convert()'s iteration. */
+static int
+json_dict_row(Json *j, PyObject *row, PyObject *codecs)
+{
+    Py_ssize_t n = PyDict_GET_SIZE(row);
+    if (n == 0)
+        return put(&j->o, "{}", 2);
+    PyObject *stack[2 * ROW_ON_STACK];
+    PyObject **kv = n <= ROW_ON_STACK ? stack : PyMem_Malloc((size_t)(2 * n) * sizeof(PyObject *));
+    if (kv == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    Py_ssize_t pos = 0, got = 0;
+    PyObject *key, *value;
+    while (got < n && PyDict_Next(row, &pos, &key, &value)) {
+        kv[2 * got] = Py_NewRef(key);
+        kv[2 * got + 1] = Py_NewRef(value);
+        got++;
+    }
+    int rc = -1;
+    for (Py_ssize_t i = 0; i < got; i++) {
+        PyObject *v = kv[2 * i + 1];
+        if (v == Py_None)
+            continue;
+        PyObject *fn = PyDict_GetItemWithError(codecs, kv[2 * i]);
+        if (fn == NULL) {
+            if (PyErr_Occurred())
+                goto done;
+            continue;
+        }
+        if (fn == Py_None)
+            continue;
+        PyObject *out = PyObject_CallOneArg(fn, v);
+        if (out == NULL)
+            goto done;
+        kv[2 * i + 1] = out;
+        Py_DECREF(v);
+        if (PyDict_GET_SIZE(row) != n) {
+            PyErr_SetString(PyExc_RuntimeError, "dictionary changed size during iteration");
+            goto done;
+        }
+    }
+    if (put(&j->o, "{", 1) < 0)
+        goto done;
+    for (Py_ssize_t i = 0; i < got; i++) {
+        if (json_item(j, kv[2 * i], kv[2 * i + 1], i == 0) < 0)
+            goto done;
+    }
+    rc = put(&j->o, "}", 1);
+done:
+    for (Py_ssize_t i = 0; i < 2 * got; i++)
+        Py_DECREF(kv[i]);
+    if (kv != stack)
+        PyMem_Free(kv);
+    return rc;
+}
+
+
 /* A row, each value through its column's codec first: json_bytes of kafka_values.convert(row,
  * codecs) (a codec of None, or none, leaves the value as it is; None stays None). Every value
  * is converted before any is written, as convert() does before json.dumps runs, so a codec's
@@ -707,6 +805,8 @@ json_row_into(Json *j, PyObject *row, PyObject *codecs)
         PyErr_SetString(PyExc_TypeError, "json_row: codecs must be a dict");
         return -1;
     }
+    if (PyDict_CheckExact(row) && !j->sort_keys)
+        return json_dict_row(j, row, codecs);
     /* the row's pairs as they are now (codecs run Python code), as convert() takes them */
     PyObject *items = PyDict_CheckExact(row) ? PyDict_Items(row) : PyMapping_Items(row);
     if (items == NULL)

@@ -212,3 +212,21 @@ def test_the_envelope_keeps_debeziums_field_order() -> None:
                                    "snapshot", "last", "unchanged", "version", "name", "sequence", "ts_us",
                                    "ts_ns", "xmin"]
     assert env["source"]["sequence"] == '[null, "5"]'
+
+
+@pytest.mark.parametrize("column", ["a", "c"])
+def test_a_codec_that_changes_the_row_is_an_error_in_both(compiled: ModuleType, column: str) -> None:
+    def outcome(fn: Any) -> Any:
+        row = {"a": 1, "b": 2, "c": 3}
+
+        def shrink(v: Any) -> Any:
+            row.pop("b", None)
+            return v
+
+        try:
+            return fn(row, {column: shrink})
+        except RuntimeError as exc:
+            return str(exc)
+
+    assert outcome(lambda r, c: compiled.json_row(r, c, json_default, False)) == outcome(ke.json_row_py) \
+        == "dictionary changed size during iteration"
