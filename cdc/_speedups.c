@@ -923,6 +923,72 @@ done:
 }
 
 
+/* `timestamptz_encoder(width, other)`: debezium_values' encoder of a timestamp with time zone
+ * (`_timestamptz_encoder`), compiled for the text it rearranges ("2024-05-06 05:08:09.5+00",
+ * UTC, a 4-digit year: "2024-05-06T05:08:09.500000Z" with `width` fraction digits, or as few
+ * as needed for a width of 0); every other value goes to `other`, the Python encoder itself.
+ * A builtin function whose self is (width, other), so json_row calls it without a frame. */
+static PyObject *
+timestamptz_utc(PyObject *state, PyObject *value)
+{
+    PyObject *other = PyTuple_GET_ITEM(state, 1);
+    if (!PyUnicode_CheckExact(value) || !PyUnicode_IS_ASCII(value))
+        return PyObject_CallOneArg(other, value);
+    Py_ssize_t n = PyUnicode_GET_LENGTH(value);
+    const char *s = (const char *)PyUnicode_1BYTE_DATA(value);
+    /* the Python version's test, on text long enough that its slices are whole */
+    if (n < 22 || s[n - 3] != '+' || s[n - 2] != '0' || s[n - 1] != '0' || s[4] != '-' || s[10] != ' ')
+        return PyObject_CallOneArg(other, value);
+    long width = PyLong_AsLong(PyTuple_GET_ITEM(state, 0));
+    if (width == -1 && PyErr_Occurred())
+        return NULL;
+    const char *frac = s + 20;
+    Py_ssize_t nfrac = n - 23 > 0 ? n - 23 : 0;  /* value[20:-3] */
+    Py_ssize_t ntail;
+    if (width <= 0) {
+        while (nfrac > 0 && frac[nfrac - 1] == '0')
+            nfrac--;
+        ntail = nfrac ? 1 + nfrac : 0;
+    } else {
+        ntail = 1 + width;
+    }
+    PyObject *out = PyUnicode_New(10 + 1 + 8 + ntail + 1, 127);
+    if (out == NULL)
+        return NULL;
+    char *d = (char *)PyUnicode_1BYTE_DATA(out);
+    memcpy(d, s, 10);
+    d[10] = 'T';
+    memcpy(d + 11, s + 11, 8);
+    d += 19;
+    if (ntail) {
+        *d++ = '.';
+        for (Py_ssize_t i = 0; i < ntail - 1; i++)
+            *d++ = i < nfrac ? frac[i] : '0';
+    }
+    *d = 'Z';
+    return out;
+}
+
+static PyMethodDef timestamptz_def = {
+    "timestamptz_utc", timestamptz_utc, METH_O,
+    "A timestamptz value in Debezium's form (see debezium_values._timestamptz_encoder).",
+};
+
+static PyObject *
+timestamptz_encoder(PyObject *self, PyObject *args)
+{
+    PyObject *width, *other;
+    if (!PyArg_ParseTuple(args, "O!O", &PyLong_Type, &width, &other))
+        return NULL;
+    PyObject *state = PyTuple_Pack(2, width, other);
+    if (state == NULL)
+        return NULL;
+    PyObject *fn = PyCFunction_New(&timestamptz_def, state);
+    Py_DECREF(state);
+    return fn;
+}
+
+
 static PyMethodDef methods[] = {
     {"decode_tuple", decode_tuple, METH_VARARGS,
      "decode_tuple(buf, pos, names, kinds) -> (row, unchanged, next pos): a pgoutput TupleData."},
@@ -939,6 +1005,9 @@ static PyMethodDef methods[] = {
     {"json_join", json_join, METH_VARARGS,
      "json_join(parts, values, default) -> bytes: JSON text parts with each value's JSON "
      "between them; bytes values as they are (see json_join_py)."},
+    {"timestamptz_encoder", timestamptz_encoder, METH_VARARGS,
+     "timestamptz_encoder(width, other) -> function: a timestamptz value in Debezium's form, "
+     "compiled for UTC text, `other` for the rest (see debezium_values._timestamptz_encoder)."},
     {NULL, NULL, 0, NULL},
 };
 

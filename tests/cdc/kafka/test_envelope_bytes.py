@@ -230,3 +230,26 @@ def test_a_codec_that_changes_the_row_is_an_error_in_both(compiled: ModuleType, 
 
     assert outcome(lambda r, c: compiled.json_row(r, c, json_default, False)) == outcome(ke.json_row_py) \
         == "dictionary changed size during iteration"
+
+
+# -- a timestamptz column's encoder, compiled for UTC text ----------------------------------------
+_TSTZ_TEXT = st.one_of(
+    _STAMPS, st.sampled_from(["infinity", "-infinity", "+00", "2024-01-01 00:00:00+00", "2024-01-01 00:00:00.+00",
+                              "2024-01-01 00:00:00.000000+00", "0044-03-15 12:00:00+00 BC", "2024-01-01x00:00:00+00",
+                              "2024-01-01 00:00:00.123+05:30", "2024-01-01 00:00:00.12345678901+00",
+                              "2024-01-01 00:00:00.1é+00", "12345-01-01 00:00:00+00"]),
+    _TEXT.map(lambda t: "2024-01-01 00:00:00." + t + "+00"), _TEXT)
+
+
+@settings(max_examples=400, deadline=None)
+@given(_TSTZ_TEXT, st.sampled_from(["timestamp with time zone", "timestamptz(0)", "timestamptz(3)",
+                                    "timestamp(1) with time zone", "timestamptz(6)"]))
+def test_timestamptz_values_encode_alike_compiled_and_in_python(compiled: ModuleType, text: str, pg_type: str) -> None:
+    from cdc.transport import debezium_values as dbz
+
+    fast = dbz.value_encoder(pg_type)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(dbz, "speedups", None)
+        slow = dbz.value_encoder(pg_type)
+    assert fast is not slow and type(fast).__name__ == "builtin_function_or_method"
+    assert _made(fast, text) == _made(slow, text)
