@@ -1,7 +1,8 @@
 /* The per-row loops of the stream, compiled: decoding a pgoutput tuple, mapping a source row
- * to its target row, writing rows in COPY text format. Pure functions, exactly equal to their
- * Python versions (cdc/sources/pgoutput.py `tuple_data_py`, cdc/sinks/sqlalchemy.py
- * `map_row_py`, cdc/sinks/pgbulk.py `copy_text_py`), which run
+ * to its target row, writing rows in COPY text format, writing the Kafka capture's messages as
+ * JSON. Pure functions, exactly equal to their Python versions (cdc/sources/pgoutput.py
+ * `tuple_data_py`, cdc/sinks/sqlalchemy.py `map_row_py`, cdc/sinks/pgbulk.py `copy_text_py`,
+ * cdc/transport/kafka_envelope.py `json_bytes_py`, `json_row_py`, `json_join_py`), which run
  * wherever this module did not build; tests/cdc/test_speedups.py holds the two to each
  * other. Built by setup.py when a C compiler is there (optional); see cdc/native.py.
  */
@@ -373,6 +374,621 @@ fail:
     return NULL;
 }
 
+/* ==== Kafka capture: JSON as json.dumps writes it ========================================
+ * `json_bytes(obj, default, sort_keys)` is exactly
+ * `json.dumps(obj, default=default, separators=(",", ":"), sort_keys=sort_keys).encode()`
+ * (ensure_ascii, allow_nan, check_circular; the Python version is
+ * cdc/transport/kafka_envelope.py `json_bytes_py`): the same bytes, and the same errors for a
+ * value it cannot encode, a key of another type, a circular structure or a deep one. It
+ * follows CPython 3.11's Modules/_json.c case by case, but writes into one buffer instead of
+ * joining a list of pieces. */
+
+typedef struct {
+    Out o;
+    PyObject *dflt;
+    int sort_keys;
+    PyObject **marks;  /* the containers (and defaulted values) being encoded: json's markers */
+    Py_ssize_t nmarks, capmarks;
+} Json;
+
+static int json_obj(Json *j, PyObject *obj);
+
+static int
+json_mark(Json *j, PyObject *obj)
+{
+    for (Py_ssize_t i = 0; i < j->nmarks; i++) {
+        if (j->marks[i] == obj) {
+            PyErr_SetString(PyExc_ValueError, "Circular reference detected");
+            return -1;
+        }
+    }
+    if (j->nmarks == j->capmarks) {
+        Py_ssize_t cap = j->capmarks ? 2 * j->capmarks : 16;
+        PyObject **m = PyMem_Realloc(j->marks, (size_t)cap * sizeof(PyObject *));
+        if (m == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        j->marks = m;
+        j->capmarks = cap;
+    }
+    j->marks[j->nmarks++] = obj;
+    return 0;
+}
+
+static const char hexdigits[] = "0123456789abcdef";
+
+/* encode_basestring_ascii: quotes, escapes, everything outside ' '..'~' as \uXXXX. */
+static int
+json_str(Json *j, PyObject *s)
+{
+    if (PyUnicode_READY(s) < 0)
+        return -1;
+    Py_ssize_t n = PyUnicode_GET_LENGTH(s);
+    if (PyUnicode_IS_ASCII(s)) {  /* the common case: runs of plain characters copied whole */
+        if (grow(&j->o, 2 + 6 * n) < 0)  /* at most \u00XX per character */
+            return -1;
+        const unsigned char *p = PyUnicode_1BYTE_DATA(s), *end = p + n;
+        char *d = j->o.data + j->o.len;
+        *d++ = '"';
+        while (p < end) {
+            const unsigned char *run = p;
+            while (p < end && *p >= ' ' && *p != '\\' && *p != '"' && *p != 0x7f)
+                p++;
+            memcpy(d, run, (size_t)(p - run));
+            d += p - run;
+            if (p == end)
+                break;
+            unsigned char c = *p++;
+            *d++ = '\\';
+            switch (c) {
+            case '\\': *d++ = '\\'; break;
+            case '"': *d++ = '"'; break;
+            case '\b': *d++ = 'b'; break;
+            case '\f': *d++ = 'f'; break;
+            case '\n': *d++ = 'n'; break;
+            case '\r': *d++ = 'r'; break;
+            case '\t': *d++ = 't'; break;
+            default:
+                *d++ = 'u';
+                *d++ = '0';
+                *d++ = '0';
+                *d++ = hexdigits[(c >> 4) & 0xf];
+                *d++ = hexdigits[c & 0xf];
+            }
+        }
+        *d++ = '"';
+        j->o.len = d - j->o.data;
+        return 0;
+    }
+    if (grow(&j->o, 2 + 12 * n) < 0)  /* at most a surrogate pair per character */
+        return -1;
+    char *d = j->o.data + j->o.len;
+    *d++ = '"';
+    int kind = PyUnicode_KIND(s);
+    const void *data = PyUnicode_DATA(s);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        Py_UCS4 c = PyUnicode_READ(kind, data, i);
+        if (c >= ' ' && c <= '~' && c != '\\' && c != '"') {
+            *d++ = (char)c;
+            continue;
+        }
+        *d++ = '\\';
+        switch (c) {
+        case '\\': *d++ = '\\'; break;
+        case '"': *d++ = '"'; break;
+        case '\b': *d++ = 'b'; break;
+        case '\f': *d++ = 'f'; break;
+        case '\n': *d++ = 'n'; break;
+        case '\r': *d++ = 'r'; break;
+        case '\t': *d++ = 't'; break;
+        default:
+            if (c >= 0x10000) {
+                Py_UCS4 v = c - 0x10000;
+                Py_UCS4 hi = 0xd800 | ((v >> 10) & 0x3ff);
+                *d++ = 'u';
+                *d++ = hexdigits[(hi >> 12) & 0xf];
+                *d++ = hexdigits[(hi >> 8) & 0xf];
+                *d++ = hexdigits[(hi >> 4) & 0xf];
+                *d++ = hexdigits[hi & 0xf];
+                c = 0xdc00 | (v & 0x3ff);
+                *d++ = '\\';
+            }
+            *d++ = 'u';
+            *d++ = hexdigits[(c >> 12) & 0xf];
+            *d++ = hexdigits[(c >> 8) & 0xf];
+            *d++ = hexdigits[(c >> 4) & 0xf];
+            *d++ = hexdigits[c & 0xf];
+        }
+    }
+    *d++ = '"';
+    j->o.len = d - j->o.data;
+    return 0;
+}
+
+/* Text that is ASCII already (a number's repr) as it is. */
+static int
+json_ascii_of(Json *j, PyObject *text)
+{
+    if (text == NULL)
+        return -1;
+    Py_ssize_t n;
+    const char *s = PyUnicode_AsUTF8AndSize(text, &n);
+    int rc = s == NULL ? -1 : put(&j->o, s, n);
+    Py_DECREF(text);
+    return rc;
+}
+
+static int
+json_int(Json *j, PyObject *obj)
+{
+    if (PyLong_CheckExact(obj)) {
+        int overflow;
+        long long v = PyLong_AsLongLongAndOverflow(obj, &overflow);
+        if (!overflow) {
+            if (v == -1 && PyErr_Occurred())
+                return -1;
+            char tmp[32];
+            int n = snprintf(tmp, sizeof(tmp), "%lld", v);
+            return put(&j->o, tmp, n);
+        }
+    }
+    return json_ascii_of(j, PyLong_Type.tp_repr(obj));  /* int.__repr__, for subclasses too */
+}
+
+static int
+json_float(Json *j, PyObject *obj)
+{
+    double x = PyFloat_AS_DOUBLE(obj);
+    if (!Py_IS_FINITE(x)) {
+        if (x > 0)
+            return put(&j->o, "Infinity", 8);
+        if (x < 0)
+            return put(&j->o, "-Infinity", 9);
+        return put(&j->o, "NaN", 3);
+    }
+    return json_ascii_of(j, PyFloat_Type.tp_repr(obj));
+}
+
+static int
+json_list(Json *j, PyObject *seq)
+{
+    PyObject *fast = PySequence_Fast(seq, "_iterencode_list needs a sequence");
+    if (fast == NULL)
+        return -1;
+    int rc = -1;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(fast);
+    if (n == 0) {
+        rc = put(&j->o, "[]", 2);
+        goto done;
+    }
+    if (json_mark(j, seq) < 0 || put(&j->o, "[", 1) < 0)
+        goto done;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (i && put(&j->o, ",", 1) < 0)
+            goto done;
+        if (json_obj(j, PySequence_Fast_GET_ITEM(fast, i)) < 0)
+            goto done;
+    }
+    j->nmarks--;
+    rc = put(&j->o, "]", 1);
+done:
+    Py_DECREF(fast);
+    return rc;
+}
+
+/* One key: a str as it is; a float, bool, None or int as its JSON text, quoted. */
+static int
+json_key(Json *j, PyObject *key)
+{
+    if (PyUnicode_Check(key))
+        return json_str(j, key);
+    if (PyFloat_Check(key) || key == Py_True || key == Py_False || key == Py_None
+        || PyLong_Check(key)) {
+        if (put(&j->o, "\"", 1) < 0)
+            return -1;
+        int rc;
+        if (PyFloat_Check(key))
+            rc = json_float(j, key);
+        else if (key == Py_True)
+            rc = put(&j->o, "true", 4);
+        else if (key == Py_False)
+            rc = put(&j->o, "false", 5);
+        else if (key == Py_None)
+            rc = put(&j->o, "null", 4);
+        else
+            rc = json_ascii_of(j, PyLong_Type.tp_repr(key));
+        if (rc < 0)
+            return -1;
+        return put(&j->o, "\"", 1);
+    }
+    PyErr_Format(PyExc_TypeError, "keys must be str, int, float, bool or None, not %.100s",
+                 Py_TYPE(key)->tp_name);
+    return -1;
+}
+
+static int
+json_item(Json *j, PyObject *key, PyObject *value, int first)
+{
+    if (!first && put(&j->o, ",", 1) < 0)
+        return -1;
+    if (json_key(j, key) < 0 || put(&j->o, ":", 1) < 0)
+        return -1;
+    return json_obj(j, value);
+}
+
+static int
+json_dict(Json *j, PyObject *dct)
+{
+    if (PyDict_GET_SIZE(dct) == 0)
+        return put(&j->o, "{}", 2);
+    if (json_mark(j, dct) < 0 || put(&j->o, "{", 1) < 0)
+        return -1;
+    if (PyDict_CheckExact(dct) && !j->sort_keys) {
+        /* in place, each pair held while its value is encoded (`default` runs Python code) */
+        Py_ssize_t pos = 0;
+        PyObject *key, *value;
+        int first = 1;
+        while (PyDict_Next(dct, &pos, &key, &value)) {
+            Py_INCREF(key);
+            Py_INCREF(value);
+            int rc = json_item(j, key, value, first);
+            Py_DECREF(key);
+            Py_DECREF(value);
+            if (rc < 0)
+                return -1;
+            first = 0;
+        }
+    } else {
+        PyObject *items = PyMapping_Items(dct);
+        if (items == NULL)
+            return -1;
+        if (j->sort_keys && PyList_Sort(items) < 0) {
+            Py_DECREF(items);
+            return -1;
+        }
+        for (Py_ssize_t i = 0; i < PyList_GET_SIZE(items); i++) {
+            PyObject *item = PyList_GET_ITEM(items, i);
+            if (!PyTuple_Check(item) || PyTuple_GET_SIZE(item) != 2) {
+                PyErr_SetString(PyExc_ValueError, "items must return 2-tuples");
+                Py_DECREF(items);
+                return -1;
+            }
+            if (json_item(j, PyTuple_GET_ITEM(item, 0), PyTuple_GET_ITEM(item, 1), i == 0) < 0) {
+                Py_DECREF(items);
+                return -1;
+            }
+        }
+        Py_DECREF(items);
+    }
+    j->nmarks--;
+    return put(&j->o, "}", 1);
+}
+
+static int
+json_obj(Json *j, PyObject *obj)
+{
+    if (obj == Py_None)
+        return put(&j->o, "null", 4);
+    if (obj == Py_True)
+        return put(&j->o, "true", 4);
+    if (obj == Py_False)
+        return put(&j->o, "false", 5);
+    if (PyUnicode_Check(obj))
+        return json_str(j, obj);
+    if (PyLong_Check(obj))
+        return json_int(j, obj);
+    if (PyFloat_Check(obj))
+        return json_float(j, obj);
+    int rc;
+    if (PyList_Check(obj) || PyTuple_Check(obj)) {
+        if (Py_EnterRecursiveCall(" while encoding a JSON object"))
+            return -1;
+        rc = json_list(j, obj);
+        Py_LeaveRecursiveCall();
+        return rc;
+    }
+    if (PyDict_Check(obj)) {
+        if (Py_EnterRecursiveCall(" while encoding a JSON object"))
+            return -1;
+        rc = json_dict(j, obj);
+        Py_LeaveRecursiveCall();
+        return rc;
+    }
+    if (json_mark(j, obj) < 0)
+        return -1;
+    PyObject *other = PyObject_CallOneArg(j->dflt, obj);
+    if (other == NULL)
+        return -1;
+    if (Py_EnterRecursiveCall(" while encoding a JSON object")) {
+        Py_DECREF(other);
+        return -1;
+    }
+    rc = json_obj(j, other);
+    Py_LeaveRecursiveCall();
+    Py_DECREF(other);
+    if (rc < 0)
+        return -1;
+    j->nmarks--;
+    return 0;
+}
+
+static PyObject *
+json_bytes(PyObject *self, PyObject *args)
+{
+    PyObject *obj, *dflt;
+    int sort_keys;
+    if (!PyArg_ParseTuple(args, "OOp", &obj, &dflt, &sort_keys))
+        return NULL;
+    Json j = {{NULL, 0, 0}, dflt, sort_keys, NULL, 0, 0};
+    PyObject *result = NULL;
+    if (json_obj(&j, obj) == 0)
+        result = PyBytes_FromStringAndSize(j.o.data ? j.o.data : "", j.o.len);
+    PyMem_Free(j.o.data);
+    PyMem_Free(j.marks);
+    return result;
+}
+
+
+#define ROW_ON_STACK 32
+
+/* json_row_into for a dict in its own order: its pairs held in an array, not a list of tuples.
+ * A codec that changes the row's size is an error, as in convert()'s iteration. */
+static int
+json_dict_row(Json *j, PyObject *row, PyObject *codecs)
+{
+    Py_ssize_t n = PyDict_GET_SIZE(row);
+    if (n == 0)
+        return put(&j->o, "{}", 2);
+    PyObject *stack[2 * ROW_ON_STACK];
+    PyObject **kv = n <= ROW_ON_STACK ? stack : PyMem_Malloc((size_t)(2 * n) * sizeof(PyObject *));
+    if (kv == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    Py_ssize_t pos = 0, got = 0;
+    PyObject *key, *value;
+    while (got < n && PyDict_Next(row, &pos, &key, &value)) {
+        kv[2 * got] = Py_NewRef(key);
+        kv[2 * got + 1] = Py_NewRef(value);
+        got++;
+    }
+    int rc = -1;
+    for (Py_ssize_t i = 0; i < got; i++) {
+        PyObject *v = kv[2 * i + 1];
+        if (v == Py_None)
+            continue;
+        PyObject *fn = PyDict_GetItemWithError(codecs, kv[2 * i]);
+        if (fn == NULL) {
+            if (PyErr_Occurred())
+                goto done;
+            continue;
+        }
+        if (fn == Py_None)
+            continue;
+        PyObject *out = PyObject_CallOneArg(fn, v);
+        if (out == NULL)
+            goto done;
+        kv[2 * i + 1] = out;
+        Py_DECREF(v);
+        if (PyDict_GET_SIZE(row) != n) {
+            PyErr_SetString(PyExc_RuntimeError, "dictionary changed size during iteration");
+            goto done;
+        }
+    }
+    if (put(&j->o, "{", 1) < 0)
+        goto done;
+    for (Py_ssize_t i = 0; i < got; i++) {
+        if (json_item(j, kv[2 * i], kv[2 * i + 1], i == 0) < 0)
+            goto done;
+    }
+    rc = put(&j->o, "}", 1);
+done:
+    for (Py_ssize_t i = 0; i < 2 * got; i++)
+        Py_DECREF(kv[i]);
+    if (kv != stack)
+        PyMem_Free(kv);
+    return rc;
+}
+
+
+/* A row, each value through its column's codec first: json_bytes of kafka_values.convert(row,
+ * codecs) (a codec of None, or none, leaves the value as it is; None stays None). Every value
+ * is converted before any is written, as convert() does before json.dumps runs, so a codec's
+ * error comes first. */
+static int
+json_row_into(Json *j, PyObject *row, PyObject *codecs)
+{
+    if (row == Py_None)
+        return put(&j->o, "null", 4);
+    if (!PyDict_CheckExact(codecs)) {
+        PyErr_SetString(PyExc_TypeError, "json_row: codecs must be a dict");
+        return -1;
+    }
+    if (PyDict_CheckExact(row) && !j->sort_keys)
+        return json_dict_row(j, row, codecs);
+    /* the row's pairs as they are now (codecs run Python code), as convert() takes them */
+    PyObject *items = PyDict_CheckExact(row) ? PyDict_Items(row) : PyMapping_Items(row);
+    if (items == NULL)
+        return -1;
+    int rc = -1;
+    Py_ssize_t n = PyList_GET_SIZE(items);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *item = PyList_GET_ITEM(items, i);
+        if (!PyTuple_Check(item) || PyTuple_GET_SIZE(item) != 2) {
+            PyErr_SetString(PyExc_ValueError, "items must return 2-tuples");
+            goto done;
+        }
+        PyObject *key = PyTuple_GET_ITEM(item, 0), *value = PyTuple_GET_ITEM(item, 1);
+        if (value == Py_None)
+            continue;
+        PyObject *fn = PyDict_GetItemWithError(codecs, key);
+        if (fn == NULL) {
+            if (PyErr_Occurred())
+                goto done;
+            continue;
+        }
+        if (fn == Py_None)
+            continue;
+        PyObject *out = PyObject_CallOneArg(fn, value);
+        if (out == NULL)
+            goto done;
+        PyObject *pair = PyTuple_Pack(2, key, out);
+        Py_DECREF(out);
+        if (pair == NULL)
+            goto done;
+        PyList_SET_ITEM(items, i, pair);
+        Py_DECREF(item);
+    }
+    if (n == 0) {
+        rc = put(&j->o, "{}", 2);
+        goto done;
+    }
+    if (j->sort_keys && PyList_Sort(items) < 0)
+        goto done;
+    /* not marked: json.dumps marks the converted copy, which nothing else refers to */
+    if (put(&j->o, "{", 1) < 0)
+        goto done;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *item = PyList_GET_ITEM(items, i);
+        if (json_item(j, PyTuple_GET_ITEM(item, 0), PyTuple_GET_ITEM(item, 1), i == 0) < 0)
+            goto done;
+    }
+    rc = put(&j->o, "}", 1);
+done:
+    Py_DECREF(items);
+    return rc;
+}
+
+static PyObject *
+json_row(PyObject *self, PyObject *args)
+{
+    PyObject *row, *codecs, *dflt;
+    int sort_keys;
+    if (!PyArg_ParseTuple(args, "OOOp", &row, &codecs, &dflt, &sort_keys))
+        return NULL;
+    Json j = {{NULL, 0, 0}, dflt, sort_keys, NULL, 0, 0};
+    PyObject *result = NULL;
+    if (Py_EnterRecursiveCall(" while encoding a JSON object"))
+        return NULL;
+    int rc = json_row_into(&j, row, codecs);
+    Py_LeaveRecursiveCall();
+    if (rc == 0)
+        result = PyBytes_FromStringAndSize(j.o.data ? j.o.data : "", j.o.len);
+    PyMem_Free(j.o.data);
+    PyMem_Free(j.marks);
+    return result;
+}
+
+/* parts[0] + JSON(values[0]) + parts[1] + ... + parts[n]: `parts` are JSON text already, and so
+ * is a bytes value (a row from json_row); any other value is encoded as json_bytes does. */
+static PyObject *
+json_join(PyObject *self, PyObject *args)
+{
+    PyObject *parts, *values, *dflt;
+    if (!PyArg_ParseTuple(args, "O!O!O", &PyTuple_Type, &parts, &PyTuple_Type, &values, &dflt))
+        return NULL;
+    Py_ssize_t n = PyTuple_GET_SIZE(values);
+    if (PyTuple_GET_SIZE(parts) != n + 1) {
+        PyErr_SetString(PyExc_ValueError, "json_join: one part more than values");
+        return NULL;
+    }
+    Json j = {{NULL, 0, 0}, dflt, 0, NULL, 0, 0};
+    PyObject *result = NULL;
+    if (grow(&j.o, 1024) < 0)
+        goto done;
+    for (Py_ssize_t i = 0; i <= n; i++) {
+        PyObject *part = PyTuple_GET_ITEM(parts, i);
+        if (!PyBytes_Check(part)) {
+            PyErr_SetString(PyExc_TypeError, "json_join: parts must be bytes");
+            goto done;
+        }
+        if (put(&j.o, PyBytes_AS_STRING(part), PyBytes_GET_SIZE(part)) < 0)
+            goto done;
+        if (i == n)
+            break;
+        PyObject *v = PyTuple_GET_ITEM(values, i);
+        if (PyBytes_Check(v)) {
+            if (put(&j.o, PyBytes_AS_STRING(v), PyBytes_GET_SIZE(v)) < 0)
+                goto done;
+        } else if (json_obj(&j, v) < 0) {
+            goto done;
+        }
+    }
+    result = PyBytes_FromStringAndSize(j.o.data, j.o.len);
+done:
+    PyMem_Free(j.o.data);
+    PyMem_Free(j.marks);
+    return result;
+}
+
+
+/* `timestamptz_encoder(width, other)`: debezium_values' encoder of a timestamp with time zone
+ * (`_timestamptz_encoder`), compiled for the text it rearranges ("2024-05-06 05:08:09.5+00",
+ * UTC, a 4-digit year: "2024-05-06T05:08:09.500000Z" with `width` fraction digits, or as few
+ * as needed for a width of 0); every other value goes to `other`, the Python encoder itself.
+ * A builtin function whose self is (width, other), so json_row calls it without a frame. */
+static PyObject *
+timestamptz_utc(PyObject *state, PyObject *value)
+{
+    PyObject *other = PyTuple_GET_ITEM(state, 1);
+    if (!PyUnicode_CheckExact(value) || !PyUnicode_IS_ASCII(value))
+        return PyObject_CallOneArg(other, value);
+    Py_ssize_t n = PyUnicode_GET_LENGTH(value);
+    const char *s = (const char *)PyUnicode_1BYTE_DATA(value);
+    /* the Python version's test, on text long enough that its slices are whole */
+    if (n < 22 || s[n - 3] != '+' || s[n - 2] != '0' || s[n - 1] != '0' || s[4] != '-' || s[10] != ' ')
+        return PyObject_CallOneArg(other, value);
+    long width = PyLong_AsLong(PyTuple_GET_ITEM(state, 0));
+    if (width == -1 && PyErr_Occurred())
+        return NULL;
+    const char *frac = s + 20;
+    Py_ssize_t nfrac = n - 23 > 0 ? n - 23 : 0;  /* value[20:-3] */
+    Py_ssize_t ntail;
+    if (width <= 0) {
+        while (nfrac > 0 && frac[nfrac - 1] == '0')
+            nfrac--;
+        ntail = nfrac ? 1 + nfrac : 0;
+    } else {
+        ntail = 1 + width;
+    }
+    PyObject *out = PyUnicode_New(10 + 1 + 8 + ntail + 1, 127);
+    if (out == NULL)
+        return NULL;
+    char *d = (char *)PyUnicode_1BYTE_DATA(out);
+    memcpy(d, s, 10);
+    d[10] = 'T';
+    memcpy(d + 11, s + 11, 8);
+    d += 19;
+    if (ntail) {
+        *d++ = '.';
+        for (Py_ssize_t i = 0; i < ntail - 1; i++)
+            *d++ = i < nfrac ? frac[i] : '0';
+    }
+    *d = 'Z';
+    return out;
+}
+
+static PyMethodDef timestamptz_def = {
+    "timestamptz_utc", timestamptz_utc, METH_O,
+    "A timestamptz value in Debezium's form (see debezium_values._timestamptz_encoder).",
+};
+
+static PyObject *
+timestamptz_encoder(PyObject *self, PyObject *args)
+{
+    PyObject *width, *other;
+    if (!PyArg_ParseTuple(args, "O!O", &PyLong_Type, &width, &other))
+        return NULL;
+    PyObject *state = PyTuple_Pack(2, width, other);
+    if (state == NULL)
+        return NULL;
+    PyObject *fn = PyCFunction_New(&timestamptz_def, state);
+    Py_DECREF(state);
+    return fn;
+}
+
+
 static PyMethodDef methods[] = {
     {"decode_tuple", decode_tuple, METH_VARARGS,
      "decode_tuple(buf, pos, names, kinds) -> (row, unchanged, next pos): a pgoutput TupleData."},
@@ -380,6 +996,18 @@ static PyMethodDef methods[] = {
      "copy_rows(rows, names, other) -> bytes | None: rows in COPY text format."},
     {"map_row", map_row, METH_VARARGS,
      "map_row(source_row, columns) -> dict: a source row as its target row (see map_row_py)."},
+    {"json_bytes", json_bytes, METH_VARARGS,
+     "json_bytes(obj, default, sort_keys) -> bytes: json.dumps(obj, default=default, "
+     "separators=(',', ':'), sort_keys=sort_keys).encode() (see json_bytes_py)."},
+    {"json_row", json_row, METH_VARARGS,
+     "json_row(row, codecs, default, sort_keys) -> bytes: json_bytes of the row, each value "
+     "through its column's codec (see json_row_py)."},
+    {"json_join", json_join, METH_VARARGS,
+     "json_join(parts, values, default) -> bytes: JSON text parts with each value's JSON "
+     "between them; bytes values as they are (see json_join_py)."},
+    {"timestamptz_encoder", timestamptz_encoder, METH_VARARGS,
+     "timestamptz_encoder(width, other) -> function: a timestamptz value in Debezium's form, "
+     "compiled for UTC text, `other` for the rest (see debezium_values._timestamptz_encoder)."},
     {NULL, NULL, 0, NULL},
 };
 

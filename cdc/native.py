@@ -2,7 +2,8 @@
 
 `cdc._speedups` (cdc/_speedups.c) is built by `pip install` where a C compiler is (setup.py,
 optional); the pure-Python versions beside their callers (`pgoutput.tuple_data_py`,
-`sqlalchemy.map_row_py`, `pgbulk.copy_text_py`) run wherever it did not build, and when ``STRANGLER_PURE_PYTHON=1``
+`sqlalchemy.map_row_py`, `pgbulk.copy_text_py`, the Kafka capture's `kafka_envelope.json_*_py`)
+run wherever it did not build, and when ``STRANGLER_PURE_PYTHON=1``
 asks for them. Both give the same results (tests/cdc/test_speedups.py).
 """
 

@@ -30,21 +30,19 @@ from __future__ import annotations
 
 import contextlib
 import importlib.metadata
-import json
 import time
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from cdc.events import ChangeEvent, Position, copy_progress, json_default
+from cdc.events import ChangeEvent, Position, copy_progress
 from cdc.mapping import TableSchema
 from cdc.transport import CopyState, Progress, kafka_progress
+from cdc.transport.kafka_envelope import UNAVAILABLE, Envelopes, json_bytes
 from cdc.transport.kafka_topics import KafkaSettings, KafkaTransportError, ensure_topics
-from cdc.transport.kafka_values import Codec, convert, encoders, placeholders
 
 TX_HEADER, ORDER_HEADER = "strangler.tx", "strangler.order"
-UNAVAILABLE = "__debezium_unavailable_value"  # Debezium's unavailable.value.placeholder
 
 
 def _version() -> str:
@@ -63,6 +61,23 @@ class _Tx:
     order: int = 0  # events so far
     counts: dict[str, int] = field(default_factory=dict)  # data events per table
     copies: dict[str, CopyState] = field(default_factory=dict)  # copy progress its events make
+    header: bytes = b""  # the id as the TX_HEADER value
+
+    def __post_init__(self) -> None:
+        self.header = self.id.encode()
+
+
+class _Segment:
+    """Messages sent in a row, up to and with the next one that makes a position durable:
+    all of them acknowledged when `left` is 0. One delivery callback for them all."""
+
+    __slots__ = ("copies", "left", "on_delivery", "position", "sent")
+
+    def __init__(self, on_delivery: Callable[[Any, Any], None]) -> None:
+        self.position: Position | None = None  # set when the segment is closed
+        self.copies: dict[str, CopyState] | None = None  # copy progress it completes
+        self.left = self.sent = 0
+        self.on_delivery = on_delivery
 
 
 class KafkaCapture:
@@ -89,41 +104,50 @@ class KafkaCapture:
         self._n = 0  # transactions started under this epoch
         self._open: _Tx | None = None
         self.schemas: dict[str, TableSchema] = {}  # as last described
-        self._encoders: dict[str, dict[str, Codec]] = {}  # per table, per column (describe)
-        self._placeholders: dict[str, dict[str, Any]] = {}
-        # per message: [position | None, delivered, copy progress it completes | None]
-        self._pending: deque[list[Any]] = deque()
+        self._envelopes: dict[str, Envelopes] = {}  # per table (describe)
+        self._topics: dict[str, str] = {}  # per table
+        self._pending: deque[_Segment] = deque()  # oldest first; the last one may be open
+        self._open_segment: _Segment | None = None
         self._log: kafka_progress.ProgressLog | None = None  # loaded by progress()
         self._copies: dict[str, CopyState] = {}  # copy progress as published (not yet durable)
         self._durable: Position | None = None
         self._error: str | None = None
         self.published = 0
 
+    def _segment(self) -> _Segment:
+        def delivered(err: Any, msg: Any) -> None:
+            if err is not None:
+                self._error = f"Kafka did not take a message for {msg.topic()}: {err}"
+            else:
+                seg.left -= 1
+
+        seg = self._open_segment = _Segment(delivered)
+        self._pending.append(seg)
+        return seg
+
     def _send(self, topic: str, key: bytes | None, value: bytes | None, position: Position | None,
               headers: list[tuple[str, str | bytes | None]] | None = None,
               copies: dict[str, CopyState] | None = None) -> None:
-        entry = [position, False, copies]
-        self._pending.append(entry)
-
-        def delivered(err: Any, _msg: Any, entry: list[Any] = entry) -> None:
-            if err is not None:
-                self._error = f"Kafka did not take a message for {topic}: {err}"
-            else:
-                entry[1] = True
-
+        seg = self._open_segment or self._segment()
+        seg.left += 1
+        seg.sent += 1
         while True:
             try:
-                self._producer.produce(topic, key=key, value=value, headers=headers, on_delivery=delivered)
-                return
+                self._producer.produce(topic, value, key, headers=headers, on_delivery=seg.on_delivery)
+                break
             except BufferError:  # the local queue is full: wait for the broker (backpressure)
                 self._producer.poll(0.1)
                 self._check()
+        if copies:
+            seg.copies = copies
+        if position is not None:
+            seg.position = position
+            self._open_segment = None
 
     def _control(self, record: dict[str, Any], position: Position | None = None,
                  copies: dict[str, CopyState] | None = None) -> None:
         """A record on the control topic, where the apply end takes the order of things from."""
-        self._send(self.settings.control_topic, str(record.get("id", "")).encode(),
-                   json.dumps(record, default=json_default, separators=(",", ":")).encode(), position,
+        self._send(self.settings.control_topic, str(record.get("id", "")).encode(), json_bytes(record), position,
                    copies=copies)
 
     def _boundary(self, status: str, tx: _Tx, position: Position | None) -> None:
@@ -140,8 +164,7 @@ class KafkaCapture:
             debezium = {k: v for k, v in record.items() if k != "source_tx_id"}
             debezium.setdefault("event_count", None)
             debezium.setdefault("data_collections", None)
-            self._send(self.settings.tx_topic, tx.id.encode(),
-                       json.dumps(debezium, separators=(",", ":")).encode(), None)
+            self._send(self.settings.tx_topic, tx.header, json_bytes(debezium), None)
         if position is not None:
             record["lsn"], record["index"] = position.lsn, position.seq
         # the copy progress of the transaction holds once this END (and all before) is in Kafka
@@ -170,16 +193,15 @@ class KafkaCapture:
                                "key": ev.key, "event": ev.to_envelope()})
             else:
                 n = tx.counts[ev.table] = tx.counts.get(ev.table, 0) + 1
-                env = self._envelope(ev)
-                env["transaction"] = ({"id": tx.id, "total_order": tx.order, "data_collection_order": n}
-                                      if self.settings.transaction_metadata else None)
-                value = json.dumps(env, default=json_default, separators=(",", ":")).encode()
+                envelopes = self._envelopes.get(ev.table) or self._table(ev.table, None)
+                value = envelopes.value(ev, {"id": tx.id, "total_order": tx.order, "data_collection_order": n}
+                                        if self.settings.transaction_metadata else None)
                 # the apply end orders by these headers; Debezium consumers never see them
                 headers: list[tuple[str, str | bytes | None]] = [
-                    (TX_HEADER, tx.id.encode()), (ORDER_HEADER, b"%d" % tx.order)]
+                    (TX_HEADER, tx.header), (ORDER_HEADER, b"%d" % tx.order)]
                 # Durable only with its END record: a half-published transaction is not durable.
-                topic = self.settings.topic(ev.table)
-                key = None if ev.op == "t" else self._key(ev)  # a TRUNCATE has no row, so no key
+                topic = self._topics[ev.table]
+                key = None if ev.op == "t" else envelopes.key(ev)  # a TRUNCATE has no row, so no key
                 self._send(topic, key, value, None, headers)
                 if ev.op == "d" and self.settings.tombstones_on_delete:
                     self._send(topic, key, None, None)  # Debezium's tombstone: compaction drops the key
@@ -189,32 +211,14 @@ class KafkaCapture:
             self.published += 1
         self._producer.poll(0)
 
-    def _envelope(self, ev: ChangeEvent) -> dict[str, Any]:
-        """Debezium's envelope: its ``source`` fields (connector, name, version, sequence,
-        ts_us/ts_ns, xmin) besides ours (index, last, unchanged), its placeholder for unchanged
-        TOASTed values, and the time of publishing as the top-level ``ts_ms``
-        (``source.ts_ms`` is the source's commit time)."""
-        env = ev.to_envelope()
-        codecs = self._encoders.get(ev.table)
-        if codecs:
-            env["before"], env["after"] = convert(ev.before, codecs), convert(ev.after, codecs)
-        if ev.unchanged and env["after"] is not None:
-            # an unchanged TOASTed value: Debezium's placeholder where the column would be (the
-            # apply end drops the columns `source.unchanged` names, never by comparing values)
-            shown = self._placeholders.get(ev.table, {})
-            env["after"] = {**env["after"], **{c: shown.get(c, UNAVAILABLE) for c in ev.unchanged}}
-        src = env["source"]
-        src.update(version=self._version, connector=self._connector, name=self.settings.topic_prefix,
-                   sequence=json.dumps([None, str(ev.position.lsn)]), ts_us=ev.ts_ms * 1000,
-                   ts_ns=ev.ts_ms * 1_000_000, xmin=None)
-        now_us = time.time_ns() // 1000
-        env["ts_ms"], env["ts_us"], env["ts_ns"] = now_us // 1000, now_us, now_us * 1000
-        return env
-
-    def _key(self, ev: ChangeEvent) -> bytes:
-        codecs = self._encoders.get(ev.table)
-        key = convert(ev.key, codecs) if codecs else ev.key
-        return json.dumps(key, default=json_default, sort_keys=True, separators=(",", ":")).encode()
+    def _table(self, table: str, schema: TableSchema | None) -> Envelopes:
+        """How `table`'s messages are made (as described; an undescribed table's values as
+        they are)."""
+        envelopes = self._envelopes[table] = Envelopes(
+            schema, self.settings.modes, connector=self._connector, version=self._version,
+            name=self.settings.topic_prefix)
+        self._topics[table] = self.settings.topic(table)
+        return envelopes
 
     def describe(self, schemas: Mapping[str, TableSchema], *, changed: bool = False) -> None:
         """Each table's schema to the compacted schema topic (the apply end compiles its mapping
@@ -222,10 +226,8 @@ class KafkaCapture:
         apply end's mapping changes exactly where the capture's did."""
         for table, schema in schemas.items():
             self.schemas[table] = schema
-            self._encoders[table] = encoders(schema, self.settings.modes)
-            self._placeholders[table] = placeholders(schema, self.settings.modes)
-            body = json.dumps(schema.to_json(), separators=(",", ":")).encode()
-            self._send(self.settings.schema_topic, table.encode(), body, None)
+            self._table(table, schema)
+            self._send(self.settings.schema_topic, table.encode(), json_bytes(schema.to_json()), None)
             if not changed:
                 continue
             record: dict[str, Any] = {"status": "RELATION", "table": table, "columns": schema.columns}
@@ -255,13 +257,16 @@ class KafkaCapture:
     def durable(self) -> Position | None:
         self._producer.poll(0)
         self._check()
+        pending = self._pending
         advanced = False
-        while self._pending and self._pending[0][1]:
-            position, _done, copies = self._pending.popleft()
-            if copies:  # everything up to this END is in Kafka: so is this copy progress
-                self._progress_log().copied(copies)
-            if position is not None:
-                self._durable, advanced = position, True
+        while pending and not pending[0].left:
+            seg = pending.popleft()
+            if seg.copies:  # everything up to this END is in Kafka: so is this copy progress
+                self._progress_log().copied(seg.copies)
+            if seg.position is not None:
+                self._durable, advanced = seg.position, True
+            if seg is self._open_segment:  # all its messages so far: the next ones start another
+                self._open_segment = None
         if advanced and self._durable is not None and self._durable.lsn:
             self._progress_log().advanced(self._durable)
         return self._durable
@@ -291,7 +296,8 @@ class KafkaCapture:
                                       f"a new capture point of stream {self.settings.stream} within 30 s")
 
     def in_flight(self) -> int:
-        return len(self._pending)
+        """Messages sent and not yet made durable (acknowledged, and every one before them)."""
+        return sum(seg.sent for seg in self._pending)
 
     def flush(self, timeout: float) -> bool:
         """Wait until Kafka acknowledged everything published; False on timeout."""

@@ -36,12 +36,13 @@ def _debezium_shaped(pg_type: str, modes: dbz.Modes) -> bool:
 
 
 def encoders(schema: TableSchema, modes: dbz.Modes) -> dict[str, Codec]:
-    """Per column: our source value -> the JSON value on Kafka (absent: as it is)."""
+    """Per column: our source value -> the JSON value on Kafka (absent: as it is). Never
+    called with None, which stays None (`convert`)."""
     out: dict[str, Codec] = {}
     kept = []
     for column, pg_type in schema.columns.items():
         if _debezium_shaped(pg_type, modes):
-            out[column] = dbz.encoder(pg_type, modes)
+            out[column] = dbz.value_encoder(pg_type, modes)
         else:
             kept.append(f"{column} ({pg_type})")
     if kept:
