@@ -91,7 +91,8 @@ from typing import Any
 
 from cdc.native import speedups
 
-__all__ = ["AS_IS", "UNAVAILABLE", "Modes", "decoder", "emitted", "encoder", "known", "lossless", "placeholder", "value_encoder"]
+__all__ = ["AS_IS", "UNAVAILABLE", "Modes", "decoder", "decodes_as_is", "emitted", "encoder", "known", "lossless",
+           "placeholder", "value_encoder"]
 
 UNAVAILABLE = "__debezium_unavailable_value"  # Debezium's unavailable.value.placeholder default
 
@@ -1138,6 +1139,12 @@ def _scalar_decoder(t: _Type, modes: Modes, element: bool = False) -> Encode:
     if kind == "hstore":
         return lambda v: _hstore_text(json.loads(v))
     return _identity  # strings, name, unknown
+
+
+def decodes_as_is(pg_type: str, modes: Modes | None = None) -> bool:
+    """Debezium's JSON value of a `pg_type` column is already our source's value (a number,
+    bool or string kept as it is): its decoder does nothing, so need not run."""
+    return decoder(pg_type, modes) is _identity
 
 
 def decoder(pg_type: str, modes: Modes | None = None) -> Encode:

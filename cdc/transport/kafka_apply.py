@@ -29,12 +29,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
+
 from cdc.events import ChangeEvent, Position
 from cdc.mapping import TableSchema
 from cdc.transport import Batch, Resume
 from cdc.transport.kafka_capture import ORDER_HEADER, TX_HEADER
 from cdc.transport.kafka_topics import KafkaSettings, KafkaTransportError, ensure_topics
-from cdc.transport.kafka_values import convert, decoders
+from cdc.transport.kafka_values import decode_row, decoders
 
 PAUSE_AT = 50_000  # buffered messages per partition before it is paused (memory bound)
 
@@ -42,6 +44,51 @@ PAUSE_AT = 50_000  # buffered messages per partition before it is paused (memory
 def _tx_key(tx_id: str) -> tuple[int, int]:
     epoch, _, n = tx_id.partition(":")
     return int(epoch), int(n)
+
+
+class _Source(msgspec.Struct):
+    """The envelope's ``source`` fields the apply end reads (the others are skipped unparsed)."""
+
+    table: str
+    lsn: int
+    index: int = 0
+    ts_ms: int | None = None
+    last: bool = True
+    db: str = ""
+    schema: str = ""
+    txId: int | None = None  # noqa: N815 - Debezium's name
+    snapshot: str = "false"
+    unchanged: list[str] | None = None
+    extent: Any = None
+
+
+class _Envelope(msgspec.Struct):
+    op: str
+    source: _Source
+    before: dict[str, Any] | None = None
+    after: dict[str, Any] | None = None
+    ts_ms: int | None = None
+
+
+_ENVELOPE = msgspec.json.Decoder(_Envelope)
+_JSON = msgspec.json.Decoder()
+
+
+def _event(value: bytes, key: bytes | None) -> ChangeEvent:
+    """A data message as its event: what ``ChangeEvent.from_envelope(json.loads(value),
+    json.loads(key))`` gives, about four times faster where the fields have their usual
+    types (msgspec skips what is not read); anything else — NaN, a lone surrogate, a
+    string LSN — takes that general path, which accepts or refuses it as before."""
+    try:
+        env = _ENVELOPE.decode(value)
+        row_key = _JSON.decode(key) if key else {}
+    except msgspec.DecodeError:
+        return ChangeEvent.from_envelope(json.loads(value), json.loads(key) if key else {})
+    src = env.source
+    # positional, in ChangeEvent's field order: a third faster than by keyword, once per row
+    return ChangeEvent(env.op, src.table, row_key, env.before, env.after, Position(src.lsn, src.index),
+                       src.ts_ms or env.ts_ms or 0, src.last, src.db, src.schema, src.txId, src.snapshot,
+                       tuple(src.unchanged or ()), src.extent)
 
 
 @dataclass(slots=True)
@@ -134,6 +181,7 @@ class KafkaApply:
         # per table, per column: Kafka's JSON value -> our sink's (from the capture's schemas)
         self._decoders = {t: decoders(schema, settings.modes) for t, schema in (schemas or {}).items()}
         self._skip: set[tuple[int, int]] = set()  # transactions cut short by a capture crash
+        self._tx_raw, self._tx = b"", (0, 0)  # the last data message's transaction header, parsed
         self._producer: Any = None
         self.dead_letters = 0
         self._committed = Cursor.from_token(resume)
@@ -236,20 +284,24 @@ class KafkaApply:
         if value is None:
             return None  # a tombstone: for log compaction, nothing to apply
         try:
-            body = json.loads(value)
             if msg.topic() == self.settings.control_topic:
-                return self._parse_control(msg.offset(), body)
+                return self._parse_control(msg.offset(), json.loads(value))
             headers = dict(msg.headers() or ())
-            event = ChangeEvent.from_envelope(body, json.loads(msg.key()) if msg.key() else {})
+            event = _event(value, msg.key())
             if event.unchanged and event.after is not None:  # Debezium's placeholders: not values
                 for column in event.unchanged:
                     event.after.pop(column, None)
             codecs = self._decoders.get(event.table)
-            if codecs:
-                event.before, event.after = convert(event.before, codecs), convert(event.after, codecs)
-                event.key = convert(event.key, codecs) or {}
-            return _Msg(offset=msg.offset(), tx=_tx_key(headers[TX_HEADER].decode()),
-                        order=int(headers[ORDER_HEADER]), event=event)
+            if codecs is not None:
+                if event.key is None:
+                    event.key = {}
+                decode_row(event.before, codecs)
+                decode_row(event.after, codecs)
+                decode_row(event.key, codecs)
+            tx = headers[TX_HEADER]
+            if tx != self._tx_raw:  # a transaction's events come one after another: parse once
+                self._tx_raw, self._tx = tx, _tx_key(tx.decode())
+            return _Msg(offset=msg.offset(), tx=self._tx, order=int(headers[ORDER_HEADER]), event=event)
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             self._dead_raw(msg, f"undecodable message: {exc!r}")
             return None

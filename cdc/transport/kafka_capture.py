@@ -184,7 +184,7 @@ class KafkaCapture:
             tx.order += 1
             if ev.op == "r" and ev.snapshot != "false":
                 table = ev.table
-                prev = self._copies.get(table) or self.progress().copies.get(table)
+                prev = self._copies.get(table) or (self._log.progress.copies.get(table) if self._log else None)
                 tx.copies[table] = self._copies[table] = copy_progress(prev, ev, tuple(ev.key))
             if ev.after is None and ev.op == "r":
                 # a row-less snapshot marker (start/range/last) is for our sink only: it travels
@@ -261,19 +261,20 @@ class KafkaCapture:
         advanced = False
         while pending and not pending[0].left:
             seg = pending.popleft()
-            if seg.copies:  # everything up to this END is in Kafka: so is this copy progress
-                self._progress_log().copied(seg.copies)
+            if seg.copies and self._log is not None:  # all up to this END is in Kafka: so is this
+                self._log.copied(seg.copies)
             if seg.position is not None:
                 self._durable, advanced = seg.position, True
             if seg is self._open_segment:  # all its messages so far: the next ones start another
                 self._open_segment = None
-        if advanced and self._durable is not None and self._durable.lsn:
-            self._progress_log().advanced(self._durable)
+        if advanced and self._log is not None and self._durable is not None and self._durable.lsn:
+            self._log.advanced(self._durable)
         return self._durable
 
     def progress(self) -> Progress:
         """Where this stream's capture left off, read from the progress topic when first
-        asked, then kept up to date as what is published becomes durable."""
+        asked, then kept up to date as what is published becomes durable (from then on:
+        a capture whose progress nobody asks for records none)."""
         return self._progress_log().progress
 
     def _progress_log(self) -> kafka_progress.ProgressLog:

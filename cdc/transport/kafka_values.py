@@ -51,10 +51,24 @@ def encoders(schema: TableSchema, modes: dbz.Modes) -> dict[str, Codec]:
     return out
 
 
-def decoders(schema: TableSchema, modes: dbz.Modes) -> dict[str, Codec]:
-    """Per column: the JSON value on Kafka -> the value our sink writes (absent: as it is)."""
-    return {column: dbz.decoder(pg_type, modes) for column, pg_type in schema.columns.items()
-            if _debezium_shaped(pg_type, modes)}
+def decoders(schema: TableSchema, modes: dbz.Modes) -> tuple[tuple[str, Codec], ...]:
+    """The columns whose JSON value on Kafka is not already the value our sink writes, each
+    with its decoder (a text or int column, say, is left out: nothing to run per row)."""
+    return tuple((column, dbz.decoder(pg_type, modes)) for column, pg_type in schema.columns.items()
+                 if _debezium_shaped(pg_type, modes) and not dbz.decodes_as_is(pg_type, modes))
+
+
+def decode_row(row: dict[str, Any] | None, codecs: tuple[tuple[str, Codec], ...]) -> None:
+    """Decode a freshly parsed row in place (the apply end owns it); None stays None. A row
+    that is not an object is an undecodable message (TypeError)."""
+    if row is None:
+        return
+    if row.__class__ is not dict:
+        raise TypeError(f"a row must be a JSON object, not {type(row).__name__}")
+    for column, fn in codecs:
+        value = row.get(column)
+        if value is not None:
+            row[column] = fn(value)
 
 
 def placeholders(schema: TableSchema, modes: dbz.Modes) -> dict[str, Any]:
@@ -70,4 +84,4 @@ def convert(row: Mapping[str, Any] | None, codecs: Mapping[str, Codec]) -> dict[
     return {c: (v if v is None or (fn := codecs.get(c)) is None else fn(v)) for c, v in row.items()}
 
 
-__all__ = ["DEFAULT_MODES", "convert", "decoders", "encoders", "placeholders"]
+__all__ = ["DEFAULT_MODES", "convert", "decode_row", "decoders", "encoders", "placeholders"]

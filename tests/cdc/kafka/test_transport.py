@@ -394,6 +394,7 @@ def test_a_new_capture_point_resets_the_apply_end_in_its_place(kafka_broker: Kaf
     cap = KafkaCapture(s, ["t"])
     apply = KafkaApply(s, ["t"])
     try:
+        assert cap.progress() == Progress()  # a new stream's; kept from now on
         cap.publish([_ev("t", 1, 500, 1, True)])
         assert cap.flush(30) and cap.progress().position == Position(500, 1)
         cap.start_over()
