@@ -32,6 +32,7 @@ from cdc.events import ChangeEvent, Position
 from cdc.mapping import TableSchema
 from cdc.transport import Batch, Resume
 from cdc.transport.kafka_capture import ORDER_HEADER, TX_HEADER
+from cdc.transport.kafka_schemas import unwrap
 from cdc.transport.kafka_topics import KafkaSettings, KafkaTransportError, ensure_topics
 from cdc.transport.kafka_values import convert, decoders
 
@@ -238,7 +239,8 @@ class KafkaApply:
             if msg.topic() == self.settings.control_topic:
                 return self._parse_control(msg.offset(), body)
             headers = dict(msg.headers() or ())
-            event = ChangeEvent.from_envelope(body, json.loads(msg.key()) if msg.key() else {})
+            key = unwrap(json.loads(msg.key())) if msg.key() else {}  # unwrap: schemas_enable
+            event = ChangeEvent.from_envelope(unwrap(body), key)
             if event.unchanged and event.after is not None:  # Debezium's placeholders: not values
                 for column in event.unchanged:
                     event.after.pop(column, None)

@@ -13,6 +13,8 @@ message in a transaction of its own), EVENT records for the row-less snapshot ma
 accepted (``new_columns``), each in its place in the transaction. No control record ever
 reaches a data topic. Each table's schema also goes to the compacted schema topic. With ``transaction_metadata: true`` the BEGIN/END records also go, in Debezium's
 shape, to ``<prefix>.transaction``, and each data value gets Debezium's ``transaction`` block.
+With ``schemas_enable: true`` each data key and value is ``{"schema", "payload"}``, as Kafka's
+JsonConverter writes them with schemas on (cdc/transport/kafka_schemas.py).
 
 An idempotent producer with ``acks=all``; ``durable()`` is the position of the last event
 such that Kafka acknowledged it *and every message before it*, so the source (slot flush
@@ -30,12 +32,13 @@ import importlib.metadata
 import json
 import time
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from cdc.events import ChangeEvent, Position, json_default
 from cdc.mapping import TableSchema
+from cdc.transport.kafka_schemas import envelope_schema, key_schema, wrapper
 from cdc.transport.kafka_topics import KafkaSettings, KafkaTransportError, ensure_topics
 from cdc.transport.kafka_values import Codec, convert, encoders, placeholders
 
@@ -86,6 +89,7 @@ class KafkaCapture:
         self.schemas: dict[str, TableSchema] = {}  # as last described
         self._encoders: dict[str, dict[str, Codec]] = {}  # per table, per column (describe)
         self._placeholders: dict[str, dict[str, Any]] = {}
+        self._wrappers: dict[str, tuple[Callable[[bytes], bytes], Callable[[bytes], bytes]]] = {}
         self._pending: deque[list[Any]] = deque()  # [position | None, delivered] per message
         self._durable: Position | None = None
         self._error: str | None = None
@@ -164,6 +168,9 @@ class KafkaCapture:
                 # Durable only with its END record: a half-published transaction is not durable.
                 topic = self.settings.topic(ev.table)
                 key = None if ev.op == "t" else self._key(ev)  # a TRUNCATE has no row, so no key
+                if ev.table in self._wrappers:  # schemas_enable: {"schema", "payload"}
+                    wrap_key, wrap_value = self._wrappers[ev.table]
+                    key, value = key and wrap_key(key), wrap_value(value)
                 self._send(topic, key, value, None, headers)
                 if ev.op == "d" and self.settings.tombstones_on_delete:
                     self._send(topic, key, None, None)  # Debezium's tombstone: compaction drops the key
@@ -208,6 +215,10 @@ class KafkaCapture:
             self.schemas[table] = schema
             self._encoders[table] = encoders(schema, self.settings.modes)
             self._placeholders[table] = placeholders(schema, self.settings.modes)
+            if self.settings.schemas_enable:
+                topic, modes = self.settings.topic(table), self.settings.modes
+                self._wrappers[table] = (wrapper(key_schema(schema, topic, modes)),
+                                         wrapper(envelope_schema(schema, topic, modes, self._connector)))
             body = json.dumps(schema.to_json(), separators=(",", ":")).encode()
             self._send(self.settings.schema_topic, table.encode(), body, None)
             if not changed:
