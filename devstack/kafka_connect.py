@@ -138,8 +138,11 @@ def _jdbc_url(dsn: str) -> tuple[str, dict[str, str]]:
 
     conn = parse_dsn(dsn)
     user = conn.get("user") or os.environ.get("PGUSER") or "postgres"
+    # stringtype=unspecified: a string parameter reaches PostgreSQL untyped, so a column that
+    # travels as text (numeric in our default mode, interval, an enum) is read by the column's
+    # own type instead of refused as character varying
     url = (f"jdbc:postgresql://{conn.get('host') or '127.0.0.1'}:{conn.get('port') or '5432'}/"
-           f"{conn.get('dbname') or user}")
+           f"{conn.get('dbname') or user}?stringtype=unspecified")
     creds = {"connection.username": user}
     if conn.get("password"):
         creds["connection.password"] = conn["password"]
