@@ -286,7 +286,9 @@ class JdbcSink:
                   if part.get("state") == "FAILED"]
         if failed:
             trace = str(failed[0].get("trace") or "")
-            raise ServiceUnavailable(f"Debezium's JDBC sink failed: {trace[:4000]}")
+            causes = [line for line in trace.splitlines() if line.startswith("Caused by: ")]
+            root = causes[-1].removeprefix("Caused by: ") if causes else trace.split("\n", 1)[0]
+            raise ServiceUnavailable(f"Debezium's JDBC sink failed: {root}\n{trace[:3000]}")
         if self._proc is not None and self._proc.poll() is not None:
             raise ServiceUnavailable(
                 f"Kafka Connect exited with code {self._proc.returncode}:\n{self._log_tail()}")

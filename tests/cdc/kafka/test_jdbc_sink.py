@@ -12,12 +12,14 @@ from __future__ import annotations
 import threading
 import time
 import uuid
+from collections.abc import Callable
 
 import psycopg2
 import pytest
 
 from cdc.config import parse
 from cdc.pipeline import Pipeline
+from cdc.transport import kafka_run
 from devstack import JdbcSink, KafkaServer, PostgresServer
 from tests.cdc.kafka.test_messages_like_debezium import _drop_our_slot, _sql
 from tests.kafka_fixtures import jdbc_sink_runtime, kafka_broker
@@ -51,55 +53,63 @@ def _rows(dsn: str) -> dict[int, tuple[str | None, ...]]:
 def test_debeziums_jdbc_sink_applies_our_topics(jdbc_sink_runtime: tuple[str, str], pg_dsn: str,
                                                 pg_server: PostgresServer,
                                                 kafka_broker: KafkaServer) -> None:
-    target = pg_server.create_database(f"t_{uuid.uuid4().hex[:12]}")
-    _sql(pg_dsn, TABLE)
-    _sql(target, TABLE)  # the service's table exists (schema.evolution=none)
+    # the same topics, read by Debezium's sink into `theirs` and by our apply half into `ours`
+    theirs, ours = (pg_server.create_database(f"t_{uuid.uuid4().hex[:12]}") for _ in range(2))
+    for dsn in (pg_dsn, theirs, ours):
+        _sql(dsn, TABLE)  # the service's table exists (the sink: schema.evolution=none)
     _sql(pg_dsn, f"INSERT INTO items VALUES (1, {ROW.format(name='one')}), (2, {ROW.format(name='two')}), "
                  f"(3, {NULLS.format(name='three')})")
     prefix = f"sink{uuid.uuid4().hex[:6]}"
     cfg = parse({"streams": {"tosink": {
-        "source": {"url": pg_dsn}, "target": {"url": target}, "tables": {"items": {"target": "items"}},
+        "source": {"url": pg_dsn}, "target": {"url": ours}, "tables": {"items": {"target": "items"}},
         "transport": {"kind": "kafka", "bootstrap": kafka_broker.bootstrap, "topic_prefix": prefix,
                       "schemas_enable": True},
     }}}).stream("tosink")
     capture = Pipeline(cfg, applies=False, on_tick=lambda m: None)
+    stop = threading.Event()
     errors: list[BaseException] = []
 
-    def run() -> None:
+    def run(part: Callable[[], object]) -> None:
         try:
-            capture.run()
+            part()
         except BaseException as exc:  # surfaced below
             errors.append(exc)
 
-    thread = threading.Thread(target=run)
-    sink = JdbcSink(bootstrap=kafka_broker.bootstrap, dsn=target, topics=[f"{prefix}.public.items"],
+    threads = [threading.Thread(target=run, args=(capture.run,)),
+               threading.Thread(target=run, args=(lambda: kafka_run.run(cfg, "apply", stop),))]
+    sink = JdbcSink(bootstrap=kafka_broker.bootstrap, dsn=theirs, topics=[f"{prefix}.public.items"],
                     name=f"sink-{prefix}")
     try:
-        thread.start()
+        threads[0].start()
         deadline = time.monotonic() + 60
         while capture.metrics.state != "streaming" and not errors and time.monotonic() < deadline:
             time.sleep(0.1)
         assert not errors, errors
+        threads[1].start()
         with sink:
             _sql(pg_dsn, f"INSERT INTO items VALUES (4, {ROW.format(name='four')}), "
                          f"(5, {NULLS.format(name='five')})")
             _sql(pg_dsn, "UPDATE items SET name = 'TWO', price = 99999999.99, flag = false, note = NULL, "
                          "at = '1999-12-31 23:59:59.999999-08', doc = '[]' WHERE id = 2")
-            _sql(pg_dsn, "UPDATE items SET note = 'was null', price = 'NaN', data = '\\x', span = '-1 mons' WHERE id = 3")
+            _sql(pg_dsn, "UPDATE items SET note = 'was null', price = 'NaN', data = '\\x', span = '-1 mons' "
+                         "WHERE id = 3")
             _sql(pg_dsn, "DELETE FROM items WHERE id = 1")
             _sql(pg_dsn, "UPDATE items SET name = 'FOUR' WHERE id = 4")
             want = _rows(pg_dsn)
             deadline = time.monotonic() + 45
-            while (have := _rows(target)) != want and time.monotonic() < deadline:
+            while ((have := _rows(theirs)) != want or _rows(ours) != want) and time.monotonic() < deadline:
                 sink.check()  # a sink that cannot read our messages fails its task: say why
                 assert not errors, errors
                 time.sleep(0.2)
             sink.check()
     finally:
         capture.stop()
-        thread.join(60)
+        stop.set()
+        for thread in threads:
+            thread.join(60)
         _drop_our_slot(pg_dsn, cfg.slot)
     assert not errors, errors
     assert sorted(want) == [2, 3, 4, 5]
     for key in want:  # column by column, so a difference names its column
         assert dict(zip(COLUMNS, have.get(key, ()), strict=False)) == dict(zip(COLUMNS, want[key], strict=True)), key
+    assert _rows(ours) == want  # our own apply half reads the {"schema", "payload"} shape too
