@@ -8,8 +8,9 @@ stream our capture does the same: the payload is unchanged, and the schema is th
 Debezium's PostgreSQL connector gives the same column in the same modes (names such as
 ``io.debezium.time.ZonedTimestamp``, ``org.apache.kafka.connect.data.Decimal`` with its scale);
 a column that travels as PostgreSQL's own text (kafka_values.py) is a plain string. Our own
-``source`` fields (index, last, unchanged) are in the source schema too; the control and
-schema topics stay ours, schemaless.
+``source`` fields (index, last, unchanged) are in the source schema too. Only the data topics
+take the shape: the control and schema topics are ours, and ``<prefix>.transaction`` (with
+``transaction_metadata``) stays schemaless for now.
 """
 
 from __future__ import annotations
