@@ -7,7 +7,9 @@ refuses a record without a key schema — read them there. With ``schemas_enable
 stream our capture does the same: the payload is unchanged, and the schema is the one
 Debezium's PostgreSQL connector gives the same column in the same modes (names such as
 ``io.debezium.time.ZonedTimestamp``, ``org.apache.kafka.connect.data.Decimal`` with its scale);
-a column that travels as PostgreSQL's own text (kafka_values.py) is a plain string. Our own
+a column that travels as PostgreSQL's own text (kafka_values.py) is a plain string. One
+difference: Debezium marks a NOT NULL column required; the capture does not know which are,
+so every column but the key's is optional (tests/cdc/kafka/test_jdbc_sink.py). Our own
 ``source`` fields (index, last, unchanged) are in the source schema too. Only the data topics
 take the shape: the control and schema topics are ours, and ``<prefix>.transaction`` (with
 ``transaction_metadata``) stays schemaless for now.
@@ -146,6 +148,7 @@ def envelope_schema(schema: TableSchema, topic: str, modes: dbz.Modes, connector
                   _field("ts_us", "int64"), _field("ts_ns", "int64"),
                   _field("schema", "string", False), _field("table", "string", False),
                   _field("txId", "int64"), _field("lsn", "int64"), _field("xmin", "int64"),
+                  _field("origin", "string"), _field("origin_lsn", "int64"),  # never set by us
                   _field("index", "int64"), _field("last", "boolean"),
                   {"field": "unchanged", "type": "array", "items": {"type": "string", "optional": False},
                    "optional": True}]}

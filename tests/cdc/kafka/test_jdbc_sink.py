@@ -13,6 +13,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from typing import Any
 
 import psycopg2
 import pytest
@@ -20,11 +21,12 @@ import pytest
 from cdc.config import parse
 from cdc.pipeline import Pipeline
 from cdc.transport import kafka_run
-from devstack import JdbcSink, KafkaServer, PostgresServer
-from tests.cdc.kafka.test_messages_like_debezium import _drop_our_slot, _sql
-from tests.kafka_fixtures import jdbc_sink_runtime, kafka_broker
+from cdc.transport.kafka_values import DEFAULT_MODES
+from devstack import DebeziumConnector, JdbcSink, KafkaServer, PostgresServer
+from tests.cdc.kafka.test_messages_like_debezium import _drop_our_slot, _read, _sql
+from tests.kafka_fixtures import debezium_runtime, jdbc_sink_runtime, kafka_broker
 
-__all__ = ["jdbc_sink_runtime", "kafka_broker"]
+__all__ = ["debezium_runtime", "jdbc_sink_runtime", "kafka_broker"]
 pytestmark = [pytest.mark.kafka, pytest.mark.postgres, pytest.mark.slow]
 
 TABLE = """CREATE TABLE items (
@@ -113,3 +115,70 @@ def test_debeziums_jdbc_sink_applies_our_topics(jdbc_sink_runtime: tuple[str, st
     for key in want:  # column by column, so a difference names its column
         assert dict(zip(COLUMNS, have.get(key, ()), strict=False)) == dict(zip(COLUMNS, want[key], strict=True)), key
     assert _rows(ours) == want  # our own apply half reads the {"schema", "payload"} shape too
+
+
+def _fields(schema: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {f["field"]: f for f in schema["fields"]}
+
+
+def test_our_schemas_are_debeziums(debezium_runtime: tuple[str, str], pg_dsn: str,
+                                   kafka_broker: KafkaServer) -> None:
+    """With schemas on, the Connect schemas of our keys and values are those Debezium's own
+    connector (its JsonConverter with schemas.enable=true, our value modes) gives the same table:
+    every column's type, logical name and parameters, the envelope and its source block."""
+    _sql(pg_dsn, TABLE)
+    _sql(pg_dsn, f"INSERT INTO items VALUES (1, {ROW.format(name='one')})")
+    ours_prefix, dbz_prefix = f"ours{uuid.uuid4().hex[:6]}", f"dbz{uuid.uuid4().hex[:6]}"
+    cfg = parse({"streams": {"schemas": {
+        "source": {"url": pg_dsn}, "target": {"url": pg_dsn}, "tables": {"items": {"target": "items"}},
+        "transport": {"kind": "kafka", "bootstrap": kafka_broker.bootstrap, "topic_prefix": ours_prefix,
+                      "schemas_enable": True},
+    }}}).stream("schemas")
+    capture = Pipeline(cfg, applies=False, on_tick=lambda m: None)
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            capture.run()
+        except BaseException as exc:  # surfaced below
+            errors.append(exc)
+
+    thread = threading.Thread(target=run)
+    connector = DebeziumConnector(dsn=pg_dsn, bootstrap=kafka_broker.bootstrap, topic_prefix=dbz_prefix,
+                                  tables=["public.items"],
+                                  options={**DEFAULT_MODES.properties(), "key.converter.schemas.enable": "true",
+                                           "value.converter.schemas.enable": "true"})
+    try:
+        thread.start()
+        with connector:
+            [(their_key, theirs)] = _read(kafka_broker.bootstrap, f"{dbz_prefix}.public.items", 1)
+            [(our_key, ours)] = _read(kafka_broker.bootstrap, f"{ours_prefix}.public.items", 1)
+    finally:
+        capture.stop()
+        thread.join(60)
+        connector.drop_slot()
+        _drop_our_slot(pg_dsn, cfg.slot)
+    assert not errors, errors
+    assert our_key["payload"] == their_key["payload"] and ours["payload"]["after"] == theirs["payload"]["after"]
+
+    def named(schema: dict[str, Any], prefix: str) -> dict[str, Any]:
+        return {**schema, "name": schema["name"].replace(prefix, "<topic-prefix>")}
+
+    assert named(our_key["schema"], ours_prefix) == named(their_key["schema"], dbz_prefix)
+    mine, debezium = _fields(ours["schema"]), _fields(theirs["schema"])
+    assert list(mine) == list(debezium)  # before, after, source, transaction, op, ts_*
+    assert {k: v for k, v in named(ours["schema"], ours_prefix).items() if k != "fields"} == \
+        {k: v for k, v in named(theirs["schema"], dbz_prefix).items() if k != "fields"}
+    for part in ("before", "after"):
+        our_cols, their_cols = _fields(mine[part]), _fields(debezium[part])
+        assert list(our_cols) == list(their_cols) == list(COLUMNS)
+        for column, schema in their_cols.items():
+            if column == "name":  # NOT NULL: Debezium says required, we cannot tell (documented)
+                schema = {**schema, "optional": True}
+            assert our_cols[column] == schema, column
+    their_source, our_source = _fields(debezium["source"]), _fields(mine["source"])
+    assert {f: our_source.get(f) for f in their_source} == their_source
+    assert {k: v for k, v in mine["source"].items() if k != "fields"} == \
+        {k: v for k, v in debezium["source"].items() if k != "fields"}
+    for field in ("transaction", "op", "ts_ms", "ts_us", "ts_ns"):
+        assert mine[field] == debezium[field], field
