@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import re
 import shutil
 import subprocess
 from collections.abc import Sequence
@@ -31,6 +32,7 @@ def cache_dir() -> Path:
 
 def _refused(output: str) -> str:
     """What Maven could not get, from its own words (the coordinates it names)."""
+    output = re.sub(r"\x1b\[[0-9;]*m", "", output)  # Maven colours its words even in batch mode
     lines = [line.removeprefix("[ERROR] ").strip() for line in output.splitlines()
              if "Could not find artifact" in line or "could not be resolved" in line
              or "Failed to collect dependencies" in line or "Could not resolve dependencies" in line]
