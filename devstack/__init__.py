@@ -1,4 +1,5 @@
-"""Throwaway local services (PostgreSQL, Kafka, Debezium beside our capture) for tests, benchmarks
+"""Throwaway local services (PostgreSQL, Kafka, Debezium beside our capture,
+Debezium's JDBC sink in Kafka Connect) for tests, benchmarks
 and `strangler up --real`.
 
 Imports none of the project's parts, so any of them may use it.
@@ -7,7 +8,8 @@ Imports none of the project's parts, so any of them may use it.
 from devstack.debezium import DebeziumConnector
 from devstack.errors import ServiceUnavailable
 from devstack.kafka import KafkaServer
+from devstack.kafka_connect import JdbcSink
 from devstack.ports import free_port
 from devstack.postgres import PostgresServer
 
-__all__ = ["DebeziumConnector", "KafkaServer", "PostgresServer", "ServiceUnavailable", "free_port"]
+__all__ = ["DebeziumConnector", "JdbcSink", "KafkaServer", "PostgresServer", "ServiceUnavailable", "free_port"]

@@ -40,7 +40,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from devstack.errors import ServiceUnavailable
-from devstack.kafka import LOG4J_VERSION, _die_with_parent, cache_dir, find_java, java_major
+from devstack.kafka import LOG4J_VERSION, _die_with_parent, find_java, java_major
+from devstack.maven import cache_dir, fetch_jars
 
 DEBEZIUM_VERSION = "3.6.1.Final"
 JAVA_RELEASE = 17  # what Debezium 3.6's classes need, and what the main is compiled for
@@ -88,41 +89,9 @@ logger.kafka.level = warn
 
 def debezium_jars(version: str = DEBEZIUM_VERSION) -> Path:
     """The folder of Debezium's jars, fetched from Maven Central on first use and cached."""
-    folder = cache_dir() / f"debezium-{version}"
-    libs = folder / "libs"
-    done = folder / ".complete"
-    if done.exists():
-        return libs
-    folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / ".lock", "w") as lock:  # one fetches, the other sessions wait for it
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if done.exists():
-            return libs
-        mvn = shutil.which("mvn")
-        if not mvn:
-            raise ServiceUnavailable(
-                f"Maven was not found: it fetches the Debezium {version} jars from Maven Central "
-                "once (Debian/Ubuntu: `apt-get install maven`)."
-            )
-        (folder / "pom.xml").write_text(POM.format(debezium=version, log4j=LOG4J_VERSION))
-        staging = folder / "libs.partial"
-        shutil.rmtree(staging, ignore_errors=True)
-        proc = subprocess.run(
-            [mvn, "-B", "-q", "-f", str(folder / "pom.xml"), "dependency:copy-dependencies",
-             "-DincludeScope=runtime", f"-DoutputDirectory={staging}"],
-            capture_output=True, text=True, check=False, timeout=900,
-        )
-        wanted = [f"debezium-embedded-{version}.jar", f"debezium-connector-postgres-{version}.jar"]
-        if proc.returncode != 0 or not all((staging / jar).exists() for jar in wanted):
-            raise ServiceUnavailable(
-                f"Maven could not fetch io.debezium:debezium-embedded and "
-                f"debezium-connector-postgres {version} (exit {proc.returncode}): "
-                f"{(proc.stdout + proc.stderr).strip()[-1500:]}"
-            )
-        shutil.rmtree(libs, ignore_errors=True)
-        staging.rename(libs)
-        done.write_text(version + "\n")
-    return libs
+    return fetch_jars(f"debezium-{version}", POM.format(debezium=version, log4j=LOG4J_VERSION),
+                      [f"debezium-embedded-{version}.jar", f"debezium-connector-postgres-{version}.jar"],
+                      f"io.debezium:debezium-embedded and debezium-connector-postgres {version}")
 
 
 def find_javac(java: str) -> str:

@@ -20,7 +20,6 @@ from __future__ import annotations
 import base64
 import contextlib
 import ctypes
-import fcntl
 import os
 import re
 import shutil
@@ -34,12 +33,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from devstack.errors import ServiceUnavailable
+from devstack.maven import ENV_CACHE as ENV_CACHE  # re-exported: where the cache lives
+from devstack.maven import cache_dir as cache_dir
+from devstack.maven import fetch_jars
 from devstack.ports import free_port
 
 KAFKA_VERSION = "4.1.1"
 LOG4J_VERSION = "2.24.3"  # the slf4j binding, so the broker's log reaches a file
 ENV_BOOTSTRAP = "STRANGLER_KAFKA_BOOTSTRAP"
-ENV_CACHE = "STRANGLER_CACHE_DIR"
 ENV_HEAP = "STRANGLER_KAFKA_HEAP"
 DEFAULT_HEAP = "512m"
 START_TIMEOUT = 90.0
@@ -101,12 +102,6 @@ logger.kafka.level = warn
 """
 
 
-def cache_dir() -> Path:
-    """Where fetched jars live between runs (``$STRANGLER_CACHE_DIR`` or ~/.cache/strangler)."""
-    root = os.environ.get(ENV_CACHE) or os.path.join(os.path.expanduser("~"), ".cache", "strangler")
-    return Path(root)
-
-
 def find_java(
     *,
     needed_by: str = f"the Kafka {KAFKA_VERSION} broker",
@@ -148,41 +143,9 @@ def java_major(tool: str) -> int:
 
 def kafka_jars(version: str = KAFKA_VERSION) -> Path:
     """The folder of broker jars, fetched from Maven Central on first use and cached."""
-    folder = cache_dir() / f"kafka-{version}"
-    libs = folder / "libs"
-    done = folder / ".complete"
-    if done.exists():
-        return libs
-    folder.mkdir(parents=True, exist_ok=True)
-    # Several test sessions may start at once: one fetches, the others wait for it.
-    with open(folder / ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if done.exists():
-            return libs
-        mvn = shutil.which("mvn")
-        if not mvn:
-            raise ServiceUnavailable(
-                "Maven was not found: it fetches the Kafka broker jars from Maven Central once "
-                "(Debian/Ubuntu: `apt-get install maven`). Or set "
-                f"{ENV_BOOTSTRAP} to an existing broker."
-            )
-        (folder / "pom.xml").write_text(POM.format(kafka=version, log4j=LOG4J_VERSION))
-        staging = folder / "libs.partial"
-        shutil.rmtree(staging, ignore_errors=True)
-        proc = subprocess.run(
-            [mvn, "-B", "-q", "-f", str(folder / "pom.xml"), "dependency:copy-dependencies",
-             "-DincludeScope=runtime", f"-DoutputDirectory={staging}"],
-            capture_output=True, text=True, check=False, timeout=900,
-        )
-        if proc.returncode != 0 or not any(staging.glob(f"kafka_2.13-{version}.jar")):
-            raise ServiceUnavailable(
-                f"Maven could not fetch org.apache.kafka:kafka_2.13:{version} (exit "
-                f"{proc.returncode}): {(proc.stdout + proc.stderr).strip()[-1500:]}"
-            )
-        shutil.rmtree(libs, ignore_errors=True)
-        staging.rename(libs)
-        done.write_text(version + "\n")
-    return libs
+    return fetch_jars(f"kafka-{version}", POM.format(kafka=version, log4j=LOG4J_VERSION),
+                      [f"kafka_2.13-{version}.jar"], f"org.apache.kafka:kafka_2.13:{version}",
+                      instead=f"set {ENV_BOOTSTRAP} to an existing broker")
 
 
 def _die_with_parent() -> None:

@@ -49,6 +49,18 @@ def debezium_runtime() -> Iterator[tuple[str, str]]:
         service_missing("Debezium", exc)
 
 
+@pytest.fixture(scope="module")
+def jdbc_sink_runtime() -> Iterator[tuple[str, str]]:
+    """Java and the jars of Kafka Connect with Debezium's JDBC sink (fetched on first use);
+    else skip, or fail in CI, saying what Maven Central refused."""
+    from devstack import kafka_connect
+
+    try:
+        yield kafka_connect.connect_runtime()
+    except ServiceUnavailable as exc:
+        service_missing("Kafka Connect with Debezium's JDBC sink", exc)
+
+
 @contextlib.contextmanager
 def streaming_over_kafka(*cfgs: Any) -> Iterator[list[BaseException]]:
     """Each stream's capture and apply over Kafka (`kafka_run.run(cfg, "both")`), each in a

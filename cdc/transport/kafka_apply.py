@@ -35,6 +35,7 @@ from cdc.events import ChangeEvent, Position
 from cdc.mapping import TableSchema
 from cdc.transport import Batch, Resume
 from cdc.transport.kafka_capture import ORDER_HEADER, TX_HEADER
+from cdc.transport.kafka_schemas import unwrap
 from cdc.transport.kafka_topics import KafkaSettings, KafkaTransportError, ensure_topics
 from cdc.transport.kafka_values import decode_row, decoders
 
@@ -82,8 +83,8 @@ def _event(value: bytes, key: bytes | None) -> ChangeEvent:
     try:
         env = _ENVELOPE.decode(value)
         row_key = _JSON.decode(key) if key else {}
-    except msgspec.DecodeError:
-        return ChangeEvent.from_envelope(json.loads(value), json.loads(key) if key else {})
+    except msgspec.DecodeError:  # also {"schema", "payload"} documents (schemas_enable)
+        return ChangeEvent.from_envelope(unwrap(json.loads(value)), unwrap(json.loads(key)) if key else {})
     src = env.source
     # positional, in ChangeEvent's field order: a third faster than by keyword, once per row
     return ChangeEvent(env.op, src.table, row_key, env.before, env.after, Position(src.lsn, src.index),

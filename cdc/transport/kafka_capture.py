@@ -15,6 +15,8 @@ the capture started over from a new capture point (``start_over``). No control r
 reaches a data topic. Where the capture end itself left off goes to the compacted
 progress topic (:mod:`cdc.transport.kafka_progress`), so it never opens the target. Each table's schema also goes to the compacted schema topic. With ``transaction_metadata: true`` the BEGIN/END records also go, in Debezium's
 shape, to ``<prefix>.transaction``, and each data value gets Debezium's ``transaction`` block.
+With ``schemas_enable: true`` each data key and value is ``{"schema", "payload"}``, as Kafka's
+JsonConverter writes them with schemas on (cdc/transport/kafka_schemas.py).
 
 An idempotent producer with ``acks=all``; ``durable()`` is the position of the last event
 such that Kafka acknowledged it *and every message before it*, so the source (slot flush
@@ -40,6 +42,7 @@ from cdc.events import ChangeEvent, Position, copy_progress
 from cdc.mapping import TableSchema
 from cdc.transport import CopyState, Progress, kafka_progress
 from cdc.transport.kafka_envelope import UNAVAILABLE, Envelopes, json_bytes
+from cdc.transport.kafka_schemas import envelope_schema, key_schema, wrapper
 from cdc.transport.kafka_topics import KafkaSettings, KafkaTransportError, ensure_topics
 
 TX_HEADER, ORDER_HEADER = "strangler.tx", "strangler.order"
@@ -106,6 +109,7 @@ class KafkaCapture:
         self.schemas: dict[str, TableSchema] = {}  # as last described
         self._envelopes: dict[str, Envelopes] = {}  # per table (describe)
         self._topics: dict[str, str] = {}  # per table
+        self._wrappers: dict[str, tuple[Callable[[bytes], bytes], Callable[[bytes], bytes]]] = {}
         self._pending: deque[_Segment] = deque()  # oldest first; the last one may be open
         self._open_segment: _Segment | None = None
         self._log: kafka_progress.ProgressLog | None = None  # loaded by progress()
@@ -202,6 +206,9 @@ class KafkaCapture:
                 # Durable only with its END record: a half-published transaction is not durable.
                 topic = self._topics[ev.table]
                 key = None if ev.op == "t" else envelopes.key(ev)  # a TRUNCATE has no row, so no key
+                if self._wrappers and ev.table in self._wrappers:  # schemas_enable: {"schema", "payload"}
+                    wrap_key, wrap_value = self._wrappers[ev.table]
+                    key, value = key and wrap_key(key), wrap_value(value)
                 self._send(topic, key, value, None, headers)
                 if ev.op == "d" and self.settings.tombstones_on_delete:
                     self._send(topic, key, None, None)  # Debezium's tombstone: compaction drops the key
@@ -227,6 +234,10 @@ class KafkaCapture:
         for table, schema in schemas.items():
             self.schemas[table] = schema
             self._table(table, schema)
+            if self.settings.schemas_enable:
+                topic, modes = self.settings.topic(table), self.settings.modes
+                self._wrappers[table] = (wrapper(key_schema(schema, topic, modes)),
+                                         wrapper(envelope_schema(schema, topic, modes, self._connector)))
             self._send(self.settings.schema_topic, table.encode(), json_bytes(schema.to_json()), None)
             if not changed:
                 continue

@@ -48,7 +48,7 @@ MODE_KEYS = {"decimal_handling_mode": "decimal", "time_precision_mode": "time",
              "binary_handling_mode": "binary", "interval_handling_mode": "interval"}
 KEYS = ("kind", "bootstrap", "topic_prefix", "group", "linger_ms", "replication_factor",
         "min_insync_replicas", "compression", "topic_config", "lease_seconds", "transaction_metadata",
-        "tombstones_on_delete", *MODE_KEYS)
+        "tombstones_on_delete", "schemas_enable", *MODE_KEYS)
 
 
 class KafkaTransportError(CDCError):
@@ -81,6 +81,7 @@ class KafkaSettings:
     lease_seconds: float = 6.0
     transaction_metadata: bool = False  # Debezium's provide.transaction.metadata
     tombstones_on_delete: bool = True  # Debezium's tombstones.on.delete: compaction can drop the row
+    schemas_enable: bool = False  # JsonConverter's schemas.enable: {"schema", "payload"} (kafka_schemas.py)
     modes: Modes = DEFAULT_MODES  # Debezium's value modes (cdc/transport/kafka_values.py)
 
     @classmethod
@@ -127,7 +128,8 @@ class KafkaSettings:
         if not isinstance(lease, (int, float)) or isinstance(lease, bool) or not 1 <= lease <= 300:
             raise ConfigError(f"{path}.lease_seconds", f"must be a number of seconds in 1..300, not {lease!r}")
         flags = {}
-        for key, default in (("transaction_metadata", False), ("tombstones_on_delete", True)):
+        for key, default in (("transaction_metadata", False), ("tombstones_on_delete", True),
+                             ("schemas_enable", False)):
             flags[key] = raw.get(key, default)
             if not isinstance(flags[key], bool):
                 raise ConfigError(f"{path}.{key}", f"must be true or false, not {flags[key]!r}")
