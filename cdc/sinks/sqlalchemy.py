@@ -527,7 +527,6 @@ class SqlSink:
         """(table, action, payload, event) per applicable event; bad ones dead-lettered."""
         plan: list[tuple[str, str, Any, ChangeEvent]] = []
         tables, positions, rules = self.tables, self.positions, self._rules
-        restarted: set[str] = set()  # tables whose copy starts over in this batch
         for ev in events:
             op = ev.op
             tab = tables.get(ev.table)
@@ -540,11 +539,6 @@ class SqlSink:
                 done = positions.get(ev.table)
                 if done is not None and ev.position <= done:
                     continue  # replayed after a restart: already applied
-            if op == "r" and ev.snapshot != "false":
-                if ev.snapshot == "start":  # a copy from the beginning: nothing is copied already
-                    restarted.add(ev.table)
-                elif ev.after is not None and ev.table not in restarted and self._copied_already(tab, ev):
-                    continue  # a chunk sent again by a capture that crashed before recording it
             rule = rules.get(ev.table) if rules else None
             if rule is not None and not rule.rows:
                 self._plan_not_owned(conn, tab, rule, ev, plan)
@@ -756,15 +750,6 @@ class SqlSink:
             checkpoint.add_dead_letter(conn, self.stream, ev.table, ev.position, ev.op,
                                        ev.to_json().decode(), reason)
         self.dead += 1
-
-    def _copied_already(self, tab: _Table, ev: ChangeEvent) -> bool:
-        """Whether the running copy of ev's table got past ev's key already: the target holds
-        that row as copied, and every change since. Only for keys that order alike everywhere."""
-        state = self._snap.get(ev.table) or self.snapshot_state.get(ev.table)
-        if state is None or state[0] != "copying" or not state[1] or not tab.tm.key_orders_alike:
-            return False
-        key = tuple(key_value(ev.key.get(k)) for k in tab.tm.key)
-        return key <= tuple(key_value(v) for v in state[1])
 
     def _copy_brings(self, ev: ChangeEvent) -> bool:
         """Whether a copy of ev's table is running (or, never copied yet, is about to) and has
