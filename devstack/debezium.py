@@ -39,6 +39,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from devstack import log4j2
 from devstack.errors import ServiceUnavailable
 from devstack.kafka import LOG4J_VERSION, _die_with_parent, find_java, java_major
 from devstack.maven import cache_dir, fetch_jars
@@ -74,17 +75,6 @@ POM = """<project xmlns="http://maven.apache.org/POM/4.0.0">
 </project>
 """
 
-LOG4J2 = """status = warn
-appender.file.type = File
-appender.file.name = FILE
-appender.file.fileName = {path}
-appender.file.layout.type = PatternLayout
-appender.file.layout.pattern = [%d] %p %m (%c)%n
-rootLogger.level = info
-rootLogger.appenderRef.file.ref = FILE
-logger.kafka.name = org.apache.kafka
-logger.kafka.level = warn
-"""
 
 
 def debezium_jars(version: str = DEBEZIUM_VERSION) -> Path:
@@ -277,7 +267,7 @@ class DebeziumConnector:
         with open(path, "w", encoding="latin-1") as fh:
             fh.writelines(f"{_escape(k, key=True)}={_escape(v)}\n" for k, v in props.items())
         with open(os.path.join(self._root, "log4j2.properties"), "w") as fh:
-            fh.write(LOG4J2.format(path=self.log_path))
+            fh.write(log4j2.config(self.log_path))
         open(self.status_path, "w").close()  # counts start again with each process
         began = time.monotonic()
         argv = [

@@ -32,6 +32,7 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from devstack import log4j2
 from devstack.errors import ServiceUnavailable
 from devstack.maven import ENV_CACHE as ENV_CACHE  # re-exported: where the cache lives
 from devstack.maven import cache_dir as cache_dir
@@ -89,17 +90,6 @@ POM = """<project xmlns="http://maven.apache.org/POM/4.0.0">
 </project>
 """
 
-LOG4J2 = """status = warn
-appender.file.type = File
-appender.file.name = FILE
-appender.file.fileName = {path}
-appender.file.layout.type = PatternLayout
-appender.file.layout.pattern = [%d] %p %m (%c)%n
-rootLogger.level = info
-rootLogger.appenderRef.file.ref = FILE
-logger.kafka.name = org.apache.kafka
-logger.kafka.level = warn
-"""
 
 
 def find_java(
@@ -240,7 +230,7 @@ class KafkaServer:
         with open(os.path.join(self._root, "server.properties"), "w") as fh:
             fh.writelines(f"{k}={v}\n" for k, v in settings.items())
         with open(os.path.join(self._root, "log4j2.properties"), "w") as fh:
-            fh.write(LOG4J2.format(path=self.log_path))
+            fh.write(log4j2.config(self.log_path))
 
     def _java_argv(self, main: str, *args: str, heap: str) -> list[str]:
         assert self._libs is not None

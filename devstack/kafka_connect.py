@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from devstack import log4j2
 from devstack.errors import ServiceUnavailable
 from devstack.kafka import KAFKA_VERSION, LOG4J_VERSION, _die_with_parent, find_java
 from devstack.maven import fetch_jars
@@ -98,19 +99,6 @@ POM = """<project xmlns="http://maven.apache.org/POM/4.0.0">
 </project>
 """
 
-LOG4J2 = """status = warn
-appender.file.type = File
-appender.file.name = FILE
-appender.file.fileName = {path}
-appender.file.layout.type = PatternLayout
-appender.file.layout.pattern = [%d] %p %m (%c)%n
-rootLogger.level = info
-rootLogger.appenderRef.file.ref = FILE
-logger.kafka.name = org.apache.kafka
-logger.kafka.level = warn
-logger.hibernate.name = org.hibernate
-logger.hibernate.level = warn
-"""
 
 
 def connect_jars() -> Path:
@@ -239,7 +227,7 @@ class JdbcSink:
         _properties(worker, self.worker_properties())
         _properties(connector, self.connector_properties())
         with open(os.path.join(self._root, "log4j2.properties"), "w") as fh:
-            fh.write(LOG4J2.format(path=self.log_path))
+            fh.write(log4j2.config(self.log_path, ("org.apache.kafka", "org.hibernate")))
         began = time.monotonic()
         argv = [
             java, f"-Xmx{self.heap}", "-Xms64m", "-XX:+UseSerialGC", "-Djava.awt.headless=true",
