@@ -15,13 +15,16 @@ import typer
 
 from cdc.config import StreamConfig
 from cdc.errors import CDCError, ConfigError, SchemaChanged
-from cdc.transport import kafka_run
+from cdc.pipeline import tune_gc_for_streaming
+from cdc.transport import kafka_apply, kafka_run
 
 
 def run_kafka(cfg: StreamConfig, part: str) -> None:
     if part not in kafka_run.PARTS:
         typer.echo(f"error: --part must be one of {', '.join(kafka_run.PARTS)}, not {part!r}", err=True)
         raise typer.Exit(2)
+    if part != "capture":  # it buffers messages ahead of the sink
+        tune_gc_for_streaming(young=kafka_apply.GC_YOUNG)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())

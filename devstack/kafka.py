@@ -45,6 +45,12 @@ ENV_BOOTSTRAP = "STRANGLER_KAFKA_BOOTSTRAP"
 ENV_HEAP = "STRANGLER_KAFKA_HEAP"
 DEFAULT_HEAP = "512m"
 START_TIMEOUT = 90.0
+# The JVM's flags for a broker that lives minutes on a small box (tests, laptops, the
+# benchmarks): the serial collector, and only the quick C1 compiler. With C2 as well, a
+# fresh broker spent as much CPU compiling as serving for its first million messages
+# (benchmarks/README.md, "Kafka end to end"), which on 2 cores is taken from PostgreSQL and
+# both halves; a production broker amortises that over weeks.
+JVM_FLAGS = ("-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-Djava.awt.headless=true")
 
 # Fast, single-node settings; the data folder is thrown away afterwards.
 BROKER_SETTINGS = {
@@ -235,7 +241,7 @@ class KafkaServer:
     def _java_argv(self, main: str, *args: str, heap: str) -> list[str]:
         assert self._libs is not None
         return [
-            self._java, f"-Xmx{heap}", "-Xms64m", "-XX:+UseSerialGC", "-Djava.awt.headless=true",
+            self._java, f"-Xmx{heap}", "-Xms64m", *JVM_FLAGS,
             f"-Dlog4j2.configurationFile={os.path.join(self._root, 'log4j2.properties')}",
             "-cp", f"{self._libs}/*", main, *args,
         ]

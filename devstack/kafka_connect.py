@@ -38,7 +38,7 @@ from typing import Any
 
 from devstack import log4j2
 from devstack.errors import ServiceUnavailable
-from devstack.kafka import KAFKA_VERSION, LOG4J_VERSION, _die_with_parent, find_java
+from devstack.kafka import JVM_FLAGS, KAFKA_VERSION, LOG4J_VERSION, _die_with_parent, find_java
 from devstack.maven import fetch_jars
 from devstack.ports import free_port
 
@@ -230,7 +230,7 @@ class JdbcSink:
             fh.write(log4j2.config(self.log_path, ("org.apache.kafka", "org.hibernate")))
         began = time.monotonic()
         argv = [
-            java, f"-Xmx{self.heap}", "-Xms64m", "-XX:+UseSerialGC", "-Djava.awt.headless=true",
+            java, f"-Xmx{self.heap}", "-Xms64m", *JVM_FLAGS,  # a worker that lives minutes, as the broker
             f"-Dlog4j2.configurationFile={os.path.join(self._root, 'log4j2.properties')}",
             "-cp", classpath, MAIN_CLASS, worker, connector,
         ]

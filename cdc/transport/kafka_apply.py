@@ -40,6 +40,10 @@ from cdc.transport.kafka_topics import KafkaSettings, KafkaTransportError, ensur
 from cdc.transport.kafka_values import decode_row, decoders
 
 PAUSE_AT = 50_000  # buffered messages per partition before it is paused (memory bound)
+# Parsed messages wait in those buffers past many young collections, each of which scanned
+# them again: an eighth of the apply half's CPU (benchmarks/README.md). A process applying
+# from Kafka collects once this many more objects are alive (about 20,000 messages' worth).
+GC_YOUNG = 200_000
 
 
 def _tx_key(tx_id: str) -> tuple[int, int]:
@@ -47,7 +51,7 @@ def _tx_key(tx_id: str) -> tuple[int, int]:
     return int(epoch), int(n)
 
 
-class _Source(msgspec.Struct):
+class _Source(msgspec.Struct, gc=False):  # never in a cycle: the collector need not track it
     """The envelope's ``source`` fields the apply end reads (the others are skipped unparsed)."""
 
     table: str
@@ -63,7 +67,7 @@ class _Source(msgspec.Struct):
     extent: Any = None
 
 
-class _Envelope(msgspec.Struct):
+class _Envelope(msgspec.Struct, gc=False):  # holds only its source and two rows of JSON values
     op: str
     source: _Source
     before: dict[str, Any] | None = None
