@@ -159,6 +159,7 @@ class Watermarks:
         self._after: list[Any] | None = None  # the chunk in flight covers keys in (_after, _upto]
         self._upto: list[Any] | None = None
         self._keep: set[tuple[Any, ...]] = set()  # keys read or changed by the stream meanwhile
+        self._completed: set[tuple[Any, ...]] = set()  # rows not read but completed (moved keys)
 
     def add(self, table: str, after: list[Any] | None) -> None:
         _warn_unswept(self.mappings[table])
@@ -185,7 +186,9 @@ class Watermarks:
 
         A change without its unchanged TOASTed values cannot stand alone where the target
         lacks the row (it is beyond the copy): the chunk's copy completes it instead, under
-        the row's new key if the change moved it.
+        the row's new key if the change moved it — unless that key lies beyond the chunk,
+        where a later chunk reads the row whole. Completing it there would make it the
+        chunk's last row, and the copy would resume after it, past rows never read.
         """
         if self._rows is None or ev.table != self._table:
             return
@@ -199,10 +202,17 @@ class Watermarks:
             prior = self._rows.get(key)
             if prior is None and ev.before is not None:  # a key change: the row's old copy
                 prior = self._rows.get(tuple(ev.before.get(k) for k in tm.key))
-            if prior is not None:
+            if prior is not None and not self._beyond_chunk(tm, key):
+                self._completed.add(key)
                 self._rows[key] = {**prior, **ev.after}
                 return
         self._rows.pop(key, None)
+        self._completed.discard(key)
+
+    def _beyond_chunk(self, tm: TableMapping, key: tuple[Any, ...]) -> bool:
+        """`key` sorts after the chunk in flight, as the source sorts (integer or uuid keys;
+        for others it cannot tell, and says no)."""
+        return self._upto is not None and tm.key_orders_alike and key > tuple(self._upto)
 
     def on_message(self, msg: Message) -> list[ChangeEvent]:
         """Handle a watermark; returns the chunk's events at the high watermark."""
@@ -227,7 +237,11 @@ class Watermarks:
             self._send("high")
             return []
         if body.get("kind") == "high" and self._rows is not None:
-            rows = list(self._rows.values())
+            # the rows read, in key order, come last: the copy's progress is the last row's
+            # key, and a row completed under a key it moved to says nothing of the rows after it
+            rows = [r for k, r in self._rows.items() if k in self._completed]
+            rows += [r for k, r in self._rows.items() if k not in self._completed]
+            self._completed = set()
             table = self._table
             if self._final:
                 del self.pending[table]

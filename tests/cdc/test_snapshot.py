@@ -12,7 +12,7 @@ import pytest
 
 from cdc import faults
 from cdc.config import parse
-from cdc.events import ChangeEvent, Position
+from cdc.events import ChangeEvent, Position, copy_progress
 from cdc.mapping import TableSchema, compile_stream
 from cdc.pipeline import Pipeline
 from cdc.snapshot import Watermarks, initial_events
@@ -90,10 +90,10 @@ def test_resnapshot_request_survives_a_crash_before_the_copy(cdc_env: Env) -> No
 
 # -- the DBLog window, driven by hand (no database timing involved) ---------------------------
 
-def _window_mapping() -> Any:
+def _window_mapping(key_type: str = "INTEGER") -> Any:
     cfg = parse({"streams": {"s": {"source": {"url": "sqlite:///src.db"}, "target": {"url": "sqlite:///t.db"},
                                    "tables": {"items": "items"}}}}).stream("s")
-    schema = TableSchema(name="items", columns={"id": "INTEGER", "name": "TEXT"}, pk=("id",),
+    schema = TableSchema(name="items", columns={"id": key_type, "name": "TEXT"}, pk=("id",),
                          unique_sets=(("id",),))
     return compile_stream(cfg, {"items": schema}, {"items": schema}, source_kind="sqlite")
 
@@ -126,6 +126,65 @@ def test_window_keeps_rows_the_stream_wrote_between_the_watermarks() -> None:
     assert events[-1].snapshot == "last" and events[-1].last
     assert [e.position for e in events] == sorted(e.position for e in events)
     assert events[0].position > high.position
+
+
+def _window_with_chunk(rows: int, chunk: int, key_type: str = "INTEGER") -> tuple[Watermarks, list[dict[str, Any]]]:
+    """A window over items 1..rows (keys of `key_type`) whose first chunk has been read."""
+    db = sqlite3.connect(":memory:")
+    db.execute("CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT)")
+    db.executemany("INSERT INTO items VALUES (?, ?)", [(i, f"n{i}") for i in range(1, rows + 1)])
+    sent: list[dict[str, Any]] = []
+    wm = Watermarks(stream="s", mappings=_window_mapping(key_type), chunk=chunk,
+                    emit=lambda b: sent.append(json.loads(b)), reader=lambda: (db.cursor(), "qmark"))
+    wm.add("items", None)
+    wm.tick()
+    assert wm.on_message(Message("strangler", json.dumps(sent[-1]).encode(), Position(10, 1))) == []
+    return wm, sent
+
+
+def _moved(wm: Watermarks, old: int, new: int, at: int) -> None:
+    """The stream moving row `old` to key `new` without its unchanged TOASTed `name`: as the
+    PostgreSQL source gives it, an insert carrying the old key, then the old key's delete."""
+    wm.observe(ChangeEvent(op="c", table="items", key={"id": new}, before={"id": old},
+                           after={"id": new}, position=Position(at, 1), unchanged=("name",)))
+    wm.observe(ChangeEvent(op="d", table="items", key={"id": old}, before={"id": old},
+                           after=None, position=Position(at, 2)))
+
+
+def _resume_key(events: Sequence[ChangeEvent]) -> Any:
+    """Where a copy interrupted after these events resumes: the key its progress records."""
+    progress = None
+    for ev in events:
+        progress = copy_progress(progress, ev, ("id",))
+    return progress[1] if progress else None
+
+
+def test_a_row_moved_during_a_chunk_never_moves_the_copy_past_rows_it_has_not_read() -> None:
+    """Rows 1..5 are read; the stream moves row 2 to key 1000 and row 4 to key 0, each
+    without its TOASTed name. Key 0 is behind the copy: the chunk completes it. Key 1000 is
+    beyond the chunk: a later chunk reads it whole, and the copy resumes after 5, not 1000."""
+    wm, sent = _window_with_chunk(rows=20, chunk=5)
+    _moved(wm, 2, 1000, 11)
+    _moved(wm, 4, 0, 12)
+    events = wm.on_message(Message("strangler", json.dumps(sent[-1]).encode(), Position(13, 1)))
+    rows = {e.key["id"]: e.after for e in events if e.after is not None}
+    assert 1000 not in rows  # left to the chunk that reads (5, ...]
+    assert 2 not in rows and 4 not in rows  # the source no longer has them
+    assert rows[0] == {"id": 0, "name": "n4"}  # completed from the chunk's copy of row 4
+    assert _resume_key(events) == [5]
+    assert wm.pending["items"] == [5]
+
+
+def test_a_chunk_whose_last_row_is_a_completion_resumes_at_its_last_row_read() -> None:
+    """Keys the copy cannot order (text) are completed wherever the row moved; the rows
+    read still come last, so the progress is the last key read."""
+    wm, sent = _window_with_chunk(rows=20, chunk=5, key_type="TEXT")  # SQLite keeps the integers
+    assert not wm.mappings["items"].key_orders_alike
+    _moved(wm, 3, 1000, 11)
+    events = wm.on_message(Message("strangler", json.dumps(sent[-1]).encode(), Position(13, 1)))
+    rows = [e.key["id"] for e in events if e.after is not None]
+    assert rows[0] == 1000 and rows[1:] == [1, 2, 4, 5]
+    assert _resume_key(events) == [5]
 
 
 def test_initial_copy_chunks_carry_contiguous_ranges() -> None:
