@@ -101,6 +101,11 @@ class Shadow:
     queue: int = 256
     # issue 15 (admin/retries): lower-case names redacted in kept pairs, beyond REDACT_ALWAYS
     redact: frozenset[str] = frozenset()
+    # issue 15 (noise that decays): comparisons remembered per kind, and how much more often
+    # than the primary disagrees with itself the candidate may differ on a field it calls noise
+    noise_window: int = 100
+    noise_ratio: float = 2.0
+    seed: int | None = None  # sampling below 100 %: a seeded generator (tests), else fresh entropy
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -373,7 +378,8 @@ def parse_config(text: str, *, source: str = "<string>", base_dir: Path | None =
                 ignore=tuple(s.get("ignore", ())), unordered=tuple(s.get("unordered", ())),
                 headers=tuple(h.lower() for h in s.get("headers", ["content-type"])),
                 keep=int(s.get("keep", 20)), queue=int(s.get("queue", 256)),
-                redact=_redact_names(s))
+                redact=_redact_names(s), noise_window=int(s.get("noise_window", Shadow.noise_window)),
+                noise_ratio=float(s.get("noise_ratio", Shadow.noise_ratio)), seed=s.get("seed"))
         cohort = spec.get("cohort", {})
         writes = _writes(spec, at, ownership, upstreams, fail)
         sides = list(ownership.groups[writes].sides) if writes and ownership else []
