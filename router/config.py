@@ -195,6 +195,7 @@ class Config:
     trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
     anonymous_cohort: AnonymousCohort | None = field(default_factory=lambda: AnonymousCohort())
     listen_tls: ListenTLS | None = None  # the listener terminates TLS (read at start)
+    admin_listen: tuple[str, int] | None = None  # (host, port) serving /_strangler/* alone (read at start)
     # issue 11: who may write each synced table, read with this file (None: none declared)
     ownership: Ownership | None = None
     ownership_path: Path | None = None  # the file watched (the default one may not exist yet)
@@ -410,6 +411,7 @@ def parse_config(text: str, *, source: str = "<string>", base_dir: Path | None =
         max_header_bytes=int(data.get("max_header_bytes", 16384)),
         reload_interval=float(data.get("reload_interval", 1.0)),
         identity=identity, **_router_bounds(data, fail), listen_tls=_listen_tls(data, base, fail),
+        admin_listen=_admin_listen(data.get("admin_listen"), fail),
         ownership=ownership, ownership_path=own_path, source=source,
         sha256=hashlib.sha256(text.encode()).hexdigest())
 
@@ -449,6 +451,23 @@ def _router_bounds(data: dict[str, Any], fail: Fail) -> dict[str, Any]:
     anon = data.get("anonymous_cohort", {})
     return {"client": ClientLimits(**data.get("client", {})), "trusted_proxies": tuple(nets),
             "anonymous_cohort": None if anon is None else AnonymousCohort(**anon)}
+
+
+def _admin_listen(text: str | None, fail: Fail) -> tuple[str, int] | None:
+    """`127.0.0.1:9901` or `[::1]:9901` → (host, port); None when not set."""
+    if text is None:
+        return None
+    host, sep, port = text.rpartition(":")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    fix = "write host:port, e.g. 127.0.0.1:9901 (loopback: only this machine) or [::1]:9901"
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise fail(("admin_listen",), f"{text!r} is not host:port with a port from 1 to 65535", fix)
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        if not re.fullmatch(r"[A-Za-z0-9.-]{1,253}", host):
+            raise fail(("admin_listen",), f"{host!r} is neither an address nor a host name", fix) from None
+    return host, int(port)
 
 
 # --- end of bounds and proxies ------------------------------------------------------------
