@@ -34,6 +34,7 @@ from urllib.parse import urlsplit
 import jsonschema
 import yaml
 
+import forwarding
 import ownership as own
 from ownership import WRITE_METHODS, Ownership, OwnershipError
 from router import ledger
@@ -443,11 +444,10 @@ def _router_bounds(data: dict[str, Any], fail: Fail) -> dict[str, Any]:
     nets = []
     for i, cidr in enumerate(data.get("trusted_proxies", ())):
         try:
-            nets.append(ipaddress.ip_network(cidr, strict=True))
-        except ValueError as exc:
-            raise fail(("trusted_proxies", i), f"{cidr!r} is not an address or CIDR ({exc})",
-                       "write an address (10.0.0.5) or a network with no host bits "
-                       "(10.0.0.0/8, fd00::/8)") from exc
+            nets.append(forwarding.network(cidr))
+        except forwarding.ForwardingError as exc:
+            raise fail(("trusted_proxies", i), str(exc), "write an address (10.0.0.5) or a network "
+                       "with no host bits (10.0.0.0/8, fd00::/8)") from exc
     anon = data.get("anonymous_cohort", {})
     return {"client": ClientLimits(**data.get("client", {})), "trusted_proxies": tuple(nets),
             "anonymous_cohort": None if anon is None else AnonymousCohort(**anon)}
