@@ -15,6 +15,8 @@ dropped (what prometheus_client's multiprocess mode does with `mark_process_dead
 the supervisor renamed its file or not: a reader checks that a `worker-<pid>.json`'s process
 still runs *and* is the one that wrote it (its start time, so a reused pid does not count),
 and renames the file of a dead one itself. A dead process is never signalled.
+Why not prometheus_client's multiprocess mode itself: a lock and an mmap write per value
+made a request's counts cost ~10 µs instead of ~1 (README, *Admin API*).
 
 Ownership (issue 11): each snapshot also says which ownership file the worker applied (its
 sha256) and how many writes it admitted per ownership group are still being answered; the
@@ -60,7 +62,7 @@ class Metrics:
         self.pid = os.getpid()
         self.started = process_start(self.pid)
         self.series: dict[tuple[str, str], Series] = {}
-        self._in_flight = 0  # proxied requests being answered right now
+        self.in_flight = 0  # proxied requests being answered right now
         self.shadow: dict[str, dict[str, Any]] = {}
         self.breakers: dict[str, dict[str, Any]] = {}
         self.rate_limited: dict[str, int] = {}  # route → requests answered 429
@@ -68,54 +70,9 @@ class Metrics:
         self.inflight_writes: dict[str, int] = {}  # ownership group → admitted writes unanswered
         self.dirty = False
         self._last_flush = 0.0
-        self._prom: Any = None
-        self._prom_children: dict[tuple[str, str], Any] = {}
-        if self.directory is not None and os.environ.get("STRANGLER_PROM") == "1":
-            prom_dir = self.directory / "prom"
-            prom_dir.mkdir(parents=True, exist_ok=True)
-            os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(prom_dir)
-            import prometheus_client as pc
-
-            reg = pc.CollectorRegistry()
-            self._prom = (pc.Counter("strangler_requests", "r", ["route", "backend"], registry=reg),
-                          pc.Counter("strangler_errors", "e", ["route", "backend", "kind"], registry=reg),
-                          pc.Histogram("strangler_request_duration_seconds", "d", ["route", "backend"],
-                                       buckets=[b / 1000 for b in BOUNDS_MS], registry=reg),
-                          pc.Counter("strangler_responses", "s", ["route", "backend", "class"], registry=reg))
-            self._prom_gauge = pc.Gauge("strangler_in_flight", "i", multiprocess_mode="livesum", registry=reg)
 
     # --- hot path -----------------------------------------------------------------------
-    @property
-    def in_flight(self) -> int:
-        return self._in_flight
-
-    @in_flight.setter
-    def in_flight(self, value: int) -> None:
-        self._in_flight = value
-        if self._prom is not None:
-            self._prom_gauge.set(value)
-
-    def _prom_observe(self, route: str, backend: str, status: int, ms: float, error: str | None) -> None:
-        key = (route, backend)
-        c = self._prom_children.get(key)
-        if c is None:
-            c = self._prom_children[key] = (self._prom[0].labels(route, backend),
-                                            self._prom[2].labels(route, backend), dict[str, Any]())
-        c[0].inc()
-        c[1].observe(ms / 1000)
-        klass = f"{status // 100}xx"
-        k = c[2].get(klass)
-        if k is None:
-            k = c[2][klass] = self._prom[3].labels(route, backend, klass)
-        k.inc()
-        if error is None and status >= 500:
-            error = f"status_{status}"
-        if error is not None:
-            self._prom[1].labels(route, backend, error).inc()
-
     def observe(self, route: str, backend: str, status: int, ms: float, error: str | None = None) -> None:
-        if self._prom is not None:
-            return self._prom_observe(route, backend, status, ms, error)
         series = self.series.get((route, backend))
         if series is None:
             series = self.series[(route, backend)] = Series()
