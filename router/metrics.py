@@ -390,4 +390,11 @@ def prometheus(agg: dict[str, Any]) -> str:
     for route, st in sorted(agg["shadow"].items()):
         for kind in ("mirrored", "compared", "differing", "differing_raw", "dropped", "noise_compared", "noise_differing", "errors"):
             out.append(f'strangler_shadow_total{{route="{route}",outcome="{kind}"}} {st.get(kind, 0)}')
+    out += ["# HELP strangler_shadow_window_rate Shadow rates over the last noise_window comparisons, "
+            "as judged now: raw differences, net of noise, and the primary's own (noise).",
+            "# TYPE strangler_shadow_window_rate gauge"]
+    for route, st in sorted(agg["shadow"].items()):
+        window = st.get("window", {})
+        for kind, key in (("raw", "diff_rate"), ("net", "net_diff_rate"), ("noise", "noise_rate")):
+            out.append(f'strangler_shadow_window_rate{{route="{route}",kind="{kind}"}} {window.get(key, 0.0)}')
     return "\n".join(out) + "\n"

@@ -139,7 +139,7 @@ routes:
 
 def test_one_503_on_the_primarys_reask_does_not_hide_five_candidate_500s() -> None:
     from router.diff import Response
-    from router.metrics import merge
+    from router.metrics import merge, prometheus
 
     router, route = _mirror(PAIR_CONFIG)
     ok = Response(200, {"content-type": "application/json"}, b'{"id": 1}')
@@ -167,6 +167,9 @@ def test_one_503_on_the_primarys_reask_does_not_hide_five_candidate_500s() -> No
     # Both kinds of pairs are kept: those judged noise, and the real ones.
     assert [p["noise"] for p in shadow["noise_pairs"]] == [["status"], ["status"]]
     assert [p["diffs"] for p in shadow["pairs"]] == [["status"]] * 3
+    text = prometheus(merge([router.metrics.snapshot()]))
+    assert 'strangler_shadow_window_rate{route="shadowed",kind="net"} 1.0' in text
+    assert 'strangler_shadow_window_rate{route="shadowed",kind="noise"} 0.2' in text
 
 
 def test_sampling_below_100_percent_is_reproducible_with_a_seed() -> None:
