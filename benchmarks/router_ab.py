@@ -42,17 +42,19 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def wait_port(port: int) -> None:
+def wait_port(port: int, what: str = "the upstream", proc: subprocess.Popen[bytes] | None = None) -> None:
     import socket
 
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"{what} exited with {proc.returncode} (run it by hand to see why)")
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.2):
                 return
         except OSError:
             time.sleep(0.05)
-    raise RuntimeError(f"nothing on {port}")
+    raise RuntimeError(f"{what}: nothing listens on {port}")
 
 
 def main() -> None:
@@ -82,7 +84,7 @@ def main() -> None:
                                      "--port", str(port), "--workers", "1"], cwd=tree, env=env,
                                     stderr=subprocess.DEVNULL)
             procs.append(proc)
-            wait_port(port)
+            wait_port(port, f"variant {name}", proc)
             routers[name] = (port, proc.pid)
         for port, _ in routers.values():  # warm up
             subprocess.run(["wrk", "-t1", "-c32", "-d1s", f"http://127.0.0.1:{port}/x"], capture_output=True)
