@@ -30,6 +30,7 @@ COPY migrations ./migrations
 COPY cli ./cli
 COPY devstack ./devstack
 COPY ownership ./ownership
+COPY forwarding ./forwarding
 # Every dependency has wheels for amd64 and arm64 (psycopg2-binary, confluent-kafka, msgspec,
 # httptools); the compiler above is for the project's own extension only.
 RUN /opt/venv/bin/pip install --no-cache-dir .

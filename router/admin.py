@@ -19,6 +19,10 @@ a kind of call it is refused (403); with a wrong or missing token 401; a read to
 write 403. The proxy hands over every request whose *normalised* path starts with
 `/_strangler` in any letter case (`/api/../_strangler`, `//_strangler`, `/%5Fstrangler`), so
 no spelling of it reaches an upstream; spellings other than the exact one are 404 here.
+
+With `admin_listen: host:port` the admin API is served there alone (`AdminListener`, by the
+same HTTP server as the public port, in every worker) and the public port answers every
+spelling of `/_strangler` with 404 — health probes included; nothing is forwarded.
 """
 
 from __future__ import annotations
@@ -33,7 +37,8 @@ from typing import TYPE_CHECKING, Any
 
 from router import ledger
 from router.config import Config, set_weight
-from router.errors import ConfigError
+from router.errors import BadRequest, ConfigError
+from router.match import normalise_path
 from router.metrics import BOUNDS_MS, prometheus
 
 if TYPE_CHECKING:
@@ -49,9 +54,14 @@ MAX_BODY = 64 * 1024
 class Admin:
     def __init__(self, router: Router) -> None:
         self.router = router
+        self.apart = False  # an AdminListener serves the admin API: the public port hides it
 
-    async def handle(self, scope: Scope, receive: Receive, send: Send, path: str) -> None:
-        """Serve one admin request; `path` is the normalised request path."""
+    async def handle(self, scope: Scope, receive: Receive, send: Send, path: str,
+                     *, listener: bool = False) -> None:
+        """Serve one admin request; `path` is the normalised request path, `listener` whether
+        it came in on the `admin_listen` listener."""
+        if self.apart and not listener:
+            return await _json(send, 404, {"error": "not_found", "detail": "not found"})
         method = scope["method"]
         bad_host = host_problem(scope)
         if bad_host is not None:
@@ -186,6 +196,33 @@ class Admin:
                 "ownership": _ownership(snap.config, agg["ownership_workers"]),
                 "workers": agg["workers"], "in_flight": agg["in_flight"], "routes": routes, "breakers": agg["breakers"],
                 "latency_bounds_ms": list(BOUNDS_MS)}
+
+
+class AdminListener:
+    """The ASGI app of the `admin_listen` listener: the admin API, and 404 for anything else.
+    Creating it takes the admin API off the public port of `router`."""
+
+    def __init__(self, router: Router) -> None:
+        self.router = router
+        router.admin.apart = True
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":
+            await receive()
+            return await send({"type": "websocket.close", "code": 1003})
+        if scope["type"] != "http":
+            return  # the lifespan is the public app's
+        if self.router.snapshot is None:  # the public server's lifespan has not finished yet
+            return await _json(send, 503, {"error": "starting", "detail": "no config loaded yet"},
+                               [(b"retry-after", b"1")])
+        try:
+            path = normalise_path(scope.get("raw_path") or scope["path"].encode())
+        except BadRequest as exc:
+            return await _json(send, exc.status, {"error": "bad_request", "detail": str(exc)})
+        if not is_admin_path(path):
+            return await _json(send, 404, {"error": "not_found", "detail": "this listener serves "
+                                           f"{PREFIX}/ only (admin_listen); nothing is forwarded"})
+        await self.router.admin.handle(scope, receive, send, path, listener=True)
 
 
 def _ownership(config: Config, workers: list[dict[str, Any]]) -> dict[str, Any]:

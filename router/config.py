@@ -34,6 +34,7 @@ from urllib.parse import urlsplit
 import jsonschema
 import yaml
 
+import forwarding
 import ownership as own
 from ownership import WRITE_METHODS, Ownership, OwnershipError
 from router import ledger
@@ -101,6 +102,11 @@ class Shadow:
     queue: int = 256
     # issue 15 (admin/retries): lower-case names redacted in kept pairs, beyond REDACT_ALWAYS
     redact: frozenset[str] = frozenset()
+    # issue 15 (noise that decays): comparisons remembered per kind, and how much more often
+    # than the primary disagrees with itself the candidate may differ on a field it calls noise
+    noise_window: int = 100
+    noise_ratio: float = 2.0
+    seed: int | None = None  # sampling below 100 %: a seeded generator (tests), else fresh entropy
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -190,6 +196,7 @@ class Config:
     trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
     anonymous_cohort: AnonymousCohort | None = field(default_factory=lambda: AnonymousCohort())
     listen_tls: ListenTLS | None = None  # the listener terminates TLS (read at start)
+    admin_listen: tuple[str, int] | None = None  # (host, port) serving /_strangler/* alone (read at start)
     # issue 11: who may write each synced table, read with this file (None: none declared)
     ownership: Ownership | None = None
     ownership_path: Path | None = None  # the file watched (the default one may not exist yet)
@@ -373,7 +380,8 @@ def parse_config(text: str, *, source: str = "<string>", base_dir: Path | None =
                 ignore=tuple(s.get("ignore", ())), unordered=tuple(s.get("unordered", ())),
                 headers=tuple(h.lower() for h in s.get("headers", ["content-type"])),
                 keep=int(s.get("keep", 20)), queue=int(s.get("queue", 256)),
-                redact=_redact_names(s))
+                redact=_redact_names(s), noise_window=int(s.get("noise_window", Shadow.noise_window)),
+                noise_ratio=float(s.get("noise_ratio", Shadow.noise_ratio)), seed=s.get("seed"))
         cohort = spec.get("cohort", {})
         writes = _writes(spec, at, ownership, upstreams, fail)
         sides = list(ownership.groups[writes].sides) if writes and ownership else []
@@ -404,6 +412,7 @@ def parse_config(text: str, *, source: str = "<string>", base_dir: Path | None =
         max_header_bytes=int(data.get("max_header_bytes", 16384)),
         reload_interval=float(data.get("reload_interval", 1.0)),
         identity=identity, **_router_bounds(data, fail), listen_tls=_listen_tls(data, base, fail),
+        admin_listen=_admin_listen(data.get("admin_listen"), fail),
         ownership=ownership, ownership_path=own_path, source=source,
         sha256=hashlib.sha256(text.encode()).hexdigest())
 
@@ -435,14 +444,30 @@ def _router_bounds(data: dict[str, Any], fail: Fail) -> dict[str, Any]:
     nets = []
     for i, cidr in enumerate(data.get("trusted_proxies", ())):
         try:
-            nets.append(ipaddress.ip_network(cidr, strict=True))
-        except ValueError as exc:
-            raise fail(("trusted_proxies", i), f"{cidr!r} is not an address or CIDR ({exc})",
-                       "write an address (10.0.0.5) or a network with no host bits "
-                       "(10.0.0.0/8, fd00::/8)") from exc
+            nets.append(forwarding.network(cidr))
+        except forwarding.ForwardingError as exc:
+            raise fail(("trusted_proxies", i), str(exc), "write an address (10.0.0.5) or a network "
+                       "with no host bits (10.0.0.0/8, fd00::/8)") from exc
     anon = data.get("anonymous_cohort", {})
     return {"client": ClientLimits(**data.get("client", {})), "trusted_proxies": tuple(nets),
             "anonymous_cohort": None if anon is None else AnonymousCohort(**anon)}
+
+
+def _admin_listen(text: str | None, fail: Fail) -> tuple[str, int] | None:
+    """`127.0.0.1:9901` or `[::1]:9901` → (host, port); None when not set."""
+    if text is None:
+        return None
+    host, sep, port = text.rpartition(":")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    fix = "write host:port, e.g. 127.0.0.1:9901 (loopback: only this machine) or [::1]:9901"
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise fail(("admin_listen",), f"{text!r} is not host:port with a port from 1 to 65535", fix)
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        if not re.fullmatch(r"[A-Za-z0-9.-]{1,253}", host):
+            raise fail(("admin_listen",), f"{host!r} is neither an address nor a host name", fix) from None
+    return host, int(port)
 
 
 # --- end of bounds and proxies ------------------------------------------------------------

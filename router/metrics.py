@@ -15,6 +15,8 @@ dropped (what prometheus_client's multiprocess mode does with `mark_process_dead
 the supervisor renamed its file or not: a reader checks that a `worker-<pid>.json`'s process
 still runs *and* is the one that wrote it (its start time, so a reused pid does not count),
 and renames the file of a dead one itself. A dead process is never signalled.
+Why not prometheus_client's multiprocess mode itself: a lock and an mmap write per value
+made a request's counts cost ~10 µs instead of ~1 (README, *Admin API*).
 
 Ownership (issue 11): each snapshot also says which ownership file the worker applied (its
 sha256) and how many writes it admitted per ownership group are still being answered; the
@@ -106,7 +108,8 @@ class Metrics:
             stats = self.shadow[route] = {"mirrored": 0, "compared": 0, "differing": 0, "differing_raw": 0,
                                           "noise_compared": 0, "noise_differing": 0,
                                           "dropped": 0, "errors": 0,
-                                          "pairs": deque(maxlen=max(keep, 1))}
+                                          "pairs": deque(maxlen=max(keep, 1)),
+                                          "noise_pairs": deque(maxlen=max(keep, 1))}
         return stats
 
     # --- snapshots ----------------------------------------------------------------------
@@ -119,8 +122,7 @@ class Metrics:
             "series": [{"route": r, "backend": b, "requests": s.requests, "errors": s.errors,
                         "statuses": s.statuses, "buckets": s.buckets, "sum_ms": s.sum_ms}
                        for (r, b), s in self.series.items()],
-            "shadow": {r: {**{k: v for k, v in st.items() if k != "pairs"},
-                           "pairs": list(st["pairs"])} for r, st in self.shadow.items()},
+            "shadow": {r: _shadow_snapshot(st) for r, st in self.shadow.items()},
             "breakers": self.breakers,
             "rate_limited": self.rate_limited,
             "ownership": {"sha256": self.ownership_sha256, "inflight_writes": dict(self.inflight_writes)},
@@ -199,6 +201,13 @@ class Metrics:
         return self.aggregate()
 
 
+def _shadow_snapshot(stats: dict[str, Any]) -> dict[str, Any]:
+    out = {k: list(v) if isinstance(v, deque) else v for k, v in stats.items() if k != "window"}
+    if "window" in stats:  # the route's NoiseWindow: counts over its last comparisons
+        out["window"] = {**stats["window"].summary(), "ratio": stats["window"].ratio}
+    return out
+
+
 def mark_exited(path: Path) -> None:
     """Rename a worker's snapshot file for a process that is gone: never signalled again, its
     gauges never counted, its counters kept. The name holds the start time too, so a later
@@ -270,10 +279,12 @@ def merge(snaps: list[dict[str, Any]]) -> dict[str, Any]:
                 agg["statuses"][kind] = agg["statuses"].get(kind, 0) + n
             agg["buckets"] = [a + b for a, b in zip(agg["buckets"], s["buckets"], strict=True)]
         for route, st in snap["shadow"].items():
-            agg = shadow.setdefault(route, {"pairs": []})
+            agg = shadow.setdefault(route, {"pairs": [], "noise_pairs": []})
             for k, v in st.items():
-                if k == "pairs":
-                    agg["pairs"].extend(v)
+                if k in ("pairs", "noise_pairs"):
+                    agg[k].extend(v)
+                elif k == "window":
+                    _merge_window(agg.setdefault("window", {}), v)
                 else:
                     agg[k] = agg.get(k, 0) + v
         for route, n in snap.get("rate_limited", {}).items():
@@ -292,19 +303,40 @@ def merge(snaps: list[dict[str, Any]]) -> dict[str, Any]:
         agg["p99_ms"] = quantile(agg["buckets"], 0.99)
     for st in shadow.values():
         st["pairs"].sort(key=lambda p: p.get("time", 0))
-        compared = st.get("compared", 0)
-        noise = st.get("noise_compared", 0)
-        # diff_rate: any difference; net: differences outside fields that also differ when
-        # the primary is compared with itself (the calibrated noise).
-        st["diff_rate"] = st.get("differing_raw", 0) / compared if compared else 0.0
-        st["noise_rate"] = st.get("noise_differing", 0) / noise if noise else 0.0
-        st["net_diff_rate"] = st.get("differing", 0) / compared if compared else 0.0
+        st["noise_pairs"].sort(key=lambda p: p.get("time", 0))
+        # diff_rate: any difference; net: differences in fields the primary did not disagree
+        # with itself on at a comparable rate (router.noise), as judged when each pair came.
+        _rates(st)
+        if "window" in st:  # the same over the last comparisons only, judged as of now
+            _rates(st["window"])
     owners = [{"pid": snap.get("pid"), "sha256": snap.get("ownership", {}).get("sha256", ""),
                "inflight_writes": dict(snap.get("ownership", {}).get("inflight_writes", {}))}
               for snap in live]
     return {"series": series, "shadow": shadow, "breakers": breakers, "rate_limited": rate_limited,
             "ownership_workers": owners, "workers": len(live),
             "in_flight": sum(snap.get("in_flight", 0) for snap in live)}
+
+
+def _rates(st: dict[str, Any]) -> None:
+    compared, noise = st.get("compared", 0), st.get("noise_compared", 0)
+    st["diff_rate"] = st.get("differing_raw", 0) / compared if compared else 0.0
+    st["noise_rate"] = st.get("noise_differing", 0) / noise if noise else 0.0
+    st["net_diff_rate"] = st.get("differing", 0) / compared if compared else 0.0
+
+
+def _merge_window(agg: dict[str, Any], window: dict[str, Any]) -> None:
+    """Sum workers' windows; a field's verdict is taken again on the summed counts."""
+    for k in ("compared", "noise_compared", "differing_raw", "differing", "noise_differing"):
+        agg[k] = agg.get(k, 0) + window.get(k, 0)
+    agg["ratio"] = window.get("ratio", 2.0)
+    fields = agg.setdefault("fields", {})
+    for name, f in window.get("fields", {}).items():
+        both = fields.setdefault(name, {"raw": 0, "noise": 0})
+        both["raw"] += f["raw"]
+        both["noise"] += f["noise"]
+    for f in fields.values():
+        f["is_noise"] = bool(f["noise"]) and \
+            f["raw"] * agg["noise_compared"] <= agg["ratio"] * f["noise"] * agg["compared"]
 
 
 def quantile(buckets: list[int], q: float) -> float | None:
@@ -358,4 +390,11 @@ def prometheus(agg: dict[str, Any]) -> str:
     for route, st in sorted(agg["shadow"].items()):
         for kind in ("mirrored", "compared", "differing", "differing_raw", "dropped", "noise_compared", "noise_differing", "errors"):
             out.append(f'strangler_shadow_total{{route="{route}",outcome="{kind}"}} {st.get(kind, 0)}')
+    out += ["# HELP strangler_shadow_window_rate Shadow rates over the last noise_window comparisons, "
+            "as judged now: raw differences, net of noise, and the primary's own (noise).",
+            "# TYPE strangler_shadow_window_rate gauge"]
+    for route, st in sorted(agg["shadow"].items()):
+        window = st.get("window", {})
+        for kind, key in (("raw", "diff_rate"), ("net", "net_diff_rate"), ("noise", "noise_rate")):
+            out.append(f'strangler_shadow_window_rate{{route="{route}",kind="{kind}"}} {window.get(key, 0.0)}')
     return "\n".join(out) + "\n"

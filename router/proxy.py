@@ -23,7 +23,7 @@ held for an ownership flip. Admitted writes are counted per group until their re
 
 Bounds: the route's `deadline` is shared by every attempt (retries and fallback), bodies over
 `max_body_bytes` get 413, a full upstream 503 with Retry-After. Behind trusted proxies
-(`router.forwarded`) the client, scheme and host are theirs; anonymous visitors of a split
+(`forwarding`) the client, scheme and host are theirs; anonymous visitors of a split
 route get a sticky cohort cookie.
 """
 

@@ -11,10 +11,16 @@ loop) and run the same ASGI app, lifespan included.
 With N > 1 the supervisor binds the socket once and forks N workers sharing it, gives them
 a shared metrics folder (summed on read), writes ledger entries for hand edits of the file
 (it is the reload leader), forwards SIGHUP to every worker, and restarts a worker that died.
+
+`admin_listen: host:port` (read at start): a second socket, bound once like the first and
+shared by the workers, on which each worker serves only the admin API
+(`router.admin.AdminListener`) with the same HTTP server as the public port.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import shutil
 import signal
@@ -23,8 +29,10 @@ import ssl
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from types import FrameType
+from typing import Literal
 
 from router.admin import SUPERVISOR_ENV
 from router.config import load_config
@@ -38,7 +46,8 @@ HTTP_SERVERS = ("lean", "uvicorn")
 DEFAULT_HTTP = "lean"
 
 
-def _uvicorn_config(app: object, *, max_connections: int = 4096, **kwargs: object) -> object:
+def _uvicorn_config(app: object, *, max_connections: int = 4096, lifespan: Literal["on", "off"] = "on",
+                    **kwargs: object) -> object:
     import uvicorn
 
     loop = os.environ.get("STRANGLER_LOOP", "")  # "asyncio" forces the stdlib loop
@@ -53,7 +62,7 @@ def _uvicorn_config(app: object, *, max_connections: int = 4096, **kwargs: objec
 
     return uvicorn.Config(
         app,  # type: ignore[arg-type]
-        http=bounded_protocol(max_connections), loop=loop, lifespan="on", access_log=False, proxy_headers=False,
+        http=bounded_protocol(max_connections), loop=loop, lifespan=lifespan, access_log=False, proxy_headers=False,
         server_header=False, date_header=False, log_level="warning", timeout_keep_alive=75,
         ws="none",  # Upgrade reaches the router as http + `strangler.upgrade` (router.tunnel)
         backlog=4096, **kwargs)  # type: ignore[arg-type]
@@ -68,29 +77,69 @@ def _uvicorn_tls(tls: ListenTLS | None) -> dict[str, object]:
     return options
 
 
+def listen(host: str, port: int) -> socket.socket:
+    """A listening TCP socket workers can inherit."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(4096)
+    sock.set_inheritable(True)
+    return sock
+
+
 def serve_one(config_path: Path, *, host: str, port: int, sock: socket.socket | None = None,
-              metrics_dir: str | None = None, leader: bool = True, http: str = DEFAULT_HTTP) -> None:
+              metrics_dir: str | None = None, leader: bool = True, http: str = DEFAULT_HTTP,
+              admin_sock: socket.socket | None = None) -> None:
     """Run one worker in this process until SIGINT/SIGTERM."""
+    from router.admin import AdminListener
     from router.proxy import Router
 
     # Until the app's loop installs its handlers, a reload or flush request must not kill us.
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     signal.signal(signal.SIGUSR1, signal.SIG_IGN)
     app = Router(config_path=config_path, metrics_dir=metrics_dir, leader=leader)
-    config = load_config(config_path)  # client.max_connections and listen_tls: read at start
+    config = load_config(config_path)  # client.max_connections, listen_tls, admin_listen: read at start
     max_connections = config.client.max_connections
     tls = config.listen_tls
+    if admin_sock is None and config.admin_listen is not None:
+        admin_sock = listen(*config.admin_listen)
+    admin = (AdminListener(app), admin_sock) if admin_sock is not None else None
     if http == "lean":
         from router import server_lean
 
         server_lean.run(app, host=host, port=port, sock=sock, loop=os.environ.get("STRANGLER_LOOP", "auto"),
-                        max_connections=max_connections, tls=tls.context if tls else None)
+                        max_connections=max_connections, tls=tls.context if tls else None, admin=admin)
         return
     import uvicorn
 
     server = uvicorn.Server(_uvicorn_config(app, host=host, port=port,  # type: ignore[arg-type]
-                                            max_connections=max_connections, **_uvicorn_tls(tls)))
-    server.run(sockets=[sock] if sock is not None else None)
+                                            max_connections=max_connections,
+                                            **_uvicorn_tls(tls)))  # type: ignore[arg-type]
+    if admin is None:
+        server.run(sockets=[sock] if sock is not None else None)
+        return
+
+    class SideServer(uvicorn.Server):
+        """The admin listener under uvicorn: the public server owns the signals and the
+        lifespan; this one stops when that one has."""
+
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            yield
+
+    side = SideServer(_uvicorn_config(admin[0], max_connections=max_connections,  # type: ignore[arg-type]
+                                      lifespan="off"))
+
+    async def both() -> None:
+        task = asyncio.ensure_future(side.serve(sockets=[admin[1]]))
+        try:
+            await server.serve(sockets=[sock if sock is not None else listen(host, port)])
+        finally:
+            side.should_exit = True
+            await task
+
+    with asyncio.Runner(loop_factory=server.config.get_loop_factory()) as runner:
+        runner.run(both())
 
 
 def run(config_path: Path, *, host: str, port: int, workers: int, http: str = DEFAULT_HTTP) -> int:
@@ -120,17 +169,16 @@ class Supervisor:
         self.children: dict[int, int] = {}  # pid → slot
         self.stopping = False
         self.hup = False
+        self.admin_sock: socket.socket | None = None
 
     def run(self) -> int:
-        sock = socket.socket(socket.AF_INET6 if ":" in self.host else socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((self.host, self.port))
-        sock.listen(4096)
-        sock.set_inheritable(True)
+        sock = listen(self.host, self.port)
+        config = load_config(self.config_path)
+        self.admin_sock = listen(*config.admin_listen) if config.admin_listen else None
         metrics_dir = tempfile.mkdtemp(prefix="strangler-metrics-")
         os.environ[METRICS_ENV] = metrics_dir
         os.environ[SUPERVISOR_ENV] = str(os.getpid())
-        watcher = ConfigWatcher(self.config_path, leader=True, current=load_config(self.config_path))
+        watcher = ConfigWatcher(self.config_path, leader=True, current=config)
         signal.signal(signal.SIGTERM, self._stop)
         signal.signal(signal.SIGINT, self._stop)
         signal.signal(signal.SIGHUP, self._on_hup)
@@ -158,6 +206,8 @@ class Supervisor:
                 time.sleep(0.05)
             self._signal_all(signal.SIGKILL)
             sock.close()
+            if self.admin_sock is not None:
+                self.admin_sock.close()
             shutil.rmtree(metrics_dir, ignore_errors=True)
         return 0
 
@@ -168,7 +218,7 @@ class Supervisor:
                 signal.signal(sig, signal.SIG_DFL)
             try:
                 serve_one(self.config_path, host=self.host, port=self.port, sock=sock,
-                          metrics_dir=metrics_dir, leader=False, http=self.http)
+                          metrics_dir=metrics_dir, leader=False, http=self.http, admin_sock=self.admin_sock)
             finally:
                 os._exit(0)
         self.children[pid] = slot

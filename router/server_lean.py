@@ -6,6 +6,8 @@ shutdown after the last response), closes connections idle past `keep_alive` sec
 stuck in a request head, and on SIGTERM/SIGINT stops accepting, closes idle connections,
 lets in-flight requests finish (up to `grace` seconds; a second signal stops waiting), then
 shuts the app down. WebSocket tunnels (`router.tunnel`) are closed at once. uvloop when installed.
+With `admin_listen`, a second listening socket serves the admin app (`router.admin.AdminListener`)
+on the same loop, under the same rules, stopped with the first.
 """
 
 from __future__ import annotations
@@ -40,13 +42,24 @@ class LeanServer:
         self.connections: set[HttpConnection] = set()
         self.stopping = False
         self.stopped: asyncio.Event | None = None
+        self.sides: list[LeanServer] = []  # the admin listener's server, when there is one
+        self.side_servers: list[asyncio.Server] = []
 
-    async def serve(self, *, host: str, port: int, sock: socket.socket | None = None) -> None:
+    async def serve(self, *, host: str, port: int, sock: socket.socket | None = None,
+                    admin: tuple[Any, socket.socket] | None = None) -> None:
+        """Serve until `stop()`; `admin` is (app, listening socket) of the admin listener."""
         self.loop = asyncio.get_running_loop()
         self.stopped = asyncio.Event()
         lifespan = Lifespan(self.app)
         if not await lifespan.startup():
             raise RouterError(f"the app failed to start: {lifespan.error}")
+        if admin is not None:  # plain HTTP, its own connection count, the same stop
+            side = LeanServer(admin[0], keep_alive=self.keep_alive, grace=self.grace,
+                              max_connections=self.max_connections)
+            side.loop, side.stopped = self.loop, self.stopped
+            self.sides.append(side)
+            self.side_servers.append(await self.loop.create_server(
+                lambda: HttpConnection(side), sock=admin[1], backlog=4096))
         if sock is not None:
             server = await self.loop.create_server(lambda: HttpConnection(self), sock=sock, backlog=4096,
                                                    ssl=self.tls, ssl_handshake_timeout=self._handshake_timeout)
@@ -59,19 +72,25 @@ class LeanServer:
         sweeper = self.loop.create_task(self._sweep())
         try:
             await self.stopped.wait()
-            server.close()
-            for conn in list(self.connections):
+            for listener in (server, *self.side_servers):
+                listener.close()
+            for side in self.sides:
+                side.stopping = True
+            for conn in self._all_connections():
                 conn.shutdown()
             deadline = monotonic() + self.grace
-            while self.connections and monotonic() < deadline:
+            while self._all_connections() and monotonic() < deadline:
                 await asyncio.sleep(0.05)
-            for conn in list(self.connections):
+            for conn in self._all_connections():
                 conn._close_with(b"")
         finally:
             sweeper.cancel()
             for sig in (signal.SIGTERM, signal.SIGINT):
                 self.loop.remove_signal_handler(sig)
             await lifespan.shutdown()
+
+    def _all_connections(self) -> list[HttpConnection]:
+        return [c for srv in (self, *self.sides) for c in srv.connections]
 
     @property
     def _handshake_timeout(self) -> float | None:
@@ -90,7 +109,7 @@ class LeanServer:
         while True:
             await asyncio.sleep(min(self.keep_alive, 5.0))
             now = monotonic()
-            for conn in list(self.connections):
+            for conn in self._all_connections():
                 idle = now - conn.last_active
                 slow_head = conn.in_head and now - conn.head_started > HEAD_TIMEOUT
                 if conn.current is None and (idle > self.keep_alive or slow_head):
@@ -137,7 +156,8 @@ class Lifespan:
 
 
 def run(app: Any, *, host: str, port: int, sock: socket.socket | None = None, loop: str = "auto",
-        max_connections: int = 4096, tls: ssl.SSLContext | None = None) -> None:
+        max_connections: int = 4096, tls: ssl.SSLContext | None = None,
+        admin: tuple[Any, socket.socket] | None = None) -> None:
     """Serve `app` until SIGTERM/SIGINT (uvloop when installed, unless loop="asyncio")."""
     factory = asyncio.new_event_loop
     if loop != "asyncio":
@@ -148,7 +168,7 @@ def run(app: Any, *, host: str, port: int, sock: socket.socket | None = None, lo
     with asyncio.Runner(loop_factory=factory) as runner:
         try:
             server = LeanServer(app, max_connections=max_connections, tls=tls)
-            runner.run(server.serve(host=host, port=port, sock=sock))
+            runner.run(server.serve(host=host, port=port, sock=sock, admin=admin))
         except RouterError as exc:
             print(f"strangler router: {exc}", file=sys.stderr, flush=True)
             raise SystemExit(3) from None

@@ -4,10 +4,15 @@ Place in the flow: after the primary response went to the client, the proxy `off
 request and the primary's captured answer. Mirroring runs on a bounded queue served by a
 few worker tasks; when the queue is full the copy is dropped and counted — the primary
 never waits. A worker sends the request to the candidate *and* again to the primary: the
-primary-vs-primary differences are the noise (timestamps, random ids). Fields that differ
-in noise are not held against the candidate, so `net_diff_rate` is the diff rate net of
-noise; the last N differing pairs per route are kept for inspection in status, with
-credentials and the shadow's `redact:` fields masked (`router.redact`).
+primary-vs-primary differences are the noise (timestamps, random ids). A field is held
+against the candidate unless the route's `NoiseWindow` (`router.noise`) calls it noise —
+only while the primary disagrees with itself on it at a comparable rate, over the last
+`noise_window` comparisons — so `net_diff_rate` is the diff rate net of noise and one noisy
+moment of the primary does not blind the diff for good. Both kinds of differing pairs are
+kept for inspection in status (the last `keep` per route: `pairs` real, `noise_pairs` noise
+only), with credentials and the shadow's `redact:` fields masked (`router.redact`).
+
+Sampling below 100 % draws from a generator per route, seeded by `seed:` when set.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from router.client import fetch
 from router.config import SAFE_METHODS, Config, Route
 from router.diff import Response, compare, general
 from router.errors import UpstreamError
+from router.noise import NoiseWindow
 
 if TYPE_CHECKING:
     from router.proxy import Router
@@ -38,16 +44,40 @@ class ShadowMirror:
         self.queue: asyncio.Queue[tuple[Any, ...]] | None = None
         self.tasks: list[asyncio.Task[None]] = []
         self.size = 0
-        self.noisy: dict[str, set[str]] = {}  # route → generalised paths seen in noise
+        self.windows: dict[str, NoiseWindow] = {}  # route → what is noise right now
+        self.rngs: dict[str, tuple[int | None, random.Random]] = {}  # route → (seed, sampler)
 
     def configure(self, config: Config) -> None:
         sizes = [r.shadow.queue for r in config.routes if r.shadow is not None]
         self.size = max(sizes, default=0)
+        for r in config.routes:
+            if r.shadow is None:
+                continue
+            seed = r.shadow.seed
+            if r.name not in self.rngs or self.rngs[r.name][0] != seed:  # a reload keeps the sequence
+                self.rngs[r.name] = (seed, random.Random(seed))
+            window = self.windows.get(r.name)
+            if window is None or (window.window, window.ratio) != (r.shadow.noise_window, r.shadow.noise_ratio):
+                self.windows[r.name] = NoiseWindow(window=r.shadow.noise_window, ratio=r.shadow.noise_ratio)
 
     def wants(self, route: Route, method: str) -> bool:
         s = route.shadow
         return s is not None and s.percent > 0 and method in s.methods and \
-            (s.percent >= 100 or random.random() * 100 < s.percent)
+            (s.percent >= 100 or self._sampler(route).random() * 100 < s.percent)
+
+    def _sampler(self, route: Route) -> random.Random:
+        entry = self.rngs.get(route.name)
+        if entry is None:  # a route installed without configure (tests driving Router directly)
+            entry = self.rngs[route.name] = (None, random.Random())
+        return entry[1]
+
+    def window(self, route: Route) -> NoiseWindow:
+        window = self.windows.get(route.name)
+        if window is None:
+            assert route.shadow is not None
+            window = self.windows[route.name] = NoiseWindow(window=route.shadow.noise_window,
+                                                           ratio=route.shadow.noise_ratio)
+        return window
 
     def offer(self, route: Route, snap: Snapshot, backend: str, method: str, line: bytes,
               tail: bytes, status: int, headers: list[tuple[bytes, bytes]], body: list[bytes] | None,
@@ -98,7 +128,8 @@ class ShadowMirror:
             return  # the candidate answered the client itself: nothing to compare
         rules: dict[str, Any] = {"headers": shadow.headers, "ignore": shadow.ignore,
                                  "unordered": shadow.unordered}
-        noisy = self.noisy.setdefault(route.name, set())
+        window = self.window(route)
+        stats["window"] = window  # summarised by Metrics.snapshot
         try:
             candidate = await self._call(snap, shadow.to, method, line, tail, body)
             # Noise: the primary asked again — only for safe methods (never repeat a write).
@@ -113,16 +144,22 @@ class ShadowMirror:
             stats["noise_compared"] += 1
             if noise:
                 stats["noise_differing"] += 1
-                noisy.update(general(p) for p in noise)
+            window.noise(general(p) for p in noise)
         diffs = compare(primary, candidate, **rules)
         stats["compared"] += 1
+        real_fields, _ = window.judge(general(p) for p in diffs)
         if diffs:
             stats["differing_raw"] += 1
-        real = [p for p in diffs if general(p) not in noisy]
-        if real:
-            stats["differing"] += 1
-            stats["pairs"].append(_kept_pair(shadow.redact, when, method, line, real,
-                                             (primary_name, primary), (shadow.to, candidate)))
+            held = frozenset(real_fields)
+            real = [p for p in diffs if general(p) in held]
+            kept = _kept_pair(shadow.redact, when, method, line, real, (primary_name, primary),
+                              (shadow.to, candidate))
+            kept["noise"] = [p for p in diffs if general(p) not in held]
+            if real:
+                stats["differing"] += 1
+                stats["pairs"].append(kept)
+            else:
+                stats["noise_pairs"].append(kept)
         self.router.metrics.dirty = True
 
     async def _call(self, snap: Snapshot, name: str, method: str, line: bytes, tail: bytes,

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from forwarding import ProxyTrust
 from router.breaker import Breaker
 from router.client import Pool
 from router.config import Config
-from router.forwarded import ProxyTrust
 from router.match import RouteTable
 
 

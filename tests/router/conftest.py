@@ -149,7 +149,8 @@ def start_router(tmp_path: Path) -> Iterator[Callable[..., RouterProc]]:
     started: list[RouterProc] = []
 
     def start(text: str, *, workers: int = 1, env: dict[str, str] | None = None,
-              http: str | None = None) -> RouterProc:
+              http: str | None = None, health_port: int | None = None) -> RouterProc:
+        """`health_port`: where healthz answers (the `admin_listen` port when one is set)."""
         config = tmp_path / "routes.yaml"
         config.write_text(text)
         port = free_port()
@@ -170,7 +171,8 @@ def start_router(tmp_path: Path) -> Iterator[Callable[..., RouterProc]]:
             if proc.poll() is not None:
                 raise RuntimeError(f"router exited: {log.read_text()[-3000:]}")
             try:
-                if httpx.get(f"{router.url}/_strangler/healthz", timeout=1).status_code == 200:
+                health = f"http://127.0.0.1:{health_port or port}/_strangler/healthz"
+                if httpx.get(health, timeout=1).status_code == 200:
                     break
             except httpx.HTTPError:
                 pass

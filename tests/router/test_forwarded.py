@@ -118,7 +118,7 @@ def test_anonymous_visitors_get_a_sticky_cohort_cookie(upstreams, start_router, 
 
 
 def test_proxy_trust_walks_from_the_right() -> None:
-    from router.forwarded import ProxyTrust
+    from forwarding import ProxyTrust
 
     trust = ProxyTrust([ipaddress.ip_network("10.0.0.0/8"), ipaddress.ip_network("::1/128")])
     assert trust.trusts("10.2.3.4") and trust.trusts("::1") and not trust.trusts("11.0.0.1")

@@ -114,3 +114,74 @@ def test_kept_pairs_redact_credentials_and_configured_fields(upstreams, start_ro
     echoed = dict(json.loads(pair["primary"]["body"])["headers"])
     assert echoed["cookie"] == echoed["authorization"] == echoed["x-api-key"] == "[redacted]"
     assert echoed["host"] == f"127.0.0.1:{upstreams['a'].port}"  # the rest stays readable
+
+
+def _mirror(text: str):  # type: ignore[no-untyped-def]
+    from router.config import parse_config
+    from router.proxy import Router
+
+    config = parse_config(text)
+    router = Router(config=config)
+    router.shadow.configure(config)
+    return router, config.routes[0]
+
+
+PAIR_CONFIG = """
+access_log: false
+upstreams: {a: {url: "http://127.0.0.1:1"}, b: {url: "http://127.0.0.1:2"}}
+routes:
+  - name: shadowed
+    match: {prefix: /}
+    backends: {a: 100, b: 0}
+    shadow: {to: b, percent: 100, keep: 10}
+"""
+
+
+def test_one_503_on_the_primarys_reask_does_not_hide_five_candidate_500s() -> None:
+    from router.diff import Response
+    from router.metrics import merge, prometheus
+
+    router, route = _mirror(PAIR_CONFIG)
+    ok = Response(200, {"content-type": "application/json"}, b'{"id": 1}')
+    broken = Response(500, {"content-type": "application/json"}, b'{"id": 1}')
+    unavailable = Response(503, {"content-type": "application/json"}, b'{"id": 1}')
+    answers = {"b": [broken] * 5, "a": [unavailable] + [ok] * 4}  # a: the re-ask
+
+    async def call(snap, name, method, line, tail, body):  # type: ignore[no-untyped-def]
+        return answers[name].pop(0)
+
+    router.shadow._call = call  # type: ignore[method-assign]
+
+    async def five() -> None:
+        for _ in range(5):
+            await router.shadow._compare(route, None, "a", "GET", b"GET /p HTTP/1.1\r\nHost: ", b"\r\n", ok, 0.0, b"")
+
+    asyncio.run(five())
+    shadow = merge([router.metrics.snapshot()])["shadow"]["shadowed"]
+    assert shadow["compared"] == 5 and shadow["differing_raw"] == 5 and shadow["diff_rate"] == 1.0
+    assert shadow["noise_differing"] == 1
+    # Not 0 %: the primary disagreed with itself once, the candidate every time.
+    assert shadow["net_diff_rate"] == 0.6  # the first two were judged while status looked noisy
+    assert shadow["window"]["net_diff_rate"] == 1.0  # as of now, all five are real
+    assert shadow["window"]["fields"]["status"] == {"raw": 5, "noise": 1, "is_noise": False}
+    # Both kinds of pairs are kept: those judged noise, and the real ones.
+    assert [p["noise"] for p in shadow["noise_pairs"]] == [["status"], ["status"]]
+    assert [p["diffs"] for p in shadow["pairs"]] == [["status"]] * 3
+    text = prometheus(merge([router.metrics.snapshot()]))
+    assert 'strangler_shadow_window_rate{route="shadowed",kind="net"} 1.0' in text
+    assert 'strangler_shadow_window_rate{route="shadowed",kind="noise"} 0.2' in text
+
+
+def test_sampling_below_100_percent_is_reproducible_with_a_seed() -> None:
+    import random
+
+    def picks(seed: int) -> list[bool]:
+        router, route = _mirror(PAIR_CONFIG.replace("percent: 100", f"percent: 30, seed: {seed}"))
+        return [router.shadow.wants(route, "GET") for _ in range(200)]
+
+    first = picks(7)
+    assert first == picks(7)  # the same requests are mirrored run after run
+    assert first != picks(8)
+    expected = random.Random(7)
+    assert first == [expected.random() * 100 < 30 for _ in range(200)]
+    assert 40 <= sum(first) <= 80  # about 30 %

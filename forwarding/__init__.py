@@ -1,16 +1,17 @@
-"""Who the client is when the router stands behind load balancers: `trusted_proxies`.
+"""Who the client is when proxies stand in front: `X-Forwarded-*`, `Forwarded` and trusted proxies.
 
-Place in the flow: the proxy asks `ProxyTrust.origin` once per request, and only when the
-connection comes from a trusted proxy and carries forwarding headers; otherwise the socket
-address, the listener's scheme and the Host header stand, and every client-sent
-`X-Forwarded-*` or `Forwarded` header is dropped.
+One home for the router (`trusted_proxies:`), the monolith (`MONOLITH_TRUSTED_PROXIES`) and
+the catalog (`CATALOG_TRUSTED_PROXIES`); it imports none of them (an import-linter contract).
+Each caller translates `ForwardingError` into its own configuration error.
 
 From a trusted peer, `X-Forwarded-For` (else `Forwarded: for=`) is walked from the right,
 skipping trusted hops: the first untrusted hop is the client (a client can prepend what it
-likes, never append past the proxy). The scheme and host are the ones the proxy in front of
-that hop reported: the value at the same position when the proxies appended one per hop,
-else the one closest to us. Upstream, `X-Forwarded-For` starts with that client (hops a
+likes, never append past the proxy); garbage in the chain stops the walk at the last hop
+that could be read. The scheme and host are the ones the proxy in front of that hop
+reported: the value at the same position when the proxies appended one per hop, else the
+one closest to us. Upstream (the router), `X-Forwarded-For` starts with that client (hops a
 client could have written are dropped) followed by the trusted proxies, the peer last.
+From anyone else, every forwarding header is to be dropped (`HEADERS`, `META_KEYS`).
 """
 
 from __future__ import annotations
@@ -20,9 +21,36 @@ import re
 from collections.abc import Sequence
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+HEADERS = frozenset({b"x-forwarded-for", b"x-forwarded-host", b"x-forwarded-proto",
+                     b"x-forwarded-port", b"forwarded"})  # lower-case names, as in ASGI
+META_KEYS = ("HTTP_X_FORWARDED_FOR", "HTTP_X_FORWARDED_HOST", "HTTP_X_FORWARDED_PROTO",
+             "HTTP_X_FORWARDED_PORT", "HTTP_FORWARDED")  # the same, as WSGI/Django names them
 _HOST = re.compile(r"^[A-Za-z0-9.\-\[\]:]{1,255}$")
 _SCHEMES = frozenset({"http", "https"})
 _CACHE_SIZE = 4096
+
+
+class ForwardingError(ValueError):
+    """A trusted-proxy list that cannot be read; the message names the value and the fix."""
+
+
+def network(text: str) -> Network:
+    """`10.0.0.0/8` or an address alone (a /32 or /128); host bits set are refused."""
+    try:
+        return ipaddress.ip_network(text.strip(), strict=True)
+    except ValueError as exc:
+        raise ForwardingError(f"{text!r} is not an address or CIDR ({exc})") from exc
+
+
+def parse_networks(text: str, *, name: str) -> tuple[Network, ...]:
+    """`127.0.0.1/32,::1/128` (the variable `name`'s value) → networks."""
+    networks = []
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        try:
+            networks.append(network(part))
+        except ForwardingError as exc:
+            raise ForwardingError(f"{name}={text!r}: {exc}; write e.g. 127.0.0.1/32,10.0.0.0/8") from exc
+    return tuple(networks)
 
 
 class ProxyTrust:
@@ -63,6 +91,12 @@ class ProxyTrust:
         chain = [client, *(_bare(h) for h in hops[at + 1:]), peer] if at >= 0 else [peer]
         return (client, scheme.lower() if scheme and scheme.lower() in _SCHEMES else None,
                 _aligned(hosts, hops, at), ", ".join(chain).encode("latin-1"))
+
+    def client(self, xff: str) -> str | None:
+        """The client named by a trusted peer's `X-Forwarded-For` (None: no usable hop)."""
+        hops = [h.strip() for h in xff.split(",")] if xff.strip() else []
+        at = self._first_untrusted(hops)
+        return _bare(hops[at]) if at >= 0 else None
 
     def _first_untrusted(self, hops: list[str]) -> int:
         """Index of the client's hop (walking from the right); -1 if no hop is usable."""
@@ -120,4 +154,4 @@ def _forwarded(header: bytes) -> list[dict[str, str]]:
     return elements
 
 
-__all__ = ["ProxyTrust"]
+__all__ = ["HEADERS", "META_KEYS", "ForwardingError", "Network", "ProxyTrust", "network", "parse_networks"]
