@@ -25,4 +25,5 @@ test: $(VENV)/.installed-dev
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/lint-imports
+	-$(BIN)/python -m devstack.apt  # Debian packages some tests need; those tests say so if missing
 	$(BIN)/pytest
