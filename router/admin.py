@@ -37,7 +37,8 @@ from router.errors import ConfigError
 from router.metrics import BOUNDS_MS, prometheus
 
 if TYPE_CHECKING:
-    from router.proxy import Receive, Router, Scope, Send
+    from router.types import Receive, Scope, Send
+    from router.types import RouterCore as Router
 
 TOKEN_ENV = "STRANGLER_ADMIN_TOKEN"
 READ_TOKEN_ENV = "STRANGLER_ADMIN_READ_TOKEN"
@@ -71,7 +72,7 @@ class Admin:
             if parts == ["routes"]:
                 return await _json(send, 200, self.routes())
             if parts == ["metrics"]:
-                self.router._publish_breakers()
+                self.router.publish_breakers()
                 body = prometheus(await self.router.metrics.fresh_aggregate()).encode()
                 return await _send(send, 200, body, b"text/plain; version=0.0.4; charset=utf-8")
             if parts == ["ledger"]:
@@ -165,7 +166,7 @@ class Admin:
     async def status(self) -> dict[str, Any]:
         snap = self.router.snapshot
         assert snap is not None
-        self.router._publish_breakers()
+        self.router.publish_breakers()
         agg = await self.router.metrics.fresh_aggregate()
         routes: dict[str, Any] = {}
         for r in snap.config.routes:

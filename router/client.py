@@ -364,6 +364,11 @@ class Pool:
         if conn in self.idle:
             self.idle.remove(conn)
 
+    def drop_idle(self) -> None:
+        """Close the idle connections (their endpoint failed its health checks)."""
+        while self.idle:
+            self.idle.pop().close()
+
     def close(self) -> None:
         """Retire the pool (after a reload removed its upstream): idle and returning
         connections are closed; in-flight exchanges finish undisturbed."""

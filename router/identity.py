@@ -28,8 +28,8 @@ from router.config import IDENTITY_SECRET_ENV
 from router.errors import UpstreamError
 
 if TYPE_CHECKING:
-    from router.proxy import Router
     from router.state import Snapshot
+    from router.types import RouterCore as Router
 
 _CACHE_MAX = 10_000
 

@@ -25,8 +25,8 @@ from router.diff import Response, compare, general
 from router.errors import UpstreamError
 
 if TYPE_CHECKING:
-    from router.proxy import Router
     from router.state import Snapshot
+    from router.types import RouterCore as Router
 
 WORKERS = 4
 SHADOW_HEADER = b"x-strangler-shadow: 1\r\n"
