@@ -168,11 +168,17 @@ async def relay(conn: Connection, receive: Receive, send: Send, config: Config,
           backend: str, request_id: str, capture: list[bytes] | None, breaker: Any) -> int:
     """Relay the response head and body; returns the status."""
     status = conn.status
-    drop = RESP_SKIP
-    for name, value in conn.headers:
-        if name == b"connection":
-            drop = drop | {t.strip().lower() for t in value.split(b",")}
-    headers = [(n, v) for n, v in conn.headers if n not in drop]
+    headers = []
+    connection = None
+    for header in conn.headers:  # one pass: hop-by-hop dropped, the rest kept as they are
+        if header[0] in RESP_SKIP:
+            if header[0] == b"connection":
+                connection = header[1] if connection is None else connection + b"," + header[1]
+            continue
+        headers.append(header)
+    if connection is not None:
+        named = {t.strip().lower() for t in connection.split(b",")}
+        headers = [h for h in headers if h[0] not in named]
     if config.backend_header:
         headers.append((config.backend_header.encode(), backend.encode()))
     headers.append((b"x-request-id", request_id.encode()))

@@ -28,29 +28,26 @@ _ACCEPTED = frozenset({b"close", b"keep-alive", b""})
 
 
 class Head:
-    """What the router reads from a request head; `fwd` is what it passes on unchanged."""
+    """What the router reads from a request head; `fwd` is what it passes on unchanged.
 
-    __slots__ = ("host", "cl", "te", "connection", "xff", "xfp", "xfh", "forwarded", "rid", "tp",
-                 "cookie", "upgrade", "fwd")
+    The class holds the defaults: a request sets only the headers it has."""
+
+    host: bytes | None = None
+    cl: bytes | None = None
+    te: bytes | None = None
+    connection: bytes | None = None
+    xff: bytes | None = None
+    xfp: bytes | None = None
+    xfh: bytes | None = None
+    forwarded: bytes | None = None
+    rid: bytes | None = None
+    tp: bytes | None = None
+    cookie: bytes | None = None
+    upgrade: bytes | None = None
+    has_body = False
 
     def __init__(self) -> None:
-        self.host: bytes | None = None
-        self.cl: bytes | None = None
-        self.te: bytes | None = None
-        self.connection: bytes | None = None
-        self.xff: bytes | None = None
-        self.xfp: bytes | None = None
-        self.xfh: bytes | None = None
-        self.forwarded: bytes | None = None
-        self.rid: bytes | None = None
-        self.tp: bytes | None = None
-        self.cookie: bytes | None = None
-        self.upgrade: bytes | None = None
         self.fwd: list[tuple[bytes, bytes]] = []
-
-    @property
-    def has_body(self) -> bool:
-        return self.te is not None or (self.cl is not None and self.cl != b"0")
 
     @property
     def anything_forwarded(self) -> bool:
@@ -72,7 +69,10 @@ def read(scope: Scope, max_header_bytes: int) -> Head:
     for name, value in scope["headers"]:
         size += len(name) + len(value) + 4
         if name in REQ_SKIP:
-            _interpret(head, name, value)
+            if name == b"host" and head.host is None:
+                head.host = value  # the one most requests have
+            else:
+                _interpret(head, name, value)
             continue
         if name == b"cookie":
             head.cookie = value if head.cookie is None else head.cookie + b"; " + value
@@ -91,6 +91,8 @@ def read(scope: Scope, max_header_bytes: int) -> Head:
             head.fwd = [(n, v) for n, v in fwd if n not in named]
     if head.host is None and scope.get("http_version") == "1.1":
         raise BadRequest("an HTTP/1.1 request needs a Host header (RFC 9112 §3.2)")
+    if te is not None or (cl is not None and cl != b"0"):
+        head.has_body = True
     return head
 
 
@@ -128,13 +130,16 @@ def traceparent(tp: bytes | None) -> bytes:
     trace = _TRACEPARENT.match(tp) if tp is not None else None
     if trace is not None:
         return b"00-%b-%016x-%b" % (trace.group(1), getrandbits(64), trace.group(2))
-    return b"00-%032x-%016x-01" % (getrandbits(128), getrandbits(64))
+    ids = b"%048x" % getrandbits(192)  # a trace id and a span id in one draw
+    return b"00-%b-%b-01" % (ids[:32], ids[32:])
 
 
 def upstream_tail(head: Head, *, request_id: str, xff: bytes, scheme: str, host: bytes | None,
                   websocket: bool, identity: bytes | None) -> bytes:
     """The request head after the Host line, ending with the blank line."""
-    parts = [b"%b: %b\r\n" % nv for nv in head.fwd]
+    parts = []
+    for nv in head.fwd:
+        parts.append(b"%b: %b\r\n" % nv)
     parts.append(b"x-forwarded-for: %b\r\nx-forwarded-proto: %b\r\nx-request-id: %b\r\n"
                  b"traceparent: %b\r\n" % (xff, scheme.encode(), request_id.encode(),
                                            traceparent(head.tp)))

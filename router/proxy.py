@@ -173,35 +173,15 @@ class Router:
 
     # --- ASGI ---------------------------------------------------------------------------
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            if self.snapshot is None:
-                await self.startup()
-            await self.handle(scope, receive, send)
-        elif scope["type"] == "lifespan":
-            await self._lifespan(receive, send)
-        elif scope["type"] == "websocket":
-            await receive()
-            await send({"type": "websocket.close", "code": 1003})
-
-    async def _lifespan(self, receive: Receive, send: Send) -> None:
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                try:
-                    await self.startup()
-                except RouterError as exc:
-                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
-                    return
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                await self.shutdown()
-                await send({"type": "lifespan.shutdown.complete"})
-                return
-
-    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """One request: refusals and admin first, then the proxy pipeline; logged once."""
+        """One request: refusals and admin first, then the proxy pipeline; logged once.
+        (Lifespan and WebSocket scopes go to `_other`: one coroutine less per request.)"""
+        if scope["type"] != "http":
+            return await self._other(scope, receive, send)
         req = Request(scope["method"], scope.get("raw_path") or scope["path"].encode(), send)
         snap = self.snapshot
+        if snap is None:
+            await self.startup()
+            snap = self.snapshot
         assert snap is not None
         try:
             try:
@@ -229,6 +209,29 @@ class Router:
             raise  # the server closes the client connection: the cut is visible
         self._log(req)
 
+    async def _other(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+        elif scope["type"] == "websocket":
+            await receive()
+            await send({"type": "websocket.close", "code": 1003})
+
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    await self.startup()
+                except RouterError as exc:
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.shutdown()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
     # --- the pipeline: read → match → limits → choose → forward → respond ---------------
     async def _proxy(self, snap: Snapshot, req: Request, scope: Scope, receive: Receive) -> None:
         config = snap.config
@@ -243,7 +246,9 @@ class Router:
             raise Answer(404, "no_route", "no route matches this request")
         req.route = route.name
         scheme, out_host, xff = self._origin(snap, head, scope)
-        owner = self._limits(config, req, route, head, scope)
+        owner = None
+        if route.rate_limit is not None or route.writes is not None or head.cl is not None:
+            owner = self._limits(config, req, route, head, scope)
         if owner is not None:
             backend = owner
         else:
@@ -252,7 +257,7 @@ class Router:
                 req.cohort = cohort
                 req.send = _with_header(req.send, (b"set-cookie", cohort))
         has_body = head.has_body
-        handover = self._handover(route, head, scope, has_body)
+        handover = None if head.upgrade is None else self._handover(route, head, scope, has_body)
         identity = None
         if route.identity:
             identity = await self.identity.header_for(snap, scope["headers"], head.cookie)
@@ -344,7 +349,10 @@ class Router:
                 self._observe(req, 503, "breaker_open")
             else:
                 try:
-                    conn, target = await self._exchange(req, group, target, out, receive)
+                    try:
+                        conn = await exchange(group.upstream, target, out, receive)
+                    except (ClientGone, BadRequest, UpstreamError) as first:
+                        conn, target = await self._failover(req, group, target, out, receive, first)
                 except UpstreamError as exc:
                     error = exc
                     attempts -= 1
@@ -368,37 +376,39 @@ class Router:
             raise Answer(error.status, f"upstream_{error.kind}", str(error), count=False,
                          headers=RETRY_AFTER if error.status == 503 else ())
 
-    async def _exchange(self, req: Request, group: TargetGroup, target: Target, out: Outgoing,
-                        receive: Receive) -> tuple[Connection, Target]:
-        """One attempt: the head sent and the response head back, failing over to another
-        endpoint of the group when the first could not take the request (any request, if
-        nothing was sent; an idempotent one, whatever failed)."""
-        tried: list[Target] | None = None
+    async def _failover(self, req: Request, group: TargetGroup, target: Target, out: Outgoing,
+                        receive: Receive, error: BaseException) -> tuple[Connection, Target]:
+        """An attempt failed on `target`: another endpoint of the group gets it when the first
+        could not take the request (any request, if nothing was sent; an idempotent one,
+        whatever failed). Raises what the last endpoint raised."""
+        tried: list[Target] = []
         while True:
             breaker = target.breaker
-            try:
-                return await exchange(group.upstream, target, out, receive), target
-            except ClientGone:
+            if isinstance(error, ClientGone):
                 breaker.record(True)  # not the upstream's fault
                 raise Answer(None, "client_gone", "") from None
-            except BadRequest as exc:  # the body was too large or stopped arriving
+            if isinstance(error, BadRequest):  # the body was too large or stopped arriving
                 breaker.record(True)
-                raise Answer(exc.status, BOUND_ERRORS.get(exc.status, "refused"), str(exc),
+                raise Answer(error.status, BOUND_ERRORS.get(error.status, "refused"), str(error),
                              headers=CLOSE) from None
-            except UpstreamError as exc:
-                if exc.kind == "busy":
-                    breaker.release()  # never sent: says nothing about the endpoint
-                else:
-                    breaker.record(False)
-                self._observe(req, exc.status, exc.kind)
-                if len(group.targets) == 1 or not (out.replay or not exc.maybe_processed) or \
-                        monotonic() >= out.deadline:
-                    raise
-                tried = [target] if tried is None else [*tried, target]
-                other = group.pick(tried)
-                if other is None:
-                    raise
-                target = other
+            assert isinstance(error, UpstreamError)
+            if error.kind == "busy":
+                breaker.release()  # never sent: says nothing about the endpoint
+            else:
+                breaker.record(False)
+            self._observe(req, error.status, error.kind)
+            if len(group.targets) == 1 or not (out.replay or not error.maybe_processed) or \
+                    monotonic() >= out.deadline:
+                raise error
+            tried.append(target)
+            other = group.pick(tried)
+            if other is None:
+                raise error
+            target = other
+            try:
+                return await exchange(group.upstream, target, out, receive), target
+            except (ClientGone, BadRequest, UpstreamError) as exc:
+                error = exc
 
     async def _respond(self, snap: Snapshot, req: Request, route: Route, conn: Connection,
                        target: Target, out: Outgoing, receive: Receive,
@@ -473,24 +483,24 @@ class Router:
 
 
 class Request:
-    """What the pipeline's stages learn about one request and hand on to the next."""
+    """What the pipeline's stages learn about one request and hand on to the next.
 
-    __slots__ = ("method", "raw_path", "path", "started", "send", "id", "route", "backend",
-                 "status", "error", "write_group", "cohort")
+    The class holds the defaults: a stage sets only what it learns."""
+
+    path = ""  # normalised ("" until then)
+    id = ""  # the request id ("" until one is read or made)
+    route: str | None = None
+    backend: str | None = None
+    status: int | None = None  # what the client got (None: nothing to log)
+    error: str | None = None
+    write_group: str | None = None  # a write admitted on a `writes:` route
+    cohort: bytes | None = None  # Set-Cookie of a new anonymous visitor's cohort
 
     def __init__(self, method: str, raw_path: bytes, send: Send) -> None:
         self.started = perf_counter()
         self.method = method
         self.raw_path = raw_path
-        self.path = ""  # normalised ("" until then)
         self.send = send  # with the headers a stage adds (rate limit, cohort cookie)
-        self.id = ""  # the request id ("" until one is read or made)
-        self.route: str | None = None
-        self.backend: str | None = None
-        self.status: int | None = None  # what the client got (None: nothing to log)
-        self.error: str | None = None
-        self.write_group: str | None = None  # a write admitted on a `writes:` route
-        self.cohort: bytes | None = None  # Set-Cookie of a new anonymous visitor's cohort
 
 
 class Answer(Exception):
