@@ -303,14 +303,19 @@ def parse_config(text: str, *, source: str = "<string>", base_dir: Path | None =
                           "fix: start from the example routes.yaml at the repository root")
     errors = sorted(_VALIDATOR.iter_errors(data), key=lambda e: list(map(str, e.absolute_path)))
     if errors:
-        err = errors[0]
+        err = fix_from = errors[0]
+        if err.validator in ("oneOf", "anyOf") and err.context:
+            # One URL or a list of them: say what is wrong with the form that was written
+            # (not that it is not the other form); the fix stays the key's description.
+            meant = [e for e in err.context if e.validator != "type"] or err.context
+            err = jsonschema.exceptions.best_match(meant) or err
         path = tuple(err.absolute_path)
         if err.validator == "additionalProperties" and isinstance(err.instance, dict):
             allowed = err.schema.get("properties", {}) if isinstance(err.schema, dict) else {}
             extra = [k for k in err.instance if k not in allowed]
             path += tuple(extra[:1])  # point at the offending key's own line
         raise _fail(source, lines, path, f"{err.message} (value: {json.dumps(err.instance)[:80]})",
-                    _schema_fix(err))
+                    _schema_fix(fix_from))
 
     def fail(path: tuple[Any, ...], problem: str, fix: str) -> ConfigError:
         return _fail(source, lines, path, problem, fix)

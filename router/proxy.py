@@ -1,17 +1,26 @@
-"""The router as a pure ASGI app: match → choose → forward, streaming both ways.
+"""The router as a pure ASGI app, and the composition root that wires its parts.
 
-Place in the flow: the ASGI server hands every request to `Router.__call__`. It reads the
-current `Snapshot` once (so a reload never changes config mid-request), refuses ambiguous
-requests (bad framing, oversized headers, smuggling paths), matches a route, picks a backend
-(`balance.choose`), builds the upstream request head once (hop-by-hop headers stripped,
-`X-Forwarded-*`, `X-Request-ID` and `traceparent` set, the identity header signed), and
-hands the bytes to `forward` (the exchange itself, on the lean client in `client`).
+Place in the flow: the HTTP server hands every request to `Router.__call__`. It reads the
+current `Snapshot` once (so a reload never changes config mid-request) and runs a short
+pipeline of named stages, each handing the next what it learned (a `Request`):
+
+    read (`head.read`: refuse ambiguous heads) → match (`snapshot.table`) → origin
+    (trusted proxies) → limits (rate limit 429, held writes 503, body size 413) → choose
+    (`balance.choose`, or a write's owner) → build (`head.upstream_tail`) → forward
+    (`_forward`: the upstream's endpoints in turn, retries, the fallback; the exchange
+    itself in `forward`, on the lean client in `client`) → respond (`forward.relay`)
+
+A stage that ends the request raises `Answer` (the router's own JSON answer); whatever
+happened, `__call__` writes the one access-log line. The parts (admin, identity, reload,
+shadow) get this object as `router.types.RouterCore`, never importing this module.
 
 Failure policy: connect failure → 502, timeout → 504, each with a short JSON body naming
 the upstream and request id. Retries, replays on a stale pooled connection and fallback
 apply only to requests without a body whose method the route counts as idempotent
 (GET/HEAD/OPTIONS, PUT/DELETE by opt-in: `Route.retry_methods`), and only before any
-response byte reached the client: a POST is never sent twice.
+response byte reached the client: a POST is never sent twice. Within one attempt another
+endpoint of the same upstream (`router.targets`) takes a request the first could not:
+any request when nothing was sent (refused, busy, TLS), an idempotent one otherwise.
 `/_strangler/...` never goes upstream, however it is spelled (the check runs on the
 normalised path, in any letter case): it is the admin API (`router.admin`).
 

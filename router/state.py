@@ -60,7 +60,8 @@ def build_snapshot(config: Config, previous: Snapshot | None = None) -> Snapshot
             if target is None:
                 target = Target(key, endpoint, _pool(key, up, endpoint), Breaker(up.breaker))
             if up.health is not None:
-                health.start(target, up.health, _pool(key, up, endpoint, size=1))
+                if target.checker is None:  # a carried target keeps its running check
+                    health.start(target, up.health, _pool(key, up, endpoint, size=1))
             else:
                 health.stop(target)
                 target.healthy = True

@@ -114,7 +114,9 @@ def test_one_url_stays_one_endpoint_and_lists_are_checked() -> None:
     for url, extra, says in [
         ('["http://a:1", "https://b:2"]', "", "is https:// but"),
         ('["http://a:1", "http://a:1/"]', "", "names a:1 twice"),
-        ("[]", "", "upstreams.c.url"),
+        ("[]", "", "upstreams.c.url: [] should be non-empty"),
+        ('["http://a:1", "ftp://b"]', "", "upstreams.c.url[1]: 'ftp://b' does not match"),
+        ('"ftp://a"', "", "upstreams.c.url: 'ftp://a' does not match"),
         ('["http://a:1"]', ", health: {interval: 1, timeout: 2}", "timeout 2 is longer than interval 1"),
         ('["http://a:1"]', ", health: {every: 1}", "allowed here: fall, interval, path, rise, timeout"),
         ('["http://a:x"]', "", "bad port"),
