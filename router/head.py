@@ -140,9 +140,13 @@ def upstream_tail(head: Head, *, request_id: str, xff: bytes, scheme: str, host:
     parts = []
     for nv in head.fwd:
         parts.append(b"%b: %b\r\n" % nv)
+    if head.tp is None:  # a new trace (most requests): its id and the span id in one draw
+        ids = b"%048x" % getrandbits(192)
+        trace = b"00-%b-%b-01" % (ids[:32], ids[32:])
+    else:
+        trace = traceparent(head.tp)
     parts.append(b"x-forwarded-for: %b\r\nx-forwarded-proto: %b\r\nx-request-id: %b\r\n"
-                 b"traceparent: %b\r\n" % (xff, scheme.encode(), request_id.encode(),
-                                           traceparent(head.tp)))
+                 b"traceparent: %b\r\n" % (xff, scheme.encode(), request_id.encode(), trace))
     if host is not None:
         parts.append(b"x-forwarded-host: %b\r\n" % host)
     if websocket:

@@ -216,7 +216,8 @@ class Router:
         except UpstreamCut:
             self._log(req)
             raise  # the server closes the client connection: the cut is visible
-        self._log(req)
+        if self.access_log.enabled:
+            self._log(req)
 
     async def _other(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -254,7 +255,11 @@ class Router:
         if route is None:
             raise Answer(404, "no_route", "no route matches this request")
         req.route = route.name
-        scheme, out_host, xff = self._origin(snap, head, scope)
+        if snap.trust.networks:
+            scheme, out_host, xff = self._origin(snap, head, scope)
+        else:  # no trusted proxies (the default): the socket's peer and scheme
+            client = scope.get("client")
+            scheme, out_host, xff = scope.get("scheme", "http"), head.host, (client[0] if client else "unknown").encode()
         owner = None
         if route.rate_limit is not None or route.writes is not None or head.cl is not None:
             owner = self._limits(config, req, route, head, scope)
@@ -351,7 +356,9 @@ class Router:
         while True:
             group = snap.groups[backend]
             req.backend = backend
-            target = group.pick()
+            targets = group.targets
+            only = targets[0]  # one endpoint with a closed breaker: admitted, nothing to count
+            target = only if len(targets) == 1 and only.breaker.state == "closed" else group.pick()
             if target is None:
                 error = UpstreamError(f"the circuit breaker of {backend} is open")
                 error.kind, error.status = "breaker_open", 503
