@@ -124,3 +124,27 @@ def test_one_url_stays_one_endpoint_and_lists_are_checked() -> None:
         with pytest.raises(ConfigError) as caught:
             parse(url, extra)
         assert says in str(caught.value), str(caught.value)
+
+
+def test_a_reload_keeps_unchanged_endpoints_and_retires_the_dropped_one() -> None:
+    import asyncio
+
+    from router.state import build_snapshot
+
+    def config(urls: str, health: str = ", health: {interval: 5, timeout: 1}") -> object:
+        return parse_config(f"upstreams:\n  c: {{url: {urls}{health}}}\nroutes:\n  - name: r\n"
+                            f"    match: {{prefix: /}}\n    backends: {{c: 100}}\n")
+
+    async def run() -> None:
+        three = build_snapshot(config('["http://127.0.0.1:1", "http://127.0.0.1:2", "http://127.0.0.1:3"]'))  # type: ignore[arg-type]
+        t1, t2, t3 = three.groups["c"].targets
+        assert all(t.checker is not None for t in (t1, t2, t3))
+        two = build_snapshot(config('["http://127.0.0.1:1", "http://127.0.0.1:3"]'), three)  # type: ignore[arg-type]
+        assert two.groups["c"].targets == [t1, t3]  # same pools, breakers, health and checks
+        assert t2.checker is None and t2.pool.retired  # the dropped one: stopped and closed
+        unchecked = build_snapshot(config('["http://127.0.0.1:1", "http://127.0.0.1:3"]', ""), two)  # type: ignore[arg-type]
+        assert unchecked.groups["c"].targets == [t1, t3] and t1.checker is None and t1.healthy
+        for target in unchecked.targets():
+            target.pool.close()
+
+    asyncio.run(run())
