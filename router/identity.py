@@ -121,8 +121,9 @@ class IdentityBridge:
         ident = snap.config.identity
         assert ident is not None
         upstream = snap.config.upstreams[ident.upstream]
-        pool = snap.pools[ident.upstream]
-        head = [f"GET {ident.path} HTTP/1.1\r\nhost: {upstream.authority}\r\n".encode(),
+        target = snap.groups[ident.upstream].any_healthy()  # one of its endpoints that is up
+        pool = target.pool
+        head = [b"GET %b HTTP/1.1\r\nhost: %b\r\n" % (ident.path.encode(), target.authority),
                 b"accept: application/json\r\n"]
         if session is not None:
             head.append(b"cookie: " + ident.cookie.encode() + b"=" + session + b"\r\n")
