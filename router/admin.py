@@ -42,7 +42,8 @@ from router.match import normalise_path
 from router.metrics import BOUNDS_MS, prometheus
 
 if TYPE_CHECKING:
-    from router.proxy import Receive, Router, Scope, Send
+    from router.types import Receive, Scope, Send
+    from router.types import RouterCore as Router
 
 TOKEN_ENV = "STRANGLER_ADMIN_TOKEN"
 READ_TOKEN_ENV = "STRANGLER_ADMIN_READ_TOKEN"
@@ -81,7 +82,7 @@ class Admin:
             if parts == ["routes"]:
                 return await _json(send, 200, self.routes())
             if parts == ["metrics"]:
-                self.router._publish_breakers()
+                self.router.publish_breakers()
                 body = prometheus(await self.router.metrics.fresh_aggregate()).encode()
                 return await _send(send, 200, body, b"text/plain; version=0.0.4; charset=utf-8")
             if parts == ["ledger"]:
@@ -175,7 +176,7 @@ class Admin:
     async def status(self) -> dict[str, Any]:
         snap = self.router.snapshot
         assert snap is not None
-        self.router._publish_breakers()
+        self.router.publish_breakers()
         agg = await self.router.metrics.fresh_aggregate()
         routes: dict[str, Any] = {}
         for r in snap.config.routes:
@@ -202,9 +203,9 @@ class AdminListener:
     """The ASGI app of the `admin_listen` listener: the admin API, and 404 for anything else.
     Creating it takes the admin API off the public port of `router`."""
 
-    def __init__(self, router: Router) -> None:
-        self.router = router
-        router.admin.apart = True
+    def __init__(self, router: Router, admin: Admin) -> None:
+        self.router, self.admin = router, admin
+        admin.apart = True
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "websocket":
@@ -222,7 +223,7 @@ class AdminListener:
         if not is_admin_path(path):
             return await _json(send, 404, {"error": "not_found", "detail": "this listener serves "
                                            f"{PREFIX}/ only (admin_listen); nothing is forwarded"})
-        await self.router.admin.handle(scope, receive, send, path, listener=True)
+        await self.admin.handle(scope, receive, send, path, listener=True)
 
 
 def _ownership(config: Config, workers: list[dict[str, Any]]) -> dict[str, Any]:

@@ -104,7 +104,7 @@ def serve_one(config_path: Path, *, host: str, port: int, sock: socket.socket | 
     tls = config.listen_tls
     if admin_sock is None and config.admin_listen is not None:
         admin_sock = listen(*config.admin_listen)
-    admin = (AdminListener(app), admin_sock) if admin_sock is not None else None
+    admin = (AdminListener(app, app.admin), admin_sock) if admin_sock is not None else None
     if http == "lean":
         from router import server_lean
 

@@ -31,8 +31,8 @@ from router.errors import UpstreamError
 from router.noise import NoiseWindow
 
 if TYPE_CHECKING:
-    from router.proxy import Router
     from router.state import Snapshot
+    from router.types import RouterCore as Router
 
 WORKERS = 4
 SHADOW_HEADER = b"x-strangler-shadow: 1\r\n"
