@@ -87,7 +87,7 @@ def test_status_and_metrics_show_the_dual_writes(shop: Shop, running: Any, tmp_p
     views = [prom.StreamView("fwd", runs={"both": {"state": "streaming", "events": 3, "lag_ms": 0.0,
                                                     "dead_letters": 0, "pid": os.getpid()}})]
     text = prom.render(views, dw["groups"])
-    assert 'strangler_cdc_dual_writes{group="catalog"} 1\n' in text
+    assert 'strangler_cdc_dual_writes{group="catalog"} 1.0\n' in text
     assert "# TYPE strangler_cdc_dual_writes gauge" in text
 
 
