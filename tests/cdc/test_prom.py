@@ -7,9 +7,6 @@ stream on a real PostgreSQL and reads the slot's WAL health from its /metrics.
 from __future__ import annotations
 
 import os
-import re
-import subprocess
-import sys
 import time
 
 import httpx
@@ -17,7 +14,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from cdc import prom
-from tests.cdc.conftest import REPO, Env, sql, wait_for
+from tests.cdc.conftest import Env, sql, start_exporter, wait_for
 
 DEAD_PID = 2**22 + 1  # above pid_max's default: never a running process
 
@@ -82,20 +79,6 @@ def test_a_kafka_streams_halves_are_parts_and_dead_letters_are_the_apply_ends() 
     assert value(found, "strangler_cdc_stream_state", stream="k", part="apply", state="failed") == 1
     assert value(found, "strangler_cdc_events_total", stream="k", part="apply") == 7
     assert value(found, "strangler_cdc_dead_letters", stream="k") == 4
-
-
-def start_exporter(env: Env) -> tuple[subprocess.Popen[str], str]:
-    """`strangler cdc metrics --listen 127.0.0.1:0`; its URL from the line it prints."""
-    proc = subprocess.Popen([sys.executable, "-m", "cli.main", "cdc", "metrics", "--listen", "127.0.0.1:0",
-                             "--streams", str(env.streams_path)], cwd=REPO, env=env.env(),
-                            stderr=subprocess.PIPE, text=True)
-    assert proc.stderr is not None
-    line = proc.stderr.readline()
-    match = re.search(r"(http://\S+/metrics)", line)
-    if not match:
-        proc.kill()
-        raise AssertionError(f"the exporter did not start: {line}{proc.stderr.read()}")
-    return proc, match.group(1)
 
 
 @pytest.mark.slow
