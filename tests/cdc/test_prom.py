@@ -1,20 +1,16 @@
 """CDC's Prometheus exporter: what each scrape says about a stream, its run and its slot.
 
-Pure cases build the views by hand; one runs `strangler cdc metrics --listen` against a
-stream on a real PostgreSQL and reads the slot's WAL health from its /metrics.
+The views are built by hand here; tests/deploy/test_prometheus_live.py runs
+`strangler cdc metrics --listen` over a stream on a real PostgreSQL, scraped by Prometheus.
 """
 
 from __future__ import annotations
 
 import os
-import time
 
-import httpx
-import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from cdc import prom
-from tests.cdc.conftest import Env, sql, start_exporter, wait_for
 
 DEAD_PID = 2**22 + 1  # above pid_max's default: never a running process
 
@@ -79,38 +75,3 @@ def test_a_kafka_streams_halves_are_parts_and_dead_letters_are_the_apply_ends() 
     assert value(found, "strangler_cdc_stream_state", stream="k", part="apply", state="failed") == 1
     assert value(found, "strangler_cdc_events_total", stream="k", part="apply") == 7
     assert value(found, "strangler_cdc_dead_letters", stream="k") == 4
-
-
-@pytest.mark.slow
-@pytest.mark.postgres
-def test_the_exporter_serves_a_real_streams_run_and_slot(cdc_env: Env) -> None:
-    sql(cdc_env.src, "INSERT INTO catalog_category (name) VALUES ('a'), ('b')")
-    run = cdc_env.start()
-    proc, url = start_exporter(cdc_env)
-    try:
-        def streaming() -> bool:
-            found = samples(httpx.get(url).text)
-            return value(found, "strangler_cdc_stream_state", stream="shop", part="both",
-                         state="streaming") == 1
-        wait_for(streaming, 30, "the stream streaming, seen by the exporter")
-        found = samples(httpx.get(url).text)
-        slot = sql(cdc_env.src, "SELECT slot_name FROM pg_replication_slots "
-                                "WHERE database = current_database()")[0][0]
-        assert value(found, "strangler_cdc_source_up", stream="shop") == 1
-        assert value(found, "strangler_cdc_slot_present", stream="shop", slot=slot) == 1
-        assert value(found, "strangler_cdc_slot_wal_status", stream="shop", slot=slot, status="reserved") == 1
-        assert (value(found, "strangler_cdc_slot_retained_wal_bytes", stream="shop", slot=slot) or 0) > 0
-        assert (value(found, "strangler_cdc_updated_timestamp_seconds", stream="shop", part="both")
-                or 0) > time.time() - 30
-        run.kill()  # no clean stop: the file still says streaming
-        run.wait()
-        found = samples(httpx.get(url).text)
-        assert value(found, "strangler_cdc_stream_state", stream="shop", part="both", state="dead") == 1
-        # the slot outlives its reader, and the source's writes pile up behind it
-        before = value(found, "strangler_cdc_slot_behind_bytes", stream="shop", slot=slot) or 0
-        sql(cdc_env.src, "INSERT INTO catalog_category (name) SELECT 'x' || g FROM generate_series(1, 500) g")
-        found = samples(httpx.get(url).text)
-        assert (value(found, "strangler_cdc_slot_behind_bytes", stream="shop", slot=slot) or 0) > before
-    finally:
-        proc.terminate()
-        assert proc.wait(10) == 0
