@@ -6,13 +6,15 @@ which on each scrape reads those files, asks every PostgreSQL source for its slo
 `pg_replication_slots` (one short connection per source) and counts the dual writes per
 ownership group (cdc/dualwrite.py). Nothing runs between scrapes, and the streams need no
 listener of their own: one exporter per machine that runs streams (the files and the pids
-in them are local).
+in them are local; with the folder shared but not the pid namespace, a run whose file
+goes stale is dead).
 
 Series (labels `stream`, plus `part` = both | capture | apply for a Kafka stream's halves):
 
     strangler_cdc_stream_state{state}         1 for the state the stream is in (a stateset):
                                               starting snapshot streaming stopped failed, or
-                                              dead (the file says running, its process is gone)
+                                              dead (the file says running, its process is gone
+                                              and the file is older than STALE_S)
     strangler_cdc_updated_timestamp_seconds   when the run last refreshed its file
     strangler_cdc_events_total                events applied since that run started
     strangler_cdc_lag_seconds                 age of the oldest source commit not yet applied
@@ -37,6 +39,7 @@ import contextlib
 import os
 import signal
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,6 +56,7 @@ from cdc.errors import CDCError
 STATES = ("starting", "snapshot", "streaming", "stopped", "failed", "dead")
 RUNNING = ("starting", "snapshot", "streaming")
 WAL_STATUSES = ("reserved", "extended", "unreserved", "lost")
+STALE_S = 5.0  # a run refreshes its file about once a second
 
 
 @dataclass
@@ -76,10 +80,15 @@ def alive(pid: Any) -> bool:
     return True
 
 
-def state_of(doc: dict[str, Any]) -> str:
-    """The run's state, `dead` when the file says running and its process is gone."""
+def state_of(doc: dict[str, Any], now: float | None = None) -> str:
+    """The run's state, `dead` when the file says running, its process is gone and the file
+    is no longer refreshed. Both, because the exporter may share the state folder without
+    sharing the pid namespace (another container): there a live run's pid is not found, but
+    its file is fresh."""
     state = str(doc.get("state", "starting"))
-    if state in RUNNING and not alive(doc.get("pid")):
+    updated = float(doc["updated"]) if _number(doc.get("updated")) else 0.0
+    stale = (time.time() if now is None else now) - updated > STALE_S
+    if state in RUNNING and stale and not alive(doc.get("pid")):
         return "dead"
     return state if state in STATES else "failed"
 
@@ -123,7 +132,7 @@ def families(views: Iterable[StreamView], dual_writes: dict[str, int] | None = N
 
     sp = ["stream", "part"]
     state = gauge("strangler_cdc_stream_state", "1 for the state the stream's run is in "
-                  "(dead: the file says running, its process is gone).", [*sp, "state"])
+                  "(dead: the file says running, its process is gone, the file is stale).", [*sp, "state"])
     updated = gauge("strangler_cdc_updated_timestamp_seconds", "When the run last refreshed "
                     "its metrics file (about once a second while it runs).", sp)
     events = CounterMetricFamily("strangler_cdc_events", "Events applied since the run started.", labels=sp)
@@ -142,7 +151,6 @@ def families(views: Iterable[StreamView], dual_writes: dict[str, int] | None = N
     safe = gauge("strangler_cdc_slot_safe_wal_bytes", "WAL the slot may still retain before the "
                  "server invalidates it (only with max_slot_wal_keep_size).", ss)
     wal_status = gauge("strangler_cdc_slot_wal_status", "1 for the slot's wal_status.", [*ss, "status"])
-    dead_letter_seen: set[str] = set()
     for v in sorted(views, key=lambda v: v.stream):
         for part, doc in sorted(v.runs.items()):
             now = state_of(doc)
@@ -159,7 +167,6 @@ def families(views: Iterable[StreamView], dual_writes: dict[str, int] | None = N
             # the apply end (or the single run) holds the dead-letter table
             if _number(doc.get("dead_letters")) and part in ("both", "apply"):
                 dead_letters.add_metric([v.stream], float(doc["dead_letters"]))
-                dead_letter_seen.add(v.stream)
         if v.source_up is not None:
             source_up.add_metric([v.stream], 1.0 if v.source_up else 0.0)
         if v.source_up:

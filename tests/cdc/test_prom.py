@@ -7,6 +7,7 @@ The views are built by hand here; tests/deploy/test_prometheus_live.py runs
 from __future__ import annotations
 
 import os
+import time
 
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -54,6 +55,10 @@ def test_a_run_whose_process_is_gone_is_dead_and_a_missing_slot_says_so() -> Non
     assert value(found, "strangler_cdc_stream_state", stream="shop", part="both", state="streaming") == 0
     assert value(found, "strangler_cdc_slot_present", stream="shop", slot="s1") == 0
     assert value(found, "strangler_cdc_slot_retained_wal_bytes", stream="shop", slot="s1") is None
+    # its file still fresh: a run in another pid namespace (the state folder shared), not dead
+    fresh = {**run, "updated": time.time()}
+    found = samples(prom.render([prom.StreamView("shop", runs={"both": fresh})]))
+    assert value(found, "strangler_cdc_stream_state", stream="shop", part="both", state="streaming") == 1
     # a clean stop is a stop, whoever holds the pid now
     run["state"] = "stopped"
     found = samples(prom.render([prom.StreamView("shop", runs={"both": run})]))
