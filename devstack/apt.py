@@ -28,7 +28,10 @@ class Package:
     why: str  # who needs it
 
 
-PACKAGES: tuple[Package, ...] = ()
+PACKAGES: tuple[Package, ...] = (
+    Package("prometheus", ("prometheus", "promtool"),
+            "deploy/prometheus rules: promtool check/test rules, and a real Prometheus scraping the stack"),
+)
 
 
 def _find(binary: str) -> str | None:

@@ -39,7 +39,7 @@ from router import ledger
 from router.config import Config, set_weight
 from router.errors import BadRequest, ConfigError
 from router.match import normalise_path
-from router.metrics import BOUNDS_MS, prometheus
+from router.metrics import BOUNDS_MS, prometheus, route_weights
 
 if TYPE_CHECKING:
     from router.types import Receive, Scope, Send
@@ -83,7 +83,9 @@ class Admin:
                 return await _json(send, 200, self.routes())
             if parts == ["metrics"]:
                 self.router.publish_breakers()
-                body = prometheus(await self.router.metrics.fresh_aggregate()).encode()
+                snap = self.router.snapshot
+                body = (prometheus(await self.router.metrics.fresh_aggregate())
+                        + route_weights(snap.config.routes if snap else ())).encode()
                 return await _send(send, 200, body, b"text/plain; version=0.0.4; charset=utf-8")
             if parts == ["ledger"]:
                 snap = self.router.snapshot
