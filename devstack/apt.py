@@ -28,7 +28,10 @@ class Package:
     why: str  # who needs it
 
 
-PACKAGES: tuple[Package, ...] = ()
+PACKAGES: tuple[Package, ...] = (
+    Package("chromium", ("chromium",), "the dashboard's browser test (tests/router/test_ui_browser.py)"),
+    Package("chromium-driver", ("chromedriver",), "Selenium drives chromium with it (the same test)"),
+)
 
 
 def _find(binary: str) -> str | None:
