@@ -77,8 +77,8 @@ def test_stream_status_reads_metrics_files_and_flags_dead_streams(tmp_path: Path
     streams, note = stream_status(folder)
     assert note is None
     assert streams == [{"stream": "catalog", "state": "not running (last: streaming)", "lag_ms": 12.5,
-                        "events_per_s": None, "events": 10, "dead_letters": 2, "error": None,
-                        "updated": None}]
+                        "events_per_s": None, "events": 10, "dead_letters": 2,
+                        "wal_bytes_behind": None, "slot": None, "error": None, "updated": None}]
     assert stream_status(tmp_path / "none")[1] == "no CDC stream has run from this state folder"
 
 
