@@ -10,7 +10,7 @@ import httpx
 
 from router import rollouts
 from router.overview import window
-from tests.router.conftest import ADMIN_TOKEN, AUTH, eventually
+from tests.router.conftest import ADMIN_TOKEN, AUTH
 
 READ_TOKEN = "test-read-token-9876543210"
 

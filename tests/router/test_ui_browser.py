@@ -9,6 +9,7 @@ STRANGLER_DASHBOARD_SCREENSHOT when set: how docs/dashboard.png is made).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -91,10 +92,8 @@ class Traffic(threading.Thread):
             while not self.stopping.is_set():
                 for path in ("/api/products/1", "/api/orders/1"):
                     c.cookies.clear()  # a new visitor each time: no sticky cohort cookie
-                    try:
+                    with contextlib.suppress(httpx.HTTPError):
                         c.get(path)
-                    except httpx.HTTPError:
-                        pass
                 time.sleep(0.03)
 
 
