@@ -140,7 +140,6 @@ def test_the_dashboard_shows_the_split_a_rollback_and_stops_a_canary(
         driver.find_element(By.ID, "connect").click()
 
     traffic = Traffic(router.url)
-    traffic.start()
     try:
         driver.get(f"{router.url}/_strangler/ui")
         login("wrong-token")  # refused, and nothing is shown
@@ -150,6 +149,9 @@ def test_the_dashboard_shows_the_split_a_rollback_and_stops_a_canary(
         wait.until(lambda d: text("#conn") == "live")
         assert driver.execute_script("return sessionStorage.getItem('strangler-admin-token')") == ADMIN_TOKEN
         row = '#routes [data-route="products"] tr[data-backend="{}"] td[data-field="{}"]'
+        wait.until(lambda d: text(row.format("monolith", "weight")) == "100%")
+        assert text(row.format("monolith", "split")) == "–"  # observed, not the weight: no request yet
+        traffic.start()
         wait.until(lambda d: text(row.format("monolith", "split")) == "100.0%")
         assert text(row.format("catalog", "weight")) == "0%"
         stream = text('#streams tr[data-stream="catalog"]')
