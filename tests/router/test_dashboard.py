@@ -8,6 +8,7 @@ from pathlib import Path
 
 import httpx
 
+from devstack import free_port
 from router import rollouts
 from router.overview import window
 from tests.router.conftest import ADMIN_TOKEN, AUTH
@@ -128,3 +129,14 @@ def test_an_open_dashboard_does_not_hold_a_stopping_router(upstreams, start_rout
         router.proc.terminate()
         router.proc.wait(15)
     assert time.monotonic() - t0 < 12
+
+
+def test_with_admin_listen_the_dashboard_is_only_on_the_admin_listener(upstreams, start_router) -> None:
+    admin_port = free_port()
+    text = config(upstreams).replace("access_log: false", f'access_log: false\nadmin_listen: "127.0.0.1:{admin_port}"')
+    router = start_router(text, health_port=admin_port)
+    assert httpx.get(f"{router.url}/_strangler/ui", timeout=10).status_code == 404
+    assert httpx.get(f"{router.url}/_strangler/overview", headers=AUTH, timeout=10).status_code == 404
+    admin = f"http://127.0.0.1:{admin_port}/_strangler"
+    assert "<title>Strangler" in httpx.get(f"{admin}/ui", timeout=10).text
+    assert httpx.get(f"{admin}/overview", headers=AUTH, timeout=10).json()["status"]["routes"]["split"]
