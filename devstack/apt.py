@@ -31,6 +31,8 @@ class Package:
 PACKAGES: tuple[Package, ...] = (
     Package("prometheus", ("prometheus", "promtool"),
             "deploy/prometheus rules: promtool check/test rules, and a real Prometheus scraping the stack"),
+    Package("chromium", ("chromium",), "the dashboard's browser test (tests/router/test_ui_browser.py)"),
+    Package("chromium-driver", ("chromedriver",), "Selenium drives chromium with it (the same test)"),
 )
 
 

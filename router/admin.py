@@ -9,6 +9,12 @@
     GET  /_strangler/routes                  the running routing table
     GET  /_strangler/metrics                 Prometheus text
     GET  /_strangler/ledger                  the last ledger entries
+    GET  /_strangler/overview                status + CDC streams + rollouts + owners + ledger
+                                             (router/overview.py: what `strangler status` reads)
+    GET  /_strangler/events                  the overview as Server-Sent Events, once a second
+    GET  /_strangler/ui                      the live dashboard (router/dashboard.py); the page
+                                             holds no data, so it needs no token: it asks for one
+    POST /_strangler/rollouts/<route>/<pause|resume|abort>   a request to the running canary
     POST /_strangler/routes/<route>/weights  {"backend", "weight", "reason"[, "actor"]}
     POST /_strangler/reload                  re-read the routes file now
 
@@ -35,11 +41,12 @@ import os
 import signal
 from typing import TYPE_CHECKING, Any
 
-from router import ledger
+from router import dashboard, ledger, rollouts
 from router.config import Config, set_weight
 from router.errors import BadRequest, ConfigError
 from router.match import normalise_path
 from router.metrics import BOUNDS_MS, prometheus, route_weights
+from router.overview import overview
 
 if TYPE_CHECKING:
     from router.types import Receive, Scope, Send
@@ -70,8 +77,11 @@ class Admin:
         parts = _endpoint(path)
         if parts == ["healthz"] and method in ("GET", "HEAD"):
             return await _json(send, 200, {"ok": self.router.snapshot is not None})
+        if parts == ["ui"] and method in ("GET", "HEAD"):
+            return await dashboard.page(send)  # no data in it: every read it makes needs a token
         is_write = parts is not None and (
-            (len(parts) == 3 and parts[0] == "routes" and parts[2] == "weights") or parts == ["reload"])
+            (len(parts) == 3 and parts[0] == "routes" and parts[2] == "weights") or parts == ["reload"]
+            or (len(parts) == 3 and parts[0] == "rollouts"))
         denied = self._authorise(scope, write=is_write)
         if denied is not None:
             return await _json(send, denied[0], {"error": "unauthorised", "detail": denied[1]},
@@ -91,11 +101,17 @@ class Admin:
                 snap = self.router.snapshot
                 assert snap is not None
                 return await _json(send, 200, ledger.tail(snap.config.ledger_path, 100))
+            if parts == ["overview"]:
+                return await _json(send, 200, await overview(self.router, self.status))
+            if parts == ["events"]:
+                return await dashboard.events(self.router, self.status, receive, send)
         if not is_write:
             return await _json(send, 404, {"error": "not_found", "detail": f"no admin endpoint {path}"})
         if method != "POST":
             return await _json(send, 405, {"error": "method_not_allowed", "detail": "use POST"})
         assert parts is not None
+        if parts[0] == "rollouts":
+            return await self._rollout_request(receive, send, route=parts[1], action=parts[2])
         if parts == ["reload"]:
             result = self.router.reloader.reload("admin")
             self._tell_siblings()
@@ -124,6 +140,33 @@ class Admin:
         self.router.reloader.reload("admin")
         self._tell_siblings()
         return await _json(send, 200, {"ok": True, "ledger": entry})
+
+    async def _rollout_request(self, receive: Receive, send: Send, *, route: str, action: str) -> None:
+        """A dashboard button: ask the rollout of `route` to pause, resume or abort (ledgered)."""
+        if action not in rollouts.ACTIONS:
+            return await _json(send, 404, {"error": "not_found", "detail":
+                                           f"no rollout action {action!r}: use {', '.join(rollouts.ACTIONS)}"})
+        try:
+            data = json.loads(await _read(receive) or b"{}")
+            if not isinstance(data, dict):
+                raise ValueError("not an object")
+        except ValueError:
+            return await _json(send, 400, {"error": "bad_json", "detail": 'send {"reason": str}'})
+        snap = self.router.snapshot
+        assert snap is not None
+        where = rollouts.folder(snap.config.ledger_path)
+        current = {d.get("route"): d for d in rollouts.read_all(where)}.get(route)
+        if current is None or current.get("state") not in ("running", "paused"):
+            return await _json(send, 409, {"error": "no_rollout", "detail":
+                                           f"no rollout of {route!r} is running (start one with "
+                                           f"`strangler canary {route} --to BACKEND`)"})
+        actor, reason = str(data.get("actor") or "dashboard"), str(data.get("reason") or "")
+        requested = rollouts.request(where, route, action=action, actor=actor, reason=reason)
+        entry = ledger.append_record(snap.config.ledger_path, {
+            "kind": "rollout-control", "route": route, "action": action, "actor": actor,
+            "reason": reason or f"{action} requested from the dashboard",
+            "candidate": current.get("candidate"), "step": current.get("step")})
+        return await _json(send, 202, {"ok": True, "request": requested, "ledger": entry})
 
     def _authorise(self, scope: Scope, *, write: bool) -> tuple[int, str] | None:
         admin = os.environ.get(TOKEN_ENV, "").encode()
