@@ -68,6 +68,9 @@ class _Router:
     def status(self) -> dict[str, Any]:
         return {"routes": {}}
 
+    def overview(self) -> dict[str, Any]:  # what `strangler status` reads (router/overview.py)
+        return {"status": self.status(), "streams": [], "rollouts": []}
+
 
 def test_status_and_metrics_show_the_dual_writes(shop: Shop, running: Any, tmp_path: Path,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
