@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections.abc import Callable
 from typing import IO, Any
 
 
@@ -18,6 +19,7 @@ class AccessLog:
         self.enabled = bool(target)
         self._buffer: list[str] = []
         self._stream: IO[str] | None = None
+        self.trace_ids: Callable[[], dict[str, str]] | None = None  # set by router.tracing when on
         if isinstance(target, str):
             self._stream = open(target, "a", buffering=1)  # noqa: SIM115 (lives as long as the log)
         elif target:
@@ -30,6 +32,8 @@ class AccessLog:
                                  "backend": backend, "status": status, "duration_ms": round(ms, 3)}
         if error:
             entry["error"] = error
+        if self.trace_ids is not None:
+            entry.update(self.trace_ids())
         self._buffer.append(json.dumps(entry, separators=(",", ":")))
         if len(self._buffer) >= 256:
             self.flush()

@@ -54,6 +54,7 @@ from router.match import normalise_path
 from router.metrics import Metrics
 from router.ratelimit import Limiter, client_key
 from router.state import Snapshot, build_snapshot
+from router.tracing import RouterTracing
 from router.tunnel import EXTENSION, Tunnel, wants_websocket
 
 Scope = MutableMapping[str, Any]
@@ -71,7 +72,6 @@ CLOSE = ((b"connection", b"close"),)
 RETRY_AFTER = ((b"retry-after", b"1"),)
 BOUND_ERRORS = {408: "body_timeout", 413: "body_too_large"}
 _REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:-]{1,128}$")
-_TRACEPARENT = re.compile(rb"^00-([0-9a-f]{32})-[0-9a-f]{16}-([0-9a-f]{2})$")
 
 
 class Router:
@@ -96,6 +96,7 @@ class Router:
         self.admin = Admin(self)
         self.reloader = Reloader(self, leader=leader)
         self.access_log = AccessLog(False)
+        self.tracing = RouterTracing(self)
         self._tasks: list[asyncio.Task[None]] = []
         self._started = False
 
@@ -137,6 +138,7 @@ class Router:
             self.access_log = AccessLog(config.access_log)
             self._log_target = config.access_log
         self.shadow.configure(config)
+        self.tracing.configure(config)
 
     async def shutdown(self) -> None:
         for task in self._tasks:
@@ -149,6 +151,7 @@ class Router:
         self._publish_breakers()
         self.metrics.retire()
         self.access_log.close()
+        self.tracing.stop()
         if self.snapshot:
             for pool in self.snapshot.pools.values():
                 pool.close()
@@ -221,6 +224,8 @@ class Router:
             await self._proxy(scope, receive, send, snap, raw_path, path, started, ticket)
         finally:
             self.metrics.in_flight -= 1
+            if self.tracing.enabled:
+                self.tracing.finish(scope)
             if ticket:
                 self.metrics.write_done(ticket[0])
 
@@ -327,10 +332,7 @@ class Router:
         if new_cohort is not None:
             send = _with_header(send, (b"set-cookie", new_cohort))
         # Everything after the Host line is the same whichever upstream answers.
-        trace = _TRACEPARENT.match(tp) if tp is not None else None
-        trace_id = trace.group(1).decode() if trace else f"{random.getrandbits(128):032x}"
-        flags = trace.group(2).decode() if trace else "01"
-        traceparent = f"00-{trace_id}-{random.getrandbits(64):016x}-{flags}".encode()
+        traceparent, trace, send = self.tracing.start(tp, send, scope, route, backend, new_cohort, started)
         parts = [b"".join((n, b": ", v, b"\r\n")) for n, v in fwd]
         parts += [b"x-forwarded-for: ", xff_out, b"\r\nx-forwarded-proto: ", scheme.encode(),
                   b"\r\nx-request-id: ", request_id.encode(), b"\r\ntraceparent: ", traceparent, b"\r\n"]
@@ -378,6 +380,8 @@ class Router:
         while True:
             upstream = config.upstreams[backend]
             breaker = snap.breakers[backend]
+            if trace is not None:
+                trace.attempt(backend, breaker.state)
             if not breaker.allow():
                 error = UpstreamError(f"the circuit breaker of {backend} is open")
                 error.kind = "breaker_open"
