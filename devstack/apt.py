@@ -28,7 +28,11 @@ class Package:
     why: str  # who needs it
 
 
-PACKAGES: tuple[Package, ...] = ()
+PACKAGES: tuple[Package, ...] = (
+    Package("openjdk-17-jre-headless", ("java",), "Zipkin (devstack/zipkin.py) for the traces "
+            "test, like the Kafka broker and Debezium"),
+    Package("maven", ("mvn",), "fetches Zipkin's exec jar (and Kafka's jars) from Maven Central once"),
+)
 
 
 def _find(binary: str) -> str | None:

@@ -111,3 +111,49 @@ def test_a_failed_export_is_counted_as_dropped_and_never_raises() -> None:
     CountingExporter(Refused(), counts).export([object()] * 2)  # type: ignore[arg-type,list-item]
     assert (counts.dropped, counts.exported) == (5, 0)
     assert "connection refused" in (counts.last_error or "") or counts.last_error
+
+
+SHADOWED = """
+upstreams:
+  a: {{url: "http://127.0.0.1:{a}"}}
+  b: {{url: "http://127.0.0.1:{b}"}}
+routes:
+  - name: r
+    match: {{prefix: /}}
+    backends: {{a: 100}}
+    shadow: {{to: b, percent: 100}}
+access_log: false
+tracing: {{exporter: zipkin, endpoint: "http://127.0.0.1:9/api/v2/spans"}}
+ledger: {ledger}
+"""
+
+
+def test_a_shadow_call_is_a_span_linked_to_the_primary_call(tmp_path, upstreams) -> None:
+    config = parse_config(SHADOWED.format(a=upstreams["a"].port, b=upstreams["b"].port,
+                                          ledger=tmp_path / "l.jsonl"))
+
+    async def run() -> list:
+        router = Router(config=config)
+        await router.startup()
+        spans: list = []
+        processor = router.tracing.telemetry.processor
+        handed = processor.on_end
+        processor.on_end = lambda span: (spans.append(span), handed(span))
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=router), base_url="http://t") as c:
+            assert (await c.get("/echo")).status_code == 200
+            for _ in range(200):
+                if sum(s.name.startswith("shadow ") for s in spans) == 2:
+                    break
+                await asyncio.sleep(0.02)
+        await router.shutdown()
+        return spans
+
+    spans = asyncio.run(run())
+    upstream = next(s for s in spans if s.name == "upstream")
+    shadows = {s.attributes["strangler.shadow.role"]: s for s in spans if s.name.startswith("shadow ")}
+    assert set(shadows) == {"candidate", "primary again"}
+    candidate = shadows["candidate"]
+    assert candidate.name == "shadow b" and shadows["primary again"].name == "shadow a"
+    assert candidate.context.trace_id == upstream.context.trace_id
+    assert candidate.parent.span_id == upstream.context.span_id
+    assert [link.context.span_id for link in candidate.links] == [upstream.context.span_id]
