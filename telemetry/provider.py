@@ -102,9 +102,9 @@ class Telemetry:
 
 def make_exporter(settings: TracingSettings) -> SpanExporter:
     if settings.exporter == "zipkin":
-        from opentelemetry.exporter.zipkin.json import ZipkinExporter
+        from telemetry.zipkin import ZipkinJSONExporter
 
-        return ZipkinExporter(endpoint=settings.url)
+        return ZipkinJSONExporter(settings.url)
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
     return OTLPSpanExporter(endpoint=settings.url)
