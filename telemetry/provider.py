@@ -78,8 +78,18 @@ class CountingProcessor(BatchSpanProcessor):
         self.counts = counts
 
     def on_end(self, span: ReadableSpan) -> None:
-        if span.context is not None and span.context.trace_flags.sampled:
-            self.counts.ended += 1
+        if span.context is None or not span.context.trace_flags.sampled:
+            return
+        self.counts.ended += 1
+        # The batch processor drops a span silently (a log line) when its queue is full,
+        # e.g. while the backend is slow: count it here, where it is still known.
+        batch = getattr(self, "_batch_processor", None)
+        queue = getattr(batch, "_queue", None)
+        if queue is not None and len(queue) >= getattr(batch, "_max_queue_size", float("inf")):
+            with self.counts._lock:
+                self.counts.dropped += 1
+                self.counts.last_error = "the export queue was full"
+            return
         super().on_end(span)
 
 

@@ -68,3 +68,15 @@ def test_the_environment_refuses_nonsense_naming_the_variable(env: dict[str, str
     with pytest.raises(TracingError) as err:
         TracingSettings.from_env(env)
     assert "OTEL" in str(err.value) or "environment" in str(err.value)
+
+
+def test_each_exporter_name_builds_its_exporter_at_the_url() -> None:
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+    from telemetry.provider import make_exporter
+    from telemetry.zipkin import ZipkinJSONExporter
+
+    otlp = make_exporter(TracingSettings.from_env({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318"}))
+    assert isinstance(otlp, OTLPSpanExporter) and otlp._endpoint == "http://c:4318/v1/traces"
+    zipkin = make_exporter(TracingSettings(exporter="zipkin"))
+    assert isinstance(zipkin, ZipkinJSONExporter) and zipkin.endpoint.endswith(":9411/api/v2/spans")
