@@ -122,6 +122,10 @@ class RouterTracing:
         """The upstream's traceparent, the request's trace (None when off), and `send`."""
         if not self.enabled:
             return plain_traceparent(tp), None, send
+        if tp is None and self.sample < 1.0 and random.random() >= self.sample:
+            # A new trace sampled out: nothing is recorded, so nothing is built (the
+            # upstream's traceparent says "not sampled", and its side records nothing).
+            return b"00-%032x-%016x-00" % (random.getrandbits(128), random.getrandbits(64)), None, send
         trace = RequestTrace(self, tp, scope, route, backend, new_cohort, started)
         scope[SCOPE_KEY] = trace
         trace.token = _current.set(trace)

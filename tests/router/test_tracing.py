@@ -157,3 +157,16 @@ def test_a_shadow_call_is_a_span_linked_to_the_primary_call(tmp_path, upstreams)
     assert candidate.context.trace_id == upstream.context.trace_id
     assert candidate.parent.span_id == upstream.context.span_id
     assert [link.context.span_id for link in candidate.links] == [upstream.context.span_id]
+
+
+def test_a_new_trace_sampled_out_records_nothing_and_says_so_upstream(tmp_path, upstreams) -> None:
+    config = parse_config(ROUTES.format(a=upstreams["a"].port, b=upstreams["b"].port,
+                                        ledger=tmp_path / "l.jsonl").replace(
+        'tracing: {exporter: zipkin,', 'tracing: {sample: 0, exporter: zipkin,'))
+    r = asyncio.run(_get(Router(config=config), "/echo"))
+    assert r.status_code == 200 and r.spans == []
+    assert dict(r.json()["headers"])["traceparent"].endswith("-00")
+    # A caller's sampled flag is kept whatever the share: its trace is recorded.
+    r = asyncio.run(_get(Router(config=config), "/echo",
+                         {"traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"}))
+    assert len(r.spans) == 3
