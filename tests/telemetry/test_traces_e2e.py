@@ -1,7 +1,7 @@
 """Traces end to end: router → catalog and router → monolith, read back from a real Zipkin.
 
 One Zipkin (devstack), the catalog (SQLite, Starlette + SQLAlchemy instrumentation), the
-monolith (SQLite, Django + sqlite3 instrumentation) and the router, every one told to
+monolith (PostgreSQL, Django + psycopg2 instrumentation) and the router, every one told to
 export to Zipkin by the standard OTEL_* variables. Each request must come back as one trace
 whose spans link router SERVER → choose / upstream CLIENT → service SERVER → database span.
 Then Zipkin goes down: requests still answer, and the router counts the spans it dropped.
@@ -24,7 +24,7 @@ from devstack.zipkin import ZipkinServer
 from tests.conftest import service_missing
 from tests.router.conftest import ROOT, eventually, stop, wait_port
 
-pytestmark = [pytest.mark.slow]
+pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
 ROUTES = """
 upstreams:
@@ -60,10 +60,10 @@ def _otel(zipkin: ZipkinServer, service: str) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def stack(zipkin: ZipkinServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
+def stack(zipkin: ZipkinServer, pg_server, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
     tmp = tmp_path_factory.mktemp("traces")
     env = {**os.environ, "STRANGLER_STATE_DIR": str(tmp), "PYTHONPATH": str(ROOT),
-           "MONOLITH_SQLITE_PATH": str(tmp / "monolith.sqlite3"),
+           "DATABASE_URL": pg_server.create_database(f"traces_{os.getpid()}"),
            "CATALOG_DATABASE_URL": f"sqlite:///{tmp / 'catalog.sqlite3'}",
            "STRANGLER_ADMIN_TOKEN": "test-admin-token-0123456789"}
     subprocess.run([sys.executable, "-m", "monolith", "migrate", "--noinput"], cwd=ROOT, env=env,
