@@ -2,8 +2,8 @@
 
 On: OpenTelemetry's Django instrumentation continues the router's trace with a SERVER span
 per request, and its psycopg2 / sqlite3 instrumentation (whichever database is configured)
-puts a span per statement under it; log records carry ``trace_id``/``span_id`` (the logging
-instrumentation, read by the ``LOGGING`` format). Called by `asgi` and `wsgi` before
+puts a span per statement under it; log records carry ``trace_id``/``span_id`` (`TraceIds`,
+which settings.LOGGING installs when tracing is on). Called by `asgi` and `wsgi` before
 Django builds its handler (the middleware must be in place by then).
 """
 
@@ -50,11 +50,4 @@ def instrument() -> Any:
         pass  # PostgreSQL only: sqlite3 statements go untraced
     else:
         SQLite3Instrumentor().instrument(tracer_provider=provider)
-    handler = logging.StreamHandler()
-    handler.addFilter(TraceIds())
-    handler.setFormatter(logging.Formatter(
-        "%(asctime)s %(levelname)s %(name)s trace_id=%(trace_id)s span_id=%(span_id)s %(message)s"))
-    for name in ("django.request", "monolith"):
-        logger = logging.getLogger(name)
-        logger.handlers[:] = [handler]
     return telemetry

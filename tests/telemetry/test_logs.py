@@ -30,3 +30,24 @@ def test_inside_a_span_the_records_name_it_and_outside_they_do_not(monkeypatch) 
     TraceIds().filter(outside)
     assert outside.trace_id == ""  # type: ignore[attr-defined]
     assert "trace_id" not in json.loads(logs.JSONFormatter().format(_record()))
+
+
+def test_the_monolith_logs_name_the_trace_when_tracing_is_on() -> None:
+    import os
+    import subprocess
+    import sys
+
+    from tests.router.conftest import ROOT
+
+    code = ("import django, logging; django.setup(); "
+            "from opentelemetry.sdk.trace import TracerProvider; "
+            "span = TracerProvider().get_tracer('t').start_span('r'); "
+            "from opentelemetry import trace; "
+            "ctx = trace.set_span_in_context(span); from opentelemetry import context; "
+            "context.attach(ctx); logging.getLogger('django.request').error('boom'); "
+            "print(f'{span.get_span_context().trace_id:032x}')")
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "monolith.settings", "PYTHONPATH": str(ROOT),
+           "OTEL_TRACES_EXPORTER": "zipkin"}
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True,
+                         text=True, check=True)
+    assert f"trace_id={out.stdout.strip()}" in out.stderr, out.stderr
