@@ -1,6 +1,6 @@
 """Router speed, side by side with nginx and HAProxy: prints ONE JSON line.
 
-    python benchmarks/router.py [--duration 5] [--rounds 3] [--compare]
+    python benchmarks/router.py [--duration 5] [--rounds 3] [--compare] [--before TREE]
 
 Starts one fixed upstream (uvicorn, 1 worker, small JSON), nginx (1 worker, upstream
 keep-alive), HAProxy (1 thread, http-reuse) and the router (`python -m router`, 1 worker)
@@ -12,8 +12,19 @@ taken per round (router ÷ nginx in the same round) because the machine is noisy
 `--compare` adds the alternatives the router's design was chosen against: the router app
 under granian (if installed), and a plain ASGI proxy on `httpx.AsyncClient`.
 
+Two scenarios. "plain": access logs off on every proxy (nginx `access_log off`, router
+`access_log: false`), one route, one upstream. "realistic" (`realistic_*`), as users run it:
+the access log on (to a file), a route split 50/50 by a cohort cookie between two upstreams
+(the same server), identity on (the whoami answer cached, a signed header per request), and
+nginx with its access log on beside it for reference. `cpu_ratio_vs_nginx` is the router's
+CPU per request ÷ nginx's in the same round (median over rounds): on a shared 2-core box
+it is steadier than the throughput ratio, which moves with what wrk and the upstream leave.
+
+`--before TREE` also runs the router of another checkout (e.g. a `git worktree` of main) in
+both scenarios, alternating with this one in every round (`before_*` keys), so a change is
+measured against its base under the same load.
+
 Needs nginx, haproxy and wrk. Debian/Ubuntu: `apt-get install -y nginx haproxy wrk`.
-Access logs are off on every proxy (nginx `access_log off`, router `access_log: false`).
 """
 
 from __future__ import annotations
@@ -41,6 +52,8 @@ from router.server import DEFAULT_HTTP, HTTP_SERVERS  # noqa: E402
 OTHER_HTTP = next(h for h in HTTP_SERVERS if h != DEFAULT_HTTP)
 
 BODY = json.dumps({"id": 1, "name": "Espresso cup", "price": "4.50", "in_stock": True}).encode()
+WHOAMI = json.dumps({"id": 7, "username": "bench", "is_staff": False}).encode()
+SESSION = "sessionid=bench-session-0123456789abcdef"
 
 
 # --- servers run by this script in subprocesses ---------------------------------------
@@ -49,9 +62,14 @@ def serve_upstream(port: int) -> None:
     import uvicorn
 
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(BODY)).encode())]
+    whoami = [(b"content-type", b"application/json"), (b"content-length", str(len(WHOAMI)).encode())]
 
     async def app(scope, receive, send):  # type: ignore[no-untyped-def]
         if scope["type"] != "http":
+            return
+        if scope["path"] == "/api/whoami/":  # the identity bridge's question (realistic)
+            await send({"type": "http.response.start", "status": 200, "headers": whoami})
+            await send({"type": "http.response.body", "body": WHOAMI})
             return
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         await send({"type": "http.response.body", "body": BODY})
@@ -134,10 +152,11 @@ def tree_cpu_seconds(pid: int) -> float:
     return total / os.sysconf("SC_CLK_TCK")
 
 
-def wrk(url: str, conns: int, duration: float) -> tuple[float, float]:
+def wrk(url: str, conns: int, duration: float, headers: tuple[str, ...] = ()) -> tuple[float, float]:
     threads = 1 if conns == 1 else 2
-    done = subprocess.run([need("wrk"), f"-t{threads}", f"-c{conns}", f"-d{duration:g}s", "--latency", url],
-                          capture_output=True, text=True, timeout=duration + 30)
+    extra = [arg for h in headers for arg in ("-H", h)]
+    done = subprocess.run([need("wrk"), f"-t{threads}", f"-c{conns}", f"-d{duration:g}s", "--latency",
+                           *extra, url], capture_output=True, text=True, timeout=duration + 30)
     out = done.stdout
     if "Requests/sec" not in out:
         sys.exit(f"wrk failed against {url}: {out[-1000:]} {done.stderr[-1000:]}")
@@ -147,48 +166,24 @@ def wrk(url: str, conns: int, duration: float) -> tuple[float, float]:
     return rps, p50_ms
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--duration", type=float, default=5.0, help="seconds per wrk run")
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--compare", action="store_true", help="also run granian and httpx variants")
-    parser.add_argument("--serve-upstream", type=int, help=argparse.SUPPRESS)
-    parser.add_argument("--serve-httpx-proxy", nargs=2, type=int, help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.serve_upstream:
-        return serve_upstream(args.serve_upstream)
-    if args.serve_httpx_proxy:
-        return serve_httpx_proxy(*args.serve_httpx_proxy)
-    nginx, haproxy = need("nginx"), need("haproxy")
-    need("wrk")
-
-    tmp = Path(tempfile.mkdtemp(prefix="strangler-bench-"))
-    procs: dict[str, subprocess.Popen[bytes]] = {}
-    ports: dict[str, int] = {}
-
-    def start(name: str, cmd: list[str], env: dict[str, str] | None = None, port: int | None = None) -> None:
-        procs[name] = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                       env={**os.environ, **(env or {})}, start_new_session=True)
-        wait_port(port or ports[name], procs[name])
-
-    try:
-        up = ports["direct"] = free_port()
-        start("direct", [sys.executable, __file__, "--serve-upstream", str(up)])
-        for name in ("nginx", "haproxy", "router", f"router_{OTHER_HTTP}"):
-            ports[name] = free_port()
-        (tmp / "nginx.conf").write_text(f"""
+def nginx_conf(tmp: Path, name: str, port: int, up: int, *, access_log: bool) -> Path:
+    home = tmp / name
+    home.mkdir()
+    log = f"access_log {home}/access.log;" if access_log else "access_log off;"
+    conf = home / "nginx.conf"
+    conf.write_text(f"""
 worker_processes 1;
 daemon off;
-pid {tmp}/nginx.pid;
-error_log {tmp}/nginx-error.log warn;
+pid {home}/nginx.pid;
+error_log {home}/nginx-error.log warn;
 events {{ worker_connections 4096; }}
 http {{
-  access_log off;
-  client_body_temp_path {tmp}/body; proxy_temp_path {tmp}/proxy;
-  fastcgi_temp_path {tmp}/fcgi; uwsgi_temp_path {tmp}/uwsgi; scgi_temp_path {tmp}/scgi;
+  {log}
+  client_body_temp_path {home}/body; proxy_temp_path {home}/proxy;
+  fastcgi_temp_path {home}/fcgi; uwsgi_temp_path {home}/uwsgi; scgi_temp_path {home}/scgi;
   upstream up {{ server 127.0.0.1:{up}; keepalive 64; }}
   server {{
-    listen 127.0.0.1:{ports['nginx']};
+    listen 127.0.0.1:{port};
     location / {{
       proxy_pass http://up;
       proxy_http_version 1.1;
@@ -200,7 +195,93 @@ http {{
   }}
 }}
 """)
-        start("nginx", [nginx, "-p", str(tmp), "-c", str(tmp / "nginx.conf")])
+    return conf
+
+
+def routes_plain(tmp: Path, up: int) -> Path:
+    path = tmp / "routes.yaml"
+    path.write_text(f"""
+ledger: {tmp}/ledger.jsonl
+access_log: false
+upstreams:
+  app: {{url: "http://127.0.0.1:{up}", pool_size: 64}}
+routes:
+  - name: all
+    match: {{prefix: /}}
+    backends: {{app: 100}}
+""")
+    return path
+
+
+def routes_realistic(tmp: Path, up: int, name: str) -> Path:
+    """Access log on, a 50/50 cohort split (two upstreams, one server), identity on."""
+    path = tmp / f"routes-{name}.yaml"
+    path.write_text(f"""
+ledger: {tmp}/ledger-{name}.jsonl
+access_log: {tmp}/access-{name}.log
+upstreams:
+  app: {{url: "http://127.0.0.1:{up}", pool_size: 64}}
+  app_b: {{url: "http://127.0.0.1:{up}", pool_size: 64}}
+identity: {{upstream: app, path: /api/whoami/, cookie: sessionid}}
+routes:
+  - name: products
+    match: {{prefix: /api/products}}
+    backends: {{app: 50, app_b: 50}}
+    cohort: {{cookie: sessionid}}
+    identity: true
+  - name: all
+    match: {{prefix: /}}
+    backends: {{app: 100}}
+""")
+    return path
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--duration", type=float, default=5.0, help="seconds per wrk run")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--compare", action="store_true", help="also run granian and httpx variants")
+    parser.add_argument("--before", type=Path, help="another checkout whose router runs alongside (before_*)")
+    parser.add_argument("--serve-upstream", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--serve-httpx-proxy", nargs=2, type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve_upstream:
+        return serve_upstream(args.serve_upstream)
+    if args.serve_httpx_proxy:
+        return serve_httpx_proxy(*args.serve_httpx_proxy)
+    nginx, haproxy = need("nginx"), need("haproxy")
+    need("wrk")
+    before = args.before.resolve() if args.before else None
+    if before is not None and not (before / "router" / "__main__.py").exists():
+        sys.exit(f"--before {before}: no router/ there (give the root of a checkout)")
+
+    tmp = Path(tempfile.mkdtemp(prefix="strangler-bench-"))
+    procs: dict[str, subprocess.Popen[bytes]] = {}
+    ports: dict[str, int] = {}
+    # Requests of the realistic scenario carry a session cookie (the cohort and identity key).
+    realistic = {"router_realistic", "nginx_realistic", "before_router_realistic"}
+
+    def start(name: str, cmd: list[str], env: dict[str, str] | None = None, cwd: Path = ROOT) -> None:
+        ports[name] = free_port() if name not in ports else ports[name]
+        procs[name] = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                       env={**os.environ, **(env or {})}, start_new_session=True)
+        wait_port(ports[name], procs[name])
+
+    def router(name: str, routes: Path, *extra: str, tree: Path = ROOT) -> None:
+        ports[name] = free_port()
+        # The checkout's own router package first (cwd is on sys.path with -m).
+        env = {"PYTHONPATH": str(tree), "STRANGLER_IDENTITY_SECRET": "bench-secret"}
+        start(name, [sys.executable, "-m", "router", "--config", str(routes), "--port", str(ports[name]),
+                     "--workers", "1", *extra], env=env, cwd=tree)
+
+    try:
+        up = ports["direct"] = free_port()
+        start("direct", [sys.executable, __file__, "--serve-upstream", str(up)])
+        for name, log in (("nginx", False), ("nginx_realistic", True)):
+            ports[name] = free_port()
+            start(name, [nginx, "-p", str(tmp / name), "-c", str(nginx_conf(tmp, name, ports[name], up,
+                                                                            access_log=log))])
+        ports["haproxy"] = free_port()
         (tmp / "haproxy.cfg").write_text(f"""
 global
   nbthread 1
@@ -220,21 +301,13 @@ backend be
   server s1 127.0.0.1:{up}
 """)
         start("haproxy", [haproxy, "-f", str(tmp / "haproxy.cfg"), "-db"])
-        (tmp / "routes.yaml").write_text(f"""
-ledger: {tmp}/ledger.jsonl
-access_log: false
-upstreams:
-  app: {{url: "http://127.0.0.1:{up}", pool_size: 64}}
-routes:
-  - name: all
-    match: {{prefix: /}}
-    backends: {{app: 100}}
-""")
-        start("router", [sys.executable, "-m", "router", "--config", str(tmp / "routes.yaml"),
-                         "--port", str(ports["router"]), "--workers", "1"])
-        start(f"router_{OTHER_HTTP}", [sys.executable, "-m", "router", "--config", str(tmp / "routes.yaml"),
-                                       "--port", str(ports[f"router_{OTHER_HTTP}"]), "--workers", "1",
-                                       "--http", OTHER_HTTP])
+        plain = routes_plain(tmp, up)
+        router("router", plain)
+        router(f"router_{OTHER_HTTP}", plain, "--http", OTHER_HTTP)
+        router("router_realistic", routes_realistic(tmp, up, "router"))
+        if before is not None:
+            router("before_router", plain, tree=before)
+            router("before_router_realistic", routes_realistic(tmp, up, "before"), tree=before)
         if args.compare:
             try:
                 import granian  # noqa: F401
@@ -244,7 +317,7 @@ routes:
                                          "--host", "127.0.0.1", "--port", str(ports["router_granian"]),
                                          "--workers", "1", "--loop", "uvloop", "--log-level", "warning",
                                          "router.asgi:app"],
-                      env={"STRANGLER_ROUTES": str(tmp / "routes.yaml")})
+                      env={"STRANGLER_ROUTES": str(plain)})
             except ImportError:
                 print("granian not installed: skipping that variant", file=sys.stderr)
             ports["httpx_proxy"] = free_port()
@@ -255,11 +328,16 @@ routes:
         results: dict[str, dict[str, list[float]]] = {n: {"rps": [], "p50_1": [], "cpu_us": []} for n in names}
         ratios: list[float] = []
         for rnd in range(args.rounds):
+            # Alternate the order too: the first of a round meets a cooler machine.
+            order = names if rnd % 2 == 0 else names[::-1]
             for conns in (32, 1):
-                for name in names:
+                for name in order:
+                    if conns == 1 and (name in realistic or name.startswith("before_")):
+                        continue  # latency at one connection: the plain scenario only
                     url = f"http://127.0.0.1:{ports[name]}/api/products/1"
+                    headers = (f"Cookie: {SESSION}",) if name in realistic else ()
                     cpu0 = tree_cpu_seconds(procs[name].pid) if name != "direct" else 0.0
-                    rps, p50 = wrk(url, conns, args.duration)
+                    rps, p50 = wrk(url, conns, args.duration, headers)
                     if conns == 32:
                         results[name]["rps"].append(rps)
                         if name != "direct":
@@ -275,6 +353,10 @@ routes:
             values = results[name][key]
             return round(statistics.median(values), 3) if values else None
 
+        def cpu_ratio(name: str, nginx_name: str = "nginx") -> float:
+            return round(statistics.median(
+                a / b for a, b in zip(results[name]["cpu_us"], results[nginx_name]["cpu_us"], strict=True)), 3)
+
         line: dict[str, object] = {
             "benchmark": "router", "router_http": DEFAULT_HTTP,
             "router_rps": med("router", "rps"), "nginx_rps": med("nginx", "rps"),
@@ -284,8 +366,19 @@ routes:
             "haproxy_p50_ms_1conn": med("haproxy", "p50_1"), "direct_p50_ms_1conn": med("direct", "p50_1"),
             "router_cpu_us_per_req": med("router", "cpu_us"), "nginx_cpu_us_per_req": med("nginx", "cpu_us"),
             "haproxy_cpu_us_per_req": med("haproxy", "cpu_us"),
+            "cpu_ratio_vs_nginx": cpu_ratio("router"),
+            "realistic_router_rps": med("router_realistic", "rps"),
+            "realistic_router_cpu_us_per_req": med("router_realistic", "cpu_us"),
+            "realistic_nginx_cpu_us_per_req": med("nginx_realistic", "cpu_us"),
+            "realistic_cpu_ratio_vs_nginx": cpu_ratio("router_realistic", "nginx_realistic"),
             "rounds": args.rounds, "duration_s": args.duration,
         }
+        if before is not None:
+            line["before_tree"] = str(before)
+            line["before_router_cpu_us_per_req"] = med("before_router", "cpu_us")
+            line["before_cpu_ratio_vs_nginx"] = cpu_ratio("before_router")
+            line["before_realistic_router_cpu_us_per_req"] = med("before_router_realistic", "cpu_us")
+            line["before_realistic_cpu_ratio_vs_nginx"] = cpu_ratio("before_router_realistic", "nginx_realistic")
         for extra in (f"router_{OTHER_HTTP}", "router_granian", "httpx_proxy"):
             if extra in results:
                 line[f"{extra}_rps"] = med(extra, "rps")
@@ -295,6 +388,7 @@ routes:
                 line[f"{extra}_cpu_us_per_req"] = med(extra, "cpu_us")
         line["router_p50_overhead_ms_1conn"] = round(line["router_p50_ms_1conn"] - line["direct_p50_ms_1conn"], 3)  # type: ignore[operator]
         line["target_met"] = bool(line["ratio_vs_nginx"] >= 0.6 and line["router_p50_overhead_ms_1conn"] <= 0.5)  # type: ignore[operator]
+        line["cpu_target_met"] = bool(line["cpu_ratio_vs_nginx"] <= 2.5)  # type: ignore[operator]
         print(json.dumps(line))
     finally:
         for proc in procs.values():

@@ -388,15 +388,38 @@ def _compile_table(spec: TableMap, path: str, source: Mapping[str, TableSchema],
                           f"PostgreSQL; a different key needs ALTER TABLE {spec.source} REPLICA "
                           "IDENTITY FULL so deletes carry it")
     # Columns: explicit mapping must cover every source column; default copies all.
+    # A column `new_columns` covers (one it accepted while the stream ran, say) is followed
+    # the same way when the stream starts again: copied to the same name, or ignored.
     columns: list[tuple[str, str, str | None]]
+    ignored = set(spec.drop)
     if spec.columns is None:
-        columns = [(c, c, None) for c in src.columns if c not in spec.drop]
+        columns = []
+        for c in src.columns:
+            if c in spec.drop:
+                continue
+            if spec.new_columns == "ignore" and target is not None and c not in tgt.columns:
+                log.info("%s: column %s is not in target table %s: ignored (new_columns: ignore)",
+                         spec.source, c, spec.target)
+                ignored.add(c)
+                continue
+            columns.append((c, c, None))
     else:
         columns = [(c.source, c.target, c.convert) for c in spec.columns]
         listed = {c.source for c in spec.columns} | set(spec.drop)
         for c in src.columns:
-            if c not in listed:
-                errors.append(f"{path}.columns: source column {c!r} is neither mapped nor dropped; "
+            if c in listed:
+                continue
+            if spec.new_columns == "copy" and (target is None or c in tgt.columns):
+                log.info("%s: column %s is not listed: copied to %s.%s (new_columns: copy)",
+                         spec.source, c, spec.target, c)
+                columns.append((c, c, None))
+            elif spec.new_columns == "ignore":
+                log.info("%s: column %s is not listed: ignored (new_columns: ignore)", spec.source, c)
+                ignored.add(c)
+            else:
+                also = (f", and target table {spec.target!r} has no column of that name to copy it to "
+                        "(new_columns: copy)" if spec.new_columns == "copy" else "")
+                errors.append(f"{path}.columns: source column {c!r} is neither mapped nor dropped{also}; "
                               f"add `{c}: <target column>` under columns or list it in drop")
     for c in spec.drop:
         if c not in src.columns:
@@ -443,4 +466,4 @@ def _compile_table(spec: TableMap, path: str, source: Mapping[str, TableSchema],
         if cond.column not in src.columns:
             errors.append(f"{path}.filter: {cond.column!r} is not a column of {spec.source!r}")
     return TableMapping(spec=spec, source_schema=src, target_schema=tgt, key=tuple(key),
-                        columns=columns, ignored=set(spec.drop))
+                        columns=columns, ignored=ignored)

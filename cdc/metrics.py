@@ -4,8 +4,8 @@ The running pipeline keeps one :class:`StreamMetrics` and writes it about once a
 ``.strangler/cdc/<stream>.json`` so ``strangler cdc status`` can show it from another
 process.
 
-`prometheus` renders those documents, and the dual-write count of each ownership group
-(cdc/dualwrite.py), as Prometheus text (`strangler cdc metrics`).
+cdc/prom.py reads those files on each scrape and serves them, with the sources' slot views and
+the dual writes, as Prometheus metrics (`strangler cdc metrics --listen`).
 
 Lag is the time since the oldest source commit not yet applied (:class:`LagTracker`), not
 the age of the last applied event: a stalled stream shows a lag that grows, and 0 means
@@ -125,23 +125,3 @@ def load(stream: str, folder: Path | None = None) -> dict[str, Any] | None:
         return data
     except (OSError, ValueError):
         return None
-
-
-def prometheus(streams: Sequence[dict[str, Any]], dual_writes: dict[str, int] | None = None) -> str:
-    """The streams' metrics (documents as :func:`load` returns them) and the dual writes per
-    ownership group (cdc/dualwrite.py) in Prometheus text exposition format."""
-    def series(name: str, kind: str, help_: str, field_: str) -> list[str]:
-        lines = [f"# HELP {name} {help_}", f"# TYPE {name} {kind}"]
-        for doc in sorted(streams, key=lambda d: str(d.get("stream"))):
-            value = doc.get(field_)
-            if isinstance(value, (int, float)) and not isinstance(value, bool):
-                lines.append(f'{name}{{stream="{doc.get("stream")}"}} {value:g}')
-        return lines
-
-    out = series("strangler_cdc_events_total", "counter", "Events applied since the stream started.", "events")
-    out += series("strangler_cdc_lag_ms", "gauge", "Age of the oldest source commit not yet applied.", "lag_ms")
-    out += series("strangler_cdc_dead_letters", "gauge", "Events in the dead-letter table.", "dead_letters")
-    out += ["# HELP strangler_cdc_dual_writes Keys changed on both sides of an ownership group "
-            "within the detector's window.", "# TYPE strangler_cdc_dual_writes gauge"]
-    out += [f'strangler_cdc_dual_writes{{group="{g}"}} {n}' for g, n in sorted((dual_writes or {}).items())]
-    return "\n".join(out) + "\n"

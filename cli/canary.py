@@ -2,14 +2,16 @@
 
 The loop lives in `cli.rollout`, the gate math in `cli.gate`; this module parses the
 human units, connects to the running router, and reports. Exit codes: 0 promoted,
-3 rolled back (the gate was not met), 130 interrupted (weights left as they were).
+3 rolled back (the gate was not met, or aborted from the dashboard), 130 interrupted
+(weights left as they were). The loop publishes its state for the dashboard and takes its
+pause/resume/abort requests (`RolloutFiles`, router/rollouts.py).
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -47,6 +49,23 @@ class RouterControl:
         from router import ledger
 
         ledger.append(self.ledger, actor=actor(), route=route, old=weights, new=weights, reason=reason)
+
+
+class RolloutFiles:
+    """`cli.rollout.Board` over the files the router's dashboard reads (router/rollouts.py)."""
+
+    def __init__(self, ledger: Path, route: str) -> None:
+        from router import rollouts
+
+        self._rollouts = rollouts
+        self.folder = rollouts.folder(ledger)
+        self.route = route
+
+    def publish(self, doc: dict[str, Any]) -> None:
+        self._rollouts.publish(self.folder, doc)
+
+    def command(self) -> dict[str, Any] | None:
+        return self._rollouts.take(self.folder, self.route)
 
 
 def routes_of_running_stack(default: Path) -> Path:
@@ -119,7 +138,9 @@ def canary(
     with RouterAPI(url) as api:
         control = RouterControl(api, ledger=ledger)
         try:
-            result = run_canary(control, plan, say=lambda line: err.print(line, highlight=False, markup=False))
+            board = RolloutFiles(ledger, route) if part_present("router") else None
+            result = run_canary(control, plan, say=lambda line: err.print(line, highlight=False, markup=False),
+                                board=board)
         except ValueError as exc:
             raise CLIError(str(exc)) from exc
     if json_out:

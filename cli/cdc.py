@@ -202,14 +202,32 @@ def dual_writes(streams: str | None = None, *, shown: int = 10) -> dict[str, Any
 
 
 @cdc_app.command("metrics")
-def metrics_text(streams: StreamsOpt = None) -> None:
-    """Every stream's metrics and the dual writes per ownership group, as Prometheus text."""
+def metrics_text(streams: StreamsOpt = None, listen: Annotated[str | None, typer.Option(
+        "--listen", help="Serve /metrics on HOST:PORT until stopped (for Prometheus to scrape), "
+        "instead of printing one scrape.")] = None) -> None:
+    """Every stream's metrics, its slot's WAL health and the dual writes per ownership group,
+    as Prometheus text; each scrape reads the state files and the sources' slot views anew."""
+    from cdc import prom
+
     try:
-        sf = config.load(streams)
-    except ConfigError as exc:
+        config.load(streams)
+        where = _host_port(listen) if listen else None
+    except (ConfigError, ValueError) as exc:
         raise _err(str(exc), 2) from None
-    docs = [d for name in sf.streams if (d := metrics.load(name)) is not None]
-    typer.echo(metrics.prometheus(docs, dual_writes(streams)["groups"]), nl=False)
+    collector = prom.CDCCollector(lambda: config.load(streams),
+                                  dual_writes=lambda: dual_writes(streams)["groups"])
+    if where is None:
+        typer.echo(prom.text(collector), nl=False)
+        return
+    prom.serve(collector, *where, ready=lambda port: typer.echo(
+        f"cdc metrics: serving http://{where[0]}:{port}/metrics", err=True))
+
+
+def _host_port(value: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"--listen {value!r}: give HOST:PORT, e.g. 127.0.0.1:9187")
+    return host.strip("[]") or "0.0.0.0", int(port)
 
 
 @cdc_app.command("status")

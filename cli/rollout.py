@@ -5,7 +5,9 @@ Place in the flow: `strangler canary` and the demo call `run_canary` with a `Con
 weight (the router ledgers it, with the decision in the reason), takes a cumulative
 snapshot, and asks `cli.gate.judge` about the window since then until it says promote
 or rollback. A rollback sets the candidate to 0. A KeyboardInterrupt leaves the weight
-where it is and the result says so: a human takes over from a known state.
+where it is and the result says so: a human takes over from a known state. With a `Board`
+the loop shows its step, countdown and verdict on the dashboard and obeys its pause, resume
+and abort buttons (an abort is a rollback asked for by a person).
 """
 
 from __future__ import annotations
@@ -28,6 +30,15 @@ class Control(Protocol):
     def note(self, route: str, weights: dict[str, int], reason: str) -> None: ...
 
 
+class Board(Protocol):
+    """Where the loop shows its state and takes requests (the dashboard's pause/abort buttons;
+    router/rollouts.py over files)."""
+
+    def publish(self, doc: dict[str, Any]) -> None: ...
+
+    def command(self) -> dict[str, Any] | None: ...
+
+
 @dataclass
 class StepRecord:
     weight: int
@@ -45,14 +56,14 @@ class StepRecord:
 class CanaryResult:
     route: str
     candidate: str
-    outcome: str  # promoted | rolled_back | interrupted
+    outcome: str  # promoted | rolled_back | aborted (from the dashboard) | interrupted
     weights: dict[str, int]
     why: str
     steps: list[StepRecord] = field(default_factory=list)
 
     @property
     def exit_code(self) -> int:
-        return {"promoted": 0, "rolled_back": 3, "interrupted": 130}[self.outcome]
+        return {"promoted": 0, "rolled_back": 3, "aborted": 3, "interrupted": 130}[self.outcome]
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -77,7 +88,36 @@ class CanaryPlan:
 
 def run_canary(control: Control, plan: CanaryPlan, *, say: Callable[[str], None] = print,
                clock: Callable[[], float] = time.monotonic,
-               sleep: Callable[[float], None] = time.sleep) -> CanaryResult:
+               sleep: Callable[[float], None] = time.sleep,
+               board: Board | None = None) -> CanaryResult:
+    """Step the candidate up as `plan` says. With a `board`, every poll publishes the state
+    (step, when it started, the gate's last verdict) and takes a request: pause stops the
+    clock and the judging until resume (the step's window then starts again), abort sets the
+    candidate to 0 like a rollback."""
+    route, cand = plan.route, plan.candidate
+    shown: dict[str, Any] = {"route": route, "candidate": cand, "steps": [], "step": 0, "weight": None,
+                             "interval": plan.interval, "max_wait": plan.max_wait,
+                             "min_requests": plan.gate.min_requests, "gate": _limits(plan.gate),
+                             "state": "running", "verdict": None, "step_started": None}
+
+    def show(**changes: Any) -> None:
+        shown.update(changes)
+        if board is not None:
+            board.publish(dict(shown))
+
+    def asked() -> dict[str, Any] | None:
+        return board.command() if board is not None else None
+
+    try:
+        return _run(control, plan, say=say, clock=clock, sleep=sleep, show=show, asked=asked)
+    finally:
+        if shown["state"] in ("running", "paused") and shown["steps"]:
+            show(state="interrupted")
+
+
+def _run(control: Control, plan: CanaryPlan, *, say: Callable[[str], None], clock: Callable[[], float],
+         sleep: Callable[[float], None], show: Callable[..., None],
+         asked: Callable[[], dict[str, Any] | None]) -> CanaryResult:
     route, cand = plan.route, plan.candidate
     weights, _ = control.snapshot(route)
     if cand not in weights:
@@ -94,6 +134,7 @@ def run_canary(control: Control, plan: CanaryPlan, *, say: Callable[[str], None]
         if not steps and start_weight > 0:
             steps = [start_weight]  # nothing left to raise: still judge where it stands
     baseline_p99: float | None = None
+    show(steps=steps, weight=start_weight)
     try:
         for n, step in enumerate(steps, 1):
             label = f"canary {route} → {cand} step {n}/{len(steps)}: {step}%"
@@ -102,8 +143,23 @@ def run_canary(control: Control, plan: CanaryPlan, *, say: Callable[[str], None]
             say(f"{label}: weights now {_fmt(result.weights)}; judging for ≥ {plan.interval:g}s")
             _, before = control.snapshot(route)
             t0 = clock()
+            show(step=n, weight=step, step_started=time.time(), verdict=None)
             while True:
                 sleep(plan.poll)
+                request = asked()
+                if request is not None and request.get("action") == "pause":
+                    request = _paused(control, route, result, step, sleep, show, asked, request)
+                    _, before = control.snapshot(route)  # judge the step afresh from here
+                    t0 = clock()
+                    show(state="running", step_started=time.time())
+                if request is not None and request.get("action") == "abort":
+                    who = f"{request.get('actor', 'dashboard')}" + (f": {request['reason']}" if request.get("reason") else "")
+                    why = f"aborted by the operator ({who})"
+                    say(f"ABORT at {step}%: {why}")
+                    result.weights = control.set_weight(route, cand, 0, f"canary aborted at {step}% ({who})")
+                    result.outcome, result.why = "aborted", why
+                    show(state="aborted", weight=0, why=why)
+                    return result
                 _, after = control.snapshot(route)
                 elapsed = clock() - t0
                 cand_w = window(before.get(cand), after.get(cand, Snapshot(0, 0)))
@@ -114,6 +170,7 @@ def run_canary(control: Control, plan: CanaryPlan, *, say: Callable[[str], None]
                     verdict = Verdict("rollback", (
                         f"only {cand_w.requests} candidate requests in {elapsed:.0f}s "
                         f"(need {plan.gate.min_requests}): not enough traffic to judge",), cand_w, cur_w)
+                show(verdict={"decision": verdict.decision, "why": verdict.explain()})
                 if verdict.decision != "wait":
                     break
             result.steps.append(_record(step, verdict, elapsed))
@@ -122,6 +179,7 @@ def run_canary(control: Control, plan: CanaryPlan, *, say: Callable[[str], None]
                 say(f"ROLLBACK at {step}%: {why}")
                 result.weights = control.set_weight(route, cand, 0, f"canary rollback at {step}%: {why}")
                 result.outcome, result.why = "rolled_back", why
+                show(state="rolled_back", weight=0, why=why)
                 say(f"{route} weights now {_fmt(result.weights)}")
                 return result
             if verdict.current_p99 is not None:
@@ -130,6 +188,7 @@ def run_canary(control: Control, plan: CanaryPlan, *, say: Callable[[str], None]
         result.outcome = "promoted"
         result.why = f"{cand} serves {result.weights.get(cand, 0)}% of {route}; every step passed the gate"
         control.note(route, result.weights, f"canary {route} → {cand} complete: {result.why}")
+        show(state="promoted", why=result.why)
         say(f"PROMOTED: {result.why}")
         return result
     except KeyboardInterrupt:
@@ -141,6 +200,24 @@ def run_canary(control: Control, plan: CanaryPlan, *, say: Callable[[str], None]
         control.note(route, weights, f"canary {route} → {cand} interrupted by the operator; weights left as they are")
         say(result.why)
         return result
+
+
+def _paused(control: Control, route: str, result: CanaryResult, step: int, sleep: Callable[[float], None],
+            show: Callable[..., None], asked: Callable[[], dict[str, Any] | None],
+            request: dict[str, Any]) -> dict[str, Any] | None:
+    """Hold at `step` until a resume (returns None) or an abort (returns it); ledgered."""
+    control.note(route, result.weights, f"canary {route} paused at {step}% by {request.get('actor', 'dashboard')}")
+    show(state="paused")
+    while True:
+        sleep(0.2)
+        then = asked()
+        if then is None:
+            continue
+        if then.get("action") == "abort":
+            return then
+        if then.get("action") == "resume":
+            control.note(route, result.weights, f"canary {route} resumed at {step}% by {then.get('actor', 'dashboard')}")
+            return None
 
 
 def _record(step: int, v: Verdict, elapsed: float) -> StepRecord:

@@ -90,6 +90,10 @@ class RouterAPI:
     def status(self) -> dict[str, Any]:
         return dict(self._request("GET", "status").json())
 
+    def overview(self) -> dict[str, Any]:
+        """Status, CDC streams, rollouts, owners and the ledger's tail (router/overview.py)."""
+        return dict(self._request("GET", "overview").json())
+
     def routes(self) -> dict[str, Any]:
         return dict(self._request("GET", "routes").json())
 

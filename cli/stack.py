@@ -221,7 +221,8 @@ def build_stack(s: StackSettings, *, mode: str) -> Stack:
     processes = [
         Process(
             name="monolith", role="service", port=s.monolith_port,
-            env={**_monolith_env(s), "MONOLITH_TRUSTED_PROXIES": ROUTER_ADDRESSES},
+            env={**_monolith_env(s), "MONOLITH_TRUSTED_PROXIES": ROUTER_ADDRESSES,
+                 "STRANGLER_SHOW_BACKEND": "1"},  # the storefront says who served it
             argv=(py, "-m", "monolith", "serve", "--host", LOOPBACK, "--port", str(s.monolith_port)),
             ready_path="/api/categories/",
         ),

@@ -1,5 +1,8 @@
 """`strangler status [--watch] [--json]`: what the migration looks like right now.
 
+It reads the router's `/_strangler/overview` — `router.overview.overview()`, the same
+document the dashboard (`/_strangler/ui`) streams — and adds what only the CLI can check.
+
 Per route: weights, the observed split, error rate and p50/p99 per backend, breaker state
 and the shadow diff rate, from the router's cumulative status; per CDC stream: lag, dead
 letters, who writes each ownership group (and whether the other side's database refuses),
@@ -26,7 +29,6 @@ from cli.errors import CLIError, RouterUnreachable
 from cli.gate import Snapshot, window
 from cli.output import err, guarded, out, print_json
 from cli.routerapi import RouterAPI, backend_stats, find_router, route_entries, snapshots
-from cli.supervisor import pid_alive
 
 app = typer.Typer()
 
@@ -90,25 +92,11 @@ def summarize(doc: dict[str, Any], previous: dict[str, Any] | None = None) -> di
 
 def stream_status(folder: Path | None = None) -> tuple[list[dict[str, Any]], str | None]:
     """Per CDC stream lag and dead letters, from the files running streams write about once a
-    second (`.strangler/cdc/<stream>.json`, see cdc/metrics.py)."""
-    folder = folder or state.state_dir() / "cdc"
-    streams = []
-    for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
-        try:
-            doc = json.loads(path.read_text())
-        except (OSError, ValueError):
-            continue
-        running = bool(doc.get("pid")) and pid_alive(int(doc["pid"]))
-        state_text = str(doc.get("state", "?"))
-        if not running and state_text not in ("stopped", "failed"):
-            state_text = f"not running (last: {state_text})"
-        streams.append({
-            "stream": doc.get("stream", path.stem), "state": state_text,
-            "lag_ms": doc.get("lag_ms"), "events_per_s": doc.get("events_per_s"),
-            "events": doc.get("events"), "dead_letters": doc.get("dead_letters", 0),
-            "error": doc.get("error") or None, "updated": doc.get("updated"),
-        })
-    return streams, None if streams else "no CDC stream has run from this state folder"
+    second (`.strangler/cdc/<stream>.json`, see cdc/metrics.py): the router's reader, which
+    the dashboard and `/_strangler/overview` use too."""
+    from router.overview import stream_status as read
+
+    return read(folder or state.state_dir() / "cdc")
 
 
 def with_slot_warnings(streams: list[dict[str, Any]], warnings: dict[str, str]) -> list[dict[str, Any]]:
@@ -159,11 +147,24 @@ def render(summary: dict[str, Any], *, title: str) -> Group:
         for s in streams:
             if s.get("warning"):
                 parts.append(f"[bold red]WARNING[/bold red] {s.get('stream')}: {s['warning']}")
+    parts += rollout_lines(summary.get("rollouts"))
     parts += ownership_lines(summary.get("ownership"))
     parts += dual_write_lines(summary.get("dual_writes"))
     if summary.get("note"):
         parts.append(f"[dim]{summary['note']}[/dim]")
     return Group(*parts)
+
+
+def rollout_lines(rollouts: list[dict[str, Any]] | None) -> list[str]:
+    """The canary of each route as the dashboard shows it: state, step, the gate's last word."""
+    lines = []
+    for r in rollouts or []:
+        verdict = r.get("verdict") or {}
+        why = verdict.get("why") or r.get("why") or ""
+        lines.append(f"rollout {r.get('route')} → {r.get('candidate')}: {str(r.get('state', '?')).replace('_', ' ')}, "
+                     f"step {r.get('step', 0)}/{len(r.get('steps') or [])} at {r.get('weight')}%"
+                     + (f" · gate: {verdict.get('decision')}" if verdict else "") + (f" ({why})" if why else ""))
+    return lines
 
 
 def ownership_lines(own: dict[str, Any] | None) -> list[str]:
@@ -213,12 +214,17 @@ def dual_write_lines(dw: dict[str, Any] | None) -> list[str]:
 
 
 def collect(api: RouterAPI, previous: dict[str, Any] | None) -> tuple[dict[str, Any], dict[str, Any]]:
-    doc = api.status()
+    """The router's overview (router/overview.py: the document the dashboard streams) as the
+    status table shows it, plus what only the CLI checks: slot warnings, dual writes and the
+    databases' write guards (they need the databases' DSNs)."""
+    view = api.overview()
+    doc = view["status"]
     summary = summarize(doc, previous)
     summary["router"] = api.base_url
+    summary["rollouts"] = view.get("rollouts", [])
     from cli.cdc import dual_writes, slot_warnings  # lazily: it loads the CDC engine
 
-    streams, note = stream_status()
+    streams, note = view.get("streams", []), view.get("streams_note")
     summary["streams"] = with_slot_warnings(streams, slot_warnings())
     summary["dual_writes"] = dual_writes()
     from cli.own import ownership_status

@@ -139,3 +139,9 @@ PASSWORD_HASHERS = [
 ]
 if os.environ.get("MONOLITH_FAST_PASSWORDS") == "1":
     PASSWORD_HASHERS.insert(0, PASSWORD_HASHERS.pop())
+
+# A small "served by" line on the storefront pages (`strangler up` and the demo turn it on):
+# the page says the monolith rendered it, and asks the router which backend answers the
+# products API now (its X-Strangler-Backend header).
+STRANGLER_SHOW_BACKEND = os.environ.get("STRANGLER_SHOW_BACKEND", "") == "1"
+TEMPLATES[0]["OPTIONS"]["context_processors"].append("monolith.shop.context.served_by")

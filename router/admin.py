@@ -9,6 +9,12 @@
     GET  /_strangler/routes                  the running routing table
     GET  /_strangler/metrics                 Prometheus text
     GET  /_strangler/ledger                  the last ledger entries
+    GET  /_strangler/overview                status + CDC streams + rollouts + owners + ledger
+                                             (router/overview.py: what `strangler status` reads)
+    GET  /_strangler/events                  the overview as Server-Sent Events, once a second
+    GET  /_strangler/ui                      the live dashboard (router/dashboard.py); the page
+                                             holds no data, so it needs no token: it asks for one
+    POST /_strangler/rollouts/<route>/<pause|resume|abort>   a request to the running canary
     POST /_strangler/routes/<route>/weights  {"backend", "weight", "reason"[, "actor"]}
     POST /_strangler/reload                  re-read the routes file now
 
@@ -35,14 +41,16 @@ import os
 import signal
 from typing import TYPE_CHECKING, Any
 
-from router import ledger
+from router import dashboard, ledger, rollouts
 from router.config import Config, set_weight
 from router.errors import BadRequest, ConfigError
 from router.match import normalise_path
-from router.metrics import BOUNDS_MS, prometheus
+from router.metrics import BOUNDS_MS, prometheus, route_weights
+from router.overview import overview
 
 if TYPE_CHECKING:
-    from router.proxy import Receive, Router, Scope, Send
+    from router.types import Receive, Scope, Send
+    from router.types import RouterCore as Router
 
 TOKEN_ENV = "STRANGLER_ADMIN_TOKEN"
 READ_TOKEN_ENV = "STRANGLER_ADMIN_READ_TOKEN"
@@ -69,8 +77,11 @@ class Admin:
         parts = _endpoint(path)
         if parts == ["healthz"] and method in ("GET", "HEAD"):
             return await _json(send, 200, {"ok": self.router.snapshot is not None})
+        if parts == ["ui"] and method in ("GET", "HEAD"):
+            return await dashboard.page(send)  # no data in it: every read it makes needs a token
         is_write = parts is not None and (
-            (len(parts) == 3 and parts[0] == "routes" and parts[2] == "weights") or parts == ["reload"])
+            (len(parts) == 3 and parts[0] == "routes" and parts[2] == "weights") or parts == ["reload"]
+            or (len(parts) == 3 and parts[0] == "rollouts"))
         denied = self._authorise(scope, write=is_write)
         if denied is not None:
             return await _json(send, denied[0], {"error": "unauthorised", "detail": denied[1]},
@@ -81,18 +92,26 @@ class Admin:
             if parts == ["routes"]:
                 return await _json(send, 200, self.routes())
             if parts == ["metrics"]:
-                self.router._publish_breakers()
-                body = prometheus(await self.router.metrics.fresh_aggregate()).encode()
+                self.router.publish_breakers()
+                snap = self.router.snapshot
+                body = (prometheus(await self.router.metrics.fresh_aggregate())
+                        + route_weights(snap.config.routes if snap else ())).encode()
                 return await _send(send, 200, body, b"text/plain; version=0.0.4; charset=utf-8")
             if parts == ["ledger"]:
                 snap = self.router.snapshot
                 assert snap is not None
                 return await _json(send, 200, ledger.tail(snap.config.ledger_path, 100))
+            if parts == ["overview"]:
+                return await _json(send, 200, await overview(self.router, self.status))
+            if parts == ["events"]:
+                return await dashboard.events(self.router, self.status, receive, send)
         if not is_write:
             return await _json(send, 404, {"error": "not_found", "detail": f"no admin endpoint {path}"})
         if method != "POST":
             return await _json(send, 405, {"error": "method_not_allowed", "detail": "use POST"})
         assert parts is not None
+        if parts[0] == "rollouts":
+            return await self._rollout_request(receive, send, route=parts[1], action=parts[2])
         if parts == ["reload"]:
             result = self.router.reloader.reload("admin")
             self._tell_siblings()
@@ -121,6 +140,33 @@ class Admin:
         self.router.reloader.reload("admin")
         self._tell_siblings()
         return await _json(send, 200, {"ok": True, "ledger": entry})
+
+    async def _rollout_request(self, receive: Receive, send: Send, *, route: str, action: str) -> None:
+        """A dashboard button: ask the rollout of `route` to pause, resume or abort (ledgered)."""
+        if action not in rollouts.ACTIONS:
+            return await _json(send, 404, {"error": "not_found", "detail":
+                                           f"no rollout action {action!r}: use {', '.join(rollouts.ACTIONS)}"})
+        try:
+            data = json.loads(await _read(receive) or b"{}")
+            if not isinstance(data, dict):
+                raise ValueError("not an object")
+        except ValueError:
+            return await _json(send, 400, {"error": "bad_json", "detail": 'send {"reason": str}'})
+        snap = self.router.snapshot
+        assert snap is not None
+        where = rollouts.folder(snap.config.ledger_path)
+        current = {d.get("route"): d for d in rollouts.read_all(where)}.get(route)
+        if current is None or current.get("state") not in ("running", "paused"):
+            return await _json(send, 409, {"error": "no_rollout", "detail":
+                                           f"no rollout of {route!r} is running (start one with "
+                                           f"`strangler canary {route} --to BACKEND`)"})
+        actor, reason = str(data.get("actor") or "dashboard"), str(data.get("reason") or "")
+        requested = rollouts.request(where, route, action=action, actor=actor, reason=reason)
+        entry = ledger.append_record(snap.config.ledger_path, {
+            "kind": "rollout-control", "route": route, "action": action, "actor": actor,
+            "reason": reason or f"{action} requested from the dashboard",
+            "candidate": current.get("candidate"), "step": current.get("step")})
+        return await _json(send, 202, {"ok": True, "request": requested, "ledger": entry})
 
     def _authorise(self, scope: Scope, *, write: bool) -> tuple[int, str] | None:
         admin = os.environ.get(TOKEN_ENV, "").encode()
@@ -175,7 +221,7 @@ class Admin:
     async def status(self) -> dict[str, Any]:
         snap = self.router.snapshot
         assert snap is not None
-        self.router._publish_breakers()
+        self.router.publish_breakers()
         agg = await self.router.metrics.fresh_aggregate()
         routes: dict[str, Any] = {}
         for r in snap.config.routes:
@@ -204,9 +250,9 @@ class AdminListener:
     """The ASGI app of the `admin_listen` listener: the admin API, and 404 for anything else.
     Creating it takes the admin API off the public port of `router`."""
 
-    def __init__(self, router: Router) -> None:
-        self.router = router
-        router.admin.apart = True
+    def __init__(self, router: Router, admin: Admin) -> None:
+        self.router, self.admin = router, admin
+        admin.apart = True
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "websocket":
@@ -224,7 +270,7 @@ class AdminListener:
         if not is_admin_path(path):
             return await _json(send, 404, {"error": "not_found", "detail": "this listener serves "
                                            f"{PREFIX}/ only (admin_listen); nothing is forwarded"})
-        await self.router.admin.handle(scope, receive, send, path, listener=True)
+        await self.admin.handle(scope, receive, send, path, listener=True)
 
 
 def _ownership(config: Config, workers: list[dict[str, Any]]) -> dict[str, Any]:

@@ -62,11 +62,37 @@ class BreakerConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
-class Upstream:
-    name: str
+class HealthCheck:
+    """`upstreams.<name>.health`: the active check of each endpoint (`router.health`)."""
+
+    path: str = "/healthz"
+    interval: float = 2.0
+    timeout: float = 1.0
+    fall: int = 3  # failed checks in a row that take an endpoint out
+    rise: int = 2  # passed checks in a row that put it back
+
+
+@dataclass(frozen=True, kw_only=True)
+class Endpoint:
+    """One address of an upstream (`url:` may list several)."""
+
     url: str
     host: str
     port: int
+
+    @property
+    def authority(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Upstream:
+    name: str
+    url: str  # the first endpoint's (a one-URL upstream: its only one)
+    host: str
+    port: int
+    endpoints: tuple[Endpoint, ...] = ()  # every URL listed, in order; () means just url
+    health: HealthCheck | None = None
     connect_timeout: float = 2.0
     read_timeout: float = 30.0
     pool_size: int = 64
@@ -295,14 +321,19 @@ def parse_config(text: str, *, source: str = "<string>", base_dir: Path | None =
                           "fix: start from the example routes.yaml at the repository root")
     errors = sorted(_VALIDATOR.iter_errors(data), key=lambda e: list(map(str, e.absolute_path)))
     if errors:
-        err = errors[0]
+        err = fix_from = errors[0]
+        if err.validator in ("oneOf", "anyOf") and err.context:
+            # One URL or a list of them: say what is wrong with the form that was written
+            # (not that it is not the other form); the fix stays the key's description.
+            meant = [e for e in err.context if e.validator != "type"] or err.context
+            err = jsonschema.exceptions.best_match(meant) or err
         path = tuple(err.absolute_path)
         if err.validator == "additionalProperties" and isinstance(err.instance, dict):
             allowed = err.schema.get("properties", {}) if isinstance(err.schema, dict) else {}
             extra = [k for k in err.instance if k not in allowed]
             path += tuple(extra[:1])  # point at the offending key's own line
         raise _fail(source, lines, path, f"{err.message} (value: {json.dumps(err.instance)[:80]})",
-                    _schema_fix(err))
+                    _schema_fix(fix_from))
 
     def fail(path: tuple[Any, ...], problem: str, fix: str) -> ConfigError:
         return _fail(source, lines, path, problem, fix)
@@ -310,24 +341,19 @@ def parse_config(text: str, *, source: str = "<string>", base_dir: Path | None =
     base = base_dir or Path.cwd()
     upstreams: dict[str, Upstream] = {}
     for name, spec in data["upstreams"].items():
-        url = urlsplit(spec["url"])
-        if not url.hostname:
-            raise fail(("upstreams", name, "url"), f"{spec['url']!r} has no host",
-                       "write http://host:port")
-        try:
-            port = url.port or (443 if url.scheme == "https" else 80)
-        except ValueError as exc:
-            raise fail(("upstreams", name, "url"), f"bad port in {spec['url']!r}",
-                       "write http://host:port with a port 1-65535") from exc
+        endpoints = _endpoints(spec["url"], ("upstreams", name, "url"), fail)
+        first = endpoints[0]
+        url = urlsplit(first.url)
         upstreams[name] = Upstream(
-            name=name, url=spec["url"].rstrip("/"), host=url.hostname, port=port,
+            name=name, url=first.url, host=first.host, port=first.port, endpoints=endpoints,
+            health=_health(spec, ("upstreams", name, "health"), fail),
             connect_timeout=float(spec.get("connect_timeout", 2.0)),
             read_timeout=float(spec.get("read_timeout", 30.0)),
             pool_size=int(spec.get("pool_size", 64)),
             host_header=spec.get("host_header", "upstream"),
             breaker=BreakerConfig(**spec.get("breaker", {})),
             **_upstream_bounds(spec, ("upstreams", name), fail),
-            tls=_upstream_tls(spec, url.scheme, url.hostname, ("upstreams", name), base, fail),
+            tls=_upstream_tls(spec, url.scheme, first.host, ("upstreams", name), base, fail),
         )
 
     def known(path: tuple[Any, ...], name: str) -> str:
@@ -432,6 +458,40 @@ def parse_config(text: str, *, source: str = "<string>", base_dir: Path | None =
 # --- bounds and proxies (issue 15) -------------------------------------------------------
 
 Fail = Any  # (key path, problem, fix) -> ConfigError
+
+
+def _endpoints(urls: str | list[str], at: tuple[Any, ...], fail: Fail) -> tuple[Endpoint, ...]:
+    """`url:` — one URL or a list of them (issue 15: several endpoints per upstream)."""
+    listed = [urls] if isinstance(urls, str) else urls
+    endpoints: list[Endpoint] = []
+    for i, text in enumerate(listed):
+        where = at if isinstance(urls, str) else at + (i,)
+        url = urlsplit(text)
+        if not url.hostname:
+            raise fail(where, f"{text!r} has no host", "write http://host:port")
+        try:
+            port = url.port or (443 if url.scheme == "https" else 80)
+        except ValueError as exc:
+            raise fail(where, f"bad port in {text!r}", "write http://host:port with a port 1-65535") from exc
+        if url.scheme != urlsplit(listed[0]).scheme:
+            raise fail(where, f"{text!r} is {url.scheme}:// but {listed[0]!r} is "
+                       f"{urlsplit(listed[0]).scheme}://", "list endpoints of one scheme in one "
+                       "upstream (one `tls:` applies to all), or declare two upstreams")
+        endpoint = Endpoint(url=text.rstrip("/"), host=url.hostname, port=port)
+        if any(e.authority == endpoint.authority for e in endpoints):
+            raise fail(where, f"{text!r} names {endpoint.authority} twice", "list each endpoint once")
+        endpoints.append(endpoint)
+    return tuple(endpoints)
+
+
+def _health(spec: dict[str, Any], at: tuple[Any, ...], fail: Fail) -> HealthCheck | None:
+    if "health" not in spec:
+        return None
+    check = HealthCheck(**spec["health"])
+    if check.timeout > check.interval:
+        raise fail(at + ("timeout",), f"timeout {check.timeout} is longer than interval "
+                   f"{check.interval}", "make the check's timeout at most its interval")
+    return check
 
 
 def _upstream_bounds(spec: dict[str, Any], at: tuple[Any, ...], fail: Fail) -> dict[str, Any]:

@@ -18,12 +18,13 @@ import asyncio
 from time import monotonic
 from typing import TYPE_CHECKING, Any
 
-from router.client import Connection, Pool, StaleConnection
+from router.client import Connection, StaleConnection
 from router.config import Config, Upstream
 from router.errors import BadRequest, ClientGone, UpstreamCut, UpstreamError, UpstreamProtocolError
 
 if TYPE_CHECKING:
-    from router.proxy import Receive, Send
+    from router.targets import Target
+    from router.types import Receive, Send
 
 HOP_BY_HOP = frozenset({b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding",
                         b"te", b"trailer", b"upgrade", b"proxy-authenticate", b"proxy-authorization"})
@@ -33,30 +34,52 @@ SHADOW_CAPTURE_LIMIT = 1024 * 1024
 TOO_BIG = b"\x00strangler: body too big to shadow\x00"
 
 
-async def exchange(upstream: Upstream, pool: Pool, line: bytes, host: bytes | None,
-                   tail: bytes, method: str, has_body: bool, chunked: bool,
-                   receive: Receive, req_capture: list[bytes] | None = None, *,
-                   replay: bool = False, deadline: float = float("inf"),
-                   body_timeout: float = 30.0, max_body: int | None = None,
-                   upgrade: bool = False) -> Connection:
-    """Send the request; return the connection once the response head arrived.
+class Outgoing:
+    """One request as it goes upstream: its head (without the Host value) and how to send it.
 
-    No wait goes past `deadline` (monotonic): the route's whole-request budget.
+    The same for every attempt (retries, another endpoint, the fallback)."""
+
+    __slots__ = ("line", "host", "tail", "method", "has_body", "chunked", "replay", "deadline",
+                 "body_timeout", "max_body", "upgrade", "capture")
+
+    def __init__(self, *, line: bytes, host: bytes | None, tail: bytes, method: str,
+                 has_body: bool, chunked: bool, replay: bool, deadline: float,
+                 body_timeout: float, max_body: int | None, upgrade: bool,
+                 capture: list[bytes] | None) -> None:
+        self.line, self.host, self.tail, self.method = line, host, tail, method
+        self.has_body, self.chunked, self.replay = has_body, chunked, replay
+        self.deadline, self.body_timeout, self.max_body = deadline, body_timeout, max_body
+        self.upgrade = upgrade
+        self.capture = capture  # the request body, for a shadow copy (None: not kept)
+
+
+async def exchange(upstream: Upstream, target: Target, out: Outgoing, receive: Receive) -> Connection:
+    """Send the request to one endpoint; return the connection once the response head arrived.
+
+    No wait goes past `out.deadline` (monotonic): the route's whole-request budget.
+    An error raised before a byte went out says so (`maybe_processed = False`).
     """
-    if upstream.host_header == "client" and host is not None:
-        head = line + host + b"\r\n" + tail
+    if upstream.host_header == "client" and out.host is not None:
+        head = out.line + out.host + b"\r\n" + out.tail
     else:
-        head = line + upstream.authority.encode() + b"\r\n" + tail
+        head = out.line + target.authority + b"\r\n" + out.tail
+    deadline = out.deadline
+    pool = target.pool
     fresh_retry = False
     while True:
-        conn, reused = await pool.acquire(min(upstream.connect_timeout, deadline - monotonic()))
         try:
-            conn.begin(head, head_only=method == "HEAD")
-            if has_body:
-                await _stream_body(conn, receive, chunked, upstream.read_timeout, req_capture,
-                                   deadline=deadline, body_timeout=body_timeout, max_body=max_body)
+            conn, reused = await pool.acquire(min(upstream.connect_timeout, deadline - monotonic()))
+        except UpstreamError as exc:
+            exc.maybe_processed = False  # no connection: nothing was sent
+            raise
+        try:
+            conn.begin(head, head_only=out.method == "HEAD")
+            if out.has_body:
+                await _stream_body(conn, receive, out.chunked, upstream.read_timeout, out.capture,
+                                   deadline=deadline, body_timeout=out.body_timeout,
+                                   max_body=out.max_body)
             await conn.response_head(min(upstream.read_timeout, deadline - monotonic()))
-            if conn.status == 101 and not upgrade:
+            if conn.status == 101 and not out.upgrade:
                 raise UpstreamProtocolError(f"{upstream.name} switched protocols (101) on a "
                                             "request that did not ask to")
             return conn
@@ -65,11 +88,11 @@ async def exchange(upstream: Upstream, pool: Pool, line: bytes, host: bytes | No
             # A pooled connection closed without an answer: the upstream may have closed it
             # idle, or read the request, run it and died. Only an idempotent request
             # (`replay`, never one with a body) may go again, once, on a fresh connection.
-            if reused and replay and not has_body and not fresh_retry:
+            if reused and out.replay and not out.has_body and not fresh_retry:
                 fresh_retry = True
                 continue
-            if reused and not replay:
-                raise _not_replayed(upstream, method) from exc
+            if reused and not out.replay:
+                raise _not_replayed(upstream, out.method) from exc
             raise
         except BaseException:
             conn.close()
@@ -145,11 +168,17 @@ async def relay(conn: Connection, receive: Receive, send: Send, config: Config,
           backend: str, request_id: str, capture: list[bytes] | None, breaker: Any) -> int:
     """Relay the response head and body; returns the status."""
     status = conn.status
-    drop = RESP_SKIP
-    for name, value in conn.headers:
-        if name == b"connection":
-            drop = drop | {t.strip().lower() for t in value.split(b",")}
-    headers = [(n, v) for n, v in conn.headers if n not in drop]
+    headers = []
+    connection = None
+    for header in conn.headers:  # one pass: hop-by-hop dropped, the rest kept as they are
+        if header[0] in RESP_SKIP:
+            if header[0] == b"connection":
+                connection = header[1] if connection is None else connection + b"," + header[1]
+            continue
+        headers.append(header)
+    if connection is not None:
+        named = {t.strip().lower() for t in connection.split(b",")}
+        headers = [h for h in headers if h[0] not in named]
     if config.backend_header:
         headers.append((config.backend_header.encode(), backend.encode()))
     headers.append((b"x-request-id", request_id.encode()))

@@ -35,8 +35,8 @@ from router.http1_exchange import Exchange, busy_bytes, error_bytes
 from router.tunnel import EXTENSION
 
 if TYPE_CHECKING:
-    from router.server_lean import LeanServer
     from router.tunnel import Tunnel
+    from router.types import Listener
 
 MAX_HEAD_BYTES = 64 * 1024  # request line + headers; beyond that 431 (the app also checks its own limit)
 MAX_HEADERS = 100
@@ -55,7 +55,7 @@ class Refused(Exception):
 class HttpConnection(asyncio.Protocol):
     """One client connection: parses requests, runs them one at a time, in order."""
 
-    def __init__(self, server: LeanServer) -> None:
+    def __init__(self, server: Listener) -> None:
         self.server = server
         self.loop = server.loop
         self.app = server.app

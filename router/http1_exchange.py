@@ -16,7 +16,7 @@ from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from router.http1 import HttpConnection
+    from router.types import Wire
 
 NO_BODY_STATUS = frozenset({204, 304})
 _STATUS_LINES = {s.value: f"HTTP/1.1 {s.value} {s.phrase}\r\n".encode() for s in HTTPStatus}
@@ -47,7 +47,7 @@ class Exchange:
                  "head_only", "started", "done", "framed", "chunked_out", "gone", "expect_continue",
                  "head", "status")
 
-    def __init__(self, conn: HttpConnection, scope: dict[str, Any], keep_alive: bool, expect: bool) -> None:
+    def __init__(self, conn: Wire, scope: dict[str, Any], keep_alive: bool, expect: bool) -> None:
         self.conn = conn
         self.scope = scope
         self.chunks: deque[bytes] = deque()

@@ -28,8 +28,8 @@ from router.config import IDENTITY_SECRET_ENV
 from router.errors import UpstreamError
 
 if TYPE_CHECKING:
-    from router.proxy import Router
     from router.state import Snapshot
+    from router.types import RouterCore as Router
 
 _CACHE_MAX = 10_000
 
@@ -62,11 +62,22 @@ def verify(value: str, secret: bytes, *, now: float | None = None) -> dict[str, 
     return claims
 
 
+class _Known:
+    __slots__ = ("expires", "user", "signed", "exp", "secret")
+
+    def __init__(self, expires: float, user: dict[str, Any] | None) -> None:
+        self.expires, self.user = expires, user
+        self.signed: bytes | None = None
+        self.exp = 0
+        self.secret = b""
+
+
 class IdentityBridge:
     def __init__(self, router: Router) -> None:
         self.router = router
-        # credential digest → (expires at, user dict or None for anonymous)
-        self._cache: dict[bytes, tuple[float, dict[str, Any] | None]] = {}
+        # credential digest → what whoami said (None: anonymous) until `expires`, and the
+        # header signed for it: signed again once it is a second old, not per request.
+        self._cache: dict[bytes, _Known] = {}
 
     async def header_for(self, snap: Snapshot, headers: list[tuple[bytes, bytes]],
                          cookie: bytes | None) -> bytes | None:
@@ -77,33 +88,42 @@ class IdentityBridge:
             return None
         session = None
         if cookie is not None:
+            wanted = ident.cookie.encode()
             for part in cookie.split(b";"):
                 k, sep, v = part.strip().partition(b"=")
-                if sep and k == ident.cookie.encode():
+                if sep and k == wanted:
                     session = v
-        auth = next((v for k, v in headers if k == b"authorization"), None)
+        auth = None
+        for k, v in headers:
+            if k == b"authorization":
+                auth = v
+                break
         if session is None and auth is None:
             return None
         key = hashlib.sha256(b"%s\x00%s" % (session or b"", auth or b"")).digest()
         now = time.monotonic()
-        hit = self._cache.get(key)
-        if hit is not None and hit[0] > now:
-            user = hit[1]
-        else:
+        known = self._cache.get(key)
+        if known is None or known.expires <= now:
             user = await self._whoami(snap, session, auth)
             if len(self._cache) >= _CACHE_MAX:
                 self._cache.clear()
-            self._cache[key] = (now + ident.cache_ttl, user)
-        if user is None:
+            known = self._cache[key] = _Known(now + ident.cache_ttl, user)
+        if known.user is None:
             return None
-        return sign(user, secret, ttl=ident.header_ttl)
+        wall = time.time()
+        if known.signed is None or wall + ident.header_ttl - known.exp >= 1 or known.secret != secret:
+            known.exp = int(wall + ident.header_ttl)
+            known.signed = sign(known.user, secret, ttl=ident.header_ttl, now=wall)
+            known.secret = secret
+        return known.signed
 
     async def _whoami(self, snap: Snapshot, session: bytes | None, auth: bytes | None) -> dict[str, Any] | None:
         ident = snap.config.identity
         assert ident is not None
         upstream = snap.config.upstreams[ident.upstream]
-        pool = snap.pools[ident.upstream]
-        head = [f"GET {ident.path} HTTP/1.1\r\nhost: {upstream.authority}\r\n".encode(),
+        target = snap.groups[ident.upstream].any_healthy()  # one of its endpoints that is up
+        pool = target.pool
+        head = [b"GET %b HTTP/1.1\r\nhost: %b\r\n" % (ident.path.encode(), target.authority),
                 b"accept: application/json\r\n"]
         if session is not None:
             head.append(b"cookie: " + ident.cookie.encode() + b"=" + session + b"\r\n")

@@ -410,3 +410,23 @@ def prometheus(agg: dict[str, Any]) -> str:
     for kind, n in sorted(agg.get("tracing", {}).items()):
         out.append(f'strangler_trace_spans_total{{outcome="{kind}"}} {n}')
     return "\n".join(out) + "\n"
+
+
+def route_weights(routes: Any) -> str:
+    """Each route's weights and who is the candidate, in Prometheus text (read side only: the
+    config in force, not counted per request). The candidate's weight is where a canary stands:
+    its step. Roles as `strangler canary` judges: the route's candidate, and the current
+    backends it is compared with (every other one); a one-backend route has no candidate."""
+    out = ["# HELP strangler_route_weight Weight (percent) of each backend of a route now.",
+           "# TYPE strangler_route_weight gauge"]
+    roles = ["# HELP strangler_route_backend_info A route's backend and its role in a rollout "
+             "(candidate, or current: the backends the candidate is judged against).",
+             "# TYPE strangler_route_backend_info gauge"]
+    for route in sorted(routes, key=lambda r: r.name):
+        several = len(route.backends) > 1
+        for backend, weight in route.backends:
+            out.append(f'strangler_route_weight{{route="{route.name}",backend="{backend}"}} {weight}')
+            role = "candidate" if several and backend == route.candidate else "current"
+            roles.append(f'strangler_route_backend_info{{route="{route.name}",backend="{backend}",'
+                         f'role="{role}"}} 1')
+    return "\n".join(out + roles) + "\n"

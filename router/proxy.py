@@ -1,17 +1,26 @@
-"""The router as a pure ASGI app: match → choose → forward, streaming both ways.
+"""The router as a pure ASGI app, and the composition root that wires its parts.
 
-Place in the flow: the ASGI server hands every request to `Router.__call__`. It reads the
-current `Snapshot` once (so a reload never changes config mid-request), refuses ambiguous
-requests (bad framing, oversized headers, smuggling paths), matches a route, picks a backend
-(`balance.choose`), builds the upstream request head once (hop-by-hop headers stripped,
-`X-Forwarded-*`, `X-Request-ID` and `traceparent` set, the identity header signed), and
-hands the bytes to `forward` (the exchange itself, on the lean client in `client`).
+Place in the flow: the HTTP server hands every request to `Router.__call__`. It reads the
+current `Snapshot` once (so a reload never changes config mid-request) and runs a short
+pipeline of named stages, each handing the next what it learned (a `Request`):
+
+    read (`head.read`: refuse ambiguous heads) → match (`snapshot.table`) → origin
+    (trusted proxies) → limits (rate limit 429, held writes 503, body size 413) → choose
+    (`balance.choose`, or a write's owner) → build (`head.upstream_tail`) → forward
+    (`_forward`: the upstream's endpoints in turn, retries, the fallback; the exchange
+    itself in `forward`, on the lean client in `client`) → respond (`forward.relay`)
+
+A stage that ends the request raises `Answer` (the router's own JSON answer); whatever
+happened, `__call__` writes the one access-log line. The parts (admin, identity, reload,
+shadow) get this object as `router.types.RouterCore`, never importing this module.
 
 Failure policy: connect failure → 502, timeout → 504, each with a short JSON body naming
 the upstream and request id. Retries, replays on a stale pooled connection and fallback
 apply only to requests without a body whose method the route counts as idempotent
 (GET/HEAD/OPTIONS, PUT/DELETE by opt-in: `Route.retry_methods`), and only before any
-response byte reached the client: a POST is never sent twice.
+response byte reached the client: a POST is never sent twice. Within one attempt another
+endpoint of the same upstream (`router.targets`) takes a request the first could not:
+any request when nothing was sent (refused, busy, TLS), an idempotent one otherwise.
 `/_strangler/...` never goes upstream, however it is spelled (the check runs on the
 normalised path, in any letter case): it is the admin API (`router.admin`).
 
@@ -34,44 +43,42 @@ import contextlib
 import json
 import math
 import os
-import random
-import re
 import signal
 import sys
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Callable
 from pathlib import Path
+from random import getrandbits
 from time import monotonic, perf_counter
 from typing import Any
 
 from ownership import WRITE_METHODS, Group
-from router import balance, ratelimit
+from router import balance, health, ratelimit
 from router.accesslog import AccessLog
-from router.admin import is_admin_path
+from router.admin import Admin, is_admin_path
+from router.client import Connection
 from router.config import IDENTITY_SECRET_ENV, AnonymousCohort, Config, Route, load_config
 from router.errors import BadRequest, ClientGone, RouterError, UpstreamCut, UpstreamError
-from router.forward import HOP_BY_HOP, RESP_SKIP, TOO_BIG, exchange, relay
+from router.forward import RESP_SKIP, TOO_BIG, Outgoing, exchange, relay
+from router.head import Head, request_line, upstream_tail
+from router.tracing import RequestTrace, RouterTracing
+from router.head import read as read_head
+from router.identity import IdentityBridge
 from router.match import normalise_path
 from router.metrics import Metrics
 from router.ratelimit import Limiter, client_key
+from router.reload import Reloader
+from router.shadow import ShadowMirror
 from router.state import Snapshot, build_snapshot
-from router.tracing import RouterTracing
+from router.targets import Target, TargetGroup
 from router.tunnel import EXTENSION, Tunnel, wants_websocket
+from router.types import Message, Receive, Scope, Send
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
+__all__ = ["Message", "Receive", "Router", "Scope", "Send"]
 
-# Request headers the router drops and sets itself (or must never forward).
-REQ_SKIP = HOP_BY_HOP | {b"host", b"content-length", b"x-forwarded-for", b"x-forwarded-proto",
-                         b"x-forwarded-host", b"x-request-id", b"traceparent",
-                         b"x-strangler-identity", b"expect", b"forwarded"}
-IDENTITY_HEADER = b"x-strangler-identity"
 # Bounds (issue 15): answers that must end the connection, and a hint for 503s.
 CLOSE = ((b"connection", b"close"),)
 RETRY_AFTER = ((b"retry-after", b"1"),)
 BOUND_ERRORS = {408: "body_timeout", 413: "body_too_large"}
-_REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:-]{1,128}$")
 
 
 class Router:
@@ -81,11 +88,6 @@ class Router:
                  metrics_dir: str | Path | None = None, leader: bool = True) -> None:
         if config_path is None and config is None:
             raise RouterError("Router needs config_path= (a routes.yaml) or config=")
-        from router.admin import Admin
-        from router.identity import IdentityBridge
-        from router.reload import Reloader
-        from router.shadow import ShadowMirror
-
         self.config_path = Path(config_path) if config_path else None
         self.snapshot: Snapshot | None = None
         self._initial = config
@@ -148,43 +150,89 @@ class Router:
                 await task
         self._tasks.clear()
         await self.shadow.stop()
-        self._publish_breakers()
+        self.publish_breakers()
         self.metrics.retire()
         self.access_log.close()
-        self.tracing.stop()
         if self.snapshot:
-            for pool in self.snapshot.pools.values():
-                pool.close()
+            for target in self.snapshot.targets():
+                health.stop(target)
+                target.pool.close()
 
     async def _housekeeping(self) -> None:
         while True:
             await asyncio.sleep(0.2)
             self.access_log.flush()
-            self._publish_breakers()
+            self.publish_breakers()
             self.metrics.flush()
 
     def _flush_now(self) -> None:
-        self._publish_breakers()
+        self.publish_breakers()
         self.metrics.flush(force=True)
 
-    def _publish_breakers(self) -> None:
+    def publish_breakers(self) -> None:
+        """Breaker (and health) states into the metrics: one per endpoint, and for an
+        upstream with several endpoints also its own (its best endpoint's state)."""
         if self.snapshot is not None:
-            states = {n: b.snapshot() for n, b in self.snapshot.breakers.items()}
+            states = {}
+            for name, group in self.snapshot.groups.items():
+                for target in group.targets:
+                    states[target.key] = target.state()
+                if len(group.targets) > 1:
+                    states[name] = _group_state(group, [states[t.key] for t in group.targets])
             if states != self.metrics.breakers:
                 self.metrics.breakers = states
                 self.metrics.dirty = True
 
     # --- ASGI ---------------------------------------------------------------------------
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            if self.snapshot is None:
-                await self.startup()
-            await self.handle(scope, receive, send)
-        elif scope["type"] == "lifespan":
+        """One request: refusals and admin first, then the proxy pipeline; logged once.
+        (Lifespan and WebSocket scopes go to `_other`: one coroutine less per request.)"""
+        if scope["type"] != "http":
+            return await self._other(scope, receive, send)
+        req = Request(scope["method"], scope.get("raw_path") or scope["path"].encode(), send)
+        snap = self.snapshot
+        if snap is None:
+            await self.startup()
+            snap = self.snapshot
+        assert snap is not None
+        try:
+            try:
+                req.path = normalise_path(req.raw_path)
+            except BadRequest as exc:
+                raise _refusal(exc) from None
+            # After normalisation: no spelling of the admin prefix may reach an upstream.
+            if req.path.startswith("/_") and is_admin_path(req.path):
+                if _header(scope["headers"], b"upgrade") is not None:
+                    raise Answer(400, "bad_request", "the admin API does not switch protocols (Upgrade)")
+                await self.admin.handle(scope, receive, send, req.path)
+                return
+            metrics = self.metrics
+            metrics.in_flight += 1
+            try:
+                await self._proxy(snap, req, scope, receive)
+            finally:
+                metrics.in_flight -= 1
+                if req.write_group is not None:
+                    metrics.write_done(req.write_group)
+        except Answer as answer:
+            await self._answer(req, answer)
+        except UpstreamCut:
+            self._log(req)
+            if req.trace is not None:
+                self.tracing.finish(req.trace)
+            raise  # the server closes the client connection: the cut is visible
+        if self.access_log.enabled:
+            self._log(req)
+        if req.trace is not None:
+            self.tracing.finish(req.trace)
+
+    async def _other(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
             await self._lifespan(receive, send)
         elif scope["type"] == "websocket":
             await receive()
             await send({"type": "websocket.close", "code": 1003})
+
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
@@ -201,358 +249,351 @@ class Router:
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
-    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
-        started = perf_counter()
-        snap = self.snapshot
-        assert snap is not None
-        raw_path: bytes = scope.get("raw_path") or scope["path"].encode()
-        try:
-            path = normalise_path(raw_path)
-        except BadRequest as exc:
-            return await self._refuse(send, exc.status, str(exc), started, scope["method"], raw_path)
-        # After normalisation: no spelling of the admin prefix may reach an upstream.
-        if path.startswith("/_") and is_admin_path(path):
-            if _header(scope["headers"], b"upgrade") is not None:
-                return await self._refuse(send, 400, "the admin API does not switch protocols "
-                                          "(Upgrade)", started, scope["method"], raw_path)
-            await self.admin.handle(scope, receive, send, path)
-            return
-        self.metrics.in_flight += 1
-        # A write admitted on a `writes:` route names its group here until its response ends.
-        ticket: list[str] | None = [] if scope["method"] in WRITE_METHODS else None
-        try:
-            await self._proxy(scope, receive, send, snap, raw_path, path, started, ticket)
-        finally:
-            self.metrics.in_flight -= 1
-            if self.tracing.enabled:
-                self.tracing.finish(scope)
-            if ticket:
-                self.metrics.write_done(ticket[0])
-
-    async def _proxy(self, scope: Scope, receive: Receive, send: Send, snap: Snapshot,
-                     raw_path: bytes, path: str, started: float, ticket: list[str] | None) -> None:
+    # --- the pipeline: read → match → limits → choose → forward → respond ---------------
+    async def _proxy(self, snap: Snapshot, req: Request, scope: Scope, receive: Receive) -> None:
         config = snap.config
-        method: str = scope["method"]
-
-        # One pass over the request headers: pick out what the router needs, keep the rest.
-        host = cl = te = conn_hdr = xff = xfp = xfh = forwarded = rid = tp = cookie = upgrade = None
-        size = 0
-        fwd: list[tuple[bytes, bytes]] = []
-        for name, value in scope["headers"]:
-            size += len(name) + len(value) + 4
-            if name in REQ_SKIP:
-                if name == b"host":
-                    if host is not None:
-                        return await self._refuse(send, 400, "more than one Host header (RFC 9112 §3.2)",
-                                                  started, method, raw_path)
-                    host = value
-                elif name == b"content-length":
-                    if cl is not None and cl != value:
-                        return await self._refuse(send, 400, "conflicting Content-Length headers", started, method, raw_path)
-                    cl = value
-                elif name == b"transfer-encoding":
-                    te = value if te is None else te + b"," + value
-                elif name == b"connection":
-                    conn_hdr = value if conn_hdr is None else conn_hdr + b"," + value
-                elif name == b"x-forwarded-for":
-                    xff = value if xff is None else xff + b", " + value
-                elif name == b"x-forwarded-proto":
-                    xfp = value if xfp is None else xfp + b", " + value
-                elif name == b"x-forwarded-host":
-                    xfh = value if xfh is None else xfh + b", " + value
-                elif name == b"forwarded":
-                    forwarded = value if forwarded is None else forwarded + b", " + value
-                elif name == b"x-request-id":
-                    rid = value
-                elif name == b"traceparent":
-                    tp = value
-                elif name == b"upgrade":
-                    upgrade = value
-                continue
-            if name == b"cookie":
-                cookie = value if cookie is None else cookie + b"; " + value
-            fwd.append((name, value))
-        if size > config.max_header_bytes:
-            return await self._refuse(send, 431, f"request headers exceed {config.max_header_bytes} bytes", started, method, raw_path)
-        if te is not None and (cl is not None or te.strip().lower() != b"chunked"):
-            return await self._refuse(send, 400, "Transfer-Encoding must be exactly 'chunked' and "
-                                      "never combined with Content-Length", started, method, raw_path)
-        if cl is not None and not cl.isdigit():
-            return await self._refuse(send, 400, "Content-Length is not a number", started, method, raw_path)
-        if conn_hdr is not None:
-            named = {t.strip().lower() for t in conn_hdr.split(b",")} - {b"close", b"keep-alive", b""}
-            if named:
-                fwd = [(n, v) for n, v in fwd if n not in named]
-        if host is None and scope.get("http_version") == "1.1":
-            return await self._refuse(send, 400, "an HTTP/1.1 request needs a Host header "
-                                      "(RFC 9112 §3.2)", started, method, raw_path)
-
-        request_id = rid.decode() if rid is not None and _REQUEST_ID.match(rid) else f"{random.getrandbits(128):032x}"
-        route = snap.table.match(method, path, host.decode("latin-1") if host else None, scope["headers"])
+        try:
+            head = read_head(scope, config.max_header_bytes)
+        except BadRequest as exc:
+            raise _refusal(exc) from None
+        req.id = head.request_id()
+        route = snap.table.match(req.method, req.path, head.host.decode("latin-1") if head.host else None,
+                                 scope["headers"])
         if route is None:
-            return await self._error(send, 404, "no_route", None, request_id, started, method, path, None,
-                                     detail="no route matches this request")
+            raise Answer(404, "no_route", "no route matches this request")
+        req.route = route.name
+        if snap.trust.networks:
+            scheme, out_host, xff = self._origin(snap, head, scope)
+        else:  # no trusted proxies (the default): the socket's peer and scheme
+            client = scope.get("client")
+            scheme, out_host, xff = scope.get("scheme", "http"), head.host, (client[0] if client else "unknown").encode()
+        owner = None
+        if route.rate_limit is not None or route.writes is not None or head.cl is not None:
+            owner = self._limits(config, req, route, head, scope)
+        if owner is not None:
+            backend = owner
+        else:
+            backend, cohort = _choose(route, scope, head.cookie, config.anonymous_cohort, scheme)
+            if cohort is not None:
+                req.cohort = cohort
+                req.send = _with_header(req.send, (b"set-cookie", cohort))
+        has_body = head.has_body
+        handover = None if head.upgrade is None else self._handover(route, head, scope, has_body)
+        identity = None
+        if route.identity:
+            identity = await self.identity.header_for(snap, scope["headers"], head.cookie)
+        shadow = route.shadow is not None and handover is None and self.shadow.wants(route, req.method)
+        trace = self.tracing.begin(head.tp, req, scope, route, backend) if self.tracing.enabled else None
+        # Replays (retries, a stale pooled connection, another endpoint after a failure that
+        # may have reached the upstream, the fallback) only for methods the route's upstreams
+        # treat as idempotent: a POST may have run before the upstream failed.
+        out = Outgoing(
+            line=request_line(req.method, req.path, scope.get("query_string")), host=head.host,
+            tail=upstream_tail(head, request_id=req.id, xff=xff, scheme=scheme, host=out_host,
+                               websocket=handover is not None, identity=identity, trace=trace),
+            method=req.method, has_body=has_body, chunked=head.te is not None,
+            replay=req.method in route.retry_methods and not has_body,
+            deadline=monotonic() + route.deadline,  # retries and the fallback share it
+            body_timeout=config.client.body_timeout, max_body=route.max_body_bytes,
+            upgrade=handover is not None, capture=[] if shadow and has_body else None)
+        await self._forward(snap, req, route, backend, owner is not None, out, receive, handover,
+                            [] if shadow else None)
 
-        # Behind a load balancer: the client, scheme and host its trusted proxies report.
+    def _origin(self, snap: Snapshot, head: Head, scope: Scope) -> tuple[str, bytes | None, bytes]:
+        """Scheme, host and X-Forwarded-For to pass on: behind trusted proxies, theirs."""
         client = scope.get("client")
         peer = client[0] if client else "unknown"
         scheme: str = scope.get("scheme", "http")
-        out_host = host
-        xff_out = peer.encode()
         trust = snap.trust
-        if trust.networks and (xff or xfp or xfh or forwarded) and trust.trusts(peer):
-            address, told_scheme, told_host, xff_out = trust.origin(peer, xff, xfp, xfh, forwarded)
+        if trust.networks and head.anything_forwarded and trust.trusts(peer):
+            address, told_scheme, told_host, xff = trust.origin(peer, head.xff, head.xfp, head.xfh,
+                                                                head.forwarded)
             scope["client"] = (address, 0)  # cohorts, rate limits and logs see the client
-            scheme = told_scheme or scheme
-            out_host = told_host.encode() if told_host else host
+            return told_scheme or scheme, told_host.encode() if told_host else head.host, xff
+        return scheme, head.host, peer.encode()
+
+    def _limits(self, config: Config, req: Request, route: Route, head: Head, scope: Scope) -> str | None:
+        """Rate limit (429), held writes (503), body size (413); the owner a write goes to."""
         limit = route.rate_limit
         if limit is not None:
             verdict = self.limiter.check(route.name, limit, client_key(
-                limit, scope, cookie, route.cohort_header, route.cohort_cookie))
+                limit, scope, head.cookie, route.cohort_header, route.cohort_cookie))
             limit_headers = ratelimit.headers(route.name, limit, verdict)
             if not verdict.allowed:
-                return await self._rate_limited(send, route, limit, verdict, limit_headers,
-                                                request_id, started, method, path)
-            send = _with_header(send, *limit_headers)
+                self.metrics.rate_limited[route.name] = self.metrics.rate_limited.get(route.name, 0) + 1
+                self.metrics.dirty = True
+                per = f"{limit.header.decode()} header" if limit.header else limit.key
+                raise Answer(429, "rate_limited", f"route {route.name} allows {limit.spec} per {per} "
+                             f"(burst {limit.burst}); retry in {max(1, math.ceil(verdict.retry_after))}s",
+                             count=False, headers=limit_headers)
+            req.send = _with_header(req.send, *limit_headers)
         owner = None
-        if ticket is not None and route.writes is not None:
-            # Decided in the same event-loop step that read `snap` (no await since): a worker
-            # that reports a hold (or a new owner) has no write admitted under the old file
-            # that is not counted in inflight_writes.
+        if route.writes is not None and req.method in WRITE_METHODS:
+            # Decided in the same event-loop step that read the snapshot (no await since): a
+            # worker that reports a hold (or a new owner) has no write admitted under the old
+            # file that is not counted in inflight_writes.
             assert config.ownership is not None  # parse_config checked the group
             group = config.ownership.groups[route.writes]
             if group.held():
-                return await self._held(send, route, group, request_id, started, method, path)
-            owner = backend = group.owner
-            new_cohort = None
-            ticket.append(group.name)
+                raise _held(route, group)
+            owner = group.owner
+            req.write_group = group.name
             self.metrics.write_admitted(group.name)
-        else:
-            backend, new_cohort = self._choose(route, scope, cookie, config.anonymous_cohort, scheme)
-        if new_cohort is not None:
-            send = _with_header(send, (b"set-cookie", new_cohort))
-        # Everything after the Host line is the same whichever upstream answers.
-        traceparent, trace, send = self.tracing.start(tp, send, scope, route, backend, new_cohort, started)
-        parts = [b"".join((n, b": ", v, b"\r\n")) for n, v in fwd]
-        parts += [b"x-forwarded-for: ", xff_out, b"\r\nx-forwarded-proto: ", scheme.encode(),
-                  b"\r\nx-request-id: ", request_id.encode(), b"\r\ntraceparent: ", traceparent, b"\r\n"]
-        if out_host is not None:
-            parts += [b"x-forwarded-host: ", out_host, b"\r\n"]
-        has_body = te is not None or (cl is not None and cl != b"0")
         max_body = route.max_body_bytes
-        if cl is not None and max_body is not None and int(cl) > max_body:
-            return await self._error(send, 413, "body_too_large", None, request_id, started, method,
-                                     path, route.name, detail=f"the request body exceeds this "
-                                     f"route's max_body_bytes ({max_body})", headers=CLOSE)
-        # WebSocket passthrough: only when the server can hand the socket over and the
-        # route allows it; any other Upgrade (h2c...) is dropped as hop-by-hop.
-        handover = None
-        if upgrade is not None and route.websocket is not None and not has_body and \
-                wants_websocket(conn_hdr, upgrade):
-            handover = (scope.get("extensions") or {}).get(EXTENSION, {}).get("handover")
-            if handover is not None:
-                parts.append(b"connection: upgrade\r\nupgrade: websocket\r\n")
-        if te is not None:
-            parts.append(b"transfer-encoding: chunked\r\n")
-        elif cl is not None:
-            parts += [b"content-length: ", cl, b"\r\n"]
-        if route.identity:
-            signed = await self.identity.header_for(snap, scope["headers"], cookie)
-            if signed is not None:
-                parts += [IDENTITY_HEADER, b": ", signed, b"\r\n"]
-        parts.append(b"\r\n")
-        tail = b"".join(parts)
-        qs = scope.get("query_string")
-        target = (path + "?" + qs.decode("latin-1")) if qs else path
-        line = f"{method} {target} HTTP/1.1\r\nhost: ".encode("latin-1")
+        if head.cl is not None and max_body is not None and int(head.cl) > max_body:
+            raise Answer(413, "body_too_large", f"the request body exceeds this route's "
+                         f"max_body_bytes ({max_body})", headers=CLOSE)
+        return owner
 
-        shadow = route.shadow is not None and handover is None and self.shadow.wants(route, method)
-        capture: list[bytes] | None = [] if shadow else None
-        # Mirrored requests with a body (methods explicitly allowed) need the body again.
-        req_capture: list[bytes] | None = [] if shadow and has_body else None
-        # Replays (retries, a stale pooled connection, the fallback) only for methods the
-        # route's upstreams treat as idempotent: a POST may have run before the upstream failed.
-        retryable = method in route.retry_methods and not has_body
-        attempts = 1 + (route.retries if retryable else 0)
+    @staticmethod
+    def _handover(route: Route, head: Head, scope: Scope, has_body: bool) -> Callable[..., Any] | None:
+        """WebSocket passthrough: only when the server can hand the socket over and the
+        route allows it; any other Upgrade (h2c...) is dropped as hop-by-hop."""
+        if head.upgrade is None or route.websocket is None or has_body or \
+                not wants_websocket(head.connection, head.upgrade):
+            return None
+        handover: Callable[..., Any] | None = (scope.get("extensions") or {}).get(EXTENSION, {}).get("handover")
+        return handover
+
+    async def _forward(self, snap: Snapshot, req: Request, route: Route, backend: str, is_write: bool,
+                       out: Outgoing, receive: Receive, handover: Callable[..., Any] | None,
+                       capture: list[bytes] | None) -> None:
+        """Attempts on the chosen upstream (its endpoints in turn), retries, then the fallback."""
+        attempts = 1 + (route.retries if out.replay else 0)
         tried_fallback = False
-        deadline = monotonic() + route.deadline  # retries and the fallback share it
-        body_timeout = config.client.body_timeout
         while True:
-            upstream = config.upstreams[backend]
-            breaker = snap.breakers[backend]
-            if trace is not None:
-                trace.attempt(backend, breaker.state)
-            if not breaker.allow():
+            group = snap.groups[backend]
+            req.backend = backend
+            targets = group.targets
+            only = targets[0]  # one endpoint with a closed breaker: admitted, nothing to count
+            target = only if len(targets) == 1 and only.breaker.state == "closed" else group.pick()
+            if req.trace is not None:
+                req.trace.attempt(backend, "open" if target is None else target.breaker.state)
+            if target is None:
                 error = UpstreamError(f"the circuit breaker of {backend} is open")
-                error.kind = "breaker_open"
-                error.status = 503
-                self.metrics.observe(route.name, backend, 503, (perf_counter() - started) * 1000, "breaker_open")
+                error.kind, error.status = "breaker_open", 503
+                self._observe(req, 503, "breaker_open")
             else:
                 try:
-                    conn = await exchange(upstream, snap.pools[backend], line, host, tail,
-                                                method, has_body, te is not None, receive, req_capture,
-                                                replay=retryable, deadline=deadline,
-                                                body_timeout=body_timeout, max_body=max_body,
-                                                upgrade=handover is not None)
-                except ClientGone:
-                    breaker.record(True)  # not the upstream's fault
-                    return
-                except BadRequest as exc:  # the body was too large or stopped arriving
-                    breaker.record(True)
-                    return await self._error(send, exc.status, BOUND_ERRORS.get(exc.status, "refused"),
-                                             backend, request_id, started, method, path, route.name,
-                                             detail=str(exc), headers=CLOSE)
+                    try:
+                        conn = await exchange(group.upstream, target, out, receive)
+                    except (ClientGone, BadRequest, UpstreamError) as first:
+                        conn, target = await self._failover(req, group, target, out, receive, first)
                 except UpstreamError as exc:
-                    if exc.kind == "busy":
-                        breaker.release()  # never sent: says nothing about the upstream
-                    else:
-                        breaker.record(False)
                     error = exc
-                    self.metrics.observe(route.name, backend, exc.status, (perf_counter() - started) * 1000, exc.kind)
                     attempts -= 1
-                    if attempts > 0 and exc.kind != "busy" and monotonic() < deadline:
+                    if attempts > 0 and exc.kind != "busy" and monotonic() < out.deadline:
                         continue
                 else:
                     if handover is not None and conn.status == 101:
-                        return await self._tunnel(conn, handover, route, backend, breaker, config,
-                                                  request_id, new_cohort, started, method, path)
-                    try:
-                        status = await relay(conn, receive, send, config, backend,
-                                                     request_id, capture, breaker)
-                    except (ClientGone, UpstreamCut) as exc:
-                        kind = "client_gone" if isinstance(exc, ClientGone) else "cut"
-                        ms = (perf_counter() - started) * 1000
-                        self.metrics.observe(route.name, backend, conn.status, ms, kind)
-                        if self.access_log.enabled:
-                            self.access_log.write(request_id=request_id, method=method, path=path,
-                                                  route=route.name, backend=backend,
-                                                  status=conn.status, ms=ms, error=kind)
-                        if isinstance(exc, UpstreamCut):
-                            raise  # the server closes the client connection: the cut is visible
-                        return
-                    ms = (perf_counter() - started) * 1000
-                    self.metrics.observe(route.name, backend, status, ms)
-                    if self.access_log.enabled:
-                        self.access_log.write(request_id=request_id, method=method, path=path,
-                                              route=route.name, backend=backend, status=status, ms=ms)
-                    if capture is not None and TOO_BIG not in capture and \
-                            (req_capture is None or TOO_BIG not in req_capture):
-                        body = None if req_capture is None else b"".join(req_capture)
-                        self.shadow.offer(route, snap, backend, method, line, tail, status,
-                                          conn.headers, capture, body, te is not None)
-                    return
-            fallback = route.fallback if owner is None else None  # a write goes to the owner only
-            out_of_time = monotonic() >= deadline
-            if retryable and fallback and fallback != backend and not tried_fallback and not out_of_time:
+                        return await self._tunnel(conn, handover, route, backend, target.breaker,
+                                                  snap.config, req)
+                    return await self._respond(snap, req, route, conn, target, out, receive, capture)
+            fallback = route.fallback if not is_write else None  # a write goes to the owner only
+            out_of_time = monotonic() >= out.deadline
+            if out.replay and fallback and fallback != backend and not tried_fallback and not out_of_time:
                 tried_fallback = True
                 backend = fallback
                 attempts = 1
                 continue
             if out_of_time:
-                return await self._error(send, 504, "deadline", backend, request_id, started, method,
-                                         path, route.name, count=False, detail=f"route {route.name}'s "
-                                         f"deadline ({route.deadline}s) passed; last error: {error}")
-            return await self._error(send, error.status, f"upstream_{error.kind}", backend, request_id,
-                                     started, method, path, route.name, detail=str(error), count=False,
-                                     headers=RETRY_AFTER if error.status == 503 else ())
+                raise Answer(504, "deadline", f"route {route.name}'s deadline ({route.deadline}s) "
+                             f"passed; last error: {error}", count=False)
+            raise Answer(error.status, f"upstream_{error.kind}", str(error), count=False,
+                         headers=RETRY_AFTER if error.status == 503 else ())
+
+    async def _failover(self, req: Request, group: TargetGroup, target: Target, out: Outgoing,
+                        receive: Receive, error: BaseException) -> tuple[Connection, Target]:
+        """An attempt failed on `target`: another endpoint of the group gets it when the first
+        could not take the request (any request, if nothing was sent; an idempotent one,
+        whatever failed). Raises what the last endpoint raised."""
+        tried: list[Target] = []
+        while True:
+            breaker = target.breaker
+            if isinstance(error, ClientGone):
+                breaker.record(True)  # not the upstream's fault
+                raise Answer(None, "client_gone", "") from None
+            if isinstance(error, BadRequest):  # the body was too large or stopped arriving
+                breaker.record(True)
+                raise Answer(error.status, BOUND_ERRORS.get(error.status, "refused"), str(error),
+                             headers=CLOSE) from None
+            assert isinstance(error, UpstreamError)
+            if error.kind == "busy":
+                breaker.release()  # never sent: says nothing about the endpoint
+            else:
+                breaker.record(False)
+            self._observe(req, error.status, error.kind)
+            if len(group.targets) == 1 or not (out.replay or not error.maybe_processed) or \
+                    monotonic() >= out.deadline:
+                raise error
+            tried.append(target)
+            other = group.pick(tried)
+            if other is None:
+                raise error
+            target = other
+            try:
+                return await exchange(group.upstream, target, out, receive), target
+            except (ClientGone, BadRequest, UpstreamError) as exc:
+                error = exc
+
+    async def _respond(self, snap: Snapshot, req: Request, route: Route, conn: Connection,
+                       target: Target, out: Outgoing, receive: Receive,
+                       capture: list[bytes] | None) -> None:
+        """Relay the response; offer the pair to the shadow when one is wanted."""
+        backend = req.backend
+        assert backend is not None
+        try:
+            req.status = await relay(conn, receive, req.send, snap.config, backend, req.id,
+                                     capture, target.breaker)
+        except (ClientGone, UpstreamCut) as exc:
+            req.status = conn.status
+            req.error = "client_gone" if isinstance(exc, ClientGone) else "cut"
+            self._observe(req, conn.status, req.error)
+            if isinstance(exc, UpstreamCut):
+                raise
+            raise Answer(None, req.error, "") from None
+        self._observe(req, req.status, None)
+        if capture is not None and TOO_BIG not in capture and \
+                (out.capture is None or TOO_BIG not in out.capture):
+            body = None if out.capture is None else b"".join(out.capture)
+            self.shadow.offer(route, snap, backend, req.method, out.line, out.tail, req.status,
+                              conn.headers, capture, body, out.chunked)
 
     async def _tunnel(self, conn: Any, handover: Callable[..., Any], route: Route, backend: str,
-                      breaker: Any, config: Config, request_id: str, cohort: bytes | None,
-                      started: float, method: str, path: str) -> None:
+                      breaker: Any, config: Config, req: Request) -> None:
         """The upstream switched protocols: answer 101, then relay bytes until a side closes."""
         breaker.record(True)
         assert route.websocket is not None
         tunnel = Tunnel(conn, route.websocket.idle_timeout)
         try:
-            client = handover(_switching_head(conn.headers, config, backend, request_id, cohort), tunnel)
+            client = handover(_switching_head(conn.headers, config, backend, req.id, req.cohort), tunnel)
         except ClientGone:
             conn.close()
             return
         tunnel.start(client)
-        ms = (perf_counter() - started) * 1000
-        self.metrics.observe(route.name, backend, 101, ms)  # counted once, at the handshake
+        req.status = 101
+        self._observe(req, 101, None)  # counted once, at the handshake
         reason = await tunnel.run()
-        if self.access_log.enabled:
-            self.access_log.write(request_id=request_id, method=method, path=path, route=route.name,
-                                  backend=backend, status=101, ms=(perf_counter() - started) * 1000,
-                                  error="idle_timeout" if reason == "idle_timeout" else None)
+        req.error = "idle_timeout" if reason == "idle_timeout" else None
 
-    def _choose(self, route: Route, scope: Scope, cookie: bytes | None,
-                anonymous: AnonymousCohort | None, scheme: str) -> tuple[str, bytes | None]:
-        """The backend, and a Set-Cookie value when a new anonymous visitor gets a cohort."""
-        backends = route.backends
-        override = None
-        if route.override_header is not None:
-            override = _header(scope["headers"], route.override_header.encode())
-        if override is None and route.override_cookie is not None and cookie is not None:
-            override = _cookie(cookie, route.override_cookie)
-        if len(backends) == 1 and override is None:
-            return backends[0][0], None
-        key = None
-        if route.cohort_header is not None:
-            key = _header(scope["headers"], route.cohort_header.encode())
-        if key is None and route.cohort_cookie is not None and cookie is not None:
-            key = _cookie(cookie, route.cohort_cookie)
-        new_cohort = None
-        if key is None and anonymous is not None:
-            # Behind an ingress every anonymous visitor has the same address: give each a
-            # sticky cohort of its own so a canary splits them like logged-in users.
-            key = _cookie(cookie, anonymous.cookie) if cookie is not None else None
-            if key is None and route.splits:
-                key = f"{random.getrandbits(64):016x}"
-                new_cohort = _cohort_cookie(anonymous, key, secure=scheme == "https")
-        if key is None:
-            client = scope.get("client")
-            key = client[0] if client else ""
-        return balance.choose(backends, salt=route.salt, key=key, override=override,
-                              candidate=route.candidate), new_cohort
+    # --- respond and log ----------------------------------------------------------------
+    def _observe(self, req: Request, status: int, error: str | None) -> None:
+        self.metrics.observe(req.route or "-", req.backend or "-", status,
+                             (perf_counter() - req.started) * 1000, error)
 
-    async def _rate_limited(self, send: Send, route: Route, limit: ratelimit.RateLimit,
-                            verdict: ratelimit.Verdict, headers: tuple[tuple[bytes, bytes], ...],
-                            request_id: str, started: float, method: str, path: str) -> None:
-        self.metrics.rate_limited[route.name] = self.metrics.rate_limited.get(route.name, 0) + 1
-        self.metrics.dirty = True
-        per = f"{limit.header.decode()} header" if limit.header else limit.key
-        await self._error(send, 429, "rate_limited", None, request_id, started, method, path,
-                          route.name, count=False, headers=headers,
-                          detail=f"route {route.name} allows {limit.spec} per {per} (burst "
-                                 f"{limit.burst}); retry in {max(1, math.ceil(verdict.retry_after))}s")
+    async def _answer(self, req: Request, answer: Answer) -> None:
+        """The router's own answer (a refusal, a limit, an upstream error): a JSON body."""
+        if answer.status is None:
+            return  # the client left: nothing to send (a relay that began was logged)
+        if not req.id:
+            req.id = f"{getrandbits(128):032x}"
+        req.status, req.error = answer.status, answer.error
+        body = json.dumps({"error": answer.error, "detail": answer.detail, "upstream": req.backend,
+                           "request_id": req.id}).encode()
+        await req.send({"type": "http.response.start", "status": answer.status,
+                        "headers": [(b"content-type", b"application/json"),
+                                    (b"content-length", str(len(body)).encode()),
+                                    (b"x-request-id", req.id.encode()), *answer.headers]})
+        await req.send({"type": "http.response.body", "body": body})
+        if answer.count and req.route is not None:
+            self._observe(req, answer.status, answer.error)
 
-    async def _held(self, send: Send, route: Route, group: Group, request_id: str, started: float,
-                    method: str, path: str) -> None:
-        """503 while the group's ownership moves: nothing was forwarded, a retry is safe."""
-        hold = group.hold
-        assert hold is not None
-        wait = hold.retry_after()
-        why = f" ({hold.reason})" if hold.reason else ""
-        await self._error(send, 503, "writes_held", None, request_id, started, method, path,
-                          route.name, headers=((b"retry-after", str(wait).encode()),),
-                          detail=f"writes to route {route.name} are held: ownership of {group.name} "
-                                 f"is moving{why}; retry after {wait} s")
+    def _log(self, req: Request) -> None:
+        """The one access-log line of a request (none for the admin API or a silent client)."""
+        if req.status is not None and self.access_log.enabled:
+            self.access_log.write(request_id=req.id or "-", method=req.method,
+                                  path=req.path or req.raw_path.decode("latin-1"),
+                                  route=req.route, backend=req.backend,
+                                  status=req.status, ms=(perf_counter() - req.started) * 1000,
+                                  error=req.error)
 
-    async def _refuse(self, send: Send, status: int, detail: str, started: float, method: str,
-                      raw_path: bytes) -> None:
-        await self._error(send, status, "bad_request" if status == 400 else "refused", None,
-                          f"{random.getrandbits(128):032x}", started, method,
-                          raw_path.decode("latin-1"), None, detail=detail)
 
-    async def _error(self, send: Send, status: int, error: str, upstream: str | None,
-                     request_id: str, started: float, method: str, path: str, route: str | None,
-                     *, detail: str, count: bool = True,
-                     headers: tuple[tuple[bytes, bytes], ...] = ()) -> None:
-        body = json.dumps({"error": error, "detail": detail, "upstream": upstream,
-                           "request_id": request_id}).encode()
-        await send({"type": "http.response.start", "status": status,
-                    "headers": [(b"content-type", b"application/json"),
-                                (b"content-length", str(len(body)).encode()),
-                                (b"x-request-id", request_id.encode()), *headers]})
-        await send({"type": "http.response.body", "body": body})
-        ms = (perf_counter() - started) * 1000
-        if count and route is not None:
-            self.metrics.observe(route, upstream or "-", status, ms, error)
-        if self.access_log.enabled:
-            self.access_log.write(request_id=request_id, method=method, path=path, route=route,
-                                  backend=upstream, status=status, ms=ms, error=error)
+class Request:
+    """What the pipeline's stages learn about one request and hand on to the next.
+
+    The class holds the defaults: a stage sets only what it learns."""
+
+    path = ""  # normalised ("" until then)
+    id = ""  # the request id ("" until one is read or made)
+    route: str | None = None
+    backend: str | None = None
+    status: int | None = None  # what the client got (None: nothing to log)
+    error: str | None = None
+    write_group: str | None = None  # a write admitted on a `writes:` route
+    cohort: bytes | None = None  # Set-Cookie of a new anonymous visitor's cohort
+    trace: RequestTrace | None = None  # its spans, when tracing is on (router.tracing)
+
+    def __init__(self, method: str, raw_path: bytes, send: Send) -> None:
+        self.started = perf_counter()
+        self.method = method
+        self.raw_path = raw_path
+        self.send = send  # with the headers a stage adds (rate limit, cohort cookie)
+
+
+class Answer(Exception):
+    """A stage ends the request with the router's own answer (status None: nothing to send)."""
+
+    def __init__(self, status: int | None, error: str, detail: str, *, count: bool = True,
+                 headers: tuple[tuple[bytes, bytes], ...] = ()) -> None:
+        self.status, self.error, self.detail = status, error, detail
+        self.count, self.headers = count, headers
+
+
+def _refusal(exc: BadRequest) -> Answer:
+    return Answer(exc.status, "bad_request" if exc.status == 400 else "refused", str(exc))
+
+
+def _held(route: Route, group: Group) -> Answer:
+    """503 while the group's ownership moves: nothing was forwarded, a retry is safe."""
+    hold = group.hold
+    assert hold is not None
+    wait = hold.retry_after()
+    why = f" ({hold.reason})" if hold.reason else ""
+    return Answer(503, "writes_held", f"writes to route {route.name} are held: ownership of "
+                  f"{group.name} is moving{why}; retry after {wait} s",
+                  headers=((b"retry-after", str(wait).encode()),))
+
+
+def _choose(route: Route, scope: Scope, cookie: bytes | None,
+            anonymous: AnonymousCohort | None, scheme: str) -> tuple[str, bytes | None]:
+    """The backend, and a Set-Cookie value when a new anonymous visitor gets a cohort."""
+    backends = route.backends
+    override = None
+    if route.override_header is not None:
+        override = _header(scope["headers"], route.override_header.encode())
+    if override is None and route.override_cookie is not None and cookie is not None:
+        override = _cookie(cookie, route.override_cookie)
+    if len(backends) == 1 and override is None:
+        return backends[0][0], None
+    key = None
+    if route.cohort_header is not None:
+        key = _header(scope["headers"], route.cohort_header.encode())
+    if key is None and route.cohort_cookie is not None and cookie is not None:
+        key = _cookie(cookie, route.cohort_cookie)
+    new_cohort = None
+    if key is None and anonymous is not None:
+        # Behind an ingress every anonymous visitor has the same address: give each a
+        # sticky cohort of its own so a canary splits them like logged-in users.
+        key = _cookie(cookie, anonymous.cookie) if cookie is not None else None
+        if key is None and route.splits:
+            key = f"{getrandbits(64):016x}"
+            new_cohort = _cohort_cookie(anonymous, key, secure=scheme == "https")
+    if key is None:
+        client = scope.get("client")
+        key = client[0] if client else ""
+    return balance.choose(backends, salt=route.salt, key=key, override=override,
+                          candidate=route.candidate), new_cohort
+
+
+def _group_state(group: TargetGroup, states: list[dict[str, Any]]) -> dict[str, Any]:
+    usable = [s for s, t in zip(states, group.targets, strict=True) if t.healthy] or states
+    best = min(usable, key=lambda s: _BEST_FIRST.index(s["state"]))
+    return {"state": best["state"], "consecutive_failures": min(s["consecutive_failures"] for s in usable),
+            "opened": sum(s["opened"] for s in states), "endpoints": len(states),
+            "healthy": sum(1 for t in group.targets if t.healthy)}
+
+
+_BEST_FIRST = ("closed", "half_open", "open")
 
 
 def _header(headers: list[tuple[bytes, bytes]], name: bytes) -> str | None:

@@ -25,7 +25,7 @@ from router.config import Config, diff_weights, load_config
 from router.errors import ConfigError
 
 if TYPE_CHECKING:
-    from router.proxy import Router
+    from router.types import RouterCore as Router
 
 
 def _stat(path: Path) -> tuple[int, int, int] | None:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import os
 import shutil
 import signal
@@ -103,7 +104,7 @@ def serve_one(config_path: Path, *, host: str, port: int, sock: socket.socket | 
     tls = config.listen_tls
     if admin_sock is None and config.admin_listen is not None:
         admin_sock = listen(*config.admin_listen)
-    admin = (AdminListener(app), admin_sock) if admin_sock is not None else None
+    admin = (AdminListener(app, app.admin), admin_sock) if admin_sock is not None else None
     if http == "lean":
         from router import server_lean
 
@@ -148,19 +149,48 @@ def run(config_path: Path, *, host: str, port: int, workers: int, http: str = DE
               file=sys.stderr)
         return 2
     try:
-        load_config(config_path)  # refuse a bad file before binding anything
+        config = load_config(config_path)  # refuse a bad file before binding anything
     except ConfigError as exc:
         print(f"strangler router: {exc}", file=sys.stderr)
         return 2
+    if config.admin_listen == (host, port):
+        print(f"strangler router: admin_listen {host}:{port} is the public port too; give the admin "
+              "API a port of its own (or remove admin_listen to serve it on the public port)", file=sys.stderr)
+        return 2
+    bound = _bind(host, port, config.admin_listen)
+    if bound is None:
+        return 2
+    sock, admin_sock = bound
     if workers <= 1:
-        serve_one(config_path, host=host, port=port, metrics_dir=os.environ.get(METRICS_ENV), http=http)
+        serve_one(config_path, host=host, port=port, sock=sock, metrics_dir=os.environ.get(METRICS_ENV),
+                  http=http, admin_sock=admin_sock)
         return 0
-    return Supervisor(config_path, host=host, port=port, workers=workers, http=http).run()
+    return Supervisor(config_path, host=host, port=port, workers=workers, http=http,
+                      sock=sock, admin_sock=admin_sock).run()
+
+
+def _bind(host: str, port: int, admin: tuple[str, int] | None) -> tuple[socket.socket, socket.socket | None] | None:
+    """The public socket and the admin listener's, bound once for every worker; None (and
+    why, on stderr) when either cannot be."""
+    wanted = [("--host/--port", host, port)] + ([("admin_listen", *admin)] if admin else [])
+    socks: list[socket.socket] = []
+    for what, h, p in wanted:
+        try:
+            socks.append(listen(h, p))
+        except OSError as exc:
+            for s in socks:
+                s.close()
+            busy = " (another router, or another server, is on it)" if exc.errno == errno.EADDRINUSE else ""
+            print(f"strangler router: cannot listen on {h}:{p} ({what}): {exc.strerror or exc}{busy}; "
+                  f"stop what is there or choose another port", file=sys.stderr)
+            return None
+    return socks[0], (socks[1] if admin else None)
 
 
 class Supervisor:
     def __init__(self, config_path: Path, *, host: str, port: int, workers: int,
-                 http: str = DEFAULT_HTTP) -> None:
+                 http: str = DEFAULT_HTTP, sock: socket.socket | None = None,
+                 admin_sock: socket.socket | None = None) -> None:
         if http not in HTTP_SERVERS:
             raise ValueError(f"http= must be one of {HTTP_SERVERS}, not {http!r}")
         self.config_path = config_path
@@ -169,12 +199,14 @@ class Supervisor:
         self.children: dict[int, int] = {}  # pid → slot
         self.stopping = False
         self.hup = False
-        self.admin_sock: socket.socket | None = None
+        self.sock = sock  # bound by `run` (None: bound here)
+        self.admin_sock = admin_sock
 
     def run(self) -> int:
-        sock = listen(self.host, self.port)
+        sock = self.sock or listen(self.host, self.port)
         config = load_config(self.config_path)
-        self.admin_sock = listen(*config.admin_listen) if config.admin_listen else None
+        if self.admin_sock is None and config.admin_listen:
+            self.admin_sock = listen(*config.admin_listen)
         metrics_dir = tempfile.mkdtemp(prefix="strangler-metrics-")
         os.environ[METRICS_ENV] = metrics_dir
         os.environ[SUPERVISOR_ENV] = str(os.getpid())

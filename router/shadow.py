@@ -31,8 +31,8 @@ from router.errors import UpstreamError
 from router.noise import NoiseWindow
 
 if TYPE_CHECKING:
-    from router.proxy import Router
     from router.state import Snapshot
+    from router.types import RouterCore as Router
 
 WORKERS = 4
 SHADOW_HEADER = b"x-strangler-shadow: 1\r\n"
@@ -168,8 +168,9 @@ class ShadowMirror:
     async def _call(self, snap: Snapshot, name: str, method: str, line: bytes, tail: bytes,
                     body: bytes) -> Response:
         upstream = snap.config.upstreams[name]
-        head = line + upstream.authority.encode() + b"\r\n" + SHADOW_HEADER + tail + body
-        status, headers, body = await fetch(snap.pools[name], head, connect_timeout=upstream.connect_timeout,
+        target = snap.groups[name].any_healthy()  # the Host line names the endpoint it goes to
+        head = line + target.authority + b"\r\n" + SHADOW_HEADER + tail + body
+        status, headers, body = await fetch(target.pool, head, connect_timeout=upstream.connect_timeout,
                                             read_timeout=upstream.read_timeout, head_only=method == "HEAD")
         return Response(status, {k.decode("latin-1"): v.decode("latin-1") for k, v in headers}, body)
 

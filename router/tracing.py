@@ -1,9 +1,10 @@
 """Traces of the router's requests (OpenTelemetry, W3C trace context), off by default.
 
 Place in the flow: `Router.install` calls `configure` with each config (the ``tracing:``
-block, then the OTEL_* variables over it, `telemetry.settings`). Off, `start` only builds the
-upstream's ``traceparent`` as the router always did (the caller's trace id kept, a fresh
-parent id) and the OpenTelemetry SDK is never imported. On, each proxied request gets
+block, then the OTEL_* variables over it, `telemetry.settings`). Off, the proxy never calls
+in here (`head.upstream_tail` builds the traceparent as it always did) and the OpenTelemetry
+SDK is never imported. On, `begin` (before the upstream head is built) makes the request's
+trace, the proxy reports each attempt, and `finish` runs after the access-log line:
 
     <METHOD> <route>   SERVER  (the caller's traceparent as parent, or a new trace)
     ├── choose         INTERNAL  match + backend choice: route, backend, cohort
@@ -32,22 +33,14 @@ from telemetry import TracingSettings
 
 if TYPE_CHECKING:
     from router.config import Config, Route
-    from router.proxy import Message, Router, Scope, Send
+    from router.types import Message, Scope, Send
+    from router.types import RouterCore as Router
 
 _TRACEPARENT = re.compile(rb"^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$")
 _IN_TAIL = re.compile(rb"traceparent: 00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})\r\n")
-SCOPE_KEY = "strangler.trace"
 SERVICE_NAME = "strangler-router"
 _current: contextvars.ContextVar[RequestTrace | None] = contextvars.ContextVar(
     "strangler_trace", default=None)
-
-
-def plain_traceparent(tp: bytes | None) -> bytes:
-    """Tracing off: the caller's trace id and flags (or a new trace), a fresh parent id."""
-    trace = _TRACEPARENT.match(tp) if tp is not None else None
-    trace_id = trace.group(1).decode() if trace else f"{random.getrandbits(128):032x}"
-    flags = trace.group(3).decode() if trace else "01"
-    return f"00-{trace_id}-{random.getrandbits(64):016x}-{flags}".encode()
 
 
 class RouterTracing:
@@ -117,29 +110,28 @@ class RouterTracing:
             self.telemetry = None
 
     # --- the request path -----------------------------------------------------------------
-    def start(self, tp: bytes | None, send: Send, scope: Scope, route: Route, backend: str,
-              new_cohort: bytes | None, started: float) -> tuple[bytes, RequestTrace | None, Send]:
-        """The upstream's traceparent, the request's trace (None when off), and `send`."""
-        if not self.enabled:
-            return plain_traceparent(tp), None, send
+    def begin(self, tp: bytes | None, req: Any, scope: Scope, route: Route,
+              backend: str) -> bytes:
+        """Tracing on: the upstream's traceparent; `req.trace` (and a `req.send` that ends
+        the spans with the response) unless a new trace is sampled out."""
         if tp is None and self.sample < 1.0 and random.random() >= self.sample:
             # A new trace sampled out: nothing is recorded, so nothing is built (the
             # upstream's traceparent says "not sampled", and its side records nothing).
-            return b"00-%032x-%016x-00" % (random.getrandbits(128), random.getrandbits(64)), None, send
-        trace = RequestTrace(self, tp, scope, route, backend, new_cohort, started)
-        scope[SCOPE_KEY] = trace
+            return b"00-%032x-%016x-00" % (random.getrandbits(128), random.getrandbits(64))
+        trace = RequestTrace(self, tp, scope, route, backend, req.cohort, req.started)
+        req.trace = trace
+        req.send = trace.wrap(req.send)
         trace.token = _current.set(trace)
         self.router.access_log.trace_ids = current_ids  # a reload may have made a new log
-        return trace.traceparent, trace, trace.wrap(send)
+        return trace.traceparent
 
-    def finish(self, scope: Scope) -> None:
-        """After the request (from `Router.handle`): end whatever is still open."""
-        trace = scope.pop(SCOPE_KEY, None)
-        if trace is not None:
-            trace.end()
-            if trace.token is not None:
-                with contextlib.suppress(ValueError):
-                    _current.reset(trace.token)
+    def finish(self, trace: RequestTrace) -> None:
+        """After the request and its access-log line: end whatever is still open."""
+        trace.end()
+        if trace.token is not None:
+            with contextlib.suppress(ValueError):
+                _current.reset(trace.token)
+            trace.token = None
 
     @contextlib.contextmanager
     def shadow_call(self, tail: bytes, backend: str, role: str) -> Iterator[bytes]:

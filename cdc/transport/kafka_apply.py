@@ -222,12 +222,13 @@ class KafkaApply:
                 if err.code() in self._gone_codes and self._really_gone(str(msg.topic()), err.code()):
                     raise KafkaTransportError(self._gone(str(msg.topic()), err.str()))
                 continue  # transient (partition EOF, broker restarting): librdkafka retries
-            key: TP = (str(msg.topic()), int(msg.partition() or 0))
+            topic = str(msg.topic())
+            key: TP = (topic, int(msg.partition() or 0))
             offset = int(msg.offset() or 0)
             queue = self._queues.setdefault(key, deque())
             if offset < self._next.get(key, 0) or (queue and offset <= queue[-1].offset):
                 continue  # re-delivered after a seek
-            parsed = self._parse(msg)
+            parsed = self._parse(msg, topic, offset)
             if parsed is not None:
                 queue.append(parsed)
             elif not queue:
@@ -284,14 +285,21 @@ class KafkaApply:
         self._consumer.pause([TopicPartition(*key)])
         self._paused.add(key)
 
-    def _parse(self, msg: Any) -> _Msg | None:
+    def _parse(self, msg: Any, topic: str, offset: int) -> _Msg | None:
         value = msg.value()
         if value is None:
             return None  # a tombstone: for log compaction, nothing to apply
         try:
-            if msg.topic() == self.settings.control_topic:
-                return self._parse_control(msg.offset(), json.loads(value))
-            headers = dict(msg.headers() or ())
+            if topic == self.settings.control_topic:
+                return self._parse_control(offset, json.loads(value))
+            tx_raw = order = None
+            for name, raw in msg.headers() or ():
+                if name == TX_HEADER:
+                    tx_raw = raw
+                elif name == ORDER_HEADER:
+                    order = raw
+            if tx_raw is None or order is None:
+                raise KeyError(f"headers {TX_HEADER} and {ORDER_HEADER} are required")
             event = _event(value, msg.key())
             if event.unchanged and event.after is not None:  # Debezium's placeholders: not values
                 for column in event.unchanged:
@@ -300,13 +308,13 @@ class KafkaApply:
             if codecs is not None:
                 if event.key is None:
                     event.key = {}
-                decode_row(event.before, codecs)
+                if event.before is not None:
+                    decode_row(event.before, codecs)
                 decode_row(event.after, codecs)
                 decode_row(event.key, codecs)
-            tx = headers[TX_HEADER]
-            if tx != self._tx_raw:  # a transaction's events come one after another: parse once
-                self._tx_raw, self._tx = tx, _tx_key(tx.decode())
-            return _Msg(offset=msg.offset(), tx=self._tx, order=int(headers[ORDER_HEADER]), event=event)
+            if tx_raw != self._tx_raw:  # a transaction's events come one after another: parse once
+                self._tx_raw, self._tx = tx_raw, _tx_key(tx_raw.decode())
+            return _Msg(offset, self._tx, int(order), event)
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             self._dead_raw(msg, f"undecodable message: {exc!r}")
             return None
@@ -447,8 +455,12 @@ class KafkaApply:
         tx = self._open
         assert tx is not None
         progressed = False
+        key: TP | None = None  # where the last event came from: usually where the next one is
         while len(out) < limit:
-            key = self._find(tx.tx, tx.order + 1)
+            queue = self._queues.get(key) if key is not None else None
+            head = queue[0] if queue else None
+            if head is None or head.tx != tx.tx or head.order != tx.order + 1 or head.event is None:
+                key = self._find(tx.tx, tx.order + 1)
             if key is None:
                 if self._cut_short(tx):
                     # Its events are re-published under the new epoch. If part of it was

@@ -10,7 +10,10 @@ container); otherwise they are applied at start unless `CATALOG_MIGRATE_ON_START
 from __future__ import annotations
 
 import argparse
+import glob
+import os
 import sys
+import tempfile
 
 import uvicorn
 
@@ -19,6 +22,7 @@ from extracted.catalog.app import create_app
 from extracted.catalog.config import Settings
 from extracted.catalog.db import make_engine
 from extracted.catalog.errors import CatalogError
+from extracted.catalog.metrics import MULTIPROC_ENV
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -54,10 +58,21 @@ def main(argv: list[str] | None = None) -> int:
         "server_header": False,
     }
     if args.workers > 1:
+        _multiprocess_metrics()
         uvicorn.run("extracted.catalog.__main__:app_from_env", factory=True, workers=args.workers, **config)
     else:
         uvicorn.run(create_app(settings), **config)  # type: ignore[arg-type]
     return 0
+
+
+def _multiprocess_metrics() -> None:
+    """Workers share their metrics through files (prometheus_client's multiprocess mode): a
+    fresh folder per start, unless PROMETHEUS_MULTIPROC_DIR names one (emptied here)."""
+    folder = os.environ.get(MULTIPROC_ENV) or tempfile.mkdtemp(prefix="catalog-metrics-")
+    os.makedirs(folder, exist_ok=True)
+    for stale in glob.glob(os.path.join(folder, "*.db")):
+        os.unlink(stale)  # a previous run's workers: not ours to sum
+    os.environ[MULTIPROC_ENV] = folder  # inherited by the workers, read before they count
 
 
 def app_from_env():  # type: ignore[no-untyped-def]

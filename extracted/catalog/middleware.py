@@ -79,7 +79,7 @@ class ObserveMiddleware:
         path = scope["path"]
         try:
             if path.startswith("/api/") and self.faults.fire():
-                self.metrics.injected_failures += 1
+                self.metrics.injected_failure()
                 await _injected_failure(send_tagged)
             else:
                 await self.app(scope, receive, send_tagged)

@@ -261,7 +261,7 @@ async def readyz(request: Request) -> Response:
 
 async def metrics(request: Request) -> Response:
     registry = request.app.state.metrics
-    registry.fail_rate = request.app.state.faults.rate
+    registry.set_fail_rate(request.app.state.faults.rate)
     return Response(registry.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
 
 

@@ -4,6 +4,7 @@ and a helper that runs `strangler cdc run` as a real process (so it can be kille
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -187,3 +188,17 @@ def target_rows(tgt: str) -> dict[str, list[tuple[Any, ...]]]:
         "products": sql(tgt, "SELECT id, category_id, title, price_cents, description, version "
                              "FROM products ORDER BY id"),
     }
+
+
+def start_exporter(env: Env) -> tuple[subprocess.Popen[str], str]:
+    """`strangler cdc metrics --listen 127.0.0.1:0`; its URL from the line it prints."""
+    proc = subprocess.Popen([sys.executable, "-m", "cli.main", "cdc", "metrics", "--listen", "127.0.0.1:0",
+                             "--streams", str(env.streams_path)], cwd=REPO, env=env.env(),
+                            stderr=subprocess.PIPE, text=True)
+    assert proc.stderr is not None
+    line = proc.stderr.readline()
+    match = re.search(r"(http://\S+/metrics)", line)
+    if not match:
+        proc.kill()
+        raise AssertionError(f"the exporter did not start: {line}{proc.stderr.read()}")
+    return proc, match.group(1)

@@ -143,6 +143,37 @@ def test_new_columns_copy_extends_the_mapping_when_the_target_has_them() -> None
         tm.check_relation({**SRC["catalog_product"].columns, "color": "text", "size": "int"})
 
 
+def test_a_column_new_columns_accepted_is_followed_again_when_the_stream_restarts() -> None:
+    """The source gained `color` while the stream ran and the policy took it; starting the
+    stream again compiles against today's table, where `color` is neither mapped nor
+    dropped: the policy decides again instead of refusing to start."""
+    columns = {"id": "id", "name": "title", "price": {"to": "price_cents", "convert": "decimal_to_cents"}}
+    src = {"catalog_product": TableSchema(name="catalog_product", pk=("id",), unique_sets=(("id",),),
+                                          columns={**SRC["catalog_product"].columns, "color": "text"})}
+    with_color = {"products": TableSchema(name="products", columns={**TGT["products"].columns, "color": "TEXT"},
+                                          pk=("id",), unique_sets=(("id",),))}
+    without = {"products": TableSchema(name="products", columns=dict(TGT["products"].columns), pk=("id",),
+                                       unique_sets=(("id",),))}
+    copy = parse(body(target="products", drop=["secret"], new_columns="copy", columns=columns)).stream("s")
+    tm = compile_stream(copy, src, with_color)["catalog_product"]
+    assert tm.to_target({"id": 1, "color": "red"}) == {"id": 1, "color": "red"}
+    with pytest.raises(ConfigError, match="'color' is neither mapped nor dropped, and target table 'products' has "
+                                          "no column of that name"):
+        compile_stream(copy, src, without)
+    ignore = parse(body(target="products", drop=["secret"], new_columns="ignore", columns=columns)).stream("s")
+    tm = compile_stream(ignore, src, with_color)["catalog_product"]
+    assert "color" in tm.ignored and tm.to_target({"id": 1, "color": "red"}) == {"id": 1}
+    default = parse(body(target="products", new_columns="ignore")).stream("s")
+    plain = {"catalog_product": TableSchema(name="catalog_product", pk=("id",), unique_sets=(("id",),),
+                                            columns={"id": "integer", "name": "text", "color": "text"})}
+    named = {"products": TableSchema(name="products", columns={"id": "INTEGER", "name": "TEXT"}, pk=("id",),
+                                     unique_sets=(("id",),))}
+    assert "color" in compile_stream(default, plain, named)["catalog_product"].ignored
+    stop = parse(body(target="products", drop=["secret"], columns=columns)).stream("s")
+    with pytest.raises(ConfigError, match="'color' is neither mapped nor dropped; add"):
+        compile_stream(stop, src, with_color)
+
+
 def _two(a: str, b: str, c: str | None = None, **fwd: Any) -> dict[str, Any]:
     streams: dict[str, Any] = {
         "fwd": {"source": {"url": a, **fwd}, "target": {"url": b}, "tables": {"t": "t"}},

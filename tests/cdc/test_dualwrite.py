@@ -3,6 +3,7 @@ both sides, found with both commit times; shown by `strangler status` and `cdc m
 
 from __future__ import annotations
 
+import os
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,7 @@ import pytest
 from rich.console import Console
 
 import ownership
-from cdc import checkpoint, config, dualwrite, metrics
+from cdc import checkpoint, config, dualwrite, prom
 from cdc.keys import KeyLog
 from cli.cdc import dual_writes
 from cli.status import collect, dual_write_lines, render
@@ -83,9 +84,10 @@ def test_status_and_metrics_show_the_dual_writes(shop: Shop, running: Any, tmp_p
     assert dw["keys"][0]["key"] == {"id": 1} and dw["keys"][0]["table"] == "catalog_product"
     lines = dual_write_lines(dw)
     assert "DUAL WRITES" in lines[0] and 'catalog_product {"id": 1}' in lines[1]
-    text = metrics.prometheus([{"stream": "fwd", "events": 3, "lag_ms": 0.0, "dead_letters": 0}],
-                              dw["groups"])
-    assert 'strangler_cdc_dual_writes{group="catalog"} 1\n' in text
+    views = [prom.StreamView("fwd", runs={"both": {"state": "streaming", "events": 3, "lag_ms": 0.0,
+                                                    "dead_letters": 0, "pid": os.getpid()}})]
+    text = prom.render(views, dw["groups"])
+    assert 'strangler_cdc_dual_writes{group="catalog"} 1.0\n' in text
     assert "# TYPE strangler_cdc_dual_writes gauge" in text
 
 

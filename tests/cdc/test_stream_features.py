@@ -226,6 +226,12 @@ def test_new_column_with_copy_policy_flows_without_a_restart(cdc_env: Env) -> No
         sql(env.src, "INSERT INTO catalog_product (category_id, name, price, color) VALUES (1, 'new', 2, 'red')")
         wait_for(lambda: sql(env.tgt, "SELECT color FROM products WHERE title = 'new'") == [("red",)], 30,
                  "the new column's value")
+    # started again, the stream compiles against today's table, where color is a column its
+    # mapping does not name: new_columns: copy takes it again, instead of refusing to start
+    sql(env.src, "INSERT INTO catalog_product (category_id, name, price, color) VALUES (1, 'later', 3, 'blue')")
+    with running(config(env, product={"new_columns": "copy"})):
+        wait_for(lambda: sql(env.tgt, "SELECT color FROM products WHERE title = 'later'") == [("blue",)], 30,
+                 "the new column's value after a restart")
 
 
 def test_verify_rechecks_rows_in_flight_instead_of_reporting_them(cdc_env: Env) -> None:

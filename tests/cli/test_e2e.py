@@ -206,6 +206,9 @@ def test_up_shift_status_routes_ledger_down(ws: Workspace) -> None:
     doc = json.loads(ws.run("status", "--json").stdout)
     (products,) = [r for r in doc["routes"] if r["route"] == "products"]
     assert products["weights"] == {"monolith": 40, "catalog": 60}
+    # the canary's last state, as the router's overview (and so the dashboard) has it
+    (rollout,) = [r for r in doc["rollouts"] if r["route"] == "products"]
+    assert rollout["state"] == "interrupted" and rollout["candidate"] == "catalog" and rollout["weight"] == 60
 
     down = ws.run("down")
     assert "stopped:" in down.stdout

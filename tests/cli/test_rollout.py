@@ -148,3 +148,67 @@ def test_candidate_already_at_the_last_step_is_still_judged() -> None:
     assert result.outcome == "rolled_back"
     assert router.weights["catalog"] == 0
     assert [w["catalog"] for w, _ in router.changes] == [0]
+
+
+class Board:
+    """The dashboard's side: what the loop published, and requests handed to it at given polls."""
+
+    def __init__(self, router: FakeRouter, requests: dict[int, str]) -> None:
+        self.router, self.requests = router, requests
+        self.shown: list[dict] = []
+
+    def publish(self, doc: dict) -> None:
+        self.shown.append(doc)
+
+    def command(self) -> dict | None:
+        action = self.requests.pop(self.router.polls, None)
+        return {"action": action, "actor": "alice@dashboard", "reason": "looks odd"} if action else None
+
+
+def run_with(router: FakeRouter, board: Board, p: CanaryPlan | None = None):
+    clock = Clock(router)
+    return run_canary(router, p or plan(), say=lambda _: None, clock=clock, sleep=clock.sleep, board=board)
+
+
+def test_the_loop_publishes_step_countdown_start_and_each_verdict() -> None:
+    router = FakeRouter()
+    board = Board(router, {})
+    result = run_with(router, board)
+    assert result.outcome == "promoted"
+    assert [d["weight"] for d in board.shown if d["verdict"] is None][1:] == [10, 50, 100]
+    judged = [d for d in board.shown if d["verdict"]]
+    assert judged[0]["state"] == "running" and judged[0]["verdict"]["decision"] == "wait"
+    assert judged[0]["step"] == 1 and judged[0]["steps"] == [10, 50, 100] and judged[0]["interval"] == 5.0
+    assert judged[0]["step_started"] is not None and "errors ≤ 1%" in judged[0]["gate"]
+    assert board.shown[-1]["state"] == "promoted"
+
+
+def test_abort_from_the_dashboard_sets_the_candidate_to_zero_like_a_rollback() -> None:
+    router = FakeRouter()
+    board = Board(router, {3: "abort"})
+    result = run_with(router, board)
+    assert result.outcome == "aborted" and result.exit_code == 3
+    assert router.weights == {"monolith": 100, "catalog": 0}
+    assert "aborted at 10%" in router.changes[-1][1] and "alice@dashboard: looks odd" in router.changes[-1][1]
+    assert board.shown[-1]["state"] == "aborted" and board.shown[-1]["weight"] == 0
+
+
+def test_pause_holds_the_step_until_resumed_then_judges_it_afresh() -> None:
+    router = FakeRouter()
+    board = Board(router, {2: "pause", 40: "resume"})
+    result = run_with(router, board)
+    assert result.outcome == "promoted"
+    states = [d["state"] for d in board.shown]
+    assert "paused" in states and states.index("paused") < len(states) - 1
+    paused_at = states.index("paused")
+    assert board.shown[paused_at]["weight"] == 10  # held where it was
+    assert any("paused at 10%" in n for n in router.notes) and any("resumed at 10%" in n for n in router.notes)
+    # the first step's window began again at the resume, so it needed its full interval after it
+    first_step = result.steps[0]
+    assert first_step.seconds >= 5.0 and router.polls > 40
+
+
+def test_pause_then_abort_rolls_back_without_resuming() -> None:
+    router = FakeRouter()
+    result = run_with(router, Board(router, {2: "pause", 10: "abort"}))
+    assert result.outcome == "aborted" and router.weights["catalog"] == 0

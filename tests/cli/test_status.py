@@ -77,8 +77,8 @@ def test_stream_status_reads_metrics_files_and_flags_dead_streams(tmp_path: Path
     streams, note = stream_status(folder)
     assert note is None
     assert streams == [{"stream": "catalog", "state": "not running (last: streaming)", "lag_ms": 12.5,
-                        "events_per_s": None, "events": 10, "dead_letters": 2, "error": None,
-                        "updated": None}]
+                        "events_per_s": None, "events": 10, "dead_letters": 2,
+                        "wal_bytes_behind": None, "slot": None, "error": None, "updated": None}]
     assert stream_status(tmp_path / "none")[1] == "no CDC stream has run from this state folder"
 
 
@@ -99,3 +99,14 @@ def test_status_says_who_writes_each_group_and_whether_the_other_side_refuses(tm
     (line,) = ownership_lines(ownership_status(str(shop.streams)))
     assert line.startswith("ownership catalog: written by monolith") and "catalog guarded" in line
     assert "NOT guarded" not in line and "monolith open" in line
+
+
+def test_status_shows_the_rollout_as_the_dashboard_does() -> None:
+    from cli.status import rollout_lines
+
+    (line,) = rollout_lines([{"route": "products", "candidate": "catalog", "state": "rolled_back",
+                              "step": 2, "steps": [5, 25, 50], "weight": 0,
+                              "verdict": {"decision": "rollback", "why": "candidate error rate 4.00% (4/100)"}}])
+    assert line == ("rollout products → catalog: rolled back, step 2/3 at 0% · gate: rollback "
+                    "(candidate error rate 4.00% (4/100))")
+    assert rollout_lines(None) == []

@@ -72,6 +72,22 @@ def test_status_routes_and_metrics(upstreams, start_router) -> None:
     assert router.status()["routes"]["split"]["backends"]["a"]["requests"] == 21
 
 
+def test_metrics_show_each_backends_weight_and_the_candidate(upstreams, start_router) -> None:
+    """The canary's step as Prometheus sees it: the candidate's weight, changed by the admin API."""
+    router = start_router(config(upstreams))
+    text = router.admin("metrics").text
+    assert 'strangler_route_weight{route="split",backend="b"} 0\n' in text
+    assert 'strangler_route_backend_info{route="split",backend="a",role="current"} 1' in text
+    assert 'strangler_route_backend_info{route="split",backend="b",role="candidate"} 1' in text
+    r = httpx.post(f"{router.url}/_strangler/routes/split/weights",
+                   headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+                   json={"backend": "b", "weight": 25, "reason": "canary step"})
+    assert r.status_code == 200, r.text
+    assert eventually(lambda: 'strangler_route_weight{route="split",backend="b"} 25\n'
+               in router.admin("metrics").text)
+    assert 'strangler_route_weight{route="split",backend="a"} 75\n' in router.admin("metrics").text
+
+
 @pytest.mark.slow
 def test_metrics_are_summed_over_several_workers(upstreams, start_router) -> None:
 

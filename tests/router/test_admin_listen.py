@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+import socket
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
 from devstack import free_port
 from router.config import ConfigError, parse_config
-from tests.router.conftest import ADMIN_TOKEN, eventually
+from tests.router.conftest import ADMIN_TOKEN, ROOT, eventually
 from tests.router.test_admin import CASE_VARIANTS, SPELLINGS, raw_admin
 
 
@@ -77,3 +81,27 @@ def test_admin_listen_reads_ipv6_in_brackets() -> None:
     text = ('admin_listen: "[::1]:9901"\nupstreams: {a: {url: "http://127.0.0.1:1"}}\n'
             "routes: [{name: r, match: {prefix: /}, backends: {a: 100}}]\n")
     assert parse_config(text).admin_listen == ("::1", 9901)
+
+
+def _router_exit(tmp_path: Path, text: str, port: int) -> tuple[int, str]:
+    path = tmp_path / "routes.yaml"
+    path.write_text(text)
+    out = subprocess.run([sys.executable, "-m", "router", "--config", str(path), "--host", "127.0.0.1",
+                          "--port", str(port)], cwd=ROOT, capture_output=True, text=True, timeout=30)
+    return out.returncode, out.stderr
+
+
+def test_a_port_the_router_cannot_listen_on_is_named_with_the_fix(upstreams, tmp_path) -> None:
+    """Not a traceback: which port, from which setting, and what to do (exit 2)."""
+    admin_port = free_port()
+    code, err = _router_exit(tmp_path, config(upstreams, admin_port), admin_port)
+    assert code == 2 and f"admin_listen 127.0.0.1:{admin_port} is the public port too" in err, err
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        busy = taken.getsockname()[1]
+        code, err = _router_exit(tmp_path, config(upstreams, busy), free_port())
+        assert code == 2 and f"cannot listen on 127.0.0.1:{busy} (admin_listen)" in err, err
+        assert "Traceback" not in err
+        code, err = _router_exit(tmp_path, config(upstreams, free_port()), busy)
+        assert code == 2 and f"cannot listen on 127.0.0.1:{busy} (--host/--port)" in err, err

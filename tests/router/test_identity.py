@@ -86,3 +86,43 @@ def test_the_catalog_service_accepts_what_the_router_signs() -> None:
     value = sign({"id": 8, "username": "bob", "is_staff": True}, b"shared", ttl=60, now=1000).decode()
     who = catalog.verify(value, "shared", now=1030)
     assert (who.sub, who.username, who.staff, who.exp) == ("8", "bob", True, 1060)
+
+
+def test_the_bridge_signs_again_once_a_header_is_a_second_old(monkeypatch) -> None:
+    """The signed header is cached with the whoami answer, but its exp never lags now + ttl
+    by a second or more, and a new secret is used at once."""
+    import asyncio
+    from types import SimpleNamespace
+
+    from router import identity as bridge_module
+    from router.config import Identity
+
+    bridge = bridge_module.IdentityBridge(SimpleNamespace())  # type: ignore[arg-type]
+    asked = []
+
+    async def whoami(snap, session, auth):  # type: ignore[no-untyped-def]
+        asked.append(session)
+        return {"id": 7, "username": "alice"}
+
+    monkeypatch.setattr(bridge, "_whoami", whoami)
+    monkeypatch.setenv("STRANGLER_IDENTITY_SECRET", "one")
+    snap = SimpleNamespace(config=SimpleNamespace(identity=Identity(header_ttl=60, cache_ttl=10)))
+    clock = [1000.0]
+    monkeypatch.setattr(bridge_module.time, "time", lambda: clock[0])
+
+    def header() -> dict:
+        value = asyncio.run(bridge.header_for(snap, [], b"sessionid=abc"))  # type: ignore[arg-type]
+        assert value is not None
+        secret = bridge_module.os.environ["STRANGLER_IDENTITY_SECRET"].encode()
+        claims = verify(value.decode(), secret, now=clock[0])
+        assert claims is not None
+        return claims
+
+    assert header()["exp"] == 1060
+    clock[0] = 1000.9
+    assert header()["exp"] == 1060  # the same header, not signed again
+    clock[0] = 1001.0
+    assert header()["exp"] == 1061  # a second old: signed again
+    monkeypatch.setenv("STRANGLER_IDENTITY_SECRET", "two")
+    header()  # verifies with the new secret
+    assert asked == [b"abc"]  # whoami asked once: within cache_ttl

@@ -1,0 +1,94 @@
+"""The running rollouts, as files: what `strangler canary` is doing, and what it is asked to do.
+
+Place in the flow: the canary loop (cli/rollout.py, in the CLI's process) publishes its state
+each poll to `<state>/rollouts/<route>.json` — step, weight, when the step started, the
+interval, the gate's last verdict, the outcome. The dashboard's buttons (router/admin.py,
+`POST /_strangler/rollouts/<route>/<pause|resume|abort>`) write a request beside it,
+`<route>.request.json`, which the loop takes (reads and deletes) on its next poll. Files,
+not a socket: the router and the canary are separate processes, either may restart, and the
+router stays the one process the browser talks to.
+
+`<state>` is STRANGLER_STATE_DIR when set, else the ledger's folder (`.strangler/` by default):
+the folder the CLI and the router of one stack share.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+ACTIONS = ("pause", "resume", "abort")
+STATE_ENV = "STRANGLER_STATE_DIR"
+
+
+def folder(ledger_path: Path) -> Path:
+    explicit = os.environ.get(STATE_ENV)
+    return (Path(explicit) if explicit else Path(ledger_path).parent) / "rollouts"
+
+
+def _write(path: Path, doc: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(doc, default=str))
+    os.replace(tmp, path)  # readers never see half a document
+
+
+def publish(where: Path, doc: dict[str, Any]) -> None:
+    """The canary's state of one route (`doc["route"]`), stamped with the time."""
+    _write(where / f"{doc['route']}.json", {**doc, "updated": time.time(), "pid": os.getpid()})
+
+
+def read_all(where: Path) -> list[dict[str, Any]]:
+    """Every route's last published state, newest first; a rollout whose process is gone
+    while it still said `running` or `paused` is shown as `gone`."""
+    found = []
+    for path in where.glob("*.json") if where.is_dir() else []:
+        if path.name.endswith(".request.json"):
+            continue
+        try:
+            doc = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if doc.get("state") in ("running", "paused") and not _alive(doc.get("pid")):
+            doc["state"] = "gone"
+        pending = where / f"{path.stem}.request.json"
+        if pending.exists():
+            with contextlib.suppress(OSError, ValueError):
+                doc["request"] = json.loads(pending.read_text())
+        found.append(doc)
+    return sorted(found, key=lambda d: -float(d.get("updated") or 0))
+
+
+def request(where: Path, route: str, *, action: str, actor: str, reason: str) -> dict[str, Any]:
+    """Ask the rollout of `route` to pause, resume or abort (the loop acts on its next poll)."""
+    if action not in ACTIONS:
+        raise ValueError(f"unknown action {action!r}: use one of {', '.join(ACTIONS)}")
+    doc = {"action": action, "actor": actor, "reason": reason, "time": time.time()}
+    _write(where / f"{route}.request.json", doc)
+    return doc
+
+
+def take(where: Path, route: str) -> dict[str, Any] | None:
+    """The pending request for `route`, removed so it is acted on once; None if there is none."""
+    path = where / f"{route}.request.json"
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    with contextlib.suppress(OSError):
+        path.unlink()
+    return doc if isinstance(doc, dict) else None
+
+
+def _alive(pid: Any) -> bool:
+    try:
+        os.kill(int(pid), 0)
+    except (TypeError, ValueError, ProcessLookupError):
+        return False
+    except PermissionError:
+        return True
+    return True
