@@ -60,7 +60,6 @@ from router.config import IDENTITY_SECRET_ENV, AnonymousCohort, Config, Route, l
 from router.errors import BadRequest, ClientGone, RouterError, UpstreamCut, UpstreamError
 from router.forward import RESP_SKIP, TOO_BIG, Outgoing, exchange, relay
 from router.head import Head, request_line, upstream_tail
-from router.tracing import RequestTrace, RouterTracing
 from router.head import read as read_head
 from router.identity import IdentityBridge
 from router.match import normalise_path
@@ -70,6 +69,7 @@ from router.reload import Reloader
 from router.shadow import ShadowMirror
 from router.state import Snapshot, build_snapshot
 from router.targets import Target, TargetGroup
+from router.tracing import RequestTrace, RouterTracing
 from router.tunnel import EXTENSION, Tunnel, wants_websocket
 from router.types import Message, Receive, Scope, Send
 
