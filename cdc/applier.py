@@ -27,6 +27,7 @@ from cdc.events import ChangeEvent
 from cdc.lease import Fenced, Lease
 from cdc.metrics import StreamMetrics
 from cdc.sinks.sqlalchemy import SqlSink
+from cdc.tracing import ApplyTracing
 from cdc.transport import Subscriber, Transport
 
 log = logging.getLogger("cdc.apply")
@@ -49,6 +50,7 @@ class Applier:
         self.drain_on_stop = drain_on_stop
         self.on_tick = on_tick
         self.connected = threading.Event()  # the sink is connected (and the lease held)
+        self.tracing = ApplyTracing.from_env(sink.stream)  # None: off (the default)
 
     def run(self, stop: threading.Event) -> None:
         if self.lease is None:
@@ -110,8 +112,11 @@ class Applier:
                     sink.relation_changed(table, columns)
                 if batch.events:
                     faults.point("apply.before_write")
+                    began = time.time_ns()
                     sink.begin()
                     sink.write(batch.events)
+                    if self.tracing is not None:
+                        self.tracing.applied(batch.events, began, committed=batch.boundary)
                     self.metrics.count(len(batch.events))
                     if self.observe_lag:
                         self.metrics.observe_lag(max(ev.ts_ms for ev in batch.events))

@@ -29,6 +29,9 @@ class Package:
 
 
 PACKAGES: tuple[Package, ...] = (
+    Package("openjdk-17-jre-headless", ("java",), "Zipkin (devstack/zipkin.py) for the traces "
+            "test, like the Kafka broker and Debezium"),
+    Package("maven", ("mvn",), "fetches Zipkin's exec jar (and Kafka's jars) from Maven Central once"),
     Package("prometheus", ("prometheus", "promtool"),
             "deploy/prometheus rules: promtool check/test rules, and a real Prometheus scraping the stack"),
     Package("chromium", ("chromium",), "the dashboard's browser test (tests/router/test_ui_browser.py)"),

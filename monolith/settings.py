@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 
 from monolith.db import REPO_ROOT, database_from_env
+from telemetry import TracingSettings
 
 BASE_DIR = REPO_ROOT / "monolith"
 
@@ -121,6 +122,11 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "loggers": {"django.request": {"handlers": ["console"], "level": "ERROR"}},
 }
+if TracingSettings.from_env().enabled:  # each line names its trace (monolith/tracing.py)
+    LOGGING["filters"] = {"trace_ids": {"()": "monolith.tracing.TraceIds"}}
+    LOGGING["formatters"] = {"traced": {"format": "%(asctime)s %(levelname)s %(name)s "
+                                                  "trace_id=%(trace_id)s span_id=%(span_id)s %(message)s"}}
+    LOGGING["handlers"]["console"].update(filters=["trace_ids"], formatter="traced")  # type: ignore[index]
 
 # Seeded users all share one password. Tests and the demo set MONOLITH_FAST_PASSWORDS=1 so
 # that a login costs microseconds instead of PBKDF2's ~0.3 s of CPU; hashes of either kind

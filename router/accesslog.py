@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
 from json.encoder import encode_basestring_ascii as _str  # what json.dumps uses for a str
 from typing import IO
 
@@ -18,6 +19,7 @@ class AccessLog:
         self.enabled = bool(target)
         self._buffer: list[str] = []
         self._stream: IO[str] | None = None
+        self.trace_ids: Callable[[], dict[str, str]] | None = None  # set by router.tracing when on
         if isinstance(target, str):
             self._stream = open(target, "a", buffering=1)  # noqa: SIM115 (lives as long as the log)
         elif target:
@@ -31,7 +33,13 @@ class AccessLog:
                 f'{_str(method)},"path":{_str(path)},"route":{"null" if route is None else _str(route)},'
                 f'"backend":{"null" if backend is None else _str(backend)},"status":{status},'
                 f'"duration_ms":{round(ms, 3)!r}')
-        self._buffer.append(f'{line},"error":{_str(error)}}}' if error else line + "}")
+        if error:
+            line = f'{line},"error":{_str(error)}'
+        if self.trace_ids is not None:  # tracing on (router.tracing): the request's ids
+            ids = self.trace_ids()
+            if ids:
+                line = f'{line},"trace_id":"{ids["trace_id"]}","span_id":"{ids["span_id"]}"'
+        self._buffer.append(line + "}")
         if len(self._buffer) >= 256:
             self.flush()
 

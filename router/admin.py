@@ -241,6 +241,8 @@ class Admin:
                            "last_reload": self.router.reloader.status()},
                 "ownership": _ownership(snap.config, agg["ownership_workers"]),
                 "workers": agg["workers"], "in_flight": agg["in_flight"], "routes": routes, "breakers": agg["breakers"],
+                "tracing": {"exporter": self.router.tracing.settings.exporter
+                            if self.router.tracing.settings else "none", "spans": agg.get("tracing", {})},
                 "latency_bounds_ms": list(BOUNDS_MS)}
 
 

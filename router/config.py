@@ -41,6 +41,7 @@ from router import ledger
 from router.errors import ConfigError
 from router.ratelimit import RateLimit, policy
 from router.tls import ListenTLS, TLSSetupError, UpstreamTLS, listen_tls, upstream_tls
+from telemetry import TracingError, TracingSettings
 
 SCHEMA_PATH = Path(__file__).with_name("routes.schema.json")
 SCHEMA: dict[str, Any] = json.loads(SCHEMA_PATH.read_text())
@@ -185,6 +186,15 @@ class Identity:
     header_ttl: int = 60
 
 
+def _tracing(block: Any, fail: Any) -> TracingSettings:
+    try:
+        return TracingSettings.parse(block, "tracing")
+    except TracingError as exc:
+        key = str(exc).split(":", 1)[0].split(".")[1:]
+        raise fail(("tracing", *key), str(exc).split(": ", 1)[-1],
+                   "see README, Traces (or remove the tracing block: off)") from None
+
+
 # --- bounds and proxies (issue 15) -------------------------------------------------------
 
 @dataclass(frozen=True, kw_only=True)
@@ -226,6 +236,7 @@ class Config:
     # issue 11: who may write each synced table, read with this file (None: none declared)
     ownership: Ownership | None = None
     ownership_path: Path | None = None  # the file watched (the default one may not exist yet)
+    tracing: TracingSettings = field(default_factory=lambda: TracingSettings())  # issue 16 (router.tracing)
     source: str = "<string>"
     sha256: str = ""
 
@@ -439,6 +450,7 @@ def parse_config(text: str, *, source: str = "<string>", base_dir: Path | None =
         reload_interval=float(data.get("reload_interval", 1.0)),
         identity=identity, **_router_bounds(data, fail), listen_tls=_listen_tls(data, base, fail),
         admin_listen=_admin_listen(data.get("admin_listen"), fail),
+        tracing=_tracing(data.get("tracing"), fail),
         ownership=ownership, ownership_path=own_path, source=source,
         sha256=hashlib.sha256(text.encode()).hexdigest())
 

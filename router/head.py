@@ -135,12 +135,15 @@ def traceparent(tp: bytes | None) -> bytes:
 
 
 def upstream_tail(head: Head, *, request_id: str, xff: bytes, scheme: str, host: bytes | None,
-                  websocket: bool, identity: bytes | None) -> bytes:
-    """The request head after the Host line, ending with the blank line."""
+                  websocket: bool, identity: bytes | None, trace: bytes | None = None) -> bytes:
+    """The request head after the Host line, ending with the blank line (`trace`: the
+    traceparent to send, when router.tracing made one)."""
     parts = []
     for nv in head.fwd:
         parts.append(b"%b: %b\r\n" % nv)
-    if head.tp is None:  # a new trace (most requests): its id and the span id in one draw
+    if trace is not None:
+        pass
+    elif head.tp is None:  # a new trace (most requests): its id and the span id in one draw
         ids = b"%048x" % getrandbits(192)
         trace = b"00-%b-%b-01" % (ids[:32], ids[32:])
     else:

@@ -68,6 +68,7 @@ class Metrics:
         self.rate_limited: dict[str, int] = {}  # route → requests answered 429
         self.ownership_sha256 = ""  # the ownership file this worker applied ("" if none)
         self.inflight_writes: dict[str, int] = {}  # ownership group → admitted writes unanswered
+        self.tracing: dict[str, Any] = {}  # spans ended/exported/dropped (router.tracing), when on
         self.dirty = False
         self._last_flush = 0.0
 
@@ -125,6 +126,7 @@ class Metrics:
             "shadow": {r: _shadow_snapshot(st) for r, st in self.shadow.items()},
             "breakers": self.breakers,
             "rate_limited": self.rate_limited,
+            "tracing": self.tracing,
             "ownership": {"sha256": self.ownership_sha256, "inflight_writes": dict(self.inflight_writes)},
         }
 
@@ -265,6 +267,7 @@ def merge(snaps: list[dict[str, Any]]) -> dict[str, Any]:
     shadow: dict[str, dict[str, Any]] = {}
     breakers: dict[str, dict[str, Any]] = {}
     rate_limited: dict[str, int] = {}
+    spans: dict[str, int] = {}
     live = [snap for snap in snaps if snap.get("live", True)]
     for snap in snaps:
         for s in snap["series"]:
@@ -289,6 +292,9 @@ def merge(snaps: list[dict[str, Any]]) -> dict[str, Any]:
                     agg[k] = agg.get(k, 0) + v
         for route, n in snap.get("rate_limited", {}).items():
             rate_limited[route] = rate_limited.get(route, 0) + n
+        for kind, n in snap.get("tracing", {}).items():
+            if isinstance(n, int):
+                spans[kind] = spans.get(kind, 0) + n
         for name, b in snap["breakers"].items():
             agg = breakers.setdefault(name, {"state": "closed", "opened": 0, "workers": []})
             agg["opened"] += b.get("opened", 0)  # a counter: the dead's openings still count
@@ -313,6 +319,7 @@ def merge(snaps: list[dict[str, Any]]) -> dict[str, Any]:
                "inflight_writes": dict(snap.get("ownership", {}).get("inflight_writes", {}))}
               for snap in live]
     return {"series": series, "shadow": shadow, "breakers": breakers, "rate_limited": rate_limited,
+            "tracing": spans,
             "ownership_workers": owners, "workers": len(live),
             "in_flight": sum(snap.get("in_flight", 0) for snap in live)}
 
@@ -397,6 +404,11 @@ def prometheus(agg: dict[str, Any]) -> str:
         window = st.get("window", {})
         for kind, key in (("raw", "diff_rate"), ("net", "net_diff_rate"), ("noise", "noise_rate")):
             out.append(f'strangler_shadow_window_rate{{route="{route}",kind="{kind}"}} {window.get(key, 0.0)}')
+    out += ["# HELP strangler_trace_spans_total Router spans by outcome: ended, exported, dropped "
+            "(the tracing backend was down or refused them).",
+            "# TYPE strangler_trace_spans_total counter"]
+    for kind, n in sorted(agg.get("tracing", {}).items()):
+        out.append(f'strangler_trace_spans_total{{outcome="{kind}"}} {n}')
     return "\n".join(out) + "\n"
 
 

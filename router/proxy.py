@@ -69,6 +69,7 @@ from router.reload import Reloader
 from router.shadow import ShadowMirror
 from router.state import Snapshot, build_snapshot
 from router.targets import Target, TargetGroup
+from router.tracing import RequestTrace, RouterTracing
 from router.tunnel import EXTENSION, Tunnel, wants_websocket
 from router.types import Message, Receive, Scope, Send
 
@@ -97,6 +98,7 @@ class Router:
         self.admin = Admin(self)
         self.reloader = Reloader(self, leader=leader)
         self.access_log = AccessLog(False)
+        self.tracing = RouterTracing(self)
         self._tasks: list[asyncio.Task[None]] = []
         self._started = False
 
@@ -138,6 +140,7 @@ class Router:
             self.access_log = AccessLog(config.access_log)
             self._log_target = config.access_log
         self.shadow.configure(config)
+        self.tracing.configure(config)
 
     async def shutdown(self) -> None:
         for task in self._tasks:
@@ -215,9 +218,13 @@ class Router:
             await self._answer(req, answer)
         except UpstreamCut:
             self._log(req)
+            if req.trace is not None:
+                self.tracing.finish(req.trace)
             raise  # the server closes the client connection: the cut is visible
         if self.access_log.enabled:
             self._log(req)
+        if req.trace is not None:
+            self.tracing.finish(req.trace)
 
     async def _other(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -276,13 +283,14 @@ class Router:
         if route.identity:
             identity = await self.identity.header_for(snap, scope["headers"], head.cookie)
         shadow = route.shadow is not None and handover is None and self.shadow.wants(route, req.method)
+        trace = self.tracing.begin(head.tp, req, scope, route, backend) if self.tracing.enabled else None
         # Replays (retries, a stale pooled connection, another endpoint after a failure that
         # may have reached the upstream, the fallback) only for methods the route's upstreams
         # treat as idempotent: a POST may have run before the upstream failed.
         out = Outgoing(
             line=request_line(req.method, req.path, scope.get("query_string")), host=head.host,
             tail=upstream_tail(head, request_id=req.id, xff=xff, scheme=scheme, host=out_host,
-                               websocket=handover is not None, identity=identity),
+                               websocket=handover is not None, identity=identity, trace=trace),
             method=req.method, has_body=has_body, chunked=head.te is not None,
             replay=req.method in route.retry_methods and not has_body,
             deadline=monotonic() + route.deadline,  # retries and the fallback share it
@@ -359,6 +367,8 @@ class Router:
             targets = group.targets
             only = targets[0]  # one endpoint with a closed breaker: admitted, nothing to count
             target = only if len(targets) == 1 and only.breaker.state == "closed" else group.pick()
+            if req.trace is not None:
+                req.trace.attempt(backend, "open" if target is None else target.breaker.state)
             if target is None:
                 error = UpstreamError(f"the circuit breaker of {backend} is open")
                 error.kind, error.status = "breaker_open", 503
@@ -511,6 +521,7 @@ class Request:
     error: str | None = None
     write_group: str | None = None  # a write admitted on a `writes:` route
     cohort: bytes | None = None  # Set-Cookie of a new anonymous visitor's cohort
+    trace: RequestTrace | None = None  # its spans, when tracing is on (router.tracing)
 
     def __init__(self, method: str, raw_path: bytes, send: Send) -> None:
         self.started = perf_counter()

@@ -131,10 +131,13 @@ class ShadowMirror:
         window = self.window(route)
         stats["window"] = window  # summarised by Metrics.snapshot
         try:
-            candidate = await self._call(snap, shadow.to, method, line, tail, body)
+            with self.router.tracing.shadow_call(tail, shadow.to, "candidate") as traced:
+                candidate = await self._call(snap, shadow.to, method, line, traced, body)
             # Noise: the primary asked again — only for safe methods (never repeat a write).
-            again = await self._call(snap, primary_name, method, line, tail, body) \
-                if method in SAFE_METHODS else None
+            again = None
+            if method in SAFE_METHODS:
+                with self.router.tracing.shadow_call(tail, primary_name, "primary again") as traced:
+                    again = await self._call(snap, primary_name, method, line, traced, body)
         except UpstreamError:
             stats["errors"] += 1
             self.router.metrics.dirty = True

@@ -14,9 +14,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
+    from router.accesslog import AccessLog
     from router.config import Config
     from router.metrics import Metrics
     from router.state import Snapshot
+    from router.tracing import RouterTracing
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -35,6 +37,8 @@ class RouterCore(Protocol):
     config_path: Path | None
     snapshot: Snapshot | None
     metrics: Metrics
+    tracing: RouterTracing
+    access_log: AccessLog
 
     @property
     def reloader(self) -> Reloads: ...

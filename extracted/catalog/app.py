@@ -19,7 +19,7 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from extracted.catalog import identity, migrations
+from extracted.catalog import identity, migrations, tracing
 from extracted.catalog.config import Settings
 from extracted.catalog.db import make_engine
 from extracted.catalog.errors import APIError, NotAuthenticated
@@ -74,4 +74,5 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     app.state.engine = engine
     app.state.metrics = metrics
     app.state.faults = faults
+    app.state.telemetry = tracing.instrument(app, engine)
     return app

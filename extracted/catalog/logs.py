@@ -12,10 +12,14 @@ import json
 import logging
 import sys
 import time
+from collections.abc import Callable
 
 request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "catalog_request_id", default=None
 )
+
+# Set by `with_trace_ids` when tracing is on: the current span's ids for each line.
+_trace_ids: Callable[[], dict[str, str]] | None = None
 
 # Attributes every LogRecord has; anything else was passed with `extra=` and is logged.
 _STANDARD = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "taskName", "color_message"}
@@ -35,12 +39,22 @@ class JSONFormatter(logging.Formatter):
         rid = getattr(record, "request_id", None) or request_id.get()
         if rid:
             doc["request_id"] = rid
+        if _trace_ids is not None:
+            doc.update(_trace_ids())
         for key, value in record.__dict__.items():
             if key not in _STANDARD and key not in doc:
                 doc[key] = value
         if record.exc_info:
             doc["exc"] = self.formatException(record.exc_info)
         return json.dumps(doc, default=str, ensure_ascii=False)
+
+
+def with_trace_ids() -> None:
+    """Put ``trace_id``/``span_id`` on every line (tracing is on)."""
+    global _trace_ids
+    from telemetry.ids import current_ids
+
+    _trace_ids = current_ids
 
 
 def configure(level: str = "INFO") -> None:
