@@ -45,7 +45,7 @@ from router import dashboard, ledger, rollouts
 from router.config import Config, set_weight
 from router.errors import BadRequest, ConfigError
 from router.match import normalise_path
-from router.metrics import BOUNDS_MS, prometheus, route_weights
+from router.metrics import BOUNDS_MS, prometheus, rollout_series, route_weights
 from router.overview import overview
 
 if TYPE_CHECKING:
@@ -95,7 +95,9 @@ class Admin:
                 self.router.publish_breakers()
                 snap = self.router.snapshot
                 body = (prometheus(await self.router.metrics.fresh_aggregate())
-                        + route_weights(snap.config.routes if snap else ())).encode()
+                        + route_weights(snap.config.routes if snap else ())
+                        + rollout_series(rollouts.read_all(rollouts.folder(snap.config.ledger_path))
+                                         if snap else ())).encode()
                 return await _send(send, 200, body, b"text/plain; version=0.0.4; charset=utf-8")
             if parts == ["ledger"]:
                 snap = self.router.snapshot

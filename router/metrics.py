@@ -430,3 +430,30 @@ def route_weights(routes: Any) -> str:
             roles.append(f'strangler_route_backend_info{{route="{route.name}",backend="{backend}",'
                          f'role="{role}"}} 1')
     return "\n".join(out + roles) + "\n"
+
+
+ROLLOUT_STATES = ("running", "paused", "promoted", "rolled_back", "aborted", "interrupted", "gone")
+
+
+def rollout_series(rollouts: Any) -> str:
+    """Each rollout `strangler canary` publishes (router/rollouts.py), in Prometheus text: its
+    step (1-based; 0 before the first), how many steps it has, the candidate's weight, and its
+    state (one series per state, 1 for the one it is in)."""
+    out = ["# HELP strangler_rollout_step The step a route's rollout is at (0: not started).",
+           "# TYPE strangler_rollout_step gauge"]
+    steps = ["# HELP strangler_rollout_steps How many steps the route's rollout has.",
+             "# TYPE strangler_rollout_steps gauge"]
+    weight = ["# HELP strangler_rollout_weight The weight the rollout last gave its candidate.",
+              "# TYPE strangler_rollout_weight gauge"]
+    state = ["# HELP strangler_rollout_state 1 for the state the route's rollout is in.",
+             "# TYPE strangler_rollout_state gauge"]
+    for doc in sorted(rollouts, key=lambda d: str(d.get("route"))):
+        labels = f'route="{doc.get("route")}",candidate="{doc.get("candidate", "")}"'
+        out.append(f"strangler_rollout_step{{{labels}}} {int(doc.get('step') or 0)}")
+        steps.append(f"strangler_rollout_steps{{{labels}}} {len(doc.get('steps') or ())}")
+        weight.append(f"strangler_rollout_weight{{{labels}}} {float(doc.get('weight') or 0):g}")
+        now = str(doc.get("state"))
+        for name in ROLLOUT_STATES if now in ROLLOUT_STATES else (*ROLLOUT_STATES, now):
+            state.append(f'strangler_rollout_state{{{labels},state="{name}"}} {int(name == now)}')
+    return "\n".join(out + steps + weight + state) + "\n"
+

@@ -15,7 +15,7 @@ from cdc import prom
 from extracted.catalog.metrics import Metrics as CatalogMetrics
 from router.metrics import Metrics as RouterMetrics
 from router.metrics import prometheus as router_text
-from router.metrics import route_weights
+from router.metrics import rollout_series, route_weights
 
 ROOT = Path(__file__).resolve().parents[2]
 RULES = ROOT / "deploy" / "prometheus" / "strangler.rules.yml"
@@ -44,7 +44,9 @@ def exposed() -> set[str]:
             "safe_wal_size": 1}
     cdc = prom.render([prom.StreamView("s", runs={"both": run}, slot=slot, slot_name="x", source_up=True)],
                       {"g": 0})
-    texts = [router_text(router.aggregate()) + route_weights([route]), catalog.render(), cdc]
+    rollout = {"route": "r", "candidate": "b", "steps": [10, 100], "step": 1, "weight": 10, "state": "running"}
+    texts = [router_text(router.aggregate()) + route_weights([route]) + rollout_series([rollout]),
+             catalog.render(), cdc]
     return {s.name for text in texts for family in text_string_to_metric_families(text)
             for s in family.samples}
 

@@ -7,6 +7,7 @@ import json
 import httpx
 import pytest
 
+from router import rollouts
 from tests.router.conftest import ADMIN_TOKEN, eventually, raw_request
 
 
@@ -86,6 +87,27 @@ def test_metrics_show_each_backends_weight_and_the_candidate(upstreams, start_ro
     assert eventually(lambda: 'strangler_route_weight{route="split",backend="b"} 25\n'
                in router.admin("metrics").text)
     assert 'strangler_route_weight{route="split",backend="a"} 75\n' in router.admin("metrics").text
+
+
+def test_metrics_show_the_rollout_strangler_canary_publishes(upstreams, start_router, tmp_path) -> None:
+    """A canary's step, its steps and state, as the canary loop publishes them (router/rollouts.py)."""
+    state = tmp_path / "state"
+    router = start_router(config(upstreams), env={"STRANGLER_STATE_DIR": str(state)})
+    where = state / "rollouts"
+    rollouts.publish(where, {"route": "split", "candidate": "b", "steps": [5, 25, 50, 100], "step": 2,
+                             "weight": 25, "state": "running"})
+    text = router.admin("metrics").text
+    labels = 'route="split",candidate="b"'
+    assert f"strangler_rollout_step{{{labels}}} 2\n" in text
+    assert f"strangler_rollout_steps{{{labels}}} 4\n" in text
+    assert f"strangler_rollout_weight{{{labels}}} 25\n" in text
+    assert f'strangler_rollout_state{{{labels},state="running"}} 1\n' in text
+    assert f'strangler_rollout_state{{{labels},state="aborted"}} 0\n' in text
+    rollouts.publish(where, {"route": "split", "candidate": "b", "steps": [5, 25, 50, 100], "step": 2,
+                             "weight": 0, "state": "aborted"})
+    text = router.admin("metrics").text
+    assert f'strangler_rollout_state{{{labels},state="aborted"}} 1\n' in text
+    assert f"strangler_rollout_weight{{{labels}}} 0\n" in text
 
 
 @pytest.mark.slow
