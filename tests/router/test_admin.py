@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import threading
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from router import rollouts
 from tests.router.conftest import ADMIN_TOKEN, eventually, raw_request
@@ -108,6 +110,50 @@ def test_metrics_show_the_rollout_strangler_canary_publishes(upstreams, start_ro
     text = router.admin("metrics").text
     assert f'strangler_rollout_state{{{labels},state="aborted"}} 1\n' in text
     assert f"strangler_rollout_weight{{{labels}}} 0\n" in text
+
+
+@pytest.mark.slow
+def test_a_scrape_during_reloads_is_complete_and_consistent(upstreams, start_router) -> None:
+    """Weights change and the file is reloaded 20 times while Prometheus-style scrapes run:
+    every scrape parses whole, shows one config's weights (they add up to 100), and no
+    counter goes backwards (a reload keeps the counts)."""
+    router = start_router(config(upstreams), workers=2)
+    for _ in range(20):
+        assert httpx.get(f"{router.url}/anything", timeout=10).status_code == 200
+    done = threading.Event()
+    failures: list[str] = []
+
+    def reload_many() -> None:
+        try:
+            for i in range(20):
+                weight = (i * 37) % 101
+                r = httpx.post(f"{router.url}/_strangler/routes/split/weights", timeout=10,
+                               headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+                               json={"backend": "b", "weight": weight, "reason": f"step {i}"})
+                if r.status_code != 200:
+                    failures.append(r.text)
+                httpx.get(f"{router.url}/anything", timeout=10)
+        finally:
+            done.set()
+
+    worker = threading.Thread(target=reload_many)
+    worker.start()
+    last: dict[tuple[str, ...], float] = {}
+    scrapes = 0
+    while not done.is_set() or scrapes < 5:
+        r = router.admin("metrics")
+        assert r.status_code == 200
+        families = {f.name: f for f in text_string_to_metric_families(r.text)}  # parses whole
+        weights = {s.labels["backend"]: s.value for s in families["strangler_route_weight"].samples
+                   if s.labels["route"] == "split"}
+        assert set(weights) == {"a", "b"} and sum(weights.values()) == 100, weights
+        for sample in families["strangler_requests"].samples:
+            key = (sample.name, *sorted(sample.labels.items()))  # type: ignore[arg-type]
+            assert sample.value >= last.get(key, 0), (key, sample.value, last.get(key))
+            last[key] = sample.value
+        scrapes += 1
+    worker.join()
+    assert failures == [] and scrapes >= 5
 
 
 @pytest.mark.slow
