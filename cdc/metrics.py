@@ -37,6 +37,7 @@ class StreamMetrics:
     events_per_s: float = 0.0
     lag_ms: float = 0.0
     wal_bytes_behind: int | None = None
+    slot: dict[str, Any] | None = None  # the source's slot as last read (wal_status, retained WAL); None: no slot
     dead_letters: int = 0
     position: str = ""
     error: str = ""

@@ -37,6 +37,7 @@ from cdc.sources import Message, Relation, Source, make_source
 from cdc.transport import CopyState, Transport
 
 log = logging.getLogger("cdc.pipeline")
+SLOT_FIELDS = ("slot", "active", "wal_status", "retained_wal_bytes", "safe_wal_size", "warning")
 
 
 def tune_gc_for_streaming(young: int = 20_000) -> None:
@@ -401,6 +402,8 @@ class Pipeline:
         if source is not None:
             with contextlib.suppress(CDCError):
                 source_ms, m.wal_bytes_behind = source.lag()
+                slot = source.slot_info()  # for the dashboard and `cdc status`: the WAL it pins
+                m.slot = None if slot is None else {k: slot.get(k) for k in SLOT_FIELDS}
         m.lag_ms = self._lag.lag_ms(self.publisher.durable(), source_ms)  # grows while the stream is stalled
         with contextlib.suppress(RuntimeError):  # the applier may be updating it
             m.snapshot = {t: {"state": s[0], "rows": s[2]} for t, s in list(self._copies().items())}

@@ -280,6 +280,10 @@ class SQLiteSource:
     def chunk_reader(self) -> tuple[Any, str]:
         return self._conn.cursor(), "qmark"
 
+    def slot_info(self) -> None:
+        """No replication slot: the change-log table is what the source keeps for the stream."""
+        return None
+
     def lag(self) -> tuple[float, int | None]:
         """Milliseconds since the oldest change not yet durable downstream was committed."""
         try:

@@ -141,6 +141,9 @@ def test_poison_event_goes_to_dead_letter_and_stream_continues(cdc_env: Env) -> 
     assert status["dead_letters"] == 1 and status["position"]
     assert status["running"]["state"] == "streaming" and status["running"]["events"] >= 12
     assert status["slot"]["active"] is True and isinstance(status["slot"]["wal_bytes_behind"], int)
+    # the run's own file carries the slot's health too (the dashboard reads it from there)
+    run = json.loads((env.folder / "state" / "cdc" / f"{env.name}.json").read_text())
+    assert run["slot"]["wal_status"] == "reserved" and run["slot"]["active"] is True
     assert status["snapshot"] == {"catalog_category": "done", "catalog_product": "done"}
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(30) == 0
