@@ -32,7 +32,6 @@ import hashlib
 import os
 import re
 import shutil
-import signal
 import subprocess
 import tempfile
 import time
@@ -41,8 +40,9 @@ from pathlib import Path
 
 from devstack import log4j2
 from devstack.errors import ServiceUnavailable
-from devstack.kafka import LOG4J_VERSION, _die_with_parent, find_java, java_major
+from devstack.kafka import LOG4J_VERSION, find_java, java_major
 from devstack.maven import cache_dir, fetch_jars
+from devstack.processes import die_with_parent, stop_process
 
 DEBEZIUM_VERSION = "3.6.1.Final"
 JAVA_RELEASE = 17  # what Debezium 3.6's classes need, and what the main is compiled for
@@ -278,7 +278,7 @@ class DebeziumConnector:
         with open(os.path.join(self._root, "stdout.log"), "ab") as out:
             self._proc = subprocess.Popen(
                 argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                cwd=self._root, preexec_fn=_die_with_parent,
+                cwd=self._root, preexec_fn=die_with_parent,
             )
         deadline = began + self.start_timeout
         while True:
@@ -352,14 +352,7 @@ class DebeziumConnector:
     def halt(self, *, hard: bool = False) -> None:
         """Stop the process (SIGTERM, or SIGKILL when `hard`), keeping offsets and logs."""
         proc, self._proc = self._proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.send_signal(signal.SIGKILL if hard else signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc, hard=hard)
 
     def kill(self) -> None:
         """kill -9, for fault tests: the offsets kept are those flushed before it."""

@@ -18,12 +18,9 @@ on the same ports with its data kept.
 from __future__ import annotations
 
 import base64
-import contextlib
-import ctypes
 import os
 import re
 import shutil
-import signal
 import socket
 import subprocess
 import tempfile
@@ -38,6 +35,7 @@ from devstack.maven import ENV_CACHE as ENV_CACHE  # re-exported: where the cach
 from devstack.maven import cache_dir as cache_dir
 from devstack.maven import fetch_jars
 from devstack.ports import free_port
+from devstack.processes import die_with_parent, stop_process
 
 KAFKA_VERSION = "4.1.1"
 LOG4J_VERSION = "2.24.3"  # the slf4j binding, so the broker's log reaches a file
@@ -142,13 +140,6 @@ def kafka_jars(version: str = KAFKA_VERSION) -> Path:
     return fetch_jars(f"kafka-{version}", POM.format(kafka=version, log4j=LOG4J_VERSION),
                       [f"kafka_2.13-{version}.jar"], f"org.apache.kafka:kafka_2.13:{version}",
                       instead=f"set {ENV_BOOTSTRAP} to an existing broker")
-
-
-def _die_with_parent() -> None:
-    """Child side: a broker left behind by a killed test run would hold memory forever."""
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    os.setsid()
 
 
 def _port_open(port: int) -> bool:
@@ -274,7 +265,7 @@ class KafkaServer:
         with open(os.path.join(self._root, "stdout.log"), "ab") as out:
             self._proc = subprocess.Popen(
                 argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                cwd=self._root, preexec_fn=_die_with_parent,
+                cwd=self._root, preexec_fn=die_with_parent,
             )
         deadline = time.monotonic() + START_TIMEOUT
         # Wait for the listener first: a client polling a closed port only fills stderr.
@@ -298,14 +289,7 @@ class KafkaServer:
     def halt(self, *, hard: bool = False) -> None:
         """Stop the broker process but keep its data (SIGTERM, or SIGKILL when `hard`)."""
         proc, self._proc = self._proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.send_signal(signal.SIGKILL if hard else signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc, hard=hard)
 
     def restart(self, *, hard: bool = False) -> None:
         """Stop and start the same broker (same ports, data kept): for fault tests."""

@@ -27,7 +27,6 @@ import contextlib
 import json
 import os
 import shutil
-import signal
 import subprocess
 import tempfile
 import time
@@ -38,9 +37,10 @@ from typing import Any
 
 from devstack import log4j2
 from devstack.errors import ServiceUnavailable
-from devstack.kafka import JVM_FLAGS, KAFKA_VERSION, LOG4J_VERSION, _die_with_parent, find_java
+from devstack.kafka import JVM_FLAGS, KAFKA_VERSION, LOG4J_VERSION, find_java
 from devstack.maven import fetch_jars
 from devstack.ports import free_port
+from devstack.processes import die_with_parent, stop_process
 
 CONNECT_VERSION = KAFKA_VERSION
 JDBC_SINK_VERSION = "3.6.0.Final"
@@ -237,7 +237,7 @@ class JdbcSink:
         with open(os.path.join(self._root, "stdout.log"), "ab") as out:
             self._proc = subprocess.Popen(
                 argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                cwd=self._root, preexec_fn=_die_with_parent,
+                cwd=self._root, preexec_fn=die_with_parent,
             )
         deadline = began + self.start_timeout
         while True:
@@ -294,14 +294,7 @@ class JdbcSink:
     def halt(self) -> None:
         """Stop the worker (SIGTERM; SIGKILL after 30 s), keeping its folder."""
         proc, self._proc = self._proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)
 
     def stop(self) -> None:
         """Stop the worker and delete its folder (offsets, logs)."""

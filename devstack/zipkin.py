@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
 import tempfile
 import time
@@ -30,9 +29,10 @@ from pathlib import Path
 from typing import Any
 
 from devstack.errors import ServiceUnavailable
-from devstack.kafka import JVM_FLAGS, _die_with_parent, find_java
+from devstack.kafka import JVM_FLAGS, find_java
 from devstack.maven import fetch_jars
 from devstack.ports import free_port
+from devstack.processes import die_with_parent, stop_process
 
 ZIPKIN_VERSION = "3.5.1"
 ENV_URL = "STRANGLER_ZIPKIN_URL"
@@ -120,7 +120,7 @@ class ZipkinServer:
         with open(os.path.join(self._root, "stdout.log"), "ab") as out:
             self._proc = subprocess.Popen(
                 self._argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                cwd=self._root, env=env, preexec_fn=_die_with_parent,
+                cwd=self._root, env=env, preexec_fn=die_with_parent,
             )
         self._wait_ready(time.monotonic() + START_TIMEOUT)
         self.start_seconds = time.monotonic() - began
@@ -147,14 +147,7 @@ class ZipkinServer:
     def halt(self) -> None:
         """Stop the server process (its in-memory spans are lost); `resume` starts it again."""
         proc, self._proc = self._proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc, timeout=20)
 
     def stop(self) -> None:
         self.halt()
