@@ -36,6 +36,8 @@ PACKAGES: tuple[Package, ...] = (
             "deploy/prometheus rules: promtool check/test rules, and a real Prometheus scraping the stack"),
     Package("chromium", ("chromium",), "the dashboard's browser test (tests/router/test_ui_browser.py)"),
     Package("chromium-driver", ("chromedriver",), "Selenium drives chromium with it (the same test)"),
+    Package("redis-server", ("redis-server",), "router replicas sharing rate limits "
+            "(rate_limit_store; tests/router/test_ratelimit_replicas.py)"),
 )
 
 

@@ -40,6 +40,7 @@ from ownership import WRITE_METHODS, Ownership, OwnershipError
 from router import ledger
 from router.errors import ConfigError
 from router.ratelimit import RateLimit, policy
+from router.sharedbuckets import SharedStore
 from router.tls import ListenTLS, TLSSetupError, UpstreamTLS, listen_tls, upstream_tls
 from telemetry import TracingError, TracingSettings
 
@@ -233,6 +234,7 @@ class Config:
     anonymous_cohort: AnonymousCohort | None = field(default_factory=lambda: AnonymousCohort())
     listen_tls: ListenTLS | None = None  # the listener terminates TLS (read at start)
     admin_listen: tuple[str, int] | None = None  # (host, port) serving /_strangler/* alone (read at start)
+    rate_limit_store: SharedStore | None = None  # buckets shared by replicas (None: this machine's)
     # issue 11: who may write each synced table, read with this file (None: none declared)
     ownership: Ownership | None = None
     ownership_path: Path | None = None  # the file watched (the default one may not exist yet)
@@ -450,6 +452,7 @@ def parse_config(text: str, *, source: str = "<string>", base_dir: Path | None =
         reload_interval=float(data.get("reload_interval", 1.0)),
         identity=identity, **_router_bounds(data, fail), listen_tls=_listen_tls(data, base, fail),
         admin_listen=_admin_listen(data.get("admin_listen"), fail),
+        rate_limit_store=_rate_limit_store(data.get("rate_limit_store"), fail),
         tracing=_tracing(data.get("tracing"), fail),
         ownership=ownership, ownership_path=own_path, source=source,
         sha256=hashlib.sha256(text.encode()).hexdigest())
@@ -749,6 +752,18 @@ def _route_rate_limit(data: dict[str, Any], spec: dict[str, Any], at: tuple[Any,
     rate = count / per
     return RateLimit(rate=rate, burst=burst, key=key, header=header, spec=limit["rate"],
                      policy=policy(route, rate, burst))
+
+
+def _rate_limit_store(block: dict[str, Any] | None, fail: Fail) -> SharedStore | None:
+    """`rate_limit_store: {redis: redis://host:6379/0, timeout: 0.05, on_error: local|refuse}`."""
+    if block is None:
+        return None
+    url = urlsplit(block["redis"])
+    if url.scheme not in ("redis", "rediss") or not url.hostname:
+        raise fail(("rate_limit_store", "redis"), f"{block['redis']!r} is not a Redis URL",
+                   "write redis://host:6379/0 (rediss:// for TLS)")
+    return SharedStore(redis=block["redis"], timeout=float(block.get("timeout", 0.05)), on_error=block.get("on_error", "local"),
+                       retry_after=float(block.get("retry_after", 1.0)))
 
 
 def _parse_rate(text: str, at: tuple[Any, ...], fail: Fail) -> tuple[float, float]:

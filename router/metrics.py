@@ -66,6 +66,7 @@ class Metrics:
         self.shadow: dict[str, dict[str, Any]] = {}
         self.breakers: dict[str, dict[str, Any]] = {}
         self.rate_limited: dict[str, int] = {}  # route → requests answered 429
+        self.rate_limit_store_errors = 0  # the replicas' bucket store did not answer (sharedbuckets)
         self.ownership_sha256 = ""  # the ownership file this worker applied ("" if none)
         self.inflight_writes: dict[str, int] = {}  # ownership group → admitted writes unanswered
         self.tracing: dict[str, Any] = {}  # spans ended/exported/dropped (router.tracing), when on
@@ -126,6 +127,7 @@ class Metrics:
             "shadow": {r: _shadow_snapshot(st) for r, st in self.shadow.items()},
             "breakers": self.breakers,
             "rate_limited": self.rate_limited,
+            "rate_limit_store_errors": self.rate_limit_store_errors,
             "tracing": self.tracing,
             "ownership": {"sha256": self.ownership_sha256, "inflight_writes": dict(self.inflight_writes)},
         }
@@ -319,6 +321,7 @@ def merge(snaps: list[dict[str, Any]]) -> dict[str, Any]:
                "inflight_writes": dict(snap.get("ownership", {}).get("inflight_writes", {}))}
               for snap in live]
     return {"series": series, "shadow": shadow, "breakers": breakers, "rate_limited": rate_limited,
+            "rate_limit_store_errors": sum(snap.get("rate_limit_store_errors", 0) for snap in snaps),
             "tracing": spans,
             "ownership_workers": owners, "workers": len(live),
             "in_flight": sum(snap.get("in_flight", 0) for snap in live)}
@@ -388,6 +391,10 @@ def prometheus(agg: dict[str, Any]) -> str:
             "# TYPE strangler_rate_limited_total counter"]
     for route, n in sorted(agg.get("rate_limited", {}).items()):
         out.append(f'strangler_rate_limited_total{{route="{route}"}} {n}')
+    out += ["# HELP strangler_rate_limit_store_errors_total Times the replicas' rate-limit store "
+            "(rate_limit_store: Redis) did not answer in time; on_error decided those requests.",
+            "# TYPE strangler_rate_limit_store_errors_total counter",
+            f"strangler_rate_limit_store_errors_total {agg.get('rate_limit_store_errors', 0)}"]
     out += ["# HELP strangler_breaker_open Breaker state per upstream (0 closed, 1 half-open, 2 open).",
             "# TYPE strangler_breaker_open gauge"]
     for name, b in sorted(agg["breakers"].items()):

@@ -64,9 +64,10 @@ from router.head import read as read_head
 from router.identity import IdentityBridge
 from router.match import normalise_path
 from router.metrics import Metrics
-from router.ratelimit import Limiter, client_key
+from router.ratelimit import Limiter, Verdict, client_key
 from router.reload import Reloader
 from router.shadow import ShadowMirror
+from router.sharedbuckets import RedisBuckets
 from router.state import Snapshot, build_snapshot
 from router.targets import Target, TargetGroup
 from router.tracing import RequestTrace, RouterTracing
@@ -93,6 +94,7 @@ class Router:
         self._initial = config
         self.metrics = Metrics(metrics_dir)
         self.limiter = Limiter.for_workers(metrics_dir)  # buckets shared by the workers
+        self.replicas: RedisBuckets | None = None  # buckets shared by replicas (rate_limit_store)
         self.shadow = ShadowMirror(self)
         self.identity = IdentityBridge(self)
         self.admin = Admin(self)
@@ -141,6 +143,18 @@ class Router:
             self._log_target = config.access_log
         self.shadow.configure(config)
         self.tracing.configure(config)
+        self._configure_replicas(config)
+
+    def _configure_replicas(self, config: Config) -> None:
+        """The replicas' bucket store, replaced only when `rate_limit_store` changed."""
+        wanted = config.rate_limit_store
+        current = self.replicas.settings if self.replicas is not None else None
+        if wanted == current:
+            return
+        old, self.replicas = self.replicas, RedisBuckets(wanted) if wanted is not None else None
+        if old is not None:
+            with contextlib.suppress(RuntimeError):  # no loop (a config swapped in a test): nothing open
+                asyncio.get_running_loop().create_task(old.close())
 
     async def shutdown(self) -> None:
         for task in self._tasks:
@@ -151,6 +165,8 @@ class Router:
         self._tasks.clear()
         await self.shadow.stop()
         self.publish_breakers()
+        if self.replicas is not None:
+            await self.replicas.close()
         self.metrics.retire()
         self.access_log.close()
         if self.snapshot:
@@ -250,7 +266,8 @@ class Router:
                 return
 
     # --- the pipeline: read → match → limits → choose → forward → respond ---------------
-    async def _proxy(self, snap: Snapshot, req: Request, scope: Scope, receive: Receive) -> None:
+    async def _proxy(self, snap: Snapshot, req: Request, scope: Scope, receive: Receive,
+                     taken: Verdict | None = None) -> None:
         config = snap.config
         try:
             head = read_head(scope, config.max_header_bytes)
@@ -262,14 +279,24 @@ class Router:
         if route is None:
             raise Answer(404, "no_route", "no route matches this request")
         req.route = route.name
+        peer = None
         if snap.trust.networks:
+            peer = scope.get("client")  # the socket's, before trusted proxies rewrite it
             scheme, out_host, xff = self._origin(snap, head, scope)
         else:  # no trusted proxies (the default): the socket's peer and scheme
             client = scope.get("client")
             scheme, out_host, xff = scope.get("scheme", "http"), head.host, (client[0] if client else "unknown").encode()
         owner = None
+        if taken is None and route.rate_limit is not None and self.replicas is not None:
+            taken = await self._replica_take(self.replicas, route, head, scope)
+            if self.snapshot is not snap and self.snapshot is not None:
+                # Reloaded while Redis answered: decide the owner of a write on the config in
+                # force now, with no await between that decision and its admission count.
+                if peer is not None:
+                    scope["client"] = peer
+                return await self._proxy(self.snapshot, req, scope, receive, taken)
         if route.rate_limit is not None or route.writes is not None or head.cl is not None:
-            owner = self._limits(config, req, route, head, scope)
+            owner = self._limits(config, req, route, head, scope, taken)
         if owner is not None:
             backend = owner
         else:
@@ -312,11 +339,29 @@ class Router:
             return told_scheme or scheme, told_host.encode() if told_host else head.host, xff
         return scheme, head.host, peer.encode()
 
-    def _limits(self, config: Config, req: Request, route: Route, head: Head, scope: Scope) -> str | None:
+    async def _replica_take(self, replicas: RedisBuckets, route: Route, head: Head, scope: Scope) -> Verdict:
+        """A token from the replicas' shared bucket; when their store does not answer, from
+        this machine's (on_error: local) or a 503 (on_error: refuse)."""
+        limit = route.rate_limit
+        assert limit is not None
+        key = client_key(limit, scope, head.cookie, route.cohort_header, route.cohort_cookie)
+        verdict = await self.limiter.check_replicas(replicas, route.name, limit, key)
+        if verdict is not None:
+            return verdict
+        self.metrics.rate_limit_store_errors = replicas.errors
+        self.metrics.dirty = True
+        if replicas.settings.on_error == "refuse":
+            raise Answer(503, "rate_limit_store_down", f"route {route.name} is rate limited across "
+                         "replicas and their store (rate_limit_store) does not answer; retry shortly",
+                         headers=RETRY_AFTER)
+        return self.limiter.check(route.name, limit, key)
+
+    def _limits(self, config: Config, req: Request, route: Route, head: Head, scope: Scope,
+                taken: Verdict | None = None) -> str | None:
         """Rate limit (429), held writes (503), body size (413); the owner a write goes to."""
         limit = route.rate_limit
         if limit is not None:
-            verdict = self.limiter.check(route.name, limit, client_key(
+            verdict = taken if taken is not None else self.limiter.check(route.name, limit, client_key(
                 limit, scope, head.cookie, route.cohort_header, route.cohort_cookie))
             limit_headers = ratelimit.headers(route.name, limit, verdict)
             if not verdict.allowed:

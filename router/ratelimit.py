@@ -19,10 +19,10 @@ Eviction: a key lands in one group of `WAYS` slots; a new key in a full group ta
 touched longest ago (most likely refilled to full anyway; if not, that client gets a fresh
 burst — the table holds `GROUPS * WAYS` keys, far beyond the busy clients of one router).
 
-Across replicas (not built): the `BucketStore` protocol is the seam. The store to use is
-Redis, one key per bucket holding (tokens, last), updated by a Lua script that reads the time
-with `redis.call("TIME")` (so replicas' clocks do not matter), refills, takes and sets a TTL of
-burst/rate — one round trip per request, or fewer with per-worker leases of a few tokens.
+Across replicas: `rate_limit_store: {redis: redis://…}` in routes.yaml puts the buckets in
+one Redis that every replica asks (router/sharedbuckets.py: one Lua script per request, on
+Redis's clock); the `ReplicaStore` protocol is the seam for another server. Without it, each
+replica keeps its own buckets (a route's burst is allowed once per replica).
 """
 
 from __future__ import annotations
@@ -77,17 +77,32 @@ def take(tokens: float, last: float, now: float, rate: float,
         last = now
     else:
         tokens = min(float(burst), tokens)
-    if tokens >= 1.0:
+    allowed = tokens >= 1.0
+    if allowed:
         tokens -= 1.0
-        return Verdict(True, int(tokens), 0.0, (burst - tokens) / rate), tokens, last
-    wait = (1.0 - tokens) / rate
-    return Verdict(False, 0, wait, (burst - tokens) / rate), tokens, last
+    return verdict(allowed, tokens, rate, burst), tokens, last
+
+
+def verdict(allowed: bool, tokens: float, rate: float, burst: int) -> Verdict:
+    """What a take answers, from whether it got a token and the tokens left after it."""
+    if allowed:
+        return Verdict(True, int(tokens), 0.0, (burst - tokens) / rate)
+    return Verdict(False, 0, (1.0 - tokens) / rate, (burst - tokens) / rate)
 
 
 class BucketStore(Protocol):
-    """Where buckets live: this machine's shared table, or (for replicas) a shared server."""
+    """Where buckets live on this machine: the table its workers share."""
 
     def take(self, key: bytes, rate: float, burst: int) -> Verdict: ...
+
+
+class ReplicaStore(Protocol):
+    """Where buckets live for several replicas: a server they share (router/sharedbuckets.py).
+    None from `take` means the server did not answer."""
+
+    async def take(self, key: bytes, rate: float, burst: int) -> Verdict | None: ...
+
+    async def close(self) -> None: ...
 
 
 class BucketTable:
@@ -168,13 +183,21 @@ class Limiter:
         return cls(BucketTable(path))
 
     def check(self, route: str, limit: RateLimit, client: str) -> Verdict:
-        return self.store.take(f"{route}\x00{client}".encode("utf-8", "surrogateescape"),
-                               limit.rate, limit.burst)
+        return self.store.take(_bucket(route, client), limit.rate, limit.burst)
+
+    async def check_replicas(self, replicas: ReplicaStore, route: str, limit: RateLimit,
+                             client: str) -> Verdict | None:
+        """The replicas' shared bucket; None when their store did not answer."""
+        return await replicas.take(_bucket(route, client), limit.rate, limit.burst)
 
     def close(self) -> None:
         close = getattr(self.store, "close", None)
         if close is not None:
             close()
+
+
+def _bucket(route: str, client: str) -> bytes:
+    return f"{route}\x00{client}".encode("utf-8", "surrogateescape")
 
 
 def client_key(limit: RateLimit, scope: Any, cookie: bytes | None,
