@@ -189,3 +189,63 @@ upstreams: {a: {url: "http://127.0.0.1:1"}}
 routes:
   - {name: r, match: {prefix: /}, backends: {a: 100}}
 """).rate_limit_store is None
+
+
+class HeldStore:
+    """A replica store that answers only when the test lets it (a slow Redis, in process)."""
+
+    def __init__(self, settings: SharedStore) -> None:
+        self.settings, self.errors, self.calls = settings, 0, 0
+        self.entered, self.release = asyncio.Event(), asyncio.Event()
+
+    async def take(self, key: bytes, rate: float, burst: int):  # type: ignore[no-untyped-def]
+        from router.ratelimit import Verdict
+
+        self.calls += 1
+        self.entered.set()
+        await self.release.wait()
+        return Verdict(True, burst - 1, 0.0, 1 / rate)
+
+    async def close(self) -> None:
+        pass
+
+
+def test_a_reload_while_redis_answers_routes_the_request_on_the_new_config(tmp_path, upstreams) -> None:
+    """The wait for Redis is the only await before a route's owner and weights are applied: a
+    config installed meanwhile is the one the request follows (write ownership is decided with
+    no await between the decision and its admission count)."""
+    import httpx
+
+    from router.proxy import Router
+
+    def config(a: int, b: int):  # type: ignore[no-untyped-def]
+        return parse_config(f"""
+upstreams:
+  a: {{url: "{upstreams['a'].url}"}}
+  b: {{url: "{upstreams['b'].url}"}}
+rate_limit_store: {{redis: "redis://127.0.0.1:1/0"}}
+access_log: false
+ledger: {tmp_path / 'ledger.jsonl'}
+routes:
+  - {{name: r, match: {{prefix: /}}, backends: {{a: {a}, b: {b}}}, rate_limit: {{rate: 1/h, burst: 3}}}}
+""")
+
+    first, second = config(100, 0), config(0, 100)
+
+    async def run() -> tuple[str, int]:
+        router = Router(config=first)
+        await router.startup()
+        held = HeldStore(first.rate_limit_store)  # type: ignore[arg-type]
+        router.replicas = held  # type: ignore[assignment]
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=router), base_url="http://t") as c:
+            request = asyncio.create_task(c.get("/x"))
+            await held.entered.wait()
+            router.install(second)  # b takes all the traffic while Redis is asked
+            held.release.set()
+            response = await request
+        await router.shutdown()
+        return response.headers["x-strangler-backend"], held.calls
+
+    backend, calls = asyncio.run(run())
+    assert backend == "b"
+    assert calls == 1  # one token for the request, not one per config it saw
