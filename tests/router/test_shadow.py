@@ -185,3 +185,26 @@ def test_sampling_below_100_percent_is_reproducible_with_a_seed() -> None:
     expected = random.Random(7)
     assert first == [expected.random() * 100 < 30 for _ in range(200)]
     assert 40 <= sum(first) <= 80  # about 30 %
+
+
+def test_a_shadow_copy_to_an_upstream_of_several_endpoints_names_the_one_it_reaches(
+        upstreams, start_router) -> None:
+    """The candidate's first endpoint is down and checked out: copies go to its second one,
+    and their Host line names that endpoint (not the first one listed)."""
+    from devstack.ports import free_port
+    from tests.router.conftest import eventually
+
+    dead = free_port()
+    text = config(upstreams, ignore="[]").replace(
+        f'b: {{url: "{upstreams["b"].url}"}}',
+        f'b: {{url: ["http://127.0.0.1:{dead}", "{upstreams["b"].url}"], '
+        'health: {path: /healthz, interval: 0.1, timeout: 0.1, fall: 1, rise: 1}}')
+    router = start_router(text)
+    key = f"b@127.0.0.1:{dead}"
+    assert eventually(lambda: not any(w["healthy"] for w in router.status()["breakers"][key]["workers"]))
+    with router.client() as client:
+        assert client.get("/echo/1").status_code == 200
+    shadow = wait_compared(router, 1)
+    assert shadow["compared"] == 1 and shadow["errors"] == 0
+    echoed = dict(json.loads(shadow["pairs"][-1]["candidate"]["body"])["headers"])
+    assert echoed["host"] == f"127.0.0.1:{upstreams['b'].port}"
