@@ -40,7 +40,9 @@ INTENDED_DIFFERENCES = {
     "writes": (
         "Product writes are authorised by the router's identity header, not by the "
         "monolith's session/token (tested separately); category writes stay with the "
-        "monolith (the service answers 405)."
+        "monolith (the service answers 405). Successful writes (create, PATCH, PUT, DELETE, "
+        "and the price history they leave) answer the same status and body except the new "
+        "row's id (the service allocates from 1e9) and write times."
     ),
 }
 

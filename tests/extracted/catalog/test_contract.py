@@ -180,3 +180,69 @@ def test_writes_without_staff_are_refused_the_same_way(sides: Sides, who: str) -
         monolith = sides.monolith.request(method, path, json={"price": "1.00"}, headers=mono_headers)
         service = sides.service.request(method, path, json={"price": "1.00"}, headers=service_headers)
         assert (service.status_code, service.json()) == (monolith.status_code, monolith.json()), (who, method)
+
+
+# --- writes that succeed (#17): the same request on both sides, the same status and body ----
+# These run last in this module: they change the rows the read tests compare. Ids differ by
+# design (the service allocates from 1e9, README "Ids that never collide") and so do the
+# write timestamps; everything else of a write's answer is contract.
+VOLATILE = ("id", "created_at", "updated_at", "changed_at")
+
+
+def _stable(doc: Any) -> Any:
+    """The answer without ids and write times (also in a list's rows)."""
+    if isinstance(doc, dict):
+        return {k: _stable(v) for k, v in doc.items() if k not in VOLATILE}
+    if isinstance(doc, list):
+        return [_stable(v) for v in doc]
+    return doc
+
+
+def _same_answer(monolith: httpx.Response, service: Any, what: str) -> None:
+    assert service.status_code == monolith.status_code, (what, monolith.text[:300], service.text[:300])
+    if monolith.status_code == 204:
+        assert service.content == monolith.content == b"", what
+        return
+    assert service.headers["content-type"] == monolith.headers["content-type"], what
+    assert _stable(service.json()) == _stable(monolith.json()), what
+
+
+def test_successful_product_writes_answer_the_same_way(sides: Sides) -> None:
+    """Create, read back, PATCH, PUT and DELETE a new product on each side, then ask for it
+    again: every answer's status and body match (a 400-vs-204 DELETE cannot hide here)."""
+    from tests.extracted.catalog.test_writes import header
+
+    staff_mono = {"Authorization": f"Token {sides.monolith_tokens['staff1']}"}
+    me = sides.monolith.get("/api/whoami/", headers=staff_mono).json()
+    staff_serv = header(staff=True, sub=str(me["id"]))  # the router's identity for the same user
+
+    def both(method: str, mono_path: str, serv_path: str, body: object = None) -> tuple[httpx.Response, Any]:
+        kwargs = {} if body is None else {"json": body}
+        return (sides.monolith.request(method, mono_path, headers=staff_mono, **kwargs),
+                sides.service.request(method, serv_path, headers=staff_serv, **kwargs))
+
+    new = {"name": "Contract lamp", "description": "made by the contract test", "category": 2,
+           "price": "19.90", "is_active": True}
+    created = both("POST", "/api/products/", "/api/products/", new)
+    _same_answer(*created, "POST a product")
+    mono_id, serv_id = created[0].json()["id"], created[1].json()["id"]
+    mono_path, serv_path = f"/api/products/{mono_id}/", f"/api/products/{serv_id}/"
+    _same_answer(*both("GET", mono_path, serv_path), "GET the new product")
+    _same_answer(*both("PATCH", mono_path, serv_path, {"price": "21.00"}), "PATCH its price")
+    _same_answer(*both("GET", mono_path + "price-history/", serv_path + "price-history/"),
+                 "its price history")  # one entry each: who and from/to (ids and times aside)
+    _same_answer(*both("PUT", mono_path, serv_path, {**new, "name": "Contract lamp II", "category": 3}),
+                 "PUT it whole")
+    _same_answer(*both("PATCH", mono_path, serv_path, {"is_active": False}), "PATCH is_active")
+    _same_answer(*both("DELETE", mono_path, serv_path), "DELETE it")
+    _same_answer(*both("GET", mono_path, serv_path), "GET after DELETE")
+    _same_answer(*both("DELETE", mono_path, serv_path), "DELETE it again")
+
+
+def test_deleting_a_product_that_order_lines_reference_is_refused_the_same_way(sides: Sides) -> None:
+    from tests.extracted.catalog.test_writes import header
+
+    monolith = sides.monolith.delete("/api/products/1/",
+                                     headers={"Authorization": f"Token {sides.monolith_tokens['staff1']}"})
+    service = sides.service.delete("/api/products/1/", headers=header(staff=True))
+    _same_answer(monolith, service, "DELETE a product order lines reference")
