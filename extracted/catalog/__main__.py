@@ -4,7 +4,9 @@ Production-style: no reload, no access log from uvicorn (the service writes its 
 access log with the request id), X-Forwarded-* believed only from `CATALOG_TRUSTED_PROXIES`
 (default loopback, the router; `extracted/catalog/proxies.py`).
 `--migrate-only` applies the Alembic migrations and exits (for a deploy step or an init
-container); otherwise they are applied at start unless `CATALOG_MIGRATE_ON_START=0`.
+container); otherwise they are applied at start unless `CATALOG_MIGRATE_ON_START=0`. Either way
+an upgrade takes a lock every copy of the service shares (migrations.migration_lock), so
+replicas and workers starting together apply them once.
 """
 
 from __future__ import annotations

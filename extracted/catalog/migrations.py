@@ -8,14 +8,16 @@ a container image carries them; no `alembic.ini` is needed. `python -m extracted
 
 from __future__ import annotations
 
+import contextlib
 import functools
+from collections.abc import Iterator
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 
 from extracted.catalog.errors import MigrationError
 
@@ -43,8 +45,45 @@ def current_revision(engine: Engine) -> str | None:
 
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
-    """Bring the schema to `revision` (idempotent)."""
-    command.upgrade(alembic_config(engine), revision)
+    """Bring the schema to `revision` (idempotent), one process at a time.
+
+    Replicas and workers that start together would otherwise race: both see no
+    alembic_version, both create the tables, one fails half-way. So the upgrade runs under a
+    lock every copy of the service takes: PostgreSQL's advisory lock (held by a session of its
+    own, released when it ends, even if the process dies), or for SQLite an exclusive lock on
+    a file beside the database. The second one in waits, then finds the head and does nothing.
+    """
+    with migration_lock(engine):
+        command.upgrade(alembic_config(engine), revision)
+
+
+# Any 64-bit number the catalog alone uses: pg_advisory_lock keys are server-wide.
+ADVISORY_KEY = int.from_bytes(b"strangle", "big") & 0x7FFF_FFFF_FFFF_FFFF
+
+
+@contextlib.contextmanager
+def migration_lock(engine: Engine) -> Iterator[None]:
+    if engine.dialect.name == "postgresql":
+        with engine.connect() as conn:
+            conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": ADVISORY_KEY})
+            try:
+                yield
+            finally:
+                conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": ADVISORY_KEY})
+                conn.commit()
+        return
+    database = engine.url.database
+    if engine.dialect.name != "sqlite" or not database or database == ":memory:" or database.startswith("file:"):
+        yield  # an in-memory database has one user
+        return
+    import fcntl  # POSIX; the service's SQLite mode is for one machine (README: Windows runs in WSL)
+
+    with open(f"{database}.migrate-lock", "a+b") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def downgrade(engine: Engine, revision: str) -> None:
