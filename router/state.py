@@ -45,10 +45,10 @@ def build_snapshot(config: Config, previous: Snapshot | None = None) -> Snapshot
 
     Must run inside the event loop (pools and health checks bind to it).
     """
-    old: dict[str, Target] = {}
+    old: dict[tuple[str, str], Target] = {}  # (upstream, host:port): whatever its key was
     old_configs: dict[str, Upstream] = {}
     if previous is not None:
-        old = {t.key: t for t in previous.targets()}
+        old = {(name, t.endpoint.authority): t for name, g in previous.groups.items() for t in g.targets}
         old_configs = dict(previous.config.upstreams)
     groups: dict[str, TargetGroup] = {}
     for name, up in config.upstreams.items():
@@ -56,9 +56,13 @@ def build_snapshot(config: Config, previous: Snapshot | None = None) -> Snapshot
         targets = []
         for endpoint in endpoints:
             key = name if len(endpoints) == 1 else f"{name}@{endpoint.authority}"
-            target = _carried(old.get(key), old_configs.get(name), up, endpoint)
+            # Found by address, not key: a url: that becomes a list (key "c" → "c@host:port")
+            # keeps its endpoint's pool, breaker and health, under its new name.
+            target = _carried(old.get((name, endpoint.authority)), old_configs.get(name), up, endpoint)
             if target is None:
                 target = Target(key, endpoint, _pool(key, up, endpoint), Breaker(up.breaker))
+            else:
+                target.key = target.pool.name = key
             if up.health is not None:
                 if target.checker is None:  # a carried target keeps its running check
                     health.start(target, up.health, _pool(key, up, endpoint, size=1))

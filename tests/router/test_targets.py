@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 from devstack import free_port
+from router import health
 from router.config import ConfigError, parse_config
 from tests.router.conftest import Upstream, eventually
 
@@ -145,6 +146,36 @@ def test_a_reload_keeps_unchanged_endpoints_and_retires_the_dropped_one() -> Non
         unchecked = build_snapshot(config('["http://127.0.0.1:1", "http://127.0.0.1:3"]', ""), two)  # type: ignore[arg-type]
         assert unchecked.groups["c"].targets == [t1, t3] and t1.checker is None and t1.healthy
         for target in unchecked.targets():
+            target.pool.close()
+
+    asyncio.run(run())
+
+
+def test_a_url_that_becomes_a_list_keeps_its_endpoints_pool_breaker_and_check() -> None:
+    """`url: X` → `url: [X, Y]` changes X's key ("c" → "c@host:port"), not its endpoint: the
+    reload carries X's pool, breaker and running health check over under the new key."""
+    import asyncio
+
+    from router.state import build_snapshot
+
+    def config(urls: str) -> object:
+        return parse_config(f"upstreams:\n  c: {{url: {urls}, health: {{interval: 5, timeout: 1}}}}\n"
+                            "routes:\n  - name: r\n    match: {prefix: /}\n    backends: {c: 100}\n")
+
+    async def run() -> None:
+        one = build_snapshot(config('"http://127.0.0.1:1"'))  # type: ignore[arg-type]
+        (only,) = one.groups["c"].targets
+        breaker, checker = only.breaker, only.checker
+        assert only.key == "c"
+        two = build_snapshot(config('["http://127.0.0.1:1", "http://127.0.0.1:2"]'), one)  # type: ignore[arg-type]
+        first, second = two.groups["c"].targets
+        assert first is only and first.breaker is breaker and first.checker is checker
+        assert first.key == first.pool.name == "c@127.0.0.1:1" and not first.pool.retired
+        assert second.key == "c@127.0.0.1:2"
+        back = build_snapshot(config('"http://127.0.0.1:1"'), two)  # type: ignore[arg-type]
+        assert back.groups["c"].targets == [only] and only.key == "c" and second.pool.retired
+        for target in back.targets():
+            health.stop(target)
             target.pool.close()
 
     asyncio.run(run())
