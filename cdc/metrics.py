@@ -87,7 +87,9 @@ class LagTracker:
         self._pending: deque[tuple[Position, int]] = deque()  # (last position of a batch, ts_ms)
 
     def published(self, events: Sequence[ChangeEvent]) -> None:
-        ts = next((e.ts_ms for e in events if e.ts_ms), 0)  # copied rows carry none
+        # Changes only: copied rows carry the time they were read (as Debezium's do), which is
+        # no commit, and a copy's positions are never durable where the stream's are.
+        ts = next((e.ts_ms for e in events if e.ts_ms and e.snapshot == "false"), 0)
         if ts:
             self._pending.append((events[-1].position, ts))
 

@@ -188,3 +188,31 @@ def test_verify_compares_a_timestamp_kept_as_text_as_a_timestamp(tmp_path: Path)
     s.close()
     t.close()
     assert diff.different == [[2]] and not diff.missing and not diff.extra
+
+
+def test_an_idle_stream_after_its_copy_reports_no_lag(tmp_path: Path) -> None:
+    """Copied rows carry the time they were read, not a commit time, and a copy's positions
+    are never durable where the stream's are: counted as pending, they made a fresh, idle
+    stream's lag grow by a second a second until its first change (the read gate of `shift`
+    and `own`'s preflight then refused it)."""
+    src, tgt = tmp_path / "monolith.sqlite3", tmp_path / "catalog.sqlite3"
+    run_sql(src, "CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT)", "INSERT INTO t VALUES (1, 'a'), (2, 'b')")
+    run_sql(tgt, "CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT)")
+    cfg = parse({"streams": {"idle": {"source": {"url": f"sqlite:///{src}"}, "target": {"url": f"sqlite:///{tgt}"},
+                                       "tables": {"t": "t"}}}}).stream("idle")
+    ticks: list[tuple[str, float]] = []
+    pipe = Pipeline(cfg, on_tick=lambda m: ticks.append((m.state, m.lag_ms)))
+    th = threading.Thread(target=pipe.run, daemon=True)
+    th.start()
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and rows(tgt, "SELECT count(*) FROM t") != [(2,)]:
+            time.sleep(0.05)
+        copied = len(ticks)
+        while time.monotonic() < deadline and len([s for s, _ in ticks[copied:] if s == "streaming"]) < 3:
+            time.sleep(0.05)  # ticks come once a second: three of them, a second or more apart
+        idle = [lag for state, lag in ticks[copied:] if state == "streaming"]
+        assert len(idle) >= 3 and idle == [0.0] * len(idle), ticks
+    finally:
+        pipe.stop()
+        th.join(30)
