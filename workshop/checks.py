@@ -487,3 +487,89 @@ def canary_rollback(where: Path) -> Result:
             problems.append(Problem("canary.yaml: steps", f"the rollback came at {result.steps[-1].weight}%: "
                                     "start with a step of at most 10% so few users see a failing candidate"))
     return Result(tuple(problems), tuple(notes))
+
+
+# ---- 7 retire a monolith path -----------------------------------------------------------
+
+RETIRED = ("/api/products/", "/api/categories/")
+
+
+def retire_path(where: Path) -> Result:
+    import json
+
+    from router.match import RouteTable
+
+    problems: list[Problem] = []
+    cfg = _routes(where / "routes.yaml", problems)
+    if cfg is not None:
+        table = RouteTable(cfg.routes)
+        for path in RETIRED:
+            for method in ("GET", "POST"):
+                route = table.match(method, path, None, [])
+                if route is None:
+                    problems.append(Problem(f"{method} {path}", "no route: the catalog must answer it"))
+                    continue
+                where_ = f"routes.yaml: routes.{route.name}"
+                if "monolith" in backends_seen(route) - ({route.fallback} if route.fallback else set()):
+                    problems.append(Problem(where_, f"{method} {path} still reaches the monolith by weight"))
+                if method == "GET":
+                    if route.fallback == "monolith":
+                        problems.append(Problem(f"{where_}.fallback", "the monolith answers when the catalog fails: remove it"))
+                    if route.candidate == "monolith" or "monolith" in route.weights:
+                        problems.append(Problem(f"{where_}.backends", "monolith is still a backend (or the override's "
+                                                "candidate): one header brings the retired code back; remove it"))
+        root_route = table.match("GET", "/", None, [])
+        if root_route is None or backends_seen(root_route) != {"monolith"}:
+            problems.append(Problem("routes.yaml: routes", "keep the catch-all (prefix /) on the monolith: only the catalog's paths retire"))
+    try:
+        observed = json.loads((where / "observed.json").read_text())
+        for name in ("products", "categories"):
+            seen = observed["routes"][name]["monolith"]["requests"]
+            if seen or observed["window_seconds"] < 600:
+                problems.append(Problem(f"observed.json: routes.{name}", f"{seen} monolith requests in "
+                                        f"{observed['window_seconds']} s: wait for a zero-traffic window of 10 minutes"))
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        problems.append(Problem("observed.json", f"cannot read the observed window ({exc!r}); `workshop reset 7` restores it"))
+    try:
+        contracts = tomllib.loads((where / "contracts.toml").read_text()).get("tool", {}).get("importlinter", {}).get("contracts", [])
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        problems.append(Problem("contracts.toml", f"not valid TOML: {exc}"))
+        contracts = []
+    if not any(c.get("type") == "forbidden" and "monolith.catalog.views" in c.get("forbidden_modules", [])
+               and c.get("source_modules") for c in contracts if isinstance(c, dict)):
+        problems.append(Problem("contracts.toml: tool.importlinter.contracts", "add a `forbidden` contract with "
+                                "forbidden_modules = [\"monolith.catalog.views\"] and the modules that must not import it"))
+    return Result(tuple(problems), ("routes matched and balanced by the router's code; the contract parsed",))
+
+
+# ---- 8 shadow traffic -------------------------------------------------------------------
+
+
+def shadow_diff(where: Path) -> Result:
+    from router.diff import Response, compare
+    from router.match import RouteTable
+
+    problems: list[Problem] = []
+    cfg = _routes(where / "routes.yaml", problems)
+    if cfg is None:
+        return Result(tuple(problems))
+    route = RouteTable(cfg.routes).match("GET", "/api/products/", None, [])
+    if route is None or route.shadow is None or route.shadow.to != "catalog":
+        return Result((Problem("routes.yaml: routes.products.shadow", "shadow products to the catalog: `shadow: {to: catalog, percent: 10}`"),))
+    if route.shadow.percent <= 0:
+        problems.append(Problem("routes.yaml: routes.products.shadow.percent", "0: no request is copied; give 1..100"))
+    if backends_seen(route) != {"monolith"}:
+        problems.append(Problem("routes.yaml: routes.products.backends", "while shadowing, users still get the monolith's answer"))
+
+    def diff(kind: str) -> list[str]:
+        a, b = ((where / "samples" / f"{kind}-{side}.json").read_bytes() for side in ("monolith", "catalog"))
+        return compare(Response(200, {}, a), Response(200, {}, b), ignore=route.shadow.ignore,
+                       unordered=route.shadow.unordered)
+
+    if same := diff("same"):
+        problems.append(Problem("routes.yaml: routes.products.shadow", f"the same products differ at {', '.join(same)}: "
+                                "that is noise; ignore it or compare the list unordered"))
+    if not diff("bug"):
+        problems.append(Problem("routes.yaml: routes.products.shadow.ignore", "a price off by a cent compares equal: "
+                                "your rules ignore what the contract promises"))
+    return Result(tuple(problems), ("the router's own diff ran on the samples with your rules",))
