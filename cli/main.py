@@ -9,6 +9,7 @@ from cli.canary import app as canary_app
 from cli.cdc import cdc_app, verify
 from cli.demo import demo
 from cli.doctor import app as doctor_app
+from cli.breakit import app as break_app
 from cli.ids import app as ids_app
 from cli.ledger import app as ledger_app
 from cli.own import app as own_app
@@ -17,6 +18,8 @@ from cli.shift import app as shift_app
 from cli.status import app as status_app
 from cli.traffic import traffic
 from cli.up import app as stack_app
+from cli.workshop import app as workshop_app
+from cli.workshop import reset_app
 
 app = typer.Typer(
     name="strangler",
@@ -40,6 +43,9 @@ app.command("verify")(verify)
 app.add_typer(ids_app, name="ids")  # ids show|reserve
 app.command()(traffic)
 app.command()(demo)
+app.add_typer(workshop_app, name="workshop")  # workshop list|start|check|hint|solution|reset
+app.add_typer(break_app, name="break")  # break list|NAME|check|hint|undo
+app.add_typer(reset_app)  # reset (the whole workshop workspace)
 
 
 @app.callback()

@@ -436,7 +436,7 @@ BREAKITS: dict[str, BreakIt] = {b.name: b for b in (
                    "`strangler routes diff` shows what changed in routes.yaml; Django's SESSION_COOKIE_NAME defaults to sessionid.",
                    f"Put `cookie: sessionid` back wherever routes.yaml says `cookie: {WRONG_COOKIE}`; the router reloads the file by itself."),
             inject=cookie_inject, check=cookie_check, undo=cookie_undo),
-    BreakIt(name="stalled-slot", title="A stalled replication slot pins WAL (--real)",
+    BreakIt(name="stalled-slot", title="A stalled replication slot pins WAL",
             symptom="the monolith's PostgreSQL disk fills up; `strangler status` warns about a slot's retained WAL",
             hints=("`strangler cdc status` shows each stream's slot health; is there a slot no stream owns?",
                    "SELECT slot_name, active, pg_size_pretty(pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)) FROM pg_replication_slots;",
