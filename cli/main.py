@@ -5,11 +5,11 @@ Exit codes: 0 ok, 1 failed, 2 usage, 3 a gate or check not met.
 
 import typer
 
+from cli.breakit import app as break_app
 from cli.canary import app as canary_app
 from cli.cdc import cdc_app, verify
 from cli.demo import demo
 from cli.doctor import app as doctor_app
-from cli.breakit import app as break_app
 from cli.ids import app as ids_app
 from cli.ledger import app as ledger_app
 from cli.own import app as own_app

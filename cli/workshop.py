@@ -63,7 +63,7 @@ def show_result(result: Result, *, ok: str, json_out: bool) -> None:
 def list_(json_out: JsonOpt = False) -> None:
     """The exercises, the step of the migration each practises, and your progress."""
     done = workspace.progress()
-    rows = []
+    rows: list[dict[str, Any]] = []
     for ex in exercises.all_exercises():
         p = done.get(str(ex.number), {})
         state = "passed" if p.get("passed") else "started" if p.get("started") else "-"
@@ -73,7 +73,7 @@ def list_(json_out: JsonOpt = False) -> None:
         print_json({"exercises": rows})
         return
     for r in rows:
-        mark = {"passed": "✓", "started": "…", "-": " "}[r["state"]]
+        mark = {"passed": "✓", "started": "…", "-": " "}[str(r["state"])]
         out.print(f"{mark} {r['number']:>2}  {r['title']}  [dim]({r['step']}; hints {r['hints_seen']}/{r['of_hints']})[/dim]",
                   highlight=False)
     passed = sum(r["state"] == "passed" for r in rows)

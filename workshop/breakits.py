@@ -16,6 +16,7 @@ has a check that says whether the learner has fixed it (exit 0) or not (exit 3),
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -53,10 +54,8 @@ class Env:
             env["streams"] = Path(os.environ["STRANGLER_STREAMS"])
         if "routes" not in env:
             stack = _state() / "run" / "stack.json"
-            try:
+            with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
                 env["routes"] = Path(json.loads(stack.read_text())["routes"])
-            except (OSError, ValueError, KeyError, TypeError):
-                pass
         if "admin_token" not in env:
             tok = os.environ.get("STRANGLER_ADMIN_TOKEN")
             path = _state() / "admin-token"
@@ -140,10 +139,8 @@ def stale_check(env: Env) -> Result:
 
 
 def stale_undo(env: Env, record: dict[str, Any]) -> None:
-    try:
+    with contextlib.suppress(OSError, KeyError, ValueError):
         os.kill(int(record["pid"]), signal.SIGCONT)
-    except (OSError, KeyError, ValueError):
-        pass
 
 
 # ---- half-failed dual write -------------------------------------------------------------

@@ -319,7 +319,7 @@ def extract_shipping(where: Path) -> Result:
                 problems.append(Problem("ownership.yaml: groups.shipping.owner", "the monolith keeps writing until the flip: owner monolith"))
             for side in ("monolith", "shipping"):
                 if side not in group.sides:
-                    problems.append(Problem(f"ownership.yaml: groups.shipping.sides", f"add the side {side}"))
+                    problems.append(Problem("ownership.yaml: groups.shipping.sides", f"add the side {side}"))
                 elif sf is not None and group.sides[side].stream not in sf.streams:
                     problems.append(Problem(f"ownership.yaml: groups.shipping.sides.{side}.stream",
                                             f"stream {group.sides[side].stream} is not in streams.yaml"))
@@ -561,10 +561,12 @@ def shadow_diff(where: Path) -> Result:
     if backends_seen(route) != {"monolith"}:
         problems.append(Problem("routes.yaml: routes.products.backends", "while shadowing, users still get the monolith's answer"))
 
+    shadow = route.shadow
+
     def diff(kind: str) -> list[str]:
         a, b = ((where / "samples" / f"{kind}-{side}.json").read_bytes() for side in ("monolith", "catalog"))
-        return compare(Response(200, {}, a), Response(200, {}, b), ignore=route.shadow.ignore,
-                       unordered=route.shadow.unordered)
+        return compare(Response(200, {}, a), Response(200, {}, b), ignore=shadow.ignore,
+                       unordered=shadow.unordered)
 
     if same := diff("same"):
         problems.append(Problem("routes.yaml: routes.products.shadow", f"the same products differ at {', '.join(same)}: "
