@@ -63,7 +63,7 @@ def check(name: Name, streams: StreamsOpt = None, routes: RoutesOpt = None,
     result = b.check(_env(streams, routes))
     if result.passed:
         breakits.forget(name)
-    show_result(result, ok=f"{name} is fixed", json_out=json_out)
+    show_result(result, ok=f"{name} is fixed", json_out=json_out, hint=f"strangler break hint {name}")
 
 
 @app.command()

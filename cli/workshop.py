@@ -43,7 +43,7 @@ def engine_errors(fn: F) -> F:
     return guarded(wrapper)  # type: ignore[return-value]
 
 
-def show_result(result: Result, *, ok: str, json_out: bool) -> None:
+def show_result(result: Result, *, ok: str, json_out: bool, hint: str) -> None:
     """Print a check's outcome; exit 3 when it is not met."""
     if json_out:
         print_json(result.to_json())
@@ -55,7 +55,7 @@ def show_result(result: Result, *, ok: str, json_out: bool) -> None:
         if result.passed:
             out.print(f"✓ {ok}", highlight=False)
     if not result.passed:
-        raise CheckNotMet(f"{len(result.problems)} problem(s) left; `strangler workshop hint` helps")
+        raise CheckNotMet(f"{len(result.problems)} problem(s) left; `{hint}` helps")
 
 
 @app.command("list")
@@ -106,7 +106,8 @@ def check(which: Which, json_out: JsonOpt = False) -> None:
     import time
 
     workspace.mark(ex, checked=time.time(), passed=result.passed)
-    show_result(result, ok=f"exercise {ex.number} passed: {ex.title}", json_out=json_out)
+    show_result(result, ok=f"exercise {ex.number} passed: {ex.title}", json_out=json_out,
+                hint=f"strangler workshop hint {ex.number}")
 
 
 @app.command()
