@@ -85,8 +85,7 @@ def start(ex: Exercise, *, fresh: bool = False) -> Path:
 def reset(ex: Exercise) -> Path:
     """Back to the exercise's start: files, databases, and the stream state kept beside them."""
     where = folder(ex)
-    if where.exists():
-        shutil.rmtree(where)
+    _remove(where)
     where.mkdir(parents=True)
     place(ex, ex.start_dir)
     build_databases(ex)
@@ -97,9 +96,19 @@ def reset(ex: Exercise) -> Path:
 def reset_all() -> Path:
     """Remove the whole workshop workspace (every exercise, progress, break-it records)."""
     base = root()
-    if base.exists():
-        shutil.rmtree(base)
+    _remove(base)
     return base
+
+
+def _remove(where: Path) -> None:
+    if not where.exists():
+        return
+    try:
+        shutil.rmtree(where)
+    except OSError as exc:
+        raise WorkshopError(f"cannot remove {where} ({exc.strerror}: {exc.filename}): a process of the exercise "
+                            "still writes there (a `strangler cdc run` of its streams?); stop it (Ctrl-C), "
+                            "then reset again") from exc
 
 
 def require(ex: Exercise) -> Path:
