@@ -8,6 +8,9 @@ says where (file and key, table, route) and what to change.
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
+import json
 import os
 import sqlite3
 import threading
@@ -186,7 +189,67 @@ def router_in_front(where: Path) -> Result:
             problems.append(Problem(f"routes.yaml: routes.{route.name}",
                                     f"{method} {path} reaches {', '.join(others)} for some users "
                                     f"(weights {route.weights}); put 100 on monolith"))
-    return Result(tuple(problems), (f"{len(GOLDEN)} golden requests matched and balanced",))
+    if not problems:
+        problems += asyncio.run(_ask_live_router(where / "routes.yaml"))
+    return Result(tuple(problems), (f"{len(GOLDEN)} golden requests matched and balanced, then sent through "
+                                    "a live router (the learner's routes.yaml) to stand-in upstreams",))
+
+
+async def _stand_in(name: str) -> tuple[asyncio.Server, int]:
+    """A loopback upstream answering every request with {"upstream": name, "path": ...}."""
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while head := await reader.readuntil(b"\r\n\r\n"):
+                lines = head.decode("latin-1").split("\r\n")
+                length = next((int(v) for k, _, v in (ln.partition(":") for ln in lines[1:])
+                               if k.strip().lower() == "content-length"), 0)
+                if length:
+                    await reader.readexactly(length)
+                body = json.dumps({"upstream": name, "path": lines[0].split(" ")[1]}).encode()
+                writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
+                             b"content-length: %d\r\n\r\n%s" % (len(body), body))
+                await writer.drain()
+        except (asyncio.IncompleteReadError, asyncio.CancelledError, ConnectionError):
+            pass  # the router closed its pooled connection, or the check is over
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    return server, server.sockets[0].getsockname()[1]
+
+
+async def _ask_live_router(path: Path) -> list[Problem]:
+    """Serve the learner's routes.yaml with the real router in front of stand-ins for the
+    monolith and the catalog, and send it the golden requests as five users would."""
+    import httpx
+
+    from router.config import parse_config
+    from router.proxy import Router
+
+    servers = {name: await _stand_in(name) for name in ("monolith", "catalog")}
+    text = path.read_text().replace("127.0.0.1:8000", f"127.0.0.1:{servers['monolith'][1]}")
+    text = text.replace("127.0.0.1:8001", f"127.0.0.1:{servers['catalog'][1]}")
+    config = dataclasses.replace(parse_config(text, source=str(path), base_dir=path.parent), access_log=False)
+    router = Router(config=config)
+    problems: list[Problem] = []
+    await router.startup()
+    try:
+        transport = httpx.ASGITransport(app=router)
+        async with httpx.AsyncClient(transport=transport, base_url="http://shop") as client:
+            for method, url in GOLDEN:
+                for user in range(5):
+                    r = await client.request(method, url, headers={"cookie": f"sessionid=user-{user}"})
+                    got = r.json().get("upstream") if r.headers.get("content-type") == "application/json" else None
+                    if r.status_code != 200 or got != "monolith":
+                        problems.append(Problem(f"live router: {method} {url}", f"user-{user} got {r.status_code} "
+                                                f"from {got or 'the router itself'}: {r.text[:120]}"))
+                        break
+    finally:
+        await router.shutdown()
+        for server, _ in servers.values():
+            server.close()
+    return problems
 
 
 # ---- 3 a CDC mapping --------------------------------------------------------------------

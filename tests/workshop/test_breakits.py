@@ -101,12 +101,11 @@ def test_cookie_mixup_breaks_the_live_routes_file_and_undo_restores_it(tmp_path:
 
 
 def test_failing_service_through_the_catalog_fault_switch(tmp_path: Path) -> None:
-    from starlette.testclient import TestClient
-
     from extracted.catalog import Settings, create_app
+    from tests.extracted.catalog.asgi import asgi_client
 
     app = create_app(Settings(database_url=f"sqlite:///{tmp_path / 'c.sqlite3'}", admin_token="tok"))
-    with TestClient(app) as client:
+    with asgi_client(app) as client:
         env = breakits.Env(catalog_url="http://testserver", admin_token="tok", http=lambda: _borrowed(client))
         cycle("failing-service", env, says="fails 50%")
 

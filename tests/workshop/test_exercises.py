@@ -88,3 +88,18 @@ def test_progress_hints_and_wrong_input() -> None:
     assert "hint 1/" in first.output and "hint 2/" in second.output
     listed = run("workshop", "list", "--json")
     assert '"hints_seen": 2' in listed.output
+
+
+def test_router_exercise_asks_a_live_router_which_upstream_answers() -> None:
+    """The real router serves the learner's file in front of stand-ins: a monolith upstream
+    pointing at the catalog's address is caught by what answers, not by reading the file."""
+    import asyncio
+
+    ex = exercises.get(2)
+    where = workspace.start(ex)
+    workspace.place(ex, ex.solution_dir)
+    assert asyncio.run(checks._ask_live_router(where / "routes.yaml")) == []
+    routes = where / "routes.yaml"
+    routes.write_text(routes.read_text().replace("127.0.0.1:8000", "127.0.0.1:8001"))
+    found = asyncio.run(checks._ask_live_router(routes))
+    assert found and "from catalog" in found[0].what
