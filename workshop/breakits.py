@@ -129,12 +129,19 @@ def stale_inject(env: Env) -> dict[str, Any]:
 
 
 def stale_check(env: Env) -> Result:
+    """What the read gate of `shift` and `canary` says about raising a weight toward the
+    catalog (its copy's feeding streams, from ownership.yaml), or the stream's own lag
+    check where no ownership is declared."""
+    from cli.readgate import feeding_streams, problems
     from cli.streamcheck import lag_problem
 
-    problem = lag_problem(env.stream, env.max_lag)
-    if problem:
-        return Result((Problem(f"stream {env.stream}", problem + "; the read gate refuses raising a weight "
-                               "toward the catalog until it is current"),))
+    if feeding_streams("catalog", str(env.streams)):
+        found = problems("catalog", streams=str(env.streams), max_lag=env.max_lag)
+    else:
+        found = [p for p in [lag_problem(env.stream, env.max_lag)] if p]
+    if found:
+        return Result((Problem(f"stream {env.stream}", "; ".join(found) + "; the read gate refuses raising a "
+                               "weight toward the catalog until it is current"),))
     return Result((), (f"stream {env.stream} is current (lag within {env.max_lag:g} s): the read gate lets a raise through",))
 
 
