@@ -417,6 +417,14 @@ def _refuses_insert(path: str, table: str) -> bool:
         conn.close()
 
 
+def _count(path: str, table: str) -> int:
+    conn = sqlite3.connect(path)
+    try:
+        return int(conn.execute(f'SELECT count(*) FROM "{table}"').fetchone()[0])
+    finally:
+        conn.close()
+
+
 def move_ownership(where: Path) -> Result:
     from cdc import ids
     from cdc.guard import guard_state
@@ -440,8 +448,7 @@ def move_ownership(where: Path) -> Result:
         problems.append(Problem("monolith.sqlite3: catalog_product", "accepts an application insert: the "
                                 "monolith's database must refuse writes to tables it no longer owns (guards)"))
     cat_db = cat_url.split("///", 1)[1]
-    counts = [sqlite3.connect(db).execute(f"SELECT count(*) FROM {t}").fetchone()[0]
-              for db, t in ((mono_db, "catalog_product"), (cat_db, "products"))]
+    counts = [_count(db, t) for db, t in ((mono_db, "catalog_product"), (cat_db, "products"))]
     if counts[1] < counts[0]:
         problems.append(Problem("catalog.sqlite3: products", f"holds {counts[1]} of the monolith's {counts[0]} "
                                 "products: the forward stream must have copied them before the flip"))
