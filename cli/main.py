@@ -5,6 +5,7 @@ Exit codes: 0 ok, 1 failed, 2 usage, 3 a gate or check not met.
 
 import typer
 
+from cli.breakit import app as break_app
 from cli.canary import app as canary_app
 from cli.cdc import cdc_app, verify
 from cli.demo import demo
@@ -17,6 +18,8 @@ from cli.shift import app as shift_app
 from cli.status import app as status_app
 from cli.traffic import traffic
 from cli.up import app as stack_app
+from cli.workshop import app as workshop_app
+from cli.workshop import reset_app
 
 app = typer.Typer(
     name="strangler",
@@ -40,6 +43,9 @@ app.command("verify")(verify)
 app.add_typer(ids_app, name="ids")  # ids show|reserve
 app.command()(traffic)
 app.command()(demo)
+app.add_typer(workshop_app, name="workshop")  # workshop list|start|check|hint|solution|reset
+app.add_typer(break_app, name="break")  # break list|NAME|check|hint|undo
+app.add_typer(reset_app)  # reset (the whole workshop workspace)
 
 
 @app.callback()

@@ -5,7 +5,8 @@
 | `CATALOG_DATABASE_URL`       | SQLAlchemy URL of the service's own database        | SQLite file `.strangler/catalog.sqlite3` |
 | `STRANGLER_IDENTITY_SECRET`  | HMAC key shared with the router (identity header)   | unset: every staff write is 401 |
 | `CATALOG_FAIL_RATE`          | share of `/api/` requests answered 500 on purpose   | `0` |
-| `CATALOG_ADMIN_TOKEN`        | bearer token for `/_catalog/` admin endpoints (falls back to `STRANGLER_ADMIN_TOKEN`) | unset: admin endpoints 403 |
+| `CATALOG_ADMIN_TOKEN`        | bearer token for `/_catalog/` admin endpoints (falls back to `STRANGLER_ADMIN_TOKEN`) | unset: the token file below |
+| `CATALOG_ADMIN_TOKEN_FILE`   | a file holding that token, read at each admin request | `.strangler/admin-token` (the one `strangler up` writes); neither: admin endpoints 403 |
 | `CATALOG_MIGRATE_ON_START`   | apply Alembic migrations when the app starts        | `1` |
 | `CATALOG_PAGE_SIZE`          | products per page (must equal the monolith's)       | `20` |
 | `CATALOG_LOG_LEVEL`          | logging level                                       | `INFO` |
@@ -35,6 +36,9 @@ class Settings:
     identity_secret: str | None = None
     fail_rate: float = 0.0
     admin_token: str | None = None
+    # The stack's admin token as `strangler up` stores it: read when a request needs it, so the
+    # fault drill works under `up` without passing the secret in the environment.
+    admin_token_file: Path = STATE_DIR / "admin-token"
     migrate_on_start: bool = True
     page_size: int = 20
     log_level: str = "INFO"
@@ -59,6 +63,12 @@ class Settings:
                 f"CATALOG_LOG_LEVEL={self.log_level!r} is not one of {', '.join(LOG_LEVELS)}"
             )
 
+    def admin_token_from_file(self) -> str | None:
+        try:
+            return self.admin_token_file.read_text().strip() or None
+        except OSError:
+            return None
+
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
         """Settings from environment variables (see the module docstring), then overrides."""
@@ -70,6 +80,8 @@ class Settings:
         values["admin_token"] = (
             env.get("CATALOG_ADMIN_TOKEN") or env.get("STRANGLER_ADMIN_TOKEN") or None
         )
+        if token_file := env.get("CATALOG_ADMIN_TOKEN_FILE"):
+            values["admin_token_file"] = Path(token_file)
         values["fail_rate"] = _number(env, "CATALOG_FAIL_RATE", "0", float)
         values["page_size"] = _number(env, "CATALOG_PAGE_SIZE", "20", int)
         values["migrate_on_start"] = _flag(env, "CATALOG_MIGRATE_ON_START", True)

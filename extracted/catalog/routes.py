@@ -271,10 +271,12 @@ async def fail_rate_get(request: Request) -> Response:
 
 async def fail_rate_set(request: Request) -> Response:
     """`PUT /_catalog/fail-rate {"rate": 0..1}` with `Authorization: Bearer <admin token>`."""
-    token = _settings(request).admin_token
+    settings = _settings(request)
+    token = settings.admin_token or settings.admin_token_from_file()
     given = request.headers.get("authorization", "")
     if not token:
-        return JSONResponse({"detail": "Admin API disabled: set CATALOG_ADMIN_TOKEN."}, status_code=403)
+        return JSONResponse({"detail": "Admin API disabled: set CATALOG_ADMIN_TOKEN, or start the stack "
+                             f"(`strangler up` writes {settings.admin_token_file})."}, status_code=403)
     if not given.startswith("Bearer "):
         return JSONResponse({"detail": "Authentication credentials were not provided."}, status_code=401)
     if not _same(given.removeprefix("Bearer "), token):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine
@@ -98,3 +99,19 @@ def test_a_half_fail_rate_fails_some_and_serves_the_rest(catalog_url: str, catal
         statuses = [client.get("/api/categories/").status_code for _ in range(200)]
     assert set(statuses) == {200, 500}
     assert 40 < statuses.count(500) < 160
+
+
+def test_fail_rate_takes_the_stack_admin_token_file_read_at_each_request(
+        catalog_url: str, catalog_engine: Engine, tmp_path: Path) -> None:
+    """Under `strangler up` no token is in the catalog's environment: it reads the file `up`
+    writes, when the request comes (the file may appear after the service started)."""
+    token_file = tmp_path / "admin-token"
+    app = create_app(settings_for(catalog_url, admin_token=None, admin_token_file=token_file), engine=catalog_engine)
+    with asgi_client(app) as client:
+        refused = client.put("/_catalog/fail-rate", json={"rate": 1}, headers={"Authorization": "Bearer stack"})
+        assert refused.status_code == 403 and str(token_file) in refused.json()["detail"]
+        token_file.write_text("stack\n")
+        assert client.put("/_catalog/fail-rate", json={"rate": 0.5},
+                          headers={"Authorization": "Bearer stack"}).json() == {"fail_rate": 0.5}
+        assert client.put("/_catalog/fail-rate", json={"rate": 1},
+                          headers={"Authorization": "Bearer other"}).status_code == 403
