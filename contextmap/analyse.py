@@ -281,12 +281,17 @@ def tangles(doc: dict[str, Any], g: Grouping, root: Path) -> list[dict[str, Any]
     ours = {label for label, a in g.apps.items() if a["project"]}
     for fk in doc["foreign_keys"]:
         a, b = g.ctx(fk["from_app"]), g.ctx(fk["to_app"])
-        if a != b and (fk["from_app"] in ours):
+        if fk["kind"] == "generic_foreign_key" and fk["from_app"] in ours:
+            add("generic-foreign-key", fk["where"], f"{fk['field']} ({fk['via']}) may point at any "
+                f"model's rows, of any context, with no constraint", contexts=[a])
+        elif a != b and (fk["from_app"] in ours):
             add("cross-context-foreign-key", fk["where"],
                 f"{fk['field']} ({fk['kind']}): {fk['from_table']} → {fk['to_table']} joins {a} to {b}",
                 contexts=[a, b])
     for c in doc["import_cycles"]:
         a, b = c["apps"]
+        if g.ctx(a) == g.ctx(b):
+            continue  # one context: its own business
         how = "hidden by a local import" if c["hidden_by_local_import"] else "at load time"
         add("import-cycle", c["where"], f"{a} and {b} import each other ({how})", contexts=[g.ctx(a), g.ctx(b)])
     for m in doc["shared_modules"]:
@@ -319,7 +324,8 @@ def tangles(doc: dict[str, Any], g: Grouping, root: Path) -> list[dict[str, Any]
             f"contexts ({', '.join(sorted(j['tables']))})", contexts=j["contexts"])
     # the strongest findings claim a catalogue id first
     order = ["cross-context-transaction", "foreign-write", "signal-send", "cross-context-signal",
-             "cross-context-query", "import-cycle", "cross-context-foreign-key", "foreign-read",
+             "cross-context-query", "import-cycle", "cross-context-foreign-key", "generic-foreign-key",
+             "foreign-read",
              "shared-module"]
     ranked = sorted(out, key=lambda t: order.index(t["kind"]) if t["kind"] in order else 99)
     _name_ids(ranked, catalogue(root, doc["project"]))
@@ -332,7 +338,7 @@ def build(static: dict[str, Any], observed: list[dict[str, Any]],
     ours = {a["label"] for a in static["apps"] if a["project"]}
     fks = [fk for fk in static["foreign_keys"] if fk["from_app"] in ours or fk["to_app"] in ours]
     for fk in fks:
-        fk["cross_context"] = g.ctx(fk["from_app"]) != g.ctx(fk["to_app"])
+        fk["cross_context"] = fk["to_app"] is None or g.ctx(fk["from_app"]) != g.ctx(fk["to_app"])
     doc: dict[str, Any] = {"project": static["project"], "contexts": g.contexts()}
     doc.update(analyse_imports(static, g))
     doc["foreign_keys"] = fks

@@ -115,17 +115,19 @@ def foreign_keys() -> list[dict[str, Any]]:
             if f.auto_created and not f.concrete:
                 continue  # reverse side
             kind = None
+            if f.__class__.__name__ == "GenericForeignKey":
+                ct = meta.get_field(f.ct_field)
+                # any model's rows: no one table, no constraint, still a link to every context
+                out.append({"from_table": meta.db_table, "to_table": None,
+                            "from_app": meta.app_label, "to_app": None,
+                            "field": f"{meta.label}.{f.name}", "kind": "generic_foreign_key",
+                            "via": f"{meta.db_table}.{ct.column} → {ct.related_model._meta.db_table}",
+                            "where": _field_where(model, f.name, root)})
+                continue
             if f.many_to_one or f.one_to_one:
                 kind = "one_to_one" if f.one_to_one else "foreign_key"
             elif f.many_to_many and f.concrete:
                 kind = "many_to_many"
-            elif f.__class__.__name__ == "GenericForeignKey":
-                ct = meta.get_field(f.ct_field)
-                out.append({"from_table": meta.db_table, "to_table": ct.related_model._meta.db_table,
-                            "from_app": meta.app_label, "to_app": ct.related_model._meta.app_label,
-                            "field": f"{meta.label}.{f.name}", "kind": "generic_foreign_key",
-                            "where": _field_where(model, f.name, root)})
-                continue
             if kind is None or f.related_model is None or isinstance(f.related_model, str):
                 continue
             to = f.related_model._meta
