@@ -252,7 +252,8 @@ def _name_ids(tangles: list[dict[str, Any]], rows: list[tuple[str, str, int]]) -
 
     Each id goes to one finding, the strongest kind first. Within two lines for any kind; a
     statement found at run time executes a few lines below the query text a catalogue cites,
-    so queries and reads may claim an id up to 15 lines above them.
+    so queries and reads may claim an id up to 15 lines above them. A finding naming a whole
+    file (a shared module) takes the first row of that file nothing else claimed.
     """
     claimed: set[str] = set()
     for near, kinds in ((2, None), (15, {"cross-context-query", "foreign-read"})):
@@ -270,6 +271,12 @@ def _name_ids(tangles: list[dict[str, Any]], rows: list[tuple[str, str, int]]) -
             if best is not None:
                 t["id"] = best[1]
                 claimed.add(best[1])
+    for t in tangles:  # a finding about a whole file (a shared module) takes a row left in it
+        if t["id"] is None and t["where"] and ":" not in t["where"]:
+            left = [r[0] for r in rows if r[1] == t["where"] and r[0] not in claimed]
+            if left:
+                t["id"] = left[0]
+                claimed.add(left[0])
 
 
 def tangles(doc: dict[str, Any], g: Grouping, root: Path) -> list[dict[str, Any]]:

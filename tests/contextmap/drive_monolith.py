@@ -37,6 +37,7 @@ def main(observe: str) -> None:
         assert response.status_code in (codes or (200, 201)), (response.status_code, response.content[:300])
         return response
 
+    ok(anon.get("/"))
     ok(anon.get("/api/products/"))
     ok(anon.get(f"/api/products/{product.id}/"))
     ok(anon.get(f"/products/{product.id}/"))
