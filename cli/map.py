@@ -13,9 +13,9 @@ import typer
 from rich.table import Table
 
 import contextmap
-from contextmap import render
 from cli.errors import CLIError
 from cli.output import err, guarded, out, print_json
+from contextmap import render
 
 app = typer.Typer()
 KIND_ORDER = ("cross-context-transaction", "shared-write", "foreign-write", "signal-send",

@@ -204,9 +204,10 @@ def analyse_runtime(records: Iterable[dict[str, Any]], g: Grouping) -> dict[str,
 def coupling(doc: dict[str, Any], g: Grouping) -> list[dict[str, Any]]:
     score: dict[tuple[str, str], Counter[str]] = defaultdict(Counter)
 
-    def add(a: str | None, b: str | None, kind: str, n: float = 1) -> None:
+    def add(a: str | None, b: str | None, kind: str, n: int = 1) -> None:
         if a and b and a != b:
-            score[tuple(sorted((a, b)))][kind] += n  # type: ignore[index]
+            pair = (a, b) if a < b else (b, a)
+            score[pair][kind] += n
 
     for e in doc["imports"]:
         add(g.ctx(e["from"]), g.ctx(e["to"]), "imports", e["count"])

@@ -85,9 +85,9 @@ def imports_of(app: App, root: Path) -> list[ImportSite]:
 def resolve_app(module: str, apps: list[App]) -> str | None:
     best: App | None = None
     for app in apps:
-        if module == app.name or module.startswith(app.name + "."):
-            if best is None or len(app.name) > len(best.name):
-                best = app
+        inside = module == app.name or module.startswith(app.name + ".")
+        if inside and (best is None or len(app.name) > len(best.name)):
+            best = app
     return best.label if best else None
 
 

@@ -36,6 +36,7 @@ PACKAGES: tuple[Package, ...] = (
             "deploy/prometheus rules: promtool check/test rules, and a real Prometheus scraping the stack"),
     Package("chromium", ("chromium",), "the dashboard's browser test (tests/router/test_ui_browser.py)"),
     Package("chromium-driver", ("chromedriver",), "Selenium drives chromium with it (the same test)"),
+    Package("graphviz", ("dot",), "strangler map --svg draws the context map (tests/contextmap)"),
 )
 
 

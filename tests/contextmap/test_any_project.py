@@ -16,8 +16,8 @@ import contextmap
 from tests.contextmap.conftest import FIXTURES
 
 
-@pytest.fixture(scope="module")
-def lib_map() -> dict[str, Any]:
+@pytest.fixture
+def lib_map(cached_probe: None) -> dict[str, Any]:
     return contextmap.build_map("minilib.settings", exercise=True, cwd=FIXTURES)
 
 
@@ -50,7 +50,7 @@ def test_run_time_writes_transactions_and_signals(lib_map: dict[str, Any]) -> No
     assert lib_map["coupling"][0]["a"] == "books"
 
 
-def test_declared_contexts_group_apps(tmp_path: Path) -> None:
+def test_declared_contexts_group_apps(tmp_path: Path, cached_probe: None) -> None:
     declared = tmp_path / "contexts.yaml"
     declared.write_text("contexts:\n  lending: [loans, members]\n")
     grouped = contextmap.build_map("minilib.settings", contexts=declared, cwd=FIXTURES)
@@ -77,7 +77,7 @@ def test_a_project_without_apps() -> None:
     ("not json\n", r":1: not JSON"),
     (json.dumps({"endpoint": "GET /"}) + "\n", r":1: not a contextmap request record"),
 ])
-def test_an_observe_file_that_is_not_one(tmp_path: Path, content: str | None, message: str) -> None:
+def test_an_observe_file_that_is_not_one(tmp_path: Path, cached_probe: None, content: str | None, message: str) -> None:
     path = tmp_path / "observe.jsonl"
     if content is not None:
         path.write_text(content)
