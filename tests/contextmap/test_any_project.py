@@ -32,7 +32,7 @@ def test_foreign_keys_many_to_many_and_generic(lib_map: dict[str, Any]) -> None:
 
 def test_imports_absolute_relative_and_local(lib_map: dict[str, Any]) -> None:
     edges = {(e["from"], e["to"]): e for e in lib_map["imports"]}
-    assert edges[("loans", "books")]["where"] == "minilib/loans/views.py:4"  # from ..books.models
+    assert edges[("loans", "books")]["where"] == "minilib/loans/views.py:5"  # from ..books.models
     assert edges[("books", "loans")]["local"] == 1
     assert ("loans", "loans") not in edges  # from . import signals stays inside
     assert [m["module"] for m in lib_map["shared_modules"]] == ["minilib.common"]
@@ -40,13 +40,13 @@ def test_imports_absolute_relative_and_local(lib_map: dict[str, Any]) -> None:
 
 def test_run_time_writes_transactions_and_signals(lib_map: dict[str, Any]) -> None:
     [tx] = lib_map["cross_context_transactions"]
-    assert (tx["where"], tx["contexts"]) == ("minilib/loans/views.py:12", ["books", "loans", "members"])
+    assert (tx["where"], tx["contexts"]) == ("minilib/loans/views.py:13", ["books", "loans", "members"])
     assert {(w["table"], w["writer"]) for w in lib_map["foreign_writes"]} == \
         {("books_book", "loans"), ("members_member", "loans")}
     assert [s["writers"] for s in lib_map["shared_writes"]] == [["loans", "members"]]
     [sig] = [s for s in lib_map["signals"] if s["cross_context"]]
     assert (sig["from_context"], sig["to_context"], sig["sent_at"]) == \
-        ("loans", "members", ["minilib/loans/views.py:17"])
+        ("loans", "members", ["minilib/loans/views.py:20"])
     assert lib_map["coupling"][0]["a"] == "books"
 
 
