@@ -54,7 +54,8 @@ class Grouping:
         for c in out.values():
             c["apps"].sort()
             c["tables"].sort()
-        return dict(sorted(out.items()))
+        # a library with no tables (rest_framework, staticfiles) is no context of anything
+        return {n: c for n, c in sorted(out.items()) if c["tables"] or not c["external"]}
 
 
 def _project_apps(static: dict[str, Any]) -> list[App]:
