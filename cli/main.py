@@ -12,6 +12,7 @@ from cli.demo import demo
 from cli.doctor import app as doctor_app
 from cli.ids import app as ids_app
 from cli.ledger import app as ledger_app
+from cli.map import app as map_app
 from cli.own import app as own_app
 from cli.routes import app as routes_app
 from cli.shift import app as shift_app
@@ -37,6 +38,7 @@ app.add_typer(routes_app, name="routes")  # routes show|validate|diff
 app.add_typer(shift_app)  # shift
 app.add_typer(canary_app)  # canary
 app.add_typer(status_app)  # status
+app.add_typer(map_app)  # map
 app.add_typer(own_app)  # own
 app.add_typer(cdc_app, name="cdc")
 app.command("verify")(verify)

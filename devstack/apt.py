@@ -38,6 +38,7 @@ PACKAGES: tuple[Package, ...] = (
     Package("chromium-driver", ("chromedriver",), "Selenium drives chromium with it (the same test)"),
     Package("redis-server", ("redis-server",), "router replicas sharing rate limits "
             "(rate_limit_store; tests/router/test_ratelimit_replicas.py)"),
+    Package("graphviz", ("dot",), "strangler map --svg draws the context map (tests/contextmap)"),
 )
 
 
