@@ -53,7 +53,7 @@ class Grouping:
             c["external"] = c["external"] and not app["project"]
         for c in out.values():
             c["apps"].sort()
-            c["tables"].sort()
+            c["tables"] = sorted(set(c["tables"]))  # a proxy model shares its concrete model's table
         # a library with no tables (rest_framework, staticfiles) is no context of anything
         return {n: c for n, c in sorted(out.items()) if c["tables"] or not c["external"]}
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
-import os
 import sqlite3
 import threading
 import tomllib
@@ -70,28 +69,11 @@ MapSource = Callable[[], dict[str, Any]]
 
 
 def map_document() -> dict[str, Any]:
-    """`strangler map`'s document for the shop (contextmap.build_map); without that package,
-    the contexts Django's app registry gives (one per app of monolith/, with its tables)."""
-    try:
-        import contextmap  # type: ignore[import-not-found]
-    except ImportError:
-        return _django_contexts()
-    doc: dict[str, Any] = contextmap.build_map("monolith.settings")
+    """`strangler map`'s document for the shop (contextmap.build_map, from the repository root)."""
+    import contextmap
+
+    doc: dict[str, Any] = contextmap.build_map("monolith.settings", cwd=Path(__file__).resolve().parents[1])
     return doc
-
-
-def _django_contexts() -> dict[str, Any]:
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "monolith.settings")
-    import django
-    from django.apps import apps
-
-    django.setup()
-    contexts = {}
-    for cfg in apps.get_app_configs():
-        if cfg.name.startswith("monolith.") and list(cfg.get_models()):
-            contexts[cfg.label] = {"apps": [cfg.label],
-                                   "tables": sorted(m._meta.db_table for m in cfg.get_models())}
-    return {"project": "monolith", "contexts": contexts}
 
 
 def map_contexts(where: Path, *, source: MapSource | None = None) -> Result:
@@ -103,8 +85,11 @@ def map_contexts(where: Path, *, source: MapSource | None = None) -> Result:
     if not isinstance(declared, dict) or not declared:
         return Result((Problem("contexts.yaml: contexts", "give a mapping of context name -> {apps: [...]}"),))
     found = (source or map_document)()
-    mapped = {name: {_short(a) for a in body.get("apps", [])} for name, body in found["contexts"].items()}
-    map_tables = {name: set(body.get("tables", [])) for name, body in found["contexts"].items()}
+    # the shop's own contexts: not Django's or a library's apps, nor an app without tables
+    own = {name: body for name, body in found["contexts"].items()
+           if not body.get("external") and body.get("tables")}
+    mapped = {name: {_short(a) for a in body.get("apps", [])} for name, body in own.items()}
+    map_tables = {name: set(body.get("tables", [])) for name, body in own.items()}
     app_home = {a: name for name, apps in mapped.items() for a in apps}
     seen: dict[str, str] = {}
     for name, body in declared.items():
