@@ -17,6 +17,7 @@ from cli.shift import app as shift_app
 from cli.status import app as status_app
 from cli.traffic import traffic
 from cli.up import app as stack_app
+from cli.walkthrough import walkthrough
 
 app = typer.Typer(
     name="strangler",
@@ -39,7 +40,8 @@ app.add_typer(cdc_app, name="cdc")
 app.command("verify")(verify)
 app.add_typer(ids_app, name="ids")  # ids show|reserve
 app.command()(traffic)
-app.command()(demo)
+app.command()(demo)  # an alias of walkthrough --auto
+app.command()(walkthrough)
 
 
 @app.callback()

@@ -1,9 +1,8 @@
-"""The pieces of `strangler demo`: its workspace and routes, traffic, the split sampler,
-shadowing, CDC catch-up and the parity check. `cli.demo` runs them in order.
+"""Pieces the walkthrough's steps share: its routes, traffic, the split sampler, shadowing.
 
-Everything lives in `.strangler/demo/` (wiped at each run): the two SQLite databases, the
-routes file the demo's router serves (free loopback ports, so a running `strangler up`
-is not disturbed), its ledger, logs and pid files.
+Everything lives in `.strangler/walkthrough/` (wiped at each run): the two SQLite
+databases, the routes file its router serves (free loopback ports, so a running
+`strangler up` is not disturbed), its ledger, logs and pid files.
 """
 
 from __future__ import annotations
@@ -24,7 +23,10 @@ import yaml
 from cli.errors import CLIError
 from cli.routerapi import RouterAPI, snapshots
 
-PRODUCTS = "products"  # the demo's canary route: product reads (writes follow ownership)
+PRODUCTS = "products"  # the canary route: product reads (writes follow ownership)
+DRILL = "products-drill"  # step 6's fault drill: product reads the walkthrough's probe marks
+DRILL_HEADER = "x-strangler-drill"
+OVERRIDE_HEADER = "x-strangler-canary"  # `always`: the candidate serves (step 5's traced request)
 COHORT_HEADER = "x-strangler-user"
 
 
@@ -34,7 +36,7 @@ SHADOW_IGNORE = ("next", "previous", "results[*].updated_at", "updated_at")
 
 
 def demo_routes(*, monolith_url: str, catalog_url: str, shadow_percent: float = 0.0,
-                ignore: tuple[str, ...] = SHADOW_IGNORE) -> dict[str, Any]:
+                ignore: tuple[str, ...] = SHADOW_IGNORE, drill_url: str | None = None) -> dict[str, Any]:
     """The demo's routing table: product reads move by weight; product writes go to whichever
     side ownership.yaml names (`writes:`), held during the flip; all else to the monolith."""
     products: dict[str, Any] = {
@@ -47,18 +49,25 @@ def demo_routes(*, monolith_url: str, catalog_url: str, shadow_percent: float = 
         "fallback": "monolith",
         "shadow": {"to": "catalog", "percent": shadow_percent, "ignore": list(ignore),
                    "queue": 1000},
+        "override": {"header": OVERRIDE_HEADER, "candidate": "catalog"},
     }
+    upstreams = {"monolith": {"url": monolith_url, "read_timeout": 30},
+                 "catalog": {"url": catalog_url, "read_timeout": 30}}
+    routes: list[dict[str, Any]] = [products, {"name": "monolith", "match": {"prefix": "/"},
+                                               "backends": {"monolith": 100}}]
+    if drill_url is not None:
+        # only requests carrying the drill header match: users never meet the failing copy
+        upstreams["catalog_drill"] = {"url": drill_url, "read_timeout": 30}
+        routes.insert(0, {"name": DRILL, "match": {"prefix": "/api/products", "methods": ["GET"],
+                                                   "header": {"name": DRILL_HEADER, "value": "1"}},
+                          "backends": {"monolith": 100, "catalog_drill": 0}, "cohort": {"cookie": "sessionid"}})
     return {
         "version": 1,
         "ledger": "ledger.jsonl",
         "ownership": "ownership.yaml",
         "identity": {"upstream": "monolith", "path": "/api/whoami/", "cookie": "sessionid"},
-        "upstreams": {
-            "monolith": {"url": monolith_url, "read_timeout": 30},
-            "catalog": {"url": catalog_url, "read_timeout": 30},
-        },
-        "routes": [products, {"name": "monolith", "match": {"prefix": "/"},
-                              "backends": {"monolith": 100}}],
+        "upstreams": upstreams,
+        "routes": routes,
     }
 
 
@@ -174,6 +183,13 @@ class SplitSampler:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
+
+    def elapsed(self) -> float:
+        return round(time.monotonic() - self._t0, 1)
+
+    def deltas_since(self, t: float) -> list[dict[str, int]]:
+        """The per-interval counts sampled after `t` (an `elapsed()` reading)."""
+        return [d for at, d in list(self.samples) if at > t]
 
     def recent_share(self, backend: str, seconds: float = 5.0) -> float | None:
         if not self.samples:
