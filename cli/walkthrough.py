@@ -19,6 +19,7 @@ from dataclasses import replace
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
 
@@ -50,7 +51,7 @@ class Screen:
                 err.print(Panel(f"[bold]Goal[/bold] {step.goal}\n\n[bold]Why[/bold] {step.why}\n\n"
                                 f"[bold]Changes[/bold] " + "; ".join(f"{k}: {v}" for k, v in step.changes.items())
                                 + f"\n[bold]Undo[/bold] {step.undo}",
-                                title=self.current, title_align="left"), highlight=False)
+                                title=self.current, title_align="left"), highlight=False, soft_wrap=False)
             self._status = err.status(f"{self.current}…")
             self._status.__enter__()
         else:
@@ -74,7 +75,9 @@ class Screen:
 def ask(screen: Screen) -> Any:
     def choose(step: Step) -> str:
         screen.close()
-        err.print(f"[bold]Act:[/bold] {step.act_auto}\n[bold]By hand:[/bold] {step.act_yourself}", highlight=False)
+        by_hand = step.act_yourself.replace(".strangler/walkthrough", str(engine.home_dir()))
+        err.print(f"[bold]Act:[/bold] {escape(step.act_auto)}\n[bold]By hand:[/bold] {escape(by_hand)}", highlight=False,
+                  markup=True)
         answer = typer.prompt("[r]un it / do it [y]ourself, then check / [q]uit", default="r", err=True)
         while answer.strip().lower()[:1] not in ("r", "y", "q"):
             answer = typer.prompt("answer r, y or q", default="r", err=True)
@@ -82,7 +85,7 @@ def ask(screen: Screen) -> Any:
         if choice == "yourself" and step.number != 2:
             home = engine.home_dir()
             err.print(f"In another terminal: `source {home / 'env.sh'}` (the walkthrough's databases and "
-                      f"router), then: {step.act_yourself}", highlight=False)
+                      f"router), then: {by_hand}", highlight=False, markup=False)
             typer.prompt("Press Enter when done (the walkthrough checks it)", default="", show_default=False,
                          err=True)
         screen._status = err.status(f"{screen.current}…")

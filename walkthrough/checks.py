@@ -55,8 +55,9 @@ def map_matches_declared(doc: Mapping[str, Any], *, contexts: Mapping[str, Any],
     if missing:
         problems.append(f"the map found no second writer of {missing} (tangles T4a/T4b say there are)")
     ok = not problems
-    detail = ("declared contexts match the map; shared writes: "
-              + ", ".join(f"{t} by {'+'.join(seen[t] or [])}" for t in shared_writes)) if ok else "; ".join(problems)
+    found_writes = ", ".join(f"{t} by {'+'.join(seen[t] or [])}" for t in shared_writes if t in seen)
+    detail = ("declared contexts match the map" + (f"; shared writes: {found_writes}" if found_writes else "")
+              if ok else "; ".join(problems))
     return _r("map_matches_declared", ok, detail, contexts=len(found), tangles=len(doc.get("tangles") or []))
 
 
