@@ -82,7 +82,7 @@ def ask(screen: Screen) -> Any:
         while answer.strip().lower()[:1] not in ("r", "y", "q"):
             answer = typer.prompt("answer r, y or q", default="r", err=True)
         choice = {"r": "auto", "y": "yourself", "q": "quit"}[answer.strip().lower()[:1]]
-        if choice == "yourself" and step.number != 2:
+        if choice == "yourself" and step.number != 2:  # step 2 is the stack itself: always the tool's
             home = engine.home_dir()
             err.print(f"In another terminal: `source {home / 'env.sh'}` (the walkthrough's databases and "
                       f"router), then: {by_hand}", highlight=False, markup=False)

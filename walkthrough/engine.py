@@ -13,6 +13,7 @@ import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,7 @@ from walkthrough.checks import Result
 from walkthrough.flow import demo_routes, traffic_totals, write_yaml
 from walkthrough.ownflow import write_ownership
 from walkthrough.spans import SpanReceiver
-from walkthrough.steps import ACTS, CHECKS, Plan, Walk
+from walkthrough.steps import ACTS, ALWAYS, CHECKS, Plan, Walk
 
 ENV_KEYS = ("STRANGLER_STATE_DIR", "MONOLITH_DATABASE_URL", "MONOLITH_SQLITE_PATH", "CATALOG_DATABASE_URL",
             "STRANGLER_OWNERSHIP")
@@ -146,18 +147,29 @@ def prepare(plan: Plan, say: Callable[[str], None]) -> Walk:
                 say=say, receiver=receiver)
     walk.facts["drill_port"] = drill_port
     # for a user who acts by hand: `source .strangler/walkthrough/env.sh` points the CLI here
-    lines = [f"export {k}={walk.env[k]}" for k in ENV_KEYS] + [f"export STRANGLER_ROUTER_URL={walk.router_url}"]
-    (home / "env.sh").write_text("\n".join(lines) + "\n")
+    lines = [f"export {k}={walk.env[k]}" for k in (*ENV_KEYS, "STRANGLER_ADMIN_TOKEN")]
+    lines.append(f"export STRANGLER_ROUTER_URL={walk.router_url}")
+    env_file = home / "env.sh"
+    env_file.touch(mode=0o600)  # it holds the admin token, as .strangler/admin-token does
+    env_file.write_text("\n".join(lines) + "\n")
     return walk
 
 
-def run_step(walk: Walk, step: Step, mode: str) -> StepReport:
-    rep = StepReport(step.number, step.title, mode=mode)
+def run_step(walk: Walk, step: Step, decide: Callable[[], str] = lambda: "auto") -> StepReport:
+    """The tool's own part (ALWAYS), then `decide()`: "auto" (the tool acts), "yourself" (the
+    user acted, only check) or "quit" (the report then has mode quit and no checks)."""
+    rep = StepReport(step.number, step.title)
     t0 = time.monotonic()
     try:
-        if mode == "auto" or step.number == 2:  # step 2 starts the stack the walkthrough watches
+        if step.number in ALWAYS:  # e.g. step 2 starts the stack the walkthrough watches
+            ALWAYS[step.number](walk, step)
+        rep.mode = mode = decide()
+        if mode == "quit":
+            rep.error = f"stopped by the user at step {step.number}"
+        elif mode == "auto" and ACTS[step.number] is not ALWAYS.get(step.number):
             ACTS[step.number](walk, step)
-        rep.checks = CHECKS[step.number](walk, step)
+        if mode != "quit":
+            rep.checks = CHECKS[step.number](walk, step)
     except CLIError as exc:
         rep.error = str(exc)
     except Exception as exc:  # a bug in a step must still end in the report, everything stopped
@@ -181,13 +193,10 @@ def run(plan: Plan, *, only: int | None = None, ask: Ask | None = None,
         for step in steps[: only or len(steps)]:
             if show:
                 show("explain", step)
-            mode = "auto"
+            decide: Callable[[], str] = partial(str, "auto")
             if ask is not None and (only is None or step.number == only):
-                mode = ask(step)
-                if mode == "quit":
-                    report.problems.append(f"stopped by the user before step {step.number}")
-                    break
-            rep = run_step(walk, step, mode)
+                decide = partial(ask, step)
+            rep = run_step(walk, step, decide)
             report.steps.append(rep)
             if show:
                 show("checked", rep)

@@ -499,11 +499,19 @@ def act_3(walk: Walk, step: Step) -> None:
     set_shadow(walk.routes, PRODUCTS, 0)
 
 
+def settled(walk: Walk, stream: str) -> dict[str, Any]:
+    """The stream's metrics once it caught up (a user who just started it gets the time it
+    needs, up to the CDC timeout), or as they are when it never does."""
+    with contextlib.suppress(StackError):
+        return wait_caught_up(walk, stream)
+    return _metrics(walk, stream)
+
+
 def check_3(walk: Walk, step: Step) -> list[Result]:
     params = next(c for c in step.checks if c.name == "contract_tests_live").params
     failures, compared = contract_live(walk.url("monolith"), walk.url("catalog"), REPO / str(params["contract"]))
     shadow = walk.facts.get("shadow") or route_entry(walk.router().status(), PRODUCTS).get("shadow") or {}
-    return [_run(step, "cdc_caught_up", checks.cdc_caught_up, _metrics(walk, "catalog")),
+    return [_run(step, "cdc_caught_up", checks.cdc_caught_up, settled(walk, "catalog")),
             checks.contract_tests_live(failures, compared),
             _run(step, "shadow_within_noise", checks.shadow_within_noise, shadow)]
 
@@ -524,8 +532,8 @@ def check_4(walk: Walk, step: Step) -> list[Result]:
         walk.say(str(exc))
         served_by = None
     ownership = yaml.safe_load((walk.home / "ownership.yaml").read_text())
-    wait_caught_up(walk, "catalog")
-    reverse = wait_caught_up(walk, "catalog_reverse")
+    settled(walk, "catalog")
+    reverse = settled(walk, "catalog_reverse")
     differing: dict[str, int | None] = {}
     for stream in next(c for c in step.checks if c.name == "parity_both_ways").params["streams"]:
         differing[stream], walk.facts[f"verify:{stream}"] = verify(walk, str(stream))
@@ -594,7 +602,8 @@ def set_fail_rate(base_url: str, token: str, rate: float) -> float:
         return float(client.get("/_catalog/fail-rate").json()["fail_rate"])
 
 
-def act_6(walk: Walk, step: Step) -> None:
+def drill_6(walk: Walk, step: Step) -> None:
+    """The tool's part of step 6, whoever runs the real canary: the drill, then the probe."""
     plan = walk.plan
     fail_rate = float(next(c for c in step.checks if c.name == "canary_rolled_back").params["fail_rate"])
     # the drill: a copy of the catalog with its fault switch on, behind a route only the
@@ -613,9 +622,27 @@ def act_6(walk: Walk, step: Step) -> None:
     # the real one: the probe's cohorts reach the gate's minimum at the first step
     walk.probes.append(Probe(walk.router_url, salt=PRODUCTS, first_weight=plan.steps[0],
                              rate=plan.probe_rate).start())
+
+
+def act_6(walk: Walk, step: Step) -> None:
     walk.facts["canary"] = _canary(walk, PRODUCTS, "catalog", walk.say)
-    walk.facts["promoted_at"] = walk.sampler.elapsed() if walk.sampler else 0.0
-    time.sleep(plan.settle)
+    time.sleep(walk.plan.settle)
+
+
+def canary_from_ledger(walk: Walk, route: str, candidate: str) -> dict[str, Any] | None:
+    """A canary run by hand (`strangler canary`): its outcome as the ledger recorded it."""
+    try:
+        lines = (walk.home / "ledger.jsonl").read_text().splitlines()
+    except OSError:
+        return None
+    for line in reversed(lines):
+        entry = json.loads(line)
+        reason = str(entry.get("reason", ""))
+        if entry.get("route") == route and reason.startswith(f"canary {route} → {candidate} complete"):
+            return {"outcome": "promoted", "why": reason}
+        if entry.get("route") == route and reason.startswith("canary rollback"):
+            return {"outcome": "rolled_back", "why": reason}
+    return None
 
 
 def check_6(walk: Walk, step: Step) -> list[Result]:
@@ -627,14 +654,17 @@ def check_6(walk: Walk, step: Step) -> list[Result]:
     while walk.sampler.elapsed() - since < float(split["seconds"]):  # a window after the promotion
         time.sleep(0.2)
     return [_run(step, "canary_rolled_back", checks.canary_rolled_back, walk.facts.get("drill"), drill_w),
-            _run(step, "canary_promoted", checks.canary_promoted, walk.facts.get("canary"),
+            _run(step, "canary_promoted", checks.canary_promoted,
+                 walk.facts.get("canary") or canary_from_ledger(walk, PRODUCTS, "catalog"),
                  weights(route_entry(status, PRODUCTS))),
             _run(step, "observed_split", checks.observed_split, walk.sampler.deltas_since(since))]
 
 
 # -- step 7: deprecate ------------------------------------------------------------------------
 
-def act_7(walk: Walk, step: Step) -> None:
+def retire_7(walk: Walk, step: Step) -> None:
+    """The tool's part of step 7: watch the window, then move the router to a monolith
+    started with its catalog writes retired and stop the old one."""
     window = float(next(c for c in step.checks if c.name == "zero_traffic_window").params["seconds"])
     assert walk.sampler is not None
     t0 = walk.sampler.elapsed()
@@ -653,13 +683,8 @@ def act_7(walk: Walk, step: Step) -> None:
 
     def point(doc: dict[str, Any]) -> None:
         doc["upstreams"]["monolith"]["url"] = new.base_url
-        for route in doc["routes"]:
-            if route["name"] == PRODUCTS:
-                route["backends"] = {"catalog": 100}
-                for key in ("fallback", "shadow", "override"):
-                    route.pop(key, None)
 
-    _edit_routes(walk, point, "the cleaned route")
+    _edit_routes(walk, point, "the retired monolith's address")
     # the reload is live; requests already forwarded to the old monolith finish before it stops
     time.sleep(1.0)
     for run in walk.sup.running():
@@ -668,6 +693,17 @@ def act_7(walk: Walk, step: Step) -> None:
             deadline = time.monotonic() + 10
             while pid_alive(run.pid) and time.monotonic() < deadline:
                 time.sleep(0.1)
+
+
+def act_7(walk: Walk, step: Step) -> None:
+    def clean(doc: dict[str, Any]) -> None:
+        for route in doc["routes"]:
+            if route["name"] == PRODUCTS:
+                route["backends"] = {"catalog": 100}
+                for key in ("fallback", "shadow", "override"):
+                    route.pop(key, None)
+
+    _edit_routes(walk, clean, "the cleaned route")
 
 
 def lint_imports(config: Path) -> tuple[int, str]:
@@ -698,5 +734,7 @@ def check_7(walk: Walk, step: Step) -> list[Result]:
 
 
 ACTS: dict[int, Callable[[Walk, Step], None]] = {1: act_1, 2: act_2, 3: act_3, 4: act_4, 5: act_5, 6: act_6, 7: act_7}
+# the parts the tool does itself even when the user acts (`yourself`), before the user's act
+ALWAYS: dict[int, Callable[[Walk, Step], None]] = {2: act_2, 5: act_5, 6: drill_6, 7: retire_7}
 CHECKS: dict[int, Callable[[Walk, Step], list[Result]]] = {
     1: check_1, 2: check_2, 3: check_3, 4: check_4, 5: check_5, 6: check_6, 7: check_7}
