@@ -135,7 +135,7 @@ def walkthrough(
     step: Annotated[int | None, typer.Option("--step", min=1, max=7,
                                              help="Stop after step N (earlier steps run by themselves).")] = None,
     reset: Annotated[bool, typer.Option("--reset", help="Stop a previous run's processes, wipe its workspace, exit.")] = False,
-    real: Annotated[bool, typer.Option("--real", help="PostgreSQL and Kafka instead of the embedded stack.")] = False,
+    real: Annotated[bool, typer.Option("--real", help="PostgreSQL and Kafka instead of the embedded stack (not wired yet: says so and exits 1).")] = False,
     quick: Annotated[bool, typer.Option("--quick", help="Short windows and canary steps (CI's form).")] = False,
     rate: Annotated[float | None, typer.Option(help="Traffic in requests per second.")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="The final report as one JSON document.")] = False,
