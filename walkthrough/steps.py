@@ -59,9 +59,9 @@ HOST = "walkthrough.local"  # one Host for both sides of a comparison: links mus
 @dataclass(frozen=True, kw_only=True)
 class Plan:
     rate: float = 20.0
-    shadow_seconds: float = 8.0
+    shadow_seconds: float = 6.0
     steps: tuple[int, ...] = (10, 50, 100)
-    interval: float = 8.0
+    interval: float = 6.0
     min_requests: int = 20
     probe_rate: float = 8.0  # the walkthrough's own cohort reads (half land on the first step)
     window: float = 8.0  # step 7's zero-traffic window
