@@ -10,6 +10,7 @@ account of the run. Everything started is stopped at the end, also on Ctrl-C.
 from __future__ import annotations
 
 import shutil
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,7 +20,8 @@ from typing import Any
 
 from cli import state
 from cli.errors import CLIError
-from cli.stack import StackSettings, build_stack, require_parts
+from cli.stack import Process, StackSettings, build_stack, require_parts
+from cli.stack import stream_process as cli_stream_process
 from cli.supervisor import Supervisor
 from devstack import free_port
 from migrations import Step, load_steps
@@ -27,7 +29,7 @@ from walkthrough.checks import Result
 from walkthrough.flow import demo_routes, traffic_totals, write_yaml
 from walkthrough.ownflow import write_ownership
 from walkthrough.spans import SpanReceiver
-from walkthrough.steps import ACTS, ALWAYS, CHECKS, Plan, Walk
+from walkthrough.steps import ACTS, ALWAYS, CHECKS, REPO, Plan, Walk
 
 ENV_KEYS = ("STRANGLER_STATE_DIR", "MONOLITH_DATABASE_URL", "MONOLITH_SQLITE_PATH", "CATALOG_DATABASE_URL",
             "STRANGLER_OWNERSHIP")
@@ -111,6 +113,14 @@ def child_env(home: Path, settings: StackSettings) -> dict[str, str]:
                 "STRANGLER_ADMIN_TOKEN": settings.admin_token,
                 "STRANGLER_OWNERSHIP": str(home / "ownership.yaml")})
     return env
+
+
+def stream_process(home: Path, settings: StackSettings, stream: str = "catalog") -> Process:
+    """A CDC stream as a process of a workspace's stack (its databases through `child_env`)."""
+    env = child_env(home, settings)
+    return Process(name=cli_stream_process(stream), role="stream", cwd=str(REPO),
+                   env={k: env[k] for k in ENV_KEYS if k in env},
+                   argv=(sys.executable, "-m", "cli.main", "cdc", "run", stream))
 
 
 def prepare(plan: Plan, say: Callable[[str], None]) -> Walk:

@@ -1,9 +1,9 @@
-"""The demo's step 4: catalog writes move to the service with `strangler own`, under traffic.
+"""Step 4 of the walkthrough: catalog writes move to the service with `strangler own`, under traffic.
 
-`cli.demo` calls these in order: `write_ownership` (the demo's own ownership.yaml, a copy of
-the repository's: the monolith owns), `enforce` once both streams run (the catalog's copy
-refuses application writes from then on), `move_writes` (the flip, as a process, exactly as
-a user would run it) and, at the end, `verify` in both directions (cli.demo.verify).
+`walkthrough.steps` calls these in order: `write_ownership` (the workspace's own
+ownership.yaml, a copy of the repository's: the monolith owns), `enforce` once both streams
+run (the catalog's copy refuses application writes from then on), `move_writes` (the flip,
+as a process, exactly as a user would run it) and `prove_write` (a staff write after it).
 """
 
 from __future__ import annotations
