@@ -14,8 +14,10 @@ check was not met; 1 on an error; 130 on Ctrl-C. The engine is `walkthrough/`.
 
 from __future__ import annotations
 
+import signal
 import sys
 from dataclasses import replace
+from types import FrameType
 from typing import Annotated, Any
 
 import typer
@@ -95,6 +97,10 @@ def ask(screen: Screen) -> Any:
     return choose
 
 
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
 def print_report(report: Report) -> None:
     out.print("\n[bold]Strangler walkthrough: the catalog leaves the monolith[/bold]")
     table = Table(box=None)
@@ -154,6 +160,9 @@ def walkthrough(
     if rate is not None:
         plan = replace(plan, rate=rate)
     screen = Screen(explain=interactive or not json_out)
+    # Ctrl-C and SIGTERM both stop everything it started, also when started with SIGINT
+    # ignored (a background job of a script)
+    previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         report = engine.run(plan, only=step, ask=ask(screen) if interactive else None, say=screen.say,
                             show=screen.show)
@@ -165,6 +174,8 @@ def walkthrough(
         raise typer.Exit(130) from None
     finally:
         screen.close()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     if json_out:
         print_json(report.to_json())
     else:

@@ -37,7 +37,8 @@ KEYS = ("step", *TEXT_KEYS, "tangles", "changes", "act", "checks")
 
 # check name → {parameter: (type, required)}; the walkthrough implements exactly these
 CHECKS: dict[str, dict[str, tuple[type | tuple[type, ...], bool]]] = {
-    "map_matches_declared": {"settings": (str, True), "contexts": (dict, True), "shared_writes": (list, False)},
+    "map_matches_declared": {"settings": (str, True), "contexts": (dict, True), "shared_writes": (list, False),
+                             "tangles": (list, False)},
     "golden_path_identical": {"paths": (list, True)},
     "latency_within_budget": {"path": (str, True), "samples": (int, True), "max_added_ms": ((int, float), True)},
     "cdc_caught_up": {"stream": (str, True), "max_lag_ms": ((int, float), True)},

@@ -9,7 +9,10 @@ account of the run. Everything started is stopped at the end, also on Ctrl-C.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
+import signal
 import sys
 import time
 from collections.abc import Callable
@@ -97,14 +100,18 @@ def reset() -> list[str]:
     """Stop whatever a previous walkthrough left running and wipe its workspace."""
     home = home_dir()
     stopped = Supervisor(run_dir=home / "run", log_dir=home / "logs").stop() if home.exists() else []
+    traffic = home / "run" / "traffic.pid"
+    with contextlib.suppress(OSError, ValueError):
+        pid = int(traffic.read_text())
+        if b"traffic" in Path(f"/proc/{pid}/cmdline").read_bytes():  # not a reused pid
+            os.killpg(pid, signal.SIGINT)
+            stopped.append("traffic")
     if home.exists():
         shutil.rmtree(home)
     return stopped
 
 
 def child_env(home: Path, settings: StackSettings) -> dict[str, str]:
-    import os
-
     env = dict(os.environ)
     env.update({"STRANGLER_STATE_DIR": str(home),
                 "MONOLITH_DATABASE_URL": f"sqlite:///{home / 'monolith.sqlite3'}",

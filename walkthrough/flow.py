@@ -91,7 +91,9 @@ def set_shadow(routes: Path, route: str, percent: float) -> None:
 class Traffic:
     """`strangler traffic` against the router, as a child process stopped with SIGINT."""
 
-    def __init__(self, *, base_url: str, rate: float, log: Path, env: dict[str, str]) -> None:
+    def __init__(self, *, base_url: str, rate: float, log: Path, env: dict[str, str],
+                 pidfile: Path | None = None) -> None:
+        self.pidfile = pidfile
         # until stopped; every seeded customer (20 in `small`) is its own sticky cohort
         self.argv = [sys.executable, "-m", "cli.main", "traffic", base_url, "--rate", f"{rate:g}",
                      "--duration", "0", "--customers", "20", "--anonymous", "4", "--json"]
@@ -104,6 +106,8 @@ class Traffic:
         with self.log.open("ab") as err_fh, self._out.open("wb") as out_fh:
             self.proc = subprocess.Popen(self.argv, stdout=out_fh, stderr=err_fh, env=self.env,
                                          stdin=subprocess.DEVNULL, start_new_session=True)
+        if self.pidfile is not None:  # so that `walkthrough --reset` finds it after a crash
+            self.pidfile.write_text(str(self.proc.pid))
         time.sleep(0.5)
         if self.proc.poll() is not None:
             raise CLIError(f"the traffic generator exited at once (code {self.proc.returncode}); "

@@ -33,9 +33,17 @@ def test_map_matches_declared_contexts_and_finds_the_shared_write() -> None:
     bad = checks.map_matches_declared(moved, contexts={"catalog": CATALOG})
     assert not bad.ok and "['catalog_product'] are not in the map's context catalog" in bad.detail
     assert "also in context orders" in bad.detail
-    blind = checks.map_matches_declared(map_doc(shared_writes=[]), contexts={"catalog": CATALOG},
-                                        shared_writes=["catalog_product"])
+    # it watched requests and still saw one writer of catalog_product: the map is wrong
+    blind = checks.map_matches_declared(map_doc(shared_writes=[], endpoints=[{"endpoint": "POST /api/orders/", "writes": ["orders_order"]}]),
+                                        contexts={"catalog": CATALOG}, shared_writes=["catalog_product"])
     assert not blind.ok and "no second writer" in blind.detail
+    # static only (nothing observed): the shared writes are not judged, and it says so
+    static = checks.map_matches_declared(map_doc(shared_writes=[]), contexts={"catalog": CATALOG},
+                                         shared_writes=["catalog_product"])
+    assert static.ok and "shared writes not checked" in static.detail
+    assert checks.map_matches_declared(map_doc(), contexts={"catalog": CATALOG}, tangles=["T4a"]).ok
+    missed = checks.map_matches_declared(map_doc(), contexts={"catalog": CATALOG}, tangles=["T4a", "T8"])
+    assert not missed.ok and "did not find tangle(s) ['T8']" in missed.detail
     assert not checks.map_matches_declared(map_doc(contexts={}), contexts={"catalog": CATALOG}).ok
 
 

@@ -34,10 +34,13 @@ def test_step_1_uses_contextmap_build_map_when_present(monkeypatch: pytest.Monke
     """helper "map"'s contract: contextmap.build_map(settings_module) -> the `strangler map --json` document."""
     doc = {"project": "stub", "contexts": {"catalog": {"apps": ["catalog"], "tables": [
         "catalog_category", "catalog_product", "catalog_pricehistory"]}},
-        "shared_writes": [{"table": "catalog_product", "writers": ["catalog", "orders"]}], "tangles": []}
+        "shared_writes": [{"table": "catalog_product", "writers": ["catalog", "orders"]}],
+        "endpoints": [{"endpoint": "POST /api/orders/", "writes": ["orders_order", "catalog_product"]}],
+        "tangles": [{"id": t, "kind": "k", "where": "w", "detail": "d"} for t in ("T2", "T3", "T8", "T15")]}
     stub = types.ModuleType("contextmap")
     asked: list[str] = []
     stub.build_map = lambda settings_module, **_: asked.append(settings_module) or doc  # type: ignore[attr-defined]
+    # (the stub takes any keyword: build_map is asked with exercise=True when it knows it)
     monkeypatch.setitem(sys.modules, "contextmap", stub)
     assert steps.build_map("monolith.settings") == doc and asked == ["monolith.settings"]
     step = load_steps()[0]
@@ -45,6 +48,8 @@ def test_step_1_uses_contextmap_build_map_when_present(monkeypatch: pytest.Monke
     assert result.ok, result.detail
     doc["shared_writes"] = []
     assert not checks.map_matches_declared(doc, **step.checks[0].params).ok
+    doc["tangles"] = doc["tangles"][1:]
+    assert "did not find tangle(s) ['T2']" in checks.map_matches_declared(doc, **step.checks[0].params).detail
 
 
 def test_without_contextmap_the_contexts_come_from_djangos_registry(monkeypatch: pytest.MonkeyPatch) -> None:
