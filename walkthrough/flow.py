@@ -128,6 +128,8 @@ class Traffic:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait()
                 raise CLIError(f"the traffic generator did not stop in {timeout:.0f}s; see {self.log}") from None
+        if self.pidfile is not None:
+            self.pidfile.unlink(missing_ok=True)
         text = self._out.read_text().strip()
         try:
             return dict(json.loads(text)) if text else {}
