@@ -19,6 +19,7 @@ from cli.shift import app as shift_app
 from cli.status import app as status_app
 from cli.traffic import traffic
 from cli.up import app as stack_app
+from cli.walkthrough import walkthrough
 from cli.workshop import app as workshop_app
 from cli.workshop import reset_app
 
@@ -44,7 +45,8 @@ app.add_typer(cdc_app, name="cdc")
 app.command("verify")(verify)
 app.add_typer(ids_app, name="ids")  # ids show|reserve
 app.command()(traffic)
-app.command()(demo)
+app.command()(demo)  # an alias of walkthrough --auto
+app.command()(walkthrough)
 app.add_typer(workshop_app, name="workshop")  # workshop list|start|check|hint|solution|reset
 app.add_typer(break_app, name="break")  # break list|NAME|check|hint|undo
 app.add_typer(reset_app)  # reset (the whole workshop workspace)

@@ -145,3 +145,12 @@ if os.environ.get("MONOLITH_FAST_PASSWORDS") == "1":
 # products API now (its X-Strangler-Backend header).
 STRANGLER_SHOW_BACKEND = os.environ.get("STRANGLER_SHOW_BACKEND", "") == "1"
 TEMPLATES[0]["OPTIONS"]["context_processors"].append("monolith.shop.context.served_by")
+
+# Paths retired by migration step 7 (migrations/07-deprecate.yaml), a comma list read at
+# start: `catalog-writes` makes the product write endpoints answer 410 Gone (the catalog
+# service owns them). `strangler walkthrough` starts a fresh monolith with it set.
+RETIRABLE = ("catalog-writes",)
+RETIRED = frozenset(p.strip() for p in os.environ.get("MONOLITH_RETIRED", "").split(",") if p.strip())
+if RETIRED - set(RETIRABLE):
+    raise ValueError(f"MONOLITH_RETIRED={os.environ['MONOLITH_RETIRED']!r}: unknown "
+                     f"{sorted(RETIRED - set(RETIRABLE))}; use a comma list of {', '.join(RETIRABLE)}")

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from rest_framework import viewsets
+from django.conf import settings
+from rest_framework import permissions, status, viewsets
 from rest_framework.decorators import action
+from rest_framework.exceptions import APIException
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -15,6 +17,12 @@ from monolith.catalog.serializers import (
     ProductSerializer,
 )
 from monolith.utils import StaffWriteOrReadOnly
+
+
+class Gone(APIException):
+    status_code = status.HTTP_410_GONE
+    default_detail = "Retired: product writes belong to the catalog service now (migration step 7)."
+    default_code = "gone"
 
 
 class CategoryViewSet(viewsets.ModelViewSet):
@@ -39,6 +47,13 @@ class ProductViewSet(viewsets.ModelViewSet):
     search_fields = ["name", "description"]
     ordering_fields = ["id", "name", "price", "created_at", "stock_count"]
     ordering = ["id"]
+
+    def initial(self, request: Request, *args: object, **kwargs: object) -> None:
+        # step 7: once retired (MONOLITH_RETIRED=catalog-writes), writes answer 410 before
+        # authentication, so no client mistakes it for a permission problem
+        if "catalog-writes" in settings.RETIRED and request.method not in permissions.SAFE_METHODS:
+            raise Gone()
+        super().initial(request, *args, **kwargs)
 
     @action(detail=True, methods=["get"], url_path="price-history")
     def price_history(self, request: Request, pk: str | None = None) -> Response:
