@@ -30,7 +30,6 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from cli import state
 from cli.canary import RouterControl
 from cli.demo_own import enforce, move_writes, prove_write, write_ownership
 from cli.demoflow import (
@@ -47,9 +46,10 @@ from cli.gate import Gate
 from cli.output import err, guarded, out, print_json
 from cli.rollout import CanaryPlan, run_canary
 from cli.routerapi import RouterAPI, route_entry
-from cli.stack import Process, StackSettings, build_stack, require_parts, stream_process
-from cli.supervisor import Supervisor
 from devstack import free_port
+from stack import state
+from stack.model import Process, StackSettings, build_stack, require_parts, stream_process
+from stack.supervisor import Supervisor
 
 REPO = Path(__file__).resolve().parent.parent
 PHASES = 9

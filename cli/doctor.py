@@ -21,11 +21,11 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from cli import state
 from cli.output import guarded, out, print_json
-from cli.stack import PARTS, part_present
-from cli.supervisor import port_free
 from cli.up import DEFAULT_PORTS, upstream_ports
+from stack import state
+from stack.model import PARTS, part_present
+from stack.supervisor import port_free
 
 app = typer.Typer()
 

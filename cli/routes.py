@@ -18,7 +18,7 @@ from rich.table import Table
 from cli.errors import CLIError
 from cli.output import err, guarded, out, print_json
 from cli.routerapi import RouterAPI, find_router, route_entries, weights
-from cli.stack import require_parts
+from stack.model import require_parts
 
 if TYPE_CHECKING:
     from router.config import Config

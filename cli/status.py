@@ -24,11 +24,11 @@ from rich.console import Group
 from rich.live import Live
 from rich.table import Table
 
-from cli import state
 from cli.errors import CLIError, RouterUnreachable
 from cli.gate import Snapshot, window
 from cli.output import err, guarded, out, print_json
 from cli.routerapi import RouterAPI, backend_stats, find_router, route_entries, snapshots
+from stack import state
 
 app = typer.Typer()
 

@@ -1,34 +1,30 @@
-"""`strangler traffic`: realistic, continuous load on the shop, measured per endpoint.
+"""The traffic generator behind `strangler traffic`: realistic, continuous load, per endpoint.
 
 Virtual users — anonymous visitors, logged-in customers (session cookie + CSRF, like a
 browser) and staff (API token, like a back-office script) — each with their own cookies,
 browse, search, open product pages, fill carts, place orders, read their order history and
 edit prices. Requests start at a fixed rate (open loop, capped by ``concurrency`` in flight)
-for a duration or until stopped. Every request is recorded (cli/traffic_report.py); any
+for a duration or until stopped. Every request is recorded (loadgen/report.py); any
 4xx/5xx or missing answer is a failure, listed with its status and body excerpt.
 
-    strangler traffic http://127.0.0.1:8000 --rate 20 --duration 30 [--json]
+    run_traffic(TrafficConfig(base_url="http://127.0.0.1:8080", rate=20, duration=30))
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import random
-import signal
-import sys
 import threading
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Annotated, Any
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
-import typer
 
-from cli.traffic_report import Failure, Recorder, excerpt, render_table
+from loadgen.report import Failure, Recorder, excerpt
 
 SEED_PASSWORD = "shop-password"  # what `python -m monolith seed` gives every user
 SEARCH_WORDS = ["oak", "chair", "lamp", "steel", "mug", "vintage", "eco", "kettle", "wool"]
@@ -51,6 +47,8 @@ def held_for(response: httpx.Response) -> float | None:
 
 class TrafficError(Exception):
     """The run could not start: shop unreachable, not a shop, or a login refused."""
+
+    exit_code = 1
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -355,51 +353,9 @@ class Traffic:
 
 
 def run_traffic(config: TrafficConfig, stop: threading.Event | None = None) -> dict[str, Any]:
-    """Drive the shop; the summary dict (see cli/traffic_report.py). Raises TrafficError.
+    """Drive the shop; the summary dict (see loadgen/report.py). Raises TrafficError.
 
     ``stop`` ends the run early from another thread (the walkthrough runs traffic
     alongside its steps).
     """
     return asyncio.run(Traffic(config, stop).run())
-
-
-def traffic(
-    base_url: Annotated[str, typer.Argument(help="The shop (or the router in front of it).",
-                                            envvar="STRANGLER_TRAFFIC_URL")] = "http://127.0.0.1:8000",
-    rate: Annotated[float, typer.Option(help="Requests started per second.")] = 20.0,
-    duration: Annotated[float, typer.Option(help="Seconds to run; 0 = until Ctrl-C.")] = 30.0,
-    anonymous: Annotated[int, typer.Option(help="Anonymous visitors.")] = 4,
-    customers: Annotated[int, typer.Option(help="Logged-in customers (customer1..N).")] = 4,
-    staff: Annotated[int, typer.Option(help="Staff users editing prices (staff1..N).")] = 1,
-    password: Annotated[str, typer.Option(help="Password of the seeded users.",
-                                          envvar="STRANGLER_SHOP_PASSWORD")] = SEED_PASSWORD,
-    concurrency: Annotated[int, typer.Option(help="Most requests in flight at once.")] = 32,
-    timeout: Annotated[float, typer.Option(help="Per-request timeout, seconds.")] = 10.0,
-    seed: Annotated[int, typer.Option(help="Random seed of the mix.")] = 1,
-    staff_writes: Annotated[float | None, typer.Option(help="Share of actions that are staff writes (price edits; 1 in 5 creates a product), 0..1; default: the natural mix.")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
-) -> None:
-    """Drive realistic traffic at the shop and report per endpoint; exit 1 if any request failed."""
-    try:
-        config = TrafficConfig(base_url=base_url.rstrip("/"), rate=rate, duration=duration,
-                               anonymous=anonymous, customers=customers, staff=staff,
-                               password=password, concurrency=concurrency, timeout=timeout,
-                               seed=seed, staff_writes=staff_writes)
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc)) from exc
-    stop = threading.Event()
-    # Ctrl-C ends the run gracefully: the summary of what ran is still printed.
-    previous = signal.signal(signal.SIGINT, lambda *_: stop.set())
-    print(f"driving {base_url} at {rate}/s for "
-          f"{f'{duration:g}s' if duration else 'until Ctrl-C'} ...", file=sys.stderr)
-    try:
-        summary = run_traffic(config, stop)
-    except TrafficError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        if as_json:
-            print(json.dumps({"ok": False, "base_url": base_url, "error": str(exc)}))
-        raise typer.Exit(1) from None
-    finally:
-        signal.signal(signal.SIGINT, previous)
-    print(json.dumps(summary) if as_json else render_table(summary))
-    raise typer.Exit(0 if summary["ok"] else 1)

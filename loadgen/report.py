@@ -1,6 +1,6 @@
 """What `strangler traffic` measured: per-endpoint counts and latencies, failures, summary.
 
-The engine (cli/traffic.py) records every request here; the summary is what the
+The engine (loadgen/engine.py) records every request here; the summary is what the
 walkthrough's "zero failed requests" promise is checked against.
 """
 

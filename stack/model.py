@@ -2,7 +2,7 @@
 
 One place describes each process — name, command argv, port, environment, readiness
 path — so `up`, the demo, and the container manifests (docker-compose, Kubernetes) all
-derive from the same definition. Builders here only *describe*; `cli.supervisor` runs.
+derive from the same definition. Builders here only *describe*; `stack.supervisor` runs.
 
     embedded_stack(...)  SQLite databases, trigger CDC, direct transport (the default)
     real_stack(...)      the same processes on PostgreSQL (and Kafka once it exists)
@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cli.errors import PartMissing
+from stack.errors import PartMissing
 
 LOOPBACK = "127.0.0.1"
 # Whose X-Forwarded-* the monolith and the catalog believe: the router's addresses. `up`

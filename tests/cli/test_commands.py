@@ -49,6 +49,21 @@ def test_up_without_routes_file_says_so(runner: CliRunner, state_dir: Path) -> N
     assert "nope.yaml" in result.output or "lacks" in result.output
 
 
+def test_up_prints_the_stack_engines_error_and_exits_1(runner: CliRunner, state_dir: Path,
+                                                        tmp_path: Path) -> None:
+    """stack.errors.PortInUse is not a CLIError (the engine imports no cli): guarded still maps it."""
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        (tmp_path / "routes.yaml").write_text(
+            f"upstreams:\n  monolith: {{url: 'http://127.0.0.1:{port}'}}\nroutes: []\n")
+        result = runner.invoke(app, ["up", "--no-cdc", "--seed", "none"])
+    assert result.exit_code == 1, result.output
+    assert f"error: monolith: port {port} on 127.0.0.1 is already in use" in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
 def test_up_refuses_bad_fail_rate(runner: CliRunner, state_dir: Path) -> None:
     result = runner.invoke(app, ["up", "--catalog-fail-rate", "2"])
     assert result.exit_code == 2

@@ -27,9 +27,9 @@ from typer.testing import CliRunner
 
 from cli.demoflow import demo_routes, write_yaml
 from cli.main import app
-from cli.stack import part_present
-from cli.supervisor import pid_alive
 from devstack import free_port
+from stack.model import part_present
+from stack.supervisor import pid_alive
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[2]

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from cli.errors import AlreadyRunning, MissingBinary, NeverReady, PortInUse
-from cli.stack import Process, Stack, Task
-from cli.supervisor import Supervisor, pid_alive
 from devstack import free_port
+from stack.model import Process, Stack, Task
+from stack.supervisor import Supervisor, pid_alive
 
 PY = sys.executable
 

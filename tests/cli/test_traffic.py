@@ -13,11 +13,11 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
-from cli.localshop import LocalShop
 from cli.main import app
-from cli.traffic import Traffic, TrafficConfig, TrafficError, run_traffic
-from cli.traffic_report import Failure, Recorder, percentile, render_table
 from devstack import free_port
+from loadgen.engine import Traffic, TrafficConfig, TrafficError, run_traffic
+from loadgen.report import Failure, Recorder, percentile, render_table
+from stack.localshop import LocalShop
 
 runner = CliRunner()
 
@@ -166,7 +166,7 @@ def test_a_write_held_during_an_ownership_flip_is_retried_and_a_plain_503_is_not
     async def go() -> Traffic:
         traffic = Traffic(TrafficConfig(base_url="http://127.0.0.1:1"))
         client = httpx.AsyncClient(base_url="http://shop", transport=httpx.MockTransport(handler))
-        from cli.traffic import User
+        from loadgen.engine import User
 
         user = User(name="staff1", kind="staff", client=client)
         assert await traffic.call(user, "PATCH held", "PATCH", "/held", json={}) is not None
