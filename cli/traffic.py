@@ -1,4 +1,9 @@
-"""`strangler traffic`: drive the shop with `loadgen` and print its per-endpoint report."""
+"""`strangler traffic`: drive the shop with `loadgen` and print its per-endpoint report.
+
+Without a URL it drives the router of the stack `strangler up` runs (`.strangler/run/stack.json`),
+with the router's anonymous cohort cookie read from that stack's routes file; with no stack
+running, the monolith on its default port, saying so.
+"""
 
 from __future__ import annotations
 
@@ -6,20 +11,60 @@ import json
 import signal
 import sys
 import threading
-from typing import Annotated
+from pathlib import Path
+from typing import Annotated, Any
 
 import typer
+import yaml
 
-from loadgen.engine import SEED_PASSWORD, TrafficConfig, TrafficError, run_traffic
+from loadgen.engine import COHORT_COOKIE, SEED_PASSWORD, TrafficConfig, TrafficError, run_traffic
 from loadgen.report import render_table
+from stack import state
+
+MONOLITH_URL = "http://127.0.0.1:8000"  # `strangler up`'s monolith (routes.yaml)
+
+
+def running_stack() -> dict[str, Any] | None:
+    """What `up` wrote about the stack it runs, or None when none runs from this state folder."""
+    path = state.run_dir() / "stack.json"
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return doc if isinstance(doc, dict) and doc.get("router_url") else None
+
+
+def cohort_cookie(routes: str | None) -> str | None:
+    """The router's cookie for anonymous visitors (`anonymous_cohort.cookie`), if it names one."""
+    if not routes:
+        return None
+    try:
+        doc = yaml.safe_load(Path(routes).read_text()) or {}
+    except (OSError, yaml.YAMLError):
+        return None
+    anon = doc.get("anonymous_cohort") if isinstance(doc, dict) else None
+    cookie = anon.get("cookie") if isinstance(anon, dict) else None
+    return cookie if isinstance(cookie, str) else None
+
+
+def default_target() -> tuple[str, str | None]:
+    """The router of the running stack (and its cohort cookie), else the monolith."""
+    stack = running_stack()
+    if stack is None:
+        print(f"note: no stack is running (`strangler up`), so this drives the monolith at "
+              f"{MONOLITH_URL} directly; give the router's URL to go through it", file=sys.stderr)
+        return MONOLITH_URL, None
+    return str(stack["router_url"]), cohort_cookie(stack.get("routes"))
 
 
 def traffic(
-    base_url: Annotated[str, typer.Argument(help="The shop (or the router in front of it).",
-                                            envvar="STRANGLER_TRAFFIC_URL")] = "http://127.0.0.1:8000",
+    base_url: Annotated[str | None, typer.Argument(
+        help="The shop or the router in front of it; default: the router of the running stack "
+             "(`strangler up`), else the monolith on :8000.",
+        envvar="STRANGLER_TRAFFIC_URL", show_default=False)] = None,
     rate: Annotated[float, typer.Option(help="Requests started per second.")] = 20.0,
     duration: Annotated[float, typer.Option(help="Seconds to run; 0 = until Ctrl-C.")] = 30.0,
-    anonymous: Annotated[int, typer.Option(help="Anonymous visitors.")] = 4,
+    anonymous: Annotated[int, typer.Option(help="Anonymous visitors browsing at once; each leaves after a few requests and a new one (a new cohort) comes.")] = 4,
     customers: Annotated[int, typer.Option(help="Logged-in customers (customer1..N).")] = 4,
     staff: Annotated[int, typer.Option(help="Staff users editing prices (staff1..N).")] = 1,
     password: Annotated[str, typer.Option(help="Password of the seeded users.",
@@ -31,11 +76,15 @@ def traffic(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
 ) -> None:
     """Drive realistic traffic at the shop and report per endpoint; exit 1 if any request failed."""
+    cookie = None
+    if base_url is None:
+        base_url, cookie = default_target()
     try:
         config = TrafficConfig(base_url=base_url.rstrip("/"), rate=rate, duration=duration,
                                anonymous=anonymous, customers=customers, staff=staff,
                                password=password, concurrency=concurrency, timeout=timeout,
-                               seed=seed, staff_writes=staff_writes)
+                               seed=seed, staff_writes=staff_writes,
+                               cohort_cookie=cookie or COHORT_COOKIE)
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc
     stop = threading.Event()

@@ -3,7 +3,17 @@
 Virtual users — anonymous visitors, logged-in customers (session cookie + CSRF, like a
 browser) and staff (API token, like a back-office script) — each with their own cookies,
 browse, search, open product pages, fill carts, place orders, read their order history and
-edit prices. Requests start at a fixed rate (open loop, capped by ``concurrency`` in flight)
+edit prices.
+
+Anonymous visitors come and go: ``anonymous`` of them browse at once, each for a short visit
+(1..``visit_requests`` requests), then a new visitor takes the place. Every visitor carries
+its own cohort cookie (``cohort_cookie``, the router's ``anonymous_cohort``) with a key from
+the seeded RNG, so the router's cohort hash sees hundreds of distinct visitors a minute, not
+a handful: a canary's first 1% step gets candidate requests within seconds, and the split
+is the same on every run with the same seed. Customers' sessions end too (after
+1..``session_requests`` of their requests, drawn from the seeded RNG): the customer logs in
+again from a fresh browser, a new session cookie and so a new cohort, while the old
+session's requests still in flight finish on it. Requests start at a fixed rate (open loop, capped by ``concurrency`` in flight)
 for a duration or until stopped. Every request is recorded (loadgen/report.py); any
 4xx/5xx or missing answer is a failure, listed with its status and body excerpt.
 
@@ -27,6 +37,7 @@ import httpx
 from loadgen.report import Failure, Recorder, excerpt
 
 SEED_PASSWORD = "shop-password"  # what `python -m monolith seed` gives every user
+COHORT_COOKIE = "strangler_cohort"  # the router's default anonymous cohort cookie
 SEARCH_WORDS = ["oak", "chair", "lamp", "steel", "mug", "vintage", "eco", "kettle", "wool"]
 
 
@@ -56,7 +67,7 @@ class TrafficConfig:
     base_url: str
     rate: float = 20.0  # requests started per second, all users together (one per action)
     duration: float = 30.0  # seconds; 0 = until stopped
-    anonymous: int = 4
+    anonymous: int = 4  # visitors browsing at once; each leaves after a short visit
     customers: int = 4
     staff: int = 1
     password: str = SEED_PASSWORD
@@ -66,6 +77,10 @@ class TrafficConfig:
     # share of actions that are staff writes (price edits, 1 in 5 a new product); None:
     # the natural mix (about 1.5% price edits)
     staff_writes: float | None = None
+    # the router's cookie for visitors without a session (routes.yaml `anonymous_cohort`)
+    cohort_cookie: str = COHORT_COOKIE
+    visit_requests: int = 4  # an anonymous visit is 1..this many requests
+    session_requests: int = 12  # a customer's session is 1..this many requests; 0: never ends
 
     def __post_init__(self) -> None:
         parts = urlsplit(self.base_url)
@@ -86,6 +101,13 @@ class TrafficConfig:
             raise ValueError(f"timeout {self.timeout} must be > 0 seconds")
         if self.staff_writes is not None and not 0 <= self.staff_writes <= 1:
             raise ValueError(f"staff writes share {self.staff_writes} must be between 0 and 1")
+        if self.session_requests < 0:
+            raise ValueError(f"session length {self.session_requests} must be >= 0 (0 = never ends)")
+        if self.visit_requests < 1:
+            raise ValueError(f"visit length {self.visit_requests} must be >= 1 request")
+        if not self.cohort_cookie or not self.cohort_cookie.isascii() or any(
+                c in self.cohort_cookie for c in ' ;=,"'):
+            raise ValueError(f"cohort cookie name {self.cohort_cookie!r} is not a cookie name")
         if self.staff_writes and not self.staff:
             raise ValueError("--staff-writes needs at least one staff user (--staff)")
 
@@ -97,8 +119,12 @@ class User:
     client: httpx.AsyncClient
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)  # one cart write at a time
     cart_items: int = 0
+    visit_left: int = 0  # anonymous: requests until this visitor leaves; customer: session
+    cohort: str | None = None  # anonymous: the visitor's cohort cookie, sent with each request
 
-    def headers_for(self, method: str) -> dict[str, str]:
+    def headers_for(self, method: str, cohort_cookie: str) -> dict[str, str]:
+        if self.cohort is not None:  # the visitor's own cookie, never another's from the jar
+            return {"Cookie": f"{cohort_cookie}={self.cohort}"}
         # Logged-in browsers echo the CSRF cookie on writes (Django's session CSRF check).
         if method != "GET" and self.kind == "customer":
             token = self.client.cookies.get("csrftoken")
@@ -117,15 +143,25 @@ class Shop:
 
 
 class Traffic:
-    def __init__(self, config: TrafficConfig, stop: threading.Event | None = None) -> None:
+    def __init__(self, config: TrafficConfig, stop: threading.Event | None = None, *,
+                 transport: httpx.AsyncBaseTransport | None = None) -> None:
         self.config = config
+        self.transport = transport  # tests: an in-process shop
         self.stop = stop or threading.Event()
         self.rng = random.Random(config.seed)
+        # Who does what next, and who comes and goes, is drawn in the driver's loop from an
+        # RNG of its own, so the users and cohorts of a run do not depend on the order the
+        # requests' tasks happen to run in (their own details come from `rng`).
+        self.plan = random.Random(f"plan-{config.seed}")
+        self.retired: set[httpx.AsyncClient] = set()  # ended sessions' browsers, not closed yet
+        self.closing: set[asyncio.Task[None]] = set()
         self.recorder = Recorder()
         self.users: list[User] = []
         self.started = time.monotonic()
         self.elapsed = 0.0
         self.setup_requests = 0
+        self.visitors = 0  # anonymous visitors so far (each a cohort of its own)
+        self.sessions = 0  # customer sessions so far
         self.actions: list[tuple[str, float, Callable[[User], Awaitable[None]]]] = [
             # (who may do it, weight, action)
             ("any", 20, self.browse), ("any", 10, self.search), ("any", 8, self.filter),
@@ -140,7 +176,7 @@ class Traffic:
     # -- plumbing ----------------------------------------------------------------------
     def client(self) -> httpx.AsyncClient:
         return httpx.AsyncClient(base_url=self.config.base_url, timeout=self.config.timeout,
-                                 follow_redirects=False,
+                                 follow_redirects=False, transport=self.transport,
                                  limits=httpx.Limits(max_connections=self.config.concurrency))
 
     async def call(self, user: User, endpoint: str, method: str, url: str,
@@ -150,7 +186,7 @@ class Traffic:
         response = None
         try:
             for attempt in range(HOLD_RETRIES + 1):
-                response = await user.client.request(method, url, headers=user.headers_for(method),
+                response = await user.client.request(method, url, headers=user.headers_for(method, self.config.cohort_cookie),
                                                      **kwargs)
                 wait = held_for(response)
                 if wait is None or attempt == HOLD_RETRIES or self.stop.is_set():
@@ -205,30 +241,78 @@ class Traffic:
         if kind == "staff":  # back-office scripts use the API token, not the browser session
             user.client.cookies.clear()
             user.client.headers["Authorization"] = f"Token {response.json()['token']}"
+        else:
+            self.sessions += 1
+            user.visit_left = self.session_length()
         return user
+
+    def session_length(self) -> int:
+        n = self.config.session_requests
+        return self.plan.randint(1, n) if n else -1
+
+    async def relogin(self, user: User) -> None:
+        """The customer's session ended: log in again from a fresh browser (a new cohort)."""
+        fresh = User(name=user.name, kind=user.kind, client=self.client())
+        signed_in = await self.call(fresh, "POST /api/auth/login/", "POST", "/api/auth/login/",
+                                    json={"username": user.name, "password": self.config.password})
+        if signed_in is None:  # recorded as a failure; the old session goes on
+            await fresh.client.aclose()
+            return
+        self.sessions += 1
+        old, user.client = user.client, fresh.client
+        self.retired.add(old)
+        task = asyncio.create_task(self.retire(old))
+        self.closing.add(task)
+        task.add_done_callback(self.closing.discard)
+
+    async def retire(self, client: httpx.AsyncClient) -> None:
+        await asyncio.sleep(self.config.timeout)  # what is still in flight on it ends by then
+        self.retired.discard(client)
+        await client.aclose()
 
     async def setup(self) -> None:
         self.shop = await self.discover()
-        self.users = [User(name=f"anonymous{i}", kind="anonymous", client=self.client())
-                      for i in range(1, self.config.anonymous + 1)]
+        self.users = [self.new_visitor(self.client()) for _ in range(self.config.anonymous)]
         for kind, count in (("customer", self.config.customers), ("staff", self.config.staff)):
             for i in range(1, count + 1):
                 self.users.append(await self.login(kind, i))
         self.setup_requests = self.recorder.requests
 
+    def new_visitor(self, client: httpx.AsyncClient) -> User:
+        """The next anonymous visitor (on a connection pool shared with the one it replaces)."""
+        self.visitors += 1
+        return User(name=f"anonymous{self.visitors}", kind="anonymous", client=client,
+                    visit_left=self.plan.randint(1, self.config.visit_requests),
+                    # the router's own key format (router/proxy.py), from the seeded RNG
+                    cohort=f"{self.plan.getrandbits(64):016x}")
+
     # -- the mix -------------------------------------------------------------------------
     def pick(self) -> tuple[User, Callable[[User], Awaitable[None]]]:
+        user, action = self._pick()
+        if user.kind == "anonymous":
+            if user.visit_left <= 0:  # this visitor left; the next one comes in
+                place = self.users.index(user)
+                user = self.users[place] = self.new_visitor(user.client)
+            user.visit_left -= 1
+        elif user.kind == "customer" and user.visit_left >= 0:
+            if user.visit_left == 0:
+                user.visit_left = self.session_length()
+                return user, self.relogin
+            user.visit_left -= 1
+        return user, action
+
+    def _pick(self) -> tuple[User, Callable[[User], Awaitable[None]]]:
         kinds = {u.kind for u in self.users}
         choices = [(who, w, act) for who, w, act in self.actions if who == "any" or who in kinds]
         share = self.config.staff_writes
         if share is not None:  # a steady share of staff writes, the rest from the other actions
             choices = [c for c in choices if c[0] != "staff"]
-            if self.rng.random() < share or not choices:
-                write = self.staff_create if self.rng.random() < 0.2 else self.staff_edit
-                return self.rng.choice([u for u in self.users if u.kind == "staff"]), write
-        who, _, action = self.rng.choices(choices, weights=[w for _, w, _ in choices])[0]
+            if self.plan.random() < share or not choices:
+                write = self.staff_create if self.plan.random() < 0.2 else self.staff_edit
+                return self.plan.choice([u for u in self.users if u.kind == "staff"]), write
+        who, _, action = self.plan.choices(choices, weights=[w for _, w, _ in choices])[0]
         users = self.users if who == "any" else [u for u in self.users if u.kind == who]
-        return self.rng.choice(users), action
+        return self.plan.choice(users), action
 
     def any_product(self) -> int:
         return int(self.rng.choice(self.shop.products)["id"])
@@ -343,13 +427,18 @@ class Traffic:
             await self.setup()
             await self.drive()
         finally:
-            for user in self.users:
-                await user.client.aclose()
+            for task in list(self.closing):
+                task.cancel()
+            for client in [*(u.client for u in self.users), *self.retired]:
+                await client.aclose()
         counts = {kind: sum(u.kind == kind for u in self.users)
                   for kind in ("anonymous", "customer", "staff")}
-        return self.recorder.summary(base_url=self.config.base_url, elapsed_s=self.elapsed,
-                                     rate=self.config.rate, users=counts,
-                                     setup_requests=self.setup_requests)
+        summary = self.recorder.summary(base_url=self.config.base_url, elapsed_s=self.elapsed,
+                                        rate=self.config.rate, users=counts,
+                                        setup_requests=self.setup_requests)
+        summary["anonymous_visitors"] = self.visitors
+        summary["customer_sessions"] = self.sessions
+        return summary
 
 
 def run_traffic(config: TrafficConfig, stop: threading.Event | None = None) -> dict[str, Any]:
