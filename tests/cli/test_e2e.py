@@ -17,7 +17,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -154,6 +154,35 @@ class Traffic:
                 self._stop.wait(1 / self.rate)
 
 
+STATE_PATIENCE = 300.0  # seconds: far beyond a slow machine's worst, only so a broken run ends
+
+
+def wait_for_state(reached: Callable[[], bool], what: str, proc: subprocess.Popen[str]) -> None:
+    """Return once `reached()`; fail naming `what` (and the process's output) if the process
+    exits first or the state never comes. Waits for the state, never for a fixed time."""
+    end = time.monotonic() + STATE_PATIENCE
+    while not reached():
+        if proc.poll() is not None:
+            out, err = proc.communicate()
+            pytest.fail(f"never came: {what}; the process exited with {proc.returncode} first:\n{out}\n{err}")
+        if time.monotonic() > end:
+            proc.kill()
+            out, err = proc.communicate()
+            pytest.fail(f"never came in {STATE_PATIENCE:.0f}s: {what}; its output so far:\n{out}\n{err}")
+        time.sleep(0.2)
+
+
+def live_weights(ws: Workspace, route: str) -> dict[str, int] | None:
+    """The weights the running router serves for `route`, as `strangler status` reads them."""
+    status = ws.run("status", "--json", check=None)
+    if status.returncode != 0:
+        return None
+    for r in json.loads(status.stdout)["routes"]:
+        if r["route"] == route:
+            return dict(r["weights"])
+    return None
+
+
 def test_up_shift_status_routes_ledger_down(ws: Workspace) -> None:
     ws.up()
     again = ws.run("up", "--detach", "--no-cdc", "--port", str(ws.router_port), check=1)
@@ -191,11 +220,10 @@ def test_up_shift_status_routes_ledger_down(ws: Workspace) -> None:
                                "--steps", "60,100", "--interval", "60s"], cwd=ws.root, env=ws.env,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if "step 1/2: 60%" in (ws.root / "ledger.jsonl").read_text():
-                break
-            time.sleep(0.2)
+        # Ctrl-C only once the router serves step 1 (the ledgered change and the live weight)
+        wait_for_state(lambda: "step 1/2: 60%" in (ws.root / "ledger.jsonl").read_text()
+                       and live_weights(ws, "products") == {"monolith": 40, "catalog": 60},
+                       "the canary's step 1/2 (catalog 60%) applied by the router", canary)
         canary.send_signal(signal.SIGINT)
         _, cerr = canary.communicate(timeout=30)
     finally:
