@@ -23,6 +23,22 @@ err = Console(stderr=True, soft_wrap=True)
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+def duration_ms(ms: Any) -> str:
+    """A lag or latency for people: 0.4 ms, 54 ms, 1.2 s, 14 s, 2.5 min ("-" when unknown)."""
+    if ms is None:
+        return "-"
+    x = float(ms)
+    if x < 10:
+        return f"{x:.1f} ms"
+    if x < 1000:
+        return f"{x:.0f} ms"
+    if x < 10_000:
+        return f"{x / 1000:.1f} s"
+    if x < 120_000:
+        return f"{x / 1000:.0f} s"
+    return f"{x / 60_000:.1f} min"
+
+
 def progress(message: str) -> None:
     err.print(f"[dim]·[/dim] {message}", highlight=False)
 

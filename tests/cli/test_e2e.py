@@ -215,6 +215,22 @@ def test_up_shift_status_routes_ledger_down(ws: Workspace) -> None:
     (live,) = [r for r in shown["routes"] if r["name"] == "products"]
     assert live["live_weights"] == {"monolith": 50, "catalog": 50} and live["match"]["prefix"] == "/api/products"
 
+    # A broken routes.yaml on disk: the router refuses the reload and serves the last good table
+    good = (ws.root / "routes.yaml").read_text()
+    (ws.root / "routes.yaml").write_text(good.replace("catalog: 50", "catalog: 57", 1))
+    refused = ws.run("shift", "products", "--to", "catalog", "--weight", "60", check=1)
+    assert "weights sum to 107, not 100" in refused.stderr  # the admin API's detail, not just its code
+    end = time.monotonic() + STATE_PATIENCE
+    while "RELOAD REFUSED" not in (status := ws.run("status")).stdout:
+        assert time.monotonic() < end, f"status never showed the refused reload:\n{status.stdout}"
+        time.sleep(0.3)
+    assert "weights sum to 107" in status.stdout and "still serves its previous table" in status.stdout
+    shown = ws.run("routes", "show", "--json")
+    assert "does not load" in shown.stderr and "weights sum to 107" in shown.stderr
+    (live,) = [r for r in json.loads(shown.stdout)["routes"] if r["name"] == "products"]
+    assert live["weights"] == live["live_weights"] == {"monolith": 50, "catalog": 50}
+    (ws.root / "routes.yaml").write_text(good)
+
     # Ctrl-C during a canary step leaves the weight where it is, and says so
     canary = subprocess.Popen([sys.executable, "-m", "cli.main", "canary", "products", "--to", "catalog",
                                "--steps", "60,100", "--interval", "60s"], cwd=ws.root, env=ws.env,
