@@ -87,7 +87,7 @@ def summarize(doc: dict[str, Any], previous: dict[str, Any] | None = None) -> di
             limited = max(0, limited - int(prev_entries[name].get("rate_limited") or 0))
         routes.append({"route": name, "weights": weights, "requests": total, "backends": backends,
                        "shadow": _shadow(entry, prev_entries.get(name)), "rate_limited": limited})
-    config = doc.get("config") if isinstance(doc.get("config"), dict) else {}
+    config: dict[str, Any] = doc["config"] if isinstance(doc.get("config"), dict) else {}
     return {"routes": routes, "config": {"source": config.get("source"),
                                          "last_reload": config.get("last_reload")}}
 
