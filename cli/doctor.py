@@ -52,7 +52,7 @@ def check_parts() -> list[Finding]:
     found = []
     for part, (_module, label) in PARTS.items():
         if part_present(part):
-            found.append(Finding(f"part:{part}", "ok", label))
+            found.append(Finding(f"part:{part}", "ok", f"{label[0].upper()}{label[1:]} is installed"))
         else:
             status = "warn" if part == "kafka" else "fail"
             found.append(Finding(f"part:{part}", status, f"{label} is missing from this checkout",

@@ -86,6 +86,11 @@ def test_ledger_reads_filters_and_prints_json(runner: CliRunner, state_dir: Path
     assert "monolith=100 catalog=0 → monolith=90 catalog=10" in result.stdout
     assert "orders" not in result.stdout
     result = runner.invoke(app, ["ledger", "--route", "nothing"])
+    assert result.exit_code == 1 and "no route 'nothing'" in result.output
+    assert "the routes are: products, orders" in result.output
+    (tmp_path / "routes.yaml").write_text(
+        "ledger: changes.jsonl\nupstreams: {}\nroutes: [{name: quiet, match: {prefix: /}}]\n")
+    result = runner.invoke(app, ["ledger", "--route", "quiet"])
     assert result.exit_code == 0 and "no changes recorded" in result.output
 
 
@@ -102,6 +107,17 @@ def test_doctor_reports_a_busy_port_with_its_fix(runner: CliRunner, state_dir: P
     assert doc["ok"] is False
     (finding,) = [f for f in doc["findings"] if f["check"] == f"port:{port}"]
     assert finding["status"] == "fail" and "strangler down" in finding["fix"]
+
+
+def test_doctor_speaks_of_what_a_user_has_not_of_the_projects_history(
+        runner: CliRunner, state_dir: Path) -> None:
+    result = runner.invoke(app, ["doctor", "--json"])
+    details = " ".join(f["detail"] + " " + f["fix"] for f in json.loads(result.stdout)["findings"])
+    assert "The legacy shop (monolith/) is installed" in details
+    assert "issue" not in details and "branch" not in details
+    from stack.model import PARTS
+
+    assert not [label for _, label in PARTS.values() if "issue" in label or "branch" in label]
 
 
 def test_doctor_units() -> None:
