@@ -216,8 +216,9 @@ def _supervise(sup: Supervisor, services: RealServices) -> None:
 def down() -> None:
     """Stop every process of the local stack (and the PostgreSQL of `up --real`)."""
     sup = supervisor()
-    stopped = sup.stop(progress=progress)
-    pg = stop_postgres(sup.run_dir, progress=progress)
+    # one line says what stopped: no progress line per process repeating it on stderr
+    stopped = sup.stop()
+    pg = stop_postgres(sup.run_dir)
     if stopped or pg:
         out.print("stopped: " + ", ".join(stopped + (["postgres"] if pg else [])))
     else:

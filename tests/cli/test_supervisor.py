@@ -147,3 +147,17 @@ def _port_free(port: int) -> bool:
         except OSError:
             return False
     return True
+
+
+def test_down_says_once_what_it_stopped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from cli.main import app
+
+    monkeypatch.setenv("STRANGLER_STATE_DIR", str(tmp_path / "state"))
+    sup = Supervisor(run_dir=tmp_path / "state" / "run", log_dir=tmp_path / "state" / "logs")
+    sup.start(Stack(mode="test", processes=(
+        Process(name="sleeper", argv=(PY, "-c", "import time; time.sleep(60)"), settle=0.2),)))
+    result = CliRunner().invoke(app, ["down"])
+    assert result.exit_code == 0
+    assert result.output.count("sleeper") == 1 and "stopped: sleeper" in result.stdout
