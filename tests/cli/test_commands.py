@@ -182,3 +182,15 @@ def test_shift_without_router_edits_the_file_and_refuses_nonsense(runner: CliRun
     result = runner.invoke(app, ["shift", "prodcts", "--to", "catalog", "--weight", "10"])
     assert result.exit_code == 1 and "prodcts" in result.output and "products" in result.output
     assert routes.read_text() == before
+
+
+def test_native_windows_is_told_to_use_wsl_not_shown_an_fcntl_import_error() -> None:
+    import subprocess
+    import sys
+
+    code = "import sys; sys.platform = 'win32'; import cli.main"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                          cwd=Path(__file__).resolve().parents[2])
+    assert proc.returncode == 1
+    assert "WSL 2" in proc.stderr and "wsl --install" in proc.stderr
+    assert "Traceback" not in proc.stderr and "ModuleNotFoundError" not in proc.stderr
