@@ -19,6 +19,21 @@ def test_help_lists_every_command(runner: CliRunner) -> None:
         assert cmd in result.output
 
 
+def test_version_is_the_installed_packages(runner: CliRunner) -> None:
+    from importlib.metadata import version
+
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0 and result.stdout == f"strangler {version('strangler')}\n"
+
+
+def test_the_licence_is_an_spdx_expression_so_setuptools_does_not_warn() -> None:
+    import tomllib
+
+    project = tomllib.loads((Path(__file__).resolve().parents[2] / "pyproject.toml").read_text())["project"]
+    assert project["license"] == "Apache-2.0"  # a table or a License :: classifier is deprecated
+    assert not [c for c in project.get("classifiers", []) if c.startswith("License ::")]
+
+
 def test_unknown_option_is_a_usage_error(runner: CliRunner, state_dir: Path) -> None:
     result = runner.invoke(app, ["ps", "--colour"])
     assert result.exit_code == 2
