@@ -3,19 +3,18 @@
 Virtual users — anonymous visitors, logged-in customers (session cookie + CSRF, like a
 browser) and staff (API token, like a back-office script) — each with their own cookies,
 browse, search, open product pages, fill carts, place orders, read their order history and
-edit prices.
-
-Anonymous visitors come and go: ``anonymous`` of them browse at once, each for a short visit
-(1..``visit_requests`` requests), then a new visitor takes the place. Every visitor carries
-its own cohort cookie (``cohort_cookie``, the router's ``anonymous_cohort``) with a key from
-the seeded RNG, so the router's cohort hash sees hundreds of distinct visitors a minute, not
-a handful: a canary's first 1% step gets candidate requests within seconds, and the split
-is the same on every run with the same seed. Customers' sessions end too (after
-1..``session_requests`` of their requests, drawn from the seeded RNG): the customer logs in
-again from a fresh browser, a new session cookie and so a new cohort, while the old
-session's requests still in flight finish on it. Requests start at a fixed rate (open loop, capped by ``concurrency`` in flight)
+edit prices. Requests start at a fixed rate (open loop, capped by ``concurrency`` in flight)
 for a duration or until stopped. Every request is recorded (loadgen/report.py); any
 4xx/5xx or missing answer is a failure, listed with its status and body excerpt.
+
+Many cohorts, as a canary needs: the router hashes a visitor's session cookie, else its
+anonymous cohort cookie. ``anonymous`` visitors browse at once, each for 1..``visit_requests``
+requests, then a new visitor takes the place with a cohort cookie of its own (the router's
+key format, from the seeded RNG); a customer's session ends after 1..``session_requests`` of
+its requests and the customer logs in again from a fresh browser (a new session, so a new
+cohort) while the old session's requests in flight finish on it. So a step of a few percent
+sees its share of the requests instead of all or nothing, and the same seed gives the same
+visitors and sessions on every run.
 
     run_traffic(TrafficConfig(base_url="http://127.0.0.1:8080", rate=20, duration=30))
 """
@@ -79,7 +78,7 @@ class TrafficConfig:
     staff_writes: float | None = None
     # the router's cookie for visitors without a session (routes.yaml `anonymous_cohort`)
     cohort_cookie: str = COHORT_COOKIE
-    visit_requests: int = 4  # an anonymous visit is 1..this many requests
+    visit_requests: int = 3  # an anonymous visit is 1..this many requests
     session_requests: int = 12  # a customer's session is 1..this many requests; 0: never ends
 
     def __post_init__(self) -> None:
