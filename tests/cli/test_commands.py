@@ -79,6 +79,16 @@ def test_up_prints_the_stack_engines_error_and_exits_1(runner: CliRunner, state_
     assert result.exception is None or isinstance(result.exception, SystemExit)
 
 
+def test_a_commands_own_stack_error_is_still_a_cli_error() -> None:
+    """demo and up raise cli.errors.StackError and catch CLIError: that keeps working."""
+    from cli.errors import USER_ERRORS, CLIError, PortInUse, StackError
+    from stack import errors
+
+    assert issubclass(StackError, CLIError) and issubclass(StackError, errors.StackError)
+    assert PortInUse is errors.PortInUse and not issubclass(PortInUse, CLIError)
+    assert all(issubclass(e, USER_ERRORS) for e in (StackError, PortInUse, errors.PartMissing))
+
+
 def test_up_refuses_bad_fail_rate(runner: CliRunner, state_dir: Path) -> None:
     result = runner.invoke(app, ["up", "--catalog-fail-rate", "2"])
     assert result.exit_code == 2
