@@ -242,7 +242,7 @@ def test_a_ten_percent_step_gets_many_cohorts_of_the_demos_mix() -> None:
     candidate = {k for k in cohorts if balance.by_bucket(weights, balance.bucket("products", k)) == "catalog"}
     share = sum(k in candidate for k in shop.keys) / len(shop.keys)
     assert len(cohorts) >= 150, len(cohorts)
-    assert len(candidate) >= 15, f"{len(candidate)} of {len(cohorts)} cohorts in the candidate's buckets"
+    assert len(candidate) >= 10, f"{len(candidate)} of {len(cohorts)} cohorts in the candidate's buckets"
     assert 0.05 <= share <= 0.15  # about the step's weight, not all-or-nothing
 
 
