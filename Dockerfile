@@ -2,7 +2,7 @@
 # One image, one build stage, one target per runnable part:
 #   docker build --target router -t strangler/router:0.1.0 .   (also: monolith, catalog, cdc)
 # Each target runs as the unprivileged user `strangler` (uid 10001) with the command
-# `strangler up` runs (cli/stack.py), listening on 0.0.0.0 instead of loopback;
+# `strangler up` runs (stack/model.py), listening on 0.0.0.0 instead of loopback;
 # tests/deploy checks that the commands, ports and readiness paths agree.
 # Targets Docker Engine 25+ (BuildKit, the default builder); validated with hadolint in CI.
 
@@ -32,6 +32,8 @@ COPY devstack ./devstack
 COPY ownership ./ownership
 COPY forwarding ./forwarding
 COPY telemetry ./telemetry
+COPY stack ./stack
+COPY loadgen ./loadgen
 # Every dependency has wheels for amd64 and arm64 (psycopg2-binary, confluent-kafka, msgspec,
 # httptools); the compiler above is for the project's own extension only.
 RUN /opt/venv/bin/pip install --no-cache-dir .
@@ -54,7 +56,7 @@ COPY streams.yaml ownership.yaml ./
 # The router's table: Compose mounts deploy/compose/ and Kubernetes the routes ConfigMap
 # over /etc/strangler; this copy only serves a bare `docker run`.
 COPY deploy/compose/routes.yaml /etc/strangler/routes.yaml
-# .strangler/ is the state folder (cli.state); /etc/strangler takes routes.yaml's atomic
+# .strangler/ is the state folder (stack.state); /etc/strangler takes routes.yaml's atomic
 # rewrites and the ledger. Both writable by uid 10001 only.
 RUN mkdir -p /app/.strangler \
  && chown strangler:strangler /app/.strangler /etc/strangler /etc/strangler/routes.yaml

@@ -52,9 +52,9 @@ import yaml  # noqa: E402
 from cli.demo import cdc_process, child_env  # noqa: E402
 from cli.demo_own import enforce, write_ownership  # noqa: E402
 from cli.demoflow import Traffic, demo_routes, traffic_totals, write_yaml  # noqa: E402
-from cli.stack import StackSettings, build_stack  # noqa: E402
-from cli.supervisor import Supervisor  # noqa: E402
 from devstack import free_port  # noqa: E402
+from stack.model import StackSettings, build_stack  # noqa: E402
+from stack.supervisor import Supervisor  # noqa: E402
 
 WRITES = ["POST", "PUT", "PATCH", "DELETE"]
 

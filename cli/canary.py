@@ -15,7 +15,6 @@ from typing import Annotated, Any
 
 import typer
 
-from cli import state
 from cli.errors import CLIError, RouterUnreachable
 from cli.gate import Gate, Snapshot, parse_duration, parse_rate, parse_steps
 from cli.ledger import ledger_path
@@ -23,7 +22,8 @@ from cli.output import err, guarded, print_json
 from cli.rollout import CanaryPlan, run_canary
 from cli.routerapi import RouterAPI, find_router, snapshots
 from cli.shift import actor
-from cli.stack import part_present
+from stack import state
+from stack.model import part_present
 
 app = typer.Typer()
 

@@ -22,6 +22,7 @@ import typer
 from cdc import checkpoint, config, metrics
 from cdc.errors import CDCError, ConfigError, SchemaChanged
 from cdc.pipeline import Pipeline, open_stream, tune_gc_for_streaming
+from cli.output import duration_ms
 
 cdc_app = typer.Typer(help="Change-data-capture streams declared in streams.yaml.", no_args_is_help=True)
 
@@ -71,7 +72,7 @@ def run(stream: str, streams: StreamsOpt = None, part: PartOpt = "both") -> None
         if time.monotonic() - last_log[0] >= 10:  # progress on stderr every 10 s
             last_log[0] = time.monotonic()
             typer.echo(f"cdc {stream}: {m.state} events={m.events} ({m.events_per_s}/s) "
-                       f"lag_ms={m.lag_ms:.0f} wal_behind={m.wal_bytes_behind} "
+                       f"lag={duration_ms(m.lag_ms)} wal_behind={m.wal_bytes_behind} "
                        f"dead_letters={m.dead_letters} position={m.position or '-'}", err=True)
 
     pipe = Pipeline(cfg, on_tick=tick)
@@ -246,7 +247,7 @@ def status(stream: Annotated[str | None, typer.Argument()] = None, streams: Stre
     for r in rows:
         run_ = r.get("running") or {}
         typer.echo(f"{r['stream']}: {run_.get('state', 'not running')}  position={r.get('position')}  "
-                   f"lag_ms={run_.get('lag_ms')}  events/s={run_.get('events_per_s')}  "
+                   f"lag={duration_ms(run_.get('lag_ms'))}  events/s={run_.get('events_per_s')}  "
                    f"dead_letters={r.get('dead_letters')}  wal_behind={(r.get('slot') or {}).get('wal_bytes_behind')}"
                    + (f"  wal_status={r['slot']['wal_status']}" if r.get("slot") else "")
                    + (f"  error={r['error']}" if r.get("error") else ""))

@@ -21,11 +21,11 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from cli import state
 from cli.output import guarded, out, print_json
-from cli.stack import PARTS, part_present
-from cli.supervisor import port_free
 from cli.up import DEFAULT_PORTS, upstream_ports
+from stack import state
+from stack.model import PARTS, part_present
+from stack.supervisor import port_free
 
 app = typer.Typer()
 
@@ -52,7 +52,7 @@ def check_parts() -> list[Finding]:
     found = []
     for part, (_module, label) in PARTS.items():
         if part_present(part):
-            found.append(Finding(f"part:{part}", "ok", label))
+            found.append(Finding(f"part:{part}", "ok", f"{label[0].upper()}{label[1:]} is installed"))
         else:
             status = "warn" if part == "kafka" else "fail"
             found.append(Finding(f"part:{part}", status, f"{label} is missing from this checkout",

@@ -17,6 +17,7 @@ import typer
 import yaml
 from rich.table import Table
 
+from cli.errors import CLIError
 from cli.output import err, guarded, out, print_json
 
 app = typer.Typer()
@@ -39,6 +40,20 @@ def ledger_path(routes: Path) -> Path:
         path = Path(name)
         return path if path.is_absolute() else (routes.absolute().parent / path)
     return routes.absolute().parent / ".strangler" / "ledger.jsonl"
+
+
+def route_names(routes: Path) -> list[str]:
+    """The routes the routes file declares (read as YAML: a file the router refuses still names them)."""
+    try:
+        doc = yaml.safe_load(routes.read_text()) or {}
+    except (OSError, yaml.YAMLError):
+        return []
+    declared = doc.get("routes") if isinstance(doc, dict) else None
+    if isinstance(declared, dict):
+        return [str(n) for n in declared]
+    if isinstance(declared, list):
+        return [str(r["name"]) for r in declared if isinstance(r, dict) and r.get("name")]
+    return []
 
 
 def append_entry(path: Path, entry: dict[str, Any]) -> dict[str, Any]:
@@ -102,6 +117,13 @@ def ledger(
 ) -> None:
     """Show the history of routing and ownership changes: when, who, what, why."""
     path = ledger_path(routes)
+    if route is not None:
+        # a route of the file, or one the ledger remembers (since renamed or removed)
+        known = list(dict.fromkeys(route_names(routes) + [
+            str(e["route"]) for e in read_ledger(path) if e.get("route") not in (None, "*")]))
+        if route not in known:
+            raise CLIError(f"no route {route!r} in {routes} or its ledger; the routes are: "
+                           + (", ".join(known) or "none yet"))
     entries = read_ledger(path, route=route)
     if last > 0:
         entries = entries[-last:]

@@ -3,6 +3,10 @@
 Exit codes: 0 ok, 1 failed, 2 usage, 3 a gate or check not met.
 """
 
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as installed_version
+from typing import Annotated
+
 import typer
 
 from cli.breakit import app as break_app
@@ -52,8 +56,21 @@ app.add_typer(break_app, name="break")  # break list|NAME|check|hint|undo
 app.add_typer(reset_app)  # reset (the whole workshop workspace)
 
 
+def _print_version(asked: bool) -> None:
+    if not asked:
+        return
+    try:
+        typer.echo(f"strangler {installed_version('strangler')}")
+    except PackageNotFoundError:
+        typer.echo("strangler (not installed: run `pip install -e .` in the checkout)")
+    raise typer.Exit()
+
+
 @app.callback()
-def main() -> None:
+def main(
+    version: Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True,
+                                          help="Print the installed version and exit.")] = False,
+) -> None:
     """Strangler: route, sync and check a monolith-to-services migration."""
 
 

@@ -39,11 +39,11 @@ from typing import Annotated, Any
 import typer
 
 import ownership
-from cli import state
 from cli.errors import CLIError
 from cli.ledger import append_entry, ledger_path
 from cli.output import err, guarded, out, print_json
 from cli.shift import actor
+from stack import state
 
 app = typer.Typer()
 

@@ -15,9 +15,9 @@ from typing import Any
 
 import httpx
 
-from cli import state
 from cli.errors import AdminRefused, RouterUnreachable
 from cli.gate import Snapshot, cumulative
+from stack import state
 
 ENV_ROUTER_URL = "STRANGLER_ROUTER_URL"
 ENV_READ_TOKEN = "STRANGLER_ADMIN_READ_TOKEN"  # read-only admin token (status, routes, metrics)

@@ -2,7 +2,9 @@
 
 Everything here parses routes.yaml with the router's own loader (`router.config`), so
 the CLI never accepts a file the router would refuse. With a router running, `show`
-adds the live weights and `diff` compares the file with what the router serves;
+adds the live weights (and shows the router's table alone when the file does not load:
+the router keeps serving the last good one) and `diff` compares the file with what the
+router serves;
 without one, `diff` compares the file with its last committed version (git HEAD).
 """
 
@@ -18,7 +20,7 @@ from rich.table import Table
 from cli.errors import CLIError
 from cli.output import err, guarded, out, print_json
 from cli.routerapi import RouterAPI, find_router, route_entries, weights
-from cli.stack import require_parts
+from stack.model import require_parts
 
 if TYPE_CHECKING:
     from router.config import Config
@@ -68,6 +70,35 @@ def live_weights(router: str | None) -> dict[str, dict[str, int]] | None:
         return {name: weights(entry) for name, entry in route_entries(api.status()).items()}
 
 
+def live_table(router: str | None) -> tuple[str, dict[str, Any]] | None:
+    """The running router's URL and the table it serves (`/_strangler/routes`), if one answers."""
+    url = find_router(router)
+    if url is None:
+        return None
+    with RouterAPI(url) as api:
+        if not api.alive():
+            return None
+        return url, api.routes()
+
+
+def live_route_doc(table: dict[str, Any]) -> list[dict[str, Any]]:
+    """`route_doc`'s shape from the router's own table (weights and live weights are the same)."""
+    docs = []
+    for r in table.get("routes", []):
+        shadow = r.get("shadow")
+        docs.append({
+            "name": r["name"],
+            "match": {"prefix": r.get("prefix"), "exact": r.get("exact"),
+                      "methods": sorted(r["methods"]) if r.get("methods") else None, "host": r.get("host")},
+            "weights": dict(r.get("weights") or {}),
+            "fallback": r.get("fallback"),
+            "shadow": {"to": shadow["to"], "percent": shadow["percent"]} if shadow else None,
+            "identity": r.get("identity", False),
+            "live_weights": dict(r.get("weights") or {}),
+        })
+    return docs
+
+
 @app.command()
 @guarded
 def show(
@@ -76,18 +107,42 @@ def show(
     json_out: Annotated[bool, typer.Option("--json", help="One JSON document.")] = False,
 ) -> None:
     """The routing table: match, backends and weights (live ones when a router runs)."""
-    config = _load_or_fail(routes)
+    try:
+        config = _load_or_fail(routes)
+    except CLIError as exc:
+        served = live_table(router)
+        if served is None:
+            raise
+        # The router refused this file (or never saw it) and serves its last good table.
+        url, table = served
+        docs = live_route_doc(table)
+        err.print(f"[yellow]{routes} does not load:[/yellow] {exc}", highlight=False)
+        err.print(f"[yellow]showing the table the router at {url} serves instead (its last good "
+                  f"one); fix the file, then `strangler routes validate {routes}`[/yellow]", highlight=False)
+        upstreams = {str(n): str(u.get("url") if isinstance(u, dict) else u)
+                     for n, u in (table.get("upstreams") or {}).items()}
+        _print_table(docs, upstreams, routes, json_out, file_error=str(exc), live=True)
+        return
     docs = route_doc(config)
     live = live_weights(router)
     if live is not None:
         for d in docs:
             d["live_weights"] = live.get(d["name"])
+    _print_table(docs, {n: u.url for n, u in config.upstreams.items()}, routes, json_out,
+                 file_error=None, live=live is not None)
+
+
+def _print_table(docs: list[dict[str, Any]], upstreams: dict[str, str], routes: Path, json_out: bool,
+                 *, file_error: str | None, live: bool) -> None:
     if json_out:
-        print_json({"file": str(routes), "upstreams": {n: u.url for n, u in config.upstreams.items()},
-                    "routes": docs})
+        doc: dict[str, Any] = {"file": str(routes), "upstreams": upstreams, "routes": docs}
+        if file_error is not None:
+            doc.update({"file_error": file_error, "from": "router"})
+        print_json(doc)
         return
     table = Table(box=None, pad_edge=False)
-    for col in ("ROUTE", "MATCH", "METHODS", "BACKENDS (file)", "LIVE", "SHADOW", "FALLBACK"):
+    file_col = "BACKENDS (router)" if file_error is not None else "BACKENDS (file)"
+    for col in ("ROUTE", "MATCH", "METHODS", file_col, "LIVE", "SHADOW", "FALLBACK"):
         table.add_column(col, overflow="fold")
     for d in docs:
         m = d["match"]
@@ -99,7 +154,7 @@ def show(
                       f"{d['shadow']['to']} {d['shadow']['percent']:g}%" if d["shadow"] else "-",
                       d["fallback"] or "-")
     out.print(table)
-    if live is None:
+    if not live:
         err.print("(no router running: LIVE shows nothing)")
 
 

@@ -18,7 +18,7 @@ import typer
 from cli.errors import AdminRefused, CLIError
 from cli.output import err, guarded, out, print_json
 from cli.routerapi import RouterAPI, find_router, route_entry, weights
-from cli.stack import require_parts
+from stack.model import require_parts
 
 app = typer.Typer()
 

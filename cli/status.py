@@ -24,11 +24,11 @@ from rich.console import Group
 from rich.live import Live
 from rich.table import Table
 
-from cli import state
 from cli.errors import CLIError, RouterUnreachable
 from cli.gate import Snapshot, window
-from cli.output import err, guarded, out, print_json
+from cli.output import duration_ms, err, guarded, out, print_json
 from cli.routerapi import RouterAPI, backend_stats, find_router, route_entries, snapshots
+from stack import state
 
 app = typer.Typer()
 
@@ -87,7 +87,22 @@ def summarize(doc: dict[str, Any], previous: dict[str, Any] | None = None) -> di
             limited = max(0, limited - int(prev_entries[name].get("rate_limited") or 0))
         routes.append({"route": name, "weights": weights, "requests": total, "backends": backends,
                        "shadow": _shadow(entry, prev_entries.get(name)), "rate_limited": limited})
-    return {"routes": routes}
+    config: dict[str, Any] = doc["config"] if isinstance(doc.get("config"), dict) else {}
+    return {"routes": routes, "config": {"source": config.get("source"),
+                                         "last_reload": config.get("last_reload")}}
+
+
+def reload_lines(config: dict[str, Any] | None) -> list[str]:
+    """A refused reload: the router serves its previous table, not the file on disk."""
+    last = (config or {}).get("last_reload")
+    if not isinstance(last, dict) or last.get("ok", True):
+        return []
+    at = time.strftime("%H:%M:%S", time.localtime(last["at"])) if last.get("at") else "?"
+    source = config.get("source") if config else None
+    return [f"[bold red]RELOAD REFUSED[/bold red] at {at} ({last.get('source') or 'reload'}): "
+            f"{last.get('error')}",
+            f"  the router still serves its previous table, not {source or 'the routes file'} on "
+            "disk; fix the file (`strangler routes validate`) and it reloads by itself"]
 
 
 def stream_status(folder: Path | None = None) -> tuple[list[dict[str, Any]], str | None]:
@@ -117,7 +132,7 @@ def _pct(x: float) -> str:
 
 
 def _ms(x: Any) -> str:
-    return "-" if x is None else f"{float(x):g}ms"
+    return duration_ms(x)
 
 
 def render(summary: dict[str, Any], *, title: str) -> Group:
@@ -134,7 +149,7 @@ def render(summary: dict[str, Any], *, title: str) -> Group:
                           str(s["requests"]), err_text, _ms(s["p50_ms"]), _ms(s["p99_ms"]),
                           s["breaker"] or "-", shadow_text if i == 0 else "",
                           str(r.get("rate_limited", 0)) if i == 0 else "")
-    parts: list[Any] = [table]
+    parts: list[Any] = [table, *reload_lines(summary.get("config"))]
     streams = summary.get("streams") or []
     if streams:
         st = Table(title="CDC streams", box=None, pad_edge=False, title_justify="left")

@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from cli import state
+from stack import state
 
 RUNNING = ("streaming",)
 

@@ -1,374 +1,70 @@
-"""`strangler traffic`: realistic, continuous load on the shop, measured per endpoint.
+"""`strangler traffic`: drive the shop with `loadgen` and print its per-endpoint report.
 
-Virtual users — anonymous visitors, logged-in customers (session cookie + CSRF, like a
-browser) and staff (API token, like a back-office script) — each with their own cookies,
-browse, search, open product pages, fill carts, place orders, read their order history and
-edit prices. Requests start at a fixed rate (open loop, capped by ``concurrency`` in flight)
-for a duration or until stopped. Every request is recorded (cli/traffic_report.py); any
-4xx/5xx or missing answer is a failure, listed with its status and body excerpt.
-
-    strangler traffic http://127.0.0.1:8000 --rate 20 --duration 30 [--json]
+Without a URL it drives the router of the stack `strangler up` runs (`.strangler/run/stack.json`),
+with the router's anonymous cohort cookie read from that stack's routes file; with no stack
+running, the monolith on its default port, saying so.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
-import random
 import signal
 import sys
 import threading
-import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from decimal import Decimal
+from pathlib import Path
 from typing import Annotated, Any
-from urllib.parse import urlsplit
 
-import httpx
 import typer
+import yaml
 
-from cli.traffic_report import Failure, Recorder, excerpt, render_table
+from loadgen.engine import COHORT_COOKIE, SEED_PASSWORD, TrafficConfig, TrafficError, run_traffic
+from loadgen.report import render_table
+from stack import state
 
-SEED_PASSWORD = "shop-password"  # what `python -m monolith seed` gives every user
-SEARCH_WORDS = ["oak", "chair", "lamp", "steel", "mug", "vintage", "eco", "kettle", "wool"]
-
-
-HOLD_RETRIES = 30  # a held write is retried this often (each after its Retry-After)
+MONOLITH_URL = "http://127.0.0.1:8000"  # `strangler up`'s monolith (routes.yaml)
 
 
-def held_for(response: httpx.Response) -> float | None:
-    """Seconds to wait when the router held a write during an ownership flip, else None."""
-    if response.status_code != 503 or "retry-after" not in response.headers:
+def running_stack() -> dict[str, Any] | None:
+    """What `up` wrote about the stack it runs, or None when none runs from this state folder."""
+    path = state.run_dir() / "stack.json"
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return doc if isinstance(doc, dict) and doc.get("router_url") else None
+
+
+def cohort_cookie(routes: str | None) -> str | None:
+    """The router's cookie for anonymous visitors (`anonymous_cohort.cookie`), if it names one."""
+    if not routes:
         return None
     try:
-        if response.json().get("error") != "writes_held":
-            return None
-        return min(5.0, max(0.05, float(response.headers["retry-after"])))
-    except ValueError:
+        doc = yaml.safe_load(Path(routes).read_text()) or {}
+    except (OSError, yaml.YAMLError):
         return None
+    anon = doc.get("anonymous_cohort") if isinstance(doc, dict) else None
+    cookie = anon.get("cookie") if isinstance(anon, dict) else None
+    return cookie if isinstance(cookie, str) else None
 
 
-class TrafficError(Exception):
-    """The run could not start: shop unreachable, not a shop, or a login refused."""
-
-
-@dataclass(frozen=True, kw_only=True)
-class TrafficConfig:
-    base_url: str
-    rate: float = 20.0  # requests started per second, all users together (one per action)
-    duration: float = 30.0  # seconds; 0 = until stopped
-    anonymous: int = 4
-    customers: int = 4
-    staff: int = 1
-    password: str = SEED_PASSWORD
-    concurrency: int = 32
-    timeout: float = 10.0
-    seed: int = 1
-    # share of actions that are staff writes (price edits, 1 in 5 a new product); None:
-    # the natural mix (about 1.5% price edits)
-    staff_writes: float | None = None
-
-    def __post_init__(self) -> None:
-        parts = urlsplit(self.base_url)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise ValueError(f"base URL {self.base_url!r} is not http(s)://host[:port]; "
-                             "give the shop's address, e.g. http://127.0.0.1:8000")
-        if not 0 < self.rate <= 10_000:
-            raise ValueError(f"rate {self.rate} must be between 0 (exclusive) and 10000 requests/s")
-        if self.duration < 0:
-            raise ValueError(f"duration {self.duration} must be >= 0 seconds (0 = until stopped)")
-        if min(self.anonymous, self.customers, self.staff) < 0:
-            raise ValueError("user counts must be >= 0")
-        if self.anonymous + self.customers + self.staff == 0:
-            raise ValueError("no users: give at least one of --anonymous, --customers, --staff")
-        if not 1 <= self.concurrency <= 1000:
-            raise ValueError(f"concurrency {self.concurrency} must be between 1 and 1000")
-        if self.timeout <= 0:
-            raise ValueError(f"timeout {self.timeout} must be > 0 seconds")
-        if self.staff_writes is not None and not 0 <= self.staff_writes <= 1:
-            raise ValueError(f"staff writes share {self.staff_writes} must be between 0 and 1")
-        if self.staff_writes and not self.staff:
-            raise ValueError("--staff-writes needs at least one staff user (--staff)")
-
-
-@dataclass
-class User:
-    name: str
-    kind: str  # anonymous | customer | staff
-    client: httpx.AsyncClient
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)  # one cart write at a time
-    cart_items: int = 0
-
-    def headers_for(self, method: str) -> dict[str, str]:
-        # Logged-in browsers echo the CSRF cookie on writes (Django's session CSRF check).
-        if method != "GET" and self.kind == "customer":
-            token = self.client.cookies.get("csrftoken")
-            return {"X-CSRFToken": token} if token else {}
-        return {}
-
-
-@dataclass
-class Shop:
-    """What the generator learned about the shop before starting."""
-
-    products: list[dict[str, Any]]
-    buyable: list[int]
-    categories: list[int]
-    pages: int
-
-
-class Traffic:
-    def __init__(self, config: TrafficConfig, stop: threading.Event | None = None) -> None:
-        self.config = config
-        self.stop = stop or threading.Event()
-        self.rng = random.Random(config.seed)
-        self.recorder = Recorder()
-        self.users: list[User] = []
-        self.started = time.monotonic()
-        self.elapsed = 0.0
-        self.setup_requests = 0
-        self.actions: list[tuple[str, float, Callable[[User], Awaitable[None]]]] = [
-            # (who may do it, weight, action)
-            ("any", 20, self.browse), ("any", 10, self.search), ("any", 8, self.filter),
-            ("any", 20, self.product), ("any", 4, self.categories),
-            ("any", 5, self.storefront), ("any", 7, self.product_page),
-            ("customer", 6, self.add_to_cart), ("customer", 3, self.view_cart),
-            ("customer", 5, self.checkout),
-            ("customer", 6, self.order_history), ("customer", 3, self.whoami),
-            ("staff", 1.5, self.staff_edit),
-        ]
-
-    # -- plumbing ----------------------------------------------------------------------
-    def client(self) -> httpx.AsyncClient:
-        return httpx.AsyncClient(base_url=self.config.base_url, timeout=self.config.timeout,
-                                 follow_redirects=False,
-                                 limits=httpx.Limits(max_connections=self.config.concurrency))
-
-    async def call(self, user: User, endpoint: str, method: str, url: str,
-                   **kwargs: Any) -> httpx.Response | None:
-        t0 = time.perf_counter()
-        failure = None
-        response = None
-        try:
-            for attempt in range(HOLD_RETRIES + 1):
-                response = await user.client.request(method, url, headers=user.headers_for(method),
-                                                     **kwargs)
-                wait = held_for(response)
-                if wait is None or attempt == HOLD_RETRIES or self.stop.is_set():
-                    break
-                # A write held while its tables change owner (`strangler own`): the router
-                # answered 503 + Retry-After and did not forward it, so sending it again is safe.
-                self.recorder.held += 1
-                await asyncio.sleep(wait)
-            assert response is not None
-            if response.status_code >= 400:
-                failure = Failure(endpoint, url, response.status_code, excerpt(response.text),
-                                  time.monotonic() - self.started, user.name)
-        except httpx.HTTPError as exc:
-            failure = Failure(endpoint, url, 0, excerpt(f"{type(exc).__name__}: {exc}"),
-                              time.monotonic() - self.started, user.name)
-        self.recorder.record(endpoint, (time.perf_counter() - t0) * 1000, failure)
-        return response if failure is None else None
-
-    # -- setup -------------------------------------------------------------------------
-    async def discover(self) -> Shop:
-        probe = self.client()
-        url = "/api/products/?page_size=100&is_active=true&ordering=-stock_count"
-        try:
-            response = await probe.get(url)
-            cats = await probe.get("/api/categories/?page_size=100")
-        except httpx.HTTPError as exc:
-            raise TrafficError(f"cannot reach the shop at {self.config.base_url}: "
-                               f"{type(exc).__name__}: {exc or 'no answer'}") from exc
-        finally:
-            await probe.aclose()
-        if response.status_code != 200 or "results" not in response.text:
-            raise TrafficError(f"{self.config.base_url} does not look like the shop: GET {url} "
-                               f"answered {response.status_code}: {excerpt(response.text)}")
-        body = response.json()
-        products = body["results"]
-        if not products:
-            raise TrafficError("the shop has no products; seed it first (python -m monolith seed)")
-        buyable = [p["id"] for p in products if p["stock_count"] >= 50] or [products[0]["id"]]
-        categories = [c["id"] for c in cats.json().get("results", [])] if cats.status_code == 200 else []
-        return Shop(products=products, buyable=buyable, categories=categories,
-                    pages=max(1, min(50, body["count"] // 20)))
-
-    async def login(self, kind: str, index: int) -> User:
-        username = f"{kind}{index}"
-        user = User(name=username, kind=kind, client=self.client())
-        response = await self.call(user, "POST /api/auth/login/", "POST", "/api/auth/login/",
-                                   json={"username": username, "password": self.config.password})
-        if response is None:
-            await user.client.aclose()
-            raise TrafficError(f"cannot log in as {username}: "
-                               f"{self.recorder.failures[-1].status} {self.recorder.failures[-1].body}")
-        if kind == "staff":  # back-office scripts use the API token, not the browser session
-            user.client.cookies.clear()
-            user.client.headers["Authorization"] = f"Token {response.json()['token']}"
-        return user
-
-    async def setup(self) -> None:
-        self.shop = await self.discover()
-        self.users = [User(name=f"anonymous{i}", kind="anonymous", client=self.client())
-                      for i in range(1, self.config.anonymous + 1)]
-        for kind, count in (("customer", self.config.customers), ("staff", self.config.staff)):
-            for i in range(1, count + 1):
-                self.users.append(await self.login(kind, i))
-        self.setup_requests = self.recorder.requests
-
-    # -- the mix -------------------------------------------------------------------------
-    def pick(self) -> tuple[User, Callable[[User], Awaitable[None]]]:
-        kinds = {u.kind for u in self.users}
-        choices = [(who, w, act) for who, w, act in self.actions if who == "any" or who in kinds]
-        share = self.config.staff_writes
-        if share is not None:  # a steady share of staff writes, the rest from the other actions
-            choices = [c for c in choices if c[0] != "staff"]
-            if self.rng.random() < share or not choices:
-                write = self.staff_create if self.rng.random() < 0.2 else self.staff_edit
-                return self.rng.choice([u for u in self.users if u.kind == "staff"]), write
-        who, _, action = self.rng.choices(choices, weights=[w for _, w, _ in choices])[0]
-        users = self.users if who == "any" else [u for u in self.users if u.kind == who]
-        return self.rng.choice(users), action
-
-    def any_product(self) -> int:
-        return int(self.rng.choice(self.shop.products)["id"])
-
-    async def browse(self, user: User) -> None:
-        await self.call(user, "GET /api/products/", "GET",
-                        f"/api/products/?page={self.rng.randint(1, self.shop.pages)}")
-
-    async def search(self, user: User) -> None:
-        await self.call(user, "GET /api/products/?search", "GET",
-                        f"/api/products/?search={self.rng.choice(SEARCH_WORDS)}")
-
-    async def filter(self, user: User) -> None:
-        low = self.rng.choice([0, 10, 50, 100])
-        query = f"min_price={low}&max_price={low + self.rng.choice([50, 200, 1000])}&ordering=-price"
-        if self.shop.categories:
-            query += f"&category={self.rng.choice(self.shop.categories)}"
-        await self.call(user, "GET /api/products/?filter", "GET", f"/api/products/?{query}")
-
-    async def product(self, user: User) -> None:
-        await self.call(user, "GET /api/products/{id}/", "GET", f"/api/products/{self.any_product()}/")
-
-    async def categories(self, user: User) -> None:
-        await self.call(user, "GET /api/categories/", "GET", "/api/categories/")
-
-    async def storefront(self, user: User) -> None:
-        await self.call(user, "GET / (html)", "GET", "/")
-
-    async def product_page(self, user: User) -> None:
-        await self.call(user, "GET /products/{id}/ (html)", "GET", f"/products/{self.any_product()}/")
-
-    async def add_to_cart(self, user: User) -> None:
-        async with user.lock:
-            await self._add(user)
-
-    async def _add(self, user: User) -> None:
-        added = await self.call(user, "POST /api/cart/items/", "POST", "/api/cart/items/",
-                                json={"product": self.rng.choice(self.shop.buyable),
-                                      "quantity": self.rng.randint(1, 2)})
-        if added is not None:
-            user.cart_items += 1
-
-    async def view_cart(self, user: User) -> None:
-        await self.call(user, "GET /api/cart/", "GET", "/api/cart/")
-
-    async def checkout(self, user: User) -> None:
-        """Place the cart as an order; with an empty cart, fill it first (next time: buy)."""
-        async with user.lock:  # checked under the lock: two checkouts never race on one cart
-            if not user.cart_items:
-                return await self._add(user)
-            placed = await self.call(user, "POST /api/orders/", "POST", "/api/orders/", json={})
-            if placed is not None:
-                user.cart_items = 0
-
-    async def order_history(self, user: User) -> None:
-        await self.call(user, "GET /api/orders/", "GET", "/api/orders/")
-
-    async def whoami(self, user: User) -> None:
-        await self.call(user, "GET /api/whoami/", "GET", "/api/whoami/")
-
-    async def staff_edit(self, user: User) -> None:
-        product = self.rng.choice(self.shop.products)
-        base = Decimal(str(product["price"]))
-        price = max(Decimal("1.00"), base + Decimal(self.rng.randint(-100, 100)) / 100)
-        await self.call(user, "PATCH /api/products/{id}/", "PATCH", f"/api/products/{product['id']}/",
-                        json={"price": f"{price:.2f}"})
-
-    async def staff_create(self, user: User) -> None:
-        """A new product (the side that owns the catalog gives it an id from its range)."""
-        body = {"name": f"traffic product {self.rng.randrange(10**9)}", "description": "",
-                "price": f"{Decimal(self.rng.randint(100, 20000)) / 100:.2f}",
-                "category": self.rng.choice(self.shop.categories or [1])}
-        created = await self.call(user, "POST /api/products/", "POST", "/api/products/", json=body)
-        if created is not None:  # later edits may pick it
-            self.shop.products.append(created.json())
-
-    # -- the loop ------------------------------------------------------------------------
-    async def drive(self) -> None:
-        cfg = self.config
-        slots = asyncio.Semaphore(cfg.concurrency)
-        tasks: set[asyncio.Task[None]] = set()
-
-        async def one(user: User, action: Callable[[User], Awaitable[None]]) -> None:
-            try:
-                await action(user)
-            finally:
-                slots.release()
-
-        self.started = start = time.monotonic()
-        deadline = start + cfg.duration if cfg.duration else float("inf")
-        interval, n = 1.0 / cfg.rate, 0
-        while not self.stop.is_set():
-            due = start + n * interval
-            if due >= deadline:
-                break
-            delay = due - time.monotonic()
-            if delay > 0:
-                await asyncio.sleep(min(delay, 0.25))
-                continue
-            await slots.acquire()  # back-pressure: never more than `concurrency` in flight
-            user, action = self.pick()
-            task = asyncio.create_task(one(user, action))
-            tasks.add(task)
-            task.add_done_callback(tasks.discard)
-            n += 1
-        if tasks:
-            await asyncio.wait(tasks, timeout=cfg.timeout + 1)
-        self.elapsed = time.monotonic() - start
-
-    async def run(self) -> dict[str, Any]:
-        try:
-            await self.setup()
-            await self.drive()
-        finally:
-            for user in self.users:
-                await user.client.aclose()
-        counts = {kind: sum(u.kind == kind for u in self.users)
-                  for kind in ("anonymous", "customer", "staff")}
-        return self.recorder.summary(base_url=self.config.base_url, elapsed_s=self.elapsed,
-                                     rate=self.config.rate, users=counts,
-                                     setup_requests=self.setup_requests)
-
-
-def run_traffic(config: TrafficConfig, stop: threading.Event | None = None) -> dict[str, Any]:
-    """Drive the shop; the summary dict (see cli/traffic_report.py). Raises TrafficError.
-
-    ``stop`` ends the run early from another thread (the walkthrough runs traffic
-    alongside its steps).
-    """
-    return asyncio.run(Traffic(config, stop).run())
+def default_target() -> tuple[str, str | None]:
+    """The router of the running stack (and its cohort cookie), else the monolith."""
+    stack = running_stack()
+    if stack is None:
+        print(f"note: no stack is running (`strangler up`), so this drives the monolith at "
+              f"{MONOLITH_URL} directly; give the router's URL to go through it", file=sys.stderr)
+        return MONOLITH_URL, None
+    return str(stack["router_url"]), cohort_cookie(stack.get("routes"))
 
 
 def traffic(
-    base_url: Annotated[str, typer.Argument(help="The shop (or the router in front of it).",
-                                            envvar="STRANGLER_TRAFFIC_URL")] = "http://127.0.0.1:8000",
+    base_url: Annotated[str | None, typer.Argument(
+        help="The shop or the router in front of it; default: the router of the running stack "
+             "(`strangler up`), else the monolith on :8000.",
+        envvar="STRANGLER_TRAFFIC_URL", show_default=False)] = None,
     rate: Annotated[float, typer.Option(help="Requests started per second.")] = 20.0,
     duration: Annotated[float, typer.Option(help="Seconds to run; 0 = until Ctrl-C.")] = 30.0,
-    anonymous: Annotated[int, typer.Option(help="Anonymous visitors.")] = 4,
+    anonymous: Annotated[int, typer.Option(help="Anonymous visitors browsing at once; each leaves after a few requests and a new one (a new cohort) comes.")] = 4,
     customers: Annotated[int, typer.Option(help="Logged-in customers (customer1..N).")] = 4,
     staff: Annotated[int, typer.Option(help="Staff users editing prices (staff1..N).")] = 1,
     password: Annotated[str, typer.Option(help="Password of the seeded users.",
@@ -380,11 +76,15 @@ def traffic(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
 ) -> None:
     """Drive realistic traffic at the shop and report per endpoint; exit 1 if any request failed."""
+    cookie = None
+    if base_url is None:
+        base_url, cookie = default_target()
     try:
         config = TrafficConfig(base_url=base_url.rstrip("/"), rate=rate, duration=duration,
                                anonymous=anonymous, customers=customers, staff=staff,
                                password=password, concurrency=concurrency, timeout=timeout,
-                               seed=seed, staff_writes=staff_writes)
+                               seed=seed, staff_writes=staff_writes,
+                               cohort_cookie=cookie or COHORT_COOKIE)
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc
     stop = threading.Event()

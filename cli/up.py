@@ -1,6 +1,6 @@
 """`strangler up / down / ps / logs`: run the local stack as supervised processes.
 
-`up` builds the stack from `cli.stack`, starts it through `cli.supervisor`, waits for
+`up` builds the stack from `stack.model`, starts it through `stack.supervisor`, waits for
 every process to be ready, and then (unless `--detach`) stays in the foreground: Ctrl-C or
 SIGTERM stops everything; a process that dies takes the stack down with its log tail.
 `down` stops a stack started by any `up`, through the pid files in `.strangler/run/`.
@@ -19,12 +19,12 @@ import typer
 import yaml
 from rich.table import Table
 
-from cli import state
 from cli.errors import CLIError, StackError
 from cli.output import err, guarded, out, print_json, progress
-from cli.realstack import RealServices, stop_postgres
-from cli.stack import Stack, StackSettings, build_stack, require_parts
-from cli.supervisor import Supervisor, http_ready
+from stack import state
+from stack.model import Stack, StackSettings, build_stack, require_parts
+from stack.realstack import RealServices, stop_postgres
+from stack.supervisor import Supervisor, http_ready
 
 app = typer.Typer()
 
@@ -148,7 +148,7 @@ def up(
 
     stack = build_stack(settings(), mode="real" if real else "embedded")
     sup.preflight(stack)
-    services = RealServices(run_dir=sup.run_dir)
+    services = RealServices(run_dir=sup.run_dir, progress=progress)
     # Ctrl-C and SIGTERM both stop the stack (also when started with SIGINT ignored, as a
     # background job of a script is)
     previous = {sig: signal.signal(sig, _raise_interrupt) for sig in (signal.SIGTERM, signal.SIGINT)}
@@ -216,7 +216,8 @@ def _supervise(sup: Supervisor, services: RealServices) -> None:
 def down() -> None:
     """Stop every process of the local stack (and the PostgreSQL of `up --real`)."""
     sup = supervisor()
-    stopped = sup.stop(progress=progress)
+    # one line says what stopped: no progress line per process repeating it on stderr
+    stopped = sup.stop()
     pg = stop_postgres(sup.run_dir)
     if stopped or pg:
         out.print("stopped: " + ", ".join(stopped + (["postgres"] if pg else [])))

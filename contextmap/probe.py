@@ -1,6 +1,6 @@
 """``python -m contextmap.probe``: the child process that configures Django and reports what it sees.
 
-The CLI never configures Django in its own process (see cli/localshop.py); it runs this module
+The CLI never configures Django in its own process (see stack/localshop.py); it runs this module
 with the project's settings and reads one JSON document back from ``--out``:
 ``{"ok": true, "static": {...registry...}, "observed": [request records]}`` or
 ``{"ok": false, "error": kind, "message": what to do}``.

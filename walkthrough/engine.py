@@ -21,13 +21,13 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from cli import state
-from cli.errors import CLIError
-from cli.stack import Process, StackSettings, build_stack, require_parts
-from cli.stack import stream_process as cli_stream_process
-from cli.supervisor import Supervisor
+from cli.errors import USER_ERRORS
 from devstack import free_port
 from migrations import Step, load_steps
+from stack import state
+from stack.model import Process, StackSettings, build_stack, require_parts
+from stack.model import stream_process as cli_stream_process
+from stack.supervisor import Supervisor
 from walkthrough.checks import Result
 from walkthrough.flow import demo_routes, traffic_totals, write_yaml
 from walkthrough.ownflow import write_ownership
@@ -187,7 +187,7 @@ def run_step(walk: Walk, step: Step, decide: Callable[[], str] = lambda: "auto")
             ACTS[step.number](walk, step)
         if mode != "quit":
             rep.checks = CHECKS[step.number](walk, step)
-    except CLIError as exc:
+    except USER_ERRORS as exc:
         rep.error = str(exc)
     except Exception as exc:  # a bug in a step must still end in the report, everything stopped
         rep.error = f"{type(exc).__name__}: {exc}"
@@ -222,7 +222,7 @@ def run(plan: Plan, *, only: int | None = None, ask: Ask | None = None,
         else:
             try:
                 drain(walk, report)
-            except CLIError as exc:
+            except USER_ERRORS as exc:
                 report.problems.append(f"the final drain failed: {exc}")
     except KeyboardInterrupt:
         report.problems.append("interrupted; everything the walkthrough started is stopped")
@@ -253,7 +253,7 @@ def _finish(walk: Walk, report: Report) -> None:
     if walk.traffic is not None and walk.traffic.alive():
         try:
             summary = walk.traffic.stop()
-        except CLIError as exc:
+        except USER_ERRORS as exc:
             report.problems.append(str(exc))
     report.requests, report.failed, report.failures = traffic_totals(summary)
     for probe in walk.probes:

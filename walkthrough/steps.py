@@ -32,11 +32,11 @@ from cli.errors import CLIError, StackError
 from cli.gate import Gate
 from cli.rollout import CanaryPlan, run_canary
 from cli.routerapi import RouterAPI, route_entry, snapshots, weights
-from cli.stack import Process, Stack, StackSettings, stream_process
-from cli.supervisor import Supervisor, pid_alive
 from devstack import free_port
 from migrations import Step
 from router.balance import BUCKETS, bucket
+from stack.model import Process, Stack, StackSettings, stream_process
+from stack.supervisor import Supervisor, pid_alive
 from walkthrough import checks
 from walkthrough.checks import Result
 from walkthrough.flow import (

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from cli.localshop import LocalShop
+from stack.localshop import LocalShop
 
 
 @pytest.fixture

@@ -33,9 +33,9 @@ from typing import Any
 
 import yaml
 
-from cli.stack import Process
-from cli.supervisor import Supervisor
 from devstack import free_port
+from stack.model import Process
+from stack.supervisor import Supervisor
 
 REPO = Path(__file__).resolve().parents[2]
 STREAMS = ("catalog", "catalog_reverse")
@@ -237,7 +237,7 @@ def environ_of(pid: int) -> dict[str, str]:
 
 
 def _alive(pid: Any) -> bool:
-    from cli.supervisor import pid_alive
+    from stack.supervisor import pid_alive
 
     try:
         return pid_alive(int(pid))

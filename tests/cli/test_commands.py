@@ -19,6 +19,21 @@ def test_help_lists_every_command(runner: CliRunner) -> None:
         assert cmd in result.output
 
 
+def test_version_is_the_installed_packages(runner: CliRunner) -> None:
+    from importlib.metadata import version
+
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0 and result.stdout == f"strangler {version('strangler')}\n"
+
+
+def test_the_licence_is_an_spdx_expression_so_setuptools_does_not_warn() -> None:
+    import tomllib
+
+    project = tomllib.loads((Path(__file__).resolve().parents[2] / "pyproject.toml").read_text())["project"]
+    assert project["license"] == "Apache-2.0"  # a table or a License :: classifier is deprecated
+    assert not [c for c in project.get("classifiers", []) if c.startswith("License ::")]
+
+
 def test_unknown_option_is_a_usage_error(runner: CliRunner, state_dir: Path) -> None:
     result = runner.invoke(app, ["ps", "--colour"])
     assert result.exit_code == 2
@@ -49,6 +64,31 @@ def test_up_without_routes_file_says_so(runner: CliRunner, state_dir: Path) -> N
     assert "nope.yaml" in result.output or "lacks" in result.output
 
 
+def test_up_prints_the_stack_engines_error_and_exits_1(runner: CliRunner, state_dir: Path,
+                                                        tmp_path: Path) -> None:
+    """stack.errors.PortInUse is not a CLIError (the engine imports no cli): guarded still maps it."""
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        (tmp_path / "routes.yaml").write_text(
+            f"upstreams:\n  monolith: {{url: 'http://127.0.0.1:{port}'}}\nroutes: []\n")
+        result = runner.invoke(app, ["up", "--no-cdc", "--seed", "none"])
+    assert result.exit_code == 1, result.output
+    assert f"error: monolith: port {port} on 127.0.0.1 is already in use" in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+def test_a_commands_own_stack_error_is_still_a_cli_error() -> None:
+    """demo and up raise cli.errors.StackError and catch CLIError: that keeps working."""
+    from cli.errors import USER_ERRORS, CLIError, PortInUse, StackError
+    from stack import errors
+
+    assert issubclass(StackError, CLIError) and issubclass(StackError, errors.StackError)
+    assert PortInUse is errors.PortInUse and not issubclass(PortInUse, CLIError)
+    assert all(issubclass(e, USER_ERRORS) for e in (StackError, PortInUse, errors.PartMissing))
+
+
 def test_up_refuses_bad_fail_rate(runner: CliRunner, state_dir: Path) -> None:
     result = runner.invoke(app, ["up", "--catalog-fail-rate", "2"])
     assert result.exit_code == 2
@@ -71,6 +111,11 @@ def test_ledger_reads_filters_and_prints_json(runner: CliRunner, state_dir: Path
     assert "monolith=100 catalog=0 → monolith=90 catalog=10" in result.stdout
     assert "orders" not in result.stdout
     result = runner.invoke(app, ["ledger", "--route", "nothing"])
+    assert result.exit_code == 1 and "no route 'nothing'" in result.output
+    assert "the routes are: products, orders" in result.output
+    (tmp_path / "routes.yaml").write_text(
+        "ledger: changes.jsonl\nupstreams: {}\nroutes: [{name: quiet, match: {prefix: /}}]\n")
+    result = runner.invoke(app, ["ledger", "--route", "quiet"])
     assert result.exit_code == 0 and "no changes recorded" in result.output
 
 
@@ -87,6 +132,17 @@ def test_doctor_reports_a_busy_port_with_its_fix(runner: CliRunner, state_dir: P
     assert doc["ok"] is False
     (finding,) = [f for f in doc["findings"] if f["check"] == f"port:{port}"]
     assert finding["status"] == "fail" and "strangler down" in finding["fix"]
+
+
+def test_doctor_speaks_of_what_a_user_has_not_of_the_projects_history(
+        runner: CliRunner, state_dir: Path) -> None:
+    result = runner.invoke(app, ["doctor", "--json"])
+    details = " ".join(f["detail"] + " " + f["fix"] for f in json.loads(result.stdout)["findings"])
+    assert "The legacy shop (monolith/) is installed" in details
+    assert "issue" not in details and "branch" not in details
+    from stack.model import PARTS
+
+    assert not [label for _, label in PARTS.values() if "issue" in label or "branch" in label]
 
 
 def test_doctor_units() -> None:
@@ -151,3 +207,15 @@ def test_shift_without_router_edits_the_file_and_refuses_nonsense(runner: CliRun
     result = runner.invoke(app, ["shift", "prodcts", "--to", "catalog", "--weight", "10"])
     assert result.exit_code == 1 and "prodcts" in result.output and "products" in result.output
     assert routes.read_text() == before
+
+
+def test_native_windows_is_told_to_use_wsl_not_shown_an_fcntl_import_error() -> None:
+    import subprocess
+    import sys
+
+    code = "import sys; sys.platform = 'win32'; import cli.main"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                          cwd=Path(__file__).resolve().parents[2])
+    assert proc.returncode == 1
+    assert "WSL 2" in proc.stderr and "wsl --install" in proc.stderr
+    assert "Traceback" not in proc.stderr and "ModuleNotFoundError" not in proc.stderr

@@ -17,7 +17,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,9 +27,9 @@ from typer.testing import CliRunner
 
 from cli.demoflow import demo_routes, write_yaml
 from cli.main import app
-from cli.stack import part_present
-from cli.supervisor import pid_alive
 from devstack import free_port
+from stack.model import part_present
+from stack.supervisor import pid_alive
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[2]
@@ -154,6 +154,35 @@ class Traffic:
                 self._stop.wait(1 / self.rate)
 
 
+STATE_PATIENCE = 300.0  # seconds: far beyond a slow machine's worst, only so a broken run ends
+
+
+def wait_for_state(reached: Callable[[], bool], what: str, proc: subprocess.Popen[str]) -> None:
+    """Return once `reached()`; fail naming `what` (and the process's output) if the process
+    exits first or the state never comes. Waits for the state, never for a fixed time."""
+    end = time.monotonic() + STATE_PATIENCE
+    while not reached():
+        if proc.poll() is not None:
+            out, err = proc.communicate()
+            pytest.fail(f"never came: {what}; the process exited with {proc.returncode} first:\n{out}\n{err}")
+        if time.monotonic() > end:
+            proc.kill()
+            out, err = proc.communicate()
+            pytest.fail(f"never came in {STATE_PATIENCE:.0f}s: {what}; its output so far:\n{out}\n{err}")
+        time.sleep(0.2)
+
+
+def live_weights(ws: Workspace, route: str) -> dict[str, int] | None:
+    """The weights the running router serves for `route`, as `strangler status` reads them."""
+    status = ws.run("status", "--json", check=None)
+    if status.returncode != 0:
+        return None
+    for r in json.loads(status.stdout)["routes"]:
+        if r["route"] == route:
+            return dict(r["weights"])
+    return None
+
+
 def test_up_shift_status_routes_ledger_down(ws: Workspace) -> None:
     ws.up()
     again = ws.run("up", "--detach", "--no-cdc", "--port", str(ws.router_port), check=1)
@@ -186,16 +215,31 @@ def test_up_shift_status_routes_ledger_down(ws: Workspace) -> None:
     (live,) = [r for r in shown["routes"] if r["name"] == "products"]
     assert live["live_weights"] == {"monolith": 50, "catalog": 50} and live["match"]["prefix"] == "/api/products"
 
+    # A broken routes.yaml on disk: the router refuses the reload and serves the last good table
+    good = (ws.root / "routes.yaml").read_text()
+    (ws.root / "routes.yaml").write_text(good.replace("catalog: 50", "catalog: 57", 1))
+    refused = ws.run("shift", "products", "--to", "catalog", "--weight", "60", check=1)
+    assert "weights sum to 107, not 100" in refused.stderr  # the admin API's detail, not just its code
+    end = time.monotonic() + STATE_PATIENCE
+    while "RELOAD REFUSED" not in (status := ws.run("status")).stdout:
+        assert time.monotonic() < end, f"status never showed the refused reload:\n{status.stdout}"
+        time.sleep(0.3)
+    assert "weights sum to 107" in status.stdout and "still serves its previous table" in status.stdout
+    shown = ws.run("routes", "show", "--json")
+    assert "does not load" in shown.stderr and "weights sum to 107" in shown.stderr
+    (live,) = [r for r in json.loads(shown.stdout)["routes"] if r["name"] == "products"]
+    assert live["weights"] == live["live_weights"] == {"monolith": 50, "catalog": 50}
+    (ws.root / "routes.yaml").write_text(good)
+
     # Ctrl-C during a canary step leaves the weight where it is, and says so
     canary = subprocess.Popen([sys.executable, "-m", "cli.main", "canary", "products", "--to", "catalog",
                                "--steps", "60,100", "--interval", "60s"], cwd=ws.root, env=ws.env,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if "step 1/2: 60%" in (ws.root / "ledger.jsonl").read_text():
-                break
-            time.sleep(0.2)
+        # Ctrl-C only once the router serves step 1 (the ledgered change and the live weight)
+        wait_for_state(lambda: "step 1/2: 60%" in (ws.root / "ledger.jsonl").read_text()
+                       and live_weights(ws, "products") == {"monolith": 40, "catalog": 60},
+                       "the canary's step 1/2 (catalog 60%) applied by the router", canary)
         canary.send_signal(signal.SIGINT)
         _, cerr = canary.communicate(timeout=30)
     finally:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from cli.stack import Process, Stack, StackSettings, build_stack, reference_stack
+from stack.model import Process, Stack, StackSettings, build_stack, reference_stack
 
 
 def test_reference_stack_order_ports_and_readiness() -> None:

@@ -110,3 +110,46 @@ def test_status_shows_the_rollout_as_the_dashboard_does() -> None:
     assert line == ("rollout products → catalog: rolled back, step 2/3 at 0% · gate: rollback "
                     "(candidate error rate 4.00% (4/100))")
     assert rollout_lines(None) == []
+
+
+def test_a_refused_reload_is_shown_with_the_routers_error() -> None:
+    from cli.status import render
+
+    d = doc(10, 4)
+    d["config"] = {"source": "/srv/routes.yaml", "sha256": "ab",
+                   "last_reload": {"ok": False, "at": 1_796_189_727.4, "source": "file-watch",
+                                   "error": "routes.yaml:19: weights sum to 107, not 100"}}
+    s = summarize(d)
+    assert s["config"]["last_reload"]["ok"] is False
+    from rich.console import Console
+
+    console = Console(width=200, record=True)
+    console.print(render(s, title="t"))
+    text = console.export_text()
+    assert "RELOAD REFUSED" in text and "weights sum to 107" in text and "/srv/routes.yaml" in text
+    d["config"]["last_reload"] = {"ok": True, "at": 1.0, "source": "admin", "error": None}
+    console = Console(width=200, record=True)
+    console.print(render(summarize(d), title="t"))
+    assert "RELOAD" not in console.export_text()
+
+
+@pytest.mark.parametrize(("ms", "text"), [(None, "-"), (0.42, "0.4 ms"), (53.8867, "54 ms"),
+                                          (999.4, "999 ms"), (1234.5, "1.2 s"), (14_200, "14 s"),
+                                          (150_000, "2.5 min")])
+def test_lag_and_latency_print_with_sensible_precision(ms: float | None, text: str) -> None:
+    from cli.output import duration_ms
+
+    assert duration_ms(ms) == text
+
+
+def test_status_prints_cdc_lag_as_people_read_it() -> None:
+    from rich.console import Console
+
+    from cli.status import render
+
+    s = summarize(doc(10, 4))
+    s["streams"] = [{"stream": "catalog", "state": "streaming", "lag_ms": 53.8867, "dead_letters": 0}]
+    console = Console(width=200, record=True)
+    console.print(render(s, title="t"))
+    text = console.export_text()
+    assert "54 ms" in text and "53.8867" not in text

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from cli.errors import AlreadyRunning, MissingBinary, NeverReady, PortInUse
-from cli.stack import Process, Stack, Task
-from cli.supervisor import Supervisor, pid_alive
 from devstack import free_port
+from stack.model import Process, Stack, Task
+from stack.supervisor import Supervisor, pid_alive
 
 PY = sys.executable
 
@@ -147,3 +147,17 @@ def _port_free(port: int) -> bool:
         except OSError:
             return False
     return True
+
+
+def test_down_says_once_what_it_stopped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from cli.main import app
+
+    monkeypatch.setenv("STRANGLER_STATE_DIR", str(tmp_path / "state"))
+    sup = Supervisor(run_dir=tmp_path / "state" / "run", log_dir=tmp_path / "state" / "logs")
+    sup.start(Stack(mode="test", processes=(
+        Process(name="sleeper", argv=(PY, "-c", "import time; time.sleep(60)"), settle=0.2),)))
+    result = CliRunner().invoke(app, ["down"])
+    assert result.exit_code == 0
+    assert result.output.count("sleeper") == 1 and "stopped: sleeper" in result.stdout

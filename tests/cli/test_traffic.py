@@ -8,16 +8,17 @@ import shutil
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import httpx
 import pytest
 from typer.testing import CliRunner
 
-from cli.localshop import LocalShop
 from cli.main import app
-from cli.traffic import Traffic, TrafficConfig, TrafficError, run_traffic
-from cli.traffic_report import Failure, Recorder, percentile, render_table
 from devstack import free_port
+from loadgen.engine import Traffic, TrafficConfig, TrafficError, run_traffic
+from loadgen.report import Failure, Recorder, percentile, render_table
+from stack.localshop import LocalShop
 
 runner = CliRunner()
 
@@ -166,7 +167,7 @@ def test_a_write_held_during_an_ownership_flip_is_retried_and_a_plain_503_is_not
     async def go() -> Traffic:
         traffic = Traffic(TrafficConfig(base_url="http://127.0.0.1:1"))
         client = httpx.AsyncClient(base_url="http://shop", transport=httpx.MockTransport(handler))
-        from cli.traffic import User
+        from loadgen.engine import User
 
         user = User(name="staff1", kind="staff", client=client)
         assert await traffic.call(user, "PATCH held", "PATCH", "/held", json={}) is not None
@@ -177,3 +178,106 @@ def test_a_write_held_during_an_ownership_flip_is_retried_and_a_plain_503_is_not
     traffic = asyncio.run(go())
     assert seen == ["/held", "/held", "/held", "/down"]
     assert traffic.recorder.held == 2 and traffic.recorder.failures_total == 1
+
+
+class RouterAndShop:
+    """An in-process shop behind the router's cohort logic, recording each request's cohort key.
+
+    The key is what router/proxy.py `_choose` hashes: the route's cohort cookie (sessionid),
+    else the anonymous cohort cookie (set, as the router does, on a visitor's first request
+    without one), else the client address, which all loopback visitors share.
+    """
+
+    def __init__(self) -> None:
+        import random
+
+        self.rng = random.Random(7)  # the sessions Django and the router would draw
+        self.keys: list[str] = []
+
+    def key(self, request: httpx.Request) -> tuple[str, str | None]:
+        jar = dict(part.strip().split("=", 1) for part in request.headers.get("cookie", "").split(";")
+                   if "=" in part)
+        if "sessionid" in jar:
+            return jar["sessionid"], None
+        if "strangler_cohort" in jar:
+            return jar["strangler_cohort"], None
+        if request.url.path.startswith("/api/products"):  # a split route: the router sets one
+            new = f"{self.rng.getrandbits(64):016x}"
+            return new, f"strangler_cohort={new}; Path=/"
+        return "127.0.0.1", None
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        key, set_cookie = self.key(request)
+        headers = {"set-cookie": set_cookie} if set_cookie else {}
+        path = request.url.path
+        if path == "/api/auth/login/":
+            session = f"{self.rng.getrandbits(128):032x}"
+            return httpx.Response(200, json={"token": session}, headers=[
+                ("set-cookie", f"sessionid={session}; Path=/"), ("set-cookie", "csrftoken=c; Path=/")])
+        if path.startswith("/api/products"):
+            self.keys.append(key)
+        if path == "/api/products/" and request.method == "GET":
+            products = [{"id": i, "price": "10.00", "stock_count": 100} for i in range(1, 41)]
+            return httpx.Response(200, json={"count": 40, "results": products}, headers=headers)
+        if path == "/api/categories/":
+            return httpx.Response(200, json={"count": 1, "results": [{"id": 1}]}, headers=headers)
+        return httpx.Response(200, json={"id": 1, "price": "10.00"}, headers=headers)
+
+
+def test_a_ten_percent_step_gets_many_cohorts_of_the_demos_mix() -> None:
+    """The demo's mix (20 customers, 4 anonymous at once) at a 10% first step: the candidate's
+    buckets (router.balance, the products route's salt) get many distinct cohorts, not the
+    two or three of sessions plus a handful of anonymous visitors that left it empty about
+    one run in nine."""
+    from router import balance
+
+    shop = RouterAndShop()
+    traffic = Traffic(TrafficConfig(base_url="http://shop.test", rate=500, duration=2,
+                                    anonymous=4, customers=20, staff=1, seed=1),
+                      transport=httpx.MockTransport(shop))
+    summary = asyncio.run(traffic.run())
+    assert summary["ok"], summary["failures"][:3]
+    weights = [("monolith", 90), ("catalog", 10)]
+    cohorts = set(shop.keys)
+    candidate = {k for k in cohorts if balance.by_bucket(weights, balance.bucket("products", k)) == "catalog"}
+    share = sum(k in candidate for k in shop.keys) / len(shop.keys)
+    assert len(cohorts) >= 150, len(cohorts)
+    assert len(candidate) >= 10, f"{len(candidate)} of {len(cohorts)} cohorts in the candidate's buckets"
+    assert 0.05 <= share <= 0.15  # about the step's weight, not all-or-nothing
+
+
+def test_cohorts_are_the_same_with_the_same_seed() -> None:
+    runs = []
+    for _ in range(2):
+        shop = RouterAndShop()
+        traffic = Traffic(TrafficConfig(base_url="http://shop.test", rate=400, duration=0.5,
+                                        anonymous=4, customers=0, staff=0, seed=3),
+                          transport=httpx.MockTransport(shop))
+        asyncio.run(traffic.run())
+        runs.append(sorted(set(shop.keys)))
+    assert runs[0] == runs[1] and len(runs[0]) > 20
+
+
+def test_without_a_url_it_drives_the_running_stacks_router(state_dir: Path, tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    from cli import traffic as command
+
+    seen: list[TrafficConfig] = []
+
+    def fake_run(config: TrafficConfig, stop: threading.Event | None = None) -> dict[str, object]:
+        seen.append(config)
+        raise TrafficError("stop here")
+
+    monkeypatch.setattr(command, "run_traffic", fake_run)
+    monkeypatch.delenv("STRANGLER_TRAFFIC_URL", raising=False)
+    result = runner.invoke(app, ["traffic", "--duration", "1"])
+    assert seen[-1].base_url == "http://127.0.0.1:8000"
+    assert "no stack is running" in result.output and "drives the monolith" in result.output
+    routes = tmp_path / "routes.yaml"
+    routes.write_text("anonymous_cohort: {cookie: visitor}\n")
+    (state_dir / "run").mkdir(parents=True, exist_ok=True)
+    (state_dir / "run" / "stack.json").write_text(json.dumps(
+        {"mode": "embedded", "router_url": "http://127.0.0.1:18080", "routes": str(routes)}))
+    result = runner.invoke(app, ["traffic", "--duration", "1"])
+    assert seen[-1].base_url == "http://127.0.0.1:18080" and seen[-1].cohort_cookie == "visitor"
+    assert "no stack is running" not in result.output

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from cli.stack import stream_process
+from stack.model import stream_process
 from tests.deploy import compose_checks
 from tests.deploy.conftest import ROOT
 

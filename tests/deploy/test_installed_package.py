@@ -23,8 +23,8 @@ from typing import Any
 
 import pytest
 
-from cli.stack import Process, StackSettings, build_stack, part_present
 from devstack import free_port
+from stack.model import Process, StackSettings, build_stack, part_present
 from tests.conftest import service_missing
 from tests.deploy.conftest import ROOT
 

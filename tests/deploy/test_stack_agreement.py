@@ -1,6 +1,6 @@
 """One source of truth: compose, Kubernetes and the image run what `strangler up --real` runs.
 
-`cli/stack.py` describes every process of the local stack (name, argv, port, env, readiness
+`stack/model.py` describes every process of the local stack (name, argv, port, env, readiness
 path). Here it is built for a container's filesystem and compared, process by process, with
 docker-compose.yml, deploy/k8s and the Dockerfile. The only differences allowed are the
 ones containers need, listed below; anything else is drift and fails.
@@ -16,8 +16,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from cli.stack import Process, Stack, Task, build_stack, stream_process
 from cli.up import DEFAULT_PORTS, settings_for, stream_names
+from stack.model import Process, Stack, Task, build_stack, stream_process
 from tests.deploy import dockerfile_checks
 from tests.deploy.conftest import DOCKERFILE, ROOT, by_kind
 
@@ -259,7 +259,7 @@ def test_k8s_runs_setup_tasks_as_init_containers(stack: Stack, manifests: list[t
 
 
 def test_the_stack_builder_is_what_this_test_thinks(stack: Stack) -> None:
-    """Guard: if cli/stack.py grows a process kind, this file must learn it."""
+    """Guard: if stack/model.py grows a process kind, this file must learn it."""
     assert {p.role for p in stack.processes} <= {"service", "router", "stream"}
     assert all(isinstance(t, Task) for t in stack.setup)
     assert [p.name for p in stack.processes if p.role == "stream"] == [

@@ -12,8 +12,8 @@ import httpx
 import psycopg2
 import pytest
 
-from cli.localshop import LocalShop
-from cli.traffic import TrafficConfig, run_traffic
+from loadgen.engine import TrafficConfig, run_traffic
+from stack.localshop import LocalShop
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 

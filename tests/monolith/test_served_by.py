@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.test.utils import override_settings
 
-from cli.stack import reference_stack
+from stack.model import reference_stack
 
 
 def test_storefront_says_the_monolith_served_it_and_asks_the_router_about_the_api(anon) -> None:  # type: ignore[no-untyped-def]

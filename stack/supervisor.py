@@ -1,6 +1,6 @@
 """The process supervisor behind `strangler up / down / ps / logs`.
 
-It starts the processes of a `cli.stack.Stack` on loopback, each in its own session
+It starts the processes of a `stack.model.Stack` on loopback, each in its own session
 (so a Ctrl-C in the terminal reaches only the supervisor, which then stops them in order),
 with stdout+stderr in `.strangler/logs/<name>.log` and a pid file in `.strangler/run/`.
 Before anything starts it checks every binary and every port, so a missing binary or a
@@ -27,8 +27,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from cli.errors import AlreadyRunning, MissingBinary, NeverReady, PortInUse, StackError
-from cli.stack import Process, Stack, Task
+from stack.errors import AlreadyRunning, MissingBinary, NeverReady, PortInUse, StackError
+from stack.model import Process, Stack, Task
 
 Progress = Callable[[str], None]
 

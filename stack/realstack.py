@@ -13,17 +13,23 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from cli.errors import StackError
-from cli.output import err, progress
-from cli.stack import part_present
+from stack.errors import StackError
+from stack.model import part_present
 
 PG_STATE = "postgres.state"
+
+Progress = Callable[[str], None]
+
+
+def _quiet(_: str) -> None:
+    pass
 
 
 @dataclass
@@ -33,27 +39,28 @@ class RealServices:
     catalog_db: str = ""
     streams: Path | None = None
     kafka: Any = None
+    progress: Progress = field(default=_quiet, repr=False)  # one line per step, for stderr
 
     def start(self, *, streams: Path | None, detach: bool, state: Path) -> RealServices:
         from devstack import PostgresServer, ServiceUnavailable
 
         use_kafka = part_present("kafka") and streams is not None and streams.exists()
         if not part_present("kafka"):
-            err.print("[yellow]note:[/yellow] Kafka is not in this checkout (devstack.kafka, issue 5, "
-                      "branch `kafka`); --real runs on PostgreSQL with the direct CDC transport.")
+            self.progress("note: Kafka is not in this checkout (devstack.kafka); "
+                          "--real runs on PostgreSQL with the direct CDC transport.")
         elif use_kafka and detach and not os.environ.get("STRANGLER_KAFKA_BOOTSTRAP"):
             raise StackError(
                 "--real with a local Kafka broker runs in the foreground (the broker lives as long "
                 "as `strangler up`): drop --detach, or set STRANGLER_KAFKA_BOOTSTRAP to an existing broker"
             )
-        progress("starting PostgreSQL (wal_level=logical)")
+        self.progress("starting PostgreSQL (wal_level=logical)")
         try:
             pg = PostgresServer(outlive_owner=detach).start()  # detached: `down` stops it
         except ServiceUnavailable as exc:
             raise StackError(f"--real needs PostgreSQL: {exc}") from exc
         (self.run_dir / PG_STATE).write_text(json.dumps(
             {"dsn": pg.dsn, "port": pg.port, "datadir": pg.datadir, "root": pg._root, "owned": pg.owned}))
-        progress(f"PostgreSQL ready at 127.0.0.1:{pg.port}")
+        self.progress(f"PostgreSQL ready at 127.0.0.1:{pg.port}")
         try:
             self.monolith_db = pg.create_database("monolith")
             self.catalog_db = pg.create_database("catalog")
@@ -70,12 +77,12 @@ class RealServices:
         from devstack import ServiceUnavailable
         from devstack.kafka import KafkaServer
 
-        progress("starting Kafka (KRaft, first run fetches the jars with Maven)")
+        self.progress("starting Kafka (KRaft, first run fetches the jars with Maven)")
         try:
             self.kafka = KafkaServer().start()
         except ServiceUnavailable as exc:
             raise StackError(f"--real needs Kafka: {exc}") from exc
-        progress(f"Kafka ready at {self.kafka.bootstrap}")
+        self.progress(f"Kafka ready at {self.kafka.bootstrap}")
 
     def stop(self) -> bool:
         """Stop what `start` (here or in another process) left running; True if anything."""
@@ -83,12 +90,12 @@ class RealServices:
         if self.kafka is not None:
             self.kafka.stop()
             self.kafka = None
-            progress("stopped Kafka")
+            self.progress("stopped Kafka")
             stopped = True
-        return stop_postgres(self.run_dir) or stopped
+        return stop_postgres(self.run_dir, progress=self.progress) or stopped
 
 
-def stop_postgres(run_dir: Path) -> bool:
+def stop_postgres(run_dir: Path, *, progress: Progress = _quiet) -> bool:
     path = run_dir / PG_STATE
     if not path.exists():
         return False

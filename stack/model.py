@@ -2,7 +2,7 @@
 
 One place describes each process — name, command argv, port, environment, readiness
 path — so `up`, the demo, and the container manifests (docker-compose, Kubernetes) all
-derive from the same definition. Builders here only *describe*; `cli.supervisor` runs.
+derive from the same definition. Builders here only *describe*; `stack.supervisor` runs.
 
     embedded_stack(...)  SQLite databases, trigger CDC, direct transport (the default)
     real_stack(...)      the same processes on PostgreSQL (and Kafka once it exists)
@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cli.errors import PartMissing
+from stack.errors import PartMissing
 
 LOOPBACK = "127.0.0.1"
 # Whose X-Forwarded-* the monolith and the catalog believe: the router's addresses. `up`
@@ -25,13 +25,13 @@ LOOPBACK = "127.0.0.1"
 # deploy/k8s/config.yaml).
 ROUTER_ADDRESSES = "127.0.0.1/32,::1/128"
 
-# Which branch/issue brings each part: named in the message when one is absent.
+# Each part the stack runs: the module that must import, and how a user knows it.
 PARTS = {
-    "monolith": ("monolith.asgi", "the monolith (issue 2, branch `monolith`)"),
-    "router": ("router.__main__", "the router (issue 3, branch `router`)"),
-    "cdc": ("cdc.pipeline", "the CDC core (issue 4, branch `cdc`)"),
-    "catalog": ("extracted.catalog.__main__", "the catalog service (issue 6, branch `catalog`)"),
-    "kafka": ("devstack.kafka", "the Kafka broker helper (issue 5, branch `kafka`)"),
+    "monolith": ("monolith.asgi", "the legacy shop (monolith/)"),
+    "router": ("router.__main__", "the strangler router (router/)"),
+    "cdc": ("cdc.pipeline", "change-data-capture (cdc/)"),
+    "catalog": ("extracted.catalog.__main__", "the extracted catalog service (extracted/catalog/)"),
+    "kafka": ("devstack.kafka", "the local Kafka broker (devstack/kafka.py)"),
 }
 
 
@@ -44,12 +44,12 @@ def part_present(part: str) -> bool:
 
 
 def require_parts(*parts: str) -> None:
-    """Raise `PartMissing` naming every absent part and the branch that brings it."""
+    """Raise `PartMissing` naming every absent part and how to get it back."""
     missing = [PARTS[p][1] for p in parts if not part_present(p)]
     if missing:
         raise PartMissing(
-            "this checkout lacks " + "; ".join(missing) + ". Merge it (`git merge main` "
-            "once the lead has merged it) and try again."
+            "this checkout lacks " + "; ".join(missing) + ". Update it (`git pull`) and "
+            "reinstall (`make .venv/.installed`, or `pip install -e .`), then try again."
         )
 
 

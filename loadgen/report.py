@@ -1,6 +1,6 @@
 """What `strangler traffic` measured: per-endpoint counts and latencies, failures, summary.
 
-The engine (cli/traffic.py) records every request here; the summary is what the
+The engine (loadgen/engine.py) records every request here; the summary is what the
 walkthrough's "zero failed requests" promise is checked against.
 """
 
@@ -109,7 +109,9 @@ def render_table(summary: dict[str, Any]) -> str:
     header = f"{'endpoint':44} {'requests':>9} {'errors':>7} {'p50 ms':>9} {'p99 ms':>9}"
     lines = [f"traffic against {summary['base_url']} for {summary['duration_s']}s "
              f"({summary['rate_achieved']}/s of {summary['rate_target']}/s target; users: "
-             + ", ".join(f"{n} {kind}" for kind, n in summary["users"].items()) + ")",
+             + ", ".join(f"{n} {kind}" for kind, n in summary["users"].items())
+             + (f"; {summary['anonymous_visitors']} anonymous visitors came and went"
+                if summary.get("anonymous_visitors") else "") + ")",
              header, "-" * len(header)]
     for row in summary["endpoints"]:
         lines.append(f"{row['endpoint'][:44]:44} {row['requests']:>9} {row['errors']:>7} "
