@@ -21,7 +21,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from cli.errors import USER_ERRORS
+from cli.errors import USER_ERRORS, CLIError
 from devstack import free_port
 from migrations import Step, load_steps
 from stack import state
