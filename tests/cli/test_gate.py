@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cli.gate import (
+from rollout.gate import (
     Gate,
     Snapshot,
     Window,
