@@ -189,7 +189,7 @@ def start(
                   "rollout": doc["id"], "actor": actor(), "steps": doc["steps"],
                   "reason": reason or f"rollout of {spec.route} → {spec.candidate} started"})
     pid = _spawn(spec.route, routes, url)
-    doc = _wait_for(store, lambda d: d.get("pid") == pid or d.get("state") not in ACTIVE, 15.0) or doc
+    doc = _wait_for(store, lambda d: d.get("pid") == pid or d.get("state") not in ACTIVE, 60.0) or doc
     if doc.get("pid") != pid and doc.get("state") in ACTIVE:
         raise CLIError(f"the controller (pid {pid}) did not start: see {_log_file(spec.route)}")
     if json_out:
@@ -242,7 +242,9 @@ def _steer(action: str, route: str, reason: str, routes: Path, router: str | Non
         append_entry(store.ledger_path, {"kind": "rollout-control", "route": route, "action": action,
                                          "actor": who, "candidate": doc.get("candidate"), "step": doc.get("step"),
                                          "reason": reason or f"{action} asked from the command line"})
+    wait = 10.0
     if not _alive(doc):
+        wait = 60.0  # a fresh process must import the CLI first: seconds on a busy machine
         url = find_router(router)
         if url is None:
             raise RouterUnreachable("the rollout's controller is gone and no router answers: start the "
@@ -251,12 +253,12 @@ def _steer(action: str, route: str, reason: str, routes: Path, router: str | Non
         err.print(f"the controller was not running: started a new one (pid {pid}), resuming at step "
                   f"{doc.get('step_index', 0) + 1}", highlight=False, markup=False)
     pending = store.folder / f"{route}.request.json"
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + wait
     while pending.exists() and time.monotonic() < deadline:
         time.sleep(0.1)
     now = store.load() or doc
     if pending.exists():
-        raise CLIError(f"asked to {action}, but the controller has not taken the request in 10 s: "
+        raise CLIError(f"asked to {action}, but the controller has not taken the request in {wait:g} s: "
                        f"see {_log_file(route)}")
     out.print(f"{route}: {action} → {now.get('state')}" + (f" ({now['pause_reason']})" if now.get("pause_reason") else "")
               + (f": {now['why']}" if now.get("state") in DONE and now.get("why") else ""), highlight=False)
