@@ -34,15 +34,16 @@ class RouterControl:
     """`rollout.canary.Control` (and `rollout.controller.Control`) over a running router; notes
     go to the router's ledger."""
 
-    def __init__(self, api: RouterAPI, *, ledger: Path | None) -> None:
+    def __init__(self, api: RouterAPI, *, ledger: Path | None, role: str = "canary") -> None:
         self.api = api
         self.ledger = ledger
+        self.role = role  # in the ledger's actor: who moved the weight
 
     def snapshot(self, route: str) -> tuple[dict[str, int], dict[str, Snapshot]]:
         return snapshots(self.api.status(), route)
 
     def set_weight(self, route: str, backend: str, weight: int, reason: str) -> dict[str, int]:
-        self.api.set_weight(route, backend, weight, reason, f"{actor()} (canary)")
+        self.api.set_weight(route, backend, weight, reason, f"{actor()} ({self.role})")
         return self.snapshot(route)[0]
 
     def note(self, route: str, weights: dict[str, int], reason: str) -> None:

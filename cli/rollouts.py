@@ -182,7 +182,8 @@ def start(
 
     top = max(s.weight or 0 for s in spec.steps)
     check_raise(route=spec.route, backend=spec.candidate, old=None, new=100 if top else 0, streams=streams,
-                max_lag=max_lag, force=force, reason=reason, actor=actor(), ledger=store.ledger_path)
+                max_lag=max_lag, force=force, reason=reason, actor=actor(),
+                ledger=store.ledger_path or ledger_path(routes_of_running_stack(routes)))
     doc = new_rollout(spec, actor=actor(), now=time.time())
     store.save(doc)
     store.record({"kind": "rollout", "event": "started", "route": spec.route, "candidate": spec.candidate,
@@ -213,7 +214,7 @@ def controller(route: str, routes: RoutesOpt = Path("routes.yaml"), router: Rout
     say = lambda line: print(time.strftime("%H:%M:%S ") + line, flush=True)  # noqa: E731
     try:
         with RouterAPI(url) as api:
-            ctl = Controller(store, RouterControl(api, ledger=None), actor=f"{actor()} (rollout controller)",
+            ctl = Controller(store, RouterControl(api, ledger=None, role="rollout controller"), actor=f"{actor()} (rollout controller)",
                              say=say)
             doc = ctl.run()
         say(f"controller done: {doc['state']}")
@@ -237,7 +238,7 @@ def _steer(action: str, route: str, reason: str, routes: Path, router: str | Non
         raise CLIError(f"the rollout of {route} → {doc.get('candidate')} is already {doc.get('state')} "
                        f"({doc.get('why')}); start a new one with `strangler rollout start`")
     who = actor()
-    store.request(action, actor=who, reason=reason, full=full)
+    asked = store.request(action, actor=who, reason=reason, full=full)
     if store.ledger_path is not None:
         append_entry(store.ledger_path, {"kind": "rollout-control", "route": route, "action": action,
                                          "actor": who, "candidate": doc.get("candidate"), "step": doc.get("step"),
@@ -252,12 +253,8 @@ def _steer(action: str, route: str, reason: str, routes: Path, router: str | Non
         pid = _spawn(route, routes, url)
         err.print(f"the controller was not running: started a new one (pid {pid}), resuming at step "
                   f"{doc.get('step_index', 0) + 1}", highlight=False, markup=False)
-    pending = store.folder / f"{route}.request.json"
-    deadline = time.monotonic() + wait
-    while pending.exists() and time.monotonic() < deadline:
-        time.sleep(0.1)
-    now = store.load() or doc
-    if pending.exists():
+    now = _wait_for(store, lambda d: (d.get("handled") or {}).get("time") == asked["time"], wait) or doc
+    if (now.get("handled") or {}).get("time") != asked["time"]:
         raise CLIError(f"asked to {action}, but the controller has not taken the request in {wait:g} s: "
                        f"see {_log_file(route)}")
     out.print(f"{route}: {action} → {now.get('state')}" + (f" ({now['pause_reason']})" if now.get("pause_reason") else "")

@@ -209,6 +209,7 @@ class Controller:
 
     def _handle(self, doc: dict[str, Any], req: dict[str, Any], now: float) -> None:
         action, who = str(req.get("action")), str(req.get("actor") or "someone")
+        doc["handled"] = {"action": action, "actor": who, "time": req.get("time")}  # the asker waits for it
         because = f" ({req['reason']})" if req.get("reason") else ""
         spec = from_json(doc["spec"])
         if action == "abort":

@@ -225,5 +225,8 @@ def from_yaml_doc(doc: Any, *, source: str = "spec") -> RolloutSpec:
             raise SpecError(f"{at}.url: {url!r} is not an http(s) URL")
         hooks.append(Webhook(name=str(h.get("name", f"hook{i}")), url=url, when=when,
                              timeout=_duration(f"{at}.timeout", h.get("timeout", "5s"))))
-    return RolloutSpec(route=str(doc["route"]), candidate=str(doc["to"]), steps=steps, gate=gate,
-                       threshold=threshold, webhooks=tuple(hooks), reason=str(doc.get("reason", "")))
+    try:
+        return RolloutSpec(route=str(doc["route"]), candidate=str(doc["to"]), steps=steps, gate=gate,
+                           threshold=threshold, webhooks=tuple(hooks), reason=str(doc.get("reason", "")))
+    except SpecError as exc:
+        raise SpecError(f"{source}: {exc}") from None

@@ -436,7 +436,8 @@ def route_weights(routes: Any) -> str:
     return "\n".join(out + roles) + "\n"
 
 
-ROLLOUT_STATES = ("running", "paused", "promoted", "rolled_back", "aborted", "interrupted", "gone")
+ROLLOUT_STATES = ("running", "paused", "promoted", "rolled_back", "aborted", "inconclusive", "failed",
+                  "interrupted", "gone")
 
 
 def rollout_series(rollouts: Any) -> str:

@@ -6,8 +6,8 @@ import math
 
 import pytest
 
-from rollout.gate import Gate, Snapshot, cumulative
 from rollout.canary import CanaryPlan, run_canary
+from rollout.gate import Gate, Snapshot, cumulative
 
 BOUNDS = (10.0, 50.0, 100.0, 500.0, math.inf)
 

@@ -7,9 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from rollout.controller import Controller, Store, new_rollout
-from rollout.gate import Snapshot, cumulative
+from rollout.gate import Gate, Snapshot, cumulative
 from rollout.spec import RolloutSpec, Step, Webhook, steps_from_flag
-from rollout.gate import Gate
 
 BOUNDS = (1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, math.inf)
 

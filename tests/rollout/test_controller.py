@@ -29,6 +29,12 @@ def test_healthy_candidate_is_promoted_step_by_step(tmp_path: Path) -> None:
     assert [h["outcome"] for h in doc["history"]] == ["pass"] * 3
 
 
+def test_after_the_last_step_the_candidate_gets_everything(tmp_path: Path) -> None:
+    rig = Rig(tmp_path, spec("10,50"))  # as Argo: the end of the steps is full promotion
+    assert rig.run()["state"] == "promoted"
+    assert [w for w, _ in rig.router.changes] == [10, 50, 100]
+
+
 def test_an_injected_fault_rolls_back_by_itself(tmp_path: Path) -> None:
     rig = Rig(tmp_path, spec(threshold=1), FakeRouter(fail_rate=0.2))
     doc = rig.run()

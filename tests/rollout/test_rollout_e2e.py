@@ -20,7 +20,7 @@ import httpx
 import pytest
 
 from devstack import free_port
-from tests.router.conftest import ADMIN_TOKEN, ROOT, RouterProc, start_router, wait_port  # noqa: F401 (fixture)
+from tests.router.conftest import ADMIN_TOKEN, ROOT, RouterProc, wait_port
 from tests.router.conftest import stop as stop_process
 
 pytestmark = pytest.mark.slow
