@@ -32,6 +32,7 @@ COPY devstack ./devstack
 COPY ownership ./ownership
 COPY forwarding ./forwarding
 COPY telemetry ./telemetry
+COPY rollout ./rollout
 # Every dependency has wheels for amd64 and arm64 (psycopg2-binary, confluent-kafka, msgspec,
 # httptools); the compiler above is for the project's own extension only.
 RUN /opt/venv/bin/pip install --no-cache-dir .

@@ -238,13 +238,28 @@ def _steer(action: str, route: str, reason: str, routes: Path, router: str | Non
         raise CLIError(f"the rollout of {route} → {doc.get('candidate')} is already {doc.get('state')} "
                        f"({doc.get('why')}); start a new one with `strangler rollout start`")
     who = actor()
+    alive = _alive(doc)
+    if action == "resume" and doc.get("state") == "running" and not alive:
+        # nothing to resume but the controller itself: a new one continues from the file
+        url = find_router(router)
+        if url is None:
+            raise RouterUnreachable("the rollout's controller is gone and no router answers: start the "
+                                    "stack with `strangler up` or give --router URL")
+        pid = _spawn(route, routes, url)
+        err.print(f"the controller was not running: started a new one (pid {pid}), resuming at step "
+                  f"{doc.get('step_index', 0) + 1}", highlight=False, markup=False)
+        now = _wait_for(store, lambda d: d.get("pid") == pid or d.get("state") not in ACTIVE, 60.0) or doc
+        if now.get("pid") != pid and now.get("state") in ACTIVE:
+            raise CLIError(f"the new controller (pid {pid}) did not start: see {_log_file(route)}")
+        out.print(f"{route}: resume → {now.get('state')} (controller pid {pid})", highlight=False)
+        return
     asked = store.request(action, actor=who, reason=reason, full=full)
     if store.ledger_path is not None:
         append_entry(store.ledger_path, {"kind": "rollout-control", "route": route, "action": action,
                                          "actor": who, "candidate": doc.get("candidate"), "step": doc.get("step"),
                                          "reason": reason or f"{action} asked from the command line"})
     wait = 10.0
-    if not _alive(doc):
+    if not alive:
         wait = 60.0  # a fresh process must import the CLI first: seconds on a busy machine
         url = find_router(router)
         if url is None:
