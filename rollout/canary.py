@@ -173,7 +173,6 @@ def _run(control: Control, plan: CanaryPlan, *, say: Callable[[str], None], cloc
                     why = (f"inconclusive at {step}%: only {cand_w.requests} candidate requests in "
                            f"{elapsed:.0f}s (need {plan.gate.min_requests}). Send more traffic "
                            f"(`strangler traffic`), or lower --min-requests")
-                    say(why)
                     show(verdict={"decision": "inconclusive", "why": why})
                     if not steerable:  # nobody could resume a pause: stop, weights kept
                         weights, _ = control.snapshot(route)
@@ -184,6 +183,8 @@ def _run(control: Control, plan: CanaryPlan, *, say: Callable[[str], None], cloc
                                                      "weights left as they are")
                         show(state="inconclusive", why=result.why)
                         return result
+                    say(f"{why}. Paused at {step}%: Resume or Abort on the dashboard "
+                        "(/_strangler/ui), or Ctrl-C to stop with the weights kept")
                     request = _paused(control, route, result, step, sleep, show, asked,
                                       {"action": "pause", "actor": "the gate (inconclusive)"})
                     if request is not None:  # an abort while paused

@@ -159,3 +159,40 @@ steps:
     assert len(takeovers) == 2 and "at step 4/4" in takeovers[1]["reason"]
     windows = [e for e in events if e["event"] == "analysis" and e["weight"] == 50]
     assert len(windows) == 1
+
+
+def test_the_dashboard_promotes_a_controller_rollout_and_shows_it_as_json(tmp_path: Path,
+                                                                          start_router: Callable[..., RouterProc]) -> None:
+    """The Promote button's endpoint: a controller's rollout takes it, a foreground canary
+    refuses it (its gate decides); the overview carries the whole rollout as strict JSON."""
+    from router import rollouts
+    from rollout.controller import new_rollout
+    from tests.rollout.fakes import spec
+
+    state = tmp_path / "state"
+    router = start_router("""
+ledger: ledger.jsonl
+access_log: false
+upstreams: {a: {url: "http://127.0.0.1:9"}, b: {url: "http://127.0.0.1:9"}}
+routes:
+  - {name: products, match: {prefix: /}, backends: {a: 100, b: 0}}
+""", env={"STRANGLER_STATE_DIR": str(state)})
+    where = state / "rollouts"
+    auth = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    doc = new_rollout(spec(), actor="t", now=time.time())
+    doc["window"] = {"since": 1.0, "baseline": {"a": [1, 0, [[1.0, 1], ["inf", 1]]]}}
+    rollouts.publish(where, doc)
+    url = f"{router.url}/_strangler/rollouts/products/promote"
+    r = httpx.post(url, json={"reason": "looks good"}, headers=auth, timeout=10)
+    assert r.status_code == 202, r.text
+    assert rollouts.take(where, "products")["action"] == "promote"
+    text = httpx.get(f"{router.url}/_strangler/overview", headers=auth, timeout=10).text
+
+    def refuse(const: str) -> None:
+        raise AssertionError(f"{const} is not JSON a browser parses")
+
+    shown = json.loads(text, parse_constant=refuse)["rollouts"][0]
+    assert shown["kind"] == "rollout" and shown["steps"][0] == "setWeight 10%"
+    rollouts.publish(where, {"route": "products", "candidate": "b", "state": "running", "steps": [10]})
+    r = httpx.post(url, json={}, headers=auth, timeout=10)
+    assert r.status_code == 409 and "foreground `strangler canary`" in r.json()["detail"]
