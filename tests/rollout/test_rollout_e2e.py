@@ -165,8 +165,8 @@ def test_the_dashboard_promotes_a_controller_rollout_and_shows_it_as_json(tmp_pa
                                                                           start_router: Callable[..., RouterProc]) -> None:
     """The Promote button's endpoint: a controller's rollout takes it, a foreground canary
     refuses it (its gate decides); the overview carries the whole rollout as strict JSON."""
-    from router import rollouts
     from rollout.controller import new_rollout
+    from router import rollouts
     from tests.rollout.fakes import spec
 
     state = tmp_path / "state"
