@@ -116,7 +116,8 @@ def run_canary(control: Control, plan: CanaryPlan, *, say: Callable[[str], None]
         return board.command() if board is not None else None
 
     try:
-        return _run(control, plan, say=say, clock=clock, sleep=sleep, show=show, asked=asked,
+        return _run(control, plan, say=say, clock=clock, sleep=sleep, show=show, show_quietly=shown.update,
+                    asked=asked,
                     steerable=board is not None)
     finally:
         if shown["state"] in ("running", "paused") and shown["steps"]:
@@ -124,7 +125,7 @@ def run_canary(control: Control, plan: CanaryPlan, *, say: Callable[[str], None]
 
 
 def _run(control: Control, plan: CanaryPlan, *, say: Callable[[str], None], clock: Callable[[], float],
-         sleep: Callable[[float], None], show: Callable[..., None],
+         sleep: Callable[[float], None], show: Callable[..., None], show_quietly: Callable[..., None],
          asked: Callable[[], dict[str, Any] | None], steerable: bool) -> CanaryResult:
     route, cand = plan.route, plan.candidate
     weights, _ = control.snapshot(route)
@@ -142,7 +143,9 @@ def _run(control: Control, plan: CanaryPlan, *, say: Callable[[str], None], cloc
         if not steps and start_weight > 0:
             steps = [start_weight]  # nothing left to raise: still judge where it stands
     baseline_p99: float | None = None
-    show(steps=steps, weight=start_weight)
+    # not published yet: the first document a dashboard sees is a step with its start time
+    # (a "running" with no countdown raced the browser test)
+    show_quietly(steps=steps, weight=start_weight)
     try:
         for n, step in enumerate(steps, 1):
             label = f"canary {route} → {cand} step {n}/{len(steps)}: {step}%" + (

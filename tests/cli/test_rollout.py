@@ -196,7 +196,8 @@ def test_the_loop_publishes_step_countdown_start_and_each_verdict() -> None:
     board = Board(router, {})
     result = run_with(router, board)
     assert result.outcome == "promoted"
-    assert [d["weight"] for d in board.shown if d["verdict"] is None][1:] == [10, 50, 100]
+    assert [d["weight"] for d in board.shown if d["verdict"] is None] == [10, 50, 100]
+    assert all(d["step_started"] is not None for d in board.shown)  # never "running" with no countdown
     judged = [d for d in board.shown if d["verdict"]]
     assert judged[0]["state"] == "running" and judged[0]["verdict"]["decision"] == "wait"
     assert judged[0]["step"] == 1 and judged[0]["steps"] == [10, 50, 100] and judged[0]["interval"] == 5.0
