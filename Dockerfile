@@ -34,6 +34,10 @@ COPY forwarding ./forwarding
 COPY telemetry ./telemetry
 COPY stack ./stack
 COPY loadgen ./loadgen
+COPY rollout ./rollout
+COPY walkthrough ./walkthrough
+COPY workshop ./workshop
+COPY contextmap ./contextmap
 # Every dependency has wheels for amd64 and arm64 (psycopg2-binary, confluent-kafka, msgspec,
 # httptools); the compiler above is for the project's own extension only.
 RUN /opt/venv/bin/pip install --no-cache-dir .

@@ -49,12 +49,13 @@ sys.path.insert(0, str(REPO))
 import httpx  # noqa: E402
 import yaml  # noqa: E402
 
-from cli.demo import cdc_process, child_env  # noqa: E402
-from cli.demo_own import enforce, write_ownership  # noqa: E402
-from cli.demoflow import Traffic, demo_routes, traffic_totals, write_yaml  # noqa: E402
 from devstack import free_port  # noqa: E402
 from stack.model import StackSettings, build_stack  # noqa: E402
 from stack.supervisor import Supervisor  # noqa: E402
+from walkthrough.engine import child_env  # noqa: E402
+from walkthrough.engine import stream_process as cdc_process  # noqa: E402
+from walkthrough.flow import Traffic, demo_routes, traffic_totals, write_yaml  # noqa: E402
+from walkthrough.ownflow import enforce, write_ownership  # noqa: E402
 
 WRITES = ["POST", "PUT", "PATCH", "DELETE"]
 

@@ -1,9 +1,11 @@
 """`strangler canary ROUTE --to BACKEND`: a stepped rollout with a gate and rollback.
 
-The loop lives in `cli.rollout`, the gate math in `cli.gate`; this module parses the
+The loop lives in `rollout.canary`, the gate math in `rollout.gate`; this module parses the
 human units, connects to the running router, and reports. Exit codes: 0 promoted,
-3 rolled back (the gate was not met, or aborted from the dashboard), 130 interrupted
-(weights left as they were). The loop publishes its state for the dashboard and takes its
+3 rolled back (the gate was not met, or aborted from the dashboard) or inconclusive (too
+little traffic: weights left where they are), 130 interrupted (weights left as they were).
+A canary is a foreground process; `strangler rollout start` is the same with a controller
+that outlives the terminal (cli/rollouts.py). The loop publishes its state for the dashboard and takes its
 pause/resume/abort requests (`RolloutFiles`, router/rollouts.py).
 """
 
@@ -16,12 +18,12 @@ from typing import Annotated, Any
 import typer
 
 from cli.errors import CLIError, RouterUnreachable
-from cli.gate import Gate, Snapshot, parse_duration, parse_rate, parse_steps
 from cli.ledger import ledger_path
 from cli.output import err, guarded, print_json
-from cli.rollout import CanaryPlan, run_canary
 from cli.routerapi import RouterAPI, find_router, snapshots
 from cli.shift import actor
+from rollout.canary import CanaryPlan, run_canary
+from rollout.gate import Gate, Snapshot, parse_duration, parse_rate, parse_steps
 from stack import state
 from stack.model import part_present
 
@@ -29,17 +31,19 @@ app = typer.Typer()
 
 
 class RouterControl:
-    """`cli.rollout.Control` over a running router; notes go to the router's ledger."""
+    """`rollout.canary.Control` (and `rollout.controller.Control`) over a running router; notes
+    go to the router's ledger."""
 
-    def __init__(self, api: RouterAPI, *, ledger: Path | None) -> None:
+    def __init__(self, api: RouterAPI, *, ledger: Path | None, role: str = "canary") -> None:
         self.api = api
         self.ledger = ledger
+        self.role = role  # in the ledger's actor: who moved the weight
 
     def snapshot(self, route: str) -> tuple[dict[str, int], dict[str, Snapshot]]:
         return snapshots(self.api.status(), route)
 
     def set_weight(self, route: str, backend: str, weight: int, reason: str) -> dict[str, int]:
-        self.api.set_weight(route, backend, weight, reason, f"{actor()} (canary)")
+        self.api.set_weight(route, backend, weight, reason, f"{actor()} ({self.role})")
         return self.snapshot(route)[0]
 
     def note(self, route: str, weights: dict[str, int], reason: str) -> None:
@@ -52,7 +56,7 @@ class RouterControl:
 
 
 class RolloutFiles:
-    """`cli.rollout.Board` over the files the router's dashboard reads (router/rollouts.py)."""
+    """`rollout.canary.Board` over the files the router's dashboard reads (router/rollouts.py)."""
 
     def __init__(self, ledger: Path, route: str) -> None:
         from router import rollouts
@@ -97,14 +101,14 @@ def canary(
     max_error_rate: Annotated[str, typer.Option(help="Candidate error rate limit (e.g. 1%).")] = "1%",
     max_p99_ratio: Annotated[float, typer.Option(help="Candidate p99 ÷ current backend's p99 limit.")] = 1.5,
     min_requests: Annotated[int, typer.Option(help="Candidate requests needed per step before judging.")] = 100,
-    p99_floor: Annotated[str, typer.Option(help="p99 below this always passes (loopback noise).")] = "25ms",
-    max_wait: Annotated[str | None, typer.Option(help="Longest wait per step for min requests before rolling back (default 10× interval).")] = None,
+    p99_floor: Annotated[str, typer.Option(help="p99 below this always passes (loopback noise).")] = "10ms",
+    max_wait: Annotated[str | None, typer.Option(help="Longest wait per step for min requests; then inconclusive: paused with the dashboard, else stopped with weights kept (default 10× interval).")] = None,
     router: Annotated[str | None, typer.Option("--router", envvar="STRANGLER_ROUTER_URL", help="Running router's base URL.")] = None,
     routes: Annotated[Path, typer.Option(help="Routes file of the running router (for the ledger).")] = Path("routes.yaml"),
     json_out: Annotated[bool, typer.Option("--json", help="One JSON document with every step.")] = False,
     max_lag: Annotated[float, typer.Option(help="Read gate: refuse rolling out toward a copy whose stream is further behind (seconds).")] = 5.0,
     force: Annotated[bool, typer.Option("--force", help="Roll out even though the read gate is closed (needs --reason; ledgered).")] = False,
-    reason: Annotated[str, typer.Option(help="Why the read gate is overridden (with --force).")] = "",
+    reason: Annotated[str, typer.Option(help="Why this canary (in each ledger line it causes); with --force, why the read gate is overridden.")] = "",
     streams: Annotated[str | None, typer.Option("--streams", envvar="STRANGLER_STREAMS", help="streams.yaml (it names ownership.yaml) for the read gate.")] = None,
 ) -> None:
     """Roll out step by step with a gate; promote, or roll back to 0 and exit 3.
@@ -123,7 +127,7 @@ def canary(
         plan = CanaryPlan(route=route, candidate=to, steps=tuple(_parse("--steps", parse_steps, steps)),
                           interval=interval_s, gate=gate,
                           max_wait=_parse("--max-wait", parse_duration, max_wait) if max_wait else 10 * interval_s,
-                          poll=min(1.0, interval_s / 5))
+                          poll=min(1.0, interval_s / 5), reason=reason)
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
     from cli.readgate import check_raise

@@ -7,10 +7,7 @@ from typing import Annotated
 import typer
 
 from cli.walkthrough import walkthrough
-from walkthrough.engine import child_env
-from walkthrough.engine import stream_process as cdc_process
 
-__all__ = ["cdc_process", "child_env", "demo"]  # the two helpers for benchmarks/own.py
 
 def demo(
     quick: Annotated[bool, typer.Option("--quick", help="Short windows and canary steps (CI's form).")] = False,

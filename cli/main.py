@@ -18,6 +18,7 @@ from cli.ids import app as ids_app
 from cli.ledger import app as ledger_app
 from cli.map import app as map_app
 from cli.own import app as own_app
+from cli.rollouts import app as rollouts_app
 from cli.routes import app as routes_app
 from cli.shift import app as shift_app
 from cli.status import app as status_app
@@ -42,6 +43,7 @@ app.add_typer(doctor_app)  # doctor
 app.add_typer(routes_app, name="routes")  # routes show|validate|diff
 app.add_typer(shift_app)  # shift
 app.add_typer(canary_app)  # canary
+app.add_typer(rollouts_app, name="rollout")  # rollout start|status|promote|abort|pause|resume
 app.add_typer(status_app)  # status
 app.add_typer(map_app)  # map
 app.add_typer(own_app)  # own

@@ -2,7 +2,7 @@
 
 Place in the flow: `shift`, `canary`, `status`, `routes` and the demo talk to a running
 router through `RouterAPI`; `snapshots()` turns the router's cumulative status document
-into `cli.gate.Snapshot`s, the one place that knows the status JSON's shape. httpx errors
+into `rollout.gate.Snapshot`s, the one place that knows the status JSON's shape. httpx errors
 are mapped here to `RouterUnreachable` / `AdminRefused`.
 """
 
@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 
 from cli.errors import AdminRefused, RouterUnreachable
-from cli.gate import Snapshot, cumulative
+from rollout.gate import Snapshot, cumulative
 from stack import state
 
 ENV_ROUTER_URL = "STRANGLER_ROUTER_URL"

@@ -25,9 +25,9 @@ from rich.live import Live
 from rich.table import Table
 
 from cli.errors import CLIError, RouterUnreachable
-from cli.gate import Snapshot, window
 from cli.output import duration_ms, err, guarded, out, print_json
 from cli.routerapi import RouterAPI, backend_stats, find_router, route_entries, snapshots
+from rollout.gate import Snapshot, window
 from stack import state
 
 app = typer.Typer()

@@ -14,7 +14,7 @@
     GET  /_strangler/events                  the overview as Server-Sent Events, once a second
     GET  /_strangler/ui                      the live dashboard (router/dashboard.py); the page
                                              holds no data, so it needs no token: it asks for one
-    POST /_strangler/rollouts/<route>/<pause|resume|abort>   a request to the running canary
+    POST /_strangler/rollouts/<route>/<pause|resume|abort|promote>   a request to the running rollout
     POST /_strangler/routes/<route>/weights  {"backend", "weight", "reason"[, "actor"]}
     POST /_strangler/reload                  re-read the routes file now
 
@@ -144,7 +144,7 @@ class Admin:
         return await _json(send, 200, {"ok": True, "ledger": entry})
 
     async def _rollout_request(self, receive: Receive, send: Send, *, route: str, action: str) -> None:
-        """A dashboard button: ask the rollout of `route` to pause, resume or abort (ledgered)."""
+        """A dashboard button: ask the rollout of `route` to pause, resume, abort or promote (ledgered)."""
         if action not in rollouts.ACTIONS:
             return await _json(send, 404, {"error": "not_found", "detail":
                                            f"no rollout action {action!r}: use {', '.join(rollouts.ACTIONS)}"})
@@ -161,7 +161,11 @@ class Admin:
         if current is None or current.get("state") not in ("running", "paused"):
             return await _json(send, 409, {"error": "no_rollout", "detail":
                                            f"no rollout of {route!r} is running (start one with "
-                                           f"`strangler canary {route} --to BACKEND`)"})
+                                           f"`strangler rollout start {route} --to BACKEND`)"})
+        if action == "promote" and current.get("kind") != "rollout":
+            return await _json(send, 409, {"error": "not_promotable", "detail":
+                                           f"the rollout of {route!r} is a foreground `strangler canary`: "
+                                           "it promotes by its gate; pause, resume or abort it"})
         actor, reason = str(data.get("actor") or "dashboard"), str(data.get("reason") or "")
         requested = rollouts.request(where, route, action=action, actor=actor, reason=reason)
         entry = ledger.append_record(snap.config.ledger_path, {

@@ -1,10 +1,13 @@
-"""The running rollouts, as files: what `strangler canary` is doing, and what it is asked to do.
+"""The running rollouts, as files: what a rollout is doing, and what it is asked to do.
 
-Place in the flow: the canary loop (cli/rollout.py, in the CLI's process) publishes its state
-each poll to `<state>/rollouts/<route>.json` — step, weight, when the step started, the
-interval, the gate's last verdict, the outcome. The dashboard's buttons (router/admin.py,
-`POST /_strangler/rollouts/<route>/<pause|resume|abort>`) write a request beside it,
-`<route>.request.json`, which the loop takes (reads and deletes) on its next poll. Files,
+Place in the flow: the rollout controller (rollout/controller.py, a detached process of
+`strangler rollout start`) keeps its whole persisted rollout in `<state>/rollouts/<route>.json`
+("kind": "rollout": spec, step, weight, deadline, window, checks, verdict, history); the
+foreground `strangler canary` loop (rollout/canary.py) publishes a smaller document there each
+poll. The dashboard's buttons (router/admin.py,
+`POST /_strangler/rollouts/<route>/<pause|resume|abort|promote>`) and `strangler rollout
+pause|resume|abort|promote` write a request beside it, `<route>.request.json`, which the
+controller or loop takes (reads and deletes) on its next poll. Files,
 not a socket: the router and the canary are separate processes, either may restart, and the
 router stays the one process the browser talks to.
 
@@ -21,7 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-ACTIONS = ("pause", "resume", "abort")
+ACTIONS = ("pause", "resume", "abort", "promote")  # promote: the rollout controller only
 STATE_ENV = "STRANGLER_STATE_DIR"
 
 
@@ -64,7 +67,7 @@ def read_all(where: Path) -> list[dict[str, Any]]:
 
 
 def request(where: Path, route: str, *, action: str, actor: str, reason: str) -> dict[str, Any]:
-    """Ask the rollout of `route` to pause, resume or abort (the loop acts on its next poll)."""
+    """Ask the rollout of `route` to pause, resume, abort or promote (acted on at its next poll)."""
     if action not in ACTIONS:
         raise ValueError(f"unknown action {action!r}: use one of {', '.join(ACTIONS)}")
     doc = {"action": action, "actor": actor, "reason": reason, "time": time.time()}

@@ -29,11 +29,11 @@ import yaml
 
 from cli.canary import RouterControl
 from cli.errors import CLIError, StackError
-from cli.gate import Gate
-from cli.rollout import CanaryPlan, run_canary
 from cli.routerapi import RouterAPI, route_entry, snapshots, weights
 from devstack import free_port
 from migrations import Step
+from rollout.canary import CanaryPlan, run_canary
+from rollout.gate import Gate
 from router.balance import BUCKETS, bucket
 from stack.model import Process, Stack, StackSettings, stream_process
 from stack.supervisor import Supervisor, pid_alive

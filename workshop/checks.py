@@ -499,7 +499,7 @@ class SimulatedRouter:
         return self.now
 
     def snapshot(self, route: str) -> tuple[dict[str, int], dict[str, Any]]:
-        from cli.gate import Snapshot
+        from rollout.gate import Snapshot
 
         return dict(self.weights), {b: Snapshot(n, e, ((10.0, n), (float("inf"), n))) for b, (n, e) in self.counts.items()}
 
@@ -512,8 +512,8 @@ class SimulatedRouter:
 
 
 def canary_rollback(where: Path) -> Result:
-    from cli.gate import Gate
-    from cli.rollout import CanaryPlan, run_canary
+    from rollout.canary import CanaryPlan, run_canary
+    from rollout.gate import Gate
 
     problems: list[Problem] = []
     doc = _yaml(where / "canary.yaml", problems)

@@ -25,11 +25,11 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
-from cli.demoflow import demo_routes, write_yaml
 from cli.main import app
 from devstack import free_port
 from stack.model import part_present
 from stack.supervisor import pid_alive
+from walkthrough.flow import demo_routes, write_yaml
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[2]

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cli.gate import (
+from rollout.gate import (
     Gate,
     Snapshot,
     Window,
@@ -157,3 +157,45 @@ def test_gate_refuses_nonsense_limits() -> None:
         Gate(max_p99_ratio=0.5)
     with pytest.raises(ValueError, match="at least 1"):
         Gate(min_requests=0)
+
+
+# -- one analysis check (the rollout controller's unit) -----------------------------------
+
+def test_check_is_inconclusive_without_enough_traffic_never_failed() -> None:
+    from rollout.gate import check
+
+    c = check(Gate(min_requests=50), candidate=win(10, 10), current=win(500))
+    assert c.outcome == "inconclusive" and "only 10 candidate requests (need 50)" in c.why
+
+
+def test_check_fails_on_errors_and_on_a_fixed_p99_limit() -> None:
+    from rollout.gate import check
+
+    assert check(Gate(min_requests=10), candidate=win(100, 5), current=win(500)).outcome == "fail"
+    slow = check(Gate(min_requests=10, max_p99_ms=40.0), candidate=win(100, 0, _50=100), current=win(100, 0, _50=100))
+    assert slow.outcome == "fail" and "over the limit 40 ms" in slow.why
+
+
+def _router_window(ms: float, n: int = 200) -> Window:
+    """`n` requests of `ms` in the router's own histogram (router/metrics.py's edges)."""
+    from router.metrics import BOUNDS_MS
+
+    edges = (*BOUNDS_MS, math.inf)
+    counts = [0] * len(edges)
+    counts[next(i for i, b in enumerate(edges) if ms <= b)] = n
+    return Window(n, 0, cumulative(list(zip(edges, counts, strict=True))))
+
+
+def test_the_p99_gate_fires_on_loopback_latencies_with_the_routers_buckets() -> None:
+    """Loopback numbers. The old edges (…10/25/50) and 25 ms floor passed an 18 ms candidate
+    against a 1.6 ms monolith (its p99 read "25 ms, under the floor"), and rolled back an 11 ms
+    one against 9 ms (25 vs 10: "2.5×")."""
+    from rollout.gate import check
+
+    gate = Gate(min_requests=100)
+    slow = check(gate, candidate=_router_window(18.0), current=_router_window(1.6))
+    assert slow.outcome == "fail" and "candidate p99 20 ms" in slow.why
+    close = check(gate, candidate=_router_window(11.0), current=_router_window(9.0))
+    assert close.outcome == "pass", close.why  # 22% slower: within 1.5×
+    noise = check(gate, candidate=_router_window(2.4), current=_router_window(1.6))
+    assert noise.outcome == "pass"  # 3 ms vs 2 ms: under the 10 ms floor

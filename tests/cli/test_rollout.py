@@ -6,8 +6,8 @@ import math
 
 import pytest
 
-from cli.gate import Gate, Snapshot, cumulative
-from cli.rollout import CanaryPlan, run_canary
+from rollout.canary import CanaryPlan, run_canary
+from rollout.gate import Gate, Snapshot, cumulative
 
 BOUNDS = (10.0, 50.0, 100.0, 500.0, math.inf)
 
@@ -108,11 +108,32 @@ def test_slow_candidate_rolls_back_on_p99() -> None:
     assert result.outcome == "rolled_back" and "p99" in result.why
 
 
-def test_thin_traffic_rolls_back_after_max_wait() -> None:
+def test_thin_traffic_is_inconclusive_and_keeps_the_weight() -> None:
     router = FakeRouter(rps=10)  # 1 candidate request per poll at 10%
-    result, _ = run(router, plan(gate=Gate(min_requests=500), max_wait=20.0))
-    assert result.outcome == "rolled_back" and "not enough traffic" in result.why
-    assert router.weights["catalog"] == 0
+    result, lines = run(router, plan(gate=Gate(min_requests=500), max_wait=20.0))
+    assert result.outcome == "inconclusive" and result.exit_code == 3
+    assert "only 20 candidate requests in 20s (need 500)" in result.why and "strangler traffic" in result.why
+    assert router.weights["catalog"] == 10  # never a silent rollback for lack of traffic
+    assert [w["catalog"] for w, _ in router.changes] == [10]
+    assert "inconclusive" in router.notes[-1]
+
+
+def test_thin_traffic_with_a_dashboard_pauses_until_resumed() -> None:
+    router = FakeRouter(rps=10)
+    board = Board(router, {60: "resume", 200: "abort"})
+    result = run_with(router, board, plan(gate=Gate(min_requests=15), max_wait=10.0, steps=(10, 20)))
+    # 10 polls at 1 request: inconclusive and paused at 10%; resumed, the same again; then aborted
+    paused = [d for d in board.shown if d["state"] == "paused"]
+    assert paused and paused[0]["weight"] == 10 and paused[0]["verdict"]["decision"] == "inconclusive"
+    assert [w["catalog"] for w, _ in router.changes] == [10, 0]  # the 0 is the abort's
+    assert result.outcome == "aborted" and router.polls >= 200
+    assert sum(1 for n in router.notes if "paused at 10%" in n) == 2
+
+
+def test_reason_goes_into_every_weight_change() -> None:
+    router = FakeRouter()
+    run(router, plan(reason="catalog v2 read path"))
+    assert all("(catalog v2 read path)" in reason for _, reason in router.changes)
 
 
 def test_ctrl_c_leaves_the_weight_and_says_so() -> None:
@@ -175,7 +196,8 @@ def test_the_loop_publishes_step_countdown_start_and_each_verdict() -> None:
     board = Board(router, {})
     result = run_with(router, board)
     assert result.outcome == "promoted"
-    assert [d["weight"] for d in board.shown if d["verdict"] is None][1:] == [10, 50, 100]
+    assert [d["weight"] for d in board.shown if d["verdict"] is None] == [10, 50, 100]
+    assert all(d["step_started"] is not None for d in board.shown)  # never "running" with no countdown
     judged = [d for d in board.shown if d["verdict"]]
     assert judged[0]["state"] == "running" and judged[0]["verdict"]["decision"] == "wait"
     assert judged[0]["step"] == 1 and judged[0]["steps"] == [10, 50, 100] and judged[0]["interval"] == 5.0

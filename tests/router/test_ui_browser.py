@@ -22,10 +22,10 @@ import httpx
 import pytest
 
 from cli.canary import RolloutFiles
-from cli.gate import Gate
-from cli.rollout import CanaryPlan, CanaryResult, run_canary
 from cli.routerapi import RouterAPI
 from devstack import apt, free_port
+from rollout.canary import CanaryPlan, CanaryResult, run_canary
+from rollout.gate import Gate
 from tests.router.conftest import ADMIN_TOKEN, AUTH
 
 pytestmark = pytest.mark.slow

@@ -1,8 +1,10 @@
-"""The canary gate as pure functions: windows from two cumulative snapshots, then a verdict.
+"""The rollout gate as pure functions: windows from two cumulative snapshots, then a verdict.
 
 The router exposes cumulative per-backend counters (requests, errors, latency histogram).
 A window is the difference of two snapshots, so the candidate and the current backend are
-judged over exactly the same interval. Each step of `strangler canary` asks `judge`:
+judged over exactly the same interval. The rollout controller (rollout/controller.py) asks
+`check` once per analysis interval — pass, fail, or *inconclusive* (too few candidate
+requests: never a failure). Each step of the foreground `strangler canary` asks `judge`:
 
     wait      not enough time or requests yet
     promote   the window is long and large enough, and the candidate is within limits
@@ -10,7 +12,9 @@ judged over exactly the same interval. Each step of `strangler canary` asks `jud
 
 An error rate already over the limit with the minimum request count is a rollback at once;
 a latency verdict waits for the full interval (a few slow cold requests are not a trend).
-Latencies below `p99_floor_ms` always pass: on loopback a 2 ms vs 1 ms p99 is noise.
+Latencies below `p99_floor_ms` always pass: on loopback a 2 ms vs 1 ms p99 is noise. The
+router's histogram edges are fine at the low end (router/metrics.py), so a 30 ms candidate
+against a 2 ms monolith does fail.
 """
 
 from __future__ import annotations
@@ -100,7 +104,8 @@ class Gate:
     max_error_rate: float = 0.01
     max_p99_ratio: float = 1.5
     min_requests: int = 100
-    p99_floor_ms: float = 25.0
+    p99_floor_ms: float = 10.0  # below it a p99 always passes: 3 ms vs 1 ms on loopback is noise
+    max_p99_ms: float | None = None  # a fixed limit besides the ratio (Flagger's request-duration)
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.max_error_rate <= 1.0:
@@ -111,6 +116,8 @@ class Gate:
             raise ValueError(f"min requests {self.min_requests}: give at least 1")
         if self.p99_floor_ms < 0:
             raise ValueError(f"p99 floor {self.p99_floor_ms} ms: give 0 or more")
+        if self.max_p99_ms is not None and self.max_p99_ms <= 0:
+            raise ValueError(f"max p99 {self.max_p99_ms} ms: give a positive duration, e.g. 250ms")
 
 
 @dataclass(frozen=True)
@@ -136,17 +143,16 @@ def _ms(x: float | None) -> str:
 
 def judge(gate: Gate, *, candidate: Window, current: Window, elapsed: float, interval: float,
           baseline_p99: float | None = None) -> Verdict:
-    """Decide one step from the candidate's and the current backend's windows.
+    """Decide one step of the foreground canary from the candidate's and the current backend's
+    windows: `check` once the interval and the request count are there, `wait` before.
 
     `baseline_p99` is the current backend's p99 from an earlier window, used when the
     current backend served too few requests in this one (at 100% it serves none).
     """
     enough = candidate.requests >= gate.min_requests
-    rate = candidate.error_rate
-    if enough and rate > gate.max_error_rate:
-        return Verdict("rollback", (
-            f"candidate error rate {_pct(rate)} ({candidate.errors}/{candidate.requests}) "
-            f"is over the limit {_pct(gate.max_error_rate)}",), candidate, current)
+    if enough and candidate.error_rate > gate.max_error_rate:
+        c = check(gate, candidate=candidate, current=current, baseline_p99=baseline_p99)
+        return Verdict("rollback", (c.why,), candidate, current)
     if elapsed < interval or not enough:
         waiting = []
         if elapsed < interval:
@@ -154,15 +160,50 @@ def judge(gate: Gate, *, candidate: Window, current: Window, elapsed: float, int
         if not enough:
             waiting.append(f"{candidate.requests} of {gate.min_requests} candidate requests")
         return Verdict("wait", ("waiting: " + ", ".join(waiting),), candidate, current)
+    c = check(gate, candidate=candidate, current=current, baseline_p99=baseline_p99)
+    return Verdict("promote" if c.outcome == "pass" else "rollback", c.reasons, candidate, current,
+                   c.current_p99, c.notes)
 
+
+@dataclass(frozen=True)
+class Check:
+    """One analysis check over one window (the rollout controller's unit, Flagger's "check")."""
+
+    outcome: str  # pass | fail | inconclusive (too little candidate traffic to say)
+    reasons: tuple[str, ...]
+    candidate: Window
+    current: Window
+    current_p99: float | None = None
+    notes: tuple[str, ...] = field(default=())
+
+    @property
+    def why(self) -> str:
+        return "; ".join(self.reasons + self.notes)
+
+
+def check(gate: Gate, *, candidate: Window, current: Window, baseline_p99: float | None = None) -> Check:
+    """Judge one window: error rate, then p99 against the current backend's (or, with
+    `max_p99_ms`, against a fixed limit). Fewer than `min_requests` candidate requests is
+    *inconclusive*, never a failure: no traffic is not evidence of a bad candidate."""
+    rate = candidate.error_rate
+    if candidate.requests < gate.min_requests:
+        return Check("inconclusive", (f"only {candidate.requests} candidate requests "
+                                      f"(need {gate.min_requests})",), candidate, current)
+    if rate > gate.max_error_rate:
+        return Check("fail", (
+            f"candidate error rate {_pct(rate)} ({candidate.errors}/{candidate.requests}) "
+            f"is over the limit {_pct(gate.max_error_rate)}",), candidate, current)
     reasons = [f"error rate {_pct(rate)} ≤ {_pct(gate.max_error_rate)} over {candidate.requests} requests"]
     notes: list[str] = []
+    cand_p99 = candidate.p99
+    if gate.max_p99_ms is not None and cand_p99 is not None and cand_p99 > gate.max_p99_ms:
+        return Check("fail", (f"candidate p99 {_ms(cand_p99)} is over the limit {_ms(gate.max_p99_ms)}",),
+                     candidate, current)
     cur_p99 = current.p99 if current.requests >= min(gate.min_requests, 20) else None
     if cur_p99 is None:
         cur_p99 = baseline_p99
         if cur_p99 is not None:
             notes.append(f"current backend idle in this window: p99 compared with its earlier {_ms(cur_p99)}")
-    cand_p99 = candidate.p99
     if cand_p99 is None or cur_p99 is None:
         notes.append("no latency histogram to compare p99")
     elif cand_p99 <= gate.p99_floor_ms:
@@ -171,11 +212,11 @@ def judge(gate: Gate, *, candidate: Window, current: Window, elapsed: float, int
         limit = gate.max_p99_ratio * max(cur_p99, gate.p99_floor_ms)
         ratio = cand_p99 / cur_p99 if cur_p99 else INF
         if cand_p99 > limit:
-            return Verdict("rollback", (
+            return Check("fail", (
                 f"candidate p99 {_ms(cand_p99)} is {ratio:.2f}× the current backend's "
                 f"{_ms(cur_p99)} (limit {gate.max_p99_ratio:g}×)",), candidate, current, cur_p99)
         reasons.append(f"p99 {_ms(cand_p99)} vs {_ms(cur_p99)} ({ratio:.2f}× ≤ {gate.max_p99_ratio:g}×)")
-    return Verdict("promote", tuple(reasons), candidate, current, cur_p99, tuple(notes))
+    return Check("pass", tuple(reasons), candidate, current, cur_p99, tuple(notes))
 
 
 # -- parsing the command line's human units ------------------------------------------------

@@ -1,13 +1,18 @@
-"""The canary loop: step the candidate's weight up, judge each step, promote or roll back.
+"""The foreground canary loop: step the candidate's weight up, judge each step, promote or roll back.
 
 Place in the flow: `strangler canary` and the demo call `run_canary` with a `Control`
 (the running router through its admin API, or a fake in tests). Each step sets the
 weight (the router ledgers it, with the decision in the reason), takes a cumulative
-snapshot, and asks `cli.gate.judge` about the window since then until it says promote
+snapshot, and asks `rollout.gate.judge` about the window since then until it says promote
 or rollback. A rollback sets the candidate to 0. A KeyboardInterrupt leaves the weight
 where it is and the result says so: a human takes over from a known state. With a `Board`
 the loop shows its step, countdown and verdict on the dashboard and obeys its pause, resume
 and abort buttons (an abort is a rollback asked for by a person).
+
+Too little candidate traffic by `max_wait` is *inconclusive*, not a rollback: with a `Board`
+the loop pauses at that step until resumed (the window starts again) or aborted; without one
+it ends `inconclusive`, weights left where they are, and says what to do. The persisted,
+detached form of this (a controller that outlives the terminal) is rollout/controller.py.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
-from cli.gate import Gate, Snapshot, Verdict, judge, merge, window
+from rollout.gate import Gate, Snapshot, Verdict, judge, merge, window
 
 
 class Control(Protocol):
@@ -56,14 +61,15 @@ class StepRecord:
 class CanaryResult:
     route: str
     candidate: str
-    outcome: str  # promoted | rolled_back | aborted (from the dashboard) | interrupted
+    outcome: str  # promoted | rolled_back | aborted (from the dashboard) | inconclusive | interrupted
     weights: dict[str, int]
     why: str
     steps: list[StepRecord] = field(default_factory=list)
 
     @property
     def exit_code(self) -> int:
-        return {"promoted": 0, "rolled_back": 3, "aborted": 3, "interrupted": 130}[self.outcome]
+        return {"promoted": 0, "rolled_back": 3, "aborted": 3, "inconclusive": 3,
+                "interrupted": 130}[self.outcome]
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -76,8 +82,9 @@ class CanaryPlan:
     steps: tuple[int, ...]
     interval: float
     gate: Gate
-    max_wait: float  # per step: waiting longer for min requests is a rollback
+    max_wait: float  # per step: waiting longer for min requests is inconclusive (a pause)
     poll: float = 1.0
+    reason: str = ""  # why this canary (`canary --reason`): in every ledger line it causes
 
     def __post_init__(self) -> None:
         if self.interval <= 0:
@@ -109,15 +116,17 @@ def run_canary(control: Control, plan: CanaryPlan, *, say: Callable[[str], None]
         return board.command() if board is not None else None
 
     try:
-        return _run(control, plan, say=say, clock=clock, sleep=sleep, show=show, asked=asked)
+        return _run(control, plan, say=say, clock=clock, sleep=sleep, show=show, show_quietly=shown.update,
+                    asked=asked,
+                    steerable=board is not None)
     finally:
         if shown["state"] in ("running", "paused") and shown["steps"]:
             show(state="interrupted")
 
 
 def _run(control: Control, plan: CanaryPlan, *, say: Callable[[str], None], clock: Callable[[], float],
-         sleep: Callable[[float], None], show: Callable[..., None],
-         asked: Callable[[], dict[str, Any] | None]) -> CanaryResult:
+         sleep: Callable[[float], None], show: Callable[..., None], show_quietly: Callable[..., None],
+         asked: Callable[[], dict[str, Any] | None], steerable: bool) -> CanaryResult:
     route, cand = plan.route, plan.candidate
     weights, _ = control.snapshot(route)
     if cand not in weights:
@@ -134,10 +143,13 @@ def _run(control: Control, plan: CanaryPlan, *, say: Callable[[str], None], cloc
         if not steps and start_weight > 0:
             steps = [start_weight]  # nothing left to raise: still judge where it stands
     baseline_p99: float | None = None
-    show(steps=steps, weight=start_weight)
+    # not published yet: the first document a dashboard sees is a step with its start time
+    # (a "running" with no countdown raced the browser test)
+    show_quietly(steps=steps, weight=start_weight)
     try:
         for n, step in enumerate(steps, 1):
-            label = f"canary {route} → {cand} step {n}/{len(steps)}: {step}%"
+            label = f"canary {route} → {cand} step {n}/{len(steps)}: {step}%" + (
+                f" ({plan.reason})" if plan.reason else "")
             if step != result.weights.get(cand):
                 result.weights = control.set_weight(route, cand, step, f"{label} (gate: {_limits(plan.gate)})")
             say(f"{label}: weights now {_fmt(result.weights)}; judging for ≥ {plan.interval:g}s")
@@ -153,13 +165,7 @@ def _run(control: Control, plan: CanaryPlan, *, say: Callable[[str], None], cloc
                     t0 = clock()
                     show(state="running", step_started=time.time())
                 if request is not None and request.get("action") == "abort":
-                    who = f"{request.get('actor', 'dashboard')}" + (f": {request['reason']}" if request.get("reason") else "")
-                    why = f"aborted by the operator ({who})"
-                    say(f"ABORT at {step}%: {why}")
-                    result.weights = control.set_weight(route, cand, 0, f"canary aborted at {step}% ({who})")
-                    result.outcome, result.why = "aborted", why
-                    show(state="aborted", weight=0, why=why)
-                    return result
+                    return _abort(control, route, cand, step, request, result, say, show)
                 _, after = control.snapshot(route)
                 elapsed = clock() - t0
                 cand_w = window(before.get(cand), after.get(cand, Snapshot(0, 0)))
@@ -167,9 +173,29 @@ def _run(control: Control, plan: CanaryPlan, *, say: Callable[[str], None], cloc
                 verdict = judge(plan.gate, candidate=cand_w, current=cur_w, elapsed=elapsed,
                                 interval=plan.interval, baseline_p99=baseline_p99)
                 if verdict.decision == "wait" and elapsed >= plan.max_wait:
-                    verdict = Verdict("rollback", (
-                        f"only {cand_w.requests} candidate requests in {elapsed:.0f}s "
-                        f"(need {plan.gate.min_requests}): not enough traffic to judge",), cand_w, cur_w)
+                    why = (f"inconclusive at {step}%: only {cand_w.requests} candidate requests in "
+                           f"{elapsed:.0f}s (need {plan.gate.min_requests}). Send more traffic "
+                           f"(`strangler traffic`), or lower --min-requests")
+                    show(verdict={"decision": "inconclusive", "why": why})
+                    if not steerable:  # nobody could resume a pause: stop, weights kept
+                        weights, _ = control.snapshot(route)
+                        result.weights, result.outcome = weights, "inconclusive"
+                        result.why = (f"{why}; {route} stays at {_fmt(weights)}. Run the canary again, or "
+                                      f"undo with `strangler shift {route} --to {cand} --weight 0`")
+                        control.note(route, weights, f"canary {route} → {cand} inconclusive at {step}%: "
+                                                     "weights left as they are")
+                        show(state="inconclusive", why=result.why)
+                        return result
+                    say(f"{why}. Paused at {step}%: Resume or Abort on the dashboard "
+                        "(/_strangler/ui), or Ctrl-C to stop with the weights kept")
+                    request = _paused(control, route, result, step, sleep, show, asked,
+                                      {"action": "pause", "actor": "the gate (inconclusive)"})
+                    if request is not None:  # an abort while paused
+                        return _abort(control, route, cand, step, request, result, say, show)
+                    _, before = control.snapshot(route)
+                    t0 = clock()
+                    show(state="running", step_started=time.time(), verdict=None)
+                    continue
                 show(verdict={"decision": verdict.decision, "why": verdict.explain()})
                 if verdict.decision != "wait":
                     break
@@ -200,6 +226,17 @@ def _run(control: Control, plan: CanaryPlan, *, say: Callable[[str], None], cloc
         control.note(route, weights, f"canary {route} → {cand} interrupted by the operator; weights left as they are")
         say(result.why)
         return result
+
+
+def _abort(control: Control, route: str, cand: str, step: int, request: dict[str, Any],
+           result: CanaryResult, say: Callable[[str], None], show: Callable[..., None]) -> CanaryResult:
+    who = f"{request.get('actor', 'dashboard')}" + (f": {request['reason']}" if request.get("reason") else "")
+    why = f"aborted by the operator ({who})"
+    say(f"ABORT at {step}%: {why}")
+    result.weights = control.set_weight(route, cand, 0, f"canary aborted at {step}% ({who})")
+    result.outcome, result.why = "aborted", why
+    show(state="aborted", weight=0, why=why)
+    return result
 
 
 def _paused(control: Control, route: str, result: CanaryResult, step: int, sleep: Callable[[float], None],

@@ -1,0 +1,413 @@
+"""`strangler rollout start|status|promote|abort|pause|resume`: rollouts that outlive the terminal.
+
+The engine is `rollout/` (spec, gate, controller); this module parses the flags or the
+`--spec` file, runs the read gate, writes the rollout file and spawns its controller as a
+detached process (`strangler rollout controller ROUTE`, hidden): its pid file is
+`.strangler/run/rollout-<route>.json`, its log `.strangler/logs/rollout-<route>.log`. The
+other commands write a request the controller takes on its next poll (from any terminal, or
+the dashboard's buttons), and start a new controller when the old one is gone — which then
+resumes from the persisted step. Exit codes: 0 ok/promoted, 1 failed, 2 usage, 3 rolled back,
+aborted, or (with `status --watch`) the rollout ended without promotion.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+import yaml
+
+from cli.canary import RouterControl, routes_of_running_stack
+from cli.errors import CLIError, RouterUnreachable
+from cli.ledger import append_entry, ledger_path
+from cli.output import err, guarded, out, print_json
+from cli.routerapi import RouterAPI, find_router
+from cli.shift import actor
+from rollout.controller import ACTIVE, DONE, Controller, RolloutError, Store, new_rollout
+from rollout.gate import parse_duration
+from rollout.spec import RolloutSpec, SpecError, Webhook, from_yaml_doc, gate_from, steps_from_flag
+from stack import state
+
+app = typer.Typer(help="Rollouts that outlive the terminal: start, watch, promote, pause, resume, abort.",
+                  no_args_is_help=True)
+
+RouterOpt = Annotated[str | None, typer.Option("--router", envvar="STRANGLER_ROUTER_URL",
+                                               help="Running router's base URL.")]
+RoutesOpt = Annotated[Path, typer.Option(help="Routes file of the running router (for the ledger).")]
+ReasonOpt = Annotated[str, typer.Option(help="Why (goes into the ledger).")]
+
+
+def _store(route: str, routes: Path) -> Store:
+    from router import rollouts as files
+
+    ledger = ledger_path(routes_of_running_stack(routes))
+    return Store(files.folder(ledger), route, ledger=ledger)
+
+
+def _pid_file(route: str) -> Path:
+    return state.run_dir() / f"rollout-{route}.json"
+
+
+def _log_file(route: str) -> Path:
+    return state.log_dir() / f"rollout-{route}.log"
+
+
+def _alive(doc: dict[str, Any]) -> bool:
+    from router import rollouts as files
+
+    return files._alive(doc.get("pid"))
+
+
+def _spawn(route: str, routes: Path, router: str) -> int:
+    """Start the controller of `route` detached from this terminal (its own session)."""
+    log = _log_file(route)
+    with open(log, "ab") as handle:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "cli.main", "rollout", "controller", route,
+             "--routes", str(routes.absolute()), "--router", router],
+            stdin=subprocess.DEVNULL, stdout=handle, stderr=subprocess.STDOUT,
+            start_new_session=True, cwd=os.getcwd())
+    return proc.pid
+
+
+def _wait_for(store: Store, predicate: Any, timeout: float) -> dict[str, Any] | None:
+    deadline = time.monotonic() + timeout
+    while True:
+        doc = store.load()
+        if doc is not None and predicate(doc):
+            return doc
+        if time.monotonic() > deadline:
+            return doc
+        time.sleep(0.1)
+
+
+def _spec_from(route: str | None, to: str | None, spec_file: Path | None, *, steps: str, interval: str,
+               max_error_rate: str | None, max_p99_ratio: float | None, max_p99: str | None,
+               min_requests: int | None, p99_floor: str | None, threshold: int | None,
+               webhook: list[str], reason: str) -> RolloutSpec:
+    try:
+        if spec_file is not None:
+            try:
+                doc = yaml.safe_load(spec_file.read_text())
+            except (OSError, yaml.YAMLError) as exc:
+                raise SpecError(f"{spec_file}: cannot read it as YAML ({exc})") from None
+            if isinstance(doc, dict):
+                if route is not None:
+                    doc["route"] = route
+                if to is not None:
+                    doc["to"] = to
+                if reason:
+                    doc["reason"] = reason
+            return from_yaml_doc(doc, source=str(spec_file))
+        if route is None or to is None:
+            raise SpecError("give ROUTE and --to BACKEND, or --spec FILE")
+        iv = parse_duration(interval)
+        if iv <= 0:
+            raise SpecError(f"--interval {interval}: give a positive duration, e.g. 30s")
+        gate, thr = gate_from({"max_error_rate": max_error_rate, "max_p99_ratio": max_p99_ratio,
+                               "max_p99": max_p99, "min_requests": min_requests, "p99_floor": p99_floor,
+                               "threshold": threshold if threshold is not None else 2}, "--gate")
+        hooks = []
+        for i, text in enumerate(webhook):
+            when, _, url = text.partition("=")
+            if when not in ("pre", "post") or not url.startswith(("http://", "https://")):
+                raise SpecError(f"--webhook {text!r}: give pre=URL or post=URL (an http(s) URL)")
+            hooks.append(Webhook(name=f"{when}{i}", url=url, when=when))
+        return RolloutSpec(route=route, candidate=to, steps=steps_from_flag(steps, interval=iv), gate=gate,
+                           threshold=thr, webhooks=tuple(hooks), reason=reason)
+    except ValueError as exc:  # SpecError included
+        raise typer.BadParameter(str(exc)) from None
+
+
+@app.command()
+@guarded
+def start(
+    route: Annotated[str | None, typer.Argument(help="Route to roll out on (or in --spec).")] = None,
+    to: Annotated[str | None, typer.Option("--to", help="Candidate backend.")] = None,
+    spec_file: Annotated[Path | None, typer.Option("--spec", help="A rollout spec in YAML (steps, gate, webhooks).")] = None,
+    steps: Annotated[str, typer.Option(help="Weights, each followed by an analysis; `approval`, `pause`, `pause:2m` between.")] = "10,50,100",
+    interval: Annotated[str, typer.Option(help="One analysis check's window (e.g. 30s).")] = "30s",
+    max_error_rate: Annotated[str | None, typer.Option(help="Candidate error rate limit (default 1%).")] = None,
+    max_p99_ratio: Annotated[float | None, typer.Option(help="Candidate p99 ÷ current backend's p99 limit (default 1.5).")] = None,
+    max_p99: Annotated[str | None, typer.Option(help="A fixed candidate p99 limit too (e.g. 250ms).")] = None,
+    min_requests: Annotated[int | None, typer.Option(help="Candidate requests a check needs, else inconclusive (default 100).")] = None,
+    p99_floor: Annotated[str | None, typer.Option(help="A p99 under this always passes (default 10ms).")] = None,
+    threshold: Annotated[int | None, typer.Option(help="Failed checks before rollback (default 2).")] = None,
+    webhook: Annotated[list[str] | None, typer.Option(help="pre=URL (before each check) or post=URL (after the analysis passed); repeatable.")] = None,
+    reason: ReasonOpt = "",
+    router: RouterOpt = None,
+    routes: RoutesOpt = Path("routes.yaml"),
+    max_lag: Annotated[float, typer.Option(help="Read gate: refuse rolling out toward a copy whose stream is further behind (seconds).")] = 5.0,
+    force: Annotated[bool, typer.Option("--force", help="Roll out though the read gate is closed (needs --reason; ledgered).")] = False,
+    streams: Annotated[str | None, typer.Option("--streams", envvar="STRANGLER_STREAMS", help="streams.yaml for the read gate.")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the rollout document.")] = False,
+) -> None:
+    """Start a rollout and hand it to a detached controller; this command returns at once.
+
+    Watch it with `strangler rollout status ROUTE --watch`; steer it from any terminal with
+    promote, pause, resume, abort. Closing this terminal does not stop it.
+    """
+    spec = _spec_from(route, to, spec_file, steps=steps, interval=interval, max_error_rate=max_error_rate,
+                      max_p99_ratio=max_p99_ratio, max_p99=max_p99, min_requests=min_requests,
+                      p99_floor=p99_floor, threshold=threshold, webhook=webhook or [], reason=reason)
+    store = _store(spec.route, routes)
+    old = store.load()
+    if old is not None and old.get("state") in ACTIVE:
+        if _alive(old):
+            raise CLIError(f"a rollout of {spec.route} → {old.get('candidate')} is already {old['state']} "
+                           f"(step {old.get('step')}/{len(old.get('steps') or [])}): watch it with "
+                           f"`strangler rollout status {spec.route} --watch`, or stop it with "
+                           f"`strangler rollout abort {spec.route}`")
+        raise CLIError(f"a rollout of {spec.route} → {old.get('candidate')} was {old['state']} when its "
+                       f"controller stopped: continue it with `strangler rollout resume {spec.route}`, "
+                       f"or end it with `strangler rollout abort {spec.route}`")
+    url = find_router(router)
+    if url is None:
+        raise RouterUnreachable("a rollout needs a running router: start the stack with `strangler up` "
+                                "or give --router URL")
+    with RouterAPI(url) as api:
+        weights, _ = RouterControl(api, ledger=None).snapshot(spec.route)
+    if spec.candidate not in weights:
+        raise CLIError(f"route {spec.route!r} has no backend {spec.candidate!r}; it has {', '.join(weights)}")
+    if len(weights) < 2:
+        raise CLIError(f"route {spec.route!r} has only {spec.candidate!r}: nothing to compare the candidate with")
+    from cli.readgate import check_raise
+
+    top = max(s.weight or 0 for s in spec.steps)
+    check_raise(route=spec.route, backend=spec.candidate, old=None, new=100 if top else 0, streams=streams,
+                max_lag=max_lag, force=force, reason=reason, actor=actor(),
+                ledger=store.ledger_path or ledger_path(routes_of_running_stack(routes)))
+    doc = new_rollout(spec, actor=actor(), now=time.time())
+    store.save(doc)
+    store.record({"kind": "rollout", "event": "started", "route": spec.route, "candidate": spec.candidate,
+                  "rollout": doc["id"], "actor": actor(), "steps": doc["steps"],
+                  "reason": reason or f"rollout of {spec.route} → {spec.candidate} started"})
+    pid = _spawn(spec.route, routes, url)
+    doc = _wait_for(store, lambda d: d.get("pid") == pid or d.get("state") not in ACTIVE, 60.0) or doc
+    if doc.get("pid") != pid and doc.get("state") in ACTIVE:
+        raise CLIError(f"the controller (pid {pid}) did not start: see {_log_file(spec.route)}")
+    if json_out:
+        print_json(doc)
+        return
+    out.print(f"rollout {spec.route} → {spec.candidate} started: {' → '.join(doc['steps'])}", highlight=False)
+    err.print(f"controller pid {pid}, log {_log_file(spec.route)}; watch with "
+              f"`strangler rollout status {spec.route} --watch`", highlight=False, markup=False)
+
+
+@app.command(hidden=True)
+def controller(route: str, routes: RoutesOpt = Path("routes.yaml"), router: RouterOpt = None) -> None:
+    """The detached controller (started by `rollout start` / `resume`): runs until the rollout ends."""
+    store = _store(route, routes)
+    url = find_router(router)
+    if url is None:
+        raise typer.Exit(1)
+    pid_file = _pid_file(route)
+    pid_file.write_text(json.dumps({"pid": os.getpid(), "route": route, "started": time.time(),
+                                    "log": str(_log_file(route))}))
+    say = lambda line: print(time.strftime("%H:%M:%S ") + line, flush=True)  # noqa: E731
+    try:
+        with RouterAPI(url) as api:
+            ctl = Controller(store, RouterControl(api, ledger=None, role="rollout controller"), actor=f"{actor()} (rollout controller)",
+                             say=say)
+            doc = ctl.run()
+        say(f"controller done: {doc['state']}")
+    except RolloutError as exc:
+        say(f"controller not started: {exc}")
+        raise typer.Exit(1) from None
+    finally:
+        try:
+            if json.loads(pid_file.read_text()).get("pid") == os.getpid():
+                pid_file.unlink()
+        except (OSError, ValueError):
+            pass
+
+
+def _steer(action: str, route: str, reason: str, routes: Path, router: str | None, *, full: bool = False) -> None:
+    store = _store(route, routes)
+    doc = store.load()
+    if doc is None:
+        raise CLIError(f"no rollout of {route!r}: start one with `strangler rollout start {route} --to BACKEND`")
+    if doc.get("state") not in ACTIVE:
+        raise CLIError(f"the rollout of {route} → {doc.get('candidate')} is already {doc.get('state')} "
+                       f"({doc.get('why')}); start a new one with `strangler rollout start`")
+    who = actor()
+    alive = _alive(doc)
+    if action == "resume" and doc.get("state") == "running" and not alive:
+        # nothing to resume but the controller itself: a new one continues from the file
+        url = find_router(router)
+        if url is None:
+            raise RouterUnreachable("the rollout's controller is gone and no router answers: start the "
+                                    "stack with `strangler up` or give --router URL")
+        pid = _spawn(route, routes, url)
+        err.print(f"the controller was not running: started a new one (pid {pid}), resuming at step "
+                  f"{doc.get('step_index', 0) + 1}", highlight=False, markup=False)
+        now = _wait_for(store, lambda d: d.get("pid") == pid or d.get("state") not in ACTIVE, 60.0) or doc
+        if now.get("pid") != pid and now.get("state") in ACTIVE:
+            raise CLIError(f"the new controller (pid {pid}) did not start: see {_log_file(route)}")
+        out.print(f"{route}: resume → {now.get('state')} (controller pid {pid})", highlight=False)
+        return
+    asked = store.request(action, actor=who, reason=reason, full=full)
+    if store.ledger_path is not None:
+        append_entry(store.ledger_path, {"kind": "rollout-control", "route": route, "action": action,
+                                         "actor": who, "candidate": doc.get("candidate"), "step": doc.get("step"),
+                                         "reason": reason or f"{action} asked from the command line"})
+    wait = 10.0
+    if not alive:
+        wait = 60.0  # a fresh process must import the CLI first: seconds on a busy machine
+        url = find_router(router)
+        if url is None:
+            raise RouterUnreachable("the rollout's controller is gone and no router answers: start the "
+                                    "stack with `strangler up` or give --router URL")
+        pid = _spawn(route, routes, url)
+        err.print(f"the controller was not running: started a new one (pid {pid}), resuming at step "
+                  f"{doc.get('step_index', 0) + 1}", highlight=False, markup=False)
+    now = _wait_for(store, lambda d: (d.get("handled") or {}).get("time") == asked["time"], wait) or doc
+    if (now.get("handled") or {}).get("time") != asked["time"]:
+        raise CLIError(f"asked to {action}, but the controller has not taken the request in {wait:g} s: "
+                       f"see {_log_file(route)}")
+    out.print(f"{route}: {action} → {now.get('state')}" + (f" ({now['pause_reason']})" if now.get("pause_reason") else "")
+              + (f": {now['why']}" if now.get("state") in DONE and now.get("why") else ""), highlight=False)
+
+
+@app.command()
+@guarded
+def promote(route: str, full: Annotated[bool, typer.Option("--full", help="Skip every remaining step: candidate → 100%.")] = False,
+            reason: ReasonOpt = "", routes: RoutesOpt = Path("routes.yaml"), router: RouterOpt = None) -> None:
+    """Go past the current step (a pause, an approval, an analysis); --full: straight to 100%."""
+    _steer("promote", route, reason, routes, router, full=full)
+
+
+@app.command()
+@guarded
+def abort(route: str, reason: ReasonOpt = "", routes: RoutesOpt = Path("routes.yaml"), router: RouterOpt = None) -> None:
+    """Stop the rollout: the candidate goes to 0%."""
+    _steer("abort", route, reason, routes, router)
+
+
+@app.command()
+@guarded
+def pause(route: str, reason: ReasonOpt = "", routes: RoutesOpt = Path("routes.yaml"), router: RouterOpt = None) -> None:
+    """Hold the rollout at its current weight until resumed."""
+    _steer("pause", route, reason, routes, router)
+
+
+@app.command()
+@guarded
+def resume(route: str, reason: ReasonOpt = "", routes: RoutesOpt = Path("routes.yaml"), router: RouterOpt = None) -> None:
+    """Continue a paused rollout (an analysis starts a fresh window); restarts a gone controller."""
+    _steer("resume", route, reason, routes, router)
+
+
+def _ago(seconds: float) -> str:
+    return f"{seconds:.0f}s"
+
+
+def describe(doc: dict[str, Any], now: float, *, alive: bool) -> list[str]:
+    """The lines of one rollout for `status` (and `--watch`)."""
+    route, cand, st = doc.get("route"), doc.get("candidate"), doc.get("state")
+    steps = doc.get("steps") or []
+    head = f"{route} → {cand}: {st}"
+    if st in ACTIVE:
+        head += f" (controller pid {doc.get('pid')})" if alive else \
+            f" — controller not running: `strangler rollout resume {route}` continues from this step"
+    lines = [head]
+    i = int(doc.get("step_index") or 0)
+    if st in ACTIVE and i < len(steps):
+        where = f"step {i + 1}/{len(steps)}: {steps[i]} · weight {doc.get('weight') if doc.get('weight') is not None else '–'}%"
+        if doc.get("deadline") and st == "running":
+            where += f" · {_ago(max(0.0, doc['deadline'] - now))} left"
+        lines.append(where)
+    prog = doc.get("progress")
+    if prog and st in ACTIVE:
+        p99 = prog.get("candidate_p99_ms")
+        cur = prog.get("current_p99_ms")
+        lines.append(f"candidate: {prog['candidate_requests']} requests, {prog['candidate_errors']} errors, "
+                     f"p99 {'n/a' if p99 is None else f'{p99:g} ms'} (current {'n/a' if cur is None else f'{cur:g} ms'})"
+                     f" over {prog['window_s']:g}s · checks passed {prog['checks_passed']}/{prog['checks_needed']}")
+    v = doc.get("verdict")
+    if v and st in ACTIVE:
+        lines.append(f"gate: {v.get('decision')} — {v.get('why')}")
+    lines.append(f"failed checks: {doc.get('failed_checks', 0)} of {doc.get('threshold')} before rollback · "
+                 f"limits: {doc.get('gate')}")
+    if doc.get("pause_reason"):
+        lines.append(f"paused: {doc['pause_reason']}")
+    if st not in ACTIVE and doc.get("why"):
+        lines.append(f"{st}: {doc['why']}")
+    return lines
+
+
+@app.command()
+@guarded
+def status(
+    route: Annotated[str | None, typer.Argument(help="One route's rollout (default: all).")] = None,
+    watch: Annotated[bool, typer.Option("--watch", "-w", help="Redraw every half second until it ends.")] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="The rollout document(s) (with --watch: one per line per change).")] = False,
+    routes: RoutesOpt = Path("routes.yaml"),
+) -> None:
+    """Where each rollout is: step, countdown, candidate traffic so far, the gate's verdict."""
+    from router import rollouts as files
+
+    store = _store(route or "-", routes)
+
+    def current() -> list[dict[str, Any]]:
+        docs = [d for d in files.read_all(store.folder) if d.get("kind") == "rollout"]
+        if route is not None:
+            docs = [d for d in docs if d.get("route") == route]
+        for d in docs:
+            gone = d.get("state") == "gone"  # read_all's word for a dead controller: say it our way
+            if gone:
+                d["state"] = _raw_state(store.folder, d)
+            d["controller_alive"] = d.get("state") in ACTIVE and not gone
+        return docs
+
+    docs = current()
+    if route is not None and not docs:
+        raise CLIError(f"no rollout of {route!r}: start one with `strangler rollout start {route} --to BACKEND`")
+    if not watch:
+        if json_out:
+            print_json(docs[0] if route is not None else docs)
+            return
+        if not docs:
+            out.print("no rollout has run (start one with `strangler rollout start ROUTE --to BACKEND`)")
+        for d in docs:
+            out.print("\n".join(describe(d, time.time(), alive=d["controller_alive"])), highlight=False)
+        return
+    if route is None:
+        raise typer.BadParameter("--watch follows one rollout: give its ROUTE")
+    from rich.live import Live
+    from rich.text import Text
+
+    last = None
+    try:
+        with contextlib.ExitStack() as stack:
+            live = None if json_out else stack.enter_context(Live(console=out, auto_refresh=False))
+            while True:
+                d = current()[0]
+                if live is None:
+                    text = json.dumps({k: v for k, v in d.items() if k != "updated"}, default=str)
+                    if text != last:
+                        typer.echo(json.dumps(d, default=str))
+                        last = text
+                else:
+                    live.update(Text("\n".join(describe(d, time.time(), alive=d["controller_alive"]))),
+                                refresh=True)
+                if d.get("state") not in ACTIVE or not d["controller_alive"]:
+                    break
+                time.sleep(0.5)
+    except KeyboardInterrupt:
+        raise typer.Exit(130) from None
+    raise typer.Exit(0 if d.get("state") in ("promoted", "running", "paused") else 3)
+
+
+def _raw_state(folder: Path, doc: dict[str, Any]) -> str:
+    try:
+        return str(json.loads((folder / f"{doc['route']}.json").read_text()).get("state"))
+    except (OSError, ValueError):
+        return "running"
