@@ -12,6 +12,7 @@ pause/resume/abort requests (`RolloutFiles`, router/rollouts.py).
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -149,6 +150,7 @@ def canary(
             raise CLIError(str(exc)) from exc
     if json_out:
         print_json(result.to_json())
-    else:
+    elif not (sys.stdout.isatty() and sys.stderr.isatty()):
+        # the result for a pipe or a file; in a terminal the loop's last line already said it
         typer.echo(f"{result.outcome}: {result.why}")
     raise typer.Exit(result.exit_code)
