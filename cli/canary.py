@@ -11,7 +11,6 @@ pause/resume/abort requests (`RolloutFiles`, router/rollouts.py).
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -73,18 +72,6 @@ class RolloutFiles:
         return self._rollouts.take(self.folder, self.route)
 
 
-def routes_of_running_stack(default: Path) -> Path:
-    stack_file = state.run_dir() / "stack.json"
-    if stack_file.exists():
-        try:
-            found = json.loads(stack_file.read_text()).get("routes")
-        except ValueError:
-            found = None
-        if found:
-            return Path(found)
-    return default
-
-
 def _parse(what: str, fn, text: str):  # type: ignore[no-untyped-def]
     try:
         return fn(text)
@@ -133,7 +120,7 @@ def canary(
         raise typer.BadParameter(str(exc)) from None
     from cli.readgate import check_raise
 
-    ledger = ledger_path(routes_of_running_stack(routes))
+    ledger = ledger_path(state.running_routes(routes))
     check_raise(route=route, backend=to, old=None, new=max(plan.steps), streams=streams,
                 max_lag=max_lag, force=force, reason=reason, actor=actor(), ledger=ledger)
     url = find_router(router)

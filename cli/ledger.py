@@ -19,6 +19,7 @@ from rich.table import Table
 
 from cli.errors import CLIError
 from cli.output import err, guarded, out, print_json
+from stack import state
 
 app = typer.Typer()
 
@@ -112,10 +113,12 @@ def describe_change(entry: dict[str, Any]) -> str:
 def ledger(
     route: Annotated[str | None, typer.Option("--route", help="Only this route's changes.")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="One JSON document (a list of entries).")] = False,
-    routes: Annotated[Path, typer.Option(help="Routes file whose ledger to read.")] = Path("routes.yaml"),
+    routes: Annotated[Path | None, typer.Option(
+        help="Routes file whose ledger to read [default: the running stack's, else routes.yaml].")] = None,
     last: Annotated[int, typer.Option("--last", "-n", help="Only the last N entries (0 = all).")] = 0,
 ) -> None:
     """Show the history of routing and ownership changes: when, who, what, why."""
+    routes = routes or state.running_routes(Path("routes.yaml"))
     path = ledger_path(routes)
     if route is not None:
         # a route of the file, or one the ledger remembers (since renamed or removed)

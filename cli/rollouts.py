@@ -24,7 +24,7 @@ from typing import Annotated, Any
 import typer
 import yaml
 
-from cli.canary import RouterControl, routes_of_running_stack
+from cli.canary import RouterControl
 from cli.errors import CLIError, RouterUnreachable
 from cli.ledger import append_entry, ledger_path
 from cli.output import err, guarded, out, print_json
@@ -47,7 +47,7 @@ ReasonOpt = Annotated[str, typer.Option(help="Why (goes into the ledger).")]
 def _store(route: str, routes: Path) -> Store:
     from router import rollouts as files
 
-    ledger = ledger_path(routes_of_running_stack(routes))
+    ledger = ledger_path(state.running_routes(routes))
     return Store(files.folder(ledger), route, ledger=ledger)
 
 
@@ -183,7 +183,7 @@ def start(
     top = max(s.weight or 0 for s in spec.steps)
     check_raise(route=spec.route, backend=spec.candidate, old=None, new=100 if top else 0, streams=streams,
                 max_lag=max_lag, force=force, reason=reason, actor=actor(),
-                ledger=store.ledger_path or ledger_path(routes_of_running_stack(routes)))
+                ledger=store.ledger_path or ledger_path(state.running_routes(routes)))
     doc = new_rollout(spec, actor=actor(), now=time.time())
     store.save(doc)
     store.record({"kind": "rollout", "event": "started", "route": spec.route, "candidate": spec.candidate,

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 from pathlib import Path
@@ -68,3 +69,14 @@ def identity_secret() -> str:
     with os.fdopen(fd, "w") as fh:
         fh.write(secret)
     return secret
+
+
+def running_routes(default: Path) -> Path:
+    """The routes file the running stack's router serves (`.strangler/run/stack.json`, written
+    by `up`), else `default`: a command reading the ledger or the table follows the stack."""
+    stack_file = run_dir() / "stack.json"
+    try:
+        found = json.loads(stack_file.read_text()).get("routes")
+    except (OSError, ValueError, AttributeError):
+        found = None
+    return Path(found) if found else default

@@ -119,6 +119,23 @@ def test_ledger_reads_filters_and_prints_json(runner: CliRunner, state_dir: Path
     assert result.exit_code == 0 and "no changes recorded" in result.output
 
 
+def test_ledger_follows_the_running_stacks_routes_file(runner: CliRunner, state_dir: Path, tmp_path: Path) -> None:
+    """`up --routes elsewhere/routes.yaml`: the ledger is that file's, not ./routes.yaml's."""
+    (tmp_path / "routes.yaml").write_text("ledger: here.jsonl\nupstreams: {}\nroutes: []\n")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "routes.yaml").write_text("ledger: there.jsonl\nupstreams: {}\nroutes: []\n")
+    entry = {"time": "2026-11-27T07:00:00Z", "actor": "ana", "route": "products",
+             "old": {"monolith": 100}, "new": {"monolith": 90, "catalog": 10}, "reason": "from the stack"}
+    (elsewhere / "there.jsonl").write_text(json.dumps(entry) + "\n")
+    (state_dir / "run").mkdir(parents=True)
+    (state_dir / "run" / "stack.json").write_text(json.dumps({"routes": str(elsewhere / "routes.yaml")}))
+    result = runner.invoke(app, ["ledger", "--json"])
+    assert result.exit_code == 0 and json.loads(result.stdout) == [entry]
+    result = runner.invoke(app, ["ledger", "--json", "--routes", "routes.yaml"])  # asked for: this one
+    assert result.exit_code == 0 and json.loads(result.stdout) == []
+
+
 def test_doctor_reports_a_busy_port_with_its_fix(runner: CliRunner, state_dir: Path, tmp_path: Path) -> None:
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
