@@ -65,6 +65,18 @@ def _alive(doc: dict[str, Any]) -> bool:
     return files._alive(doc.get("pid"))
 
 
+def _respawn(route: str, routes: Path, router: str | None, doc: dict[str, Any]) -> int:
+    """A new controller for a rollout whose controller is gone; it continues from the file."""
+    url = find_router(router)
+    if url is None:
+        raise RouterUnreachable("the rollout's controller is gone and no router answers: start the "
+                                "stack with `strangler up` or give --router URL")
+    pid = _spawn(route, routes, url)
+    err.print(f"the controller was not running: started a new one (pid {pid}), resuming at step "
+              f"{doc.get('step_index', 0) + 1}", highlight=False, markup=False)
+    return pid
+
+
 def _spawn(route: str, routes: Path, router: str) -> int:
     """Start the controller of `route` detached from this terminal (its own session)."""
     log = _log_file(route)
@@ -241,13 +253,7 @@ def _steer(action: str, route: str, reason: str, routes: Path, router: str | Non
     alive = _alive(doc)
     if action == "resume" and doc.get("state") == "running" and not alive:
         # nothing to resume but the controller itself: a new one continues from the file
-        url = find_router(router)
-        if url is None:
-            raise RouterUnreachable("the rollout's controller is gone and no router answers: start the "
-                                    "stack with `strangler up` or give --router URL")
-        pid = _spawn(route, routes, url)
-        err.print(f"the controller was not running: started a new one (pid {pid}), resuming at step "
-                  f"{doc.get('step_index', 0) + 1}", highlight=False, markup=False)
+        pid = _respawn(route, routes, router, doc)
         now = _wait_for(store, lambda d: d.get("pid") == pid or d.get("state") not in ACTIVE, 60.0) or doc
         if now.get("pid") != pid and now.get("state") in ACTIVE:
             raise CLIError(f"the new controller (pid {pid}) did not start: see {_log_file(route)}")
@@ -261,13 +267,7 @@ def _steer(action: str, route: str, reason: str, routes: Path, router: str | Non
     wait = 10.0
     if not alive:
         wait = 60.0  # a fresh process must import the CLI first: seconds on a busy machine
-        url = find_router(router)
-        if url is None:
-            raise RouterUnreachable("the rollout's controller is gone and no router answers: start the "
-                                    "stack with `strangler up` or give --router URL")
-        pid = _spawn(route, routes, url)
-        err.print(f"the controller was not running: started a new one (pid {pid}), resuming at step "
-                  f"{doc.get('step_index', 0) + 1}", highlight=False, markup=False)
+        _respawn(route, routes, router, doc)
     now = _wait_for(store, lambda d: (d.get("handled") or {}).get("time") == asked["time"], wait) or doc
     if (now.get("handled") or {}).get("time") != asked["time"]:
         raise CLIError(f"asked to {action}, but the controller has not taken the request in {wait:g} s: "
