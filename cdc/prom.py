@@ -71,13 +71,19 @@ class StreamView:
 
 
 def alive(pid: Any) -> bool:
+    """Whether `pid` runs; a zombie (killed, not reaped) does not."""
     try:
         os.kill(int(pid), 0)
     except PermissionError:
         return True
     except (OSError, TypeError, ValueError):
         return False
-    return True
+    try:
+        with open(f"/proc/{int(pid)}/stat") as fh:
+            stat = fh.read()
+    except OSError:
+        return True
+    return stat[stat.rfind(")") + 2:stat.rfind(")") + 3] not in ("Z", "X")
 
 
 def state_of(doc: dict[str, Any], now: float | None = None) -> str:

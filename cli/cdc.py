@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import signal
 import sqlite3
 import sys
@@ -91,11 +90,9 @@ def run(stream: str, streams: StreamsOpt = None, part: PartOpt = "both") -> None
 
 
 def _alive(pid: Any) -> bool:
-    try:
-        os.kill(int(pid), 0)
-    except (OSError, TypeError, ValueError):
-        return False
-    return True
+    from router.rollouts import alive  # a zombie is not running
+
+    return alive(pid)
 
 
 def _running(live: dict[str, Any]) -> dict[str, Any]:

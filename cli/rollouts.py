@@ -62,7 +62,7 @@ def _log_file(route: str) -> Path:
 def _alive(doc: dict[str, Any]) -> bool:
     from router import rollouts as files
 
-    return files._alive(doc.get("pid"))
+    return files.alive(doc.get("pid"))
 
 
 def _respawn(route: str, routes: Path, router: str | None, doc: dict[str, Any]) -> int:

@@ -30,11 +30,9 @@ class Live:
 
 
 def _alive(pid: Any) -> bool:
-    try:
-        os.kill(int(pid), 0)
-    except (OSError, TypeError, ValueError):
-        return False
-    return True
+    from router.rollouts import alive  # a zombie is not running
+
+    return alive(pid)
 
 
 def live(stream: str) -> Live:

@@ -108,7 +108,7 @@ def stream_status(where: Path) -> tuple[list[dict[str, Any]], str | None]:
             doc = json.loads(path.read_text())
         except (OSError, ValueError):
             continue
-        running = bool(doc.get("pid")) and rollouts._alive(doc["pid"])
+        running = bool(doc.get("pid")) and rollouts.alive(doc["pid"])
         state_text = str(doc.get("state", "?"))
         if not running and state_text not in ("stopped", "failed"):
             state_text = f"not running (last: {state_text})"

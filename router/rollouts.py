@@ -56,7 +56,7 @@ def read_all(where: Path) -> list[dict[str, Any]]:
             doc = json.loads(path.read_text())
         except (OSError, ValueError):
             continue
-        if doc.get("state") in ("running", "paused") and not _alive(doc.get("pid")):
+        if doc.get("state") in ("running", "paused") and not alive(doc.get("pid")):
             doc["state"] = "gone"
         pending = where / f"{path.stem}.request.json"
         if pending.exists():
@@ -87,11 +87,18 @@ def take(where: Path, route: str) -> dict[str, Any] | None:
     return doc if isinstance(doc, dict) else None
 
 
-def _alive(pid: Any) -> bool:
+def alive(pid: Any) -> bool:
+    """Whether process `pid` runs. A zombie does not: a detached process killed with -9 stays
+    one when nothing reaps orphans (an init that does not, as in some containers)."""
     try:
         os.kill(int(pid), 0)
     except (TypeError, ValueError, ProcessLookupError):
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        with open(f"/proc/{int(pid)}/stat") as fh:
+            stat = fh.read()
+    except OSError:
+        return True  # no /proc (macOS): the signal's answer is all there is
+    return stat[stat.rfind(")") + 2:stat.rfind(")") + 3] not in ("Z", "X")

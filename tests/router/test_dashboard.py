@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 
@@ -140,3 +141,23 @@ def test_with_admin_listen_the_dashboard_is_only_on_the_admin_listener(upstreams
     admin = f"http://127.0.0.1:{admin_port}/_strangler"
     assert "<title>Strangler" in httpx.get(f"{admin}/ui", timeout=10).text
     assert httpx.get(f"{admin}/overview", headers=AUTH, timeout=10).json()["status"]["routes"]["split"]
+
+
+def test_a_killed_rollout_process_not_yet_reaped_is_not_alive() -> None:
+    """A controller killed with -9 whose parent is gone stays a zombie where nothing reaps
+    orphans: `rollout status` and the dashboard must call it gone, not running."""
+    import subprocess
+    import sys
+
+    from tests.router.conftest import eventually
+
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])  # exits at once; not waited for yet
+    try:
+        def zombie() -> bool:
+            stat = Path(f"/proc/{proc.pid}/stat").read_text()
+            return stat[stat.rfind(")") + 2] == "Z"
+        assert eventually(zombie)
+        assert not rollouts.alive(proc.pid)
+    finally:
+        proc.wait()
+    assert not rollouts.alive(proc.pid) and rollouts.alive(os.getpid())

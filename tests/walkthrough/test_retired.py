@@ -19,28 +19,30 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
-def staff(db) -> APIClient:  # type: ignore[no-untyped-def]
+def staff(db) -> tuple[APIClient, str]:  # type: ignore[no-untyped-def]
+    """A staff client and a product's URL (in whatever rows the session's database holds)."""
     from django.contrib.auth.models import User
 
     from monolith.catalog.models import Category, Product
 
     category = Category.objects.create(name="Chairs")
-    Product.objects.create(id=1, name="Oak chair", category=category, price="10.00")
-    user = User.objects.create_user("boss", password="pw", is_staff=True)
+    product = Product.objects.create(name="Oak chair", category=category, price="10.00")
+    user = User.objects.create_user("retired-step-boss", password="pw", is_staff=True)
     client = APIClient()
     client.force_authenticate(user)
-    return client
+    return client, f"/api/products/{product.pk}/"
 
 
-def test_retired_product_writes_answer_410_and_reads_still_work(staff: APIClient) -> None:
+def test_retired_product_writes_answer_410_and_reads_still_work(staff: tuple[APIClient, str]) -> None:
+    staff, url = staff  # type: ignore[assignment]
     with override_settings(RETIRED=frozenset({"catalog-writes"})):
-        gone = staff.patch("/api/products/1/", {"price": "11.00"}, format="json")
+        gone = staff.patch(url, {"price": "11.00"}, format="json")
         assert gone.status_code == 410 and "catalog service" in gone.json()["detail"]
         assert staff.post("/api/products/", {"name": "x", "category": 1, "price": "1"}).status_code == 410
-        assert APIClient().delete("/api/products/1/").status_code == 410  # before auth: no 403 to puzzle over
-        assert staff.get("/api/products/1/").json()["price"] == "10.00"
+        assert APIClient().delete(url).status_code == 410  # before auth: no 403 to puzzle over
+        assert staff.get(url).json()["price"] == "10.00"
         assert staff.post("/api/categories/", {"name": "Lamps"}, format="json").status_code == 201
-    assert staff.patch("/api/products/1/", {"price": "11.00"}, format="json").status_code == 200
+    assert staff.patch(url, {"price": "11.00"}, format="json").status_code == 200
 
 
 def test_an_unknown_retirement_refuses_to_start() -> None:
