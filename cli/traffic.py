@@ -64,7 +64,7 @@ def traffic(
         envvar="STRANGLER_TRAFFIC_URL", show_default=False)] = None,
     rate: Annotated[float, typer.Option(help="Requests started per second.")] = 20.0,
     duration: Annotated[float, typer.Option(help="Seconds to run; 0 = until Ctrl-C.")] = 30.0,
-    anonymous: Annotated[int, typer.Option(help="Anonymous visitors browsing at once; each leaves after a few requests and a new one (a new cohort) comes.")] = 4,
+    anonymous: Annotated[int, typer.Option(help="Anonymous visitors browsing at once; each leaves after a few requests and a new one (a new cohort) comes.")] = 8,
     customers: Annotated[int, typer.Option(help="Logged-in customers (customer1..N).")] = 4,
     staff: Annotated[int, typer.Option(help="Staff users editing prices (staff1..N).")] = 1,
     password: Annotated[str, typer.Option(help="Password of the seeded users.",

@@ -66,7 +66,7 @@ class TrafficConfig:
     base_url: str
     rate: float = 20.0  # requests started per second, all users together (one per action)
     duration: float = 30.0  # seconds; 0 = until stopped
-    anonymous: int = 4  # visitors browsing at once; each leaves after a short visit
+    anonymous: int = 8  # visitors browsing at once; each leaves after a short visit
     customers: int = 4
     staff: int = 1
     password: str = SEED_PASSWORD
@@ -78,8 +78,10 @@ class TrafficConfig:
     staff_writes: float | None = None
     # the router's cookie for visitors without a session (routes.yaml `anonymous_cohort`)
     cohort_cookie: str = COHORT_COOKIE
-    visit_requests: int = 3  # an anonymous visit is 1..this many requests
-    session_requests: int = 12  # a customer's session is 1..this many requests; 0: never ends
+    # Short visits and sessions, so a 1% step meets new cohorts often: at 20 req/s the first
+    # candidate request comes after ~8 s (median), near the ~6 s of a new cohort per request.
+    visit_requests: int = 2  # an anonymous visit is 1..this many requests
+    session_requests: int = 4  # a customer's session is 1..this many requests; 0: never ends
 
     def __post_init__(self) -> None:
         parts = urlsplit(self.base_url)

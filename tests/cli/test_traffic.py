@@ -29,7 +29,7 @@ def test_drives_a_real_shop_and_reports_per_endpoint(live_shop: LocalShop) -> No
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
     assert summary["ok"] is True and summary["errors"] == 0 and summary["failures"] == []
-    assert summary["users"] == {"anonymous": 4, "customer": 4, "staff": 1}
+    assert summary["users"] == {"anonymous": 8, "customer": 4, "staff": 1}
     endpoints = {row["endpoint"]: row for row in summary["endpoints"]}
     # browsing, product pages, carts, logins: the mix reaches the shop's main paths
     for name in ("GET /api/products/", "GET /api/products/{id}/", "POST /api/auth/login/",
@@ -244,6 +244,30 @@ def test_a_ten_percent_step_gets_many_cohorts_of_the_demos_mix() -> None:
     assert len(cohorts) >= 150, len(cohorts)
     assert len(candidate) >= 10, f"{len(candidate)} of {len(cohorts)} cohorts in the candidate's buckets"
     assert 0.05 <= share <= 0.15  # about the step's weight, not all-or-nothing
+
+
+def test_a_one_percent_step_meets_candidate_cohorts_soon_with_the_defaults() -> None:
+    """`strangler traffic` as it starts (8 visitors, 4 customers, 1 staff, short visits and
+    sessions): over 100 route salts, a 1% step's first candidate request comes within the
+    first ~1.4/0.01 products requests on the median — near one new cohort per request, the
+    floor — not after the long sessions of a few cohorts (4 visitors of 1..3 requests and
+    sessions of 1..12 took about twice as long)."""
+    import statistics
+
+    from router import balance
+
+    shop = RouterAndShop()
+    config = TrafficConfig(base_url="http://shop.test", rate=1000, duration=1.5, seed=1)
+    summary = asyncio.run(Traffic(config, transport=httpx.MockTransport(shop)).run())
+    assert summary["ok"], summary["failures"][:3]
+    weights = [("monolith", 99), ("catalog", 1)]
+    assert len(shop.keys) >= 800, len(shop.keys)
+    firsts = []
+    for s in range(100):
+        hits = [i for i, k in enumerate(shop.keys)
+                if balance.by_bucket(weights, balance.bucket(f"products{s}", k)) == "catalog"]
+        firsts.append(hits[0] if hits else len(shop.keys))
+    assert statistics.median(firsts) <= 140, sorted(firsts)
 
 
 def test_cohorts_are_the_same_with_the_same_seed() -> None:
