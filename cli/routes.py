@@ -11,8 +11,9 @@ without one, `diff` compares the file with its last committed version (git HEAD)
 from __future__ import annotations
 
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.table import Table
@@ -21,6 +22,8 @@ from cli.errors import CLIError
 from cli.output import err, guarded, out, print_json
 from cli.routerapi import RouterAPI, find_router, route_entries, weights
 from stack.model import require_parts
+
+T = TypeVar("T")
 
 if TYPE_CHECKING:
     from router.config import Config
@@ -60,25 +63,25 @@ def route_doc(config: Config) -> list[dict[str, Any]]:
     return docs
 
 
-def live_weights(router: str | None) -> dict[str, dict[str, int]] | None:
+def _ask_live(router: str | None, read: Callable[[RouterAPI], T]) -> tuple[str, T] | None:
+    """`read` from the running router's admin API, with its URL; None if no router answers."""
     url = find_router(router)
     if url is None:
         return None
     with RouterAPI(url) as api:
         if not api.alive():
             return None
-        return {name: weights(entry) for name, entry in route_entries(api.status()).items()}
+        return url, read(api)
+
+
+def live_weights(router: str | None) -> dict[str, dict[str, int]] | None:
+    got = _ask_live(router, lambda api: route_entries(api.status()))
+    return None if got is None else {name: weights(entry) for name, entry in got[1].items()}
 
 
 def live_table(router: str | None) -> tuple[str, dict[str, Any]] | None:
     """The running router's URL and the table it serves (`/_strangler/routes`), if one answers."""
-    url = find_router(router)
-    if url is None:
-        return None
-    with RouterAPI(url) as api:
-        if not api.alive():
-            return None
-        return url, api.routes()
+    return _ask_live(router, RouterAPI.routes)
 
 
 def live_route_doc(table: dict[str, Any]) -> list[dict[str, Any]]:
