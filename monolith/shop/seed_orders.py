@@ -6,16 +6,28 @@ past, which already happened. Kept apart from seeding.py because it is the bulk 
 
 from __future__ import annotations
 
+import random
+from collections.abc import Callable
 from datetime import timedelta
 from decimal import Decimal
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from monolith.orders.models import Order, OrderLine
 from monolith.payments.models import PaymentAttempt, Refund
 from monolith.shipping.models import Shipment
+from monolith.shop.seed_sizes import CHUNK, Size, when
 
-if TYPE_CHECKING:
-    from monolith.shop.seeding import Seeder
+
+class Seeded(Protocol):
+    """What the order history is drawn from: the seed's size and generator, and what the
+    earlier steps wrote (catalog prices and names, customers' addresses)."""
+
+    size: Size
+    rng: random.Random
+    prices: list[Decimal]  # index = product id
+    names: list[str]
+    address_of: dict[int, int]
+    progress: Callable[[str], None]
 
 ORDER_CHUNK = 2_000
 STATUSES = [  # (status, cumulative probability)
@@ -30,9 +42,7 @@ def pick_status(x: float) -> str:
     return next(status for status, edge in STATUSES if x < edge)
 
 
-def seed_orders(seeder: Seeder) -> None:
-    from monolith.shop.seeding import CHUNK, when
-
+def seed_orders(seeder: Seeded) -> None:
     s, rng = seeder.size, seeder.rng
     line_id = shipment_id = refund_id = 0
     for first in range(1, s.orders + 1, ORDER_CHUNK):

@@ -9,9 +9,7 @@ Every seeded user has the password ``SEED_PASSWORD`` (this is a demo shop).
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from collections.abc import Callable
 from decimal import Decimal
 
 from django.contrib.auth.hashers import make_password
@@ -28,39 +26,10 @@ from monolith.orders.models import Cart, CartItem, Order, OrderLine
 from monolith.payments.models import PaymentAttempt, Refund
 from monolith.shipping.models import Shipment
 from monolith.shop.seed_orders import seed_orders
+from monolith.shop.seed_sizes import CHUNK, EPOCH, SeedError, Size, chunks, size_named, when
 
 SEED_PASSWORD = "shop-password"
 DEFAULT_RANDOM_SEED = 42
-EPOCH = datetime(2021, 1, 4, 9, 0, tzinfo=UTC)  # the shop opened on a Monday morning
-CHUNK = 5_000
-
-
-@dataclass(frozen=True, kw_only=True)
-class Size:
-    categories: int
-    products: int
-    customers: int
-    staff: int
-    warehouses: int
-    orders: int
-    max_lines: int  # lines per order: 1..max_lines, mean (1+max)/2
-
-
-SIZES: dict[str, Size] = {
-    # a test seeds this in about a second
-    "small": Size(categories=12, products=200, customers=20, staff=2, warehouses=2,
-                  orders=60, max_lines=3),
-    # benchmarks: ~10k products
-    "medium": Size(categories=60, products=10_000, customers=1_000, staff=5, warehouses=4,
-                   orders=10_000, max_lines=5),
-    # 100k products, ~1M order lines
-    "large": Size(categories=300, products=100_000, customers=20_000, staff=10, warehouses=8,
-                  orders=250_500, max_lines=7),
-}
-
-
-class SeedError(Exception):
-    """The seed cannot run as asked (unknown size, database already seeded)."""
 
 
 ADJECTIVES = [
@@ -81,24 +50,6 @@ DEPARTMENTS = [
     "Home", "Kitchen", "Outdoor", "Office", "Fashion", "Garden", "Electronics", "Toys",
     "Sports", "Books", "Bath", "Lighting",
 ]
-
-
-def size_named(name: str) -> Size:
-    try:
-        return SIZES[name]
-    except KeyError:
-        raise SeedError(
-            f"unknown size {name!r}; choose one of: {', '.join(SIZES)}"
-        ) from None
-
-
-def chunks(total: int, size: int = CHUNK) -> Iterator[range]:
-    for start in range(1, total + 1, size):
-        yield range(start, min(start + size, total + 1))
-
-
-def when(rng: random.Random, *, days: int = 5 * 365) -> datetime:
-    return EPOCH + timedelta(seconds=rng.randrange(days * 86_400))
 
 
 Progress = Callable[[str], None]
@@ -186,7 +137,8 @@ class Seeder:
 
     def seed_customers(self) -> None:
         s, rng = self.size, self.rng
-        profiles, addresses = [], []
+        profiles: list[Profile] = []
+        addresses: list[Address] = []
         for i in range(1, s.customers + 1):
             uid = s.staff + i
             profiles.append(Profile(id=i, user_id=uid, phone=f"+49 30 {rng.randrange(10**6, 10**7)}",

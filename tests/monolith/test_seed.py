@@ -7,7 +7,8 @@ from django.core.management import CommandError, call_command
 
 from monolith.catalog.models import Product
 from monolith.orders.models import Order, OrderLine
-from monolith.shop.seeding import SIZES, seed
+from monolith.shop.seed_sizes import SIZES
+from monolith.shop.seeding import seed
 
 pytestmark = pytest.mark.django_db
 

@@ -7,7 +7,8 @@ import time
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from monolith.shop.seeding import DEFAULT_RANDOM_SEED, SIZES, SeedError, seed
+from monolith.shop.seed_sizes import SIZES, SeedError
+from monolith.shop.seeding import DEFAULT_RANDOM_SEED, seed
 
 
 class Command(BaseCommand):
