@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, MutableMapping
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -18,7 +19,7 @@ if TYPE_CHECKING:
     from router.config import Config
     from router.metrics import Metrics
     from router.state import Snapshot
-    from router.tracing import RouterTracing
+    from telemetry import TracingSettings
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -31,14 +32,24 @@ class Reloads(Protocol):
     def status(self) -> dict[str, Any]: ...
 
 
+class Tracing(Protocol):
+    """What the parts ask of the router's tracing (`router.tracing.RouterTracing`)."""
+
+    settings: TracingSettings | None
+
+    def shadow_call(self, tail: bytes, backend: str, role: str, /) -> AbstractContextManager[bytes]: ...
+
+
 class RouterCore(Protocol):
     """What the parts of a router read and call on it."""
 
     config_path: Path | None
     snapshot: Snapshot | None
     metrics: Metrics
-    tracing: RouterTracing
     access_log: AccessLog
+
+    @property
+    def tracing(self) -> Tracing: ...
 
     @property
     def reloader(self) -> Reloads: ...
