@@ -284,7 +284,7 @@ class Shop:
 
     def _wait_router_weights(self, to: str) -> None:
         """Until the router serves the edited weights (it reloads a changed file by itself)."""
-        from cli.routerapi import RouterAPI, route_entry, weights
+        from control.routerapi import RouterAPI, route_entry, weights
 
         deadline = time.monotonic() + 30
         with RouterAPI(self.router, token=self.settings.admin_token) as api:
@@ -304,7 +304,7 @@ class Shop:
 
     def divergent(self) -> dict[str, int]:
         """Rows `verify` finds differing, per stream and target table (only those with any)."""
-        from cli.cdc import run_verify
+        from control.verify import run_verify
 
         sf = self.streams()
         out = {}

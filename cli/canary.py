@@ -6,70 +6,30 @@ human units, connects to the running router, and reports. Exit codes: 0 promoted
 little traffic: weights left where they are), 130 interrupted (weights left as they were).
 A canary is a foreground process; `strangler rollout start` is the same with a controller
 that outlives the terminal (cli/rollouts.py). The loop publishes its state for the dashboard and takes its
-pause/resume/abort requests (`RolloutFiles`, router/rollouts.py).
+pause/resume/abort requests (`control.routercontrol.RolloutFiles`).
 """
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
-from cli.errors import CLIError, RouterUnreachable
-from cli.ledger import ledger_path
+from cli.errors import CLIError
 from cli.output import err, guarded, print_json
-from cli.routerapi import RouterAPI, find_router, snapshots
-from cli.shift import actor
+from control.errors import RouterUnreachable
+from control.ledger import actor, ledger_path
+from control.readgate import check_raise
+from control.routerapi import RouterAPI, find_router
+from control.routercontrol import RolloutFiles, RouterControl
 from rollout.canary import CanaryPlan, run_canary
-from rollout.gate import Gate, Snapshot, parse_duration, parse_rate, parse_steps
+from rollout.gate import Gate, parse_duration, parse_rate, parse_steps
 from stack import state
 from stack.model import part_present
 
 app = typer.Typer()
-
-
-class RouterControl:
-    """`rollout.canary.Control` (and `rollout.controller.Control`) over a running router; notes
-    go to the router's ledger."""
-
-    def __init__(self, api: RouterAPI, *, ledger: Path | None, role: str = "canary") -> None:
-        self.api = api
-        self.ledger = ledger
-        self.role = role  # in the ledger's actor: who moved the weight
-
-    def snapshot(self, route: str) -> tuple[dict[str, int], dict[str, Snapshot]]:
-        return snapshots(self.api.status(), route)
-
-    def set_weight(self, route: str, backend: str, weight: int, reason: str) -> dict[str, int]:
-        self.api.set_weight(route, backend, weight, reason, f"{actor()} ({self.role})")
-        return self.snapshot(route)[0]
-
-    def note(self, route: str, weights: dict[str, int], reason: str) -> None:
-        """A ledger line for a decision that changed no weight (promoted, interrupted)."""
-        if self.ledger is None or not part_present("router"):
-            return
-        from router import ledger
-
-        ledger.append(self.ledger, actor=actor(), route=route, old=weights, new=weights, reason=reason)
-
-
-class RolloutFiles:
-    """`rollout.canary.Board` over the files the router's dashboard reads (router/rollouts.py)."""
-
-    def __init__(self, ledger: Path, route: str) -> None:
-        from router import rollouts
-
-        self._rollouts = rollouts
-        self.folder = rollouts.folder(ledger)
-        self.route = route
-
-    def publish(self, doc: dict[str, Any]) -> None:
-        self._rollouts.publish(self.folder, doc)
-
-    def command(self) -> dict[str, Any] | None:
-        return self._rollouts.take(self.folder, self.route)
 
 
 def _parse(what: str, fn, text: str):  # type: ignore[no-untyped-def]
@@ -118,8 +78,6 @@ def canary(
                           poll=min(1.0, interval_s / 5), reason=reason)
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
-    from cli.readgate import check_raise
-
     ledger = ledger_path(state.running_routes(routes))
     check_raise(route=route, backend=to, old=None, new=max(plan.steps), streams=streams,
                 max_lag=max_lag, force=force, reason=reason, actor=actor(), ledger=ledger)

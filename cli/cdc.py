@@ -10,18 +10,18 @@ from __future__ import annotations
 import json
 import logging
 import signal
-import sqlite3
 import sys
 import time
 from typing import Annotated, Any
 
-import sqlalchemy as sa
 import typer
 
 from cdc import checkpoint, config, metrics
 from cdc.errors import CDCError, ConfigError, SchemaChanged
+from cdc.health import dual_writes, stream_report
 from cdc.pipeline import Pipeline, open_stream, tune_gc_for_streaming
 from cli.output import duration_ms
+from control.verify import repair, repair_command, run_verify, verify_document
 
 cdc_app = typer.Typer(help="Change-data-capture streams declared in streams.yaml.", no_args_is_help=True)
 
@@ -89,116 +89,6 @@ def run(stream: str, streams: StreamsOpt = None, part: PartOpt = "both") -> None
     typer.echo(f"cdc {stream}: stopped at {pipe.metrics.position or 'start'}", err=True)
 
 
-def _alive(pid: Any) -> bool:
-    from router.rollouts import alive  # a zombie is not running
-
-    return alive(pid)
-
-
-def _running(live: dict[str, Any]) -> dict[str, Any]:
-    running = {k: live.get(k) for k in ("state", "events", "events_per_s", "lag_ms", "wal_bytes_behind",
-                                        "dead_letters", "error", "pid", "updated")}
-    if live.get("state") in ("starting", "snapshot", "streaming") and not _alive(live.get("pid")):
-        running["state"] = "dead"  # the process is gone without a clean stop
-    return running
-
-
-def _status_one(cfg: config.StreamConfig) -> dict[str, Any]:
-    out: dict[str, Any] = {"stream": cfg.name, "owner": cfg.owner, "source": cfg.source_kind,
-                           "tables": {t.source: t.target for t in cfg.tables}}
-    live = metrics.load(cfg.name)
-    if live:
-        out["running"] = _running(live)
-    else:  # a Kafka stream runs as two halves, each with its own metrics file
-        halves = {part: m for part in ("capture", "apply") if (m := metrics.load(f"{cfg.name}.{part}"))}
-        if halves:
-            out["halves"] = {part: _running(m) for part, m in halves.items()}
-            # end-to-end figures (lag, events applied) are the apply half's
-            out["running"] = dict(out["halves"].get("apply") or out["halves"]["capture"])
-            out["running"]["state"] = " / ".join(f"{p} {h['state']}" for p, h in out["halves"].items())
-        standbys = [m for m in metrics.load_all(f"{cfg.name}{metrics.STANDBY}") if _alive(m.get("pid"))]
-        if standbys:  # apply processes waiting to take over the stream's lease
-            out["standby"] = [{"pid": m["pid"], "updated": m.get("updated")} for m in standbys]
-    try:
-        from cdc.sinks.sqlalchemy import make_engine
-
-        engine = make_engine(cfg.target_url)
-        if checkpoint.positions.name not in sa.inspect(engine).get_table_names():
-            raise CDCError("never run: no checkpoints in the target yet")
-        with engine.connect() as conn:
-            pos = checkpoint.load_positions(conn, cfg.name).get("")
-            out["position"] = str(pos) if pos else None
-            out["dead_letters"] = checkpoint.dead_letter_count(conn, cfg.name)
-            out["snapshot"] = {t: s[0] for t, s in checkpoint.snapshot_states(conn, cfg.name).items()}
-            if cfg.transport.get("kind") == "kafka":
-                from cdc.lease import lease_info
-
-                out["lease"] = lease_info(conn, cfg.name)
-        engine.dispose()
-        if cfg.source_kind == "postgres":
-            from cdc.sources.postgres import PostgresSource
-
-            src = PostgresSource(cfg, [t.source for t in cfg.tables])
-            try:
-                out["slot"] = src.slot_info()
-            finally:
-                src.close()
-            if out["slot"] is None and out.get("position"):
-                out["warning"] = (f"replication slot {cfg.slot!r} is gone but the target holds a "
-                                  f"position from it; recover: `strangler cdc drop {cfg.name}` then "
-                                  f"`strangler cdc run {cfg.name}` (re-copies the tables)")
-            elif out["slot"] and out["slot"].get("warning"):
-                out["warning"] = out["slot"]["warning"]
-    except Exception as exc:  # status must show what it can
-        out["error"] = str(exc).strip().splitlines()[0]
-    return out
-
-
-def slot_warnings(streams: str | None = None) -> dict[str, str]:
-    """Live WAL-health warnings per PostgreSQL stream in streams.yaml; {} if it cannot be read."""
-    try:
-        cfgs = list(config.load(streams).streams.values())
-    except ConfigError:
-        return {}
-    out = {}
-    for cfg in cfgs:
-        if cfg.source_kind != "postgres":
-            continue
-        from cdc.sources.postgres import PostgresSource
-
-        try:
-            src = PostgresSource(cfg, [t.source for t in cfg.tables])
-            try:
-                info = src.slot_info()
-            finally:
-                src.close()
-        except CDCError:
-            continue  # unreachable source: `strangler cdc status` says why
-        if info and info.get("warning"):
-            out[cfg.name] = str(info["warning"])
-    return out
-
-
-def dual_writes(streams: str | None = None, *, shown: int = 10) -> dict[str, Any]:
-    """Keys changed on both sides of an ownership group lately (cdc/dualwrite.py): the count,
-    per group, and up to `shown` keys, newest first; what cannot be read is in "error"."""
-    from cdc import dualwrite
-
-    out: dict[str, Any] = {"count": 0, "groups": {}, "keys": [],
-                           "window_s": dualwrite.RECENT_WINDOW_S}
-    try:
-        found = dualwrite.detect(config.load(streams))
-    except (CDCError, ConfigError, ValueError) as exc:  # ownership errors are ValueErrors
-        out["error"] = str(exc).strip().splitlines()[0]
-        return out
-    every = sorted((d for ds in found.values() for d in ds),
-                   key=lambda d: -max(d.forward_ts_ms, d.reverse_ts_ms))
-    out["count"] = len(every)
-    out["groups"] = {g: len(ds) for g, ds in found.items()}
-    out["keys"] = [d.as_dict() for d in every[:shown]]
-    return out
-
-
 @cdc_app.command("metrics")
 def metrics_text(streams: StreamsOpt = None, listen: Annotated[str | None, typer.Option(
         "--listen", help="Serve /metrics on HOST:PORT until stopped (for Prometheus to scrape), "
@@ -237,7 +127,7 @@ def status(stream: Annotated[str | None, typer.Argument()] = None, streams: Stre
         cfgs = [sf.stream(stream)] if stream else list(sf.streams.values())
     except ConfigError as exc:
         raise _err(str(exc), 2) from None
-    rows = [_status_one(c) for c in cfgs]
+    rows = [stream_report(c) for c in cfgs]
     if as_json:
         typer.echo(json.dumps({"streams": rows}, default=str))
         return
@@ -331,71 +221,6 @@ def drop(stream: str, streams: StreamsOpt = None) -> None:
     typer.echo(f"dropped stream {stream} (target rows and dead letters kept)")
 
 
-def _raw(url: str) -> Any:
-    if url.startswith("sqlite"):
-        return sqlite3.connect(url.split("///", 1)[1])
-    import psycopg2
-
-    from cdc.sources.postgres import libpq_dsn
-
-    return psycopg2.connect(libpq_dsn(url))
-
-
-def run_verify(cfg: config.StreamConfig, tables: list[str] | None = None, *, chunk: int = 10_000,
-               recheck_wait: float = 1.0) -> list[Any]:
-    """Compare `cfg`'s targets with their sources (cdc/verify.py); keeps the result as the
-    stream's last verify (read by `own` and the read gate). Raises ConfigError / CDCError."""
-    from cdc.verify import verify_stream
-    from cli.streamcheck import save_verify
-
-    for t in tables or []:
-        cfg.table(t)
-    source, engine, mappings = open_stream(cfg)
-    source.close()
-    engine.dispose()
-    src, tgt = _raw(cfg.source_url), _raw(cfg.target_url)
-    try:
-        diffs = verify_stream(cfg, mappings, src, tgt, tables=tables, chunk=chunk,
-                              recheck_wait=recheck_wait)
-    finally:
-        src.close()
-        tgt.close()
-    save_verify(cfg.name, verify_document(cfg.name, diffs))
-    return diffs
-
-
-def verify_document(stream: str, diffs: list[Any]) -> dict[str, Any]:
-    return {"stream": stream, "equal": all(d.equal for d in diffs), "tables": [d.as_dict() for d in diffs]}
-
-
-def repair_command(stream: str, diffs: list[Any]) -> str:
-    return " ".join(["strangler verify", stream, *(d.table for d in diffs if not d.equal), "--repair"])
-
-
-def repair(cfg: config.StreamConfig, diffs: list[Any], *, timeout: float) -> None:
-    """Re-copy the differing tables through the running stream (a durable re-snapshot request,
-    DBLog windows: concurrent changes win over the copy; ghost rows swept) and wait until the
-    stream has finished the copy."""
-    from cdc import drain
-    from cli.streamcheck import live
-
-    names = [d.table for d in diffs if not d.equal]
-    lv = live(cfg.name)
-    if not lv.running:
-        raise CDCError(f"repair re-copies through the running stream, and stream {cfg.name} is "
-                       f"{lv.state}: start it (`strangler cdc run {cfg.name}` or `strangler up`), "
-                       f"then run `{repair_command(cfg.name, diffs)}` again")
-    at = drain.mark(cfg, {"snapshot": names})
-    typer.echo(f"repair: re-copying {', '.join(names)} through stream {cfg.name}", err=True)
-    deadline = time.monotonic() + timeout
-    while not (drain.wait_applied_to(cfg, at, timeout=max(0.0, deadline - time.monotonic()))
-               and drain.snapshot_done(cfg, names)):
-        if time.monotonic() >= deadline:
-            raise CDCError(f"stream {cfg.name} did not finish re-copying {', '.join(names)} within "
-                           f"{timeout:.0f} s; see `strangler cdc status {cfg.name}`; the copy goes on")
-        time.sleep(0.1)
-
-
 def _print_diffs(diffs: list[Any]) -> None:
     for d in diffs:
         state = "equal" if d.equal else (f"DIFFERENT: {len(d.missing)} missing, {len(d.extra)} extra, "
@@ -426,7 +251,8 @@ def verify(stream: str, tables: Annotated[list[str] | None, typer.Argument()] = 
             repaired = diffs
             if not as_json:
                 _print_diffs(diffs)
-            repair(cfg, diffs, timeout=repair_timeout)
+            repair(cfg, diffs, timeout=repair_timeout,
+                   say=lambda line: typer.echo(line, err=True))
             diffs = run_verify(cfg, [d.table for d in diffs if not d.equal], chunk=chunk,
                                recheck_wait=recheck_wait)
     except ConfigError as exc:

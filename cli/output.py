@@ -1,6 +1,7 @@
 """Where the CLI's words go: results on stdout, progress and errors on stderr.
 
-`guarded` maps `CLIError` and the engines' errors (`cli.errors.USER_ERRORS`) to the
+`guarded` maps every error a user can act on (`control.errors.USER_ERRORS`: `ControlError`,
+`cli.errors.CLIError` among them, and the engines' roots) to the
 message on stderr and the exit code (1, or the error's own), so every command reports
 failures the same way and never shows locals.
 """
@@ -15,7 +16,7 @@ from typing import Any, TypeVar
 import typer
 from rich.console import Console
 
-from cli.errors import USER_ERRORS
+from control.errors import USER_ERRORS
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
@@ -49,7 +50,7 @@ def print_json(document: Any) -> None:
 
 
 def guarded(fn: F) -> F:
-    """Turn a `CLIError` (or an engine's error) into `error: <message>` on stderr and its exit code."""
+    """Turn a `ControlError` (or an engine's error) into `error: <message>` on stderr and its exit code."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:

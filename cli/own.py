@@ -40,9 +40,9 @@ import typer
 
 import ownership
 from cli.errors import CLIError
-from cli.ledger import append_entry, ledger_path
 from cli.output import err, guarded, out, print_json
-from cli.shift import actor
+from control.errors import ControlError
+from control.ledger import actor, append_entry, ledger_path
 from stack import state
 
 app = typer.Typer()
@@ -160,7 +160,7 @@ def router_url(explicit: str | None) -> str | None:
     ownership.yaml itself)."""
     import httpx
 
-    from cli.routerapi import find_router
+    from control.routerapi import find_router
 
     url = find_router(explicit)
     if url is None:
@@ -175,7 +175,7 @@ def router_url(explicit: str | None) -> str | None:
 def router_sync(url: str, sha: str, group: str, *, drained: bool, timeout: float) -> int:
     """POST reload, then wait until every worker serves ownership `sha` (and, `drained`, has
     no write of `group` in flight). The only place that reads the router's ownership status."""
-    from cli.routerapi import RouterAPI
+    from control.routerapi import RouterAPI
 
     deadline = time.monotonic() + timeout
     with RouterAPI(url) as api:
@@ -244,7 +244,7 @@ def resolve(own: ownership.Ownership, name: str, source: str) -> ownership.Group
 def preflight(f: Flip, g: ownership.Group, *, verify: bool) -> dict[str, Any]:
     """Every check, changing nothing; returns what was checked (for the ledger)."""
     from cdc.errors import ConfigError
-    from cli.streamcheck import lag_problem
+    from control.streamcheck import lag_problem
 
     frm = f.st.get("from", g.owner)
     for side in g.sides.values():
@@ -266,7 +266,7 @@ def preflight(f: Flip, g: ownership.Group, *, verify: bool) -> dict[str, Any]:
     checked: dict[str, Any] = {"forward": forward}
     if verify:
         from cdc.errors import CDCError
-        from cli.cdc import repair_command, run_verify
+        from control.verify import repair_command, run_verify
 
         try:
             diffs = run_verify(f.streams.stream(forward), recheck_wait=0.5)
@@ -345,7 +345,7 @@ def phase_ids(f: Flip) -> None:
 
 def phase_reverse(f: Flip) -> None:
     from cdc import drain
-    from cli.streamcheck import live
+    from control.streamcheck import live
 
     cfg = f.stream_of(f.to)
     lv = live(cfg.name)
@@ -405,7 +405,7 @@ def undo(f: Flip, why: str) -> dict[str, Any]:
             else:
                 box[0] = cleared
         if f.router is not None:
-            with contextlib.suppress(CLIError):
+            with contextlib.suppress(ControlError):
                 router_sync(f.router, ownership.load(f.own_path).sha256, f.group, drained=False,
                             timeout=10.0)
     hold_s = round(time.time() - float(f.st["hold_since"]), 3) if f.st.get("hold_since") else None
@@ -539,34 +539,6 @@ def enforce(streams: Any, g: ownership.Group) -> dict[str, dict[str, str]]:
         return {side: apply_guards(url, g, side) for side, url in urls.items()}
     except CDCError as exc:
         raise CLIError(f"cannot make the databases enforce ownership of {g.name}: {exc}") from None
-
-
-def ownership_status(streams: str | None = None) -> dict[str, Any]:
-    """Per group: the owner, a hold, each side's database guards (for `strangler status`).
-
-    {} when no ownership is declared; what cannot be read is in "error".
-    """
-    from cdc import config
-    from cdc.errors import CDCError
-    from cdc.guard import guard_state
-
-    try:
-        sf = config.load(streams)
-        if not Path(sf.ownership_path).exists():
-            return {}
-        doc = ownership.load(sf.ownership_path)
-    except (CDCError, ownership.OwnershipError) as exc:
-        return {"error": str(exc).strip().splitlines()[0]}
-    groups: dict[str, Any] = {}
-    for name, g in doc.groups.items():
-        entry: dict[str, Any] = {"owner": g.owner, "held": g.held(), "guards": {}}
-        for side, s in g.sides.items():
-            try:
-                entry["guards"][side] = guard_state(str(sf.stream(s.stream).source_url), g, side)
-            except CDCError as exc:
-                entry["guards"][side] = {"error": str(exc).strip().splitlines()[0]}
-        groups[name] = entry
-    return {"groups": groups}
 
 
 def enforce_declared(streams: Path, env: dict[str, str]) -> dict[str, Any]:

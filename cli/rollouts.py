@@ -24,12 +24,13 @@ from typing import Annotated, Any
 import typer
 import yaml
 
-from cli.canary import RouterControl
-from cli.errors import CLIError, RouterUnreachable
-from cli.ledger import append_entry, ledger_path
+from cli.errors import CLIError
 from cli.output import err, guarded, out, print_json
-from cli.routerapi import RouterAPI, find_router
-from cli.shift import actor
+from control.errors import RouterUnreachable
+from control.ledger import actor, append_entry, ledger_path
+from control.readgate import check_raise
+from control.routerapi import RouterAPI, find_router
+from control.routercontrol import RouterControl
 from rollout.controller import ACTIVE, DONE, Controller, RolloutError, Store, new_rollout
 from rollout.gate import parse_duration
 from rollout.spec import RolloutSpec, SpecError, Webhook, from_yaml_doc, gate_from, steps_from_flag
@@ -190,7 +191,6 @@ def start(
         raise CLIError(f"route {spec.route!r} has no backend {spec.candidate!r}; it has {', '.join(weights)}")
     if len(weights) < 2:
         raise CLIError(f"route {spec.route!r} has only {spec.candidate!r}: nothing to compare the candidate with")
-    from cli.readgate import check_raise
 
     top = max(s.weight or 0 for s in spec.steps)
     check_raise(route=spec.route, backend=spec.candidate, old=None, new=100 if top else 0, streams=streams,

@@ -20,7 +20,7 @@ from rich.table import Table
 
 from cli.errors import CLIError
 from cli.output import err, guarded, out, print_json
-from cli.routerapi import RouterAPI, find_router, route_entries, weights
+from control.routerapi import RouterAPI, find_router, route_entries, weights
 from stack.model import require_parts
 
 T = TypeVar("T")

@@ -19,8 +19,9 @@ import typer
 import yaml
 from rich.table import Table
 
-from cli.errors import CLIError, StackError
+from cli.errors import CLIError
 from cli.output import err, guarded, out, print_json, progress
+from control.errors import StackError
 from stack import state
 from stack.model import Stack, StackSettings, build_stack, require_parts
 from stack.realstack import RealServices, stop_postgres

@@ -54,7 +54,7 @@ class RolloutError(Exception):
 
 
 class Control(Protocol):
-    """What the controller needs from a router (cli.canary.RouterControl, or a fake)."""
+    """What the controller needs from a router (control.routercontrol.RouterControl, or a fake)."""
 
     def snapshot(self, route: str) -> tuple[dict[str, int], dict[str, Snapshot]]: ...
 

@@ -21,7 +21,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from cli.errors import USER_ERRORS, CLIError
+from control.errors import USER_ERRORS, ControlError
 from devstack import free_port
 from migrations import Step, load_steps
 from stack import state
@@ -133,7 +133,7 @@ def stream_process(home: Path, settings: StackSettings, stream: str = "catalog")
 def prepare(plan: Plan, say: Callable[[str], None]) -> Walk:
     require_parts("monolith", "router", "catalog", "cdc")
     if plan.real:
-        raise CLIError("--real is not wired into the walkthrough yet: it runs the embedded stack "
+        raise ControlError("--real is not wired into the walkthrough yet: it runs the embedded stack "
                        "(SQLite, trigger CDC); use `strangler up --real` for PostgreSQL and Kafka")
     reset()
     home = home_dir()
@@ -202,7 +202,7 @@ def run(plan: Plan, *, only: int | None = None, ask: Ask | None = None,
     ("checked", StepReport)."""
     steps = load_steps()
     if only is not None and not 1 <= only <= len(steps):
-        raise CLIError(f"--step {only}: there are steps 1 to {len(steps)}")
+        raise ControlError(f"--step {only}: there are steps 1 to {len(steps)}")
     report = Report(wanted=only or len(steps))
     t0 = time.monotonic()
     walk = prepare(plan, say)

@@ -20,8 +20,8 @@ from typing import Any
 
 import yaml
 
-from cli.errors import CLIError
-from cli.routerapi import RouterAPI, snapshots
+from control.errors import ControlError
+from control.routerapi import RouterAPI, snapshots
 
 PRODUCTS = "products"  # the canary route: product reads (writes follow ownership)
 DRILL = "products-drill"  # step 6's fault drill: product reads the walkthrough's probe marks
@@ -110,7 +110,7 @@ class Traffic:
             self.pidfile.write_text(str(self.proc.pid))
         time.sleep(0.5)
         if self.proc.poll() is not None:
-            raise CLIError(f"the traffic generator exited at once (code {self.proc.returncode}); "
+            raise ControlError(f"the traffic generator exited at once (code {self.proc.returncode}); "
                            f"see {self.log}")
 
     def alive(self) -> bool:
@@ -127,14 +127,14 @@ class Traffic:
             except subprocess.TimeoutExpired:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait()
-                raise CLIError(f"the traffic generator did not stop in {timeout:.0f}s; see {self.log}") from None
+                raise ControlError(f"the traffic generator did not stop in {timeout:.0f}s; see {self.log}") from None
         if self.pidfile is not None:
             self.pidfile.unlink(missing_ok=True)
         text = self._out.read_text().strip()
         try:
             return dict(json.loads(text)) if text else {}
         except ValueError as exc:
-            raise CLIError(f"the traffic generator printed no JSON summary; see {self.log}") from exc
+            raise ControlError(f"the traffic generator printed no JSON summary; see {self.log}") from exc
 
 
 def traffic_totals(summary: dict[str, Any]) -> tuple[int, int, list[dict[str, Any]]]:
@@ -173,7 +173,7 @@ class SplitSampler:
             while not self._stop.is_set():
                 try:
                     _, snaps = snapshots(api.status(), self.route)
-                except CLIError:
+                except ControlError:
                     snaps = {}
                 now = {b: s.requests for b, s in snaps.items()}
                 if before is not None and now:

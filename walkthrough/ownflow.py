@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from cli.errors import StackError
+from control.errors import StackError
 
 REPO = Path(__file__).resolve().parent.parent
 GROUP = "catalog"

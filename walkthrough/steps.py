@@ -27,9 +27,9 @@ from typing import Any
 import httpx
 import yaml
 
-from cli.canary import RouterControl
-from cli.errors import CLIError, StackError
-from cli.routerapi import RouterAPI, route_entry, snapshots, weights
+from control.errors import ControlError, StackError
+from control.routerapi import RouterAPI, route_entry, snapshots, weights
+from control.routercontrol import RouterControl
 from devstack import free_port
 from migrations import Step
 from rollout.canary import CanaryPlan, run_canary
@@ -197,7 +197,7 @@ class Walk:
         for probe in self.probes:
             probe.stop()
         if self.traffic is not None and self.traffic.alive():
-            with contextlib.suppress(CLIError):
+            with contextlib.suppress(ControlError):
                 self.facts["traffic"] = self.traffic.stop(timeout=10)
         if self.sampler is not None:
             self.sampler.stop()
@@ -266,7 +266,7 @@ def _wait_live(walk: Walk, ready: Callable[[dict[str, Any]], bool], what: str, t
     """Until the router's running table satisfies `ready` (it reloads the file by itself)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        with contextlib.suppress(CLIError):
+        with contextlib.suppress(ControlError):
             if ready(walk.router().routes()):
                 return
         time.sleep(0.2)

@@ -132,8 +132,8 @@ def stale_check(env: Env) -> Result:
     """What the read gate of `shift` and `canary` says about raising a weight toward the
     catalog (its copy's feeding streams, from ownership.yaml), or the stream's own lag
     check where no ownership is declared."""
-    from cli.readgate import feeding_streams, problems
-    from cli.streamcheck import lag_problem
+    from control.readgate import feeding_streams, problems
+    from control.streamcheck import lag_problem
 
     if feeding_streams("catalog", str(env.streams)):
         found = problems("catalog", streams=str(env.streams), max_lag=env.max_lag)

@@ -13,9 +13,10 @@ from rich.console import Console
 
 import ownership
 from cdc import checkpoint, config, dualwrite, prom
+from cdc.health import dual_writes
 from cdc.keys import KeyLog
-from cli.cdc import dual_writes
-from cli.status import collect, dual_write_lines, render
+from cli.status import dual_write_lines, render
+from control.status import collect
 from tests.cdc.ownership_shop import Shop, rows, run_sql, running, shop, wait_for
 
 __all__ = ["running", "shop"]  # fixtures

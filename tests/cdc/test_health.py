@@ -25,7 +25,8 @@ from cdc.pipeline import Pipeline
 from cdc.sources import postgres as pg_source
 from cdc.sources.postgres import slot_warning
 from cdc.verify import wait_applied
-from cli.status import render, with_slot_warnings
+from cli.status import render
+from control.status import with_slot_warnings
 from devstack.postgres import PostgresServer
 from tests.cdc.conftest import (
     SOURCE_DDL,
@@ -197,7 +198,7 @@ def test_an_invalidated_slot_is_reported_with_the_recovery_and_refused(own_env: 
     text = env.cli("cdc", "status", env.name).stdout
     assert "WARNING" in text and "INVALIDATED" in text
     # `strangler status` shows it too, even for a stream with no metrics file
-    from cli.cdc import slot_warnings
+    from cdc.health import slot_warnings
 
     rows = with_slot_warnings([], slot_warnings(str(env.streams_path)))
     console = Console(record=True, width=400)

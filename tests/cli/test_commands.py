@@ -79,13 +79,14 @@ def test_up_prints_the_stack_engines_error_and_exits_1(runner: CliRunner, state_
     assert result.exception is None or isinstance(result.exception, SystemExit)
 
 
-def test_a_commands_own_stack_error_is_still_a_cli_error() -> None:
-    """demo and up raise cli.errors.StackError and catch CLIError: that keeps working."""
-    from cli.errors import USER_ERRORS, CLIError, PortInUse, StackError
+def test_a_commands_own_stack_error_is_still_a_control_error() -> None:
+    """demo and up raise control.errors.StackError and catch ControlError: that keeps working."""
+    from control.errors import USER_ERRORS, ControlError, StackError
     from stack import errors
+    from stack.errors import PortInUse
 
-    assert issubclass(StackError, CLIError) and issubclass(StackError, errors.StackError)
-    assert PortInUse is errors.PortInUse and not issubclass(PortInUse, CLIError)
+    assert issubclass(StackError, ControlError) and issubclass(StackError, errors.StackError)
+    assert not issubclass(PortInUse, ControlError)
     assert all(issubclass(e, USER_ERRORS) for e in (StackError, PortInUse, errors.PartMissing))
 
 

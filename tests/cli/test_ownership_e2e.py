@@ -71,7 +71,7 @@ def staff_headers(rig: Rig) -> dict[str, str]:
 
 def held_answers(rig: Rig) -> int:
     """Write requests the router answered itself (503 writes_held: no backend) so far."""
-    from cli.routerapi import RouterAPI, route_entries
+    from control.routerapi import RouterAPI, route_entries
 
     token = (rig.state / "admin-token").read_text().strip()
     with RouterAPI(rig.url, token=token) as api:

@@ -1,4 +1,4 @@
-"""The read cut-over gate of `shift` and `canary` (cli/readgate.py): a raise toward a backend
+"""The read cut-over gate of `shift` and `canary` (control/readgate.py): a raise toward a backend
 that reads a copy is refused while the feeding stream is not running, behind, or its last
 verify found differences; lowering is never gated; --force --reason overrides, ledgered.
 
@@ -15,7 +15,7 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from cli.main import app
-from cli.streamcheck import save_verify
+from control.streamcheck import save_verify
 from tests.cli.ownenv import Shop
 
 ROUTES = ("upstreams:\n  monolith: {url: 'http://127.0.0.1:8000'}\n  catalog: {url: 'http://127.0.0.1:8001'}\n"

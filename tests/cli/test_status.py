@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from cli.routerapi import snapshots
-from cli.status import stream_status, summarize
+from control.routerapi import snapshots
+from control.status import stream_status, summarize
 
 BOUNDS = [1.0, 2.5, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0]
 
@@ -83,7 +83,8 @@ def test_stream_status_reads_metrics_files_and_flags_dead_streams(tmp_path: Path
 
 
 def test_status_says_who_writes_each_group_and_whether_the_other_side_refuses(tmp_path: Path) -> None:
-    from cli.own import enforce_declared, ownership_status
+    from cdc.health import ownership_status
+    from cli.own import enforce_declared
     from cli.status import ownership_lines
     from tests.cli.ownenv import Shop
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from cli.errors import AlreadyRunning, MissingBinary, NeverReady, PortInUse
 from devstack import free_port
+from stack.errors import AlreadyRunning, MissingBinary, NeverReady, PortInUse
 from stack.model import Process, Stack, Task
 from stack.supervisor import Supervisor, pid_alive
 

@@ -238,8 +238,8 @@ def test_no_spelling_of_the_admin_prefix_reaches_an_upstream(upstreams, start_ro
 
 def test_the_cli_reads_with_the_read_token_and_writes_with_the_admin_token(
         upstreams, start_router, monkeypatch, tmp_path) -> None:
-    from cli.errors import AdminRefused
-    from cli.routerapi import RouterAPI
+    from control.errors import AdminRefused
+    from control.routerapi import RouterAPI
 
     router = start_router(config(upstreams), env={"STRANGLER_ADMIN_READ_TOKEN": READ_TOKEN})
     monkeypatch.setenv("STRANGLER_STATE_DIR", str(tmp_path / "state"))  # no stored admin token

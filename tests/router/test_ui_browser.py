@@ -21,8 +21,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from cli.canary import RolloutFiles
-from cli.routerapi import RouterAPI
+from control.routerapi import RouterAPI
+from control.routercontrol import RolloutFiles
 from devstack import apt, free_port
 from rollout.canary import CanaryPlan, CanaryResult, run_canary
 from rollout.gate import Gate
@@ -101,7 +101,7 @@ def canary(url: str, ledger: Path, route: str, to: str, steps: tuple[int, ...], 
            out: list[CanaryResult]) -> threading.Thread:
     def run() -> None:
         with RouterAPI(url, token=ADMIN_TOKEN) as api:
-            from cli.canary import RouterControl
+            from control.routercontrol import RouterControl
 
             plan = CanaryPlan(route=route, candidate=to, steps=steps, interval=interval,
                               gate=Gate(min_requests=5), max_wait=60.0, poll=0.2)

@@ -268,7 +268,7 @@ def test_the_admin_api_and_strangler_shift_show_the_refusal(upstreams, start_rou
     r = httpx.post(f"{router.url}/_strangler/routes/legacy/weights", headers=AUTH,
                    json={"backend": "catalog", "weight": 10, "reason": "canary"})
     assert r.status_code == 422 and LEGACY_TO_CATALOG in r.json()["detail"], r.text
-    # --streams names no file: the read gate (cli/readgate.py) has no stream to check here
+    # --streams names no file: the read gate (control/readgate.py) has no stream to check here
     result = CliRunner().invoke(app, ["shift", "legacy", "--to", "catalog", "--weight", "10",
                                       "--router", router.url, "--streams", str(tmp_path / "none.yaml")],
                                 env={"STRANGLER_ADMIN_TOKEN": AUTH["Authorization"].split()[1]})

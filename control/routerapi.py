@@ -1,4 +1,4 @@
-"""The CLI's side of the router's admin API (`/_strangler/...`), and reading its status.
+"""The operator's side of the router's admin API (`/_strangler/...`), and reading its status.
 
 Place in the flow: `shift`, `canary`, `status`, `routes` and the demo talk to a running
 router through `RouterAPI`; `snapshots()` turns the router's cumulative status document
@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx
 
-from cli.errors import AdminRefused, RouterUnreachable
+from control.errors import AdminRefused, RouterUnreachable
 from rollout.gate import Snapshot, cumulative
 from stack import state
 

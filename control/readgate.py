@@ -12,14 +12,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from cli.errors import CLIError
-from cli.ledger import append_entry
-
-
-class GateClosed(CLIError):
-    """A raise toward a copy that is behind or differs (exit 3: a gate not met)."""
-
-    exit_code = 3
+from control.errors import ControlError, GateClosed
+from control.ledger import append_entry
+from control.streamcheck import lag_problem, verify_problem
 
 
 def feeding_streams(backend: str, streams: str | None) -> list[str]:
@@ -37,14 +32,12 @@ def feeding_streams(backend: str, streams: str | None) -> list[str]:
     try:
         doc = ownership.load(sf.ownership_path)
     except ownership.OwnershipError as exc:
-        raise CLIError(str(exc)) from exc
+        raise ControlError(str(exc)) from exc
     return [g.other(backend).stream for g in doc.groups.values()
             if backend in g.sides and g.owner != backend]
 
 
 def problems(backend: str, *, streams: str | None, max_lag: float) -> list[str]:
-    from cli.streamcheck import lag_problem, verify_problem
-
     found = []
     for stream in feeding_streams(backend, streams):
         found += [p for p in (lag_problem(stream, max_lag), verify_problem(stream)) if p]
@@ -65,7 +58,7 @@ def check_raise(*, route: str, backend: str, old: int | None, new: int, streams:
                          f"that is not current: {'; '.join(found)}. To go ahead anyway: "
                          "--force --reason \"...\" (ledgered)")
     if not reason.strip():
-        raise CLIError("--force needs --reason TEXT: the override goes into the ledger")
+        raise ControlError("--force needs --reason TEXT: the override goes into the ledger")
     append_entry(ledger, {"kind": "gate-override", "route": route, "backend": backend,
                           "gate": "; ".join(found), "reason": reason, "actor": actor,
                           "weight": {"from": old, "to": new}})
