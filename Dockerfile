@@ -39,6 +39,7 @@ COPY walkthrough ./walkthrough
 COPY workshop ./workshop
 COPY contextmap ./contextmap
 COPY control ./control
+COPY handover ./handover
 # Every dependency has wheels for amd64 and arm64 (psycopg2-binary, confluent-kafka, msgspec,
 # httptools); the compiler above is for the project's own extension only.
 RUN /opt/venv/bin/pip install --no-cache-dir .

@@ -184,7 +184,7 @@ def up(
 
 def enforce_ownership(stack: Stack) -> None:
     """The non-owner side's database refuses writes from the start (ownership.yaml)."""
-    from cli.own import enforce_declared
+    from handover.enforce import enforce_declared
 
     env = next((p.env for p in stack.processes if p.role == "stream"), None)
     if env is None or stack.streams is None:

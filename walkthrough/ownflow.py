@@ -30,7 +30,7 @@ def write_ownership(home: Path) -> Path:
 
 def enforce(env: dict[str, str]) -> dict[str, Any]:
     """Guards on the non-owner side's database, as `strangler up` sets them."""
-    from cli.own import enforce_declared
+    from handover.enforce import enforce_declared
 
     return enforce_declared(REPO / "streams.yaml", env)
 

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from cli.ids import BLOCKS
 from cli.main import app
 from extracted.catalog import migrations
 from extracted.catalog.db import make_engine
+from handover.ids import BLOCKS
 
 REPO = Path(__file__).resolve().parents[2]
 MONOLITH_TABLES = ("catalog_category", "catalog_product", "catalog_pricehistory")

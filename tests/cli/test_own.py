@@ -217,8 +217,9 @@ def test_drain_waits_until_the_forward_stream_applied_everything(running: Shop, 
     import time
 
     from cdc import config
-    from cli.errors import CLIError
-    from cli.own import Flip, phase_drain
+    from handover.errors import PhaseFailed
+    from handover.flip import Flip
+    from handover.phases import phase_drain
 
     shop = running
     monkeypatch.setenv("STRANGLER_STATE_DIR", str(shop.state))
@@ -230,7 +231,7 @@ def test_drain_waits_until_the_forward_stream_applied_everything(running: Shop, 
     os.kill(pid, signal.SIGSTOP)
     try:
         run_sql(shop.monolith, "UPDATE catalog_product SET price = 777 WHERE id = 2")
-        with pytest.raises(CLIError, match="hold budget of 1 s ran out"):
+        with pytest.raises(PhaseFailed, match="hold budget of 1 s ran out"):
             phase_drain(f)
     finally:
         os.kill(pid, signal.SIGCONT)

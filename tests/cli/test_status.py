@@ -84,8 +84,8 @@ def test_stream_status_reads_metrics_files_and_flags_dead_streams(tmp_path: Path
 
 def test_status_says_who_writes_each_group_and_whether_the_other_side_refuses(tmp_path: Path) -> None:
     from cdc.health import ownership_status
-    from cli.own import enforce_declared
     from cli.status import ownership_lines
+    from handover.enforce import enforce_declared
     from tests.cli.ownenv import Shop
 
     shop = Shop(tmp_path)
