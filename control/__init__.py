@@ -11,5 +11,5 @@ workshop do to a router and its streams, with no Typer in it.
     ledger.py         where the ledger is, reading and appending it, who acts
     errors.py         ControlError and its subclasses; USER_ERRORS, every root printed as is
 
-It imports nothing of `cli`, `walkthrough` or `workshop`: they call it.
+It imports nothing of `cli`, `handover`, `walkthrough` or `workshop`: they call it.
 """
