@@ -6,6 +6,8 @@ import json
 import socket
 from pathlib import Path
 
+import pytest
+import typer
 from typer.testing import CliRunner
 
 from cli.doctor import check_disk, check_python, check_speedups, java_major
@@ -88,6 +90,24 @@ def test_a_commands_own_stack_error_is_still_a_control_error() -> None:
     assert issubclass(StackError, ControlError) and issubclass(StackError, errors.StackError)
     assert not issubclass(PortInUse, ControlError)
     assert all(issubclass(e, USER_ERRORS) for e in (StackError, PortInUse, errors.PartMissing))
+
+
+def test_an_engines_control_error_is_printed_with_its_exit_code(capsys: pytest.CaptureFixture[str]) -> None:
+    """The engines (control/, handover/) raise ControlErrors, not CLIErrors: `guarded` prints
+    them as `error: ...` and exits with their code, as it does a command's own CLIError."""
+    from cli.errors import CLIError
+    from cli.output import guarded
+    from control.errors import ControlError, GateClosed
+
+    @guarded
+    def command() -> None:
+        raise GateClosed("not raising products toward catalog: its copy is behind")
+
+    with pytest.raises(typer.Exit) as exit_:
+        command()
+    assert exit_.value.exit_code == 3
+    assert "error: not raising products toward catalog" in capsys.readouterr().err
+    assert issubclass(CLIError, ControlError)
 
 
 def test_up_refuses_bad_fail_rate(runner: CliRunner, state_dir: Path) -> None:
