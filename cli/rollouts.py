@@ -324,6 +324,11 @@ def describe(doc: dict[str, Any], now: float, *, alive: bool) -> list[str]:
         if doc.get("deadline") and st == "running":
             where += f" · {_ago(max(0.0, doc['deadline'] - now))} left"
         lines.append(where)
+    waiting = doc.get("waiting")
+    if waiting and st == "running":
+        left = max(0.0, float(waiting["inconclusive_at"]) - now)
+        lines.append(f"waiting for ≥ {waiting['need']} candidate requests (has {waiting['has']}) "
+                     f"(pauses as inconclusive in {_ago(left)})")
     prog = doc.get("progress")
     if prog and st in ACTIVE:
         p99 = prog.get("candidate_p99_ms")

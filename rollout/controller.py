@@ -14,8 +14,10 @@ every tick: then a controller holds nothing a `kill -9` can lose. The file recor
 index, when the step started, the analysis window's baseline counters, passed and failed
 checks. A new controller resumes from exactly there: a `setWeight` already applied is seen
 in the router's table and not re-sent, a timed pause keeps its deadline (wall clock), an
-analysis keeps its window. At most one controller per route runs (an flock, released by the
-kernel when its holder dies, so a killed controller never blocks its successor).
+analysis keeps its window (and `waiting`: how many candidate requests it still needs and
+when it pauses as inconclusive, which `rollout status` counts down). At most one controller
+per route runs (an flock, released by the kernel when its holder dies, so a killed
+controller never blocks its successor).
 
 Step semantics, as Argo Rollouts and Flagger: `setWeight` applies and moves on; `pause` with
 a duration waits, without one (and `approval`) waits for a promote; `analysis` runs checks
@@ -125,7 +127,7 @@ def new_rollout(spec: RolloutSpec, *, actor: str, now: float) -> dict[str, Any]:
         "steps": [s.label() for s in spec.steps], "step": 0, "step_index": 0, "step_kind": None,
         "step_started": None, "deadline": None, "weight": None,
         "window": None, "checks_passed": 0, "failed_checks": 0, "threshold": spec.threshold,
-        "baseline_p99": None, "progress": None, "verdict": None, "history": [],
+        "baseline_p99": None, "progress": None, "verdict": None, "waiting": None, "history": [],
         "min_requests": g.min_requests,
         "gate": (f"errors ≤ {g.max_error_rate * 100:g}%, p99 ≤ {g.max_p99_ratio:g}× current"
                  + (f" and ≤ {g.max_p99_ms:g} ms" if g.max_p99_ms else "")
@@ -246,7 +248,7 @@ class Controller:
             step = spec.steps[i]
             if doc["step_started"] is None:
                 doc.update(step_started=now, step=i + 1, step_kind=step.kind, deadline=None,
-                           window=None, checks_passed=0, verdict=None, progress=None)
+                           window=None, checks_passed=0, verdict=None, progress=None, waiting=None)
                 self._event(doc, "step", f"step {i + 1}/{len(spec.steps)}: {step.label()}")
             if step.kind == "setWeight":
                 assert step.weight is not None
@@ -294,11 +296,15 @@ class Controller:
                            "current_requests": cur.requests, "current_p99_ms": cur.p99,
                            "checks_passed": doc["checks_passed"], "checks_needed": step.checks}
         doc["verdict"] = {"decision": f"{result.outcome} so far", "why": result.why}
+        max_wait = step.max_wait if step.max_wait is not None else 3 * step.interval
+        # What the step waits for, persisted so `rollout status` can count down to the pause.
+        doc["waiting"] = None if cand.requests >= spec.gate.min_requests else {
+            "for": "candidate_requests", "need": spec.gate.min_requests, "has": cand.requests,
+            "inconclusive_at": w["since"] + max_wait}
         early_fail = result.outcome == "fail" and cand.error_rate > spec.gate.max_error_rate
         if elapsed < step.interval and not early_fail:
             return False
         if result.outcome == "inconclusive":
-            max_wait = step.max_wait if step.max_wait is not None else 3 * step.interval
             if elapsed < max_wait:
                 doc["deadline"] = w["since"] + max_wait
                 return False
@@ -336,7 +342,7 @@ class Controller:
     def _inconclusive(self, doc: dict[str, Any], spec: RolloutSpec, step: Step, result: Check,
                       elapsed: float) -> bool:
         r = spec.route
-        doc["state"] = "paused"
+        doc.update(state="paused", waiting=None)
         doc["verdict"] = {"decision": "inconclusive", "why": result.why}
         doc["pause_reason"] = (
             f"inconclusive at {doc['weight']}%: only {result.candidate.requests} candidate requests in "
@@ -379,20 +385,21 @@ class Controller:
         doc["weight"] = weight
 
     def _next(self, doc: dict[str, Any]) -> None:
-        doc.update(step_index=doc["step_index"] + 1, step_started=None, deadline=None, window=None)
+        doc.update(step_index=doc["step_index"] + 1, step_started=None, deadline=None, window=None,
+                   waiting=None)
 
     def _to_zero(self, doc: dict[str, Any], state: str, why: str) -> None:
         spec = from_json(doc["spec"])
         try:
             self._set(doc, spec, 0, f"{state.replace('_', ' ')}: {why}")
         finally:
-            doc.update(state=state, why=why, pause_reason="", window=None, deadline=None)
+            doc.update(state=state, why=why, pause_reason="", window=None, deadline=None, waiting=None)
             self._event(doc, state, why)
             self.say(f"{state.upper()}: {why}")
 
     def _complete(self, doc: dict[str, Any], spec: RolloutSpec, now: float, why: str | None = None) -> None:
         self._set(doc, spec, 100, "promoted: every step passed" if why is None else f"promoted: {why}")
-        doc.update(state="promoted", pause_reason="", window=None, deadline=None,
+        doc.update(state="promoted", pause_reason="", window=None, deadline=None, waiting=None,
                    step_index=len(spec.steps), step=len(spec.steps),
                    why=why or f"{spec.candidate} serves 100% of {spec.route}; every step passed")
         self._event(doc, "promoted", doc["why"])

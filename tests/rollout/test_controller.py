@@ -63,6 +63,33 @@ def test_too_little_traffic_is_inconclusive_and_pauses_with_what_to_do(tmp_path:
     assert doc["state"] == "promoted"
 
 
+def test_status_shows_what_an_analysis_waits_for_and_counts_down_to_the_pause(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from cli.main import app
+    from cli.rollouts import describe
+
+    state = tmp_path / "state"
+    monkeypatch.setenv("STRANGLER_STATE_DIR", str(state))
+    routes = tmp_path / "routes.yaml"
+    routes.write_text("ledger: ledger.jsonl\n")
+    # 1 candidate request/s at 10%; 20 needed; interval 10 s, so the window may grow to 30 s
+    rig = Rig(state / "rollouts", spec(min_requests=20), FakeRouter(rps=10))
+    rig.controller.tick()
+    for _ in range(7):
+        doc = rig.step()
+    assert doc["waiting"] == {"for": "candidate_requests", "need": 20, "has": 7,
+                              "inconclusive_at": doc["window"]["since"] + 30}
+    lines = describe(doc, rig.clock(), alive=True)
+    assert "waiting for ≥ 20 candidate requests (has 7) (pauses as inconclusive in 23s)" in lines
+    shown = CliRunner().invoke(app, ["rollout", "status", "products", "--routes", str(routes)])
+    assert shown.exit_code == 0 and "waiting for ≥ 20 candidate requests (has 7)" in shown.output
+    assert "pauses as inconclusive in" in shown.output
+    rig.router.rps = 1000  # enough traffic: the window still runs, but waits for no request
+    doc = rig.step()
+    assert doc["step"] == 2 and doc["progress"]["window_s"] < 10
+    assert doc["waiting"] is None and not any(line.startswith("waiting") for line in describe(doc, rig.clock(), alive=True))
+
+
 def test_threshold_counts_failed_checks_before_rolling_back(tmp_path: Path) -> None:
     rig = Rig(tmp_path, spec(threshold=3), FakeRouter(cand_ms=50.0))  # 50 ms vs 2 ms
     doc = rig.run()
