@@ -2,7 +2,7 @@
 
 With a router running (found as `cli.routerapi.find_router` says) the change goes through
 its admin API, so it takes effect at once and the router ledgers it. Without one, the
-routes file is edited with the router's own `router.config.set_weight` (validated whole,
+routes file is edited with the router's own `router.edit.set_weight` (validated whole,
 written atomically, ledgered); a router started later reads it.
 """
 
@@ -41,7 +41,8 @@ def shift_file(routes: Path, *, route: str, backend: str, weight: int, reason: s
                before: Before | None = None) -> tuple[dict[str, int], dict[str, int]]:
     """Edit the routes file with the router's own validated, ledgered writer."""
     require_parts("router")
-    from router.config import load_config, set_weight
+    from router.config import load_config
+    from router.edit import set_weight
     from router.errors import RouterError
 
     if not routes.exists():
