@@ -62,6 +62,17 @@ class Control(Protocol):
 
     def set_weight(self, route: str, backend: str, weight: int, reason: str) -> dict[str, int]: ...
 
+    def shadow_of(self, route: str) -> dict[str, Any] | None:
+        """The route's shadow as the router serves it ({to, percent}), None without one."""
+
+    def set_header_route(self, route: str, rule: dict[str, str], reason: str) -> None: ...
+
+    def clear_header_route(self, route: str, name: str, reason: str) -> None: ...
+
+    def set_mirror(self, route: str, mirror: dict[str, Any], reason: str) -> None: ...
+
+    def clear_mirror(self, route: str, reason: str) -> None: ...
+
 
 Post = Callable[[str, dict[str, Any], float], tuple[bool, str]]
 
@@ -128,11 +139,18 @@ def new_rollout(spec: RolloutSpec, *, actor: str, now: float) -> dict[str, Any]:
         "step_started": None, "deadline": None, "weight": None,
         "window": None, "checks_passed": 0, "failed_checks": 0, "threshold": spec.threshold,
         "baseline_p99": None, "progress": None, "verdict": None, "waiting": None, "history": [],
+        "managed_routes": {"header": {}, "mirror": None},
         "min_requests": g.min_requests,
         "gate": (f"errors ≤ {g.max_error_rate * 100:g}%, p99 ≤ {g.max_p99_ratio:g}× current"
                  + (f" and ≤ {g.max_p99_ms:g} ms" if g.max_p99_ms else "")
                  + f", ≥ {g.min_requests} requests, {spec.threshold} failed checks to roll back"),
     }
+
+
+def _managed(doc: dict[str, Any]) -> bool:
+    """Whether the rollout still has a header route or a mirror set on the router."""
+    managed = doc.get("managed_routes") or {}
+    return bool(managed.get("header") or managed.get("mirror"))
 
 
 # -- counters in JSON (no Infinity: the dashboard's JSON.parse refuses it) --------------------
@@ -165,14 +183,14 @@ class Controller:
         a resume or promote may come). Holds the route's lock throughout."""
         with self.store.lock():
             doc = self._load()
-            if doc["state"] in DONE:
+            if doc["state"] in DONE and not _managed(doc):
                 return doc
             self._event(doc, "controller", f"controller {os.getpid()} took over at step "
                                            f"{doc['step_index'] + 1}/{len(doc['steps'])} ({doc['state']})")
             self.store.save(doc)
             while True:
                 doc = self.tick()
-                if doc["state"] in DONE:
+                if doc["state"] in DONE and not _managed(doc):
                     return doc
                 sleep(poll)
 
@@ -192,13 +210,22 @@ class Controller:
                 doc.update(state="failed", why=str(exc), pause_reason="")
                 self._event(doc, "failed", str(exc))
             except Exception as exc:  # the router restarting, a network blip: retry next poll
-                text = f"{exc.__class__.__name__}: {exc}"
-                doc["verdict"] = {"decision": "waiting", "why": f"cannot reach the router ({text}); retrying"}
-                if self._router_trouble is None:
-                    self._event(doc, "router", f"cannot reach the router ({text}); holding the step")
-                self._router_trouble = text
+                self._trouble(doc, exc, "holding the step")
+        if doc["state"] in DONE and _managed(doc):
+            # Argo's managedRoutes: however the rollout ended, nothing it added stays behind.
+            try:
+                self._release(doc)
+            except Exception as exc:  # a refusal too: keep trying, the routes must go
+                self._trouble(doc, exc, "the rollout's header routes and mirror stay until it answers")
         self.store.save(doc)
         return doc
+
+    def _trouble(self, doc: dict[str, Any], exc: Exception, holding: str) -> None:
+        text = f"{exc.__class__.__name__}: {exc}"
+        doc["verdict"] = {"decision": "waiting", "why": f"cannot reach the router ({text}); retrying"}
+        if self._router_trouble is None:
+            self._event(doc, "router", f"cannot reach the router ({text}); {holding}")
+        self._router_trouble = text
 
     def _load(self) -> dict[str, Any]:
         doc = self.store.load()
@@ -258,6 +285,9 @@ class Controller:
                 doc["deadline"] = doc["step_started"] + step.duration
                 if now < doc["deadline"]:
                     return
+                self._next(doc)
+            elif step.kind in ("setHeaderRoute", "setMirrorRoute"):
+                self._route_step(doc, spec, step, f"step {i + 1}/{len(spec.steps)}: {step.label()}")
                 self._next(doc)
             elif step.kind in ("pause", "approval"):
                 doc["state"] = "paused"
@@ -383,6 +413,54 @@ class Controller:
             reason = f"rollout {spec.route} → {spec.candidate} {label}" + (f" ({spec.reason})" if spec.reason else "")
             self.control.set_weight(spec.route, spec.candidate, weight, reason)
         doc["weight"] = weight
+
+    def _route_step(self, doc: dict[str, Any], spec: RolloutSpec, step: Step, label: str) -> None:
+        """Apply a setHeaderRoute/setMirrorRoute step. A route is recorded as managed (and the file
+        saved) before the router is asked, so a controller killed in between still removes it."""
+        managed = doc.setdefault("managed_routes", {"header": {}, "mirror": None})
+        reason = f"rollout {spec.route} → {spec.candidate} {label}" + (f" ({spec.reason})" if spec.reason else "")
+        name = str(step.name)
+        if step.kind == "setHeaderRoute" and step.removes:
+            self.control.clear_header_route(spec.route, name, reason)
+            managed["header"].pop(name, None)
+        elif step.kind == "setHeaderRoute":
+            assert step.match is not None and step.value is not None and step.header is not None
+            rule = {"name": name, "header": step.header, step.match: step.value, "to": spec.candidate}
+            managed["header"][name] = rule
+            self.store.save(doc)
+            self.control.set_header_route(spec.route, rule, reason)
+        elif step.removes:
+            self.control.clear_mirror(spec.route, reason)
+            managed["mirror"] = None
+        else:
+            if managed["mirror"] is None:
+                there = self.control.shadow_of(spec.route)
+                if there is not None:
+                    raise RolloutError(
+                        f"route {spec.route} already shadows {there.get('percent')}% to {there.get('to')} "
+                        f"(its routes.yaml `shadow:`); {step.label()} would replace it and remove it at the "
+                        "end — drop the setMirrorRoute steps, or remove the route's shadow first")
+            mirror = {"to": spec.candidate, "percent": step.percent, "methods": list(step.methods or ())}
+            managed["mirror"] = {"name": name, **mirror}
+            self.store.save(doc)
+            self.control.set_mirror(spec.route, mirror, reason)
+        self._event(doc, "route", f"{label}: {'removed' if step.removes else 'set'} through the router")
+
+    def _release(self, doc: dict[str, Any]) -> None:
+        """Remove every header route and mirror the rollout still has set (each one ledgered by
+        the router); each is forgotten only once the router removed it."""
+        managed = doc["managed_routes"]
+        why = f"rollout {doc['route']} → {doc['candidate']} {doc['state'].replace('_', ' ')}: its managed routes go"
+        for name in list(managed["header"]):
+            self.control.clear_header_route(doc["route"], name, why)
+            del managed["header"][name]
+            self._event(doc, "route", f"header route {name} removed ({doc['state'].replace('_', ' ')})")
+            self.store.save(doc)
+        if managed.get("mirror"):
+            name = managed["mirror"]["name"]
+            self.control.clear_mirror(doc["route"], why)
+            managed["mirror"] = None
+            self._event(doc, "route", f"mirror {name} removed ({doc['state'].replace('_', ' ')})")
 
     def _next(self, doc: dict[str, Any]) -> None:
         doc.update(step_index=doc["step_index"] + 1, step_started=None, deadline=None, window=None,
