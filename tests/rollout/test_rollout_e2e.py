@@ -272,3 +272,19 @@ def test_header_route_and_mirror_steps_on_a_real_router_are_removed_by_abort_and
     assert router.status()["routes"]["products"]["weights"]["catalog"] == 100
     assert route_changes(router)[4:] == [("header-route", True), ("shadow", True), ("header-route", False),
                                          ("shadow", False)]
+
+    # a controller that died after the end but before removing them (made here by hand): any
+    # `rollout` steering command starts one that removes them and exits
+    rule = {"name": "testers", "header": "X-Canary", "exact": "yes", "to": "catalog"}
+    r = httpx.post(f"{router.url}/_strangler/routes/products/header-routes", timeout=10,
+                   headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, json={**rule, "reason": "left behind"})
+    assert r.status_code == 200, r.text
+    from router import rollouts
+
+    left = {**rollout_doc(tmp_path), "managed_routes": {"header": {"testers": rule}, "mirror": None}}
+    rollouts._write(tmp_path / "state" / "rollouts" / "products.json", left)  # as it was, pid and all
+    assert "still set: `strangler rollout resume products` removes them" in cli(tmp_path, router, "status",
+                                                                                   "products").stdout
+    cleaned = cli(tmp_path, router, "resume", "products")
+    assert cleaned.returncode == 0 and "its managed routes are removed" in cleaned.stdout, cleaned.stderr
+    assert "header_routes" not in router.config.read_text() and rollout_doc(tmp_path)["state"] == "promoted"
