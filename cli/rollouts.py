@@ -191,6 +191,14 @@ def start(
         raise CLIError(f"route {spec.route!r} has no backend {spec.candidate!r}; it has {', '.join(weights)}")
     if len(weights) < 2:
         raise CLIError(f"route {spec.route!r} has only {spec.candidate!r}: nothing to compare the candidate with")
+    mirrors = [s for s in spec.steps if s.kind == "setMirrorRoute"]
+    if mirrors:
+        with RouterAPI(url) as api:
+            there = RouterControl(api, ledger=None).shadow_of(spec.route)
+        if there is not None:
+            raise CLIError(f"route {spec.route} already shadows {there.get('percent')}% to {there.get('to')} "
+                           f"(its routes.yaml `shadow:`); {mirrors[0].label()} would replace it and remove it at "
+                           "the end: drop the setMirrorRoute steps, or remove the route's shadow first")
 
     top = max(s.weight or 0 for s in spec.steps)
     check_raise(route=spec.route, backend=spec.candidate, old=None, new=100 if top else 0, streams=streams,
@@ -246,6 +254,17 @@ def _steer(action: str, route: str, reason: str, routes: Path, router: str | Non
     doc = store.load()
     if doc is None:
         raise CLIError(f"no rollout of {route!r}: start one with `strangler rollout start {route} --to BACKEND`")
+    if doc.get("state") not in ACTIVE and managed_routes(doc) and not _alive(doc):
+        # ended, but its controller died before removing its header routes or mirror: a new
+        # one removes them and exits
+        pid = _respawn(route, routes, router, doc)
+        now = _wait_for(store, lambda d: not managed_routes(d), 60.0) or doc
+        if managed_routes(now):
+            raise CLIError(f"the new controller (pid {pid}) has not removed {'; '.join(managed_routes(now))} "
+                           f"yet: see {_log_file(route)}")
+        out.print(f"{route}: the rollout was already {doc.get('state')}; its managed routes are removed",
+                  highlight=False)
+        return
     if doc.get("state") not in ACTIVE:
         raise CLIError(f"the rollout of {route} → {doc.get('candidate')} is already {doc.get('state')} "
                        f"({doc.get('why')}); start a new one with `strangler rollout start`")
@@ -305,6 +324,19 @@ def resume(route: str, reason: ReasonOpt = "", routes: RoutesOpt = Path("routes.
     _steer("resume", route, reason, routes, router)
 
 
+def managed_routes(doc: dict[str, Any]) -> list[str]:
+    """The header routes and the mirror the rollout has set on the router, one phrase each."""
+    managed = doc.get("managed_routes") or {}
+    out = []
+    for name, rule in (managed.get("header") or {}).items():
+        how = next((k for k in ("exact", "prefix", "regex") if k in rule), "exact")
+        out.append(f"header route {name} ({rule.get('header')} {how} {rule.get(how)!r} → {rule.get('to')})")
+    m = managed.get("mirror")
+    if m:
+        out.append(f"mirror {m.get('name')} ({m.get('percent'):g}% of {', '.join(m.get('methods') or [])} → {m.get('to')})")
+    return out
+
+
 def _ago(seconds: float) -> str:
     return f"{seconds:.0f}s"
 
@@ -324,6 +356,11 @@ def describe(doc: dict[str, Any], now: float, *, alive: bool) -> list[str]:
         if doc.get("deadline") and st == "running":
             where += f" · {_ago(max(0.0, doc['deadline'] - now))} left"
         lines.append(where)
+    waiting = doc.get("waiting")
+    if waiting and st == "running":
+        left = max(0.0, float(waiting["inconclusive_at"]) - now)
+        lines.append(f"waiting for ≥ {waiting['need']} candidate requests (has {waiting['has']}) "
+                     f"(pauses as inconclusive in {_ago(left)})")
     prog = doc.get("progress")
     if prog and st in ACTIVE:
         p99 = prog.get("candidate_p99_ms")
@@ -334,6 +371,10 @@ def describe(doc: dict[str, Any], now: float, *, alive: bool) -> list[str]:
     v = doc.get("verdict")
     if v and st in ACTIVE:
         lines.append(f"gate: {v.get('decision')} — {v.get('why')}")
+    managed = managed_routes(doc)
+    if managed:
+        hint = "" if st in ACTIVE else f" — still set: `strangler rollout resume {route}` removes them"
+        lines.append(f"managed routes: {'; '.join(managed)}{hint}")
     lines.append(f"failed checks: {doc.get('failed_checks', 0)} of {doc.get('threshold')} before rollback · "
                  f"limits: {doc.get('gate')}")
     if doc.get("pause_reason"):

@@ -110,6 +110,12 @@ class RouterAPI:
         return dict(resp.json()) if resp.content else {}
 
 
+    def route_change(self, route: str, what: str, body: dict[str, Any]) -> dict[str, Any]:
+        """`what`: header-routes or shadow (router/admin.py says what each body holds)."""
+        resp = self._request("POST", f"routes/{route}/{what}", json=body)
+        return dict(resp.json()) if resp.content else {}
+
+
 def _message(resp: httpx.Response) -> str:
     try:
         body = resp.json()

@@ -12,8 +12,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from control.errors import AdminRefused
 from control.ledger import actor
 from control.routerapi import RouterAPI, snapshots
+from rollout.controller import RolloutError
 from rollout.gate import Snapshot
 from stack.model import part_present
 
@@ -33,6 +35,28 @@ class RouterControl:
     def set_weight(self, route: str, backend: str, weight: int, reason: str) -> dict[str, int]:
         self.api.set_weight(route, backend, weight, reason, f"{actor()} ({self.role})")
         return self.snapshot(route)[0]
+
+    def shadow_of(self, route: str) -> dict[str, Any] | None:
+        entry = next((r for r in self.api.routes()["routes"] if r["name"] == route), None)
+        return None if entry is None else entry.get("shadow")
+
+    def set_header_route(self, route: str, rule: dict[str, str], reason: str) -> None:
+        self._change(route, "header-routes", {**rule, "reason": reason})
+
+    def clear_header_route(self, route: str, name: str, reason: str) -> None:
+        self._change(route, "header-routes", {"name": name, "clear": True, "reason": reason})
+
+    def set_mirror(self, route: str, mirror: dict[str, Any], reason: str) -> None:
+        self._change(route, "shadow", {**mirror, "reason": reason})
+
+    def clear_mirror(self, route: str, reason: str) -> None:
+        self._change(route, "shadow", {"clear": True, "reason": reason})
+
+    def _change(self, route: str, what: str, body: dict[str, Any]) -> None:
+        try:
+            self.api.route_change(route, what, {**body, "actor": f"{actor()} ({self.role})"})
+        except AdminRefused as exc:  # a refused change will not pass on a retry: say why and stop
+            raise RolloutError(str(exc)) from None
 
     def note(self, route: str, weights: dict[str, int], reason: str) -> None:
         """A ledger line for a decision that changed no weight (promoted, interrupted)."""

@@ -2,7 +2,7 @@
 
 With a router running the change goes through its admin API (`shift_live`), so it takes
 effect at once and the router ledgers it. Without one, the routes file is edited with the
-router's own `router.config.set_weight` (`shift_file`: validated whole, written atomically,
+router's own `router.edit.set_weight` (`shift_file`: validated whole, written atomically,
 ledgered); a router started later reads it. Either way `before` sees the old weights first:
 the read gate (`control.readgate`) refuses there, before anything changes.
 """
@@ -25,7 +25,8 @@ def shift_file(routes: Path, *, route: str, backend: str, weight: int, reason: s
                before: Before | None = None) -> tuple[dict[str, int], dict[str, int]]:
     """Edit the routes file with the router's own validated, ledgered writer."""
     require_parts("router")
-    from router.config import load_config, set_weight
+    from router.config import load_config
+    from router.edit import set_weight
     from router.errors import RouterError
 
     if not routes.exists():

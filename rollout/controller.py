@@ -14,8 +14,10 @@ every tick: then a controller holds nothing a `kill -9` can lose. The file recor
 index, when the step started, the analysis window's baseline counters, passed and failed
 checks. A new controller resumes from exactly there: a `setWeight` already applied is seen
 in the router's table and not re-sent, a timed pause keeps its deadline (wall clock), an
-analysis keeps its window. At most one controller per route runs (an flock, released by the
-kernel when its holder dies, so a killed controller never blocks its successor).
+analysis keeps its window (and `waiting`: how many candidate requests it still needs and
+when it pauses as inconclusive, which `rollout status` counts down). At most one controller
+per route runs (an flock, released by the kernel when its holder dies, so a killed
+controller never blocks its successor).
 
 Step semantics, as Argo Rollouts and Flagger: `setWeight` applies and moves on; `pause` with
 a duration waits, without one (and `approval`) waits for a promote; `analysis` runs checks
@@ -59,6 +61,17 @@ class Control(Protocol):
     def snapshot(self, route: str) -> tuple[dict[str, int], dict[str, Snapshot]]: ...
 
     def set_weight(self, route: str, backend: str, weight: int, reason: str) -> dict[str, int]: ...
+
+    def shadow_of(self, route: str) -> dict[str, Any] | None:
+        """The route's shadow as the router serves it ({to, percent}), None without one."""
+
+    def set_header_route(self, route: str, rule: dict[str, str], reason: str) -> None: ...
+
+    def clear_header_route(self, route: str, name: str, reason: str) -> None: ...
+
+    def set_mirror(self, route: str, mirror: dict[str, Any], reason: str) -> None: ...
+
+    def clear_mirror(self, route: str, reason: str) -> None: ...
 
 
 Post = Callable[[str, dict[str, Any], float], tuple[bool, str]]
@@ -125,12 +138,19 @@ def new_rollout(spec: RolloutSpec, *, actor: str, now: float) -> dict[str, Any]:
         "steps": [s.label() for s in spec.steps], "step": 0, "step_index": 0, "step_kind": None,
         "step_started": None, "deadline": None, "weight": None,
         "window": None, "checks_passed": 0, "failed_checks": 0, "threshold": spec.threshold,
-        "baseline_p99": None, "progress": None, "verdict": None, "history": [],
+        "baseline_p99": None, "progress": None, "verdict": None, "waiting": None, "history": [],
+        "managed_routes": {"header": {}, "mirror": None},
         "min_requests": g.min_requests,
         "gate": (f"errors ≤ {g.max_error_rate * 100:g}%, p99 ≤ {g.max_p99_ratio:g}× current"
                  + (f" and ≤ {g.max_p99_ms:g} ms" if g.max_p99_ms else "")
                  + f", ≥ {g.min_requests} requests, {spec.threshold} failed checks to roll back"),
     }
+
+
+def _managed(doc: dict[str, Any]) -> bool:
+    """Whether the rollout still has a header route or a mirror set on the router."""
+    managed = doc.get("managed_routes") or {}
+    return bool(managed.get("header") or managed.get("mirror"))
 
 
 # -- counters in JSON (no Infinity: the dashboard's JSON.parse refuses it) --------------------
@@ -163,14 +183,14 @@ class Controller:
         a resume or promote may come). Holds the route's lock throughout."""
         with self.store.lock():
             doc = self._load()
-            if doc["state"] in DONE:
+            if doc["state"] in DONE and not _managed(doc):
                 return doc
             self._event(doc, "controller", f"controller {os.getpid()} took over at step "
                                            f"{doc['step_index'] + 1}/{len(doc['steps'])} ({doc['state']})")
             self.store.save(doc)
             while True:
                 doc = self.tick()
-                if doc["state"] in DONE:
+                if doc["state"] in DONE and not _managed(doc):
                     return doc
                 sleep(poll)
 
@@ -190,13 +210,22 @@ class Controller:
                 doc.update(state="failed", why=str(exc), pause_reason="")
                 self._event(doc, "failed", str(exc))
             except Exception as exc:  # the router restarting, a network blip: retry next poll
-                text = f"{exc.__class__.__name__}: {exc}"
-                doc["verdict"] = {"decision": "waiting", "why": f"cannot reach the router ({text}); retrying"}
-                if self._router_trouble is None:
-                    self._event(doc, "router", f"cannot reach the router ({text}); holding the step")
-                self._router_trouble = text
+                self._trouble(doc, exc, "holding the step")
+        if doc["state"] in DONE and _managed(doc):
+            # Argo's managedRoutes: however the rollout ended, nothing it added stays behind.
+            try:
+                self._release(doc)
+            except Exception as exc:  # a refusal too: keep trying, the routes must go
+                self._trouble(doc, exc, "the rollout's header routes and mirror stay until it answers")
         self.store.save(doc)
         return doc
+
+    def _trouble(self, doc: dict[str, Any], exc: Exception, holding: str) -> None:
+        text = f"{exc.__class__.__name__}: {exc}"
+        doc["verdict"] = {"decision": "waiting", "why": f"cannot reach the router ({text}); retrying"}
+        if self._router_trouble is None:
+            self._event(doc, "router", f"cannot reach the router ({text}); {holding}")
+        self._router_trouble = text
 
     def _load(self) -> dict[str, Any]:
         doc = self.store.load()
@@ -246,7 +275,7 @@ class Controller:
             step = spec.steps[i]
             if doc["step_started"] is None:
                 doc.update(step_started=now, step=i + 1, step_kind=step.kind, deadline=None,
-                           window=None, checks_passed=0, verdict=None, progress=None)
+                           window=None, checks_passed=0, verdict=None, progress=None, waiting=None)
                 self._event(doc, "step", f"step {i + 1}/{len(spec.steps)}: {step.label()}")
             if step.kind == "setWeight":
                 assert step.weight is not None
@@ -256,6 +285,9 @@ class Controller:
                 doc["deadline"] = doc["step_started"] + step.duration
                 if now < doc["deadline"]:
                     return
+                self._next(doc)
+            elif step.kind in ("setHeaderRoute", "setMirrorRoute"):
+                self._route_step(doc, spec, step, f"step {i + 1}/{len(spec.steps)}: {step.label()}")
                 self._next(doc)
             elif step.kind in ("pause", "approval"):
                 doc["state"] = "paused"
@@ -294,11 +326,15 @@ class Controller:
                            "current_requests": cur.requests, "current_p99_ms": cur.p99,
                            "checks_passed": doc["checks_passed"], "checks_needed": step.checks}
         doc["verdict"] = {"decision": f"{result.outcome} so far", "why": result.why}
+        max_wait = step.max_wait if step.max_wait is not None else 3 * step.interval
+        # What the step waits for, persisted so `rollout status` can count down to the pause.
+        doc["waiting"] = None if cand.requests >= spec.gate.min_requests else {
+            "for": "candidate_requests", "need": spec.gate.min_requests, "has": cand.requests,
+            "inconclusive_at": w["since"] + max_wait}
         early_fail = result.outcome == "fail" and cand.error_rate > spec.gate.max_error_rate
         if elapsed < step.interval and not early_fail:
             return False
         if result.outcome == "inconclusive":
-            max_wait = step.max_wait if step.max_wait is not None else 3 * step.interval
             if elapsed < max_wait:
                 doc["deadline"] = w["since"] + max_wait
                 return False
@@ -336,7 +372,7 @@ class Controller:
     def _inconclusive(self, doc: dict[str, Any], spec: RolloutSpec, step: Step, result: Check,
                       elapsed: float) -> bool:
         r = spec.route
-        doc["state"] = "paused"
+        doc.update(state="paused", waiting=None)
         doc["verdict"] = {"decision": "inconclusive", "why": result.why}
         doc["pause_reason"] = (
             f"inconclusive at {doc['weight']}%: only {result.candidate.requests} candidate requests in "
@@ -378,21 +414,70 @@ class Controller:
             self.control.set_weight(spec.route, spec.candidate, weight, reason)
         doc["weight"] = weight
 
+    def _route_step(self, doc: dict[str, Any], spec: RolloutSpec, step: Step, label: str) -> None:
+        """Apply a setHeaderRoute/setMirrorRoute step. A route is recorded as managed (and the file
+        saved) before the router is asked, so a controller killed in between still removes it."""
+        managed = doc.setdefault("managed_routes", {"header": {}, "mirror": None})
+        reason = f"rollout {spec.route} → {spec.candidate} {label}" + (f" ({spec.reason})" if spec.reason else "")
+        name = str(step.name)
+        if step.kind == "setHeaderRoute" and step.removes:
+            self.control.clear_header_route(spec.route, name, reason)
+            managed["header"].pop(name, None)
+        elif step.kind == "setHeaderRoute":
+            assert step.match is not None and step.value is not None and step.header is not None
+            rule = {"name": name, "header": step.header, step.match: step.value, "to": spec.candidate}
+            managed["header"][name] = rule
+            self.store.save(doc)
+            self.control.set_header_route(spec.route, rule, reason)
+        elif step.removes:
+            self.control.clear_mirror(spec.route, reason)
+            managed["mirror"] = None
+        else:
+            if managed["mirror"] is None:
+                there = self.control.shadow_of(spec.route)
+                if there is not None:
+                    raise RolloutError(
+                        f"route {spec.route} already shadows {there.get('percent')}% to {there.get('to')} "
+                        f"(its routes.yaml `shadow:`); {step.label()} would replace it and remove it at the "
+                        "end — drop the setMirrorRoute steps, or remove the route's shadow first")
+            mirror = {"to": spec.candidate, "percent": step.percent, "methods": list(step.methods or ())}
+            managed["mirror"] = {"name": name, **mirror}
+            self.store.save(doc)
+            self.control.set_mirror(spec.route, mirror, reason)
+        self._event(doc, "route", f"{label}: {'removed' if step.removes else 'set'} through the router")
+
+    def _release(self, doc: dict[str, Any]) -> None:
+        """Remove every header route and mirror the rollout still has set (each one ledgered by
+        the router); each is forgotten only once the router removed it."""
+        managed = doc["managed_routes"]
+        why = f"rollout {doc['route']} → {doc['candidate']} {doc['state'].replace('_', ' ')}: its managed routes go"
+        for name in list(managed["header"]):
+            self.control.clear_header_route(doc["route"], name, why)
+            del managed["header"][name]
+            self._event(doc, "route", f"header route {name} removed ({doc['state'].replace('_', ' ')})")
+            self.store.save(doc)
+        if managed.get("mirror"):
+            name = managed["mirror"]["name"]
+            self.control.clear_mirror(doc["route"], why)
+            managed["mirror"] = None
+            self._event(doc, "route", f"mirror {name} removed ({doc['state'].replace('_', ' ')})")
+
     def _next(self, doc: dict[str, Any]) -> None:
-        doc.update(step_index=doc["step_index"] + 1, step_started=None, deadline=None, window=None)
+        doc.update(step_index=doc["step_index"] + 1, step_started=None, deadline=None, window=None,
+                   waiting=None)
 
     def _to_zero(self, doc: dict[str, Any], state: str, why: str) -> None:
         spec = from_json(doc["spec"])
         try:
             self._set(doc, spec, 0, f"{state.replace('_', ' ')}: {why}")
         finally:
-            doc.update(state=state, why=why, pause_reason="", window=None, deadline=None)
+            doc.update(state=state, why=why, pause_reason="", window=None, deadline=None, waiting=None)
             self._event(doc, state, why)
             self.say(f"{state.upper()}: {why}")
 
     def _complete(self, doc: dict[str, Any], spec: RolloutSpec, now: float, why: str | None = None) -> None:
         self._set(doc, spec, 100, "promoted: every step passed" if why is None else f"promoted: {why}")
-        doc.update(state="promoted", pause_reason="", window=None, deadline=None,
+        doc.update(state="promoted", pause_reason="", window=None, deadline=None, waiting=None,
                    step_index=len(spec.steps), step=len(spec.steps),
                    why=why or f"{spec.candidate} serves 100% of {spec.route}; every step passed")
         self._event(doc, "promoted", doc["why"])

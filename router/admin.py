@@ -16,7 +16,19 @@
                                              holds no data, so it needs no token: it asks for one
     POST /_strangler/rollouts/<route>/<pause|resume|abort|promote>   a request to the running rollout
     POST /_strangler/routes/<route>/weights  {"backend", "weight", "reason"[, "actor"]}
+    POST /_strangler/routes/<route>/header-routes
+                                             {"name", "header", "exact"|"prefix"|"regex", "to",
+                                             "reason"[, "actor"]} adds or replaces (by name) a
+                                             header route; {"name", "clear": true, "reason"}
+                                             removes it (router/headerroutes.py)
+    POST /_strangler/routes/<route>/shadow   {"to", "percent"[, "methods"], "reason"[, "actor"]}
+                                             sets the route's shadow; {"clear": true, "reason"}
+                                             removes it
     POST /_strangler/reload                  re-read the routes file now
+
+The three route changes go through router.edit: validated whole, written atomically, ledgered,
+then reloaded here and in every sibling worker; a bad one is 422 with what to fix and leaves
+the file as it was; one that changes nothing answers `"changed": false` and writes nothing.
 
 Numbers are summed over all worker processes. Every endpoint but `healthz` needs
 `Authorization: Bearer <token>` (constant-time compare): reads accept STRANGLER_ADMIN_READ_TOKEN
@@ -35,14 +47,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hmac
 import json
 import os
 import signal
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from router import dashboard, ledger, rollouts
-from router.config import Config, set_weight
+from router import dashboard, edit, ledger, rollouts
+from router.config import Config
 from router.errors import BadRequest, ConfigError
 from router.match import normalise_path
 from router.metrics import BOUNDS_MS, prometheus, rollout_series, route_weights
@@ -57,6 +71,13 @@ READ_TOKEN_ENV = "STRANGLER_ADMIN_READ_TOKEN"
 PREFIX = "/_strangler"
 SUPERVISOR_ENV = "STRANGLER_ROUTER_SUPERVISOR"
 MAX_BODY = 64 * 1024
+EXAMPLES = {  # what each route change takes; a bad body's 400/422 shows it
+    "weights": '{"backend": "catalog", "weight": 10, "reason": "canary step"}',
+    "header-routes": '{"name": "testers", "header": "X-Canary", "exact": "yes", "to": "catalog", '
+                     '"reason": "testers first"} (or {"name": "testers", "clear": true, "reason": ...})',
+    "shadow": '{"to": "catalog", "percent": 100, "methods": ["GET", "HEAD"], "reason": "compare"} '
+              '(or {"clear": true, "reason": ...})',
+}
 
 
 class Admin:
@@ -80,7 +101,7 @@ class Admin:
         if parts == ["ui"] and method in ("GET", "HEAD"):
             return await dashboard.page(send)  # no data in it: every read it makes needs a token
         is_write = parts is not None and (
-            (len(parts) == 3 and parts[0] == "routes" and parts[2] == "weights") or parts == ["reload"]
+            (len(parts) == 3 and parts[0] == "routes" and parts[2] in EXAMPLES) or parts == ["reload"]
             or (len(parts) == 3 and parts[0] == "rollouts"))
         denied = self._authorise(scope, write=is_write)
         if denied is not None:
@@ -118,30 +139,35 @@ class Admin:
             result = self.router.reloader.reload("admin")
             self._tell_siblings()
             return await _json(send, 200 if result["ok"] else 422, result)
-        body = await _read(receive)
+        return await self._route_change(receive, send, route=parts[1], what=parts[2])
+
+    async def _route_change(self, receive: Receive, send: Send, *, route: str, what: str) -> None:
+        """`POST /_strangler/routes/<route>/<weights|header-routes|shadow>`: one change through
+        router.edit (validated whole, atomic, ledgered), then reloaded here and in the siblings."""
+        example = EXAMPLES[what]
         try:
-            data = json.loads(body or b"{}")
+            data = json.loads(await _read(receive) or b"{}")
             if not isinstance(data, dict):
                 raise ValueError("not an object")
         except ValueError:
-            return await _json(send, 400, {"error": "bad_json", "detail":
-                                           'send {"backend": str, "weight": int, "reason": str}'})
+            return await _json(send, 400, {"error": "bad_json", "detail": f"send {example}"})
         if self.router.config_path is None:
             return await _json(send, 409, {"error": "no_routes_file", "detail":
                                            "this router was started without a routes file"})
         try:
-            backend, weight, reason = data.get("backend"), data.get("weight"), data.get("reason", "")
-            if not isinstance(backend, str) or not isinstance(reason, str):
-                raise ConfigError('"backend" and "reason" must be strings — fix: send '
-                                  '{"backend": "catalog", "weight": 10, "reason": "canary step"}')
-            entry = await asyncio.to_thread(
-                set_weight, self.router.config_path, route=parts[1], backend=backend,
-                weight=weight, actor=str(data.get("actor", "admin-api")), reason=reason)  # type: ignore[arg-type]
+            reason = data.pop("reason", "")
+            actor = str(data.pop("actor", "admin-api"))
+            if not isinstance(reason, str):
+                raise ConfigError(f'"reason" must be a string — fix: send {example}')
+            entry = await asyncio.to_thread(_change_of(what, data), self.router.config_path, route=route,
+                                            actor=actor, reason=reason)
         except ConfigError as exc:
             return await _json(send, 422, {"error": "invalid_change", "detail": str(exc)})
+        if entry is None:  # already so: nothing written, nothing to reload
+            return await _json(send, 200, {"ok": True, "changed": False})
         self.router.reloader.reload("admin")
         self._tell_siblings()
-        return await _json(send, 200, {"ok": True, "ledger": entry})
+        return await _json(send, 200, {"ok": True, "changed": True, "ledger": entry})
 
     async def _rollout_request(self, receive: Receive, send: Send, *, route: str, action: str) -> None:
         """A dashboard button: ask the rollout of `route` to pause, resume, abort or promote (ledgered)."""
@@ -277,6 +303,31 @@ class AdminListener:
             return await _json(send, 404, {"error": "not_found", "detail": "this listener serves "
                                            f"{PREFIX}/ only (admin_listen); nothing is forwarded"})
         await self.admin.handle(scope, receive, send, path, listener=True)
+
+
+def _change_of(what: str, data: dict[str, Any]) -> Callable[..., dict[str, Any] | None]:
+    """The router.edit call a route change's body asks for (ConfigError: a body that asks nothing)."""
+    clear = data.pop("clear", False)
+    if clear is not False and clear is not True:
+        raise ConfigError(f'"clear" must be true or false — fix: send {EXAMPLES[what]}')
+    if what == "weights":
+        backend, weight = data.pop("backend", None), data.pop("weight", None)
+        if not isinstance(backend, str):
+            raise ConfigError(f'"backend" must be a string — fix: send {EXAMPLES[what]}')
+        return functools.partial(edit.set_weight, backend=backend, weight=weight)
+    if what == "header-routes" and clear:
+        name = data.pop("name", None)
+        if not isinstance(name, str) or data:
+            raise ConfigError('a clear takes "name" only — fix: send {"name": "testers", "clear": true, "reason": ...}')
+        return functools.partial(edit.clear_header_route, name=name)
+    if what == "header-routes":
+        return functools.partial(edit.set_header_route, rule=data)
+    if clear:
+        if data:
+            raise ConfigError(f"a clear takes no {', '.join(sorted(data))} — fix: send "
+                              '{"clear": true, "reason": ...}')
+        return edit.clear_shadow
+    return functools.partial(edit.set_shadow, shadow=data)
 
 
 def _ownership(config: Config, workers: list[dict[str, Any]]) -> dict[str, Any]:

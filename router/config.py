@@ -1,4 +1,4 @@
-"""routes.yaml → immutable, validated `Config`; and `set_weight`, the one way to edit it.
+"""routes.yaml → immutable, validated `Config` (router/edit.py is the one way to change the file).
 
 Place in the flow: read at start and on every reload (file watch, SIGHUP, admin API).
 The whole file is checked before anything changes — first against the JSON Schema shipped
@@ -10,21 +10,16 @@ The ownership file (`ownership:` at the top, relative to this file; default `own
 beside it when it exists) is part of the same config: it is loaded and checked with the routes
 (a route's `writes: <group>` sends write methods to the group's owner; a route without it may
 not send writes to a side that does not own its group), and a bad one is refused the same way.
-
-`set_weight` edits only the one weight scalar in the file text (comments and layout stay),
-validates the result whole, writes it atomically and appends a ledger entry.
 """
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import ipaddress
 import json
 import math
 import os
 import re
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,8 +32,9 @@ import yaml
 import forwarding
 import ownership as own
 from ownership import WRITE_METHODS, Ownership, OwnershipError
-from router import ledger
+from router import headerroutes
 from router.errors import ConfigError
+from router.headerroutes import HeaderRoute
 from router.ratelimit import RateLimit, policy
 from router.sharedbuckets import SharedStore
 from router.tls import ListenTLS, TLSSetupError, UpstreamTLS, listen_tls, upstream_tls
@@ -155,6 +151,7 @@ class Route:
     override_header: str | None = None  # lower case
     override_cookie: str | None = None
     candidate: str = ""
+    header_routes: tuple[HeaderRoute, ...] = ()  # checked before cohorts and weights (router.headerroutes)
     fallback: str | None = None
     retries: int = 0
     identity: bool = False
@@ -430,6 +427,8 @@ def parse_config(text: str, *, source: str = "<string>", base_dir: Path | None =
             cohort_header=cohort["header"].lower() if "header" in cohort else None,
             override_header=override["header"].lower() if "header" in override else None,
             override_cookie=override.get("cookie"), candidate=candidate, fallback=fallback,
+            header_routes=headerroutes.parse(spec.get("header_routes", []), at + ("header_routes",),
+                                             [b for b, _ in backends], fail),
             retries=int(spec.get("retries", 0)), identity=bool(spec.get("identity", False)),
             shadow=shadow, retry_methods=_retry_methods(spec, at, fail),
             rate_limit=_route_rate_limit(data, spec, at, name, cohort, fail),
@@ -605,86 +604,6 @@ def load_config(path: str | os.PathLike[str], *, ownership: Ownership | None = N
     return parse_config(text, source=str(p), base_dir=p.absolute().parent, ownership=ownership)
 
 
-# --- editing ----------------------------------------------------------------------------
-
-def weight_edit(text: str, *, route: str, backend: str, weight: int, source: str = "<string>",
-                base_dir: Path | None = None) -> tuple[str, dict[str, int], dict[str, int]]:
-    """New file text with one backend's weight set; the first other backend absorbs the rest.
-
-    Returns (new text, old weights, new weights). Only the weight scalars change in the text.
-    """
-    config = parse_config(text, source=source, base_dir=base_dir)
-    r = config.route(route)
-    old = r.weights
-    if backend not in old:
-        raise ConfigError(f"route {route!r} has no backend {backend!r}; its backends: "
-                          f"{', '.join(old)} — fix: name one of them")
-    if isinstance(weight, bool) or not isinstance(weight, int) or not 0 <= weight <= 100:
-        raise ConfigError(f"weight {weight!r} is not an integer percentage — fix: use 0..100")
-    new = dict(old)
-    new[backend] = weight
-    others = [b for b in old if b != backend]
-    if others:
-        absorb = others[0]
-        new[absorb] = 100 - sum(w for b, w in new.items() if b != absorb)
-        if not 0 <= new[absorb] <= 100:
-            raise ConfigError(f"setting {backend}={weight} leaves {absorb} at {new[absorb]}% — "
-                              "fix: lower the other backends' weights first")
-    elif weight != 100:
-        raise ConfigError(f"{backend!r} is the only backend of {route!r}; its weight stays 100 — "
-                          "fix: add another backend first")
-    # Locate the weight scalars in the composed tree and splice new values into the text.
-    root = yaml.compose(text)
-    assert isinstance(root, yaml.MappingNode)
-    routes_node = next(v for k, v in root.value if k.value == "routes")
-    index = [r2.name for r2 in config.routes].index(route)
-    route_node = routes_node.value[index]
-    backends_node = next(v for k, v in route_node.value if k.value == "backends")
-    edits = [(v.start_mark.index, v.end_mark.index, str(new[k.value]))
-             for k, v in backends_node.value if new[k.value] != old[k.value]]
-    for start, end, value in sorted(edits, reverse=True):
-        text = text[:start] + value + text[end:]
-    return text, old, new
-
-
-def set_weight(path: str | os.PathLike[str], *, route: str, backend: str, weight: int,
-               actor: str, reason: str) -> dict[str, Any]:
-    """Change one weight in a routes file: validated whole, written atomically, ledgered.
-
-    Safe against concurrent editors (an exclusive lock on `<file>.lock`). Returns the ledger
-    entry. Raises ConfigError (nothing written) when the change or the result is invalid.
-    """
-    p = Path(path)
-    if not reason.strip():
-        raise ConfigError("a weight change needs a reason — fix: say why (it goes in the ledger)")
-    with open(f"{p}.lock", "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        text = p.read_text()
-        new_text, old, new = weight_edit(text, route=route, backend=backend, weight=weight,
-                                         source=str(p), base_dir=p.absolute().parent)
-        config = parse_config(new_text, source=str(p), base_dir=p.absolute().parent)
-        atomic_write(p, new_text)
-        return ledger.append(config.ledger_path, actor=actor, route=route, old=old, new=new,
-                             reason=reason, config_sha256=config.sha256)
-
-
-def atomic_write(path: Path, text: str) -> None:
-    """Replace a file so readers see the old or the new text, never a mix."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        if path.exists():
-            os.chmod(tmp, path.stat().st_mode & 0o777)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def diff_weights(old: Config | None, new: Config) -> list[tuple[str, dict[str, int], dict[str, int]]]:
     """Routes whose weights differ between two configs: (route, old weights, new weights)."""
     before = {r.name: r.weights for r in old.routes} if old else {}
@@ -846,10 +765,12 @@ def _refuse_stray_writes(route: Route, ownership: Ownership, at: tuple[Any, ...]
                        "mirror only reads: remove the write methods from shadow.methods")
         if route.writes == g.name or len(named & set(g.sides)) < 2:
             continue
-        targets: list[tuple[tuple[str, ...], str, str]] = [
+        targets: list[tuple[tuple[Any, ...], str, str]] = [
             (("backends", b), b, f"weight {w}") for b, w in route.backends if w > 0]
         if route.override_header is not None or route.override_cookie is not None:
             targets.append((("override", "candidate"), route.candidate, "the override candidate"))
+        targets += [(("header_routes", i, "to"), h.to, f"header route {h.name}")
+                    for i, h in enumerate(route.header_routes)]
         if route.fallback is not None:
             targets.append((("fallback",), route.fallback, "the fallback"))
         for key, target, how in targets:

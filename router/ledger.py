@@ -1,6 +1,6 @@
 """The change ledger: an append-only JSON-lines file of every routing change.
 
-Place in the flow: written by `config.set_weight` (CLI and admin API) and by the reloader
+Place in the flow: written by `router.edit` (weights, header routes, shadows: CLI and admin API) and by the reloader
 when it sees a change it did not write itself (a hand edit picked up by the file watch or
 SIGHUP). One line per change: time, actor, route, old → new weights, reason, and the
 sha256 of the routes file it produced (so a reload can tell it was already recorded).

@@ -6,7 +6,7 @@ pipeline of named stages, each handing the next what it learned (a `Request`):
 
     read (`head.read`: refuse ambiguous heads) → match (`snapshot.table`) → origin
     (trusted proxies) → limits (rate limit 429, held writes 503, body size 413) → choose
-    (`balance.choose`, or a write's owner) → build (`head.upstream_tail`) → forward
+    (a write's owner, else a matching header route, else `balance.choose`) → build (`head.upstream_tail`) → forward
     (`_forward`: the upstream's endpoints in turn, retries, the fallback; the exchange
     itself in `forward`, on the lean client in `client`) → respond (`forward.relay`)
 
@@ -52,7 +52,7 @@ from time import monotonic, perf_counter
 from typing import Any
 
 from ownership import WRITE_METHODS, Group
-from router import balance, health, ratelimit
+from router import balance, headerroutes, health, ratelimit
 from router.accesslog import AccessLog
 from router.admin import Admin, is_admin_path
 from router.client import Connection
@@ -603,6 +603,10 @@ def _choose(route: Route, scope: Scope, cookie: bytes | None,
             anonymous: AnonymousCohort | None, scheme: str) -> tuple[str, bytes | None]:
     """The backend, and a Set-Cookie value when a new anonymous visitor gets a cohort."""
     backends = route.backends
+    if route.header_routes:  # testers' header (a rollout's setHeaderRoute) beats cohorts and weights
+        routed = headerroutes.choose(route.header_routes, lambda name: _header(scope["headers"], name.encode()))
+        if routed is not None:
+            return routed, None
     override = None
     if route.override_header is not None:
         override = _header(scope["headers"], route.override_header.encode())

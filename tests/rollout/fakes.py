@@ -23,6 +23,10 @@ class FakeRouter:
         self.rps, self.fail_rate, self.cand_ms = rps, fail_rate, cand_ms
         self.changes: list[tuple[int, str]] = []
         self.down = False
+        self.header_routes: dict[str, dict[str, str]] = {}  # what the router would serve
+        self.shadow: dict[str, Any] | None = None
+        self.route_changes: list[str] = []  # "set testers", "clear mirror", ...
+        self.routes_down = False  # route changes fail, weights still move
 
     def advance(self, seconds: float) -> None:
         for b, w in self.weights.items():
@@ -45,6 +49,34 @@ class FakeRouter:
         self.weights = {"monolith": 100 - weight, "catalog": weight}
         self.changes.append((weight, reason))
         return dict(self.weights)
+
+
+    def shadow_of(self, route: str) -> dict[str, Any] | None:
+        return None if self.shadow is None else {"to": self.shadow["to"], "percent": self.shadow["percent"]}
+
+    def set_header_route(self, route: str, rule: dict[str, str], reason: str) -> None:
+        self._check()
+        self.header_routes[rule["name"]] = rule
+        self.route_changes.append(f"set {rule['name']}")
+
+    def clear_header_route(self, route: str, name: str, reason: str) -> None:
+        self._check()
+        self.header_routes.pop(name, None)
+        self.route_changes.append(f"clear {name}")
+
+    def set_mirror(self, route: str, mirror: dict[str, Any], reason: str) -> None:
+        self._check()
+        self.shadow = mirror
+        self.route_changes.append("set mirror")
+
+    def clear_mirror(self, route: str, reason: str) -> None:
+        self._check()
+        self.shadow = None
+        self.route_changes.append("clear mirror")
+
+    def _check(self) -> None:
+        if self.down or self.routes_down:
+            raise ConnectionError("router restarting")
 
 
 class Clock:

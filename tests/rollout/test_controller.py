@@ -14,8 +14,12 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
+from rollout.controller import RolloutError
 from rollout.spec import Step, Webhook
 from tests.rollout.fakes import FakeRouter, Rig, spec
+
+TESTERS = Step(kind="setHeaderRoute", name="testers", header="X-Canary", match="exact", value="yes")
+MIRROR = Step(kind="setMirrorRoute", name="compare", percent=50.0, methods=("GET",))
 
 
 def test_healthy_candidate_is_promoted_step_by_step(tmp_path: Path) -> None:
@@ -61,6 +65,33 @@ def test_too_little_traffic_is_inconclusive_and_pauses_with_what_to_do(tmp_path:
     rig.store.request("resume", actor="bob")
     doc = rig.run(until=("promoted", "rolled_back"))
     assert doc["state"] == "promoted"
+
+
+def test_status_shows_what_an_analysis_waits_for_and_counts_down_to_the_pause(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from cli.main import app
+    from cli.rollouts import describe
+
+    state = tmp_path / "state"
+    monkeypatch.setenv("STRANGLER_STATE_DIR", str(state))
+    routes = tmp_path / "routes.yaml"
+    routes.write_text("ledger: ledger.jsonl\n")
+    # 1 candidate request/s at 10%; 20 needed; interval 10 s, so the window may grow to 30 s
+    rig = Rig(state / "rollouts", spec(min_requests=20), FakeRouter(rps=10))
+    rig.controller.tick()
+    for _ in range(7):
+        doc = rig.step()
+    assert doc["waiting"] == {"for": "candidate_requests", "need": 20, "has": 7,
+                              "inconclusive_at": doc["window"]["since"] + 30}
+    lines = describe(doc, rig.clock(), alive=True)
+    assert "waiting for ≥ 20 candidate requests (has 7) (pauses as inconclusive in 23s)" in lines
+    shown = CliRunner().invoke(app, ["rollout", "status", "products", "--routes", str(routes)])
+    assert shown.exit_code == 0 and "waiting for ≥ 20 candidate requests (has 7)" in shown.output
+    assert "pauses as inconclusive in" in shown.output
+    rig.router.rps = 1000  # enough traffic: the window still runs, but waits for no request
+    doc = rig.step()
+    assert doc["step"] == 2 and doc["progress"]["window_s"] < 10
+    assert doc["waiting"] is None and not any(line.startswith("waiting") for line in describe(doc, rig.clock(), alive=True))
 
 
 def test_threshold_counts_failed_checks_before_rolling_back(tmp_path: Path) -> None:
@@ -276,3 +307,87 @@ def test_pause_resume_abort_from_another_terminal(tmp_path: Path, monkeypatch: p
     assert again.exit_code == 1 and "already aborted" in again.output
     controls = [e for e in rig.ledger() if e.get("kind") == "rollout-control"]
     assert [e["action"] for e in controls] == ["pause", "resume", "abort"]
+
+
+# -- managed routes: setHeaderRoute / setMirrorRoute -----------------------------------------
+
+def routed(first: tuple[Step, ...], rest: str = "10,100") -> Any:
+    """A spec whose first steps are `first` (header route, mirror), then the usual weights."""
+    s = spec(rest)
+    return type(s)(route=s.route, candidate=s.candidate, steps=first + s.steps, gate=s.gate,
+                   threshold=s.threshold, reason=s.reason)
+
+
+def test_header_route_and_mirror_are_set_then_removed_when_promoted(tmp_path: Path) -> None:
+    rig = Rig(tmp_path, routed((TESTERS, MIRROR, Step(kind="approval"))))
+    doc = rig.run()
+    assert doc["state"] == "paused" and rig.router.changes == []  # at the approval: routes, no weight
+    assert rig.router.header_routes == {"testers": {"name": "testers", "header": "X-Canary", "exact": "yes",
+                                                    "to": "catalog"}}
+    assert rig.router.shadow == {"to": "catalog", "percent": 50.0, "methods": ["GET"]}
+    assert doc["managed_routes"]["header"].keys() == {"testers"} and doc["managed_routes"]["mirror"]["name"] == "compare"
+    from cli.rollouts import describe
+
+    assert any("managed routes: header route testers (X-Canary exact 'yes' → catalog); mirror compare "
+               "(50% of GET → catalog)" in line for line in describe(doc, rig.clock(), alive=True))
+    rig.store.request("promote", actor="ann")
+    doc = rig.run(until=("promoted", "rolled_back"))
+    assert doc["state"] == "promoted" and [w for w, _ in rig.router.changes] == [10, 100]
+    assert rig.router.header_routes == {} and rig.router.shadow is None
+    assert rig.router.route_changes == ["set testers", "set mirror", "clear testers", "clear mirror"]
+    assert doc["managed_routes"] == {"header": {}, "mirror": None}
+    removed = [e["reason"] for e in rig.ledger() if e.get("event") == "route"]
+    assert removed[-2:] == ["header route testers removed (promoted)", "mirror compare removed (promoted)"]
+
+
+@pytest.mark.parametrize("how", ["abort", "rollback", "full promote"])
+def test_every_other_end_removes_the_managed_routes_too(tmp_path: Path, how: str) -> None:
+    router = FakeRouter(fail_rate=0.5 if how == "rollback" else 0.0)
+    rig = Rig(tmp_path, routed((TESTERS, MIRROR), "10,50,100"), router)
+    rig.run(until=("running",))
+    for _ in range(3):
+        doc = rig.step()
+    assert rig.router.header_routes and rig.router.shadow
+    if how == "abort":
+        rig.store.request("abort", actor="bob")
+    if how == "full promote":
+        rig.store.request("promote", actor="bob", full=True)
+    doc = rig.run(until=("promoted", "rolled_back", "aborted"))
+    assert doc["state"] == {"abort": "aborted", "rollback": "rolled_back", "full promote": "promoted"}[how]
+    assert rig.router.header_routes == {} and rig.router.shadow is None and not doc["managed_routes"]["header"]
+
+
+def test_a_replaced_controller_removes_what_the_killed_one_set(tmp_path: Path) -> None:
+    rig = Rig(tmp_path, routed((TESTERS, MIRROR)))
+    rig.controller.tick()
+    assert rig.router.header_routes and rig.router.shadow  # then kill -9: only the file is left
+    rig.controller = rig.new_controller()
+    rig.router.routes_down = True  # the router cannot change routes as the rollout ends
+    rig.store.request("abort", actor="ann")
+    for _ in range(3):
+        doc = rig.step()
+    assert doc["state"] == "aborted" and rig.router.weights["catalog"] == 0
+    assert doc["managed_routes"]["header"] and rig.router.header_routes  # kept, to be removed
+    assert "cannot reach the router" in doc["verdict"]["why"]
+    rig.router.routes_down = False
+    doc = rig.step()
+    assert rig.router.header_routes == {} and rig.router.shadow is None
+    assert doc["managed_routes"] == {"header": {}, "mirror": None}
+    # a controller started now (by `rollout resume`) has nothing left to do: it returns at once
+    assert rig.new_controller().run(sleep=lambda _: None)["state"] == "aborted"
+
+
+def test_a_step_that_removes_a_header_route_removes_it_at_once(tmp_path: Path) -> None:
+    s = routed((TESTERS, Step(kind="setHeaderRoute", name="testers")))
+    rig = Rig(tmp_path, s)
+    rig.controller.tick()
+    assert rig.router.route_changes == ["set testers", "clear testers"] and rig.router.header_routes == {}
+
+
+def test_a_mirror_over_a_shadow_from_routes_yaml_fails_the_rollout_and_leaves_it(tmp_path: Path) -> None:
+    rig = Rig(tmp_path, routed((MIRROR,)))
+    rig.router.shadow = {"to": "catalog", "percent": 10.0, "methods": ["GET", "HEAD"]}
+    doc = rig.run()
+    assert doc["state"] == "failed" and "already shadows 10.0% to catalog" in doc["why"]
+    assert rig.router.shadow == {"to": "catalog", "percent": 10.0, "methods": ["GET", "HEAD"]}
+    assert rig.router.route_changes == [] and isinstance(RolloutError(doc["why"]), RolloutError)

@@ -196,3 +196,95 @@ routes:
     rollouts.publish(where, {"route": "products", "candidate": "b", "state": "running", "steps": [10]})
     r = httpx.post(url, json={}, headers=auth, timeout=10)
     assert r.status_code == 409 and "foreground `strangler canary`" in r.json()["detail"]
+
+
+ROUTED = """
+route: products
+to: catalog
+gate: {min_requests: 10, p99_floor: 500ms}
+steps:
+  - setHeaderRoute:
+      name: testers
+      match: [{headerName: X-Canary, headerValue: {exact: "yes"}}]
+  - setMirrorRoute:
+      name: compare
+      percentage: 100
+      match: [{method: {exact: GET}}]
+  - approval: {}
+  - setWeight: 50
+  - analysis: {interval: 1s}
+"""
+
+
+def served_by(router: RouterProc, **headers: str) -> set[str]:
+    with httpx.Client(base_url=router.url, timeout=10) as client:
+        return {client.get("/api/products/", headers=headers).headers["x-strangler-backend"] for _ in range(8)}
+
+
+def route_changes(router: RouterProc) -> list[tuple[str, bool]]:
+    """(kind, set?) of each header-route and shadow change the router wrote, in order."""
+    return [(e["kind"], e["new"] is not None) for e in map(json.loads, (router.config.parent / "ledger.jsonl")
+                                                            .read_text().splitlines())
+            if e.get("kind") in ("header-route", "shadow")]
+
+
+def test_header_route_and_mirror_steps_on_a_real_router_are_removed_by_abort_and_by_a_respawned_promote(
+        tmp_path: Path, stack: Callable[[float], RouterProc]) -> None:
+    router = stack(0.0)
+    spec = tmp_path / "rollout.yaml"
+    spec.write_text(ROUTED)
+    assert cli(tmp_path, router, "start", "--spec", str(spec)).returncode == 0
+    wait_for(tmp_path, lambda d: d["state"] == "paused", "paused at the approval")
+    # at 0%: only the testers reach the candidate, and the router mirrors GETs to it
+    assert served_by(router, **{"X-Canary": "yes"}) == {"catalog"}
+    assert served_by(router) == {"monolith"} and served_by(router, **{"X-Canary": "no"}) == {"monolith"}
+    assert router.admin("routes").json()["routes"][0]["shadow"] == {"to": "catalog", "percent": 100.0}
+    deadline = time.monotonic() + 30
+    while not (router.status()["routes"]["products"]["shadow"] or {}).get("compared"):
+        assert time.monotonic() < deadline, f"never shadowed: {router.status()['routes']['products']}"
+        time.sleep(0.1)
+    from cli.rollouts import describe
+
+    shown = describe(rollout_doc(tmp_path), time.time(), alive=True)
+    assert "managed routes: header route testers (X-Canary exact 'yes' → catalog); mirror compare " \
+           "(100% of GET → catalog)" in shown, shown
+    aborted = cli(tmp_path, router, "abort", "products", "--reason", "enough")
+    assert aborted.returncode == 0, aborted.stderr
+    doc = wait_for(tmp_path, lambda d: d["managed_routes"] == {"header": {}, "mirror": None}, "routes removed")
+    assert doc["state"] == "aborted"
+    text = router.config.read_text()
+    assert "header_routes" not in text and "shadow" not in text
+    assert served_by(router, **{"X-Canary": "yes"}) == {"monolith"}
+    assert route_changes(router) == [("header-route", True), ("shadow", True), ("header-route", False),
+                                     ("shadow", False)]
+
+    # again, and kill -9 the controller at the approval: the one `promote` starts removes them
+    assert cli(tmp_path, router, "start", "--spec", str(spec)).returncode == 0
+    doc = wait_for(tmp_path, lambda d: d["state"] == "paused" and d["managed_routes"]["mirror"], "paused again")
+    os.kill(doc["pid"], signal.SIGKILL)
+    time.sleep(0.3)  # (no state to wait for: the process is gone at once; let the kernel reap it)
+    promoted = cli(tmp_path, router, "promote", "products")
+    assert promoted.returncode == 0 and "started a new one" in promoted.stderr, promoted.stderr
+    doc = wait_for(tmp_path, lambda d: d["state"] == "promoted" and not d["managed_routes"]["header"]
+                   and d["managed_routes"]["mirror"] is None, "promoted with its routes removed")
+    text = router.config.read_text()
+    assert "header_routes" not in text and "shadow" not in text
+    assert router.status()["routes"]["products"]["weights"]["catalog"] == 100
+    assert route_changes(router)[4:] == [("header-route", True), ("shadow", True), ("header-route", False),
+                                         ("shadow", False)]
+
+    # a controller that died after the end but before removing them (made here by hand): any
+    # `rollout` steering command starts one that removes them and exits
+    rule = {"name": "testers", "header": "X-Canary", "exact": "yes", "to": "catalog"}
+    r = httpx.post(f"{router.url}/_strangler/routes/products/header-routes", timeout=10,
+                   headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, json={**rule, "reason": "left behind"})
+    assert r.status_code == 200, r.text
+    from router import rollouts
+
+    left = {**rollout_doc(tmp_path), "managed_routes": {"header": {"testers": rule}, "mirror": None}}
+    rollouts._write(tmp_path / "state" / "rollouts" / "products.json", left)  # as it was, pid and all
+    assert "still set: `strangler rollout resume products` removes them" in cli(tmp_path, router, "status",
+                                                                                   "products").stdout
+    cleaned = cli(tmp_path, router, "resume", "products")
+    assert cleaned.returncode == 0 and "its managed routes are removed" in cleaned.stdout, cleaned.stderr
+    assert "header_routes" not in router.config.read_text() and rollout_doc(tmp_path)["state"] == "promoted"

@@ -33,6 +33,31 @@ def test_a_yaml_spec_reads_like_argos_and_survives_the_state_file() -> None:
     assert from_json(spec.to_json()) == spec
 
 
+def test_header_and_mirror_steps_read_like_argos_and_survive_the_state_file() -> None:
+    spec = from_yaml_doc(yaml.safe_load("""
+route: products
+to: catalog
+steps:
+  - setHeaderRoute:
+      name: testers
+      match: [{headerName: X-Canary, headerValue: {exact: "yes"}}]
+  - setHeaderRoute: {name: beta, match: [{headerName: X-Plan, headerValue: {prefix: beta-}}]}
+  - setMirrorRoute:
+      name: compare
+      percentage: 35
+      match: [{method: {exact: GET}}, {method: {exact: HEAD}}]
+  - setWeight: 10
+  - setHeaderRoute: {name: beta}
+  - setMirrorRoute: {name: compare}
+"""))
+    assert [s.label() for s in spec.steps] == [
+        "setHeaderRoute testers (X-Canary exact 'yes')", "setHeaderRoute beta (X-Plan prefix 'beta-')",
+        "setMirrorRoute compare (35% of GET, HEAD)", "setWeight 10%", "setHeaderRoute beta (remove)",
+        "setMirrorRoute compare (remove)"]
+    assert spec.steps[2].methods == ("GET", "HEAD") and spec.steps[4].removes
+    assert from_json(spec.to_json()) == spec
+
+
 def test_flags_expand_each_weight_into_a_set_and_an_analysis() -> None:
     steps = steps_from_flag("10,approval,pause:2m,50", interval=5.0)
     assert [s.label() for s in steps] == ["setWeight 10%", "analysis 1×5s", "approval (manual)",
@@ -41,7 +66,25 @@ def test_flags_expand_each_weight_into_a_set_and_an_analysis() -> None:
 
 @pytest.mark.parametrize(("text", "message"), [
     ("route: p\nto: c\nsteps: [{setWeigth: 10}]", "steps[0]: unknown step 'setWeigth'"),
-    ("route: p\nto: c\nsteps: [{setHeaderRoute: {}}]", "setHeaderRoute is not supported"),
+    ("route: p\nto: c\nsteps: [{setHeaderRoute: {}}]", "steps[0].setHeaderRoute.name: ''"),
+    ("route: p\nto: c\nsteps: [{setHeaderRoute: {name: t, match: [{headerName: X-T}]}}, {setWeight: 1}]",
+     "steps[0].setHeaderRoute.match[0].headerValue: give one of exact, prefix, regex"),
+    ("route: p\nto: c\nsteps: [{setHeaderRoute: {name: t, match: [{headerName: X-T, headerValue: {regex: '('}}]}}, "
+     "{setWeight: 1}]", "headerValue.regex: '(' is not a regular expression"),
+    ("route: p\nto: c\nsteps: [{setHeaderRoute: {name: t, match: [{headerName: A, headerValue: {exact: x}}, "
+     "{headerName: B, headerValue: {exact: y}}]}}, {setWeight: 1}]", "another header is another setHeaderRoute step"),
+    ("route: p\nto: c\nsteps: [{setHeaderRoute: {name: t}}, {setWeight: 1}]",
+     "steps[0]: setHeaderRoute t removes a header route no earlier step set"),
+    ("route: p\nto: c\nsteps: [{setMirrorRoute: {name: m, percentage: 5}}, {setWeight: 1}]",
+     "a percentage without a match"),
+    ("route: p\nto: c\nsteps: [{setMirrorRoute: {name: m, match: [{path: {prefix: /}}]}}, {setWeight: 1}]",
+     "the mirror covers the route's whole path"),
+    ("route: p\nto: c\nsteps: [{setMirrorRoute: {name: m, percentage: 0, match: [{method: {exact: GET}}]}}, "
+     "{setWeight: 1}]", "percentage: 0: give a share above 0 up to 100"),
+    ("route: p\nto: c\nsteps: [{setMirrorRoute: {name: m, match: [{method: {exact: GET}}]}}, "
+     "{setMirrorRoute: {name: n, match: [{method: {exact: GET}}]}}, {setWeight: 1}]",
+     "steps[1]: setMirrorRoute n while mirror m is set: a route has one shadow"),
+    ("route: p\nto: c\nsteps: [{shadow: {}}]", "use setMirrorRoute"),
     ("route: p\nto: c\nsteps: [{setWeight: 150}]", "steps[0].setWeight: 150 is out of range 0..100"),
     ("route: p\nto: c\nsteps: [{pause: {duration: soon}}]", "steps[0].pause.duration"),
     ("route: p\nto: c\nsteps: [{pause: {}}]", "no setWeight step"),

@@ -10,7 +10,8 @@ import pytest
 import yaml
 
 from router import ledger
-from router.config import SCHEMA, ConfigError, load_config, parse_config, set_weight
+from router.config import SCHEMA, ConfigError, load_config, parse_config
+from router.edit import set_weight
 
 ROOT = Path(__file__).resolve().parents[2]
 

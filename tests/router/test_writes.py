@@ -17,7 +17,8 @@ import pytest
 
 import ownership
 from devstack import free_port
-from router.config import load_config, parse_config, set_weight
+from router.config import load_config, parse_config
+from router.edit import set_weight
 from router.errors import ConfigError
 from tests.router.conftest import AUTH, eventually
 
@@ -195,6 +196,8 @@ def test_a_route_that_could_send_writes_to_a_non_owner_is_refused(tmp_path: Path
         "override": (legacy + "\n    override: {header: X-Try}", "routes[1].override.candidate",
                      "(the override candidate)"),
         "fallback": (legacy + "\n    fallback: catalog", "routes[1].fallback", "(the fallback)"),
+        "header route": (legacy + "\n    header_routes: [{name: t, header: X-T, exact: '1', to: catalog}]",
+                         "routes[1].header_routes[0].to", "(header route t)"),
         "methods": ("match: {prefix: /legacy, methods: [GET, DELETE]}\n    backends: {catalog: 100, monolith: 0}",
                     "routes[1].backends.catalog", "carries writes (match.methods has DELETE)"),
         "shadow": (legacy + "\n    shadow: {to: catalog, percent: 5, methods: [GET, POST]}",
