@@ -254,15 +254,15 @@ def _steer(action: str, route: str, reason: str, routes: Path, router: str | Non
     doc = store.load()
     if doc is None:
         raise CLIError(f"no rollout of {route!r}: start one with `strangler rollout start {route} --to BACKEND`")
-    if doc.get("state") not in ACTIVE and managed_routes(doc) and not _alive(doc):
-        # ended, but its controller died before removing its header routes or mirror: a new
-        # one removes them and exits
+    if doc.get("state") not in ACTIVE and owed(doc) and not _alive(doc):
+        # ended, but its controller died before setting the final weight or removing its header
+        # routes or mirror: a new one does it and exits
         pid = _respawn(route, routes, router, doc)
-        now = _wait_for(store, lambda d: not managed_routes(d), 60.0) or doc
-        if managed_routes(now):
-            raise CLIError(f"the new controller (pid {pid}) has not removed {'; '.join(managed_routes(now))} "
+        now = _wait_for(store, lambda d: not owed(d), 60.0) or doc
+        if owed(now):
+            raise CLIError(f"the new controller (pid {pid}) has not done {'; '.join(owed(now))} "
                            f"yet: see {_log_file(route)}")
-        out.print(f"{route}: the rollout was already {doc.get('state')}; its managed routes are removed",
+        out.print(f"{route}: the rollout was already {doc.get('state')}; what it left set is undone",
                   highlight=False)
         return
     if doc.get("state") not in ACTIVE:
@@ -324,6 +324,13 @@ def resume(route: str, reason: ReasonOpt = "", routes: RoutesOpt = Path("routes.
     _steer("resume", route, reason, routes, router)
 
 
+def owed(doc: dict[str, Any]) -> list[str]:
+    """What an ended rollout still owes the router, one phrase each: the final weight it
+    decided but the router did not take yet, and the header routes and mirror it set."""
+    weight = doc.get("owed_weight")
+    return ([f"weight {doc.get('candidate')} → {weight['weight']}%"] if weight else []) + managed_routes(doc)
+
+
 def managed_routes(doc: dict[str, Any]) -> list[str]:
     """The header routes and the mirror the rollout has set on the router, one phrase each."""
     managed = doc.get("managed_routes") or {}
@@ -371,6 +378,11 @@ def describe(doc: dict[str, Any], now: float, *, alive: bool) -> list[str]:
     v = doc.get("verdict")
     if v and st in ACTIVE:
         lines.append(f"gate: {v.get('decision')} — {v.get('why')}")
+    weight = doc.get("owed_weight")
+    if weight:
+        hint = "the controller retries" if alive else f"`strangler rollout resume {route}` sets it"
+        lines.append(f"owed: {doc.get('candidate')} → {weight['weight']}% ({weight['label']}); the router "
+                     f"has not taken it yet — {hint}")
     managed = managed_routes(doc)
     if managed:
         hint = "" if st in ACTIVE else f" — still set: `strangler rollout resume {route}` removes them"

@@ -153,6 +153,12 @@ def _managed(doc: dict[str, Any]) -> bool:
     return bool(managed.get("header") or managed.get("mirror"))
 
 
+def unsettled(doc: dict[str, Any]) -> bool:
+    """Whether an ended rollout still owes the router something: the final weight (the router
+    did not answer when the rollout ended), or a header route or mirror to remove."""
+    return doc.get("owed_weight") is not None or _managed(doc)
+
+
 # -- counters in JSON (no Infinity: the dashboard's JSON.parse refuses it) --------------------
 
 def _dump(snaps: dict[str, Snapshot]) -> dict[str, Any]:
@@ -183,14 +189,14 @@ class Controller:
         a resume or promote may come). Holds the route's lock throughout."""
         with self.store.lock():
             doc = self._load()
-            if doc["state"] in DONE and not _managed(doc):
+            if doc["state"] in DONE and not unsettled(doc):
                 return doc
             self._event(doc, "controller", f"controller {os.getpid()} took over at step "
                                            f"{doc['step_index'] + 1}/{len(doc['steps'])} ({doc['state']})")
             self.store.save(doc)
             while True:
                 doc = self.tick()
-                if doc["state"] in DONE and not _managed(doc):
+                if doc["state"] in DONE and not unsettled(doc):
                     return doc
                 sleep(poll)
 
@@ -203,22 +209,28 @@ class Controller:
         if doc["state"] == "running":
             try:
                 self._advance(doc, now)
-                if self._router_trouble:
-                    self._event(doc, "router", f"the router answers again: {self._router_trouble} is over")
-                    self._router_trouble = None
+                if doc.get("owed_weight") is None:  # else the router did not answer this tick
+                    self._answered(doc)
             except RolloutError as exc:  # the spec cannot run on this router: stop, say why
                 doc.update(state="failed", why=str(exc), pause_reason="")
                 self._event(doc, "failed", str(exc))
             except Exception as exc:  # the router restarting, a network blip: retry next poll
                 self._trouble(doc, exc, "holding the step")
-        if doc["state"] in DONE and _managed(doc):
-            # Argo's managedRoutes: however the rollout ended, nothing it added stays behind.
+        if doc["state"] in DONE and unsettled(doc):
+            # However the rollout ended, the router ends up as it says: the final weight set, and
+            # (Argo's managedRoutes) nothing it added left behind.
             try:
-                self._release(doc)
+                self._settle(doc)
+                self._answered(doc)
             except Exception as exc:  # a refusal too: keep trying, the routes must go
-                self._trouble(doc, exc, "the rollout's header routes and mirror stay until it answers")
+                self._trouble(doc, exc, "what the rollout still owes the router waits until it answers")
         self.store.save(doc)
         return doc
+
+    def _answered(self, doc: dict[str, Any]) -> None:
+        if self._router_trouble:
+            self._event(doc, "router", f"the router answers again: {self._router_trouble} is over")
+            self._router_trouble = None
 
     def _trouble(self, doc: dict[str, Any], exc: Exception, holding: str) -> None:
         text = f"{exc.__class__.__name__}: {exc}"
@@ -470,13 +482,42 @@ class Controller:
         spec = from_json(doc["spec"])
         try:
             self._set(doc, spec, 0, f"{state.replace('_', ' ')}: {why}")
-        finally:
-            doc.update(state=state, why=why, pause_reason="", window=None, deadline=None, waiting=None)
-            self._event(doc, state, why)
-            self.say(f"{state.upper()}: {why}")
+        except RolloutError as exc:  # the route lost its candidate: no weight left to take back
+            self._event(doc, "weight", f"{spec.candidate} not set to 0%: {exc}")
+        except Exception as exc:  # the router restarting: the abort or rollback stands, owed
+            self._owe(doc, 0, f"{state.replace('_', ' ')}: {why}", exc)
+        doc.update(state=state, why=why, pause_reason="", window=None, deadline=None, waiting=None)
+        self._event(doc, state, why)
+        self.say(f"{state.upper()}: {why}")
+
+    def _owe(self, doc: dict[str, Any], weight: int, label: str, exc: Exception) -> None:
+        """The rollout has decided `weight` but the router did not take it: the end-of-rollout
+        tick sets it once the router answers (a lost abort would leave the candidate serving)."""
+        doc["owed_weight"] = {"weight": weight, "label": label}
+        self._trouble(doc, exc, f"{doc['candidate']} keeps {doc['weight']}% until the router answers, "
+                                f"then gets {weight}%")
+
+    def _settle(self, doc: dict[str, Any]) -> None:
+        owed = doc.get("owed_weight")
+        if owed is not None:
+            try:
+                self._set(doc, from_json(doc["spec"]), int(owed["weight"]), str(owed["label"]))
+                self._event(doc, "weight", f"{doc['candidate']} set to {owed['weight']}% as the rollout "
+                                           f"decided ({owed['label']})")
+            except RolloutError as exc:
+                self._event(doc, "weight", f"{doc['candidate']} not set to {owed['weight']}%: {exc}")
+            doc["owed_weight"] = None
+        if _managed(doc):
+            self._release(doc)
 
     def _complete(self, doc: dict[str, Any], spec: RolloutSpec, now: float, why: str | None = None) -> None:
-        self._set(doc, spec, 100, "promoted: every step passed" if why is None else f"promoted: {why}")
+        label = "promoted: every step passed" if why is None else f"promoted: {why}"
+        try:
+            self._set(doc, spec, 100, label)
+        except RolloutError:
+            raise
+        except Exception as exc:  # a promote someone asked for stands: owed, like an abort
+            self._owe(doc, 100, label, exc)
         doc.update(state="promoted", pause_reason="", window=None, deadline=None, waiting=None,
                    step_index=len(spec.steps), step=len(spec.steps),
                    why=why or f"{spec.candidate} serves 100% of {spec.route}; every step passed")

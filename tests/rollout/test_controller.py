@@ -391,3 +391,47 @@ def test_a_mirror_over_a_shadow_from_routes_yaml_fails_the_rollout_and_leaves_it
     assert doc["state"] == "failed" and "already shadows 10.0% to catalog" in doc["why"]
     assert rig.router.shadow == {"to": "catalog", "percent": 10.0, "methods": ["GET", "HEAD"]}
     assert rig.router.route_changes == [] and isinstance(RolloutError(doc["why"]), RolloutError)
+
+
+# -- an end the router cannot take at once -------------------------------------------------
+
+@pytest.mark.parametrize("how", ["abort", "full promote"])
+def test_an_abort_or_promote_while_the_router_is_down_stands_and_is_applied_when_it_answers(
+        tmp_path: Path, how: str) -> None:
+    rig = Rig(tmp_path, spec())
+    rig.run(until=("running",))
+    before = dict(rig.router.weights)
+    rig.router.down = True
+    if how == "abort":
+        rig.store.request("abort", actor="ann", reason="looks wrong")
+    else:
+        rig.store.request("promote", actor="ann", full=True)
+    for _ in range(5):
+        doc = rig.step()  # the tick survives: the request is not lost with the controller
+    end, weight = ("aborted", 0) if how == "abort" else ("promoted", 100)
+    assert doc["state"] == end and doc["owed_weight"]["weight"] == weight
+    assert rig.router.weights == before and "cannot reach the router" in doc["verdict"]["why"]
+    rig.router.down = False
+    doc = rig.step()
+    assert rig.router.weights["catalog"] == weight and doc["owed_weight"] is None
+    assert any(e["event"] == "weight" and f"set to {weight}%" in e["reason"] for e in rig.ledger())
+    # settled: a controller started now has nothing left to do
+    assert rig.new_controller().run(sleep=lambda _: None)["state"] == end
+
+
+def test_a_rollback_while_the_router_is_down_takes_the_candidate_to_zero_once_it_answers(tmp_path: Path) -> None:
+    rig = Rig(tmp_path, spec(threshold=1), FakeRouter(fail_rate=0.2))
+    real_set = rig.router.set_weight
+
+    def refuses_zero(route: str, backend: str, weight: int, reason: str) -> dict[str, int]:
+        if weight == 0:
+            raise ConnectionError("router restarting")
+        return real_set(route, backend, weight, reason)
+
+    rig.router.set_weight = refuses_zero  # type: ignore[method-assign]
+    doc = rig.run()
+    assert doc["state"] == "rolled_back" and rig.router.weights["catalog"] == 10
+    assert doc["owed_weight"]["weight"] == 0  # not marked done with the candidate still serving
+    rig.router.set_weight = real_set  # type: ignore[method-assign]
+    doc = rig.step()
+    assert rig.router.weights["catalog"] == 0 and doc["owed_weight"] is None
