@@ -1,0 +1,114 @@
+"""Loopback helpers for the data-plane tests: upstreams that answer their own name, and a
+pipelining client fast enough for tens of thousands of requests on two cores."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+
+from devstack import free_port
+
+
+@contextmanager
+def named_upstreams(names: Sequence[str]) -> Iterator[dict[str, int]]:
+    """One HTTP/1.1 keep-alive server per name on loopback, each answering its name."""
+    loop = asyncio.new_event_loop()
+    ports = {name: free_port() for name in names}
+    ready = threading.Event()
+
+    def serve(name: str):  # type: ignore[no-untyped-def]
+        body = name.encode()
+        answer = b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: %d\r\n\r\n%b" % (len(body), body)
+
+        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            try:
+                while True:
+                    head = await reader.readuntil(b"\r\n\r\n")
+                    for line in head.split(b"\r\n"):
+                        if line.lower().startswith(b"content-length:"):
+                            await reader.readexactly(int(line.split(b":")[1]))
+                    writer.write(answer)
+            except (asyncio.IncompleteReadError, ConnectionError):
+                pass
+            finally:
+                writer.close()
+        return handle
+
+    async def main() -> None:
+        for name, port in ports.items():
+            await asyncio.start_server(serve(name), "127.0.0.1", port, backlog=512)
+        ready.set()
+
+    thread = threading.Thread(target=lambda: (loop.run_until_complete(main()), loop.run_forever()), daemon=True)
+    thread.start()
+    assert ready.wait(10), "the loopback upstreams did not start"
+    try:
+        yield ports
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+
+
+def backends_seen(port: int, requests: Sequence[tuple[str, dict[str, str]]], *,
+                  header: str = "x-strangler-backend", connections: int = 4, window: int = 200) -> list[str]:
+    """Send (path, headers) requests pipelined over a few keep-alive connections; return, in
+    order, the backend each answer came from (the upstream's body, checked against the
+    data plane's `header`)."""
+    chunks = [list(range(i, len(requests), connections)) for i in range(connections)]
+    out: list[str] = [""] * len(requests)
+
+    def run(indexes: list[int]) -> None:
+        # A connection per window: servers close keep-alive connections after some number
+        # of requests (nginx: keepalive_requests 1000).
+        for start in range(0, len(indexes), window):
+            batch = indexes[start:start + window]
+            with socket.create_connection(("127.0.0.1", port), timeout=20) as sock:
+                reader = _Reader(sock)
+                sock.sendall(b"".join(_request(*requests[i]) for i in batch))
+                for i in batch:
+                    status, headers, body = reader.response()
+                    assert status == 200, (status, requests[i], body[:200])
+                    name = body.decode()
+                    assert headers.get(header.encode()) == body, (headers, body)
+                    out[i] = name
+
+    with ThreadPoolExecutor(connections) as pool:
+        for f in [pool.submit(run, c) for c in chunks]:
+            f.result()
+    return out
+
+
+def _request(path: str, headers: dict[str, str]) -> bytes:
+    lines = [f"GET {path} HTTP/1.1", "Host: shop.test", *(f"{k}: {v}" for k, v in headers.items())]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+
+class _Reader:
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock, self.buf = sock, b""
+
+    def _more(self) -> None:
+        chunk = self.sock.recv(262144)
+        if not chunk:
+            raise ConnectionError("the data plane closed the connection mid-answer")
+        self.buf += chunk
+
+    def response(self) -> tuple[int, dict[bytes, bytes], bytes]:
+        while b"\r\n\r\n" not in self.buf:
+            self._more()
+        head, _, self.buf = self.buf.partition(b"\r\n\r\n")
+        lines = head.split(b"\r\n")
+        status = int(lines[0].split()[1])
+        headers: dict[bytes, bytes] = {}
+        for line in lines[1:]:
+            k, _, v = line.partition(b":")
+            headers.setdefault(k.strip().lower(), v.strip())
+        n = int(headers.get(b"content-length", b"0"))
+        while len(self.buf) < n:
+            self._more()
+        body, self.buf = self.buf[:n], self.buf[n:]
+        return status, headers, body
