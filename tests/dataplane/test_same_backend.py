@@ -9,12 +9,8 @@ backend everywhere; raising a weight only adds users; 0 and 100 are exact.
 
 from __future__ import annotations
 
-import os
-import sys
-import time
 from pathlib import Path
 
-import httpx
 import pytest
 
 from dataplane import model, run
@@ -22,12 +18,11 @@ from dataplane.errors import ExportError
 from devstack import free_port
 from router import balance
 from tests.conftest import service_missing
-from tests.dataplane.wire import backends_seen, named_upstreams
+from tests.dataplane.wire import backends_seen, named_upstreams, router_process
 
 WEIGHTS = (0, 1, 10, 37, 50, 99, 100)
 THREE = {"monolith": 50, "catalog": 20, "search": 30}
 USERS = [f"user-{i:05d}" for i in range(10_000)]  # fixed ids: the same run every time
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def routes_yaml(ports: dict[str, int]) -> str:
@@ -92,29 +87,6 @@ def test_every_user_lands_on_the_same_backend_on_nginx_haproxy_and_the_router(tm
 
 def router_sample(routes: Path, tmp_path: Path, n: int = 150) -> dict[str, list[str]]:
     """The first `n` users through a real router process, on every route."""
-    port = free_port()
-    log = tmp_path / "router.log"
-    env = {k: v for k, v in os.environ.items() if k != "STRANGLER_IDENTITY_SECRET"}
-    with open(log, "wb") as out:
-        proc = __import__("subprocess").Popen(
-            [sys.executable, "-m", "router", "--config", str(routes), "--host", "127.0.0.1", "--port", str(port)],
-            cwd=ROOT, stdout=out, stderr=out, env=env)
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            assert proc.poll() is None, f"the router exited: {log.read_text()[-2000:]}"
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/_strangler/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, f"the router never answered healthz: {log.read_text()[-2000:]}"
-            time.sleep(0.05)
-        seen: dict[str, list[str]] = {}
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}") as client:
-            for route in [*(f"w{w}" for w in WEIGHTS), "three"]:
-                seen[route] = [client.get(f"/{route}/x", headers={"X-User": u}).text for u in USERS[:n]]
-        return seen
-    finally:
-        proc.terminate()
-        proc.wait(10)
+    with router_process(routes, tmp_path / "router.log") as port:
+        return {route: backends_seen(port, requests_for(f"/{route}")[:n])
+                for route in [*(f"w{w}" for w in WEIGHTS), "three"]}

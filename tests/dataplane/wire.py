@@ -4,13 +4,22 @@ pipelining client fast enough for tens of thousands of requests on two cores."""
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
+import subprocess
+import sys
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
 
 from devstack import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @contextmanager
@@ -22,16 +31,20 @@ def named_upstreams(names: Sequence[str]) -> Iterator[dict[str, int]]:
 
     def serve(name: str):  # type: ignore[no-untyped-def]
         body = name.encode()
-        answer = b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: %d\r\n\r\n%b" % (len(body), body)
+
+        def answer(saw_identity: bool) -> bytes:
+            return (b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\nx-saw-identity: %b\r\n"
+                    b"content-length: %d\r\n\r\n%b" % (b"yes" if saw_identity else b"no", len(body), body))
 
         async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             try:
                 while True:
                     head = await reader.readuntil(b"\r\n\r\n")
-                    for line in head.split(b"\r\n"):
-                        if line.lower().startswith(b"content-length:"):
+                    lower = head.lower()
+                    for line in lower.split(b"\r\n"):
+                        if line.startswith(b"content-length:"):
                             await reader.readexactly(int(line.split(b":")[1]))
-                    writer.write(answer)
+                    writer.write(answer(b"\r\nx-strangler-identity:" in lower))
             except (asyncio.IncompleteReadError, ConnectionError):
                 pass
             finally:
@@ -54,12 +67,23 @@ def named_upstreams(names: Sequence[str]) -> Iterator[dict[str, int]]:
 
 
 def backends_seen(port: int, requests: Sequence[tuple[str, dict[str, str]]], *,
-                  header: str = "x-strangler-backend", connections: int = 4, window: int = 200) -> list[str]:
-    """Send (path, headers) requests pipelined over a few keep-alive connections; return, in
-    order, the backend each answer came from (the upstream's body, checked against the
-    data plane's `header`)."""
+                  header: str = "x-strangler-backend") -> list[str]:
+    """The backend each request's answer came from (the upstream's body, checked against
+    the data plane's `header`), in order."""
+    out = []
+    for (status, headers, body), request in zip(answers(port, requests), requests, strict=True):
+        assert status == 200, (status, request, body[:200])
+        assert headers.get(header.encode()) == body, (request, headers, body)
+        out.append(body.decode())
+    return out
+
+
+def answers(port: int, requests: Sequence[tuple[str, dict[str, str]]] | Sequence[tuple[str, dict[str, str], str]],
+            *, connections: int = 4, window: int = 200) -> list[tuple[int, dict[bytes, bytes], bytes]]:
+    """Send (path, headers[, method]) requests pipelined over a few keep-alive connections;
+    the answers (status, lower-case headers, body) in order."""
     chunks = [list(range(i, len(requests), connections)) for i in range(connections)]
-    out: list[str] = [""] * len(requests)
+    out: list[tuple[int, dict[bytes, bytes], bytes]] = [(0, {}, b"")] * len(requests)
 
     def run(indexes: list[int]) -> None:
         # A connection per window: servers close keep-alive connections after some number
@@ -70,20 +94,44 @@ def backends_seen(port: int, requests: Sequence[tuple[str, dict[str, str]]], *,
                 reader = _Reader(sock)
                 sock.sendall(b"".join(_request(*requests[i]) for i in batch))
                 for i in batch:
-                    status, headers, body = reader.response()
-                    assert status == 200, (status, requests[i], body[:200])
-                    name = body.decode()
-                    assert headers.get(header.encode()) == body, (headers, body)
-                    out[i] = name
+                    out[i] = reader.response()
 
     with ThreadPoolExecutor(connections) as pool:
-        for f in [pool.submit(run, c) for c in chunks]:
+        for f in [pool.submit(run, c) for c in chunks if c]:
             f.result()
     return out
 
 
-def _request(path: str, headers: dict[str, str]) -> bytes:
-    lines = [f"GET {path} HTTP/1.1", "Host: shop.test", *(f"{k}: {v}" for k, v in headers.items())]
+@contextmanager
+def router_process(routes: Path, log: Path) -> Iterator[int]:
+    """Strangler's router serving `routes` on a free loopback port (its port), until exit."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k != "STRANGLER_IDENTITY_SECRET"}
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "router", "--config", str(routes), "--host", "127.0.0.1",
+                                 "--port", str(port)], cwd=ROOT, stdout=out, stderr=out, env=env)
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            assert proc.poll() is None, f"the router exited: {log.read_text()[-2000:]}"
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/_strangler/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, f"the router never answered healthz: {log.read_text()[-2000:]}"
+            time.sleep(0.05)
+        yield port
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def _request(path: str, headers: dict[str, str], method: str = "GET") -> bytes:
+    lines = [f"{method} {path} HTTP/1.1", "Host: shop.test", *(f"{k}: {v}" for k, v in headers.items())]
+    if method in ("POST", "PUT", "PATCH"):
+        lines.append("Content-Length: 2")
+        return ("\r\n".join(lines) + "\r\n\r\n{}").encode("latin-1")
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 
 
