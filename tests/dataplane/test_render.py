@@ -83,3 +83,9 @@ def test_a_salt_neither_target_can_carry_is_refused(tmp_path: Path) -> None:
 
 def test_the_lua_hash_is_shipped_with_the_package() -> None:
     assert 'core.register_converters("strangler_hash"' in haproxy.lua_source()
+
+
+def test_the_readme_table_is_the_renderers_own() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    for (feature, ng, why_ng), (_, hp, why_hp) in zip(nginx.FEATURES, haproxy.FEATURES, strict=True):
+        assert f"| {feature} | {ng}: {why_ng} | {hp}: {why_hp} |" in readme, f"README's export table lacks {feature!r}"

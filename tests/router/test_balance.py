@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from router import balance
 from router.balance import bucket, bucket_of, by_hash, choose, cut_points, murmur2_py
+from tests.conftest import service_missing
 
 # nginx's ngx_murmur_hash2 of these bytes (tests/dataplane/test_same_backend.py checks the
 # same function against a running nginx's split_clients).
@@ -37,25 +40,32 @@ def test_with_three_backends_the_top_candidate_only_gains_users_when_raised(h: i
         assert after == "search"
 
 
+def compiled() -> Callable[[bytes], int]:
+    try:
+        from router import _murmur2
+    except ImportError as exc:
+        service_missing("the compiled router._murmur2 (a C compiler and Python's headers: Debian "
+                        "`apt-get install gcc python3-dev`, then `pip install -e .`)", exc)
+    return _murmur2.murmur2
+
+
 @pytest.mark.parametrize("impl", ["compiled", "python"])
 def test_murmur2_is_nginx_s(impl: str) -> None:
-    if impl == "compiled":
-        from router import _murmur2  # built by `pip install -e .` (setup.py); fails here if not
-        fn = _murmur2.murmur2
-    else:
-        fn = murmur2_py
+    fn = compiled() if impl == "compiled" else murmur2_py
     assert {data: fn(data) for data in VECTORS} == VECTORS
 
 
 @given(data=st.binary(max_size=64))
 def test_the_compiled_and_python_hashes_agree(data: bytes) -> None:
-    from router import _murmur2
-    assert _murmur2.murmur2(data) == murmur2_py(data)
+    assert compiled()(data) == murmur2_py(data)
 
 
 def test_the_router_uses_the_compiled_hash_unless_asked_not_to() -> None:
     import os
-    assert (os.environ.get("STRANGLER_PURE_PYTHON", "") in ("", "0")) == balance.NATIVE
+    pure = os.environ.get("STRANGLER_PURE_PYTHON", "") not in ("", "0")
+    if not pure:
+        compiled()  # says what is missing when it did not build
+    assert balance.NATIVE is not pure, f"router.balance.NATIVE is {balance.NATIVE} with STRANGLER_PURE_PYTHON={pure}"
 
 
 @given(h=st.integers(0, 2**32 - 1), weight=st.integers(0, 100))
