@@ -89,3 +89,22 @@ def test_the_readme_table_is_the_renderers_own() -> None:
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     for (feature, ng, why_ng), (_, hp, why_hp) in zip(nginx.FEATURES, haproxy.FEATURES, strict=True):
         assert f"| {feature} | {ng}: {why_ng} | {hp}: {why_hp} |" in readme, f"README's export table lacks {feature!r}"
+
+
+def test_a_missing_server_names_the_package(monkeypatch: pytest.MonkeyPatch) -> None:
+    from dataplane import run
+    monkeypatch.setattr(run.shutil, "which", lambda *a, **k: None)
+    with pytest.raises(ExportError, match="haproxy is not installed — fix: apt-get install -y haproxy"):
+        run.binary("haproxy")
+
+
+def test_a_config_the_server_refuses_is_shown_in_its_words(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from dataplane import run
+    from tests.conftest import service_missing
+    try:
+        run.binary("nginx")
+    except ExportError as exc:
+        service_missing("nginx", exc)
+    monkeypatch.setattr(run, "files", lambda *a, **k: {"nginx.conf": "events {}\nhttp { no_such_directive; }\n"})
+    with pytest.raises(ExportError, match='nginx refused the rendered config:\n.*unknown directive "no_such_directive"'):
+        run.start("nginx", plan_of(tmp_path), port=1)
