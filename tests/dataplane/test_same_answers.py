@@ -4,6 +4,8 @@ cookie, writes to the owner, path normalisation, the identity header — real se
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -52,6 +54,10 @@ routes:
   - name: anon
     match: {{prefix: /anon, methods: [GET, HEAD]}}
     backends: {{monolith: 50, catalog: 50}}
+  - name: mirrored
+    match: {{prefix: /mirrored, methods: [GET, HEAD]}}
+    backends: {{monolith: 100}}
+    shadow: {{to: search, percent: 100}}
   - name: flaky
     match: {{prefix: /flaky, methods: [GET, HEAD]}}
     backends: {{dead: 100}}
@@ -89,7 +95,8 @@ def test_nginx_and_haproxy_answer_like_the_router(tmp_path: Path) -> None:
         except ExportError as exc:
             service_missing(target, exc)
     requests = cases()
-    with named_upstreams(("monolith", "catalog", "search")) as ports:
+    hits: dict[str, list[bytes]] = {}
+    with named_upstreams(("monolith", "catalog", "search"), hits) as ports:
         routes = tmp_path / "routes.yaml"
         (tmp_path / "ownership.yaml").write_text(OWNERSHIP)
         routes.write_text(routes_yaml(ports, dead=free_port()))
@@ -103,7 +110,10 @@ def test_nginx_and_haproxy_answer_like_the_router(tmp_path: Path) -> None:
             with run.start(target, plan, port=free_port()) as server:
                 seen[target] = answers(server.port, requests)
                 anon = answers(server.port, [("/anon/1", {}) for _ in range(20)])
-                if target == "nginx":  # HAProxy has no fallback (its limits say so)
+                if target == "nginx":  # HAProxy has no fallback nor mirroring (its limits say so)
+                    assert answers(server.port, [("/mirrored/by-nginx", {})])[0][2] == b"monolith"
+                    wait_for(lambda: b"GET /mirrored/by-nginx HTTP/1.1" in hits.get("search", []),
+                             "nginx's mirror copy of GET /mirrored/by-nginx never reached search")
                     flaky = answers(server.port, [("/flaky", {})])[0]
                     assert (flaky[0], flaky[2]) == (flaky_router[0], flaky_router[2]) == (200, b"monolith")
             # A new anonymous visitor gets a cohort cookie, and its backend follows that key.
@@ -125,3 +135,10 @@ def test_nginx_and_haproxy_answer_like_the_router(tmp_path: Path) -> None:
         differ = [(req, r, m) for req, r, m in zip(requests, router, mine, strict=True) if r != m]
         assert not differ, f"{target} answered {len(differ)} requests unlike the router, e.g. {differ[:4]}"
         assert seen[target][5][1][b"x-saw-identity"] == b"no", f"{target} passed a client's identity header on"
+
+
+def wait_for(check: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.02)

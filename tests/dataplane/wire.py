@@ -23,8 +23,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @contextmanager
-def named_upstreams(names: Sequence[str]) -> Iterator[dict[str, int]]:
-    """One HTTP/1.1 keep-alive server per name on loopback, each answering its name."""
+def named_upstreams(names: Sequence[str], seen: dict[str, list[bytes]] | None = None) -> Iterator[dict[str, int]]:
+    """One HTTP/1.1 keep-alive server per name on loopback, each answering its name (and
+    appending each request line to `seen[name]` when given)."""
     loop = asyncio.new_event_loop()
     ports = {name: free_port() for name in names}
     ready = threading.Event()
@@ -40,6 +41,8 @@ def named_upstreams(names: Sequence[str]) -> Iterator[dict[str, int]]:
             try:
                 while True:
                     head = await reader.readuntil(b"\r\n\r\n")
+                    if seen is not None:
+                        seen.setdefault(name, []).append(head.split(b"\r\n", 1)[0])
                     lower = head.lower()
                     for line in lower.split(b"\r\n"):
                         if line.startswith(b"content-length:"):
