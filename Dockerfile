@@ -35,6 +35,7 @@ COPY telemetry ./telemetry
 COPY stack ./stack
 COPY loadgen ./loadgen
 COPY rollout ./rollout
+COPY dataplane ./dataplane
 COPY walkthrough ./walkthrough
 COPY workshop ./workshop
 COPY contextmap ./contextmap

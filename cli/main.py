@@ -14,6 +14,7 @@ from cli.canary import app as canary_app
 from cli.cdc import cdc_app, verify
 from cli.demo import demo
 from cli.doctor import app as doctor_app
+from cli.export import app as export_app
 from cli.ids import app as ids_app
 from cli.ledger import app as ledger_app
 from cli.map import app as map_app
@@ -42,6 +43,7 @@ app.add_typer(ledger_app)  # ledger
 app.add_typer(doctor_app)  # doctor
 app.add_typer(routes_app, name="routes")  # routes show|validate|diff
 app.add_typer(shift_app)  # shift
+app.add_typer(export_app)  # export nginx|haproxy
 app.add_typer(canary_app)  # canary
 app.add_typer(rollouts_app, name="rollout")  # rollout start|status|promote|abort|pause|resume
 app.add_typer(status_app)  # status

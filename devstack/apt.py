@@ -39,6 +39,10 @@ PACKAGES: tuple[Package, ...] = (
     Package("redis-server", ("redis-server",), "router replicas sharing rate limits "
             "(rate_limit_store; tests/router/test_ratelimit_replicas.py)"),
     Package("graphviz", ("dot",), "strangler map --svg draws the context map (tests/contextmap)"),
+    Package("nginx", ("nginx",), "strangler export nginx: the exported config run for real "
+            "(tests/dataplane/test_same_backend.py)"),
+    Package("haproxy", ("haproxy",), "strangler export haproxy: the exported config and its Lua hash run for "
+            "real (the same test; Debian's is built with Lua)"),
 )
 
 

@@ -76,23 +76,40 @@ def _remove_dot_segments(path: str) -> str:
     return "/" + "/".join(out) + trailing
 
 
+def match_order(routes: Sequence[Route]) -> list[Route]:
+    """The order routes are tried in: exact paths (file order), then prefixes longest
+    first, then routes narrowed by methods/host/header before plain ones, then file order.
+    The first that fits a request is its route (dataplane/ renders this order for nginx
+    and HAProxy, so they pick the route the router would)."""
+    exact = [r for r in routes if r.match.exact is not None]
+    prefixed: list[tuple[int, int, int, Route]] = []
+    for order, route in enumerate(routes):
+        if route.match.exact is None:
+            m = route.match
+            narrowing = (m.methods is not None) + (m.host is not None) + (m.header is not None)
+            prefixed.append((-len(m.prefix or ""), -narrowing, order, route))
+    prefixed.sort(key=lambda t: t[:3])
+    return exact + [r for *_, r in prefixed]
+
+
+def prefix_forms(prefix: str) -> tuple[str, str]:
+    """`/api/products` matches itself and `/api/products/...`, never `/api/productsX`."""
+    if prefix.endswith("/"):
+        return prefix.rstrip("/") or "/", prefix
+    return prefix, prefix + "/"
+
+
 class RouteTable:
-    """Routes ordered for matching: exact paths, then prefixes longest first, then routes
-    narrowed by methods/host/header before plain ones, then file order."""
+    """Routes ordered for matching (`match_order`), exact paths looked up first."""
 
     def __init__(self, routes: Sequence[Route]) -> None:
         self._exact: dict[str, list[Route]] = {}
-        prefixed: list[tuple[int, int, int, Route]] = []
-        for order, route in enumerate(routes):
+        self._prefixes: list[tuple[tuple[str, str], Route]] = []
+        for route in match_order(routes):
             if route.match.exact is not None:
                 self._exact.setdefault(route.match.exact, []).append(route)
             else:
-                assert route.match.prefix is not None
-                m = route.match
-                narrowing = (m.methods is not None) + (m.host is not None) + (m.header is not None)
-                prefixed.append((-len(m.prefix or ""), -narrowing, order, route))
-        prefixed.sort(key=lambda t: t[:3])
-        self._prefixes = [(_prefix_forms(r.match.prefix or "/"), r) for *_, r in prefixed]
+                self._prefixes.append((prefix_forms(route.match.prefix or "/"), route))
 
     def match(self, method: str, path: str, host: str | None,
               headers: Iterable[tuple[bytes, bytes]]) -> Route | None:
@@ -104,13 +121,6 @@ class RouteTable:
             if (path == whole or path.startswith(with_slash)) and _fits(route, method, host, headers):
                 return route
         return None
-
-
-def _prefix_forms(prefix: str) -> tuple[str, str]:
-    # `/api/products` matches itself and `/api/products/...`, never `/api/productsX`.
-    if prefix.endswith("/"):
-        return prefix.rstrip("/") or "/", prefix
-    return prefix, prefix + "/"
 
 
 def _fits(route: Route, method: str, host: str | None,

@@ -607,23 +607,25 @@ def _choose(route: Route, scope: Scope, cookie: bytes | None,
         routed = headerroutes.choose(route.header_routes, lambda name: _header(scope["headers"], name.encode()))
         if routed is not None:
             return routed, None
+    # An empty header or cookie counts as absent, as on nginx and HAProxy (dataplane/):
+    # `X-User:` with nothing after it must not put every such client in one cohort.
     override = None
     if route.override_header is not None:
-        override = _header(scope["headers"], route.override_header.encode())
+        override = _header(scope["headers"], route.override_header.encode()) or None
     if override is None and route.override_cookie is not None and cookie is not None:
-        override = _cookie(cookie, route.override_cookie)
+        override = _cookie(cookie, route.override_cookie) or None
     if len(backends) == 1 and override is None:
         return backends[0][0], None
     key = None
     if route.cohort_header is not None:
-        key = _header(scope["headers"], route.cohort_header.encode())
+        key = _header(scope["headers"], route.cohort_header.encode()) or None
     if key is None and route.cohort_cookie is not None and cookie is not None:
-        key = _cookie(cookie, route.cohort_cookie)
+        key = _cookie(cookie, route.cohort_cookie) or None
     new_cohort = None
     if key is None and anonymous is not None:
         # Behind an ingress every anonymous visitor has the same address: give each a
         # sticky cohort of its own so a canary splits them like logged-in users.
-        key = _cookie(cookie, anonymous.cookie) if cookie is not None else None
+        key = (_cookie(cookie, anonymous.cookie) or None) if cookie is not None else None
         if key is None and route.splits:
             key = f"{getrandbits(64):016x}"
             new_cohort = _cohort_cookie(anonymous, key, secure=scheme == "https")

@@ -239,7 +239,7 @@ def test_a_ten_percent_step_gets_many_cohorts_of_the_demos_mix() -> None:
     assert summary["ok"], summary["failures"][:3]
     weights = [("monolith", 90), ("catalog", 10)]
     cohorts = set(shop.keys)
-    candidate = {k for k in cohorts if balance.by_bucket(weights, balance.bucket("products", k)) == "catalog"}
+    candidate = {k for k in cohorts if balance.choose(weights, salt="products", key=k) == "catalog"}
     share = sum(k in candidate for k in shop.keys) / len(shop.keys)
     assert len(cohorts) >= 150, len(cohorts)
     assert len(candidate) >= 10, f"{len(candidate)} of {len(cohorts)} cohorts in the candidate's buckets"
@@ -265,7 +265,7 @@ def test_a_one_percent_step_meets_candidate_cohorts_soon_with_the_defaults() -> 
     firsts = []
     for s in range(100):
         hits = [i for i, k in enumerate(shop.keys)
-                if balance.by_bucket(weights, balance.bucket(f"products{s}", k)) == "catalog"]
+                if balance.choose(weights, salt=f"products{s}", key=k) == "catalog"]
         firsts.append(hits[0] if hits else len(shop.keys))
     assert statistics.median(firsts) <= 140, sorted(firsts)
 

@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from router.balance import BUCKETS, bucket, by_bucket, choose
+from router import balance
+from router.balance import bucket, bucket_of, by_hash, choose, cut_points, murmur2_py
+from tests.conftest import service_missing
+
+# nginx's ngx_murmur_hash2 of these bytes (tests/dataplane/test_same_backend.py checks the
+# same function against a running nginx's split_clients).
+VECTORS = {b"": 0, b"a": 2456313694, b"ab": 446775395, b"abc": 324500635, b"abcd": 646393889,
+           b"abcde": 1594468574, b"products:user-1": 3683600154}
 
 keys = st.text(min_size=0, max_size=40)
 
@@ -20,18 +30,59 @@ def test_raising_the_candidate_weight_never_moves_a_user_back(key: str, low: int
         assert after == "catalog"
 
 
-@given(b=st.integers(0, BUCKETS - 1), w1=st.integers(0, 100), w2=st.integers(0, 100))
-def test_with_three_backends_a_candidate_only_gains_buckets_when_raised(b: int, w1: int, w2: int) -> None:
-    # catalog keeps its share; search grows from w1 to w2: search's buckets only grow.
-    catalog = 20
-    w1, w2 = min(w1, 80), min(w2, 80)
-    lo, hi = min(w1, w2), max(w1, w2)
-    before = by_bucket([("monolith", 80 - lo), ("catalog", catalog), ("search", lo)], b)
-    after = by_bucket([("monolith", 80 - hi), ("catalog", catalog), ("search", hi)], b)
+@given(h=st.integers(0, 2**32 - 1), w1=st.integers(0, 100), w2=st.integers(0, 100))
+def test_with_three_backends_the_top_candidate_only_gains_users_when_raised(h: int, w1: int, w2: int) -> None:
+    # search (listed first after the primary) owns the top slice; catalog keeps 20 %.
+    lo, hi = sorted((min(w1, 80), min(w2, 80)))
+    before = by_hash([("monolith", 80 - lo), ("search", lo), ("catalog", 20)], h)
+    after = by_hash([("monolith", 80 - hi), ("search", hi), ("catalog", 20)], h)
     if before == "search":
         assert after == "search"
-    if before == "catalog":
-        assert after == "catalog"
+
+
+def compiled() -> Callable[[bytes], int]:
+    try:
+        from router import _murmur2
+    except ImportError as exc:
+        service_missing("the compiled router._murmur2 (a C compiler and Python's headers: Debian "
+                        "`apt-get install gcc python3-dev`, then `pip install -e .`)", exc)
+    return _murmur2.murmur2
+
+
+@pytest.mark.parametrize("impl", ["compiled", "python"])
+def test_murmur2_is_nginx_s(impl: str) -> None:
+    fn = compiled() if impl == "compiled" else murmur2_py
+    assert {data: fn(data) for data in VECTORS} == VECTORS
+
+
+@given(data=st.binary(max_size=64))
+def test_the_compiled_and_python_hashes_agree(data: bytes) -> None:
+    assert compiled()(data) == murmur2_py(data)
+
+
+def test_the_router_uses_the_compiled_hash_unless_asked_not_to() -> None:
+    import os
+    pure = os.environ.get("STRANGLER_PURE_PYTHON", "") not in ("", "0")
+    if not pure:
+        compiled()  # says what is missing when it did not build
+    assert balance.NATIVE is not pure, f"router.balance.NATIVE is {balance.NATIVE} with STRANGLER_PURE_PYTHON={pure}"
+
+
+@given(h=st.integers(0, 2**32 - 1), weight=st.integers(0, 100))
+def test_bucket_agrees_with_nginx_s_cut_point(h: int, weight: int) -> None:
+    # Two backends: the primary keeps the user iff bucket < 100 * its weight.
+    primary = by_hash([("monolith", weight), ("catalog", 100 - weight)], h) == "monolith"
+    assert primary == (bucket_of(h) < 100 * weight)
+
+
+def test_the_cut_points_are_nginx_s_arithmetic() -> None:
+    # split_clients: last += percent(0.01 %) * 0xffffffff / 10000, per slice; the last is `*`.
+    assert cut_points([("m", 63), ("a", 10), ("b", 27)]) == [
+        ("m", 6300 * 0xFFFFFFFF // 10000), ("b", 6300 * 0xFFFFFFFF // 10000 + 2700 * 0xFFFFFFFF // 10000),
+        ("a", None)]
+    assert cut_points([("m", 0), ("a", 100)]) == [("a", None)]
+    assert cut_points([("m", 100), ("a", 0)]) == [("m", None)]
+    assert by_hash([("m", 100), ("a", 0)], 0xFFFFFFFF) == "m"
 
 
 @given(key=keys)
@@ -61,6 +112,7 @@ def test_the_same_user_always_lands_on_the_same_backend() -> None:
 def test_a_different_salt_reshuffles_users() -> None:
     same = sum(bucket("a", f"u{i}") == bucket("b", f"u{i}") for i in range(1000))
     assert same < 10
+    assert bucket("a", "u1") == bucket_of(murmur2_py(b"a:u1"))  # nginx's "${salt}:${key}"
 
 
 def test_override_beats_cohort_and_weight() -> None:

@@ -62,6 +62,18 @@ def test_overrides_by_header_and_cookie(upstreams, start_router) -> None:
                 for u in users} == {"a"}
         assert {client.get("/split", headers={"X-User": u, "Cookie": "try_b=always"}).headers["x-strangler-backend"]
                 for u in users} == {"b"}
+        # An empty override header counts as absent (as on nginx and HAProxy): the cookie decides.
+        assert {client.get("/split", headers={"X-User": u, "X-Try-B": "", "Cookie": "try_b=always"})
+                .headers["x-strangler-backend"] for u in users} == {"b"}
+
+
+def test_an_empty_cohort_header_counts_as_absent(upstreams, start_router) -> None:
+    # Not one shared cohort for every client sending `X-User:` empty: each is an anonymous
+    # visitor and gets a cohort cookie of its own.
+    router = start_router(config(upstreams))
+    r = httpx.get(f"{router.url}/split/x", headers={"X-User": ""})
+    assert r.status_code == 200
+    assert "strangler_cohort=" in r.headers.get("set-cookie", ""), r.headers
 
 
 def test_headers_hop_by_hop_forwarded_and_trace(upstreams, start_router) -> None:

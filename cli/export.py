@@ -1,0 +1,73 @@
+"""`strangler export nginx|haproxy [--routes FILE] [--out DIR] [--json]`: routes.yaml as that
+data plane's own configuration, with the router's cohorts (dataplane/ does the work).
+
+Without --out the configuration goes to stdout; what the target cannot express goes to
+stderr (and into --json's `limits`), so nobody believes a feature was carried that was not.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from cli.errors import CLIError
+from cli.output import err, guarded, print_json
+
+app = typer.Typer()
+
+
+@app.command("export")
+@guarded
+def export(
+    target: Annotated[str, typer.Argument(help="The data plane: nginx or haproxy.")],
+    routes: Annotated[Path, typer.Option("--routes", help="The routes file.")] = Path("routes.yaml"),
+    out_dir: Annotated[Path | None, typer.Option("--out", help="Write the files into this folder "
+                                                 "(created) instead of printing them.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON document: files, limits, source.")] = False,
+) -> None:
+    """Render routes.yaml for nginx or HAProxy: same routes, same users on the same backends."""
+    from dataplane import TARGETS, ExportError, haproxy, model, nginx
+
+    if target not in TARGETS:
+        err.print(f"error: unknown data plane {target!r}; targets: {', '.join(TARGETS)} "
+                  "(e.g. `strangler export nginx --out deploy/nginx`)", markup=False, highlight=False)
+        raise typer.Exit(2)
+    try:
+        plan = model.load_plan(routes)
+        if target == "nginx":
+            files = {"strangler.conf": nginx.render(plan)}
+            limits = nginx.limits(plan)
+            use = "include strangler.conf inside nginx.conf's http { } block"
+        else:
+            lua = str((out_dir / "strangler.lua").absolute()) if out_dir else "/etc/haproxy/strangler.lua"
+            files = {"haproxy.cfg": haproxy.render(plan, lua_path=lua), "strangler.lua": haproxy.lua_source()}
+            limits = haproxy.limits(plan)
+            use = f"haproxy -f haproxy.cfg (it loads {lua})"
+    except ExportError as exc:
+        raise CLIError(str(exc)) from None
+    written: list[str] = []
+    if out_dir is not None:
+        try:
+            out_dir.mkdir(parents=True, exist_ok=True)
+            for name, text in files.items():
+                (out_dir / name).write_text(text)
+                written.append(str(out_dir / name))
+        except OSError as exc:
+            raise CLIError(f"cannot write into {out_dir}: {exc.strerror}; choose another --out folder") from None
+    if as_json:
+        print_json({"target": target, "source": plan.source, "sha256": plan.sha256,
+                    "ledger": plan.ledger_position, "written": written, "limits": limits,
+                    "files": files if out_dir is None else {}})
+        return
+    if out_dir is None:
+        for name, text in files.items():
+            if len(files) > 1:
+                typer.echo(f"# ---- {name} ----")
+            typer.echo(text)
+    for line in written:
+        err.print(f"wrote {line}", markup=False, highlight=False)
+    err.print(f"use: {use}", markup=False, highlight=False)
+    for line in limits:
+        err.print(f"not exported: {line}", markup=False, highlight=False)

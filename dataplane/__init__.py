@@ -1,0 +1,18 @@
+"""Render routes.yaml for other data planes (nginx, HAProxy) with the router's cohorts.
+
+    model.py    routes.yaml → Plan (matching order, slices, key sources, ...)
+    nginx.py    Plan → nginx.conf (split_clients: nginx's own MurmurHash2)
+    haproxy.py  Plan → haproxy.cfg + strangler.lua (the same MurmurHash2 in HAProxy's Lua)
+    run.py      start/stop a real nginx or HAProxy on loopback with a rendered config
+
+Imports the router's loader and balance (the one definition of a cohort); nothing imports
+dataplane but cli and tests.
+"""
+
+from __future__ import annotations
+
+from dataplane.errors import ExportError
+
+TARGETS = ("nginx", "haproxy")
+
+__all__ = ["TARGETS", "ExportError"]

@@ -1,0 +1,203 @@
+"""Plan → haproxy.cfg (HAProxy ≥ 2.4 built with Lua, as Debian's is) and strangler.lua.
+
+Place in the flow: `strangler export haproxy` and `dataplane.run`. HAProxy has no hash of
+nginx's kind (its crc32/xxh32/murmur3 are others), so strangler.lua adds nginx's
+MurmurHash2 as the converter `lua.strangler_hash(<salt>)`; the cut points are written in
+the config as integers (router.balance.cut_points), so HAProxy compares the same numbers
+nginx and the router do. How a request goes:
+1. the path is normalised (`normalize-uri`: the router's dot segments, double slashes,
+   percent case), then `txn.route` is set by the first route that fits, in matching order;
+2. `txn.key`: the first non-empty of the cohort header, the cohort cookie, the anonymous
+   cookie, else a fresh uuid (and its Set-Cookie) or the client address;
+3. `txn.backend`: writes > override > the slice holding `txn.key`'s hash; `use_backend`.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+
+from dataplane.errors import ExportError
+from dataplane.model import IDENTITY_HEADER, WRITE_METHODS, Backend, Plan, Rule
+from router.match import prefix_forms
+
+FEATURES: tuple[tuple[str, str, str], ...] = (
+    ("routes in the router's matching order", "yes", "acls, first route that fits sets txn.route"),
+    ("weights and sticky cohorts (same users)", "yes", "strangler.lua: nginx's MurmurHash2; cut points as integers"),
+    ("overrides (header/cookie always/never)", "yes", "acls on the header, then the cookie"),
+    ("anonymous cohort cookie", "yes", "uuid as the new key, Set-Cookie"),
+    ("writes to the ownership group's owner", "yes", "acl on the method (a static owner: export again after a flip)"),
+    ("fallback on failure (replayable methods)", "no", "use_backend is decided before the attempt; no re-dispatch to another backend"),
+    ("retries on replayable methods only", "partly", "retry-on conn-failure per backend: only attempts no server saw, so any method is safe"),
+    ("timeouts", "yes", "per backend: timeout connect / timeout server"),
+    ("deadline over every attempt", "partly", "timeout server per attempt"),
+    ("mirroring (shadow copy)", "no", "HAProxy 2.6 mirrors only through an SPOE agent"),
+    ("shadow diffing", "no", "nothing compares two answers"),
+    ("identity bridge (signed X-Strangler-Identity)", "no", "needs the router's key and a call to the monolith"),
+    ("identity header stripped from clients", "yes", "http-request del-header"),
+    ("breakers", "partly", "active checks take a server out; no error-rate breaker"),
+    ("active health checks", "yes", "option httpchk, inter/fall/rise"),
+    ("rate limits", "no", "stick tables count differently; not exported"),
+    ("held writes during an ownership flip (503)", "no", "a live operation: `strangler up --data-plane` (later)"),
+    ("path canonicalisation and smuggling refusal", "partly", "normalize-uri (dot segments, slashes, percent case); no refusal"),
+)
+
+
+def lua_source() -> str:
+    """strangler.lua: nginx's MurmurHash2 for HAProxy (write it beside haproxy.cfg)."""
+    return resources.files("dataplane").joinpath("strangler.lua").read_text()
+
+
+def limits(plan: Plan) -> list[str]:
+    """What this plan asks for that HAProxy will not do, route by route."""
+    out = []
+    for r in plan.rules:
+        if r.identity:
+            out.append(f"route {r.name}: identity bridge not exported (the header is stripped, never signed)")
+        if r.mirror_to:
+            out.append(f"route {r.name}: mirroring to {r.mirror_to} not exported")
+        if r.fallback:
+            out.append(f"route {r.name}: fallback to {r.fallback} not exported")
+        if r.rate_limited:
+            out.append(f"route {r.name}: rate limit not exported")
+    return out
+
+
+def render(plan: Plan, *, listen: str = "127.0.0.1:8080", lua_path: str = "/etc/haproxy/strangler.lua",
+           extra_global: tuple[str, ...] = ()) -> str:
+    """The whole haproxy.cfg; `lua_path` is where strangler.lua will be."""
+    out = [f"# {line}" for line in plan.header_lines("haproxy")]
+    out += ["global", f"    lua-load {lua_path}",
+            "    expose-experimental-directives  # normalize-uri is marked experimental in 2.4-2.6", *[f"    {g}" for g in extra_global], "",
+            "defaults", "    mode http", "    option http-keep-alive", "    timeout client 30s",
+            "    timeout http-request 10s", "    timeout connect 2s", "    timeout server 30s",
+            "    timeout tunnel 300s", "",
+            "frontend strangler_in", f"    bind {listen}",
+            "    # the router's canonical path: dot segments, double slashes, percent case",
+            "    http-request normalize-uri path-strip-dotdot",
+            "    http-request normalize-uri path-merge-slashes",
+            "    http-request normalize-uri percent-decode-unreserved",
+            "    http-request normalize-uri percent-to-uppercase",
+            f"    http-request del-header {IDENTITY_HEADER}  # only the router signs identities",
+            "    http-request set-header X-Forwarded-For %[src]",
+            "    http-request set-header X-Forwarded-Proto http",
+            "    http-request set-header X-Forwarded-Host %[req.hdr(host)]"]
+    for r in plan.rules:
+        out += _select(r)
+    out.append("    http-request return status 404 content-type application/json string "
+               "'{\"error\": \"no_route\", \"detail\": \"no route matches this request\"}' "
+               "if !{ var(txn.route) -m found }")
+    for r in plan.rules:
+        out += _choose(r)
+    out.append("    use_backend %[var(txn.backend)]")
+    if plan.backend_header:
+        out.append(f"    http-response set-header {plan.backend_header} %[var(txn.backend)]")
+    anonymous = next((r.key for r in plan.rules if r.key.new_anonymous and r.key.anonymous_cookie), None)
+    if anonymous is not None:
+        out.append(f'    http-response add-header Set-Cookie "{anonymous.anonymous_cookie}=%[var(txn.key)]; '
+                   f'Path=/; Max-Age={anonymous.anonymous_max_age}; HttpOnly; SameSite=Lax" '
+                   "if { var(txn.newcohort) -m bool }")
+    out.append("")
+    retries: dict[str, int] = {}
+    for r in plan.rules:
+        for name, _ in r.backends:
+            retries[name] = max(retries.get(name, 0), r.retries)
+    for b in plan.backends:
+        out += _backend(b, retries.get(b.name, 0))
+    return "\n".join(out)
+
+
+def _select(r: Rule) -> list[str]:
+    i = r.index
+    out = [f"    # route {r.name}"]
+    if r.exact is not None:
+        out.append(f"    acl r{i}_path path {_arg(r.exact)}")
+    else:
+        whole, with_slash = prefix_forms(r.prefix or "/")
+        out += [f"    acl r{i}_path path {_arg(whole)}", f"    acl r{i}_path path_beg {_arg(with_slash)}"]
+    conds = [f"r{i}_path"]
+    if r.methods:
+        out.append(f"    acl r{i}_method method {' '.join(sorted(r.methods))}")
+        conds.append(f"r{i}_method")
+    if r.host:
+        out.append(f"    acl r{i}_host req.hdr(host),field(1,:),lower -m str {_arg(r.host)}")
+        conds.append(f"r{i}_host")
+    if r.header:
+        name, value = r.header
+        out.append(f"    acl r{i}_header req.fhdr({_arg(name)}) " + (f"-m str {_arg(value)}" if value is not None
+                                                                     else "-m found"))
+        conds.append(f"r{i}_header")
+    out.append(f"    http-request set-var(txn.route) str(r{i}) if !{{ var(txn.route) -m found }} {' '.join(conds)}")
+    out.append(f"    acl is_r{i} var(txn.route) -m str r{i}")
+    return out
+
+
+def _choose(r: Rule) -> list[str]:
+    i, k = r.index, r.key
+    on = f"is_r{i}"
+    none = "!{ var(txn.backend) -m found }"
+    out = [f"    # route {r.name}: writes > override > cohort > weight"]
+    if r.max_body_bytes is not None:
+        out.append(f"    http-request deny deny_status 413 if {on} {{ req.hdr_val(content-length) gt {r.max_body_bytes} }}")
+    if r.writes_to is not None:
+        out.append(f"    http-request set-var(txn.backend) str({r.writes_to}) if {on} "
+                   f"{{ method {' '.join(sorted(WRITE_METHODS))} }}")
+    ov = r.override
+    if ov is not None:
+        if ov.header:
+            h = f"req.fhdr({_arg(ov.header)},1)"
+            out.append(f"    http-request set-var(txn.override) {h} if {on} {{ {h} -m len gt 0 }}")
+        if ov.cookie:
+            c = f"req.cook({_arg(ov.cookie)})"
+            out.append(f"    http-request set-var(txn.override) {c} if {on} !{{ var(txn.override) -m found }} "
+                       f"{{ {c} -m len gt 0 }}")
+        out += [f"    http-request set-var(txn.backend) str({ov.always}) if {on} {none} "
+                "{ var(txn.override) -m str always }",
+                f"    http-request set-var(txn.backend) str({ov.never}) if {on} {none} "
+                "{ var(txn.override) -m str never }"]
+    if len(r.slices) == 1:
+        return [*out, f"    http-request set-var(txn.backend) str({r.slices[0][0]}) if {on} {none}"]
+    nokey = "!{ var(txn.key) -m found }"
+    if k.header:
+        h = f"req.fhdr({_arg(k.header)},1)"
+        out.append(f"    http-request set-var(txn.key) {h} if {on} {none} {{ {h} -m len gt 0 }}")
+    for cookie in (k.cookie, k.anonymous_cookie):
+        if cookie:
+            c = f"req.cook({_arg(cookie)})"
+            out.append(f"    http-request set-var(txn.key) {c} if {on} {none} {nokey} {{ {c} -m len gt 0 }}")
+    if k.new_anonymous:
+        out += [f"    http-request set-var(txn.newcohort) bool(1) if {on} {none} {nokey}",
+                f"    http-request set-var(txn.key) uuid if {on} {none} {nokey}"]
+    else:
+        out.append(f"    http-request set-var(txn.key) src if {on} {none} {nokey}")
+    out.append(f"    http-request set-var(txn.hash) var(txn.key),lua.strangler_hash({r.salt}) if {on} {none}")
+    for name, cut in r.slices:
+        test = f" {{ var(txn.hash) -m int lt {cut} }}" if cut is not None else ""
+        out.append(f"    http-request set-var(txn.backend) str({name}) if {on} {none}{test}")
+    return out
+
+
+def _backend(b: Backend, retries: int) -> list[str]:
+    out = [f"backend {b.name}", f"    timeout connect {_ms(b.connect_timeout)}",
+           f"    timeout server {_ms(b.read_timeout)}"]
+    if b.host_header != "client":
+        out.append(f"    http-request set-header Host {b.host_header}")
+    if retries:
+        out += [f"    retries {retries}", "    retry-on conn-failure"]
+    check = ""
+    if b.health_path:
+        out.append(f"    option httpchk GET {b.health_path}")
+        check = f" check inter {_ms(b.health_interval)} fall {b.fall} rise {b.rise}"
+    for n, s in enumerate(b.servers):
+        out.append(f"    server s{n} {s.host}:{s.port}{check}")
+    return [*out, ""]
+
+
+def _ms(seconds: float) -> str:
+    return f"{int(round(seconds * 1000))}ms"
+
+
+def _arg(text: str) -> str:
+    if any(c in text for c in " \t,()'\"\\#{}"):
+        raise ExportError(f"{text!r} cannot be written into haproxy.cfg as it is — fix: avoid spaces, "
+                          "commas, parentheses, quotes and braces in match values and names")
+    return text

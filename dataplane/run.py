@@ -1,0 +1,112 @@
+"""Start and stop a real nginx or HAProxy on loopback with a rendered configuration.
+
+Place in the flow: the data-plane tests (and, later, `strangler up --data-plane`). Every
+path the server writes (pid, logs, temp files) is in a throwaway folder, so it runs as any
+user. The config is checked first (`nginx -t`, `haproxy -c`) and a refusal is raised with
+the server's own words.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from dataplane import haproxy, nginx
+from dataplane.errors import ExportError
+from dataplane.model import Plan
+
+_INSTALL = {"nginx": "apt-get install -y nginx", "haproxy": "apt-get install -y haproxy"}
+
+
+def binary(target: str) -> str:
+    """The server's path, or ExportError naming the package to install."""
+    found = shutil.which(target) or shutil.which(target, path="/usr/sbin:/usr/bin:/sbin:/bin")
+    if not found:
+        raise ExportError(f"{target} is not installed — fix: {_INSTALL[target]} "
+                          "(`python -m devstack.apt` installs the suite's packages)")
+    return found
+
+
+@dataclass
+class Running:
+    target: str
+    port: int
+    folder: Path
+    process: subprocess.Popen[bytes]
+    _tmp: tempfile.TemporaryDirectory[str] | None = field(default=None, repr=False)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None
+
+    def __enter__(self) -> Running:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def files(target: str, plan: Plan, *, port: int, folder: Path) -> dict[str, str]:
+    """The files that run `target` for `plan` from `folder` (name → text)."""
+    listen = f"127.0.0.1:{port}"
+    if target == "nginx":
+        return {"nginx.conf": nginx.wrap(nginx.render(plan, listen=listen), prefix=str(folder))}
+    if target == "haproxy":
+        cfg = haproxy.render(plan, listen=listen, lua_path=str(folder / "strangler.lua"),
+                             extra_global=(f"pidfile {folder}/haproxy.pid",))
+        return {"haproxy.cfg": cfg, "strangler.lua": haproxy.lua_source()}
+    raise ExportError(f"unknown data plane {target!r} — fix: use nginx or haproxy")
+
+
+def start(target: str, plan: Plan, *, port: int, timeout: float = 15.0) -> Running:
+    """`target` serving `plan` on 127.0.0.1:`port`, answering once this returns."""
+    exe = binary(target)
+    tmp = tempfile.TemporaryDirectory(prefix=f"strangler-{target}-")
+    folder = Path(tmp.name)
+    folder.chmod(0o755)  # nginx started as root runs its workers as nobody: they must get in
+    for name, text in files(target, plan, port=port, folder=folder).items():
+        (folder / name).write_text(text)
+    if target == "nginx":
+        check = [exe, "-t", "-q", "-p", str(folder), "-c", str(folder / "nginx.conf")]
+        argv = [exe, "-p", str(folder), "-c", str(folder / "nginx.conf")]
+    else:
+        check = [exe, "-c", "-f", str(folder / "haproxy.cfg")]
+        argv = [exe, "-db", "-f", str(folder / "haproxy.cfg")]
+    done = subprocess.run(check, capture_output=True, text=True, cwd=folder)
+    if done.returncode != 0:
+        tmp.cleanup()
+        raise ExportError(f"{target} refused the rendered config:\n{(done.stderr or done.stdout).strip()}")
+    log = open(folder / "server.log", "wb")  # noqa: SIM115 - the server writes it until it stops
+    proc = subprocess.Popen(argv, cwd=folder, stdout=log, stderr=subprocess.STDOUT)
+    log.close()
+    running = Running(target=target, port=port, folder=folder, process=proc, _tmp=tmp)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            out = (folder / "server.log").read_text(errors="replace")
+            running.stop()
+            raise ExportError(f"{target} exited ({proc.returncode}) before serving:\n{out.strip()}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return running
+        except OSError:
+            time.sleep(0.05)
+    running.stop()
+    raise ExportError(f"{target} did not listen on 127.0.0.1:{port} within {timeout:.0f} s")

@@ -1,0 +1,50 @@
+"""`strangler export`: targets, files, and errors that say what to do."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from cli.main import app
+from tests.dataplane.test_render import ROUTES
+
+runner = CliRunner()
+
+
+def test_an_unknown_target_lists_the_targets(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["export", "envoy", "--routes", str(tmp_path / "routes.yaml")])
+    assert result.exit_code == 2
+    assert "unknown data plane 'envoy'; targets: nginx, haproxy" in result.stderr
+
+
+def test_a_bad_routes_file_gets_the_router_s_message(tmp_path: Path) -> None:
+    bad = tmp_path / "routes.yaml"
+    bad.write_text(ROUTES.replace("monolith: 63", "monolith: 64"))
+    result = runner.invoke(app, ["export", "nginx", "--routes", str(bad)])
+    assert result.exit_code == 1
+    assert "weights sum to 101, not 100" in result.stderr and "fix" in result.stderr
+    missing = runner.invoke(app, ["export", "nginx", "--routes", str(tmp_path / "nope.yaml")])
+    assert missing.exit_code == 1 and "cannot read the routes file" in missing.stderr
+
+
+def test_writes_the_files_and_says_what_is_not_exported(tmp_path: Path) -> None:
+    routes = tmp_path / "routes.yaml"
+    routes.write_text(ROUTES)
+    result = runner.invoke(app, ["export", "haproxy", "--routes", str(routes), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    cfg = (tmp_path / "out" / "haproxy.cfg").read_text()
+    assert f"lua-load {(tmp_path / 'out' / 'strangler.lua').absolute()}" in cfg
+    assert (tmp_path / "out" / "strangler.lua").exists()
+    assert "not exported: route products: identity bridge" in result.stderr
+
+
+def test_json_is_one_document(tmp_path: Path) -> None:
+    routes = tmp_path / "routes.yaml"
+    routes.write_text(ROUTES)
+    result = runner.invoke(app, ["export", "nginx", "--routes", str(routes), "--json"])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert doc["target"] == "nginx" and "split_clients" in doc["files"]["strangler.conf"]
+    assert any("identity bridge" in line for line in doc["limits"])

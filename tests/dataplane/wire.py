@@ -1,0 +1,165 @@
+"""Loopback helpers for the data-plane tests: upstreams that answer their own name, and a
+pipelining client fast enough for tens of thousands of requests on two cores."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+
+from devstack import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@contextmanager
+def named_upstreams(names: Sequence[str], seen: dict[str, list[bytes]] | None = None) -> Iterator[dict[str, int]]:
+    """One HTTP/1.1 keep-alive server per name on loopback, each answering its name (and
+    appending each request line to `seen[name]` when given)."""
+    loop = asyncio.new_event_loop()
+    ports = {name: free_port() for name in names}
+    ready = threading.Event()
+
+    def serve(name: str):  # type: ignore[no-untyped-def]
+        body = name.encode()
+
+        def answer(saw_identity: bool) -> bytes:
+            return (b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\nx-saw-identity: %b\r\n"
+                    b"content-length: %d\r\n\r\n%b" % (b"yes" if saw_identity else b"no", len(body), body))
+
+        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            try:
+                while True:
+                    head = await reader.readuntil(b"\r\n\r\n")
+                    if seen is not None:
+                        seen.setdefault(name, []).append(head.split(b"\r\n", 1)[0])
+                    lower = head.lower()
+                    for line in lower.split(b"\r\n"):
+                        if line.startswith(b"content-length:"):
+                            await reader.readexactly(int(line.split(b":")[1]))
+                    writer.write(answer(b"\r\nx-strangler-identity:" in lower))
+            except (asyncio.IncompleteReadError, ConnectionError):
+                pass
+            finally:
+                writer.close()
+        return handle
+
+    async def main() -> None:
+        for name, port in ports.items():
+            await asyncio.start_server(serve(name), "127.0.0.1", port, backlog=512)
+        ready.set()
+
+    thread = threading.Thread(target=lambda: (loop.run_until_complete(main()), loop.run_forever()), daemon=True)
+    thread.start()
+    assert ready.wait(10), "the loopback upstreams did not start"
+    try:
+        yield ports
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+
+
+def backends_seen(port: int, requests: Sequence[tuple[str, dict[str, str]]], *,
+                  header: str = "x-strangler-backend") -> list[str]:
+    """The backend each request's answer came from (the upstream's body, checked against
+    the data plane's `header`), in order."""
+    out = []
+    for (status, headers, body), request in zip(answers(port, requests), requests, strict=True):
+        assert status == 200, (status, request, body[:200])
+        assert headers.get(header.encode()) == body, (request, headers, body)
+        out.append(body.decode())
+    return out
+
+
+def answers(port: int, requests: Sequence[tuple[str, dict[str, str]]] | Sequence[tuple[str, dict[str, str], str]],
+            *, connections: int = 4, window: int = 200) -> list[tuple[int, dict[bytes, bytes], bytes]]:
+    """Send (path, headers[, method]) requests pipelined over a few keep-alive connections;
+    the answers (status, lower-case headers, body) in order."""
+    chunks = [list(range(i, len(requests), connections)) for i in range(connections)]
+    out: list[tuple[int, dict[bytes, bytes], bytes]] = [(0, {}, b"")] * len(requests)
+
+    def run(indexes: list[int]) -> None:
+        # A connection per window: servers close keep-alive connections after some number
+        # of requests (nginx: keepalive_requests 1000).
+        for start in range(0, len(indexes), window):
+            batch = indexes[start:start + window]
+            with socket.create_connection(("127.0.0.1", port), timeout=20) as sock:
+                reader = _Reader(sock)
+                sock.sendall(b"".join(_request(*requests[i]) for i in batch))
+                for i in batch:
+                    out[i] = reader.response()
+
+    with ThreadPoolExecutor(connections) as pool:
+        for f in [pool.submit(run, c) for c in chunks if c]:
+            f.result()
+    return out
+
+
+@contextmanager
+def router_process(routes: Path, log: Path) -> Iterator[int]:
+    """Strangler's router serving `routes` on a free loopback port (its port), until exit."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k != "STRANGLER_IDENTITY_SECRET"}
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "router", "--config", str(routes), "--host", "127.0.0.1",
+                                 "--port", str(port)], cwd=ROOT, stdout=out, stderr=out, env=env)
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            assert proc.poll() is None, f"the router exited: {log.read_text()[-2000:]}"
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/_strangler/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, f"the router never answered healthz: {log.read_text()[-2000:]}"
+            time.sleep(0.05)
+        yield port
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def _request(path: str, headers: dict[str, str], method: str = "GET") -> bytes:
+    lines = [f"{method} {path} HTTP/1.1", "Host: shop.test", *(f"{k}: {v}" for k, v in headers.items())]
+    if method in ("POST", "PUT", "PATCH"):
+        lines.append("Content-Length: 2")
+        return ("\r\n".join(lines) + "\r\n\r\n{}").encode("latin-1")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+
+class _Reader:
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock, self.buf = sock, b""
+
+    def _more(self) -> None:
+        chunk = self.sock.recv(262144)
+        if not chunk:
+            raise ConnectionError("the data plane closed the connection mid-answer")
+        self.buf += chunk
+
+    def response(self) -> tuple[int, dict[bytes, bytes], bytes]:
+        while b"\r\n\r\n" not in self.buf:
+            self._more()
+        head, _, self.buf = self.buf.partition(b"\r\n\r\n")
+        lines = head.split(b"\r\n")
+        status = int(lines[0].split()[1])
+        headers: dict[bytes, bytes] = {}
+        for line in lines[1:]:
+            k, _, v = line.partition(b":")
+            headers.setdefault(k.strip().lower(), v.strip())
+        n = int(headers.get(b"content-length", b"0"))
+        while len(self.buf) < n:
+            self._more()
+        body, self.buf = self.buf[:n], self.buf[n:]
+        return status, headers, body
