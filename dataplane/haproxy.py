@@ -37,6 +37,7 @@ FEATURES: tuple[tuple[str, str, str], ...] = (
     ("breakers", "partly", "active checks take a server out; no error-rate breaker"),
     ("active health checks", "yes", "option httpchk, inter/fall/rise"),
     ("rate limits", "no", "stick tables count differently; not exported"),
+    ("header routes (a rollout's setHeaderRoute)", "no", "not exported yet: a tester's header follows the weights"),
     ("held writes during an ownership flip (503)", "no", "a live operation: `strangler up --data-plane` (later)"),
     ("path canonicalisation and smuggling refusal", "partly", "normalize-uri (dot segments, slashes, percent case); no refusal"),
 )
@@ -59,6 +60,9 @@ def limits(plan: Plan) -> list[str]:
             out.append(f"route {r.name}: fallback to {r.fallback} not exported")
         if r.rate_limited:
             out.append(f"route {r.name}: rate limit not exported")
+        if r.header_routes:
+            out.append(f"route {r.name}: header routes {', '.join(r.header_routes)} not exported "
+                       "(their requests follow the weights)")
     return out
 
 

@@ -95,6 +95,7 @@ class Rule:
     identity: bool
     rate_limited: bool
     websocket: bool
+    header_routes: tuple[str, ...] = ()  # their names: not exported (see the renderers' limits)
 
     @property
     def percent_slices(self) -> tuple[tuple[str, int], ...]:
@@ -193,7 +194,7 @@ def _rule(index: int, r: Route, config: Config) -> Rule:
                 mirror_percent=shadow.percent if shadow else 0.0,
                 mirror_methods=shadow.methods if shadow else frozenset(),
                 identity=r.identity, rate_limited=r.rate_limit is not None,
-                websocket=r.websocket is not None)
+                websocket=r.websocket is not None, header_routes=tuple(h.name for h in r.header_routes))
 
 
 def _plain(value: str, what: str) -> None:

@@ -39,6 +39,7 @@ FEATURES: tuple[tuple[str, str, str], ...] = (
     ("breakers", "partly", "passive: max_fails/fail_timeout per server"),
     ("active health checks", "no", "nginx Plus only"),
     ("rate limits", "no", "limit_req counts differently (leaky bucket per zone); not exported"),
+    ("header routes (a rollout's setHeaderRoute)", "no", "not exported yet: a tester's header follows the weights"),
     ("held writes during an ownership flip (503)", "no", "a live operation: `strangler up --data-plane` (later)"),
     ("path canonicalisation and smuggling refusal", "partly", "nginx matches on its own normalised $uri"),
 )
@@ -54,6 +55,9 @@ def limits(plan: Plan) -> list[str]:
             out.append(f"route {r.name}: mirrored to {r.mirror_to}, but responses are not diffed")
         if r.rate_limited:
             out.append(f"route {r.name}: rate limit not exported")
+        if r.header_routes:
+            out.append(f"route {r.name}: header routes {', '.join(r.header_routes)} not exported "
+                       "(their requests follow the weights)")
     if any(b.health_path for b in plan.backends):
         out.append("active health checks not exported (nginx Plus only); passive max_fails is")
     return out

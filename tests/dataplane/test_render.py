@@ -108,3 +108,12 @@ def test_a_config_the_server_refuses_is_shown_in_its_words(tmp_path: Path, monke
     monkeypatch.setattr(run, "files", lambda *a, **k: {"nginx.conf": "events {}\nhttp { no_such_directive; }\n"})
     with pytest.raises(ExportError, match='nginx refused the rendered config:\n.*unknown directive "no_such_directive"'):
         run.start("nginx", plan_of(tmp_path), port=1)
+
+
+def test_header_routes_are_named_as_not_exported_not_dropped_silently(tmp_path: Path) -> None:
+    plan = plan_of(tmp_path, ROUTES.replace(
+        "    shadow: {to: catalog, percent: 5}\n",
+        "    shadow: {to: catalog, percent: 5}\n"
+        "    header_routes: [{name: testers, header: X-Canary, exact: \"yes\", to: catalog}]\n"))
+    for said in (nginx.limits(plan), haproxy.limits(plan)):
+        assert "route products: header routes testers not exported (their requests follow the weights)" in said
