@@ -542,6 +542,8 @@ def act_3(walk: Walk, step: Step) -> None:
         time.sleep(0.5)
     walk.facts["shadow"] = (route_entry(walk.router().status(), PRODUCTS).get("shadow") or {})
     set_shadow(walk.routes, PRODUCTS, 0)
+    # the differing pairs as the router kept them, to read after the run
+    (walk.home / "shadow.json").write_text(json.dumps(walk.facts["shadow"], indent=2, default=str))
 
 
 def settled(walk: Walk, stream: str) -> dict[str, Any]:
