@@ -48,6 +48,7 @@ from walkthrough.flow import (
     PRODUCTS,
     SplitSampler,
     Traffic,
+    in_flight,
     set_shadow,
     write_yaml,
 )
@@ -558,9 +559,11 @@ def check_3(walk: Walk, step: Step) -> list[Result]:
     params = next(c for c in step.checks if c.name == "contract_tests_live").params
     failures, compared = contract_live(walk.url("monolith"), walk.url("catalog"), REPO / str(params["contract"]))
     shadow = walk.facts.get("shadow") or route_entry(walk.router().status(), PRODUCTS).get("shadow") or {}
-    return [_run(step, "cdc_caught_up", checks.cdc_caught_up, settled(walk, "catalog")),
+    caught_up = settled(walk, "catalog")
+    rechecked = in_flight(walk.url("monolith"), walk.url("catalog"), shadow.get("pairs") or [], host=HOST)
+    return [_run(step, "cdc_caught_up", checks.cdc_caught_up, caught_up),
             checks.contract_tests_live(failures, compared),
-            _run(step, "shadow_within_noise", checks.shadow_within_noise, shadow)]
+            _run(step, "shadow_within_noise", checks.shadow_within_noise, shadow, rechecked)]
 
 
 # -- step 4: move write ownership -------------------------------------------------------------
