@@ -108,6 +108,8 @@ def test_real_quick_walkthrough_on_postgres_kafka_and_zipkin(tmp_path: Path, rea
              re.findall(r"(PostgreSQL|Kafka|Zipkin) ready at (?:http://)?127\.0\.0\.1:(\d+)", proc.stderr)}
     assert set(ports) == {"PostgreSQL", "Kafka", "Zipkin"}, proc.stderr[-2000:]
     assert not [name for name, port in ports.items() if answers(port)], "left running after the walkthrough"
+    # stopped by the walkthrough itself, not only by their die-with-the-parent watchdogs
+    assert [n for n in ("Zipkin", "Kafka", "PostgreSQL") if f"stopped {n}" not in proc.stderr] == []
 
 
 def test_walkthrough_and_demo_refuse_nonsense_options() -> None:
