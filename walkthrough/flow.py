@@ -1,7 +1,8 @@
-"""Pieces the walkthrough's steps share: its routes, traffic, the split sampler, shadowing.
+"""Pieces the walkthrough's steps share: its routes, traffic, the split sampler, shadowing
+(and the recheck of its differing reads).
 
 Everything lives in `.strangler/walkthrough/` (wiped at each run): the two SQLite
-databases, the routes file its router serves (free loopback ports, so a running
+databases (with `--real` they are in PostgreSQL), the routes file its router serves (free loopback ports, so a running
 `strangler up` is not disturbed), its ledger, logs and pid files.
 """
 
