@@ -6,6 +6,7 @@
     strangler walkthrough --step 4   steps 1-3 automatically, then step 4 (asked, unless --auto)
     strangler walkthrough --quick    shorter windows and canary steps (CI)
     strangler walkthrough --reset    stop what a previous run left and wipe .strangler/walkthrough/
+    strangler walkthrough --real     on PostgreSQL (pgoutput CDC), Kafka where it can start, Zipkin
     strangler walkthrough --json     the final report as one JSON document on stdout
 
 Exit 0 when every step's checks passed, no request failed and no row differs; 3 when a
@@ -44,6 +45,8 @@ class Screen:
     def say(self, message: str) -> None:
         if self._status is not None:
             self._status.update(f"{self.current}… {message}")
+        else:  # before the first step: what --real starts (PostgreSQL, Kafka, Zipkin), or could not
+            err.print(message, markup=False, highlight=False)
 
     def show(self, kind: str, obj: Any) -> None:
         if kind == "explain":
@@ -110,10 +113,15 @@ def print_report(report: Report) -> None:
         table.add_row(f"{s.number} {s.title}", "ok" if s.ok else "FAILED", f"{s.seconds:.1f}",
                       ", ".join(f"{c.name} {'✓' if c.ok else '✗'}" for c in s.checks) or (s.error or "")[:80])
     out.print(table)
+    out.print(f"mode               {report.mode}, CDC transport {report.transport}", highlight=False)
     out.print(f"requests sent      {report.requests} ({report.probe.get('sent', 0)} of them the probe's)")
     out.print(f"failed requests    {report.failed}")
     for stream, rows in report.rows.items():
         out.print(f"rows {stream + ' ':<14}{rows['verified']} verified, {rows['divergent']} divergent", highlight=False)
+    trace = report.facts.get("trace") or {}
+    if trace:
+        out.print(f"trace              {trace.get('trace_id') if trace.get('found') else 'none'} found in "
+                  f"{trace.get('store')}", highlight=False)
     if report.lag_peaks_ms:
         out.print("CDC lag peaks      " + ", ".join(f"{k} {v:.0f} ms" for k, v in report.lag_peaks_ms.items()),
                   highlight=False)
@@ -141,7 +149,7 @@ def walkthrough(
     step: Annotated[int | None, typer.Option("--step", min=1, max=7,
                                              help="Stop after step N (earlier steps run by themselves).")] = None,
     reset: Annotated[bool, typer.Option("--reset", help="Stop a previous run's processes, wipe its workspace, exit.")] = False,
-    real: Annotated[bool, typer.Option("--real", help="PostgreSQL and Kafka instead of the embedded stack (not wired yet: says so and exits 1).")] = False,
+    real: Annotated[bool, typer.Option("--real", help="Throwaway PostgreSQL (both databases, pgoutput CDC), Kafka as the CDC transport where it can start (else direct), and Zipkin for the traces, instead of the embedded stack.")] = False,
     quick: Annotated[bool, typer.Option("--quick", help="Short windows and canary steps (CI's form).")] = False,
     rate: Annotated[float | None, typer.Option(help="Traffic in requests per second.")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="The final report as one JSON document.")] = False,

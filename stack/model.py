@@ -166,6 +166,9 @@ class StackSettings:
     cdc_streams: tuple[str, ...] = ()  # streams to run as processes
     catalog_fail_rate: float = 0.0
     router_workers: int = 1
+    # seeded users log in without PBKDF2: None means on the embedded SQLite shop only; the
+    # walkthrough's throwaway PostgreSQL shop is a demo too
+    fast_passwords: bool | None = None
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.catalog_fail_rate <= 1.0:
@@ -181,7 +184,8 @@ def _monolith_env(s: StackSettings) -> dict[str, str]:
         env["DATABASE_URL"] = s.monolith_database_url
     else:
         env["MONOLITH_SQLITE_PATH"] = str(s.state / "monolith.sqlite3")
-        # the local demo shop: seeded users log in without PBKDF2's ~0.3 s of CPU each
+    fast = s.fast_passwords if s.fast_passwords is not None else not s.monolith_database_url
+    if fast:  # the local demo shop: seeded users log in without PBKDF2's ~0.3 s of CPU each
         env["MONOLITH_FAST_PASSWORDS"] = "1"
     return env
 

@@ -1,4 +1,4 @@
-"""The throwaway services behind `strangler up --real`: PostgreSQL, and Kafka when present.
+"""The throwaway services behind `--real` (`up`, `walkthrough`): PostgreSQL, Kafka, Zipkin.
 
 PostgreSQL (`devstack.postgres`, wal_level=logical) holds both databases, so CDC runs on
 pgoutput. It runs detached (pg_ctl), so its folder is recorded in `.strangler/run/` and
@@ -6,7 +6,9 @@ pgoutput. It runs detached (pg_ctl), so its folder is recorded in `.strangler/ru
 it) is a child of this `up` process that dies with it, so `--real` with a local broker
 stays in the foreground; `STRANGLER_KAFKA_BOOTSTRAP` names an existing broker instead.
 With Kafka, the streams file is rewritten into `.strangler/streams.real.yaml` with
-`transport: {kind: kafka}` for every stream.
+`transport: {kind: kafka}` for every stream. `walkthrough --real` asks for Kafka only where
+the machine can start it (`kafka="optional"`: else one line says so and CDC stays direct)
+and for a Zipkin (devstack.zipkin, a child like Kafka) its traces go to.
 """
 
 from __future__ import annotations
@@ -39,13 +41,22 @@ class RealServices:
     catalog_db: str = ""
     streams: Path | None = None
     kafka: Any = None
+    zipkin: Any = None  # devstack.zipkin.ZipkinServer when asked for
     progress: Progress = field(default=_quiet, repr=False)  # one line per step, for stderr
 
-    def start(self, *, streams: Path | None, detach: bool, state: Path) -> RealServices:
+    @property
+    def transport(self) -> str:
+        """The CDC transport the streams run on: kafka or direct."""
+        return "kafka" if self.kafka is not None else "direct"
+
+    def start(self, *, streams: Path | None, detach: bool, state: Path, kafka: str = "required",
+              zipkin: bool = False) -> RealServices:
+        """`kafka`: "required" (a broker that cannot start is an error), "optional" (then the
+        direct transport, said in one line) or "off"; `zipkin`: start one too."""
         from devstack import PostgresServer, ServiceUnavailable
 
-        use_kafka = part_present("kafka") and streams is not None and streams.exists()
-        if not part_present("kafka"):
+        use_kafka = kafka != "off" and part_present("kafka") and streams is not None and streams.exists()
+        if kafka != "off" and not part_present("kafka"):
             self.progress("note: Kafka is not in this checkout (devstack.kafka); "
                           "--real runs on PostgreSQL with the direct CDC transport.")
         elif use_kafka and detach and not os.environ.get("STRANGLER_KAFKA_BOOTSTRAP"):
@@ -66,14 +77,17 @@ class RealServices:
             self.catalog_db = pg.create_database("catalog")
             self.streams = streams
             if use_kafka and streams is not None:
-                self._start_kafka()
+                self._start_kafka(optional=kafka == "optional")
+            if self.kafka is not None and streams is not None:
                 self.streams = kafka_streams(streams, state / "streams.real.yaml", self.kafka.bootstrap)
+            if zipkin:
+                self._start_zipkin()
         except BaseException:
             self.stop()
             raise
         return self
 
-    def _start_kafka(self) -> None:
+    def _start_kafka(self, *, optional: bool = False) -> None:
         from devstack import ServiceUnavailable
         from devstack.kafka import KafkaServer
 
@@ -81,12 +95,32 @@ class RealServices:
         try:
             self.kafka = KafkaServer().start()
         except ServiceUnavailable as exc:
-            raise StackError(f"--real needs Kafka: {exc}") from exc
+            if not optional:
+                raise StackError(f"--real needs Kafka: {exc}") from exc
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            self.progress(f"note: Kafka cannot start here ({first}); CDC runs on the direct transport")
+            return
         self.progress(f"Kafka ready at {self.kafka.bootstrap}")
+
+    def _start_zipkin(self) -> None:
+        from devstack import ServiceUnavailable
+        from devstack.zipkin import ZipkinServer
+
+        self.progress("starting Zipkin (first run fetches its jar with Maven)")
+        try:
+            self.zipkin = ZipkinServer().start()
+        except ServiceUnavailable as exc:
+            raise StackError(f"--real needs Zipkin for its traces: {exc}") from exc
+        self.progress(f"Zipkin ready at {self.zipkin.url}")
 
     def stop(self) -> bool:
         """Stop what `start` (here or in another process) left running; True if anything."""
         stopped = False
+        if self.zipkin is not None:
+            self.zipkin.stop()
+            self.zipkin = None
+            self.progress("stopped Zipkin")
+            stopped = True
         if self.kafka is not None:
             self.kafka.stop()
             self.kafka = None

@@ -1,7 +1,9 @@
 """Run the seven steps of `migrations/` in order: explain → act → check → continue.
 
 `prepare()` makes the workspace (`.strangler/walkthrough/`, wiped), its routes and
-ownership files on free loopback ports, and the span receiver; `run()` then takes each
+ownership files on free loopback ports, and the span receiver — or with `--real` starts
+PostgreSQL (both databases, pgoutput CDC), Kafka where the machine can run it, and Zipkin
+through `stack.realstack.RealServices`, whose databases and streams file the steps use; `run()` then takes each
 step: says what it is and why (the step file), acts (or, interactively, lets the user act
 and only checks), runs its checks, and stops at the first failed step. `Report` is the one
 account of the run. Everything started is stopped at the end, also on Ctrl-C.
@@ -27,15 +29,15 @@ from migrations import Step, load_steps
 from stack import state
 from stack.model import Process, StackSettings, build_stack, require_parts
 from stack.model import stream_process as cli_stream_process
+from stack.realstack import RealServices, stop_postgres
 from stack.supervisor import Supervisor
 from walkthrough.checks import Result
 from walkthrough.flow import demo_routes, traffic_totals, write_yaml
 from walkthrough.ownflow import write_ownership
-from walkthrough.spans import SpanReceiver
-from walkthrough.steps import ACTS, ALWAYS, CHECKS, REPO, Plan, Walk
+from walkthrough.spans import SpanReceiver, Spans, ZipkinSpans
+from walkthrough.steps import ACTS, ALWAYS, CHECKS, REPO, STREAM_ENV, Plan, Walk
 
-ENV_KEYS = ("STRANGLER_STATE_DIR", "MONOLITH_DATABASE_URL", "MONOLITH_SQLITE_PATH", "CATALOG_DATABASE_URL",
-            "STRANGLER_OWNERSHIP")
+ENV_KEYS = STREAM_ENV
 
 # What the interactive mode asks before each act: run it, do it yourself, skip the act and
 # only check, or quit.
@@ -75,6 +77,8 @@ class Report:
     seconds: float = 0.0
     wanted: int = 7  # the steps this run was asked to reach
     problems: list[str] = field(default_factory=list)
+    mode: str = "embedded"  # or real (--real)
+    transport: str = "direct"  # the CDC streams': direct or kafka
 
     @property
     def ok(self) -> bool:
@@ -82,14 +86,16 @@ class Report:
                 and not self.problems and all(r["divergent"] == 0 for r in self.rows.values()))
 
     def to_json(self) -> dict[str, Any]:
-        return {"ok": self.ok, "seconds": round(self.seconds, 1), "steps": [s.to_json() for s in self.steps],
+        return {"ok": self.ok, "mode": self.mode, "transport": self.transport, "seconds": round(self.seconds, 1),
+                "steps": [s.to_json() for s in self.steps],
                 "requests": self.requests, "failed_requests": self.failed, "failures": self.failures[:20],
                 "probe": self.probe, "split_over_time": self.timeline, "rows": self.rows,
                 "cdc_lag_peak_ms": {k: round(v, 1) for k, v in self.lag_peaks_ms.items()},
                 "canary": self.facts.get("canary"), "drill": self.facts.get("drill"),
                 "shadow": {k: (self.facts.get("shadow") or {}).get(k)
                            for k in ("compared", "differing", "diff_rate", "net_diff_rate")},
-                "ownership": self.facts.get("ownership"), "problems": self.problems}
+                "ownership": self.facts.get("ownership"), "trace": self.facts.get("trace"),
+                "problems": self.problems}
 
 
 def home_dir() -> Path:
@@ -106,19 +112,28 @@ def reset() -> list[str]:
         if b"traffic" in Path(f"/proc/{pid}/cmdline").read_bytes():  # not a reused pid
             os.killpg(pid, signal.SIGINT)
             stopped.append("traffic")
+    if home.exists() and stop_postgres(home / "run"):  # a --real run's server its watchdog missed
+        stopped.append("postgres")
     if home.exists():
         shutil.rmtree(home)
     return stopped
 
 
-def child_env(home: Path, settings: StackSettings) -> dict[str, str]:
-    env = dict(os.environ)
+def child_env(home: Path, settings: StackSettings, services: RealServices | None = None) -> dict[str, str]:
+    """What every process the walkthrough starts (and a user's shell, env.sh) sees: the
+    workspace's SQLite databases, or with `services` (--real) its PostgreSQL databases and
+    streams file."""
+    env = {k: v for k, v in os.environ.items() if k not in ENV_KEYS}
     env.update({"STRANGLER_STATE_DIR": str(home),
-                "MONOLITH_DATABASE_URL": f"sqlite:///{home / 'monolith.sqlite3'}",
-                "MONOLITH_SQLITE_PATH": str(home / "monolith.sqlite3"),
-                "CATALOG_DATABASE_URL": f"sqlite:///{home / 'catalog.sqlite3'}",
                 "STRANGLER_ADMIN_TOKEN": settings.admin_token,
                 "STRANGLER_OWNERSHIP": str(home / "ownership.yaml")})
+    if services is None:
+        env.update({"MONOLITH_DATABASE_URL": f"sqlite:///{home / 'monolith.sqlite3'}",
+                    "MONOLITH_SQLITE_PATH": str(home / "monolith.sqlite3"),
+                    "CATALOG_DATABASE_URL": f"sqlite:///{home / 'catalog.sqlite3'}"})
+    else:
+        env.update({"MONOLITH_DATABASE_URL": services.monolith_db, "CATALOG_DATABASE_URL": services.catalog_db,
+                    "STRANGLER_STREAMS": str(services.streams or REPO / "streams.yaml")})
     return env
 
 
@@ -132,13 +147,23 @@ def stream_process(home: Path, settings: StackSettings, stream: str = "catalog")
 
 def prepare(plan: Plan, say: Callable[[str], None]) -> Walk:
     require_parts("monolith", "router", "catalog", "cdc")
-    if plan.real:
-        raise ControlError("--real is not wired into the walkthrough yet: it runs the embedded stack "
-                       "(SQLite, trigger CDC); use `strangler up --real` for PostgreSQL and Kafka")
     reset()
     home = home_dir()
     home.mkdir(parents=True)
     (home / "logs").mkdir()
+    (home / "run").mkdir()
+    if not plan.real:
+        return _prepare(plan, say, home, None)
+    services = RealServices(run_dir=home / "run", progress=say)
+    services.start(streams=REPO / "streams.yaml", detach=False, state=home, kafka="optional", zipkin=True)
+    try:
+        return _prepare(plan, say, home, services)
+    except BaseException:
+        services.stop()
+        raise
+
+
+def _prepare(plan: Plan, say: Callable[[str], None], home: Path, services: RealServices | None) -> Walk:
     ports = {"router": free_port(), "monolith": free_port(), "catalog": free_port()}
     routes = home / "routes.yaml"
     drill_port = free_port()
@@ -149,9 +174,12 @@ def prepare(plan: Plan, say: Callable[[str], None]) -> Walk:
     settings = StackSettings(state=home, routes=routes, router_port=ports["router"],
                              monolith_port=ports["monolith"], catalog_port=ports["catalog"],
                              admin_token=state.admin_token(create=True) or "walkthrough",
-                             identity_secret=state.identity_secret(), seed=plan.seed)
-    receiver = SpanReceiver().start()
-    stack = build_stack(settings, mode="embedded")
+                             identity_secret=state.identity_secret(), seed=plan.seed,
+                             monolith_database_url=services.monolith_db if services else None,
+                             catalog_database_url=services.catalog_db if services else None,
+                             streams=services.streams if services else None, fast_passwords=True)
+    receiver: Spans = ZipkinSpans(services.zipkin) if services else SpanReceiver().start()
+    stack = build_stack(settings, mode="real" if services else "embedded")
     # the catalog exports spans of requests the router traced (step 5); it decides at start
     traced = {"OTEL_TRACES_EXPORTER": "zipkin", "OTEL_EXPORTER_ZIPKIN_ENDPOINT": receiver.endpoint,
               "OTEL_TRACES_SAMPLER_ARG": "0", "OTEL_BSP_SCHEDULE_DELAY": "500"}
@@ -160,11 +188,11 @@ def prepare(plan: Plan, say: Callable[[str], None]) -> Walk:
     stack = replace(stack, processes=tuple(replace(p, env={**p.env, **traced}) if p.name == "catalog" else p
                                            for p in stack.processes))
     walk = Walk(plan=plan, home=home, settings=settings, stack=stack,
-                sup=Supervisor(run_dir=home / "run", log_dir=home / "logs"), env=child_env(home, settings),
-                say=say, receiver=receiver)
+                sup=Supervisor(run_dir=home / "run", log_dir=home / "logs"), env=child_env(home, settings, services),
+                say=say, receiver=receiver, services=services)
     walk.facts["drill_port"] = drill_port
     # for a user who acts by hand: `source .strangler/walkthrough/env.sh` points the CLI here
-    lines = [f"export {k}={walk.env[k]}" for k in (*ENV_KEYS, "STRANGLER_ADMIN_TOKEN")]
+    lines = [f"export {k}={walk.env[k]}" for k in (*ENV_KEYS, "STRANGLER_ADMIN_TOKEN") if k in walk.env]
     lines.append(f"export STRANGLER_ROUTER_URL={walk.router_url}")
     env_file = home / "env.sh"
     env_file.touch(mode=0o600)  # it holds the admin token, as .strangler/admin-token does
@@ -203,9 +231,10 @@ def run(plan: Plan, *, only: int | None = None, ask: Ask | None = None,
     steps = load_steps()
     if only is not None and not 1 <= only <= len(steps):
         raise ControlError(f"--step {only}: there are steps 1 to {len(steps)}")
-    report = Report(wanted=only or len(steps))
+    report = Report(wanted=only or len(steps), mode="real" if plan.real else "embedded")
     t0 = time.monotonic()
     walk = prepare(plan, say)
+    report.transport = walk.transport  # before stop(): a stopped broker is no transport
     try:
         for step in steps[: only or len(steps)]:
             if show:

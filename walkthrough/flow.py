@@ -1,7 +1,8 @@
-"""Pieces the walkthrough's steps share: its routes, traffic, the split sampler, shadowing.
+"""Pieces the walkthrough's steps share: its routes, traffic, the split sampler, shadowing
+(and the recheck of its differing reads).
 
 Everything lives in `.strangler/walkthrough/` (wiped at each run): the two SQLite
-databases, the routes file its router serves (free loopback ports, so a running
+databases (with `--real` they are in PostgreSQL), the routes file its router serves (free loopback ports, so a running
 `strangler up` is not disturbed), its ledger, logs and pid files.
 """
 
@@ -14,10 +15,12 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
 import yaml
 
 from control.errors import ControlError
@@ -84,6 +87,28 @@ def set_shadow(routes: Path, route: str, percent: float) -> None:
         if r["name"] == route and "shadow" in r:
             r["shadow"]["percent"] = percent
     write_yaml(routes, doc)
+
+
+def in_flight(monolith: str, catalog: str, pairs: Sequence[Mapping[str, Any]], *, host: str,
+              tries: int = 3, pause: float = 0.5) -> int:
+    """How many of the router's differing shadow pairs (its status `pairs`) were in flight:
+    the same safe read asked again of both sides now (the stream caught up) answers alike
+    under the shadow's rules. One that still differs after `tries` counts against the copy."""
+    from router.diff import Response, compare
+
+    agreed = 0
+    with httpx.Client(timeout=10, headers={"Host": host}) as client:
+        for pair in pairs:
+            if pair.get("method") not in ("GET", "HEAD"):
+                continue
+            for attempt in range(tries):
+                a, b = (client.request(str(pair["method"]), base + str(pair["path"])) for base in (monolith, catalog))
+                if not compare(*(Response(r.status_code, dict(r.headers), r.content) for r in (a, b)),
+                               ignore=SHADOW_IGNORE):
+                    agreed += 1
+                    break
+                time.sleep(pause * (attempt + 1))  # traffic edits prices meanwhile: ask again
+    return agreed
 
 
 # -- traffic ---------------------------------------------------------------------------------

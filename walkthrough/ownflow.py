@@ -28,11 +28,11 @@ def write_ownership(home: Path) -> Path:
     return path
 
 
-def enforce(env: dict[str, str]) -> dict[str, Any]:
+def enforce(streams: Path, env: dict[str, str]) -> dict[str, Any]:
     """Guards on the non-owner side's database, as `strangler up` sets them."""
     from handover.enforce import enforce_declared
 
-    return enforce_declared(REPO / "streams.yaml", env)
+    return enforce_declared(streams, env)
 
 
 def move_writes(home: Path, env: dict[str, str], *, router_url: str) -> dict[str, Any]:
@@ -54,14 +54,15 @@ def move_writes(home: Path, env: dict[str, str], *, router_url: str) -> dict[str
     return doc
 
 
-def prove_write(router_url: str, monolith_db: Path, *, timeout: float = 30.0) -> dict[str, Any]:
+def prove_write(router_url: str, monolith_db: str, *, timeout: float = 30.0) -> dict[str, Any]:
     """One staff price change through the router after the flip: which backend served it, and
-    how long until the monolith (orders, reports) reads it through the reverse stream."""
-    import sqlite3
+    how long until the monolith (orders, reports) reads it through the reverse stream, in its
+    database (`monolith_db`, a SQLAlchemy URL: SQLite or PostgreSQL)."""
     import time
     from decimal import Decimal
 
     import httpx
+    import sqlalchemy as sa
 
     with httpx.Client(base_url=router_url, timeout=10) as client:
         login = client.post("/api/auth/login/", json={"username": "staff1", "password": "shop-password"})
@@ -77,13 +78,20 @@ def prove_write(router_url: str, monolith_db: Path, *, timeout: float = 30.0) ->
         raise StackError(f"a staff price change after the flip failed: {answer.status_code} "
                          f"{answer.text[:200]} (served by {backend})")
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with sqlite3.connect(monolith_db) as db:
-            (seen,) = db.execute("SELECT price FROM catalog_product WHERE id = ?", (product["id"],)).fetchone()
-        if Decimal(str(seen)) == price:
-            return {"product": product["id"], "price": f"{price:.2f}", "served_by": backend,
-                    "in_monolith_after_ms": round(1000 * (time.monotonic() - t0))}
-        time.sleep(0.05)
+    # a plain read engine (the CDC sinks' takes SQLite's write lock at BEGIN); psycopg2 named,
+    # as SQLAlchemy 2.1 would pick psycopg 3
+    engine = sa.create_engine(monolith_db.replace("postgresql://", "postgresql+psycopg2://", 1))
+    try:
+        while time.monotonic() < deadline:
+            with engine.connect() as db:
+                seen = db.execute(sa.text("SELECT price FROM catalog_product WHERE id = :id"),
+                                  {"id": product["id"]}).scalar_one()
+            if Decimal(str(seen)) == price:
+                return {"product": product["id"], "price": f"{price:.2f}", "served_by": backend,
+                        "in_monolith_after_ms": round(1000 * (time.monotonic() - t0))}
+            time.sleep(0.05)
+    finally:
+        engine.dispose()
     raise StackError(f"the price change of product {product['id']} (served by {backend}) did not reach "
                      f"the monolith within {timeout:.0f}s: is the reverse stream running? "
                      f"see the demo's logs/cdc-catalog_reverse.log")

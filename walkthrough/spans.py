@@ -1,8 +1,9 @@
-"""A tiny Zipkin v2 span receiver for step 5 on the embedded stack (no Java, no Zipkin).
+"""Where step 5's spans go, and how they are read back for `trace_crosses`.
 
-`POST /api/v2/spans` with a JSON list of spans → 202; the spans are kept in memory (up to
-`keep`) for `trace_crosses`. With `--real` and Java present, devstack's Zipkin is used
-instead and its `/api/v2/traces` read back the same way.
+`SpanReceiver`, for the embedded stack (no Java, no Zipkin): `POST /api/v2/spans` with a JSON
+list of spans → 202; the spans are kept in memory (up to `keep`). `ZipkinSpans`, for
+`--real`: devstack's Zipkin receives them, and they are read back from its own query API
+(`GET /api/v2/traces`), so the check sees what a user's Zipkin UI shows. Both are `Spans`.
 """
 
 from __future__ import annotations
@@ -12,10 +13,27 @@ import json
 import threading
 from collections import deque
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Protocol
+
+
+class Spans(Protocol):
+    store: str  # what the report names: "receiver" or "zipkin <url>"
+
+    @property
+    def endpoint(self) -> str:
+        """Zipkin v2's `/api/v2/spans` URL the exporters post to."""
+        ...
+
+    def snapshot(self) -> list[dict[str, Any]]:
+        """The spans received so far (Zipkin v2 JSON)."""
+        ...
+
+    def stop(self) -> None: ...
 
 
 class SpanReceiver:
+    store = "receiver"
+
     def __init__(self, *, host: str = "127.0.0.1", port: int = 0, keep: int = 20000) -> None:
         self.spans: deque[dict[str, Any]] = deque(maxlen=keep)
         self.received = 0
@@ -61,3 +79,24 @@ class SpanReceiver:
 
     def snapshot(self) -> list[dict[str, Any]]:
         return list(self.spans)
+
+
+class ZipkinSpans:
+    """A Zipkin server's spans through its query API; `server` is devstack's `ZipkinServer`
+    (`spans_url`, `traces()`), stopped by whoever started it, not here."""
+
+    def __init__(self, server: Any, *, service: str = "catalog", limit: int = 50) -> None:
+        self.server, self.service, self.limit = server, service, limit
+        self.store = f"zipkin {server.url}"
+
+    @property
+    def endpoint(self) -> str:
+        return str(self.server.spans_url)
+
+    def snapshot(self) -> list[dict[str, Any]]:
+        # the traces the last service took part in: a crossing trace is among them
+        traces = self.server.traces(service=self.service, limit=self.limit)
+        return [span for trace in traces for span in trace]
+
+    def stop(self) -> None:
+        pass

@@ -2,8 +2,9 @@
 
 A `Walk` holds everything started for one run in `.strangler/walkthrough/`: the stack
 (monolith, catalog, router; later the CDC streams, a drill copy of the catalog, the retired
-monolith), the traffic generator, the split sampler, the span receiver, the probe and the
-CDC lag watch. `act_N` changes the system as migrations/NN-*.yaml says; `check_N` reads
+monolith), the traffic generator, the split sampler, where spans go (the span receiver, or
+with `--real` Zipkin), the probe, the CDC lag watch, and with `--real` the PostgreSQL, Kafka
+and Zipkin of `stack.realstack` the databases and streams live on. `act_N` changes the system as migrations/NN-*.yaml says; `check_N` reads
 the state back and judges it with `walkthrough.checks` and the file's parameters, so a user
 who did the act by hand is checked the same way.
 """
@@ -36,6 +37,7 @@ from rollout.canary import CanaryPlan, run_canary
 from rollout.gate import Gate
 from router.balance import BUCKETS, bucket
 from stack.model import Process, Stack, StackSettings, stream_process
+from stack.realstack import RealServices
 from stack.supervisor import Supervisor, pid_alive
 from walkthrough import checks
 from walkthrough.checks import Result
@@ -46,11 +48,12 @@ from walkthrough.flow import (
     PRODUCTS,
     SplitSampler,
     Traffic,
+    in_flight,
     set_shadow,
     write_yaml,
 )
 from walkthrough.ownflow import enforce, move_writes, prove_write
-from walkthrough.spans import SpanReceiver
+from walkthrough.spans import Spans
 
 REPO = Path(__file__).resolve().parent.parent
 HOST = "walkthrough.local"  # one Host for both sides of a comparison: links must not differ by port
@@ -76,11 +79,15 @@ class Plan:
                          "min_requests": 10, "probe_rate": 8.0, "window": 4.0, "settle": 1.0}, **kw})
 
 
+# what a CDC stream process of the walkthrough gets: its databases, the ownership file and,
+# with --real, the streams file (on Kafka a copy of streams.yaml with `transport: kafka`)
+STREAM_ENV = ("STRANGLER_STATE_DIR", "MONOLITH_DATABASE_URL", "MONOLITH_SQLITE_PATH", "CATALOG_DATABASE_URL",
+              "STRANGLER_OWNERSHIP", "STRANGLER_STREAMS")
+
+
 def cdc_process(walk: Walk, stream: str) -> Process:
-    keep = ("STRANGLER_STATE_DIR", "MONOLITH_DATABASE_URL", "MONOLITH_SQLITE_PATH", "CATALOG_DATABASE_URL",
-            "STRANGLER_OWNERSHIP")
     return Process(name=stream_process(stream), role="stream", cwd=str(REPO),
-                   env={k: walk.env[k] for k in keep if k in walk.env},
+                   env={k: walk.env[k] for k in STREAM_ENV if k in walk.env},
                    argv=(sys.executable, "-m", "cli.main", "cdc", "run", stream))
 
 
@@ -147,9 +154,12 @@ class LagWatch:
     def _run(self) -> None:
         while not self._stop.wait(0.5):
             for path in self.folder.glob("*.json"):
+                stream, _, half = path.stem.partition(".")
+                if half not in ("", "apply"):  # over Kafka the apply half's lag is end to end
+                    continue
                 with contextlib.suppress(OSError, ValueError, TypeError):
                     lag = float(json.loads(path.read_text()).get("lag_ms") or 0)
-                    self.peaks[path.stem] = max(self.peaks.get(path.stem, 0.0), lag)
+                    self.peaks[stream] = max(self.peaks.get(stream, 0.0), lag)
 
     def start(self) -> LagWatch:
         self._thread.start()
@@ -172,10 +182,19 @@ class Walk:
     api: RouterAPI | None = None
     traffic: Traffic | None = None
     sampler: SplitSampler | None = None
-    receiver: SpanReceiver | None = None
+    receiver: Spans | None = None
     lag: LagWatch | None = None
     probes: list[Probe] = field(default_factory=list)
     facts: dict[str, Any] = field(default_factory=dict)  # what acts leave for checks and the report
+    services: RealServices | None = None  # --real: PostgreSQL, Kafka, Zipkin
+
+    @property
+    def transport(self) -> str:
+        return self.services.transport if self.services is not None else "direct"
+
+    @property
+    def streams_file(self) -> Path:
+        return Path(self.env.get("STRANGLER_STREAMS") or REPO / "streams.yaml")
 
     @property
     def routes(self) -> Path:
@@ -206,15 +225,19 @@ class Walk:
         if self.receiver is not None:
             self.receiver.stop()
         self.sup.stop()
+        if self.services is not None:  # the databases last: the processes using them are gone
+            self.services.stop()
 
 
 # -- helpers ----------------------------------------------------------------------------------
 
 def _metrics(walk: Walk, stream: str) -> dict[str, Any]:
-    try:
-        return dict(json.loads((walk.home / "cdc" / f"{stream}.json").read_text()))
-    except (OSError, ValueError):
-        return {}
+    """The stream's metrics file; over Kafka its apply half's (the lag end to end), as
+    `cli.streamcheck.live` reads them."""
+    for name in (stream, f"{stream}.apply"):
+        with contextlib.suppress(OSError, ValueError):
+            return dict(json.loads((walk.home / "cdc" / f"{name}.json").read_text()))
+    return {}
 
 
 def wait_caught_up(walk: Walk, stream: str) -> dict[str, Any]:
@@ -231,11 +254,29 @@ def wait_caught_up(walk: Walk, stream: str) -> dict[str, Any]:
         walk.say(f"{stream}: {doc.get('state', 'starting')}, {doc.get('events', 0)} events, "
                  f"lag {float(doc.get('lag_ms') or 0):.0f} ms")
         if doc.get("state") == "streaming" and float(doc.get("lag_ms") or 0) < 2000 \
-                and time.time() - float(doc.get("updated") or 0) < 5:
+                and time.time() - float(doc.get("updated") or 0) < 5 \
+                and (walk.transport != "kafka" or applied_now(walk, stream, deadline)):
             return doc
         time.sleep(0.3)
     raise StackError(f"the CDC stream {stream} did not catch up in {walk.plan.cdc_timeout:.0f}s (last state: "
                      f"{doc.get('state', 'unknown')}); see {walk.home}/logs/{stream_process(stream)}.log")
+
+
+def applied_now(walk: Walk, stream: str, deadline: float) -> bool:
+    """Over Kafka the capture's metrics say nothing of the apply half: a marker through the
+    stream (`cdc.drain`) is applied, and the first copy is done, by `deadline`."""
+    from cdc import config, drain
+
+    saved = dict(os.environ)
+    os.environ.update(walk.env)  # the streams file names its databases through ${VAR}s
+    try:
+        cfg = config.load(walk.streams_file).stream(stream)
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    if not drain.wait_applied_to(cfg, drain.mark(cfg), timeout=max(0.0, deadline - time.monotonic()), poll=0.2):
+        return False
+    return cfg.initial == "none" or drain.snapshot_done(cfg, [m.source for m in cfg.tables])
 
 
 def verify(walk: Walk, stream: str) -> tuple[int, dict[str, Any]]:
@@ -494,7 +535,7 @@ def act_3(walk: Walk, step: Step) -> None:
     # the way back (no copy: the monolith has every row), ready for step 4's flip
     walk.sup.start_more(cdc_process(walk, "catalog_reverse"), progress=walk.say)
     wait_caught_up(walk, "catalog_reverse")
-    enforce(walk.env)  # the monolith owns: the catalog's copy refuses application writes
+    enforce(walk.streams_file, walk.env)  # the monolith owns: the catalog's copy refuses application writes
     set_shadow(walk.routes, PRODUCTS, 100)
     deadline = time.monotonic() + walk.plan.shadow_seconds
     while time.monotonic() < deadline:
@@ -502,6 +543,8 @@ def act_3(walk: Walk, step: Step) -> None:
         time.sleep(0.5)
     walk.facts["shadow"] = (route_entry(walk.router().status(), PRODUCTS).get("shadow") or {})
     set_shadow(walk.routes, PRODUCTS, 0)
+    # the differing pairs as the router kept them, to read after the run
+    (walk.home / "shadow.json").write_text(json.dumps(walk.facts["shadow"], indent=2, default=str))
 
 
 def settled(walk: Walk, stream: str) -> dict[str, Any]:
@@ -516,9 +559,11 @@ def check_3(walk: Walk, step: Step) -> list[Result]:
     params = next(c for c in step.checks if c.name == "contract_tests_live").params
     failures, compared = contract_live(walk.url("monolith"), walk.url("catalog"), REPO / str(params["contract"]))
     shadow = walk.facts.get("shadow") or route_entry(walk.router().status(), PRODUCTS).get("shadow") or {}
-    return [_run(step, "cdc_caught_up", checks.cdc_caught_up, settled(walk, "catalog")),
+    caught_up = settled(walk, "catalog")
+    rechecked = in_flight(walk.url("monolith"), walk.url("catalog"), shadow.get("pairs") or [], host=HOST)
+    return [_run(step, "cdc_caught_up", checks.cdc_caught_up, caught_up),
             checks.contract_tests_live(failures, compared),
-            _run(step, "shadow_within_noise", checks.shadow_within_noise, shadow)]
+            _run(step, "shadow_within_noise", checks.shadow_within_noise, shadow, rechecked)]
 
 
 # -- step 4: move write ownership -------------------------------------------------------------
@@ -530,7 +575,7 @@ def act_4(walk: Walk, step: Step) -> None:
 
 def check_4(walk: Walk, step: Step) -> list[Result]:
     try:
-        proof = prove_write(walk.router_url, walk.home / "monolith.sqlite3")
+        proof = prove_write(walk.router_url, walk.env["MONOLITH_DATABASE_URL"])
         walk.facts.setdefault("ownership", {})["write_after_flip"] = proof
         served_by: str | None = proof["served_by"]
     except StackError as exc:
@@ -583,6 +628,10 @@ def check_5(walk: Walk, step: Step) -> list[Result]:
                                       services=services)
         if result.ok:
             break
+    # where it was found: the walkthrough's receiver, or (--real) Zipkin's own query API
+    result = replace(result, detail=f"{result.detail}; read from {walk.receiver.store}")
+    walk.facts["trace"] = {"store": walk.receiver.store, "found": result.ok,
+                           "trace_id": result.figures.get("trace_id"), "sent": len(sent)}
     _, snaps = snapshots(walk.router().status(), PRODUCTS)
     counts = {b: s.requests for b, s in snaps.items()}
     return [result, _run(step, "metrics_per_backend", checks.metrics_per_backend, counts)]

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -35,6 +37,11 @@ def test_real_stack_points_every_part_at_postgresql(tmp_path: Path) -> None:
     cdc = stack.process("cdc-catalog").env
     assert cdc["MONOLITH_DATABASE_URL"] == "postgresql://u@h/monolith"
     assert cdc["CATALOG_DATABASE_URL"] == "postgresql://u@h/catalog"
+    # PBKDF2 logins on a real database, unless asked (the walkthrough's throwaway demo shop)
+    assert "MONOLITH_FAST_PASSWORDS" not in stack.process("monolith").env
+    fast = build_stack(replace(s, fast_passwords=True), mode="real")
+    assert fast.process("monolith").env["MONOLITH_FAST_PASSWORDS"] == "1"
+    assert all(t.env["MONOLITH_FAST_PASSWORDS"] == "1" for t in fast.setup)  # the seed's hashes too
 
 
 def test_definitions_refuse_nonsense() -> None:
@@ -52,3 +59,39 @@ def test_definitions_refuse_nonsense() -> None:
     with pytest.raises(ValueError, match="give a value in 0..1"):
         StackSettings(state=Path("."), routes=Path("r"), admin_token="t", identity_secret="s",
                       catalog_fail_rate=2)
+
+
+@pytest.mark.postgres
+def test_real_services_fall_back_to_direct_only_when_kafka_is_optional(
+        tmp_path: Path, pg_server: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A machine without Java: `walkthrough --real` (kafka="optional") says so in one line and
+    keeps the streams file's direct transport; `up --real` (required) refuses, saying what to
+    install."""
+    from stack.errors import StackError
+    from stack.realstack import RealServices
+
+    monkeypatch.setenv("STRANGLER_PG_DSN", pg_server.dsn)
+    monkeypatch.setenv("JAVA_HOME", str(tmp_path / "no-java"))
+    monkeypatch.delenv("STRANGLER_KAFKA_BOOTSTRAP", raising=False)
+    streams = Path(__file__).resolve().parents[2] / "streams.yaml"
+    said: list[str] = []
+    services = RealServices(run_dir=tmp_path, progress=said.append)
+    try:
+        services.start(streams=streams, detach=False, state=tmp_path, kafka="optional")
+        assert services.transport == "direct" and services.streams == streams
+        assert services.monolith_db.endswith("/monolith") and services.catalog_db.endswith("/catalog")
+        notes = [line for line in said if line.startswith("note: Kafka cannot start here")]
+        assert len(notes) == 1 and "direct transport" in notes[0] and "openjdk-17" in notes[0]
+        services.stop()
+        with pytest.raises(StackError, match="--real needs Kafka: Java was not found.*apt-get install openjdk-17"):
+            RealServices(run_dir=tmp_path).start(streams=streams, detach=False, state=tmp_path)
+    finally:
+        services.stop()
+        import psycopg2
+
+        conn = psycopg2.connect(pg_server.dsn)  # the session's server: leave nothing behind
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            for name in ("monolith", "catalog"):
+                cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.close()
