@@ -34,6 +34,9 @@ def export(
         err.print(f"error: unknown data plane {target!r}; targets: {', '.join(TARGETS)} "
                   "(e.g. `strangler export nginx --out deploy/nginx`)", markup=False, highlight=False)
         raise typer.Exit(2)
+    if not routes.is_file():
+        raise CLIError(f"no routes file at {routes} — fix: run this where routes.yaml is, or pass "
+                       "--routes PATH")
     try:
         plan = model.load_plan(routes)
         if target == "nginx":

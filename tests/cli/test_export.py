@@ -26,7 +26,7 @@ def test_a_bad_routes_file_gets_the_router_s_message(tmp_path: Path) -> None:
     assert result.exit_code == 1
     assert "weights sum to 101, not 100" in result.stderr and "fix" in result.stderr
     missing = runner.invoke(app, ["export", "nginx", "--routes", str(tmp_path / "nope.yaml")])
-    assert missing.exit_code == 1 and "cannot read the routes file" in missing.stderr
+    assert missing.exit_code == 1 and "no routes file at" in missing.stderr and "--routes PATH" in missing.stderr
 
 
 def test_writes_the_files_and_says_what_is_not_exported(tmp_path: Path) -> None:
