@@ -1,13 +1,12 @@
 """`strangler rollout start|status|promote|abort|pause|resume`: rollouts that outlive the terminal.
 
-The engine is `rollout/` (spec, gate, controller); this module parses the flags or the
-`--spec` file, runs the read gate, writes the rollout file and spawns its controller as a
-detached process (`strangler rollout controller ROUTE`, hidden): its pid file is
-`.strangler/run/rollout-<route>.json`, its log `.strangler/logs/rollout-<route>.log`. The
-other commands write a request the controller takes on its next poll (from any terminal, or
-the dashboard's buttons), and start a new controller when the old one is gone — which then
-resumes from the persisted step. Exit codes: 0 ok/promoted, 1 failed, 2 usage, 3 rolled back,
-aborted, or (with `status --watch`) the rollout ended without promotion.
+The engine is `rollout/` (spec, gate, controller); the controller's process and the status
+text are `control/rollouts.py`. This module parses the flags or the `--spec` file, runs the
+read gate, writes the rollout file and spawns its controller detached. The other commands
+write a request the controller takes on its next poll (from any terminal, or the dashboard's
+buttons), and start a new controller when the old one is gone — which then resumes from the
+persisted step. Exit codes: 0 ok/promoted, 1 failed, 2 usage, 3 rolled back, aborted, or
+(with `status --watch`) the rollout ended without promotion.
 """
 
 from __future__ import annotations
@@ -15,8 +14,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Annotated, Any
@@ -29,9 +26,20 @@ from cli.output import err, guarded, out, print_json
 from control.errors import RouterUnreachable
 from control.ledger import actor, append_entry, ledger_path
 from control.readgate import check_raise
+from control.rollouts import (
+    controller_alive,
+    describe,
+    log_file,
+    owed,
+    pid_file,
+    respawn,
+    spawn,
+    store_for,
+    wait_for,
+)
 from control.routerapi import RouterAPI, find_router
 from control.routercontrol import RouterControl
-from rollout.controller import ACTIVE, DONE, Controller, RolloutError, Store, new_rollout
+from rollout.controller import ACTIVE, DONE, Controller, RolloutError, new_rollout
 from rollout.gate import parse_duration
 from rollout.spec import RolloutSpec, SpecError, Webhook, from_yaml_doc, gate_from, steps_from_flag
 from stack import state
@@ -45,60 +53,8 @@ RoutesOpt = Annotated[Path, typer.Option(help="Routes file of the running router
 ReasonOpt = Annotated[str, typer.Option(help="Why (goes into the ledger).")]
 
 
-def _store(route: str, routes: Path) -> Store:
-    from router import rollouts as files
-
-    ledger = ledger_path(state.running_routes(routes))
-    return Store(files.folder(ledger), route, ledger=ledger)
-
-
-def _pid_file(route: str) -> Path:
-    return state.run_dir() / f"rollout-{route}.json"
-
-
-def _log_file(route: str) -> Path:
-    return state.log_dir() / f"rollout-{route}.log"
-
-
-def _alive(doc: dict[str, Any]) -> bool:
-    from router import rollouts as files
-
-    return files.alive(doc.get("pid"))
-
-
-def _respawn(route: str, routes: Path, router: str | None, doc: dict[str, Any]) -> int:
-    """A new controller for a rollout whose controller is gone; it continues from the file."""
-    url = find_router(router)
-    if url is None:
-        raise RouterUnreachable("the rollout's controller is gone and no router answers: start the "
-                                "stack with `strangler up` or give --router URL")
-    pid = _spawn(route, routes, url)
-    err.print(f"the controller was not running: started a new one (pid {pid}), resuming at step "
-              f"{doc.get('step_index', 0) + 1}", highlight=False, markup=False)
-    return pid
-
-
-def _spawn(route: str, routes: Path, router: str) -> int:
-    """Start the controller of `route` detached from this terminal (its own session)."""
-    log = _log_file(route)
-    with open(log, "ab") as handle:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "cli.main", "rollout", "controller", route,
-             "--routes", str(routes.absolute()), "--router", router],
-            stdin=subprocess.DEVNULL, stdout=handle, stderr=subprocess.STDOUT,
-            start_new_session=True, cwd=os.getcwd())
-    return proc.pid
-
-
-def _wait_for(store: Store, predicate: Any, timeout: float) -> dict[str, Any] | None:
-    deadline = time.monotonic() + timeout
-    while True:
-        doc = store.load()
-        if doc is not None and predicate(doc):
-            return doc
-        if time.monotonic() > deadline:
-            return doc
-        time.sleep(0.1)
+def say(line: str) -> None:
+    err.print(line, highlight=False, markup=False)
 
 
 def _spec_from(route: str | None, to: str | None, spec_file: Path | None, *, steps: str, interval: str,
@@ -170,10 +126,10 @@ def start(
     spec = _spec_from(route, to, spec_file, steps=steps, interval=interval, max_error_rate=max_error_rate,
                       max_p99_ratio=max_p99_ratio, max_p99=max_p99, min_requests=min_requests,
                       p99_floor=p99_floor, threshold=threshold, webhook=webhook or [], reason=reason)
-    store = _store(spec.route, routes)
+    store = store_for(spec.route, routes)
     old = store.load()
     if old is not None and old.get("state") in ACTIVE:
-        if _alive(old):
+        if controller_alive(old):
             raise CLIError(f"a rollout of {spec.route} → {old.get('candidate')} is already {old['state']} "
                            f"(step {old.get('step')}/{len(old.get('steps') or [])}): watch it with "
                            f"`strangler rollout status {spec.route} --watch`, or stop it with "
@@ -209,28 +165,28 @@ def start(
     store.record({"kind": "rollout", "event": "started", "route": spec.route, "candidate": spec.candidate,
                   "rollout": doc["id"], "actor": actor(), "steps": doc["steps"],
                   "reason": reason or f"rollout of {spec.route} → {spec.candidate} started"})
-    pid = _spawn(spec.route, routes, url)
-    doc = _wait_for(store, lambda d: d.get("pid") == pid or d.get("state") not in ACTIVE, 60.0) or doc
+    pid = spawn(spec.route, routes, url)
+    doc = wait_for(store, lambda d: d.get("pid") == pid or d.get("state") not in ACTIVE, 60.0) or doc
     if doc.get("pid") != pid and doc.get("state") in ACTIVE:
-        raise CLIError(f"the controller (pid {pid}) did not start: see {_log_file(spec.route)}")
+        raise CLIError(f"the controller (pid {pid}) did not start: see {log_file(spec.route)}")
     if json_out:
         print_json(doc)
         return
     out.print(f"rollout {spec.route} → {spec.candidate} started: {' → '.join(doc['steps'])}", highlight=False)
-    err.print(f"controller pid {pid}, log {_log_file(spec.route)}; watch with "
+    err.print(f"controller pid {pid}, log {log_file(spec.route)}; watch with "
               f"`strangler rollout status {spec.route} --watch`", highlight=False, markup=False)
 
 
 @app.command(hidden=True)
 def controller(route: str, routes: RoutesOpt = Path("routes.yaml"), router: RouterOpt = None) -> None:
     """The detached controller (started by `rollout start` / `resume`): runs until the rollout ends."""
-    store = _store(route, routes)
+    store = store_for(route, routes)
     url = find_router(router)
     if url is None:
         raise typer.Exit(1)
-    pid_file = _pid_file(route)
-    pid_file.write_text(json.dumps({"pid": os.getpid(), "route": route, "started": time.time(),
-                                    "log": str(_log_file(route))}))
+    pid_path = pid_file(route)
+    pid_path.write_text(json.dumps({"pid": os.getpid(), "route": route, "started": time.time(),
+                                    "log": str(log_file(route))}))
     say = lambda line: print(time.strftime("%H:%M:%S ") + line, flush=True)  # noqa: E731
     try:
         with RouterAPI(url) as api:
@@ -243,25 +199,25 @@ def controller(route: str, routes: RoutesOpt = Path("routes.yaml"), router: Rout
         raise typer.Exit(1) from None
     finally:
         try:
-            if json.loads(pid_file.read_text()).get("pid") == os.getpid():
-                pid_file.unlink()
+            if json.loads(pid_path.read_text()).get("pid") == os.getpid():
+                pid_path.unlink()
         except (OSError, ValueError):
             pass
 
 
 def _steer(action: str, route: str, reason: str, routes: Path, router: str | None, *, full: bool = False) -> None:
-    store = _store(route, routes)
+    store = store_for(route, routes)
     doc = store.load()
     if doc is None:
         raise CLIError(f"no rollout of {route!r}: start one with `strangler rollout start {route} --to BACKEND`")
-    if doc.get("state") not in ACTIVE and owed(doc) and not _alive(doc):
+    if doc.get("state") not in ACTIVE and owed(doc) and not controller_alive(doc):
         # ended, but its controller died before setting the final weight or removing its header
         # routes or mirror: a new one does it and exits
-        pid = _respawn(route, routes, router, doc)
-        now = _wait_for(store, lambda d: not owed(d), 60.0) or doc
+        pid = respawn(route, routes, router, doc, say)
+        now = wait_for(store, lambda d: not owed(d), 60.0) or doc
         if owed(now):
             raise CLIError(f"the new controller (pid {pid}) has not done {'; '.join(owed(now))} "
-                           f"yet: see {_log_file(route)}")
+                           f"yet: see {log_file(route)}")
         out.print(f"{route}: the rollout was already {doc.get('state')}; what it left set is undone",
                   highlight=False)
         return
@@ -269,13 +225,13 @@ def _steer(action: str, route: str, reason: str, routes: Path, router: str | Non
         raise CLIError(f"the rollout of {route} → {doc.get('candidate')} is already {doc.get('state')} "
                        f"({doc.get('why')}); start a new one with `strangler rollout start`")
     who = actor()
-    alive = _alive(doc)
+    alive = controller_alive(doc)
     if action == "resume" and doc.get("state") == "running" and not alive:
         # nothing to resume but the controller itself: a new one continues from the file
-        pid = _respawn(route, routes, router, doc)
-        now = _wait_for(store, lambda d: d.get("pid") == pid or d.get("state") not in ACTIVE, 60.0) or doc
+        pid = respawn(route, routes, router, doc, say)
+        now = wait_for(store, lambda d: d.get("pid") == pid or d.get("state") not in ACTIVE, 60.0) or doc
         if now.get("pid") != pid and now.get("state") in ACTIVE:
-            raise CLIError(f"the new controller (pid {pid}) did not start: see {_log_file(route)}")
+            raise CLIError(f"the new controller (pid {pid}) did not start: see {log_file(route)}")
         out.print(f"{route}: resume → {now.get('state')} (controller pid {pid})", highlight=False)
         return
     asked = store.request(action, actor=who, reason=reason, full=full)
@@ -286,11 +242,11 @@ def _steer(action: str, route: str, reason: str, routes: Path, router: str | Non
     wait = 10.0
     if not alive:
         wait = 60.0  # a fresh process must import the CLI first: seconds on a busy machine
-        _respawn(route, routes, router, doc)
-    now = _wait_for(store, lambda d: (d.get("handled") or {}).get("time") == asked["time"], wait) or doc
+        respawn(route, routes, router, doc, say)
+    now = wait_for(store, lambda d: (d.get("handled") or {}).get("time") == asked["time"], wait) or doc
     if (now.get("handled") or {}).get("time") != asked["time"]:
         raise CLIError(f"asked to {action}, but the controller has not taken the request in {wait:g} s: "
-                       f"see {_log_file(route)}")
+                       f"see {log_file(route)}")
     out.print(f"{route}: {action} → {now.get('state')}" + (f" ({now['pause_reason']})" if now.get("pause_reason") else "")
               + (f": {now['why']}" if now.get("state") in DONE and now.get("why") else ""), highlight=False)
 
@@ -324,78 +280,6 @@ def resume(route: str, reason: ReasonOpt = "", routes: RoutesOpt = Path("routes.
     _steer("resume", route, reason, routes, router)
 
 
-def owed(doc: dict[str, Any]) -> list[str]:
-    """What an ended rollout still owes the router, one phrase each: the final weight it
-    decided but the router did not take yet, and the header routes and mirror it set."""
-    weight = doc.get("owed_weight")
-    return ([f"weight {doc.get('candidate')} → {weight['weight']}%"] if weight else []) + managed_routes(doc)
-
-
-def managed_routes(doc: dict[str, Any]) -> list[str]:
-    """The header routes and the mirror the rollout has set on the router, one phrase each."""
-    managed = doc.get("managed_routes") or {}
-    out = []
-    for name, rule in (managed.get("header") or {}).items():
-        how = next((k for k in ("exact", "prefix", "regex") if k in rule), "exact")
-        out.append(f"header route {name} ({rule.get('header')} {how} {rule.get(how)!r} → {rule.get('to')})")
-    m = managed.get("mirror")
-    if m:
-        out.append(f"mirror {m.get('name')} ({m.get('percent'):g}% of {', '.join(m.get('methods') or [])} → {m.get('to')})")
-    return out
-
-
-def _ago(seconds: float) -> str:
-    return f"{seconds:.0f}s"
-
-
-def describe(doc: dict[str, Any], now: float, *, alive: bool) -> list[str]:
-    """The lines of one rollout for `status` (and `--watch`)."""
-    route, cand, st = doc.get("route"), doc.get("candidate"), doc.get("state")
-    steps = doc.get("steps") or []
-    head = f"{route} → {cand}: {st}"
-    if st in ACTIVE:
-        head += f" (controller pid {doc.get('pid')})" if alive else \
-            f" — controller not running: `strangler rollout resume {route}` continues from this step"
-    lines = [head]
-    i = int(doc.get("step_index") or 0)
-    if st in ACTIVE and i < len(steps):
-        where = f"step {i + 1}/{len(steps)}: {steps[i]} · weight {doc.get('weight') if doc.get('weight') is not None else '–'}%"
-        if doc.get("deadline") and st == "running":
-            where += f" · {_ago(max(0.0, doc['deadline'] - now))} left"
-        lines.append(where)
-    waiting = doc.get("waiting")
-    if waiting and st == "running":
-        left = max(0.0, float(waiting["inconclusive_at"]) - now)
-        lines.append(f"waiting for ≥ {waiting['need']} candidate requests (has {waiting['has']}) "
-                     f"(pauses as inconclusive in {_ago(left)})")
-    prog = doc.get("progress")
-    if prog and st in ACTIVE:
-        p99 = prog.get("candidate_p99_ms")
-        cur = prog.get("current_p99_ms")
-        lines.append(f"candidate: {prog['candidate_requests']} requests, {prog['candidate_errors']} errors, "
-                     f"p99 {'n/a' if p99 is None else f'{p99:g} ms'} (current {'n/a' if cur is None else f'{cur:g} ms'})"
-                     f" over {prog['window_s']:g}s · checks passed {prog['checks_passed']}/{prog['checks_needed']}")
-    v = doc.get("verdict")
-    if v and st in ACTIVE:
-        lines.append(f"gate: {v.get('decision')} — {v.get('why')}")
-    weight = doc.get("owed_weight")
-    if weight:
-        hint = "the controller retries" if alive else f"`strangler rollout resume {route}` sets it"
-        lines.append(f"owed: {doc.get('candidate')} → {weight['weight']}% ({weight['label']}); the router "
-                     f"has not taken it yet — {hint}")
-    managed = managed_routes(doc)
-    if managed:
-        hint = "" if st in ACTIVE else f" — still set: `strangler rollout resume {route}` removes them"
-        lines.append(f"managed routes: {'; '.join(managed)}{hint}")
-    lines.append(f"failed checks: {doc.get('failed_checks', 0)} of {doc.get('threshold')} before rollback · "
-                 f"limits: {doc.get('gate')}")
-    if doc.get("pause_reason"):
-        lines.append(f"paused: {doc['pause_reason']}")
-    if st not in ACTIVE and doc.get("why"):
-        lines.append(f"{st}: {doc['why']}")
-    return lines
-
-
 @app.command()
 @guarded
 def status(
@@ -407,7 +291,7 @@ def status(
     """Where each rollout is: step, countdown, candidate traffic so far, the gate's verdict."""
     from router import rollouts as files
 
-    store = _store(route or "-", routes)
+    store = store_for(route or "-", routes)
 
     def current() -> list[dict[str, Any]]:
         docs = [d for d in files.read_all(store.folder) if d.get("kind") == "rollout"]

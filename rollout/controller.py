@@ -2,7 +2,7 @@
 
 Place in the flow: `strangler rollout start` writes the rollout (spec + state) to
 `<state>/rollouts/<route>.json` — the file the dashboard already reads (router/rollouts.py) —
-and spawns a detached controller process (cli/rollouts.py) that calls `Controller.run`.
+and spawns a detached controller process (control/rollouts.py) that calls `Controller.run`.
 Each `tick` reads the file, takes a pending request (pause, resume, abort, promote: written by
 another `strangler rollout …` or a dashboard button), does what the current step needs, and
 writes the file back. Every transition goes to the ledger.

@@ -70,7 +70,7 @@ def test_too_little_traffic_is_inconclusive_and_pauses_with_what_to_do(tmp_path:
 def test_status_shows_what_an_analysis_waits_for_and_counts_down_to_the_pause(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from cli.main import app
-    from cli.rollouts import describe
+    from control.rollouts import describe
 
     state = tmp_path / "state"
     monkeypatch.setenv("STRANGLER_STATE_DIR", str(state))
@@ -326,7 +326,7 @@ def test_header_route_and_mirror_are_set_then_removed_when_promoted(tmp_path: Pa
                                                     "to": "catalog"}}
     assert rig.router.shadow == {"to": "catalog", "percent": 50.0, "methods": ["GET"]}
     assert doc["managed_routes"]["header"].keys() == {"testers"} and doc["managed_routes"]["mirror"]["name"] == "compare"
-    from cli.rollouts import describe
+    from control.rollouts import describe
 
     assert any("managed routes: header route testers (X-Canary exact 'yes' → catalog); mirror compare "
                "(50% of GET → catalog)" in line for line in describe(doc, rig.clock(), alive=True))

@@ -243,7 +243,7 @@ def test_header_route_and_mirror_steps_on_a_real_router_are_removed_by_abort_and
     while not (router.status()["routes"]["products"]["shadow"] or {}).get("compared"):
         assert time.monotonic() < deadline, f"never shadowed: {router.status()['routes']['products']}"
         time.sleep(0.1)
-    from cli.rollouts import describe
+    from control.rollouts import describe
 
     shown = describe(rollout_doc(tmp_path), time.time(), alive=True)
     assert "managed routes: header route testers (X-Canary exact 'yes' → catalog); mirror compare " \
