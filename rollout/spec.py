@@ -193,10 +193,11 @@ def parse_step(at: str, item: Any, *, interval: float) -> Step:
     body = body or {}
     if not isinstance(body, dict):
         raise SpecError(f"{at}.{kind}: give a map (e.g. {{duration: 1m}}) or {{}}")
-    unknown = set(body) - {"pause": {"duration"}, "analysis": {"interval", "checks", "max_wait"},
-                           "approval": set()}[kind]
+    allowed = {"pause": {"duration"}, "analysis": {"interval", "checks", "max_wait"}, "approval": set()}[kind]
+    unknown = set(body) - allowed
     if unknown:
-        raise SpecError(f"{at}.{kind}: unknown key(s) {', '.join(sorted(unknown))}")
+        raise SpecError(f"{at}.{kind}: unknown key(s) {', '.join(sorted(unknown))}; "
+                        f"known: {', '.join(sorted(allowed)) or 'none'}")
     if kind == "pause":
         d = body.get("duration")
         return Step(kind=kind, duration=_duration(f"{at}.pause.duration", d) if d is not None else None)
@@ -340,9 +341,11 @@ def from_yaml_doc(doc: Any, *, source: str = "spec") -> RolloutSpec:
     """A spec file's document → RolloutSpec; every error names `source` and the key."""
     if not isinstance(doc, dict):
         raise SpecError(f"{source}: give a map with route, to and steps")
-    unknown = set(doc) - {"route", "to", "reason", "gate", "webhooks", "steps", "interval"}
+    known = ("route", "to", "reason", "gate", "webhooks", "steps", "interval")
+    unknown = set(doc) - set(known)
     if unknown:
-        raise SpecError(f"{source}: unknown key(s) {', '.join(sorted(unknown))}")
+        hint = " (the candidate backend is `to:`)" if unknown & {"candidate", "backend"} else ""
+        raise SpecError(f"{source}: unknown key(s) {', '.join(sorted(unknown))}; known: {', '.join(known)}{hint}")
     for key in ("route", "to", "steps"):
         if key not in doc:
             raise SpecError(f"{source}: `{key}` is missing")
