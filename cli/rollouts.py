@@ -151,10 +151,11 @@ def start(
     if mirrors:
         with RouterAPI(url) as api:
             there = RouterControl(api, ledger=None).shadow_of(spec.route)
-        if there is not None:
+        if there is not None and there.get("to") != spec.candidate:
             raise CLIError(f"route {spec.route} already shadows {there.get('percent')}% to {there.get('to')} "
-                           f"(its routes.yaml `shadow:`); {mirrors[0].label()} would replace it and remove it at "
-                           "the end: drop the setMirrorRoute steps, or remove the route's shadow first")
+                           f"(its routes.yaml `shadow:`), not to {spec.candidate}: {mirrors[0].label()} would "
+                           f"take that shadow over — drop the setMirrorRoute steps, or point the shadow at "
+                           f"{spec.candidate}")
 
     top = max(s.weight or 0 for s in spec.steps)
     check_raise(route=spec.route, backend=spec.candidate, old=None, new=100 if top else 0, streams=streams,

@@ -442,18 +442,20 @@ class Controller:
             self.store.save(doc)
             self.control.set_header_route(spec.route, rule, reason)
         elif step.removes:
-            self.control.clear_mirror(spec.route, reason)
+            self._unmirror(spec.route, managed["mirror"], reason)
             managed["mirror"] = None
         else:
+            restore = managed["mirror"].get("restore") if managed["mirror"] else None
             if managed["mirror"] is None:
-                there = self.control.shadow_of(spec.route)
-                if there is not None:
+                restore = self.control.shadow_of(spec.route)
+                if restore is not None and restore.get("to") != spec.candidate:
                     raise RolloutError(
-                        f"route {spec.route} already shadows {there.get('percent')}% to {there.get('to')} "
-                        f"(its routes.yaml `shadow:`); {step.label()} would replace it and remove it at the "
-                        "end — drop the setMirrorRoute steps, or remove the route's shadow first")
+                        f"route {spec.route} already shadows {restore.get('percent')}% to {restore.get('to')} "
+                        f"(its routes.yaml `shadow:`), not to {spec.candidate}: {step.label()} would take "
+                        f"that shadow over — drop the setMirrorRoute steps, or point the shadow at {spec.candidate}")
             mirror = {"to": spec.candidate, "percent": step.percent, "methods": list(step.methods or ())}
-            managed["mirror"] = {"name": name, **mirror}
+            # a shadow routes.yaml already had (its ignore rules kept by the router) is put back at the end
+            managed["mirror"] = {"name": name, **mirror, "restore": restore}
             self.store.save(doc)
             self.control.set_mirror(spec.route, mirror, reason)
         self._event(doc, "route", f"{label}: {'removed' if step.removes else 'set'} through the router")
@@ -469,10 +471,20 @@ class Controller:
             self._event(doc, "route", f"header route {name} removed ({doc['state'].replace('_', ' ')})")
             self.store.save(doc)
         if managed.get("mirror"):
-            name = managed["mirror"]["name"]
-            self.control.clear_mirror(doc["route"], why)
+            name, restored = managed["mirror"]["name"], managed["mirror"].get("restore")
+            self._unmirror(doc["route"], managed["mirror"], why)
             managed["mirror"] = None
-            self._event(doc, "route", f"mirror {name} removed ({doc['state'].replace('_', ' ')})")
+            back = " (routes.yaml's shadow put back)" if restored else ""
+            self._event(doc, "route", f"mirror {name} removed ({doc['state'].replace('_', ' ')}){back}")
+
+    def _unmirror(self, route: str, mirror: dict[str, Any] | None, reason: str) -> None:
+        """End the rollout's mirror: the shadow routes.yaml had before it, else none."""
+        restore = (mirror or {}).get("restore")
+        if restore:
+            self.control.set_mirror(route, {k: restore[k] for k in ("to", "percent", "methods") if k in restore},
+                                    reason)
+        else:
+            self.control.clear_mirror(route, reason)
 
     def _next(self, doc: dict[str, Any]) -> None:
         doc.update(step_index=doc["step_index"] + 1, step_started=None, deadline=None, window=None,

@@ -246,7 +246,8 @@ class Admin:
                         "host": r.match.host, "weights": r.weights, "candidate": r.candidate,
                         "fallback": r.fallback, "retries": r.retries, "identity": r.identity,
                         "writes": r.writes,
-                        "shadow": {"to": r.shadow.to, "percent": r.shadow.percent} if r.shadow else None}
+                        "shadow": {"to": r.shadow.to, "percent": r.shadow.percent,
+                                   "methods": sorted(r.shadow.methods)} if r.shadow else None}
                        for r in config.routes],
         }
 

@@ -156,8 +156,9 @@ def _folded(rule: dict[str, Any] | None) -> dict[str, Any] | None:
 
 def set_shadow(path: str | os.PathLike[str], *, route: str, shadow: dict[str, Any], actor: str,
                reason: str) -> dict[str, Any] | None:
-    """Set the route's `shadow:` to `{to, percent[, methods]}` (replacing one that is there;
-    methods default to GET, HEAD)."""
+    """Set the route's `shadow:` `to`, `percent` (and `methods`, default GET, HEAD). A shadow
+    already in the file keeps its other settings (ignore, unordered, redact, ...): only the
+    keys given change, so a rollout's mirror step can put it back as it was."""
     unknown = sorted(set(shadow) - set(SHADOW_KEYS))
     missing = [k for k in ("to", "percent") if k not in shadow]
     if unknown or missing:
@@ -180,16 +181,24 @@ def _shadow(path: str | os.PathLike[str], route: str, shadow: dict[str, Any] | N
         new = None if shadow is None else dict(shadow)
         if new is not None and isinstance(new.get("methods"), list):
             new["methods"] = sorted(new["methods"])
+        raw = _raw_route(text, config, route).get("shadow")
+        written = new if new is None or not isinstance(raw, dict) else {**raw, **new}
         if old == new:
             return None
         new_text = _set_key(text, _route_node(text, config, route), "shadow",
-                            None if new is None else json.dumps(new))
+                            None if written is None else json.dumps(written))
         return new_text, {"kind": "shadow", "old": old, "new": new}
 
     return _change(path, route=route, actor=actor, reason=reason, what="shadow change", edit=edit)
 
 
 # --- splicing YAML text -----------------------------------------------------------------
+
+def _raw_route(text: str, config: Config, route: str) -> dict[str, Any]:
+    """The route's mapping as written in the file."""
+    index = [r.name for r in config.routes].index(config.route(route).name)
+    return dict(yaml.safe_load(text)["routes"][index])
+
 
 def _route_node(text: str, config: Config, route: str) -> yaml.MappingNode:
     index = [r.name for r in config.routes].index(config.route(route).name)

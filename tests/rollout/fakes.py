@@ -52,7 +52,8 @@ class FakeRouter:
 
 
     def shadow_of(self, route: str) -> dict[str, Any] | None:
-        return None if self.shadow is None else {"to": self.shadow["to"], "percent": self.shadow["percent"]}
+        return None if self.shadow is None else {k: self.shadow[k] for k in ("to", "percent", "methods")
+                                                 if k in self.shadow}
 
     def set_header_route(self, route: str, rule: dict[str, str], reason: str) -> None:
         self._check()

@@ -384,12 +384,27 @@ def test_a_step_that_removes_a_header_route_removes_it_at_once(tmp_path: Path) -
     assert rig.router.route_changes == ["set testers", "clear testers"] and rig.router.header_routes == {}
 
 
-def test_a_mirror_over_a_shadow_from_routes_yaml_fails_the_rollout_and_leaves_it(tmp_path: Path) -> None:
+@pytest.mark.parametrize("how", ["promote", "abort"])
+def test_a_mirror_over_a_shadow_from_routes_yaml_puts_that_shadow_back_at_the_end(tmp_path: Path, how: str) -> None:
     rig = Rig(tmp_path, routed((MIRROR,)))
-    rig.router.shadow = {"to": "catalog", "percent": 10.0, "methods": ["GET", "HEAD"]}
+    before = {"to": "catalog", "percent": 0.0, "methods": ["GET", "HEAD"]}
+    rig.router.shadow = dict(before)
+    rig.controller.tick()
+    assert rig.router.shadow == {"to": "catalog", "percent": 50.0, "methods": ["GET"]}
+    if how == "abort":
+        rig.store.request("abort", actor="ann")
+    doc = rig.run(until=("promoted", "aborted"))
+    assert rig.router.shadow == before and doc["managed_routes"]["mirror"] is None
+    assert rig.router.route_changes == ["set mirror", "set mirror"]  # put back, not removed
+    assert any("routes.yaml's shadow put back" in e["reason"] for e in rig.ledger())
+
+
+def test_a_mirror_over_a_shadow_to_another_backend_fails_the_rollout_and_leaves_it(tmp_path: Path) -> None:
+    rig = Rig(tmp_path, routed((MIRROR,)))
+    rig.router.shadow = {"to": "search", "percent": 10.0, "methods": ["GET", "HEAD"]}
     doc = rig.run()
-    assert doc["state"] == "failed" and "already shadows 10.0% to catalog" in doc["why"]
-    assert rig.router.shadow == {"to": "catalog", "percent": 10.0, "methods": ["GET", "HEAD"]}
+    assert doc["state"] == "failed" and "already shadows 10.0% to search" in doc["why"]
+    assert rig.router.shadow == {"to": "search", "percent": 10.0, "methods": ["GET", "HEAD"]}
     assert rig.router.route_changes == [] and isinstance(RolloutError(doc["why"]), RolloutError)
 
 

@@ -238,7 +238,7 @@ def test_header_route_and_mirror_steps_on_a_real_router_are_removed_by_abort_and
     # at 0%: only the testers reach the candidate, and the router mirrors GETs to it
     assert served_by(router, **{"X-Canary": "yes"}) == {"catalog"}
     assert served_by(router) == {"monolith"} and served_by(router, **{"X-Canary": "no"}) == {"monolith"}
-    assert router.admin("routes").json()["routes"][0]["shadow"] == {"to": "catalog", "percent": 100.0}
+    assert router.admin("routes").json()["routes"][0]["shadow"] == {"to": "catalog", "percent": 100.0, "methods": ["GET"]}
     deadline = time.monotonic() + 30
     while not (router.status()["routes"]["products"]["shadow"] or {}).get("compared"):
         assert time.monotonic() < deadline, f"never shadowed: {router.status()['routes']['products']}"

@@ -132,13 +132,33 @@ def test_shadow_set_and_cleared_through_the_admin_api(upstreams, start_router) -
         return s if s and s["compared"] + s["errors"] >= 5 else None
 
     assert eventually(compared), f"the router never shadowed 5 requests: {router.status()['routes']['split']}"
-    assert router.admin("routes").json()["routes"][0]["shadow"] == {"to": "b", "percent": 100.0}
+    assert router.admin("routes").json()["routes"][0]["shadow"] == {"to": "b", "percent": 100.0, "methods": ["GET"]}
     cleared = change(router, "shadow", {"clear": True, "reason": "enough"})
     assert cleared.status_code == 200 and cleared.json()["ledger"]["new"] is None
     assert "shadow" not in router.config.read_text()
     assert router.admin("routes").json()["routes"][0]["shadow"] is None
     assert change(router, "shadow", {"clear": True, "reason": "again"}).json()["changed"] is False
     assert [e["kind"] for e in ledger(router) if e.get("kind")] == ["shadow", "shadow"]
+
+
+def test_setting_a_shadow_the_file_has_keeps_its_other_settings(tmp_path: Path) -> None:
+    from router.edit import set_shadow
+
+    routes = tmp_path / "routes.yaml"
+    routes.write_text(config({"a": type("U", (), {"url": "http://127.0.0.1:1"}),
+                              "b": type("U", (), {"url": "http://127.0.0.1:2"})})
+                      + "    shadow: {to: b, percent: 0, ignore: [updated_at], unordered: [results]}\n")
+    entry = set_shadow(routes, route="split", shadow={"to": "b", "percent": 50, "methods": ["GET"]},
+                       actor="t", reason="mirror step")
+    assert entry is not None and entry["old"] == {"to": "b", "percent": 0.0, "methods": ["GET", "HEAD"]}
+    shadow = parse_config(routes.read_text(), source="r", base_dir=tmp_path).route("split").shadow
+    assert shadow is not None and (shadow.percent, shadow.methods) == (50.0, frozenset({"GET"}))
+    assert shadow.ignore == ("updated_at",) and shadow.unordered == ("results",)  # kept, not dropped
+    set_shadow(routes, route="split", shadow={"to": "b", "percent": 0, "methods": ["GET", "HEAD"]},
+               actor="t", reason="put back")
+    back = parse_config(routes.read_text(), source="r", base_dir=tmp_path).route("split").shadow
+    assert back is not None and back.percent == 0 and back.ignore == ("updated_at",)
+    assert "# the one route" in routes.read_text()  # the rest of the file as it was
 
 
 BAD_CHANGES = [
