@@ -9,7 +9,7 @@ nginx and the router do. How a request goes:
    percent case), then `txn.route` is set by the first route that fits, in matching order;
 2. `txn.key`: the first non-empty of the cohort header, the cohort cookie, the anonymous
    cookie, else a fresh uuid (and its Set-Cookie) or the client address;
-3. `txn.backend`: writes > override > the slice holding `txn.key`'s hash; `use_backend`.
+3. `txn.backend`: writes > header route > override > the slice holding `txn.key`'s hash; `use_backend`.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ FEATURES: tuple[tuple[str, str, str], ...] = (
     ("breakers", "partly", "active checks take a server out; no error-rate breaker"),
     ("active health checks", "yes", "option httpchk, inter/fall/rise"),
     ("rate limits", "no", "stick tables count differently; not exported"),
-    ("header routes (a rollout's setHeaderRoute)", "no", "not exported yet: a tester's header follows the weights"),
+    ("header routes (a rollout's setHeaderRoute)", "yes", "acls on the header's first value: -m str, -m beg, -m reg"),
     ("held writes during an ownership flip (503)", "no", "a live operation: `strangler up --data-plane` (later)"),
     ("path canonicalisation and smuggling refusal", "partly", "normalize-uri (dot segments, slashes, percent case); no refusal"),
 )
@@ -60,9 +60,9 @@ def limits(plan: Plan) -> list[str]:
             out.append(f"route {r.name}: fallback to {r.fallback} not exported")
         if r.rate_limited:
             out.append(f"route {r.name}: rate limit not exported")
-        if r.header_routes:
-            out.append(f"route {r.name}: header routes {', '.join(r.header_routes)} not exported "
-                       "(their requests follow the weights)")
+        if any(kind == "regex" for _, _, kind, _, _ in r.header_routes):
+            out.append(f"route {r.name}: header route regexes are handed to HAProxy's PCRE as written "
+                       "(the router uses Python's re: keep to the syntax both share)")
     return out
 
 
@@ -139,12 +139,16 @@ def _choose(r: Rule) -> list[str]:
     i, k = r.index, r.key
     on = f"is_r{i}"
     none = "!{ var(txn.backend) -m found }"
-    out = [f"    # route {r.name}: writes > override > cohort > weight"]
+    out = [f"    # route {r.name}: writes > header route > override > cohort > weight"]
     if r.max_body_bytes is not None:
         out.append(f"    http-request deny deny_status 413 if {on} {{ req.hdr_val(content-length) gt {r.max_body_bytes} }}")
     if r.writes_to is not None:
         out.append(f"    http-request set-var(txn.backend) str({r.writes_to}) if {on} "
                    f"{{ method {' '.join(sorted(WRITE_METHODS))} }}")
+    for _, header, kind, value, to in r.header_routes:
+        h = f"req.fhdr({_arg(header)},1)"
+        out.append(f"    http-request set-var(txn.backend) str({to}) if {on} {none} "
+                   f"{{ {h} {_acl_match(kind, value)} }}")
     ov = r.override
     if ov is not None:
         if ov.header:
@@ -198,6 +202,16 @@ def _backend(b: Backend, retries: int) -> list[str]:
 
 def _ms(seconds: float) -> str:
     return f"{int(round(seconds * 1000))}ms"
+
+
+def _acl_match(kind: str, value: str) -> str:
+    """An acl match of a header value as the router's header route does (strong quotes: HAProxy
+    then keeps backslashes and spaces as written)."""
+    if "'" in value or "\n" in value:
+        raise ExportError(f"header route value {value!r} cannot be written into haproxy.cfg — fix: "
+                          "avoid single quotes")
+    flag = {"exact": "-m str", "prefix": "-m beg", "regex": "-m reg"}[kind]
+    return f"{flag} '{f'^(?:{value})$' if kind == 'regex' else value}'"
 
 
 def _arg(text: str) -> str:

@@ -95,7 +95,8 @@ class Rule:
     identity: bool
     rate_limited: bool
     websocket: bool
-    header_routes: tuple[str, ...] = ()  # their names: not exported (see the renderers' limits)
+    # (name, header lower case, exact|prefix|regex, value, backend): the first that matches wins
+    header_routes: tuple[tuple[str, str, str, str, str], ...] = ()
 
     @property
     def percent_slices(self) -> tuple[tuple[str, int], ...]:
@@ -194,7 +195,7 @@ def _rule(index: int, r: Route, config: Config) -> Rule:
                 mirror_percent=shadow.percent if shadow else 0.0,
                 mirror_methods=shadow.methods if shadow else frozenset(),
                 identity=r.identity, rate_limited=r.rate_limit is not None,
-                websocket=r.websocket is not None, header_routes=tuple(h.name for h in r.header_routes))
+                websocket=r.websocket is not None, header_routes=tuple((h.name, h.header, h.kind, h.value, h.to) for h in r.header_routes))
 
 
 def _plain(value: str, what: str) -> None:

@@ -39,7 +39,7 @@ FEATURES: tuple[tuple[str, str, str], ...] = (
     ("breakers", "partly", "passive: max_fails/fail_timeout per server"),
     ("active health checks", "no", "nginx Plus only"),
     ("rate limits", "no", "limit_req counts differently (leaky bucket per zone); not exported"),
-    ("header routes (a rollout's setHeaderRoute)", "no", "not exported yet: a tester's header follows the weights"),
+    ("header routes (a rollout's setHeaderRoute)", "yes", "map on the header: exact, ~^prefix, ~^(?:regex)$"),
     ("held writes during an ownership flip (503)", "no", "a live operation: `strangler up --data-plane` (later)"),
     ("path canonicalisation and smuggling refusal", "partly", "nginx matches on its own normalised $uri"),
 )
@@ -55,9 +55,9 @@ def limits(plan: Plan) -> list[str]:
             out.append(f"route {r.name}: mirrored to {r.mirror_to}, but responses are not diffed")
         if r.rate_limited:
             out.append(f"route {r.name}: rate limit not exported")
-        if r.header_routes:
-            out.append(f"route {r.name}: header routes {', '.join(r.header_routes)} not exported "
-                       "(their requests follow the weights)")
+        if any(kind == "regex" for _, _, kind, _, _ in r.header_routes):
+            out.append(f"route {r.name}: header route regexes are handed to nginx's PCRE as written "
+                       "(the router uses Python's re: keep to the syntax both share)")
     if any(b.health_path for b in plan.backends):
         out.append("active health checks not exported (nginx Plus only); passive max_fails is")
     return out
@@ -146,7 +146,8 @@ def _route_map(plan: Plan) -> list[str]:
 
 
 def _backend_choice(r: Rule) -> list[str]:
-    """`$r<i>_backend`: writes > override > cohort > weight, as router/proxy.py decides."""
+    """`$r<i>_backend`: writes > header route > override > cohort > weight, as router/proxy.py
+    decides."""
     i = r.index
     out: list[str] = []
     if len(r.slices) == 1:
@@ -169,6 +170,11 @@ def _backend_choice(r: Rule) -> list[str]:
         out += [f"map {source} $r{i}_pick {{", f"    always {ov.always};", f"    never {ov.never};",
                 f"    default {pick};", "}", ""]
         pick = f"$r{i}_pick"
+    # header routes, first match wins: built from the last, each map falling through to the next
+    for n, (_, header, kind, value, to) in reversed(list(enumerate(r.header_routes))):
+        out += [f"map $http_{_var(header)} $r{i}_h{n} {{", f"    {_map_pattern(kind, value)} {to};",
+                f"    default {pick};", "}", ""]
+        pick = f"$r{i}_h{n}"
     if r.writes_to is not None:
         out.append(f"map $request_method $r{i}_backend {{")
         out += [f"    {m} {r.writes_to};" for m in sorted(WRITE_METHODS)]
@@ -290,6 +296,20 @@ def _name(name: str) -> str:
         raise ExportError(f"upstream name {name!r} cannot name an nginx upstream — fix: use letters, "
                           "digits, _ and - only")
     return name
+
+
+MAP_WORDS = ("default", "hostnames", "include", "volatile")  # map's own parameters
+
+
+def _map_pattern(kind: str, value: str) -> str:
+    """A `map` source pattern matching a header value as the router's header route does."""
+    if kind == "prefix":
+        return _quote("~^" + re.escape(value))
+    if kind == "regex":
+        return _quote(f"~^(?:{value})$")
+    if value.startswith("~") or value in MAP_WORDS:
+        return _quote("\\" + value)  # a literal value, not a regex or a parameter
+    return _quote(value)
 
 
 def _quote(text: str) -> str:

@@ -110,10 +110,27 @@ def test_a_config_the_server_refuses_is_shown_in_its_words(tmp_path: Path, monke
         run.start("nginx", plan_of(tmp_path), port=1)
 
 
-def test_header_routes_are_named_as_not_exported_not_dropped_silently(tmp_path: Path) -> None:
+def test_header_routes_are_rendered_first_match_first(tmp_path: Path) -> None:
     plan = plan_of(tmp_path, ROUTES.replace(
         "    shadow: {to: catalog, percent: 5}\n",
         "    shadow: {to: catalog, percent: 5}\n"
-        "    header_routes: [{name: testers, header: X-Canary, exact: \"yes\", to: catalog}]\n"))
+        "    header_routes:\n"
+        "      - {name: testers, header: X-Canary, exact: \"yes\", to: catalog}\n"
+        "      - {name: beta, header: X-Plan, prefix: beta-, to: search}\n"
+        "      - {name: staff, header: X-Staff, regex: \"[a-z]+@shop\\\\.example\", to: catalog}\n"))
+    text = nginx.render(plan)
+    # the first header route is the outermost map: it is asked first
+    assert 'map $http_x_canary $r0_h0 {\n    "yes" catalog;\n    default $r0_h1;\n}' in text
+    assert 'map $http_x_plan $r0_h1 {\n    "~^beta\\-" search;\n    default $r0_h2;\n}' in text
+    assert 'map $http_x_staff $r0_h2 {\n    "~^(?:[a-z]+@shop\\.example)$" catalog;\n    default $r0_split;\n}' in text
+    cfg = haproxy.render(plan)
+    lines = [line.strip() for line in cfg.splitlines() if "req.fhdr(x-" in line and "txn.backend" in line]
+    assert lines[:3] == [
+        "http-request set-var(txn.backend) str(catalog) if is_r0 !{ var(txn.backend) -m found } "
+        "{ req.fhdr(x-canary,1) -m str 'yes' }",
+        "http-request set-var(txn.backend) str(search) if is_r0 !{ var(txn.backend) -m found } "
+        "{ req.fhdr(x-plan,1) -m beg 'beta-' }",
+        "http-request set-var(txn.backend) str(catalog) if is_r0 !{ var(txn.backend) -m found } "
+        "{ req.fhdr(x-staff,1) -m reg '^(?:[a-z]+@shop\\.example)$' }"]
     for said in (nginx.limits(plan), haproxy.limits(plan)):
-        assert "route products: header routes testers not exported (their requests follow the weights)" in said
+        assert any("header route regexes" in line for line in said)

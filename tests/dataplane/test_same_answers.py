@@ -45,6 +45,10 @@ routes:
     backends: {{monolith: 60, catalog: 40}}
     cohort: {{header: X-User, cookie: sessionid}}
     override: {{header: X-Try, cookie: try, candidate: catalog}}
+    header_routes:
+      - {{name: testers, header: X-Canary, exact: "yes", to: catalog}}
+      - {{name: plan, header: X-Plan, prefix: beta-, to: catalog}}
+      - {{name: staff, header: X-Staff, regex: "[a-z]+@shop\\\\.example", to: monolith}}
   - name: beta
     match: {{prefix: /api/products, header: {{name: X-Beta}}, methods: [GET, HEAD]}}
     backends: {{search: 100}}
@@ -83,6 +87,16 @@ def cases() -> list[tuple[str, dict[str, str], str]]:
                 ("/api/products/1", {"X-User": u, "X-Try": "", "Cookie": "try=always"}, "GET"),
                 ("/api/products/1", {"X-User": "", "Cookie": f"sessionid={u}"}, "GET"),
                 ("/api/products/1", {"X-User": u}, "POST"),  # writes: the owner, whatever the cohort
+                # header routes: before overrides and cohorts, first match first, writes still to the owner
+                ("/api/products/1", {"X-User": u, "X-Canary": "yes", "X-Try": "never"}, "GET"),
+                ("/api/products/1", {"X-User": u, "X-Canary": "yes!"}, "GET"),
+                ("/api/products/1", {"X-User": u, "X-Plan": f"beta-{u}"}, "GET"),
+                ("/api/products/1", {"X-User": u, "X-Plan": "alpha-beta-"}, "GET"),
+                ("/api/products/1", {"X-User": u, "X-Staff": f"{u}@shop.example"}, "GET"),
+                ("/api/products/1", {"X-User": u, "X-Staff": f"{u}@shopXexample"}, "GET"),
+                ("/api/products/1", {"X-User": u, "X-Staff": f"{u}@shop.example.org"}, "GET"),
+                ("/api/products/1", {"X-User": u, "X-Staff": "ann@shop.example", "X-Canary": "yes"}, "GET"),
+                ("/api/products/1", {"X-User": u, "X-Staff": "ann@shop.example"}, "POST"),
                 ("/anon/1", {"Cookie": f"strangler_cohort={u}"}, "GET")]
     return out
 
