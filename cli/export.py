@@ -1,4 +1,4 @@
-"""`strangler export nginx|haproxy [--routes FILE] [--out DIR] [--json]`: routes.yaml as that
+"""`strangler export nginx|haproxy|gateway-api|istio [--routes FILE] [--out DIR] [--json]`: routes.yaml as that
 data plane's own configuration, with the router's cohorts (dataplane/ does the work).
 
 Without --out the configuration goes to stdout; what the target cannot express goes to
@@ -21,14 +21,14 @@ app = typer.Typer()
 @app.command("export")
 @guarded
 def export(
-    target: Annotated[str, typer.Argument(help="The data plane: nginx or haproxy.")],
+    target: Annotated[str, typer.Argument(help="The data plane: nginx, haproxy, gateway-api or istio.")],
     routes: Annotated[Path, typer.Option("--routes", help="The routes file.")] = Path("routes.yaml"),
     out_dir: Annotated[Path | None, typer.Option("--out", help="Write the files into this folder "
                                                  "(created) instead of printing them.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON document: files, limits, source.")] = False,
 ) -> None:
-    """Render routes.yaml for nginx or HAProxy: same routes, same users on the same backends."""
-    from dataplane import TARGETS, ExportError, haproxy, model, nginx
+    """Render routes.yaml for nginx, HAProxy (same users on the same backends), Gateway API or Istio."""
+    from dataplane import TARGETS, ExportError, gateway, haproxy, istio, model, nginx
 
     if target not in TARGETS:
         err.print(f"error: unknown data plane {target!r}; targets: {', '.join(TARGETS)} "
@@ -43,6 +43,14 @@ def export(
             files = {"strangler.conf": nginx.render(plan)}
             limits = nginx.limits(plan)
             use = "include strangler.conf inside nginx.conf's http { } block"
+        elif target == "gateway-api":
+            files = {"httproute.yaml": gateway.render(plan)}
+            limits = gateway.limits(plan)
+            use = f"kubectl apply -f httproute.yaml (needs a Gateway named {gateway.GATEWAY!r} and a Service per upstream)"
+        elif target == "istio":
+            files = {"istio.yaml": istio.render(plan)}
+            limits = istio.limits(plan)
+            use = f"kubectl apply -f istio.yaml (needs an Istio Gateway named {istio.GATEWAY!r} and a Service per upstream)"
         else:
             lua = str((out_dir / "strangler.lua").absolute()) if out_dir else "/etc/haproxy/strangler.lua"
             files = {"haproxy.cfg": haproxy.render(plan, lua_path=lua), "strangler.lua": haproxy.lua_source()}

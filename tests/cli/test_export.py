@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import yaml
 from typer.testing import CliRunner
 
 from cli.main import app
@@ -16,7 +17,7 @@ runner = CliRunner()
 def test_an_unknown_target_lists_the_targets(tmp_path: Path) -> None:
     result = runner.invoke(app, ["export", "envoy", "--routes", str(tmp_path / "routes.yaml")])
     assert result.exit_code == 2
-    assert "unknown data plane 'envoy'; targets: nginx, haproxy" in result.stderr
+    assert "unknown data plane 'envoy'; targets: nginx, haproxy, gateway-api, istio" in result.stderr
 
 
 def test_a_bad_routes_file_gets_the_router_s_message(tmp_path: Path) -> None:
@@ -48,3 +49,25 @@ def test_json_is_one_document(tmp_path: Path) -> None:
     doc = json.loads(result.stdout)
     assert doc["target"] == "nginx" and "split_clients" in doc["files"]["strangler.conf"]
     assert any("identity bridge" in line for line in doc["limits"])
+
+
+def test_gateway_api_writes_httproutes_and_says_what_is_not_exported(tmp_path: Path) -> None:
+    routes = tmp_path / "routes.yaml"
+    routes.write_text(ROUTES)
+    result = runner.invoke(app, ["export", "gateway-api", "--routes", str(routes), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    docs = list(yaml.safe_load_all((tmp_path / "out" / "httproute.yaml").read_text()))
+    assert [d["kind"] for d in docs] == ["HTTPRoute", "HTTPRoute"]
+    assert "use: kubectl apply -f httproute.yaml" in result.stderr
+    assert "not exported: route products: weights are per request — sticky cohorts: no" in result.stderr
+
+
+def test_istio_json_carries_the_documents_and_the_limits(tmp_path: Path) -> None:
+    routes = tmp_path / "routes.yaml"
+    routes.write_text(ROUTES)
+    result = runner.invoke(app, ["export", "istio", "--routes", str(routes), "--json"])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    kinds = [d["kind"] for d in yaml.safe_load_all(doc["files"]["istio.yaml"])]
+    assert kinds == ["VirtualService", "DestinationRule", "DestinationRule", "DestinationRule"]
+    assert any("same users as the router: no" in line for line in doc["limits"])
