@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from dataplane import haproxy, model, nginx
+from dataplane import gateway, haproxy, istio, model, nginx
 from dataplane.errors import ExportError
 from router import balance
 
@@ -89,6 +89,12 @@ def test_the_readme_table_is_the_renderers_own() -> None:
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     for (feature, ng, why_ng), (_, hp, why_hp) in zip(nginx.FEATURES, haproxy.FEATURES, strict=True):
         assert f"| {feature} | {ng}: {why_ng} | {hp}: {why_hp} |" in readme, f"README's export table lacks {feature!r}"
+    # the Kubernetes targets' table: the same features, in the same order
+    for (feature, _, _), (k_feature, gw, why_gw), (i_feature, ist, why_ist) in zip(
+            nginx.FEATURES, gateway.FEATURES, istio.FEATURES, strict=True):
+        assert feature == k_feature == i_feature
+        assert f"| {feature} | {gw}: {why_gw} | {ist}: {why_ist} |" in readme, \
+            f"README's Gateway API / Istio table lacks {feature!r}"
 
 
 def test_a_missing_server_names_the_package(monkeypatch: pytest.MonkeyPatch) -> None:
