@@ -139,7 +139,7 @@ def _entry(r: Rule, what: str, route: list[dict[str, Any]], *, methods: frozense
         if methods:
             m["method"] = {"regex": "|".join(sorted(methods))}
         if r.host:
-            m["authority"] = {"exact": r.host}
+            m["authority"] = {"regex": f"{re.escape(r.host)}(:[0-9]+)?"}  # the router ignores the port
         if all_headers:
             m["headers"] = all_headers
         matches.append(m)

@@ -26,6 +26,15 @@ HEADER_ROUTES = ROUTES.replace(
     "      - {name: beta, header: X-Plan, prefix: beta-, to: search}\n")
 
 
+NARROW = ROUTES.replace("routes:\n", """routes:
+  - name: admin_login
+    match: {exact: /admin/login, methods: [GET, POST], host: shop.example, header: {name: X-Staff}}
+    backends: {monolith: 50, catalog: 50}
+    cohort: {cookie: sid}
+    deadline: 2.5
+""")
+
+
 def validator(kind: str) -> jsonschema.protocols.Validator:
     name = {"HTTPRoute": "httproute-v1.json", "VirtualService": "virtualservice-v1.json",
             "DestinationRule": "destinationrule-v1.json"}[kind]
@@ -43,7 +52,7 @@ def problems(text: str) -> list[str]:
 
 
 def plans(tmp_path: Path) -> list[model.Plan]:
-    return [model.load_plan(REPO_ROUTES), plan_of(tmp_path), plan_of(tmp_path, HEADER_ROUTES)]
+    return [model.load_plan(REPO_ROUTES), plan_of(tmp_path), plan_of(tmp_path, HEADER_ROUTES), plan_of(tmp_path, NARROW)]
 
 
 @pytest.mark.parametrize("target", [gateway, istio], ids=["gateway-api", "istio"])
@@ -115,3 +124,16 @@ def test_istio_hashes_on_the_cohort_key_and_says_it_is_not_the_router_s(tmp_path
     for said in (istio.limits(plan), gateway.limits(plan)):
         assert any("sticky cohorts: no (same users as the router: no)" in line for line in said)
         assert any("Service refs named like the upstream, port from the URL" in line for line in said)
+
+
+def test_narrowed_routes_keep_their_method_host_and_header(tmp_path: Path) -> None:
+    plan = plan_of(tmp_path, NARROW)
+    route = gateway.documents(plan)[0]
+    assert route["metadata"]["name"] == "strangler-admin-login" and route["spec"]["hostnames"] == ["shop.example"]
+    rule = route["spec"]["rules"][-1]
+    assert [(m["path"]["type"], m["method"]) for m in rule["matches"]] == [("Exact", "GET"), ("Exact", "POST")]
+    assert rule["timeouts"] == {"request": "2500ms"}  # a fractional deadline, in the CRD's whole units
+    assert rule["matches"][0]["headers"] == [{"name": "x-staff", "type": "RegularExpression", "value": ".*"}]
+    match = istio.documents(plan)[0]["spec"]["http"][0]["match"]
+    assert match == [{"uri": {"exact": "/admin/login"}, "method": {"regex": "GET|POST"},
+                      "authority": {"regex": "shop\\.example(:[0-9]+)?"}, "headers": {"x-staff": {"regex": ".*"}}}]
