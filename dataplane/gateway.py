@@ -31,7 +31,7 @@ FEATURES: tuple[tuple[str, str, str], ...] = (
     ("retries on replayable methods only", "no", "HTTPRoute retry is experimental-channel only"),
     ("timeouts", "partly", "rules[].timeouts.request: the route's deadline, not per upstream"),
     ("deadline over every attempt", "yes", "timeouts.request"),
-    ("mirroring (shadow copy)", "partly", "RequestMirror filter with percent; every method is mirrored"),
+    ("mirroring (shadow copy)", "partly", "RequestMirror with percent on a rule for the shadow's methods; not beside header routes/overrides"),
     ("shadow diffing", "no", "nothing compares two answers"),
     ("identity bridge (signed X-Strangler-Identity)", "no", "needs the router's key and a call to the monolith"),
     ("identity header stripped from clients", "yes", "RequestHeaderModifier remove"),
@@ -55,8 +55,12 @@ def limits(plan: Plan) -> list[str]:
                        "(same users as the router: no)")
         if r.identity:
             out.append(f"route {r.name}: identity bridge not exported (the header is removed, never signed)")
-        if r.mirror_to:
-            out.append(f"route {r.name}: mirrored to {r.mirror_to} for every method, responses not diffed")
+        if r.mirror_to and _mirror(r) is None:
+            out.append(f"route {r.name}: mirroring to {r.mirror_to} not exported (a rule for only "
+                       f"{', '.join(sorted(r.mirror_methods))} would outrank its header routes/overrides)")
+        elif r.mirror_to:
+            out.append(f"route {r.name}: mirrored to {r.mirror_to} "
+                       f"({', '.join(sorted(r.mirror_methods))}), responses not diffed")
         if r.fallback:
             out.append(f"route {r.name}: fallback to {r.fallback} not exported")
         if r.retries:
@@ -109,7 +113,15 @@ def _route(r: Rule, ports: dict[str, int], backend_header: str | None) -> dict[s
                 cookie = {"name": "Cookie", "type": "RegularExpression",
                           "value": f"(^|.*; ?){re.escape(ov.cookie)}={word}(;.*|$)"}
                 rules.append(_rule(r, refs(((to, 1),)), headers=[cookie]))
-    rules.append(_rule(r, refs(r.backends), mirror_port=ports.get(r.mirror_to or "")))
+    mirror = _mirror(r)
+    if mirror is not None and r.mirror_to:
+        port = ports[r.mirror_to]
+        if isinstance(mirror, str):  # "all"
+            rules.append(_rule(r, refs(r.backends), mirror_port=port))
+        else:  # a method match outranks the rules without one: the mirrored methods' rule first
+            rules += [_rule(r, refs(r.backends), methods=mirror, mirror_port=port), _rule(r, refs(r.backends))]
+    else:
+        rules.append(_rule(r, refs(r.backends)))
     if len(rules) > MAX_RULES:
         raise ExportError(f"route {r.name!r} needs {len(rules)} HTTPRoute rules, over the Gateway API's "
                           f"{MAX_RULES} — fix: fewer header routes on it, or split the route")
@@ -151,6 +163,20 @@ def _rule(r: Rule, backend_refs: list[dict[str, Any]], *, methods: frozenset[str
         filters.append({"type": "RequestMirror", "requestMirror": target})
     return {"matches": matches, "filters": filters, "backendRefs": backend_refs,
             "timeouts": {"request": k8s.duration(r.deadline)}}
+
+
+def _mirror(r: Rule) -> frozenset[str] | str | None:
+    """How the shadow's methods (GET, HEAD by default: never writes) can be mirrored: "all" when
+    they are all the route carries, else the methods for a rule of their own — unless header
+    rules exist, which a method match would outrank — else None (not exported)."""
+    if not r.mirror_to:
+        return None
+    methods = r.mirror_methods & r.methods if r.methods else r.mirror_methods
+    if r.methods and r.methods <= r.mirror_methods:
+        return "all"
+    if not methods or r.header_routes or r.override is not None:
+        return None
+    return methods
 
 
 def _header(header: str, kind: str, value: str) -> dict[str, str]:

@@ -10,6 +10,7 @@ Istio's default would retry any method. Each upstream is a Service named like it
 from __future__ import annotations
 
 import re
+from copy import deepcopy
 from typing import Any
 
 from dataplane import k8s
@@ -30,7 +31,7 @@ FEATURES: tuple[tuple[str, str, str], ...] = (
     ("retries on replayable methods only", "yes", "retries on an entry matching those methods; attempts: 0 on the others"),
     ("timeouts", "partly", "connectTimeout per upstream; the route's deadline as timeout"),
     ("deadline over every attempt", "yes", "timeout"),
-    ("mirroring (shadow copy)", "partly", "mirror + mirrorPercentage; every method is mirrored"),
+    ("mirroring (shadow copy)", "yes", "mirror + mirrorPercentage on entries for the shadow's methods only"),
     ("shadow diffing", "no", "nothing compares two answers"),
     ("identity bridge (signed X-Strangler-Identity)", "no", "needs the router's key and a call to the monolith"),
     ("identity header stripped from clients", "yes", "headers.request.remove"),
@@ -55,7 +56,8 @@ def limits(plan: Plan) -> list[str]:
         if r.identity:
             out.append(f"route {r.name}: identity bridge not exported (the header is removed, never signed)")
         if r.mirror_to:
-            out.append(f"route {r.name}: mirrored to {r.mirror_to} for every method, responses not diffed")
+            out.append(f"route {r.name}: mirrored to {r.mirror_to} ({', '.join(sorted(r.mirror_methods))}), "
+                       "responses not diffed")
         if r.fallback:
             out.append(f"route {r.name}: fallback to {r.fallback} not exported")
         if r.rate_limited:
@@ -105,11 +107,28 @@ def _entries(r: Rule, ports: dict[str, int], backend_header: str | None) -> list
                 cookie = {"regex": f"(^|.*; ?){re.escape(ov.cookie)}={word}(;.*|$)"}
                 out += _retry_split(r, f"override-cookie-{word}", route(((to, 100),)), {"cookie": cookie})
     weighted = _retry_split(r, "weights", route(r.backends), {})
-    if r.mirror_to:
+    if r.mirror_to:  # only the shadow's methods (never writes): mirrored copies of the entries first
+        mirrored: list[dict[str, Any]] = []
+        covered: frozenset[str] = frozenset()
         for entry in weighted:
-            entry["mirror"] = {"host": r.mirror_to, "port": {"number": ports[r.mirror_to]}}
-            entry["mirrorPercentage"] = {"value": r.mirror_percent}
+            methods = _methods(entry)
+            carried = (r.mirror_methods & methods if methods else r.mirror_methods) - covered
+            covered |= carried
+            if carried:
+                copy = deepcopy(entry)
+                copy["name"] = f"{entry['name']}-mirrored"
+                for m in copy["match"]:
+                    m["method"] = {"regex": "|".join(sorted(carried))}
+                copy["mirror"] = {"host": r.mirror_to, "port": {"number": ports[r.mirror_to]}}
+                copy["mirrorPercentage"] = {"value": r.mirror_percent}
+                mirrored.append(copy)
+        weighted = mirrored + weighted
     return out + weighted
+
+
+def _methods(entry: dict[str, Any]) -> frozenset[str] | None:
+    regex = entry["match"][0].get("method", {}).get("regex")
+    return frozenset(regex.split("|")) if regex else None
 
 
 def _retry_split(r: Rule, what: str, route: list[dict[str, Any]], headers: dict[str, Any]) -> list[dict[str, Any]]:

@@ -86,9 +86,21 @@ def test_httproute_rules_come_in_the_router_s_decision_order(tmp_path: Path) -> 
     assert weighted["timeouts"] == {"request": "32s"}
     assert {"type": "RequestHeaderModifier", "requestHeaderModifier": {"remove": ["x-strangler-identity"]}} \
         in weighted["filters"]
-    mirror = next(f["requestMirror"] for f in weighted["filters"] if f["type"] == "RequestMirror")
+    assert all(f["type"] != "RequestMirror" for r in rules for f in r["filters"])
+    assert any("mirroring to catalog not exported" in line
+               for line in gateway.limits(plan_of(tmp_path, HEADER_ROUTES)))
+
+
+def test_httproute_mirrors_only_the_shadow_s_methods(tmp_path: Path) -> None:
+    rules = gateway.documents(plan_of(tmp_path, ROUTES.replace("percent: 5", "percent: 2.5")))[0]["spec"]["rules"]
+    mirrored, weighted = rules
+    assert [m["method"] for m in mirrored["matches"]] == ["GET", "HEAD"]  # a method match ranks first
+    mirror = next(f["requestMirror"] for f in mirrored["filters"] if f["type"] == "RequestMirror")
     assert mirror == {"backendRef": {"name": "catalog", "port": 8001},
                       "fraction": {"numerator": 250, "denominator": 10000}}
+    assert "method" not in weighted["matches"][0]
+    assert all(f["type"] != "RequestMirror" for f in weighted["filters"])  # writes are never copied
+    assert mirrored["backendRefs"] == weighted["backendRefs"]
 
 
 def test_writes_go_to_the_owner_by_method(tmp_path: Path) -> None:
@@ -104,14 +116,19 @@ def test_istio_retries_only_replayable_methods(tmp_path: Path) -> None:
     http = istio.documents(plan_of(tmp_path, HEADER_ROUTES))[0]["spec"]["http"]
     names = [h["name"] for h in http]
     assert names[:2] == ["products-header-testers-replayable", "products-header-testers"]
-    assert names[-3:] == ["products-weights-replayable", "products-weights", "root-weights"]
-    replayable, rest = http[-3], http[-2]
+    assert names[-4:] == ["products-weights-replayable-mirrored", "products-weights-replayable",
+                          "products-weights", "root-weights"]
+    mirrored, replayable, rest = http[-4], http[-3], http[-2]
     assert replayable["retries"] == {"attempts": 2, "retryOn": istio.RETRY_ON}
     assert "POST" not in replayable["match"][0]["method"]["regex"]
     assert rest["retries"] == {"attempts": 0}  # Istio's default would retry a POST
     assert [m["uri"] for m in rest["match"]] == [{"exact": "/api/products"}, {"prefix": "/api/products/"}]
-    assert rest["mirror"] == {"host": "catalog", "port": {"number": 8001}}
-    assert rest["mirrorPercentage"] == {"value": 2.5}
+    # only the shadow's methods (GET, HEAD) are copied, never a write
+    assert mirrored["match"][0]["method"] == {"regex": "GET|HEAD"}
+    assert mirrored["mirror"] == {"host": "catalog", "port": {"number": 8001}}
+    assert mirrored["mirrorPercentage"] == {"value": 2.5}
+    assert mirrored["retries"] == replayable["retries"] and mirrored["route"] == rest["route"]
+    assert "mirror" not in replayable and "mirror" not in rest
     assert rest["headers"] == {"request": {"remove": ["x-strangler-identity"]}}
 
 
