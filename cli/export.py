@@ -1,5 +1,6 @@
-"""`strangler export nginx|haproxy|gateway-api|istio [--routes FILE] [--out DIR] [--json]`: routes.yaml as that
-data plane's own configuration, with the router's cohorts (dataplane/ does the work).
+"""`strangler export nginx|haproxy|gateway-api|istio [--routes FILE] [--out DIR] [--json]`:
+routes.yaml as that data plane's own configuration (dataplane/ does the work); nginx and
+HAProxy keep the router's cohorts, the Kubernetes targets cannot (their limits say so).
 
 Without --out the configuration goes to stdout; what the target cannot express goes to
 stderr (and into --json's `limits`), so nobody believes a feature was carried that was not.

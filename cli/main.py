@@ -43,7 +43,7 @@ app.add_typer(ledger_app)  # ledger
 app.add_typer(doctor_app)  # doctor
 app.add_typer(routes_app, name="routes")  # routes show|validate|diff
 app.add_typer(shift_app)  # shift
-app.add_typer(export_app)  # export nginx|haproxy
+app.add_typer(export_app)  # export nginx|haproxy|gateway-api|istio
 app.add_typer(canary_app)  # canary
 app.add_typer(rollouts_app, name="rollout")  # rollout start|status|promote|abort|pause|resume
 app.add_typer(status_app)  # status
