@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from dataplane import gateway, istio, model
+from dataplane.errors import ExportError
 from tests.dataplane.test_render import ROUTES, plan_of
 
 SCHEMAS = Path(__file__).parent / "schemas"
@@ -154,3 +155,16 @@ def test_narrowed_routes_keep_their_method_host_and_header(tmp_path: Path) -> No
     match = istio.documents(plan)[0]["spec"]["http"][0]["match"]
     assert match == [{"uri": {"exact": "/admin/login"}, "method": {"regex": "GET|POST"},
                       "authority": {"regex": "shop\\.example(:[0-9]+)?"}, "headers": {"x-staff": {"regex": ".*"}}}]
+
+
+def test_what_kubernetes_cannot_name_or_hold_is_refused_saying_what_to_do(tmp_path: Path) -> None:
+    plan = plan_of(tmp_path, ROUTES.replace("search", "Search_v2"))
+    for target in (gateway, istio):
+        with pytest.raises(ExportError, match="upstream 'Search_v2' cannot name a Kubernetes Service — fix: rename"):
+            target.render(plan)
+    many = "".join(f"      - {{name: h{i}, header: X-H{i}, exact: \"1\", to: catalog}}\n" for i in range(16))
+    crowded = plan_of(tmp_path, ROUTES.replace("    shadow: {to: catalog, percent: 5}\n",
+                                               "    shadow: {to: catalog, percent: 5}\n    header_routes:\n" + many))
+    with pytest.raises(ExportError, match="needs 17 HTTPRoute rules, over the Gateway API's 16 — fix"):
+        gateway.render(crowded)
+    assert problems(istio.render(crowded)) == []  # Istio has no such limit
