@@ -15,7 +15,7 @@ from typing import Any
 
 from dataplane import k8s
 from dataplane.errors import ExportError
-from dataplane.model import IDENTITY_HEADER, WRITE_METHODS, Plan, Rule
+from dataplane.model import IDENTITY_HEADER, WRITE_METHODS, Plan, Rule, shared_limits
 
 API_VERSION = "gateway.networking.k8s.io/v1"
 GATEWAY = "strangler"  # the parentRef every HTTPRoute names
@@ -53,26 +53,19 @@ def limits(plan: Plan) -> list[str]:
         if len(r.percent_slices) > 1:
             out.append(f"route {r.name}: weights are per request — sticky cohorts: no "
                        "(same users as the router: no)")
-        if r.identity:
-            out.append(f"route {r.name}: identity bridge not exported (the header is removed, never signed)")
+        out += shared_limits(r, target="the implementation", regexes="RegularExpression dialect",
+                             fallback=True, regex_kinds=("prefix", "regex"))
         if r.mirror_to and _mirror(r) is None:
             out.append(f"route {r.name}: mirroring to {r.mirror_to} not exported (a rule for only "
                        f"{', '.join(sorted(r.mirror_methods))} would outrank its header routes/overrides)")
         elif r.mirror_to:
             out.append(f"route {r.name}: mirrored to {r.mirror_to} "
                        f"({', '.join(sorted(r.mirror_methods))}), responses not diffed")
-        if r.fallback:
-            out.append(f"route {r.name}: fallback to {r.fallback} not exported")
         if r.retries:
             out.append(f"route {r.name}: retries not exported (experimental channel only)")
-        if r.rate_limited:
-            out.append(f"route {r.name}: rate limit not exported")
         if r.override is not None and r.override.cookie:
             out.append(f"route {r.name}: the override cookie is a RegularExpression on Cookie "
                        "(implementation-specific support)")
-        if any(kind != "exact" for _, _, kind, _, _ in r.header_routes):
-            out.append(f"route {r.name}: prefix/regex header routes are RegularExpression matches "
-                       "(implementation-specific dialect)")
     return out
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 from importlib import resources
 
 from dataplane.errors import ExportError
-from dataplane.model import IDENTITY_HEADER, WRITE_METHODS, Backend, Plan, Rule
+from dataplane.model import IDENTITY_HEADER, WRITE_METHODS, Backend, Plan, Rule, shared_limits
 from router.match import prefix_forms
 
 FEATURES: tuple[tuple[str, str, str], ...] = (
@@ -52,17 +52,9 @@ def limits(plan: Plan) -> list[str]:
     """What this plan asks for that HAProxy will not do, route by route."""
     out = []
     for r in plan.rules:
-        if r.identity:
-            out.append(f"route {r.name}: identity bridge not exported (the header is stripped, never signed)")
+        out += shared_limits(r, target="HAProxy", regexes="PCRE", strips="stripped", fallback=True)
         if r.mirror_to:
             out.append(f"route {r.name}: mirroring to {r.mirror_to} not exported")
-        if r.fallback:
-            out.append(f"route {r.name}: fallback to {r.fallback} not exported")
-        if r.rate_limited:
-            out.append(f"route {r.name}: rate limit not exported")
-        if any(kind == "regex" for _, _, kind, _, _ in r.header_routes):
-            out.append(f"route {r.name}: header route regexes are handed to HAProxy's PCRE as written "
-                       "(the router uses Python's re: keep to the syntax both share)")
     return out
 
 

@@ -14,7 +14,7 @@ from copy import deepcopy
 from typing import Any
 
 from dataplane import k8s
-from dataplane.model import IDENTITY_HEADER, WRITE_METHODS, Backend, Plan, Rule
+from dataplane.model import IDENTITY_HEADER, WRITE_METHODS, Backend, Plan, Rule, shared_limits
 from router.match import prefix_forms
 
 API_VERSION = "networking.istio.io/v1"
@@ -53,18 +53,10 @@ def limits(plan: Plan) -> list[str]:
         if len(r.percent_slices) > 1:
             out.append(f"route {r.name}: weights are per request in Envoy (the DestinationRule's "
                        "consistentHash only picks the pod) — sticky cohorts: no (same users as the router: no)")
-        if r.identity:
-            out.append(f"route {r.name}: identity bridge not exported (the header is removed, never signed)")
+        out += shared_limits(r, target="Envoy", regexes="RE2", fallback=True)
         if r.mirror_to:
             out.append(f"route {r.name}: mirrored to {r.mirror_to} ({', '.join(sorted(r.mirror_methods))}), "
                        "responses not diffed")
-        if r.fallback:
-            out.append(f"route {r.name}: fallback to {r.fallback} not exported")
-        if r.rate_limited:
-            out.append(f"route {r.name}: rate limit not exported")
-        if any(kind == "regex" for _, _, kind, _, _ in r.header_routes):
-            out.append(f"route {r.name}: header route regexes are handed to Envoy's RE2 as written "
-                       "(the router uses Python's re: keep to the syntax both share)")
     return out
 
 

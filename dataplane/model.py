@@ -202,3 +202,22 @@ def _plain(value: str, what: str) -> None:
     if not _PLAIN.match(value):
         raise ExportError(f"{what} has characters the exported configs cannot carry as they are — "
                           "fix: use letters, digits and _ . : / - only")
+
+
+def shared_limits(r: Rule, *, target: str, regexes: str, strips: str = "removed",
+                  fallback: bool = False, regex_kinds: tuple[str, ...] = ("regex",)) -> list[str]:
+    """The limits every target has, worded for `target`: the identity bridge, the fallback (when
+    `fallback`: the target has none), rate limits, and header-route patterns handed to the
+    target's own regex engine (`regexes`, for the `regex_kinds` it writes as regexes)."""
+    out = []
+    if r.identity:
+        out.append(f"route {r.name}: identity bridge not exported (the header is {strips}, never signed)")
+    if fallback and r.fallback:
+        out.append(f"route {r.name}: fallback to {r.fallback} not exported")
+    if r.rate_limited:
+        out.append(f"route {r.name}: rate limit not exported")
+    if any(kind in regex_kinds for _, _, kind, _, _ in r.header_routes):
+        kinds = "" if regex_kinds == ("regex",) else f" ({' and '.join(regex_kinds)})"
+        out.append(f"route {r.name}: header route regexes{kinds} are handed to {target}'s {regexes} as "
+                   "written (the router uses Python's re: keep to the syntax both share)")
+    return out

@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 
 from dataplane.errors import ExportError
-from dataplane.model import IDENTITY_HEADER, WRITE_METHODS, Backend, Plan, Rule
+from dataplane.model import IDENTITY_HEADER, WRITE_METHODS, Backend, Plan, Rule, shared_limits
 from router.match import prefix_forms
 
 # What nginx does with each of the router's features (README's table is this one).
@@ -49,15 +49,9 @@ def limits(plan: Plan) -> list[str]:
     """What this plan asks for that nginx will not do, route by route."""
     out = []
     for r in plan.rules:
-        if r.identity:
-            out.append(f"route {r.name}: identity bridge not exported (the header is stripped, never signed)")
+        out += shared_limits(r, target="nginx", regexes="PCRE", strips="stripped")
         if r.mirror_to:
             out.append(f"route {r.name}: mirrored to {r.mirror_to}, but responses are not diffed")
-        if r.rate_limited:
-            out.append(f"route {r.name}: rate limit not exported")
-        if any(kind == "regex" for _, _, kind, _, _ in r.header_routes):
-            out.append(f"route {r.name}: header route regexes are handed to nginx's PCRE as written "
-                       "(the router uses Python's re: keep to the syntax both share)")
     if any(b.health_path for b in plan.backends):
         out.append("active health checks not exported (nginx Plus only); passive max_fails is")
     return out
