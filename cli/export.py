@@ -1,4 +1,5 @@
-"""`strangler export nginx|haproxy|gateway-api|istio [--routes FILE] [--out DIR] [--json]`:
+"""`strangler export nginx|haproxy|gateway-api|istio [--routes FILE] [--out DIR] [--json]
+[--gateway [NS/]NAME] [--channel standard|experimental]`:
 routes.yaml as that data plane's own configuration (dataplane/ does the work); nginx and
 HAProxy keep the router's cohorts, the Kubernetes targets cannot (their limits say so).
 
@@ -27,6 +28,12 @@ def export(
     out_dir: Annotated[Path | None, typer.Option("--out", help="Write the files into this folder "
                                                  "(created) instead of printing them.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON document: files, limits, source.")] = False,
+    gateway_name: Annotated[str, typer.Option(
+        "--gateway", help="gateway-api/istio: the Gateway the routes attach to, NAME or NAMESPACE/NAME.",
+    )] = "strangler",
+    channel: Annotated[str, typer.Option(
+        "--channel", help="gateway-api: the Gateway API CRDs' channel in your cluster; experimental "
+        "adds rules[].retry on replayable methods.")] = "standard",
 ) -> None:
     """Render routes.yaml for nginx, HAProxy (same users on the same backends), Gateway API or Istio."""
     from dataplane import TARGETS, ExportError, gateway, haproxy, istio, model, nginx
@@ -35,6 +42,12 @@ def export(
         err.print(f"error: unknown data plane {target!r}; targets: {', '.join(TARGETS)} "
                   "(e.g. `strangler export nginx --out deploy/nginx`)", markup=False, highlight=False)
         raise typer.Exit(2)
+    for name, given, default, targets in (("gateway", gateway_name, "strangler", ("gateway-api", "istio")),
+                                          ("channel", channel, "standard", ("gateway-api",))):
+        if given != default and target not in targets:
+            err.print(f"error: --{name} does not apply to {target} (only to {', '.join(targets)}) — fix: "
+                      f"drop --{name}", markup=False, highlight=False)
+            raise typer.Exit(2)
     if not routes.is_file():
         raise CLIError(f"no routes file at {routes} — fix: run this where routes.yaml is, or pass "
                        "--routes PATH")
@@ -45,13 +58,14 @@ def export(
             limits = nginx.limits(plan)
             use = "include strangler.conf inside nginx.conf's http { } block"
         elif target == "gateway-api":
-            files = {"httproute.yaml": gateway.render(plan)}
-            limits = gateway.limits(plan)
-            use = f"kubectl apply -f httproute.yaml (needs a Gateway named {gateway.GATEWAY!r} and a Service per upstream)"
+            files = {"httproute.yaml": gateway.render(plan, gateway=gateway_name, channel=channel)}
+            limits = gateway.limits(plan, gateway=gateway_name, channel=channel)
+            use = (f"kubectl apply -f httproute.yaml (needs the Gateway {gateway_name!r}, the {channel} "
+                   "channel's CRDs and a Service per upstream)")
         elif target == "istio":
-            files = {"istio.yaml": istio.render(plan)}
-            limits = istio.limits(plan)
-            use = f"kubectl apply -f istio.yaml (needs an Istio Gateway named {istio.GATEWAY!r} and a Service per upstream)"
+            files = {"istio.yaml": istio.render(plan, gateway=gateway_name)}
+            limits = istio.limits(plan, gateway=gateway_name)
+            use = f"kubectl apply -f istio.yaml (needs the Istio Gateway {gateway_name!r} and a Service per upstream)"
         else:
             lua = str((out_dir / "strangler.lua").absolute()) if out_dir else "/etc/haproxy/strangler.lua"
             files = {"haproxy.cfg": haproxy.render(plan, lua_path=lua), "strangler.lua": haproxy.lua_source()}

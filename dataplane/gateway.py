@@ -1,8 +1,10 @@
-"""Plan → Kubernetes Gateway API `HTTPRoute`s (gateway.networking.k8s.io/v1, standard channel).
+"""Plan → Kubernetes Gateway API `HTTPRoute`s (gateway.networking.k8s.io/v1).
 
-Place in the flow: `strangler export gateway-api`. One HTTPRoute per route of routes.yaml,
-attached to a Gateway named `strangler` (edit parentRefs for yours); each upstream is a
-Service named like it, on its URL's port. Inside a route the rules are, as the router
+Place in the flow: `strangler export gateway-api [--gateway [NS/]NAME] [--channel ...]`. One
+HTTPRoute per route of routes.yaml, attached to the Gateway given (`strangler` by default); each
+upstream is a Service named like it, on its URL's port. On the experimental channel a rule also
+carries `retry` (GEP-1731), only on rules that match the route's replayable methods, as the
+router retries. Inside a route the rules are, as the router
 decides: writes (a method match, which the Gateway API ranks first), header routes, the
 override's always/never, then the weighted rule. Weights are per request: the Gateway API
 has no cohort hash, so users are not kept on one backend.
@@ -18,7 +20,8 @@ from dataplane.errors import ExportError
 from dataplane.model import IDENTITY_HEADER, WRITE_METHODS, Plan, Rule, shared_limits
 
 API_VERSION = "gateway.networking.k8s.io/v1"
-GATEWAY = "strangler"  # the parentRef every HTTPRoute names
+GATEWAY = "strangler"  # the parentRef every HTTPRoute names unless --gateway says otherwise
+CHANNELS = ("standard", "experimental")  # the experimental channel's HTTPRoute has rules[].retry
 MAX_RULES = 16  # the CRD's limit per HTTPRoute
 
 FEATURES: tuple[tuple[str, str, str], ...] = (
@@ -28,7 +31,7 @@ FEATURES: tuple[tuple[str, str, str], ...] = (
     ("anonymous cohort cookie", "no", "no cohorts to keep"),
     ("writes to the ownership group's owner", "yes", "method matches (a static owner: export again after a flip)"),
     ("fallback on failure (replayable methods)", "no", "no failover between backendRefs"),
-    ("retries on replayable methods only", "no", "HTTPRoute retry is experimental-channel only"),
+    ("retries on replayable methods only", "partly", "--channel experimental: rules[].retry on method-matched rules; standard: none"),
     ("timeouts", "partly", "rules[].timeouts.request: the route's deadline, not per upstream"),
     ("deadline over every attempt", "yes", "timeouts.request"),
     ("mirroring (shadow copy)", "partly", "RequestMirror with percent on a rule for the shadow's methods; not beside header routes/overrides"),
@@ -44,11 +47,17 @@ FEATURES: tuple[tuple[str, str, str], ...] = (
 )
 
 
-def limits(plan: Plan) -> list[str]:
+def parent_ref(gateway: str = GATEWAY) -> dict[str, str]:
+    """`NAME` or `NAMESPACE/NAME` → an HTTPRoute parentRef; refused unless both are DNS labels."""
+    namespace, name = k8s.gateway_name(gateway)
+    return {"name": name, "namespace": namespace} if namespace else {"name": name}
+
+
+def limits(plan: Plan, *, gateway: str = GATEWAY, channel: str = "standard") -> list[str]:
     """What this plan asks for that an HTTPRoute will not do, route by route."""
     out = [f"upstreams become Service refs named like the upstream, port from the URL "
            f"({', '.join(f'{n}:{p}' for n, p in map(k8s.service, plan.backends))}); "
-           f"parentRefs name the Gateway {GATEWAY!r}"]
+           f"parentRefs name the Gateway {gateway!r}"]
     for r in plan.rules:
         if len(r.percent_slices) > 1:
             out.append(f"route {r.name}: weights are per request — sticky cohorts: no "
@@ -61,24 +70,31 @@ def limits(plan: Plan) -> list[str]:
         elif r.mirror_to:
             out.append(f"route {r.name}: mirrored to {r.mirror_to} "
                        f"({', '.join(sorted(r.mirror_methods))}), responses not diffed")
-        if r.retries:
-            out.append(f"route {r.name}: retries not exported (experimental channel only)")
+        if r.retries and channel != "experimental":
+            out.append(f"route {r.name}: retries not exported (rules[].retry is experimental-channel "
+                       "only: --channel experimental)")
         if r.override is not None and r.override.cookie:
             out.append(f"route {r.name}: the override cookie is a RegularExpression on Cookie "
                        "(implementation-specific support)")
     return out
 
 
-def documents(plan: Plan) -> list[dict[str, Any]]:
+def documents(plan: Plan, *, gateway: str = GATEWAY, channel: str = "standard") -> list[dict[str, Any]]:
+    if channel not in CHANNELS:
+        raise ExportError(f"--channel {channel!r} is not a Gateway API channel — fix: give standard or experimental (the channel of the "
+                          "Gateway API CRDs installed in the cluster)")
     ports = dict(map(k8s.service, plan.backends))
-    return [_route(r, ports, plan.backend_header) for r in plan.rules]
+    parent = parent_ref(gateway)
+    return [_route(r, ports, plan.backend_header, parent, retry=channel == "experimental")
+            for r in plan.rules]
 
 
-def render(plan: Plan) -> str:
-    return k8s.dump(plan, "gateway-api", documents(plan))
+def render(plan: Plan, *, gateway: str = GATEWAY, channel: str = "standard") -> str:
+    return k8s.dump(plan, "gateway-api", documents(plan, gateway=gateway, channel=channel))
 
 
-def _route(r: Rule, ports: dict[str, int], backend_header: str | None) -> dict[str, Any]:
+def _route(r: Rule, ports: dict[str, int], backend_header: str | None, parent: dict[str, str], *,
+           retry: bool = False) -> dict[str, Any]:
     def refs(weights: tuple[tuple[str, int], ...]) -> list[dict[str, Any]]:
         out = []
         for name, weight in weights:
@@ -115,10 +131,12 @@ def _route(r: Rule, ports: dict[str, int], backend_header: str | None) -> dict[s
             rules += [_rule(r, refs(r.backends), methods=mirror, mirror_port=port), _rule(r, refs(r.backends))]
     else:
         rules.append(_rule(r, refs(r.backends)))
+    if retry and r.retries:
+        rules = [part for rule in rules for part in _with_retry(r, rule)]
     if len(rules) > MAX_RULES:
         raise ExportError(f"route {r.name!r} needs {len(rules)} HTTPRoute rules, over the Gateway API's "
                           f"{MAX_RULES} — fix: fewer header routes on it, or split the route")
-    spec: dict[str, Any] = {"parentRefs": [{"name": GATEWAY}], "rules": rules}
+    spec: dict[str, Any] = {"parentRefs": [parent], "rules": rules}
     if r.host:
         spec = {"parentRefs": spec["parentRefs"], "hostnames": [r.host], "rules": rules}
     return {"apiVersion": API_VERSION, "kind": "HTTPRoute",
@@ -156,6 +174,21 @@ def _rule(r: Rule, backend_refs: list[dict[str, Any]], *, methods: frozenset[str
         filters.append({"type": "RequestMirror", "requestMirror": target})
     return {"matches": matches, "filters": filters, "backendRefs": backend_refs,
             "timeouts": {"request": k8s.duration(r.deadline)}}
+
+
+def _with_retry(r: Rule, rule: dict[str, Any]) -> list[dict[str, Any]]:
+    """`rule` split by method: a copy matching the replayable methods with `retry` (connection
+    failures only: no codes, as the router retries), then the rest without. Every rule of the
+    route is split alike, so a copy with headers still outranks one without (precedence: method,
+    then header count), and writes keep going to the owner (the write rule is split on its own)."""
+    retry = {"attempts": r.retries}
+    if {m.get("method") for m in rule["matches"]} == {None}:
+        replayable = r.retry_methods - WRITE_METHODS if r.writes_to is not None else r.retry_methods
+        safe = [{**m, "method": method} for m in rule["matches"] for method in sorted(replayable)]
+        return ([{**rule, "matches": safe, "retry": retry}] if safe else []) + [rule]
+    safe = [m for m in rule["matches"] if m.get("method") in r.retry_methods]
+    rest = [m for m in rule["matches"] if m.get("method") not in r.retry_methods]
+    return ([{**rule, "matches": safe, "retry": retry}] if safe else []) + ([{**rule, "matches": rest}] if rest else [])
 
 
 def _mirror(r: Rule) -> frozenset[str] | str | None:

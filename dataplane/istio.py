@@ -44,11 +44,11 @@ FEATURES: tuple[tuple[str, str, str], ...] = (
 )
 
 
-def limits(plan: Plan) -> list[str]:
+def limits(plan: Plan, *, gateway: str = GATEWAY) -> list[str]:
     """What this plan asks for that Istio will not do, route by route."""
     out = [f"upstreams become Service refs named like the upstream, port from the URL "
            f"({', '.join(f'{n}:{p}' for n, p in map(k8s.service, plan.backends))}); "
-           f"the VirtualService binds to the Gateway {GATEWAY!r} for hosts '*'"]
+           f"the VirtualService binds to the Gateway {gateway!r} for hosts '*'"]
     for r in plan.rules:
         if len(r.percent_slices) > 1:
             out.append(f"route {r.name}: weights are per request in Envoy (the DestinationRule's "
@@ -60,15 +60,17 @@ def limits(plan: Plan) -> list[str]:
     return out
 
 
-def documents(plan: Plan) -> list[dict[str, Any]]:
+def documents(plan: Plan, *, gateway: str = GATEWAY) -> list[dict[str, Any]]:
+    """`gateway`: the Istio Gateway the VirtualService binds to, `NAME` or `NAMESPACE/NAME`."""
+    k8s.gateway_name(gateway)
     ports = dict(map(k8s.service, plan.backends))
     http = [entry for r in plan.rules for entry in _entries(r, ports, plan.backend_header)]
     vs = {"apiVersion": API_VERSION, "kind": "VirtualService", "metadata": {"name": "strangler"},
-          "spec": {"hosts": ["*"], "gateways": [GATEWAY], "http": http}}
+          "spec": {"hosts": ["*"], "gateways": [gateway], "http": http}}
     return [vs, *(_destination_rule(b, plan) for b in plan.backends)]
 
 
-def render(plan: Plan) -> str:
+def render(plan: Plan, *, gateway: str = GATEWAY) -> str:
     return k8s.dump(plan, "istio", documents(plan))
 
 

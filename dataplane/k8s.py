@@ -11,7 +11,7 @@ import yaml
 from dataplane.errors import ExportError
 from dataplane.model import Backend, Plan
 
-_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?\Z")
+DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?\Z")
 
 
 def object_name(*parts: str) -> str:
@@ -22,7 +22,7 @@ def object_name(*parts: str) -> str:
 
 def service(b: Backend) -> tuple[str, int]:
     """The Service an upstream becomes: named like the upstream, the port of its URL."""
-    if not _LABEL.match(b.name) or len(b.name) > 63:
+    if not DNS_LABEL.match(b.name) or len(b.name) > 63:
         raise ExportError(f"upstream {b.name!r} cannot name a Kubernetes Service — fix: rename it in "
                           "routes.yaml to lower-case letters, digits and '-' (a DNS label)")
     return b.name, b.servers[0].port
@@ -45,3 +45,14 @@ def dump(plan: Plan, target: str, docs: list[dict[str, Any]]) -> str:
     """The header as comments, then one YAML document per object."""
     head = "".join(f"# {line}\n" for line in plan.header_lines(target))
     return head + yaml.dump_all(docs, Dumper=_Plain, sort_keys=False, explicit_start=True)
+
+
+def gateway_name(gateway: str) -> tuple[str, str]:
+    """`NAME` or `NAMESPACE/NAME` (`--gateway`) → (namespace or "", name); refused unless both
+    are Kubernetes names."""
+    namespace, _, name = gateway.rpartition("/")
+    for part in (name, namespace) if namespace else (name,):
+        if not DNS_LABEL.fullmatch(part) or len(part) > 63:
+            raise ExportError(f"--gateway {gateway!r}: {part!r} is not a Kubernetes name — fix: "
+                              "lower-case letters, digits and '-', e.g. --gateway infra/public")
+    return namespace, name

@@ -71,3 +71,20 @@ def test_istio_json_carries_the_documents_and_the_limits(tmp_path: Path) -> None
     kinds = [d["kind"] for d in yaml.safe_load_all(doc["files"]["istio.yaml"])]
     assert kinds == ["VirtualService", "DestinationRule", "DestinationRule", "DestinationRule"]
     assert any("same users as the router: no" in line for line in doc["limits"])
+
+
+def test_gateway_and_channel_reach_the_documents_and_are_refused_where_they_do_not_apply(tmp_path: Path) -> None:
+    routes = tmp_path / "routes.yaml"
+    routes.write_text(ROUTES.replace("    shadow: {to: catalog, percent: 5}\n", "    retries: 2\n"))
+    result = runner.invoke(app, ["export", "gateway-api", "--routes", str(routes), "--json",
+                                 "--gateway", "infra/public", "--channel", "experimental"])
+    assert result.exit_code == 0, result.output
+    docs = list(yaml.safe_load_all(json.loads(result.stdout)["files"]["httproute.yaml"]))
+    assert docs[0]["spec"]["parentRefs"] == [{"name": "public", "namespace": "infra"}]
+    assert any(rule.get("retry") == {"attempts": 2} for rule in docs[0]["spec"]["rules"])
+    for args, message in ((["nginx", "--gateway", "edge"], "--gateway does not apply to nginx"),
+                          (["istio", "--channel", "experimental"], "--channel does not apply to istio"),
+                          (["gateway-api", "--channel", "beta"], "standard or experimental"),
+                          (["istio", "--gateway", "Edge_1"], "--gateway")):
+        refused = runner.invoke(app, ["export", *args, "--routes", str(routes)])
+        assert refused.exit_code != 0 and message in refused.stderr and "fix" in refused.stderr, (args, refused.stderr)

@@ -36,17 +36,19 @@ NARROW = ROUTES.replace("routes:\n", """routes:
 """)
 
 
-def validator(kind: str) -> jsonschema.protocols.Validator:
+def validator(kind: str, channel: str = "standard") -> jsonschema.protocols.Validator:
     name = {"HTTPRoute": "httproute-v1.json", "VirtualService": "virtualservice-v1.json",
             "DestinationRule": "destinationrule-v1.json"}[kind]
+    if channel == "experimental":
+        name = name.replace(".json", "-experimental.json")
     schema = json.loads((SCHEMAS / name).read_text())
     return jsonschema.Draft7Validator(schema)
 
 
-def problems(text: str) -> list[str]:
+def problems(text: str, channel: str = "standard") -> list[str]:
     out = []
     for doc in yaml.safe_load_all(text):
-        for error in validator(doc["kind"]).iter_errors(doc):
+        for error in validator(doc["kind"], channel).iter_errors(doc):
             out.append(f"{doc['kind']} {doc['metadata']['name']}: {'/'.join(map(str, error.absolute_path))}: "
                        f"{error.message}")
     return out
@@ -168,3 +170,107 @@ def test_what_kubernetes_cannot_name_or_hold_is_refused_saying_what_to_do(tmp_pa
     with pytest.raises(ExportError, match="needs 17 HTTPRoute rules, over the Gateway API's 16 — fix"):
         gateway.render(crowded)
     assert problems(istio.render(crowded)) == []  # Istio has no such limit
+
+
+# -- the experimental channel's retries, and --gateway ------------------------------------
+
+def test_experimental_channel_validates_and_retries_where_the_router_would(tmp_path: Path) -> None:
+    for plan in plans(tmp_path):
+        text = gateway.render(plan, channel="experimental")
+        assert problems(text, "experimental") == [], plan.source
+        if any(r.retries for r in plan.rules):
+            assert "retry:" in text
+            assert "retry:" not in gateway.render(plan)  # the standard channel has no such field
+            # The standard CRD does not know the field: an API server prunes it (or, with strict
+            # field validation, refuses it), so the channel matters.
+            assert "retry" not in _rule_fields("standard") and "retry" in _rule_fields("experimental")
+            assert any("--channel experimental" in line for line in gateway.limits(plan))
+            assert not any("retries not exported" in line
+                           for line in gateway.limits(plan, channel="experimental"))
+
+
+def _rule_fields(channel: str) -> set[str]:
+    schema = validator("HTTPRoute", channel).schema
+    return set(schema["properties"]["spec"]["properties"]["rules"]["items"]["properties"])
+
+
+def _matches(match: dict[str, Any], method: str, headers: dict[str, str]) -> bool:
+    import re
+
+    if match.get("method", method) != method:
+        return False
+    for h in match.get("headers", []):
+        value = headers.get(h["name"].lower())
+        if value is None:
+            return False
+        if h.get("type") == "RegularExpression":
+            if not re.fullmatch(h["value"], value):
+                return False
+        elif value != h["value"]:
+            return False
+    return True
+
+
+def _gateway_picks(rules: list[dict[str, Any]], method: str, headers: dict[str, str]) -> dict[str, Any]:
+    """The rule a Gateway picks for one path (GEP precedence: a method match, then the most header
+    matches, then the first rule in order)."""
+    candidates = [(i, m) for i, r in enumerate(rules) for m in r["matches"] if _matches(m, method, headers)]
+    i, _ = min(candidates, key=lambda c: (-("method" in c[1]), -len(c[1].get("headers", [])), c[0]))
+    return rules[i]
+
+
+# Writes owned by catalog, header routes, and PUT opted in as idempotent: a header route's
+# replayable copy must not outrank the write rule for a PUT (it would carry headers, and a method).
+OWNED_PUT = HEADER_ROUTES.replace("ledger: ledger.jsonl\n", "ledger: ledger.jsonl\nownership: ownership.yaml\n").replace(
+    "    retries: 2\n", "    retries: 2\n    retry: {idempotent: [PUT]}\n    writes: products\n")
+OWNERSHIP = """version: 1
+groups:
+  products:
+    owner: catalog
+    sides:
+      monolith: {stream: fwd, tables: [a]}
+      catalog: {stream: rev, tables: [b]}
+"""
+
+
+@pytest.mark.parametrize("routes", ["repo", "header_routes", "owned_put"])
+def test_retry_split_keeps_every_request_on_the_same_rule_and_retries_only_replayable(
+        tmp_path: Path, routes: str) -> None:
+    if routes == "owned_put":
+        (tmp_path / "ownership.yaml").write_text(OWNERSHIP)
+    plan = (model.load_plan(REPO_ROUTES) if routes == "repo"
+            else plan_of(tmp_path, HEADER_ROUTES if routes == "header_routes" else OWNED_PUT))
+    if routes == "owned_put":
+        assert plan.rules[0].writes_to == "catalog" and "PUT" in plan.rules[0].retry_methods
+    standard = gateway.documents(plan)
+    experimental = gateway.documents(plan, channel="experimental")
+    requests = [{}, {"x-canary": "yes"}, {"x-plan": "beta-1"}, {"x-try": "always"}, {"x-try": "never"},
+                {"cookie": "try_it=always"}, {"x-strangler-catalog": "always"}, {"x-strangler-catalog": "never"},
+                {"cookie": "a=1; strangler_catalog=never"}, {"x-canary": "yes", "x-try": "never"}]
+    for std, exp, rule in zip(standard, experimental, plan.rules, strict=True):
+        for method in ("GET", "HEAD", "OPTIONS", "POST", "PUT", "PATCH", "DELETE"):
+            for headers in requests:
+                before = _gateway_picks(std["spec"]["rules"], method, headers)
+                after = _gateway_picks(exp["spec"]["rules"], method, headers)
+                assert after["backendRefs"] == before["backendRefs"], (rule.name, method, headers)
+                retried = "retry" in after
+                assert retried == (bool(rule.retries) and method in rule.retry_methods), (rule.name, method)
+                if retried:
+                    assert after["retry"] == {"attempts": rule.retries}  # connection failures only
+
+
+def test_gateway_option_names_the_parent_and_refuses_what_kubernetes_cannot_name(tmp_path: Path) -> None:
+    plan = model.load_plan(REPO_ROUTES)
+    docs = gateway.documents(plan, gateway="infra/public")
+    assert {tuple(sorted(d["spec"]["parentRefs"][0].items())) for d in docs} == {
+        (("name", "public"), ("namespace", "infra"))}
+    assert gateway.documents(plan, gateway="edge")[0]["spec"]["parentRefs"] == [{"name": "edge"}]
+    assert istio.documents(plan, gateway="infra/public")[0]["spec"]["gateways"] == ["infra/public"]
+    assert problems(gateway.render(plan, gateway="infra/public")) == []
+    for bad in ("Public", "infra/", "a/b/c", "edge_1", ""):
+        with pytest.raises(ExportError, match="--gateway"):
+            gateway.documents(plan, gateway=bad)
+        with pytest.raises(ExportError, match="--gateway"):
+            istio.documents(plan, gateway=bad)
+    with pytest.raises(ExportError, match="standard or experimental"):
+        gateway.documents(plan, channel="beta")
