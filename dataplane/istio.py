@@ -71,7 +71,7 @@ def documents(plan: Plan, *, gateway: str = GATEWAY) -> list[dict[str, Any]]:
 
 
 def render(plan: Plan, *, gateway: str = GATEWAY) -> str:
-    return k8s.dump(plan, "istio", documents(plan))
+    return k8s.dump(plan, "istio", documents(plan, gateway=gateway))
 
 
 def _entries(r: Rule, ports: dict[str, int], backend_header: str | None) -> list[dict[str, Any]]:

@@ -267,6 +267,8 @@ def test_gateway_option_names_the_parent_and_refuses_what_kubernetes_cannot_name
     assert gateway.documents(plan, gateway="edge")[0]["spec"]["parentRefs"] == [{"name": "edge"}]
     assert istio.documents(plan, gateway="infra/public")[0]["spec"]["gateways"] == ["infra/public"]
     assert problems(gateway.render(plan, gateway="infra/public")) == []
+    rendered = next(yaml.safe_load_all(istio.render(plan, gateway="infra/public")))
+    assert rendered["spec"]["gateways"] == ["infra/public"]
     for bad in ("Public", "infra/", "a/b/c", "edge_1", ""):
         with pytest.raises(ExportError, match="--gateway"):
             gateway.documents(plan, gateway=bad)
