@@ -68,9 +68,10 @@ def export(
             use = f"kubectl apply -f istio.yaml (needs the Istio Gateway {gateway_name!r} and a Service per upstream)"
         else:
             lua = str((out_dir / "strangler.lua").absolute()) if out_dir else "/etc/haproxy/strangler.lua"
-            files = {"haproxy.cfg": haproxy.render(plan, lua_path=lua), "strangler.lua": haproxy.lua_source()}
+            files = {"haproxy.cfg": haproxy.render(plan, lua_path=lua), "strangler.lua": haproxy.lua_source(),
+                     haproxy.CUTS_FILE: haproxy.cuts_map(plan)}
             limits = haproxy.limits(plan)
-            use = f"haproxy -f haproxy.cfg (it loads {lua})"
+            use = f"haproxy -f haproxy.cfg (it loads {lua} and {haproxy.CUTS_FILE} beside it: the weights)"
     except ExportError as exc:
         raise CLIError(str(exc)) from None
     written: list[str] = []

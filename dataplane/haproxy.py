@@ -10,6 +10,9 @@ nginx and the router do. How a request goes:
 2. `txn.key`: the first non-empty of the cohort header, the cohort cookie, the anonymous
    cookie, else a fresh uuid (and its Set-Cookie) or the client address;
 3. `txn.backend`: writes > header route > override > the slice holding `txn.key`'s hash; `use_backend`.
+The slices' upper bounds are not in haproxy.cfg but in a map beside it (`cuts_map`, keys
+`r<i>.<backend>`), so new weights reach a running HAProxy through its runtime API
+(`set map`, dataplane/follow.py) without a reload: the config text does not change with them.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from router.match import prefix_forms
 
 FEATURES: tuple[tuple[str, str, str], ...] = (
     ("routes in the router's matching order", "yes", "acls, first route that fits sets txn.route"),
-    ("weights and sticky cohorts (same users)", "yes", "strangler.lua: nginx's MurmurHash2; cut points as integers"),
+    ("weights and sticky cohorts (same users)", "yes", "strangler.lua: nginx's MurmurHash2; cut points in a map, changed live"),
     ("overrides (header/cookie always/never)", "yes", "acls on the header, then the cookie"),
     ("anonymous cohort cookie", "yes", "uuid as the new key, Set-Cookie"),
     ("writes to the ownership group's owner", "yes", "acl on the method (a static owner: export again after a flip)"),
@@ -58,9 +61,31 @@ def limits(plan: Plan) -> list[str]:
     return out
 
 
+CUTS_FILE = "strangler-cuts.map"
+
+
+def cuts_map(plan: Plan) -> str:
+    """The map of what changes with the weights (`cut_entries`): `<key> <integer>` per line."""
+    return "".join(f"{key} {cut}\n" for key, cut in cut_entries(plan).items())
+
+
+def cut_entries(plan: Plan) -> dict[str, int]:
+    """What changes with the weights: each slice's bound, and whether the route splits (1/0:
+    anonymous visitors get a fresh cohort only then, as in the router)."""
+    out: dict[str, int] = {}
+    for r in plan.rules:
+        if len(r.backends) > 1:
+            out.update((f"r{r.index}.{name}", cut) for name, cut in r.every_cut)
+            if r.key.anonymous_cookie:
+                out[f"r{r.index}.splits"] = int(r.key.new_anonymous)
+    return out
+
+
 def render(plan: Plan, *, listen: str = "127.0.0.1:8080", lua_path: str = "/etc/haproxy/strangler.lua",
-           extra_global: tuple[str, ...] = ()) -> str:
-    """The whole haproxy.cfg; `lua_path` is where strangler.lua will be."""
+           cuts_path: str | None = None, extra_global: tuple[str, ...] = ()) -> str:
+    """The whole haproxy.cfg; `lua_path` is where strangler.lua will be, `cuts_path` the
+    cuts map (default: strangler-cuts.map beside it)."""
+    cuts = cuts_path or f"{lua_path.rpartition('/')[0] or '.'}/{CUTS_FILE}"
     out = [f"# {line}" for line in plan.header_lines("haproxy")]
     out += ["global", f"    lua-load {lua_path}",
             "    expose-experimental-directives  # normalize-uri is marked experimental in 2.4-2.6", *[f"    {g}" for g in extra_global], "",
@@ -83,11 +108,11 @@ def render(plan: Plan, *, listen: str = "127.0.0.1:8080", lua_path: str = "/etc/
                "'{\"error\": \"no_route\", \"detail\": \"no route matches this request\"}' "
                "if !{ var(txn.route) -m found }")
     for r in plan.rules:
-        out += _choose(r)
+        out += _choose(r, cuts)
     out.append("    use_backend %[var(txn.backend)]")
     if plan.backend_header:
         out.append(f"    http-response set-header {plan.backend_header} %[var(txn.backend)]")
-    anonymous = next((r.key for r in plan.rules if r.key.new_anonymous and r.key.anonymous_cookie), None)
+    anonymous = next((r.key for r in plan.rules if r.key.anonymous_cookie and len(r.backends) > 1), None)
     if anonymous is not None:
         out.append(f'    http-response add-header Set-Cookie "{anonymous.anonymous_cookie}=%[var(txn.key)]; '
                    f'Path=/; Max-Age={anonymous.anonymous_max_age}; HttpOnly; SameSite=Lax" '
@@ -127,7 +152,7 @@ def _select(r: Rule) -> list[str]:
     return out
 
 
-def _choose(r: Rule) -> list[str]:
+def _choose(r: Rule, cuts: str) -> list[str]:
     i, k = r.index, r.key
     on = f"is_r{i}"
     none = "!{ var(txn.backend) -m found }"
@@ -154,7 +179,7 @@ def _choose(r: Rule) -> list[str]:
                 "{ var(txn.override) -m str always }",
                 f"    http-request set-var(txn.backend) str({ov.never}) if {on} {none} "
                 "{ var(txn.override) -m str never }"]
-    if len(r.slices) == 1:
+    if len(r.backends) == 1:  # nothing to split, now or after a shift
         return [*out, f"    http-request set-var(txn.backend) str({r.slices[0][0]}) if {on} {none}"]
     nokey = "!{ var(txn.key) -m found }"
     if k.header:
@@ -164,15 +189,16 @@ def _choose(r: Rule) -> list[str]:
         if cookie:
             c = f"req.cook({_arg(cookie)})"
             out.append(f"    http-request set-var(txn.key) {c} if {on} {none} {nokey} {{ {c} -m len gt 0 }}")
-    if k.new_anonymous:
-        out += [f"    http-request set-var(txn.newcohort) bool(1) if {on} {none} {nokey}",
-                f"    http-request set-var(txn.key) uuid if {on} {none} {nokey}"]
-    else:
-        out.append(f"    http-request set-var(txn.key) src if {on} {none} {nokey}")
+    if k.anonymous_cookie:  # a fresh cohort only while the route splits (`r<i>.splits` in the map)
+        fresh = f"{on} {none} {nokey} {{ str(r{i}.splits),map_str_int({_arg(cuts)},0) -m int gt 0 }}"
+        out += [f"    http-request set-var(txn.newcohort) bool(1) if {fresh}",
+                f"    http-request set-var(txn.key) uuid if {fresh}"]
+    out.append(f"    http-request set-var(txn.key) src if {on} {none} {nokey}")
     out.append(f"    http-request set-var(txn.hash) var(txn.key),lua.strangler_hash({r.salt}) if {on} {none}")
-    for name, cut in r.slices:
-        test = f" {{ var(txn.hash) -m int lt {cut} }}" if cut is not None else ""
-        out.append(f"    http-request set-var(txn.backend) str({name}) if {on} {none}{test}")
+    for name, _ in r.every_cut:  # hash < bound, as `hash - bound < 0`: acls compare with constants only
+        out += [f"    http-request set-var(txn.cut) str(r{i}.{name}),map_str_int({_arg(cuts)},0) if {on} {none}",
+                f"    http-request set-var(txn.backend) str({name}) if {on} {none} "
+                "{ var(txn.hash),sub(txn.cut) -m int lt 0 }"]
     return out
 
 

@@ -99,9 +99,31 @@ class Rule:
     header_routes: tuple[tuple[str, str, str, str, str], ...] = ()
 
     @property
+    def every_cut(self) -> tuple[tuple[str, int], ...]:
+        """Every backend in split_clients order, weight 0 included, with its exclusive upper
+        bound (ABOVE_EVERY_HASH for the slice that takes the rest): the same split as `slices`,
+        but the lines do not change with the weights, so a plane can take new weights live."""
+        return every_cut(self.backends)
+
+    @property
     def percent_slices(self) -> tuple[tuple[str, int], ...]:
         """(backend, weight %) in split_clients order, weight-0 backends left out."""
         return tuple(balance.slices(self.backends))
+
+
+ABOVE_EVERY_HASH = 1 << 32  # the cohort hash is 32 bits: a cut no hash reaches
+
+
+def every_cut(backends: tuple[tuple[str, int], ...]) -> tuple[tuple[str, int], ...]:
+    """See Rule.every_cut. A weight-0 backend gets the bound before it: an empty range."""
+    bounds = dict(balance.cut_points(backends))
+    out, last = [], 0
+    for name, weight in [backends[0], *reversed(backends[1:])]:
+        if weight > 0:
+            cut = bounds[name]
+            last = ABOVE_EVERY_HASH if cut is None else cut
+        out.append((name, last))
+    return tuple(out)
 
 
 @dataclass(frozen=True, kw_only=True)

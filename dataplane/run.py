@@ -20,6 +20,7 @@ from dataplane import haproxy, nginx
 from dataplane.errors import ExportError
 from dataplane.model import Plan
 
+ADMIN_SOCKET = "admin.sock"  # HAProxy's runtime API (dataplane/follow.py sets the cuts through it)
 _INSTALL = {"nginx": "apt-get install -y nginx", "haproxy": "apt-get install -y haproxy"}
 
 
@@ -70,8 +71,9 @@ def files(target: str, plan: Plan, *, port: int, folder: Path) -> dict[str, str]
         return {"nginx.conf": nginx.wrap(nginx.render(plan, listen=listen), prefix=str(folder))}
     if target == "haproxy":
         cfg = haproxy.render(plan, listen=listen, lua_path=str(folder / "strangler.lua"),
-                             extra_global=(f"pidfile {folder}/haproxy.pid",))
-        return {"haproxy.cfg": cfg, "strangler.lua": haproxy.lua_source()}
+                             extra_global=(f"pidfile {folder}/haproxy.pid",
+                                           f"stats socket {folder}/{ADMIN_SOCKET} mode 600 level admin"))
+        return {"haproxy.cfg": cfg, "strangler.lua": haproxy.lua_source(), haproxy.CUTS_FILE: haproxy.cuts_map(plan)}
     raise ExportError(f"unknown data plane {target!r} — fix: use nginx or haproxy")
 
 

@@ -50,10 +50,23 @@ def test_the_split_is_written_in_the_router_s_slice_order_with_its_cut_points(tm
     # primary first, then the other backends reversed; the last takes the rest.
     assert 'split_clients "products:$r0_key" $r0_split {\n    63% monolith;\n    27% search;\n    * catalog;\n}' in text
     cuts = balance.cut_points([("monolith", 63), ("catalog", 10), ("search", 27)])
+    # HAProxy: the same bounds, in a map (the last slice's bound is above every hash) ...
+    assert haproxy.cuts_map(plan) == (f"r0.monolith {cuts[0][1]}\nr0.search {cuts[1][1]}\n"
+                                      f"r0.catalog {model.ABOVE_EVERY_HASH}\nr0.splits 1\n")
     cfg = haproxy.render(plan)
-    for name, cut in cuts:
-        test = f" {{ var(txn.hash) -m int lt {cut} }}" if cut is not None else ""
-        assert f"set-var(txn.backend) str({name}) if is_r0 !{{ var(txn.backend) -m found }}{test}\n" in cfg + "\n"
+    for name, _ in cuts:  # ... looked up per slice, in the same order
+        assert (f"set-var(txn.cut) str(r0.{name}),map_str_int(/etc/haproxy/strangler-cuts.map,0) if is_r0 "
+                f"!{{ var(txn.backend) -m found }}\n    http-request set-var(txn.backend) str({name}) if is_r0 "
+                "!{ var(txn.backend) -m found } { var(txn.hash),sub(txn.cut) -m int lt 0 }\n") in cfg
+    # ... so new weights change the map, never the config
+    shifted = plan_of(tmp_path, ROUTES.replace("monolith: 63, catalog: 10, search: 27", "monolith: 0, catalog: 100, search: 0"))
+    assert _body(haproxy.render(shifted)) == _body(cfg)
+    # (and at 100 % anonymous visitors get no fresh cohort, as in the router)
+    assert haproxy.cuts_map(shifted) == f"r0.monolith 0\nr0.search 0\nr0.catalog {model.ABOVE_EVERY_HASH}\nr0.splits 0\n"
+
+
+def _body(cfg: str) -> str:
+    return "\n".join(line for line in cfg.splitlines() if not line.startswith("#"))
 
 
 def test_routes_come_in_the_router_s_matching_order(tmp_path: Path) -> None:
