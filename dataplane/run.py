@@ -1,6 +1,7 @@
 """Start and stop a real nginx or HAProxy on loopback with a rendered configuration.
 
-Place in the flow: the data-plane tests (and, later, `strangler up --data-plane`). Every
+Place in the flow: the data-plane tests, and dataplane/follow.py, which keeps a started
+plane on its routes file. Every
 path the server writes (pid, logs, temp files) is in a throwaway folder, so it runs as any
 user. The config is checked first (`nginx -t`, `haproxy -c`) and a refusal is raised with
 the server's own words.
@@ -90,7 +91,7 @@ def start(target: str, plan: Plan, *, port: int, timeout: float = 15.0) -> Runni
         argv = [exe, "-p", str(folder), "-c", str(folder / "nginx.conf")]
     else:
         check = [exe, "-c", "-f", str(folder / "haproxy.cfg")]
-        argv = [exe, "-db", "-f", str(folder / "haproxy.cfg")]
+        argv = [exe, "-W", "-db", "-f", str(folder / "haproxy.cfg")]  # master-worker: reloads on SIGUSR2
     done = subprocess.run(check, capture_output=True, text=True, cwd=folder)
     if done.returncode != 0:
         tmp.cleanup()

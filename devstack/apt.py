@@ -41,6 +41,8 @@ PACKAGES: tuple[Package, ...] = (
     Package("graphviz", ("dot",), "strangler map --svg draws the context map (tests/contextmap)"),
     Package("nginx", ("nginx",), "strangler export nginx: the exported config run for real "
             "(tests/dataplane/test_same_backend.py)"),
+    Package("wrk", ("wrk",), "load through a running nginx/HAProxy while dataplane/follow.py shifts weights "
+            "(tests/dataplane/test_follow.py) and the router benchmark"),
     Package("haproxy", ("haproxy",), "strangler export haproxy: the exported config and its Lua hash run for "
             "real (the same test; Debian's is built with Lua)"),
 )

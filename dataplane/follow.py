@@ -1,0 +1,174 @@
+"""Keep a running nginx or HAProxy on its routes file: what `strangler shift`, a rollout or an
+edit writes to routes.yaml reaches the data plane, with the one ledger `router/edit.py` keeps.
+
+Place in the flow: `dataplane.run.start` starts the plane from a plan; `Follower.sync()`
+(or `Follower.follow()` in a thread) re-reads the routes file when its bytes change, plans it
+with the router's own loader, and applies it:
+- HAProxy: when only weights changed (the rendered haproxy.cfg is the same text, since the
+  slice bounds live in strangler-cuts.map), the new bounds go in through the runtime API as
+  one map transaction (`prepare map` / `add map` / `commit map`: no request sees half of a
+  change, nothing restarts), then the map file is rewritten so a restart keeps them. Any
+  other change: the new config is checked (`haproxy -c`) and the master reloads (SIGUSR2).
+- nginx: the new nginx.conf is checked (`nginx -t`), swapped in, and the master reloads
+  (SIGHUP): new workers take new connections, the old ones finish theirs and exit.
+A routes file the router refuses, or a config the server refuses, changes nothing: the plane
+keeps its last good state and `sync` says what went wrong and how to fix it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from dataplane import haproxy, run
+from dataplane.errors import ExportError
+from dataplane.model import Plan, load_plan
+
+DRAIN_SECONDS = 30.0  # how long nginx's old workers may take to finish what they hold
+
+
+@dataclass(frozen=True)
+class Applied:
+    """What one sync did: `how` is "runtime API" (HAProxy, no reload), "reload", or
+    "refused" with `error` saying why (the plane kept its last good state)."""
+
+    sha256: str
+    how: str
+    error: str | None = None
+
+
+class Follower:
+    def __init__(self, running: run.Running, routes: Path, plan: Plan) -> None:
+        self.running, self.routes, self.plan = running, routes, plan
+        self.refused_sha256: str | None = None  # a refused file is reported once, not per poll
+
+    def sync(self) -> Applied | None:
+        """Apply the routes file if its bytes changed since the last plan; None if they did not."""
+        try:
+            sha256 = hashlib.sha256(self.routes.read_bytes()).hexdigest()
+        except OSError as exc:
+            return self._refused("-", f"cannot read {self.routes}: {exc.strerror} — the {self.running.target} "
+                                      f"keeps serving the last good file (sha256 {self.plan.sha256[:16]})")
+        if sha256 in (self.plan.sha256, self.refused_sha256):
+            return None
+        try:
+            plan = load_plan(self.routes)
+        except ExportError as exc:
+            return self._refused(sha256, f"{exc} — the {self.running.target} keeps serving the last good "
+                                         f"file (sha256 {self.plan.sha256[:16]})")
+        try:
+            how = (_haproxy(self.running, self.plan, plan) if self.running.target == "haproxy"
+                   else _nginx(self.running, plan))
+        except ExportError as exc:
+            return self._refused(plan.sha256, str(exc))
+        self.plan, self.refused_sha256 = plan, None
+        return Applied(sha256=plan.sha256, how=how)
+
+    def follow(self, stop: threading.Event, *, interval: float = 0.1,
+               report: Callable[[Applied], None] = lambda applied: None) -> None:
+        """`sync` every `interval` seconds until `stop` is set; each change goes to `report`."""
+        while not stop.wait(interval):
+            applied = self.sync()
+            if applied is not None:
+                report(applied)
+
+    def _refused(self, sha256: str, error: str) -> Applied | None:
+        if sha256 == self.refused_sha256:
+            return None
+        self.refused_sha256 = sha256
+        return Applied(sha256=sha256, how="refused", error=error)
+
+
+def _haproxy(running: run.Running, old: Plan, new: Plan) -> str:
+    files = run.files("haproxy", new, port=running.port, folder=running.folder)
+    cuts_path = running.folder / haproxy.CUTS_FILE
+    if _body(files["haproxy.cfg"]) == _body(run.files("haproxy", old, port=running.port, folder=running.folder)
+                                                  ["haproxy.cfg"]):
+        entries = haproxy.cut_entries(new)
+        version = runtime_api(running, f"prepare map {cuts_path}").split(":")[-1].strip()
+        if not version.isdigit():
+            raise ExportError(f"HAProxy's runtime API refused `prepare map`: {version!r} — the plane keeps "
+                              "its weights; check the stats socket in haproxy.cfg")
+        commands = [f"add map @{version} {cuts_path} {key} {value}" for key, value in entries.items()]
+        answer = runtime_api(running, ";".join([*commands, f"commit map @{version} {cuts_path}"]))
+        if answer.strip():
+            raise ExportError(f"HAProxy's runtime API refused the new weights: {answer.strip()} — the plane "
+                              "keeps its weights")
+        _write(cuts_path, files[haproxy.CUTS_FILE])  # so a restart starts from them
+        return "runtime API"
+    _check(running, new, files, check=lambda folder: [run.binary("haproxy"), "-c", "-f", str(folder / "haproxy.cfg")])
+    running.process.send_signal(signal.SIGUSR2)  # master-worker: a new worker on the new config
+    return "reload"
+
+
+def _nginx(running: run.Running, new: Plan) -> str:
+    files = run.files("nginx", new, port=running.port, folder=running.folder)
+    before = workers(running)
+    _check(running, new, files, check=lambda folder: [run.binary("nginx"), "-t", "-q", "-p", str(folder),
+                                                      "-c", str(folder / "nginx.conf")])
+    running.process.send_signal(signal.SIGHUP)
+    # Applied once the old workers are gone: until then they may still accept connections and
+    # answer with the old weights. They finish what is in flight and close idle keep-alives.
+    deadline = time.monotonic() + DRAIN_SECONDS
+    while before & workers(running) or not workers(running):
+        if time.monotonic() > deadline:
+            raise ExportError(f"nginx's old workers still run {DRAIN_SECONDS:.0f} s after the reload (long "
+                              f"requests in flight?) — the new weights are live for new connections only; see "
+                              f"{running.folder / 'error.log'}")
+        time.sleep(0.01)
+    return "reload"
+
+
+def _check(running: run.Running, plan: Plan, files: dict[str, str], *,
+           check: Callable[[Path], list[str]]) -> None:
+    """Have the server check `plan` rendered into a staging folder, then swap `files` in."""
+    staging = running.folder / "next"
+    staging.mkdir(exist_ok=True)
+    for name, text in run.files(running.target, plan, port=running.port, folder=staging).items():
+        (staging / name).write_text(text)
+    done = subprocess.run(check(staging), capture_output=True, text=True, cwd=staging)
+    if done.returncode != 0:
+        raise ExportError(f"{running.target} refused the new config, so it keeps the old one:\n"
+                          f"{(done.stderr or done.stdout).strip()}")
+    for name, text in files.items():
+        _write(running.folder / name, text)
+
+
+def _write(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _body(cfg: str) -> str:
+    """haproxy.cfg without its comment header (the source's sha256 changes with every edit)."""
+    return "\n".join(line for line in cfg.splitlines() if not line.startswith("#"))
+
+
+def runtime_api(running: run.Running, command: str, *, timeout: float = 5.0) -> str:
+    """One line to HAProxy's runtime API (commands may be joined with ';'); its answer."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(timeout)
+        sock.connect(str(running.folder / run.ADMIN_SOCKET))
+        sock.sendall(command.encode() + b"\n")
+        chunks = []
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+    return b"".join(chunks).decode(errors="replace")
+
+
+def workers(running: run.Running) -> set[int]:
+    """The pids of the master's children (nginx's workers; HAProxy's worker)."""
+    pid = running.process.pid
+    try:
+        return {int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()}
+    except OSError:
+        return set()

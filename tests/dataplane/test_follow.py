@@ -1,0 +1,153 @@
+"""dataplane/follow.py on real servers: `strangler shift`'s edits of routes.yaml reach a running
+nginx (reload) and HAProxy (runtime API, no reload) under wrk load without one failed request,
+every user lands where the router would put them after each change, and a file the router
+refuses leaves the plane as it was."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from control.shift import shift_file
+from dataplane import follow, model, run
+from dataplane.errors import ExportError
+from devstack import free_port
+from router import balance, ledger
+from tests.conftest import service_missing
+from tests.dataplane.wire import backends_seen, named_upstreams
+
+USERS = [f"user-{i}" for i in range(300)]
+STEPS = (10, 25, 50, 75, 90, 100, 60, 20, 0)  # catalog's weight, a canary up and back down
+# wrk asks as many users as it can, each request another one (so the hash path runs)
+USERS_LUA = """counter = 0
+request = function()
+  counter = counter + 1
+  local headers = {["X-User"] = "wrk-" .. (counter % 5000)}
+  if os.getenv("CLOSE") == "1" then headers["Connection"] = "close" end
+  return wrk.format("GET", "/x", headers)
+end
+"""
+
+
+def routes_yaml(ports: dict[str, int]) -> str:
+    return f"""ledger: ledger.jsonl
+access_log: false
+backend_header: X-Strangler-Backend
+upstreams:
+  monolith: {{url: "http://127.0.0.1:{ports['monolith']}"}}
+  catalog: {{url: "http://127.0.0.1:{ports['catalog']}"}}
+routes:
+  - name: root
+    match: {{prefix: /}}
+    backends: {{monolith: 100, catalog: 0}}
+    cohort: {{header: X-User}}
+"""
+
+
+def needs(*tools: str) -> None:
+    for tool in tools:
+        try:
+            run.binary(tool) if tool in ("nginx", "haproxy") else None
+        except ExportError as exc:
+            service_missing(tool, exc)
+        if tool == "wrk" and shutil.which("wrk") is None:
+            service_missing("wrk", RuntimeError("apt-get install -y wrk (`python -m devstack.apt`)"))
+
+
+@contextmanager
+def following(target: str, routes: Path) -> Iterator[tuple[run.Running, list[follow.Applied], threading.Event]]:
+    plan = model.load_plan(routes)
+    with run.start(target, plan, port=free_port()) as server:
+        applied: list[follow.Applied] = []
+        stop = threading.Event()
+        follower = follow.Follower(server, routes, plan)
+        thread = threading.Thread(target=follower.follow, args=(stop,), kwargs={"interval": 0.02,
+                                                                             "report": applied.append})
+        thread.start()
+        try:
+            yield server, applied, stop
+        finally:
+            stop.set()
+            thread.join(40)
+
+
+def wait_applied(applied: list[follow.Applied], routes: Path, stop: threading.Event) -> follow.Applied:
+    want = model.load_plan(routes).sha256
+    for _ in range(2000):
+        done = next((a for a in applied if a.sha256 == want), None)
+        if done is not None:
+            return done
+        stop.wait(0.02)
+    raise AssertionError(f"the follower never applied {want[:16]}: {applied[-3:]}")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("target", ["nginx", "haproxy"])
+def test_shifts_reach_the_running_plane_under_wrk_load_without_a_failed_request(tmp_path: Path, target: str) -> None:
+    needs(target, "wrk")
+    (tmp_path / "users.lua").write_text(USERS_LUA)
+    with named_upstreams(("monolith", "catalog")) as ports:
+        routes = tmp_path / "routes.yaml"
+        routes.write_text(routes_yaml(ports))
+        with following(target, routes) as (server, applied, stop):
+            workers = follow.workers(server)
+            # nginx's reload closes idle keep-alive connections (a request sent on one at that
+            # instant is lost to a client that does not retry, as wrk does not: README, "Steer
+            # them live"), so its load comes on fresh connections; HAProxy's is keep-alive.
+            load = subprocess.Popen(["wrk", "-t1", "-c8", "-d8s", "-s", str(tmp_path / "users.lua"),
+                                     f"{server.url}/x"], stdout=subprocess.PIPE, text=True,
+                                    env={**os.environ, "CLOSE": "1" if target == "nginx" else "0"})
+            for weight in STEPS:
+                shift_file(routes, route="root", backend="catalog", weight=weight, reason=f"canary step {weight}")
+                how = wait_applied(applied, routes, stop).how
+                assert how == ("runtime API" if target == "haproxy" else "reload"), applied[-1]
+                seen = backends_seen(server.port, [("/x", {"X-User": u}) for u in USERS])
+                want = [balance.choose([("monolith", 100 - weight), ("catalog", weight)], salt="root", key=u)
+                        for u in USERS]
+                assert seen == want, f"{target} at catalog {weight} %: users elsewhere than the router"
+            output, _ = load.communicate(timeout=60)
+            if target == "haproxy":
+                assert follow.workers(server) == workers  # the weights changed without a reload
+    requests = int(re.search(r"(\d+) requests in", output).group(1))  # type: ignore[union-attr]
+    assert requests > 1000, output
+    assert "Socket errors" not in output and "Non-2xx" not in output, output
+    entries = ledger.tail(tmp_path / "ledger.jsonl", 100)
+    assert [e["new"]["catalog"] for e in entries] == list(STEPS)  # the one ledger shift writes
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("target", ["nginx", "haproxy"])
+def test_a_file_the_router_refuses_leaves_the_plane_as_it_was(tmp_path: Path, target: str) -> None:
+    needs(target)
+    with named_upstreams(("monolith", "catalog")) as ports:
+        routes = tmp_path / "routes.yaml"
+        routes.write_text(routes_yaml(ports).replace("monolith: 100, catalog: 0", "monolith: 50, catalog: 50"))
+        plan = model.load_plan(routes)
+        with run.start(target, plan, port=free_port()) as server:
+            follower = follow.Follower(server, routes, plan)
+            before = backends_seen(server.port, [("/x", {"X-User": u}) for u in USERS])
+            routes.write_text(routes.read_text().replace("catalog: 50}", "catalog: 55}"))
+            refused = follower.sync()
+            assert refused is not None and refused.how == "refused"
+            assert "weights sum to 105, not 100 — fix" in str(refused.error)
+            assert f"the {target} keeps serving the last good file" in str(refused.error)
+            assert follower.sync() is None  # said once, not on every poll
+            assert backends_seen(server.port, [("/x", {"X-User": u}) for u in USERS]) == before
+            # a change of more than weights: HAProxy reloads too, and the new route answers
+            routes.write_text(routes.read_text().replace("catalog: 55}", "catalog: 50}").replace(
+                "routes:\n", "routes:\n  - name: only\n    match: {prefix: /only}\n    backends: {catalog: 100}\n"))
+            assert follower.sync() == follow.Applied(sha256=model.load_plan(routes).sha256, how="reload")
+            for _ in range(100):  # HAProxy's new worker takes over within moments
+                if backends_seen(server.port, [("/only", {})]) == ["catalog"]:
+                    break
+                threading.Event().wait(0.05)
+            assert backends_seen(server.port, [("/only", {})]) == ["catalog"]
+            assert backends_seen(server.port, [("/x", {"X-User": u}) for u in USERS]) == before
