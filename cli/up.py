@@ -23,7 +23,7 @@ from cli.errors import CLIError
 from cli.output import err, guarded, out, print_json, progress
 from control.errors import StackError
 from stack import state
-from stack.model import Stack, StackSettings, build_stack, require_parts
+from stack.model import DATA_PLANES, Stack, StackSettings, build_stack, require_parts
 from stack.realstack import RealServices, stop_postgres
 from stack.supervisor import Supervisor, http_ready
 
@@ -71,7 +71,7 @@ def stream_names(streams: Path | None) -> tuple[str, ...]:
 
 def settings_for(*, routes: Path, streams: Path | None, port: int, seed: str | None,
                  cdc: bool, fail_rate: float, monolith_db: str | None = None,
-                 catalog_db: str | None = None) -> StackSettings:
+                 catalog_db: str | None = None, data_plane: str = "router") -> StackSettings:
     if not routes.exists():
         raise CLIError(
             f"no routes file at {routes}: give one with --routes (the repository's "
@@ -86,7 +86,7 @@ def settings_for(*, routes: Path, streams: Path | None, port: int, seed: str | N
         identity_secret=state.identity_secret(),
         seed=seed, cdc_streams=stream_names(streams) if cdc else (),
         catalog_fail_rate=fail_rate,
-        monolith_database_url=monolith_db, catalog_database_url=catalog_db,
+        monolith_database_url=monolith_db, catalog_database_url=catalog_db, data_plane=data_plane,
     )
 
 
@@ -126,9 +126,14 @@ def up(
     fresh: Annotated[bool, typer.Option("--fresh", help="Delete the embedded databases and CDC state first.")] = False,
     cdc: Annotated[bool, typer.Option("--cdc/--no-cdc", help="Run the CDC streams.")] = True,
     catalog_fail_rate: Annotated[float, typer.Option(help="Error injection in the catalog service, 0..1 (canary drills).", min=0.0, max=1.0)] = 0.0,
+    data_plane: Annotated[str, typer.Option("--data-plane", help="What serves --port: Strangler's router, or a real nginx or haproxy rendered from the routes file and kept on it (steer with `strangler shift ... --routes FILE`).")] = "router",
 ) -> None:
-    """Start the local stack (monolith, catalog, CDC streams, router) on loopback."""
-    parts = ["monolith", "router", "catalog"] + (["cdc"] if cdc and streams.exists() else [])
+    """Start the local stack (monolith, catalog, CDC streams, and the router — or nginx/HAProxy
+    with --data-plane) on loopback."""
+    if data_plane not in DATA_PLANES:
+        raise CLIError(f"--data-plane {data_plane!r}: give one of {', '.join(DATA_PLANES)}")
+    parts = (["monolith", "catalog", "router" if data_plane == "router" else "dataplane"]
+             + (["cdc"] if cdc and streams.exists() else []))
     require_parts(*parts)
     sup = supervisor()
     home = state.state_dir()
@@ -145,7 +150,8 @@ def up(
     def settings(monolith_db: str | None = None, catalog_db: str | None = None,
                  streams_file: Path = streams) -> StackSettings:
         return settings_for(routes=routes, streams=streams_file, port=port, seed=seed_size, cdc=cdc,
-                            fail_rate=catalog_fail_rate, monolith_db=monolith_db, catalog_db=catalog_db)
+                            fail_rate=catalog_fail_rate, monolith_db=monolith_db, catalog_db=catalog_db,
+                            data_plane=data_plane)
 
     stack = build_stack(settings(), mode="real" if real else "embedded")
     sup.preflight(stack)
@@ -166,7 +172,13 @@ def up(
         print_processes(sup)
         if cdc and stack.streams:
             enforce_ownership(stack)
-        err.print(f"router: {stack.router_url}  ·  admin token in {home / 'admin-token'}")
+        if data_plane == "router":
+            err.print(f"router: {stack.router_url}  ·  admin token in {home / 'admin-token'}")
+        else:
+            plane = stack.process(data_plane)
+            err.print(f"{data_plane}: {plane.base_url} follows {routes} (no admin API) — steer it with "
+                      f"`strangler shift ROUTE --to BACKEND --weight N --routes {routes}`; "
+                      f"what it applied: `strangler logs {data_plane}`")
         if detach:
             err.print("detached; stop with `strangler down`")
             return

@@ -37,8 +37,9 @@ DRAIN_SECONDS = 30.0  # how long nginx's old workers may take to finish what the
 
 @dataclass(frozen=True)
 class Applied:
-    """What one sync did: `how` is "runtime API" (HAProxy, no reload), "reload", or
-    "refused" with `error` saying why (the plane kept its last good state)."""
+    """What one sync did: `how` is "runtime API" (HAProxy, no reload), "reload" (the old
+    workers are gone: every answer is the new config's; a longer text if they still finish
+    after DRAIN_SECONDS), or "refused" with `error` saying why (the last good state stays)."""
 
     sha256: str
     how: str
@@ -105,24 +106,26 @@ def _haproxy(running: run.Running, old: Plan, new: Plan) -> str:
         _write(cuts_path, files[haproxy.CUTS_FILE])  # so a restart starts from them
         return "runtime API"
     _check(running, new, files, check=lambda folder: [run.binary("haproxy"), "-c", "-f", str(folder / "haproxy.cfg")])
-    running.process.send_signal(signal.SIGUSR2)  # master-worker: a new worker on the new config
-    return "reload"
+    return _reload(running, signal.SIGUSR2)  # master-worker: a new worker on the new config
 
 
 def _nginx(running: run.Running, new: Plan) -> str:
     files = run.files("nginx", new, port=running.port, folder=running.folder)
-    before = workers(running)
     _check(running, new, files, check=lambda folder: [run.binary("nginx"), "-t", "-q", "-p", str(folder),
                                                       "-c", str(folder / "nginx.conf")])
-    running.process.send_signal(signal.SIGHUP)
-    # Applied once the old workers are gone: until then they may still accept connections and
-    # answer with the old weights. They finish what is in flight and close idle keep-alives.
+    return _reload(running, signal.SIGHUP)
+
+
+def _reload(running: run.Running, sig: signal.Signals) -> str:
+    """Signal the master to reload; return once the old workers are gone: until then they may
+    still accept connections and answer with the old config. They finish what is in flight."""
+    before = workers(running)
+    running.process.send_signal(sig)
     deadline = time.monotonic() + DRAIN_SECONDS
     while before & workers(running) or not workers(running):
-        if time.monotonic() > deadline:
-            raise ExportError(f"nginx's old workers still run {DRAIN_SECONDS:.0f} s after the reload (long "
-                              f"requests in flight?) — the new weights are live for new connections only; see "
-                              f"{running.folder / 'error.log'}")
+        if time.monotonic() > deadline:  # applied, but old connections still see the old config
+            return (f"reload (old workers still finishing long requests or keep-alive connections after "
+                    f"{DRAIN_SECONDS:.0f} s)")
         time.sleep(0.01)
     return "reload"
 

@@ -9,9 +9,12 @@ the server's own words.
 
 from __future__ import annotations
 
+import ctypes
 import shutil
+import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -65,6 +68,13 @@ class Running:
         self.stop()
 
 
+def _die_with_parent() -> None:
+    """In the child before exec: SIGTERM when the process that started us dies, even by
+    SIGKILL (Linux), so no nginx or HAProxy outlives its `python -m dataplane` or test."""
+    if sys.platform == "linux":
+        ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
 def files(target: str, plan: Plan, *, port: int, folder: Path) -> dict[str, str]:
     """The files that run `target` for `plan` from `folder` (name → text)."""
     listen = f"127.0.0.1:{port}"
@@ -97,7 +107,7 @@ def start(target: str, plan: Plan, *, port: int, timeout: float = 15.0) -> Runni
         tmp.cleanup()
         raise ExportError(f"{target} refused the rendered config:\n{(done.stderr or done.stdout).strip()}")
     log = open(folder / "server.log", "wb")  # noqa: SIM115 - the server writes it until it stops
-    proc = subprocess.Popen(argv, cwd=folder, stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(argv, cwd=folder, stdout=log, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
     log.close()
     running = Running(target=target, port=port, folder=folder, process=proc, _tmp=tmp)
     deadline = time.monotonic() + timeout

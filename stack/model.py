@@ -32,6 +32,7 @@ PARTS = {
     "cdc": ("cdc.pipeline", "change-data-capture (cdc/)"),
     "catalog": ("extracted.catalog.__main__", "the extracted catalog service (extracted/catalog/)"),
     "kafka": ("devstack.kafka", "the local Kafka broker (devstack/kafka.py)"),
+    "dataplane": ("dataplane.__main__", "nginx/HAProxy as the data plane (dataplane/)"),
 }
 
 
@@ -78,7 +79,7 @@ class Process:
     ready_timeout: float = 60.0
     cwd: str | None = None
     install_hint: str = ""
-    role: str = "service"  # service | router | stream
+    role: str = "service"  # service | router | dataplane | stream
     settle: float = 2.0  # without a ready_path: alive this long counts as started
 
     def __post_init__(self) -> None:
@@ -147,6 +148,9 @@ class Stack:
         }
 
 
+DATA_PLANES = ("router", "nginx", "haproxy")
+
+
 @dataclass(frozen=True, kw_only=True)
 class StackSettings:
     """Inputs of the builders: where state lives, which files, which ports, which secrets."""
@@ -166,6 +170,9 @@ class StackSettings:
     cdc_streams: tuple[str, ...] = ()  # streams to run as processes
     catalog_fail_rate: float = 0.0
     router_workers: int = 1
+    # "router" (Strangler's own), or "nginx"/"haproxy": `python -m dataplane` serves and
+    # follows the routes file in its place (no admin API: `shift` edits the file)
+    data_plane: str = "router"
     # seeded users log in without PBKDF2: None means on the embedded SQLite shop only; the
     # walkthrough's throwaway PostgreSQL shop is a demo too
     fast_passwords: bool | None = None
@@ -173,6 +180,8 @@ class StackSettings:
     def __post_init__(self) -> None:
         if not 0.0 <= self.catalog_fail_rate <= 1.0:
             raise ValueError(f"catalog_fail_rate={self.catalog_fail_rate}: give a value in 0..1")
+        if self.data_plane not in DATA_PLANES:
+            raise ValueError(f"data_plane={self.data_plane!r}: give one of {', '.join(DATA_PLANES)}")
         ports = [self.router_port, self.monolith_port, self.catalog_port]
         if len(set(ports)) != 3:
             raise ValueError(f"router, monolith and catalog ports must differ, got {ports}")
@@ -242,6 +251,14 @@ def build_stack(s: StackSettings, *, mode: str) -> Stack:
             name=stream_process(stream), role="stream", env=_cdc_env(s),
             argv=(py, "-m", "cli.main", "cdc", "run", stream),
         ))
+    if s.data_plane != "router":
+        processes.append(Process(
+            name=s.data_plane, role="dataplane", port=s.router_port,
+            argv=(py, "-m", "dataplane", s.data_plane, "--routes", str(s.routes), "--port", str(s.router_port)),
+            ready_path="/", install_hint="python -m devstack.apt (installs nginx and haproxy)",
+        ))
+        return Stack(mode=mode, setup=tuple(setup), processes=tuple(processes),
+                     routes=str(s.routes), streams=str(s.streams) if s.streams else None)
     processes.append(Process(
         name="router", role="router", port=s.router_port,
         env={"STRANGLER_ADMIN_TOKEN": s.admin_token,

@@ -44,6 +44,20 @@ def test_real_stack_points_every_part_at_postgresql(tmp_path: Path) -> None:
     assert all(t.env["MONOLITH_FAST_PASSWORDS"] == "1" for t in fast.setup)  # the seed's hashes too
 
 
+def test_a_data_plane_serves_the_router_s_port_and_leaves_no_admin_api(tmp_path: Path) -> None:
+    s = StackSettings(state=tmp_path, routes=tmp_path / "r.yaml", admin_token="t", identity_secret="s",
+                      router_port=8080, data_plane="haproxy")
+    stack = build_stack(s, mode="embedded")
+    assert [p.name for p in stack.processes] == ["monolith", "catalog", "haproxy"]
+    plane = stack.process("haproxy")
+    assert plane.argv[1:] == ("-m", "dataplane", "haproxy", "--routes", str(tmp_path / "r.yaml"), "--port", "8080")
+    assert plane.role == "dataplane" and plane.ready_url == "http://127.0.0.1:8080/"
+    # no router: `strangler shift` finds none in stack.json and edits the routes file it follows
+    assert stack.router_url is None and stack.describe()["router_url"] is None
+    with pytest.raises(ValueError, match="give one of router, nginx, haproxy"):
+        replace(s, data_plane="envoy")
+
+
 def test_definitions_refuse_nonsense() -> None:
     with pytest.raises(ValueError, match="argv is empty"):
         Process(name="x", argv=())

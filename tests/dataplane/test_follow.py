@@ -9,6 +9,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,7 +23,7 @@ from dataplane.errors import ExportError
 from devstack import free_port
 from router import balance, ledger
 from tests.conftest import service_missing
-from tests.dataplane.wire import backends_seen, named_upstreams
+from tests.dataplane.wire import ROOT, backends_seen, named_upstreams
 
 USERS = [f"user-{i}" for i in range(300)]
 STEPS = (10, 25, 50, 75, 90, 100, 60, 20, 0)  # catalog's weight, a canary up and back down
@@ -145,9 +146,46 @@ def test_a_file_the_router_refuses_leaves_the_plane_as_it_was(tmp_path: Path, ta
             routes.write_text(routes.read_text().replace("catalog: 55}", "catalog: 50}").replace(
                 "routes:\n", "routes:\n  - name: only\n    match: {prefix: /only}\n    backends: {catalog: 100}\n"))
             assert follower.sync() == follow.Applied(sha256=model.load_plan(routes).sha256, how="reload")
-            for _ in range(100):  # HAProxy's new worker takes over within moments
-                if backends_seen(server.port, [("/only", {})]) == ["catalog"]:
-                    break
-                threading.Event().wait(0.05)
             assert backends_seen(server.port, [("/only", {})]) == ["catalog"]
             assert backends_seen(server.port, [("/x", {"X-User": u}) for u in USERS]) == before
+
+
+@pytest.mark.slow
+def test_python_m_dataplane_follows_shift_and_takes_its_server_with_it(tmp_path: Path) -> None:
+    """What `strangler up --data-plane haproxy` runs: a shift of the file is applied and said
+    in its log; killed (even with SIGKILL), it leaves no HAProxy behind."""
+    needs("haproxy")
+    with named_upstreams(("monolith", "catalog")) as ports:
+        routes = tmp_path / "routes.yaml"
+        routes.write_text(routes_yaml(ports))
+        port = free_port()
+        log = tmp_path / "plane.log"
+        with open(log, "wb") as out:
+            runner = subprocess.Popen([sys.executable, "-m", "dataplane", "haproxy", "--routes", str(routes),
+                                       "--port", str(port)], cwd=ROOT, stderr=out)
+        try:
+            for _ in range(300):
+                if "following the file" in log.read_text():
+                    break
+                assert runner.poll() is None, log.read_text()
+                threading.Event().wait(0.05)
+            server = follow.workers(run.Running(target="haproxy", port=port, folder=tmp_path, process=runner))
+            assert len(server) == 1  # the HAProxy master, its child
+            shift_file(routes, route="root", backend="catalog", weight=40, reason="canary step")
+            want = [balance.choose([("monolith", 60), ("catalog", 40)], salt="root", key=u) for u in USERS]
+            for _ in range(200):
+                if "by runtime API" in log.read_text():
+                    break
+                threading.Event().wait(0.05)
+            assert f"applied sha256 {model.load_plan(routes).sha256[:16]} by runtime API" in log.read_text()
+            assert backends_seen(port, [("/x", {"X-User": u}) for u in USERS]) == want
+        finally:
+            runner.kill()
+            runner.wait(10)
+        (master,) = server
+        for _ in range(200):  # it dies with its parent (PR_SET_PDEATHSIG)
+            if not Path(f"/proc/{master}").exists() or "Z" in Path(f"/proc/{master}/stat").read_text().split()[2]:
+                break
+            threading.Event().wait(0.05)
+        else:
+            raise AssertionError(f"HAProxy (pid {master}) outlived its killed python -m dataplane")
