@@ -81,18 +81,27 @@ def canary(
     ledger = ledger_path(state.running_routes(routes))
     check_raise(route=route, backend=to, old=None, new=max(plan.steps), streams=streams,
                 max_lag=max_lag, force=force, reason=reason, actor=actor(), ledger=ledger)
+    say = lambda line: err.print(line, highlight=False, markup=False)  # noqa: E731
     url = find_router(router)
-    if url is None:
-        raise RouterUnreachable("a canary needs a running router: start the stack with `strangler up` "
-                                "or give --router URL")
-    with RouterAPI(url) as api:
-        control = RouterControl(api, ledger=ledger)
-        try:
-            board = RolloutFiles(ledger, route) if part_present("router") else None
-            result = run_canary(control, plan, say=lambda line: err.print(line, highlight=False, markup=False),
-                                board=board)
-        except ValueError as exc:
-            raise CLIError(str(exc)) from exc
+    plane = None
+    if url is None and part_present("dataplane"):
+        from control.planecontrol import PlaneControl, running_plane
+
+        plane = running_plane()
+    if url is None and plane is None:
+        raise RouterUnreachable("a canary needs a running router or data plane: start the stack with "
+                                "`strangler up` (or `strangler up --data-plane haproxy`), or give --router URL")
+    try:
+        board = RolloutFiles(ledger, route) if part_present("router") else None
+        if plane is not None:  # the plane's own numbers, its routes file steered
+            name, plane_routes, folder = plane
+            say(f"canary on {name} (data plane): its access log {folder / 'access.jsonl'} is the gate's numbers")
+            result = run_canary(PlaneControl(plane_routes, folder, ledger=ledger), plan, say=say, board=board)
+        else:
+            with RouterAPI(str(url)) as api:
+                result = run_canary(RouterControl(api, ledger=ledger), plan, say=say, board=board)
+    except ValueError as exc:
+        raise CLIError(str(exc)) from exc
     if json_out:
         print_json(result.to_json())
     elif not (sys.stdout.isatty() and sys.stderr.isatty()):

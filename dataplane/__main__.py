@@ -25,10 +25,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("target", choices=PLANES)
     parser.add_argument("--routes", default="routes.yaml", type=Path, help="routes file (default routes.yaml)")
     parser.add_argument("--port", default=8080, type=int, help="port on 127.0.0.1 (default 8080)")
+    parser.add_argument("--folder", type=Path, default=None,
+                        help="where the server's files go and stay: config, access.jsonl (the canary gate reads "
+                             "it), applied.json (default: a throwaway folder)")
     args = parser.parse_args(argv)
     try:
         plan = load_plan(args.routes)
-        server = run.start(args.target, plan, port=args.port)
+        server = run.start(args.target, plan, port=args.port, folder=args.folder)
     except (ExportError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -39,7 +42,8 @@ def main(argv: list[str] | None = None) -> int:
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, stopping)
-    print(f"{args.target} serving {args.routes} on {server.url} (sha256 {plan.sha256[:16]}); following the file",
+    print(f"{args.target} serving {args.routes} on {server.url} (sha256 {plan.sha256[:16]}); following the file; "
+          f"access log {server.access_log}",
           file=sys.stderr, flush=True)
     follower = follow.Follower(server, args.routes, plan)
     try:

@@ -18,6 +18,7 @@ keeps its last good state and `sync` says what went wrong and how to fix it.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import signal
 import socket
@@ -46,10 +47,17 @@ class Applied:
     error: str | None = None
 
 
+APPLIED = "applied.json"  # in the plane's folder: the sha256 of the routes file it serves
+
+
 class Follower:
+    """Keeps `running` on `routes`; `running` serves `plan` now. What it serves is written to
+    the plane's folder (APPLIED) after every change, for whoever steers it (control.planecontrol)."""
+
     def __init__(self, running: run.Running, routes: Path, plan: Plan) -> None:
         self.running, self.routes, self.plan = running, routes, plan
         self.refused_sha256: str | None = None  # a refused file is reported once, not per poll
+        self._record("start")
 
     def sync(self) -> Applied | None:
         """Apply the routes file if its bytes changed since the last plan; None if they did not."""
@@ -71,7 +79,12 @@ class Follower:
         except ExportError as exc:
             return self._refused(plan.sha256, str(exc))
         self.plan, self.refused_sha256 = plan, None
+        self._record(how)
         return Applied(sha256=plan.sha256, how=how)
+
+    def _record(self, how: str) -> None:
+        _write(self.running.folder / APPLIED, json.dumps({"sha256": self.plan.sha256, "how": how,
+                                                          "time": time.time()}))
 
     def follow(self, stop: threading.Event, *, interval: float = 0.1,
                report: Callable[[Applied], None] = lambda applied: None) -> None:

@@ -62,7 +62,11 @@ def render(plan: Plan, *, listen: str = "127.0.0.1:8080") -> str:
     for b in plan.backends:
         _name(b.name)
     out = [f"# {line}" for line in plan.header_lines("nginx")]
-    out += ["", "proxy_http_version 1.1;", "map $http_upgrade $strangler_connection { default upgrade; \"\" \"\"; }", ""]
+    # one JSON line per request, what the canary gate reads (dataplane/numbers.py): which route
+    # (its location, @r<i>[_safe]), which backend answered, the status, the time in seconds
+    out += ["", "log_format strangler_json escape=json '{\"route\":\"$strangler_location\",\"backend\":"
+            "\"$strangler_backend\",\"status\":$status,\"s\":$request_time}';"]
+    out += ["proxy_http_version 1.1;", "map $http_upgrade $strangler_connection { default upgrade; \"\" \"\"; }", ""]
     for b in plan.backends:
         out += _upstream(b)
     out += ["map $strangler_backend $strangler_host {"]
@@ -83,17 +87,18 @@ def render(plan: Plan, *, listen: str = "127.0.0.1:8080") -> str:
     return "\n".join(out)
 
 
-def wrap(http: str, *, prefix: str) -> str:
+def wrap(http: str, *, prefix: str, access_log: str | None = None) -> str:
     """A whole nginx.conf around `render`'s output, with every path under `prefix` (so nginx
-    runs unprivileged, on loopback, leaving nothing behind: dataplane.run)."""
+    runs unprivileged, on loopback, leaving nothing behind: dataplane.run); the access log in
+    `render`'s JSON format at `access_log` (default: access.jsonl under `prefix`)."""
     inner = "\n".join(f"    {line}" if line else "" for line in http.splitlines())
     return "\n".join([
         "daemon off;", "worker_processes 1;", f"pid {prefix}/nginx.pid;", f"error_log {prefix}/error.log warn;",
         "events { worker_connections 1024; }", "http {",
-        f"    access_log {prefix}/access.log;", f"    client_body_temp_path {prefix}/body;",
+        f"    client_body_temp_path {prefix}/body;",
         f"    proxy_temp_path {prefix}/proxy;", f"    fastcgi_temp_path {prefix}/fastcgi;",
         f"    uwsgi_temp_path {prefix}/uwsgi;", f"    scgi_temp_path {prefix}/scgi;",
-        inner, "}", ""])
+        inner, f"    access_log {access_log or prefix + '/access.jsonl'} strangler_json;", "}", ""])
 
 
 def _upstream(b: Backend) -> list[str]:

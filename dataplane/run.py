@@ -24,6 +24,7 @@ from dataplane import haproxy, nginx
 from dataplane.errors import ExportError
 from dataplane.model import Plan
 
+ACCESS_LOG = "access.jsonl"  # one JSON line per request: dataplane/numbers.py
 ADMIN_SOCKET = "admin.sock"  # HAProxy's runtime API (dataplane/follow.py sets the cuts through it)
 _INSTALL = {"nginx": "apt-get install -y nginx", "haproxy": "apt-get install -y haproxy"}
 
@@ -44,6 +45,10 @@ class Running:
     folder: Path
     process: subprocess.Popen[bytes]
     _tmp: tempfile.TemporaryDirectory[str] | None = field(default=None, repr=False)
+
+    @property
+    def access_log(self) -> Path:
+        return self.folder / ACCESS_LOG
 
     @property
     def url(self) -> str:
@@ -76,23 +81,28 @@ def _die_with_parent() -> None:
 
 
 def files(target: str, plan: Plan, *, port: int, folder: Path) -> dict[str, str]:
-    """The files that run `target` for `plan` from `folder` (name → text)."""
+    """The files that run `target` for `plan` from `folder` (name → text). Both log one JSON
+    line per request to `folder`/ACCESS_LOG (HAProxy through its stdout: see `start`)."""
     listen = f"127.0.0.1:{port}"
     if target == "nginx":
-        return {"nginx.conf": nginx.wrap(nginx.render(plan, listen=listen), prefix=str(folder))}
+        return {"nginx.conf": nginx.wrap(nginx.render(plan, listen=listen), prefix=str(folder),
+                                         access_log=str(folder / ACCESS_LOG))}
     if target == "haproxy":
         cfg = haproxy.render(plan, listen=listen, lua_path=str(folder / "strangler.lua"),
                              extra_global=(f"pidfile {folder}/haproxy.pid",
-                                           f"stats socket {folder}/{ADMIN_SOCKET} mode 600 level admin"))
+                                           f"stats socket {folder}/{ADMIN_SOCKET} mode 600 level admin",
+                                           "log stdout format raw local0 info"))
         return {"haproxy.cfg": cfg, "strangler.lua": haproxy.lua_source(), haproxy.CUTS_FILE: haproxy.cuts_map(plan)}
     raise ExportError(f"unknown data plane {target!r} — fix: use nginx or haproxy")
 
 
-def start(target: str, plan: Plan, *, port: int, timeout: float = 15.0) -> Running:
-    """`target` serving `plan` on 127.0.0.1:`port`, answering once this returns."""
+def start(target: str, plan: Plan, *, port: int, timeout: float = 15.0, folder: Path | None = None) -> Running:
+    """`target` serving `plan` on 127.0.0.1:`port`, answering once this returns. Its files in
+    `folder` (kept: `strangler up` reads the access log there), else a throwaway one."""
     exe = binary(target)
-    tmp = tempfile.TemporaryDirectory(prefix=f"strangler-{target}-")
-    folder = Path(tmp.name)
+    tmp = None if folder is not None else tempfile.TemporaryDirectory(prefix=f"strangler-{target}-")
+    folder = folder.absolute() if folder is not None else Path(tmp.name)  # type: ignore[union-attr]
+    folder.mkdir(parents=True, exist_ok=True)
     folder.chmod(0o755)  # nginx started as root runs its workers as nobody: they must get in
     for name, text in files(target, plan, port=port, folder=folder).items():
         (folder / name).write_text(text)
@@ -104,11 +114,15 @@ def start(target: str, plan: Plan, *, port: int, timeout: float = 15.0) -> Runni
         argv = [exe, "-W", "-db", "-f", str(folder / "haproxy.cfg")]  # master-worker: reloads on SIGUSR2
     done = subprocess.run(check, capture_output=True, text=True, cwd=folder)
     if done.returncode != 0:
-        tmp.cleanup()
+        if tmp is not None:
+            tmp.cleanup()
         raise ExportError(f"{target} refused the rendered config:\n{(done.stderr or done.stdout).strip()}")
     log = open(folder / "server.log", "wb")  # noqa: SIM115 - the server writes it until it stops
-    proc = subprocess.Popen(argv, cwd=folder, stdout=log, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
+    # HAProxy logs requests to its stdout (`log stdout`), its own messages to stderr
+    requests = open(folder / ACCESS_LOG, "ab") if target == "haproxy" else log  # noqa: SIM115
+    proc = subprocess.Popen(argv, cwd=folder, stdout=requests, stderr=log, preexec_fn=_die_with_parent)
     log.close()
+    requests.close()
     running = Running(target=target, port=port, folder=folder, process=proc, _tmp=tmp)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

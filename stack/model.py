@@ -151,6 +151,11 @@ class Stack:
 DATA_PLANES = ("router", "nginx", "haproxy")
 
 
+def plane_folder(state: Path, plane: str) -> Path:
+    """Where `up --data-plane` keeps the plane's files: its config, access.jsonl, applied.json."""
+    return state / "dataplane" / plane
+
+
 @dataclass(frozen=True, kw_only=True)
 class StackSettings:
     """Inputs of the builders: where state lives, which files, which ports, which secrets."""
@@ -254,7 +259,8 @@ def build_stack(s: StackSettings, *, mode: str) -> Stack:
     if s.data_plane != "router":
         processes.append(Process(
             name=s.data_plane, role="dataplane", port=s.router_port,
-            argv=(py, "-m", "dataplane", s.data_plane, "--routes", str(s.routes), "--port", str(s.router_port)),
+            argv=(py, "-m", "dataplane", s.data_plane, "--routes", str(s.routes), "--port", str(s.router_port),
+                  "--folder", str(plane_folder(s.state, s.data_plane))),
             ready_path="/", install_hint="python -m devstack.apt (installs nginx and haproxy)",
         ))
         return Stack(mode=mode, setup=tuple(setup), processes=tuple(processes),

@@ -50,7 +50,8 @@ def test_a_data_plane_serves_the_router_s_port_and_leaves_no_admin_api(tmp_path:
     stack = build_stack(s, mode="embedded")
     assert [p.name for p in stack.processes] == ["monolith", "catalog", "haproxy"]
     plane = stack.process("haproxy")
-    assert plane.argv[1:] == ("-m", "dataplane", "haproxy", "--routes", str(tmp_path / "r.yaml"), "--port", "8080")
+    assert plane.argv[1:] == ("-m", "dataplane", "haproxy", "--routes", str(tmp_path / "r.yaml"), "--port", "8080",
+                              "--folder", str(tmp_path / "dataplane" / "haproxy"))  # the canary reads its log there
     assert plane.role == "dataplane" and plane.ready_url == "http://127.0.0.1:8080/"
     # no router: `strangler shift` finds none in stack.json and edits the routes file it follows
     assert stack.router_url is None and stack.describe()["router_url"] is None

@@ -23,9 +23,10 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @contextmanager
-def named_upstreams(names: Sequence[str], seen: dict[str, list[bytes]] | None = None) -> Iterator[dict[str, int]]:
+def named_upstreams(names: Sequence[str], seen: dict[str, list[bytes]] | None = None,
+                    failing: Sequence[str] = ()) -> Iterator[dict[str, int]]:
     """One HTTP/1.1 keep-alive server per name on loopback, each answering its name (and
-    appending each request line to `seen[name]` when given)."""
+    appending each request line to `seen[name]` when given); those in `failing` with a 500."""
     loop = asyncio.new_event_loop()
     ports = {name: free_port() for name in names}
     ready = threading.Event()
@@ -33,9 +34,11 @@ def named_upstreams(names: Sequence[str], seen: dict[str, list[bytes]] | None = 
     def serve(name: str):  # type: ignore[no-untyped-def]
         body = name.encode()
 
+        status = b"500 Internal Server Error" if name in failing else b"200 OK"
+
         def answer(saw_identity: bool) -> bytes:
-            return (b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\nx-saw-identity: %b\r\n"
-                    b"content-length: %d\r\n\r\n%b" % (b"yes" if saw_identity else b"no", len(body), body))
+            return (b"HTTP/1.1 %b\r\ncontent-type: text/plain\r\nx-saw-identity: %b\r\n"
+                    b"content-length: %d\r\n\r\n%b" % (status, b"yes" if saw_identity else b"no", len(body), body))
 
         async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             try:

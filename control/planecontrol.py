@@ -1,0 +1,90 @@
+"""The controls a canary drives over a data plane that follows its routes file (`strangler up
+--data-plane nginx|haproxy`): `rollout.canary.Control` without a router.
+
+Weights are read from and written to the routes file (`control.shift.shift_file`: validated,
+written atomically, ledgered, as `strangler shift` without a router), and a change counts once
+the plane says it serves it (`applied.json` in its folder, written by dataplane/follow.py).
+The gate's numbers are the plane's own: its JSON access log, per route and backend
+(dataplane/numbers.py), over the same window as with the router.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from pathlib import Path
+
+from control.errors import ControlError
+from control.ledger import actor
+from control.shift import shift_file
+from dataplane.follow import APPLIED
+from dataplane.model import load_plan
+from dataplane.numbers import AccessLog
+from dataplane.run import ACCESS_LOG
+from rollout.gate import Snapshot
+from router import ledger
+from router.config import load_config
+from stack import state
+from stack.model import plane_folder
+
+
+class PlaneControl:
+    def __init__(self, routes: Path, folder: Path, *, ledger: Path | None, role: str = "canary",
+                 applied_timeout: float = 30.0) -> None:
+        self.routes, self.folder, self.ledger, self.role = routes, folder, ledger, role
+        self.applied_timeout = applied_timeout
+        # the log names a route by its place in the matching order, as the plane was rendered
+        self.log = AccessLog(folder / ACCESS_LOG, tuple(r.name for r in load_plan(routes).rules))
+
+    def snapshot(self, route: str) -> tuple[dict[str, int], dict[str, Snapshot]]:
+        weights = dict(load_config(self.routes).route(route).weights)
+        counts = self.log.counts()
+        found = {name: Snapshot(0, 0) for name in weights}
+        for (r, backend), c in counts.items():
+            if r == route:
+                found[backend] = Snapshot(c.requests, c.errors, c.cumulative())
+        return weights, found
+
+    def set_weight(self, route: str, backend: str, weight: int, reason: str) -> dict[str, int]:
+        _, new = shift_file(self.routes, route=route, backend=backend, weight=weight,
+                            reason=f"{reason} ({self.role})")
+        self.wait_applied()
+        return new
+
+    def wait_applied(self) -> None:
+        """Until the plane serves the routes file as it is now (ControlError after the timeout)."""
+        want = hashlib.sha256(self.routes.read_bytes()).hexdigest()  # as the follower names it
+        deadline = time.monotonic() + self.applied_timeout
+        while True:
+            try:
+                doc = json.loads((self.folder / APPLIED).read_text())
+            except (OSError, ValueError):
+                doc = {}
+            if doc.get("sha256") == want:
+                return
+            if time.monotonic() > deadline:
+                raise ControlError(f"the data plane has not applied routes file {want[:16]} within "
+                                   f"{self.applied_timeout:.0f} s (it serves {str(doc.get('sha256'))[:16]}): "
+                                   "see its log (`strangler logs nginx` or `strangler logs haproxy`)")
+            time.sleep(0.05)
+
+    def note(self, route: str, weights: dict[str, int], reason: str) -> None:
+        """A ledger line for a decision that changed no weight (promoted, interrupted)."""
+        if self.ledger is None:
+            return
+        ledger.append(self.ledger, actor=actor(), route=route, old=weights, new=weights, reason=reason)
+
+
+
+def running_plane() -> tuple[str, Path, Path] | None:
+    """(nginx|haproxy, its routes file, its folder) of the data plane `strangler up --data-plane`
+    runs (`.strangler/run/stack.json`), or None."""
+    try:
+        doc = json.loads((state.run_dir() / "stack.json").read_text())
+    except (OSError, ValueError):
+        return None
+    plane = next((p for p in doc.get("processes", []) if p.get("role") == "dataplane"), None)
+    if plane is None or not doc.get("routes"):
+        return None
+    return plane["name"], Path(doc["routes"]), plane_folder(state.state_dir(), plane["name"])
