@@ -61,7 +61,7 @@ def test_the_access_log_counts_every_request_by_route_and_backend(tmp_path: Path
             sent = [(f"/x/{i}", {"X-User": u}) for i, u in enumerate(USERS)] + [("/api/p", {})] * 9
             statuses = [status for status, _, _ in answers(server.port, sent)]
             log = numbers.AccessLog(server.access_log, tuple(r.name for r in plan.rules))
-            for _ in range(100):  # the server writes each line after its answer
+            for _ in range(400):  # the server writes each line after its answer
                 counts = log.counts()
                 if sum(c.requests for c in counts.values()) >= len(sent):
                     break
