@@ -56,29 +56,41 @@ class Follower:
 
     def __init__(self, running: run.Running, routes: Path, plan: Plan) -> None:
         self.running, self.routes, self.plan = running, routes, plan
-        self.refused_sha256: str | None = None  # a refused file is reported once, not per poll
+        self.serving = self._inputs(plan)  # the bytes `plan` came from
+        self.refused: str | None = None  # a refused file is reported once, not per poll
         self._record("start")
 
+    def _inputs(self, plan: Plan) -> str:
+        """A digest of every file the plan is made of: routes.yaml and its ownership.yaml (a flip
+        changes only the latter); "" for a file that cannot be read."""
+        digest = hashlib.sha256()
+        for path in (self.routes, *([Path(plan.ownership_source)] if plan.ownership_source else [])):
+            try:
+                digest.update(hashlib.sha256(path.read_bytes()).digest())
+            except FileNotFoundError:
+                digest.update(b"-")
+        return digest.hexdigest()
+
     def sync(self) -> Applied | None:
-        """Apply the routes file if its bytes changed since the last plan; None if they did not."""
+        """Apply the routes file (and its ownership file) if their bytes changed; None if not."""
         try:
-            sha256 = hashlib.sha256(self.routes.read_bytes()).hexdigest()
+            inputs = self._inputs(self.plan)
         except OSError as exc:
             return self._refused("-", f"cannot read {self.routes}: {exc.strerror} — the {self.running.target} "
                                       f"keeps serving the last good file (sha256 {self.plan.sha256[:16]})")
-        if sha256 in (self.plan.sha256, self.refused_sha256):
+        if inputs in (self.serving, self.refused):
             return None
         try:
             plan = load_plan(self.routes)
-        except ExportError as exc:
-            return self._refused(sha256, f"{exc} — the {self.running.target} keeps serving the last good "
+        except (ExportError, OSError) as exc:
+            return self._refused(inputs, f"{exc} — the {self.running.target} keeps serving the last good "
                                          f"file (sha256 {self.plan.sha256[:16]})")
         try:
             how = (_haproxy(self.running, self.plan, plan) if self.running.target == "haproxy"
                    else _nginx(self.running, plan))
         except ExportError as exc:
-            return self._refused(plan.sha256, str(exc))
-        self.plan, self.refused_sha256 = plan, None
+            return self._refused(inputs, str(exc))
+        self.plan, self.serving, self.refused = plan, self._inputs(plan), None
         self._record(how)
         return Applied(sha256=plan.sha256, how=how)
 
@@ -94,11 +106,11 @@ class Follower:
             if applied is not None:
                 report(applied)
 
-    def _refused(self, sha256: str, error: str) -> Applied | None:
-        if sha256 == self.refused_sha256:
+    def _refused(self, inputs: str, error: str) -> Applied | None:
+        if inputs == self.refused:
             return None
-        self.refused_sha256 = sha256
-        return Applied(sha256=sha256, how="refused", error=error)
+        self.refused = inputs
+        return Applied(sha256=inputs, how="refused", error=error)
 
 
 def _haproxy(running: run.Running, old: Plan, new: Plan) -> str:

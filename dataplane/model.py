@@ -134,6 +134,7 @@ class Plan:
     backends: tuple[Backend, ...]
     rules: tuple[Rule, ...]  # matching order
     backend_header: str | None
+    ownership_source: str | None = None  # the ownership file the owners come from, if any
 
     def header_lines(self, target: str) -> list[str]:
         """The comment header every rendered file starts with."""
@@ -157,7 +158,8 @@ def build_plan(config: Config, *, source: str, sha256: str) -> Plan:
     rules = tuple(_rule(i, r, config) for i, r in enumerate(match_order(config.routes)))
     header = config.backend_header.lower() if config.backend_header else None
     return Plan(source=source, sha256=sha256, ledger_position=_ledger_position(config.ledger_path, sha256),
-                backends=backends, rules=rules, backend_header=header)
+                backends=backends, rules=rules, backend_header=header,
+                ownership_source=str(config.ownership_path) if config.ownership_path else None)
 
 
 def _ledger_position(path: Path, sha256: str) -> str:

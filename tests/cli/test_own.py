@@ -100,6 +100,21 @@ def test_bad_input_is_refused_with_what_to_do_and_nothing_changes(shop: Shop) ->
         assert shop.fingerprint() == before, args
 
 
+def test_a_data_plane_that_cannot_hold_writes_is_refused_and_nothing_changes(running: Shop) -> None:
+    shop = running
+    run_dir = shop.state / "run"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    # what `strangler up --data-plane haproxy` leaves for the other commands
+    (run_dir / "stack.json").write_text(json.dumps({"router_url": None, "routes": str(shop.state / "routes.yaml"),
+                                                    "processes": [{"name": "haproxy", "role": "dataplane"}]}))
+    before = shop.fingerprint()
+    r = shop.own("catalog", "--by", "catalog", "--reason", "r")
+    assert r.returncode == 1, (r.stdout, r.stderr)
+    said = " ".join(r.stderr.split())
+    assert "haproxy serves the stack" in said and "cannot hold catalog's writes" in said, said
+    assert shop.fingerprint() == before
+
+
 def test_a_stopped_stream_and_a_missing_token_are_refused_and_nothing_changes(running: Shop) -> None:
     shop = running
     server = FakeRouter(shop.ownership)

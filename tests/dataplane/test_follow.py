@@ -189,3 +189,46 @@ def test_python_m_dataplane_follows_shift_and_takes_its_server_with_it(tmp_path:
             threading.Event().wait(0.05)
         else:
             raise AssertionError(f"HAProxy (pid {master}) outlived its killed python -m dataplane")
+
+
+OWNED = """ledger: ledger.jsonl
+backend_header: X-Strangler-Backend
+ownership: ownership.yaml
+upstreams:
+  monolith: {{url: "http://127.0.0.1:{monolith}"}}
+  catalog: {{url: "http://127.0.0.1:{catalog}"}}
+routes:
+  - name: products
+    match: {{prefix: /api/products}}
+    writes: products
+    backends: {{monolith: 100, catalog: 0}}
+    cohort: {{header: X-User}}
+"""
+OWNERSHIP = """version: 1
+groups:
+  products:
+    owner: {owner}
+    sides:
+      monolith: {{stream: fwd, tables: [a]}}
+      catalog: {{stream: rev, tables: [b]}}
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("target", ["nginx", "haproxy"])
+def test_an_ownership_flip_moves_the_plane_s_writes_though_routes_yaml_is_unchanged(tmp_path: Path, target: str) -> None:
+    needs(target)
+    with named_upstreams(("monolith", "catalog")) as ports:
+        routes = tmp_path / "routes.yaml"
+        routes.write_text(OWNED.format(**ports))
+        (tmp_path / "ownership.yaml").write_text(OWNERSHIP.format(owner="monolith"))
+        plan = model.load_plan(routes)
+        with run.start(target, plan, port=free_port()) as server:
+            follower = follow.Follower(server, routes, plan)
+            write = [("/api/products/1", {"X-User": "u1"}, "POST")]
+            assert backends_seen(server.port, write) == ["monolith"]
+            (tmp_path / "ownership.yaml").write_text(OWNERSHIP.format(owner="catalog"))  # what `own` flips
+            applied = follower.sync()
+            assert applied is not None and applied.how in ("reload", "runtime API"), applied
+            assert backends_seen(server.port, write) == ["catalog"]
+            assert backends_seen(server.port, [("/api/products/1", {"X-User": "u1"})]) == ["monolith"]  # reads stay
