@@ -103,7 +103,7 @@ def test_shifts_reach_the_running_plane_under_wrk_load_without_a_failed_request(
             # nginx's reload closes idle keep-alive connections (a request sent on one at that
             # instant is lost to a client that does not retry, as wrk does not: README, "Steer
             # them live"), so its load comes on fresh connections; HAProxy's is keep-alive.
-            load = subprocess.Popen(["wrk", "-t1", "-c8", "-d8s", "-s", str(tmp_path / "users.lua"),
+            load = subprocess.Popen(["wrk", "-t1", "-c8", "-d5s", "-s", str(tmp_path / "users.lua"),
                                      f"{server.url}/x"], stdout=subprocess.PIPE, text=True,
                                     env={**os.environ, "CLOSE": "1" if target == "nginx" else "0"})
             for weight in STEPS:
@@ -114,6 +114,7 @@ def test_shifts_reach_the_running_plane_under_wrk_load_without_a_failed_request(
                 want = [balance.choose([("monolith", 100 - weight), ("catalog", weight)], salt="root", key=u)
                         for u in USERS]
                 assert seen == want, f"{target} at catalog {weight} %: users elsewhere than the router"
+            assert load.poll() is None, "wrk ended before the last change: every change must be under load"
             output, _ = load.communicate(timeout=60)
             if target == "haproxy":
                 assert follow.workers(server) == workers  # the weights changed without a reload
