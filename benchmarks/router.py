@@ -20,6 +20,17 @@ nginx with its access log on beside it for reference. `cpu_ratio_vs_nginx` is th
 CPU per request ÷ nginx's in the same round (median over rounds): on a shared 2-core box
 it is steadier than the throughput ratio, which moves with what wrk and the upstream leave.
 
+"exported" (issue 18: `nginx_exported_*`, `haproxy_exported_*`, 32 connections): the nginx
+and HAProxy configurations `strangler export` writes (dataplane.run.files: model.load_plan,
+the renderer and its wrapping) for a route `/` split 50/50 by a sticky cohort (X-User
+header, then the session cookie) between two upstream names on the one server. Two things
+are changed so the comparison is fair, as in the plain configs: nginx's access log off, and
+HAProxy `nbthread 1` (the export sets no thread count). wrk sends 1,000 cohort keys in turn
+(a Lua script: half as the header, half as the cookie), so the key lookup and the hash run.
+`ratio_<target>_exported_vs_plain`: CPU per request exported ÷ plain in the same round
+(median over rounds; `exported_target_met` when both are ≤ 1.10); `rps_ratio_*` the same
+for throughput.
+
 `--before TREE` also runs the router of another checkout (e.g. a `git worktree` of main) in
 both scenarios, alternating with this one in every round (`before_*` keys), so a change is
 measured against its base under the same load.
@@ -264,7 +275,7 @@ def exported(tmp: Path, target: str, routes: Path, port: int) -> Path:
     """What `strangler export <target>` runs (dataplane.run.files, the renderer and its wrapping)
     for `routes`, in a folder of its own; returns the config to start the server with.
 
-    Two lines are changed so the comparison with the plain configs is fair, and both are
+    Two things are changed so the comparison with the plain configs is fair, and both are
     checked to be there first: nginx's wrapping logs every request to a file (the plain
     scenario has `access_log off`), and the HAProxy config sets no thread count (HAProxy then
     runs one thread per CPU; the plain one runs `nbthread 1`). Everything else is as exported.
@@ -452,9 +463,9 @@ backend be
             values = results[name][key]
             return round(statistics.median(values), 3) if values else None
 
-        def per_round(name: str, nginx_name: str = "nginx", key: str = "cpu_us") -> float:
+        def per_round(name: str, base: str = "nginx", key: str = "cpu_us") -> float:
             return round(statistics.median(
-                a / b for a, b in zip(results[name][key], results[nginx_name][key], strict=True)), 3)
+                a / b for a, b in zip(results[name][key], results[base][key], strict=True)), 3)
 
         line: dict[str, object] = {
             "benchmark": "router", "router_http": DEFAULT_HTTP,
