@@ -20,6 +20,17 @@ nginx with its access log on beside it for reference. `cpu_ratio_vs_nginx` is th
 CPU per request ÷ nginx's in the same round (median over rounds): on a shared 2-core box
 it is steadier than the throughput ratio, which moves with what wrk and the upstream leave.
 
+"exported" (issue 18: `nginx_exported_*`, `haproxy_exported_*`, 32 connections): the nginx
+and HAProxy configurations `strangler export` writes (dataplane.run.files: model.load_plan,
+the renderer and its wrapping) for a route `/` split 50/50 by a sticky cohort (X-User
+header, then the session cookie) between two upstream names on the one server. Two things
+are changed so the comparison is fair, as in the plain configs: nginx's access log off, and
+HAProxy `nbthread 1` (the export sets no thread count). wrk sends 1,000 cohort keys in turn
+(a Lua script: half as the header, half as the cookie), so the key lookup and the hash run.
+`ratio_<target>_exported_vs_plain`: CPU per request exported ÷ plain in the same round
+(median over rounds; `exported_target_met` when both are ≤ 1.10); `rps_ratio_*` the same
+for throughput.
+
 `--before TREE` also runs the router of another checkout (e.g. a `git worktree` of main) in
 both scenarios, alternating with this one in every round (`before_*` keys), so a change is
 measured against its base under the same load.
@@ -46,6 +57,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from dataplane.model import load_plan  # noqa: E402
+from dataplane.run import files as dataplane_files  # noqa: E402
 from devstack import free_port  # noqa: E402
 from router.server import DEFAULT_HTTP, HTTP_SERVERS  # noqa: E402
 
@@ -152,14 +165,17 @@ def tree_cpu_seconds(pid: int) -> float:
     return total / os.sysconf("SC_CLK_TCK")
 
 
-def wrk(url: str, conns: int, duration: float, headers: tuple[str, ...] = ()) -> tuple[float, float]:
+def wrk(url: str, conns: int, duration: float, headers: tuple[str, ...] = (),
+        script: Path | None = None) -> tuple[float, float]:
     threads = 1 if conns == 1 else 2
-    extra = [arg for h in headers for arg in ("-H", h)]
+    extra = [arg for h in headers for arg in ("-H", h)] + (["-s", str(script)] if script else [])
     done = subprocess.run([need("wrk"), f"-t{threads}", f"-c{conns}", f"-d{duration:g}s", "--latency",
                            *extra, url], capture_output=True, text=True, timeout=duration + 30)
     out = done.stdout
     if "Requests/sec" not in out:
         sys.exit(f"wrk failed against {url}: {out[-1000:]} {done.stderr[-1000:]}")
+    if "Non-2xx" in out:  # a proxy answering errors fast is not a proxy being fast
+        sys.exit(f"wrk against {url} got error answers: {out[-1000:]}")
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     value, unit = re.search(r"\s50%\s+([\d.]+)(us|ms|s)", out).groups()  # type: ignore[union-attr]
     p50_ms = float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
@@ -236,6 +252,89 @@ routes:
     return path
 
 
+def routes_exported(tmp: Path, up: int) -> Path:
+    """The exported scenario's routes: `/` split 50/50 by a sticky cohort (header, then cookie)
+    between two upstream names on the one server, access log off as in the plain scenario."""
+    path = tmp / "routes-exported.yaml"
+    path.write_text(f"""
+ledger: {tmp}/ledger-exported.jsonl
+access_log: false
+upstreams:
+  app: {{url: "http://127.0.0.1:{up}"}}
+  app_b: {{url: "http://127.0.0.1:{up}"}}
+routes:
+  - name: all
+    match: {{prefix: /}}
+    backends: {{app: 50, app_b: 50}}
+    cohort: {{header: X-User, cookie: {SESSION.split("=")[0]}}}
+""")
+    return path
+
+
+def exported(tmp: Path, target: str, routes: Path, port: int) -> Path:
+    """What `strangler export <target>` runs (dataplane.run.files, the renderer and its wrapping)
+    for `routes`, in a folder of its own; returns the config to start the server with.
+
+    Two things are changed so the comparison with the plain configs is fair, and both are
+    checked to be there first: nginx's wrapping logs every request to a file (the plain
+    scenario has `access_log off`), and the HAProxy config sets no thread count (HAProxy then
+    runs one thread per CPU; the plain one runs `nbthread 1`). Everything else is as exported.
+    """
+    folder = tmp / f"{target}_exported"
+    folder.mkdir()
+    folder.chmod(0o755)  # nginx started as root runs its worker as nobody
+    rendered = dataplane_files(target, load_plan(routes), port=port, folder=folder)
+    if target == "nginx":
+        text, log = rendered["nginx.conf"], f"    access_log {folder}/access.log;\n"
+        assert log in text, "nginx.wrap no longer logs to access.log: update the benchmark"
+        rendered["nginx.conf"] = text.replace(log, "    access_log off;\n")
+    else:
+        text = rendered["haproxy.cfg"]
+        assert "\nglobal\n" in text and "nbthread" not in text and "maxconn" not in text, \
+            "haproxy.render's global section changed: update the benchmark"
+        rendered["haproxy.cfg"] = text.replace("\nglobal\n", "\nglobal\n    nbthread 1\n    maxconn 4096\n", 1)
+    for name, body in rendered.items():
+        (folder / name).write_text(body)
+    return folder / ("nginx.conf" if target == "nginx" else "haproxy.cfg")
+
+
+def cohort_script(tmp: Path, keys: int = 1000) -> Path:
+    """A wrk script sending requests with `keys` different cohort keys, half as the X-User
+    header and half as the session cookie (so both key paths and the hash run), cycling
+    through requests formatted once in `init` (wrk's cheap way to vary requests)."""
+    path = tmp / "cohort.lua"
+    name = SESSION.split("=")[0]
+    path.write_text(f"""
+local reqs, n, i = {{}}, {keys}, 0
+init = function(args)
+  for k = 1, n do
+    local h = {{}}
+    if k % 2 == 0 then h["X-User"] = "user-" .. k else h["Cookie"] = "{name}=session-" .. k end
+    reqs[k] = wrk.format("GET", "/api/products/1", h)
+  end
+end
+request = function()
+  i = i % n + 1
+  return reqs[i]
+end
+""")
+    return path
+
+
+def check_split(port: int, keys: int = 64) -> None:
+    """The exported server answers 200 and puts cohort keys on both backends (the hash ran)."""
+    import urllib.request
+
+    seen = set()
+    for k in range(keys):
+        req = urllib.request.Request(f"http://127.0.0.1:{port}/api/products/1", headers={"X-User": f"user-{k}"})
+        with urllib.request.urlopen(req, timeout=5) as resp:
+            assert resp.status == 200, resp.status
+            seen.add(resp.headers.get("x-strangler-backend"))
+    if seen != {"app", "app_b"}:
+        sys.exit(f"the exported config on {port} split {keys} users as {seen}, not over app and app_b")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--duration", type=float, default=5.0, help="seconds per wrk run")
@@ -260,6 +359,9 @@ def main() -> None:
     ports: dict[str, int] = {}
     # Requests of the realistic scenario carry a session cookie (the cohort and identity key).
     realistic = {"router_realistic", "nginx_realistic", "before_router_realistic"}
+    # Requests to the exported configs carry varied cohort keys (a wrk script), so the hash runs.
+    cohorts = {"nginx_exported", "haproxy_exported"}
+    script = cohort_script(tmp)
 
     def start(name: str, cmd: list[str], env: dict[str, str] | None = None, cwd: Path = ROOT) -> None:
         ports[name] = free_port() if name not in ports else ports[name]
@@ -301,6 +403,14 @@ backend be
   server s1 127.0.0.1:{up}
 """)
         start("haproxy", [haproxy, "-f", str(tmp / "haproxy.cfg"), "-db"])
+        cohort_routes = routes_exported(tmp, up)
+        for target in ("nginx", "haproxy"):
+            name = f"{target}_exported"
+            ports[name] = free_port()
+            conf = exported(tmp, target, cohort_routes, ports[name])
+            start(name, [nginx, "-p", str(conf.parent), "-c", str(conf)] if target == "nginx"
+                  else [haproxy, "-f", str(conf), "-db"], cwd=conf.parent)
+            check_split(ports[name])
         plain = routes_plain(tmp, up)
         router("router", plain)
         router(f"router_{OTHER_HTTP}", plain, "--http", OTHER_HTTP)
@@ -332,12 +442,12 @@ backend be
             order = names if rnd % 2 == 0 else names[::-1]
             for conns in (32, 1):
                 for name in order:
-                    if conns == 1 and (name in realistic or name.startswith("before_")):
+                    if conns == 1 and (name in realistic or name in cohorts or name.startswith("before_")):
                         continue  # latency at one connection: the plain scenario only
                     url = f"http://127.0.0.1:{ports[name]}/api/products/1"
                     headers = (f"Cookie: {SESSION}",) if name in realistic else ()
                     cpu0 = tree_cpu_seconds(procs[name].pid) if name != "direct" else 0.0
-                    rps, p50 = wrk(url, conns, args.duration, headers)
+                    rps, p50 = wrk(url, conns, args.duration, headers, script if name in cohorts else None)
                     if conns == 32:
                         results[name]["rps"].append(rps)
                         if name != "direct":
@@ -353,9 +463,9 @@ backend be
             values = results[name][key]
             return round(statistics.median(values), 3) if values else None
 
-        def cpu_ratio(name: str, nginx_name: str = "nginx") -> float:
+        def per_round(name: str, base: str = "nginx", key: str = "cpu_us") -> float:
             return round(statistics.median(
-                a / b for a, b in zip(results[name]["cpu_us"], results[nginx_name]["cpu_us"], strict=True)), 3)
+                a / b for a, b in zip(results[name][key], results[base][key], strict=True)), 3)
 
         line: dict[str, object] = {
             "benchmark": "router", "router_http": DEFAULT_HTTP,
@@ -366,19 +476,26 @@ backend be
             "haproxy_p50_ms_1conn": med("haproxy", "p50_1"), "direct_p50_ms_1conn": med("direct", "p50_1"),
             "router_cpu_us_per_req": med("router", "cpu_us"), "nginx_cpu_us_per_req": med("nginx", "cpu_us"),
             "haproxy_cpu_us_per_req": med("haproxy", "cpu_us"),
-            "cpu_ratio_vs_nginx": cpu_ratio("router"),
+            "cpu_ratio_vs_nginx": per_round("router"),
             "realistic_router_rps": med("router_realistic", "rps"),
             "realistic_router_cpu_us_per_req": med("router_realistic", "cpu_us"),
             "realistic_nginx_cpu_us_per_req": med("nginx_realistic", "cpu_us"),
-            "realistic_cpu_ratio_vs_nginx": cpu_ratio("router_realistic", "nginx_realistic"),
+            "realistic_cpu_ratio_vs_nginx": per_round("router_realistic", "nginx_realistic"),
             "rounds": args.rounds, "duration_s": args.duration,
         }
+        for target in ("nginx", "haproxy"):  # issue 18: the exported configs (cohorts on) vs plain
+            line[f"{target}_exported_rps"] = med(f"{target}_exported", "rps")
+            line[f"{target}_exported_cpu_us_per_req"] = med(f"{target}_exported", "cpu_us")
+            line[f"ratio_{target}_exported_vs_plain"] = per_round(f"{target}_exported", target)
+            line[f"rps_ratio_{target}_exported_vs_plain"] = per_round(f"{target}_exported", target, "rps")
+        line["exported_target_met"] = bool(line["ratio_nginx_exported_vs_plain"] <= 1.10  # type: ignore[operator]
+                                           and line["ratio_haproxy_exported_vs_plain"] <= 1.10)  # type: ignore[operator]
         if before is not None:
             line["before_tree"] = str(before)
             line["before_router_cpu_us_per_req"] = med("before_router", "cpu_us")
-            line["before_cpu_ratio_vs_nginx"] = cpu_ratio("before_router")
+            line["before_cpu_ratio_vs_nginx"] = per_round("before_router")
             line["before_realistic_router_cpu_us_per_req"] = med("before_router_realistic", "cpu_us")
-            line["before_realistic_cpu_ratio_vs_nginx"] = cpu_ratio("before_router_realistic", "nginx_realistic")
+            line["before_realistic_cpu_ratio_vs_nginx"] = per_round("before_router_realistic", "nginx_realistic")
         for extra in (f"router_{OTHER_HTTP}", "router_granian", "httpx_proxy"):
             if extra in results:
                 line[f"{extra}_rps"] = med(extra, "rps")

@@ -77,7 +77,12 @@ def render(plan: Plan, *, listen: str = "127.0.0.1:8080") -> str:
         out += _backend_choice(r)
     out += mirror_samples(plan)
     out += ["server {", f"    listen {listen};", "    root /nonexistent;  # try_files below looks for no file",
-            "    location / {", "        try_files /.strangler-route @$strangler_location;", "    }",
+            "    location / {",
+            # try_files is how a request reaches a named location untouched, but it looks for
+            # the file first: one stat() per request (~5% of nginx's CPU per request in
+            # benchmarks/router.py). Caching the miss leaves one stat a minute.
+            "        open_file_cache max=16;", "        open_file_cache_errors on;",
+            "        try_files /.strangler-route @$strangler_location;", "    }",
             "    location @none {", "        default_type application/json;",
             "        return 404 '{\"error\": \"no_route\", \"detail\": \"no route matches this request\"}';", "    }"]
     backends = {b.name: b for b in plan.backends}
