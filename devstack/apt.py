@@ -43,6 +43,8 @@ PACKAGES: tuple[Package, ...] = (
             "(tests/dataplane/test_same_backend.py)"),
     Package("wrk", ("wrk",), "load through a running nginx/HAProxy while dataplane/follow.py shifts weights "
             "(tests/dataplane/test_follow.py) and the router benchmark"),
+    Package("strace", ("strace",), "counts the exported nginx's syscalls per request "
+            "(tests/dataplane/test_per_request.py)"),
     Package("haproxy", ("haproxy",), "strangler export haproxy: the exported config and its Lua hash run for "
             "real (the same test; Debian's is built with Lua)"),
 )

@@ -10,8 +10,6 @@ import subprocess
 import time
 from pathlib import Path
 
-import pytest
-
 from dataplane import model, nginx, run
 from dataplane.errors import ExportError
 from devstack import free_port
@@ -47,7 +45,8 @@ def test_the_try_files_miss_is_cached(tmp_path: Path) -> None:
 def test_nginx_looks_up_no_file_per_request(tmp_path: Path) -> None:
     strace = shutil.which("strace")
     if strace is None:
-        pytest.skip("strace is not installed (apt-get install -y strace)")
+        service_missing("strace", RuntimeError("apt-get install -y strace (`python -m devstack.apt`)"))
+        return
     try:
         run.binary("nginx")
     except ExportError as exc:
@@ -68,7 +67,7 @@ def test_nginx_looks_up_no_file_per_request(tmp_path: Path) -> None:
             tracer.terminate()
             _, err = tracer.communicate(10)
     if "Operation not permitted" in err:
-        pytest.skip(f"strace may not attach here: {err.strip()}")
+        service_missing("strace attaching to nginx's worker (ptrace)", RuntimeError(err.strip()))
     assert all(status == 200 for status, _, _ in got)
     calls = sum(int(line.split()[3]) for line in counts.read_text().splitlines()
                 if re.match(r"\s*[\d.]+\s+[\d.]+\s+\d+\s+\d+", line) and line.split()[-1] != "total")
