@@ -28,7 +28,9 @@ from control.ledger import actor, append_entry, ledger_path
 from control.readgate import check_raise
 from control.rollouts import (
     controller_alive,
+    controls,
     describe,
+    find_target,
     log_file,
     owed,
     pid_file,
@@ -37,8 +39,6 @@ from control.rollouts import (
     store_for,
     wait_for,
 )
-from control.routerapi import RouterAPI, find_router
-from control.routercontrol import RouterControl
 from rollout.controller import ACTIVE, DONE, Controller, RolloutError, new_rollout
 from rollout.gate import parse_duration
 from rollout.spec import RolloutSpec, SpecError, Webhook, from_yaml_doc, gate_from, steps_from_flag
@@ -137,20 +137,23 @@ def start(
         raise CLIError(f"a rollout of {spec.route} → {old.get('candidate')} was {old['state']} when its "
                        f"controller stopped: continue it with `strangler rollout resume {spec.route}`, "
                        f"or end it with `strangler rollout abort {spec.route}`")
-    url = find_router(router)
-    if url is None:
-        raise RouterUnreachable("a rollout needs a running router: start the stack with `strangler up` "
-                                "or give --router URL")
-    with RouterAPI(url) as api:
-        weights, _ = RouterControl(api, ledger=None).snapshot(spec.route)
+    target = find_target(router)
+    if target is None:
+        raise RouterUnreachable("a rollout needs a running router or data plane: start the stack with "
+                                "`strangler up` (or `strangler up --data-plane nginx`), or give --router URL")
+    with controls(target, ledger=None, role="rollout") as control:
+        weights, _ = control.snapshot(spec.route)
     if spec.candidate not in weights:
         raise CLIError(f"route {spec.route!r} has no backend {spec.candidate!r}; it has {', '.join(weights)}")
     if len(weights) < 2:
         raise CLIError(f"route {spec.route!r} has only {spec.candidate!r}: nothing to compare the candidate with")
     mirrors = [s for s in spec.steps if s.kind == "setMirrorRoute"]
+    if mirrors and target.plane is not None and target.plane[0] == "haproxy":
+        raise CLIError(f"{mirrors[0].label()}: HAProxy serves the stack and cannot mirror requests (it needs "
+                       "an SPOE agent) — drop the setMirrorRoute steps, or roll out behind nginx or the router")
     if mirrors:
-        with RouterAPI(url) as api:
-            there = RouterControl(api, ledger=None).shadow_of(spec.route)
+        with controls(target, ledger=None, role="rollout") as control:
+            there = control.shadow_of(spec.route)
         if there is not None and there.get("to") != spec.candidate:
             raise CLIError(f"route {spec.route} already shadows {there.get('percent')}% to {there.get('to')} "
                            f"(its routes.yaml `shadow:`), not to {spec.candidate}: {mirrors[0].label()} would "
@@ -166,7 +169,7 @@ def start(
     store.record({"kind": "rollout", "event": "started", "route": spec.route, "candidate": spec.candidate,
                   "rollout": doc["id"], "actor": actor(), "steps": doc["steps"],
                   "reason": reason or f"rollout of {spec.route} → {spec.candidate} started"})
-    pid = spawn(spec.route, routes, url)
+    pid = spawn(spec.route, routes, target)
     doc = wait_for(store, lambda d: d.get("pid") == pid or d.get("state") not in ACTIVE, 60.0) or doc
     if doc.get("pid") != pid and doc.get("state") in ACTIVE:
         raise CLIError(f"the controller (pid {pid}) did not start: see {log_file(spec.route)}")
@@ -179,20 +182,21 @@ def start(
 
 
 @app.command(hidden=True)
-def controller(route: str, routes: RoutesOpt = Path("routes.yaml"), router: RouterOpt = None) -> None:
+def controller(route: str, routes: RoutesOpt = Path("routes.yaml"), router: RouterOpt = None,
+               plane: Annotated[str | None, typer.Option("--plane", help="Steer the stack's data plane.")] = None) -> None:
     """The detached controller (started by `rollout start` / `resume`): runs until the rollout ends."""
     store = store_for(route, routes)
-    url = find_router(router)
-    if url is None:
+    target = find_target(None if plane else router)
+    if target is None or (plane is not None and (target.plane is None or target.plane[0] != plane)):
+        print(f"no {'data plane ' + plane if plane else 'router'} runs: nothing to steer", flush=True)
         raise typer.Exit(1)
     pid_path = pid_file(route)
     pid_path.write_text(json.dumps({"pid": os.getpid(), "route": route, "started": time.time(),
                                     "log": str(log_file(route))}))
     say = lambda line: print(time.strftime("%H:%M:%S ") + line, flush=True)  # noqa: E731
     try:
-        with RouterAPI(url) as api:
-            ctl = Controller(store, RouterControl(api, ledger=None, role="rollout controller"), actor=f"{actor()} (rollout controller)",
-                             say=say)
+        with controls(target, ledger=None, role="rollout controller") as control:
+            ctl = Controller(store, control, actor=f"{actor()} (rollout controller)", say=say)
             doc = ctl.run()
         say(f"controller done: {doc['state']}")
     except RolloutError as exc:

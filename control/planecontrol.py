@@ -14,6 +14,7 @@ import hashlib
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 from control.errors import ControlError
 from control.ledger import actor
@@ -22,17 +23,23 @@ from dataplane.follow import APPLIED
 from dataplane.model import load_plan
 from dataplane.numbers import AccessLog
 from dataplane.run import ACCESS_LOG
+from rollout.controller import RolloutError
 from rollout.gate import Snapshot
-from router import ledger
+from router import edit, ledger
 from router.config import load_config
+from router.errors import RouterError
 from stack import state
 from stack.model import plane_folder
 
 
 class PlaneControl:
+    """`rollout.canary.Control` and `rollout.controller.Control` over the plane `target`
+    (nginx|haproxy) serving `routes` from `folder`. Every change goes through router/edit.py
+    (validated, atomic, ledgered), then waits until the plane serves it."""
+
     def __init__(self, routes: Path, folder: Path, *, ledger: Path | None, role: str = "canary",
-                 applied_timeout: float = 30.0) -> None:
-        self.routes, self.folder, self.ledger, self.role = routes, folder, ledger, role
+                 applied_timeout: float = 30.0, target: str = "nginx") -> None:
+        self.routes, self.folder, self.ledger, self.role, self.target = routes, folder, ledger, role, target
         self.applied_timeout = applied_timeout
         # the log names a route by its place in the matching order, as the plane was rendered
         self.log = AccessLog(folder / ACCESS_LOG, tuple(r.name for r in load_plan(routes).rules))
@@ -51,6 +58,33 @@ class PlaneControl:
                             reason=f"{reason} ({self.role})")
         self.wait_applied()
         return new
+
+    def shadow_of(self, route: str) -> dict[str, Any] | None:
+        shadow = load_config(self.routes).route(route).shadow
+        return None if shadow is None else {"to": shadow.to, "percent": shadow.percent,
+                                             "methods": sorted(shadow.methods)}
+
+    def set_header_route(self, route: str, rule: dict[str, str], reason: str) -> None:
+        self._edit(edit.set_header_route, route=route, rule=rule, reason=reason)
+
+    def clear_header_route(self, route: str, name: str, reason: str) -> None:
+        self._edit(edit.clear_header_route, route=route, name=name, reason=reason)
+
+    def set_mirror(self, route: str, mirror: dict[str, Any], reason: str) -> None:
+        if self.target == "haproxy":  # its export cannot mirror (dataplane/haproxy.py): never silently
+            raise RolloutError("HAProxy cannot mirror requests (it needs an SPOE agent): drop the "
+                               "setMirrorRoute steps, or run the rollout with nginx or the router in front")
+        self._edit(edit.set_shadow, route=route, shadow=mirror, reason=reason)
+
+    def clear_mirror(self, route: str, reason: str) -> None:
+        self._edit(edit.clear_shadow, route=route, reason=reason)
+
+    def _edit(self, change: Any, *, reason: str, **fields: Any) -> None:
+        try:
+            change(self.routes, actor=f"{actor()} ({self.role})", reason=reason, **fields)
+        except RouterError as exc:  # a refused change will not pass on a retry: say why and stop
+            raise RolloutError(str(exc)) from None
+        self.wait_applied()
 
     def wait_applied(self) -> None:
         """Until the plane serves the routes file as it is now (ControlError after the timeout)."""

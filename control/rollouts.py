@@ -13,15 +13,19 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from control.errors import RouterUnreachable
 from control.ledger import ledger_path
-from control.routerapi import find_router
+from control.routerapi import RouterAPI, find_router
+from control.routercontrol import RouterControl
 from rollout.controller import ACTIVE, Store
 from stack import state
+from stack.model import part_present
 
 
 def store_for(route: str, routes: Path) -> Store:
@@ -45,26 +49,68 @@ def controller_alive(doc: dict[str, Any]) -> bool:
     return files.alive(doc.get("pid"))
 
 
+@dataclass(frozen=True)
+class Target:
+    """What a rollout steers: a running router (its URL), or the data plane `strangler up
+    --data-plane` runs (nginx|haproxy, its routes file, its folder)."""
+
+    router: str | None = None
+    plane: tuple[str, Path, Path] | None = None
+
+    def argv(self) -> list[str]:
+        """How the detached controller is told (its --router or --plane)."""
+        return ["--router", self.router] if self.router else ["--plane", self.plane[0] if self.plane else ""]
+
+
+def find_target(router: str | None) -> Target | None:
+    """The router (given, or the stack's), else the stack's data plane, else None."""
+    url = find_router(router)
+    if url is not None:
+        return Target(router=url)
+    if part_present("dataplane"):
+        from control.planecontrol import running_plane
+
+        plane = running_plane()
+        if plane is not None:
+            return Target(plane=plane)
+    return None
+
+
+@contextmanager
+def controls(target: Target, *, ledger: Path | None, role: str) -> Iterator[Any]:
+    """The rollout's Control over `target`: the router's admin API, or the plane's routes file
+    and access log (control.planecontrol)."""
+    if target.router is not None:
+        with RouterAPI(target.router) as api:
+            yield RouterControl(api, ledger=ledger, role=role)
+        return
+    from control.planecontrol import PlaneControl
+
+    assert target.plane is not None
+    name, routes, folder = target.plane
+    yield PlaneControl(routes, folder, ledger=ledger, role=role, target=name)
+
+
 def respawn(route: str, routes: Path, router: str | None, doc: dict[str, Any],
             say: Callable[[str], None]) -> int:
     """A new controller for a rollout whose controller is gone; it continues from the file."""
-    url = find_router(router)
-    if url is None:
-        raise RouterUnreachable("the rollout's controller is gone and no router answers: start the "
-                                "stack with `strangler up` or give --router URL")
-    pid = spawn(route, routes, url)
+    target = find_target(router)
+    if target is None:
+        raise RouterUnreachable("the rollout's controller is gone and no router or data plane answers: "
+                                "start the stack with `strangler up` or give --router URL")
+    pid = spawn(route, routes, target)
     say(f"the controller was not running: started a new one (pid {pid}), resuming at step "
         f"{doc.get('step_index', 0) + 1}")
     return pid
 
 
-def spawn(route: str, routes: Path, router: str) -> int:
+def spawn(route: str, routes: Path, target: Target) -> int:
     """Start the controller of `route` detached from this terminal (its own session)."""
     log = log_file(route)
     with open(log, "ab") as handle:
         proc = subprocess.Popen(
             [sys.executable, "-m", "cli.main", "rollout", "controller", route,
-             "--routes", str(routes.absolute()), "--router", router],
+             "--routes", str(routes.absolute()), *target.argv()],
             stdin=subprocess.DEVNULL, stdout=handle, stderr=subprocess.STDOUT,
             start_new_session=True, cwd=os.getcwd())
     return proc.pid
