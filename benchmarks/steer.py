@@ -5,7 +5,8 @@
 Issue 18's "under wrk load through the exported nginx and HAProxy while weights change every
 second for a minute: zero failed requests". Two loopback upstreams answer their name; a route
 splits them by a cohort header (every wrk request another user). Each plane is started from
-the routes file by `dataplane.run` and kept on it by `dataplane.follow.Follower`; once a
+the routes file by `dataplane.run` and kept on it by `dataplane.follow.Follower` (through the
+tests' `followed` helper); once a
 second the weight moves (0 → 100 and back, in steps of 10) through `control.shift.shift_file`,
 as `strangler shift --routes` does. Runs, one after another, in the same run:
 - `haproxy`: keep-alive connections (new weights through the runtime API, no reload);
@@ -26,7 +27,6 @@ import re
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -34,18 +34,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from control.shift import shift_file  # noqa: E402
-from dataplane import follow, model, run  # noqa: E402
-from devstack import free_port  # noqa: E402
-from tests.dataplane.wire import named_upstreams  # noqa: E402
-
-USERS_LUA = """counter = 0
-request = function()
-  counter = counter + 1
-  local headers = {["X-User"] = "wrk-" .. (counter % 5000)}
-  if os.getenv("CLOSE") == "1" then headers["Connection"] = "close" end
-  return wrk.format("GET", "/x", headers)
-end
-"""
+from dataplane import run  # noqa: E402
+from tests.dataplane.wire import WRK_USERS_LUA, followed, named_upstreams  # noqa: E402
 
 
 def routes_yaml(ports: dict[str, int]) -> str:
@@ -66,18 +56,8 @@ def one(target: str, close: bool, ports: dict[str, int], tmp: Path, duration: fl
     folder = Path(tempfile.mkdtemp(dir=tmp))
     routes = folder / "routes.yaml"
     routes.write_text(routes_yaml(ports))
-    (folder / "users.lua").write_text(USERS_LUA)
-    plan = model.load_plan(routes)
-    hows: dict[str, int] = {}
-    with run.start(target, plan, port=free_port()) as server:
-        stop = threading.Event()
-        follower = follow.Follower(server, routes, plan)
-
-        def report(applied: follow.Applied) -> None:
-            hows[applied.how] = hows.get(applied.how, 0) + 1
-
-        thread = threading.Thread(target=follower.follow, args=(stop,), kwargs={"interval": 0.02, "report": report})
-        thread.start()
+    (folder / "users.lua").write_text(WRK_USERS_LUA)
+    with followed(target, routes) as (server, applied):
         load = subprocess.Popen(["wrk", "-t1", f"-c{conns}", f"-d{duration:.0f}s", "-s", str(folder / "users.lua"),
                                  f"{server.url}/x"], stdout=subprocess.PIPE, text=True,
                                 env={**os.environ, "CLOSE": "1" if close else "0"})
@@ -90,8 +70,9 @@ def one(target: str, close: bool, ports: dict[str, int], tmp: Path, duration: fl
             changes += 1
             time.sleep(max(0.0, started + changes - time.monotonic()))
         output, _ = load.communicate(timeout=duration + 30)
-        stop.set()
-        thread.join(60)
+    hows: dict[str, int] = {}
+    for a in applied:
+        hows[a.how] = hows.get(a.how, 0) + 1
     requests = int(re.search(r"(\d+) requests in", output).group(1))  # type: ignore[union-attr]
     socket = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output)
     errors = sum(int(g) for g in socket.groups()) if socket else 0

@@ -11,8 +11,7 @@ import shutil
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
+import time
 from pathlib import Path
 
 import pytest
@@ -23,21 +22,11 @@ from dataplane.errors import ExportError
 from devstack import free_port
 from router import balance, ledger
 from tests.conftest import service_missing
-from tests.dataplane.wire import ROOT, backends_seen, named_upstreams
+from tests.dataplane.wire import ROOT, WRK_USERS_LUA, backends_seen, followed, named_upstreams
 
 USERS = [f"user-{i}" for i in range(300)]
 STEPS = (10, 25, 50, 75, 90, 100, 60, 20, 0)  # catalog's weight, a canary up and back down
 # wrk asks as many users as it can, each request another one (so the hash path runs)
-USERS_LUA = """counter = 0
-request = function()
-  counter = counter + 1
-  local headers = {["X-User"] = "wrk-" .. (counter % 5000)}
-  if os.getenv("CLOSE") == "1" then headers["Connection"] = "close" end
-  return wrk.format("GET", "/x", headers)
-end
-"""
-
-
 def routes_yaml(ports: dict[str, int]) -> str:
     return f"""ledger: ledger.jsonl
 access_log: false
@@ -63,30 +52,13 @@ def needs(*tools: str) -> None:
             service_missing("wrk", RuntimeError("apt-get install -y wrk (`python -m devstack.apt`)"))
 
 
-@contextmanager
-def following(target: str, routes: Path) -> Iterator[tuple[run.Running, list[follow.Applied], threading.Event]]:
-    plan = model.load_plan(routes)
-    with run.start(target, plan, port=free_port()) as server:
-        applied: list[follow.Applied] = []
-        stop = threading.Event()
-        follower = follow.Follower(server, routes, plan)
-        thread = threading.Thread(target=follower.follow, args=(stop,), kwargs={"interval": 0.02,
-                                                                             "report": applied.append})
-        thread.start()
-        try:
-            yield server, applied, stop
-        finally:
-            stop.set()
-            thread.join(40)
-
-
-def wait_applied(applied: list[follow.Applied], routes: Path, stop: threading.Event) -> follow.Applied:
+def wait_applied(applied: list[follow.Applied], routes: Path) -> follow.Applied:
     want = model.load_plan(routes).sha256
     for _ in range(2000):
         done = next((a for a in applied if a.sha256 == want), None)
         if done is not None:
             return done
-        stop.wait(0.02)
+        time.sleep(0.02)
     raise AssertionError(f"the follower never applied {want[:16]}: {applied[-3:]}")
 
 
@@ -94,11 +66,11 @@ def wait_applied(applied: list[follow.Applied], routes: Path, stop: threading.Ev
 @pytest.mark.parametrize("target", ["nginx", "haproxy"])
 def test_shifts_reach_the_running_plane_under_wrk_load_without_a_failed_request(tmp_path: Path, target: str) -> None:
     needs(target, "wrk")
-    (tmp_path / "users.lua").write_text(USERS_LUA)
+    (tmp_path / "users.lua").write_text(WRK_USERS_LUA)
     with named_upstreams(("monolith", "catalog")) as ports:
         routes = tmp_path / "routes.yaml"
         routes.write_text(routes_yaml(ports))
-        with following(target, routes) as (server, applied, stop):
+        with followed(target, routes) as (server, applied):
             workers = follow.workers(server)
             # nginx's reload closes idle keep-alive connections (a request sent on one at that
             # instant is lost to a client that does not retry, as wrk does not: README, "Steer
@@ -108,7 +80,7 @@ def test_shifts_reach_the_running_plane_under_wrk_load_without_a_failed_request(
                                     env={**os.environ, "CLOSE": "1" if target == "nginx" else "0"})
             for weight in STEPS:
                 shift_file(routes, route="root", backend="catalog", weight=weight, reason=f"canary step {weight}")
-                how = wait_applied(applied, routes, stop).how
+                how = wait_applied(applied, routes).how
                 assert how == ("runtime API" if target == "haproxy" else "reload"), applied[-1]
                 seen = backends_seen(server.port, [("/x", {"X-User": u}) for u in USERS])
                 want = [balance.choose([("monolith", 100 - weight), ("catalog", weight)], salt="root", key=u)

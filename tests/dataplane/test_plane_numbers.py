@@ -5,7 +5,6 @@ each plane, steering its routes file while dataplane/follow.py keeps the plane o
 
 from __future__ import annotations
 
-import contextlib
 import threading
 from collections import Counter
 from pathlib import Path
@@ -20,7 +19,7 @@ from rollout.canary import CanaryPlan, run_canary
 from rollout.gate import Gate
 from router import balance, ledger
 from tests.conftest import service_missing
-from tests.dataplane.wire import answers, named_upstreams
+from tests.dataplane.wire import answers, followed, named_upstreams
 
 USERS = [f"user-{i}" for i in range(400)]
 
@@ -89,23 +88,11 @@ def test_a_canary_on_the_plane_s_own_numbers_promotes_a_healthy_candidate_and_ro
             routes = folder / "routes.yaml"
             routes.write_text(routes_yaml(ports, candidate=candidate).replace(
                 f"monolith: 50, {candidate}: 50", f"monolith: 100, {candidate}: 0"))
-            plan = model.load_plan(routes)
-            with run.start(target, plan, port=free_port(), folder=folder / "plane") as server:
-                stop = threading.Event()
-                follower = follow.Follower(server, routes, plan)
-                keeper = threading.Thread(target=follower.follow, args=(stop,), kwargs={"interval": 0.02})
-                traffic = threading.Thread(target=_traffic, args=(server.port, stop))
-                keeper.start()
-                traffic.start()
-                try:
-                    control = PlaneControl(routes, server.folder, ledger=folder / "ledger.jsonl")
-                    result = run_canary(control, CanaryPlan(route="shop", candidate=candidate, steps=(20, 100),
-                                                            interval=0.6, gate=gate, max_wait=20, poll=0.1),
-                                        say=lambda line: None)
-                finally:
-                    stop.set()
-                    traffic.join(30)
-                    keeper.join(30)
+            with followed(target, routes, folder=folder / "plane", traffic=True) as (server, _):
+                control = PlaneControl(routes, server.folder, ledger=folder / "ledger.jsonl")
+                result = run_canary(control, CanaryPlan(route="shop", candidate=candidate, steps=(20, 100),
+                                                        interval=0.6, gate=gate, max_wait=20, poll=0.1),
+                                    say=lambda line: None)
             assert result.outcome == outcome, (candidate, result.why)
             final = {"promoted": {"monolith": 0, candidate: 100}, "rolled_back": {"monolith": 100, candidate: 0}}
             shop = next(r for r in model.load_plan(routes).rules if r.name == "shop")
@@ -114,11 +101,3 @@ def test_a_canary_on_the_plane_s_own_numbers_promotes_a_healthy_candidate_and_ro
             moves = [e["new"] for e in ledger.tail(folder / "ledger.jsonl", 50) if e["new"] != e.get("old")]
             assert moves[0] == {"monolith": 80, candidate: 20} and moves[-1] == final[outcome]
 
-
-def _traffic(port: int, stop: threading.Event) -> None:
-    n = 0
-    while not stop.is_set():
-        with contextlib.suppress(ConnectionError):  # nginx's reload closes keep-alive connections (test_follow.py)
-            answers(port, [(f"/x/{n + i}", {"X-User": f"user-{n + i}"}) for i in range(40)], connections=2)
-        n += 40
-        stop.wait(0.02)

@@ -5,21 +5,18 @@ instead of dropping it."""
 
 from __future__ import annotations
 
-import contextlib
-import threading
 from pathlib import Path
 
 import pytest
 import yaml
 
 from control.planecontrol import PlaneControl
-from dataplane import follow, model, run
+from dataplane import model, run
 from dataplane.errors import ExportError
-from devstack import free_port
 from rollout.controller import Controller, RolloutError, Store, new_rollout
 from rollout.spec import from_yaml_doc
 from tests.conftest import service_missing
-from tests.dataplane.wire import answers, backends_seen, named_upstreams
+from tests.dataplane.wire import backends_seen, followed, named_upstreams
 
 ROUTES = """ledger: ledger.jsonl
 backend_header: X-Strangler-Backend
@@ -55,29 +52,17 @@ def test_a_rollout_steers_the_plane_header_route_weights_and_analysis(tmp_path: 
     with named_upstreams(("monolith", "catalog")) as ports:
         routes = tmp_path / "routes.yaml"
         routes.write_text(ROUTES.format(**ports))
-        plan = model.load_plan(routes)
-        with run.start(target, plan, port=free_port(), folder=tmp_path / "plane") as server:
-            stop = threading.Event()
-            follower = follow.Follower(server, routes, plan)
-            keeper = threading.Thread(target=follower.follow, args=(stop,), kwargs={"interval": 0.02})
-            traffic = threading.Thread(target=_traffic, args=(server.port, stop))
-            keeper.start()
-            traffic.start()
+        with followed(target, routes, folder=tmp_path / "plane", traffic=True) as (server, _):
             control = PlaneControl(routes, server.folder, ledger=tmp_path / "ledger.jsonl",
                                    role="rollout controller", target=target)
-            try:
-                control.set_header_route("shop", {"name": "testers", "header": "X-Canary", "exact": "yes",
-                                                  "to": "catalog"}, "testers first")
-                # the plane serves it: testers reach the candidate, everyone else the monolith
-                assert backends_seen(server.port, [("/p", {"X-Canary": "yes", "X-User": "u1"})]) == ["catalog"]
-                assert backends_seen(server.port, [("/p", {"X-User": "u1"})]) == ["monolith"]
-                store = Store(tmp_path / "rollouts", "shop", ledger=tmp_path / "ledger.jsonl")
-                store.save(new_rollout(from_yaml_doc(yaml.safe_load(SPEC)), actor="tester", now=0.0))
-                doc = Controller(store, control, actor="tester (controller)", say=lambda line: None).run(poll=0.05)
-            finally:
-                stop.set()
-                traffic.join(30)
-                keeper.join(30)
+            control.set_header_route("shop", {"name": "testers", "header": "X-Canary", "exact": "yes",
+                                              "to": "catalog"}, "testers first")
+            # the plane serves it: testers reach the candidate, everyone else the monolith
+            assert backends_seen(server.port, [("/p", {"X-Canary": "yes", "X-User": "u1"})]) == ["catalog"]
+            assert backends_seen(server.port, [("/p", {"X-User": "u1"})]) == ["monolith"]
+            store = Store(tmp_path / "rollouts", "shop", ledger=tmp_path / "ledger.jsonl")
+            store.save(new_rollout(from_yaml_doc(yaml.safe_load(SPEC)), actor="tester", now=0.0))
+            doc = Controller(store, control, actor="tester (controller)", say=lambda line: None).run(poll=0.05)
         shop = next(r for r in model.load_plan(routes).rules if r.name == "shop")
     assert doc["state"] == "promoted", doc.get("why")
     assert dict(shop.backends) == {"monolith": 0, "catalog": 100}
@@ -93,11 +78,3 @@ def test_haproxy_refuses_a_mirror_step_instead_of_dropping_it(tmp_path: Path) ->
         control.set_mirror("shop", {"to": "catalog", "percent": 10}, "compare")
     assert "shadow" not in routes.read_text()  # nothing written
 
-
-def _traffic(port: int, stop: threading.Event) -> None:
-    n = 0
-    while not stop.is_set():
-        with contextlib.suppress(ConnectionError):  # nginx's reload closes keep-alive connections
-            answers(port, [(f"/x/{n + i}", {"X-User": f"user-{n + i}"}) for i in range(40)], connections=2)
-        n += 40
-        stop.wait(0.02)

@@ -1,9 +1,11 @@
-"""Loopback helpers for the data-plane tests: upstreams that answer their own name, and a
-pipelining client fast enough for tens of thousands of requests on two cores."""
+"""Loopback helpers for the data-plane tests: upstreams that answer their own name, a
+pipelining client fast enough for tens of thousands of requests on two cores, and a plane
+kept on its routes file (with traffic, if asked) while a test steers it."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
 import subprocess
@@ -17,9 +19,52 @@ from pathlib import Path
 
 import httpx
 
+from dataplane import follow, model, run
 from devstack import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
+# wrk's requests, each another user (so the cohort hash runs); CLOSE=1: a connection per request
+WRK_USERS_LUA = """counter = 0
+request = function()
+  counter = counter + 1
+  local headers = {["X-User"] = "wrk-" .. (counter % 5000)}
+  if os.getenv("CLOSE") == "1" then headers["Connection"] = "close" end
+  return wrk.format("GET", "/x", headers)
+end
+"""
+
+
+@contextmanager
+def followed(target: str, routes: Path, *, folder: Path | None = None,
+             traffic: bool = False) -> Iterator[tuple[run.Running, list[follow.Applied]]]:
+    """`target` started on `routes` and kept on it by a Follower thread (what it applied, in
+    order); with `traffic`, a stream of new users in the background. All stopped on exit."""
+    plan = model.load_plan(routes)
+    with run.start(target, plan, port=free_port(), folder=folder) as server:
+        applied: list[follow.Applied] = []
+        stop = threading.Event()
+        follower = follow.Follower(server, routes, plan)
+        threads = [threading.Thread(target=follower.follow, args=(stop,),
+                                    kwargs={"interval": 0.02, "report": applied.append})]
+        if traffic:
+            threads.append(threading.Thread(target=_traffic, args=(server.port, stop)))
+        for t in threads:
+            t.start()
+        try:
+            yield server, applied
+        finally:
+            stop.set()
+            for t in threads:
+                t.join(40)
+
+
+def _traffic(port: int, stop: threading.Event) -> None:
+    n = 0
+    while not stop.is_set():
+        with contextlib.suppress(ConnectionError):  # nginx's reload closes keep-alive connections
+            answers(port, [(f"/x/{n + i}", {"X-User": f"user-{n + i}"}) for i in range(40)], connections=2)
+        n += 40
+        stop.wait(0.02)
 
 
 @contextmanager
