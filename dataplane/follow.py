@@ -17,6 +17,7 @@ keeps its last good state and `sync` says what went wrong and how to fix it.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -47,7 +48,8 @@ class Applied:
     error: str | None = None
 
 
-APPLIED = "applied.json"  # in the plane's folder: the sha256 of the routes file it serves
+# in the plane's folder: the sha256 of the routes file (and of the ownership file) it serves
+APPLIED = "applied.json"
 
 
 class Follower:
@@ -56,29 +58,32 @@ class Follower:
 
     def __init__(self, running: run.Running, routes: Path, plan: Plan) -> None:
         self.running, self.routes, self.plan = running, routes, plan
-        self.serving = self._inputs(plan)  # the bytes `plan` came from
+        self.serving, own_sha = self._inputs(plan)  # the bytes `plan` came from
         self.refused: str | None = None  # a refused file is reported once, not per poll
-        self._record("start")
+        self._record("start", own_sha)
 
-    def _inputs(self, plan: Plan) -> str:
+    def _inputs(self, plan: Plan) -> tuple[str, str | None]:
         """A digest of every file the plan is made of: routes.yaml and its ownership.yaml (a flip
-        changes only the latter); "" for a file that cannot be read."""
-        digest = hashlib.sha256()
-        for path in (self.routes, *([Path(plan.ownership_source)] if plan.ownership_source else [])):
-            try:
-                digest.update(hashlib.sha256(path.read_bytes()).digest())
-            except FileNotFoundError:
-                digest.update(b"-")
-        return digest.hexdigest()
+        changes only the latter), and the ownership file's own sha256 (None without one). Read
+        before planning: what is recorded as served is never newer than what was planned."""
+        digest = hashlib.sha256(hashlib.sha256(self.routes.read_bytes()).digest())
+        own_sha = None
+        if plan.ownership_source:
+            with contextlib.suppress(FileNotFoundError):
+                own_sha = hashlib.sha256(Path(plan.ownership_source).read_bytes()).hexdigest()
+            digest.update((own_sha or "-").encode())
+        return digest.hexdigest(), own_sha
 
     def sync(self) -> Applied | None:
-        """Apply the routes file (and its ownership file) if their bytes changed; None if not."""
+        """Apply the routes file (and its ownership file) if their bytes changed, or a hold in
+        them lapsed; None if nothing is to do."""
         try:
-            inputs = self._inputs(self.plan)
+            inputs, own_sha = self._inputs(self.plan)
         except OSError as exc:
             return self._refused("-", f"cannot read {self.routes}: {exc.strerror} — the {self.running.target} "
                                       f"keeps serving the last good file (sha256 {self.plan.sha256[:16]})")
-        if inputs in (self.serving, self.refused):
+        lapsed = self.plan.hold_ends is not None and time.time() >= self.plan.hold_ends
+        if inputs in (self.serving, self.refused) and not lapsed:  # a lapsed hold: made again, released
             return None
         try:
             plan = load_plan(self.routes)
@@ -90,13 +95,13 @@ class Follower:
                    else _nginx(self.running, plan))
         except ExportError as exc:
             return self._refused(inputs, str(exc))
-        self.plan, self.serving, self.refused = plan, self._inputs(plan), None
-        self._record(how)
+        self.plan, self.serving, self.refused = plan, inputs, None
+        self._record(how, own_sha)
         return Applied(sha256=plan.sha256, how=how)
 
-    def _record(self, how: str) -> None:
-        _write(self.running.folder / APPLIED, json.dumps({"sha256": self.plan.sha256, "how": how,
-                                                          "time": time.time()}))
+    def _record(self, how: str, own_sha: str | None) -> None:
+        _write(self.running.folder / APPLIED, json.dumps({"sha256": self.plan.sha256, "ownership_sha256": own_sha,
+                                                          "how": how, "time": time.time()}))
 
     def follow(self, stop: threading.Event, *, interval: float = 0.1,
                report: Callable[[Applied], None] = lambda applied: None) -> None:

@@ -42,7 +42,7 @@ FEATURES: tuple[tuple[str, str, str], ...] = (
     ("active health checks", "no", "the Service's readiness probes instead"),
     ("rate limits", "no", "not in the Gateway API"),
     ("header routes (a rollout's setHeaderRoute)", "partly", "header matches: Exact; prefix and regex as RegularExpression (implementation-specific)"),
-    ("held writes during an ownership flip (503)", "no", "a live operation: `strangler up --data-plane` (later)"),
+    ("held writes during an ownership flip (503)", "no", "a live operation: nginx/HAProxy under `strangler up --data-plane` hold writes; here, export again after the flip"),
     ("path canonicalisation and smuggling refusal", "partly", "the implementation's own path normalisation"),
 )
 

@@ -20,7 +20,15 @@ from __future__ import annotations
 from importlib import resources
 
 from dataplane.errors import ExportError
-from dataplane.model import IDENTITY_HEADER, WRITE_METHODS, Backend, Plan, Rule, shared_limits
+from dataplane.model import (
+    IDENTITY_HEADER,
+    WRITE_METHODS,
+    Backend,
+    Plan,
+    Rule,
+    held_body,
+    shared_limits,
+)
 from router.match import prefix_forms
 
 FEATURES: tuple[tuple[str, str, str], ...] = (
@@ -41,7 +49,7 @@ FEATURES: tuple[tuple[str, str, str], ...] = (
     ("active health checks", "yes", "option httpchk, inter/fall/rise"),
     ("rate limits", "no", "stick tables count differently; not exported"),
     ("header routes (a rollout's setHeaderRoute)", "yes", "acls on the header's first value: -m str, -m beg, -m reg"),
-    ("held writes during an ownership flip (503)", "no", "a live operation: `strangler up --data-plane` (later)"),
+    ("held writes during an ownership flip (503)", "yes", "http-request return 503 + Retry-After on write methods while the file holds them"),
     ("path canonicalisation and smuggling refusal", "partly", "normalize-uri (dot segments, slashes, percent case); no refusal"),
 )
 
@@ -162,6 +170,10 @@ def _choose(r: Rule, cuts: str) -> list[str]:
     out = [f"    # route {r.name}: writes > header route > override > cohort > weight"]
     if r.max_body_bytes is not None:
         out.append(f"    http-request deny deny_status 413 if {on} {{ req.hdr_val(content-length) gt {r.max_body_bytes} }}")
+    if r.writes_held is not None:  # the router's 503 while the group's ownership moves
+        group, wait, _ = r.writes_held
+        out.append(f"    http-request return status 503 content-type application/json hdr Retry-After {wait} "
+                   f"string '{held_body(r.name, group, wait)}' if {on} {{ method {' '.join(sorted(WRITE_METHODS))} }}")
     if r.writes_to is not None:
         out.append(f"    http-request set-var(txn.backend) str({r.writes_to}) if {on} "
                    f"{{ method {' '.join(sorted(WRITE_METHODS))} }}")

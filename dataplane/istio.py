@@ -39,7 +39,7 @@ FEATURES: tuple[tuple[str, str, str], ...] = (
     ("active health checks", "no", "the Service's readiness probes instead"),
     ("rate limits", "no", "needs an EnvoyFilter; not exported"),
     ("header routes (a rollout's setHeaderRoute)", "yes", "header matches: exact, prefix, regex (RE2)"),
-    ("held writes during an ownership flip (503)", "no", "a live operation: `strangler up --data-plane` (later)"),
+    ("held writes during an ownership flip (503)", "no", "a live operation: nginx/HAProxy under `strangler up --data-plane` hold writes; here, export again after the flip"),
     ("path canonicalisation and smuggling refusal", "partly", "Envoy's own path normalisation"),
 )
 

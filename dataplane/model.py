@@ -84,6 +84,9 @@ class Rule:
     key: CohortKey
     override: Override | None
     writes_to: str | None  # POST/PUT/PATCH/DELETE go here (the ownership group's owner)
+    # while the group's ownership moves (`strangler own`'s hold): (group, retry-after s, until as
+    # epoch seconds); the writes get 503 as from the router. None: not held when planned.
+    writes_held: tuple[str, int, float] | None = None
     fallback: str | None
     retries: int
     retry_methods: frozenset[str]
@@ -135,6 +138,12 @@ class Plan:
     rules: tuple[Rule, ...]  # matching order
     backend_header: str | None
     ownership_source: str | None = None  # the ownership file the owners come from, if any
+
+    @property
+    def hold_ends(self) -> float | None:
+        """When the first hold in this plan lapses (the plan must be made again then), or None."""
+        ends = [r.writes_held[2] for r in self.rules if r.writes_held]
+        return min(ends) if ends else None
 
     def header_lines(self, target: str) -> list[str]:
         """The comment header every rendered file starts with."""
@@ -205,14 +214,17 @@ def _rule(index: int, r: Route, config: Config) -> Rule:
                     anonymous_cookie=anonymous.cookie if anonymous else None,
                     anonymous_max_age=anonymous.max_age if anonymous else 0,
                     new_anonymous=anonymous is not None and r.splits)
-    writes_to = None
+    writes_to, held = None, None
     if r.writes is not None and config.ownership is not None:
-        writes_to = config.ownership.groups[r.writes].owner
+        group = config.ownership.groups[r.writes]
+        writes_to = group.owner
+        if group.held() and group.hold is not None:
+            held = (group.name, group.hold.retry_after(), group.hold.until)
     shadow = r.shadow
     return Rule(index=index, name=r.name, exact=r.match.exact, prefix=r.match.prefix,
                 methods=r.match.methods, host=r.match.host, header=r.match.header,
                 backends=r.backends, slices=tuple(balance.cut_points(r.backends)), salt=r.salt,
-                key=key, override=override, writes_to=writes_to, fallback=r.fallback,
+                key=key, override=override, writes_to=writes_to, writes_held=held, fallback=r.fallback,
                 retries=r.retries, retry_methods=r.retry_methods or SAFE_METHODS, deadline=r.deadline,
                 max_body_bytes=r.max_body_bytes,
                 mirror_to=shadow.to if shadow and shadow.percent > 0 else None,
@@ -226,6 +238,12 @@ def _plain(value: str, what: str) -> None:
     if not _PLAIN.match(value):
         raise ExportError(f"{what} has characters the exported configs cannot carry as they are — "
                           "fix: use letters, digits and _ . : / - only")
+
+
+def held_body(route: str, group: str, wait: int) -> str:
+    """The router's 503 `writes_held` answer (router/proxy.py), as JSON without quotes to escape."""
+    return (f'{{"error": "writes_held", "detail": "writes to route {route} are held: ownership of {group} '
+            f'is moving; retry after {wait} s"}}')
 
 
 def shared_limits(r: Rule, *, target: str, regexes: str, strips: str = "removed",

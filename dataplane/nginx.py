@@ -18,7 +18,15 @@ from __future__ import annotations
 import re
 
 from dataplane.errors import ExportError
-from dataplane.model import IDENTITY_HEADER, WRITE_METHODS, Backend, Plan, Rule, shared_limits
+from dataplane.model import (
+    IDENTITY_HEADER,
+    WRITE_METHODS,
+    Backend,
+    Plan,
+    Rule,
+    held_body,
+    shared_limits,
+)
 from router.match import prefix_forms
 
 # What nginx does with each of the router's features (README's table is this one).
@@ -40,7 +48,7 @@ FEATURES: tuple[tuple[str, str, str], ...] = (
     ("active health checks", "no", "nginx Plus only"),
     ("rate limits", "no", "limit_req counts differently (leaky bucket per zone); not exported"),
     ("header routes (a rollout's setHeaderRoute)", "yes", "map on the header: exact, ~^prefix, ~^(?:regex)$"),
-    ("held writes during an ownership flip (503)", "no", "a live operation: `strangler up --data-plane` (later)"),
+    ("held writes during an ownership flip (503)", "yes", "return 503 + Retry-After on write methods while the file holds them"),
     ("path canonicalisation and smuggling refusal", "partly", "nginx matches on its own normalised $uri"),
 )
 
@@ -179,6 +187,9 @@ def _backend_choice(r: Rule) -> list[str]:
         out += [f"map $http_{_var(header)} $r{i}_h{n} {{", f"    {_map_pattern(kind, value)} {to};",
                 f"    default {pick};", "}", ""]
         pick = f"$r{i}_h{n}"
+    if r.writes_held is not None:  # `if` in the locations answers them: nothing is forwarded
+        out += [f"map $request_method $r{i}_held {{", *[f"    {m} 1;" for m in sorted(WRITE_METHODS)],
+                '    default "";', "}", ""]
     if r.writes_to is not None:
         out.append(f"map $request_method $r{i}_backend {{")
         out += [f"    {m} {r.writes_to};" for m in sorted(WRITE_METHODS)]
@@ -224,6 +235,10 @@ def _locations(r: Rule, backends: dict[str, Backend], plan: Plan) -> list[str]:
     for safe in (False, True):
         name = f"@r{r.index}_safe" if safe else f"@r{r.index}"
         body = [f"set $strangler_backend $r{r.index}_backend;"]
+        if r.writes_held is not None:
+            group, wait, _ = r.writes_held
+            body += [f"if ($r{r.index}_held) {{", f"    add_header Retry-After {wait} always;",
+                     f"    return 503 '{held_body(r.name, group, wait)}';", "}", "default_type application/json;"]
         body += _proxy(plan, connect, read)
         if r.max_body_bytes is not None:
             body.append(f"client_max_body_size {r.max_body_bytes};")

@@ -62,16 +62,21 @@ def test_the_access_log_counts_every_request_by_route_and_backend(tmp_path: Path
             log = numbers.AccessLog(server.access_log, tuple(r.name for r in plan.rules))
             for _ in range(400):  # the server writes each line after its answer
                 counts = log.counts()
-                if sum(c.requests for c in counts.values()) >= len(sent):
+                # HAProxy drops a log line now and then on a loaded machine, and counts it itself
+                dropped = _dropped(server) if target == "haproxy" else 0
+                if sum(c.requests for c in counts.values()) + dropped >= len(sent):
                     break
                 threading.Event().wait(0.05)
     want = Counter(balance.choose([("monolith", 50), ("broken", 50)], salt="shop", key=u) for u in USERS)
-    assert {k: v.requests for k, v in counts.items()} == {
-        ("shop", "monolith"): want["monolith"], ("shop", "broken"): want["broken"], ("api", "catalog"): 9}
-    assert counts["shop", "broken"].errors == want["broken"] == sum(s >= 500 for s in statuses)
+    expected = {("shop", "monolith"): want["monolith"], ("shop", "broken"): want["broken"], ("api", "catalog"): 9}
+    got = {k: v.requests for k, v in counts.items()}
+    assert set(got) == set(expected) and all(got[k] <= expected[k] for k in expected), got
+    assert sum(got.values()) + dropped == len(sent), (got, dropped)  # every request counted, or said dropped
+    assert counts["shop", "broken"].errors == got["shop", "broken"]
+    assert sum(s >= 500 for s in statuses) == want["broken"]
     assert counts["shop", "monolith"].errors == 0 and counts["api", "catalog"].errors == 0
     histogram = counts["shop", "monolith"].cumulative()
-    assert histogram[-1] == (float("inf"), want["monolith"])  # every request in one bucket
+    assert histogram[-1] == (float("inf"), got["shop", "monolith"])  # every request in one bucket
     assert log.unreadable == 0
 
 
@@ -101,3 +106,8 @@ def test_a_canary_on_the_plane_s_own_numbers_promotes_a_healthy_candidate_and_ro
             moves = [e["new"] for e in ledger.tail(folder / "ledger.jsonl", 50) if e["new"] != e.get("old")]
             assert moves[0] == {"monolith": 80, candidate: 20} and moves[-1] == final[outcome]
 
+
+
+def _dropped(server: run.Running) -> int:
+    info = follow.runtime_api(server, "show info")
+    return next(int(line.split(":")[1]) for line in info.splitlines() if line.startswith("DroppedLogs:"))
