@@ -22,7 +22,14 @@ from dataplane.errors import ExportError
 from devstack import free_port
 from router import balance, ledger
 from tests.conftest import service_missing
-from tests.dataplane.wire import ROOT, WRK_USERS_LUA, backends_seen, followed, named_upstreams
+from tests.dataplane.wire import (
+    ROOT,
+    WRK_USERS_LUA,
+    answers,
+    backends_seen,
+    followed,
+    named_upstreams,
+)
 
 USERS = [f"user-{i}" for i in range(300)]
 STEPS = (10, 25, 50, 75, 90, 100, 60, 20, 0)  # catalog's weight, a canary up and back down
@@ -205,3 +212,32 @@ def test_an_ownership_flip_moves_the_plane_s_writes_though_routes_yaml_is_unchan
             assert applied is not None and applied.how in ("reload", "runtime API"), applied
             assert backends_seen(server.port, write) == ["catalog"]
             assert backends_seen(server.port, [("/api/products/1", {"X-User": "u1"})]) == ["monolith"]  # reads stay
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("target", ["nginx", "haproxy"])
+def test_a_hold_answers_writes_503_as_the_router_does_and_lapses(tmp_path: Path, target: str) -> None:
+    import time as clock
+
+    import ownership
+
+    needs(target)
+    with named_upstreams(("monolith", "catalog")) as ports:
+        routes = tmp_path / "routes.yaml"
+        routes.write_text(OWNED.format(**ports))
+        own = tmp_path / "ownership.yaml"
+        own.write_text(OWNERSHIP.format(owner="monolith"))
+        plan = model.load_plan(routes)
+        with run.start(target, plan, port=free_port()) as server:
+            follower = follow.Follower(server, routes, plan)
+            now = clock.time()
+            own.write_text(ownership.dump(ownership.with_hold(ownership.load(own), "products", ownership.Hold(
+                since=now, until=now + 3, reason="strangler own"))))  # what `own`'s hold phase writes
+            assert follower.sync() is not None
+            status, headers, body = answers(server.port, [("/api/products/1", {"X-User": "u"}, "POST")])[0]
+            assert status == 503 and b'"error": "writes_held"' in body and headers[b"retry-after"] in b"12345"
+            assert backends_seen(server.port, [("/api/products/1", {"X-User": "u"})]) == ["monolith"]  # reads pass
+            while clock.time() < now + 3.1:  # the hold lapses: writes flow again, as with the router
+                clock.sleep(0.1)
+            assert follower.sync() is not None
+            assert backends_seen(server.port, [("/api/products/1", {"X-User": "u"}, "POST")]) == ["monolith"]
