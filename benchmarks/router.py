@@ -277,7 +277,7 @@ def exported(tmp: Path, target: str, routes: Path, port: int) -> Path:
 
     Two things are changed so the comparison with the plain configs is fair, and both are
     checked to be there first: nginx's wrapping logs every request to a file (the plain
-    scenario has `access_log off`), and the HAProxy config sets no thread count (HAProxy then
+    scenario has `access_log off`; HAProxy's `log stdout` is dropped alike), and the HAProxy config sets no thread count (HAProxy then
     runs one thread per CPU; the plain one runs `nbthread 1`). Everything else is as exported.
     """
     folder = tmp / f"{target}_exported"
@@ -285,13 +285,14 @@ def exported(tmp: Path, target: str, routes: Path, port: int) -> Path:
     folder.chmod(0o755)  # nginx started as root runs its worker as nobody
     rendered = dataplane_files(target, load_plan(routes), port=port, folder=folder)
     if target == "nginx":
-        text, log = rendered["nginx.conf"], f"    access_log {folder}/access.log;\n"
-        assert log in text, "nginx.wrap no longer logs to access.log: update the benchmark"
+        text, log = rendered["nginx.conf"], f"    access_log {folder}/access.jsonl strangler_json;\n"
+        assert log in text, "nginx.wrap no longer logs to access.jsonl: update the benchmark"
         rendered["nginx.conf"] = text.replace(log, "    access_log off;\n")
     else:
-        text = rendered["haproxy.cfg"]
-        assert "\nglobal\n" in text and "nbthread" not in text and "maxconn" not in text, \
+        text, log = rendered["haproxy.cfg"], "    log stdout format raw local0 info\n"
+        assert "\nglobal\n" in text and "nbthread" not in text and "maxconn" not in text and log in text, \
             "haproxy.render's global section changed: update the benchmark"
+        text = text.replace(log, "")  # no request log, as the plain one
         rendered["haproxy.cfg"] = text.replace("\nglobal\n", "\nglobal\n    nbthread 1\n    maxconn 4096\n", 1)
     for name, body in rendered.items():
         (folder / name).write_text(body)

@@ -35,27 +35,13 @@ sys.path.insert(0, str(ROOT))
 
 from control.shift import shift_file  # noqa: E402
 from dataplane import run  # noqa: E402
-from tests.dataplane.wire import WRK_USERS_LUA, followed, named_upstreams  # noqa: E402
-
-
-def routes_yaml(ports: dict[str, int]) -> str:
-    return f"""ledger: ledger.jsonl
-access_log: false
-upstreams:
-  monolith: {{url: "http://127.0.0.1:{ports['monolith']}"}}
-  catalog: {{url: "http://127.0.0.1:{ports['catalog']}"}}
-routes:
-  - name: root
-    match: {{prefix: /}}
-    backends: {{monolith: 100, catalog: 0}}
-    cohort: {{header: X-User}}
-"""
+from tests.dataplane.wire import WRK_USERS_LUA, canary_routes, followed, named_upstreams  # noqa: E402
 
 
 def one(target: str, close: bool, ports: dict[str, int], tmp: Path, duration: float, conns: int) -> dict[str, object]:
     folder = Path(tempfile.mkdtemp(dir=tmp))
     routes = folder / "routes.yaml"
-    routes.write_text(routes_yaml(ports))
+    routes.write_text(canary_routes(ports))
     (folder / "users.lua").write_text(WRK_USERS_LUA)
     with followed(target, routes) as (server, applied):
         load = subprocess.Popen(["wrk", "-t1", f"-c{conns}", f"-d{duration:.0f}s", "-s", str(folder / "users.lua"),

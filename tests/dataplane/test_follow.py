@@ -27,26 +27,13 @@ from tests.dataplane.wire import (
     WRK_USERS_LUA,
     answers,
     backends_seen,
+    canary_routes,
     followed,
     named_upstreams,
 )
 
 USERS = [f"user-{i}" for i in range(300)]
 STEPS = (10, 25, 50, 75, 90, 100, 60, 20, 0)  # catalog's weight, a canary up and back down
-# wrk asks as many users as it can, each request another one (so the hash path runs)
-def routes_yaml(ports: dict[str, int]) -> str:
-    return f"""ledger: ledger.jsonl
-access_log: false
-backend_header: X-Strangler-Backend
-upstreams:
-  monolith: {{url: "http://127.0.0.1:{ports['monolith']}"}}
-  catalog: {{url: "http://127.0.0.1:{ports['catalog']}"}}
-routes:
-  - name: root
-    match: {{prefix: /}}
-    backends: {{monolith: 100, catalog: 0}}
-    cohort: {{header: X-User}}
-"""
 
 
 def needs(*tools: str) -> None:
@@ -76,7 +63,7 @@ def test_shifts_reach_the_running_plane_under_wrk_load_without_a_failed_request(
     (tmp_path / "users.lua").write_text(WRK_USERS_LUA)
     with named_upstreams(("monolith", "catalog")) as ports:
         routes = tmp_path / "routes.yaml"
-        routes.write_text(routes_yaml(ports))
+        routes.write_text(canary_routes(ports))
         with followed(target, routes) as (server, applied):
             workers = follow.workers(server)
             # nginx's reload closes idle keep-alive connections (a request sent on one at that
@@ -110,7 +97,7 @@ def test_a_file_the_router_refuses_leaves_the_plane_as_it_was(tmp_path: Path, ta
     needs(target)
     with named_upstreams(("monolith", "catalog")) as ports:
         routes = tmp_path / "routes.yaml"
-        routes.write_text(routes_yaml(ports).replace("monolith: 100, catalog: 0", "monolith: 50, catalog: 50"))
+        routes.write_text(canary_routes(ports).replace("monolith: 100, catalog: 0", "monolith: 50, catalog: 50"))
         plan = model.load_plan(routes)
         with run.start(target, plan, port=free_port()) as server:
             follower = follow.Follower(server, routes, plan)
@@ -137,7 +124,7 @@ def test_python_m_dataplane_follows_shift_and_takes_its_server_with_it(tmp_path:
     needs("haproxy")
     with named_upstreams(("monolith", "catalog")) as ports:
         routes = tmp_path / "routes.yaml"
-        routes.write_text(routes_yaml(ports))
+        routes.write_text(canary_routes(ports))
         port = free_port()
         log = tmp_path / "plane.log"
         with open(log, "wb") as out:

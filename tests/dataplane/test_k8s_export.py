@@ -14,6 +14,7 @@ import yaml
 from dataplane import gateway, istio, model
 from dataplane.errors import ExportError
 from tests.dataplane.test_render import ROUTES, plan_of
+from tests.dataplane.test_same_answers import OWNERSHIP
 
 SCHEMAS = Path(__file__).parent / "schemas"
 REPO_ROUTES = Path(__file__).resolve().parents[2] / "routes.yaml"
@@ -223,14 +224,6 @@ def _gateway_picks(rules: list[dict[str, Any]], method: str, headers: dict[str, 
 # replayable copy must not outrank the write rule for a PUT (it would carry headers, and a method).
 OWNED_PUT = HEADER_ROUTES.replace("ledger: ledger.jsonl\n", "ledger: ledger.jsonl\nownership: ownership.yaml\n").replace(
     "    retries: 2\n", "    retries: 2\n    retry: {idempotent: [PUT]}\n    writes: products\n")
-OWNERSHIP = """version: 1
-groups:
-  products:
-    owner: catalog
-    sides:
-      monolith: {stream: fwd, tables: [a]}
-      catalog: {stream: rev, tables: [b]}
-"""
 
 
 @pytest.mark.parametrize("routes", ["repo", "header_routes", "owned_put"])

@@ -16,19 +16,8 @@ from dataplane.errors import ExportError
 from rollout.controller import Controller, RolloutError, Store, new_rollout
 from rollout.spec import from_yaml_doc
 from tests.conftest import service_missing
-from tests.dataplane.wire import backends_seen, followed, named_upstreams
+from tests.dataplane.wire import backends_seen, canary_routes, followed, named_upstreams
 
-ROUTES = """ledger: ledger.jsonl
-backend_header: X-Strangler-Backend
-upstreams:
-  monolith: {{url: "http://127.0.0.1:{monolith}"}}
-  catalog: {{url: "http://127.0.0.1:{catalog}"}}
-routes:
-  - name: shop
-    match: {{prefix: /}}
-    backends: {{monolith: 100, catalog: 0}}
-    cohort: {{header: X-User}}
-"""
 SPEC = """
 route: shop
 to: catalog
@@ -51,7 +40,7 @@ def test_a_rollout_steers_the_plane_header_route_weights_and_analysis(tmp_path: 
         service_missing(target, exc)
     with named_upstreams(("monolith", "catalog")) as ports:
         routes = tmp_path / "routes.yaml"
-        routes.write_text(ROUTES.format(**ports))
+        routes.write_text(canary_routes(ports, "shop"))
         with followed(target, routes, folder=tmp_path / "plane", traffic=True) as (server, _):
             control = PlaneControl(routes, server.folder, ledger=tmp_path / "ledger.jsonl",
                                    role="rollout controller", target=target)
@@ -72,7 +61,7 @@ def test_a_rollout_steers_the_plane_header_route_weights_and_analysis(tmp_path: 
 @pytest.mark.slow
 def test_haproxy_refuses_a_mirror_step_instead_of_dropping_it(tmp_path: Path) -> None:
     routes = tmp_path / "routes.yaml"
-    routes.write_text(ROUTES.format(monolith=1, catalog=2))
+    routes.write_text(canary_routes({"monolith": 1, "catalog": 2}, "shop"))
     control = PlaneControl(routes, tmp_path, ledger=None, target="haproxy")
     with pytest.raises(RolloutError, match="HAProxy cannot mirror requests"):
         control.set_mirror("shop", {"to": "catalog", "percent": 10}, "compare")

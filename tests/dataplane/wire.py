@@ -34,6 +34,23 @@ end
 """
 
 
+def canary_routes(ports: dict[str, int], route: str = "root") -> str:
+    """A routes file for a canary on a plane: `route` on / split monolith 100 / catalog 0 by X-User,
+    each answer saying its backend."""
+    return f"""ledger: ledger.jsonl
+access_log: false
+backend_header: X-Strangler-Backend
+upstreams:
+  monolith: {{url: "http://127.0.0.1:{ports['monolith']}"}}
+  catalog: {{url: "http://127.0.0.1:{ports['catalog']}"}}
+routes:
+  - name: {route}
+    match: {{prefix: /}}
+    backends: {{monolith: 100, catalog: 0}}
+    cohort: {{header: X-User}}
+"""
+
+
 @contextmanager
 def followed(target: str, routes: Path, *, folder: Path | None = None,
              traffic: bool = False) -> Iterator[tuple[run.Running, list[follow.Applied]]]:
