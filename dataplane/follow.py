@@ -60,7 +60,8 @@ class Follower:
         self.running, self.routes, self.plan = running, routes, plan
         self.serving, own_sha = self._inputs(plan)  # the bytes `plan` came from
         self.refused: str | None = None  # a refused file is reported once, not per poll
-        self._record("start", own_sha)
+        self.own_sha, self.how = own_sha, "start"
+        self._record()
 
     def _inputs(self, plan: Plan) -> tuple[str, str | None]:
         """A digest of every file the plan is made of: routes.yaml and its ownership.yaml (a flip
@@ -89,19 +90,22 @@ class Follower:
             plan = load_plan(self.routes)
         except (ExportError, OSError) as exc:
             return self._refused(inputs, f"{exc} — the {self.running.target} keeps serving the last good "
-                                         f"file (sha256 {self.plan.sha256[:16]})")
+                                         f"file (sha256 {self.plan.sha256[:16]})", own_sha)
         try:
             how = (_haproxy(self.running, self.plan, plan) if self.running.target == "haproxy"
                    else _nginx(self.running, plan))
         except ExportError as exc:
-            return self._refused(inputs, str(exc))
-        self.plan, self.serving, self.refused = plan, inputs, None
-        self._record(how, own_sha)
+            return self._refused(inputs, str(exc), own_sha)
+        self.plan, self.serving, self.refused, self.own_sha, self.how = plan, inputs, None, own_sha, how
+        self._record()
         return Applied(sha256=plan.sha256, how=how)
 
-    def _record(self, how: str, own_sha: str | None) -> None:
-        _write(self.running.folder / APPLIED, json.dumps({"sha256": self.plan.sha256, "ownership_sha256": own_sha,
-                                                          "how": how, "time": time.time()}))
+    def _record(self, refused: dict[str, str | None] | None = None) -> None:
+        """What the plane serves; and the files it last refused, so that whoever waits for them
+        (handover/front.py, `strangler own`) hears why at once rather than at a timeout."""
+        _write(self.running.folder / APPLIED, json.dumps({
+            "sha256": self.plan.sha256, "ownership_sha256": self.own_sha, "how": self.how, "time": time.time(),
+            **({"refused": refused} if refused else {})}))
 
     def follow(self, stop: threading.Event, *, interval: float = 0.1,
                report: Callable[[Applied], None] = lambda applied: None) -> None:
@@ -111,10 +115,14 @@ class Follower:
             if applied is not None:
                 report(applied)
 
-    def _refused(self, inputs: str, error: str) -> Applied | None:
+    def _refused(self, inputs: str, error: str, own_sha: str | None = None) -> Applied | None:
         if inputs == self.refused:
             return None
         self.refused = inputs
+        routes_sha = None
+        with contextlib.suppress(OSError):
+            routes_sha = hashlib.sha256(self.routes.read_bytes()).hexdigest()
+        self._record({"sha256": routes_sha, "ownership_sha256": own_sha, "error": error})
         return Applied(sha256=inputs, how="refused", error=error)
 
 
@@ -190,7 +198,7 @@ def runtime_api(running: run.Running, command: str, *, timeout: float = 5.0) -> 
     """One line to HAProxy's runtime API (commands may be joined with ';'); its answer."""
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
         sock.settimeout(timeout)
-        sock.connect(str(running.folder / run.ADMIN_SOCKET))
+        sock.connect(str(running.admin_socket))
         sock.sendall(command.encode() + b"\n")
         chunks = []
         while chunk := sock.recv(65536):

@@ -10,6 +10,8 @@ the server's own words.
 from __future__ import annotations
 
 import ctypes
+import hashlib
+import os
 import shutil
 import signal
 import socket
@@ -26,6 +28,7 @@ from dataplane.model import Plan
 
 ACCESS_LOG = "access.jsonl"  # one JSON line per request: dataplane/numbers.py
 ADMIN_SOCKET = "admin.sock"  # HAProxy's runtime API (dataplane/follow.py sets the cuts through it)
+SOCKET_PATH_MAX = 97  # HAProxy's limit for a unix socket's path (sun_path, less its own suffix)
 _INSTALL = {"nginx": "apt-get install -y nginx", "haproxy": "apt-get install -y haproxy"}
 
 
@@ -51,6 +54,10 @@ class Running:
         return self.folder / ACCESS_LOG
 
     @property
+    def admin_socket(self) -> Path:
+        return admin_socket(self.folder)
+
+    @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
@@ -73,6 +80,18 @@ class Running:
         self.stop()
 
 
+def admin_socket(folder: Path) -> Path:
+    """Where HAProxy's runtime API listens for the plane in `folder`: in it, unless that path is
+    longer than a unix socket's may be (a project in a deep folder); then in a private folder
+    under the temporary directory, named after `folder`."""
+    inside = folder / ADMIN_SOCKET
+    if len(str(inside)) <= SOCKET_PATH_MAX:
+        return inside
+    private = Path(tempfile.gettempdir()) / f"strangler-{os.getuid()}"
+    private.mkdir(mode=0o700, exist_ok=True)
+    return private / f"{hashlib.sha256(str(folder).encode()).hexdigest()[:16]}.sock"
+
+
 def _die_with_parent() -> None:
     """In the child before exec: SIGTERM when the process that started us dies, even by
     SIGKILL (Linux), so no nginx or HAProxy outlives its `python -m dataplane` or test."""
@@ -90,7 +109,7 @@ def files(target: str, plan: Plan, *, port: int, folder: Path) -> dict[str, str]
     if target == "haproxy":
         cfg = haproxy.render(plan, listen=listen, lua_path=str(folder / "strangler.lua"),
                              extra_global=(f"pidfile {folder}/haproxy.pid",
-                                           f"stats socket {folder}/{ADMIN_SOCKET} mode 600 level admin",
+                                           f"stats socket {admin_socket(folder)} mode 600 level admin",
                                            "log stdout format raw local0 info"))
         return {"haproxy.cfg": cfg, "strangler.lua": haproxy.lua_source(), haproxy.CUTS_FILE: haproxy.cuts_map(plan)}
     raise ExportError(f"unknown data plane {target!r} — fix: use nginx or haproxy")

@@ -10,6 +10,7 @@ from typing import Any
 
 import ownership
 from control.ledger import actor, append_entry
+from handover.front import Front
 from handover.journal import save_state
 
 
@@ -21,7 +22,7 @@ class Flip:
     own_path: Path
     streams: Any  # cdc.config.StreamsFile
     ledger: Path
-    router: str | None
+    front: Front | None  # the router or data plane serving the stack (handover/front.py)
     max_lag: float
     hold_max: float
     say: Callable[[str], None]

@@ -7,7 +7,6 @@ Each phase records itself when it is done (`Flip.record`); `PHASES` is their ord
 
 from __future__ import annotations
 
-import contextlib
 import os
 import time
 from collections.abc import Callable
@@ -22,7 +21,6 @@ from handover.errors import PhaseFailed
 from handover.flip import Flip
 from handover.ids import reserve_side
 from handover.journal import clear_state, save_state
-from handover.routersync import router_sync
 
 PHASES = ("preflight", "hold", "drain", "guard", "ids", "reverse", "flip", "done")
 REDONE = ("hold", "drain")  # redone on resume: the hold may have lapsed, writes may have landed
@@ -79,9 +77,9 @@ def phase_hold(f: Flip) -> None:
     sha = box[0].sha256
     f.st.update(hold_since=since, hold_until=until)
     workers = 0
-    if f.router is not None:
-        workers = router_sync(f.router, sha, f.group, drained=True, timeout=_left(f))
-    f.record("hold", until=round(until, 3), router_workers=workers)
+    if f.front is not None:
+        workers = f.front.confirm(sha, f.group, drained=True, timeout=_left(f))
+    f.record("hold", until=round(until, 3), front=_front(f), router_workers=workers)
 
 
 def phase_drain(f: Flip) -> None:
@@ -136,10 +134,9 @@ def phase_flip(f: Flip) -> None:
 
 def phase_done(f: Flip) -> None:
     workers = 0
-    if f.router is not None:
-        workers = router_sync(f.router, ownership.load(f.own_path).sha256, f.group, drained=False,
-                              timeout=30.0)
-    f.record("done", hold_s=f.st.get("hold_s"), router_workers=workers)
+    if f.front is not None:
+        workers = f.front.confirm(ownership.load(f.own_path).sha256, f.group, drained=False, timeout=30.0)
+    f.record("done", hold_s=f.st.get("hold_s"), front=_front(f), router_workers=workers)
     clear_state(f.group)
 
 
@@ -172,14 +169,19 @@ def undo(f: Flip, why: str) -> dict[str, Any]:
                 _restore(f.own_path, original)  # nobody else edited it: the exact bytes back
             else:
                 box[0] = cleared
-        if f.router is not None:
-            with contextlib.suppress(ControlError):
-                router_sync(f.router, ownership.load(f.own_path).sha256, f.group, drained=False,
-                            timeout=10.0)
+        if f.front is not None:
+            try:
+                f.front.confirm(ownership.load(f.own_path).sha256, f.group, drained=False, timeout=10.0)
+            except ControlError as exc:  # the file is released; the front catches up on its own
+                f.say(f"undo: the hold is released in {f.own_path}, but {exc}")
     hold_s = round(time.time() - float(f.st["hold_since"]), 3) if f.st.get("hold_since") else None
     f.record("undone", why=why, hold_s=hold_s, **restored)
     clear_state(f.group)
     return {"why": why, "hold_s": hold_s, "guards": restored}
+
+
+def _front(f: Flip) -> str:
+    return f.front.name if f.front is not None else "none"
 
 
 def _same(a: ownership.Ownership, b: ownership.Ownership) -> bool:

@@ -60,27 +60,10 @@ def preflight(f: Flip, g: ownership.Group, *, verify: bool) -> dict[str, Any]:
                           f"{counts['missing']} missing, {counts['extra']} extra, {counts['different']} "
                           f"different rows; repair first: `{repair_command(forward, diffs)}`")
         checked["verify"] = "equal"
-    if f.router is not None and not state.admin_token():
-        raise Refused(f"a router runs at {f.router} and flipping ownership reloads it, which needs "
+    if f.front is not None and f.front.needs_token and not state.admin_token():
+        raise Refused(f"the stack's {f.front.name} reloads when ownership flips, which needs "
                       "the admin token: set STRANGLER_ADMIN_TOKEN (`strangler up` keeps it in "
                       ".strangler/admin-token)", 1)
-    if f.router is None:
-        plane = _running_plane()
-        if plane is not None:
-            raise Refused(f"{plane} serves the stack (`strangler up --data-plane {plane}`), and it cannot hold "
-                          f"{g.name}'s writes while ownership moves (the router's 503 hold): writes would keep "
-                          "reaching the old owner mid-flip. Flip with Strangler's router in front (`strangler "
-                          "up`), or stop writes to the group first", 1)
-    checked["router"] = f.router or "none"
+    checked["front"] = f.front.name if f.front is not None else "none"
     return checked
 
-
-def _running_plane() -> str | None:
-    from stack.model import part_present
-
-    if not part_present("dataplane"):
-        return None
-    from control.planecontrol import running_plane
-
-    found = running_plane()
-    return found[0] if found else None

@@ -6,9 +6,10 @@ The flip is a procedure, not a switch (DESIGN.md, "Write ownership"). Phases, in
                sides' out-streams are declared, the forward stream (the owner's out-stream)
                runs within --max-lag, a verify of it finds no difference, the admin token is
                there if a router runs, and no other `own` of the group runs
-    hold       ownership.yaml gets a hold (until now + --hold-max): the router answers the
-               group's write methods 503 + Retry-After; a running router reloads and every
-               worker confirms the new file and 0 in-flight writes of the group
+    hold       ownership.yaml gets a hold (until now + --hold-max): the router (or the data
+               plane, `up --data-plane`) answers the group's write methods 503 + Retry-After;
+               a running router reloads and every worker confirms the new file and 0 in-flight
+               writes of the group; a data plane confirms once its old workers are gone
     drain      a marker written into the old owner's database now; wait until its out-stream
                has applied it (everything committed before the hold is in the other side)
     guard      database guards: the old owner's side first, then the new owner's (cdc/guard.py)
@@ -36,10 +37,10 @@ from control.ledger import actor
 from handover.enforce import enforce
 from handover.errors import HandoverError, Refused
 from handover.flip import Flip
+from handover.front import find_front
 from handover.journal import exclusive, load_state
 from handover.phases import PHASES, REDONE, RUN, undo
 from handover.preflight import preflight, resolve
-from handover.routersync import router_url
 
 
 def move(name: str, *, by: str, reason: str, undo_: bool, streams: str | None, ledger: Path,
@@ -59,7 +60,7 @@ def move(name: str, *, by: str, reason: str, undo_: bool, streams: str | None, l
     if not undo_ and not reason.strip():
         raise Refused("say why with --reason TEXT: it goes into the ledger", 2)
     f = Flip(group=g.name, to=by, reason=reason, own_path=own_path, streams=sf, ledger=ledger,
-             router=router_url(router), max_lag=max_lag, hold_max=hold_max, say=say)
+             front=find_front(router), max_lag=max_lag, hold_max=hold_max, say=say)
     with exclusive(g.name):
         return g.name, undo_unfinished(f) if undo_ else flip(f, g)
 

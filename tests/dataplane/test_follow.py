@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 import sys
 import threading
@@ -18,10 +17,8 @@ import pytest
 
 from control.shift import shift_file
 from dataplane import follow, model, run
-from dataplane.errors import ExportError
 from devstack import free_port
 from router import balance, ledger
-from tests.conftest import service_missing
 from tests.dataplane.wire import (
     ROOT,
     WRK_USERS_LUA,
@@ -30,20 +27,11 @@ from tests.dataplane.wire import (
     canary_routes,
     followed,
     named_upstreams,
+    needs,
 )
 
 USERS = [f"user-{i}" for i in range(300)]
 STEPS = (10, 25, 50, 75, 90, 100, 60, 20, 0)  # catalog's weight, a canary up and back down
-
-
-def needs(*tools: str) -> None:
-    for tool in tools:
-        try:
-            run.binary(tool) if tool in ("nginx", "haproxy") else None
-        except ExportError as exc:
-            service_missing(tool, exc)
-        if tool == "wrk" and shutil.which("wrk") is None:
-            service_missing("wrk", RuntimeError("apt-get install -y wrk (`python -m devstack.apt`)"))
 
 
 def wait_applied(applied: list[follow.Applied], routes: Path) -> follow.Applied:

@@ -13,13 +13,11 @@ import pytest
 
 from control.planecontrol import PlaneControl
 from dataplane import follow, model, numbers, run
-from dataplane.errors import ExportError
 from devstack import free_port
 from rollout.canary import CanaryPlan, run_canary
 from rollout.gate import Gate
 from router import balance, ledger
-from tests.conftest import service_missing
-from tests.dataplane.wire import answers, followed, named_upstreams
+from tests.dataplane.wire import answers, followed, named_upstreams, needs
 
 USERS = [f"user-{i}" for i in range(400)]
 
@@ -39,13 +37,6 @@ routes:
     match: {{prefix: /api}}
     backends: {{catalog: 100, monolith: 0}}
 """
-
-
-def needs(target: str) -> None:
-    try:
-        run.binary(target)
-    except ExportError as exc:
-        service_missing(target, exc)
 
 
 @pytest.mark.slow

@@ -11,12 +11,10 @@ import pytest
 import yaml
 
 from control.planecontrol import PlaneControl
-from dataplane import model, run
-from dataplane.errors import ExportError
+from dataplane import model
 from rollout.controller import Controller, RolloutError, Store, new_rollout
 from rollout.spec import from_yaml_doc
-from tests.conftest import service_missing
-from tests.dataplane.wire import backends_seen, canary_routes, followed, named_upstreams
+from tests.dataplane.wire import backends_seen, canary_routes, followed, named_upstreams, needs
 
 SPEC = """
 route: shop
@@ -34,10 +32,7 @@ steps:
 @pytest.mark.slow
 @pytest.mark.parametrize("target", ["nginx", "haproxy"])
 def test_a_rollout_steers_the_plane_header_route_weights_and_analysis(tmp_path: Path, target: str) -> None:
-    try:
-        run.binary(target)
-    except ExportError as exc:
-        service_missing(target, exc)
+    needs(target)
     with named_upstreams(("monolith", "catalog")) as ports:
         routes = tmp_path / "routes.yaml"
         routes.write_text(canary_routes(ports, "shop"))

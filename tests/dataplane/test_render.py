@@ -153,3 +153,16 @@ def test_header_routes_are_rendered_first_match_first(tmp_path: Path) -> None:
         "{ req.fhdr(x-staff,1) -m reg '^(?:[a-z]+@shop\\.example)$' }"]
     for said in (nginx.limits(plan), haproxy.limits(plan)):
         assert any("header route regexes" in line for line in said)
+
+
+def test_haproxy_s_admin_socket_moves_out_of_a_folder_too_deep_for_a_unix_socket(tmp_path: Path) -> None:
+    from dataplane import run
+
+    shallow = Path("/srv/shop")
+    assert run.admin_socket(shallow) == shallow / run.ADMIN_SOCKET
+    deep = tmp_path / ("a-project-folder-with-a-long-name" * 3) / ".strangler" / "dataplane" / "haproxy"
+    moved = run.admin_socket(deep)
+    assert len(str(moved)) <= run.SOCKET_PATH_MAX and moved != deep / run.ADMIN_SOCKET
+    assert moved == run.admin_socket(deep) != run.admin_socket(deep.with_name("nginx"))  # stable, per folder
+    cfg = run.files("haproxy", plan_of(tmp_path), port=8080, folder=deep)["haproxy.cfg"]
+    assert f"stats socket {moved} " in cfg

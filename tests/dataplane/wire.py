@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -20,7 +21,9 @@ from pathlib import Path
 import httpx
 
 from dataplane import follow, model, run
+from dataplane.errors import ExportError
 from devstack import free_port
+from tests.conftest import service_missing
 
 ROOT = Path(__file__).resolve().parents[2]
 # wrk's requests, each another user (so the cohort hash runs); CLOSE=1: a connection per request
@@ -32,6 +35,19 @@ request = function()
   return wrk.format("GET", "/x", headers)
 end
 """
+
+
+def needs(*tools: str) -> None:
+    """Fail (in CI) or skip naming what to install unless every tool is here: nginx, haproxy, wrk."""
+    for tool in tools:
+        if tool == "wrk":
+            if shutil.which("wrk") is None:
+                service_missing("wrk", RuntimeError("apt-get install -y wrk (`python -m devstack.apt`)"))
+            continue
+        try:
+            run.binary(tool)
+        except ExportError as exc:
+            service_missing(tool, exc)
 
 
 def canary_routes(ports: dict[str, int], route: str = "root") -> str:

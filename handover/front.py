@@ -1,0 +1,108 @@
+"""What serves the stack's requests while ownership moves, and how the flip knows it serves a
+given ownership.yaml: Strangler's router (its admin API: reload, then every worker's status)
+or a data plane `strangler up --data-plane nginx|haproxy` runs (dataplane/follow.py follows
+ownership.yaml and names the file it serves in its folder's applied.json).
+
+A front `confirm`s an ownership file's sha256 once every request it answers from now on is
+answered by that file (and, `drained`, no write the old file let through is still in flight).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from handover.errors import PhaseFailed
+from handover.routersync import router_sync, router_url
+
+
+class Front(Protocol):
+    @property
+    def name(self) -> str:
+        """For the ledger and the messages: "router http://…", "nginx"."""
+        ...
+
+    @property
+    def needs_token(self) -> bool:
+        """Whether confirming needs the admin token (STRANGLER_ADMIN_TOKEN)."""
+        ...
+
+    def confirm(self, sha: str, group: str, *, drained: bool, timeout: float) -> int:
+        """Wait until the front serves ownership `sha`; how many workers confirmed it."""
+        ...
+
+
+@dataclass(frozen=True)
+class RouterFront:
+    url: str
+    needs_token = True  # its admin API reloads only with the admin token
+
+    @property
+    def name(self) -> str:
+        return f"router {self.url}"
+
+    def confirm(self, sha: str, group: str, *, drained: bool, timeout: float) -> int:
+        return router_sync(self.url, sha, group, drained=drained, timeout=timeout)
+
+
+@dataclass(frozen=True)
+class PlaneFront:
+    """nginx or HAProxy kept on routes.yaml and ownership.yaml by a Follower. Its applied.json
+    is written after a reload's old workers exited, so an ownership sha there means every
+    request the old file let through has been answered: confirmed is drained."""
+
+    name: str
+    folder: Path
+    needs_token = False
+
+    def confirm(self, sha: str, group: str, *, drained: bool, timeout: float) -> int:
+        from dataplane.follow import APPLIED
+
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                doc = json.loads((self.folder / APPLIED).read_text())
+            except (OSError, ValueError):
+                doc = {}
+            if doc.get("ownership_sha256") == sha:
+                how = str(doc.get("how", ""))
+                if drained and how.startswith("reload ("):  # its old workers may still answer writes
+                    raise PhaseFailed(f"{self.name} serves ownership {sha[:12]}, but {how}: a write of {group} "
+                                      "may still be in flight on them; run this again once they are gone")
+                return 1
+            refused = doc.get("refused") or {}
+            if refused.get("ownership_sha256") == sha:
+                raise PhaseFailed(f"{self.name} refused the new ownership.yaml and keeps the old one: "
+                                  f"{refused.get('error')}")
+            if time.monotonic() >= deadline:
+                raise PhaseFailed(f"{self.name} did not confirm ownership {sha[:12]} within {timeout:.1f} s (it "
+                                  f"serves {str(doc.get('ownership_sha256'))[:12]}): is `strangler up --data-plane "
+                                  f"{self.name}` still running? See `strangler logs {self.name}`")
+            time.sleep(0.05)
+
+
+def find_front(explicit_router: str | None) -> RouterFront | PlaneFront | None:
+    """The router answering at --router / the stack's URL; else the data plane the stack runs;
+    else None (a router or plane started later reads ownership.yaml itself)."""
+    url = router_url(explicit_router)
+    if url is not None:
+        return RouterFront(url)
+    if explicit_router is None:
+        plane = _running_plane()
+        if plane is not None:
+            return PlaneFront(*plane)
+    return None
+
+
+def _running_plane() -> tuple[str, Path] | None:
+    from stack.model import part_present
+
+    if not part_present("dataplane"):
+        return None
+    from control.planecontrol import running_plane
+
+    found = running_plane()
+    return (found[0], found[2]) if found else None
