@@ -179,6 +179,7 @@ def up(
             err.print(f"{data_plane}: {plane.base_url} follows {routes} (no admin API) — steer it with "
                       f"`strangler shift ROUTE --to BACKEND --weight N --routes {routes}`; "
                       f"what it applied: `strangler logs {data_plane}`")
+            _say_limits(data_plane, routes)
         if detach:
             err.print("detached; stop with `strangler down`")
             return
@@ -205,6 +206,23 @@ def enforce_ownership(stack: Stack) -> None:
         guarded = [f"{side}.{t}" for side, tables in sides.items() for t, what in tables.items()
                    if what not in ("open", "removed")]
         err.print(f"ownership {group}: writes guarded in the database on {', '.join(guarded) or 'nothing'}")
+
+
+def _say_limits(data_plane: str, routes: Path) -> None:
+    """What the routes ask for that the plane will not do (the router would): said, never silent."""
+    from dataplane import run
+    from dataplane.errors import ExportError
+    from dataplane.model import load_plan
+
+    try:
+        lines = run.limits(data_plane, load_plan(routes))
+    except ExportError:
+        return  # the plane itself refused to start on it, and said why
+    for line in lines:
+        err.print(f"  {data_plane} does not do: {line}")
+    if any("identity bridge" in line for line in lines):
+        err.print(f"  so a service behind those routes sees no user; `strangler own` refuses to move writes "
+                  f"there while {data_plane} is in front")
 
 
 def _supervise(sup: Supervisor, services: RealServices) -> None:

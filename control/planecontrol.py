@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import socket
 import time
 from pathlib import Path
 from typing import Any
@@ -113,12 +114,21 @@ class PlaneControl:
 
 def running_plane() -> tuple[str, Path, Path] | None:
     """(nginx|haproxy, its routes file, its folder) of the data plane `strangler up --data-plane`
-    runs (`.strangler/run/stack.json`), or None."""
+    runs (`.strangler/run/stack.json`) if it answers on its port, or None (a stack stopped
+    without `strangler down` leaves the file behind)."""
     try:
         doc = json.loads((state.run_dir() / "stack.json").read_text())
     except (OSError, ValueError):
         return None
     plane = next((p for p in doc.get("processes", []) if p.get("role") == "dataplane"), None)
-    if plane is None or not doc.get("routes"):
+    if plane is None or not doc.get("routes") or not _listening(plane.get("port")):
         return None
     return plane["name"], Path(doc["routes"]), plane_folder(state.state_dir(), plane["name"])
+
+
+def _listening(port: Any) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", int(port)), timeout=1.0):
+            return True
+    except (OSError, TypeError, ValueError):
+        return False

@@ -45,6 +45,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{args.target} serving {args.routes} on {server.url} (sha256 {plan.sha256[:16]}); following the file; "
           f"access log {server.access_log}",
           file=sys.stderr, flush=True)
+    for line in run.limits(args.target, plan):  # said once at start, as `strangler export` says it
+        print(f"not carried by {args.target}: {line}", file=sys.stderr, flush=True)
     follower = follow.Follower(server, args.routes, plan)
     try:
         while not stop.is_set():

@@ -80,6 +80,11 @@ class Running:
         self.stop()
 
 
+def limits(target: str, plan: Plan) -> list[str]:
+    """What `plan` asks for that `target` (nginx|haproxy) will not do, route by route."""
+    return nginx.limits(plan) if target == "nginx" else haproxy.limits(plan)
+
+
 def admin_socket(folder: Path) -> Path:
     """Where HAProxy's runtime API listens for the plane in `folder`: in it, unless that path is
     longer than a unix socket's may be (a project in a deep folder); then in a private folder

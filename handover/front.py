@@ -34,6 +34,10 @@ class Front(Protocol):
         """Wait until the front serves ownership `sha`; how many workers confirmed it."""
         ...
 
+    def cannot_serve(self, group: str, owner: str) -> str | None:
+        """Why this front could not deliver `group`'s writes to `owner` as the router does, or None."""
+        ...
+
 
 @dataclass(frozen=True)
 class RouterFront:
@@ -47,6 +51,9 @@ class RouterFront:
     def confirm(self, sha: str, group: str, *, drained: bool, timeout: float) -> int:
         return router_sync(self.url, sha, group, drained=drained, timeout=timeout)
 
+    def cannot_serve(self, group: str, owner: str) -> str | None:
+        return None
+
 
 @dataclass(frozen=True)
 class PlaneFront:
@@ -56,7 +63,27 @@ class PlaneFront:
 
     name: str
     folder: Path
+    routes: Path
     needs_token = False
+
+    def cannot_serve(self, group: str, owner: str) -> str | None:
+        """The identity bridge is the router's alone (it signs with its key after asking the
+        monolith who the caller is): through a plane, a service behind an `identity: true`
+        route sees no user, so every write that needs one would be refused."""
+        from router.config import load_config
+        from router.errors import RouterError
+
+        try:
+            cfg = load_config(self.routes)
+        except RouterError as exc:
+            return f"its routes file does not load: {exc}"
+        knows = cfg.identity.upstream if cfg.identity is not None else None
+        signed = [r.name for r in cfg.routes if r.writes == group and r.identity and owner != knows]
+        if not signed:
+            return None
+        return (f"route(s) {', '.join(signed)} carry {group}'s writes with `identity: true`, and {self.name} "
+                f"cannot sign X-Strangler-Identity: {owner} would see no user and refuse every write that "
+                "needs one (401)")
 
     def confirm(self, sha: str, group: str, *, drained: bool, timeout: float) -> int:
         from dataplane.follow import APPLIED
@@ -97,7 +124,7 @@ def find_front(explicit_router: str | None) -> RouterFront | PlaneFront | None:
     return None
 
 
-def _running_plane() -> tuple[str, Path] | None:
+def _running_plane() -> tuple[str, Path, Path] | None:
     from stack.model import part_present
 
     if not part_present("dataplane"):
@@ -105,4 +132,4 @@ def _running_plane() -> tuple[str, Path] | None:
     from control.planecontrol import running_plane
 
     found = running_plane()
-    return (found[0], found[2]) if found else None
+    return (found[0], found[2], found[1]) if found else None

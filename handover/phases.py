@@ -79,7 +79,7 @@ def phase_hold(f: Flip) -> None:
     workers = 0
     if f.front is not None:
         workers = f.front.confirm(sha, f.group, drained=True, timeout=_left(f))
-    f.record("hold", until=round(until, 3), front=_front(f), router_workers=workers)
+    f.record("hold", until=round(until, 3), front=_front(f), workers_confirmed=workers)
 
 
 def phase_drain(f: Flip) -> None:
@@ -136,7 +136,7 @@ def phase_done(f: Flip) -> None:
     workers = 0
     if f.front is not None:
         workers = f.front.confirm(ownership.load(f.own_path).sha256, f.group, drained=False, timeout=30.0)
-    f.record("done", hold_s=f.st.get("hold_s"), front=_front(f), router_workers=workers)
+    f.record("done", hold_s=f.st.get("hold_s"), front=_front(f), workers_confirmed=workers)
     clear_state(f.group)
 
 

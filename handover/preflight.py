@@ -64,6 +64,12 @@ def preflight(f: Flip, g: ownership.Group, *, verify: bool) -> dict[str, Any]:
         raise Refused(f"the stack's {f.front.name} reloads when ownership flips, which needs "
                       "the admin token: set STRANGLER_ADMIN_TOKEN (`strangler up` keeps it in "
                       ".strangler/admin-token)", 1)
+    if f.front is not None:
+        problem = f.front.cannot_serve(g.name, f.to)
+        if problem:
+            raise Refused(f"cannot move {g.name} to {f.to} with {f.front.name} in front: {problem}. Flip with "
+                          "Strangler's router in front (`strangler up`), or drop `identity: true` from those "
+                          "routes if the service does not need to know the user", 1)
     checked["front"] = f.front.name if f.front is not None else "none"
     return checked
 

@@ -5,6 +5,7 @@ crash between phases is a real os._exit at a fault point, cdc/faults.py)."""
 from __future__ import annotations
 
 import json
+import socket
 import sqlite3
 import threading
 import time
@@ -142,7 +143,8 @@ def test_a_flip_through_a_data_plane_holds_its_writes_then_moves_them(running: S
             follower.start()
             (shop.state / "run").mkdir(parents=True, exist_ok=True)
             (shop.state / "run" / "stack.json").write_text(json.dumps({
-                "router_url": None, "routes": str(routes), "processes": [{"name": target, "role": "dataplane"}]}))
+                "router_url": None, "routes": str(routes),
+                "processes": [{"name": target, "role": "dataplane", "port": server.port}]}))
             try:
                 assert backends_seen(server.port, write) == ["monolith"]
                 proc = shop.own("catalog", "--by", "catalog", "--reason", "step 4", "--json", wait=False,
@@ -172,6 +174,29 @@ def test_a_flip_through_a_data_plane_holds_its_writes_then_moves_them(running: S
     held = [e for e in map(json.loads, shop.ledger.read_text().splitlines()) if e.get("phase") in ("hold", "done")]
     assert [e["front"] for e in held] == [target, target]
     assert owner(shop).owner == "catalog"
+
+
+def test_a_plane_that_cannot_sign_the_new_owner_s_identity_is_refused_and_nothing_changes(running: Shop) -> None:
+    """Through nginx/HAProxy the catalog would see no user behind an `identity: true` route (only
+    the router signs X-Strangler-Identity): every staff write would get 401 after the flip."""
+    shop = running
+    routes = shop.root / "routes.yaml"
+    routes.write_text(PLANE_ROUTES.format(monolith=1, catalog=2).replace("    writes: catalog\n",
+                                                                          "    writes: catalog\n    identity: true\n"))
+    (shop.state / "run").mkdir(parents=True, exist_ok=True)
+    listener = socket.create_server(("127.0.0.1", 0))  # the plane's port answers: it runs
+    (shop.state / "run" / "stack.json").write_text(json.dumps({
+        "router_url": None, "routes": str(routes),
+        "processes": [{"name": "nginx", "role": "dataplane", "port": listener.getsockname()[1]}]}))
+    before = shop.fingerprint()
+    with listener:
+        r = shop.own("catalog", "--by", "catalog", "--reason", "r")
+    assert r.returncode == 1, (r.stdout, r.stderr)
+    said = " ".join(r.stderr.split())
+    assert "route(s) products carry catalog's writes with `identity: true`, and nginx cannot sign" in said, said
+    assert "Flip with Strangler's router in front" in said
+    assert shop.fingerprint() == before
+    assert shop.own("catalog", "--by", "monolith", "--reason", "r").returncode == 0  # the monolith knows its users
 
 
 def test_a_stopped_stream_and_a_missing_token_are_refused_and_nothing_changes(running: Shop) -> None:

@@ -5,6 +5,7 @@ writes (tests/cli/test_own.py runs the flip through real nginx and HAProxy)."""
 from __future__ import annotations
 
 import json
+import socket
 from pathlib import Path
 
 import pytest
@@ -18,7 +19,7 @@ SHA = "ab" * 32
 
 def applied(folder: Path, **doc: object) -> PlaneFront:
     (folder / APPLIED).write_text(json.dumps({"sha256": "r" * 64, "how": "reload", **doc}))
-    return PlaneFront("haproxy", folder)
+    return PlaneFront("haproxy", folder, folder / "routes.yaml")
 
 
 def test_a_plane_serving_the_file_confirms_it(tmp_path: Path) -> None:
@@ -51,7 +52,12 @@ def test_the_front_is_the_router_if_one_answers_else_the_stack_s_plane(tmp_path:
     monkeypatch.delenv("STRANGLER_ROUTER_URL", raising=False)
     assert find_front(None) is None
     (tmp_path / "run").mkdir(exist_ok=True)
-    (tmp_path / "run" / "stack.json").write_text(json.dumps({
-        "router_url": None, "routes": str(tmp_path / "routes.yaml"), "processes": [{"name": "nginx", "role": "dataplane"}]}))
-    front = find_front(None)
-    assert isinstance(front, PlaneFront) and front.name == "nginx" and front.folder == tmp_path / "dataplane" / "nginx"
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        port = listener.getsockname()[1]
+        (tmp_path / "run" / "stack.json").write_text(json.dumps({
+            "router_url": None, "routes": str(tmp_path / "routes.yaml"),
+            "processes": [{"name": "nginx", "role": "dataplane", "port": port}]}))
+        front = find_front(None)
+        assert isinstance(front, PlaneFront) and front.name == "nginx"
+        assert front.folder == tmp_path / "dataplane" / "nginx" and front.routes == tmp_path / "routes.yaml"
+    assert find_front(None) is None  # a plane that no longer answers (stack.json left behind) is no front
