@@ -299,8 +299,10 @@ class KafkaServer:
         self.resume()
 
     def stop(self) -> None:
-        """Stop the broker and delete its data folder (nothing to do for an existing broker)."""
-        self.halt()
+        """Stop the broker and delete its data folder (nothing to do for an existing broker).
+        SIGKILL: a controlled shutdown (seconds of leader moves and log flushes) is for data
+        that is kept."""
+        self.halt(hard=True)
         self.owned = False
         if self._root:
             shutil.rmtree(self._root, ignore_errors=True)

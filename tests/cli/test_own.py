@@ -102,19 +102,10 @@ def test_bad_input_is_refused_with_what_to_do_and_nothing_changes(shop: Shop) ->
         assert shop.fingerprint() == before, args
 
 
-PLANE_ROUTES = """ledger: .strangler/ledger.jsonl
-backend_header: X-Strangler-Backend
-ownership: ownership.yaml
-upstreams:
-  monolith: {{url: "http://127.0.0.1:{monolith}"}}
-  catalog: {{url: "http://127.0.0.1:{catalog}"}}
-routes:
-  - name: products
-    match: {{prefix: /api/products}}
-    writes: catalog
-    backends: {{monolith: 100, catalog: 0}}
-    cohort: {{header: X-User}}
-"""
+def plane_routes(ports: dict[str, int]) -> str:
+    from tests.dataplane.wire import owned_routes
+
+    return owned_routes(ports, group="catalog", ledger=".strangler/ledger.jsonl")
 
 
 @pytest.mark.parametrize("target", ["nginx", "haproxy"])
@@ -134,7 +125,7 @@ def test_a_flip_through_a_data_plane_holds_its_writes_then_moves_them(running: S
     read = [("/api/products/1", {"X-User": "u1"})]
     with named_upstreams(("monolith", "catalog")) as ports:
         routes = shop.root / "routes.yaml"
-        routes.write_text(PLANE_ROUTES.format(**ports))
+        routes.write_text(plane_routes(ports))
         plan = model.load_plan(routes)
         with run.start(target, plan, port=free_port(), folder=shop.state / "dataplane" / target) as server:
             stop = threading.Event()
@@ -181,7 +172,7 @@ def test_a_plane_that_cannot_sign_the_new_owner_s_identity_is_refused_and_nothin
     the router signs X-Strangler-Identity): every staff write would get 401 after the flip."""
     shop = running
     routes = shop.root / "routes.yaml"
-    routes.write_text(PLANE_ROUTES.format(monolith=1, catalog=2).replace("    writes: catalog\n",
+    routes.write_text(plane_routes({"monolith": 1, "catalog": 2}).replace("    writes: catalog\n",
                                                                           "    writes: catalog\n    identity: true\n"))
     (shop.state / "run").mkdir(parents=True, exist_ok=True)
     listener = socket.create_server(("127.0.0.1", 0))  # the plane's port answers: it runs

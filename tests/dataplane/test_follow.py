@@ -28,6 +28,7 @@ from tests.dataplane.wire import (
     followed,
     named_upstreams,
     needs,
+    owned_routes,
 )
 
 USERS = [f"user-{i}" for i in range(300)]
@@ -146,19 +147,6 @@ def test_python_m_dataplane_follows_shift_and_takes_its_server_with_it(tmp_path:
             raise AssertionError(f"HAProxy (pid {master}) outlived its killed python -m dataplane")
 
 
-OWNED = """ledger: ledger.jsonl
-backend_header: X-Strangler-Backend
-ownership: ownership.yaml
-upstreams:
-  monolith: {{url: "http://127.0.0.1:{monolith}"}}
-  catalog: {{url: "http://127.0.0.1:{catalog}"}}
-routes:
-  - name: products
-    match: {{prefix: /api/products}}
-    writes: products
-    backends: {{monolith: 100, catalog: 0}}
-    cohort: {{header: X-User}}
-"""
 OWNERSHIP = """version: 1
 groups:
   products:
@@ -175,7 +163,7 @@ def test_an_ownership_flip_moves_the_plane_s_writes_though_routes_yaml_is_unchan
     needs(target)
     with named_upstreams(("monolith", "catalog")) as ports:
         routes = tmp_path / "routes.yaml"
-        routes.write_text(OWNED.format(**ports))
+        routes.write_text(owned_routes(ports))
         (tmp_path / "ownership.yaml").write_text(OWNERSHIP.format(owner="monolith"))
         plan = model.load_plan(routes)
         with run.start(target, plan, port=free_port()) as server:
@@ -199,7 +187,7 @@ def test_a_hold_answers_writes_503_as_the_router_does_and_lapses(tmp_path: Path,
     needs(target)
     with named_upstreams(("monolith", "catalog")) as ports:
         routes = tmp_path / "routes.yaml"
-        routes.write_text(OWNED.format(**ports))
+        routes.write_text(owned_routes(ports))
         own = tmp_path / "ownership.yaml"
         own.write_text(OWNERSHIP.format(owner="monolith"))
         plan = model.load_plan(routes)

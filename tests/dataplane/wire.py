@@ -67,6 +67,24 @@ routes:
 """
 
 
+def owned_routes(ports: dict[str, int], *, group: str = "products", ledger: str = "ledger.jsonl") -> str:
+    """A routes file whose /api/products writes go to the owner of ownership group `group`
+    (ownership.yaml beside it), reads split monolith 100 / catalog 0 by X-User."""
+    return f"""ledger: {ledger}
+backend_header: X-Strangler-Backend
+ownership: ownership.yaml
+upstreams:
+  monolith: {{url: "http://127.0.0.1:{ports['monolith']}"}}
+  catalog: {{url: "http://127.0.0.1:{ports['catalog']}"}}
+routes:
+  - name: products
+    match: {{prefix: /api/products}}
+    writes: {group}
+    backends: {{monolith: 100, catalog: 0}}
+    cohort: {{header: X-User}}
+"""
+
+
 @contextmanager
 def followed(target: str, routes: Path, *, folder: Path | None = None,
              traffic: bool = False) -> Iterator[tuple[run.Running, list[follow.Applied]]]:
