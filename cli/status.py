@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -23,6 +24,7 @@ from cli.output import duration_ms, err, guarded, out, print_json
 from control.errors import ControlError, RouterUnreachable
 from control.routerapi import RouterAPI, find_router
 from control.status import collect
+from stack.model import part_present
 
 app = typer.Typer()
 
@@ -38,6 +40,18 @@ def reload_lines(config: dict[str, Any] | None) -> list[str]:
             f"{last.get('error')}",
             f"  the router still serves its previous table, not {source or 'the routes file'} on "
             "disk; fix the file (`strangler routes validate`) and it reloads by itself"]
+
+
+def plane_lines(plane: dict[str, Any] | None) -> list[str]:
+    """What nginx/HAProxy serves: the routes file on disk or not yet, and what it refused."""
+    if not plane:
+        return []
+    name, serves = plane["name"], str(plane.get("serves") or "nothing yet")[:16]
+    lines = [f"{name} serves routes file {serves} ({plane.get('how') or '?'})"
+             + ("" if plane.get("current") else " · [yellow]not the file on disk yet[/yellow]")]
+    if plane.get("refused"):
+        lines.append(f"[bold red]REFUSED[/bold red] {plane['refused']}")
+    return lines
 
 
 def _pct(x: float) -> str:
@@ -62,7 +76,7 @@ def render(summary: dict[str, Any], *, title: str) -> Group:
                           str(s["requests"]), err_text, _ms(s["p50_ms"]), _ms(s["p99_ms"]),
                           s["breaker"] or "-", shadow_text if i == 0 else "",
                           str(r.get("rate_limited", 0)) if i == 0 else "")
-    parts: list[Any] = [table, *reload_lines(summary.get("config"))]
+    parts: list[Any] = [table, *reload_lines(summary.get("config")), *plane_lines(summary.get("plane"))]
     streams = summary.get("streams") or []
     if streams:
         st = Table(title="CDC streams", box=None, pad_edge=False, title_justify="left")
@@ -154,7 +168,15 @@ def status(
         raise typer.BadParameter("--watch redraws a table; --json prints one document: choose one")
     url = find_router(router)
     if url is None:
-        raise RouterUnreachable("no router is running: start the stack with `strangler up` or give --router URL")
+        plane = None
+        if part_present("dataplane"):  # a part a team may delete (stack/model.py PARTS)
+            from control.planecontrol import running_plane
+
+            plane = running_plane()
+        if plane is None:
+            raise RouterUnreachable("no router or data plane is running: start the stack with `strangler up` "
+                                    "(or `strangler up --data-plane nginx|haproxy`), or give --router URL")
+        return _plane_status(*plane, watch=watch, json_out=json_out, every=every)
     with RouterAPI(url) as api:
         doc, summary = collect(api, None)
         if json_out:
@@ -174,3 +196,24 @@ def status(
                         live.update(f"[red]{exc}[/red]")
         except KeyboardInterrupt:
             err.print("stopped watching")
+
+
+def _plane_status(name: str, routes: Path, folder: Path, *, watch: bool, json_out: bool, every: float) -> None:
+    """The same table for nginx/HAProxy: numbers from its access log, weights from its file."""
+    from control.planestatus import collect_plane
+
+    doc, summary = collect_plane(name, routes, folder, None)
+    if json_out:
+        print_json(summary)
+        return
+    if not watch:
+        out.print(render(summary, title=f"since {name} started (its access log {folder / 'access.jsonl'})"))
+        return
+    try:
+        with Live(render(summary, title="since start"), console=out, refresh_per_second=4) as live:
+            while True:
+                time.sleep(every)
+                doc, summary = collect_plane(name, routes, folder, doc)
+                live.update(render(summary, title=f"last {every:g}s · {time.strftime('%H:%M:%S')} · {name}"))
+    except KeyboardInterrupt:
+        err.print("stopped watching")

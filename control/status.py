@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from control.routerapi import RouterAPI, backend_stats, route_entries, snapshots
-from rollout.gate import Snapshot, window
+from rollout.gate import Snapshot, Window, window
 from stack import state
 
 
@@ -49,6 +49,15 @@ def _shadow(entry: dict[str, Any], prev: dict[str, Any] | None) -> dict[str, Any
     return doc
 
 
+def backend_rows(weights: dict[str, int], wins: dict[str, Window]) -> dict[str, dict[str, Any]]:
+    """A route's backends as the status table shows them, from each one's window of numbers."""
+    total = sum(w.requests for w in wins.values())
+    return {b: {"weight": weights.get(b, 0), "requests": w.requests, "share": w.requests / total if total else 0.0,
+                "errors": w.errors, "error_rate": w.error_rate, "p50_ms": w.p50 if w.buckets else None,
+                "p99_ms": w.p99 if w.buckets else None, "breaker": None}
+            for b, w in wins.items()}
+
+
 def summarize(doc: dict[str, Any], previous: dict[str, Any] | None = None) -> dict[str, Any]:
     """One JSON-able summary of a router status document (optionally since `previous`)."""
     routes = []
@@ -59,18 +68,11 @@ def summarize(doc: dict[str, Any], previous: dict[str, Any] | None = None) -> di
         stats = backend_stats(entry)
         wins = {b: window(before.get(b), s) for b, s in snaps.items()}
         total = sum(w.requests for w in wins.values())
-        backends = {}
-        for b, w in wins.items():
-            backends[b] = {
-                "weight": weights.get(b, 0),
-                "requests": w.requests,
-                "share": w.requests / total if total else 0.0,
-                "errors": w.errors,
-                "error_rate": w.error_rate,
-                "p50_ms": w.p50 if w.buckets else stats.get(b, {}).get("p50_ms"),
-                "p99_ms": w.p99 if w.buckets else stats.get(b, {}).get("p99_ms"),
-                "breaker": _breaker(entry, b, stats.get(b, {}), doc.get("breakers")),
-            }
+        backends = backend_rows(weights, wins)
+        for b, row in backends.items():
+            if not wins[b].buckets:
+                row["p50_ms"], row["p99_ms"] = stats.get(b, {}).get("p50_ms"), stats.get(b, {}).get("p99_ms")
+            row["breaker"] = _breaker(entry, b, stats.get(b, {}), doc.get("breakers"))
         limited = int(entry.get("rate_limited") or 0)  # 429s (over the window, if one)
         if name in prev_entries:
             limited = max(0, limited - int(prev_entries[name].get("rate_limited") or 0))
@@ -112,12 +114,17 @@ def collect(api: RouterAPI, previous: dict[str, Any] | None) -> tuple[dict[str, 
     summary = summarize(doc, previous)
     summary["router"] = api.base_url
     summary["rollouts"] = view.get("rollouts", [])
+    add_operator_side(summary, view.get("streams", []), view.get("streams_note"))
+    return doc, summary
+
+
+def add_operator_side(summary: dict[str, Any], streams: list[dict[str, Any]], note: str | None) -> None:
+    """CDC streams with slot warnings, dual writes and the databases' write guards: what the
+    operator's side checks with the databases' DSNs, whatever serves the requests."""
     from cdc.health import dual_writes, ownership_status, slot_warnings  # lazily: the CDC engine
 
-    streams, note = view.get("streams", []), view.get("streams_note")
     summary["streams"] = with_slot_warnings(streams, slot_warnings())
     summary["dual_writes"] = dual_writes()
     summary["ownership"] = ownership_status()
     if note and not summary["streams"]:
         summary["note"] = note
-    return doc, summary

@@ -202,7 +202,7 @@ def test_canary_and_status_need_a_router(runner: CliRunner, state_dir: Path) -> 
     result = runner.invoke(app, ["canary", "products", "--to", "catalog"])
     assert result.exit_code == 1 and "needs a running router" in result.output
     result = runner.invoke(app, ["status", "--json"])
-    assert result.exit_code == 1 and "no router is running" in result.output
+    assert result.exit_code == 1 and "no router or data plane is running" in " ".join(result.output.split())
     result = runner.invoke(app, ["canary", "products", "--to", "catalog", "--router", "http://127.0.0.1:9"])
     assert result.exit_code == 1 and "no router answers at http://127.0.0.1:9" in result.output
 
