@@ -31,7 +31,15 @@ def running_stack() -> dict[str, Any] | None:
         doc = json.loads(path.read_text())
     except (OSError, ValueError):
         return None
-    return doc if isinstance(doc, dict) and doc.get("router_url") else None
+    return doc if isinstance(doc, dict) and front_url(doc) else None
+
+
+def front_url(stack: dict[str, Any]) -> str | None:
+    """What serves the stack's requests: the router, or nginx/HAProxy (`up --data-plane`)."""
+    if stack.get("router_url"):
+        return str(stack["router_url"])
+    plane = next((p for p in stack.get("processes") or [] if isinstance(p, dict) and p.get("role") == "dataplane"), None)
+    return str(plane["url"]) if plane and plane.get("url") else None
 
 
 def cohort_cookie(routes: str | None) -> str | None:
@@ -48,19 +56,19 @@ def cohort_cookie(routes: str | None) -> str | None:
 
 
 def default_target() -> tuple[str, str | None]:
-    """The router of the running stack (and its cohort cookie), else the monolith."""
+    """The router (or data plane) of the running stack, and its cohort cookie; else the monolith."""
     stack = running_stack()
     if stack is None:
         print(f"note: no stack is running (`strangler up`), so this drives the monolith at "
               f"{MONOLITH_URL} directly; give the router's URL to go through it", file=sys.stderr)
         return MONOLITH_URL, None
-    return str(stack["router_url"]), cohort_cookie(stack.get("routes"))
+    return str(front_url(stack)), cohort_cookie(stack.get("routes"))
 
 
 def traffic(
     base_url: Annotated[str | None, typer.Argument(
         help="The shop or the router in front of it; default: the router of the running stack "
-             "(`strangler up`), else the monolith on :8000.",
+             "(`strangler up`, or its nginx/HAProxy with --data-plane), else the monolith on :8000.",
         envvar="STRANGLER_TRAFFIC_URL", show_default=False)] = None,
     rate: Annotated[float, typer.Option(help="Requests started per second.")] = 20.0,
     duration: Annotated[float, typer.Option(help="Seconds to run; 0 = until Ctrl-C.")] = 30.0,

@@ -305,3 +305,10 @@ def test_without_a_url_it_drives_the_running_stacks_router(state_dir: Path, tmp_
     result = runner.invoke(app, ["traffic", "--duration", "1"])
     assert seen[-1].base_url == "http://127.0.0.1:18080" and seen[-1].cohort_cookie == "visitor"
     assert "no stack is running" not in result.output
+    # with nginx/HAProxy in front (`strangler up --data-plane`): through the plane, not around it
+    (state_dir / "run" / "stack.json").write_text(json.dumps(
+        {"mode": "embedded", "router_url": None, "routes": str(routes), "processes": [
+            {"name": "monolith", "url": "http://127.0.0.1:8000", "role": "monolith"},
+            {"name": "nginx", "url": "http://127.0.0.1:18081", "role": "dataplane"}]}))
+    result = runner.invoke(app, ["traffic", "--duration", "1"])
+    assert seen[-1].base_url == "http://127.0.0.1:18081" and "no stack is running" not in result.output
