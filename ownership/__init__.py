@@ -302,8 +302,16 @@ def dump(o: Ownership) -> str:
 
 def write(path: str | os.PathLike[str], o: Ownership) -> Ownership:
     """Validate and atomically replace the file; returns what was written (with its sha)."""
+    from ownership.splice import spliced
+
     p = Path(path)
-    text = dump(o)
+    text = None
+    try:  # the file's own text with the new owners and holds: its comments and layout stay
+        current = p.read_text()
+        text = spliced(current, parse(current, source=str(p)), o)
+    except (OSError, OwnershipError):
+        pass
+    text = text or dump(o)
     new = parse(text, source=str(p))
     fd, tmp = tempfile.mkstemp(dir=p.absolute().parent, prefix=f".{p.name}.")
     try:

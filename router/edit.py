@@ -27,6 +27,7 @@ from typing import Any
 
 import yaml
 
+from ownership.splice import line_end, value_end
 from router import ledger
 from router.config import Config, parse_config
 from router.errors import ConfigError
@@ -210,21 +211,6 @@ def _route_node(text: str, config: Config, route: str) -> yaml.MappingNode:
     return node
 
 
-def _end(node: yaml.Node) -> int:
-    """Where a value's own text ends (a block collection's end mark lies past what follows it)."""
-    if isinstance(node, yaml.MappingNode | yaml.SequenceNode) and not node.flow_style and node.value:
-        last = node.value[-1]
-        return _end(last[1] if isinstance(node, yaml.MappingNode) else last)
-    return int(node.end_mark.index)
-
-
-def _line_end(text: str, at: int) -> int:
-    if at > 0 and text[at - 1] == "\n":
-        return at - 1
-    found = text.find("\n", at)
-    return len(text) if found == -1 else found
-
-
 def _set_key(text: str, node: yaml.MappingNode, key: str, value: str | None) -> str:
     """`node`'s `key` set to the flow text `value` (added after its last key), or removed (None)."""
     pairs = node.value
@@ -235,16 +221,16 @@ def _set_key(text: str, node: yaml.MappingNode, key: str, value: str | None) -> 
     if found is None:
         if value is None:
             return text
-        at = _line_end(text, _end(pairs[-1][1]))
+        at = line_end(text, value_end(pairs[-1][1]))
         indent = " " * pairs[0][0].start_mark.column
         return f"{text[:at]}\n{indent}{key}: {value}{text[at:]}"
     k, v = pairs[found]
     if value is not None:
-        return text[:v.start_mark.index] + value + text[_end(v):]
+        return text[:v.start_mark.index] + value + text[value_end(v):]
     line_start = text.rfind("\n", 0, k.start_mark.index) + 1
     if text[line_start:k.start_mark.index].strip():  # `- key:` opens the item: the next key moves up
         return text[:k.start_mark.index] + text[pairs[found + 1][0].start_mark.index:]
-    return text[:line_start] + text[_line_end(text, _end(v)) + 1:]
+    return text[:line_start] + text[line_end(text, value_end(v)) + 1:]
 
 
 def atomic_write(path: Path, text: str) -> None:

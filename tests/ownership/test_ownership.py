@@ -93,3 +93,45 @@ def test_write_round_trips_and_edit_serialises_concurrent_editors(tmp_path: Path
 def test_a_missing_file_says_how_to_create_it(tmp_path: Path) -> None:
     with pytest.raises(OwnershipError, match="no ownership file"):
         ownership.load(tmp_path / "nope.yaml")
+
+
+def test_a_flip_changes_only_the_owner_and_hold_lines_and_keeps_the_team_s_comments(tmp_path: Path) -> None:
+    """`strangler own` writes a hold, then the new owner with the hold cleared: every other
+    line of the shipped file (its comments, its flow-style lists) stays as the team wrote it."""
+    path = tmp_path / "ownership.yaml"
+    text = SHIPPED.read_text()
+    path.write_text(text)
+    reason = 'strangler own catalog --by catalog: "step 4" — café'
+    with ownership.edit(path) as box:
+        box[0] = ownership.with_hold(box[0], "catalog", Hold(since=1.5, until=2.5, reason=reason))
+    held = path.read_text()
+    assert [line for line in held.splitlines() if not line.startswith("    hold: ")] == text.splitlines()
+    assert ownership.load(path).group("catalog").hold == Hold(since=1.5, until=2.5, reason=reason)
+    with ownership.edit(path) as box:  # a second hold replaces the first in place
+        box[0] = ownership.with_hold(box[0], "catalog", Hold(since=3.0, until=4.0, reason="again"))
+    assert path.read_text().count("hold:") == 1
+    with ownership.edit(path) as box:
+        box[0] = ownership.with_owner(ownership.with_hold(box[0], "catalog", None), "catalog", "catalog")
+    flipped = path.read_text()
+    changed = [(a, b) for a, b in zip(text.splitlines(), flipped.splitlines(), strict=True) if a != b]
+    assert changed == [("    owner: monolith", "    owner: catalog")]
+    assert ownership.load(path).group("catalog").hold is None
+
+
+def test_a_change_beyond_owner_and_hold_or_a_flow_style_group_writes_the_whole_file(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from ownership.splice import spliced
+
+    old = ownership.parse(GOOD)
+    g = old.group("catalog")
+    fewer = replace(old, groups={"catalog": replace(g, keeps={})})
+    assert spliced(GOOD, old, fewer) is None
+    flow = "version: 1\ngroups:\n  catalog: {owner: monolith, sides: {monolith: {stream: a, tables: [t]}, " \
+           "catalog: {stream: b, tables: [u]}}}\n"
+    f_old = ownership.parse(flow)
+    assert spliced(flow, f_old, ownership.with_owner(f_old, "catalog", "catalog")) is None
+    path = tmp_path / "ownership.yaml"
+    path.write_text(flow)
+    ownership.write(path, ownership.with_owner(f_old, "catalog", "catalog"))  # whole, and right
+    assert ownership.load(path).group("catalog").owner == "catalog"
