@@ -60,11 +60,27 @@ def check_parts() -> list[Finding]:
     return found
 
 
-def check_ports(ports: dict[str, int]) -> list[Finding]:
+def stack_ports() -> dict[int, str]:
+    """Ports the stack `strangler up` runs from this state folder listens on (port → process)."""
+    import json
+
+    try:
+        doc = json.loads((state.run_dir() / "stack.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return {int(p["port"]): str(p.get("name")) for p in doc.get("processes") or []
+            if isinstance(p, dict) and isinstance(p.get("port"), int)}
+
+
+def check_ports(ports: dict[str, int], ours: dict[int, str] | None = None) -> list[Finding]:
     found = []
+    ours = stack_ports() if ours is None else ours
     for name, port in sorted(ports.items(), key=lambda kv: kv[1]):
         if port_free(port):
             found.append(Finding(f"port:{port}", "ok", f"{name} port {port} is free"))
+        elif port in ours:  # the running stack's own: nothing to fix unless another is to start
+            found.append(Finding(f"port:{port}", "ok", f"{name} port {port} is the running stack's "
+                                 f"({ours[port]}: `strangler ps`); `strangler down` frees it"))
         else:
             found.append(Finding(f"port:{port}", "fail", f"{name} port {port} is in use",
                                  f"stop what listens there (`ss -ltnp 'sport = :{port}'`), "

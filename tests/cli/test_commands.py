@@ -170,6 +170,15 @@ def test_doctor_reports_a_busy_port_with_its_fix(runner: CliRunner, state_dir: P
     assert doc["ok"] is False
     (finding,) = [f for f in doc["findings"] if f["check"] == f"port:{port}"]
     assert finding["status"] == "fail" and "strangler down" in finding["fix"]
+    # the same port held by the stack `strangler up` runs from here is no problem to fix
+    (state_dir / "run").mkdir(parents=True, exist_ok=True)
+    (state_dir / "run" / "stack.json").write_text(json.dumps({"processes": [{"name": "monolith", "port": port}]}))
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", port))
+        busy.listen()
+        doc = json.loads(runner.invoke(app, ["doctor", "--json"]).stdout)
+    (finding,) = [f for f in doc["findings"] if f["check"] == f"port:{port}"]
+    assert finding["status"] == "ok" and "the running stack's (monolith" in finding["detail"]
 
 
 def test_doctor_speaks_of_what_a_user_has_not_of_the_projects_history(
