@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import time
-from pathlib import Path
+from collections.abc import Callable
 from typing import Annotated, Any
 
 import typer
@@ -176,44 +176,37 @@ def status(
         if plane is None:
             raise RouterUnreachable("no router or data plane is running: start the stack with `strangler up` "
                                     "(or `strangler up --data-plane nginx|haproxy`), or give --router URL")
-        return _plane_status(*plane, watch=watch, json_out=json_out, every=every)
+        name, routes, folder = plane
+        from control.planestatus import collect_plane
+
+        return _show(lambda prev: collect_plane(name, routes, folder, prev), json_out=json_out, watch=watch,
+                     every=every, since=f"since {name} started (its access log {folder / 'access.jsonl'})", where=name)
     with RouterAPI(url) as api:
-        doc, summary = collect(api, None)
-        if json_out:
-            print_json(summary)
-            return
-        if not watch:
-            out.print(render(summary, title=f"since the router started ({url})"))
-            return
-        try:
-            with Live(render(summary, title="since start"), console=out, refresh_per_second=4) as live:
-                while True:
-                    time.sleep(every)
-                    try:
-                        doc, summary = collect(api, doc)
-                        live.update(render(summary, title=f"last {every:g}s · {time.strftime('%H:%M:%S')} · {url}"))
-                    except ControlError as exc:
-                        live.update(f"[red]{exc}[/red]")
-        except KeyboardInterrupt:
-            err.print("stopped watching")
+        _show(lambda prev: collect(api, prev), json_out=json_out, watch=watch, every=every,
+              since=f"since the router started ({url})", where=url)
 
 
-def _plane_status(name: str, routes: Path, folder: Path, *, watch: bool, json_out: bool, every: float) -> None:
-    """The same table for nginx/HAProxy: numbers from its access log, weights from its file."""
-    from control.planestatus import collect_plane
+Collect = Callable[[dict[str, Any] | None], tuple[dict[str, Any], dict[str, Any]]]
 
-    doc, summary = collect_plane(name, routes, folder, None)
+
+def _show(step: Collect, *, json_out: bool, watch: bool, every: float, since: str, where: str) -> None:
+    """One summary (`step(None)`) as JSON or a table, or redrawn live over each `every` seconds
+    (`step(previous)`: the numbers between two moments)."""
+    doc, summary = step(None)
     if json_out:
         print_json(summary)
         return
     if not watch:
-        out.print(render(summary, title=f"since {name} started (its access log {folder / 'access.jsonl'})"))
+        out.print(render(summary, title=since))
         return
     try:
         with Live(render(summary, title="since start"), console=out, refresh_per_second=4) as live:
             while True:
                 time.sleep(every)
-                doc, summary = collect_plane(name, routes, folder, doc)
-                live.update(render(summary, title=f"last {every:g}s · {time.strftime('%H:%M:%S')} · {name}"))
+                try:
+                    doc, summary = step(doc)
+                    live.update(render(summary, title=f"last {every:g}s · {time.strftime('%H:%M:%S')} · {where}"))
+                except ControlError as exc:
+                    live.update(f"[red]{exc}[/red]")
     except KeyboardInterrupt:
         err.print("stopped watching")
