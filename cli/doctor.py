@@ -62,12 +62,7 @@ def check_parts() -> list[Finding]:
 
 def stack_ports() -> dict[int, str]:
     """Ports the stack `strangler up` runs from this state folder listens on (port → process)."""
-    import json
-
-    try:
-        doc = json.loads((state.run_dir() / "stack.json").read_text())
-    except (OSError, ValueError):
-        return {}
+    doc = state.running_stack() or {}
     return {int(p["port"]): str(p.get("name")) for p in doc.get("processes") or []
             if isinstance(p, dict) and isinstance(p.get("port"), int)}
 

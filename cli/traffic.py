@@ -24,21 +24,11 @@ from stack import state
 MONOLITH_URL = "http://127.0.0.1:8000"  # `strangler up`'s monolith (routes.yaml)
 
 
-def running_stack() -> dict[str, Any] | None:
-    """What `up` wrote about the stack it runs, or None when none runs from this state folder."""
-    path = state.run_dir() / "stack.json"
-    try:
-        doc = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return doc if isinstance(doc, dict) and front_url(doc) else None
-
-
 def front_url(stack: dict[str, Any]) -> str | None:
     """What serves the stack's requests: the router, or nginx/HAProxy (`up --data-plane`)."""
     if stack.get("router_url"):
         return str(stack["router_url"])
-    plane = next((p for p in stack.get("processes") or [] if isinstance(p, dict) and p.get("role") == "dataplane"), None)
+    plane = state.stack_process(stack, "dataplane")
     return str(plane["url"]) if plane and plane.get("url") else None
 
 
@@ -57,12 +47,13 @@ def cohort_cookie(routes: str | None) -> str | None:
 
 def default_target() -> tuple[str, str | None]:
     """The router (or data plane) of the running stack, and its cohort cookie; else the monolith."""
-    stack = running_stack()
-    if stack is None:
+    stack = state.running_stack()
+    url = front_url(stack) if stack else None
+    if stack is None or url is None:
         print(f"note: no stack is running (`strangler up`), so this drives the monolith at "
               f"{MONOLITH_URL} directly; give the router's URL to go through it", file=sys.stderr)
         return MONOLITH_URL, None
-    return str(front_url(stack)), cohort_cookie(stack.get("routes"))
+    return url, cohort_cookie(stack.get("routes"))
 
 
 def traffic(

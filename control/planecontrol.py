@@ -11,7 +11,6 @@ The gate's numbers are the plane's own: its JSON access log, per route and backe
 from __future__ import annotations
 
 import hashlib
-import json
 import socket
 import time
 from pathlib import Path
@@ -20,7 +19,7 @@ from typing import Any
 from control.errors import ControlError
 from control.ledger import actor
 from control.shift import shift_file
-from dataplane.follow import APPLIED
+from dataplane.follow import read_applied
 from dataplane.model import load_plan
 from dataplane.numbers import AccessLog
 from dataplane.run import ACCESS_LOG
@@ -47,12 +46,16 @@ class PlaneControl:
 
     def snapshot(self, route: str) -> tuple[dict[str, int], dict[str, Snapshot]]:
         weights = dict(load_config(self.routes).route(route).weights)
-        counts = self.log.counts()
+        return weights, self.numbers(route, weights)
+
+    def numbers(self, route: str, weights: dict[str, int]) -> dict[str, Snapshot]:
+        """Each backend of `route` (every weighted one, and any other the log names) since the
+        log began; the log is read on from where the last call stopped."""
         found = {name: Snapshot(0, 0) for name in weights}
-        for (r, backend), c in counts.items():
+        for (r, backend), c in self.log.counts().items():
             if r == route:
                 found[backend] = Snapshot(c.requests, c.errors, c.cumulative())
-        return weights, found
+        return found
 
     def set_weight(self, route: str, backend: str, weight: int, reason: str) -> dict[str, int]:
         _, new = shift_file(self.routes, route=route, backend=backend, weight=weight,
@@ -92,10 +95,7 @@ class PlaneControl:
         want = hashlib.sha256(self.routes.read_bytes()).hexdigest()  # as the follower names it
         deadline = time.monotonic() + self.applied_timeout
         while True:
-            try:
-                doc = json.loads((self.folder / APPLIED).read_text())
-            except (OSError, ValueError):
-                doc = {}
+            doc = read_applied(self.folder)
             if doc.get("sha256") == want:
                 return
             if time.monotonic() > deadline:
@@ -116,12 +116,9 @@ def running_plane() -> tuple[str, Path, Path] | None:
     """(nginx|haproxy, its routes file, its folder) of the data plane `strangler up --data-plane`
     runs (`.strangler/run/stack.json`) if it answers on its port, or None (a stack stopped
     without `strangler down` leaves the file behind)."""
-    try:
-        doc = json.loads((state.run_dir() / "stack.json").read_text())
-    except (OSError, ValueError):
-        return None
-    plane = next((p for p in doc.get("processes", []) if p.get("role") == "dataplane"), None)
-    if plane is None or not doc.get("routes") or not _listening(plane.get("port")):
+    doc = state.running_stack()
+    plane = state.stack_process(doc, "dataplane") if doc else None
+    if doc is None or plane is None or not doc.get("routes") or not _listening(plane.get("port")):
         return None
     return plane["name"], Path(doc["routes"]), plane_folder(state.state_dir(), plane["name"])
 

@@ -30,15 +30,8 @@ def find_router(explicit: str | None = None) -> str | None:
     env = os.environ.get(ENV_ROUTER_URL)
     if env:
         return env.rstrip("/")
-    stack_file = state.run_dir() / "stack.json"
-    if stack_file.exists():
-        try:
-            url = json.loads(stack_file.read_text()).get("router_url")
-        except ValueError:
-            url = None
-        if url:
-            return str(url).rstrip("/")
-    return None
+    url = (state.running_stack() or {}).get("router_url")
+    return str(url).rstrip("/") if url else None
 
 
 class RouterAPI:

@@ -29,6 +29,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from dataplane import haproxy, run
 from dataplane.errors import ExportError
@@ -50,6 +51,16 @@ class Applied:
 
 # in the plane's folder: the sha256 of the routes file (and of the ownership file) it serves
 APPLIED = "applied.json"
+
+
+def read_applied(folder: Path) -> dict[str, Any]:
+    """What the plane in `folder` says it serves (Follower._record's document); {} before it
+    wrote one. Written atomically, so a read sees a whole document or none."""
+    try:
+        doc = json.loads((folder / APPLIED).read_text())
+    except (OSError, ValueError):
+        return {}
+    return doc if isinstance(doc, dict) else {}
 
 
 class Follower:

@@ -9,7 +9,6 @@ answered by that file (and, `drained`, no write the old file let through is stil
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -86,14 +85,11 @@ class PlaneFront:
                 "needs one (401)")
 
     def confirm(self, sha: str, group: str, *, drained: bool, timeout: float) -> int:
-        from dataplane.follow import APPLIED
+        from dataplane.follow import read_applied
 
         deadline = time.monotonic() + timeout
         while True:
-            try:
-                doc = json.loads((self.folder / APPLIED).read_text())
-            except (OSError, ValueError):
-                doc = {}
+            doc = read_applied(self.folder)
             if doc.get("ownership_sha256") == sha:
                 how = str(doc.get("how", ""))
                 if drained and how.startswith("reload ("):  # its old workers may still answer writes

@@ -14,6 +14,7 @@ import json
 import os
 import secrets
 from pathlib import Path
+from typing import Any
 
 ENV_STATE_DIR = "STRANGLER_STATE_DIR"
 ENV_ADMIN_TOKEN = "STRANGLER_ADMIN_TOKEN"
@@ -71,12 +72,23 @@ def identity_secret() -> str:
     return secret
 
 
-def running_routes(default: Path) -> Path:
-    """The routes file the running stack's router serves (`.strangler/run/stack.json`, written
-    by `up`), else `default`: a command reading the ledger or the table follows the stack."""
-    stack_file = run_dir() / "stack.json"
+def running_stack() -> dict[str, Any] | None:
+    """What `up` wrote about the stack it runs from this state folder (`.strangler/run/stack.json`:
+    stack/model.Stack.describe), or None. The one reader of that file."""
     try:
-        found = json.loads(stack_file.read_text()).get("routes")
-    except (OSError, ValueError, AttributeError):
-        found = None
+        doc = json.loads((run_dir() / "stack.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return doc if isinstance(doc, dict) else None
+
+
+def stack_process(stack: dict[str, Any], role: str) -> dict[str, Any] | None:
+    """The running stack's first process of `role` (monolith, router, dataplane, ...), or None."""
+    return next((p for p in stack.get("processes") or [] if isinstance(p, dict) and p.get("role") == role), None)
+
+
+def running_routes(default: Path) -> Path:
+    """The routes file the running stack's router serves, else `default`: a command reading the
+    ledger or the table follows the stack."""
+    found = (running_stack() or {}).get("routes")
     return Path(found) if found else default

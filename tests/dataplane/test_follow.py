@@ -11,6 +11,8 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -157,24 +159,32 @@ groups:
 """
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("target", ["nginx", "haproxy"])
-def test_an_ownership_flip_moves_the_plane_s_writes_though_routes_yaml_is_unchanged(tmp_path: Path, target: str) -> None:
+@contextmanager
+def owned_plane(tmp_path: Path, target: str) -> Iterator[tuple[run.Running, follow.Follower, Path]]:
+    """`target` on owned_routes with ownership.yaml naming the monolith, and its Follower (synced
+    by the test, not polled); the ownership file, for the test to change as `own` does."""
     needs(target)
     with named_upstreams(("monolith", "catalog")) as ports:
         routes = tmp_path / "routes.yaml"
         routes.write_text(owned_routes(ports))
-        (tmp_path / "ownership.yaml").write_text(OWNERSHIP.format(owner="monolith"))
+        own = tmp_path / "ownership.yaml"
+        own.write_text(OWNERSHIP.format(owner="monolith"))
         plan = model.load_plan(routes)
         with run.start(target, plan, port=free_port()) as server:
-            follower = follow.Follower(server, routes, plan)
-            write = [("/api/products/1", {"X-User": "u1"}, "POST")]
-            assert backends_seen(server.port, write) == ["monolith"]
-            (tmp_path / "ownership.yaml").write_text(OWNERSHIP.format(owner="catalog"))  # what `own` flips
-            applied = follower.sync()
-            assert applied is not None and applied.how in ("reload", "runtime API"), applied
-            assert backends_seen(server.port, write) == ["catalog"]
-            assert backends_seen(server.port, [("/api/products/1", {"X-User": "u1"})]) == ["monolith"]  # reads stay
+            yield server, follow.Follower(server, routes, plan), own
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("target", ["nginx", "haproxy"])
+def test_an_ownership_flip_moves_the_plane_s_writes_though_routes_yaml_is_unchanged(tmp_path: Path, target: str) -> None:
+    with owned_plane(tmp_path, target) as (server, follower, own):
+        write = [("/api/products/1", {"X-User": "u1"}, "POST")]
+        assert backends_seen(server.port, write) == ["monolith"]
+        own.write_text(OWNERSHIP.format(owner="catalog"))  # what `own` flips
+        applied = follower.sync()
+        assert applied is not None and applied.how in ("reload", "runtime API"), applied
+        assert backends_seen(server.port, write) == ["catalog"]
+        assert backends_seen(server.port, [("/api/products/1", {"X-User": "u1"})]) == ["monolith"]  # reads stay
 
 
 @pytest.mark.slow
@@ -184,23 +194,15 @@ def test_a_hold_answers_writes_503_as_the_router_does_and_lapses(tmp_path: Path,
 
     import ownership
 
-    needs(target)
-    with named_upstreams(("monolith", "catalog")) as ports:
-        routes = tmp_path / "routes.yaml"
-        routes.write_text(owned_routes(ports))
-        own = tmp_path / "ownership.yaml"
-        own.write_text(OWNERSHIP.format(owner="monolith"))
-        plan = model.load_plan(routes)
-        with run.start(target, plan, port=free_port()) as server:
-            follower = follow.Follower(server, routes, plan)
-            now = clock.time()
-            own.write_text(ownership.dump(ownership.with_hold(ownership.load(own), "products", ownership.Hold(
-                since=now, until=now + 3, reason="strangler own"))))  # what `own`'s hold phase writes
-            assert follower.sync() is not None
-            status, headers, body = answers(server.port, [("/api/products/1", {"X-User": "u"}, "POST")])[0]
-            assert status == 503 and b'"error": "writes_held"' in body and headers[b"retry-after"] in b"12345"
-            assert backends_seen(server.port, [("/api/products/1", {"X-User": "u"})]) == ["monolith"]  # reads pass
-            while clock.time() < now + 3.1:  # the hold lapses: writes flow again, as with the router
-                clock.sleep(0.1)
-            assert follower.sync() is not None
-            assert backends_seen(server.port, [("/api/products/1", {"X-User": "u"}, "POST")]) == ["monolith"]
+    with owned_plane(tmp_path, target) as (server, follower, own):
+        now = clock.time()
+        own.write_text(ownership.dump(ownership.with_hold(ownership.load(own), "products", ownership.Hold(
+            since=now, until=now + 3, reason="strangler own"))))  # what `own`'s hold phase writes
+        assert follower.sync() is not None
+        status, headers, body = answers(server.port, [("/api/products/1", {"X-User": "u"}, "POST")])[0]
+        assert status == 503 and b'"error": "writes_held"' in body and headers[b"retry-after"] in b"12345"
+        assert backends_seen(server.port, [("/api/products/1", {"X-User": "u"})]) == ["monolith"]  # reads pass
+        while clock.time() < now + 3.1:  # the hold lapses: writes flow again, as with the router
+            clock.sleep(0.1)
+        assert follower.sync() is not None
+        assert backends_seen(server.port, [("/api/products/1", {"X-User": "u"}, "POST")]) == ["monolith"]
