@@ -184,7 +184,7 @@ class Shop:
             write_ownership(self.home)
         self.settings = StackSettings(state=self.home, routes=self.routes_path,
                                       router_port=ports["router"], monolith_port=ports["monolith"],
-                                      catalog_port=ports["catalog"], admin_token=secrets.token_urlsafe(16),
+                                      service_ports={"catalog": ports["catalog"]}, admin_token=secrets.token_urlsafe(16),
                                       identity_secret=secrets.token_hex(32), seed="small")
         self.env = child_env(self.home, self.settings)
         self.router = f"http://127.0.0.1:{ports['router']}"

@@ -9,6 +9,7 @@ compiled loops are warnings.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -24,7 +25,8 @@ from rich.table import Table
 from cli.output import guarded, out, print_json
 from cli.up import DEFAULT_PORTS, upstream_ports
 from stack import state
-from stack.model import PARTS, part_present
+from stack.model import all_parts, part_present
+from stack.services import ServiceDeclarationError, declared
 from stack.supervisor import port_free
 
 app = typer.Typer()
@@ -50,7 +52,11 @@ def check_python(version: tuple[int, int] = sys.version_info[:2]) -> Finding:
 
 def check_parts() -> list[Finding]:
     found = []
-    for part, (_module, label) in PARTS.items():
+    try:
+        parts = all_parts()
+    except ServiceDeclarationError as exc:
+        return [Finding("part:services", "fail", str(exc), "fix the service.yaml it names")]
+    for part, (_module, label) in parts.items():
         if part_present(part):
             found.append(Finding(f"part:{part}", "ok", f"{label[0].upper()}{label[1:]} is installed"))
         else:
@@ -156,6 +162,8 @@ def check_speedups(why_pure: str | None = None) -> Finding:
 
 def run_checks(routes: Path) -> list[Finding]:
     ports = dict(DEFAULT_PORTS)
+    with contextlib.suppress(ServiceDeclarationError):  # check_parts reports it
+        ports.update((s.name, s.port) for s in declared())
     if routes.exists():
         ports.update(upstream_ports(routes))
     return [

@@ -26,7 +26,7 @@ def _compact(value: Any) -> str:
 
 
 def describe_change(entry: dict[str, Any]) -> str:
-    """'monolith=100 catalog=0 → monolith=90 catalog=10' from whatever the entry holds."""
+    """'monolith=100 orders=0 → monolith=90 orders=10' from whatever the entry holds."""
     if entry.get("kind") == "ownership":
         text = f"own {entry.get('phase')}: {entry.get('from')} → {entry.get('to')}"
         if entry.get("hold_s") is not None:

@@ -25,12 +25,14 @@ from control.errors import StackError
 from stack import state
 from stack.model import DATA_PLANES, Stack, StackSettings, build_stack, require_parts
 from stack.realstack import RealServices, stop_postgres
+from stack.services import ServiceDeclarationError, declared, parse_faults
 from stack.supervisor import Supervisor, http_ready
 
 app = typer.Typer()
 
-# as in the repository's routes.yaml (monolith, catalog) and `python -m router` (8080)
-DEFAULT_PORTS = {"router": 8080, "monolith": 8000, "catalog": 8001}
+# as in the repository's routes.yaml and `python -m router` (8080); each service's port is in
+# its extracted/<name>/service.yaml
+DEFAULT_PORTS = {"router": 8080, "monolith": 8000}
 
 
 def supervisor() -> Supervisor:
@@ -38,7 +40,7 @@ def supervisor() -> Supervisor:
 
 
 def upstream_ports(routes: Path) -> dict[str, int]:
-    """Ports of the loopback upstreams named in the routes file (monolith, catalog, ...)."""
+    """Ports of the loopback upstreams named in the routes file (the monolith, each service)."""
     try:
         doc = yaml.safe_load(routes.read_text()) or {}
     except (OSError, yaml.YAMLError) as exc:
@@ -70,23 +72,25 @@ def stream_names(streams: Path | None) -> tuple[str, ...]:
 
 
 def settings_for(*, routes: Path, streams: Path | None, port: int, seed: str | None,
-                 cdc: bool, fail_rate: float, monolith_db: str | None = None,
-                 catalog_db: str | None = None, data_plane: str = "router") -> StackSettings:
+                 cdc: bool, faults: list[str] | None = None, monolith_db: str | None = None,
+                 service_dbs: dict[str, str] | None = None, data_plane: str = "router") -> StackSettings:
     if not routes.exists():
         raise CLIError(
             f"no routes file at {routes}: give one with --routes (the repository's "
             "routes.yaml is the starting point)"
         )
     ports = {**DEFAULT_PORTS, **upstream_ports(routes)}
+    services = declared()
     return StackSettings(
         state=state.state_dir(), routes=routes.resolve(),
         streams=streams.resolve() if streams and streams.exists() else None,
-        router_port=port, monolith_port=ports["monolith"], catalog_port=ports["catalog"],
+        router_port=port, monolith_port=ports["monolith"], services=services,
+        service_ports={s.name: ports[s.name] for s in services if s.name in ports},
         admin_token=state.admin_token(create=True) or "",
         identity_secret=state.identity_secret(),
         seed=seed, cdc_streams=stream_names(streams) if cdc else (),
-        catalog_fail_rate=fail_rate,
-        monolith_database_url=monolith_db, catalog_database_url=catalog_db, data_plane=data_plane,
+        faults=parse_faults(faults or [], services),
+        monolith_database_url=monolith_db, service_databases=service_dbs or {}, data_plane=data_plane,
     )
 
 
@@ -111,7 +115,9 @@ def print_processes(sup: Supervisor) -> None:
     out.print(table)
 
 
-EMBEDDED_DATA = ("monolith.sqlite3", "catalog.sqlite3", "cdc")
+def embedded_data() -> tuple[str, ...]:
+    """What `up --fresh` deletes from the state folder: the SQLite databases and CDC state."""
+    return ("monolith.sqlite3", *(s.sqlite_file for s in declared()), "cdc")
 
 
 @app.command()
@@ -119,27 +125,31 @@ EMBEDDED_DATA = ("monolith.sqlite3", "catalog.sqlite3", "cdc")
 def up(
     real: Annotated[bool, typer.Option("--real", help="PostgreSQL (wal_level=logical) and Kafka instead of SQLite and direct transport.")] = False,
     detach: Annotated[bool, typer.Option("--detach", "-d", help="Return once ready; stop later with `strangler down`.")] = False,
-    routes: Annotated[Path, typer.Option(help="Routing table the router serves; loopback upstream URLs in it fix the monolith and catalog ports.")] = Path("routes.yaml"),
+    routes: Annotated[Path, typer.Option(help="Routing table the router serves; a loopback upstream URL in it fixes the port of the monolith or of the service it names.")] = Path("routes.yaml"),
     streams: Annotated[Path, typer.Option(help="CDC streams to run (every stream declared).")] = Path("streams.yaml"),
     port: Annotated[int, typer.Option(help="Router port on 127.0.0.1.")] = DEFAULT_PORTS["router"],
     seed: Annotated[str, typer.Option(help="Monolith seed size for a new database, or 'none'.")] = "small",
     fresh: Annotated[bool, typer.Option("--fresh", help="Delete the embedded databases and CDC state first.")] = False,
     cdc: Annotated[bool, typer.Option("--cdc/--no-cdc", help="Run the CDC streams.")] = True,
-    catalog_fail_rate: Annotated[float, typer.Option(help="Error injection in the catalog service, 0..1 (canary drills).", min=0.0, max=1.0)] = 0.0,
+    fault: Annotated[list[str] | None, typer.Option("--fault", help="A service's fault switch for drills, SERVICE.SWITCH=VALUE (e.g. catalog.fail_rate=0.5: half its /api/ answers are 500); repeatable. The switches are in extracted/<service>/service.yaml.")] = None,
     data_plane: Annotated[str, typer.Option("--data-plane", help="What serves --port: Strangler's router, or a real nginx or haproxy rendered from the routes file and kept on it (steer with `strangler shift ... --routes FILE`).")] = "router",
 ) -> None:
-    """Start the local stack (monolith, catalog, CDC streams, and the router — or nginx/HAProxy
-    with --data-plane) on loopback."""
+    """Start the local stack (the monolith, every service declared in extracted/*/service.yaml,
+    the CDC streams, and the router — or nginx/HAProxy with --data-plane) on loopback."""
     if data_plane not in DATA_PLANES:
         raise CLIError(f"--data-plane {data_plane!r}: give one of {', '.join(DATA_PLANES)}")
-    parts = (["monolith", "catalog", "router" if data_plane == "router" else "dataplane"]
+    try:
+        parse_faults(fault or [], declared())
+    except ServiceDeclarationError as exc:
+        raise typer.BadParameter(str(exc).removeprefix("--fault "), param_hint="--fault") from None
+    parts = (["monolith", *(s.name for s in declared()), "router" if data_plane == "router" else "dataplane"]
              + (["cdc"] if cdc and streams.exists() else []))
     require_parts(*parts)
     sup = supervisor()
     home = state.state_dir()
     if fresh:
         sup.preflight(Stack(mode="check", processes=()))  # never wipe under a running stack
-        for name in EMBEDDED_DATA:
+        for name in embedded_data():
             target = home / name
             if target.is_dir():
                 shutil.rmtree(target)
@@ -147,10 +157,10 @@ def up(
     # seed a new database only: the seed refuses a seeded one, and data survives restarts
     seed_size = None if seed == "none" or (not real and (home / "monolith.sqlite3").exists()) else seed
 
-    def settings(monolith_db: str | None = None, catalog_db: str | None = None,
+    def settings(monolith_db: str | None = None, service_dbs: dict[str, str] | None = None,
                  streams_file: Path = streams) -> StackSettings:
         return settings_for(routes=routes, streams=streams_file, port=port, seed=seed_size, cdc=cdc,
-                            fail_rate=catalog_fail_rate, monolith_db=monolith_db, catalog_db=catalog_db,
+                            faults=fault, monolith_db=monolith_db, service_dbs=service_dbs,
                             data_plane=data_plane)
 
     stack = build_stack(settings(), mode="real" if real else "embedded")
@@ -162,7 +172,7 @@ def up(
     try:
         if real:
             services.start(streams=streams if cdc else None, detach=detach, state=home)
-            stack = build_stack(settings(services.monolith_db, services.catalog_db,
+            stack = build_stack(settings(services.monolith_db, services.databases,
                                          services.streams or streams), mode="real")
         try:
             sup.start(stack, progress=progress)

@@ -31,6 +31,7 @@ from cli.output import err, guarded, out, print_json
 from migrations import MigrationError, Step
 from walkthrough import engine
 from walkthrough.engine import Report, StepReport
+from walkthrough.flow import SERVICE
 from walkthrough.steps import Plan
 
 
@@ -105,7 +106,7 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
 
 
 def print_report(report: Report) -> None:
-    out.print("\n[bold]Strangler walkthrough: the catalog leaves the monolith[/bold]")
+    out.print(f"\n[bold]Strangler walkthrough: the {SERVICE} leaves the monolith[/bold]")
     table = Table(box=None)
     for col in ("STEP", "RESULT", "SECONDS", "CHECKS"):
         table.add_column(col)
@@ -127,12 +128,12 @@ def print_report(report: Report) -> None:
                   highlight=False)
     if report.timeline:
         split = Table(title="product reads: observed split over time", box=None, title_justify="left")
-        for col in ("SECONDS", "REQUESTS", "MONOLITH", "CATALOG"):
+        for col in ("SECONDS", "REQUESTS", "MONOLITH", SERVICE.upper()):
             split.add_column(col, justify="right")
         for row in report.timeline:
             share = row["share"]
             split.add_row(f"{row['from_s']}–{row['to_s']}", str(row["requests"]),
-                          f"{100 * share.get('monolith', 0):.0f}%", f"{100 * share.get('catalog', 0):.0f}%")
+                          f"{100 * share.get('monolith', 0):.0f}%", f"{100 * share.get(SERVICE, 0):.0f}%")
         out.print(split)
     for f in report.failures[:10]:
         out.print(f"  failed: {f}", highlight=False, markup=False)

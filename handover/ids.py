@@ -55,6 +55,31 @@ def side_urls(streams: Path, group: str) -> tuple[ownership.Group, dict[str, str
     return g, urls
 
 
+def chosen_group(streams: Path, group: str | None) -> str:
+    """`group`, or ownership.yaml's only group when none is given."""
+    if group is not None:
+        return group
+    try:
+        cfg = cdc_config.load(streams)
+        own = ownership.load(cfg.ownership_path or Path(streams).with_name(ownership.DEFAULT_PATH))
+    except (ConfigError, ownership.OwnershipError) as exc:
+        raise IdsUsage(str(exc)) from None
+    if len(own.groups) != 1:
+        raise IdsUsage(f"give --group, one of: {', '.join(own.groups) or '(ownership.yaml declares none)'}")
+    return next(iter(own.groups))
+
+
+def chosen_side(streams: Path, group: str, side: str | None) -> str:
+    """`side`, or the group's one side that is not the monolith when none is given."""
+    if side is not None:
+        return side
+    g, _ = side_urls(streams, group)
+    others = [name for name in g.sides if name != "monolith"]
+    if len(others) != 1:
+        raise IdsUsage(f"give --side, one of: {', '.join(g.sides)}")
+    return others[0]
+
+
 def block_of(side: str, start: int | None = None, end: int | None = None) -> tuple[int, int]:
     """`side`'s block: the shop's (BLOCKS), or the one given."""
     if start is not None or end is not None:

@@ -18,26 +18,41 @@ from pathlib import Path
 from typing import Any
 
 from stack.errors import PartMissing
+from stack.services import Service, declared
 
 LOOPBACK = "127.0.0.1"
-# Whose X-Forwarded-* the monolith and the catalog believe: the router's addresses. `up`
+# Whose X-Forwarded-* the monolith and the services believe: the router's addresses. `up`
 # runs it on loopback; containers name their private network instead (docker-compose.yml,
 # deploy/k8s/config.yaml).
 ROUTER_ADDRESSES = "127.0.0.1/32,::1/128"
 
-# Each part the stack runs: the module that must import, and how a user knows it.
+# Each part the stack runs: the module that must import, and how a user knows it; the
+# declared services (stack/services.py) are parts too, by name.
 PARTS = {
     "monolith": ("monolith.asgi", "the legacy shop (monolith/)"),
     "router": ("router.__main__", "the strangler router (router/)"),
     "cdc": ("cdc.pipeline", "change-data-capture (cdc/)"),
-    "catalog": ("extracted.catalog.__main__", "the extracted catalog service (extracted/catalog/)"),
     "kafka": ("devstack.kafka", "the local Kafka broker (devstack/kafka.py)"),
     "dataplane": ("dataplane.__main__", "nginx/HAProxy as the data plane (dataplane/)"),
 }
 
 
+def all_parts() -> dict[str, tuple[str, str]]:
+    """Every part by name, the declared services included: (module, how a user knows it)."""
+    return {**PARTS, **{s.name: _part(s.name) for s in declared()}}
+
+
+def _part(part: str) -> tuple[str, str]:
+    if part in PARTS:
+        return PARTS[part]
+    service = next((s for s in declared() if s.name == part), None)
+    if service is None:
+        return f"extracted.{part}.__main__", f"the {part} service (extracted/{part}/ and its service.yaml)"
+    return f"{service.module}.__main__", service.about
+
+
 def part_present(part: str) -> bool:
-    module, _ = PARTS[part]
+    module, _ = _part(part)
     try:
         return importlib.util.find_spec(module) is not None
     except ModuleNotFoundError:
@@ -46,7 +61,7 @@ def part_present(part: str) -> bool:
 
 def require_parts(*parts: str) -> None:
     """Raise `PartMissing` naming every absent part and how to get it back."""
-    missing = [PARTS[p][1] for p in parts if not part_present(p)]
+    missing = [_part(p)[1] for p in parts if not part_present(p)]
     if missing:
         raise PartMissing(
             "this checkout lacks " + "; ".join(missing) + ". Update it (`git pull`) and "
@@ -163,17 +178,18 @@ class StackSettings:
     state: Path
     routes: Path
     streams: Path | None = None
-    router_port: int = 8000
-    monolith_port: int = 8001
-    catalog_port: int = 8002
+    router_port: int = 8080  # as `python -m router`; the monolith as in routes.yaml
+    monolith_port: int = 8000
+    services: tuple[Service, ...] = field(default_factory=declared)
+    service_ports: Mapping[str, int] = field(default_factory=dict)  # absent: the declared port
     admin_token: str
     identity_secret: str
     python: str = sys.executable
     monolith_database_url: str | None = None  # None: SQLite under `state`
-    catalog_database_url: str | None = None
+    service_databases: Mapping[str, str] = field(default_factory=dict)  # absent: SQLite under `state`
     seed: str | None = "small"  # monolith seed size; None skips seeding
     cdc_streams: tuple[str, ...] = ()  # streams to run as processes
-    catalog_fail_rate: float = 0.0
+    faults: Mapping[str, Mapping[str, float]] = field(default_factory=dict)  # service → switch → value
     router_workers: int = 1
     # "router" (Strangler's own), or "nginx"/"haproxy": `python -m dataplane` serves and
     # follows the routes file in its place (no admin API: `shift` edits the file)
@@ -183,13 +199,29 @@ class StackSettings:
     fast_passwords: bool | None = None
 
     def __post_init__(self) -> None:
-        if not 0.0 <= self.catalog_fail_rate <= 1.0:
-            raise ValueError(f"catalog_fail_rate={self.catalog_fail_rate}: give a value in 0..1")
+        names = {s.name for s in self.services}
+        for name, switches in self.faults.items():
+            known = next((s.faults for s in self.services if s.name == name), None)
+            if known is None or set(switches) - set(known):
+                raise ValueError(f"faults {name}.{sorted(switches)}: no such switch; declared: "
+                                 f"{[f'{s.name}.{k}' for s in self.services for k in s.faults]}")
+            if any(not 0.0 <= v <= 1.0 for v in switches.values()):
+                raise ValueError(f"faults {name}={dict(switches)}: give values in 0..1")
+        unknown = (set(self.service_ports) | set(self.service_databases)) - names
+        if unknown:
+            raise ValueError(f"no declared service {sorted(unknown)}; the stack has {sorted(names)}")
         if self.data_plane not in DATA_PLANES:
             raise ValueError(f"data_plane={self.data_plane!r}: give one of {', '.join(DATA_PLANES)}")
-        ports = [self.router_port, self.monolith_port, self.catalog_port]
-        if len(set(ports)) != 3:
-            raise ValueError(f"router, monolith and catalog ports must differ, got {ports}")
+        ports = {"router": self.router_port, "monolith": self.monolith_port,
+                 **{s.name: self.port_of(s) for s in self.services}}
+        if len(set(ports.values())) != len(ports):
+            raise ValueError(f"the router, the monolith and every service need ports of their own, got {ports}")
+
+    def port_of(self, service: Service) -> int:
+        return self.service_ports.get(service.name, service.port)
+
+    def database_url(self, service: Service) -> str:
+        return self.service_databases.get(service.name) or service.sqlite_url(self.state)
 
 
 def _monolith_env(s: StackSettings) -> dict[str, str]:
@@ -204,18 +236,20 @@ def _monolith_env(s: StackSettings) -> dict[str, str]:
     return env
 
 
-def _catalog_env(s: StackSettings) -> dict[str, str]:
+def _service_env(s: StackSettings, service: Service) -> dict[str, str]:
+    switches = s.faults.get(service.name, {})
     return {
-        "CATALOG_DATABASE_URL": s.catalog_database_url
-        or f"sqlite:///{s.state / 'catalog.sqlite3'}",
+        service.database_env: s.database_url(service),
         "STRANGLER_IDENTITY_SECRET": s.identity_secret,
-        "CATALOG_FAIL_RATE": str(s.catalog_fail_rate),
+        **{var: str(switches.get(switch, 0.0)) for switch, var in service.faults.items()},
     }
 
 
 def _cdc_env(s: StackSettings) -> dict[str, str]:
     # the streams file names its databases through these (see streams.yaml)
-    env = {**_monolith_env(s), **_catalog_env(s)}
+    env = _monolith_env(s)
+    for service in s.services:
+        env.update(_service_env(s, service))
     env["MONOLITH_DATABASE_URL"] = (
         s.monolith_database_url or f"sqlite:///{s.state / 'monolith.sqlite3'}"
     )
@@ -244,12 +278,7 @@ def build_stack(s: StackSettings, *, mode: str) -> Stack:
             argv=(py, "-m", "monolith", "serve", "--host", LOOPBACK, "--port", str(s.monolith_port)),
             ready_path="/api/categories/",
         ),
-        Process(
-            name="catalog", role="service", port=s.catalog_port,
-            env={**_catalog_env(s), "CATALOG_TRUSTED_PROXIES": ROUTER_ADDRESSES},
-            argv=(py, "-m", "extracted.catalog", "--host", LOOPBACK, "--port", str(s.catalog_port)),
-            ready_path="/readyz",
-        ),
+        *(_service_process(s, service) for service in s.services),
     ]
     for stream in s.cdc_streams:
         processes.append(Process(
@@ -277,6 +306,15 @@ def build_stack(s: StackSettings, *, mode: str) -> Stack:
                  routes=str(s.routes), streams=str(s.streams) if s.streams else None)
 
 
+def _service_process(s: StackSettings, service: Service) -> Process:
+    env = _service_env(s, service)
+    if service.trusted_proxies_env:
+        env[service.trusted_proxies_env] = ROUTER_ADDRESSES
+    port = s.port_of(service)
+    return Process(name=service.name, role="service", port=port, env=env, ready_path=service.ready,
+                   argv=(s.python, "-m", service.module, "--host", LOOPBACK, "--port", str(port)))
+
+
 def stream_process(stream: str) -> str:
     """The process (compose service, Kubernetes Deployment) running a stream: ``cdc-<name>``
     with ``_`` as ``-`` (Kubernetes names allow no underscore)."""
@@ -289,7 +327,7 @@ def reference_stack(*, mode: str = "embedded", streams: tuple[str, ...] = ("cata
     checked against (they substitute hosts, paths and secrets their own way)."""
     settings = StackSettings(
         state=Path(".strangler"), routes=Path("routes.yaml"), streams=Path("streams.yaml"),
-        router_port=8080, monolith_port=8000, catalog_port=8001,
+        router_port=8080, monolith_port=8000,
         admin_token="${STRANGLER_ADMIN_TOKEN}", identity_secret="${STRANGLER_IDENTITY_SECRET}",
         python="python", cdc_streams=streams,
     )

@@ -1,6 +1,7 @@
 """The throwaway services behind `--real` (`up`, `walkthrough`): PostgreSQL, Kafka, Zipkin.
 
-PostgreSQL (`devstack.postgres`, wal_level=logical) holds both databases, so CDC runs on
+PostgreSQL (`devstack.postgres`, wal_level=logical) holds the monolith's database and one per
+declared service (stack/services.py), so CDC runs on
 pgoutput. It runs detached (pg_ctl), so its folder is recorded in `.strangler/run/` and
 `down` can stop it from another process. Kafka (`devstack.kafka`, when the checkout has
 it) is a child of this `up` process that dies with it, so `--real` with a local broker
@@ -24,6 +25,7 @@ import yaml
 
 from stack.errors import StackError
 from stack.model import part_present
+from stack.services import declared
 
 PG_STATE = "postgres.state"
 
@@ -38,7 +40,7 @@ def _quiet(_: str) -> None:
 class RealServices:
     run_dir: Path
     monolith_db: str = ""
-    catalog_db: str = ""
+    databases: dict[str, str] = field(default_factory=dict)  # service → URL
     streams: Path | None = None
     kafka: Any = None
     zipkin: Any = None  # devstack.zipkin.ZipkinServer when asked for
@@ -74,7 +76,7 @@ class RealServices:
         self.progress(f"PostgreSQL ready at 127.0.0.1:{pg.port}")
         try:
             self.monolith_db = pg.create_database("monolith")
-            self.catalog_db = pg.create_database("catalog")
+            self.databases = {s.name: pg.create_database(s.database) for s in declared()}
             self.streams = streams
             if use_kafka and streams is not None:
                 self._start_kafka(optional=kafka == "optional")

@@ -132,7 +132,7 @@ def child_env(home: Path, settings: StackSettings, services: RealServices | None
                     "MONOLITH_SQLITE_PATH": str(home / "monolith.sqlite3"),
                     "CATALOG_DATABASE_URL": f"sqlite:///{home / 'catalog.sqlite3'}"})
     else:
-        env.update({"MONOLITH_DATABASE_URL": services.monolith_db, "CATALOG_DATABASE_URL": services.catalog_db,
+        env.update({"MONOLITH_DATABASE_URL": services.monolith_db, "CATALOG_DATABASE_URL": services.databases["catalog"],
                     "STRANGLER_STREAMS": str(services.streams or REPO / "streams.yaml")})
     return env
 
@@ -172,11 +172,11 @@ def _prepare(plan: Plan, say: Callable[[str], None], home: Path, services: RealS
                                    drill_url=f"http://127.0.0.1:{drill_port}"))
     write_ownership(home)
     settings = StackSettings(state=home, routes=routes, router_port=ports["router"],
-                             monolith_port=ports["monolith"], catalog_port=ports["catalog"],
+                             monolith_port=ports["monolith"], service_ports={"catalog": ports["catalog"]},
                              admin_token=state.admin_token(create=True) or "walkthrough",
                              identity_secret=state.identity_secret(), seed=plan.seed,
                              monolith_database_url=services.monolith_db if services else None,
-                             catalog_database_url=services.catalog_db if services else None,
+                             service_databases=services.databases if services else {},
                              streams=services.streams if services else None, fast_passwords=True)
     receiver: Spans = ZipkinSpans(services.zipkin) if services else SpanReceiver().start()
     stack = build_stack(settings, mode="real" if services else "embedded")

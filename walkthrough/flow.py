@@ -26,6 +26,7 @@ import yaml
 from control.errors import ControlError
 from control.routerapi import RouterAPI, snapshots
 
+SERVICE = "catalog"  # the service this walkthrough moves out (extracted/catalog/service.yaml)
 PRODUCTS = "products"  # the canary route: product reads (writes follow ownership)
 DRILL = "products-drill"  # step 6's fault drill: product reads the walkthrough's probe marks
 DRILL_HEADER = "x-strangler-drill"

@@ -111,8 +111,10 @@ def test_an_engines_control_error_is_printed_with_its_exit_code(capsys: pytest.C
 
 
 def test_up_refuses_bad_fail_rate(runner: CliRunner, state_dir: Path) -> None:
-    result = runner.invoke(app, ["up", "--catalog-fail-rate", "2"])
-    assert result.exit_code == 2
+    result = runner.invoke(app, ["up", "--fault", "catalog.fail_rate=2"])
+    assert result.exit_code == 2 and "0..1" in result.output
+    result = runner.invoke(app, ["up", "--fault", "catalog.slowness=1"])
+    assert result.exit_code == 2 and "catalog.fail_rate" in result.output  # says which switches exist
 
 
 def test_ledger_reads_filters_and_prints_json(runner: CliRunner, state_dir: Path, tmp_path: Path) -> None:

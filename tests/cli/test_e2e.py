@@ -283,7 +283,7 @@ def test_canary_promotes_a_healthy_candidate(ws: Workspace) -> None:
 
 
 def test_canary_rolls_back_a_failing_candidate_by_itself(ws: Workspace) -> None:
-    ws.up("--catalog-fail-rate", "0.5")
+    ws.up("--fault", "catalog.fail_rate=0.5")
     with Traffic(ws.url):
         proc = ws.run("canary", "products", "--to", "catalog", "--steps", "20,50,100", "--interval", "3s",
                       "--min-requests", "15", "--max-p99-ratio", "1000", check=3)

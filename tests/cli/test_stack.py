@@ -30,7 +30,7 @@ def test_reference_stack_order_ports_and_readiness() -> None:
 def test_real_stack_points_every_part_at_postgresql(tmp_path: Path) -> None:
     s = StackSettings(state=tmp_path, routes=tmp_path / "r.yaml", admin_token="t", identity_secret="s",
                       monolith_database_url="postgresql://u@h/monolith",
-                      catalog_database_url="postgresql://u@h/catalog", cdc_streams=("catalog",))
+                      service_databases={"catalog": "postgresql://u@h/catalog"}, cdc_streams=("catalog",))
     stack = build_stack(s, mode="real")
     assert stack.process("monolith").env["DATABASE_URL"] == "postgresql://u@h/monolith"
     assert "MONOLITH_SQLITE_PATH" not in stack.process("monolith").env
@@ -68,12 +68,21 @@ def test_definitions_refuse_nonsense() -> None:
         Stack(mode="t", processes=(Process(name="a", argv=("a",), port=1), Process(name="b", argv=("b",), port=1)))
     with pytest.raises(ValueError, match="duplicate names"):
         Stack(mode="t", processes=(Process(name="a", argv=("a",)), Process(name="a", argv=("b",))))
-    with pytest.raises(ValueError, match="ports must differ"):
+    with pytest.raises(ValueError, match="ports of their own"):
         StackSettings(state=Path("."), routes=Path("r"), admin_token="t", identity_secret="s",
-                      router_port=1, monolith_port=1, catalog_port=2)
-    with pytest.raises(ValueError, match="give a value in 0..1"):
+                      router_port=1, monolith_port=1, service_ports={"catalog": 2})
+    with pytest.raises(ValueError, match="ports of their own"):
         StackSettings(state=Path("."), routes=Path("r"), admin_token="t", identity_secret="s",
-                      catalog_fail_rate=2)
+                      router_port=1, monolith_port=3, service_ports={"catalog": 1})
+    with pytest.raises(ValueError, match="give values in 0..1"):
+        StackSettings(state=Path("."), routes=Path("r"), admin_token="t", identity_secret="s",
+                      faults={"catalog": {"fail_rate": 2}})
+    with pytest.raises(ValueError, match="no such switch"):
+        StackSettings(state=Path("."), routes=Path("r"), admin_token="t", identity_secret="s",
+                      faults={"catalog": {"slowness": 0.5}})
+    with pytest.raises(ValueError, match="no declared service"):
+        StackSettings(state=Path("."), routes=Path("r"), admin_token="t", identity_secret="s",
+                      service_ports={"orders": 9})
 
 
 @pytest.mark.postgres
@@ -94,7 +103,7 @@ def test_real_services_fall_back_to_direct_only_when_kafka_is_optional(
     try:
         services.start(streams=streams, detach=False, state=tmp_path, kafka="optional")
         assert services.transport == "direct" and services.streams == streams
-        assert services.monolith_db.endswith("/monolith") and services.catalog_db.endswith("/catalog")
+        assert services.monolith_db.endswith("/monolith") and services.databases["catalog"].endswith("/catalog")
         notes = [line for line in said if line.startswith("note: Kafka cannot start here")]
         assert len(notes) == 1 and "direct transport" in notes[0] and "openjdk-17" in notes[0]
         services.stop()

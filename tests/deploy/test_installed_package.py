@@ -124,7 +124,7 @@ def test_stack_runs_from_the_installed_package(site: Path, app_dir: Path, starte
     stack = build_stack(
         StackSettings(
             state=app_dir / ".strangler", routes=routes, python=sys.executable,
-            router_port=ports["router"], monolith_port=ports["monolith"], catalog_port=ports["catalog"],
+            router_port=ports["router"], monolith_port=ports["monolith"], service_ports={"catalog": ports["catalog"]},
             admin_token="test-admin-token", identity_secret="test-identity-secret", seed="small",
         ),
         mode="embedded",

@@ -47,9 +47,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Stack:
     try:
         settings = settings_for(
             routes=ROOT / "routes.yaml", streams=ROOT / "streams.yaml", port=DEFAULT_PORTS["router"],
-            seed="small", cdc=True, fail_rate=0.0,
+            seed="small", cdc=True,
             monolith_db="postgresql://u:p@127.0.0.1:5432/monolith",
-            catalog_db="postgresql://u:p@127.0.0.1:5432/catalog",
+            service_dbs={"catalog": "postgresql://u:p@127.0.0.1:5432/catalog"},
         )
     finally:
         mp.undo()
