@@ -92,3 +92,23 @@ def test_bad_input_is_exit_2_with_what_to_do(shop: Path, args: list[str], says: 
     code, _, err = ids(*args, "--streams", str(shop))
     assert code == 2
     assert says in err
+
+
+def test_group_and_side_default_to_the_only_group_and_its_service_side(shop: Path) -> None:
+    code, out, _ = ids("reserve", "--streams", str(shop), "--json")
+    assert code == 0 and json.loads(out)["side"] == "catalog"
+    assert json.loads(out)["block"] == list(BLOCKS["catalog"])
+
+
+def test_with_two_groups_the_group_must_be_named(shop: Path) -> None:
+    import yaml
+
+    own = shop.with_name("ownership.yaml")
+    doc = yaml.safe_load(own.read_text())
+    (name, group), = doc["groups"].items()
+    orders = {key: value for key, value in group.items() if key not in ("keeps", "tables")}
+    orders["sides"] = {side: {**spec, "tables": [f"{side}_extra"], "stream": f"orders_{side}"} for side, spec in group["sides"].items()}
+    doc["groups"]["orders"] = orders
+    own.write_text(yaml.safe_dump(doc))
+    code, _, err = ids("show", "--streams", str(shop))
+    assert code == 2 and f"give --group, one of: {name}, orders" in err
