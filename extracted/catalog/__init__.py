@@ -7,13 +7,17 @@ for the contract and its intended differences). Run it with
     app.py         create_app(): routes, middleware, error translation, start-up
     routes.py      thin HTTP handlers        filters.py    query-string rules
     selectors.py   reads (product_list...)   services.py   writes (product_create...)
-    schemas.py     JSON in/out               pagination.py DRF-style pages and links
-    identity.py    router identity header    middleware.py request id, logs, metrics, faults
-    models.py      tables                    migrations.py Alembic from code
+    schemas.py     JSON in/out               config.py     CATALOG_* settings
+    models.py      tables                    migrations.py its Alembic scripts
+    service.yaml   how a stack runs it (stack/services.py)
+
+Errors, pagination, the router's identity header, trusted proxies, request ids, JSON logs,
+metrics, fault injection, tracing and migration runs come from the shared kit
+(`extracted/kit/`), as every extracted service's do.
 """
 
 from extracted.catalog.app import create_app
 from extracted.catalog.config import Settings
-from extracted.catalog.errors import CatalogError
+from extracted.kit.errors import ServiceError
 
-__all__ = ["CatalogError", "Settings", "create_app"]
+__all__ = ["ServiceError", "Settings", "create_app"]

@@ -2,7 +2,7 @@
 
 Production-style: no reload, no access log from uvicorn (the service writes its own JSON
 access log with the request id), X-Forwarded-* believed only from `CATALOG_TRUSTED_PROXIES`
-(default loopback, the router; `extracted/catalog/proxies.py`).
+(default loopback, the router; `extracted/kit/proxies.py`).
 `--migrate-only` applies the Alembic migrations and exits (for a deploy step or an init
 container); otherwise they are applied at start unless `CATALOG_MIGRATE_ON_START=0`. Either way
 an upgrade takes a lock every copy of the service shares (migrations.migration_lock), so
@@ -19,12 +19,13 @@ import tempfile
 
 import uvicorn
 
-from extracted.catalog import logs, migrations
-from extracted.catalog.app import create_app
+from extracted.catalog import migrations
+from extracted.catalog.app import LOGGER, create_app
 from extracted.catalog.config import Settings
-from extracted.catalog.db import make_engine
-from extracted.catalog.errors import CatalogError
-from extracted.catalog.metrics import MULTIPROC_ENV
+from extracted.kit import logs
+from extracted.kit.db import make_engine
+from extracted.kit.errors import ServiceError
+from extracted.kit.metrics import MULTIPROC_ENV
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -38,10 +39,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         settings = Settings.from_env()
-    except CatalogError as exc:
+    except ServiceError as exc:
         print(f"catalog: {exc}", file=sys.stderr)
         return 2
-    logs.configure(settings.log_level)
+    logs.configure(LOGGER, settings.log_level)
     if args.migrate_only:
         engine = make_engine(settings.database_url)
         try:
@@ -79,7 +80,7 @@ def _multiprocess_metrics() -> None:
 
 def app_from_env():  # type: ignore[no-untyped-def]
     """App factory for multi-worker runs (each worker builds its own app and engine)."""
-    logs.configure(Settings.from_env().log_level)
+    logs.configure(LOGGER, Settings.from_env().log_level)
     return create_app()
 
 

@@ -19,16 +19,19 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from extracted.catalog import identity, migrations, tracing
-from extracted.catalog.config import Settings
-from extracted.catalog.db import make_engine
-from extracted.catalog.errors import APIError, NotAuthenticated
-from extracted.catalog.metrics import Metrics
-from extracted.catalog.middleware import FaultSwitch, ObserveMiddleware
-from extracted.catalog.proxies import TrustedProxyMiddleware, parse_networks
+from extracted.catalog import migrations
+from extracted.catalog.config import TRUSTED_PROXIES_ENV, Settings
 from extracted.catalog.routes import routes
+from extracted.kit import identity, tracing
+from extracted.kit.db import make_engine
+from extracted.kit.errors import APIError, NotAuthenticated
+from extracted.kit.metrics import Metrics
+from extracted.kit.middleware import FaultSwitch, ObserveMiddleware
+from extracted.kit.proxies import TrustedProxyMiddleware, parse_networks
 
-log = logging.getLogger("extracted.catalog")
+LOGGER = "extracted.catalog"  # and `.access` for the access log
+log = logging.getLogger(LOGGER)
+SERVICE = "catalog"  # its metrics' prefix and its spans' service name
 
 
 async def _api_error(request: Request, exc: Exception) -> Response:
@@ -48,8 +51,8 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     """The service, ready to serve; `engine` lets tests share one database."""
     settings = settings or Settings.from_env()
     engine = engine or make_engine(settings.database_url)
-    metrics = Metrics()
-    faults = FaultSwitch(settings.fail_rate)
+    metrics = Metrics(SERVICE)
+    faults = FaultSwitch(settings.fail_rate, env="CATALOG_FAIL_RATE")
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -65,8 +68,9 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
 
     app = Starlette(
         routes=routes,
-        middleware=[Middleware(TrustedProxyMiddleware, networks=parse_networks(settings.trusted_proxies)),
-                    Middleware(ObserveMiddleware, metrics=metrics, faults=faults)],
+        middleware=[Middleware(TrustedProxyMiddleware,
+                               networks=parse_networks(settings.trusted_proxies, name=TRUSTED_PROXIES_ENV)),
+                    Middleware(ObserveMiddleware, metrics=metrics, faults=faults, access_log=f"{LOGGER}.access")],
         exception_handlers={APIError: _api_error, Exception: _server_error},
         lifespan=lifespan,
     )
@@ -74,5 +78,5 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     app.state.engine = engine
     app.state.metrics = metrics
     app.state.faults = faults
-    app.state.telemetry = tracing.instrument(app, engine)
+    app.state.telemetry = tracing.instrument(app, engine, service_name=SERVICE)
     return app

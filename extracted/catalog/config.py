@@ -20,8 +20,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from extracted.catalog.errors import ConfigError
-from extracted.catalog.proxies import parse_networks
+from extracted.kit.errors import ConfigError
+from extracted.kit.proxies import parse_networks
+
+TRUSTED_PROXIES_ENV = "CATALOG_TRUSTED_PROXIES"
 
 STATE_DIR = Path(os.environ.get("STRANGLER_STATE_DIR", ".strangler"))
 DEFAULT_DATABASE_URL = f"sqlite:///{STATE_DIR / 'catalog.sqlite3'}"
@@ -57,7 +59,7 @@ class Settings:
             )
         if self.page_size < 1:
             raise ConfigError(f"CATALOG_PAGE_SIZE={self.page_size} must be 1 or more")
-        parse_networks(self.trusted_proxies)  # refuse a bad list at start, naming the variable
+        parse_networks(self.trusted_proxies, name=TRUSTED_PROXIES_ENV)  # refuse a bad list at start, naming the variable
         if self.log_level not in LOG_LEVELS:
             raise ConfigError(
                 f"CATALOG_LOG_LEVEL={self.log_level!r} is not one of {', '.join(LOG_LEVELS)}"
@@ -86,7 +88,7 @@ class Settings:
         values["page_size"] = _number(env, "CATALOG_PAGE_SIZE", "20", int)
         values["migrate_on_start"] = _flag(env, "CATALOG_MIGRATE_ON_START", True)
         values["log_level"] = env.get("CATALOG_LOG_LEVEL", "INFO").upper()
-        if (proxies := env.get("CATALOG_TRUSTED_PROXIES")) is not None:
+        if (proxies := env.get(TRUSTED_PROXIES_ENV)) is not None:
             values["trusted_proxies"] = proxies
         values.update(overrides)
         return cls(**values)  # type: ignore[arg-type]

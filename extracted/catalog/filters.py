@@ -25,7 +25,7 @@ from decimal import Decimal, DecimalException
 
 from starlette.datastructures import QueryParams
 
-from extracted.catalog.errors import ValidationError
+from extracted.kit.errors import ValidationError
 
 BOOLEAN_CHOICES = {"true": True, "false": False}
 ENTER_A_NUMBER = "Enter a number."

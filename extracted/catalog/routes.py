@@ -22,15 +22,14 @@ from starlette.routing import Route
 
 from extracted.catalog import (
     filters,
-    identity,
     migrations,
-    pagination,
     schemas,
     selectors,
     services,
 )
 from extracted.catalog.config import Settings
-from extracted.catalog.errors import NotFound, ParseError, ValidationError
+from extracted.kit import identity, pagination
+from extracted.kit.errors import NotFound, ParseError, ValidationError
 
 Handler = Callable[[Request], Awaitable[Response]]
 ALL = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]

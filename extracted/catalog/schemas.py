@@ -15,7 +15,7 @@ from datetime import datetime
 from decimal import Decimal, DecimalException
 from typing import Any
 
-from extracted.catalog.errors import ValidationError
+from extracted.kit.errors import ValidationError
 
 REQUIRED = "This field is required."
 NOT_NULL = "This field may not be null."

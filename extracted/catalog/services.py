@@ -21,8 +21,8 @@ from typing import Any
 
 from sqlalchemy import Connection, delete, exists, insert, select, update
 
-from extracted.catalog.errors import ValidationError
 from extracted.catalog.models import order_line_refs, price_changes, products
+from extracted.kit.errors import ValidationError
 
 # The monolith's answer to a delete its PROTECT foreign key refuses (monolith/utils.py:
 # shop_exception_handler turns Django's ProtectedError, an IntegrityError, into this 400).

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from cli.main import app
 from extracted.catalog import migrations
-from extracted.catalog.db import make_engine
+from extracted.kit.db import make_engine
 from handover.ids import BLOCKS
 
 REPO = Path(__file__).resolve().parents[2]

@@ -12,7 +12,7 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from cdc import prom
-from extracted.catalog.metrics import Metrics as CatalogMetrics
+from extracted.kit.metrics import Metrics as CatalogMetrics
 from router.metrics import Metrics as RouterMetrics
 from router.metrics import prometheus as router_text
 from router.metrics import rollout_series, route_weights
@@ -36,7 +36,7 @@ def exposed() -> set[str]:
     router.rate_limited["r"] = 1
     router.shadow_stats("r", 1)
     route = SimpleNamespace(name="r", backends=(("a", 90), ("b", 10)), candidate="b")
-    catalog = CatalogMetrics()
+    catalog = CatalogMetrics("catalog")
     catalog.observe("GET", "/api/products/", 200, 0.01)
     run = {"state": "streaming", "pid": os.getpid(), "events": 1, "lag_ms": 1.0, "wal_bytes_behind": 1,
            "dead_letters": 0, "updated": 1.0}

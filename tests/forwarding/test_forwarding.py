@@ -21,7 +21,7 @@ def test_the_walk_from_the_right_skips_trusted_hops_and_stops_at_garbage() -> No
 def test_the_router_and_the_services_agree_on_the_client() -> None:
     # One walk: what the router computes for cohorts and logs is what the monolith and the
     # catalog set as the client address.
-    from extracted.catalog.proxies import TrustedProxyMiddleware as Catalog
+    from extracted.kit.proxies import TrustedProxyMiddleware as Catalog
 
     trust = ProxyTrust(parse_networks("127.0.0.1", name="X"))
     catalog = Catalog(lambda *a: None, networks=trust.networks)  # type: ignore[arg-type]

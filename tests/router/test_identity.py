@@ -81,7 +81,7 @@ def test_the_bridge_signs_the_session_user_and_strips_spoofed_headers(upstreams,
 
 
 def test_the_catalog_service_accepts_what_the_router_signs() -> None:
-    from extracted.catalog import identity as catalog
+    from extracted.kit import identity as catalog
 
     value = sign({"id": 8, "username": "bob", "is_staff": True}, b"shared", ttl=60, now=1000).decode()
     who = catalog.verify(value, "shared", now=1030)

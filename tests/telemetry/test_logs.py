@@ -7,7 +7,7 @@ import logging
 
 from opentelemetry.sdk.trace import TracerProvider
 
-from extracted.catalog import logs
+from extracted.kit import logs
 from monolith.tracing import TraceIds
 
 

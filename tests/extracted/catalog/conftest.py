@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import Engine
 
 from extracted.catalog import Settings, create_app
-from extracted.catalog.db import make_engine
+from extracted.kit.db import make_engine
 from tests.extracted.catalog.asgi import ASGIClient, asgi_client
 
 SECRET = "test-identity-secret"

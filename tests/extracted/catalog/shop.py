@@ -86,7 +86,7 @@ PRICE_CHANGES = [
 def add_edge_cases(database_url: str) -> None:
     from sqlalchemy import text
 
-    from extracted.catalog.db import make_engine  # psycopg2 for postgresql:// URLs
+    from extracted.kit.db import make_engine  # psycopg2 for postgresql:// URLs
 
     engine = make_engine(database_url)
     try:

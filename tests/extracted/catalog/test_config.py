@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from extracted.catalog.config import Settings
-from extracted.catalog.errors import ConfigError
+from extracted.kit.errors import ConfigError
 
 
 def test_defaults_and_env() -> None:

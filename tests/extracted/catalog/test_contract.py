@@ -19,8 +19,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 
 from extracted.catalog import create_app, migrations
-from extracted.catalog.db import make_engine
 from extracted.catalog.filters import CATEGORY_ORDERING, PRODUCT_ORDERING
+from extracted.kit.db import make_engine
 from tests.extracted.catalog import contract
 from tests.extracted.catalog.asgi import ASGIClient, asgi_client
 from tests.extracted.catalog.conftest import settings_for

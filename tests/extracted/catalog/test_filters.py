@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 from rest_framework.filters import search_smart_split
 
 from extracted.catalog.filters import search_terms
-from extracted.catalog.pagination import _replace
+from extracted.kit.pagination import _replace
 
 alphabet = st.sampled_from(list("ab ,'\"\\\t%_Ü"))
 

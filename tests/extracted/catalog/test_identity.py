@@ -6,8 +6,8 @@ import time
 
 import pytest
 
-from extracted.catalog import identity
-from extracted.catalog.errors import NotAuthenticated, PermissionDenied
+from extracted.kit import identity
+from extracted.kit.errors import NotAuthenticated, PermissionDenied
 
 SECRET = "s3cret"
 

@@ -6,9 +6,9 @@ import pytest
 from sqlalchemy import Engine, insert
 
 from extracted.catalog.app import create_app
-from extracted.catalog.errors import ConfigError
 from extracted.catalog.models import categories, products
-from extracted.catalog.proxies import TrustedProxyMiddleware, parse_networks
+from extracted.kit.errors import ConfigError
+from extracted.kit.proxies import TrustedProxyMiddleware, parse_networks
 from tests.extracted.catalog.asgi import ASGIClient, asgi_client
 from tests.extracted.catalog.conftest import settings_for
 
@@ -55,7 +55,7 @@ def test_the_router_reports_scheme_and_client(client: ASGIClient, catalog_engine
     body = client.get("/api/products/?page_size=1", headers={
         "X-Forwarded-Host": "shop.example", "X-Forwarded-Proto": "https"}).json()
     assert body["next"] == "https://shop.example/api/products/?page=2&page_size=1"
-    trusted = TrustedProxyMiddleware(lambda *a: None, networks=parse_networks("127.0.0.1"))  # type: ignore[arg-type]
+    trusted = TrustedProxyMiddleware(lambda *a: None, networks=parse_networks("127.0.0.1", name="CATALOG_TRUSTED_PROXIES"))  # type: ignore[arg-type]
     scope = trusted._believe({"type": "http", "client": ("127.0.0.1", 1), "scheme": "http", "headers": [
         (b"x-forwarded-for", b"6.6.6.6, 203.0.113.7, 127.0.0.1")]})
     assert scope["client"] == ("203.0.113.7", 0)
@@ -63,4 +63,4 @@ def test_the_router_reports_scheme_and_client(client: ASGIClient, catalog_engine
 
 def test_a_bad_trusted_proxies_list_is_refused() -> None:
     with pytest.raises(ConfigError, match="CATALOG_TRUSTED_PROXIES"):
-        parse_networks("127.0.0.1, not-a-cidr")
+        parse_networks("127.0.0.1, not-a-cidr", name="CATALOG_TRUSTED_PROXIES")

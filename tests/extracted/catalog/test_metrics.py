@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from extracted.catalog.metrics import MULTIPROC_ENV, Metrics
+from extracted.kit.metrics import MULTIPROC_ENV, Metrics
 
 ROOT = Path(__file__).resolve().parents[3]
 WORKER = """
-from extracted.catalog.metrics import Metrics
-m = Metrics()
+from extracted.kit.metrics import Metrics
+m = Metrics("catalog")
 for _ in range({n}):
     m.observe("GET", "/api/products/", 200, 0.003)
 m.observe("GET", "/api/products/", 500, 0.2)
@@ -28,7 +28,7 @@ def test_workers_counts_are_summed_in_one_scrape(tmp_path: Path, monkeypatch: py
         subprocess.run([sys.executable, "-c", WORKER.format(n=n)], cwd=ROOT, env=env, check=True, timeout=60)
     monkeypatch.setenv(MULTIPROC_ENV, str(tmp_path))
     found = {(s.name, tuple(sorted(s.labels.items()))): s.value
-             for f in text_string_to_metric_families(Metrics().render()) for s in f.samples}
+             for f in text_string_to_metric_families(Metrics("catalog").render()) for s in f.samples}
     ok = (("method", "GET"), ("route", "/api/products/"), ("status", "200"))
     assert found[("catalog_http_requests_total", ok)] == 7
     assert found[("catalog_http_requests_total", (*ok[:2], ("status", "500")))] == 2

@@ -18,7 +18,7 @@ import pytest
 from sqlalchemy import inspect, text
 
 from extracted.catalog import migrations
-from extracted.catalog.db import make_engine
+from extracted.kit.db import make_engine
 from tests.router.conftest import eventually
 
 ROOT = Path(__file__).resolve().parents[3]

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import Engine
 
 from extracted.catalog import create_app, migrations
-from extracted.catalog.logs import JSONFormatter
+from extracted.kit.logs import JSONFormatter
 from tests.extracted.catalog.asgi import ASGIClient, asgi_client
 from tests.extracted.catalog.conftest import ADMIN_TOKEN, settings_for
 

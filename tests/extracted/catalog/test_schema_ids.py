@@ -11,8 +11,8 @@ from sqlalchemy import Engine, insert, select, text
 
 from cdc import ids
 from extracted.catalog import create_app, migrations
-from extracted.catalog.db import make_engine
 from extracted.catalog.models import ID_BLOCK, categories, price_changes, products
+from extracted.kit.db import make_engine
 from tests.extracted.catalog.asgi import asgi_client
 from tests.extracted.catalog.conftest import settings_for
 from tests.extracted.catalog.test_writes import BODY, NOW, header

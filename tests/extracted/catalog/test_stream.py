@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from extracted.catalog import create_app, migrations
-from extracted.catalog.db import make_engine
+from extracted.kit.db import make_engine
 from tests.extracted.catalog.asgi import asgi_client
 from tests.extracted.catalog.conftest import settings_for
 from tests.extracted.catalog.shop import HOST, catalog_stream, drop_stream, run_stream, shop

@@ -8,8 +8,8 @@ from collections.abc import Callable
 import pytest
 from sqlalchemy import Engine, delete, func, insert, select
 
-from extracted.catalog import identity
 from extracted.catalog.models import ID_BLOCK, categories, order_line_refs, price_changes, products
+from extracted.kit import identity
 from tests.extracted.catalog.asgi import ASGIClient
 from tests.extracted.catalog.conftest import SECRET
 

@@ -1,6 +1,6 @@
-"""The catalog service's errors: one root, translated to DRF-style HTTP bodies at one edge.
+"""A service's errors: one root, translated to DRF-style HTTP bodies at one edge.
 
-    CatalogError                 anything the service raises on purpose
+    ServiceError                 anything the service raises on purpose
     ├── ConfigError              bad settings (env vars); raised before serving
     ├── MigrationError           the schema is not at the Alembic head
     └── APIError                 an answer for the client: status + DRF-style body
@@ -10,7 +10,7 @@
         ├── ParseError           400: a request body that is not JSON
         └── ValidationError      400: a write payload or query value that fails validation
 
-`routes.py` turns an `APIError` into `{"detail": ...}` (or a field -> messages dict for
+A service's app turns an `APIError` into `{"detail": ...}` (or a field -> messages dict for
 validation errors), the body shape Django REST framework uses, so clients of the monolith
 see the same errors from the service.
 """
@@ -20,19 +20,19 @@ from __future__ import annotations
 from typing import Any
 
 
-class CatalogError(Exception):
-    """Root of every error the catalog service raises on purpose."""
+class ServiceError(Exception):
+    """Root of every error an extracted service raises on purpose."""
 
 
-class ConfigError(CatalogError):
+class ConfigError(ServiceError):
     """A setting is missing or invalid; the message says which env var and how to fix it."""
 
 
-class MigrationError(CatalogError):
+class MigrationError(ServiceError):
     """The database schema is not at the Alembic head."""
 
 
-class APIError(CatalogError):
+class APIError(ServiceError):
     """An error answered to the client: an HTTP status and a DRF-style body."""
 
     status_code = 500

@@ -1,12 +1,13 @@
-"""Prometheus metrics of the service (`prometheus_client`), rendered at `/metrics`. Series:
+"""Prometheus metrics of a service (`prometheus_client`), rendered at `/metrics`. Series,
+prefixed with the service's name (`catalog_…`):
 
-- `catalog_http_requests_total{method, route, status}`            counter
-- `catalog_http_request_duration_seconds{method, route}`          histogram
-- `catalog_injected_failures_total`                               counter (CATALOG_FAIL_RATE)
-- `catalog_fail_rate`                                             gauge
+- `<service>_http_requests_total{method, route, status}`            counter
+- `<service>_http_request_duration_seconds{method, route}`          histogram
+- `<service>_injected_failures_total`                               counter (its fail-rate switch)
+- `<service>_fail_rate`                                             gauge
 
 One registry per app (tests build many apps in one process). With several workers
-(`python -m extracted.catalog --workers N`) each worker writes its values into
+(`python -m extracted.<service> --workers N`) each worker writes its values into
 `PROMETHEUS_MULTIPROC_DIR` (prometheus_client's multiprocess mode, set up by `__main__`) and
 `/metrics` sums every worker's files, so a scrape answered by any worker sees them all.
 """
@@ -25,18 +26,18 @@ MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 class Metrics:
     """The service's series on a registry of its own; `render()` gives Prometheus text."""
 
-    def __init__(self) -> None:
+    def __init__(self, service: str) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self.multiprocess = bool(os.environ.get(MULTIPROC_ENV))
-        self._requests = Counter("catalog_http_requests", "HTTP requests answered, by route template.",
+        self._requests = Counter(f"{service}_http_requests", "HTTP requests answered, by route template.",
                                  ["method", "route", "status"], registry=self.registry)
-        self._durations = Histogram("catalog_http_request_duration_seconds",
+        self._durations = Histogram(f"{service}_http_request_duration_seconds",
                                     "Time to answer, by route template.", ["method", "route"],
                                     buckets=BUCKETS, registry=self.registry)
-        self._injected = Counter("catalog_injected_failures",
-                                 "Requests failed on purpose (CATALOG_FAIL_RATE).", registry=self.registry)
+        self._injected = Counter(f"{service}_injected_failures",
+                                 "Requests failed on purpose (the fail-rate switch).", registry=self.registry)
         # every worker holds the same switch: any live worker's value is the service's
-        self._fail_rate = Gauge("catalog_fail_rate", "Share of /api/ requests failed on purpose right now.",
+        self._fail_rate = Gauge(f"{service}_fail_rate", "Share of /api/ requests failed on purpose right now.",
                                 registry=self.registry, multiprocess_mode="livemax")
         self._counts: dict[tuple[str, int], int] = {}  # (route, status) → requests, this process
 

@@ -14,7 +14,7 @@ from urllib import parse
 
 from starlette.datastructures import QueryParams
 
-from extracted.catalog.errors import NotFound
+from extracted.kit.errors import NotFound
 
 MAX_PAGE_SIZE = 100
 

@@ -4,7 +4,8 @@ Kept in plain ASGI (not `BaseHTTPMiddleware`) because it is on the hot path: it 
 `send` to catch the status, and adds nothing else per request but a timer, a random draw
 and a log line.
 
-Fault injection (`CATALOG_FAIL_RATE`, or `PUT /_catalog/fail-rate`) answers a share of
+Fault injection (the service's fail-rate switch: its variable, e.g. `CATALOG_FAIL_RATE`, or
+its admin endpoint) answers a share of
 `/api/` requests with a 500 *before* they reach a route, so the canary gate in front of the
 service sees real errors and rolls the rollout back; health, readiness and metrics
 endpoints are never failed on purpose.
@@ -12,6 +13,7 @@ endpoints are never failed on purpose.
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 import time
@@ -19,20 +21,19 @@ import uuid
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from extracted.catalog.logs import request_id
-from extracted.catalog.metrics import Metrics
-
-log = logging.getLogger("extracted.catalog.access")
+from extracted.kit.logs import request_id
+from extracted.kit.metrics import Metrics
 
 REQUEST_ID_HEADER = b"x-request-id"
-_INJECTED_BODY = b'{"detail":"Injected failure (CATALOG_FAIL_RATE)."}'
 
 
 class FaultSwitch:
     """The share of `/api/` requests to fail on purpose (0..1), changeable at run time."""
 
-    def __init__(self, rate: float = 0.0, *, rng: random.Random | None = None) -> None:
+    def __init__(self, rate: float = 0.0, *, env: str = "the fail-rate switch",
+                 rng: random.Random | None = None) -> None:
         self._rng = rng or random.Random()
+        self.body = json.dumps({"detail": f"Injected failure ({env})."}, separators=(",", ":")).encode()
         self.rate = 0.0
         self.set(rate)
 
@@ -48,10 +49,11 @@ class FaultSwitch:
 class ObserveMiddleware:
     """Tag, time, log and count each HTTP request; fail some `/api/` ones on purpose."""
 
-    def __init__(self, app: ASGIApp, *, metrics: Metrics, faults: FaultSwitch) -> None:
+    def __init__(self, app: ASGIApp, *, metrics: Metrics, faults: FaultSwitch, access_log: str) -> None:
         self.app = app
         self.metrics = metrics
         self.faults = faults
+        self.log = logging.getLogger(access_log)  # e.g. "extracted.catalog.access"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -80,7 +82,7 @@ class ObserveMiddleware:
         try:
             if path.startswith("/api/") and self.faults.fire():
                 self.metrics.injected_failure()
-                await _injected_failure(send_tagged)
+                await _injected_failure(send_tagged, self.faults.body)
             else:
                 await self.app(scope, receive, send_tagged)
         finally:
@@ -89,7 +91,7 @@ class ObserveMiddleware:
             template = getattr(route, "path", None) or "<unmatched>"
             method = scope["method"]
             self.metrics.observe(method, template, status, elapsed)
-            log.info(
+            self.log.info(
                 "request",
                 extra={
                     "request_id": rid,
@@ -103,15 +105,15 @@ class ObserveMiddleware:
             request_id.reset(token)
 
 
-async def _injected_failure(send: Send) -> None:
+async def _injected_failure(send: Send, body: bytes) -> None:
     await send(
         {
             "type": "http.response.start",
             "status": 500,
             "headers": [
                 (b"content-type", b"application/json"),
-                (b"content-length", str(len(_INJECTED_BODY)).encode()),
+                (b"content-length", str(len(body)).encode()),
             ],
         }
     )
-    await send({"type": "http.response.body", "body": _INJECTED_BODY})
+    await send({"type": "http.response.body", "body": body})

@@ -1,4 +1,4 @@
-"""Traces for the catalog service (off unless OTEL_* says otherwise; `telemetry.settings`).
+"""Traces for a service (off unless OTEL_* says otherwise; `telemetry.settings`).
 
 On: the OpenTelemetry Starlette instrumentation continues the router's trace (its
 ``traceparent``) with a SERVER span per request, and the SQLAlchemy instrumentation puts a
@@ -14,19 +14,17 @@ from starlette.applications import Starlette
 
 from telemetry import TracingSettings
 
-SERVICE_NAME = "catalog"
 
-
-def instrument(app: Starlette, engine: Engine) -> Any:
+def instrument(app: Starlette, engine: Engine, *, service_name: str) -> Any:
     """Trace `app` and `engine` when tracing is on; the process's `Telemetry` or None."""
-    settings = TracingSettings.from_env(service_name=SERVICE_NAME)
+    settings = TracingSettings.from_env(service_name=service_name)
     if not settings.enabled:
         return None
     from opentelemetry.instrumentation.sqlalchemy import __version__ as sqla_version
     from opentelemetry.instrumentation.sqlalchemy.engine import EngineTracer
     from opentelemetry.instrumentation.starlette import StarletteInstrumentor
 
-    from extracted.catalog import logs
+    from extracted.kit import logs
     from telemetry.provider import installed, setup
 
     telemetry = installed() or setup(settings)

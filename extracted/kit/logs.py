@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 
 request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar(
-    "catalog_request_id", default=None
+    "service_request_id", default=None
 )
 
 # Set by `with_trace_ids` when tracing is on: the current span's ids for each line.
@@ -57,12 +57,13 @@ def with_trace_ids() -> None:
     _trace_ids = current_ids
 
 
-def configure(level: str = "INFO") -> None:
-    """Send the service's logs (and uvicorn's errors) to stderr as JSON lines."""
+def configure(logger: str, level: str = "INFO") -> None:
+    """Send the service's logs (`logger` and below, e.g. "extracted.catalog") and uvicorn's
+    errors to stderr as JSON lines."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JSONFormatter())
-    for name in ("extracted.catalog", "uvicorn.error"):
-        logger = logging.getLogger(name)
-        logger.handlers[:] = [handler]
-        logger.setLevel(level)
-        logger.propagate = False
+    for name in (logger, "uvicorn.error"):
+        target = logging.getLogger(name)
+        target.handlers[:] = [handler]
+        target.setLevel(level)
+        target.propagate = False

@@ -18,7 +18,7 @@ import json
 import time
 from dataclasses import dataclass
 
-from extracted.catalog.errors import NotAuthenticated, PermissionDenied
+from extracted.kit.errors import NotAuthenticated, PermissionDenied
 
 HEADER = "x-strangler-identity"
 

@@ -1,4 +1,4 @@
-"""Forwarding headers are believed only from the router: `CATALOG_TRUSTED_PROXIES`.
+"""Forwarding headers are believed only from the router (e.g. `CATALOG_TRUSTED_PROXIES`).
 
 Pagination links name the host in `X-Forwarded-Host` (so `next` leads back through the
 router); anyone reaching the service directly could otherwise poison them. From a trusted
@@ -15,12 +15,12 @@ from collections.abc import Sequence
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 import forwarding
-from extracted.catalog.errors import ConfigError
+from extracted.kit.errors import ConfigError
 
 FORWARDED = forwarding.HEADERS
 
 
-def parse_networks(text: str, *, name: str = "CATALOG_TRUSTED_PROXIES") -> tuple[forwarding.Network, ...]:
+def parse_networks(text: str, *, name: str) -> tuple[forwarding.Network, ...]:
     """`127.0.0.1/32,::1/128` → networks (an address alone is a /32 or /128)."""
     try:
         return forwarding.parse_networks(text, name=name)
