@@ -143,6 +143,9 @@ if os.environ.get("MONOLITH_FAST_PASSWORDS") == "1":
 # A small "served by" line on the storefront pages (`strangler up` and the demo turn it on):
 # the page says the monolith rendered it, and asks the router which backend answers the
 # products API now (its X-Strangler-Backend header).
+# FakePay declines an order whose total is over this (monolith/payments/provider.py, T16)
+CARD_LIMIT = os.environ.get("MONOLITH_CARD_LIMIT", "10000.00")
+
 STRANGLER_SHOW_BACKEND = os.environ.get("STRANGLER_SHOW_BACKEND", "") == "1"
 TEMPLATES[0]["OPTIONS"]["context_processors"].append("monolith.shop.context.served_by")
 

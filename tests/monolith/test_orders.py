@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Any
 
 import pytest
 from rest_framework.test import APIClient
@@ -186,3 +187,24 @@ def test_payments_shipments_outbox_permissions(customer: APIClient, staff: APICl
     assert staff.get("/api/outbox/").status_code == 200
     assert anon.get("/api/payments/").status_code == 401
     assert anon.get("/api/warehouses/").json()["count"] == 2
+
+
+def test_a_declined_payment_is_402_and_rolls_the_whole_order_back(customer: APIClient,
+                                                                 settings: Any) -> None:
+    """T16: the provider says no inside the order's transaction; nothing of the order remains
+    (not even the declined attempt), and the cart is kept for another try."""
+    product = in_stock_product()
+    customer.post("/api/cart/items/", {"product": product.id, "quantity": 2}, format="json")
+    settings.CARD_LIMIT = str(product.price * 2 - Decimal("0.01"))
+    before = (product.stock_count, Order.objects.count(), PaymentAttempt.objects.count(),
+              Reservation.objects.count(), Shipment.objects.count(), OutboxEmail.objects.count())
+    declined = customer.post("/api/orders/", {}, format="json")
+    assert declined.status_code == 402, declined.content
+    assert declined.json()["detail"].startswith("Payment declined: the amount")
+    product.refresh_from_db()
+    assert (product.stock_count, Order.objects.count(), PaymentAttempt.objects.count(),
+            Reservation.objects.count(), Shipment.objects.count(), OutboxEmail.objects.count()) == before
+    assert [i["quantity"] for i in customer.get("/api/cart/").json()["items"]] == [2]
+    settings.CARD_LIMIT = str(product.price * 2)  # at the limit: authorised
+    placed = customer.post("/api/orders/", {}, format="json")
+    assert placed.status_code == 201 and placed.json()["payments"][0]["status"] == "authorized"
