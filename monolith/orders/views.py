@@ -67,7 +67,10 @@ class OrderViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Crea
         user = self.request.user
         return qs if user.is_staff else qs.filter(user=user)
 
-    @extend_schema(request=PlaceOrderSerializer, responses={201: OrderSerializer})
+    @extend_schema(request=PlaceOrderSerializer, responses={
+        201: OrderSerializer,
+        402: inline_serializer("PaymentDeclined", {"detail": serializers.CharField()}),  # FakePay said no (T16)
+    })
     def create(self, request: Request, *args: object, **kwargs: object) -> Response:
         form = PlaceOrderSerializer(data=request.data, context={"request": request})
         form.is_valid(raise_exception=True)
