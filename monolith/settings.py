@@ -27,6 +27,7 @@ TRUSTED_PROXIES = os.environ.get("MONOLITH_TRUSTED_PROXIES", "127.0.0.1/32,::1/1
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
 INSTALLED_APPS = [
+    "django.contrib.admin",  # the back office nobody planned for (T17)
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",

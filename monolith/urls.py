@@ -1,5 +1,6 @@
 """All of the shop's URLs: the REST API under /api/, the schema, and the HTML pages."""
 
+from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView
@@ -27,4 +28,5 @@ urlpatterns = [
     path("orders/", pages.order_history, name="order-history"),
     path("login/", auth_views.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(next_page="/"), name="logout"),
+    path("admin/", admin.site.urls),  # the back office: writes every context's tables directly (T17)
 ]
