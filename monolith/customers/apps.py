@@ -8,3 +8,6 @@ class CustomersConfig(AppConfig):
     label = "customers"
     verbose_name = "Customers"
 
+    def ready(self) -> None:
+        from monolith.customers import receivers  # noqa: F401  (a post_save on the user model, T19)
+
