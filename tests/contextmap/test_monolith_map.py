@@ -95,7 +95,8 @@ def test_imports_show_the_hidden_cycle_and_the_god_module(shop_map: dict[str, An
                                                 "where": "monolith/catalog/models.py:57",
                                                 "hidden_by_local_import": True}  # T8
     utils = next(m for m in shop_map["shared_modules"] if m["module"] == "monolith.utils")
-    assert len(utils["importers"]) == 7  # T3
+    contexts = {"catalog", "customers", "inventory", "notifications", "orders", "payments", "shipping"}
+    assert contexts <= set(utils["importers"])  # T3: every context (the shop's glue too: its nightly job)
 
 
 def test_tangles_md_says_exactly_which_ids_the_tool_finds(shop_map: dict[str, Any]) -> None:
