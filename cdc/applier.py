@@ -38,8 +38,13 @@ class Applier:
 
     def __init__(self, *, sink: SqlSink, transport: Transport, metrics: StreamMetrics,
                  batch_size: int, lease: Lease | None = None, observe_lag: bool = False,
-                 drain_on_stop: bool = False, on_tick: Callable[[], None] = lambda: None) -> None:
+                 drain_on_stop: bool = False, on_tick: Callable[[], None] = lambda: None,
+                 reports_state: bool = True) -> None:
         self.sink = sink
+        # The apply half alone reports standby/streaming. In one process the capture owns the
+        # state: the applier starts first, and its "streaming" would stand while the capture
+        # is still creating its slot, before the copy that replaces the target's rows.
+        self.reports_state = reports_state
         self.transport = transport
         self.metrics = metrics
         self.batch_size = batch_size
@@ -60,7 +65,8 @@ class Applier:
         lease = self.lease
         try:
             while not stop.is_set():
-                self.metrics.state = "standby"
+                if self.reports_state:
+                    self.metrics.state = "standby"
                 if not lease.acquire(stop, on_wait=self._standing_by):
                     return
                 log.info("%s: holding the lease (epoch %d) as %s", self.sink.stream, lease.epoch, lease.holder)
@@ -91,7 +97,8 @@ class Applier:
         sink.reload()  # what the previous holder committed
         subscriber = self.transport.subscriber(sink.resume)
         self.connected.set()
-        self.metrics.state = "streaming"
+        if self.reports_state:
+            self.metrics.state = "streaming"
         dead_seen = self._last_dead_id()
         dead_count = sink.dead
         renew_every = self.lease.ttl / 3 if self.lease is not None else float("inf")

@@ -371,7 +371,7 @@ class Pipeline:
     # -- apply side (worker thread) -----------------------------------------------------
     def _start_applier(self, sink: SqlSink) -> None:
         self._applier = Applier(sink=sink, transport=self.transport, metrics=self.metrics,
-                                batch_size=self.cfg.batch_size, drain_on_stop=True)
+                                batch_size=self.cfg.batch_size, drain_on_stop=True, reports_state=False)
 
         def apply() -> None:
             assert self._applier is not None

@@ -198,6 +198,8 @@ def test_both_postgres_sides_insert_at_once_under_streams_both_ways(pg_server: A
         while time.monotonic() < deadline and not errors and not all(
                 p.metrics.state == "streaming" for p in pipes):
             time.sleep(0.1)
+        assert not errors and all(p.metrics.state == "streaming" for p in pipes), \
+            ([p.metrics.state for p in pipes], errors)  # writing before the copy ends would lose rows
         start = threading.Barrier(2)
 
         def writer(side: Side, label: str) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -153,6 +154,26 @@ def test_crash_during_initial_copy_resumes_with_watermarks(cdc_env: Env, path: s
         wait_for(equal(env), 60, "the copy to finish while streaming")
     assert sql(env.tgt, "SELECT state FROM strangler_cdc_snapshot WHERE source_table = 'catalog_product'") == [("done",)]
     assert sql(env.tgt, "SELECT id, version FROM applied_log GROUP BY 1, 2 HAVING count(*) > 1") == []
+
+
+def test_the_state_is_not_streaming_before_the_copy(cdc_env: Env, tmp_path: Any) -> None:
+    """The applier thread starts (and connects) while the capture is still creating its slot:
+    the stream must not say "streaming" then. `cdc status`, the dashboard and a user waiting
+    for "streaming" before writing to the target read it, and a row written to the target
+    before the copy is removed by it (the copy removes target rows the source lacks)."""
+    env = cdc_env
+    seed(env, 200)
+    cfg = config(env)
+    point = "source.after_slot_created"
+    with faults.enabled(f"{point}=pause", tmp_path), running(cfg) as pipe:
+        faults.wait_hit(tmp_path, point)  # the slot exists; the copy has not begun
+        deadline = time.monotonic() + 1.0  # the applier, started first, connects meanwhile
+        while time.monotonic() < deadline:
+            assert pipe.metrics.state != "streaming", "streaming before the copy"
+            time.sleep(0.02)
+        faults.release(tmp_path, point)
+        wait_for(lambda: pipe.metrics.state == "streaming", 60, "the stream to stream")
+        assert source_rows(env.src) == target_rows(env.tgt)  # streaming: the copy is all there
 
 
 def test_resnapshot_while_streaming_repairs_the_target(cdc_env: Env) -> None:
