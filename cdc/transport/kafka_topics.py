@@ -319,9 +319,20 @@ def _check_existing(admin: Any, meta: Any, names: list[str], rf: int, isr: int, 
                 f"Kafka topic {name} has {copies} replica{'s' if copies != 1 else ''}, fewer than "
                 f"{path}.replication_factor {rf}: raise it with kafka-reassign-partitions, or set "
                 f"replication_factor: {copies}")
+    from confluent_kafka import KafkaError, KafkaException
+
     resources = [ConfigResource(ConfigResource.Type.TOPIC, n) for n in names]
     for res, fut in admin.describe_configs(resources, request_timeout=30).items():
-        entry = fut.result(timeout=60).get("min.insync.replicas")
+        try:
+            entry = fut.result(timeout=60).get("min.insync.replicas")
+        except KafkaException as exc:
+            gone = exc.args and getattr(exc.args[0], "code", lambda: None)() == KafkaError.UNKNOWN_TOPIC_OR_PART
+            if gone:  # listed a moment ago, deleted since (or still being deleted)
+                raise KafkaTransportError(
+                    f"Kafka topic {res.name} vanished while it was checked (deleted meanwhile?): start "
+                    f"the stream again once the deletion is over; if messages were lost with it, the "
+                    f"apply side says so and `strangler verify STREAM --repair` mends the target") from None
+            raise KafkaTransportError(f"cannot read Kafka topic {res.name}'s settings: {exc}") from None
         have = int(entry.value) if entry is not None and entry.value is not None else 1
         if have < isr:
             raise KafkaTransportError(

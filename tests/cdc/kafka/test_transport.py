@@ -7,6 +7,7 @@ import time
 import uuid
 from collections import deque
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
 from confluent_kafka import Consumer, Producer
@@ -414,3 +415,25 @@ def test_a_new_capture_point_resets_the_apply_end_in_its_place(kafka_broker: Kaf
         cap.close()
         apply.close()
     assert kafka_progress.load(s).position == Position(100, 1)
+
+
+def test_a_topic_deleted_while_it_is_checked_is_a_transport_error_with_what_to_do() -> None:
+    """A capture starting while a topic is being deleted: the metadata lists it, its settings
+    are gone a moment later. That is the stream's error, naming the repair (a start retries
+    it), not librdkafka's raw exception."""
+    from concurrent.futures import Future
+
+    from confluent_kafka import KafkaError, KafkaException
+
+    from cdc.transport.kafka_topics import KafkaTransportError, _check_existing
+
+    gone: Future[Any] = Future()
+    gone.set_exception(KafkaException(KafkaError(KafkaError.UNKNOWN_TOPIC_OR_PART)))
+
+    class Admin:
+        def describe_configs(self, resources: list[Any], request_timeout: float) -> dict[Any, Any]:
+            return {resources[0]: gone}
+
+    meta = SimpleNamespace(topics={"t": SimpleNamespace(partitions={0: SimpleNamespace(replicas=[1])})})
+    with pytest.raises(KafkaTransportError, match=r"vanished while it was checked.*--repair"):
+        _check_existing(Admin(), meta, ["t"], 1, 1, "transport")
