@@ -72,7 +72,7 @@ def stream_names(streams: Path | None) -> tuple[str, ...]:
 
 
 def settings_for(*, routes: Path, streams: Path | None, port: int, seed: str | None,
-                 cdc: bool, faults: list[str] | None = None, monolith_db: str | None = None,
+                 cdc: bool, faults: dict[str, dict[str, float]] | None = None, monolith_db: str | None = None,
                  service_dbs: dict[str, str] | None = None, data_plane: str = "router") -> StackSettings:
     if not routes.exists():
         raise CLIError(
@@ -89,7 +89,7 @@ def settings_for(*, routes: Path, streams: Path | None, port: int, seed: str | N
         admin_token=state.admin_token(create=True) or "",
         identity_secret=state.identity_secret(),
         seed=seed, cdc_streams=stream_names(streams) if cdc else (),
-        faults=parse_faults(faults or [], services),
+        faults=faults or {},
         monolith_database_url=monolith_db, service_databases=service_dbs or {}, data_plane=data_plane,
     )
 
@@ -139,7 +139,7 @@ def up(
     if data_plane not in DATA_PLANES:
         raise CLIError(f"--data-plane {data_plane!r}: give one of {', '.join(DATA_PLANES)}")
     try:
-        parse_faults(fault or [], declared())
+        switches = parse_faults(fault or [], declared())
     except ServiceDeclarationError as exc:
         raise typer.BadParameter(str(exc).removeprefix("--fault "), param_hint="--fault") from None
     parts = (["monolith", *(s.name for s in declared()), "router" if data_plane == "router" else "dataplane"]
@@ -160,7 +160,7 @@ def up(
     def settings(monolith_db: str | None = None, service_dbs: dict[str, str] | None = None,
                  streams_file: Path = streams) -> StackSettings:
         return settings_for(routes=routes, streams=streams_file, port=port, seed=seed_size, cdc=cdc,
-                            faults=fault, monolith_db=monolith_db, service_dbs=service_dbs,
+                            faults=switches, monolith_db=monolith_db, service_dbs=service_dbs,
                             data_plane=data_plane)
 
     stack = build_stack(settings(), mode="real" if real else "embedded")
